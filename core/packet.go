@@ -1,0 +1,171 @@
+package core
+
+import (
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Event says whether a packet carries data or marks a stream's start or end.
+type Event uint8
+
+const (
+	// EventData is a packet with media in Data.
+	EventData Event = iota
+	// EventStart opens a stream: stages set up per-stream state. Data is empty.
+	EventStart
+	// EventEnd closes a stream: stages free per-stream state. Data is empty.
+	EventEnd
+)
+
+func (e Event) String() string {
+	switch e {
+	case EventData:
+		return "data"
+	case EventStart:
+		return "start"
+	case EventEnd:
+		return "end"
+	}
+	return "event?"
+}
+
+// FLV tag types, also the RTMP message type ids of av packets.
+const (
+	TagAudio  uint8 = 8
+	TagVideo  uint8 = 9
+	TagScript uint8 = 18
+)
+
+// Packet is the unit that travels between stages. Exactly one stage owns a
+// packet at a time: a stage either passes it on with Output.Emit, or ends its
+// life with Release. Holding on to Data after either is a bug.
+type Packet struct {
+	Event  Event
+	Stream *Stream
+	// Data is the packet's bytes: for av the RTMP message body, for flv the
+	// whole tag (11-byte header + body), for rtp the marshalled RTP packet.
+	Data []byte
+	// Type is the RTMP message type / FLV tag type (TagAudio, TagVideo,
+	// TagScript) of av and flv packets; 0 for rtp.
+	Type uint8
+	// Timestamp in milliseconds (av, flv; for rtp the RTP timestamp).
+	Timestamp uint32
+	// Ingest is when the packet's content entered this process
+	// (UnixNano), kept across stages for latency measurement.
+	Ingest int64
+
+	class int8 // pool size class; -1 when not pooled
+}
+
+// size classes of pooled packet buffers; a larger packet is allocated and
+// left to the garbage collector.
+var classSizes = [...]int{2 << 10, 16 << 10, 128 << 10, 1 << 20}
+
+var packetPools [len(classSizes)]sync.Pool
+
+var unpooled = sync.Pool{New: func() any { return &Packet{class: -1} }}
+
+func init() {
+	for i, size := range classSizes {
+		packetPools[i].New = func() any {
+			return &Packet{Data: make([]byte, 0, size), class: int8(i)}
+		}
+	}
+}
+
+// NewPacket returns a data packet from the pool whose Data has length n.
+// On the hot path this does not allocate once the pool is warm.
+func NewPacket(n int) *Packet {
+	for i, size := range classSizes {
+		if n <= size {
+			p := packetPools[i].Get().(*Packet)
+			p.Data = p.Data[:n]
+			return p
+		}
+	}
+	p := unpooled.Get().(*Packet)
+	p.Data = make([]byte, n)
+	return p
+}
+
+// NewEvent returns a start or end packet for s.
+func NewEvent(ev Event, s *Stream) *Packet {
+	p := unpooled.Get().(*Packet)
+	p.Event = ev
+	p.Stream = s
+	p.Data = nil
+	return p
+}
+
+// Clone returns a pooled copy of p (same stream, event and fields).
+func (p *Packet) Clone() *Packet {
+	c := NewPacket(len(p.Data))
+	copy(c.Data, p.Data)
+	c.Event, c.Stream, c.Type, c.Timestamp, c.Ingest = p.Event, p.Stream, p.Type, p.Timestamp, p.Ingest
+	return c
+}
+
+// Release ends the packet's life and recycles its buffer. Safe on nil.
+func (p *Packet) Release() {
+	if p == nil {
+		return
+	}
+	p.Event, p.Stream, p.Type, p.Timestamp, p.Ingest = EventData, nil, 0, 0, 0
+	if p.class < 0 {
+		p.Data = nil
+		unpooled.Put(p)
+		return
+	}
+	p.Data = p.Data[:0]
+	packetPools[p.class].Put(p)
+}
+
+// InitTags are the FLV tags a player needs before any frame: onMetaData and
+// the audio and video sequence headers. Each is a whole FLV tag or nil.
+// An InitTags value is never changed once shared; replace it instead.
+type InitTags struct {
+	Metadata []byte
+	Video    []byte
+	Audio    []byte
+}
+
+// Tags returns the present tags in the order a player wants them.
+func (t *InitTags) Tags() [][]byte {
+	if t == nil {
+		return nil
+	}
+	out := make([][]byte, 0, 3)
+	for _, tag := range [][]byte{t.Metadata, t.Video, t.Audio} {
+		if len(tag) > 0 {
+			out = append(out, tag)
+		}
+	}
+	return out
+}
+
+var streamIDs atomic.Uint64
+
+// Stream is one live stream inside one pipeline, named APP/KEY. Every packet
+// of it points to the same Stream, so stages may key per-stream state on the
+// pointer or on ID.
+type Stream struct {
+	Name    string // "live/movie"
+	ID      uint64 // unique in the process
+	Started time.Time
+
+	init    atomic.Pointer[InitTags]
+	Packets atomic.Uint64 // counted as the source emits them
+	Bytes   atomic.Uint64
+}
+
+// NewStream returns a stream named name with a fresh ID.
+func NewStream(name string) *Stream {
+	return &Stream{Name: name, ID: streamIDs.Add(1), Started: time.Now()}
+}
+
+// Init returns the stream's current init tags (nil if none known yet).
+func (s *Stream) Init() *InitTags { return s.init.Load() }
+
+// SetInit publishes new init tags for downstream stages (late joiners).
+func (s *Stream) SetInit(t *InitTags) { s.init.Store(t) }

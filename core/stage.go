@@ -1,0 +1,57 @@
+package core
+
+import (
+	"context"
+	"log/slog"
+)
+
+// Stage is one step of a pipeline. Run is called once, on its own goroutine.
+//
+// A source (Spec.In == KindNone) gets a nil in; it produces packets until ctx
+// is cancelled, then ends every stream it opened (EventEnd) and returns.
+// Every other stage reads in until it is closed and returns then; it uses ctx
+// only to stop its own listeners and helpers. Every goroutine a stage starts
+// must have ended, and must no longer call out.Emit, when Run returns.
+//
+// A sink (Spec.Out == KindNone) gets an Output that discards and counts.
+type Stage interface {
+	Run(ctx context.Context, in <-chan *Packet, out Output) error
+}
+
+// Opener is implemented by stages that bind listeners or check resources
+// before the pipeline starts. Open runs for every stage, in order, before any
+// Run; an error stops the whole process with that error.
+type Opener interface {
+	Open(ctx context.Context) error
+}
+
+// Output hands packets to the next stage, which then owns them. Emit never
+// blocks on data: a data packet that finds the next queue full is released
+// and counted as dropped ("queue_full"). Start and end events wait for room,
+// since losing one would leak per-stream state downstream. Emit is safe for
+// concurrent use.
+type Output interface {
+	Emit(p *Packet)
+}
+
+// Env is what the runtime gives a stage when building it.
+type Env struct {
+	Pipeline string // pipeline name
+	Index    int    // 1-based position in the pipeline
+	Name     string // stage name (built-in) or plugin path
+	Dir      string // directory of the pipeline file, for relative paths
+	Log      *slog.Logger
+	Metrics  *StageMetrics
+	Clock    Clock
+}
+
+// TestEnv returns an Env with a discarding logger, private metrics and the
+// real clock: for unit tests and for tools that build stages by hand.
+func TestEnv(name string) *Env {
+	return &Env{
+		Pipeline: "test", Index: 1, Name: name, Dir: ".",
+		Log:     slog.New(slog.DiscardHandler),
+		Metrics: NewMetrics().Stage("test", 1, name),
+		Clock:   RealClock{},
+	}
+}
