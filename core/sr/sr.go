@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync/atomic"
 )
 
 // Image is a packed 8-bit, 3-channel picture, rows top to bottom, no padding.
@@ -37,4 +38,25 @@ var ErrBadImage = errors.New("sr: image size and pixel count disagree")
 type Backend interface {
 	Enhance(ctx context.Context, in *Image, scale int) (*Image, error)
 	Close() error
+}
+
+// PluginOpener starts an SR backend plugin at path. The plugin bridge
+// installs one with SetPluginOpener; core does not depend on it.
+type PluginOpener func(path string) (Backend, error)
+
+var pluginOpener atomic.Pointer[PluginOpener]
+
+// SetPluginOpener installs the opener used for backend = "plugin".
+func SetPluginOpener(f PluginOpener) { pluginOpener.Store(&f) }
+
+// ErrNoPlugins is returned by OpenPlugin when no bridge is linked in.
+var ErrNoPlugins = errors.New("sr: plugin backends are not available in this build")
+
+// OpenPlugin starts the SR backend plugin at path through the installed opener.
+func OpenPlugin(path string) (Backend, error) {
+	f := pluginOpener.Load()
+	if f == nil {
+		return nil, ErrNoPlugins
+	}
+	return (*f)(path)
 }
