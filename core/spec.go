@@ -277,7 +277,7 @@ func (p *Param) typeErr(raw any) error {
 		TypeString: "a string", TypeInt: "an integer", TypeFloat: "a number",
 		TypeBool: "true or false", TypeStringList: "a list of strings",
 	}[p.Type]
-	return fmt.Errorf("%s is not %s", show(raw), want)
+	return fmt.Errorf("%s is not %s", p.show(raw), want)
 }
 
 func (p *Param) show(v any) string {

@@ -121,7 +121,9 @@ type VideoInfo struct {
 }
 
 // IsKeyframe reports a keyframe that is not a sequence header.
-func (v VideoInfo) IsKeyframe() bool { return v.FrameType == FrameKey && v.PacketType != AVCSequenceHeader }
+func (v VideoInfo) IsKeyframe() bool {
+	return v.FrameType == FrameKey && v.PacketType != AVCSequenceHeader
+}
 
 // IsSequenceHeader reports a codec configuration record.
 func (v VideoInfo) IsSequenceHeader() bool { return v.PacketType == AVCSequenceHeader }
@@ -170,7 +172,9 @@ type AudioInfo struct {
 }
 
 // IsSequenceHeader reports an AAC AudioSpecificConfig.
-func (a AudioInfo) IsSequenceHeader() bool { return a.Codec == SoundAAC && a.PacketType == AACSequenceHeader }
+func (a AudioInfo) IsSequenceHeader() bool {
+	return a.Codec == SoundAAC && a.PacketType == AACSequenceHeader
+}
 
 // ParseAudio reads the prefix of an audio tag body.
 func ParseAudio(body []byte) (AudioInfo, bool) {

@@ -1,0 +1,231 @@
+package core_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mediapipe/mediapipe/core"
+)
+
+type srcConfig struct {
+	Listen string        `param:"listen" required:"true" doc:"address"`
+	Key    string        `param:"publish_key" secret:"true" doc:"secret"`
+	Idle   time.Duration `param:"idle_timeout" default:"10s" min:"0.1" doc:"idle"`
+}
+
+type midConfig struct {
+	MaxPayload int      `param:"max_payload" default:"1180" min:"200" max:"65000" doc:"size"`
+	Ratio      float64  `param:"ratio" default:"0.5" min:"0" max:"1" doc:"ratio"`
+	Mode       string   `param:"mode" default:"a" enum:"a,b" doc:"mode"`
+	On         bool     `param:"on" doc:"flag"`
+	Dests      []string `param:"destinations" doc:"list"`
+}
+
+type sinkConfig struct {
+	Listen string `param:"listen" required:"true" doc:"address"`
+}
+
+// testRegistry holds fake stages of each shape, so config tests need no real stage.
+func testRegistry(t *testing.T) *core.Registry {
+	t.Helper()
+	reg := core.NewRegistry()
+	must := func(err error) {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(reg.Add(core.Define(core.Spec{Name: "src", Summary: "test source", Out: core.KindAV},
+		func(c *srcConfig, env *core.Env) (core.Stage, error) { return &fakeSource{}, nil })))
+	must(reg.Add(core.Define(core.Spec{Name: "av2flv", Summary: "av→flv", In: core.KindAV, Out: core.KindFLV},
+		func(c *midConfig, env *core.Env) (core.Stage, error) { return passStage{}, nil })))
+	must(reg.Add(core.Define(core.Spec{Name: "flv2rtp", Summary: "flv→rtp", In: core.KindFLV, Out: core.KindRTP},
+		func(c *midConfig, env *core.Env) (core.Stage, error) { return passStage{}, nil })))
+	must(reg.Add(core.Define(core.Spec{Name: "rtpsink", Summary: "rtp sink", In: core.KindRTP},
+		func(c *sinkConfig, env *core.Env) (core.Stage, error) { return sinkStage{}, nil })))
+	must(reg.Add(core.Define(core.Spec{Name: "flvsink", Summary: "flv sink", In: core.KindFLV},
+		func(c *sinkConfig, env *core.Env) (core.Stage, error) { return sinkStage{}, nil })))
+	return reg
+}
+
+type fakeSource struct{}
+
+func (fakeSource) Run(ctx context.Context, _ <-chan *core.Packet, out core.Output) error {
+	s := core.NewStream("live/test")
+	out.Emit(core.NewEvent(core.EventStart, s))
+	tick := time.NewTicker(time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			out.Emit(core.NewEvent(core.EventEnd, s))
+			return nil
+		case <-tick.C:
+			p := core.NewPacket(4)
+			copy(p.Data, "data")
+			p.Stream = s
+			out.Emit(p)
+		}
+	}
+}
+
+type passStage struct{}
+
+func (passStage) Run(ctx context.Context, in <-chan *core.Packet, out core.Output) error {
+	for p := range in {
+		out.Emit(p)
+	}
+	return nil
+}
+
+type sinkStage struct{}
+
+func (sinkStage) Run(ctx context.Context, in <-chan *core.Packet, out core.Output) error {
+	for p := range in {
+		p.Release()
+	}
+	return nil
+}
+
+const goodFile = `
+[admin]
+listen = "127.0.0.1:0"
+
+[[pipeline]]
+name = "cloud"
+  [[pipeline.stage]]
+  use = "src"
+  listen = "127.0.0.1:1935"
+  publish_key = "hunter2"
+  [[pipeline.stage]]
+  use = "av2flv"
+  [[pipeline.stage]]
+  use = "flv2rtp"
+  max_payload = 1180
+  destinations = ["a", "b"]
+  [[pipeline.stage]]
+  use = "rtpsink"
+  listen = "x"
+`
+
+func TestParseGoodFile(t *testing.T) {
+	f, err := core.Parse("good.toml", ".", []byte(goodFile), nil, testRegistry(t))
+	if err != nil {
+		t.Fatalf("good file refused:\n%v", err)
+	}
+	defer f.Close()
+	if len(f.Pipelines) != 1 || len(f.Pipelines[0].Stages) != 4 || f.Admin.Listen != "127.0.0.1:0" {
+		t.Fatalf("parsed wrongly: %+v", f)
+	}
+}
+
+func TestParseProblems(t *testing.T) {
+	stage := func(body string) string {
+		return "[[pipeline]]\nname = \"edge\"\n[[pipeline.stage]]\nuse = \"src\"\nlisten = \"l\"\n" + body
+	}
+	cases := []struct {
+		name string
+		file string
+		env  []string
+		want []string // every problem line, exactly
+	}{
+		{"toml syntax", "[[pipeline]\nname=", nil,
+			[]string{"t.toml: TOML syntax: line 1, column 12: expected character ]"}},
+		{"no pipelines", "", nil, []string{"t.toml: no [[pipeline]] defined"}},
+		{"unknown stage", stage("[[pipeline.stage]]\nuse = \"nope\"\n"), nil,
+			[]string{`t.toml: pipeline "edge" stage 2 (nope): use: unknown stage "nope" (see mediapipe stages)`}},
+		{"unknown key, mistyped and out of range, all at once",
+			stage("[[pipeline.stage]]\nuse = \"av2flv\"\nmax_payload = 10\nratio = \"x\"\nmode = \"c\"\nfoo = 1\n[[pipeline.stage]]\nuse = \"flv2rtp\"\n[[pipeline.stage]]\nuse = \"rtpsink\"\nlisten = \"x\"\n"), nil,
+			[]string{
+				`t.toml: pipeline "edge" stage 2 (av2flv): foo: unknown parameter (av2flv takes max_payload, ratio, mode, on, destinations)`,
+				`t.toml: pipeline "edge" stage 2 (av2flv): max_payload: 10 is below the minimum 200`,
+				`t.toml: pipeline "edge" stage 2 (av2flv): mode: "c" is not one of a, b`,
+				`t.toml: pipeline "edge" stage 2 (av2flv): ratio: "x" is not a number`,
+			}},
+		{"missing required", "[[pipeline]]\nname = \"edge\"\n[[pipeline.stage]]\nuse = \"src\"\n[[pipeline.stage]]\nuse = \"av2flv\"\n[[pipeline.stage]]\nuse = \"flvsink\"\nlisten = \"x\"\n", nil,
+			[]string{`t.toml: pipeline "edge" stage 1 (src): listen: required parameter is missing`}},
+		{"bad duration", stage("[[pipeline.stage]]\nuse = \"av2flv\"\n[[pipeline.stage]]\nuse = \"flvsink\"\nlisten = \"x\"\n") + "", nil, nil},
+		{"kind mismatch", stage("[[pipeline.stage]]\nuse = \"av2flv\"\n[[pipeline.stage]]\nuse = \"rtpsink\"\nlisten = \"x\"\n"), nil,
+			[]string{`t.toml: pipeline "edge" stage 3 (rtpsink): takes rtp input but stage 2 (av2flv) outputs flv`}},
+		{"sink followed by more", stage("[[pipeline.stage]]\nuse = \"av2flv\"\n[[pipeline.stage]]\nuse = \"flvsink\"\nlisten = \"x\"\n[[pipeline.stage]]\nuse = \"flvsink\"\nlisten = \"y\"\n"), nil,
+			[]string{
+				`t.toml: pipeline "edge" stage 3 (flvsink): flvsink is a sink (no output) and must be the last stage, but stage 4 (flvsink) follows`,
+			}},
+		{"source in the middle", stage("[[pipeline.stage]]\nuse = \"src\"\nlisten = \"m\"\n[[pipeline.stage]]\nuse = \"av2flv\"\n[[pipeline.stage]]\nuse = \"flvsink\"\nlisten = \"x\"\n"), nil,
+			[]string{`t.toml: pipeline "edge" stage 2 (src): src is a source (no input) and can only be the first stage`}},
+		{"first is not a source", "[[pipeline]]\nname = \"p\"\n[[pipeline.stage]]\nuse = \"av2flv\"\n[[pipeline.stage]]\nuse = \"flvsink\"\nlisten = \"x\"\n", nil,
+			[]string{`t.toml: pipeline "p" stage 1 (av2flv): the first stage must be a source, but av2flv takes av input`}},
+		{"last is not a sink", stage("[[pipeline.stage]]\nuse = \"av2flv\"\n"), nil,
+			[]string{`t.toml: pipeline "edge" stage 2 (av2flv): the last stage must be a sink, but av2flv outputs flv that nothing consumes`}},
+		{"secret never shown", "[[pipeline]]\nname = \"p\"\n[[pipeline.stage]]\nuse = \"src\"\nlisten = \"l\"\npublish_key = 12345\n[[pipeline.stage]]\nuse = \"av2flv\"\n[[pipeline.stage]]\nuse = \"flvsink\"\nlisten = \"x\"\n", nil,
+			[]string{`t.toml: pipeline "p" stage 1 (src): publish_key: (secret) is not a string`}},
+		{"duration not a duration", "[[pipeline]]\nname = \"p\"\n[[pipeline.stage]]\nuse = \"src\"\nlisten = \"l\"\nidle_timeout = \"fast\"\n[[pipeline.stage]]\nuse = \"av2flv\"\n[[pipeline.stage]]\nuse = \"flvsink\"\nlisten = \"x\"\n", nil,
+			[]string{`t.toml: pipeline "p" stage 1 (src): idle_timeout: "fast" is not a duration`}},
+		{"no use or plugin, both", "[[pipeline]]\nname = \"p\"\n[[pipeline.stage]]\nlisten = \"l\"\n[[pipeline.stage]]\nuse = \"a\"\nplugin = \"b\"\n", nil,
+			[]string{
+				`t.toml: pipeline "p" stage 1: needs use = "NAME" (a built-in stage) or plugin = "PATH"`,
+				`t.toml: pipeline "p" stage 2: give either use or plugin, not both`,
+			}},
+		{"plugins unavailable", "[[pipeline]]\nname = \"p\"\n[[pipeline.stage]]\nplugin = \"/x/y\"\n", nil,
+			[]string{`t.toml: pipeline "p" stage 1 (/x/y): plugin: plugins are not available in this build`}},
+		{"unknown keys at every level", "bogus = 1\n[admin]\nport = 1\n[[pipeline]]\nname = \"p\"\ncolour = \"red\"\n[[pipeline.stage]]\nuse = \"src\"\nlisten = \"l\"\n[[pipeline.stage]]\nuse = \"av2flv\"\n[[pipeline.stage]]\nuse = \"flvsink\"\nlisten = \"x\"\n", nil,
+			[]string{
+				`t.toml: bogus: unknown top-level key (expected [admin], [log] or [[pipeline]])`,
+				`t.toml: admin.port: unknown key (admin takes listen)`,
+				`t.toml: admin.listen: required when [admin] is present`,
+				`t.toml: pipeline "p": colour: unknown key (a pipeline takes name, queue and [[pipeline.stage]])`,
+			}},
+		{"env override with a bad value", stage("[[pipeline.stage]]\nuse = \"av2flv\"\n[[pipeline.stage]]\nuse = \"flvsink\"\nlisten = \"x\"\n"),
+			[]string{"MEDIAPIPE_PIPELINE_EDGE_STAGE_2_MAX_PAYLOAD=big", "MEDIAPIPE_PIPELINE_NOPE_STAGE_1_X=1"},
+			[]string{
+				`t.toml: pipeline "edge" stage 2 (av2flv): max_payload: "big" is not an integer`,
+				`t.toml: environment MEDIAPIPE_PIPELINE_NOPE_STAGE_1_X: matches no pipeline stage or key (use MEDIAPIPE_PIPELINE_<NAME>_STAGE_<N>_<KEY>)`,
+			}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			f, err := core.Parse("t.toml", "/tmp", []byte(tc.file), tc.env, testRegistry(t))
+			if tc.want == nil {
+				if err != nil {
+					t.Fatalf("unexpected problems:\n%v", err)
+				}
+				f.Close()
+				return
+			}
+			if err == nil {
+				t.Fatalf("no problems reported, want %q", tc.want)
+			}
+			got := strings.Split(err.Error(), "\n")
+			if len(got) != len(tc.want) {
+				t.Fatalf("got %d problems, want %d:\n%s", len(got), len(tc.want), err)
+			}
+			for i := range got {
+				if tc.name == "toml syntax" {
+					if !strings.HasPrefix(got[i], tc.want[i]) {
+						t.Errorf("problem %d:\n got %s\nwant prefix %s", i, got[i], tc.want[i])
+					}
+					continue
+				}
+				if got[i] != tc.want[i] {
+					t.Errorf("problem %d:\n got %s\nwant %s", i, got[i], tc.want[i])
+				}
+			}
+		})
+	}
+}
+
+func TestEnvOverrideApplies(t *testing.T) {
+	env := []string{"MEDIAPIPE_PIPELINE_CLOUD_STAGE_3_MAX_PAYLOAD=1300", "MEDIAPIPE_ADMIN_LISTEN=127.0.0.1:9999"}
+	f, err := core.Parse("t.toml", ".", []byte(goodFile), env, testRegistry(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if got := f.Pipelines[0].Stages[2].Params["max_payload"]; got != core.EnvString("1300") {
+		t.Fatalf("max_payload = %#v, want the environment's 1300", got)
+	}
+	if f.Admin.Listen != "127.0.0.1:9999" {
+		t.Fatalf("admin listen = %q", f.Admin.Listen)
+	}
+}

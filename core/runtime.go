@@ -1,0 +1,372 @@
+package core
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Options configure Build.
+type Options struct {
+	Logger  *slog.Logger
+	Metrics *Metrics // nil: a fresh registry
+	Clock   Clock    // nil: the wall clock
+	// DrainTimeout bounds how long shutdown waits for stages to finish
+	// after the sources stopped (default 5 s).
+	DrainTimeout time.Duration
+}
+
+// Runtime is a built set of pipelines, ready to run once.
+type Runtime struct {
+	File      *File
+	Pipelines []*Pipeline
+	Metrics   *Metrics
+	log       *slog.Logger
+	drain     time.Duration
+	ready     chan struct{}
+	// AdminAddr is where the admin server listens once Run has started it.
+	AdminAddr net.Addr
+}
+
+// Pipeline is one running pipeline: its stages and the streams live in it.
+type Pipeline struct {
+	Name   string
+	Stages []*RunningStage
+
+	mu      sync.Mutex
+	streams map[*Stream]struct{}
+}
+
+// RunningStage is one built stage with its place and queues.
+type RunningStage struct {
+	Config *StageConfig
+	Env    *Env
+	Stage  Stage
+	in     chan *Packet
+	out    *chanOutput // nil for sinks
+	done   atomic.Bool
+}
+
+// Build constructs every stage of f. Nothing listens or runs yet.
+func Build(f *File, opts Options) (*Runtime, error) {
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.Metrics == nil {
+		opts.Metrics = NewMetrics()
+	}
+	if opts.Clock == nil {
+		opts.Clock = RealClock{}
+	}
+	if opts.DrainTimeout <= 0 {
+		opts.DrainTimeout = 5 * time.Second
+	}
+	rt := &Runtime{File: f, Metrics: opts.Metrics, log: opts.Logger, drain: opts.DrainTimeout, ready: make(chan struct{})}
+	var errs []error
+	for _, pc := range f.Pipelines {
+		p := &Pipeline{Name: pc.Name, streams: map[*Stream]struct{}{}}
+		for _, sc := range pc.Stages {
+			log := opts.Logger.With("pipeline", pc.Name, "stage", sc.Index, "name", sc.Label())
+			sm := opts.Metrics.Stage(pc.Name, sc.Index, sc.Label())
+			sm.SetLogger(log)
+			env := &Env{Pipeline: pc.Name, Index: sc.Index, Name: sc.Label(), Dir: f.Dir, Log: log, Metrics: sm, Clock: opts.Clock}
+			st, err := sc.Def.Build(sc.Params, env)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("%s: pipeline %q stage %d (%s): %w", f.Path, pc.Name, sc.Index, sc.Label(), err))
+				continue
+			}
+			rs := &RunningStage{Config: sc, Env: env, Stage: st}
+			if !sc.Def.Spec.IsSource() {
+				rs.in = make(chan *Packet, pc.Queue)
+			}
+			p.Stages = append(p.Stages, rs)
+		}
+		// Wire each stage's output to the next stage's queue.
+		for i, rs := range p.Stages {
+			if i+1 < len(p.Stages) {
+				next := p.Stages[i+1]
+				rs.out = &chanOutput{
+					ch:   next.in,
+					out:  rs.Env.Metrics.Out,
+					in:   next.Env.Metrics.In,
+					full: next.Env.Metrics.Drop("queue_full"),
+					gone: next.Env.Metrics.Drop("stage_stopped"),
+				}
+				if i == 0 {
+					rs.out.track = p
+					rs.out.log = rs.Env.Log
+				}
+			}
+		}
+		rt.Pipelines = append(rt.Pipelines, p)
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	return rt, nil
+}
+
+// Run opens every stage, runs them until ctx is cancelled or a stage fails,
+// then stops the sources, lets the rest drain and returns. It returns nil
+// after a clean shutdown.
+func (rt *Runtime) Run(ctx context.Context) error {
+	stageCtx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	hard := make(chan struct{})
+	var all []*RunningStage
+	for _, p := range rt.Pipelines {
+		for _, rs := range p.Stages {
+			if rs.out != nil {
+				rs.out.hard = hard
+			}
+			all = append(all, rs)
+		}
+	}
+
+	// Open in order; on failure, let the already opened stages clean up.
+	opened := 0
+	var openErr error
+	for _, rs := range all {
+		if o, ok := rs.Stage.(Opener); ok {
+			if err := o.Open(stageCtx); err != nil {
+				openErr = fmt.Errorf("pipeline %q stage %d (%s): %w", rs.Env.Pipeline, rs.Env.Index, rs.Env.Name, err)
+				break
+			}
+		}
+		opened++
+	}
+	if openErr != nil {
+		cancel()
+		close(hard)
+		// With ctx cancelled the sources return at once and each closed
+		// output ends the next stage, so the opened stages release what
+		// Open bound.
+		rt.runStages(stageCtx, all[:opened], nil)
+		return openErr
+	}
+
+	if rt.File.Admin != nil {
+		a, err := rt.startAdmin(rt.File.Admin.Listen)
+		if err != nil {
+			openErr = err
+		} else {
+			defer a.close()
+		}
+	}
+	if openErr != nil {
+		cancel()
+		close(hard)
+		rt.runStages(stageCtx, all, nil)
+		return openErr
+	}
+
+	failed := make(chan error, len(all))
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		rt.runStages(stageCtx, all, failed)
+	}()
+
+	close(rt.ready)
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case runErr = <-failed:
+	case <-done:
+	}
+	rt.log.Info("stopping")
+	cancel()
+	timer := time.NewTimer(rt.drain)
+	defer timer.Stop()
+	select {
+	case <-done:
+	case <-timer.C:
+		close(hard) // unblock start/end events waiting on a stuck queue
+		select {
+		case <-done:
+		case <-time.After(2 * time.Second):
+			return errors.Join(runErr, fmt.Errorf("stages did not stop within %s: %s", rt.drain+2*time.Second, rt.stuck(all)))
+		}
+	}
+	select {
+	case <-hard:
+	default:
+		close(hard)
+	}
+	return runErr
+}
+
+// Ready is closed once every stage is open (listeners bound) and running.
+func (rt *Runtime) Ready() <-chan struct{} { return rt.ready }
+
+// runStages runs each stage on its own goroutine and closes a stage's output
+// queue once it returns, so the next stage drains and ends in turn.
+func (rt *Runtime) runStages(ctx context.Context, stages []*RunningStage, failed chan error) {
+	var wg sync.WaitGroup
+	for _, rs := range stages {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var out Output = discard{rs.Env.Metrics.Drop("sink_emitted")}
+			if rs.out != nil {
+				out = rs.out
+			}
+			err := safeRun(ctx, rs, out)
+			rs.done.Store(true)
+			if rs.out != nil {
+				rs.out.Close()
+			}
+			if err != nil && !errors.Is(err, context.Canceled) {
+				err = fmt.Errorf("pipeline %q stage %d (%s): %w", rs.Env.Pipeline, rs.Env.Index, rs.Env.Name, err)
+				rs.Env.Log.Error("stage failed", "err", err)
+				if failed != nil {
+					failed <- err
+				}
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+// safeRun turns a stage's panic into an error, so one bad stage stops the
+// process cleanly instead of crashing it mid-write.
+func safeRun(ctx context.Context, rs *RunningStage, out Output) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("panic: %v", r)
+		}
+	}()
+	return rs.Stage.Run(ctx, rs.in, out)
+}
+
+func (rt *Runtime) stuck(all []*RunningStage) string {
+	var names []string
+	for _, rs := range all {
+		if !rs.done.Load() {
+			names = append(names, fmt.Sprintf("%s/%d (%s)", rs.Env.Pipeline, rs.Env.Index, rs.Env.Name))
+		}
+	}
+	return fmt.Sprint(names)
+}
+
+// StreamStatus is one live stream as /api/streams shows it.
+type StreamStatus struct {
+	Name    string    `json:"name"`
+	ID      uint64    `json:"id"`
+	Started time.Time `json:"started"`
+	Packets uint64    `json:"packets"`
+	Bytes   uint64    `json:"bytes"`
+}
+
+// Streams lists the pipeline's live streams, by name.
+func (p *Pipeline) Streams() []StreamStatus {
+	p.mu.Lock()
+	out := make([]StreamStatus, 0, len(p.streams))
+	for s := range p.streams {
+		out = append(out, StreamStatus{Name: s.Name, ID: s.ID, Started: s.Started, Packets: s.Packets.Load(), Bytes: s.Bytes.Load()})
+	}
+	p.mu.Unlock()
+	sort.Slice(out, func(i, j int) bool {
+		return out[i].Name < out[j].Name || out[i].Name == out[j].Name && out[i].ID < out[j].ID
+	})
+	return out
+}
+
+// chanOutput is the queue between two stages.
+type chanOutput struct {
+	mu     sync.RWMutex
+	closed bool
+	ch     chan *Packet
+	out    prometheus.Counter
+	in     prometheus.Counter
+	full   *DropCounter
+	gone   *DropCounter
+	hard   chan struct{}
+	track  *Pipeline // the source's output records streams for status
+	log    *slog.Logger
+}
+
+func (o *chanOutput) Emit(p *Packet) {
+	o.out.Inc()
+	if o.track != nil {
+		o.observe(p)
+	}
+	o.mu.RLock()
+	defer o.mu.RUnlock()
+	if o.closed {
+		o.gone.Inc()
+		p.Release()
+		return
+	}
+	if p.Event == EventData {
+		select {
+		case o.ch <- p:
+			o.in.Inc()
+		default:
+			o.full.Inc()
+			p.Release()
+		}
+		return
+	}
+	select {
+	case o.ch <- p:
+		o.in.Inc()
+	case <-o.hard:
+		o.full.Inc()
+		p.Release()
+	}
+}
+
+func (o *chanOutput) observe(p *Packet) {
+	s := p.Stream
+	if s == nil {
+		return
+	}
+	switch p.Event {
+	case EventData:
+		s.Packets.Add(1)
+		s.Bytes.Add(uint64(len(p.Data)))
+	case EventStart:
+		o.track.mu.Lock()
+		o.track.streams[s] = struct{}{}
+		o.track.mu.Unlock()
+		o.log.Info("stream started", "stream", s.Name, "id", s.ID)
+	case EventEnd:
+		o.track.mu.Lock()
+		_, live := o.track.streams[s]
+		delete(o.track.streams, s)
+		o.track.mu.Unlock()
+		if live {
+			o.log.Info("stream ended", "stream", s.Name, "id", s.ID, "packets", s.Packets.Load(), "bytes", s.Bytes.Load(), "duration", time.Since(s.Started).Round(time.Millisecond))
+		}
+	}
+}
+
+// Close marks the queue closed and closes the channel, so the reader drains
+// what is queued and then sees the end.
+func (o *chanOutput) Close() {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if !o.closed {
+		o.closed = true
+		close(o.ch)
+	}
+}
+
+type discard struct{ d *DropCounter }
+
+func (d discard) Emit(p *Packet) {
+	if p.Event == EventData {
+		d.d.Inc()
+	}
+	p.Release()
+}

@@ -1,0 +1,275 @@
+// Package cli implements the mediapipe command: run, validate, stages,
+// version. main.go only hands it the arguments.
+package cli
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"runtime/debug"
+	"strings"
+	"syscall"
+
+	"github.com/mediapipe/mediapipe"
+	"github.com/mediapipe/mediapipe/core"
+)
+
+// Version is set at build time with -ldflags "-X .../internal/cli.Version=v1.2.3".
+var Version = "dev"
+
+// Extra commands linked in by other packages (bench), by name.
+var Extra = map[string]Command{}
+
+// Command is one subcommand.
+type Command struct {
+	Summary string
+	Run     func(args []string, stdout, stderr io.Writer) int
+}
+
+const usage = `mediapipe — plugin-based media pipelines (RTMP → RTP/UDP → HTTP-FLV relay)
+
+Usage:
+  mediapipe run [FILE]        run the pipelines in FILE (default: pipeline.example.toml
+                              in . or beside the binary, else the built-in example)
+  mediapipe validate FILE...  check FILEs; print every problem; exit 1 if any
+  mediapipe stages            list stages with kinds and parameters (--markdown for docs)
+  mediapipe version           print the version
+%s
+Run 'mediapipe COMMAND --help' for a command's flags.
+`
+
+// Main runs the command line and returns the exit code.
+func Main(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprintf(stderr, usage, extraUsage())
+		return 2
+	}
+	switch args[0] {
+	case "run":
+		return runCmd(args[1:], stdout, stderr)
+	case "validate":
+		return validateCmd(args[1:], stdout, stderr)
+	case "stages":
+		return stagesCmd(args[1:], stdout, stderr)
+	case "version", "--version", "-v":
+		fmt.Fprintln(stdout, "mediapipe", version())
+		return 0
+	case "help", "-h", "--help":
+		fmt.Fprintf(stdout, usage, extraUsage())
+		return 0
+	}
+	if c, ok := Extra[args[0]]; ok {
+		return c.Run(args[1:], stdout, stderr)
+	}
+	fmt.Fprintf(stderr, "mediapipe: unknown command %q\n\n", args[0])
+	fmt.Fprintf(stderr, usage, extraUsage())
+	return 2
+}
+
+func extraUsage() string {
+	var b strings.Builder
+	for name, c := range Extra {
+		fmt.Fprintf(&b, "  mediapipe %-20s %s\n", name, c.Summary)
+	}
+	return b.String()
+}
+
+func version() string {
+	if Version != "dev" {
+		return Version
+	}
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		return bi.Main.Version
+	}
+	return Version
+}
+
+func newFlags(name, synopsis string, stderr io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "Usage: mediapipe %s\n\n", synopsis)
+		fs.PrintDefaults()
+	}
+	return fs
+}
+
+// resolveRunFile picks the file `run` uses when none is given.
+func resolveRunFile() (path string, data []byte, err error) {
+	name := mediapipe.ExamplePipelineName
+	if _, err := os.Stat(name); err == nil {
+		return name, nil, nil
+	}
+	if exe, err := os.Executable(); err == nil {
+		p := filepath.Join(filepath.Dir(exe), name)
+		if _, err := os.Stat(p); err == nil {
+			return p, nil, nil
+		}
+	}
+	return "(built-in) " + name, mediapipe.ExamplePipeline, nil
+}
+
+func load(path string, data []byte) (*core.File, error) {
+	if data != nil {
+		wd, _ := os.Getwd()
+		return core.Parse(path, wd, data, os.Environ(), core.Default)
+	}
+	return core.LoadFile(path, core.Default)
+}
+
+func printProblems(w io.Writer, err error) {
+	var probs core.Problems
+	if errors.As(err, &probs) {
+		for _, p := range probs {
+			fmt.Fprintln(w, p.String())
+		}
+		return
+	}
+	fmt.Fprintln(w, err)
+}
+
+func runCmd(args []string, stdout, stderr io.Writer) int {
+	fs := newFlags("run", "run [FILE]", stderr)
+	level := fs.String("log-level", "", "override the file's log level: debug, info, warn, error")
+	if err := fs.Parse(args); err != nil {
+		return flagExit(err)
+	}
+	if fs.NArg() > 1 {
+		fmt.Fprintln(stderr, "mediapipe run: at most one FILE")
+		return 2
+	}
+	var path string
+	var data []byte
+	if fs.NArg() == 1 {
+		path = fs.Arg(0)
+	} else {
+		path, data, _ = resolveRunFile()
+	}
+	f, err := load(path, data)
+	if err != nil {
+		printProblems(stderr, err)
+		return 1
+	}
+	defer f.Close()
+	if *level != "" {
+		f.Log.Level = *level
+	}
+	log := newLogger(stderr, f.Log)
+	slog.SetDefault(log)
+	rt, err := core.Build(f, core.Options{Logger: log})
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	go func() {
+		select {
+		case <-rt.Ready():
+			log.Info("running", "file", path, "pipelines", len(rt.Pipelines), "version", version())
+		case <-ctx.Done():
+		}
+	}()
+	if err := rt.Run(ctx); err != nil {
+		log.Error("stopped with an error", "err", err)
+		return 1
+	}
+	log.Info("stopped")
+	return 0
+}
+
+func newLogger(w io.Writer, c core.LogConfig) *slog.Logger {
+	var lv slog.Level
+	_ = lv.UnmarshalText([]byte(c.Level))
+	opts := &slog.HandlerOptions{Level: lv}
+	if c.Format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+func validateCmd(args []string, stdout, stderr io.Writer) int {
+	fs := newFlags("validate", "validate FILE...", stderr)
+	if err := fs.Parse(args); err != nil {
+		return flagExit(err)
+	}
+	if fs.NArg() == 0 {
+		fs.Usage()
+		return 2
+	}
+	code := 0
+	for _, path := range fs.Args() {
+		f, err := core.LoadFile(path, core.Default)
+		if err != nil {
+			printProblems(stderr, err)
+			code = 1
+			continue
+		}
+		n := 0
+		for _, p := range f.Pipelines {
+			n += len(p.Stages)
+		}
+		fmt.Fprintf(stdout, "%s: ok (%d pipelines, %d stages)\n", path, len(f.Pipelines), n)
+		f.Close()
+	}
+	return code
+}
+
+// PluginLister lists the plugins in a directory with their specs; the plugin
+// bridge installs it.
+var PluginLister func(dir string) ([]core.Definition, []error)
+
+func stagesCmd(args []string, stdout, stderr io.Writer) int {
+	fs := newFlags("stages", "stages [--markdown] [--plugin-dir DIR]", stderr)
+	md := fs.Bool("markdown", false, "print the Markdown reference (docs/stages.md)")
+	dir := fs.String("plugin-dir", defaultPluginDir(), "directory whose plugin executables are listed too")
+	if err := fs.Parse(args); err != nil {
+		return flagExit(err)
+	}
+	defs := core.Default.List()
+	if *md {
+		fmt.Fprint(stdout, core.Markdown(defs))
+		return 0
+	}
+	fmt.Fprint(stdout, core.Text(defs))
+	if *dir == "" || PluginLister == nil {
+		return 0
+	}
+	plugins, errs := PluginLister(*dir)
+	if len(plugins) > 0 {
+		fmt.Fprintf(stdout, "\nplugins in %s:\n", *dir)
+		fmt.Fprint(stdout, core.Text(plugins))
+	}
+	for _, err := range errs {
+		fmt.Fprintln(stderr, err)
+	}
+	for _, d := range plugins {
+		if d.Close != nil {
+			d.Close()
+		}
+	}
+	return 0
+}
+
+func defaultPluginDir() string {
+	if d := os.Getenv("MEDIAPIPE_PLUGIN_DIR"); d != "" {
+		return d
+	}
+	if st, err := os.Stat(filepath.Join("bin", "plugins")); err == nil && st.IsDir() {
+		return filepath.Join("bin", "plugins")
+	}
+	return ""
+}
+
+func flagExit(err error) int {
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	return 2
+}
