@@ -93,7 +93,9 @@ func TestRuntimeRunsAndStops(t *testing.T) {
 // failingOpen fails to open, as a stage whose port is taken does.
 type failingOpen struct{ sinkStage }
 
-func (failingOpen) Open(context.Context) error { return errors.New("listen tcp 127.0.0.1:1: address already in use") }
+func (failingOpen) Open(context.Context) error {
+	return errors.New("listen tcp 127.0.0.1:1: address already in use")
+}
 
 func TestRuntimeOpenFailureStopsEverything(t *testing.T) {
 	reg := testRegistry(t)

@@ -1,0 +1,62 @@
+# mediapipe — build, run, test. `make run` and `make test` install what they
+# need (ffmpeg from Debian's packages) on a fresh Debian machine with Go.
+GO      ?= go
+BIN     := bin
+PLUGINS := $(BIN)/plugins
+export PATH := $(shell $(GO) env GOPATH)/bin:$(PATH)
+
+.PHONY: all build run test test-short bench fuzz plugins proto docs deps lint clean
+
+all: build plugins
+
+## build: the mediapipe binary into bin/
+build:
+	$(GO) build -o $(BIN)/mediapipe ./cmd/mediapipe
+
+## run: cloud + edge from pipeline.example.toml (push to rtmp://127.0.0.1:1935/live/NAME,
+##      play http://127.0.0.1:7001/live/NAME.flv)
+run: deps build plugins
+	$(BIN)/mediapipe run pipeline.example.toml
+
+## test: every test, integration tests with real ffmpeg included
+test: deps plugins
+	$(GO) vet ./...
+	$(GO) test -count=1 -timeout 15m ./...
+
+## test-short: unit tests only (no ffmpeg)
+test-short:
+	$(GO) test -short -count=1 ./...
+
+## bench: Go benchmarks of the hot path and a short relay benchmark
+bench: build
+	$(GO) test -run '^$$' -bench . -benchmem ./core/... ./stages/... ./plugins/...
+
+## fuzz: a short run of every fuzz target
+fuzz:
+	@for pkg in $$($(GO) list ./...); do \
+	  for f in $$($(GO) test -list '^Fuzz' $$pkg 2>/dev/null | grep '^Fuzz'); do \
+	    echo "== $$pkg $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime 15s $$pkg || exit 1; \
+	  done; \
+	done
+
+## plugins: build the example plugins into bin/plugins/
+plugins:
+	@mkdir -p $(PLUGINS)
+	@for d in plugins/examples/*/; do \
+	  [ -f $$d/main.go ] || continue; \
+	  $(GO) build -o $(PLUGINS)/$$(basename $$d) ./$$d || exit 1; \
+	done
+
+## docs: regenerate docs/stages.md from the stage specs
+docs:
+	$(GO) run ./cmd/mediapipe stages --markdown > docs/stages.md
+
+## deps: install ffmpeg (Debian's package) when missing
+deps:
+	@command -v ffmpeg >/dev/null 2>&1 && command -v ffprobe >/dev/null 2>&1 || { \
+	  echo "installing ffmpeg from Debian's packages"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq ffmpeg >/dev/null; }
+
+clean:
+	rm -rf $(BIN)
