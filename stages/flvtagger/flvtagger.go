@@ -1,0 +1,141 @@
+// Package flvtagger is the flv-tagger stage: it turns each av media message
+// into one FLV tag and keeps each stream's init tags for late joiners.
+package flvtagger
+
+import (
+	"bytes"
+	"context"
+
+	"github.com/mediapipe/mediapipe/core"
+	"github.com/mediapipe/mediapipe/core/media/flv"
+)
+
+// Config is flv-tagger's parameters (none).
+type Config struct{}
+
+func init() {
+	core.Register(core.Spec{
+		Name:    "flv-tagger",
+		Summary: "builds one FLV tag per media message; keeps onMetaData and the AVC/HEVC and AAC sequence headers per stream for late joiners",
+		In:      core.KindAV,
+		Out:     core.KindFLV,
+	}, New)
+}
+
+// Stage is a running flv-tagger.
+type Stage struct {
+	env     *core.Env
+	badType *core.DropCounter
+	tooBig  *core.DropCounter
+	unknown *core.DropCounter
+	streams map[*core.Stream]struct{}
+}
+
+// New builds an flv-tagger.
+func New(_ *Config, env *core.Env) (core.Stage, error) {
+	return &Stage{
+		env:     env,
+		badType: env.Metrics.Drop("bad_type"),
+		tooBig:  env.Metrics.Drop("too_large"),
+		unknown: env.Metrics.Drop("unknown_stream"),
+		streams: map[*core.Stream]struct{}{},
+	}, nil
+}
+
+// Run tags packets until in closes.
+func (s *Stage) Run(_ context.Context, in <-chan *core.Packet, out core.Output) error {
+	for p := range in {
+		switch p.Event {
+		case core.EventStart:
+			s.streams[p.Stream] = struct{}{}
+			out.Emit(p)
+		case core.EventEnd:
+			delete(s.streams, p.Stream)
+			out.Emit(p)
+		default:
+			if q := s.tag(p); q != nil {
+				out.Emit(q)
+			}
+		}
+	}
+	return nil
+}
+
+// tag returns p's FLV tag as a new pooled packet and releases p, or drops p.
+func (s *Stage) tag(p *core.Packet) *core.Packet {
+	defer p.Release()
+	if _, ok := s.streams[p.Stream]; !ok {
+		s.unknown.Inc()
+		return nil
+	}
+	if p.Type != core.TagAudio && p.Type != core.TagVideo && p.Type != core.TagScript {
+		s.badType.Inc()
+		return nil
+	}
+	if len(p.Data) > flv.MaxTagSize {
+		s.tooBig.Inc()
+		return nil
+	}
+	q := core.NewPacket(flv.HeaderSize + len(p.Data))
+	flv.PutHeader(q.Data, p.Type, uint32(len(p.Data)), p.Timestamp)
+	copy(q.Data[flv.HeaderSize:], p.Data)
+	q.Stream, q.Type, q.Timestamp, q.Ingest = p.Stream, p.Type, p.Timestamp, p.Ingest
+	if kind := InitKind(q.Type, p.Data); kind != InitNone {
+		SetInitTag(p.Stream, kind, q.Data)
+	}
+	return q
+}
+
+// InitKindT names one of the init tags a player needs first.
+type InitKindT uint8
+
+// Init tag kinds.
+const (
+	InitNone InitKindT = iota
+	InitMetadata
+	InitVideo
+	InitAudio
+)
+
+var onMetaData = []byte{0x02, 0x00, 0x0a, 'o', 'n', 'M', 'e', 't', 'a', 'D', 'a', 't', 'a'}
+
+// InitKind classifies a tag body: onMetaData, a video sequence header
+// (AVC/HEVC, legacy or enhanced) or an AAC sequence header.
+func InitKind(typ uint8, body []byte) InitKindT {
+	switch typ {
+	case flv.TypeScript:
+		if bytes.HasPrefix(body, onMetaData) {
+			return InitMetadata
+		}
+	case flv.TypeVideo:
+		if v, ok := flv.ParseVideo(body); ok && (v.Codec == flv.CodecAVC || v.Codec == flv.CodecHEVC || v.Enhanced) && v.IsSequenceHeader() {
+			return InitVideo
+		}
+	case flv.TypeAudio:
+		if a, ok := flv.ParseAudio(body); ok && a.IsSequenceHeader() {
+			return InitAudio
+		}
+	}
+	return InitNone
+}
+
+// SetInitTag publishes a copy of tag as st's init tag of kind, in a new
+// InitTags value (shared values are never changed).
+func SetInitTag(st *core.Stream, kind InitKindT, tag []byte) {
+	var next core.InitTags
+	if cur := st.Init(); cur != nil {
+		next = *cur
+	}
+	tag = bytes.Clone(tag)
+	switch kind {
+	case InitMetadata:
+		next.Metadata = tag
+	case InitVideo:
+		next.Video = tag
+	case InitAudio:
+		next.Audio = tag
+	default:
+		return
+	}
+	st.SetInit(&next)
+}

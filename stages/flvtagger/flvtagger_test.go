@@ -1,0 +1,107 @@
+package flvtagger
+
+import (
+	"bytes"
+	"testing"
+
+	"github.com/mediapipe/mediapipe/core"
+	"github.com/mediapipe/mediapipe/core/media/flv"
+	"github.com/mediapipe/mediapipe/core/stagetest"
+)
+
+var (
+	meta     = append(append([]byte{}, onMetaData...), 0x08, 0, 0, 0, 0, 0, 0, 9)
+	avcSeq   = []byte{0x17, 0, 0, 0, 0, 1, 0x64, 0, 0x1f}
+	avcKey   = []byte{0x17, 1, 0, 0, 0, 0, 0, 0, 2, 0x65, 0x88}
+	aacSeq   = []byte{0xaf, 0, 0x12, 0x10}
+	aacRaw   = []byte{0xaf, 1, 0x21, 0x10}
+	avcSeq2  = []byte{0x17, 0, 0, 0, 0, 1, 0x4d, 0, 0x1e}
+	textData = []byte{0x02, 0x00, 0x0a, 'o', 'n', 'T', 'e', 'x', 't', 'D', 'a', 't', 'a'}
+)
+
+func TestTagger(t *testing.T) {
+	h := stagetest.Start(t, mustNew(t), nil, false)
+	s := h.StartStream("live/t")
+	in := []struct {
+		typ  uint8
+		ts   uint32
+		body []byte
+	}{
+		{core.TagScript, 0, meta},
+		{core.TagVideo, 0, avcSeq},
+		{core.TagAudio, 0, aacSeq},
+		{core.TagVideo, 33, avcKey},
+		{core.TagAudio, 0x01020304, aacRaw}, // extended timestamp byte
+		{core.TagScript, 40, textData},      // not metadata: passed on, not kept
+		{core.TagVideo, 66, avcSeq2},        // new sequence header replaces the old
+	}
+	for _, p := range in {
+		h.SendData(s, p.typ, p.ts, p.body)
+	}
+	h.SendData(s, 20, 0, []byte{1}) // not an FLV tag type: dropped
+	h.EndStream(s)
+	if err := h.Close(); err != nil {
+		t.Fatal(err)
+	}
+	got := h.Out.Data()
+	if len(got) != len(in) {
+		t.Fatalf("%d tags out, want %d", len(got), len(in))
+	}
+	for i, p := range in {
+		want := flv.AppendTag(nil, p.typ, p.ts, p.body)
+		if !bytes.Equal(got[i].Data, want) || got[i].Type != p.typ || got[i].Timestamp != p.ts || got[i].Stream != s {
+			t.Errorf("tag %d: got % x, want % x", i, got[i].Data, want)
+		}
+	}
+	init := s.Init()
+	if init == nil || !bytes.Equal(init.Metadata, flv.AppendTag(nil, 18, 0, meta)) ||
+		!bytes.Equal(init.Video, flv.AppendTag(nil, 9, 66, avcSeq2)) || !bytes.Equal(init.Audio, flv.AppendTag(nil, 8, 0, aacSeq)) {
+		t.Errorf("init tags: %+v", init)
+	}
+	if all := h.Out.Packets(); all[0].Event != core.EventStart || all[len(all)-1].Event != core.EventEnd {
+		t.Errorf("events not passed through")
+	}
+}
+
+func TestInitNeverMutated(t *testing.T) {
+	h := stagetest.Start(t, mustNew(t), nil, false)
+	s := h.StartStream("live/m")
+	h.SendData(s, core.TagVideo, 0, avcSeq)
+	h.SendData(s, core.TagAudio, 0, aacSeq)
+	h.Out.WaitData(2, 5e9)
+	first := s.Init()
+	firstVideo := bytes.Clone(first.Video)
+	h.SendData(s, core.TagVideo, 5, avcSeq2)
+	h.Out.WaitData(3, 5e9)
+	if s.Init() == first || !bytes.Equal(first.Video, firstVideo) {
+		t.Fatalf("shared InitTags was changed in place")
+	}
+	_ = h.Close()
+}
+
+func mustNew(t testing.TB) core.Stage {
+	st, err := New(nil, core.TestEnv("flv-tagger"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
+
+type discard struct{}
+
+func (discard) Emit(p *core.Packet) { p.Release() }
+
+func BenchmarkTag(b *testing.B) {
+	st := mustNew(b).(*Stage)
+	s := core.NewStream("live/b")
+	st.streams[s] = struct{}{}
+	body := bytes.Repeat([]byte{0x27, 1, 0, 0, 0}, 1000)
+	b.ReportAllocs()
+	b.SetBytes(int64(len(body)))
+	for b.Loop() {
+		p := core.NewPacket(len(body))
+		copy(p.Data, body)
+		p.Stream, p.Type = s, core.TagVideo
+		st.tag(p).Release()
+	}
+}

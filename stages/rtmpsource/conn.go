@@ -1,0 +1,86 @@
+package rtmpsource
+
+import (
+	"errors"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/sirupsen/logrus"
+)
+
+// guardedConn is the byte stream go-rtmp reads: it applies the idle timeout
+// to every read and checks message sizes before go-rtmp sees them.
+type guardedConn struct {
+	net.Conn
+	s     *Stage
+	idle  time.Duration
+	guard *chunkGuard
+
+	cause  atomic.Pointer[string] // first reason the connection failed, for counting
+	failed atomic.Bool            // go-rtmp ended the connection with an error
+	once   sync.Once
+}
+
+func (c *guardedConn) setCause(reason string) { c.cause.CompareAndSwap(nil, &reason) }
+
+func (c *guardedConn) Read(p []byte) (int, error) {
+	if c.idle > 0 {
+		_ = c.Conn.SetReadDeadline(time.Now().Add(c.idle))
+	}
+	n, err := c.Conn.Read(p)
+	if n > 0 {
+		if gerr := c.guard.feed(p[:n]); gerr != nil {
+			if errors.Is(gerr, errTooLarge) {
+				c.setCause("message_too_large")
+			} else {
+				c.setCause("malformed")
+			}
+			_ = c.Conn.Close()
+			return 0, gerr
+		}
+	}
+	var ne net.Error
+	if err != nil && errors.As(err, &ne) && ne.Timeout() {
+		c.setCause("idle_timeout")
+	}
+	return n, err
+}
+
+// Close is go-rtmp's last act on a connection (after the handler's OnClose):
+// count why it ended and let Run stop waiting for it.
+func (c *guardedConn) Close() error {
+	var err error
+	c.once.Do(func() {
+		err = c.Conn.Close()
+		c.s.forget(c)
+	})
+	return err
+}
+
+// errorHook notes that go-rtmp gave up on a connection with an error
+// (it logs "Server closed by error" just before closing).
+type errorHook struct{ c *guardedConn }
+
+func (h errorHook) Levels() []logrus.Level { return []logrus.Level{logrus.ErrorLevel} }
+
+func (h errorHook) Fire(*logrus.Entry) error {
+	h.c.failed.Store(true)
+	return nil
+}
+
+// trackingListener counts each accepted connection before go-rtmp's
+// goroutine for it starts, so Run can wait for all of them.
+type trackingListener struct {
+	net.Listener
+	s *Stage
+}
+
+func (l trackingListener) Accept() (net.Conn, error) {
+	nc, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return l.s.track(nc), nil
+}

@@ -1,0 +1,339 @@
+// Package rtmpsource is the rtmp-source stage: an RTMP server (go-rtmp) that
+// accepts publishers and emits their media messages as av packets, one stream per APP/KEY.
+package rtmpsource
+
+import (
+	"context"
+	"crypto/subtle"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/sirupsen/logrus"
+	rtmp "github.com/yutopp/go-rtmp"
+	rtmpmsg "github.com/yutopp/go-rtmp/message"
+
+	"github.com/mediapipe/mediapipe/core"
+)
+
+// Config is rtmp-source's parameters.
+type Config struct {
+	Listen         string        `param:"listen" required:"true" doc:"TCP address the RTMP server listens on, e.g. 127.0.0.1:1935"`
+	PublishKey     string        `param:"publish_key" secret:"true" doc:"when set, a publisher must add ?key=SECRET to the stream name or is refused"`
+	IdleTimeout    time.Duration `param:"idle_timeout" default:"10s" min:"0.1" doc:"close a connection that does not finish its handshake or stops sending for this long"`
+	MaxMessageSize int           `param:"max_message_size" default:"8388608" min:"65536" max:"16777215" doc:"largest RTMP message in bytes; a bigger one closes the connection (counted) before anything is allocated for it"`
+	MaxPublishers  int           `param:"max_publishers" default:"0" min:"0" doc:"most streams published at once; 0 means no limit"`
+}
+
+func init() {
+	core.Register(core.Spec{
+		Name:    "rtmp-source",
+		Summary: "RTMP server: accepts publishers (ffmpeg, OBS) and emits their media messages, one stream per APP/KEY",
+		In:      core.KindNone,
+		Out:     core.KindAV,
+	}, New)
+}
+
+// Stage is a running rtmp-source.
+type Stage struct {
+	cfg Config
+	env *core.Env
+
+	ln  net.Listener
+	out core.Output
+
+	mu        sync.Mutex
+	closing   bool
+	conns     map[*guardedConn]struct{}
+	streams   map[string]*handler // live streams by name
+	wg        sync.WaitGroup      // one per accepted connection, until go-rtmp closes it
+	published prometheus.Counter
+	live      prometheus.Gauge
+	refused   *core.DropCounter
+	bad       map[string]*core.DropCounter
+	connErr   *core.DropCounter
+}
+
+// New builds an rtmp-source from its config.
+func New(cfg *Config, env *core.Env) (core.Stage, error) {
+	s := &Stage{
+		cfg:       *cfg,
+		env:       env,
+		conns:     map[*guardedConn]struct{}{},
+		streams:   map[string]*handler{},
+		published: env.Metrics.Counter("streams_published"),
+		live:      env.Metrics.Gauge("streams"),
+		refused:   env.Metrics.Drop("publish_refused"),
+		connErr:   env.Metrics.Drop("connection_error"),
+		bad:       map[string]*core.DropCounter{},
+	}
+	for _, reason := range []string{"message_too_large", "malformed", "idle_timeout"} {
+		s.bad[reason] = env.Metrics.Drop(reason)
+	}
+	return s, nil
+}
+
+// Open binds the listener, so a taken address fails before anything runs.
+func (s *Stage) Open(ctx context.Context) error {
+	var lc net.ListenConfig
+	ln, err := lc.Listen(ctx, "tcp", s.cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("rtmp-source: listen %s: %w", s.cfg.Listen, err)
+	}
+	s.ln = ln
+	return nil
+}
+
+// Addr is the bound listener address (after Open).
+func (s *Stage) Addr() net.Addr {
+	if s.ln == nil {
+		return nil
+	}
+	return s.ln.Addr()
+}
+
+// Run serves publishers until ctx is cancelled, then closes the listener and
+// every connection, ends every stream and returns.
+func (s *Stage) Run(ctx context.Context, _ <-chan *core.Packet, out core.Output) error {
+	if s.ln == nil {
+		if err := s.Open(ctx); err != nil {
+			return err
+		}
+	}
+	s.out = out
+	srv := rtmp.NewServer(&rtmp.ServerConfig{OnConnect: s.onConnect})
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(trackingListener{Listener: s.ln, s: s}) }()
+	s.env.Log.Info("rtmp-source listening", "addr", s.ln.Addr().String())
+
+	<-ctx.Done()
+	s.mu.Lock()
+	s.closing = true
+	s.mu.Unlock()
+	_ = srv.Close()
+	<-served // no Accept after this: wg only goes down
+	s.mu.Lock()
+	for c := range s.conns {
+		_ = c.Conn.Close() // go-rtmp notices, calls OnClose, then guardedConn.Close
+	}
+	s.mu.Unlock()
+	s.wg.Wait()
+	s.env.Log.Info("rtmp-source stopped", "addr", s.ln.Addr().String())
+	return nil
+}
+
+func (s *Stage) track(nc net.Conn) *guardedConn {
+	c := &guardedConn{Conn: nc, s: s, idle: s.cfg.IdleTimeout, guard: newChunkGuard(s.cfg.MaxMessageSize)}
+	s.wg.Add(1)
+	s.mu.Lock()
+	s.conns[c] = struct{}{}
+	closing := s.closing
+	s.mu.Unlock()
+	if closing {
+		_ = nc.Close()
+	}
+	return c
+}
+
+func (s *Stage) forget(c *guardedConn) {
+	s.mu.Lock()
+	delete(s.conns, c)
+	closing := s.closing
+	s.mu.Unlock()
+	if !closing {
+		if cause := c.cause.Load(); cause != nil {
+			if d := s.bad[*cause]; d != nil {
+				d.Inc()
+			}
+		} else if c.failed.Load() {
+			s.connErr.Inc()
+		}
+	}
+	s.wg.Done()
+}
+
+func (s *Stage) onConnect(nc net.Conn) (io.ReadWriteCloser, *rtmp.ConnConfig) {
+	c := nc.(*guardedConn)
+	logger := logrus.New()
+	logger.Out = io.Discard
+	logger.Level = logrus.ErrorLevel
+	logger.AddHook(errorHook{c: c})
+	h := &handler{s: s, c: c}
+	return c, &rtmp.ConnConfig{
+		Handler: h,
+		Logger:  logger,
+		ControlState: rtmp.StreamControlStateConfig{
+			DefaultBandwidthWindowSize: 6 * 1024 * 1024 / 8,
+			MaxMessageSize:             uint32(s.cfg.MaxMessageSize),
+			MaxChunkStreams:            maxChunkStreams,
+		},
+	}
+}
+
+var (
+	errRefused     = errors.New("publish refused")
+	errPlayRefused = errors.New("rtmp-source does not serve players")
+)
+
+// splitKey separates "name?key=x" into the name and the key value.
+func splitKey(s string) (name, key string) {
+	name, query, ok := strings.Cut(s, "?")
+	if !ok {
+		return name, ""
+	}
+	v, _ := url.ParseQuery(query)
+	return name, v.Get("key")
+}
+
+// claim registers a new live stream, or says why it may not be published.
+func (s *Stage) claim(name string, h *handler) (string, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch {
+	case s.closing:
+		return "shutting down", false
+	case s.streams[name] != nil:
+		return "stream already published", false
+	case s.cfg.MaxPublishers > 0 && len(s.streams) >= s.cfg.MaxPublishers:
+		return "max_publishers reached", false
+	}
+	s.streams[name] = h
+	return "", true
+}
+
+func (s *Stage) release(name string) {
+	s.mu.Lock()
+	delete(s.streams, name)
+	s.mu.Unlock()
+}
+
+func (s *Stage) keyOK(given string) bool {
+	if s.cfg.PublishKey == "" {
+		return true
+	}
+	return subtle.ConstantTimeCompare([]byte(given), []byte(s.cfg.PublishKey)) == 1
+}
+
+// handler is one RTMP connection's go-rtmp callbacks.
+type handler struct {
+	rtmp.DefaultHandler
+	s       *Stage
+	c       *guardedConn
+	app     string
+	appKey  string
+	stream  *core.Stream
+	scratch []byte // reused to drain go-rtmp's reused payload reader
+}
+
+func (h *handler) OnConnect(_ uint32, cmd *rtmpmsg.NetConnectionConnect) error {
+	h.app, h.appKey = splitKey(cmd.Command.App)
+	h.app = strings.Trim(h.app, "/")
+	return nil
+}
+
+func (h *handler) OnPlay(*rtmp.StreamContext, uint32, *rtmpmsg.NetStreamPlay) error {
+	h.c.setCause("refused")
+	return errPlayRefused
+}
+
+func (h *handler) OnPublish(_ *rtmp.StreamContext, _ uint32, cmd *rtmpmsg.NetStreamPublish) error {
+	key, given := splitKey(cmd.PublishingName)
+	if given == "" {
+		given = h.appKey
+	}
+	name := h.app + "/" + strings.Trim(key, "/")
+	log := h.s.env.Log.With("stream", name, "remote", h.c.RemoteAddr().String())
+	reason := ""
+	switch {
+	case h.stream != nil:
+		reason = "connection already publishes"
+	case h.app == "" || key == "" || strings.Contains(name, ".."):
+		reason = "bad stream name"
+	case !h.s.keyOK(given):
+		reason = "wrong publish key"
+	}
+	if reason == "" {
+		reason, _ = h.s.claim(name, h)
+	}
+	if reason != "" {
+		h.c.setCause("refused")
+		h.s.refused.Inc()
+		log.Warn("publish refused", "reason", reason)
+		return fmt.Errorf("%w: %s", errRefused, reason)
+	}
+	h.stream = core.NewStream(name)
+	h.s.published.Inc()
+	h.s.live.Inc()
+	log.Info("stream start")
+	h.s.out.Emit(core.NewEvent(core.EventStart, h.stream))
+	return nil
+}
+
+func (h *handler) OnSetDataFrame(ts uint32, data *rtmpmsg.NetStreamSetDataFrame) error {
+	if h.stream == nil {
+		return nil
+	}
+	// go-rtmp strips "@setDataFrame": Payload is "onMetaData" + ECMA array,
+	// which is exactly an FLV script tag body.
+	h.emit(core.TagScript, ts, data.Payload)
+	return nil
+}
+
+func (h *handler) OnAudio(ts uint32, payload io.Reader) error {
+	return h.media(core.TagAudio, ts, payload)
+}
+func (h *handler) OnVideo(ts uint32, payload io.Reader) error {
+	return h.media(core.TagVideo, ts, payload)
+}
+
+func (h *handler) media(typ uint8, ts uint32, payload io.Reader) error {
+	if h.stream == nil {
+		return nil
+	}
+	// go-rtmp reuses the reader's buffer: drain it into our own first.
+	buf := h.scratch[:0]
+	for {
+		if len(buf) == cap(buf) {
+			buf = append(buf, 0)[:len(buf)]
+		}
+		n, err := payload.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if err == io.EOF || (err == nil && n == 0) {
+			break
+		}
+		if err != nil {
+			return err
+		}
+	}
+	h.scratch = buf
+	h.emit(typ, ts, buf)
+	return nil
+}
+
+func (h *handler) emit(typ uint8, ts uint32, body []byte) {
+	p := core.NewPacket(len(body))
+	copy(p.Data, body)
+	p.Stream, p.Type, p.Timestamp, p.Ingest = h.stream, typ, ts, time.Now().UnixNano()
+	h.stream.Packets.Add(1)
+	h.stream.Bytes.Add(uint64(len(body)))
+	h.s.out.Emit(p)
+}
+
+// OnClose runs when the connection ends for any reason, refused publishers included.
+func (h *handler) OnClose() {
+	if h.stream == nil {
+		return
+	}
+	st := h.stream
+	h.stream = nil
+	h.s.release(st.Name)
+	h.s.live.Dec()
+	h.s.env.Log.Info("stream end", "stream", st.Name, "packets", st.Packets.Load())
+	h.s.out.Emit(core.NewEvent(core.EventEnd, st))
+}
