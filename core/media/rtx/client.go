@@ -1,0 +1,449 @@
+package rtx
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/quic-go/quic-go"
+
+	"github.com/mediapipe/mediapipe/core"
+	"github.com/mediapipe/mediapipe/core/media/nack"
+)
+
+var (
+	// ErrNotConnected: no session to the server right now; ask again later.
+	ErrNotConnected = errors.New("rtx: not connected")
+	// ErrBusy: the request stream's send window is full; ask again later.
+	ErrBusy = errors.New("rtx: request stream busy")
+	// ErrUnauthorized: the server refused the token.
+	ErrUnauthorized = errors.New("rtx: server refused the token")
+	// ErrClosed: the client was closed.
+	ErrClosed = errors.New("rtx: client closed")
+)
+
+// ClientConfig configures a Client. Zero durations take the defaults noted.
+type ClientConfig struct {
+	Addr       string // server UDP address
+	Token      string
+	CAFile     string // PEM CA to verify the server with; empty = no verification
+	ServerName string // name to verify (default: the host of Addr)
+	Log        *slog.Logger
+
+	// Replies. Each is called from the goroutine reading one SSRC's request
+	// stream (so calls for different SSRCs may run at once); the slices are
+	// valid only during the call.
+	OnRepair  func(ssrc uint32, seq uint16, pkt []byte)
+	OnGone    func(ssrc uint32, seqs []uint16)
+	OnRefused func(ssrc uint32, seqs []uint16)
+	// OnConnect, if set, runs after every successful handshake.
+	OnConnect func()
+
+	MinBackoff  time.Duration // first reconnect delay (default 100 ms)
+	MaxBackoff  time.Duration // longest reconnect delay (default 5 s)
+	DialTimeout time.Duration // handshake + HELLO (default 3 s)
+	IdleTimeout time.Duration // a silent server is given up after this (default 5 s)
+}
+
+// Client keeps one QUIC connection to a repair server, reconnecting with
+// back-off, and sends NACKs on one long-lived request stream per SSRC so the
+// repair of one stream never waits behind another's.
+type Client struct {
+	cfg ClientConfig
+	tls *tls.Config
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	mu      sync.Mutex
+	sess    *session
+	up      chan struct{} // closed while a session is up
+	lastErr error
+}
+
+type session struct {
+	c    *Client
+	conn *quic.Conn
+	ctrl *quic.Stream
+
+	mu     sync.Mutex
+	repair map[uint32]*repairStream
+}
+
+type repairStream struct {
+	mu      sync.Mutex
+	st      *quic.Stream
+	entries []nack.Entry
+	buf     []byte
+}
+
+// Dial starts a client: it connects in the background and keeps connecting
+// until Close. It fails only on a bad configuration.
+func Dial(cfg ClientConfig) (*Client, error) {
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.MinBackoff == 0 {
+		cfg.MinBackoff = 100 * time.Millisecond
+	}
+	if cfg.MaxBackoff == 0 {
+		cfg.MaxBackoff = 5 * time.Second
+	}
+	if cfg.DialTimeout == 0 {
+		cfg.DialTimeout = 3 * time.Second
+	}
+	if cfg.IdleTimeout == 0 {
+		cfg.IdleTimeout = 5 * time.Second
+	}
+	if len(cfg.Token) > MaxTokenLen {
+		return nil, fmt.Errorf("rtx: token longer than %d bytes", MaxTokenLen)
+	}
+	if cfg.ServerName == "" {
+		host, _, err := net.SplitHostPort(cfg.Addr)
+		if err != nil {
+			return nil, fmt.Errorf("rtx: server address %q: %w", cfg.Addr, err)
+		}
+		cfg.ServerName = host
+	}
+	t, err := ClientTLS(cfg.CAFile, cfg.ServerName)
+	if err != nil {
+		return nil, err
+	}
+	c := &Client{cfg: cfg, tls: t, up: make(chan struct{})}
+	c.ctx, c.cancel = context.WithCancel(context.Background())
+	c.wg.Add(1)
+	go c.maintain()
+	return c, nil
+}
+
+// Close ends the session and waits for every goroutine of the client.
+func (c *Client) Close() error {
+	c.cancel()
+	c.wg.Wait()
+	return nil
+}
+
+// Connected reports whether a session is up.
+func (c *Client) Connected() bool { return c.session() != nil }
+
+// LastError is the error of the last failed connection attempt.
+func (c *Client) LastError() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.lastErr
+}
+
+// RTT is QUIC's smoothed round-trip estimate of the current session (0 when
+// there is none).
+func (c *Client) RTT() time.Duration {
+	if s := c.session(); s != nil {
+		return s.conn.ConnectionStats().SmoothedRTT
+	}
+	return 0
+}
+
+func (c *Client) session() *session {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.sess
+}
+
+// WaitConnected waits until a session is up.
+func (c *Client) WaitConnected(ctx context.Context) error {
+	_, err := c.waitSession(ctx)
+	return err
+}
+
+func (c *Client) waitSession(ctx context.Context) (*session, error) {
+	for {
+		c.mu.Lock()
+		s, up := c.sess, c.up
+		c.mu.Unlock()
+		if s != nil {
+			return s, nil
+		}
+		select {
+		case <-up:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-c.ctx.Done():
+			return nil, ErrClosed
+		}
+	}
+}
+
+func (c *Client) maintain() {
+	defer c.wg.Done()
+	backoff := c.cfg.MinBackoff
+	failures := 0
+	for c.ctx.Err() == nil {
+		s, err := c.connect()
+		if err != nil {
+			c.mu.Lock()
+			c.lastErr = err
+			c.mu.Unlock()
+			if failures == 0 || errors.Is(err, ErrUnauthorized) {
+				c.cfg.Log.Warn("repair server unreachable, retrying", "addr", c.cfg.Addr, "err", err)
+			}
+			failures++
+			t := time.NewTimer(backoff)
+			select {
+			case <-t.C:
+			case <-c.ctx.Done():
+				t.Stop()
+				return
+			}
+			backoff = min(backoff*2, c.cfg.MaxBackoff)
+			continue
+		}
+		c.cfg.Log.Info("repair server connected", "addr", c.cfg.Addr)
+		backoff, failures = c.cfg.MinBackoff, 0
+		c.mu.Lock()
+		c.sess, c.lastErr = s, nil
+		close(c.up)
+		c.mu.Unlock()
+		if c.cfg.OnConnect != nil {
+			c.cfg.OnConnect()
+		}
+		select {
+		case <-s.conn.Context().Done():
+			c.cfg.Log.Warn("repair connection lost", "addr", c.cfg.Addr, "err", context.Cause(s.conn.Context()))
+		case <-c.ctx.Done():
+			_ = s.conn.CloseWithError(CodeNormal, "bye")
+		}
+		c.mu.Lock()
+		c.sess = nil
+		c.up = make(chan struct{})
+		c.mu.Unlock()
+	}
+}
+
+func (c *Client) connect() (*session, error) {
+	ctx, cancel := context.WithTimeout(c.ctx, c.cfg.DialTimeout)
+	defer cancel()
+	conn, err := quic.DialAddr(ctx, c.cfg.Addr, c.tls, &quic.Config{
+		HandshakeIdleTimeout:  c.cfg.DialTimeout,
+		MaxIdleTimeout:        c.cfg.IdleTimeout,
+		KeepAlivePeriod:       c.cfg.IdleTimeout / 4,
+		MaxIncomingStreams:    -1,
+		MaxIncomingUniStreams: -1,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("dial %s: %w", c.cfg.Addr, err)
+	}
+	fail := func(err error) (*session, error) {
+		_ = conn.CloseWithError(CodeNormal, "")
+		var ae *quic.ApplicationError
+		if errors.As(err, &ae) && ae.ErrorCode == CodeUnauthorized {
+			return nil, ErrUnauthorized
+		}
+		return nil, err
+	}
+	ctrl, err := conn.OpenStreamSync(ctx)
+	if err != nil {
+		return fail(fmt.Errorf("open control stream: %w", err))
+	}
+	deadline, _ := ctx.Deadline()
+	_ = ctrl.SetDeadline(deadline)
+	if _, err := ctrl.Write(AppendHello(nil, Hello{Version: Version, Token: c.cfg.Token})); err != nil {
+		return fail(fmt.Errorf("send hello: %w", err))
+	}
+	typ, payload, err := NewFrameReader(ctrl, 64).Next()
+	if err != nil {
+		return fail(fmt.Errorf("read hello reply: %w", err))
+	}
+	if typ != FrameHelloOK {
+		return fail(fmt.Errorf("unexpected %s in reply to hello", typ))
+	}
+	if _, err := ParseHelloOK(payload); err != nil {
+		return fail(fmt.Errorf("hello reply: %w", err))
+	}
+	_ = ctrl.SetDeadline(time.Time{})
+	return &session{c: c, conn: conn, ctrl: ctrl, repair: map[uint32]*repairStream{}}, nil
+}
+
+// Nack asks for the packets seqs of ssrc. It never waits for the network:
+// replies come later through OnRepair, OnGone and OnRefused. seqs is sorted
+// in place. ErrNotConnected and ErrBusy mean nothing was sent.
+func (c *Client) Nack(ssrc uint32, seqs []uint16) error {
+	if len(seqs) == 0 {
+		return nil
+	}
+	s := c.session()
+	if s == nil {
+		return ErrNotConnected
+	}
+	rs, err := s.repairStream(ssrc)
+	if err != nil {
+		return err
+	}
+	rs.mu.Lock()
+	rs.entries = nack.FromSeqs(rs.entries[:0], ssrc, seqs)
+	rs.buf = rs.buf[:0]
+	for e := rs.entries; len(e) > 0; {
+		n := min(len(e), nack.MaxEntries)
+		rs.buf = AppendFrameHeader(rs.buf, FrameNACK, n*nack.EntrySize)
+		rs.buf = nack.Marshal(rs.buf, e[:n])
+		e = e[n:]
+	}
+	err = rs.st.TryWriteAll(rs.buf)
+	rs.mu.Unlock()
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, quic.ErrWouldBlock):
+		return ErrBusy
+	default:
+		s.dropRepair(ssrc, rs)
+		return fmt.Errorf("rtx: nack: %w", err)
+	}
+}
+
+// Forget closes ssrc's request stream (the stream ended on this side).
+func (c *Client) Forget(ssrc uint32) {
+	if s := c.session(); s != nil {
+		s.mu.Lock()
+		rs := s.repair[ssrc]
+		delete(s.repair, ssrc)
+		s.mu.Unlock()
+		if rs != nil {
+			_ = rs.st.Close()
+		}
+	}
+}
+
+func (s *session) repairStream(ssrc uint32) (*repairStream, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if rs, ok := s.repair[ssrc]; ok {
+		return rs, nil
+	}
+	st, err := s.conn.OpenStream()
+	if err != nil {
+		return nil, fmt.Errorf("rtx: open request stream: %w", err)
+	}
+	rs := &repairStream{st: st}
+	s.repair[ssrc] = rs
+	s.c.wg.Add(1)
+	go s.readReplies(ssrc, rs)
+	return rs, nil
+}
+
+func (s *session) dropRepair(ssrc uint32, rs *repairStream) {
+	s.mu.Lock()
+	if s.repair[ssrc] == rs {
+		delete(s.repair, ssrc)
+	}
+	s.mu.Unlock()
+	rs.st.CancelRead(CodeStreamGone)
+	rs.st.CancelWrite(CodeStreamGone)
+}
+
+// readReplies hands the replies on one request stream to the callbacks
+// until the stream or the connection ends.
+func (s *session) readReplies(ssrc uint32, rs *repairStream) {
+	defer s.c.wg.Done()
+	defer s.dropRepair(ssrc, rs)
+	fr := NewFrameReader(rs.st, MaxReplyFrame)
+	var entries []nack.Entry
+	var seqs []uint16
+	cfg := &s.c.cfg
+	for {
+		typ, payload, err := fr.Next()
+		if err != nil {
+			return
+		}
+		switch typ {
+		case FrameRepair:
+			seq, pssrc, ok := RTPSeqSSRC(payload)
+			if ok && cfg.OnRepair != nil {
+				cfg.OnRepair(pssrc, seq, payload)
+			}
+		case FrameGone, FrameRefused:
+			entries, err = nack.Unmarshal(payload, entries[:0])
+			if err != nil {
+				return
+			}
+			cb := cfg.OnGone
+			if typ == FrameRefused {
+				cb = cfg.OnRefused
+			}
+			if cb == nil {
+				continue
+			}
+			for _, e := range entries {
+				seqs = e.AppendSeqs(seqs[:0])
+				cb(e.SSRC, seqs)
+			}
+		default:
+			return
+		}
+	}
+}
+
+// request sends one request frame on a fresh stream and returns the payload
+// of the single reply frame of type want.
+func (c *Client) request(ctx context.Context, frame []byte, want FrameType) ([]byte, error) {
+	s, err := c.waitSession(ctx)
+	if err != nil {
+		return nil, err
+	}
+	st, err := s.conn.OpenStreamSync(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("rtx: open stream: %w", err)
+	}
+	defer st.CancelRead(0)
+	stop := context.AfterFunc(ctx, func() { _ = st.SetDeadline(time.Now()) })
+	defer stop()
+	if _, err := st.Write(frame); err != nil {
+		return nil, fmt.Errorf("rtx: send %s: %w", FrameType(frame[0]), err)
+	}
+	_ = st.Close()
+	typ, payload, err := NewFrameReader(st, MaxReplyFrame).Next()
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		return nil, fmt.Errorf("rtx: read reply: %w", err)
+	}
+	if typ != want {
+		return nil, fmt.Errorf("rtx: got %s, want %s", typ, want)
+	}
+	return payload, nil
+}
+
+// Streams asks the server for its live streams (waiting for a session).
+func (c *Client) Streams(ctx context.Context) ([]StreamInfo, error) {
+	p, err := c.request(ctx, AppendFrameHeader(nil, FrameStreamsReq, 0), FrameStreams)
+	if err != nil {
+		return nil, err
+	}
+	return ParseStreams(p)
+}
+
+// Init asks for a stream's current init tags, by ssrc (non-zero) or name.
+// It returns nil tags and no error when the server knows the stream but has
+// no init tags yet, and an error when it does not know the stream.
+func (c *Client) Init(ctx context.Context, ssrc uint32, name string) (*core.InitTags, error) {
+	p, err := c.request(ctx, AppendInitReq(nil, InitReq{SSRC: ssrc, Name: name}), FrameInit)
+	if err != nil {
+		return nil, err
+	}
+	r, err := ParseInit(p)
+	if err != nil {
+		return nil, err
+	}
+	switch r.Status {
+	case InitFound:
+		return &r.Tags, nil
+	case InitNone:
+		return nil, nil
+	}
+	return nil, fmt.Errorf("rtx: stream %q (ssrc %d) unknown to the server", name, ssrc)
+}

@@ -1,0 +1,548 @@
+package rtx
+
+import (
+	"bufio"
+	"context"
+	"crypto/subtle"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/quic-go/quic-go"
+
+	"github.com/mediapipe/mediapipe/core"
+	"github.com/mediapipe/mediapipe/core/media/nack"
+)
+
+// Event names what a server counts.
+type Event uint8
+
+const (
+	EvRequest     Event = iota // a request frame served (NACK, STREAMS_REQ, INIT_REQ)
+	EvRepaired                 // a cached packet sent
+	EvGone                     // a sequence number answered "gone"
+	EvRefusedRate              // a packet refused by the per-peer rate limit
+	EvAuthFailed               // a peer closed for a wrong, missing or late token
+	EvBadRequest               // a malformed or oversized frame; its stream was reset
+	numEvents
+)
+
+var eventNames = [numEvents]string{"requests", "repaired", "gone", "refused_rate", "auth_failed", "bad_request"}
+
+func (e Event) String() string {
+	if e < numEvents {
+		return eventNames[e]
+	}
+	return "event?"
+}
+
+// ServerConfig configures a Server. Zero values take the defaults noted.
+type ServerConfig struct {
+	Addr              string // UDP address to listen on
+	Token             string // when set, peers must present it in HELLO
+	MaxRate           int    // bytes/s of repaired packets per peer; 0 = unlimited
+	CertFile, KeyFile string // PEM files; both empty = self-signed certificate
+	CachePackets      int    // ring size per SSRC (default 5000)
+	SlotBytes         int    // bytes preallocated per ring slot (default 1280)
+	Log               *slog.Logger
+	// Count, if set, is called for every counted event (from many goroutines).
+	Count        func(ev Event, n int)
+	HelloTimeout time.Duration // a peer must send HELLO within this (default 5 s)
+	WriteTimeout time.Duration // a peer must take replies within this (default 5 s)
+	Now          func() time.Time
+}
+
+// Stats is a snapshot of a server's counters.
+type Stats struct {
+	Events  [numEvents]uint64
+	Peers   int
+	Streams int
+}
+
+// Get returns the count of ev.
+func (s Stats) Get(ev Event) uint64 { return s.Events[ev] }
+
+// Server caches packets per SSRC and answers repair requests over QUIC.
+type Server struct {
+	cfg ServerConfig
+	tls *tls.Config
+	ln  *quic.Listener
+
+	mu      sync.RWMutex
+	streams map[uint32]*cached
+	peers   map[*quic.Conn]struct{}
+	closed  bool
+
+	events [numEvents]atomic.Uint64
+	wg     sync.WaitGroup
+}
+
+type cached struct {
+	ring   *Ring
+	stream *core.Stream
+	ended  bool
+	seq    uint64 // order of registration, newest wins a lookup by name
+}
+
+var regSeq atomic.Uint64
+
+// NewServer checks the configuration and builds the TLS config (making a
+// self-signed certificate when no files are given). It binds nothing.
+func NewServer(cfg ServerConfig) (*Server, error) {
+	if cfg.CachePackets == 0 {
+		cfg.CachePackets = 5000
+	}
+	if cfg.SlotBytes == 0 {
+		cfg.SlotBytes = 1280
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.HelloTimeout == 0 {
+		cfg.HelloTimeout = 5 * time.Second
+	}
+	if cfg.WriteTimeout == 0 {
+		cfg.WriteTimeout = 5 * time.Second
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if len(cfg.Token) > MaxTokenLen {
+		return nil, fmt.Errorf("rtx: token longer than %d bytes", MaxTokenLen)
+	}
+	t, err := ServerTLS(cfg.CertFile, cfg.KeyFile)
+	if err != nil {
+		return nil, err
+	}
+	return &Server{cfg: cfg, tls: t, streams: map[uint32]*cached{}, peers: map[*quic.Conn]struct{}{}}, nil
+}
+
+// Listen binds the UDP socket.
+func (s *Server) Listen() error {
+	ln, err := quic.ListenAddr(s.cfg.Addr, s.tls, &quic.Config{
+		HandshakeIdleTimeout:  s.cfg.HelloTimeout,
+		MaxIdleTimeout:        30 * time.Second,
+		MaxIncomingStreams:    256,
+		MaxIncomingUniStreams: -1,
+		KeepAlivePeriod:       5 * time.Second,
+	})
+	if err != nil {
+		return fmt.Errorf("rtx: listen on %s: %w", s.cfg.Addr, err)
+	}
+	s.ln = ln
+	return nil
+}
+
+// Addr is the bound address (nil before Listen).
+func (s *Server) Addr() net.Addr {
+	if s.ln == nil {
+		return nil
+	}
+	return s.ln.Addr()
+}
+
+// Serve accepts peers until ctx is done or Close is called, then closes
+// every peer and waits for their goroutines.
+func (s *Server) Serve(ctx context.Context) error {
+	if s.ln == nil {
+		if err := s.Listen(); err != nil {
+			return err
+		}
+	}
+	stop := context.AfterFunc(ctx, func() { _ = s.Close() })
+	defer stop()
+	s.cfg.Log.Info("repair server listening", "addr", s.ln.Addr().String(), "alpn", ALPN, "auth", s.cfg.Token != "")
+	for {
+		conn, err := s.ln.Accept(ctx)
+		if err != nil {
+			_ = s.Close()
+			s.wg.Wait()
+			if ctx.Err() != nil || errors.Is(err, quic.ErrServerClosed) || errors.Is(err, net.ErrClosed) {
+				return nil
+			}
+			return fmt.Errorf("rtx: accept: %w", err)
+		}
+		s.mu.Lock()
+		if s.closed {
+			s.mu.Unlock()
+			_ = conn.CloseWithError(CodeShutdown, "shutting down")
+			continue
+		}
+		s.peers[conn] = struct{}{}
+		s.wg.Add(1)
+		s.mu.Unlock()
+		go s.serveConn(conn)
+	}
+}
+
+// Close stops listening and closes every peer's connection. Serve returns
+// after their goroutines end.
+func (s *Server) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	peers := make([]*quic.Conn, 0, len(s.peers))
+	for c := range s.peers {
+		peers = append(peers, c)
+	}
+	s.mu.Unlock()
+	for _, c := range peers {
+		_ = c.CloseWithError(CodeShutdown, "shutting down")
+	}
+	if s.ln != nil {
+		return s.ln.Close()
+	}
+	return nil
+}
+
+// Wait waits for every peer goroutine (after Close).
+func (s *Server) Wait() { s.wg.Wait() }
+
+func (s *Server) count(ev Event, n int) {
+	if n <= 0 {
+		return
+	}
+	s.events[ev].Add(uint64(n))
+	if s.cfg.Count != nil {
+		s.cfg.Count(ev, n)
+	}
+}
+
+// Stats returns the counters so far.
+func (s *Server) Stats() Stats {
+	var st Stats
+	for i := range st.Events {
+		st.Events[i] = s.events[i].Load()
+	}
+	s.mu.RLock()
+	st.Peers, st.Streams = len(s.peers), len(s.streams)
+	s.mu.RUnlock()
+	return st
+}
+
+// Stream returns the cache ring of ssrc, creating it for stream if new. A
+// known SSRC now claimed by another stream gets a fresh ring.
+func (s *Server) Stream(ssrc uint32, stream *core.Stream) *Ring {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if c, ok := s.streams[ssrc]; ok && c.stream == stream {
+		c.ended = false
+		return c.ring
+	}
+	c := &cached{ring: NewRing(s.cfg.CachePackets, s.cfg.SlotBytes), stream: stream, seq: regSeq.Add(1)}
+	s.streams[ssrc] = c
+	return c.ring
+}
+
+// EndStream marks ssrc's stream as ended: its cache still answers, but a
+// lookup of init tags by name prefers a live stream of the same name.
+func (s *Server) EndStream(ssrc uint32) {
+	s.mu.Lock()
+	if c, ok := s.streams[ssrc]; ok {
+		c.ended = true
+	}
+	s.mu.Unlock()
+}
+
+// Remove frees ssrc's cache; later requests for it are answered "gone".
+func (s *Server) Remove(ssrc uint32) {
+	s.mu.Lock()
+	delete(s.streams, ssrc)
+	s.mu.Unlock()
+}
+
+func (s *Server) ring(ssrc uint32) *Ring {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if c, ok := s.streams[ssrc]; ok {
+		return c.ring
+	}
+	return nil
+}
+
+func (s *Server) list() []StreamInfo {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	out := make([]StreamInfo, 0, len(s.streams))
+	for ssrc, c := range s.streams {
+		if !c.ended {
+			out = append(out, StreamInfo{SSRC: ssrc, Name: c.stream.Name})
+		}
+	}
+	return out
+}
+
+func (s *Server) init(req InitReq) Init {
+	s.mu.RLock()
+	var best *cached
+	var bestSSRC uint32
+	if req.SSRC != 0 {
+		best, bestSSRC = s.streams[req.SSRC], req.SSRC
+	} else {
+		for ssrc, c := range s.streams {
+			if c.stream.Name != req.Name {
+				continue
+			}
+			if best == nil || (best.ended && !c.ended) || (best.ended == c.ended && c.seq > best.seq) {
+				best, bestSSRC = c, ssrc
+			}
+		}
+	}
+	s.mu.RUnlock()
+	if best == nil {
+		return Init{Status: InitUnknown, SSRC: req.SSRC, Name: req.Name}
+	}
+	r := Init{Status: InitNone, SSRC: bestSSRC, Name: best.stream.Name}
+	if t := best.stream.Init(); t != nil {
+		r.Status, r.Tags = InitFound, *t
+	}
+	return r
+}
+
+// peer is one authenticated connection.
+type peer struct {
+	mu     sync.Mutex
+	bucket *bucket // nil = unlimited
+}
+
+func (p *peer) take(n int, now time.Time) bool {
+	if p.bucket == nil {
+		return true
+	}
+	p.mu.Lock()
+	ok := p.bucket.take(n, now)
+	p.mu.Unlock()
+	return ok
+}
+
+func (s *Server) serveConn(conn *quic.Conn) {
+	defer s.wg.Done()
+	defer func() {
+		s.mu.Lock()
+		delete(s.peers, conn)
+		s.mu.Unlock()
+	}()
+	remote := conn.RemoteAddr().String()
+	ctrl, err := s.hello(conn)
+	if err != nil {
+		s.cfg.Log.Warn("repair peer refused", "peer", remote, "err", err)
+		return
+	}
+	s.cfg.Log.Info("repair peer connected", "peer", remote)
+	p := &peer{}
+	if s.cfg.MaxRate > 0 {
+		p.bucket = newBucket(s.cfg.MaxRate, s.cfg.Now())
+	}
+	// The control stream may carry requests too; when the peer ends it, it
+	// is leaving.
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		s.serveStream(p, ctrl)
+		_ = conn.CloseWithError(CodeNormal, "control stream ended")
+	}()
+	for {
+		st, err := conn.AcceptStream(conn.Context())
+		if err != nil {
+			s.cfg.Log.Info("repair peer gone", "peer", remote, "err", err)
+			return
+		}
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			s.serveStream(p, st)
+		}()
+	}
+}
+
+// hello runs the handshake on the first stream: HELLO with the right token,
+// or the connection is closed with an application error and nothing else.
+func (s *Server) hello(conn *quic.Conn) (*quic.Stream, error) {
+	ctx, cancel := context.WithTimeout(conn.Context(), s.cfg.HelloTimeout)
+	defer cancel()
+	ctrl, err := conn.AcceptStream(ctx)
+	if err != nil {
+		s.count(EvAuthFailed, 1)
+		_ = conn.CloseWithError(CodeHelloTimeout, "no hello")
+		return nil, fmt.Errorf("no control stream: %w", err)
+	}
+	_ = ctrl.SetReadDeadline(time.Now().Add(s.cfg.HelloTimeout))
+	typ, payload, err := NewFrameReader(ctrl, 2+MaxTokenLen).Next()
+	if err != nil || typ != FrameHello {
+		s.count(EvAuthFailed, 1)
+		_ = conn.CloseWithError(CodeProtocol, "expected hello")
+		return nil, fmt.Errorf("bad hello (%s): %v", typ, err)
+	}
+	h, err := ParseHello(payload)
+	if err != nil || h.Version != Version {
+		s.count(EvAuthFailed, 1)
+		_ = conn.CloseWithError(CodeProtocol, "bad hello")
+		return nil, fmt.Errorf("bad hello version %d: %v", h.Version, err)
+	}
+	if s.cfg.Token != "" && subtle.ConstantTimeCompare([]byte(h.Token), []byte(s.cfg.Token)) != 1 {
+		s.count(EvAuthFailed, 1)
+		_ = conn.CloseWithError(CodeUnauthorized, "unauthorized")
+		return nil, errors.New("wrong token")
+	}
+	_ = ctrl.SetReadDeadline(time.Time{})
+	_ = ctrl.SetWriteDeadline(time.Now().Add(s.cfg.WriteTimeout))
+	if _, err := ctrl.Write(AppendHelloOK(nil, HelloOK{Version: Version, CachePackets: uint32(s.cfg.CachePackets)})); err != nil {
+		_ = conn.CloseWithError(CodeProtocol, "hello reply failed")
+		return nil, fmt.Errorf("hello reply: %w", err)
+	}
+	return ctrl, nil
+}
+
+// reqScratch holds one request stream's reusable buffers.
+type reqScratch struct {
+	entries []nack.Entry
+	seqs    []uint16
+	gone    []nack.Entry
+	goneSq  []uint16
+	refused []nack.Entry
+	refSq   []uint16
+	pkt     []byte
+	out     []byte
+}
+
+// serveStream answers the request frames of one stream in order until the
+// peer ends it. Malformed or oversized frames reset the stream.
+func (s *Server) serveStream(p *peer, st *quic.Stream) {
+	fr := NewFrameReader(st, MaxRequestFrame)
+	w := bufio.NewWriterSize(st, 32<<10)
+	var sc reqScratch
+	bad := func(code quic.StreamErrorCode) {
+		s.count(EvBadRequest, 1)
+		st.CancelRead(code)
+		st.CancelWrite(code)
+	}
+	for {
+		typ, payload, err := fr.Next()
+		if err != nil {
+			switch {
+			case errors.Is(err, ErrFrameTooLarge):
+				bad(StreamTooLarge)
+			case errors.Is(err, io.EOF):
+				_ = st.Close()
+			case errors.Is(err, io.ErrUnexpectedEOF):
+				bad(StreamBadFrame)
+			default:
+				st.CancelWrite(CodeStreamGone)
+			}
+			return
+		}
+		switch typ {
+		case FrameNACK:
+			sc.entries, err = nack.Unmarshal(payload, sc.entries[:0])
+			if err != nil {
+				bad(StreamBadFrame)
+				return
+			}
+			s.count(EvRequest, 1)
+			if err := s.answerNACK(p, w, &sc); err != nil {
+				st.CancelWrite(StreamSlow)
+				st.CancelRead(StreamSlow)
+				return
+			}
+		case FrameStreamsReq:
+			if len(payload) != 0 {
+				bad(StreamBadFrame)
+				return
+			}
+			s.count(EvRequest, 1)
+			_, _ = w.Write(AppendStreams(sc.out[:0], s.list()))
+		case FrameInitReq:
+			req, err := ParseInitReq(payload)
+			if err != nil {
+				bad(StreamBadFrame)
+				return
+			}
+			s.count(EvRequest, 1)
+			sc.out = AppendInit(sc.out[:0], s.init(req))
+			_, _ = w.Write(sc.out)
+		default:
+			bad(StreamBadFrame)
+			return
+		}
+		// One flush per request: its replies leave together, and a peer that
+		// stops reading stalls only this stream until WriteTimeout.
+		if err := s.flush(st, w); err != nil {
+			st.CancelWrite(StreamSlow)
+			st.CancelRead(StreamSlow)
+			return
+		}
+	}
+}
+
+// CodeStreamGone resets a reply stream whose request side failed.
+const CodeStreamGone quic.StreamErrorCode = 0x204
+
+func (s *Server) flush(st *quic.Stream, w *bufio.Writer) error {
+	if w.Buffered() == 0 {
+		return nil
+	}
+	_ = st.SetWriteDeadline(time.Now().Add(s.cfg.WriteTimeout))
+	return w.Flush()
+}
+
+// answerNACK writes the cached packets the entries name, then a GONE frame
+// for those not cached and a REFUSED frame for those over the rate limit.
+func (s *Server) answerNACK(p *peer, w *bufio.Writer, sc *reqScratch) error {
+	sc.gone, sc.refused = sc.gone[:0], sc.refused[:0]
+	now := s.cfg.Now()
+	repaired := 0
+	for _, e := range sc.entries {
+		ring := s.ring(e.SSRC)
+		sc.seqs = e.AppendSeqs(sc.seqs[:0])
+		sc.goneSq, sc.refSq = sc.goneSq[:0], sc.refSq[:0]
+		for _, seq := range sc.seqs {
+			var ok bool
+			if ring != nil {
+				sc.pkt, ok = ring.AppendPacket(sc.pkt[:0], seq)
+			}
+			switch {
+			case !ok:
+				sc.goneSq = append(sc.goneSq, seq)
+			case !p.take(len(sc.pkt)+FrameHeaderSize, now):
+				sc.refSq = append(sc.refSq, seq)
+			default:
+				sc.out = AppendFrameHeader(sc.out[:0], FrameRepair, len(sc.pkt))
+				if _, err := w.Write(sc.out); err != nil {
+					return err
+				}
+				if _, err := w.Write(sc.pkt); err != nil {
+					return err
+				}
+				repaired++
+			}
+		}
+		s.count(EvGone, len(sc.goneSq))
+		s.count(EvRefusedRate, len(sc.refSq))
+		sc.gone = nack.FromSeqs(sc.gone, e.SSRC, sc.goneSq)
+		sc.refused = nack.FromSeqs(sc.refused, e.SSRC, sc.refSq)
+	}
+	s.count(EvRepaired, repaired)
+	for _, f := range []struct {
+		t FrameType
+		e []nack.Entry
+	}{{FrameGone, sc.gone}, {FrameRefused, sc.refused}} {
+		if len(f.e) == 0 {
+			continue
+		}
+		sc.out = AppendFrameHeader(sc.out[:0], f.t, len(f.e)*nack.EntrySize)
+		sc.out = nack.Marshal(sc.out, f.e)
+		if _, err := w.Write(sc.out); err != nil {
+			return err
+		}
+	}
+	return nil
+}
