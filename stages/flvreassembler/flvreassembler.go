@@ -1,0 +1,120 @@
+// Package flvreassembler is the flv-reassembler stage: it joins RTP fragments
+// back into FLV tags, dropping (and counting) any tag that is not whole.
+package flvreassembler
+
+import (
+	"context"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/mediapipe/mediapipe/core"
+	"github.com/mediapipe/mediapipe/core/media/flv"
+	"github.com/mediapipe/mediapipe/core/media/rtpflv"
+)
+
+// Config is flv-reassembler's parameters.
+type Config struct {
+	MaxTagSize int `param:"max_tag_size" default:"16777215" min:"1" max:"16777215" doc:"largest FLV tag body in bytes a tag header may declare; a bigger tag is dropped (counted as oversize) and never buffered"`
+}
+
+func init() {
+	core.Register(core.Spec{
+		Name:    "flv-reassembler",
+		Summary: "joins RTP fragments back into FLV tags; a tag with a missing fragment, or whose header disagrees with its fragments, is dropped whole and counted",
+		In:      core.KindRTP,
+		Out:     core.KindFLV,
+	}, New)
+}
+
+// Stage is a running flv-reassembler.
+type Stage struct {
+	cfg     Config
+	env     *core.Env
+	drops   [rtpflv.NumReasons]*core.DropCounter
+	unknown *core.DropCounter
+	onDrop  func(rtpflv.Reason)
+	streams map[*core.Stream]*rtpflv.Reassembler
+	active  prometheus.Gauge
+}
+
+// New builds an flv-reassembler.
+func New(cfg *Config, env *core.Env) (core.Stage, error) {
+	return newStage(cfg, env), nil
+}
+
+func newStage(cfg *Config, env *core.Env) *Stage {
+	s := &Stage{
+		cfg:     *cfg,
+		env:     env,
+		unknown: env.Metrics.Drop("unknown_stream"),
+		streams: map[*core.Stream]*rtpflv.Reassembler{},
+		active:  env.Metrics.Gauge("streams"),
+	}
+	for r := range s.drops {
+		s.drops[r] = env.Metrics.Drop(rtpflv.Reason(r).String())
+	}
+	s.onDrop = func(r rtpflv.Reason) { s.drops[r].Inc() }
+	return s
+}
+
+// Run reassembles until in closes.
+func (s *Stage) Run(_ context.Context, in <-chan *core.Packet, out core.Output) error {
+	for p := range in {
+		s.handle(p, out)
+	}
+	for st, r := range s.streams { // input closed without ends: count what was cut off
+		r.Flush()
+		delete(s.streams, st)
+	}
+	s.active.Set(0)
+	return nil
+}
+
+func (s *Stage) handle(p *core.Packet, out core.Output) {
+	switch p.Event {
+	case core.EventStart:
+		if _, ok := s.streams[p.Stream]; !ok {
+			s.streams[p.Stream] = &rtpflv.Reassembler{MaxTagSize: s.cfg.MaxTagSize, OnDrop: s.onDrop}
+			s.active.Set(float64(len(s.streams)))
+		}
+		out.Emit(p)
+	case core.EventEnd:
+		if r := s.streams[p.Stream]; r != nil {
+			r.Flush() // a tag cut off by the end is counted, never emitted
+			delete(s.streams, p.Stream)
+			s.active.Set(float64(len(s.streams)))
+		}
+		out.Emit(p)
+	default:
+		s.push(p, out)
+	}
+}
+
+// push feeds one RTP packet to its stream's reassembler. A finished tag goes
+// out in p itself when p's buffer can hold it, else in a pooled packet.
+func (s *Stage) push(p *core.Packet, out core.Output) {
+	r := s.streams[p.Stream]
+	if r == nil {
+		s.unknown.Inc()
+		p.Release()
+		return
+	}
+	tag := r.Push(p.Data)
+	if tag == nil {
+		p.Release()
+		return
+	}
+	h, _ := flv.ParseHeader(tag) // the reassembler checked it
+	q := p
+	if len(tag) <= cap(p.Data) {
+		p.Data = p.Data[:len(tag)]
+		copy(p.Data, tag) // may overlap: a one-packet tag sits in p's payload
+	} else {
+		q = core.NewPacket(len(tag))
+		copy(q.Data, tag)
+		q.Stream, q.Ingest = p.Stream, p.Ingest
+		p.Release()
+	}
+	q.Type, q.Timestamp = h.Type, h.Timestamp
+	out.Emit(q)
+}
