@@ -80,59 +80,26 @@ func (s *Stage) tag(p *core.Packet) *core.Packet {
 	flv.PutHeader(q.Data, p.Type, uint32(len(p.Data)), p.Timestamp)
 	copy(q.Data[flv.HeaderSize:], p.Data)
 	q.Stream, q.Type, q.Timestamp, q.Ingest = p.Stream, p.Type, p.Timestamp, p.Ingest
-	if kind := InitKind(q.Type, p.Data); kind != InitNone {
+	if kind := flv.InitKindOf(q.Type, p.Data); kind != flv.InitNone {
 		SetInitTag(p.Stream, kind, q.Data)
 	}
 	return q
 }
 
-// InitKindT names one of the init tags a player needs first.
-type InitKindT uint8
-
-// Init tag kinds.
-const (
-	InitNone InitKindT = iota
-	InitMetadata
-	InitVideo
-	InitAudio
-)
-
-var onMetaData = []byte{0x02, 0x00, 0x0a, 'o', 'n', 'M', 'e', 't', 'a', 'D', 'a', 't', 'a'}
-
-// InitKind classifies a tag body: onMetaData, a video sequence header
-// (AVC/HEVC, legacy or enhanced) or an AAC sequence header.
-func InitKind(typ uint8, body []byte) InitKindT {
-	switch typ {
-	case flv.TypeScript:
-		if bytes.HasPrefix(body, onMetaData) {
-			return InitMetadata
-		}
-	case flv.TypeVideo:
-		if v, ok := flv.ParseVideo(body); ok && (v.Codec == flv.CodecAVC || v.Codec == flv.CodecHEVC || v.Enhanced) && v.IsSequenceHeader() {
-			return InitVideo
-		}
-	case flv.TypeAudio:
-		if a, ok := flv.ParseAudio(body); ok && a.IsSequenceHeader() {
-			return InitAudio
-		}
-	}
-	return InitNone
-}
-
 // SetInitTag publishes a copy of tag as st's init tag of kind, in a new
 // InitTags value (shared values are never changed).
-func SetInitTag(st *core.Stream, kind InitKindT, tag []byte) {
+func SetInitTag(st *core.Stream, kind flv.InitKind, tag []byte) {
 	var next core.InitTags
 	if cur := st.Init(); cur != nil {
 		next = *cur
 	}
 	tag = bytes.Clone(tag)
 	switch kind {
-	case InitMetadata:
+	case flv.InitMetadata:
 		next.Metadata = tag
-	case InitVideo:
+	case flv.InitVideo:
 		next.Video = tag
-	case InitAudio:
+	case flv.InitAudio:
 		next.Audio = tag
 	default:
 		return

@@ -10,7 +10,7 @@ import (
 )
 
 var (
-	meta     = append(append([]byte{}, onMetaData...), 0x08, 0, 0, 0, 0, 0, 0, 9)
+	meta     = []byte{0x02, 0x00, 0x0a, 'o', 'n', 'M', 'e', 't', 'a', 'D', 'a', 't', 'a', 0x08, 0, 0, 0, 0, 0, 0, 9}
 	avcSeq   = []byte{0x17, 0, 0, 0, 0, 1, 0x64, 0, 0x1f}
 	avcKey   = []byte{0x17, 1, 0, 0, 0, 0, 0, 0, 2, 0x65, 0x88}
 	aacSeq   = []byte{0xaf, 0, 0x12, 0x10}

@@ -143,7 +143,7 @@ func TestPushIsByteIdentical(t *testing.T) {
 		t.Errorf("last tag is not the AVC end of sequence: %+v", v)
 	}
 	// onMetaData arrives as a script tag body, @setDataFrame stripped.
-	if len(tags) == 0 || tags[0][0] != flv.TypeScript || flvtagger.InitKind(flv.TypeScript, tags[0][flv.HeaderSize:]) != flvtagger.InitMetadata {
+	if len(tags) == 0 || tags[0][0] != flv.TypeScript || !flv.IsOnMetaData(tags[0][flv.HeaderSize:]) {
 		t.Errorf("first tag is not onMetaData: % x", tags[0][:min(len(tags[0]), 32)])
 	}
 	init := st.Init()

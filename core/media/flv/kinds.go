@@ -1,0 +1,53 @@
+package flv
+
+import "bytes"
+
+// InitKind names the init tags a player needs before any frame.
+type InitKind uint8
+
+// Init tag kinds.
+const (
+	InitNone     InitKind = iota
+	InitMetadata          // script tag "onMetaData"
+	InitVideo             // AVC/HEVC (legacy or enhanced) sequence header
+	InitAudio             // AAC AudioSpecificConfig
+)
+
+// onMetaData is the AMF0 string "onMetaData" that opens a metadata script body.
+var onMetaData = []byte{0x02, 0x00, 0x0a, 'o', 'n', 'M', 'e', 't', 'a', 'D', 'a', 't', 'a'}
+
+// IsOnMetaData reports a script tag body that starts with the AMF0 string "onMetaData".
+func IsOnMetaData(body []byte) bool { return bytes.HasPrefix(body, onMetaData) }
+
+// InitKindOf classifies a tag body of type typ as one of the init tags, or InitNone.
+func InitKindOf(typ uint8, body []byte) InitKind {
+	switch typ {
+	case TypeScript:
+		if IsOnMetaData(body) {
+			return InitMetadata
+		}
+	case TypeVideo:
+		if v, ok := ParseVideo(body); ok && (v.Codec == CodecAVC || v.Codec == CodecHEVC || v.Enhanced) && v.IsSequenceHeader() {
+			return InitVideo
+		}
+	case TypeAudio:
+		if a, ok := ParseAudio(body); ok && a.IsSequenceHeader() {
+			return InitAudio
+		}
+	}
+	return InitNone
+}
+
+// IsVideoKeyframe reports a video tag body that is a keyframe a decoder can
+// start from: not a sequence header and not an AVC end of sequence (which
+// also carries the keyframe flag).
+func IsVideoKeyframe(body []byte) bool {
+	v, ok := ParseVideo(body)
+	if !ok || v.FrameType != FrameKey {
+		return false
+	}
+	if v.Codec == CodecAVC || v.Codec == CodecHEVC || v.Enhanced {
+		return v.PacketType == AVCNALU
+	}
+	return true
+}
