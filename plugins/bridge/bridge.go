@@ -1,0 +1,140 @@
+// Package bridge runs external stage and SR backend plugins (hashicorp
+// go-plugin over gRPC) so the pipeline cannot tell them from built-ins.
+//
+// Importing it enables plugin = "PATH" stages and backend = "plugin": its
+// init installs Load as core.Default's plugin loader and OpenSRBackend as
+// core/sr's plugin opener.
+package bridge
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sort"
+
+	"github.com/mediapipe/mediapipe/core"
+	"github.com/mediapipe/mediapipe/core/sr"
+	"github.com/mediapipe/mediapipe/plugins/internal/pluginpb"
+	"github.com/mediapipe/mediapipe/plugins/internal/shared"
+)
+
+func init() {
+	core.Default.SetPluginLoader(Load)
+	sr.SetPluginOpener(OpenSRBackend)
+}
+
+// Options tune how a plugin stage is run.
+type Options struct {
+	// MaxBatch is the most packets per message either way (default 64).
+	// Whatever is waiting is sent at once, so latency stays low at any size.
+	MaxBatch int
+	// Log receives lifecycle lines and the plugin's standard error while
+	// loading (default slog.Default()); a built stage logs to its env.Log.
+	Log *slog.Logger
+}
+
+func (o Options) log() *slog.Logger {
+	if o.Log != nil {
+		return o.Log
+	}
+	return slog.Default()
+}
+
+// Load starts the plugin at path to ask its spec and returns a Definition
+// whose Check validates parameters against that spec and whose Build makes
+// a stage that runs the plugin. The process started to ask is stopped before
+// Load returns. Every error is one line naming path.
+func Load(path string) (core.Definition, error) { return LoadWith(path, Options{}) }
+
+// LoadWith is Load with options.
+func LoadWith(path string, opts Options) (core.Definition, error) {
+	p, err := start(path, shared.KindStage, opts.log())
+	if err != nil {
+		return core.Definition{}, err
+	}
+	spec := p.spec
+	p.kill()
+	return core.Definition{
+		Spec: spec,
+		Check: func(raw map[string]any) []error {
+			_, errs := normalize(&spec, raw)
+			return errs
+		},
+		Build: func(raw map[string]any, env *core.Env) (core.Stage, error) {
+			params, errs := normalize(&spec, raw)
+			if len(errs) > 0 {
+				return nil, errors.Join(errs...)
+			}
+			return newStage(path, spec, params, env, opts), nil
+		},
+	}, nil
+}
+
+// normalize checks raw against spec and converts the given values for the
+// wire; the plugin applies its own defaults.
+func normalize(spec *core.Spec, raw map[string]any) (map[string]*pluginpb.Value, []error) {
+	raw = withoutPluginKey(raw)
+	if errs := spec.Decode(raw, nil); len(errs) > 0 {
+		return nil, errs
+	}
+	out := make(map[string]*pluginpb.Value, len(raw))
+	var errs []error
+	for k, r := range raw {
+		v, err := spec.Param(k).Normalize(r)
+		if err == nil {
+			out[k], err = shared.ValueToPB(v)
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", k, err))
+		}
+	}
+	return out, errs
+}
+
+// withoutPluginKey drops the "plugin" key naming the program, should the
+// caller pass the stage's whole table.
+func withoutPluginKey(raw map[string]any) map[string]any {
+	if _, ok := raw["plugin"]; !ok {
+		return raw
+	}
+	c := make(map[string]any, len(raw))
+	for k, v := range raw {
+		if k != "plugin" {
+			c[k] = v
+		}
+	}
+	return c
+}
+
+// Discover loads every executable regular file in dir as a stage plugin.
+// It returns the definitions of those that are stage plugins, sorted by
+// name, and one error for each file that is no plugin at all. SR backend
+// plugins are skipped.
+func Discover(dir string) ([]core.Definition, []error) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, []error{fmt.Errorf("plugin directory %s: %w", dir, err)}
+	}
+	var defs []core.Definition
+	var errs []error
+	for _, e := range entries {
+		info, err := e.Info()
+		if err != nil || !info.Mode().IsRegular() || info.Mode().Perm()&0o111 == 0 {
+			continue
+		}
+		def, err := Load(filepath.Join(dir, e.Name()))
+		var wk *wrongKind
+		if errors.As(err, &wk) {
+			continue
+		}
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		defs = append(defs, def)
+	}
+	sort.Slice(defs, func(i, j int) bool { return defs[i].Spec.Name < defs[j].Spec.Name })
+	return defs, errs
+}

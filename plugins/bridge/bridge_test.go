@@ -1,0 +1,384 @@
+package bridge
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/mediapipe/mediapipe/core"
+	"github.com/mediapipe/mediapipe/core/sr"
+	"github.com/mediapipe/mediapipe/core/stagetest"
+)
+
+func TestLoadDescribesSpec(t *testing.T) {
+	def, err := Load(bin(t, "stream-filter"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := def.Spec
+	if s.Name != "stream-filter" || s.In != core.KindFLV || s.Out != core.KindFLV {
+		t.Fatalf("spec = %+v", s)
+	}
+	da := s.Param("drop_audio")
+	if da == nil || da.Type != core.TypeBool || da.Default != "false" || da.Doc == "" {
+		t.Fatalf("drop_audio = %+v", da)
+	}
+	if al := s.Param("allow"); al == nil || al.Type != core.TypeStringList {
+		t.Fatalf("allow = %+v", al)
+	}
+	cases := []struct {
+		raw  map[string]any
+		want string // "" = valid
+	}{
+		{map[string]any{}, ""},
+		{map[string]any{"drop_audio": true, "allow": []any{"live/*"}}, ""},
+		{map[string]any{"plugin": "./stream-filter", "drop_audio": false}, ""},
+		{map[string]any{"drop_audio": "yes"}, "drop_audio:"},
+		{map[string]any{"dropaudio": true}, "dropaudio: unknown parameter"},
+		{map[string]any{"allow": 3}, "allow:"},
+	}
+	for _, c := range cases {
+		errs := def.Check(c.raw)
+		if c.want == "" && len(errs) > 0 {
+			t.Errorf("Check(%v) = %v, want no error", c.raw, errs)
+		}
+		if c.want != "" && (len(errs) != 1 || !strings.HasPrefix(errs[0].Error(), c.want)) {
+			t.Errorf("Check(%v) = %v, want one error starting %q", c.raw, errs, c.want)
+		}
+	}
+	// A glob the plugin's own Validate refuses fails at Build/Open.
+	st, err := def.Build(map[string]any{"allow": []any{"["}}, core.TestEnv("x"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.(core.Opener).Open(context.Background()); err == nil || !strings.Contains(err.Error(), "bad glob") {
+		t.Fatalf("Open with a bad glob: %v", err)
+	}
+}
+
+type sent struct {
+	stream *core.Stream
+	typ    uint8
+	data   []byte
+}
+
+func TestStreamFilter(t *testing.T) {
+	def, err := Load(bin(t, "stream-filter"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		name      string
+		raw       map[string]any
+		dropAudio bool
+		allowed   []string
+	}{
+		{"defaults", map[string]any{}, false, []string{"live/a", "other/b"}},
+		{"drop audio", map[string]any{"drop_audio": true}, true, []string{"live/a", "other/b"}},
+		{"allow live", map[string]any{"allow": []any{"live/*"}}, false, []string{"live/a"}},
+		{"both", map[string]any{"drop_audio": true, "allow": []any{"nothing/*", "other/?"}}, true, []string{"other/b"}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			sink := &logSink{}
+			env := testEnv(sink)
+			st, err := def.Build(c.raw, env)
+			if err != nil {
+				t.Fatal(err)
+			}
+			h := stagetest.Start(t, st, env, false)
+			pid := st.(*Stage).PID()
+			if !alive(pid) {
+				t.Fatalf("plugin pid %d not running after Open", pid)
+			}
+			a := h.StartStream("live/a")
+			b := h.StartStream("other/b")
+			var want []sent
+			for i := range 60 {
+				for _, s := range []*core.Stream{a, b} {
+					typ := []uint8{core.TagVideo, core.TagAudio, core.TagVideo, core.TagScript}[i%4]
+					data := tag(typ, uint32(i*20), 100+i*13, i)
+					h.SendData(s, typ, uint32(i*20), data)
+					if slices.Contains(c.allowed, s.Name) && !(c.dropAudio && typ == core.TagAudio) {
+						want = append(want, sent{s, typ, data})
+					}
+				}
+			}
+			h.EndStream(a)
+			h.EndStream(b)
+			if err := h.Close(); err != nil {
+				t.Fatal(err)
+			}
+			got := h.Out.Packets()
+			var data []stagetest.Captured
+			var events []string
+			for _, p := range got {
+				if p.Event == core.EventData {
+					data = append(data, p)
+				} else {
+					events = append(events, p.Event.String()+" "+p.Stream.Name)
+				}
+			}
+			var wantEvents []string
+			for _, ev := range []string{"start", "end"} {
+				for _, n := range []string{"live/a", "other/b"} {
+					if slices.Contains(c.allowed, n) {
+						wantEvents = append(wantEvents, ev+" "+n)
+					}
+				}
+			}
+			if !slices.Equal(events, wantEvents) {
+				t.Errorf("events = %q, want %q", events, wantEvents)
+			}
+			if len(data) != len(want) {
+				t.Fatalf("got %d data packets, want %d", len(data), len(want))
+			}
+			for i, w := range want {
+				g := data[i]
+				if g.Stream != w.stream || g.Type != w.typ || !bytes.Equal(g.Data, w.data) {
+					t.Fatalf("packet %d = %s type %d %d bytes, want %s type %d %d bytes (byte-identical)",
+						i, g.Stream.Name, g.Type, len(g.Data), w.stream.Name, w.typ, len(w.data))
+				}
+			}
+			waitGone(t, pid)
+			found := false
+			for _, r := range sink.all() {
+				if strings.Contains(r, "stage open") && strings.Contains(r, "plugin=stream-filter") {
+					found = true
+				}
+			}
+			if !found {
+				t.Errorf("the plugin's log line did not reach the host log: %q", sink.all())
+			}
+		})
+	}
+}
+
+func TestInitTagsCrossTheBridge(t *testing.T) {
+	def, err := Load(bin(t, "stream-filter"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := testEnv(nil)
+	st, err := def.Build(map[string]any{}, env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := stagetest.Start(t, st, env, false)
+	s := core.NewStream("live/init")
+	init1 := &core.InitTags{Metadata: tag(core.TagScript, 0, 30, 1), Video: tag(core.TagVideo, 0, 40, 2)}
+	s.SetInit(init1)
+	h.Send(core.NewEvent(core.EventStart, s))
+	h.SendData(s, core.TagVideo, 0, tag(core.TagVideo, 0, 50, 3))
+	h.Out.WaitData(1, 10*time.Second)
+	if got := s.Init(); !bytes.Equal(got.Video, init1.Video) || !bytes.Equal(got.Metadata, init1.Metadata) {
+		t.Fatalf("init after the round trip = %+v", got)
+	}
+	h.EndStream(s)
+	if err := h.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestKillRestartsAndStreamGoesOn(t *testing.T) {
+	def, err := Load(bin(t, "stream-filter"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := testEnv(nil)
+	st, err := def.Build(map[string]any{"drop_audio": true}, env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stage := st.(*Stage)
+	h := stagetest.Start(t, st, env, false)
+	s := h.StartStream("live/movie")
+	seq := 0
+	send := func(n int) {
+		for range n {
+			h.SendData(s, core.TagVideo, uint32(seq), tag(core.TagVideo, uint32(seq), 200, seq))
+			seq++
+		}
+	}
+	send(10)
+	h.Out.WaitData(10, 10*time.Second)
+	if n := len(h.Out.Data()); n != 10 {
+		t.Fatalf("before the kill: %d packets, want 10", n)
+	}
+	pid := stage.PID()
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	restarts := env.Metrics.Counter("restarts")
+	// Keep the stream going until the restarted plugin passes packets again.
+	waitFor(t, "the plugin to restart", func() bool {
+		send(1)
+		return core.CounterValue(restarts) >= 1 && stage.PID() != pid && stage.PID() != 0
+	})
+	before := len(h.Out.Data())
+	mark := seq
+	send(20)
+	got := h.Out.WaitData(before+20, 10*time.Second)
+	if len(got) < before+20 {
+		t.Fatalf("after restart: %d packets, want %d", len(got), before+20)
+	}
+	last := got[len(got)-1]
+	if last.Stream != s || !bytes.Equal(last.Data, tag(core.TagVideo, uint32(mark+19), 200, mark+19)) {
+		t.Fatalf("last packet after restart is not the last one sent")
+	}
+	waitGone(t, pid)
+	newPID := stage.PID()
+	h.EndStream(s)
+	if err := h.Close(); err != nil {
+		t.Fatal(err)
+	}
+	var starts, ends int
+	for _, p := range h.Out.Packets() {
+		switch p.Event {
+		case core.EventStart:
+			starts++
+		case core.EventEnd:
+			ends++
+		}
+	}
+	if starts != 1 || ends != 1 {
+		t.Errorf("downstream saw %d starts and %d ends, want 1 and 1", starts, ends)
+	}
+	if v := core.CounterValue(restarts); v != 1 {
+		t.Errorf("restarts = %v, want 1", v)
+	}
+	waitGone(t, newPID)
+}
+
+func TestBadPlugins(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, content string, mode os.FileMode) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(content), mode); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	if err := os.Mkdir(filepath.Join(dir, "adir"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		name, path, want string
+	}{
+		{"missing", filepath.Join(dir, "nope"), "no such file"},
+		{"directory", filepath.Join(dir, "adir"), "is a directory"},
+		{"not executable", write("plain", "#!/bin/sh\n", 0o644), "not executable"},
+		{"/bin/true", "/bin/true", "not a mediapipe plugin"},
+		{"script", write("script.sh", "#!/bin/sh\necho hello\necho oops >&2\n", 0o755), "not a mediapipe plugin"},
+		{"garbage binary", write("garbage", "\x7fELF nonsense", 0o755), "plugin"},
+		{"other protocol version", bin(t, "otherversion"), "protocol version 2"},
+		{"sr backend as stage", bin(t, "sr-sharpen"), "is an SR backend plugin, not a stage"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := Load(c.path)
+			if err == nil {
+				t.Fatal("loaded")
+			}
+			msg := err.Error()
+			if strings.Contains(msg, "\n") || !strings.Contains(msg, c.path) || !strings.Contains(msg, c.want) {
+				t.Errorf("error = %q, want one line naming %s and saying %q", msg, c.path, c.want)
+			}
+		})
+	}
+	t.Run("stage as sr backend", func(t *testing.T) {
+		_, err := OpenSRBackend(bin(t, "stream-filter"))
+		if err == nil || !strings.Contains(err.Error(), "is a stage plugin, not an SR backend") {
+			t.Errorf("error = %v", err)
+		}
+	})
+	liveMu.Lock()
+	n := len(live)
+	liveMu.Unlock()
+	if n != 0 {
+		t.Errorf("%d plugin processes left after failed loads", n)
+	}
+}
+
+func TestShutdownWithoutRun(t *testing.T) {
+	def, err := Load(bin(t, "stream-filter"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := def.Build(map[string]any{}, testEnv(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	if err := st.(core.Opener).Open(ctx); err != nil {
+		t.Fatal(err)
+	}
+	pid := st.(*Stage).PID()
+	if !alive(pid) {
+		t.Fatal("not started")
+	}
+	cancel() // the pipeline failed to start: Run never comes
+	waitGone(t, pid)
+}
+
+func TestDiscover(t *testing.T) {
+	dir := t.TempDir()
+	for _, n := range []string{"stream-filter", "sr-sharpen"} {
+		b, err := os.ReadFile(bin(t, n))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, n), b, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_ = os.WriteFile(filepath.Join(dir, "README"), []byte("not a program"), 0o644)
+	_ = os.WriteFile(filepath.Join(dir, "tool.sh"), []byte("#!/bin/sh\nexit 0\n"), 0o755)
+	defs, errs := Discover(dir)
+	if len(defs) != 1 || defs[0].Spec.Name != "stream-filter" {
+		t.Errorf("defs = %v", defs)
+	}
+	if len(errs) != 1 || !strings.Contains(errs[0].Error(), "tool.sh") {
+		t.Errorf("errs = %v", errs)
+	}
+}
+
+func TestSRSharpen(t *testing.T) {
+	b, err := sr.OpenPlugin(bin(t, "sr-sharpen"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid := b.(*SRBackend).PID()
+	in := &sr.Image{Width: 64, Height: 36, Format: "rgb24", Pix: make([]byte, 64*36*3)}
+	for i := range in.Pix {
+		in.Pix[i] = byte(i * 31)
+	}
+	for _, scale := range []int{1, 2, 3} {
+		out, err := b.Enhance(context.Background(), in, scale)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if out.Width != 64*scale || out.Height != 36*scale || out.Format != "rgb24" || len(out.Pix) != out.Width*out.Height*3 {
+			t.Fatalf("scale %d: %dx%d %s %d bytes", scale, out.Width, out.Height, out.Format, len(out.Pix))
+		}
+	}
+	// A 1280×720 picture is larger than gRPC's default 4 MB once scaled.
+	big := &sr.Image{Width: 1280, Height: 720, Format: "bgr24", Pix: make([]byte, 1280*720*3)}
+	out, err := b.Enhance(context.Background(), big, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out.Width != 2560 || out.Height != 1440 {
+		t.Fatalf("big: %dx%d", out.Width, out.Height)
+	}
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	waitGone(t, pid)
+}

@@ -1,0 +1,147 @@
+package bridge
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/mediapipe/mediapipe/core"
+	"github.com/mediapipe/mediapipe/core/media/flv"
+)
+
+// bins are the example plugins and test programs, built once per test binary.
+var (
+	binOnce sync.Once
+	binDir  string
+	binErr  error
+)
+
+var programs = map[string]string{
+	"stream-filter": "../examples/stream-filter",
+	"sr-sharpen":    "../examples/sr-sharpen",
+	"otherversion":  "./testdata/otherversion",
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	Shutdown()
+	if binDir != "" {
+		_ = os.RemoveAll(binDir)
+	}
+	os.Exit(code)
+}
+
+// bin returns the path of a built program.
+func bin(t testing.TB, name string) string {
+	t.Helper()
+	binOnce.Do(func() {
+		binDir, binErr = os.MkdirTemp("", "mediapipe-plugins-")
+		if binErr != nil {
+			return
+		}
+		for n, pkg := range programs {
+			cmd := exec.Command("go", "build", "-o", filepath.Join(binDir, n), pkg)
+			if out, err := cmd.CombinedOutput(); err != nil {
+				binErr = fmt.Errorf("go build %s: %v\n%s", pkg, err, out)
+				return
+			}
+		}
+	})
+	if binErr != nil {
+		t.Fatal(binErr)
+	}
+	return filepath.Join(binDir, name)
+}
+
+// alive reports whether a process with pid exists (zombies count).
+func alive(pid int) bool {
+	return pid > 0 && syscall.Kill(pid, 0) == nil
+}
+
+// waitGone waits until pid is reaped.
+func waitGone(t *testing.T, pid int) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for alive(pid) {
+		if time.Now().After(deadline) {
+			t.Fatalf("plugin process %d is still there", pid)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// waitFor polls cond (real time: the plugin is another process).
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// logSink records log records for assertions.
+type logSink struct {
+	mu      sync.Mutex
+	records []string
+}
+
+func (l *logSink) Enabled(context.Context, slog.Level) bool { return true }
+func (l *logSink) Handle(_ context.Context, r slog.Record) error {
+	var b bytes.Buffer
+	fmt.Fprintf(&b, "%s %s", r.Level, r.Message)
+	r.Attrs(func(a slog.Attr) bool { fmt.Fprintf(&b, " %s=%v", a.Key, a.Value); return true })
+	l.mu.Lock()
+	l.records = append(l.records, b.String())
+	l.mu.Unlock()
+	return nil
+}
+func (l *logSink) WithAttrs(as []slog.Attr) slog.Handler { return &attrHandler{l, as} }
+func (l *logSink) WithGroup(string) slog.Handler         { return l }
+
+func (l *logSink) all() []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]string(nil), l.records...)
+}
+
+type attrHandler struct {
+	*logSink
+	attrs []slog.Attr
+}
+
+func (h *attrHandler) Handle(ctx context.Context, r slog.Record) error {
+	r.AddAttrs(h.attrs...)
+	return h.logSink.Handle(ctx, r)
+}
+func (h *attrHandler) WithAttrs(as []slog.Attr) slog.Handler {
+	return &attrHandler{h.logSink, append(append([]slog.Attr{}, h.attrs...), as...)}
+}
+
+// testEnv is a stage env logging into sink.
+func testEnv(sink *logSink) *core.Env {
+	env := core.TestEnv("./stream-filter")
+	if sink != nil {
+		env.Log = slog.New(sink)
+	}
+	return env
+}
+
+// tag makes an FLV tag of typ with a body of n bytes derived from seq.
+func tag(typ uint8, ts uint32, n int, seq int) []byte {
+	body := make([]byte, n)
+	for i := range body {
+		body[i] = byte(seq*7 + i)
+	}
+	return flv.AppendTag(nil, typ, ts, body)
+}

@@ -1,0 +1,216 @@
+package bridge
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/go-plugin"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/mediapipe/mediapipe/core"
+	"github.com/mediapipe/mediapipe/plugins/internal/pluginpb"
+	"github.com/mediapipe/mediapipe/plugins/internal/shared"
+)
+
+// StartTimeout bounds how long a plugin may take to answer the handshake.
+var StartTimeout = 10 * time.Second
+
+// describeTimeout bounds the Describe call after the handshake.
+const describeTimeout = 5 * time.Second
+
+// process is one running plugin program.
+type process struct {
+	path   string
+	client *plugin.Client
+	pid    int
+	stage  pluginpb.StageClient
+	sr     pluginpb.SRBackendClient
+	desc   *pluginpb.Description
+	spec   core.Spec
+}
+
+// every process started and not yet killed, so Shutdown can end them all.
+var (
+	liveMu sync.Mutex
+	live   = map[*process]struct{}{}
+)
+
+// Shutdown kills every plugin process this package started and has not
+// stopped yet. Call it on the way out of the program.
+func Shutdown() {
+	liveMu.Lock()
+	procs := make([]*process, 0, len(live))
+	for p := range live {
+		procs = append(procs, p)
+	}
+	liveMu.Unlock()
+	for _, p := range procs {
+		p.kill()
+	}
+}
+
+// checkFile reports what makes path unusable as a program, in one line.
+func checkFile(path string) error {
+	st, err := os.Stat(path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return fmt.Errorf("plugin %s: no such file", path)
+	case err != nil:
+		return fmt.Errorf("plugin %s: %v", path, err)
+	case st.IsDir():
+		return fmt.Errorf("plugin %s: is a directory, not a program", path)
+	case st.Mode().Perm()&0o111 == 0:
+		return fmt.Errorf("plugin %s: is not executable (chmod +x it)", path)
+	}
+	return nil
+}
+
+var pluginVersionRe = regexp.MustCompile(`Plugin version: (\d+)`)
+
+// startError turns go-plugin's (often multi-line) start errors into one line
+// naming the path.
+func startError(path string, err error) error {
+	msg := err.Error()
+	low := strings.ToLower(msg)
+	switch {
+	case strings.Contains(low, "incompatible api version"):
+		v := "another"
+		if m := pluginVersionRe.FindStringSubmatch(msg); m != nil {
+			v = m[1]
+		}
+		return fmt.Errorf("plugin %s: speaks plugin protocol version %s, this mediapipe speaks %d (rebuild the plugin against this mediapipe's SDK)",
+			path, v, shared.ProtocolVersion)
+	case strings.Contains(low, "exited before we could connect"),
+		strings.Contains(low, "unrecognized remote plugin message"),
+		strings.Contains(low, "timeout while waiting for plugin"),
+		strings.Contains(low, "incompatible core api version"),
+		strings.Contains(low, "unsupported plugin protocol"),
+		strings.Contains(low, "error parsing"):
+		return fmt.Errorf("plugin %s: not a mediapipe plugin (no mediapipe plugin handshake)", path)
+	case strings.Contains(low, "exec format error"):
+		return fmt.Errorf("plugin %s: not a program this system can run (exec format error)", path)
+	}
+	first, _, _ := strings.Cut(msg, "\n")
+	return fmt.Errorf("plugin %s: cannot start: %s", path, first)
+}
+
+// start runs the plugin at path, completes the handshake and asks Describe
+// of the wanted kind (shared.KindStage or shared.KindSR).
+func start(path, kind string, log *slog.Logger) (*process, error) {
+	if err := checkFile(path); err != nil {
+		return nil, err
+	}
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil, fmt.Errorf("plugin %s: %v", path, err)
+	}
+	name := filepath.Base(path)
+	plog := log.With("plugin", name)
+	lw := newLogWriter(plog)
+	client := plugin.NewClient(&plugin.ClientConfig{
+		HandshakeConfig:  shared.Handshake,
+		Plugins:          plugin.PluginSet{shared.KindStage: &shared.StagePlugin{}, shared.KindSR: &shared.SRPlugin{}},
+		Cmd:              exec.Command(abs),
+		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
+		StartTimeout:     StartTimeout,
+		Stderr:           lw,
+		SyncStderr:       lw,
+		SyncStdout:       lw,
+		GRPCDialOptions:  shared.DialOptions(),
+		// Stderr lines reach slog through lw; go-plugin's own log is off.
+		Logger: hclog.NewNullLogger(),
+	})
+	p := &process{path: path, client: client}
+	liveMu.Lock()
+	live[p] = struct{}{}
+	liveMu.Unlock()
+	fail := func(err error) (*process, error) {
+		p.kill()
+		return nil, err
+	}
+	rpc, err := client.Client()
+	if err != nil {
+		return fail(startError(path, err))
+	}
+	if rc := client.ReattachConfig(); rc != nil {
+		p.pid = rc.Pid
+	}
+	raw, err := rpc.Dispense(shared.KindStage)
+	if err != nil {
+		return fail(fmt.Errorf("plugin %s: %v", path, err))
+	}
+	p.stage = raw.(pluginpb.StageClient)
+	raw, err = rpc.Dispense(shared.KindSR)
+	if err != nil {
+		return fail(fmt.Errorf("plugin %s: %v", path, err))
+	}
+	p.sr = raw.(pluginpb.SRBackendClient)
+
+	ctx, cancel := context.WithTimeout(context.Background(), describeTimeout)
+	defer cancel()
+	stageDesc, stageErr := p.stage.Describe(ctx, &pluginpb.DescribeRequest{})
+	srDesc, srErr := p.sr.Describe(ctx, &pluginpb.DescribeRequest{})
+	var desc *pluginpb.Description
+	switch {
+	case kind == shared.KindStage && stageErr == nil:
+		desc = stageDesc
+	case kind == shared.KindSR && srErr == nil:
+		desc = srDesc
+	case kind == shared.KindStage && srErr == nil:
+		return fail(&wrongKind{fmt.Sprintf("plugin %s: is an SR backend plugin, not a stage", path)})
+	case kind == shared.KindSR && stageErr == nil:
+		return fail(&wrongKind{fmt.Sprintf("plugin %s: is a stage plugin, not an SR backend", path)})
+	case status.Code(stageErr) == codes.Unimplemented && status.Code(srErr) == codes.Unimplemented:
+		return fail(fmt.Errorf("plugin %s: serves neither a stage nor an SR backend", path))
+	default:
+		err := stageErr
+		if kind == shared.KindSR {
+			err = srErr
+		}
+		return fail(fmt.Errorf("plugin %s: describe: %s", path, status.Convert(err).Message()))
+	}
+	if desc.Protocol != shared.ProtocolVersion {
+		return fail(fmt.Errorf("plugin %s: speaks plugin protocol version %d, this mediapipe speaks %d (rebuild the plugin against this mediapipe's SDK)",
+			path, desc.Protocol, shared.ProtocolVersion))
+	}
+	spec, err := shared.SpecFromPB(desc.Spec)
+	if err != nil {
+		return fail(fmt.Errorf("plugin %s: bad spec: %v", path, err))
+	}
+	if kind == shared.KindStage && spec.In == core.KindNone && spec.Out == core.KindNone {
+		return fail(fmt.Errorf("plugin %s: stage %q declares neither an input nor an output kind", path, spec.Name))
+	}
+	p.desc, p.spec = desc, spec
+	return p, nil
+}
+
+// kill stops the process (gracefully, then by force) and waits for it.
+func (p *process) kill() {
+	liveMu.Lock()
+	_, ok := live[p]
+	delete(live, p)
+	liveMu.Unlock()
+	if ok {
+		p.client.Kill()
+	}
+}
+
+// exited reports whether the process has ended.
+func (p *process) exited() bool { return p.client.Exited() }
+
+// wrongKind is the error for a plugin of the other kind (Discover skips them).
+type wrongKind struct{ msg string }
+
+func (e *wrongKind) Error() string { return e.msg }

@@ -1,0 +1,509 @@
+package bridge
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/mediapipe/mediapipe/core"
+	"github.com/mediapipe/mediapipe/plugins/internal/pluginpb"
+	"github.com/mediapipe/mediapipe/plugins/internal/shared"
+)
+
+// Restart back-off: the first retry comes after minBackoff, each failure
+// doubles the wait up to maxBackoff; a process that lived stableAfter
+// resets it.
+const (
+	minBackoff  = 50 * time.Millisecond
+	maxBackoff  = 5 * time.Second
+	stableAfter = 30 * time.Second
+	// drainTimeout bounds how long the plugin may take to finish after its
+	// input ended.
+	drainTimeout = 5 * time.Second
+)
+
+// Stage is a pipeline stage served by a plugin process. It is what a
+// plugin Definition's Build returns.
+type Stage struct {
+	path   string
+	spec   core.Spec
+	params map[string]*pluginpb.Value
+	env    *core.Env
+	log    *slog.Logger
+	batch  int
+
+	restarts    prometheus.Counter
+	dropDown    *core.DropCounter // arrived while the plugin was down
+	dropRestart *core.DropCounter // in flight when the plugin died
+	dropUnknown *core.DropCounter // plugin output for a stream it never started
+
+	mu      sync.Mutex
+	proc    *process
+	running bool
+	stopped bool
+}
+
+func newStage(path string, spec core.Spec, params map[string]*pluginpb.Value, env *core.Env, opts Options) *Stage {
+	log := env.Log
+	if log == nil {
+		log = opts.log()
+	}
+	batch := opts.MaxBatch
+	if batch <= 0 {
+		batch = shared.DefaultBatch
+	}
+	s := &Stage{path: path, spec: spec, params: params, env: env, log: log, batch: batch}
+	if env.Metrics != nil {
+		s.restarts = env.Metrics.Counter("restarts")
+		s.dropDown = env.Metrics.Drop("plugin_down")
+		s.dropRestart = env.Metrics.Drop("plugin_restart")
+		s.dropUnknown = env.Metrics.Drop("unknown_stream")
+	} else {
+		m := core.NewMetrics().Stage(env.Pipeline, env.Index, spec.Name)
+		s.restarts = m.Counter("restarts")
+		s.dropDown, s.dropRestart, s.dropUnknown = m.Drop("plugin_down"), m.Drop("plugin_restart"), m.Drop("unknown_stream")
+	}
+	return s
+}
+
+// PID is the plugin's current process id (0 while none runs).
+func (s *Stage) PID() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.proc == nil {
+		return 0
+	}
+	return s.proc.pid
+}
+
+// Open starts the plugin and builds its stage, so a bad parameter or a
+// plugin that cannot start fails before anything runs. Should Run never
+// come, the process is stopped when ctx ends.
+func (s *Stage) Open(ctx context.Context) error {
+	p, err := s.spawn()
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	old := s.proc
+	s.proc = p
+	s.mu.Unlock()
+	if old != nil {
+		old.kill()
+	}
+	context.AfterFunc(ctx, func() {
+		s.mu.Lock()
+		idle := !s.running
+		if idle {
+			s.stopped = true
+		}
+		p := s.proc
+		s.mu.Unlock()
+		if idle && p != nil {
+			p.kill()
+		}
+	})
+	return nil
+}
+
+// spawn starts a process and opens the plugin's stage in it.
+func (s *Stage) spawn() (*process, error) {
+	p, err := start(s.path, shared.KindStage, s.log)
+	if err != nil {
+		return nil, err
+	}
+	if p.spec.In != s.spec.In || p.spec.Out != s.spec.Out {
+		p.kill()
+		return nil, fmt.Errorf("plugin %s: now declares %s → %s, was %s → %s", s.path, p.spec.In, p.spec.Out, s.spec.In, s.spec.Out)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), describeTimeout)
+	defer cancel()
+	_, err = p.stage.Open(ctx, &pluginpb.OpenRequest{
+		Params: s.params, Pipeline: s.env.Pipeline, Index: int32(s.env.Index),
+		Name: s.env.Name, Dir: s.env.Dir, MaxBatch: int32(s.batch),
+	})
+	if err != nil {
+		p.kill()
+		return nil, fmt.Errorf("plugin %s: %s", s.path, statusMessage(err))
+	}
+	s.log.Info("plugin started", "path", s.path, "pid", p.pid)
+	return p, nil
+}
+
+// session is one Run call on one process.
+type session struct {
+	proc    *process
+	rs      pluginpb.Stage_RunClient
+	cancel  context.CancelFunc
+	started time.Time
+	done    chan struct{} // the receiver ended
+	err     error         // why, once done is closed (nil: clean end)
+}
+
+// Run implements core.Stage: it streams in to the plugin and emits what the
+// plugin emits, restarting the plugin when it dies.
+func (s *Stage) Run(ctx context.Context, in <-chan *core.Packet, out core.Output) error {
+	s.mu.Lock()
+	if s.running {
+		s.mu.Unlock()
+		return errors.New("plugin stage is already running")
+	}
+	s.running = true
+	p := s.proc
+	s.mu.Unlock()
+	r := &runner{
+		s: s, out: out, streams: shared.NewTable(), entries: map[*core.Stream]*shared.Entry{},
+		outStreams: map[uint64]*core.Stream{}, backoff: minBackoff,
+	}
+	defer r.shutdown()
+	if p == nil || p.exited() {
+		if p != nil {
+			p.kill()
+		}
+		var err error
+		if p, err = s.spawn(); err != nil {
+			s.log.Error("plugin did not start", "err", err)
+			p = nil
+		}
+	}
+	if p != nil {
+		r.attach(p)
+	} else {
+		r.down()
+	}
+	return r.loop(in)
+}
+
+// runner is the state of one Run.
+type runner struct {
+	s   *Stage
+	out core.Output
+
+	streams *shared.Table                  // streams the host announced
+	entries map[*core.Stream]*shared.Entry // the same, by pointer, sender's own
+	// streams the plugin has started downstream, by its wire id; the
+	// receiver's, handed from one session to the next.
+	outStreams map[uint64]*core.Stream
+
+	sess    *session
+	retry   *time.Timer
+	backoff time.Duration
+
+	batch []*core.Packet
+	msg   pluginpb.Batch
+	pkts  []pluginpb.Packet
+}
+
+func (r *runner) loop(in <-chan *core.Packet) error {
+	for {
+		var dead <-chan struct{}
+		if r.sess != nil {
+			dead = r.sess.done
+		}
+		var retry <-chan time.Time
+		if r.retry != nil {
+			retry = r.retry.C
+		}
+		select {
+		case p, ok := <-in:
+			if !ok {
+				r.finish()
+				return nil
+			}
+			r.batch = append(r.batch[:0], p)
+			closed := false
+		drain:
+			for len(r.batch) < r.s.batch {
+				select {
+				case p, ok := <-in:
+					if !ok {
+						closed = true
+						break drain
+					}
+					r.batch = append(r.batch, p)
+				default:
+					break drain
+				}
+			}
+			r.send(r.batch)
+			clear(r.batch)
+			if closed {
+				r.finish()
+				return nil
+			}
+		case <-dead:
+			r.lost(0)
+		case <-retry:
+			r.retry = nil
+			r.restart()
+		}
+	}
+}
+
+// send announces and forwards one batch, or drops its data while the
+// plugin is down.
+func (r *runner) send(batch []*core.Packet) {
+	for _, p := range batch {
+		switch p.Event {
+		case core.EventStart:
+			if p.Stream != nil {
+				r.entries[p.Stream] = r.streams.Add(p.Stream.ID, p.Stream)
+			}
+		case core.EventEnd:
+			if e := r.entries[p.Stream]; e != nil {
+				r.streams.End(e)
+			}
+		}
+	}
+	data := 0
+	for _, p := range batch {
+		if p.Event == core.EventData {
+			data++
+		}
+	}
+	if r.sess == nil {
+		r.s.dropDown.Add(data)
+		r.release(batch)
+		return
+	}
+	if cap(r.pkts) < len(batch) {
+		r.pkts = make([]pluginpb.Packet, max(len(batch), r.s.batch))
+	}
+	r.msg.Packets = r.msg.Packets[:0]
+	for i, p := range batch {
+		if p.Stream == nil {
+			continue
+		}
+		q := &r.pkts[i]
+		r.encode(p, q)
+		r.msg.Packets = append(r.msg.Packets, q)
+	}
+	err := r.sess.rs.Send(&r.msg)
+	r.release(batch)
+	if err != nil {
+		r.lost(data)
+	}
+}
+
+func (r *runner) release(batch []*core.Packet) {
+	for _, p := range batch {
+		if p.Event == core.EventEnd {
+			delete(r.entries, p.Stream)
+		}
+		p.Release()
+	}
+}
+
+func (r *runner) encode(p *core.Packet, q *pluginpb.Packet) {
+	s := p.Stream
+	*q = pluginpb.Packet{Event: pluginpb.Event(p.Event), Stream: s.ID, Data: p.Data, Type: uint32(p.Type), Timestamp: p.Timestamp, Ingest: p.Ingest}
+	if p.Event == core.EventStart {
+		q.Name = s.Name
+	}
+	if e := r.entries[s]; e != nil {
+		if cur := s.Init(); cur != e.InitSent.Load() || (p.Event == core.EventStart && cur != nil) {
+			q.Init = shared.InitToPB(cur)
+			e.InitSent.Store(cur)
+		}
+	}
+}
+
+// attach opens a Run call on p and starts its receiver.
+func (r *runner) attach(p *process) bool {
+	ctx, cancel := context.WithCancel(context.Background())
+	rs, err := p.stage.Run(ctx)
+	if err != nil {
+		cancel()
+		r.s.log.Error("plugin refused to run", "path", r.s.path, "err", statusMessage(err))
+		p.kill()
+		return false
+	}
+	sess := &session{proc: p, rs: rs, cancel: cancel, started: time.Now(), done: make(chan struct{})}
+	r.s.mu.Lock()
+	r.s.proc = p
+	r.s.mu.Unlock()
+	r.sess = sess
+	go r.receive(sess)
+	return true
+}
+
+// lost handles the death of the current session: inflight data packets were
+// lost with it.
+func (r *runner) lost(inflight int) {
+	sess := r.sess
+	if sess == nil {
+		return
+	}
+	r.sess = nil
+	r.s.dropRestart.Add(inflight)
+	sess.cancel()
+	<-sess.done
+	sess.proc.kill()
+	r.s.mu.Lock()
+	if r.s.proc == sess.proc {
+		r.s.proc = nil
+	}
+	r.s.mu.Unlock()
+	if time.Since(sess.started) > stableAfter {
+		r.backoff = minBackoff
+	}
+	r.s.log.Warn("plugin died; restarting", "path", r.s.path, "pid", sess.proc.pid, "err", sess.err, "in", r.backoff)
+	r.down()
+}
+
+// down schedules the next start attempt.
+func (r *runner) down() {
+	r.retry = time.NewTimer(r.backoff)
+	r.backoff = min(2*r.backoff, maxBackoff)
+}
+
+func (r *runner) restart() {
+	r.s.mu.Lock()
+	stopped := r.s.stopped
+	r.s.mu.Unlock()
+	if stopped {
+		return
+	}
+	p, err := r.s.spawn()
+	if err != nil {
+		r.s.log.Error("plugin restart failed", "err", err, "next", r.backoff)
+		r.down()
+		return
+	}
+	if !r.attach(p) {
+		r.down()
+		return
+	}
+	r.s.restarts.Inc()
+	// Tell the new process about the streams that are live, so it goes on
+	// with them.
+	live := r.streams.Live()
+	sort.Slice(live, func(i, j int) bool { return live[i].ID < live[j].ID })
+	batch := make([]*core.Packet, 0, len(live))
+	for _, e := range live {
+		e.InitSent.Store(nil)
+		batch = append(batch, core.NewEvent(core.EventStart, e.S))
+	}
+	if len(batch) > 0 {
+		r.send(batch)
+	}
+}
+
+// finish ends the input: the plugin drains and ends its call, then streams
+// it left open are ended downstream and the process is stopped.
+func (r *runner) finish() {
+	if r.retry != nil {
+		r.retry.Stop()
+		r.retry = nil
+	}
+	if sess := r.sess; sess != nil {
+		_ = sess.rs.CloseSend()
+		t := time.NewTimer(drainTimeout)
+		select {
+		case <-sess.done:
+			t.Stop()
+		case <-t.C:
+			r.s.log.Warn("plugin did not finish in time after its input ended", "path", r.s.path)
+		}
+		sess.cancel()
+		<-sess.done
+		if sess.err != nil && !errors.Is(sess.err, context.Canceled) {
+			r.s.log.Error("plugin stage failed", "path", r.s.path, "err", sess.err)
+		}
+		r.sess = nil
+	}
+	ids := make([]uint64, 0, len(r.outStreams))
+	for id := range r.outStreams {
+		ids = append(ids, id)
+	}
+	sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })
+	for _, id := range ids {
+		r.out.Emit(core.NewEvent(core.EventEnd, r.outStreams[id]))
+		delete(r.outStreams, id)
+	}
+}
+
+// shutdown stops the process whatever happened.
+func (r *runner) shutdown() {
+	if r.sess != nil {
+		r.sess.cancel()
+		<-r.sess.done
+	}
+	r.s.mu.Lock()
+	r.s.stopped = true
+	p := r.s.proc
+	r.s.proc = nil
+	r.s.mu.Unlock()
+	if p != nil {
+		p.kill()
+	}
+}
+
+// receive emits what the plugin sends until its call ends.
+func (r *runner) receive(sess *session) {
+	defer close(sess.done)
+	for {
+		b, err := sess.rs.Recv()
+		if err == io.EOF {
+			return
+		}
+		if err != nil {
+			sess.err = errors.New(statusMessage(err))
+			return
+		}
+		for _, q := range b.Packets {
+			r.emit(q)
+		}
+	}
+}
+
+func (r *runner) emit(q *pluginpb.Packet) {
+	s := r.outStreams[q.Stream]
+	switch q.Event {
+	case pluginpb.Event_START:
+		if s != nil {
+			// Re-announced after a restart: downstream knows it already.
+			r.setInit(q, s)
+			return
+		}
+		if e := r.streams.ByID(q.Stream); e != nil {
+			s = e.S
+		} else {
+			s = core.NewStream(q.Name)
+		}
+		r.outStreams[q.Stream] = s
+		r.setInit(q, s)
+		r.out.Emit(core.NewEvent(core.EventStart, s))
+	case pluginpb.Event_END:
+		if s == nil {
+			return
+		}
+		delete(r.outStreams, q.Stream)
+		r.out.Emit(core.NewEvent(core.EventEnd, s))
+	default:
+		if s == nil {
+			r.s.dropUnknown.Inc()
+			return
+		}
+		r.setInit(q, s)
+		r.out.Emit(shared.PacketFromPB(q, s))
+	}
+}
+
+func (r *runner) setInit(q *pluginpb.Packet, s *core.Stream) {
+	if q.Init == nil {
+		return
+	}
+	t := shared.InitFromPB(q.Init)
+	s.SetInit(t)
+	if e := r.streams.ByID(q.Stream); e != nil && e.S == s {
+		e.InitSent.Store(t)
+	}
+}

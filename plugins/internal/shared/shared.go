@@ -1,0 +1,220 @@
+// Package shared is what the plugin host (bridge) and the SDK agree on: the
+// handshake, the go-plugin plugin set, gRPC limits and type converters.
+package shared
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"time"
+
+	"github.com/hashicorp/go-plugin"
+	"google.golang.org/grpc"
+
+	"github.com/mediapipe/mediapipe/core"
+	"github.com/mediapipe/mediapipe/plugins/internal/pluginpb"
+)
+
+// ProtocolVersion is the plugin protocol this code speaks. Bump it on any
+// incompatible change of plugin.proto or of the Run conversation.
+const ProtocolVersion = 1
+
+// Handshake is the go-plugin handshake; the cookie keeps a plugin from being
+// run by hand and other programs' plugins from being mistaken for ours.
+var Handshake = plugin.HandshakeConfig{
+	ProtocolVersion:  ProtocolVersion,
+	MagicCookieKey:   "MEDIAPIPE_PLUGIN",
+	MagicCookieValue: "7d1f6c0e-mediapipe-stage-plugin",
+}
+
+// Names of the two plugin kinds in the go-plugin plugin set.
+const (
+	KindStage = "stage"
+	KindSR    = "sr-backend"
+)
+
+// MaxMessage bounds one gRPC message either way: a 4K RGB picture scaled ×2
+// is 100 MB.
+const MaxMessage = 256 << 20
+
+// Flow-control windows large enough that a batch of packets never waits for
+// a window update on loopback.
+const (
+	streamWindow = 4 << 20
+	connWindow   = 16 << 20
+)
+
+// DefaultBatch is the most packets per Run message when the host asks for none.
+const DefaultBatch = 64
+
+// ServerOptions are the gRPC server options a plugin serves with.
+func ServerOptions() []grpc.ServerOption {
+	return []grpc.ServerOption{
+		grpc.MaxRecvMsgSize(MaxMessage), grpc.MaxSendMsgSize(MaxMessage),
+		grpc.InitialWindowSize(streamWindow), grpc.InitialConnWindowSize(connWindow),
+	}
+}
+
+// DialOptions are the gRPC options the host dials a plugin with.
+func DialOptions() []grpc.DialOption {
+	return []grpc.DialOption{
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(MaxMessage), grpc.MaxCallSendMsgSize(MaxMessage)),
+		grpc.WithInitialWindowSize(streamWindow), grpc.WithInitialConnWindowSize(connWindow),
+	}
+}
+
+// StagePlugin is the go-plugin glue of the Stage service. The host uses it
+// with Impl nil.
+type StagePlugin struct {
+	plugin.NetRPCUnsupportedPlugin
+	Impl pluginpb.StageServer
+}
+
+func (p *StagePlugin) GRPCServer(_ *plugin.GRPCBroker, s *grpc.Server) error {
+	pluginpb.RegisterStageServer(s, p.Impl)
+	return nil
+}
+
+func (p *StagePlugin) GRPCClient(_ context.Context, _ *plugin.GRPCBroker, c *grpc.ClientConn) (any, error) {
+	return pluginpb.NewStageClient(c), nil
+}
+
+// SRPlugin is the go-plugin glue of the SRBackend service.
+type SRPlugin struct {
+	plugin.NetRPCUnsupportedPlugin
+	Impl pluginpb.SRBackendServer
+}
+
+func (p *SRPlugin) GRPCServer(_ *plugin.GRPCBroker, s *grpc.Server) error {
+	pluginpb.RegisterSRBackendServer(s, p.Impl)
+	return nil
+}
+
+func (p *SRPlugin) GRPCClient(_ context.Context, _ *plugin.GRPCBroker, c *grpc.ClientConn) (any, error) {
+	return pluginpb.NewSRBackendClient(c), nil
+}
+
+func kindText(k core.Kind) string {
+	if k == core.KindNone {
+		return ""
+	}
+	return k.String()
+}
+
+// SpecToPB converts a spec for Describe.
+func SpecToPB(s core.Spec) *pluginpb.Spec {
+	out := &pluginpb.Spec{Name: s.Name, Summary: s.Summary, In: kindText(s.In), Out: kindText(s.Out)}
+	for _, p := range s.Params {
+		out.Params = append(out.Params, &pluginpb.Param{
+			Name: p.Name, Type: string(p.Type), Doc: p.Doc, Default: p.Default,
+			Required: p.Required, Secret: p.Secret, Min: p.Min, Max: p.Max, Enum: p.Enum,
+		})
+	}
+	return out
+}
+
+// SpecFromPB converts a described spec, refusing what core could not use.
+func SpecFromPB(s *pluginpb.Spec) (core.Spec, error) {
+	if s == nil || s.Name == "" {
+		return core.Spec{}, fmt.Errorf("it describes no stage name")
+	}
+	in, err := core.ParseKind(s.In)
+	if err != nil {
+		return core.Spec{}, fmt.Errorf("input %w", err)
+	}
+	out, err := core.ParseKind(s.Out)
+	if err != nil {
+		return core.Spec{}, fmt.Errorf("output %w", err)
+	}
+	spec := core.Spec{Name: s.Name, Summary: s.Summary, In: in, Out: out, Params: []core.Param{}}
+	for _, p := range s.Params {
+		t := core.ParamType(p.Type)
+		switch t {
+		case core.TypeString, core.TypeInt, core.TypeFloat, core.TypeBool, core.TypeDuration, core.TypeStringList:
+		default:
+			return core.Spec{}, fmt.Errorf("parameter %q has unknown type %q", p.Name, p.Type)
+		}
+		spec.Params = append(spec.Params, core.Param{
+			Name: p.Name, Type: t, Doc: p.Doc, Default: p.Default, Required: p.Required,
+			Secret: p.Secret, Min: p.Min, Max: p.Max, Enum: p.Enum,
+		})
+	}
+	return spec, nil
+}
+
+// ValueToPB converts one value normalized by core.Param.Normalize.
+func ValueToPB(v any) (*pluginpb.Value, error) {
+	switch x := v.(type) {
+	case string:
+		return &pluginpb.Value{V: &pluginpb.Value_Str{Str: x}}, nil
+	case int64:
+		return &pluginpb.Value{V: &pluginpb.Value_Int{Int: x}}, nil
+	case float64:
+		return &pluginpb.Value{V: &pluginpb.Value_Float{Float: x}}, nil
+	case bool:
+		return &pluginpb.Value{V: &pluginpb.Value_Bool{Bool: x}}, nil
+	case time.Duration:
+		return &pluginpb.Value{V: &pluginpb.Value_Str{Str: x.String()}}, nil
+	case []string:
+		return &pluginpb.Value{V: &pluginpb.Value_List{List: &pluginpb.StringList{Items: x}}}, nil
+	}
+	return nil, fmt.Errorf("unsupported value %T", v)
+}
+
+// ValueFromPB returns a value core.Param.Normalize accepts.
+func ValueFromPB(v *pluginpb.Value) any {
+	switch x := v.GetV().(type) {
+	case *pluginpb.Value_Str:
+		return x.Str
+	case *pluginpb.Value_Int:
+		return x.Int
+	case *pluginpb.Value_Float:
+		return x.Float
+	case *pluginpb.Value_Bool:
+		return x.Bool
+	case *pluginpb.Value_List:
+		return append([]string{}, x.List.GetItems()...)
+	}
+	return nil
+}
+
+// InitToPB converts init tags (nil stays nil).
+func InitToPB(t *core.InitTags) *pluginpb.InitTags {
+	if t == nil {
+		return nil
+	}
+	return &pluginpb.InitTags{Metadata: t.Metadata, Video: t.Video, Audio: t.Audio}
+}
+
+// InitFromPB converts init tags into a fresh value with its own bytes.
+func InitFromPB(t *pluginpb.InitTags) *core.InitTags {
+	if t == nil {
+		return nil
+	}
+	own := func(b []byte) []byte {
+		if len(b) == 0 {
+			return nil
+		}
+		return append([]byte(nil), b...)
+	}
+	return &core.InitTags{Metadata: own(t.Metadata), Video: own(t.Video), Audio: own(t.Audio)}
+}
+
+// PacketFromPB makes a core data packet (pooled, data copied) from q.
+func PacketFromPB(q *pluginpb.Packet, s *core.Stream) *core.Packet {
+	p := core.NewPacket(len(q.Data))
+	copy(p.Data, q.Data)
+	p.Stream = s
+	p.Type = uint8(q.Type)
+	p.Timestamp = q.Timestamp
+	p.Ingest = q.Ingest
+	return p
+}
+
+// Clamp converts a batch size from the wire into a sane bound.
+func Clamp(n int32) int {
+	if n <= 0 {
+		return DefaultBatch
+	}
+	return int(min(n, math.MaxInt16))
+}
