@@ -1,0 +1,291 @@
+// Package httpflvsink is the httpflv-sink stage: it serves each stream as
+// HTTP-FLV (GET /APP/KEY.flv) to any number of viewers, sharing tag bytes between them.
+package httpflvsink
+
+import (
+	"context"
+	"crypto/subtle"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/mediapipe/mediapipe/core"
+	"github.com/mediapipe/mediapipe/core/media/flv"
+)
+
+// Config is httpflv-sink's parameters.
+type Config struct {
+	Listen       string        `param:"listen" required:"true" doc:"HTTP address to serve on; streams are at http://ADDR/APP/KEY.flv"`
+	PlayKey      string        `param:"play_key" secret:"true" doc:"when set, a viewer must add ?key=SECRET to the URL (401 without, 403 when wrong)"`
+	ViewerQueue  int           `param:"viewer_queue" default:"1024" min:"16" max:"1000000" doc:"tags queued per viewer; a viewer that falls this far behind is disconnected (slow_viewer)"`
+	GOPCache     bool          `param:"gop_cache" default:"true" doc:"send a new viewer the tags since the last keyframe, so its first frame comes at once"`
+	GOPMaxBytes  int           `param:"gop_max_bytes" default:"33554432" min:"65536" doc:"a GOP larger than this is not cached (viewers then start at the next keyframe)"`
+	MaxViewers   int           `param:"max_viewers" default:"0" min:"0" doc:"most viewers at once over all streams (503 beyond); 0 means no limit"`
+	WriteTimeout time.Duration `param:"write_timeout" default:"10s" min:"0.1" doc:"a viewer whose socket accepts nothing for this long is disconnected"`
+}
+
+func init() {
+	core.Register(core.Spec{
+		Name:    "httpflv-sink",
+		Summary: "serves GET /APP/KEY.flv to any number of viewers: FLV header, metadata, sequence headers, the cached current GOP, then live; a slow viewer is dropped",
+		In:      core.KindFLV,
+		Out:     core.KindNone,
+	}, New)
+}
+
+// Stage is a running httpflv-sink.
+type Stage struct {
+	cfg Config
+	env *core.Env
+	ln  net.Listener
+	srv *http.Server
+
+	mu      sync.RWMutex
+	byName  map[string]*stream
+	viewers int // over all streams
+	closing bool
+	vwg     sync.WaitGroup // viewer goroutines
+
+	streams map[*core.Stream]*stream // Run's own view
+
+	mViewers  prometheus.Gauge
+	mServed   prometheus.Counter
+	mBytes    prometheus.Counter
+	mSlow     *core.DropCounter
+	mRejected *core.DropCounter
+	mBadTag   *core.DropCounter
+}
+
+// New builds an httpflv-sink.
+func New(cfg *Config, env *core.Env) (core.Stage, error) {
+	s := &Stage{
+		cfg:       *cfg,
+		env:       env,
+		byName:    map[string]*stream{},
+		streams:   map[*core.Stream]*stream{},
+		mViewers:  env.Metrics.Gauge("viewers"),
+		mServed:   env.Metrics.Counter("viewers_served"),
+		mBytes:    env.Metrics.Counter("bytes_sent"),
+		mSlow:     env.Metrics.Drop("slow_viewer"),
+		mRejected: env.Metrics.Drop("viewer_rejected"),
+		mBadTag:   env.Metrics.Drop("bad_tag"),
+	}
+	s.srv = &http.Server{
+		Handler:           http.HandlerFunc(s.serveHTTP),
+		ReadHeaderTimeout: 10 * time.Second,
+		MaxHeaderBytes:    16 << 10,
+		ErrorLog:          nil,
+	}
+	return s, nil
+}
+
+// Open binds the listener.
+func (s *Stage) Open(ctx context.Context) error {
+	var lc net.ListenConfig
+	ln, err := lc.Listen(ctx, "tcp", s.cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("httpflv-sink: listen %s: %w", s.cfg.Listen, err)
+	}
+	s.ln = ln
+	return nil
+}
+
+// Addr is the bound listener address (after Open).
+func (s *Stage) Addr() net.Addr {
+	if s.ln == nil {
+		return nil
+	}
+	return s.ln.Addr()
+}
+
+// Run fans tags out until in closes; ctx only stops the HTTP server early.
+func (s *Stage) Run(ctx context.Context, in <-chan *core.Packet, _ core.Output) error {
+	if s.ln == nil {
+		if err := s.Open(ctx); err != nil {
+			return err
+		}
+	}
+	served := make(chan struct{})
+	go func() {
+		defer close(served)
+		if err := s.srv.Serve(s.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			s.env.Log.Error("httpflv-sink: serve", "err", err)
+		}
+	}()
+	s.env.Log.Info("httpflv-sink listening", "addr", s.ln.Addr().String())
+	stop := make(chan struct{})
+	stopped := make(chan struct{})
+	go func() {
+		defer close(stopped)
+		select {
+		case <-ctx.Done():
+			s.shutdown()
+		case <-stop:
+		}
+	}()
+
+	for p := range in {
+		switch p.Event {
+		case core.EventStart:
+			s.start(p.Stream)
+			p.Release()
+		case core.EventEnd:
+			s.end(p.Stream)
+			p.Release()
+		default:
+			s.data(p)
+		}
+	}
+	for st := range s.streams {
+		s.end(st)
+	}
+	close(stop)
+	<-stopped
+	s.shutdown()
+	<-served
+	s.vwg.Wait()
+	return nil
+}
+
+// shutdown stops the listener and disconnects every viewer.
+func (s *Stage) shutdown() {
+	s.mu.Lock()
+	if s.closing {
+		s.mu.Unlock()
+		return
+	}
+	s.closing = true
+	all := make([]*stream, 0, len(s.byName))
+	for _, st := range s.byName {
+		all = append(all, st)
+	}
+	s.mu.Unlock()
+	sctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	_ = s.srv.Shutdown(sctx)
+	cancel()
+	for _, st := range all {
+		st.kickAll()
+	}
+}
+
+func (s *Stage) start(cs *core.Stream) {
+	if old := s.streams[cs]; old != nil {
+		return
+	}
+	st := newStream(s, cs)
+	s.streams[cs] = st
+	s.mu.Lock()
+	s.byName[cs.Name] = st // a newer stream of the same name takes over the URL
+	s.mu.Unlock()
+}
+
+func (s *Stage) end(cs *core.Stream) {
+	st := s.streams[cs]
+	if st == nil {
+		return
+	}
+	delete(s.streams, cs)
+	s.mu.Lock()
+	if s.byName[cs.Name] == st {
+		delete(s.byName, cs.Name)
+	}
+	s.mu.Unlock()
+	st.finish()
+}
+
+func (s *Stage) data(p *core.Packet) {
+	st := s.streams[p.Stream]
+	if st == nil {
+		// a stream whose start we missed (should not happen): serve it anyway
+		s.start(p.Stream)
+		st = s.streams[p.Stream]
+	}
+	if _, err := flv.Check(p.Data, 0); err != nil {
+		s.mBadTag.Inc()
+		p.Release()
+		return
+	}
+	st.push(newRef(p))
+}
+
+// serveHTTP answers GET /APP/KEY.flv.
+func (s *Stage) serveHTTP(w http.ResponseWriter, r *http.Request) {
+	h := w.Header()
+	h.Set("Access-Control-Allow-Origin", "*")
+	switch r.Method {
+	case http.MethodGet, http.MethodHead:
+	case http.MethodOptions:
+		h.Set("Access-Control-Allow-Methods", "GET, HEAD, OPTIONS")
+		h.Set("Access-Control-Allow-Headers", "*")
+		w.WriteHeader(http.StatusNoContent)
+		return
+	default:
+		h.Set("Allow", "GET, HEAD, OPTIONS")
+		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+		return
+	}
+	name, ok := streamName(r.URL.Path)
+	if !ok {
+		http.Error(w, "not found: streams are at /APP/KEY.flv", http.StatusNotFound)
+		return
+	}
+	if s.cfg.PlayKey != "" {
+		key := r.URL.Query().Get("key")
+		if key == "" {
+			http.Error(w, "play key required", http.StatusUnauthorized)
+			return
+		}
+		if subtle.ConstantTimeCompare([]byte(key), []byte(s.cfg.PlayKey)) != 1 {
+			http.Error(w, "wrong play key", http.StatusForbidden)
+			return
+		}
+	}
+	s.mu.Lock()
+	st := s.byName[name]
+	switch {
+	case st == nil || s.closing:
+		s.mu.Unlock()
+		http.Error(w, "no such stream", http.StatusNotFound)
+		return
+	case r.Method == http.MethodHead:
+		s.mu.Unlock()
+		h.Set("Content-Type", "video/x-flv")
+		w.WriteHeader(http.StatusOK)
+		return
+	case s.cfg.MaxViewers > 0 && s.viewers >= s.cfg.MaxViewers:
+		s.mu.Unlock()
+		s.mRejected.Inc()
+		http.Error(w, "too many viewers", http.StatusServiceUnavailable)
+		return
+	}
+	s.viewers++
+	s.vwg.Add(1)
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		s.viewers--
+		s.mu.Unlock()
+		s.vwg.Done()
+	}()
+	s.serveViewer(w, st, r.RemoteAddr)
+}
+
+// streamName maps "/live/movie.flv" to "live/movie"; anything odd is refused.
+func streamName(path string) (string, bool) {
+	name, ok := strings.CutSuffix(strings.TrimPrefix(path, "/"), ".flv")
+	if !ok || !strings.Contains(name, "/") {
+		return "", false
+	}
+	for _, seg := range strings.Split(name, "/") {
+		if seg == "" || seg == "." || seg == ".." {
+			return "", false
+		}
+	}
+	return name, true
+}

@@ -1,0 +1,369 @@
+package httpflvsink_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/mediapipe/mediapipe/core"
+	"github.com/mediapipe/mediapipe/core/media/flv"
+	"github.com/mediapipe/mediapipe/core/stagetest"
+	"github.com/mediapipe/mediapipe/internal/testmedia"
+	"github.com/mediapipe/mediapipe/stages/httpflvsink"
+)
+
+type sink struct {
+	h    *stagetest.Harness
+	env  *core.Env
+	base string
+}
+
+func startSink(t testing.TB, cfg httpflvsink.Config) *sink {
+	t.Helper()
+	cfg.Listen = "127.0.0.1:0"
+	if cfg.ViewerQueue == 0 {
+		cfg.ViewerQueue = 1024
+	}
+	if cfg.GOPMaxBytes == 0 {
+		cfg.GOPMaxBytes = 32 << 20
+	}
+	if cfg.WriteTimeout == 0 {
+		cfg.WriteTimeout = 10 * time.Second
+	}
+	env := core.TestEnv("httpflv-sink")
+	st, err := httpflvsink.New(&cfg, env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := stagetest.Start(t, st, env, false)
+	return &sink{h: h, env: env, base: "http://" + st.(*httpflvsink.Stage).Addr().String()}
+}
+
+func (s *sink) send(st *core.Stream, tag []byte) {
+	hdr, _ := flv.ParseHeader(tag)
+	s.h.SendData(st, hdr.Type, hdr.Timestamp, tag)
+}
+
+func (s *sink) viewers() float64 { return core.GaugeValue(s.env.Metrics.Gauge("viewers")) }
+
+func waitFor(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func sameTags(t *testing.T, got, want [][]byte) {
+	t.Helper()
+	for i := 0; i < min(len(got), len(want)); i++ {
+		if !bytes.Equal(got[i], want[i]) {
+			t.Fatalf("tag %d differs (got %d bytes, want %d)", i, len(got[i]), len(want[i]))
+		}
+	}
+	if len(got) != len(want) {
+		t.Fatalf("got %d tags, want %d", len(got), len(want))
+	}
+}
+
+// TestWholeStream: a viewer from the start gets every tag, byte for byte, and
+// its response ends when the stream does.
+func TestWholeStream(t *testing.T) {
+	tags := testmedia.Tags(t, testmedia.Clip(t, testmedia.Options{}))
+	s := startSink(t, httpflvsink.Config{GOPCache: true})
+	st := s.h.StartStream("live/whole")
+	waitFor(t, "stream", func() bool { r, err := http.Head(s.base + "/live/whole.flv"); return err == nil && r.StatusCode == 200 })
+	resp, err := http.Get(s.base + "/live/whole.flv")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if ct, cors := resp.Header.Get("Content-Type"), resp.Header.Get("Access-Control-Allow-Origin"); resp.StatusCode != 200 || ct != "video/x-flv" || cors != "*" {
+		t.Fatalf("status %d, content type %q, CORS %q", resp.StatusCode, ct, cors)
+	}
+	for _, tag := range tags {
+		s.send(st, tag)
+	}
+	s.h.EndStream(st)
+	got, err := flv.ReadAll(bufio.NewReader(resp.Body))
+	if err != nil {
+		t.Fatalf("reading the body: %v", err)
+	}
+	sameTags(t, got, tags)
+	waitFor(t, "viewer gone", func() bool { return s.viewers() == 0 })
+	if r, _ := http.Get(s.base + "/live/whole.flv"); r.StatusCode != 404 {
+		t.Errorf("ended stream: status %d, want 404", r.StatusCode)
+	}
+}
+
+// TestLateJoinFFmpeg: ffmpeg joins mid-stream; its packets must be exactly
+// the clip's last N packets, N covering everything from the last keyframe.
+func TestLateJoinFFmpeg(t *testing.T) {
+	clip := testmedia.Clip(t, testmedia.Options{})
+	tags := testmedia.Tags(t, clip)
+	want := testmedia.FrameMD5(t, clip, "-copyts")
+	for _, gop := range []bool{true, false} {
+		t.Run(fmt.Sprintf("gop_cache=%v", gop), func(t *testing.T) {
+			s := startSink(t, httpflvsink.Config{GOPCache: gop})
+			st := s.h.StartStream("live/late")
+			split := len(tags) * 3 / 5 // mid-GOP
+			for _, tag := range tags[:split] {
+				s.send(st, tag)
+			}
+			type result struct {
+				frames []testmedia.Frame
+				stderr string
+				err    error
+			}
+			done := make(chan result, 1)
+			go func() {
+				f, e, err := testmedia.FrameMD5Err(context.Background(), s.base+"/live/late.flv", "-copyts")
+				done <- result{f, e, err}
+			}()
+			waitFor(t, "ffmpeg to join", func() bool { return s.viewers() == 1 })
+			for _, tag := range tags[split:] {
+				s.send(st, tag)
+			}
+			s.h.EndStream(st)
+			res := <-done
+			if res.err != nil {
+				t.Fatalf("ffmpeg: %v\n%s", res.err, res.stderr)
+			}
+			got := res.frames
+			if len(got) == 0 || len(got) > len(want) {
+				t.Fatalf("viewer got %d packets of %d", len(got), len(want))
+			}
+			tail := want[len(want)-len(got):]
+			for i := range got {
+				if got[i].Size != tail[i].Size || got[i].Hash != tail[i].Hash || got[i].PTS != tail[i].PTS {
+					t.Fatalf("packet %d of %d: got %v, want %v", i, len(got), got[i], tail[i])
+				}
+			}
+			// The join was at tag `split`; every packet from there on arrived,
+			// and with the GOP cache also the GOP in progress.
+			afterJoin := 0
+			for _, tag := range tags[split:] {
+				if h, _ := flv.ParseHeader(tag); h.Type != flv.TypeScript && flv.InitKindOf(h.Type, tag[11:]) == flv.InitNone {
+					if v, _ := flv.ParseVideo(tag[11:]); h.Type == flv.TypeVideo && v.PacketType == flv.AVCEndOfSequence {
+						continue
+					}
+					afterJoin++
+				}
+			}
+			if gop && len(got) <= afterJoin {
+				t.Fatalf("with the GOP cache the viewer got %d packets, only %d from the join on", len(got), afterJoin)
+			}
+			if !gop && len(got) >= afterJoin {
+				t.Fatalf("without the GOP cache the viewer should start at the next keyframe: %d packets, %d after join", len(got), afterJoin)
+			}
+			if got[0].Stream != tail[0].Stream {
+				t.Logf("note: stream indexes differ (%d vs %d)", got[0].Stream, tail[0].Stream)
+			}
+			t.Logf("viewer got the clip's last %d of %d packets (%d sent after it joined)", len(got), len(want), afterJoin)
+		})
+	}
+}
+
+// TestStalledViewerShed: a client that never reads is disconnected while
+// another viewer of the same stream gets every tag.
+func TestStalledViewerShed(t *testing.T) {
+	s := startSink(t, httpflvsink.Config{GOPCache: true, ViewerQueue: 64})
+	st := s.h.StartStream("live/stall")
+	addr := s.base[len("http://"):]
+	stalled, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stalled.Close()
+	if tc, ok := stalled.(*net.TCPConn); ok {
+		_ = tc.SetReadBuffer(4096)
+	}
+	fmt.Fprintf(stalled, "GET /live/stall.flv HTTP/1.1\r\nHost: x\r\n\r\n")
+	waitFor(t, "stalled viewer", func() bool { return s.viewers() == 1 })
+
+	resp, err := http.Get(s.base + "/live/stall.flv")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var got atomic.Int64
+	readDone := make(chan [][]byte, 1)
+	go func() {
+		fr := flv.NewReader(bufio.NewReader(resp.Body))
+		var tags [][]byte
+		for {
+			tag, err := fr.Next()
+			if err != nil {
+				readDone <- tags
+				return
+			}
+			tags = append(tags, tag)
+			got.Add(1)
+		}
+	}()
+	const n = 600
+	var sent [][]byte
+	body := bytes.Repeat([]byte{0x27, 1, 0, 0, 0}, 64<<10/5)
+	for i := 0; i < n; i++ {
+		b := append([]byte(nil), body...)
+		b[5] = byte(i)
+		if i%30 == 0 {
+			b[0] = 0x17
+		}
+		tag := flv.AppendTag(nil, flv.TypeVideo, uint32(i*33), b)
+		sent = append(sent, tag)
+		s.send(st, tag)
+		if i%32 == 31 { // pace to the good reader, never to the stalled one
+			waitFor(t, "good viewer", func() bool { return got.Load() >= int64(i-8) })
+		}
+	}
+	waitFor(t, "stalled viewer shed", func() bool { return s.env.Metrics.Drop("slow_viewer").Value() == 1 })
+	s.h.EndStream(st)
+	sameTags(t, <-readDone, sent)
+}
+
+func TestHTTPErrors(t *testing.T) {
+	s := startSink(t, httpflvsink.Config{GOPCache: true, PlayKey: "pk"})
+	s.h.StartStream("live/here")
+	waitFor(t, "stream", func() bool { r, err := http.Head(s.base + "/live/here.flv?key=pk"); return err == nil && r.StatusCode == 200 })
+	cases := []struct {
+		method, path string
+		want         int
+	}{
+		{"GET", "/live/missing.flv?key=pk", 404},
+		{"GET", "/live/here.flv", 401},
+		{"GET", "/live/here.flv?key=nope", 403},
+		{"GET", "/live/here?key=pk", 404},
+		{"GET", "/here.flv?key=pk", 404},
+		{"GET", "/live/../here.flv?key=pk", 404},
+		{"GET", "//here.flv?key=pk", 404},
+		{"GET", "/", 404},
+		{"POST", "/live/here.flv?key=pk", 405},
+		{"OPTIONS", "/live/here.flv", 204},
+		{"HEAD", "/live/here.flv?key=pk", 200},
+	}
+	for _, c := range cases {
+		req, _ := http.NewRequest(c.method, s.base+c.path, nil)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatalf("%s %s: %v", c.method, c.path, err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != c.want || resp.Header.Get("Access-Control-Allow-Origin") != "*" {
+			t.Errorf("%s %s: %d (CORS %q), want %d", c.method, c.path, resp.StatusCode, resp.Header.Get("Access-Control-Allow-Origin"), c.want)
+		}
+	}
+	// junk on the port does not hurt
+	c, _ := net.Dial("tcp", s.base[len("http://"):])
+	c.Write(bytes.Repeat([]byte{0xff, 0, '\n'}, 1000))
+	c.Close()
+	if r, err := http.Get(s.base + "/live/here.flv?key=pk"); err != nil || r.StatusCode != 200 {
+		t.Fatalf("after junk: %v %v", r, err)
+	} else {
+		r.Body.Close()
+	}
+}
+
+// TestInitFromStream: an edge that joined late has no in-band sequence
+// headers; they come from Stream.Init.
+func TestInitFromStream(t *testing.T) {
+	tags := testmedia.Tags(t, testmedia.Clip(t, testmedia.Options{}))
+	var keyAt int
+	init := &core.InitTags{}
+	for i, tag := range tags {
+		h, _ := flv.ParseHeader(tag)
+		switch flv.InitKindOf(h.Type, tag[11:]) {
+		case flv.InitMetadata:
+			init.Metadata = tag
+		case flv.InitVideo:
+			init.Video = tag
+		case flv.InitAudio:
+			init.Audio = tag
+		}
+		if h.Type == flv.TypeVideo && flv.IsVideoKeyframe(tag[11:]) && i > len(tags)/2 && keyAt == 0 {
+			keyAt = i
+		}
+	}
+	s := startSink(t, httpflvsink.Config{GOPCache: true})
+	st := core.NewStream("live/edge")
+	st.SetInit(init)
+	s.h.Send(core.NewEvent(core.EventStart, st))
+	waitFor(t, "stream", func() bool {
+		r, err := http.Head(s.base + "/live/edge.flv")
+		return err == nil && r.StatusCode == 200
+	})
+	resp, err := http.Get(s.base + "/live/edge.flv")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	for _, tag := range tags[keyAt:] {
+		s.send(st, tag)
+	}
+	s.h.EndStream(st)
+	got, err := flv.ReadAll(bufio.NewReader(resp.Body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := append([][]byte{init.Metadata, init.Video, init.Audio}, tags[keyAt:]...)
+	sameTags(t, got, want)
+}
+
+// BenchmarkFanout measures delivering one 1 KB tag to N viewers reading
+// over loopback: ns and allocations per tag, and per tag delivered.
+func BenchmarkFanout(b *testing.B) {
+	for _, n := range []int{1, 10, 100} {
+		b.Run(fmt.Sprintf("viewers=%d", n), func(b *testing.B) {
+			s := startSink(b, httpflvsink.Config{GOPCache: false, ViewerQueue: 1 << 16})
+			st := s.h.StartStream("live/bench")
+			var total atomic.Int64
+			done := make(chan struct{}, n)
+			for i := 0; i < n; i++ {
+				resp, err := http.Get(s.base + "/live/bench.flv")
+				if err != nil {
+					b.Fatal(err)
+				}
+				go func() {
+					c, _ := io.Copy(io.Discard, resp.Body)
+					total.Add(c)
+					resp.Body.Close()
+					done <- struct{}{}
+				}()
+			}
+			tag := flv.AppendTag(nil, flv.TypeAudio, 0, bytes.Repeat([]byte{0xaf, 1}, 512))
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				p := core.NewPacket(len(tag))
+				copy(p.Data, tag)
+				p.Stream, p.Type = st, flv.TypeAudio
+				s.h.Send(p)
+				if i%4096 == 4095 { // stay within the viewer queues
+					want := float64(i+1) * float64(len(tag)+4) * float64(n)
+					for core.CounterValue(s.env.Metrics.Counter("bytes_sent")) < want {
+						time.Sleep(100 * time.Microsecond)
+					}
+				}
+			}
+			s.h.EndStream(st)
+			for i := 0; i < n; i++ {
+				<-done
+			}
+			b.StopTimer()
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(n), "ns/delivery")
+			if drops := s.env.Metrics.Drop("slow_viewer").Value(); drops > 0 {
+				b.Fatalf("%v viewers shed", drops)
+			}
+		})
+	}
+}
