@@ -3,6 +3,7 @@ package rtx
 import (
 	"bufio"
 	"context"
+	"crypto/sha256"
 	"crypto/subtle"
 	"crypto/tls"
 	"errors"
@@ -72,12 +73,16 @@ func (s Stats) Get(ev Event) uint64 { return s.Events[ev] }
 type Server struct {
 	cfg ServerConfig
 	tls *tls.Config
+	udp *net.UDPConn
+	tr  *quic.Transport
 	ln  *quic.Listener
 
 	mu      sync.RWMutex
 	streams map[uint32]*cached
 	peers   map[*quic.Conn]struct{}
 	closed  bool
+	// closeDone is closed once Close has released the socket.
+	closeDone chan struct{}
 
 	events [numEvents]atomic.Uint64
 	wg     sync.WaitGroup
@@ -120,12 +125,25 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Server{cfg: cfg, tls: t, streams: map[uint32]*cached{}, peers: map[*quic.Conn]struct{}{}}, nil
+	return &Server{cfg: cfg, tls: t, streams: map[uint32]*cached{}, peers: map[*quic.Conn]struct{}{}, closeDone: make(chan struct{})}, nil
 }
 
 // Listen binds the UDP socket.
 func (s *Server) Listen() error {
-	ln, err := quic.ListenAddr(s.cfg.Addr, s.tls, &quic.Config{
+	ua, err := net.ResolveUDPAddr("udp", s.cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("rtx: listen address %q: %w", s.cfg.Addr, err)
+	}
+	udp, err := net.ListenUDP("udp", ua)
+	if err != nil {
+		return fmt.Errorf("rtx: listen on %s: %w", s.cfg.Addr, err)
+	}
+	// A reset key that survives restarts lets a restarted server answer an
+	// old connection's packets with a stateless reset, so the edge notices
+	// at once instead of after its idle timeout.
+	key := quic.StatelessResetKey(sha256.Sum256([]byte("mediapipe-rtx stateless reset\x00" + s.cfg.Token)))
+	tr := &quic.Transport{Conn: udp, StatelessResetKey: &key}
+	ln, err := tr.Listen(s.tls, &quic.Config{
 		HandshakeIdleTimeout:  s.cfg.HelloTimeout,
 		MaxIdleTimeout:        30 * time.Second,
 		MaxIncomingStreams:    256,
@@ -133,9 +151,10 @@ func (s *Server) Listen() error {
 		KeepAlivePeriod:       5 * time.Second,
 	})
 	if err != nil {
+		_ = udp.Close()
 		return fmt.Errorf("rtx: listen on %s: %w", s.cfg.Addr, err)
 	}
-	s.ln = ln
+	s.udp, s.tr, s.ln = udp, tr, ln
 	return nil
 }
 
@@ -187,9 +206,11 @@ func (s *Server) Close() error {
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
+		<-s.closeDone
 		return nil
 	}
 	s.closed = true
+	defer close(s.closeDone)
 	peers := make([]*quic.Conn, 0, len(s.peers))
 	for c := range s.peers {
 		peers = append(peers, c)
@@ -199,7 +220,9 @@ func (s *Server) Close() error {
 		_ = c.CloseWithError(CodeShutdown, "shutting down")
 	}
 	if s.ln != nil {
-		return s.ln.Close()
+		_ = s.ln.Close()
+		_ = s.tr.Close()
+		return s.udp.Close()
 	}
 	return nil
 }
