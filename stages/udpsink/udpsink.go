@@ -1,0 +1,437 @@
+// Package udpsink is the udp-sink stage: it sends RTP packets to unicast and
+// multicast destinations in batches, with RTCP stream announcements muxed in.
+package udpsink
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/mediapipe/mediapipe/core"
+	"github.com/mediapipe/mediapipe/core/media/rtpann"
+	"github.com/mediapipe/mediapipe/internal/udpbatch"
+)
+
+// Config is udp-sink's parameters.
+type Config struct {
+	Destinations      []string `param:"destinations" required:"true" doc:"where every packet goes: unicast and/or multicast group addresses as host:port, IPv4 or IPv6 ([ff15::1]:5222)"`
+	TTL               int      `param:"ttl" default:"1" min:"0" max:"255" doc:"multicast TTL (IPv6 hop limit); 1 keeps packets on the local network, raise it to cross multicast routers"`
+	Interface         string   `param:"interface" doc:"network interface multicast leaves by (e.g. eth0); empty: the routing table decides"`
+	MulticastLoopback bool     `param:"multicast_loopback" default:"true" doc:"deliver multicast to receivers on this host too"`
+	Batch             int      `param:"batch" default:"64" min:"1" max:"1024" doc:"most datagrams handed to the kernel per sendmmsg"`
+	WriteBuffer       int      `param:"write_buffer" default:"4194304" min:"0" doc:"socket send buffer in bytes (SO_SNDBUF; the kernel may cap it); 0 keeps the system default"`
+}
+
+// Validate checks the destinations' shape; Open resolves them.
+func (c *Config) Validate() error {
+	var errs []error
+	if len(c.Destinations) == 0 {
+		errs = append(errs, errors.New("destinations: give at least one host:port"))
+	}
+	for _, d := range c.Destinations {
+		host, port, err := net.SplitHostPort(d)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("destinations: %q: %w", d, err))
+			continue
+		}
+		if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+			errs = append(errs, fmt.Errorf("destinations: %q: port must be 1-65535", d))
+		}
+		if host == "" {
+			errs = append(errs, fmt.Errorf("destinations: %q: host is missing", d))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func init() {
+	core.Register(core.Spec{
+		Name:    "udp-sink",
+		Summary: "sends each RTP packet to every destination, unicast or multicast, in batches; RTCP SR+SDES (stream name) and BYE muxed on the same addresses",
+		In:      core.KindRTP,
+		Out:     core.KindNone,
+	}, New)
+}
+
+// announceEvery is how often each stream's SR+SDES is repeated (design.md).
+const announceEvery = time.Second
+
+// errLogEvery bounds how often a failing destination is logged.
+const errLogEvery = 10 * time.Second
+
+// Stage is a udp-sink.
+type Stage struct {
+	cfg   Config
+	env   *core.Env
+	cname string
+
+	dests []*dest
+
+	// the batch being built: datagrams in send order, and the packets to
+	// release once it is sent.
+	bufs [][]byte
+	pkts []*core.Packet
+
+	streams    map[*core.Stream]*streamState
+	lastStream *core.Stream
+	lastState  *streamState
+
+	sendErr  *core.DropCounter
+	badRTP   *core.DropCounter
+	sent     prometheus.Counter
+	rtcpSent prometheus.Counter
+	active   prometheus.Gauge
+}
+
+type dest struct {
+	addr  string
+	raddr *net.UDPAddr
+	conn  *net.UDPConn
+	w     *udpbatch.Writer
+	msgs  []udpbatch.Message
+
+	failing  bool
+	burst    int // errors since the burst began or was last logged
+	lastLog  time.Time
+	batchErr bool
+}
+
+type streamState struct {
+	ssrc     uint32
+	known    bool // ssrc learned from a packet
+	packets  uint32
+	octets   uint32
+	lastTS   uint32
+	lastWall time.Time
+	ann      []byte // this stream's current RTCP datagram
+}
+
+// New builds a udp-sink; Open resolves and opens the sockets.
+func New(cfg *Config, env *core.Env) (core.Stage, error) {
+	return newStage(cfg, env), nil
+}
+
+func newStage(cfg *Config, env *core.Env) *Stage {
+	host, err := os.Hostname()
+	if err != nil || host == "" {
+		host = "localhost"
+	}
+	cname := "mediapipe@" + host
+	if len(cname) > rtpann.MaxNameLen {
+		cname = cname[:rtpann.MaxNameLen]
+	}
+	s := &Stage{
+		cfg:      *cfg,
+		env:      env,
+		cname:    cname,
+		bufs:     make([][]byte, 0, cfg.Batch),
+		pkts:     make([]*core.Packet, 0, cfg.Batch),
+		streams:  map[*core.Stream]*streamState{},
+		sendErr:  env.Metrics.Drop("send_error"),
+		badRTP:   env.Metrics.Drop("bad_rtp"),
+		sent:     env.Metrics.Counter("datagrams_sent"),
+		rtcpSent: env.Metrics.Counter("rtcp_sent"),
+		active:   env.Metrics.Gauge("streams"),
+	}
+	return s
+}
+
+// Open resolves every destination and opens one connected socket for each,
+// multicast options set before connecting (the kernel fixes the route then).
+func (s *Stage) Open(ctx context.Context) error {
+	var ifi *net.Interface
+	if s.cfg.Interface != "" {
+		var err error
+		if ifi, err = net.InterfaceByName(s.cfg.Interface); err != nil {
+			return fmt.Errorf("udp-sink: interface %q: %w", s.cfg.Interface, err)
+		}
+	}
+	for _, addr := range s.cfg.Destinations {
+		raddr, err := net.ResolveUDPAddr("udp", addr)
+		if err != nil {
+			s.closeAll()
+			return fmt.Errorf("udp-sink: destination %q: %w", addr, err)
+		}
+		opts := sockOpts{sndbuf: s.cfg.WriteBuffer}
+		if raddr.IP.IsMulticast() {
+			opts.multicast, opts.ttl, opts.loop, opts.ifi = true, s.cfg.TTL, s.cfg.MulticastLoopback, ifi
+		}
+		network := "udp4"
+		if raddr.IP.To4() == nil {
+			network = "udp6"
+		}
+		d := net.Dialer{Control: opts.control}
+		c, err := d.DialContext(ctx, network, raddr.String())
+		if err != nil {
+			s.closeAll()
+			return fmt.Errorf("udp-sink: destination %q: %w", addr, err)
+		}
+		conn := c.(*net.UDPConn)
+		if s.cfg.WriteBuffer > 0 {
+			if got, ok := sendBuffer(conn); ok && got < s.cfg.WriteBuffer {
+				s.env.Log.Info("udp-sink: kernel capped the send buffer", "destination", addr, "asked", s.cfg.WriteBuffer, "got", got)
+			}
+		}
+		msgs := make([]udpbatch.Message, s.cfg.Batch)
+		for i := range msgs {
+			msgs[i].Buffers = make([][]byte, 1)
+		}
+		s.dests = append(s.dests, &dest{addr: addr, raddr: raddr, conn: conn, w: udpbatch.NewWriter(conn), msgs: msgs})
+		s.env.Log.Info("udp-sink: sending", "destination", addr, "resolved", raddr.String(), "multicast", raddr.IP.IsMulticast(), "local", conn.LocalAddr().String())
+	}
+	return nil
+}
+
+func (s *Stage) closeAll() {
+	for _, d := range s.dests {
+		_ = d.conn.Close()
+	}
+	s.dests = nil
+}
+
+// LocalAddrs returns the local address of each destination's socket, in
+// the order of destinations.
+func (s *Stage) LocalAddrs() []net.Addr {
+	out := make([]net.Addr, len(s.dests))
+	for i, d := range s.dests {
+		out[i] = d.conn.LocalAddr()
+	}
+	return out
+}
+
+// Run sends packets until in closes, then says BYE for every stream left.
+func (s *Stage) Run(ctx context.Context, in <-chan *core.Packet, _ core.Output) error {
+	if s.dests == nil {
+		if err := s.Open(ctx); err != nil {
+			return err
+		}
+	}
+	defer s.closeAll()
+	timer := s.env.Clock.NewTimer(announceEvery)
+	defer timer.Stop()
+	for {
+		select {
+		case p, ok := <-in:
+			if !ok {
+				s.finish()
+				return nil
+			}
+			s.handle(p)
+			// Gather whatever else is already queued, without waiting, so a
+			// burst goes out in one sendmmsg and a lone packet goes at once.
+		gather:
+			for len(s.bufs) < s.cfg.Batch {
+				select {
+				case p, ok := <-in:
+					if !ok {
+						s.finish()
+						return nil
+					}
+					s.handle(p)
+				default:
+					break gather
+				}
+			}
+			s.flush()
+		case <-timer.C():
+			s.announceAll()
+			s.flush()
+			timer.Reset(announceEvery)
+		}
+	}
+}
+
+func (s *Stage) state(st *core.Stream) *streamState {
+	if st == s.lastStream && st != nil {
+		return s.lastState
+	}
+	ss := s.streams[st]
+	s.lastStream, s.lastState = st, ss
+	return ss
+}
+
+func (s *Stage) handle(p *core.Packet) {
+	switch p.Event {
+	case core.EventStart:
+		if p.Stream != nil && s.streams[p.Stream] == nil {
+			s.streams[p.Stream] = &streamState{}
+			s.lastStream = nil
+			s.active.Set(float64(len(s.streams)))
+		}
+		p.Release()
+		return
+	case core.EventEnd:
+		if ss := s.streams[p.Stream]; ss != nil {
+			s.bye(p.Stream, ss)
+			delete(s.streams, p.Stream)
+			s.lastStream = nil
+			s.active.Set(float64(len(s.streams)))
+		}
+		p.Release()
+		return
+	}
+	start, end, err := rtpann.CheckRTP(p.Data)
+	if err != nil || rtpann.Classify(p.Data) != rtpann.RTP {
+		s.badRTP.Inc()
+		p.Release()
+		return
+	}
+	if p.Stream != nil {
+		ss := s.state(p.Stream)
+		if ss == nil { // data without a start event: adopt the stream
+			ss = &streamState{}
+			s.streams[p.Stream] = ss
+			s.lastStream = nil
+			s.active.Set(float64(len(s.streams)))
+		}
+		ssrc := rtpann.SSRC(p.Data)
+		if !ss.known || ss.ssrc != ssrc {
+			// The stream's first packet (or a new SSRC): announce first, so a
+			// receiver can name the SSRC before any of its RTP arrives.
+			*ss = streamState{ssrc: ssrc, known: true, ann: ss.ann}
+			ss.lastTS, ss.lastWall = rtpann.Timestamp(p.Data), s.env.Clock.Now()
+			s.announce(p.Stream, ss)
+		}
+		ss.packets++
+		ss.octets += uint32(end - start)
+		ss.lastTS = rtpann.Timestamp(p.Data)
+		ss.lastWall = s.env.Clock.Now()
+	}
+	s.add(p.Data, p)
+}
+
+// add appends one datagram to the batch, sending the batch first if full.
+func (s *Stage) add(b []byte, p *core.Packet) {
+	if len(s.bufs) >= s.cfg.Batch {
+		s.flush()
+	}
+	s.bufs = append(s.bufs, b)
+	if p != nil {
+		s.pkts = append(s.pkts, p)
+	}
+}
+
+// announce queues st's SR+SDES. The datagram lives in ss.ann, which is not
+// rewritten before the batch holding it is sent (announceAll flushes first).
+func (s *Stage) announce(st *core.Stream, ss *streamState) {
+	now := s.env.Clock.Now()
+	sender := rtpann.Sender{
+		SSRC:    ss.ssrc,
+		NTP:     rtpann.NTP(now),
+		RTPTime: ss.lastTS + uint32(now.Sub(ss.lastWall).Milliseconds()), // 1 kHz clock: FLV ms
+		Packets: ss.packets,
+		Octets:  ss.octets,
+	}
+	b, err := rtpann.AppendAnnounce(ss.ann[:0], sender, s.cname, st.Name)
+	if err != nil {
+		s.env.Log.Warn("udp-sink: cannot announce stream", "stream", st.Name, "err", err)
+		return
+	}
+	ss.ann = b
+	s.rtcpSent.Inc()
+	s.add(b, nil)
+}
+
+func (s *Stage) bye(st *core.Stream, ss *streamState) {
+	if !ss.known {
+		return
+	}
+	b, err := rtpann.AppendBye(nil, ss.ssrc, "stream ended")
+	if err != nil {
+		s.env.Log.Warn("udp-sink: cannot say bye", "stream", st.Name, "err", err)
+		return
+	}
+	s.rtcpSent.Inc()
+	s.add(b, nil)
+}
+
+func (s *Stage) announceAll() {
+	s.flush() // the batch may still point at announcement buffers
+	for st, ss := range s.streams {
+		if ss.known {
+			s.announce(st, ss)
+		}
+	}
+}
+
+// finish says BYE for streams that never got an end event and sends the rest.
+func (s *Stage) finish() {
+	for st, ss := range s.streams {
+		s.bye(st, ss)
+	}
+	clear(s.streams)
+	s.lastStream = nil
+	s.active.Set(0)
+	s.flush()
+}
+
+// flush sends the batch to every destination. A destination that fails
+// loses the message it failed on; a second failure in the same batch gives
+// up on it until the next batch, so a dead destination costs two syscalls
+// per batch and never delays the others.
+func (s *Stage) flush() {
+	if len(s.bufs) == 0 {
+		return
+	}
+	for _, d := range s.dests {
+		msgs := d.msgs[:len(s.bufs)]
+		for i, b := range s.bufs {
+			msgs[i].Buffers[0] = b
+		}
+		failures := 0
+		for off := 0; off < len(msgs); {
+			n, err := d.w.Write(msgs[off:])
+			off += n
+			s.sent.Add(float64(n))
+			if err == nil {
+				break
+			}
+			failures++
+			lost := 1
+			if failures > 1 {
+				lost = len(msgs) - off
+			}
+			off += lost
+			s.noteError(d, err, lost)
+		}
+		if failures == 0 && d.failing {
+			d.failing = false
+			s.env.Log.Info("udp-sink: destination recovered", "destination", d.addr, "lost", d.burst)
+			d.burst = 0
+		}
+		for i := range msgs {
+			msgs[i].Buffers[0] = nil
+		}
+	}
+	clear(s.bufs)
+	s.bufs = s.bufs[:0]
+	for _, p := range s.pkts {
+		p.Release()
+	}
+	clear(s.pkts)
+	s.pkts = s.pkts[:0]
+}
+
+// noteError counts lost datagrams; it logs when a destination starts failing
+// and then at most every errLogEvery, never per packet.
+func (s *Stage) noteError(d *dest, err error, lost int) {
+	s.sendErr.Add(lost)
+	d.burst += lost
+	now := time.Now()
+	switch {
+	case !d.failing:
+		d.failing = true
+		d.lastLog = now
+		s.env.Log.Warn("udp-sink: destination failing", "destination", d.addr, "err", err)
+	case now.Sub(d.lastLog) >= errLogEvery:
+		d.lastLog = now
+		s.env.Log.Warn("udp-sink: destination still failing", "destination", d.addr, "lost", d.burst, "err", err)
+		d.burst = 0
+	}
+}

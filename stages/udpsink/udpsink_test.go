@@ -1,0 +1,211 @@
+package udpsink
+
+import (
+	"bytes"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/pion/rtp"
+
+	"github.com/mediapipe/mediapipe/core"
+	"github.com/mediapipe/mediapipe/core/media/rtpann"
+	"github.com/mediapipe/mediapipe/core/stagetest"
+)
+
+// rtpPacket marshals one RTP packet as rtp-fragmenter would.
+func rtpPacket(t testing.TB, ssrc uint32, seq uint16, ts uint32, size int) []byte {
+	t.Helper()
+	payload := make([]byte, size)
+	for i := range payload {
+		payload[i] = byte(int(seq) + i)
+	}
+	b, err := (&rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 100, SequenceNumber: seq, Timestamp: ts, SSRC: ssrc, Marker: true}, Payload: payload}).Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func listen(t testing.TB) *net.UDPConn {
+	t.Helper()
+	c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = c.SetReadBuffer(8 << 20)
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+func startSink(t testing.TB, cfg Config) (*Stage, *stagetest.Harness) {
+	t.Helper()
+	def := core.Define(core.Spec{Name: "udp-sink", In: core.KindRTP}, New)
+	raw := map[string]any{"destinations": cfg.Destinations}
+	if cfg.Batch > 0 {
+		raw["batch"] = int64(cfg.Batch)
+	}
+	env := core.TestEnv("udp-sink")
+	clock := stagetest.NewFakeClock(time.Unix(1_700_000_000, 0))
+	env.Clock = clock
+	st, err := def.Build(raw, env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := stagetest.Start(t, st, env, false)
+	h.Clock = clock
+	return st.(*Stage), h
+}
+
+func read(t testing.TB, c *net.UDPConn) []byte {
+	t.Helper()
+	buf := make([]byte, 70000)
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	n, err := c.Read(buf)
+	if err != nil {
+		t.Fatalf("read: %v", err)
+	}
+	return buf[:n]
+}
+
+func parseRTCP(t testing.TB, b []byte) rtpann.Report {
+	t.Helper()
+	var r rtpann.Report
+	if err := rtpann.Parse(b, &r); err != nil {
+		t.Fatalf("want RTCP, got %d bytes (%x...): %v", len(b), b[:min(len(b), 4)], err)
+	}
+	return r
+}
+
+// TestWire checks what goes on the wire: SR+SDES before the first RTP
+// packet, the RTP bytes unchanged, an SR every second with the counts, BYE
+// at the end.
+func TestWire(t *testing.T) {
+	rx := listen(t)
+	_, h := startSink(t, Config{Destinations: []string{rx.LocalAddr().String()}})
+	s := h.StartStream("live/movie")
+	const ssrc = 0x1234abcd
+	var sent [][]byte
+	for i := range 10 {
+		b := rtpPacket(t, ssrc, uint16(65530+i), uint32(1000+i*40), 100+i)
+		sent = append(sent, b)
+		h.SendData(s, 0, uint32(1000+i*40), b)
+	}
+	first := parseRTCP(t, read(t, rx))
+	if len(first.Senders) != 1 || first.Senders[0].SSRC != ssrc || first.Senders[0].Packets != 0 || first.Senders[0].RTPTime != 1000 {
+		t.Errorf("first SR %+v", first.Senders)
+	}
+	if len(first.Names) != 1 || first.Names[0].Name != "live/movie" || first.Names[0].SSRC != ssrc || first.Names[0].CNAME == "" {
+		t.Errorf("first SDES %+v", first.Names)
+	}
+	octets := 0
+	for i, want := range sent {
+		if got := read(t, rx); !bytes.Equal(got, want) {
+			t.Fatalf("datagram %d differs: %d bytes, want %d", i, len(got), len(want))
+		}
+		octets += len(want) - 12
+	}
+	h.Clock.Advance(time.Second)
+	sr := parseRTCP(t, read(t, rx))
+	if len(sr.Senders) != 1 || sr.Senders[0].Packets != 10 || int(sr.Senders[0].Octets) != octets || len(sr.Names) != 1 {
+		t.Errorf("periodic SR %+v names %+v; want 10 packets, %d octets", sr.Senders, sr.Names, octets)
+	}
+	// 1 s after the last packet, the RTP clock (ms) has moved on 1000.
+	if want := uint32(1000+9*40) + 1000; sr.Senders[0].RTPTime != want {
+		t.Errorf("SR RTP time %d, want %d", sr.Senders[0].RTPTime, want)
+	}
+	h.EndStream(s)
+	bye := parseRTCP(t, read(t, rx))
+	if len(bye.Byes) != 1 || bye.Byes[0] != ssrc {
+		t.Errorf("BYE %+v", bye)
+	}
+	if err := h.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestFailingDestination: a destination nobody listens on (ICMP refusals
+// make its connected socket fail) loses packets and counts them; the other
+// gets every packet.
+func TestFailingDestination(t *testing.T) {
+	dead := listen(t)
+	deadAddr := dead.LocalAddr().String()
+	dead.Close()
+	rx := listen(t)
+	st, h := startSink(t, Config{Destinations: []string{deadAddr, rx.LocalAddr().String()}, Batch: 8})
+	s := h.StartStream("live/movie")
+	const n = 500
+	var sent [][]byte
+	for i := range n {
+		b := rtpPacket(t, 7, uint16(i), uint32(i), 1000)
+		sent = append(sent, b)
+		h.SendData(s, 0, uint32(i), b)
+		if i%50 == 0 {
+			time.Sleep(time.Millisecond) // let ICMP refusals come back between batches
+		}
+	}
+	parseRTCP(t, read(t, rx))
+	for i, want := range sent {
+		if got := read(t, rx); !bytes.Equal(got, want) {
+			t.Fatalf("datagram %d differs", i)
+		}
+	}
+	if err := h.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if st.sendErr.Value() == 0 {
+		t.Error("no send_error counted for the refusing destination")
+	}
+	t.Logf("send_error = %v", st.sendErr.Value())
+}
+
+func TestBadRTPDropped(t *testing.T) {
+	rx := listen(t)
+	st, h := startSink(t, Config{Destinations: []string{rx.LocalAddr().String()}})
+	s := h.StartStream("live/x")
+	h.SendData(s, 0, 0, []byte{1, 2, 3})
+	good := rtpPacket(t, 9, 1, 1, 10)
+	h.SendData(s, 0, 0, good)
+	parseRTCP(t, read(t, rx))
+	if got := read(t, rx); !bytes.Equal(got, good) {
+		t.Fatal("good packet changed")
+	}
+	if err := h.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if st.badRTP.Value() != 1 {
+		t.Errorf("bad_rtp = %v, want 1", st.badRTP.Value())
+	}
+}
+
+func TestValidate(t *testing.T) {
+	def := core.Define(core.Spec{Name: "udp-sink", In: core.KindRTP}, New)
+	for _, c := range []struct {
+		name string
+		raw  map[string]any
+		ok   bool
+	}{
+		{"unicast", map[string]any{"destinations": []any{"127.0.0.1:5222"}}, true},
+		{"v6 and multicast", map[string]any{"destinations": []any{"[::1]:5222", "239.1.1.1:5222"}, "ttl": int64(16)}, true},
+		{"missing", map[string]any{}, false},
+		{"empty list", map[string]any{"destinations": []any{}}, false},
+		{"no port", map[string]any{"destinations": []any{"127.0.0.1"}}, false},
+		{"bad port", map[string]any{"destinations": []any{"127.0.0.1:70000"}}, false},
+		{"ttl too big", map[string]any{"destinations": []any{"127.0.0.1:1"}, "ttl": int64(300)}, false},
+		{"batch zero", map[string]any{"destinations": []any{"127.0.0.1:1"}, "batch": int64(0)}, false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			errs := def.Check(c.raw)
+			if (len(errs) == 0) != c.ok {
+				t.Errorf("Check = %v, want ok=%v", errs, c.ok)
+			}
+		})
+	}
+}
+
+func TestOpenFailsOnBadInterface(t *testing.T) {
+	st, _ := New(&Config{Destinations: []string{"239.1.1.1:5000"}, Interface: "nosuchnic0", Batch: 1}, core.TestEnv("udp-sink"))
+	if err := st.(*Stage).Open(t.Context()); err == nil {
+		t.Fatal("Open accepted a missing interface")
+	}
+}

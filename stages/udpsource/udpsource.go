@@ -1,0 +1,452 @@
+// Package udpsource is the udp-source stage: it receives RTP (unicast or a
+// multicast group) and names streams from the RTCP SDES muxed beside it.
+package udpsource
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/net/ipv4"
+	"golang.org/x/net/ipv6"
+
+	"github.com/mediapipe/mediapipe/core"
+	"github.com/mediapipe/mediapipe/core/media/rtpann"
+	"github.com/mediapipe/mediapipe/internal/udpbatch"
+)
+
+// Config is udp-source's parameters.
+type Config struct {
+	Listen        string        `param:"listen" required:"true" doc:"host:port to receive on; a multicast group address (239.1.1.1:5222, [ff15::1]:5222) joins that group"`
+	Interface     string        `param:"interface" doc:"network interface to join the multicast group on (e.g. eth0); empty: the routing table decides"`
+	ReadBuffer    int           `param:"read_buffer" default:"4194304" min:"0" doc:"socket receive buffer in bytes (SO_RCVBUF); logged when the kernel grants less; 0 keeps the system default"`
+	Batch         int           `param:"batch" default:"64" min:"1" max:"1024" doc:"most datagrams read per recvmmsg"`
+	PayloadType   int           `param:"payload_type" default:"100" min:"96" max:"127" doc:"RTP payload type of the streams; other payload types are dropped and counted"`
+	StreamTimeout time.Duration `param:"stream_timeout" default:"5s" min:"0.01" doc:"a stream silent (no RTP nor RTCP) this long ends"`
+	UnnamedHold   time.Duration `param:"unnamed_hold" default:"2s" min:"0" doc:"how long packets of an SSRC no SDES has named yet are held before being dropped; 0 drops them at once"`
+}
+
+// Validate checks listen's shape.
+func (c *Config) Validate() error {
+	host, port, err := net.SplitHostPort(c.Listen)
+	if err != nil {
+		return fmt.Errorf("listen: %q: %w", c.Listen, err)
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		return fmt.Errorf("listen: %q: port must be 0-65535", c.Listen)
+	}
+	_ = host
+	return nil
+}
+
+func init() {
+	core.Register(core.Spec{
+		Name:    "udp-source",
+		Summary: "receives RTP over UDP, unicast or by joining a multicast group; RTCP SDES names each SSRC's stream, BYE or silence ends it",
+		In:      core.KindNone,
+		Out:     core.KindRTP,
+	}, New)
+}
+
+// Bounds on what strangers can make the stage keep.
+const (
+	maxPending   = 16   // SSRCs waiting for a name at once
+	maxHeld      = 1024 // packets held per unnamed SSRC (about 1 s of a 10 Mb/s stream)
+	maxRetired   = 256  // SSRCs remembered as ended (BYE, replaced)
+	slotSize     = 2048 // first iovec: a pooled packet buffer, fits any default-sized datagram
+	maxDatagram  = 65536
+	errorsToQuit = 1000 // consecutive read errors that end Run
+)
+
+// Stage is a udp-source.
+type Stage struct {
+	cfg Config
+	env *core.Env
+
+	conn  *net.UDPConn
+	r     *udpbatch.Reader
+	msgs  []udpbatch.Message
+	slots []*core.Packet // slot i's packet; msgs[i].Buffers[0] is its buffer
+	over  [][]byte       // msgs[i].Buffers[1]: room for datagrams over slotSize
+
+	sources map[uint32]*source
+	names   map[string]*source // live streams by name
+	retired map[uint32]time.Time
+	pending int
+	report  rtpann.Report
+
+	junk, badPT, unnamed *core.DropCounter
+	started, ended       prometheus.Counter
+	active               prometheus.Gauge
+}
+
+// source is one SSRC: pending (stream nil, packets held) or live.
+type source struct {
+	ssrc      uint32
+	stream    *core.Stream
+	firstSeen time.Time
+	lastSeen  time.Time
+	held      []*core.Packet
+}
+
+// New builds a udp-source; Open binds it.
+func New(cfg *Config, env *core.Env) (core.Stage, error) {
+	return newStage(cfg, env), nil
+}
+
+func newStage(cfg *Config, env *core.Env) *Stage {
+	return &Stage{
+		cfg:     *cfg,
+		env:     env,
+		sources: map[uint32]*source{},
+		names:   map[string]*source{},
+		retired: map[uint32]time.Time{},
+		junk:    env.Metrics.Drop("junk"),
+		badPT:   env.Metrics.Drop("bad_payload_type"),
+		unnamed: env.Metrics.Drop("unnamed_ssrc"),
+		started: env.Metrics.Counter("streams_started"),
+		ended:   env.Metrics.Counter("streams_ended"),
+		active:  env.Metrics.Gauge("streams"),
+	}
+}
+
+// Open binds the socket (and joins the group when listen is multicast), so
+// an address in use fails before anything runs.
+func (s *Stage) Open(ctx context.Context) error {
+	if s.conn != nil {
+		return nil
+	}
+	addr, err := net.ResolveUDPAddr("udp", s.cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("udp-source: listen %q: %w", s.cfg.Listen, err)
+	}
+	network := "udp4"
+	if addr.IP != nil && addr.IP.To4() == nil {
+		network = "udp6"
+	}
+	if addr.IP == nil {
+		network = "udp"
+	}
+	multicast := addr.IP.IsMulticast()
+	bind := addr.String()
+	if multicast && network == "udp6" {
+		// IPv6 groups need a scope to bind to; the wildcard with the group
+		// joined receives the same datagrams.
+		bind = net.JoinHostPort("::", strconv.Itoa(addr.Port))
+	}
+	lc := net.ListenConfig{Control: sockOpts{rcvbuf: s.cfg.ReadBuffer, reuse: multicast}.control}
+	pc, err := lc.ListenPacket(ctx, network, bind)
+	if err != nil {
+		return fmt.Errorf("udp-source: listen %q: %w", s.cfg.Listen, err)
+	}
+	conn := pc.(*net.UDPConn)
+	if multicast {
+		var ifi *net.Interface
+		if s.cfg.Interface != "" {
+			if ifi, err = net.InterfaceByName(s.cfg.Interface); err != nil {
+				conn.Close()
+				return fmt.Errorf("udp-source: interface %q: %w", s.cfg.Interface, err)
+			}
+		}
+		group := &net.UDPAddr{IP: addr.IP}
+		if network == "udp6" {
+			err = ipv6.NewPacketConn(conn).JoinGroup(ifi, group)
+		} else {
+			err = ipv4.NewPacketConn(conn).JoinGroup(ifi, group)
+		}
+		if err != nil {
+			conn.Close()
+			return fmt.Errorf("udp-source: join group %s: %w", addr.IP, err)
+		}
+	}
+	if s.cfg.ReadBuffer > 0 {
+		if got, ok := recvBuffer(conn); ok && got < s.cfg.ReadBuffer {
+			s.env.Log.Warn("udp-source: kernel capped the receive buffer (raise net.core.rmem_max)", "asked", s.cfg.ReadBuffer, "got", got)
+		}
+	}
+	r, err := udpbatch.NewReader(conn)
+	if err != nil {
+		conn.Close()
+		return fmt.Errorf("udp-source: %w", err)
+	}
+	s.conn, s.r = conn, r
+	s.msgs = make([]udpbatch.Message, s.cfg.Batch)
+	s.slots = make([]*core.Packet, s.cfg.Batch)
+	s.over = make([][]byte, s.cfg.Batch)
+	for i := range s.msgs {
+		s.over[i] = make([]byte, maxDatagram-slotSize)
+		s.msgs[i].Buffers = [][]byte{nil, s.over[i]}
+		s.refill(i)
+	}
+	s.env.Log.Info("udp-source: listening", "listen", s.cfg.Listen, "addr", conn.LocalAddr().String(), "multicast", multicast)
+	return nil
+}
+
+// Addr is the bound address (for tests listening on port 0).
+func (s *Stage) Addr() net.Addr {
+	if s.conn == nil {
+		return nil
+	}
+	return s.conn.LocalAddr()
+}
+
+func (s *Stage) refill(i int) {
+	p := core.NewPacket(slotSize)
+	s.slots[i] = p
+	s.msgs[i].Buffers[0] = p.Data[:slotSize]
+}
+
+// tick is how often silent streams and unnamed SSRCs are looked at.
+func (s *Stage) tick() time.Duration {
+	d := s.cfg.StreamTimeout
+	if s.cfg.UnnamedHold > 0 && s.cfg.UnnamedHold < d {
+		d = s.cfg.UnnamedHold
+	}
+	return min(max(d/4, 5*time.Millisecond), 250*time.Millisecond)
+}
+
+// Run receives until ctx is cancelled, then ends every stream and returns.
+func (s *Stage) Run(ctx context.Context, _ <-chan *core.Packet, out core.Output) error {
+	if err := s.Open(ctx); err != nil {
+		return err
+	}
+	stop := context.AfterFunc(ctx, func() { s.conn.Close() })
+	defer stop()
+	defer s.shutdown(out)
+	tick := s.tick()
+	var next time.Time
+	errs := 0
+	for {
+		if now := time.Now(); !now.Before(next) {
+			s.housekeep(s.env.Clock.Now(), out)
+			next = now.Add(tick)
+			// The deadline wakes the read for housekeeping when all is quiet.
+			_ = s.conn.SetReadDeadline(next)
+		}
+		n, err := s.r.Read(s.msgs)
+		if err != nil {
+			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
+				return nil
+			}
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				continue
+			}
+			if errs++; errs == 1 || errs%100 == 0 {
+				s.env.Log.Warn("udp-source: read failed", "err", err, "times", errs)
+			}
+			if errs >= errorsToQuit {
+				return fmt.Errorf("udp-source: reading %s: %w", s.cfg.Listen, err)
+			}
+			continue
+		}
+		errs = 0
+		s.process(n, out)
+	}
+}
+
+// process handles the n datagrams just read into the slots.
+func (s *Stage) process(n int, out core.Output) {
+	now := s.env.Clock.Now()
+	ingest := now.UnixNano()
+	for i := 0; i < n; i++ {
+		m := &s.msgs[i]
+		var p *core.Packet
+		fromSlot := m.N <= slotSize
+		if fromSlot {
+			p = s.slots[i]
+			p.Data = p.Data[:m.N]
+		} else {
+			// Rare: a datagram larger than the slot (max_payload raised).
+			p = core.NewPacket(m.N)
+			copy(p.Data, s.slots[i].Data[:slotSize])
+			copy(p.Data[slotSize:], s.over[i][:m.N-slotSize])
+		}
+		kept := s.datagram(p, now, ingest, out)
+		switch {
+		case kept && fromSlot:
+			s.refill(i)
+		case !kept && !fromSlot:
+			p.Release()
+		}
+	}
+}
+
+// datagram classifies one datagram and reports whether p was handed on (emitted or held).
+func (s *Stage) datagram(p *core.Packet, now time.Time, ingest int64, out core.Output) bool {
+	b := p.Data
+	switch rtpann.Classify(b) {
+	case rtpann.RTCP:
+		s.rtcp(b, now, out)
+		return false
+	case rtpann.RTP:
+	default:
+		s.junk.Inc()
+		return false
+	}
+	if _, _, err := rtpann.CheckRTP(b); err != nil {
+		s.junk.Inc()
+		return false
+	}
+	if int(rtpann.PayloadType(b)) != s.cfg.PayloadType {
+		s.badPT.Inc()
+		return false
+	}
+	ssrc := rtpann.SSRC(b)
+	src := s.sources[ssrc]
+	if src == nil {
+		if s.cfg.UnnamedHold <= 0 || s.pending >= maxPending {
+			s.unnamed.Inc()
+			return false
+		}
+		if _, gone := s.retired[ssrc]; gone {
+			s.unnamed.Inc()
+			return false
+		}
+		src = &source{ssrc: ssrc, firstSeen: now}
+		s.sources[ssrc] = src
+		s.pending++
+	}
+	p.Timestamp = rtpann.Timestamp(b)
+	p.Ingest = ingest
+	if src.stream == nil {
+		if len(src.held) >= maxHeld {
+			s.unnamed.Inc()
+			return false
+		}
+		src.held = append(src.held, p)
+		return true
+	}
+	src.lastSeen = now
+	p.Stream = src.stream
+	src.stream.Packets.Add(1)
+	src.stream.Bytes.Add(uint64(len(b)))
+	out.Emit(p)
+	return true
+}
+
+// rtcp applies an RTCP datagram: SDES names, SR keeps alive, BYE ends.
+func (s *Stage) rtcp(b []byte, now time.Time, out core.Output) {
+	if err := rtpann.Parse(b, &s.report); err != nil {
+		s.junk.Inc()
+		return
+	}
+	for _, n := range s.report.Names {
+		if rtpann.ValidName(n.Name) {
+			s.name(n.SSRC, n.Name, now, out)
+		}
+	}
+	for _, sr := range s.report.Senders {
+		if src := s.sources[sr.SSRC]; src != nil && src.stream != nil {
+			src.lastSeen = now
+		}
+	}
+	for _, ssrc := range s.report.Byes {
+		if src := s.sources[ssrc]; src != nil {
+			s.end(src, "bye", now, out)
+		}
+	}
+}
+
+// name gives ssrc its stream: the first naming starts the stream and
+// releases the packets held so far, in arrival order.
+func (s *Stage) name(ssrc uint32, name string, now time.Time, out core.Output) {
+	if _, gone := s.retired[ssrc]; gone {
+		return // a late SDES of an ended stream must not revive it
+	}
+	src := s.sources[ssrc]
+	if src != nil && src.stream != nil {
+		if src.stream.Name == name {
+			src.lastSeen = now
+			return
+		}
+		s.end(src, "renamed", now, out)
+		src = nil
+	}
+	if old := s.names[name]; old != nil {
+		// Same name, new SSRC: the publisher reconnected upstream.
+		s.end(old, "new ssrc", now, out)
+	}
+	if src == nil {
+		src = &source{ssrc: ssrc, firstSeen: now}
+		s.sources[ssrc] = src
+	} else {
+		s.pending--
+	}
+	src.stream = core.NewStream(name)
+	src.lastSeen = now
+	s.names[name] = src
+	s.started.Inc()
+	s.active.Set(float64(len(s.names)))
+	s.env.Log.Info("udp-source: stream start", "stream", name, "ssrc", ssrc, "held", len(src.held))
+	out.Emit(core.NewEvent(core.EventStart, src.stream))
+	for i, p := range src.held {
+		p.Stream = src.stream
+		src.stream.Packets.Add(1)
+		src.stream.Bytes.Add(uint64(len(p.Data)))
+		out.Emit(p)
+		src.held[i] = nil
+	}
+	src.held = nil
+}
+
+// end forgets src: a live stream ends, held packets are dropped.
+func (s *Stage) end(src *source, reason string, now time.Time, out core.Output) {
+	delete(s.sources, src.ssrc)
+	if reason != "silence" && len(s.retired) < maxRetired {
+		s.retired[src.ssrc] = now
+	}
+	if src.stream == nil {
+		s.pending--
+		s.unnamed.Add(len(src.held))
+		for _, p := range src.held {
+			p.Release()
+		}
+		src.held = nil
+		return
+	}
+	if s.names[src.stream.Name] == src {
+		delete(s.names, src.stream.Name)
+	}
+	s.ended.Inc()
+	s.active.Set(float64(len(s.names)))
+	s.env.Log.Info("udp-source: stream end", "stream", src.stream.Name, "ssrc", src.ssrc, "reason", reason,
+		"packets", src.stream.Packets.Load())
+	out.Emit(core.NewEvent(core.EventEnd, src.stream))
+}
+
+// housekeep ends silent streams, drops unnamed SSRCs held too long and
+// forgets retired SSRCs after a while.
+func (s *Stage) housekeep(now time.Time, out core.Output) {
+	for _, src := range s.sources {
+		switch {
+		case src.stream == nil && now.Sub(src.firstSeen) >= s.cfg.UnnamedHold:
+			s.end(src, "silence", now, out)
+		case src.stream != nil && now.Sub(src.lastSeen) >= s.cfg.StreamTimeout:
+			s.end(src, "silence", now, out)
+		}
+	}
+	for ssrc, at := range s.retired {
+		if now.Sub(at) >= s.cfg.StreamTimeout+s.cfg.UnnamedHold {
+			delete(s.retired, ssrc)
+		}
+	}
+}
+
+// shutdown ends every stream and frees the buffers.
+func (s *Stage) shutdown(out core.Output) {
+	now := s.env.Clock.Now()
+	for _, src := range s.sources {
+		s.end(src, "shutdown", now, out)
+	}
+	clear(s.retired)
+	for i, p := range s.slots {
+		p.Release()
+		s.slots[i] = nil
+	}
+	_ = s.conn.Close()
+}
