@@ -1,0 +1,246 @@
+// Package quicretransmit is the quic-retransmit stage: it passes RTP packets
+// on unchanged, caches the last ones of each SSRC and serves repairs over QUIC.
+package quicretransmit
+
+import (
+	"context"
+	_ "embed"
+	"errors"
+	"net"
+	"path/filepath"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/mediapipe/mediapipe/core"
+	"github.com/mediapipe/mediapipe/core/media/rtx"
+)
+
+//go:embed sample.toml
+var Sample string
+
+// RetainAfterEnd is how long a stream's cache keeps answering after its end,
+// so repairs of its last packets still work.
+const RetainAfterEnd = 5 * time.Second
+
+// Config is quic-retransmit's parameters.
+type Config struct {
+	Listen       string `param:"listen" required:"true" doc:"UDP address of the QUIC repair server (ALPN mediapipe-rtx/1), e.g. 127.0.0.1:4242"`
+	CachePackets int    `param:"cache_packets" default:"5000" min:"16" max:"32768" doc:"packets kept per stream (per SSRC) for repair"`
+	Token        string `param:"token" secret:"true" doc:"when set, edges must present this token; others get nothing"`
+	MaxRate      int    `param:"max_rate" default:"20000000" min:"0" doc:"bytes/s of repaired packets per edge connection; beyond it requests are refused and counted (0 = no limit)"`
+	Cert         string `param:"cert" doc:"PEM certificate file for TLS (with key); empty: a self-signed certificate made at start"`
+	Key          string `param:"key" doc:"PEM private key file for cert"`
+}
+
+// Validate checks the rules spanning fields.
+func (c *Config) Validate() error {
+	if (c.Cert == "") != (c.Key == "") {
+		return errors.New("cert: cert and key must be given together")
+	}
+	return nil
+}
+
+func init() {
+	core.Register(core.Spec{
+		Name:    "quic-retransmit",
+		Summary: "passes RTP packets through, keeps the last cache_packets of each stream and serves repair requests (batched NACKs, stream list, init tags) over QUIC",
+		In:      core.KindRTP,
+		Out:     core.KindRTP,
+	}, New)
+}
+
+// Stage is a running quic-retransmit.
+type Stage struct {
+	cfg *Config
+	env *core.Env
+	srv *rtx.Server
+
+	streams map[*core.Stream]*streamState
+	retire  []retiring
+
+	notRTP  prometheus.Counter // counted, but still passed on
+	peers   prometheus.Gauge
+	cached  prometheus.Gauge
+	opened  bool
+	openErr error
+}
+
+type streamState struct {
+	ssrc uint32
+	ring *rtx.Ring
+}
+
+type retiring struct {
+	ssrc uint32
+	at   time.Time
+}
+
+// New builds a quic-retransmit stage; Open binds it.
+func New(cfg *Config, env *core.Env) (core.Stage, error) {
+	m := env.Metrics
+	var (
+		requests = m.Counter("requests")
+		repaired = m.Counter("repaired_sent")
+		gone     = m.Counter("gone")
+		refused  = m.Drop("refused_rate")
+		auth     = m.Drop("auth_failed")
+		bad      = m.Drop("bad_request")
+	)
+	srv, err := rtx.NewServer(rtx.ServerConfig{
+		Addr: cfg.Listen, Token: cfg.Token, MaxRate: cfg.MaxRate,
+		CertFile: resolve(env, cfg.Cert), KeyFile: resolve(env, cfg.Key),
+		CachePackets: cfg.CachePackets, Log: env.Log,
+		Count: func(ev rtx.Event, n int) {
+			switch ev {
+			case rtx.EvRequest:
+				requests.Add(float64(n))
+			case rtx.EvRepaired:
+				repaired.Add(float64(n))
+			case rtx.EvGone:
+				gone.Add(float64(n))
+			case rtx.EvRefusedRate:
+				refused.Add(n)
+			case rtx.EvAuthFailed:
+				auth.Add(n)
+			case rtx.EvBadRequest:
+				bad.Add(n)
+			}
+		},
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &Stage{
+		cfg: cfg, env: env, srv: srv,
+		streams: map[*core.Stream]*streamState{},
+		notRTP:  m.Counter("not_rtp_uncached"),
+		peers:   m.Gauge("peers"),
+		cached:  m.Gauge("cached_streams"),
+	}, nil
+}
+
+// resolve makes a relative path relative to the pipeline file's directory.
+func resolve(env *core.Env, path string) string {
+	if path == "" || env.Dir == "" || filepath.IsAbs(path) {
+		return path
+	}
+	return filepath.Join(env.Dir, path)
+}
+
+// Open binds the QUIC listener, so "address in use" fails before start.
+func (s *Stage) Open(ctx context.Context) error {
+	if s.opened {
+		return s.openErr
+	}
+	s.opened = true
+	s.openErr = s.srv.Listen()
+	return s.openErr
+}
+
+// Addr is the repair server's bound address (nil before Open).
+func (s *Stage) Addr() net.Addr { return s.srv.Addr() }
+
+// Server gives tests access to the repair server.
+func (s *Stage) Server() *rtx.Server { return s.srv }
+
+// Run passes packets on, caching each, and serves repairs until in closes.
+func (s *Stage) Run(ctx context.Context, in <-chan *core.Packet, out core.Output) error {
+	if err := s.Open(ctx); err != nil {
+		return err
+	}
+	sctx, stop := context.WithCancel(ctx)
+	served := make(chan error, 1)
+	go func() { served <- s.srv.Serve(sctx) }()
+	defer func() {
+		stop()
+		if err := <-served; err != nil {
+			s.env.Log.Error("repair server", "err", err)
+		}
+	}()
+
+	tick := s.env.Clock.NewTimer(time.Second)
+	defer tick.Stop()
+	for {
+		select {
+		case p, ok := <-in:
+			if !ok {
+				return nil
+			}
+			s.handle(p, out)
+		case <-tick.C():
+			s.housekeep()
+			tick.Reset(time.Second)
+		}
+	}
+}
+
+func (s *Stage) handle(p *core.Packet, out core.Output) {
+	switch p.Event {
+	case core.EventStart:
+		if _, ok := s.streams[p.Stream]; !ok {
+			s.streams[p.Stream] = &streamState{}
+		}
+	case core.EventEnd:
+		if st, ok := s.streams[p.Stream]; ok {
+			if st.ring != nil {
+				s.end(st.ssrc)
+			}
+			delete(s.streams, p.Stream)
+		}
+	default:
+		st := s.streams[p.Stream]
+		if st == nil { // data before start: cache it all the same
+			st = &streamState{}
+			s.streams[p.Stream] = st
+		}
+		seq, ssrc, ok := rtx.RTPSeqSSRC(p.Data)
+		if !ok {
+			s.notRTP.Inc()
+			break
+		}
+		if st.ring == nil || st.ssrc != ssrc {
+			if st.ring != nil {
+				s.end(st.ssrc)
+			}
+			st.ssrc, st.ring = ssrc, s.srv.Stream(ssrc, p.Stream)
+			s.env.Log.Info("caching stream", "stream", p.Stream.Name, "ssrc", ssrc)
+		}
+		st.ring.Insert(seq, p.Data)
+	}
+	out.Emit(p)
+}
+
+// end keeps ssrc's cache answering for RetainAfterEnd, then frees it.
+func (s *Stage) end(ssrc uint32) {
+	s.srv.EndStream(ssrc)
+	s.retire = append(s.retire, retiring{ssrc: ssrc, at: s.env.Clock.Now().Add(RetainAfterEnd)})
+}
+
+func (s *Stage) housekeep() {
+	now := s.env.Clock.Now()
+	keep := s.retire[:0]
+	for _, r := range s.retire {
+		if now.Before(r.at) {
+			keep = append(keep, r)
+			continue
+		}
+		if !s.live(r.ssrc) {
+			s.srv.Remove(r.ssrc)
+		}
+	}
+	s.retire = keep
+	st := s.srv.Stats()
+	s.peers.Set(float64(st.Peers))
+	s.cached.Set(float64(st.Streams))
+}
+
+// live reports whether a current stream (re)uses ssrc.
+func (s *Stage) live(ssrc uint32) bool {
+	for _, st := range s.streams {
+		if st.ring != nil && st.ssrc == ssrc {
+			return true
+		}
+	}
+	return false
+}
