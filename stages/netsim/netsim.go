@@ -86,6 +86,8 @@ func New(cfg *Config, env *core.Env) (core.Stage, error) {
 	seed := uint64(cfg.Seed)
 	if seed == 0 {
 		seed = rand.Uint64()
+		// logged so that a run worth replaying can be: set seed to it
+		env.Log.Info("netsim random seed", "seed", int64(seed))
 	}
 	s := &Stage{
 		cfg:      *cfg,
