@@ -1,0 +1,468 @@
+// Package bench is `mediapipe bench`: it runs a cloud and an edge relay in
+// one process, drives them with RTMP publishers and HTTP-FLV viewers, and reports throughput, latency, loss and cost.
+package bench
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"sort"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/mediapipe/mediapipe/core"
+	"github.com/mediapipe/mediapipe/internal/cli"
+)
+
+func init() {
+	cli.Extra["bench"] = cli.Command{Summary: "measure the relay under load", Run: Main}
+}
+
+// Config is one bench run.
+type Config struct {
+	Streams        int
+	Viewers        int // per stream
+	Duration       time.Duration
+	Loss           float64
+	Burst          int
+	Seed           int64
+	Input          string // FLV file; "" generates one
+	Synthetic      bool
+	Kbps           int
+	ClipSeconds    int
+	Fast           bool
+	Floor          bool
+	FloorTime      time.Duration
+	ReorderLatency time.Duration
+	CachePackets   int
+	ViewerIdle     time.Duration
+	LogLevel       string
+	Progress       io.Writer // nil: no progress line
+}
+
+const usageText = `Usage: mediapipe bench [flags]
+
+Runs a cloud and an edge pipeline in this process (the stages of
+pipeline.example.toml, on free loopback ports), publishes N streams to the
+cloud over RTMP and plays each on the edge with M HTTP-FLV viewers, then
+prints packets/s and Mbps in and out, CPU per delivered viewer-Mbps,
+publisher→viewer latency per tag (p50/p99/max), time to first frame, packets
+lost/repaired/skipped, viewers dropped, RSS and allocations per packet, and
+checks every tag each viewer got against what was published.
+
+CPU, RSS and allocations are the whole process's: they include the bench's
+own publishers and viewers.
+
+Examples:
+  mediapipe bench --streams 10 --viewers 20 --duration 20s --loss 0.05
+  mediapipe bench --synthetic --fast --streams 4 --viewers 1 --duration 10s
+  mediapipe bench --floor --streams 0
+
+Flags:
+`
+
+// Main runs `mediapipe bench` and returns the exit code: 0 when the run
+// finished with correct output, 1 when a viewer saw corrupt tags or the
+// relay failed, 2 for bad flags.
+func Main(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprint(stderr, usageText)
+		fs.PrintDefaults()
+	}
+	var cfg Config
+	fs.IntVar(&cfg.Streams, "streams", 1, "publishers, one stream each (live/s001, live/s002, …); 0 with --floor measures only the floor")
+	fs.IntVar(&cfg.Viewers, "viewers", 1, "HTTP-FLV viewers per stream, each on its own TCP connection")
+	fs.DurationVar(&cfg.Duration, "duration", 10*time.Second, "how long publishers push (the measured window starts once every viewer has joined)")
+	fs.Float64Var(&cfg.Loss, "loss", 0, "share of RTP packets netsim drops between cloud and edge (0.05 = 5 %); 0: no netsim stage")
+	fs.IntVar(&cfg.Burst, "burst", 1, "packets lost in a row per loss event (netsim burst; the overall share stays --loss)")
+	fs.Int64Var(&cfg.Seed, "seed", 1, "netsim's random seed (0: random)")
+	fs.StringVar(&cfg.Input, "input", "", "FLV file each publisher pushes in a loop (default: a clip made by ffmpeg, cached; --synthetic without ffmpeg)")
+	fs.BoolVar(&cfg.Synthetic, "synthetic", false, "push FLV tags made in Go (realistic sizes and timing, random bodies) instead of a real H.264/AAC clip")
+	fs.IntVar(&cfg.Kbps, "bitrate", 600, "kbit/s of the generated or synthetic input (audio 64 kbit/s of it)")
+	fs.IntVar(&cfg.ClipSeconds, "clip", 10, "seconds of the generated or synthetic input before it loops")
+	fs.BoolVar(&cfg.Fast, "fast", false, "push as fast as the relay takes it instead of in real time (a stress: queues fill, tags drop, latency grows)")
+	fs.BoolVar(&cfg.Floor, "floor", false, "also measure the raw loopback UDP send rate of 1200-byte datagrams (WriteToUDP and WriteBatch of 64) before the run")
+	fs.DurationVar(&cfg.FloorTime, "floor-time", time.Second, "how long each --floor method sends")
+	fs.DurationVar(&cfg.ReorderLatency, "reorder-latency", 80*time.Millisecond, "rtp-reorder's latency: how long a gap waits for repair")
+	fs.IntVar(&cfg.CachePackets, "cache-packets", 5000, "quic-retransmit's cache_packets per stream")
+	fs.DurationVar(&cfg.ViewerIdle, "viewer-timeout", 5*time.Second, "a viewer that reads nothing for this long gives up (counted as dropped)")
+	fs.StringVar(&cfg.LogLevel, "log-level", "error", "level of the pipelines' logs on stderr: debug, info, warn, error")
+	asJSON := fs.Bool("json", false, "print the report as JSON instead of a table")
+	quiet := fs.Bool("quiet", false, "no progress line on stderr")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "mediapipe bench: unexpected argument %q\n", fs.Arg(0))
+		return 2
+	}
+	if err := cfg.check(); err != nil {
+		fmt.Fprintln(stderr, "mediapipe bench:", err)
+		return 2
+	}
+	if !*quiet {
+		cfg.Progress = stderr
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	go func() { <-ctx.Done(); stop() }() // a second Ctrl-C kills at once
+
+	rep, err := Run(ctx, cfg, stderr)
+	if rep != nil {
+		rep.Command = "mediapipe bench " + strings.Join(args, " ")
+		if *asJSON {
+			if err := rep.writeJSON(stdout); err != nil {
+				fmt.Fprintln(stderr, "mediapipe bench:", err)
+				return 1
+			}
+		} else {
+			rep.writeTable(stdout)
+		}
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, "mediapipe bench:", err)
+		return 1
+	}
+	if rep.Correctness.Corrupt > 0 {
+		fmt.Fprintf(stderr, "mediapipe bench: %d corrupt tags reached viewers\n", rep.Correctness.Corrupt)
+		return 1
+	}
+	return 0
+}
+
+func (c *Config) check() error {
+	switch {
+	case c.Streams < 0 || c.Streams > 10000:
+		return errors.New("--streams: 0 to 10000")
+	case c.Streams == 0 && !c.Floor:
+		return errors.New("--streams 0 only makes sense with --floor")
+	case c.Viewers < 0 || c.Viewers > 100000:
+		return errors.New("--viewers: 0 to 100000")
+	case c.Duration < time.Second:
+		return errors.New("--duration: at least 1s")
+	case c.Loss < 0 || c.Loss >= 1:
+		return errors.New("--loss: from 0 up to (not including) 1")
+	case c.Burst < 1:
+		return errors.New("--burst: at least 1")
+	case c.Kbps < 100 || c.Kbps > 100000:
+		return errors.New("--bitrate: 100 to 100000 kbit/s")
+	case c.ClipSeconds < 2 || c.ClipSeconds > 600:
+		return errors.New("--clip: 2 to 600 seconds")
+	case c.Input != "" && c.Synthetic:
+		return errors.New("--input and --synthetic exclude each other")
+	case c.FloorTime <= 0:
+		return errors.New("--floor-time: must be positive")
+	case c.CachePackets < 1:
+		return errors.New("--cache-packets: at least 1")
+	case c.ViewerIdle <= 0:
+		return errors.New("--viewer-timeout: must be positive")
+	}
+	return nil
+}
+
+func (c *Config) defaults() {
+	if c.Burst < 1 {
+		c.Burst = 1
+	}
+	if c.Kbps == 0 {
+		c.Kbps = 600
+	}
+	if c.ClipSeconds == 0 {
+		c.ClipSeconds = 10
+	}
+	if c.FloorTime == 0 {
+		c.FloorTime = time.Second
+	}
+	if c.ReorderLatency == 0 {
+		c.ReorderLatency = 80 * time.Millisecond
+	}
+	if c.CachePackets == 0 {
+		c.CachePackets = 5000
+	}
+	if c.ViewerIdle == 0 {
+		c.ViewerIdle = 5 * time.Second
+	}
+	if c.LogLevel == "" {
+		c.LogLevel = "error"
+	}
+}
+
+// pickClip loads --input, or makes a clip with ffmpeg, or synthesizes one.
+func pickClip(cfg Config, log io.Writer) (*clip, error) {
+	switch {
+	case cfg.Input != "":
+		return loadClip(cfg.Input)
+	case cfg.Synthetic:
+		return syntheticClip(cfg.Kbps, cfg.ClipSeconds), nil
+	}
+	c, err := generatedClip(cfg.Kbps, cfg.ClipSeconds)
+	if err != nil {
+		fmt.Fprintf(log, "mediapipe bench: no generated clip (%v); pushing synthetic tags\n", err)
+		return syntheticClip(cfg.Kbps, cfg.ClipSeconds), nil
+	}
+	return c, nil
+}
+
+// snapshot is the cumulative counters at one moment.
+type snapshot struct {
+	at       time.Time
+	cpu      time.Duration
+	mallocs  uint64
+	pubTags  uint64
+	pubBytes uint64
+	rtp      float64
+	edgeRTP  float64
+	outTags  uint64
+	outBytes uint64
+	latencyN uint64
+}
+
+// Run runs one bench and returns its report. It stops early, still
+// reporting, when ctx is cancelled.
+func Run(ctx context.Context, cfg Config, stderr io.Writer) (*Report, error) {
+	cfg.defaults()
+	rep := newReport(cfg)
+	if cfg.Floor {
+		f, err := measureFloor(ctx, cfg.FloorTime)
+		if err != nil {
+			return rep, fmt.Errorf("floor: %w", err)
+		}
+		rep.Floor = &f
+	}
+	if cfg.Streams == 0 || ctx.Err() != nil {
+		rep.Interrupted = ctx.Err() != nil
+		return rep, nil
+	}
+	cl, err := pickClip(cfg, stderr)
+	if err != nil {
+		return nil, err
+	}
+	rep.Config.Input = cl.Source
+	rep.Config.InputKbps = round(cl.Kbps, 1)
+
+	p, err := freePorts()
+	if err != nil {
+		return nil, err
+	}
+	text := relayTOML(p, cfg)
+	f, err := core.Parse("mediapipe-bench.toml", ".", []byte(text), nil, core.Default)
+	if err != nil {
+		return nil, fmt.Errorf("building the relay:\n%w\n%s", err, text)
+	}
+	defer f.Close()
+	var lv slog.Level
+	_ = lv.UnmarshalText([]byte(cfg.LogLevel))
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: lv}))
+	rt, err := core.Build(f, core.Options{Logger: log})
+	if err != nil {
+		return nil, err
+	}
+	rtCtx, rtCancel := context.WithCancel(context.Background())
+	defer rtCancel()
+	rtDone := make(chan error, 1)
+	go func() { rtDone <- rt.Run(rtCtx) }()
+	select {
+	case <-rt.Ready():
+	case err := <-rtDone:
+		return nil, fmt.Errorf("relay did not start: %w", err)
+	case <-ctx.Done():
+		rtCancel()
+		<-rtDone
+		return nil, ctx.Err()
+	case <-time.After(15 * time.Second):
+		rtCancel()
+		return nil, errors.New("relay did not start within 15s")
+	}
+	stopRelay := func() error {
+		rtCancel()
+		select {
+		case err := <-rtDone:
+			return err
+		case <-time.After(15 * time.Second):
+			return errors.New("relay did not stop within 15s")
+		}
+	}
+
+	// Publishers and viewers.
+	pubCtx, pubCancel := context.WithCancel(ctx)
+	defer pubCancel()
+	viewCtx, viewCancel := context.WithCancel(context.Background())
+	defer viewCancel()
+	pubs := make([]*publisher, cfg.Streams)
+	var viewers []*viewer
+	var pwg, vwg sync.WaitGroup
+	for i := range pubs {
+		pubs[i] = &publisher{addr: p.RTMP, app: "live", key: streamKey(i), clip: cl, fast: cfg.Fast, ledger: newLedger()}
+		for j := 0; j < cfg.Viewers; j++ {
+			viewers = append(viewers, &viewer{addr: p.HTTP, path: "/live/" + streamKey(i) + ".flv", ledger: pubs[i].ledger, idle: cfg.ViewerIdle, lat: &histogram{}})
+		}
+	}
+	start := time.Now()
+	for _, pb := range pubs {
+		pwg.Add(1)
+		go func() { defer pwg.Done(); _ = pb.run(pubCtx) }()
+	}
+	// Viewers join spread over [0.5 s, 2.5 s): mid-GOP, as real viewers do,
+	// so time to first frame exercises the sink's GOP cache.
+	spread := 2 * time.Second
+	if cfg.Duration < 4*time.Second {
+		spread = cfg.Duration / 4
+	}
+	for k, v := range viewers {
+		delay := 500*time.Millisecond + time.Duration(int64(spread)*int64(k)/int64(max(len(viewers), 1)))
+		vwg.Add(1)
+		go func() {
+			defer vwg.Done()
+			select {
+			case <-time.After(delay):
+			case <-viewCtx.Done():
+				return
+			}
+			v.run(viewCtx)
+		}()
+	}
+
+	snap := func() snapshot {
+		m := gather(rt.Metrics.Registry)
+		s := snapshot{at: time.Now(), cpu: cpuTime(), mallocs: mallocs()}
+		for _, pb := range pubs {
+			s.pubTags += pb.tags.Load()
+			s.pubBytes += pb.bytes.Load()
+		}
+		s.rtp, _ = m.sum("mediapipe_stage_packets_in_total", map[string]string{"pipeline": "cloud", "stage": "udp-sink"})
+		s.edgeRTP, _ = m.sum("mediapipe_stage_packets_out_total", map[string]string{"pipeline": "edge", "stage": "udp-source"})
+		for _, v := range viewers {
+			s.outTags += v.tags.Load()
+			s.outBytes += v.bytes.Load()
+			s.latencyN += v.lat.n.Load()
+		}
+		return s
+	}
+
+	// The measured window opens once every viewer has joined (or a third
+	// of the run has passed) and closes when the publishers stop.
+	end := start.Add(cfg.Duration)
+	var from snapshot
+	opened := false
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	prev := snap()
+	rep.Interrupted = true
+loop:
+	for {
+		now := time.Now()
+		if !opened {
+			joined := 0
+			for _, v := range viewers {
+				if v.connected.Load() {
+					joined++
+				}
+			}
+			if joined == len(viewers) || now.Sub(start) >= cfg.Duration/3 {
+				from, opened = snap(), true
+			}
+		}
+		wait := time.Until(end)
+		if wait <= 0 {
+			rep.Interrupted = false
+			break
+		}
+		select {
+		case <-ctx.Done():
+			break loop
+		case <-time.After(min(wait, 100*time.Millisecond)):
+			continue
+		case <-tick.C:
+			cur := snap()
+			if cfg.Progress != nil {
+				progressLine(cfg.Progress, rt, cur, prev, viewers, start)
+			}
+			prev = cur
+		}
+	}
+	if !opened {
+		from = snapshot{at: start, cpu: prev.cpu, mallocs: prev.mallocs}
+	}
+	to := snap()
+	stopAt := time.Now()
+	if cfg.Progress != nil {
+		fmt.Fprintln(cfg.Progress)
+	}
+
+	// Stop publishing; the stream end reaches the edge, whose sink ends
+	// each response. Viewers still reading after a grace period are cut.
+	pubCancel()
+	pwg.Wait()
+	vdone := make(chan struct{})
+	go func() { vwg.Wait(); close(vdone) }()
+	select {
+	case <-vdone:
+	case <-time.After(3 * time.Second):
+		viewCancel()
+		<-vdone
+	}
+	viewCancel()
+	final := gather(rt.Metrics.Registry)
+	relayErr := stopRelay()
+
+	rep.fill(cfg, from, to, stopAt, pubs, viewers, final)
+	if relayErr != nil {
+		rep.Errors = append(rep.Errors, "relay: "+relayErr.Error())
+	}
+	sort.Strings(rep.Errors)
+	return rep, nil
+}
+
+func progressLine(w io.Writer, rt *core.Runtime, cur, prev snapshot, viewers []*viewer, start time.Time) {
+	dt := cur.at.Sub(prev.at).Seconds()
+	if dt <= 0 {
+		return
+	}
+	m := gather(rt.Metrics.Registry)
+	joined := 0
+	lat := &histogram{}
+	for _, v := range viewers {
+		if v.connected.Load() && v.ended.Load() == nil {
+			joined++
+		}
+		lat.merge(v.lat)
+	}
+	lost, _ := m.firstOf("mediapipe_stage_drops_total", "edge", "netsim", "reason", lossReasons...)
+	rep, repOK := m.firstOf("mediapipe_stage_events_total", "edge", "rtp-reorder", "event", repairEvents...)
+	skip, skipOK := m.firstOf("mediapipe_stage_drops_total", "edge", "rtp-reorder", "reason", skipReasons...)
+	fmt.Fprintf(w, "\r%4.0fs  in %6.2f Mbps %6.0f rtp/s  out %8.2f Mbps  viewers %d/%d  lost %.0f repaired %s skipped %s  latency p99 %s   ",
+		cur.at.Sub(start).Seconds(),
+		float64(cur.pubBytes-prev.pubBytes)*8/dt/1e6, (cur.rtp-prev.rtp)/dt,
+		float64(cur.outBytes-prev.outBytes)*8/dt/1e6,
+		joined, len(viewers), lost, orNA(rep, repOK), orNA(skip, skipOK), ms(lat.quantile(0.99)))
+}
+
+func orNA(v float64, ok bool) string {
+	if !ok {
+		return "n/a"
+	}
+	return fmt.Sprintf("%.0f", v)
+}
+
+func ms(d time.Duration) string { return fmt.Sprintf("%.1fms", float64(d)/1e6) }
+
+// Metric label values the edge stages use for what the report counts; the
+// first present wins, so a renamed counter shows as n/a rather than 0.
+var (
+	lossReasons  = []string{"simulated_loss"}
+	repairEvents = []string{"repaired", "packets_repaired", "recovered"}
+	skipReasons  = []string{"gap_skipped", "skipped", "gap_timeout"}
+	shedReasons  = []string{"slow_viewer"}
+)

@@ -1,0 +1,171 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mediapipe/mediapipe/core/media/flv"
+)
+
+func TestHistogram(t *testing.T) {
+	h := &histogram{}
+	for i := 1; i <= 1000; i++ {
+		h.add(time.Duration(i) * time.Millisecond)
+	}
+	for _, c := range []struct {
+		q    float64
+		want time.Duration
+	}{{0.5, 500 * time.Millisecond}, {0.99, 990 * time.Millisecond}, {1, time.Second}} {
+		got := h.quantile(c.q)
+		if d := float64(got-c.want) / float64(c.want); d > 0.03 || d < -0.03 {
+			t.Errorf("quantile(%g) = %v, want %v ±3%%", c.q, got, c.want)
+		}
+	}
+	if m := time.Duration(h.max.Load()); m != time.Second {
+		t.Errorf("max = %v", m)
+	}
+	for us := uint64(0); us < 1<<20; us += 7 {
+		i := histIndex(us)
+		if us < histLow(i) || us >= histLow(i+1) {
+			t.Fatalf("%d µs in bucket %d [%d, %d)", us, i, histLow(i), histLow(i+1))
+		}
+	}
+}
+
+func TestSyntheticClip(t *testing.T) {
+	c := syntheticClip(600, 10)
+	if c.Period < 9900 || c.Period > 10100 {
+		t.Errorf("period %d ms, want ~10000", c.Period)
+	}
+	if c.Kbps < 540 || c.Kbps > 660 {
+		t.Errorf("bitrate %.0f kbps, want 600 ±10%%", c.Kbps)
+	}
+	keys, seen := 0, map[uint64]bool{}
+	for _, tg := range c.Media {
+		k := tagKey(tg.Type, tg.TS)
+		if seen[k] {
+			t.Fatalf("duplicate key %d/%d", tg.Type, tg.TS)
+		}
+		seen[k] = true
+		if tg.Key {
+			keys++
+			if v, ok := flv.ParseVideo(tg.Body); !ok || !v.IsKeyframe() {
+				t.Errorf("keyframe at %d does not parse as one", tg.TS)
+			}
+		}
+	}
+	if keys != 5 {
+		t.Errorf("%d keyframes in 10 s, want 5", keys)
+	}
+	if len(c.Init) != 3 {
+		t.Errorf("%d init tags, want 3", len(c.Init))
+	}
+}
+
+func TestHelpNamesEveryFlag(t *testing.T) {
+	var out, errb bytes.Buffer
+	if code := Main([]string{"--help"}, &out, &errb); code != 0 {
+		t.Fatalf("--help exit %d", code)
+	}
+	for _, f := range []string{"-streams", "-viewers", "-duration", "-loss", "-burst", "-input", "-synthetic", "-fast", "-json", "-floor"} {
+		if !strings.Contains(errb.String(), f) {
+			t.Errorf("--help does not describe %s", f)
+		}
+	}
+	if code := Main([]string{"--loss", "2"}, &out, &errb); code != 2 {
+		t.Errorf("--loss 2: exit %d, want 2", code)
+	}
+}
+
+func TestFloor(t *testing.T) {
+	f, err := measureFloor(context.Background(), 100*time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.PlainPPS <= 0 || f.BatchedPPS <= 0 {
+		t.Errorf("floor %+v", f)
+	}
+	t.Logf("floor: %+v", f)
+}
+
+// TestBench runs the whole relay for 3 s with one stream and two viewers
+// and checks the report holds real measurements and intact output.
+func TestBench(t *testing.T) {
+	var logs bytes.Buffer
+	rep, err := Run(context.Background(), Config{Streams: 1, Viewers: 2, Duration: 3 * time.Second, Synthetic: true}, &logs)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, logs.String())
+	}
+	var table bytes.Buffer
+	rep.writeTable(&table)
+	t.Logf("\n%s", table.String())
+	checkReport(t, rep)
+	c := rep.Correctness
+	if c.Missing != 0 || c.Duplicate != 0 {
+		t.Errorf("at 0 loss: %d missing, %d duplicate tags", c.Missing, c.Duplicate)
+	}
+	if rep.Viewers.Dropped != 0 {
+		t.Errorf("%d viewers dropped: %v", rep.Viewers.Dropped, rep.Viewers.Reasons)
+	}
+	if rep.Loss.Lost == nil || *rep.Loss.Lost != 0 {
+		t.Errorf("lost = %v, want 0 without netsim", na(rep.Loss.Lost))
+	}
+}
+
+// TestBenchLoss runs at 5 % loss: repairs must happen and no viewer may
+// see a corrupt tag.
+func TestBenchLoss(t *testing.T) {
+	if testing.Short() {
+		t.Skip("6 s relay run under loss")
+	}
+	var logs bytes.Buffer
+	rep, err := Run(context.Background(), Config{Streams: 2, Viewers: 2, Duration: 6 * time.Second, Synthetic: true, Loss: 0.05, Burst: 2, Seed: 7}, &logs)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, logs.String())
+	}
+	var table bytes.Buffer
+	rep.writeTable(&table)
+	t.Logf("\n%s", table.String())
+	checkReport(t, rep)
+	if rep.Loss.Lost == nil || *rep.Loss.Lost == 0 {
+		t.Errorf("netsim lost %s packets at 5 %% loss", na(rep.Loss.Lost))
+	}
+	if rep.Loss.Repaired == nil || *rep.Loss.Repaired == 0 {
+		t.Errorf("repaired = %s, want > 0", na(rep.Loss.Repaired))
+	}
+}
+
+func checkReport(t *testing.T, rep *Report) {
+	t.Helper()
+	if rep.Interrupted {
+		t.Error("report says interrupted")
+	}
+	for _, e := range rep.Errors {
+		t.Errorf("error: %s", e)
+	}
+	if rep.In.RTPPerSec <= 0 || rep.In.Mbps <= 0 || rep.In.Tags == 0 {
+		t.Errorf("in: %+v", rep.In)
+	}
+	if rep.Out.Mbps <= 0 || rep.Out.Tags == 0 || rep.Out.RTPPerSec <= 0 {
+		t.Errorf("out: %+v", rep.Out)
+	}
+	if rep.Latency.N == 0 || rep.Latency.P50 <= 0 || rep.Latency.Max < rep.Latency.P99 {
+		t.Errorf("latency: %+v", rep.Latency)
+	}
+	if int(rep.TTFF.N) != rep.Viewers.Wanted || rep.TTFF.P50 <= 0 {
+		t.Errorf("time to first frame: %+v for %d viewers", rep.TTFF, rep.Viewers.Wanted)
+	}
+	if rep.Viewers.Joined != rep.Viewers.Wanted {
+		t.Errorf("%d of %d viewers joined", rep.Viewers.Joined, rep.Viewers.Wanted)
+	}
+	if rep.CPU.Seconds <= 0 || rep.Memory.PeakRSSMB <= 0 || rep.Memory.AllocsPerPacket <= 0 {
+		t.Errorf("cpu %+v memory %+v", rep.CPU, rep.Memory)
+	}
+	c := rep.Correctness
+	if c.Matched == 0 || c.Corrupt != 0 || c.Unknown != 0 {
+		t.Errorf("correctness: %+v", c)
+	}
+}

@@ -1,0 +1,326 @@
+package bench
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"runtime"
+	"sort"
+	"strings"
+	"text/tabwriter"
+	"time"
+)
+
+// Report is what one bench run measured. Pointers are nil ("n/a") when the
+// relay does not count that figure.
+type Report struct {
+	Command     string             `json:"command"`
+	Machine     Machine            `json:"machine"`
+	Config      RunInfo            `json:"config"`
+	Interrupted bool               `json:"interrupted,omitempty"`
+	Window      float64            `json:"window_seconds"` // the measured window
+	In          Flow               `json:"in"`             // cloud ingress (what publishers wrote)
+	Out         Flow               `json:"out"`            // edge egress (what viewers read)
+	CPU         CPU                `json:"cpu"`
+	Latency     Quantile           `json:"latency_ms"`     // publisher write → viewer parse, per media tag
+	TTFF        Quantile           `json:"first_frame_ms"` // viewer connect → first video keyframe
+	Loss        Loss               `json:"loss"`
+	Viewers     Viewers            `json:"viewers"`
+	Memory      Memory             `json:"memory"`
+	Correctness Check              `json:"correctness"`
+	Drops       map[string]float64 `json:"drops"` // every non-zero drop counter, "pipeline/stage reason"
+	Floor       *Floor             `json:"floor,omitempty"`
+	SinkShare   *float64           `json:"udp_sink_share_of_floor,omitempty"` // cloud RTP packets/s ÷ batched floor
+	Errors      []string           `json:"errors,omitempty"`
+}
+
+// Machine is where the run happened.
+type Machine struct {
+	CPUs      int    `json:"cpus"`
+	Model     string `json:"cpu_model,omitempty"`
+	GoVersion string `json:"go"`
+	OS        string `json:"os"`
+}
+
+// RunInfo echoes the run's settings.
+type RunInfo struct {
+	Streams        int     `json:"streams"`
+	ViewersPer     int     `json:"viewers_per_stream"`
+	Duration       string  `json:"duration"`
+	Loss           float64 `json:"loss"`
+	Burst          int     `json:"burst"`
+	Fast           bool    `json:"fast"`
+	Input          string  `json:"input"`
+	InputKbps      float64 `json:"input_kbps"`
+	ReorderLatency string  `json:"reorder_latency"`
+}
+
+// Flow is a rate over the measured window.
+type Flow struct {
+	Tags       uint64  `json:"tags"`
+	TagsPerSec float64 `json:"tags_per_sec"`
+	RTPPerSec  float64 `json:"rtp_packets_per_sec"`
+	Mbps       float64 `json:"mbps"`
+}
+
+// CPU is the process's CPU use over the window.
+type CPU struct {
+	Seconds       float64 `json:"seconds"`
+	Cores         float64 `json:"cores"`                   // CPU seconds per wall second
+	PerViewerMbps float64 `json:"seconds_per_viewer_mbps"` // cores ÷ delivered Mbps
+}
+
+// Quantile summarises a distribution in milliseconds.
+type Quantile struct {
+	N   uint64  `json:"n"`
+	P50 float64 `json:"p50"`
+	P99 float64 `json:"p99"`
+	Max float64 `json:"max"`
+}
+
+// Loss is what happened to packets between cloud and edge.
+type Loss struct {
+	Lost     *float64 `json:"lost"`     // netsim drops
+	Repaired *float64 `json:"repaired"` // rtp-reorder repairs over QUIC
+	Skipped  *float64 `json:"skipped"`  // gaps rtp-reorder gave up on
+}
+
+// Viewers counts viewer sessions.
+type Viewers struct {
+	Wanted  int      `json:"wanted"`
+	Joined  int      `json:"joined"`
+	Dropped int      `json:"dropped"`      // response ended before the publisher stopped
+	Shed    *float64 `json:"shed_by_sink"` // httpflv-sink slow_viewer drops
+	Reasons []string `json:"drop_reasons,omitempty"`
+}
+
+// Memory is the process's memory cost.
+type Memory struct {
+	PeakRSSMB       float64 `json:"peak_rss_mb"`
+	RSSMB           float64 `json:"rss_mb"`
+	AllocsPerPacket float64 `json:"allocs_per_rtp_packet"`
+}
+
+// Check compares what viewers got with what was published.
+type Check struct {
+	Matched   uint64 `json:"matched"`
+	Missing   int    `json:"missing"`   // published between a viewer's first and last matched tags, never received
+	Corrupt   uint64 `json:"corrupt"`   // same (timestamp, type), different bytes
+	Unknown   uint64 `json:"unknown"`   // never published (or too old to remember)
+	Duplicate uint64 `json:"duplicate"` // received again or out of order
+	Verdict   string `json:"verdict"`
+}
+
+func newReport(cfg Config) *Report {
+	r := &Report{
+		Machine: Machine{CPUs: runtime.NumCPU(), Model: cpuModel(), GoVersion: runtime.Version(), OS: runtime.GOOS + "/" + runtime.GOARCH},
+		Config: RunInfo{
+			Streams: cfg.Streams, ViewersPer: cfg.Viewers, Duration: cfg.Duration.String(),
+			Loss: cfg.Loss, Burst: cfg.Burst, Fast: cfg.Fast, ReorderLatency: cfg.ReorderLatency.String(),
+		},
+		Drops: map[string]float64{},
+	}
+	return r
+}
+
+func cpuModel() string {
+	b, err := os.ReadFile("/proc/cpuinfo")
+	if err != nil {
+		return ""
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
+			return strings.TrimSpace(v)
+		}
+	}
+	return ""
+}
+
+func (r *Report) fill(cfg Config, from, to snapshot, stopAt time.Time, pubs []*publisher, viewers []*viewer, m metricsView) {
+	win := to.at.Sub(from.at).Seconds()
+	r.Window = round(win, 2)
+	if win <= 0 {
+		win = 1
+	}
+	r.In = Flow{
+		Tags:       to.pubTags - from.pubTags,
+		TagsPerSec: round(float64(to.pubTags-from.pubTags)/win, 1),
+		RTPPerSec:  round((to.rtp-from.rtp)/win, 1),
+		Mbps:       round(float64(to.pubBytes-from.pubBytes)*8/win/1e6, 3),
+	}
+	r.Out = Flow{
+		Tags:       to.outTags - from.outTags,
+		TagsPerSec: round(float64(to.outTags-from.outTags)/win, 1),
+		RTPPerSec:  round((to.edgeRTP-from.edgeRTP)/win, 1),
+		Mbps:       round(float64(to.outBytes-from.outBytes)*8/win/1e6, 3),
+	}
+	cpu := (to.cpu - from.cpu).Seconds()
+	r.CPU = CPU{Seconds: round(cpu, 2), Cores: round(cpu/win, 3)}
+	if r.Out.Mbps > 0 {
+		r.CPU.PerViewerMbps = round(cpu/win/r.Out.Mbps, 5)
+	}
+
+	lat := &histogram{}
+	ttff := &histogram{}
+	for _, v := range viewers {
+		lat.merge(v.lat)
+		if t := v.ttff.Load(); t > 0 {
+			ttff.add(time.Duration(t))
+		}
+	}
+	r.Latency = quantiles(lat)
+	r.TTFF = quantiles(ttff)
+
+	if x, ok := m.firstOf("mediapipe_stage_drops_total", "edge", "netsim", "reason", lossReasons...); ok {
+		r.Loss.Lost = &x
+	}
+	if x, ok := m.firstOf("mediapipe_stage_events_total", "edge", "rtp-reorder", "event", repairEvents...); ok {
+		r.Loss.Repaired = &x
+	}
+	if x, ok := m.firstOf("mediapipe_stage_drops_total", "edge", "rtp-reorder", "reason", skipReasons...); ok {
+		r.Loss.Skipped = &x
+	}
+	if cfg.Loss == 0 && r.Loss.Lost == nil {
+		zero := 0.0
+		r.Loss.Lost = &zero // no netsim stage: nothing was dropped on purpose
+	}
+
+	r.Viewers.Wanted = len(viewers)
+	reasons := map[string]int{}
+	for _, v := range viewers {
+		if v.connected.Load() {
+			r.Viewers.Joined++
+		}
+		if e := v.ended.Load(); e != nil && v.endedAt.Load() < stopAt.UnixNano() {
+			r.Viewers.Dropped++
+			reasons[*e]++
+		}
+	}
+	for k, n := range reasons {
+		r.Viewers.Reasons = append(r.Viewers.Reasons, fmt.Sprintf("%d× %s", n, k))
+	}
+	sort.Strings(r.Viewers.Reasons)
+	if x, ok := m.firstOf("mediapipe_stage_drops_total", "edge", "httpflv-sink", "reason", shedReasons...); ok {
+		r.Viewers.Shed = &x
+	}
+
+	hwm, rss := memKB()
+	r.Memory.PeakRSSMB = round(float64(hwm)/1024, 1)
+	r.Memory.RSSMB = round(float64(rss)/1024, 1)
+	if pk := to.rtp - from.rtp; pk > 0 {
+		r.Memory.AllocsPerPacket = round(float64(to.mallocs-from.mallocs)/pk, 2)
+	}
+
+	for _, v := range viewers {
+		r.Correctness.Matched += v.matched.Load()
+		r.Correctness.Missing += v.missing()
+		r.Correctness.Corrupt += v.corrupt.Load()
+		r.Correctness.Unknown += v.unknown.Load()
+		r.Correctness.Duplicate += v.dup.Load()
+	}
+	c := &r.Correctness
+	switch {
+	case c.Corrupt > 0 || c.Unknown > 0:
+		c.Verdict = "CORRUPT: viewers got tags that were never published"
+	case c.Matched == 0:
+		c.Verdict = "NO DATA: no viewer got a published tag"
+	case c.Missing > 0 || c.Duplicate > 0:
+		c.Verdict = "intact but incomplete: tags missing or repeated (loss not repaired, or shed)"
+	default:
+		c.Verdict = "ok: every viewer got every tag since it joined, byte for byte"
+	}
+	r.Drops = m.drops()
+
+	for _, pb := range pubs {
+		if err := pb.lastErr(); err != nil {
+			r.Errors = append(r.Errors, err.Error())
+		}
+	}
+	if r.Floor != nil && r.Floor.BatchedPPS > 0 {
+		s := round(r.In.RTPPerSec/r.Floor.BatchedPPS, 4)
+		r.SinkShare = &s
+	}
+}
+
+func quantiles(h *histogram) Quantile {
+	return Quantile{
+		N:   h.n.Load(),
+		P50: round(float64(h.quantile(0.5))/1e6, 2),
+		P99: round(float64(h.quantile(0.99))/1e6, 2),
+		Max: round(float64(h.max.Load())/1e6, 2),
+	}
+}
+
+func round(x float64, digits int) float64 {
+	p := math.Pow(10, float64(digits))
+	return math.Round(x*p) / p
+}
+
+func (r *Report) writeJSON(w io.Writer) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(r)
+}
+
+func na(p *float64) string {
+	if p == nil {
+		return "n/a"
+	}
+	return fmt.Sprintf("%.0f", *p)
+}
+
+func (r *Report) writeTable(w io.Writer) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	row := func(k, f string, a ...any) { fmt.Fprintf(tw, "%s\t%s\n", k, fmt.Sprintf(f, a...)) }
+	row("command", "%s", r.Command)
+	row("machine", "%d CPUs, %s, %s, %s", r.Machine.CPUs, r.Machine.Model, r.Machine.GoVersion, r.Machine.OS)
+	if r.Floor != nil {
+		row("floor: WriteToUDP", "%.0f pkt/s (%.0f Mbps), 1200 B loopback", r.Floor.PlainPPS, r.Floor.PlainMbps)
+		row("floor: WriteBatch 64", "%.0f pkt/s (%.0f Mbps), %.0f %% received", r.Floor.BatchedPPS, r.Floor.BatchMbps, r.Floor.RecvShare*100)
+	}
+	if r.Config.Streams == 0 {
+		tw.Flush()
+		return
+	}
+	mode := "real time"
+	if r.Config.Fast {
+		mode = "fast"
+	}
+	row("run", "%d streams × %d viewers, %s, loss %g burst %d, reorder latency %s, %s", r.Config.Streams, r.Config.ViewersPer, r.Config.Duration, r.Config.Loss, r.Config.Burst, r.Config.ReorderLatency, mode)
+	row("input", "%s (%.0f kbps)", r.Config.Input, r.Config.InputKbps)
+	if r.Interrupted {
+		row("INTERRUPTED", "figures cover the part that ran")
+	}
+	row("measured window", "%.1f s", r.Window)
+	row("in (cloud ingress)", "%.1f tags/s, %.1f RTP pkt/s, %.2f Mbps", r.In.TagsPerSec, r.In.RTPPerSec, r.In.Mbps)
+	row("out (edge egress)", "%.1f tags/s, %.2f Mbps to viewers (edge got %.1f RTP pkt/s)", r.Out.TagsPerSec, r.Out.Mbps, r.Out.RTPPerSec)
+	row("CPU", "%.2f s = %.3f cores; %.5f CPU-s/s per delivered viewer-Mbps", r.CPU.Seconds, r.CPU.Cores, r.CPU.PerViewerMbps)
+	row("latency publisher→viewer", "p50 %.2f ms  p99 %.2f ms  max %.2f ms  (%d tags)", r.Latency.P50, r.Latency.P99, r.Latency.Max, r.Latency.N)
+	row("time to first frame", "p50 %.1f ms  p99 %.1f ms  max %.1f ms  (%d viewers)", r.TTFF.P50, r.TTFF.P99, r.TTFF.Max, r.TTFF.N)
+	row("packets", "lost %s  repaired %s  skipped %s", na(r.Loss.Lost), na(r.Loss.Repaired), na(r.Loss.Skipped))
+	row("viewers", "%d/%d joined, %d dropped, %s shed by sink", r.Viewers.Joined, r.Viewers.Wanted, r.Viewers.Dropped, na(r.Viewers.Shed))
+	for _, s := range r.Viewers.Reasons {
+		row("  dropped", "%s", s)
+	}
+	row("memory", "peak RSS %.1f MB, RSS %.1f MB, %.2f allocs per RTP packet", r.Memory.PeakRSSMB, r.Memory.RSSMB, r.Memory.AllocsPerPacket)
+	c := r.Correctness
+	row("correctness", "%s", c.Verdict)
+	row("  tags", "%d matched, %d missing, %d corrupt, %d unknown, %d duplicate", c.Matched, c.Missing, c.Corrupt, c.Unknown, c.Duplicate)
+	if r.SinkShare != nil {
+		row("udp-sink vs floor", "%.1f %% of the batched floor (meaningful only when the sink is saturated: --fast)", *r.SinkShare*100)
+	}
+	keys := make([]string, 0, len(r.Drops))
+	for k := range r.Drops {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		row("  drop", "%s: %.0f", k, r.Drops[k])
+	}
+	for _, e := range r.Errors {
+		row("ERROR", "%s", e)
+	}
+	tw.Flush()
+}
