@@ -48,10 +48,12 @@ type Env struct {
 // TestEnv returns an Env with a discarding logger, private metrics and the
 // real clock: for unit tests and for tools that build stages by hand.
 func TestEnv(name string) *Env {
-	return &Env{
+	env := &Env{
 		Pipeline: "test", Index: 1, Name: name, Dir: ".",
 		Log:     slog.New(slog.DiscardHandler),
 		Metrics: NewMetrics().Stage("test", 1, name),
 		Clock:   RealClock{},
 	}
+	env.Metrics.SetLogger(env.Log)
+	return env
 }

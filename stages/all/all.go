@@ -2,4 +2,8 @@
 // side effect, as cmd/mediapipe does.
 package all
 
-import ()
+import (
+	_ "github.com/mediapipe/mediapipe/stages/flvreassembler"
+	_ "github.com/mediapipe/mediapipe/stages/netsim"
+	_ "github.com/mediapipe/mediapipe/stages/rtpfragmenter"
+)
