@@ -70,7 +70,12 @@ func startSink(t testing.TB, dests ...string) *sink {
 	for i, d := range dests {
 		list[i] = d
 	}
-	st, env, clock := build(t, "udp-sink", core.Spec{Name: "udp-sink", In: core.KindRTP}, udpsink.New, map[string]any{"destinations": list})
+	return startSinkRaw(t, map[string]any{"destinations": list})
+}
+
+func startSinkRaw(t testing.TB, raw map[string]any) *sink {
+	t.Helper()
+	st, env, clock := build(t, "udp-sink", core.Spec{Name: "udp-sink", In: core.KindRTP}, udpsink.New, raw)
 	return &sink{h: stagetest.Start(t, st, env, false), clock: clock}
 }
 
