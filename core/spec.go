@@ -169,7 +169,7 @@ func (p *Param) Normalize(raw any) (any, error) {
 		case int:
 			v = int64(x)
 		case float64:
-			if x != math.Trunc(x) {
+			if x != math.Trunc(x) || math.Abs(x) > 1<<53 {
 				return nil, fmt.Errorf("%v is not a whole number", x)
 			}
 			v = int64(x)
