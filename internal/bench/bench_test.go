@@ -3,11 +3,13 @@ package bench
 import (
 	"bytes"
 	"context"
+	"os"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/mediapipe/mediapipe/core/media/flv"
+	"github.com/mediapipe/mediapipe/internal/cli"
 )
 
 func TestHistogram(t *testing.T) {
@@ -77,6 +79,27 @@ func TestHelpNamesEveryFlag(t *testing.T) {
 	}
 	if code := Main([]string{"--loss", "2"}, &out, &errb); code != 2 {
 		t.Errorf("--loss 2: exit %d, want 2", code)
+	}
+}
+
+func TestRegistered(t *testing.T) {
+	if c, ok := cli.Extra["bench"]; !ok || c.Run == nil {
+		t.Fatal("bench is not registered with the CLI")
+	}
+}
+
+// TestCommand runs `mediapipe bench` with the arguments in
+// MEDIAPIPE_BENCH_ARGS (space-separated), for measuring from a checkout:
+//
+//	MEDIAPIPE_BENCH_ARGS="--streams 10 --viewers 20 --duration 20s --loss 0.05" \
+//	  go test -run TestCommand -v -timeout 0 ./internal/bench
+func TestCommand(t *testing.T) {
+	args := os.Getenv("MEDIAPIPE_BENCH_ARGS")
+	if args == "" {
+		t.Skip("set MEDIAPIPE_BENCH_ARGS to run mediapipe bench")
+	}
+	if code := Main(strings.Fields(args), os.Stdout, os.Stderr); code != 0 {
+		t.Fatalf("exit %d", code)
 	}
 }
 

@@ -274,7 +274,9 @@ func na(p *float64) string {
 func (r *Report) writeTable(w io.Writer) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	row := func(k, f string, a ...any) { fmt.Fprintf(tw, "%s\t%s\n", k, fmt.Sprintf(f, a...)) }
-	row("command", "%s", r.Command)
+	if r.Command != "" {
+		row("command", "%s", r.Command)
+	}
 	row("machine", "%d CPUs, %s, %s, %s", r.Machine.CPUs, r.Machine.Model, r.Machine.GoVersion, r.Machine.OS)
 	if r.Floor != nil {
 		row("floor: WriteToUDP", "%.0f pkt/s (%.0f Mbps), 1200 B loopback", r.Floor.PlainPPS, r.Floor.PlainMbps)
