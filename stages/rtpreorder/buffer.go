@@ -1,0 +1,271 @@
+package rtpreorder
+
+import (
+	"context"
+	"time"
+
+	"github.com/mediapipe/mediapipe/core"
+)
+
+// slot states
+const (
+	slotEmpty    uint8 = iota
+	slotHeld           // packet waiting for the ones before it
+	slotMissing        // gap: asked for, waiting
+	slotGone           // gap the cloud no longer has: skip when it reaches the head
+	slotReleased       // emitted (a copy arriving now is a duplicate)
+	slotSkipped        // given up (a copy arriving now is late)
+)
+
+type rslot struct {
+	ext      int64 // extended sequence number this slot describes
+	state    uint8
+	pkt      *core.Packet
+	deadline time.Time // slotMissing: when the gap is skipped
+	retryAt  time.Time // slotMissing: when to ask again
+}
+
+// buffer is one stream's reorder window. Sequence numbers are unwrapped to
+// a 64-bit counter (ext) relative to the newest packet; [next, end) is the
+// window of packets not yet released, held in slots[ext % len(slots)].
+type buffer struct {
+	stream  *core.Stream
+	ssrc    uint32
+	started bool // an SSRC is set
+	fresh   bool // no packet of this SSRC yet
+	next    int64
+	end     int64
+	slots   []rslot
+	missing int // slots in the window that are slotMissing or slotGone
+
+	nextEvent time.Time // earliest deadline or retry among missing slots
+	pending   []uint16  // gaps found since the last flush, to NACK
+	dirty     bool      // in Stage.dirty
+	stopInit  context.CancelFunc
+}
+
+func newBuffer(st *core.Stream, size int) *buffer {
+	return &buffer{stream: st, slots: make([]rslot, size), pending: make([]uint16, 0, 64)}
+}
+
+func (b *buffer) slot(ext int64) *rslot { return &b.slots[ext%int64(len(b.slots))] }
+
+func (b *buffer) unwrap(seq uint16) int64 {
+	ref := b.end - 1
+	return ref + int64(int16(seq-uint16(ref)))
+}
+
+// reset starts the window over for ssrc. The caller has flushed it.
+func (b *buffer) reset(ssrc uint32) {
+	b.ssrc, b.started, b.fresh = ssrc, true, true
+	b.missing, b.nextEvent, b.pending = 0, time.Time{}, b.pending[:0]
+	clear(b.slots)
+}
+
+func (b *buffer) noteEvent(t time.Time) {
+	if b.nextEvent.IsZero() || t.Before(b.nextEvent) {
+		b.nextEvent = t
+	}
+}
+
+// insert places packet p (sequence number seq) and releases what is in order.
+func (b *buffer) insert(s *Stage, p *core.Packet, seq uint16, repair bool, out core.Output) {
+	if b.fresh {
+		// Start high enough that a reordered packet from before the first
+		// one never makes ext negative.
+		b.next = int64(seq) + 1<<16
+		b.end = b.next
+		b.fresh = false
+	}
+	ext := b.unwrap(seq)
+	size := int64(len(b.slots))
+
+	if ext < b.next {
+		if sl := b.slot(ext); sl.ext == ext && sl.state == slotReleased {
+			s.duplicate.Inc()
+		} else {
+			s.late.Inc()
+		}
+		p.Release()
+		return
+	}
+	if ext < b.end {
+		sl := b.slot(ext)
+		if sl.ext != ext || (sl.state != slotMissing && sl.state != slotGone) {
+			s.duplicate.Inc()
+			p.Release()
+			return
+		}
+		sl.state, sl.pkt = slotHeld, p
+		b.missing--
+		if repair {
+			s.repaired.Inc()
+		}
+		if ext == b.next {
+			b.release(s, out)
+		}
+		return
+	}
+
+	// A new packet ahead of everything seen.
+	if ext == b.end && b.next == b.end {
+		// The no-loss path: nothing held, emit at once.
+		sl := b.slot(ext)
+		sl.ext, sl.state, sl.pkt = ext, slotReleased, nil
+		b.next, b.end = ext+1, ext+1
+		out.Emit(p)
+		return
+	}
+	if ext >= b.end+size {
+		// Further ahead than the whole window: an outage or a jump in
+		// numbering. Release what is held and start from here.
+		b.flush(s, out)
+		b.next, b.end = ext, ext
+	}
+	for ext >= b.next+size {
+		b.forceHead(s, out)
+	}
+	if ext > b.end {
+		now := s.env.Clock.Now()
+		deadline := now.Add(s.cfg.Latency)
+		retry := s.retryInterval()
+		ev := deadline
+		if retry > 0 && now.Add(retry).Before(ev) {
+			ev = now.Add(retry)
+		}
+		for e := b.end; e < ext; e++ {
+			*b.slot(e) = rslot{ext: e, state: slotMissing, deadline: deadline, retryAt: now.Add(retry)}
+			b.missing++
+			if s.client != nil {
+				b.pending = append(b.pending, uint16(e))
+			}
+		}
+		if len(b.pending) > 0 && !b.dirty {
+			b.dirty = true
+			s.dirty = append(s.dirty, b)
+		}
+		b.noteEvent(ev)
+		s.schedule(b.nextEvent)
+	}
+	sl := b.slot(ext)
+	sl.ext, sl.state, sl.pkt = ext, slotHeld, p
+	b.end = ext + 1
+	if b.next == ext {
+		b.release(s, out)
+	}
+}
+
+// release emits held packets from the head, skipping gaps the cloud said
+// are gone, until the first gap still worth waiting for.
+func (b *buffer) release(s *Stage, out core.Output) {
+	for b.next < b.end {
+		sl := b.slot(b.next)
+		switch sl.state {
+		case slotHeld:
+			out.Emit(sl.pkt)
+			sl.pkt, sl.state = nil, slotReleased
+		case slotGone:
+			s.gapSkipped.Inc()
+			sl.state = slotSkipped
+			b.missing--
+		default:
+			return
+		}
+		b.next++
+	}
+}
+
+// forceHead moves the head on by one whatever it holds: the window is full.
+func (b *buffer) forceHead(s *Stage, out core.Output) {
+	if b.next == b.end {
+		b.end++
+	}
+	sl := b.slot(b.next)
+	switch sl.state {
+	case slotHeld:
+		out.Emit(sl.pkt)
+		sl.pkt, sl.state = nil, slotReleased
+	case slotMissing, slotGone:
+		s.overflow.Inc()
+		sl.state = slotSkipped
+		b.missing--
+	}
+	b.next++
+	b.release(s, out)
+}
+
+// flush releases everything held, in order, counting the gaps as skipped.
+func (b *buffer) flush(s *Stage, out core.Output) {
+	for ; b.next < b.end; b.next++ {
+		sl := b.slot(b.next)
+		switch sl.state {
+		case slotHeld:
+			out.Emit(sl.pkt)
+			sl.pkt, sl.state = nil, slotReleased
+		case slotMissing, slotGone:
+			s.gapSkipped.Inc()
+			sl.state = slotSkipped
+		}
+	}
+	b.missing, b.nextEvent, b.pending = 0, time.Time{}, b.pending[:0]
+}
+
+// service skips the gaps at the head whose time is up, collects the gaps
+// due for another NACK into pending, and recomputes nextEvent.
+func (b *buffer) service(s *Stage, now time.Time, retry time.Duration, out core.Output) {
+	for b.next < b.end {
+		sl := b.slot(b.next)
+		switch {
+		case sl.state == slotHeld:
+			out.Emit(sl.pkt)
+			sl.pkt, sl.state = nil, slotReleased
+		case sl.state == slotGone || (sl.state == slotMissing && !now.Before(sl.deadline)):
+			s.gapSkipped.Inc()
+			sl.state = slotSkipped
+			b.missing--
+		default:
+			goto scan
+		}
+		b.next++
+	}
+scan:
+	b.nextEvent = time.Time{}
+	if b.missing == 0 {
+		return
+	}
+	for e := b.next; e < b.end; e++ {
+		sl := b.slot(e)
+		if sl.state != slotMissing {
+			continue
+		}
+		ev := sl.deadline
+		if retry > 0 {
+			if !sl.retryAt.After(now) {
+				b.pending = append(b.pending, uint16(e))
+				sl.retryAt = now.Add(retry)
+			}
+			if sl.retryAt.Before(ev) {
+				ev = sl.retryAt
+			}
+		}
+		b.noteEvent(ev)
+	}
+}
+
+// markGone marks gaps the cloud no longer has, so they are skipped as soon
+// as they reach the head rather than at their deadline.
+func (b *buffer) markGone(s *Stage, seqs []uint16, out core.Output) {
+	if b.fresh {
+		return
+	}
+	for _, seq := range seqs {
+		ext := b.unwrap(seq)
+		if ext < b.next || ext >= b.end {
+			continue
+		}
+		if sl := b.slot(ext); sl.ext == ext && sl.state == slotMissing {
+			sl.state = slotGone
+		}
+	}
+	b.release(s, out)
+}

@@ -1,0 +1,402 @@
+// Package rtpreorder is the rtp-reorder stage: a per-stream reorder buffer that
+// asks the cloud's quic-retransmit for missing packets and releases in order.
+package rtpreorder
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/mediapipe/mediapipe/core"
+	"github.com/mediapipe/mediapipe/core/media/rtx"
+)
+
+// Config is rtp-reorder's parameters.
+type Config struct {
+	Retransmit string        `param:"retransmit" doc:"the cloud's quic-retransmit address (host:port); empty: no repair, a gap waits latency and is skipped"`
+	Token      string        `param:"token" secret:"true" doc:"token the cloud's quic-retransmit expects"`
+	Latency    time.Duration `param:"latency" default:"80ms" min:"0.001" max:"10" doc:"how long a gap may wait for repair before it is skipped"`
+	MaxPackets int           `param:"max_packets" default:"4096" min:"16" max:"32768" doc:"reorder buffer bound per stream, in packets; a packet further ahead forces the oldest gaps to be skipped"`
+	CA         string        `param:"ca" doc:"PEM CA file to verify the cloud's certificate; empty: not verified (the token authenticates)"`
+}
+
+// Validate checks what spans fields or needs the file system.
+func (c *Config) Validate() error {
+	if c.Retransmit == "" && c.Token != "" {
+		return errors.New("token: set without retransmit")
+	}
+	if c.CA != "" {
+		if _, err := rtx.ClientTLS(c.CA, "x"); err != nil {
+			return errors.New("ca: " + err.Error())
+		}
+	}
+	return nil
+}
+
+func init() {
+	core.Register(core.Spec{
+		Name:    "rtp-reorder",
+		Summary: "per-stream reorder buffer; asks the cloud's quic-retransmit for missing packets over one QUIC connection; releases in order; a gap still open after latency is skipped and counted",
+		In:      core.KindRTP,
+		Out:     core.KindRTP,
+	}, New)
+}
+
+// Timing of repairs.
+const (
+	minRetry     = 5 * time.Millisecond  // never re-ask faster than this
+	defaultRetry = 20 * time.Millisecond // before an RTT is measured
+	initAttempts = 10                    // init-tag fetches per stream before giving up
+	initPause    = 500 * time.Millisecond
+	initTimeout  = 5 * time.Second
+	repairQueue  = 4096 // repaired packets waiting for the Run loop
+)
+
+// Stage is a running rtp-reorder.
+type Stage struct {
+	cfg *Config
+	env *core.Env
+
+	client  *rtx.Client
+	shared  atomic.Pointer[rtx.Client] // client, for other goroutines
+	repairs chan *core.Packet // from the client's readers; Stream unset
+	gones   chan gone
+
+	streams map[*core.Stream]*buffer
+	bySSRC  map[uint32]*buffer
+	dirty   []*buffer // buffers with NACKs pending
+	timer   core.Timer
+	timerAt time.Time // zero: not armed
+
+	initCtx  context.Context
+	initStop context.CancelFunc
+	initWG   sync.WaitGroup
+
+	nacksSent, repaired, gonesRecv, initFetched prometheus.Counter
+	gapSkipped, duplicate, late, overflow         *core.DropCounter
+	queueFull, notRTP                             *core.DropCounter
+	rttGauge, connGauge                           prometheus.Gauge
+}
+
+type gone struct {
+	ssrc uint32
+	seqs []uint16
+}
+
+// New builds an rtp-reorder stage.
+func New(cfg *Config, env *core.Env) (core.Stage, error) {
+	m := env.Metrics
+	return &Stage{
+		cfg: cfg, env: env,
+		repairs:     make(chan *core.Packet, repairQueue),
+		gones:       make(chan gone, 256),
+		streams:     map[*core.Stream]*buffer{},
+		bySSRC:      map[uint32]*buffer{},
+		nacksSent:   m.Counter("nacks_sent"),
+		repaired:    m.Counter("repaired"),
+		gonesRecv:   m.Counter("gone"),
+		initFetched: m.Counter("init_fetched"),
+		gapSkipped:  m.Drop("gap_skipped"),
+		duplicate:   m.Drop("duplicate"),
+		late:        m.Drop("late"),
+		overflow:    m.Drop("overflow"),
+		queueFull:   m.Drop("repair_queue_full"),
+		notRTP:      m.Drop("not_rtp"),
+		rttGauge:    m.Gauge("rtt_seconds"),
+		connGauge:   m.Gauge("repair_connected"),
+	}, nil
+}
+
+// Run reorders packets until in closes.
+func (s *Stage) Run(ctx context.Context, in <-chan *core.Packet, out core.Output) error {
+	s.initCtx, s.initStop = context.WithCancel(ctx)
+	if s.cfg.Retransmit != "" {
+		c, err := rtx.Dial(rtx.ClientConfig{
+			Addr: s.cfg.Retransmit, Token: s.cfg.Token, CAFile: s.cfg.CA, Log: s.env.Log,
+			OnRepair: s.onRepair,
+			OnGone:   s.onGone,
+		})
+		if err != nil {
+			s.initStop()
+			return err
+		}
+		s.client = c
+		s.shared.Store(c)
+	}
+	s.timer = s.env.Clock.NewTimer(time.Hour)
+	s.timer.Stop()
+	defer s.shutdown(out)
+
+	for {
+		select {
+		case p, ok := <-in:
+			if !ok {
+				return nil
+			}
+			s.handle(p, out)
+			if len(in) == 0 {
+				s.flushNacks()
+			}
+		case p := <-s.repairs:
+			s.handleRepair(p, out)
+		case g := <-s.gones:
+			s.handleGone(g, out)
+		case <-s.timer.C():
+			s.timerAt = time.Time{}
+			s.service(out)
+		}
+	}
+}
+
+// shutdown releases what is held, in order, and stops every helper.
+func (s *Stage) shutdown(out core.Output) {
+	for st, b := range s.streams {
+		b.flush(s, out)
+		delete(s.streams, st)
+	}
+	s.initStop()
+	if s.client != nil {
+		_ = s.client.Close()
+	}
+	s.initWG.Wait()
+	for {
+		select {
+		case p := <-s.repairs:
+			p.Release()
+		default:
+			s.timer.Stop()
+			return
+		}
+	}
+}
+
+// Connected reports whether the stage has its repair connection up.
+func (s *Stage) Connected() bool {
+	c := s.shared.Load()
+	return c != nil && c.Connected()
+}
+
+// onRepair runs on a client reader goroutine: copy and hand to Run.
+func (s *Stage) onRepair(_ uint32, _ uint16, pkt []byte) {
+	p := core.NewPacket(len(pkt))
+	copy(p.Data, pkt)
+	select {
+	case s.repairs <- p:
+	default:
+		p.Release()
+		s.queueFull.Inc()
+	}
+}
+
+func (s *Stage) onGone(ssrc uint32, seqs []uint16) {
+	select {
+	case s.gones <- gone{ssrc: ssrc, seqs: append([]uint16(nil), seqs...)}:
+	default: // the gap just waits out its latency
+	}
+}
+
+// handle takes one packet from the input.
+func (s *Stage) handle(p *core.Packet, out core.Output) {
+	switch p.Event {
+	case core.EventStart:
+		if _, ok := s.streams[p.Stream]; !ok {
+			s.newBuffer(p.Stream)
+		}
+		out.Emit(p)
+		return
+	case core.EventEnd:
+		if b, ok := s.streams[p.Stream]; ok {
+			b.flush(s, out)
+			s.dropBuffer(b)
+		}
+		out.Emit(p)
+		return
+	}
+	b := s.streams[p.Stream]
+	if b == nil { // joined without seeing the start
+		b = s.newBuffer(p.Stream)
+	}
+	seq, ssrc, ok := rtx.RTPSeqSSRC(p.Data)
+	if !ok {
+		s.notRTP.Inc()
+		p.Release()
+		return
+	}
+	if !b.started || b.ssrc != ssrc {
+		s.restart(b, ssrc, out)
+	}
+	b.insert(s, p, seq, false, out)
+}
+
+func (s *Stage) handleRepair(p *core.Packet, out core.Output) {
+	seq, ssrc, ok := rtx.RTPSeqSSRC(p.Data)
+	b := s.bySSRC[ssrc]
+	if !ok || b == nil {
+		s.late.Inc()
+		p.Release()
+		return
+	}
+	p.Stream = b.stream
+	b.insert(s, p, seq, true, out)
+}
+
+func (s *Stage) handleGone(g gone, out core.Output) {
+	s.gonesRecv.Add(float64(len(g.seqs)))
+	if b := s.bySSRC[g.ssrc]; b != nil {
+		b.markGone(s, g.seqs, out)
+	}
+}
+
+func (s *Stage) newBuffer(st *core.Stream) *buffer {
+	b := newBuffer(st, s.cfg.MaxPackets)
+	s.streams[st] = b
+	if s.client != nil {
+		ctx, cancel := context.WithCancel(s.initCtx)
+		b.stopInit = cancel
+		s.initWG.Add(1)
+		go s.fetchInit(ctx, st)
+	}
+	return b
+}
+
+func (s *Stage) dropBuffer(b *buffer) {
+	if b.stopInit != nil {
+		b.stopInit()
+	}
+	delete(s.streams, b.stream)
+	if b.started && s.bySSRC[b.ssrc] == b {
+		delete(s.bySSRC, b.ssrc)
+		if s.client != nil {
+			s.client.Forget(b.ssrc)
+		}
+	}
+}
+
+// restart points b at a new SSRC (first packet, or the publisher came back
+// with a new one): what the old one held is released first.
+func (s *Stage) restart(b *buffer, ssrc uint32, out core.Output) {
+	if b.started {
+		b.flush(s, out)
+		if s.bySSRC[b.ssrc] == b {
+			delete(s.bySSRC, b.ssrc)
+			if s.client != nil {
+				s.client.Forget(b.ssrc)
+			}
+		}
+		s.env.Log.Info("stream changed SSRC", "stream", b.stream.Name, "old", b.ssrc, "new", ssrc)
+	}
+	b.reset(ssrc)
+	s.bySSRC[ssrc] = b
+}
+
+// fetchInit asks the cloud for the stream's init tags, so a stream joined
+// late is playable; it gives up once the stream has them or ends.
+func (s *Stage) fetchInit(ctx context.Context, st *core.Stream) {
+	defer s.initWG.Done()
+	for range initAttempts {
+		if st.Init() != nil {
+			return
+		}
+		rctx, cancel := context.WithTimeout(ctx, initTimeout)
+		tags, err := s.client.Init(rctx, 0, st.Name)
+		cancel()
+		if err == nil && tags != nil {
+			if st.Init() == nil {
+				st.SetInit(tags)
+				s.initFetched.Inc()
+				s.env.Log.Info("init tags fetched from the cloud", "stream", st.Name)
+			}
+			return
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		t := time.NewTimer(initPause)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return
+		}
+	}
+}
+
+// retryInterval is how long to wait for a repair before asking again.
+func (s *Stage) retryInterval() time.Duration {
+	if s.client == nil {
+		return 0
+	}
+	rtt := s.client.RTT()
+	if rtt <= 0 {
+		return defaultRetry
+	}
+	return max(rtt*3/2, minRetry)
+}
+
+// schedule arms the timer for at, unless it is armed earlier already.
+func (s *Stage) schedule(at time.Time) {
+	if at.IsZero() || (!s.timerAt.IsZero() && !at.Before(s.timerAt)) {
+		return
+	}
+	s.timerAt = at
+	s.timer.Reset(max(at.Sub(s.env.Clock.Now()), 0))
+}
+
+// flushNacks sends the NACKs queued while the input was busy, one batch per
+// stream.
+func (s *Stage) flushNacks() {
+	if len(s.dirty) == 0 {
+		return
+	}
+	now := s.env.Clock.Now()
+	for _, b := range s.dirty {
+		b.dirty = false
+		if len(b.pending) == 0 {
+			continue
+		}
+		if s.client != nil && s.client.Nack(b.ssrc, b.pending) == nil {
+			s.nacksSent.Add(float64(len(b.pending)))
+		} else if s.client != nil {
+			// Not sent: the retry pass asks again soon.
+			b.noteEvent(now.Add(minRetry))
+		}
+		b.pending = b.pending[:0]
+		s.schedule(b.nextEvent)
+	}
+	s.dirty = s.dirty[:0]
+}
+
+// service runs when the timer fires: skips gaps whose time is up and
+// re-asks for the others.
+func (s *Stage) service(out core.Output) {
+	now := s.env.Clock.Now()
+	retry := s.retryInterval()
+	if s.client != nil {
+		s.rttGauge.Set(s.client.RTT().Seconds())
+		if s.client.Connected() {
+			s.connGauge.Set(1)
+		} else {
+			s.connGauge.Set(0)
+		}
+	}
+	var next time.Time
+	for _, b := range s.streams {
+		if b.missing > 0 && !b.nextEvent.After(now) {
+			b.service(s, now, retry, out)
+			if len(b.pending) > 0 {
+				if s.client.Nack(b.ssrc, b.pending) == nil {
+					s.nacksSent.Add(float64(len(b.pending)))
+				}
+				b.pending = b.pending[:0]
+			}
+		}
+		if b.missing > 0 && (next.IsZero() || b.nextEvent.Before(next)) {
+			next = b.nextEvent
+		}
+	}
+	s.schedule(next)
+}
