@@ -63,7 +63,7 @@ type Stage struct {
 
 	client  *rtx.Client
 	shared  atomic.Pointer[rtx.Client] // client, for other goroutines
-	repairs chan *core.Packet // from the client's readers; Stream unset
+	repairs chan *core.Packet          // from the client's readers; Stream unset
 	gones   chan gone
 
 	streams map[*core.Stream]*buffer
@@ -77,9 +77,9 @@ type Stage struct {
 	initWG   sync.WaitGroup
 
 	nacksSent, repaired, gonesRecv, initFetched prometheus.Counter
-	gapSkipped, duplicate, late, overflow         *core.DropCounter
-	queueFull, notRTP                             *core.DropCounter
-	rttGauge, connGauge                           prometheus.Gauge
+	gapSkipped, duplicate, late, overflow       *core.DropCounter
+	queueFull, notRTP                           *core.DropCounter
+	rttGauge, connGauge                         prometheus.Gauge
 }
 
 type gone struct {
