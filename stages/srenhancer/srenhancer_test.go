@@ -1,335 +1,40 @@
 package srenhancer
 
 import (
-	"bytes"
-	"io"
-	"log/slog"
-	"math"
-	"sort"
 	"net"
-	"net/http"
-	"net/http/httptest"
-	"os"
-	"os/exec"
-	"path/filepath"
-	"strconv"
-	"strings"
 	"testing"
-	"time"
 
-	"github.com/mediapipe/mediapipe/core"
-	"github.com/mediapipe/mediapipe/core/media/flv"
-	"github.com/mediapipe/mediapipe/core/stagetest"
 	"github.com/mediapipe/mediapipe/internal/testmedia"
+	"github.com/mediapipe/mediapipe/stages/srenhancer/internal/srtest"
 )
-
-// markSize is the side of the white square (and of the black one to its
-// right) that the stand-in backend paints into every picture it returns.
-const markSize = 64
-
-// standIn is a basicKVSR stand-in: nearest-neighbour 4× upscale, BGR24 out,
-// marked so the viewer's keyframes can be traced to it.
-func standIn(t testing.TB, mode string) *httptest.Server {
-	t.Helper()
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		width, _ := strconv.Atoi(r.URL.Query().Get("w"))
-		height, _ := strconv.Atoi(r.URL.Query().Get("h"))
-		in, _ := io.ReadAll(r.Body)
-		if len(in) != width*height*3 || width == 0 {
-			http.Error(w, "bad size", http.StatusBadRequest)
-			return
-		}
-		switch mode {
-		case "500":
-			http.Error(w, "model crashed", http.StatusInternalServerError)
-			return
-		case "slow":
-			time.Sleep(time.Second)
-		}
-		ow, oh := width*4, height*4
-		out := make([]byte, ow*oh*3)
-		for y := 0; y < oh; y++ {
-			for x := 0; x < ow; x++ {
-				s := ((y/4)*width + x/4) * 3
-				d := (y*ow + x) * 3
-				out[d], out[d+1], out[d+2] = in[s+2], in[s+1], in[s]
-				if y < markSize && x < 2*markSize {
-					v := byte(255)
-					if x >= markSize {
-						v = 0
-					}
-					out[d], out[d+1], out[d+2] = v, v, v
-				}
-			}
-		}
-		if mode == "wrongsize" {
-			out = out[:len(out)-3]
-		}
-		w.Write(out)
-	}))
-	t.Cleanup(srv.Close)
-	return srv
-}
-
-type result struct {
-	out  []stagetest.Captured
-	env  *core.Env
-	file string // the output written as an FLV file
-}
-
-func (r *result) drops(reason string) float64 { return r.env.Metrics.Drop(reason).Value() }
-func (r *result) counter(event string) float64 {
-	return core.CounterValue(r.env.Metrics.Counter(event))
-}
-
-// run feeds tags through an sr-enhancer built from raw as one stream, paced
-// by its output so nothing is shed, and returns what came out.
-func run(t *testing.T, raw map[string]any, tags [][]byte) *result {
-	t.Helper()
-	def, ok := core.Default.Lookup("sr-enhancer")
-	if !ok {
-		t.Fatal("sr-enhancer not registered")
-	}
-	env := core.TestEnv("sr-enhancer")
-	env.Log = testLogger(t)
-	st, err := def.Build(raw, env)
-	if err != nil {
-		t.Fatal(err)
-	}
-	h := stagetest.Start(t, st, env, false)
-	s := h.StartStream("live/movie")
-	sentVideo := 0
-	for _, tag := range tags {
-		hd, err := flv.ParseHeader(tag)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if hd.Type == flv.TypeVideo {
-			sentVideo++
-			waitFor(t, func() bool { return sentVideo-videoFrames(h.Out.Data()) < 30 }, 20*time.Second, "the stage to keep up")
-		}
-		h.SendData(s, hd.Type, hd.Timestamp, tag)
-	}
-	h.EndStream(s)
-	waitFor(t, func() bool {
-		p := h.Out.Packets()
-		return len(p) > 0 && p[len(p)-1].Event == core.EventEnd
-	}, 30*time.Second, "the end event")
-	if err := h.Close(); err != nil {
-		t.Fatal(err)
-	}
-	r := &result{out: h.Out.Packets(), env: env, file: filepath.Join(t.TempDir(), "out.flv")}
-	file := flv.FileHeader(true, true)
-	for _, p := range h.Out.Data() {
-		file = append(file, p.Data...)
-		file = flv.AppendPreviousTagSize(file, len(p.Data))
-	}
-	if err := os.WriteFile(r.file, file, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return r
-}
-
-func videoFrames(ps []stagetest.Captured) int {
-	n := 0
-	for _, p := range ps {
-		if p.Type == core.TagVideo && len(p.Data) > 12 && p.Data[12] == flv.AVCNALU {
-			n++
-		}
-	}
-	return n
-}
-
-func waitFor(t *testing.T, cond func() bool, d time.Duration, what string) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
-}
-
-// checkClean asserts that ffmpeg decodes the file without a word and that
-// every picture is w×h.
-func checkClean(t *testing.T, file string, w, h int) {
-	t.Helper()
-	out, err := exec.Command("ffmpeg", "-v", "error", "-i", file, "-f", "null", "-").CombinedOutput()
-	if err != nil || len(bytes.TrimSpace(out)) > 0 {
-		t.Fatalf("ffmpeg decoding the output: %v\n%s", err, out)
-	}
-	out, err = exec.Command("ffprobe", "-v", "error", "-select_streams", "v", "-show_entries", "frame=width,height", "-of", "csv=p=0", file).CombinedOutput()
-	if err != nil {
-		t.Fatalf("ffprobe: %v\n%s", err, out)
-	}
-	want := strconv.Itoa(w) + "," + strconv.Itoa(h)
-	for i, line := range strings.Fields(string(out)) {
-		if line = strings.TrimRight(line, ","); line != want {
-			t.Fatalf("frame %d is %s, want %s", i, line, want)
-		}
-	}
-}
-
-// keyframePictures decodes only the keyframes of file, as 8-bit grey.
-func keyframePictures(t *testing.T, file string, w, h int) [][]byte {
-	t.Helper()
-	out, err := exec.Command("ffmpeg", "-v", "error", "-skip_frame", "nokey", "-i", file,
-		"-fps_mode", "passthrough", "-f", "rawvideo", "-pix_fmt", "gray", "pipe:1").Output()
-	if err != nil {
-		t.Fatalf("ffmpeg: %v", err)
-	}
-	var pics [][]byte
-	for len(out) >= w*h {
-		pics = append(pics, out[:w*h])
-		out = out[w*h:]
-	}
-	return pics
-}
-
-func marked(pic []byte, w int) bool {
-	mean := func(x0 int) int {
-		sum := 0
-		for y := 8; y < markSize-8; y++ {
-			for x := x0 + 8; x < x0+markSize-8; x++ {
-				sum += int(pic[y*w+x])
-			}
-		}
-		return sum / ((markSize - 16) * (markSize - 16))
-	}
-	return mean(0) > 235 && mean(markSize) < 20
-}
-
-func kinds(tags [][]byte) (audio [][]byte, keyframes, frames int) {
-	for _, tag := range tags {
-		switch tag[0] & 0x1f {
-		case flv.TypeAudio:
-			audio = append(audio, tag)
-		case flv.TypeVideo:
-			if v, ok := flv.ParseVideo(tag[flv.HeaderSize:]); ok && v.PacketType == flv.AVCNALU {
-				frames++
-				if v.FrameType == flv.FrameKey {
-					keyframes++
-				}
-			}
-		}
-	}
-	return
-}
-
-// checkStream compares what must not change: audio byte for byte and in
-// order, one output frame per input frame at the same time, keyframes at
-// the same times, a sequence header before the first frame, metadata patched.
-func checkStream(t *testing.T, in [][]byte, r *result, w, h int) {
-	t.Helper()
-	var outTags [][]byte
-	for _, p := range r.out {
-		if p.Event == core.EventData {
-			outTags = append(outTags, p.Data)
-		}
-	}
-	inAudio, inKeys, inFrames := kinds(in)
-	outAudio, outKeys, outFrames := kinds(outTags)
-	if len(inAudio) != len(outAudio) {
-		t.Fatalf("%d audio tags out, want %d", len(outAudio), len(inAudio))
-	}
-	for i := range inAudio {
-		if !bytes.Equal(inAudio[i], outAudio[i]) {
-			t.Fatalf("audio tag %d differs", i)
-		}
-	}
-	if inFrames != outFrames || inKeys != outKeys {
-		t.Fatalf("out: %d frames, %d keyframes; in: %d, %d", outFrames, outKeys, inFrames, inKeys)
-	}
-	var inTimes, outTimes []string
-	for _, tag := range in {
-		if v, ok := flv.ParseVideo(tag[flv.HeaderSize:]); ok && tag[0] == flv.TypeVideo && v.PacketType == flv.AVCNALU {
-			hd, _ := flv.ParseHeader(tag)
-			inTimes = append(inTimes, strconv.Itoa(int(int32(hd.Timestamp)+v.CTS))+keyMark(v))
-		}
-	}
-	sort.Strings(inTimes)
-	sawHeader := false
-	for _, tag := range outTags {
-		if tag[0] != flv.TypeVideo {
-			continue
-		}
-		v, _ := flv.ParseVideo(tag[flv.HeaderSize:])
-		if v.PacketType == flv.AVCSequenceHeader {
-			sawHeader = true
-			continue
-		}
-		if v.PacketType != flv.AVCNALU {
-			continue
-		}
-		if !sawHeader {
-			t.Fatal("a frame before the sequence header")
-		}
-		hd, _ := flv.ParseHeader(tag)
-		outTimes = append(outTimes, strconv.Itoa(int(int32(hd.Timestamp)+v.CTS))+keyMark(v))
-	}
-	sort.Strings(outTimes)
-	if strings.Join(inTimes, " ") != strings.Join(outTimes, " ") {
-		t.Fatalf("frame times differ:\n in %v\nout %v", inTimes, outTimes)
-	}
-	for _, tag := range outTags {
-		if tag[0] == flv.TypeScript && bytes.Contains(tag, []byte("onMetaData")) {
-			if !bytes.Contains(tag, append([]byte("width\x00"), f64(w)...)) || !bytes.Contains(tag, append([]byte("height\x00"), f64(h)...)) {
-				t.Fatalf("metadata not patched to %dx%d", w, h)
-			}
-		}
-	}
-	if last := r.out[len(r.out)-1]; last.Event != core.EventEnd {
-		t.Fatal("the end event is not last")
-	}
-	if r.out[0].Event != core.EventStart {
-		t.Fatal("the start event is not first")
-	}
-}
-
-func keyMark(v flv.VideoInfo) string {
-	if v.FrameType == flv.FrameKey {
-		return "k"
-	}
-	return ""
-}
-
-func f64(v int) []byte {
-	var b [8]byte
-	bits := math.Float64bits(float64(v))
-	for i := 0; i < 8; i++ {
-		b[i] = byte(bits >> (56 - 8*i))
-	}
-	return b[:]
-}
 
 func TestHTTPBackendMarksEveryKeyframe(t *testing.T) {
 	tags := testmedia.Tags(t, testmedia.Clip(t, testmedia.Options{}))
-	srv := standIn(t, "ok")
-	r := run(t, map[string]any{"backend": "http", "url": srv.URL + "/sr", "timeout": "5s"}, tags)
-	checkClean(t, r.file, 1280, 720)
-	checkStream(t, tags, r, 1280, 720)
-	_, keys, _ := kinds(tags)
-	pics := keyframePictures(t, r.file, 1280, 720)
+	srv := srtest.StandIn(t, "ok")
+	r := srtest.Run(t, map[string]any{"backend": "http", "url": srv.URL + "/sr", "timeout": "5s"}, tags)
+	srtest.CheckClean(t, r.File, 1280, 720)
+	srtest.CheckStream(t, tags, r, 1280, 720)
+	_, keys, _ := srtest.Kinds(tags)
+	pics := srtest.KeyframePictures(t, r.File, 1280, 720)
 	if len(pics) != keys {
 		t.Fatalf("%d keyframes decoded, want %d", len(pics), keys)
 	}
 	for i, pic := range pics {
-		if !marked(pic, 1280) {
+		if !srtest.Marked(pic, 1280) {
 			t.Errorf("keyframe %d does not carry the backend's mark", i)
 		}
 	}
-	if got := r.counter("backend_enhanced"); got != float64(keys) {
+	if got := r.Counter("backend_enhanced"); got != float64(keys) {
 		t.Errorf("backend_enhanced = %v, want %d", got, keys)
 	}
-	if got := r.drops("backend_failure"); got != 0 {
+	if got := r.Drops("backend_failure"); got != 0 {
 		t.Errorf("backend_failure = %v", got)
 	}
 }
 
 func TestHTTPBackendFailing(t *testing.T) {
 	tags := testmedia.Tags(t, testmedia.Clip(t, testmedia.Options{}))
-	_, keys, _ := kinds(tags)
+	_, keys, _ := srtest.Kinds(tags)
 	closed := func() string {
 		l, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
@@ -341,21 +46,21 @@ func TestHTTPBackendFailing(t *testing.T) {
 	for _, c := range []struct {
 		name, url, timeout string
 	}{
-		{"500", standIn(t, "500").URL, "2s"},
-		{"wrong size", standIn(t, "wrongsize").URL, "2s"},
+		{"500", srtest.StandIn(t, "500").URL, "2s"},
+		{"wrong size", srtest.StandIn(t, "wrongsize").URL, "2s"},
 		{"not listening", closed(), "2s"},
-		{"too slow", standIn(t, "slow").URL, "200ms"},
+		{"too slow", srtest.StandIn(t, "slow").URL, "200ms"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			r := run(t, map[string]any{"backend": "http", "url": c.url, "timeout": c.timeout}, tags)
-			checkClean(t, r.file, 1280, 720)
-			checkStream(t, tags, r, 1280, 720)
-			for i, pic := range keyframePictures(t, r.file, 1280, 720) {
-				if marked(pic, 1280) {
+			r := srtest.Run(t, map[string]any{"backend": "http", "url": c.url, "timeout": c.timeout}, tags)
+			srtest.CheckClean(t, r.File, 1280, 720)
+			srtest.CheckStream(t, tags, r, 1280, 720)
+			for i, pic := range srtest.KeyframePictures(t, r.File, 1280, 720) {
+				if srtest.Marked(pic, 1280) {
 					t.Errorf("keyframe %d is marked", i)
 				}
 			}
-			failures, skipped := r.drops("backend_failure"), r.counter("backend_skipped")
+			failures, skipped := r.Drops("backend_failure"), r.Counter("backend_skipped")
 			// 3 failures in a row start a 10 s back-off: the rest are skipped.
 			if failures != 3 || failures+skipped != float64(keys) {
 				t.Errorf("backend_failure = %v, backend_skipped = %v, keyframes %d", failures, skipped, keys)
@@ -366,22 +71,11 @@ func TestHTTPBackendFailing(t *testing.T) {
 
 func TestBuiltin(t *testing.T) {
 	tags := testmedia.Tags(t, testmedia.Clip(t, testmedia.Options{}))
-	r := run(t, map[string]any{}, tags)
-	checkClean(t, r.file, 1280, 720)
-	checkStream(t, tags, r, 1280, 720)
-	_, keys, _ := kinds(tags)
-	if got := r.counter("backend_enhanced"); got != float64(keys) {
+	r := srtest.Run(t, map[string]any{}, tags)
+	srtest.CheckClean(t, r.File, 1280, 720)
+	srtest.CheckStream(t, tags, r, 1280, 720)
+	_, keys, _ := srtest.Kinds(tags)
+	if got := r.Counter("backend_enhanced"); got != float64(keys) {
 		t.Errorf("backend_enhanced = %v, want %d", got, keys)
 	}
-}
-
-type testWriter struct{ t testing.TB }
-
-func (w testWriter) Write(b []byte) (int, error) {
-	w.t.Log(strings.TrimSpace(string(b)))
-	return len(b), nil
-}
-
-func testLogger(t testing.TB) *slog.Logger {
-	return slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo}))
 }

@@ -1,0 +1,324 @@
+// Package srtest drives sr-enhancer end to end for its tests: a marking
+// stand-in backend, a paced run over real clips, ffmpeg checks of the output.
+package srtest
+
+import (
+	"bytes"
+	"io"
+	"log/slog"
+	"math"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mediapipe/mediapipe/core"
+	"github.com/mediapipe/mediapipe/core/media/flv"
+	"github.com/mediapipe/mediapipe/core/stagetest"
+)
+
+// MarkSize is the side of the white square (and of the black one to its
+// right) that the stand-in backend paints into every picture it returns.
+const MarkSize = 64
+
+// StandIn is a basicKVSR stand-in: nearest-neighbour 4× upscale, BGR24 out,
+// marked so the viewer's keyframes can be traced to it.
+func StandIn(t testing.TB, mode string) *httptest.Server {
+	t.Helper()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		width, _ := strconv.Atoi(r.URL.Query().Get("w"))
+		height, _ := strconv.Atoi(r.URL.Query().Get("h"))
+		in, _ := io.ReadAll(r.Body)
+		if len(in) != width*height*3 || width == 0 {
+			http.Error(w, "bad size", http.StatusBadRequest)
+			return
+		}
+		switch mode {
+		case "500":
+			http.Error(w, "model crashed", http.StatusInternalServerError)
+			return
+		case "slow":
+			time.Sleep(time.Second)
+		}
+		ow, oh := width*4, height*4
+		out := make([]byte, ow*oh*3)
+		for y := 0; y < oh; y++ {
+			for x := 0; x < ow; x++ {
+				s := ((y/4)*width + x/4) * 3
+				d := (y*ow + x) * 3
+				out[d], out[d+1], out[d+2] = in[s+2], in[s+1], in[s]
+				if y < MarkSize && x < 2*MarkSize {
+					v := byte(255)
+					if x >= MarkSize {
+						v = 0
+					}
+					out[d], out[d+1], out[d+2] = v, v, v
+				}
+			}
+		}
+		if mode == "wrongsize" {
+			out = out[:len(out)-3]
+		}
+		w.Write(out)
+	}))
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+// Result is what a Run produced.
+type Result struct {
+	Out  []stagetest.Captured
+	Env  *core.Env
+	File string // the output written as an FLV file
+}
+
+// Drops reads the stage's drop counter for reason.
+func (r *Result) Drops(reason string) float64 { return r.Env.Metrics.Drop(reason).Value() }
+
+// Counter reads one of the stage's event counters.
+func (r *Result) Counter(event string) float64 {
+	return core.CounterValue(r.Env.Metrics.Counter(event))
+}
+
+// Run feeds tags through an sr-enhancer built from raw as one stream, paced
+// by its output so nothing is shed, and returns what came out.
+func Run(t testing.TB, raw map[string]any, tags [][]byte) *Result {
+	t.Helper()
+	def, ok := core.Default.Lookup("sr-enhancer")
+	if !ok {
+		t.Fatal("sr-enhancer not registered")
+	}
+	env := core.TestEnv("sr-enhancer")
+	env.Log = TestLogger(t)
+	st, err := def.Build(raw, env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := stagetest.Start(t, st, env, false)
+	s := h.StartStream("live/movie")
+	sentVideo := 0
+	for _, tag := range tags {
+		hd, err := flv.ParseHeader(tag)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if hd.Type == flv.TypeVideo {
+			sentVideo++
+			WaitFor(t, func() bool { return sentVideo-VideoFrames(h.Out.Data()) < 30 }, 20*time.Second, "the stage to keep up")
+		}
+		h.SendData(s, hd.Type, hd.Timestamp, tag)
+	}
+	h.EndStream(s)
+	WaitFor(t, func() bool {
+		p := h.Out.Packets()
+		return len(p) > 0 && p[len(p)-1].Event == core.EventEnd
+	}, 30*time.Second, "the end event")
+	if err := h.Close(); err != nil {
+		t.Fatal(err)
+	}
+	r := &Result{Out: h.Out.Packets(), Env: env, File: filepath.Join(t.TempDir(), "out.flv")}
+	file := flv.FileHeader(true, true)
+	for _, p := range h.Out.Data() {
+		file = append(file, p.Data...)
+		file = flv.AppendPreviousTagSize(file, len(p.Data))
+	}
+	if err := os.WriteFile(r.File, file, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// VideoFrames counts the video frame tags (not headers) in ps.
+func VideoFrames(ps []stagetest.Captured) int {
+	n := 0
+	for _, p := range ps {
+		if p.Type == core.TagVideo && len(p.Data) > 12 && p.Data[12] == flv.AVCNALU {
+			n++
+		}
+	}
+	return n
+}
+
+// WaitFor polls cond until it holds or d passes (then the test fails).
+func WaitFor(t testing.TB, cond func() bool, d time.Duration, what string) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+// CheckClean asserts that ffmpeg decodes the file without a word and that
+// every picture is w×h.
+func CheckClean(t testing.TB, file string, w, h int) {
+	t.Helper()
+	out, err := exec.Command("ffmpeg", "-v", "error", "-i", file, "-f", "null", "-").CombinedOutput()
+	if err != nil || len(bytes.TrimSpace(out)) > 0 {
+		t.Fatalf("ffmpeg decoding the output: %v\n%s", err, out)
+	}
+	out, err = exec.Command("ffprobe", "-v", "error", "-select_streams", "v", "-show_entries", "frame=width,height", "-of", "csv=p=0", file).CombinedOutput()
+	if err != nil {
+		t.Fatalf("ffprobe: %v\n%s", err, out)
+	}
+	want := strconv.Itoa(w) + "," + strconv.Itoa(h)
+	for i, line := range strings.Fields(string(out)) {
+		if line = strings.TrimRight(line, ","); line != want {
+			t.Fatalf("frame %d is %s, want %s", i, line, want)
+		}
+	}
+}
+
+// KeyframePictures decodes only the keyframes of file, as 8-bit grey.
+func KeyframePictures(t testing.TB, file string, w, h int) [][]byte {
+	t.Helper()
+	out, err := exec.Command("ffmpeg", "-v", "error", "-skip_frame", "nokey", "-i", file,
+		"-fps_mode", "passthrough", "-f", "rawvideo", "-pix_fmt", "gray", "pipe:1").Output()
+	if err != nil {
+		t.Fatalf("ffmpeg: %v", err)
+	}
+	var pics [][]byte
+	for len(out) >= w*h {
+		pics = append(pics, out[:w*h])
+		out = out[w*h:]
+	}
+	return pics
+}
+
+// Marked reports whether a grey picture w wide carries the stand-in's mark.
+func Marked(pic []byte, w int) bool {
+	mean := func(x0 int) int {
+		sum := 0
+		for y := 8; y < MarkSize-8; y++ {
+			for x := x0 + 8; x < x0+MarkSize-8; x++ {
+				sum += int(pic[y*w+x])
+			}
+		}
+		return sum / ((MarkSize - 16) * (MarkSize - 16))
+	}
+	return mean(0) > 235 && mean(MarkSize) < 20
+}
+
+// Kinds splits tags: the audio tags, and how many video frames and keyframes.
+func Kinds(tags [][]byte) (audio [][]byte, keyframes, frames int) {
+	for _, tag := range tags {
+		switch tag[0] & 0x1f {
+		case flv.TypeAudio:
+			audio = append(audio, tag)
+		case flv.TypeVideo:
+			if v, ok := flv.ParseVideo(tag[flv.HeaderSize:]); ok && v.PacketType == flv.AVCNALU {
+				frames++
+				if v.FrameType == flv.FrameKey {
+					keyframes++
+				}
+			}
+		}
+	}
+	return
+}
+
+// CheckStream compares what must not change: audio byte for byte and in
+// order, one output frame per input frame at the same time, keyframes at
+// the same times, a sequence header before the first frame, metadata patched.
+func CheckStream(t testing.TB, in [][]byte, r *Result, w, h int) {
+	t.Helper()
+	var outTags [][]byte
+	for _, p := range r.Out {
+		if p.Event == core.EventData {
+			outTags = append(outTags, p.Data)
+		}
+	}
+	inAudio, inKeys, inFrames := Kinds(in)
+	outAudio, outKeys, outFrames := Kinds(outTags)
+	if len(inAudio) != len(outAudio) {
+		t.Fatalf("%d audio tags out, want %d", len(outAudio), len(inAudio))
+	}
+	for i := range inAudio {
+		if !bytes.Equal(inAudio[i], outAudio[i]) {
+			t.Fatalf("audio tag %d differs", i)
+		}
+	}
+	if inFrames != outFrames || inKeys != outKeys {
+		t.Fatalf("out: %d frames, %d keyframes; in: %d, %d", outFrames, outKeys, inFrames, inKeys)
+	}
+	var inTimes, outTimes []string
+	for _, tag := range in {
+		if v, ok := flv.ParseVideo(tag[flv.HeaderSize:]); ok && tag[0] == flv.TypeVideo && v.PacketType == flv.AVCNALU {
+			hd, _ := flv.ParseHeader(tag)
+			inTimes = append(inTimes, strconv.Itoa(int(int32(hd.Timestamp)+v.CTS))+keyMark(v))
+		}
+	}
+	sort.Strings(inTimes)
+	sawHeader := false
+	for _, tag := range outTags {
+		if tag[0] != flv.TypeVideo {
+			continue
+		}
+		v, _ := flv.ParseVideo(tag[flv.HeaderSize:])
+		if v.PacketType == flv.AVCSequenceHeader {
+			sawHeader = true
+			continue
+		}
+		if v.PacketType != flv.AVCNALU {
+			continue
+		}
+		if !sawHeader {
+			t.Fatal("a frame before the sequence header")
+		}
+		hd, _ := flv.ParseHeader(tag)
+		outTimes = append(outTimes, strconv.Itoa(int(int32(hd.Timestamp)+v.CTS))+keyMark(v))
+	}
+	sort.Strings(outTimes)
+	if strings.Join(inTimes, " ") != strings.Join(outTimes, " ") {
+		t.Fatalf("frame times differ:\n in %v\nout %v", inTimes, outTimes)
+	}
+	for _, tag := range outTags {
+		if tag[0] == flv.TypeScript && bytes.Contains(tag, []byte("onMetaData")) {
+			if !bytes.Contains(tag, append([]byte("width\x00"), f64(w)...)) || !bytes.Contains(tag, append([]byte("height\x00"), f64(h)...)) {
+				t.Fatalf("metadata not patched to %dx%d", w, h)
+			}
+		}
+	}
+	if last := r.Out[len(r.Out)-1]; last.Event != core.EventEnd {
+		t.Fatal("the end event is not last")
+	}
+	if r.Out[0].Event != core.EventStart {
+		t.Fatal("the start event is not first")
+	}
+}
+
+func keyMark(v flv.VideoInfo) string {
+	if v.FrameType == flv.FrameKey {
+		return "k"
+	}
+	return ""
+}
+
+func f64(v int) []byte {
+	var b [8]byte
+	bits := math.Float64bits(float64(v))
+	for i := 0; i < 8; i++ {
+		b[i] = byte(bits >> (56 - 8*i))
+	}
+	return b[:]
+}
+
+type testWriter struct{ t testing.TB }
+
+func (w testWriter) Write(b []byte) (int, error) {
+	w.t.Log(strings.TrimSpace(string(b)))
+	return len(b), nil
+}
+
+// TestLogger logs through t.
+func TestLogger(t testing.TB) *slog.Logger {
+	return slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo}))
+}
