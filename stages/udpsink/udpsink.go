@@ -78,6 +78,8 @@ type Stage struct {
 	bufs [][]byte
 	pkts []*core.Packet
 
+	now        time.Time // read once per wake-up, not per packet
+
 	streams    map[*core.Stream]*streamState
 	lastStream *core.Stream
 	lastState  *streamState
@@ -222,6 +224,7 @@ func (s *Stage) Run(ctx context.Context, in <-chan *core.Packet, _ core.Output) 
 				s.finish()
 				return nil
 			}
+			s.now = s.env.Clock.Now()
 			s.handle(p)
 			// Gather whatever else is already queued, without waiting, so a
 			// burst goes out in one sendmmsg and a lone packet goes at once.
@@ -295,13 +298,13 @@ func (s *Stage) handle(p *core.Packet) {
 			// The stream's first packet (or a new SSRC): announce first, so a
 			// receiver can name the SSRC before any of its RTP arrives.
 			*ss = streamState{ssrc: ssrc, known: true, ann: ss.ann}
-			ss.lastTS, ss.lastWall = rtpann.Timestamp(p.Data), s.env.Clock.Now()
+			ss.lastTS, ss.lastWall = rtpann.Timestamp(p.Data), s.now
 			s.announce(p.Stream, ss)
 		}
 		ss.packets++
 		ss.octets += uint32(end - start)
 		ss.lastTS = rtpann.Timestamp(p.Data)
-		ss.lastWall = s.env.Clock.Now()
+		ss.lastWall = s.now
 	}
 	s.add(p.Data, p)
 }
