@@ -78,7 +78,7 @@ type Stage struct {
 	bufs [][]byte
 	pkts []*core.Packet
 
-	now        time.Time // read once per wake-up, not per packet
+	now time.Time // read once per wake-up, not per packet
 
 	streams    map[*core.Stream]*streamState
 	lastStream *core.Stream
