@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/grpc"
 
 	"github.com/mediapipe/mediapipe/core"
 	"github.com/mediapipe/mediapipe/plugins/internal/pluginpb"
@@ -197,8 +198,7 @@ type runner struct {
 	backoff time.Duration
 
 	batch []*core.Packet
-	msg   pluginpb.Batch
-	pkts  []pluginpb.Packet
+	msg   shared.OutBatch
 }
 
 func (r *runner) loop(in <-chan *core.Packet) error {
@@ -273,19 +273,14 @@ func (r *runner) send(batch []*core.Packet) {
 		r.release(batch)
 		return
 	}
-	if cap(r.pkts) < len(batch) {
-		r.pkts = make([]pluginpb.Packet, max(len(batch), r.s.batch))
-	}
 	r.msg.Packets = r.msg.Packets[:0]
-	for i, p := range batch {
-		if p.Stream == nil {
-			continue
+	for _, p := range batch {
+		if p.Stream != nil {
+			r.msg.Packets = append(r.msg.Packets, r.encode(p))
 		}
-		q := &r.pkts[i]
-		r.encode(p, q)
-		r.msg.Packets = append(r.msg.Packets, q)
 	}
-	err := r.sess.rs.Send(&r.msg)
+	err := r.sess.rs.SendMsg(&r.msg)
+	clear(r.msg.Packets)
 	r.release(batch)
 	if err != nil {
 		r.lost(data)
@@ -301,24 +296,25 @@ func (r *runner) release(batch []*core.Packet) {
 	}
 }
 
-func (r *runner) encode(p *core.Packet, q *pluginpb.Packet) {
+func (r *runner) encode(p *core.Packet) shared.OutPacket {
 	s := p.Stream
-	*q = pluginpb.Packet{Event: pluginpb.Event(p.Event), Stream: s.ID, Data: p.Data, Type: uint32(p.Type), Timestamp: p.Timestamp, Ingest: p.Ingest}
+	q := shared.OutPacket{P: p, Stream: s.ID}
 	if p.Event == core.EventStart {
 		q.Name = s.Name
 	}
 	if e := r.entries[s]; e != nil {
 		if cur := s.Init(); cur != e.InitSent.Load() || (p.Event == core.EventStart && cur != nil) {
-			q.Init = shared.InitToPB(cur)
+			q.Init, q.HasInit = cur, true
 			e.InitSent.Store(cur)
 		}
 	}
+	return q
 }
 
 // attach opens a Run call on p and starts its receiver.
 func (r *runner) attach(p *process) bool {
 	ctx, cancel := context.WithCancel(context.Background())
-	rs, err := p.stage.Run(ctx)
+	rs, err := p.stage.Run(ctx, grpc.ForceCodecV2(shared.Codec))
 	if err != nil {
 		cancel()
 		r.s.log.Error("plugin refused to run", "path", r.s.path, "err", statusMessage(err))
@@ -449,25 +445,24 @@ func (r *runner) shutdown() {
 // receive emits what the plugin sends until its call ends.
 func (r *runner) receive(sess *session) {
 	defer close(sess.done)
+	var b shared.InBatch
 	for {
-		b, err := sess.rs.Recv()
-		if err == io.EOF {
+		if err := sess.rs.RecvMsg(&b); err != nil {
+			if err != io.EOF {
+				sess.err = errors.New(statusMessage(err))
+			}
 			return
 		}
-		if err != nil {
-			sess.err = errors.New(statusMessage(err))
-			return
-		}
-		for _, q := range b.Packets {
-			r.emit(q)
+		for i := range b.Packets {
+			r.emit(&b.Packets[i])
 		}
 	}
 }
 
-func (r *runner) emit(q *pluginpb.Packet) {
+func (r *runner) emit(q *shared.InPacket) {
 	s := r.outStreams[q.Stream]
 	switch q.Event {
-	case pluginpb.Event_START:
+	case core.EventStart:
 		if s != nil {
 			// Re-announced after a restart: downstream knows it already.
 			r.setInit(q, s)
@@ -481,7 +476,7 @@ func (r *runner) emit(q *pluginpb.Packet) {
 		r.outStreams[q.Stream] = s
 		r.setInit(q, s)
 		r.out.Emit(core.NewEvent(core.EventStart, s))
-	case pluginpb.Event_END:
+	case core.EventEnd:
 		if s == nil {
 			return
 		}
@@ -489,21 +484,22 @@ func (r *runner) emit(q *pluginpb.Packet) {
 		r.out.Emit(core.NewEvent(core.EventEnd, s))
 	default:
 		if s == nil {
+			q.P.Release()
 			r.s.dropUnknown.Inc()
 			return
 		}
 		r.setInit(q, s)
-		r.out.Emit(shared.PacketFromPB(q, s))
+		q.P.Stream = s
+		r.out.Emit(q.P)
 	}
 }
 
-func (r *runner) setInit(q *pluginpb.Packet, s *core.Stream) {
+func (r *runner) setInit(q *shared.InPacket, s *core.Stream) {
 	if q.Init == nil {
 		return
 	}
-	t := shared.InitFromPB(q.Init)
-	s.SetInit(t)
+	s.SetInit(q.Init)
 	if e := r.streams.ByID(q.Stream); e != nil && e.S == s {
-		e.InitSent.Store(t)
+		e.InitSent.Store(q.Init)
 	}
 }

@@ -93,18 +93,21 @@ func (s *stageServer) Run(rs pluginpb.Stage_RunServer) error {
 	streams := shared.NewTable()
 	out := newBatchOutput(rs, streams, maxBatch)
 	in := make(chan *core.Packet, inQueue)
-	ran := make(chan error, 1)
-	go func() { ran <- stage.Run(ctx, in, out) }()
-
-	recvErr := s.feed(rs, streams, in, ran)
-	close(in)
 	var runErr error
+	ran := make(chan struct{})
+	go func() {
+		defer close(ran)
+		runErr = stage.Run(ctx, in, out)
+	}()
+
+	recvErr := s.feed(rs, streams, in, out, ran, &runErr)
+	close(in)
 	select {
-	case runErr = <-ran:
+	case <-ran:
 	case <-rs.Context().Done():
 		// The host is gone: stop the stage's helpers and wait for it.
 		cancel()
-		runErr = <-ran
+		<-ran
 	}
 	if err := out.close(); err != nil && runErr == nil && recvErr == nil {
 		runErr = err
@@ -119,41 +122,58 @@ func (s *stageServer) Run(rs pluginpb.Stage_RunServer) error {
 }
 
 // feed decodes batches from the host into in until the host closes its side.
-func (s *stageServer) feed(rs pluginpb.Stage_RunServer, streams *shared.Table, in chan<- *core.Packet, ran <-chan error) error {
+func (s *stageServer) feed(rs pluginpb.Stage_RunServer, streams *shared.Table, in chan<- *core.Packet, out *batchOutput, ran <-chan struct{}, runErr *error) error {
+	var b shared.InBatch
 	for {
-		b, err := rs.Recv()
-		if err == io.EOF {
-			return nil
+		// While the way back is congested, take no more from the host: gRPC
+		// flow control then slows the host down instead of packets being
+		// dropped here.
+		for out.backlog() > outQueue/2 {
+			select {
+			case <-out.room:
+			case <-ran:
+				return stageEnded(*runErr)
+			}
 		}
-		if err != nil {
+		if err := rs.RecvMsg(&b); err != nil {
+			if err == io.EOF {
+				return nil
+			}
 			return err
 		}
-		for _, q := range b.Packets {
-			p := decode(q, streams)
+		for i := range b.Packets {
+			p := decode(&b.Packets[i], streams)
 			if p == nil {
 				continue
 			}
 			select {
 			case in <- p:
-			case err := <-ran:
+			case <-ran:
 				p.Release()
-				if err == nil {
-					err = errors.New("stage returned before its input ended")
+				for _, q := range b.Packets[i+1:] {
+					q.P.Release()
 				}
-				return status.Error(codes.Aborted, err.Error())
+				return stageEnded(*runErr)
 			}
 		}
 	}
 }
 
-func decode(q *pluginpb.Packet, streams *shared.Table) *core.Packet {
+func stageEnded(err error) error {
+	if err == nil {
+		err = errors.New("stage returned before its input ended")
+	}
+	return status.Error(codes.Aborted, err.Error())
+}
+
+func decode(q *shared.InPacket, streams *shared.Table) *core.Packet {
 	e := streams.ByID(q.Stream)
 	switch q.Event {
-	case pluginpb.Event_START:
+	case core.EventStart:
 		if e == nil || q.Name != e.S.Name {
 			e = streams.Add(q.Stream, &core.Stream{Name: q.Name, ID: q.Stream, Started: time.Now()})
 		}
-	case pluginpb.Event_END:
+	case core.EventEnd:
 		if e == nil {
 			return nil
 		}
@@ -161,18 +181,19 @@ func decode(q *pluginpb.Packet, streams *shared.Table) *core.Packet {
 	default:
 		if e == nil {
 			// Data of a stream never started: the stage could not place it.
+			q.P.Release()
 			return nil
 		}
 	}
 	if q.Init != nil {
-		t := shared.InitFromPB(q.Init)
-		e.S.SetInit(t)
-		e.InitSent.Store(t)
+		e.S.SetInit(q.Init)
+		e.InitSent.Store(q.Init)
 	}
-	if q.Event != pluginpb.Event_DATA {
-		return core.NewEvent(core.Event(q.Event), e.S)
+	if q.Event != core.EventData {
+		return core.NewEvent(q.Event, e.S)
 	}
-	return shared.PacketFromPB(q, e.S)
+	q.P.Stream = e.S
+	return q.P
 }
 
 // batchOutput is the stage's Output: it queues what the stage emits and a
@@ -187,6 +208,7 @@ type batchOutput struct {
 	data    int
 	closing bool
 	wake    chan struct{}
+	room    chan struct{} // a batch went out
 	done    chan error
 
 	// streams the stage made itself (not from the host), by wire id
@@ -199,7 +221,7 @@ type batchOutput struct {
 func newBatchOutput(rs pluginpb.Stage_RunServer, streams *shared.Table, maxBatch int) *batchOutput {
 	o := &batchOutput{
 		rs: rs, streams: streams, maxBatch: maxBatch,
-		wake: make(chan struct{}, 1), done: make(chan error, 1),
+		wake: make(chan struct{}, 1), room: make(chan struct{}, 1), done: make(chan error, 1),
 		local: map[*core.Stream]uint64{}, sent: map[*core.Stream]*core.InitTags{},
 	}
 	go func() { o.done <- o.flush() }()
@@ -226,6 +248,13 @@ func (o *batchOutput) Emit(p *core.Packet) {
 	}
 }
 
+// backlog is how many data packets wait to be sent.
+func (o *batchOutput) backlog() int {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.data
+}
+
 func (o *batchOutput) close() error {
 	o.mu.Lock()
 	o.closing = true
@@ -243,10 +272,9 @@ func (o *batchOutput) close() error {
 
 func (o *batchOutput) flush() error {
 	var (
-		batch   []*core.Packet
-		msg     pluginpb.Batch
-		structs []pluginpb.Packet
-		failed  error
+		batch  []*core.Packet
+		msg    shared.OutBatch
+		failed error
 	)
 	for {
 		<-o.wake
@@ -265,16 +293,14 @@ func (o *batchOutput) flush() error {
 			for start := 0; start < len(batch); start += o.maxBatch {
 				chunk := batch[start:min(start+o.maxBatch, len(batch))]
 				if failed == nil {
-					if cap(structs) < len(chunk) {
-						structs = make([]pluginpb.Packet, len(chunk))
-					}
 					msg.Packets = msg.Packets[:0]
-					for i, p := range chunk {
-						q := &structs[i]
-						o.encode(p, q)
-						msg.Packets = append(msg.Packets, q)
+					for _, p := range chunk {
+						if p.Stream == nil {
+							continue
+						}
+						msg.Packets = append(msg.Packets, o.encode(p))
 					}
-					if err := o.rs.Send(&msg); err != nil {
+					if err := o.rs.SendMsg(&msg); err != nil {
 						failed = fmt.Errorf("sending to mediapipe: %w", err)
 					}
 				}
@@ -283,20 +309,21 @@ func (o *batchOutput) flush() error {
 				}
 			}
 			clear(batch)
+			select {
+			case o.room <- struct{}{}:
+			default:
+			}
 		}
 	}
 }
 
-func (o *batchOutput) encode(p *core.Packet, q *pluginpb.Packet) {
-	*q = pluginpb.Packet{Event: pluginpb.Event(p.Event), Data: p.Data, Type: uint32(p.Type), Timestamp: p.Timestamp, Ingest: p.Ingest}
+func (o *batchOutput) encode(p *core.Packet) shared.OutPacket {
 	s := p.Stream
-	if s == nil {
-		return
-	}
+	q := shared.OutPacket{P: p}
 	if e := o.streams.ByPtr(s); e != nil {
 		q.Stream = e.ID
 		if cur := s.Init(); cur != e.InitSent.Load() {
-			q.Init = shared.InitToPB(cur)
+			q.Init, q.HasInit = cur, true
 			e.InitSent.Store(cur)
 		}
 	} else {
@@ -309,7 +336,7 @@ func (o *batchOutput) encode(p *core.Packet, q *pluginpb.Packet) {
 		}
 		q.Stream = id
 		if cur := s.Init(); cur != o.sent[s] {
-			q.Init = shared.InitToPB(cur)
+			q.Init, q.HasInit = cur, true
 			o.sent[s] = cur
 		}
 		if p.Event == core.EventEnd {
@@ -320,4 +347,5 @@ func (o *batchOutput) encode(p *core.Packet, q *pluginpb.Packet) {
 	if p.Event == core.EventStart {
 		q.Name = s.Name
 	}
+	return q
 }
