@@ -4,6 +4,7 @@ package rtpreorder
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"sync"
 	"sync/atomic"
@@ -54,6 +55,7 @@ const (
 	initPause    = 500 * time.Millisecond
 	initTimeout  = 5 * time.Second
 	repairQueue  = 4096 // repaired packets waiting for the Run loop
+	flushEvery   = 32   // input packets at most between NACK flushes
 )
 
 // Stage is a running rtp-reorder.
@@ -66,11 +68,12 @@ type Stage struct {
 	repairs chan *core.Packet          // from the client's readers; Stream unset
 	gones   chan gone
 
-	streams map[*core.Stream]*buffer
-	bySSRC  map[uint32]*buffer
-	dirty   []*buffer // buffers with NACKs pending
-	timer   core.Timer
-	timerAt time.Time // zero: not armed
+	streams    map[*core.Stream]*buffer
+	bySSRC     map[uint32]*buffer
+	dirty      []*buffer // buffers with NACKs pending
+	timer      core.Timer
+	timerAt    time.Time // zero: not armed
+	sinceFlush int
 
 	initCtx  context.Context
 	initStop context.CancelFunc
@@ -138,8 +141,11 @@ func (s *Stage) Run(ctx context.Context, in <-chan *core.Packet, out core.Output
 				return nil
 			}
 			s.handle(p, out)
-			if len(in) == 0 {
+			// Batch the NACKs of a burst, but never hold them long when
+			// the input stays busy.
+			if s.sinceFlush++; len(in) == 0 || s.sinceFlush >= flushEvery {
 				s.flushNacks()
+				s.sinceFlush = 0
 			}
 		case p := <-s.repairs:
 			s.handleRepair(p, out)
@@ -184,6 +190,9 @@ func (s *Stage) Connected() bool {
 func (s *Stage) onRepair(_ uint32, _ uint16, pkt []byte) {
 	p := core.NewPacket(len(pkt))
 	copy(p.Data, pkt)
+	// As udp-source fills them for packets off the wire.
+	p.Timestamp = binary.BigEndian.Uint32(pkt[4:])
+	p.Ingest = time.Now().UnixNano()
 	select {
 	case s.repairs <- p:
 	default:

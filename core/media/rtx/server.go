@@ -146,7 +146,7 @@ func (s *Server) Listen() error {
 	ln, err := tr.Listen(s.tls, &quic.Config{
 		HandshakeIdleTimeout:  s.cfg.HelloTimeout,
 		MaxIdleTimeout:        30 * time.Second,
-		MaxIncomingStreams:    256,
+		MaxIncomingStreams:    1024,
 		MaxIncomingUniStreams: -1,
 		KeepAlivePeriod:       5 * time.Second,
 	})
