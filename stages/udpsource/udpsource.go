@@ -33,14 +33,13 @@ type Config struct {
 
 // Validate checks listen's shape.
 func (c *Config) Validate() error {
-	host, port, err := net.SplitHostPort(c.Listen)
+	_, port, err := net.SplitHostPort(c.Listen)
 	if err != nil {
 		return fmt.Errorf("listen: %q: %w", c.Listen, err)
 	}
 	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
 		return fmt.Errorf("listen: %q: port must be 0-65535", c.Listen)
 	}
-	_ = host
 	return nil
 }
 
@@ -175,14 +174,7 @@ func (s *Stage) Open(ctx context.Context) error {
 		return fmt.Errorf("udp-source: %w", err)
 	}
 	s.conn, s.r = conn, r
-	s.msgs = make([]udpbatch.Message, s.cfg.Batch)
-	s.slots = make([]*core.Packet, s.cfg.Batch)
-	s.over = make([][]byte, s.cfg.Batch)
-	for i := range s.msgs {
-		s.over[i] = make([]byte, maxDatagram-slotSize)
-		s.msgs[i].Buffers = [][]byte{nil, s.over[i]}
-		s.refill(i)
-	}
+	s.initSlots()
 	s.env.Log.Info("udp-source: listening", "listen", s.cfg.Listen, "addr", conn.LocalAddr().String(), "multicast", multicast)
 	return nil
 }
@@ -193,6 +185,18 @@ func (s *Stage) Addr() net.Addr {
 		return nil
 	}
 	return s.conn.LocalAddr()
+}
+
+// initSlots gives every batch slot a pooled packet buffer and an overflow.
+func (s *Stage) initSlots() {
+	s.msgs = make([]udpbatch.Message, s.cfg.Batch)
+	s.slots = make([]*core.Packet, s.cfg.Batch)
+	s.over = make([][]byte, s.cfg.Batch)
+	for i := range s.msgs {
+		s.over[i] = make([]byte, maxDatagram-slotSize)
+		s.msgs[i].Buffers = [][]byte{nil, s.over[i]}
+		s.refill(i)
+	}
 }
 
 func (s *Stage) refill(i int) {

@@ -1,0 +1,96 @@
+package udpsource
+
+import (
+	"testing"
+	"time"
+
+	"github.com/mediapipe/mediapipe/core"
+	"github.com/mediapipe/mediapipe/core/media/rtpann"
+	"github.com/mediapipe/mediapipe/core/stagetest"
+)
+
+// offline builds a stage with its batch slots but no socket, for driving
+// process directly.
+func offline(t testing.TB) (*Stage, *stagetest.FakeClock) {
+	t.Helper()
+	env := core.TestEnv("udp-source")
+	clock := stagetest.NewFakeClock(time.Unix(1_700_000_000, 0))
+	env.Clock = clock
+	s := newStage(&Config{Listen: "127.0.0.1:0", Batch: 8, PayloadType: 100, StreamTimeout: 5 * time.Second, UnnamedHold: 2 * time.Second}, env)
+	s.initSlots()
+	return s, clock
+}
+
+// deliver plays the kernel: copies datagrams into the slots and processes them.
+func deliver(s *Stage, out core.Output, datagrams ...[]byte) {
+	for len(datagrams) > 0 {
+		n := min(len(datagrams), len(s.msgs))
+		for i, d := range datagrams[:n] {
+			k := copy(s.msgs[i].Buffers[0], d)
+			copy(s.msgs[i].Buffers[1], d[k:])
+			s.msgs[i].N = len(d)
+		}
+		s.process(n, out)
+		datagrams = datagrams[n:]
+	}
+}
+
+// BenchmarkProcess is the stage's own CPU per datagram, the syscall left
+// out: classify, check, look up the SSRC, emit.
+func BenchmarkProcess(b *testing.B) {
+	s, _ := offline(b)
+	out := &countingOutput{}
+	ann, _ := rtpann.AppendAnnounce(nil, rtpann.Sender{SSRC: 5}, "c", "live/bench")
+	deliver(s, out, ann)
+	pkt := rtpPacket(b, 100, 5, 1, 1, 1188)
+	for i := range s.msgs {
+		copy(s.msgs[i].Buffers[0], pkt)
+		s.msgs[i].N = len(pkt)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i += len(s.msgs) {
+		for j := range s.msgs { // refilled slots are fresh pool buffers
+			copy(s.msgs[j].Buffers[0], pkt)
+		}
+		s.process(len(s.msgs), out)
+	}
+}
+
+// FuzzDatagram: any bytes, after a named stream exists, never panic, never
+// start a stream without an SDES, and never emit a packet of the wrong type.
+func FuzzDatagram(f *testing.F) {
+	ann, _ := rtpann.AppendAnnounce(nil, rtpann.Sender{SSRC: 5}, "c", "live/x")
+	bye, _ := rtpann.AppendBye(nil, 5, "")
+	f.Add(rtpPacket(f, 100, 5, 1, 1, 10))
+	f.Add(rtpPacket(f, 100, 6, 1, 1, 10))
+	f.Add(rtpPacket(f, 101, 5, 1, 1, 10))
+	f.Add(ann)
+	f.Add(bye)
+	f.Add([]byte{0x80, 200, 0, 1})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if len(b) > maxDatagram {
+			return
+		}
+		s, clock := offline(t)
+		out := stagetest.NewCollector()
+		deliver(s, out, ann, b, b)
+		clock.Advance(10 * time.Second)
+		s.housekeep(clock.Now(), out)
+		for _, p := range out.Packets() {
+			if p.Event == core.EventData {
+				if rtpann.Classify(p.Data) != rtpann.RTP || rtpann.PayloadType(p.Data) != 100 {
+					t.Fatalf("emitted a non-RTP or wrong-PT datagram %x", p.Data)
+				}
+			}
+			if p.Event == core.EventStart && p.Stream.Name != "live/x" && !isAnnounce(b) {
+				t.Fatalf("stream %q started without an SDES", p.Stream.Name)
+			}
+		}
+	})
+}
+
+func isAnnounce(b []byte) bool {
+	var r rtpann.Report
+	return rtpann.Parse(b, &r) == nil && len(r.Names) > 0
+}
