@@ -4,6 +4,7 @@ package udpsink
 
 import (
 	"context"
+	_ "embed"
 	"errors"
 	"fmt"
 	"net"
@@ -49,6 +50,11 @@ func (c *Config) Validate() error {
 	}
 	return errors.Join(errs...)
 }
+
+// Sample is an example [[pipeline.stage]] block for this stage.
+//
+//go:embed sample.toml
+var Sample string
 
 func init() {
 	core.Register(core.Spec{

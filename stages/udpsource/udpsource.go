@@ -4,6 +4,7 @@ package udpsource
 
 import (
 	"context"
+	_ "embed"
 	"errors"
 	"fmt"
 	"net"
@@ -42,6 +43,11 @@ func (c *Config) Validate() error {
 	}
 	return nil
 }
+
+// Sample is an example [[pipeline.stage]] block for this stage.
+//
+//go:embed sample.toml
+var Sample string
 
 func init() {
 	core.Register(core.Spec{
