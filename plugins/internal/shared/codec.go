@@ -193,7 +193,7 @@ func (b *InBatch) unmarshal(buf []byte) error {
 	clear(b.Packets)
 	b.Packets = b.Packets[:0]
 	for len(buf) > 0 {
-		num, typ, n := protowire.ConsumeTag(buf)
+		num, typ, n := consumeTag(buf)
 		if n < 0 {
 			return b.fail(protowire.ParseError(n))
 		}
@@ -239,7 +239,7 @@ func parsePacket(msg []byte) (InPacket, error) {
 		event   uint64
 	)
 	for len(msg) > 0 {
-		num, wt, n := protowire.ConsumeTag(msg)
+		num, wt, n := consumeTag(msg)
 		if n < 0 {
 			return q, protowire.ParseError(n)
 		}
@@ -305,7 +305,7 @@ func parsePacket(msg []byte) (InPacket, error) {
 func parseInit(msg []byte) (*core.InitTags, error) {
 	t := &core.InitTags{}
 	for len(msg) > 0 {
-		num, wt, n := protowire.ConsumeTag(msg)
+		num, wt, n := consumeTag(msg)
 		if n < 0 {
 			return nil, protowire.ParseError(n)
 		}
@@ -334,4 +334,13 @@ func parseInit(msg []byte) (*core.InitTags, error) {
 		}
 	}
 	return t, nil
+}
+
+// consumeTag is protowire.ConsumeTag refusing field numbers protobuf refuses.
+func consumeTag(b []byte) (protowire.Number, protowire.Type, int) {
+	num, typ, n := protowire.ConsumeTag(b)
+	if n >= 0 && !num.IsValid() {
+		return 0, 0, -1
+	}
+	return num, typ, n
 }
