@@ -153,7 +153,23 @@ func (s *Stage) Run(ctx context.Context, in <-chan *core.Packet, out core.Output
 			s.handleGone(g, out)
 		case <-s.timer.C():
 			s.timerAt = time.Time{}
+			s.drainReplies(out)
 			s.service(out)
+		}
+	}
+}
+
+// drainReplies handles the replies already here, so service does not ask
+// again for a packet that has arrived but not been read yet.
+func (s *Stage) drainReplies(out core.Output) {
+	for range repairQueue {
+		select {
+		case p := <-s.repairs:
+			s.handleRepair(p, out)
+		case g := <-s.gones:
+			s.handleGone(g, out)
+		default:
+			return
 		}
 	}
 }

@@ -4,12 +4,14 @@ import (
 	"bytes"
 	"context"
 	"math/rand/v2"
+	"net"
 	"testing"
 	"time"
 
 	"github.com/mediapipe/mediapipe/core"
 	"github.com/mediapipe/mediapipe/core/media/rtx"
 	"github.com/mediapipe/mediapipe/core/stagetest"
+	_ "github.com/mediapipe/mediapipe/stages/quicretransmit"
 )
 
 func rtpPacket(seq uint16, ssrc uint32, n int) []byte {
@@ -385,4 +387,65 @@ func BenchmarkReorderNoLoss(b *testing.B) {
 		s.handle(p, discard{})
 		seq++
 	}
+}
+
+// TestCloudEdgeStages runs quic-retransmit and rtp-reorder as stages: what
+// leaves the cloud stage, less 10 % lost on the way, leaves the edge whole.
+func TestCloudEdgeStages(t *testing.T) {
+	cdef, ok := core.Default.Lookup("quic-retransmit")
+	if !ok {
+		t.Fatal("quic-retransmit not registered")
+	}
+	cenv := core.TestEnv("quic-retransmit")
+	cst, err := cdef.Build(map[string]any{"listen": "127.0.0.1:0", "token": "t0k"}, cenv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ch := stagetest.Start(t, cst, cenv, false)
+	addr := cst.(interface{ Addr() net.Addr }).Addr().String()
+
+	const n = 3000
+	cloudStream := ch.StartStream("live/chain")
+	cloudStream.SetInit(&core.InitTags{Metadata: []byte("onMetaData"), Video: []byte("avcC")})
+	first := uint16(64000)
+	for i := 0; i < n; i++ {
+		q := first + uint16(i)
+		ch.SendData(cloudStream, 0, 0, rtpPacket(q, 0x5151, 1180))
+	}
+	sent := ch.Out.WaitData(n, 10*time.Second)
+	if len(sent) != n {
+		t.Fatalf("cloud passed %d of %d", len(sent), n)
+	}
+
+	s, eh, _ := start(t, map[string]any{"retransmit": addr, "token": "t0k", "latency": "1s"}, true)
+	edgeStream := eh.StartStream("live/chain") // the edge's own Stream, as udp-source makes it
+	waitConnected(t, s)
+	rng := rand.New(rand.NewPCG(3, 4))
+	for i, p := range sent {
+		if i > 0 && i < n-1 && rng.IntN(10) == 0 {
+			continue
+		}
+		eh.SendData(edgeStream, 0, 0, p.Data)
+	}
+	got := eh.Out.WaitData(n, 10*time.Second)
+	if len(got) != n {
+		t.Fatalf("edge released %d of %d", len(got), n)
+	}
+	for i := range got {
+		if !bytes.Equal(got[i].Data, sent[i].Data) {
+			t.Fatalf("packet %d differs", i)
+		}
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for edgeStream.Init() == nil && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	if tags := edgeStream.Init(); tags == nil || string(tags.Metadata) != "onMetaData" || string(tags.Video) != "avcC" {
+		t.Fatalf("edge init tags %+v", tags)
+	}
+	sentRep, used := core.CounterValue(cenv.Metrics.Counter("repaired_sent")), core.CounterValue(s.repaired)
+	if used == 0 || sentRep < used {
+		t.Fatalf("cloud sent %v repairs, edge used %v", sentRep, used)
+	}
+	t.Logf("cloud sent %v repairs, edge used %v, %v duplicates", sentRep, used, s.duplicate.Value())
 }
