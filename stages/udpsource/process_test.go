@@ -77,6 +77,9 @@ func FuzzDatagram(f *testing.F) {
 		deliver(s, out, ann, b, b)
 		clock.Advance(10 * time.Second)
 		s.housekeep(clock.Now(), out)
+		if s.pending != 0 || s.held != 0 {
+			t.Fatalf("after the hold: %d pending SSRCs, %d packets held", s.pending, s.held)
+		}
 		for _, p := range out.Packets() {
 			if p.Event == core.EventData {
 				if rtpann.Classify(p.Data) != rtpann.RTP || rtpann.PayloadType(p.Data) != 100 {
@@ -93,4 +96,35 @@ func FuzzDatagram(f *testing.F) {
 func isAnnounce(b []byte) bool {
 	var r rtpann.Report
 	return rtpann.Parse(b, &r) == nil && len(r.Names) > 0
+}
+
+// TestHoldBounds: strangers can make the stage hold only so much, and only
+// for unnamed_hold.
+func TestHoldBounds(t *testing.T) {
+	s, clock := offline(t)
+	out := stagetest.NewCollector()
+	var dgrams [][]byte
+	for i := range 300 {
+		for ssrc := range 20 {
+			dgrams = append(dgrams, rtpPacket(t, 100, uint32(1000+ssrc), uint16(i), 0, 20))
+		}
+	}
+	deliver(s, out, dgrams...)
+	if s.pending != maxPending || s.held != maxHeldTotal {
+		t.Fatalf("%d pending, %d held; want %d and %d", s.pending, s.held, maxPending, maxHeldTotal)
+	}
+	if got, want := s.unnamed.Value(), float64(len(dgrams)-maxHeldTotal); got != want {
+		t.Fatalf("unnamed_ssrc = %v before the hold ends, want %v", got, want)
+	}
+	clock.Advance(2 * time.Second)
+	s.housekeep(clock.Now(), out)
+	if s.pending != 0 || s.held != 0 || len(s.sources) != 0 {
+		t.Fatalf("after the hold: %d pending, %d held, %d sources", s.pending, s.held, len(s.sources))
+	}
+	if got := s.unnamed.Value(); got != float64(len(dgrams)) {
+		t.Fatalf("unnamed_ssrc = %v, want %d", got, len(dgrams))
+	}
+	if n := len(out.Packets()); n != 0 {
+		t.Fatalf("%d packets emitted for strangers", n)
+	}
 }

@@ -62,6 +62,7 @@ func init() {
 const (
 	maxPending   = 16   // SSRCs waiting for a name at once
 	maxHeld      = 1024 // packets held per unnamed SSRC (about 1 s of a 10 Mb/s stream)
+	maxHeldTotal = 4096 // packets held over all unnamed SSRCs (8 MiB of buffers)
 	maxRetired   = 256  // SSRCs remembered as ended (BYE, replaced)
 	slotSize     = 2048 // first iovec: a pooled packet buffer, fits any default-sized datagram
 	maxDatagram  = 65536
@@ -83,6 +84,7 @@ type Stage struct {
 	names   map[string]*source // live streams by name
 	retired map[uint32]time.Time
 	pending int
+	held    int // packets held over all pending sources
 	report  rtpann.Report
 
 	junk, badPT, unnamed *core.DropCounter
@@ -324,11 +326,12 @@ func (s *Stage) datagram(p *core.Packet, now time.Time, ingest int64, out core.O
 	p.Timestamp = rtpann.Timestamp(b)
 	p.Ingest = ingest
 	if src.stream == nil {
-		if len(src.held) >= maxHeld {
+		if len(src.held) >= maxHeld || s.held >= maxHeldTotal {
 			s.unnamed.Inc()
 			return false
 		}
 		src.held = append(src.held, p)
+		s.held++
 		return true
 	}
 	src.lastSeen = now
@@ -394,6 +397,7 @@ func (s *Stage) name(ssrc uint32, name string, now time.Time, out core.Output) {
 	s.active.Set(float64(len(s.names)))
 	s.env.Log.Info("udp-source: stream start", "stream", name, "ssrc", ssrc, "held", len(src.held))
 	out.Emit(core.NewEvent(core.EventStart, src.stream))
+	s.held -= len(src.held)
 	for i, p := range src.held {
 		p.Stream = src.stream
 		src.stream.Packets.Add(1)
@@ -412,6 +416,7 @@ func (s *Stage) end(src *source, reason string, now time.Time, out core.Output) 
 	}
 	if src.stream == nil {
 		s.pending--
+		s.held -= len(src.held)
 		s.unnamed.Add(len(src.held))
 		for _, p := range src.held {
 			p.Release()
