@@ -92,7 +92,7 @@ func multicastPair(t *testing.T, group, ifname string) {
 	b := startSource(t, map[string]any{"listen": group, "interface": ifname})
 	k := startSinkRaw(t, map[string]any{"destinations": []any{group}, "interface": ifname})
 	st := k.h.StartStream("live/mc")
-	sent := send(t, k, st, 0x5eed, 100, 1500)
+	sent := send(t, k, st, 0x5eed, 100, 1500, a, b)
 	k.h.EndStream(st)
 	for i, src := range []*srcH{a, b} {
 		waitUntil(t, "end at receiver", func() bool { return countEvents(src.h.Out, core.EventEnd) == 1 })

@@ -149,9 +149,14 @@ func firstStream(t testing.TB, c *stagetest.Collector) *core.Stream {
 }
 
 // send puts n packets of one stream through the sink; sizes vary, some
-// exceed the source's 2 KiB slot to take the scatter path.
-func send(t testing.TB, k *sink, st *core.Stream, ssrc uint32, seq0 uint16, n int) [][]byte {
+// exceed the source's 2 KiB slot to take the scatter path. It stays at most
+// 512 packets ahead of every receiver in rx, so socket buffers never overflow.
+func send(t testing.TB, k *sink, st *core.Stream, ssrc uint32, seq0 uint16, n int, rx ...*srcH) [][]byte {
 	t.Helper()
+	base := make([]int, len(rx))
+	for j, r := range rx {
+		base[j] = len(r.h.Out.Data())
+	}
 	var sent [][]byte
 	for i := range n {
 		size := 1 + (i*37)%1180
@@ -165,7 +170,9 @@ func send(t testing.TB, k *sink, st *core.Stream, ssrc uint32, seq0 uint16, n in
 		sent = append(sent, b)
 		k.h.SendData(st, 0, uint32(i*33), b)
 		if i%256 == 255 {
-			time.Sleep(time.Millisecond) // keep a burst inside the socket buffers
+			for j, r := range rx {
+				r.h.Out.WaitData(base[j]+i+1-512, waitFor)
+			}
 		}
 	}
 	return sent
@@ -175,7 +182,7 @@ func TestRoundTrip(t *testing.T) {
 	src := startSource(t, map[string]any{})
 	k := startSink(t, src.Addr().String())
 	st := k.h.StartStream("live/movie")
-	sent := send(t, k, st, 0xabcdef01, 65000, 3000)
+	sent := send(t, k, st, 0xabcdef01, 65000, 3000, src)
 	k.h.EndStream(st)
 	waitUntil(t, "the stream's end", func() bool { return countEvents(src.h.Out, core.EventEnd) == 1 })
 	got := src.h.Out.Packets()
@@ -286,7 +293,7 @@ func TestJunkNeverMakesAStream(t *testing.T) {
 			garbage++
 		}
 		if i%100 == 99 {
-			time.Sleep(time.Millisecond)
+			src.h.Out.WaitData(i+1-200, waitFor)
 		}
 	}
 	src.h.Out.WaitData(len(sent), waitFor)
