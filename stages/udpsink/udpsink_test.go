@@ -136,13 +136,20 @@ func TestFailingDestination(t *testing.T) {
 	s := h.StartStream("live/movie")
 	const n = 500
 	var sent [][]byte
-	for i := range n {
+	next := func() {
+		i := len(sent)
 		b := rtpPacket(t, 7, uint16(i), uint32(i), 1000)
 		sent = append(sent, b)
 		h.SendData(s, 0, uint32(i), b)
-		if i%50 == 0 {
-			time.Sleep(time.Millisecond) // let ICMP refusals come back between batches
-		}
+	}
+	for range n {
+		next()
+	}
+	// ICMP refusals come back asynchronously: keep sending until one counts.
+	deadline := time.Now().Add(5 * time.Second)
+	for st.sendErr.Value() == 0 && time.Now().Before(deadline) && len(sent) < 5000 {
+		next()
+		time.Sleep(time.Millisecond)
 	}
 	parseRTCP(t, read(t, rx))
 	for i, want := range sent {
