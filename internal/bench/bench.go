@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"sort"
 	"strings"
 	"sync"
@@ -44,6 +45,7 @@ type Config struct {
 	CachePackets   int
 	ViewerIdle     time.Duration
 	LogLevel       string
+	CPUProfile     string    // file for a CPU profile of the measured run; "" none
 	Progress       io.Writer // nil: no progress line
 }
 
@@ -96,6 +98,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&cfg.CachePackets, "cache-packets", 5000, "quic-retransmit's cache_packets per stream")
 	fs.DurationVar(&cfg.ViewerIdle, "viewer-timeout", 5*time.Second, "a viewer that reads nothing for this long gives up (counted as dropped)")
 	fs.StringVar(&cfg.LogLevel, "log-level", "error", "level of the pipelines' logs on stderr: debug, info, warn, error")
+	fs.StringVar(&cfg.CPUProfile, "cpuprofile", "", "write a CPU profile of the run (pipelines and load generators) to this file, for go tool pprof")
 	asJSON := fs.Bool("json", false, "print the report as JSON instead of a table")
 	quiet := fs.Bool("quiet", false, "no progress line on stderr")
 	if err := fs.Parse(args); err != nil {
@@ -308,6 +311,19 @@ func Run(ctx context.Context, cfg Config, stderr io.Writer) (*Report, error) {
 		for j := 0; j < cfg.Viewers; j++ {
 			viewers = append(viewers, &viewer{addr: p.HTTP, path: "/live/" + streamKey(i) + ".flv", ledger: pubs[i].ledger, idle: cfg.ViewerIdle, lat: &histogram{}})
 		}
+	}
+	if cfg.CPUProfile != "" {
+		pf, err := os.Create(cfg.CPUProfile)
+		if err != nil {
+			_ = stopRelay()
+			return nil, err
+		}
+		if err := pprof.StartCPUProfile(pf); err != nil {
+			pf.Close()
+			_ = stopRelay()
+			return nil, err
+		}
+		defer func() { pprof.StopCPUProfile(); pf.Close() }()
 	}
 	start := time.Now()
 	for _, pb := range pubs {

@@ -100,7 +100,8 @@ type Viewers struct {
 type Memory struct {
 	PeakRSSMB       float64 `json:"peak_rss_mb"`
 	RSSMB           float64 `json:"rss_mb"`
-	AllocsPerPacket float64 `json:"allocs_per_rtp_packet"`
+	AllocsPerPacket float64 `json:"allocs_per_rtp_packet"`    // process mallocs ÷ RTP packets the cloud sent
+	AllocsPerTag    float64 `json:"allocs_per_delivered_tag"` // process mallocs ÷ tags viewers read
 }
 
 // Check compares what viewers got with what was published.
@@ -212,6 +213,9 @@ func (r *Report) fill(cfg Config, from, to snapshot, stopAt time.Time, pubs []*p
 	if pk := to.rtp - from.rtp; pk > 0 {
 		r.Memory.AllocsPerPacket = round(float64(to.mallocs-from.mallocs)/pk, 2)
 	}
+	if n := to.outTags - from.outTags; n > 0 {
+		r.Memory.AllocsPerTag = round(float64(to.mallocs-from.mallocs)/float64(n), 2)
+	}
 
 	for _, v := range viewers {
 		r.Correctness.Matched += v.matched.Load()
@@ -306,11 +310,12 @@ func (r *Report) writeTable(w io.Writer) {
 	for _, s := range r.Viewers.Reasons {
 		row("  dropped", "%s", s)
 	}
-	row("memory", "peak RSS %.1f MB, RSS %.1f MB, %.2f allocs per RTP packet", r.Memory.PeakRSSMB, r.Memory.RSSMB, r.Memory.AllocsPerPacket)
+	row("memory", "peak RSS %.1f MB, RSS %.1f MB", r.Memory.PeakRSSMB, r.Memory.RSSMB)
+	row("allocations", "%.2f per RTP packet sent, %.2f per tag delivered (whole process, load generators included)", r.Memory.AllocsPerPacket, r.Memory.AllocsPerTag)
 	c := r.Correctness
 	row("correctness", "%s", c.Verdict)
 	row("  tags", "%d matched, %d missing, %d corrupt, %d unknown, %d duplicate", c.Matched, c.Missing, c.Corrupt, c.Unknown, c.Duplicate)
-	if r.SinkShare != nil {
+	if r.SinkShare != nil && r.Config.Fast {
 		row("udp-sink vs floor", "%.1f %% of the batched floor (meaningful only when the sink is saturated: --fast)", *r.SinkShare*100)
 	}
 	keys := make([]string, 0, len(r.Drops))
