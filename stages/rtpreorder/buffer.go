@@ -23,6 +23,7 @@ type rslot struct {
 	pkt      *core.Packet
 	deadline time.Time // slotMissing: when the gap is skipped
 	retryAt  time.Time // slotMissing: when to ask again
+	askedAt  time.Time // slotMissing: when first asked (zero: not asked)
 }
 
 // buffer is one stream's reorder window. Sequence numbers are unwrapped to
@@ -100,6 +101,9 @@ func (b *buffer) insert(s *Stage, p *core.Packet, seq uint16, repair bool, out c
 		b.missing--
 		if repair {
 			s.repaired.Inc()
+			if !sl.askedAt.IsZero() {
+				s.sampleRepairDelay(s.env.Clock.Now().Sub(sl.askedAt))
+			}
 		}
 		if ext == b.next {
 			b.release(s, out)
@@ -134,9 +138,11 @@ func (b *buffer) insert(s *Stage, p *core.Packet, seq uint16, repair bool, out c
 			ev = now.Add(retry)
 		}
 		for e := b.end; e < ext; e++ {
-			*b.slot(e) = rslot{ext: e, state: slotMissing, deadline: deadline, retryAt: now.Add(retry)}
+			sl := b.slot(e)
+			*sl = rslot{ext: e, state: slotMissing, deadline: deadline, retryAt: now.Add(retry)}
 			b.missing++
 			if s.client != nil {
+				sl.askedAt = now
 				b.pending = append(b.pending, uint16(e))
 			}
 		}
@@ -243,6 +249,9 @@ scan:
 			if !sl.retryAt.After(now) {
 				b.pending = append(b.pending, uint16(e))
 				sl.retryAt = now.Add(retry)
+				if sl.askedAt.IsZero() {
+					sl.askedAt = now
+				}
 			}
 			if sl.retryAt.Before(ev) {
 				ev = sl.retryAt

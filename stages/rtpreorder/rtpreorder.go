@@ -68,12 +68,13 @@ type Stage struct {
 	repairs chan *core.Packet          // from the client's readers; Stream unset
 	gones   chan gone
 
-	streams    map[*core.Stream]*buffer
-	bySSRC     map[uint32]*buffer
-	dirty      []*buffer // buffers with NACKs pending
-	timer      core.Timer
-	timerAt    time.Time // zero: not armed
-	sinceFlush int
+	streams     map[*core.Stream]*buffer
+	bySSRC      map[uint32]*buffer
+	dirty       []*buffer // buffers with NACKs pending
+	timer       core.Timer
+	timerAt     time.Time // zero: not armed
+	sinceFlush  int
+	repairDelay time.Duration // moving average of NACK → repair
 
 	initCtx  context.Context
 	initStop context.CancelFunc
@@ -350,16 +351,33 @@ func (s *Stage) fetchInit(ctx context.Context, st *core.Stream) {
 	}
 }
 
-// retryInterval is how long to wait for a repair before asking again.
+// retryInterval is how long to wait for a repair before asking again:
+// 1.5 round trips, the round trip being the larger of QUIC's estimate and
+// the measured NACK-to-repair delay (which also counts time spent queued
+// in either process when it is busy).
 func (s *Stage) retryInterval() time.Duration {
 	if s.client == nil {
 		return 0
 	}
-	rtt := s.client.RTT()
+	rtt := max(s.client.RTT(), s.repairDelay)
 	if rtt <= 0 {
 		return defaultRetry
 	}
 	return max(rtt*3/2, minRetry)
+}
+
+// sampleRepairDelay folds one NACK-to-repair delay into a moving average
+// (weight 1/8, as TCP's SRTT). A sample beyond latency is not a round trip
+// but a wait for the connection, and is ignored.
+func (s *Stage) sampleRepairDelay(d time.Duration) {
+	if d <= 0 || d > s.cfg.Latency {
+		return
+	}
+	if s.repairDelay == 0 {
+		s.repairDelay = d
+		return
+	}
+	s.repairDelay += (d - s.repairDelay) / 8
 }
 
 // schedule arms the timer for at, unless it is armed earlier already.

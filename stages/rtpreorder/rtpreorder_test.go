@@ -447,5 +447,5 @@ func TestCloudEdgeStages(t *testing.T) {
 	if used == 0 || sentRep < used {
 		t.Fatalf("cloud sent %v repairs, edge used %v", sentRep, used)
 	}
-	t.Logf("cloud sent %v repairs, edge used %v, %v duplicates", sentRep, used, s.duplicate.Value())
+	t.Logf("cloud sent %v repairs, edge used %v, %v duplicates, %v nacks", sentRep, used, s.duplicate.Value(), core.CounterValue(s.nacksSent))
 }
