@@ -118,6 +118,8 @@ type streamState struct {
 	lastTS   uint32
 	lastWall time.Time
 	ann      []byte // this stream's current RTCP datagram
+
+	unnamable bool // name refused by SDES; logged once
 }
 
 // New builds a udp-sink; Open resolves and opens the sockets.
@@ -303,7 +305,7 @@ func (s *Stage) handle(p *core.Packet) {
 		if !ss.known || ss.ssrc != ssrc {
 			// The stream's first packet (or a new SSRC): announce first, so a
 			// receiver can name the SSRC before any of its RTP arrives.
-			*ss = streamState{ssrc: ssrc, known: true, ann: ss.ann}
+			*ss = streamState{ssrc: ssrc, known: true, ann: ss.ann, unnamable: ss.unnamable}
 			ss.lastTS, ss.lastWall = rtpann.Timestamp(p.Data), s.now
 			s.announce(p.Stream, ss)
 		}
@@ -337,9 +339,14 @@ func (s *Stage) announce(st *core.Stream, ss *streamState) {
 		Packets: ss.packets,
 		Octets:  ss.octets,
 	}
+	if ss.unnamable {
+		return
+	}
 	b, err := rtpann.AppendAnnounce(ss.ann[:0], sender, s.cname, st.Name)
 	if err != nil {
-		s.env.Log.Warn("udp-sink: cannot announce stream", "stream", st.Name, "err", err)
+		// Once per stream: its name will not fit SDES any better in a second.
+		ss.unnamable = true
+		s.env.Log.Warn("udp-sink: stream name cannot be announced; edges will not play it", "stream", st.Name, "err", err)
 		return
 	}
 	ss.ann = b

@@ -3,6 +3,7 @@ package udpsink
 import (
 	"bytes"
 	"net"
+	"strings"
 	"testing"
 	"time"
 
@@ -214,5 +215,22 @@ func TestOpenFailsOnBadInterface(t *testing.T) {
 	st, _ := New(&Config{Destinations: []string{"239.1.1.1:5000"}, Interface: "nosuchnic0", Batch: 1}, core.TestEnv("udp-sink"))
 	if err := st.(*Stage).Open(t.Context()); err == nil {
 		t.Fatal("Open accepted a missing interface")
+	}
+}
+
+// TestUnnamableStream: a name SDES cannot carry is not announced (and is
+// logged once), but its packets still go out.
+func TestUnnamableStream(t *testing.T) {
+	rx := listen(t)
+	_, h := startSink(t, Config{Destinations: []string{rx.LocalAddr().String()}})
+	s := h.StartStream("live/" + strings.Repeat("x", 300))
+	a, b := rtpPacket(t, 3, 1, 1, 10), rtpPacket(t, 3, 2, 2, 10)
+	h.SendData(s, 0, 1, a)
+	h.Clock.Advance(time.Second)
+	h.SendData(s, 0, 2, b)
+	for _, want := range [][]byte{a, b} {
+		if got := read(t, rx); !bytes.Equal(got, want) {
+			t.Fatalf("got %x..., want the RTP packet", got[:4])
+		}
 	}
 }

@@ -383,3 +383,36 @@ func TestSamplesParse(t *testing.T) {
 	}
 	f.Close()
 }
+
+func TestRoundTripIPv6(t *testing.T) {
+	if c, err := net.ListenUDP("udp6", &net.UDPAddr{IP: net.IPv6loopback}); err != nil {
+		t.Skipf("no IPv6 loopback: %v", err)
+	} else {
+		c.Close()
+	}
+	src := startSource(t, map[string]any{"listen": "[::1]:0"})
+	k := startSink(t, src.Addr().String())
+	st := k.h.StartStream("live/six")
+	sent := send(t, k, st, 6, 0, 600, src)
+	k.h.EndStream(st)
+	waitUntil(t, "end", func() bool { return countEvents(src.h.Out, core.EventEnd) == 1 })
+	checkData(t, src.h.Out.Packets(), firstStream(t, src.h.Out), sent)
+}
+
+// TestOneDestinationDown: the sink's other destination refuses (nobody
+// listens); the source still gets every packet.
+func TestOneDestinationDown(t *testing.T) {
+	dead, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadAddr := dead.LocalAddr().String()
+	dead.Close()
+	src := startSource(t, map[string]any{})
+	k := startSink(t, deadAddr, src.Addr().String())
+	st := k.h.StartStream("live/movie")
+	sent := send(t, k, st, 8, 0, 2000, src)
+	k.h.EndStream(st)
+	waitUntil(t, "end", func() bool { return countEvents(src.h.Out, core.EventEnd) == 1 })
+	checkData(t, src.h.Out.Packets(), firstStream(t, src.h.Out), sent)
+}
