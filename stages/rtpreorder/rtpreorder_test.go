@@ -215,10 +215,17 @@ func TestStreamsIndependent(t *testing.T) {
 	equal(t, seqs(h, a), []uint16{1})
 }
 
-// cloud is a repair server holding every packet of one SSRC.
+// cloud is a repair server on loopback.
 func cloud(t *testing.T, token string, cache int) *rtx.Server {
 	t.Helper()
-	srv, err := rtx.NewServer(rtx.ServerConfig{Addr: "127.0.0.1:0", Token: token, CachePackets: cache})
+	srv, _ := cloudAt(t, "127.0.0.1:0", token, cache)
+	return srv
+}
+
+// cloudAt starts a repair server on addr; stop ends it (idempotent).
+func cloudAt(t *testing.T, addr, token string, cache int) (*rtx.Server, func()) {
+	t.Helper()
+	srv, err := rtx.NewServer(rtx.ServerConfig{Addr: addr, Token: token, CachePackets: cache})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -228,8 +235,9 @@ func cloud(t *testing.T, token string, cache int) *rtx.Server {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { _ = srv.Serve(ctx); close(done) }()
-	t.Cleanup(func() { cancel(); <-done })
-	return srv
+	stop := func() { cancel(); <-done }
+	t.Cleanup(stop)
+	return srv, stop
 }
 
 func waitConnected(t *testing.T, s *Stage) {
@@ -304,7 +312,7 @@ func TestRandomLossFullyRepaired(t *testing.T) {
 		q := first + uint16(i)
 		ring.Insert(q, rtpPacket(q, 0xabcdef, 1000))
 	}
-	s, h, _ := start(t, map[string]any{"retransmit": srv.Addr().String(), "latency": "1s"}, true)
+	s, h, _ := start(t, map[string]any{"retransmit": srv.Addr().String(), "latency": "3s"}, true)
 	waitConnected(t, s)
 	st := h.StartStream("live/a")
 	rng := rand.New(rand.NewPCG(1, 2))
@@ -317,7 +325,7 @@ func TestRandomLossFullyRepaired(t *testing.T) {
 		q := first + uint16(i)
 		h.SendData(st, 0, 0, rtpPacket(q, 0xabcdef, 1000))
 	}
-	got := h.Out.WaitData(n, 10*time.Second)
+	got := h.Out.WaitData(n, 20*time.Second)
 	if len(got) != n {
 		t.Fatalf("got %d of %d packets (lost %d, repaired %v, skipped %v)", len(got), n, lost, core.CounterValue(s.repaired), s.gapSkipped.Value())
 	}
@@ -417,7 +425,7 @@ func TestCloudEdgeStages(t *testing.T) {
 		t.Fatalf("cloud passed %d of %d", len(sent), n)
 	}
 
-	s, eh, _ := start(t, map[string]any{"retransmit": addr, "token": "t0k", "latency": "1s"}, true)
+	s, eh, _ := start(t, map[string]any{"retransmit": addr, "token": "t0k", "latency": "3s"}, true)
 	edgeStream := eh.StartStream("live/chain") // the edge's own Stream, as udp-source makes it
 	waitConnected(t, s)
 	rng := rand.New(rand.NewPCG(3, 4))
@@ -427,7 +435,7 @@ func TestCloudEdgeStages(t *testing.T) {
 		}
 		eh.SendData(edgeStream, 0, 0, p.Data)
 	}
-	got := eh.Out.WaitData(n, 10*time.Second)
+	got := eh.Out.WaitData(n, 20*time.Second)
 	if len(got) != n {
 		t.Fatalf("edge released %d of %d", len(got), n)
 	}
@@ -448,4 +456,44 @@ func TestCloudEdgeStages(t *testing.T) {
 		t.Fatalf("cloud sent %v repairs, edge used %v", sentRep, used)
 	}
 	t.Logf("cloud sent %v repairs, edge used %v, %v duplicates, %v nacks", sentRep, used, s.duplicate.Value(), core.CounterValue(s.nacksSent))
+}
+
+// TestCloudRestart: the cloud goes away and comes back on the same address;
+// the edge reconnects by itself and repairs from the new one.
+func TestCloudRestart(t *testing.T) {
+	srv1, stop1 := cloudAt(t, "127.0.0.1:0", "k", 100)
+	addr := srv1.Addr().String()
+	ring := srv1.Stream(3, core.NewStream("live/a"))
+	for q := uint16(0); q < 10; q++ {
+		ring.Insert(q, rtpPacket(q, 3, 50))
+	}
+	s, h, _ := start(t, map[string]any{"retransmit": addr, "token": "k", "latency": "3s"}, true)
+	waitConnected(t, s)
+	st := h.StartStream("live/a")
+	for _, q := range []uint16{0, 1, 3} {
+		h.SendData(st, 0, 0, rtpPacket(q, 3, 50))
+	}
+	h.Out.WaitData(4, 5*time.Second)
+	stop1()
+	deadline := time.Now().Add(5 * time.Second)
+	for s.Connected() && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	if s.Connected() {
+		t.Fatal("edge did not notice the cloud stopping")
+	}
+	srv2, _ := cloudAt(t, addr, "k", 100)
+	ring2 := srv2.Stream(3, core.NewStream("live/a"))
+	for q := uint16(0); q < 20; q++ {
+		ring2.Insert(q, rtpPacket(q, 3, 50))
+	}
+	waitConnected(t, s)
+	for _, q := range []uint16{4, 6, 7} {
+		h.SendData(st, 0, 0, rtpPacket(q, 3, 50))
+	}
+	h.Out.WaitData(8, 5*time.Second)
+	equal(t, seqs(h, st), span(0, 8))
+	if s.gapSkipped.Value() != 0 {
+		t.Fatalf("skipped %v", s.gapSkipped.Value())
+	}
 }
