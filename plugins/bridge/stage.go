@@ -157,8 +157,16 @@ func (s *Stage) Run(ctx context.Context, in <-chan *core.Packet, out core.Output
 		return errors.New("plugin stage is already running")
 	}
 	s.running = true
-	p := s.proc
+	p, stopped := s.proc, s.stopped
 	s.mu.Unlock()
+	if stopped {
+		// The pipeline gave up before running (its context ended after
+		// Open): the process is gone; drain and leave.
+		for p := range in {
+			p.Release()
+		}
+		return nil
+	}
 	r := &runner{
 		s: s, out: out, streams: shared.NewTable(), entries: map[*core.Stream]*shared.Entry{},
 		outStreams: map[uint64]*core.Stream{}, backoff: minBackoff,

@@ -58,7 +58,7 @@ func (s *stageServer) Open(ctx context.Context, req *pluginpb.OpenRequest) (*plu
 	}
 	env := &core.Env{
 		Pipeline: req.Pipeline, Index: int(req.Index), Name: name, Dir: req.Dir,
-		Log:     logger.With("pipeline", req.Pipeline, "stage", req.Index),
+		Log:     logger, // the host adds pipeline, stage and plugin
 		Metrics: core.NewMetrics().Stage(req.Pipeline, int(req.Index), name),
 		Clock:   core.RealClock{},
 	}
@@ -73,7 +73,7 @@ func (s *stageServer) Open(ctx context.Context, req *pluginpb.OpenRequest) (*plu
 		}
 	}
 	s.stage, s.env, s.maxBatch = stage, env, shared.Clamp(req.MaxBatch)
-	env.Log.Info("stage open", "name", s.def.Spec.Name, "pid", os.Getpid())
+	env.Log.Info("stage open", "spec", s.def.Spec.Name, "pid", os.Getpid())
 	return &pluginpb.OpenResponse{}, nil
 }
 

@@ -1,0 +1,229 @@
+package bridge
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mediapipe/mediapipe/core"
+	"github.com/mediapipe/mediapipe/core/stagetest"
+)
+
+// Fake source and sink, so the pipeline test needs no network.
+
+type srcConfig struct {
+	Kind string `param:"kind" default:"flv" doc:"output kind"`
+}
+
+// tagSource emits one stream per name in streams with tags, then idles.
+type tagSource struct {
+	streams []string
+	tags    [][]byte
+}
+
+func (s *tagSource) Run(ctx context.Context, _ <-chan *core.Packet, out core.Output) error {
+	var open []*core.Stream
+	for _, name := range s.streams {
+		st := core.NewStream(name)
+		open = append(open, st)
+		out.Emit(core.NewEvent(core.EventStart, st))
+	}
+	for _, tag := range s.tags {
+		for _, st := range open {
+			p := core.NewPacket(len(tag))
+			copy(p.Data, tag)
+			p.Stream, p.Type = st, tag[0]
+			out.Emit(p)
+		}
+	}
+	<-ctx.Done()
+	for _, st := range open {
+		out.Emit(core.NewEvent(core.EventEnd, st))
+	}
+	return nil
+}
+
+type sinkConfig struct{}
+
+type collectSink struct{ c *stagetest.Collector }
+
+func (s *collectSink) Run(_ context.Context, in <-chan *core.Packet, out core.Output) error {
+	for p := range in {
+		s.c.Emit(p)
+	}
+	return nil
+}
+
+func testRegistry(src *tagSource, sink *stagetest.Collector) *core.Registry {
+	reg := core.NewRegistry()
+	must := func(err error) {
+		if err != nil {
+			panic(err)
+		}
+	}
+	must(reg.Add(core.Define(core.Spec{Name: "test-source", Summary: "test", Out: core.KindFLV},
+		func(cfg *srcConfig, env *core.Env) (core.Stage, error) { return src, nil })))
+	must(reg.Add(core.Define(core.Spec{Name: "av-source", Summary: "test", Out: core.KindAV},
+		func(cfg *srcConfig, env *core.Env) (core.Stage, error) { return src, nil })))
+	must(reg.Add(core.Define(core.Spec{Name: "test-sink", Summary: "test", In: core.KindFLV},
+		func(cfg *sinkConfig, env *core.Env) (core.Stage, error) { return &collectSink{sink}, nil })))
+	reg.SetPluginLoader(Load)
+	return reg
+}
+
+// TestPipelineWithPluginStage runs stream-filter as plugin = "./stream-filter"
+// in a pipeline file through core's loader and runtime.
+func TestPipelineWithPluginStage(t *testing.T) {
+	dir := t.TempDir()
+	b, err := os.ReadFile(bin(t, "stream-filter"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "stream-filter"), b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	var tags [][]byte
+	var wantVideo [][]byte
+	for i := range 50 {
+		typ := []uint8{core.TagVideo, core.TagAudio}[i%2]
+		tg := tag(typ, uint32(i*10), 300+i, i)
+		tags = append(tags, tg)
+		if typ == core.TagVideo {
+			wantVideo = append(wantVideo, tg)
+		}
+	}
+	src := &tagSource{streams: []string{"live/movie", "secret/feed"}, tags: tags}
+	sink := stagetest.NewCollector()
+	reg := testRegistry(src, sink)
+	file := `
+[[pipeline]]
+name = "edge"
+  [[pipeline.stage]]
+  use = "test-source"
+  [[pipeline.stage]]
+  plugin = "./stream-filter"
+  drop_audio = true
+  allow = ["live/*"]
+  [[pipeline.stage]]
+  use = "test-sink"
+`
+	f, err := core.Parse("edge.toml", dir, []byte(file), nil, reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	rt, err := core.Build(f, core.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	ran := make(chan error, 1)
+	go func() { ran <- rt.Run(ctx) }()
+	got := sink.WaitData(len(wantVideo), 10*time.Second)
+	var pid int
+	for _, p := range rt.Pipelines {
+		for _, rs := range p.Stages {
+			if st, ok := rs.Stage.(*Stage); ok {
+				pid = st.PID()
+			}
+		}
+	}
+	if !alive(pid) {
+		t.Fatalf("no plugin process (pid %d)", pid)
+	}
+	cancel()
+	if err := <-ran; err != nil {
+		t.Fatal(err)
+	}
+	got = sink.Data()
+	if len(got) != len(wantVideo) {
+		t.Fatalf("sink got %d data packets, want %d (video of live/movie only)", len(got), len(wantVideo))
+	}
+	for i, p := range got {
+		if p.Stream.Name != "live/movie" || !bytes.Equal(p.Data, wantVideo[i]) {
+			t.Fatalf("packet %d: %s %d bytes, not the video sent", i, p.Stream.Name, len(p.Data))
+		}
+	}
+	var events []string
+	for _, p := range sink.Packets() {
+		if p.Event != core.EventData {
+			events = append(events, p.Event.String()+" "+p.Stream.Name)
+		}
+	}
+	if strings.Join(events, ",") != "start live/movie,end live/movie" {
+		t.Errorf("events at the sink: %q", events)
+	}
+	waitGone(t, pid)
+}
+
+func TestPipelineKindMismatchNamesPlugin(t *testing.T) {
+	dir := t.TempDir()
+	b, err := os.ReadFile(bin(t, "stream-filter"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "stream-filter"), b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	reg := testRegistry(&tagSource{}, stagetest.NewCollector())
+	cases := []struct {
+		name, file, want string
+	}{
+		{"kinds", `
+[[pipeline]]
+name = "p"
+  [[pipeline.stage]]
+  use = "av-source"
+  [[pipeline.stage]]
+  plugin = "./stream-filter"
+  [[pipeline.stage]]
+  use = "test-sink"
+`, "takes flv input but stage 1 (av-source) outputs av"},
+		{"bad param", `
+[[pipeline]]
+name = "p"
+  [[pipeline.stage]]
+  use = "test-source"
+  [[pipeline.stage]]
+  plugin = "./stream-filter"
+  drop_audio = "yes"
+  [[pipeline.stage]]
+  use = "test-sink"
+`, "drop_audio:"},
+		{"missing", `
+[[pipeline]]
+name = "p"
+  [[pipeline.stage]]
+  use = "test-source"
+  [[pipeline.stage]]
+  plugin = "./nothing-here"
+  [[pipeline.stage]]
+  use = "test-sink"
+`, "nothing-here: no such file"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := core.Parse("p.toml", dir, []byte(c.file), nil, reg)
+			if err == nil {
+				t.Fatal("accepted")
+			}
+			msg := err.Error()
+			if strings.Count(msg, "\n") != 0 || !strings.Contains(msg, c.want) {
+				t.Errorf("error = %q, want one line with %q", msg, c.want)
+			}
+			if c.name == "kinds" && !strings.Contains(msg, filepath.Join(dir, "stream-filter")) {
+				t.Errorf("error %q does not name the plugin path", msg)
+			}
+		})
+	}
+	liveMu.Lock()
+	n := len(live)
+	liveMu.Unlock()
+	if n != 0 {
+		t.Errorf("%d plugin processes left after validation", n)
+	}
+}
