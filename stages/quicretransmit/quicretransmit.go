@@ -16,6 +16,8 @@ import (
 	"github.com/mediapipe/mediapipe/core/media/rtx"
 )
 
+// Sample is an example [[pipeline.stage]] block for this stage.
+//
 //go:embed sample.toml
 var Sample string
 

@@ -4,6 +4,7 @@ package rtpreorder
 
 import (
 	"context"
+	_ "embed"
 	"encoding/binary"
 	"errors"
 	"sync"
@@ -15,6 +16,11 @@ import (
 	"github.com/mediapipe/mediapipe/core"
 	"github.com/mediapipe/mediapipe/core/media/rtx"
 )
+
+// Sample is an example [[pipeline.stage]] block for this stage.
+//
+//go:embed sample.toml
+var Sample string
 
 // Config is rtp-reorder's parameters.
 type Config struct {
