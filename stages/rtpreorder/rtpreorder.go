@@ -401,17 +401,14 @@ func (s *Stage) flushNacks() {
 	if len(s.dirty) == 0 {
 		return
 	}
-	now := s.env.Clock.Now()
 	for _, b := range s.dirty {
 		b.dirty = false
 		if len(b.pending) == 0 {
 			continue
 		}
+		// Not sent (not connected, window full): the retry pass asks again.
 		if s.client != nil && s.client.Nack(b.ssrc, b.pending) == nil {
 			s.nacksSent.Add(float64(len(b.pending)))
-		} else if s.client != nil {
-			// Not sent: the retry pass asks again soon.
-			b.noteEvent(now.Add(minRetry))
 		}
 		b.pending = b.pending[:0]
 		s.schedule(b.nextEvent)
