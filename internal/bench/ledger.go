@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"hash/maphash"
 	"sync"
 )
 
@@ -69,12 +70,8 @@ func (l *ledger) count() int {
 	return l.base + len(l.recs)
 }
 
-// hashBody is FNV-1a 64 over the body: no allocation on the viewer's path.
-func hashBody(b []byte) uint64 {
-	h := uint64(14695981039346656037)
-	for _, c := range b {
-		h ^= uint64(c)
-		h *= 1099511628211
-	}
-	return h
-}
+var hashSeed = maphash.MakeSeed()
+
+// hashBody hashes a tag body with maphash (AES-based, no allocation): FNV
+// byte by byte cost the viewers a tenth of the process's CPU.
+func hashBody(b []byte) uint64 { return maphash.Bytes(hashSeed, b) }

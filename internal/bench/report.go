@@ -8,6 +8,7 @@ import (
 	"os"
 	"runtime"
 	"sort"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -42,6 +43,11 @@ type Machine struct {
 	Model     string `json:"cpu_model,omitempty"`
 	GoVersion string `json:"go"`
 	OS        string `json:"os"`
+	// Load is the 1-minute load average at the start and the end of the
+	// run: above CPUs, other processes competed with the bench and its
+	// latency figures suffer.
+	LoadStart float64 `json:"load_start"`
+	LoadEnd   float64 `json:"load_end"`
 }
 
 // RunInfo echoes the run's settings.
@@ -123,7 +129,22 @@ func newReport(cfg Config) *Report {
 		},
 		Drops: map[string]float64{},
 	}
+	r.Machine.LoadStart = loadAvg()
 	return r
+}
+
+// loadAvg is the 1-minute load average (0 where unknown).
+func loadAvg() float64 {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return 0
+	}
+	f := strings.Fields(string(b))
+	if len(f) == 0 {
+		return 0
+	}
+	x, _ := strconv.ParseFloat(f[0], 64)
+	return x
 }
 
 func cpuModel() string {
@@ -140,6 +161,7 @@ func cpuModel() string {
 }
 
 func (r *Report) fill(cfg Config, from, to snapshot, stopAt time.Time, pubs []*publisher, viewers []*viewer, m metricsView) {
+	r.Machine.LoadEnd = loadAvg()
 	win := to.at.Sub(from.at).Seconds()
 	r.Window = round(win, 2)
 	if win <= 0 {
@@ -281,7 +303,10 @@ func (r *Report) writeTable(w io.Writer) {
 	if r.Command != "" {
 		row("command", "%s", r.Command)
 	}
-	row("machine", "%d CPUs, %s, %s, %s", r.Machine.CPUs, r.Machine.Model, r.Machine.GoVersion, r.Machine.OS)
+	row("machine", "%d CPUs, %s, %s, %s; load average %.1f → %.1f", r.Machine.CPUs, r.Machine.Model, r.Machine.GoVersion, r.Machine.OS, r.Machine.LoadStart, r.Machine.LoadEnd)
+	if max(r.Machine.LoadStart, r.Machine.LoadEnd) > float64(r.Machine.CPUs) {
+		row("WARNING", "the machine was busy with other work: latency and rate figures are pessimistic")
+	}
 	if r.Floor != nil {
 		row("floor: WriteToUDP", "%.0f pkt/s (%.0f Mbps), 1200 B loopback", r.Floor.PlainPPS, r.Floor.PlainMbps)
 		row("floor: WriteBatch 64", "%.0f pkt/s (%.0f Mbps), %.0f %% received", r.Floor.BatchedPPS, r.Floor.BatchMbps, r.Floor.RecvShare*100)

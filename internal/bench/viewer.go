@@ -80,7 +80,7 @@ func (v *viewer) session(ctx context.Context) error {
 	if _, err := fmt.Fprintf(c, "GET %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: mediapipe-bench\r\nAccept: */*\r\n\r\n", v.path, v.addr); err != nil {
 		return err
 	}
-	br := bufio.NewReaderSize(c, 64<<10)
+	br := bufio.NewReaderSize(c, 16<<10) // thousands of viewers: keep each small
 	resp, err := http.ReadResponse(br, nil)
 	if err != nil {
 		return err
@@ -101,7 +101,7 @@ func (v *viewer) session(ctx context.Context) error {
 func (v *viewer) read(c net.Conn, body io.Reader, start time.Time) error {
 	var hdr [flv.HeaderSize]byte
 	var fh [13]byte
-	buf := make([]byte, 0, 64<<10)
+	buf := make([]byte, 0, 4<<10) // grows to the largest tag
 	if _, err := io.ReadFull(body, fh[:]); err != nil {
 		return fmt.Errorf("reading FLV header: %w", err)
 	}
