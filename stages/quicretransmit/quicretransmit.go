@@ -6,6 +6,7 @@ import (
 	"context"
 	_ "embed"
 	"errors"
+	"fmt"
 	"net"
 	"path/filepath"
 	"time"
@@ -39,6 +40,9 @@ type Config struct {
 func (c *Config) Validate() error {
 	if (c.Cert == "") != (c.Key == "") {
 		return errors.New("cert: cert and key must be given together")
+	}
+	if len(c.Token) > rtx.MaxTokenLen {
+		return fmt.Errorf("token: longer than %d bytes", rtx.MaxTokenLen)
 	}
 	return nil
 }

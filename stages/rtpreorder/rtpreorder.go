@@ -7,6 +7,7 @@ import (
 	_ "embed"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -35,6 +36,9 @@ type Config struct {
 func (c *Config) Validate() error {
 	if c.Retransmit == "" && c.Token != "" {
 		return errors.New("token: set without retransmit")
+	}
+	if len(c.Token) > rtx.MaxTokenLen {
+		return fmt.Errorf("token: longer than %d bytes", rtx.MaxTokenLen)
 	}
 	if c.CA != "" {
 		if _, err := rtx.ClientTLS(c.CA, "x"); err != nil {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"errors"
+	"fmt"
 	"net"
 	"slices"
 	"sync"
@@ -82,7 +83,7 @@ func (r *replies) wait(t *testing.T, what string, cond func() bool) {
 	}
 }
 
-func startServer(t *testing.T, cfg ServerConfig) *Server {
+func startServer(t testing.TB, cfg ServerConfig) *Server {
 	t.Helper()
 	if cfg.Addr == "" {
 		cfg.Addr = "127.0.0.1:0"
@@ -106,7 +107,7 @@ func startServer(t *testing.T, cfg ServerConfig) *Server {
 	return s
 }
 
-func dial(t *testing.T, cfg ClientConfig) *Client {
+func dial(t testing.TB, cfg ClientConfig) *Client {
 	t.Helper()
 	c, err := Dial(cfg)
 	if err != nil {
@@ -116,7 +117,7 @@ func dial(t *testing.T, cfg ClientConfig) *Client {
 	return c
 }
 
-func connected(t *testing.T, c *Client) {
+func connected(t testing.TB, c *Client) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -446,4 +447,37 @@ func TestReconnectAfterRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	r.wait(t, "repair from restarted server", func() bool { return len(r.repaired) == 1 })
+}
+
+// BenchmarkRepairRoundTrip: one NACK of batch packets, wait for all of them,
+// over loopback QUIC.
+func BenchmarkRepairRoundTrip(b *testing.B) {
+	for _, batch := range []int{1, 64} {
+		b.Run(fmt.Sprintf("batch=%d", batch), func(b *testing.B) {
+			srv := startServer(b, ServerConfig{CachePackets: 1024})
+			ring := srv.Stream(1, core.NewStream("live/a"))
+			for i := 0; i < 1024; i++ {
+				ring.Insert(uint16(i), pkt(uint16(i), 1, 1180))
+			}
+			got := make(chan struct{}, 1024)
+			c := dial(b, ClientConfig{Addr: srv.Addr().String(), OnRepair: func(uint32, uint16, []byte) { got <- struct{}{} }})
+			connected(b, c)
+			seqs := make([]uint16, batch)
+			b.SetBytes(int64(batch * 1192))
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				for j := range seqs {
+					seqs[j] = uint16((i + j) % 1024)
+				}
+				i += batch
+				if err := c.Nack(1, seqs); err != nil {
+					b.Fatal(err)
+				}
+				for range batch {
+					<-got
+				}
+			}
+		})
+	}
 }
