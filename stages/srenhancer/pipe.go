@@ -70,7 +70,7 @@ type encMeta struct {
 func decoderArgs(ow, oh int) []string {
 	return []string{
 		"-nostdin", "-hide_banner", "-loglevel", "error",
-		"-probesize", "32", "-analyzeduration", "0", "-threads", "1",
+		"-probesize", "32", "-analyzeduration", "1", "-fpsprobesize", "0", "-threads", "1",
 		"-f", "flv", "-i", "pipe:0",
 		"-filter_complex", fmt.Sprintf("[0:v]split=2[small][up];[up]scale=%d:%d:flags=bicubic,format=yuv420p[big]", ow, oh),
 		"-map", "[small]", "-fps_mode", "passthrough", "-f", "rawvideo", "-pix_fmt", "rgb24", "-flush_packets", "1", "pipe:3",
@@ -81,7 +81,7 @@ func decoderArgs(ow, oh int) []string {
 func encoderArgs(preset string, crf int) []string {
 	return []string{
 		"-nostdin", "-hide_banner", "-loglevel", "error",
-		"-probesize", "32", "-analyzeduration", "0",
+		"-probesize", "32", "-analyzeduration", "1", "-fpsprobesize", "0",
 		"-f", "matroska", "-i", "pipe:0",
 		"-copyts", "-fps_mode", "passthrough", "-enc_time_base", "-1",
 		"-force_key_frames", forceKeyFrame,
