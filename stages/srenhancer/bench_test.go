@@ -47,7 +47,8 @@ func (o *timedOutput) count() int {
 // latency per frame over the clip's second half (median, 95th percentile).
 func benchClip(b *testing.B, raw map[string]any, tags [][]byte, realtime bool) (fps float64, first, p50, p95 time.Duration) {
 	def, _ := core.Default.Lookup("sr-enhancer")
-	env := core.TestEnv("sr-enhancer"); env.Log = srtest.TestLogger(b)
+	env := core.TestEnv("sr-enhancer")
+	env.Log = srtest.TestLogger(b)
 	st, err := def.Build(raw, env)
 	if err != nil {
 		b.Fatal(err)
