@@ -497,3 +497,34 @@ func TestCloudRestart(t *testing.T) {
 		t.Fatalf("skipped %v", s.gapSkipped.Value())
 	}
 }
+
+func TestParams(t *testing.T) {
+	def, _ := core.Default.Lookup("rtp-reorder")
+	for _, tc := range []struct {
+		name string
+		raw  map[string]any
+		ok   bool
+	}{
+		{"none", map[string]any{}, true},
+		{"all", map[string]any{"retransmit": "127.0.0.1:4242", "token": "x", "latency": "200ms", "max_packets": int64(1000)}, true},
+		{"token without retransmit", map[string]any{"token": "x"}, false},
+		{"latency not a duration", map[string]any{"latency": int64(80)}, false},
+		{"latency zero", map[string]any{"latency": "0s"}, false},
+		{"window too small", map[string]any{"max_packets": int64(4)}, false},
+		{"window too large", map[string]any{"max_packets": int64(40000)}, false},
+		{"missing CA file", map[string]any{"retransmit": "127.0.0.1:4242", "ca": "/nonexistent.pem"}, false},
+		{"unknown key", map[string]any{"latencyy": "80ms"}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if errs := def.Check(tc.raw); (len(errs) == 0) != tc.ok {
+				t.Fatalf("errors %v", errs)
+			}
+		})
+	}
+	if p := def.Spec.Param("token"); p == nil || !p.Secret {
+		t.Fatal("token must be secret")
+	}
+	if p := def.Spec.Param("latency"); p == nil || p.Default != "80ms" {
+		t.Fatal("latency default")
+	}
+}
