@@ -184,6 +184,26 @@ func TestInitTagsCrossTheBridge(t *testing.T) {
 	if err := h.Close(); err != nil {
 		t.Fatal(err)
 	}
+
+	// A stage's change of the init tags comes back: stream-filter with
+	// drop_audio removes the AAC sequence header.
+	st, err = def.Build(map[string]any{"drop_audio": true}, env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h = stagetest.Start(t, st, env, false)
+	s = core.NewStream("live/init2")
+	s.SetInit(&core.InitTags{Video: tag(core.TagVideo, 0, 40, 2), Audio: tag(core.TagAudio, 0, 4, 3)})
+	h.Send(core.NewEvent(core.EventStart, s))
+	h.SendData(s, core.TagVideo, 0, tag(core.TagVideo, 0, 50, 3))
+	h.Out.WaitData(1, 10*time.Second)
+	if got := s.Init(); got == nil || got.Audio != nil || got.Video == nil {
+		t.Fatalf("init after drop_audio = %+v, want video only", got)
+	}
+	h.EndStream(s)
+	if err := h.Close(); err != nil {
+		t.Fatal(err)
+	}
 }
 
 func TestKillRestartsAndStreamGoesOn(t *testing.T) {

@@ -83,8 +83,19 @@ func (s *stage) Run(_ context.Context, in <-chan *core.Packet, out core.Output) 
 			s.dropped.Inc()
 			p.Release()
 		default:
+			if s.cfg.DropAudio && p.Event != core.EventEnd {
+				stripAudioInit(p.Stream)
+			}
 			out.Emit(p)
 		}
 	}
 	return nil
+}
+
+// stripAudioInit removes the AAC sequence header from the stream's init
+// tags, so a player joining later is not told about audio that never comes.
+func stripAudioInit(st *core.Stream) {
+	if t := st.Init(); t != nil && t.Audio != nil {
+		st.SetInit(&core.InitTags{Metadata: t.Metadata, Video: t.Video})
+	}
 }
