@@ -107,6 +107,7 @@ type dest struct {
 	failing  bool
 	burst    int // errors since the burst began or was last logged
 	lastLog  time.Time
+	lastFail time.Time
 	batchErr bool
 }
 
@@ -416,7 +417,9 @@ func (s *Stage) flush() {
 			off += lost
 			s.noteError(d, err, lost)
 		}
-		if failures == 0 && d.failing {
+		// A refused destination fails one send per ICMP error and lets the
+		// next through, so it counts as recovered only after a quiet spell.
+		if failures == 0 && d.failing && time.Since(d.lastFail) >= errLogEvery {
 			d.failing = false
 			s.env.Log.Info("udp-sink: destination recovered", "destination", d.addr, "lost", d.burst)
 			d.burst = 0
@@ -440,6 +443,7 @@ func (s *Stage) noteError(d *dest, err error, lost int) {
 	s.sendErr.Add(lost)
 	d.burst += lost
 	now := time.Now()
+	d.lastFail = now
 	switch {
 	case !d.failing:
 		d.failing = true

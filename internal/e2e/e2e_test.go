@@ -1,0 +1,521 @@
+// Package e2e runs whole relays — cloud and edge pipelines built from the
+// pipeline-file text a user would write — against real ffmpeg on both ends.
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/mediapipe/mediapipe/core"
+	"github.com/mediapipe/mediapipe/core/media/flv"
+	"github.com/mediapipe/mediapipe/internal/testmedia"
+	_ "github.com/mediapipe/mediapipe/stages/all"
+)
+
+// clipOpts is the clip every relay test pushes: 8 s, a keyframe a second.
+var clipOpts = testmedia.Options{Seconds: 8}
+
+func freeTCP(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+func freeUDP(t *testing.T) string {
+	t.Helper()
+	c, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	return c.LocalAddr().String()
+}
+
+// addrs are one relay's listeners, each on a free loopback port.
+type addrs struct {
+	RTMP, RTX, UDP, HTTP string
+}
+
+func newAddrs(t *testing.T) addrs {
+	return addrs{RTMP: freeTCP(t), RTX: freeUDP(t), UDP: freeUDP(t), HTTP: freeTCP(t)}
+}
+
+func cloudTOML(a addrs) string {
+	return fmt.Sprintf(`
+[[pipeline]]
+name = "cloud"
+  [[pipeline.stage]]
+  use = "rtmp-source"
+  listen = %q
+  [[pipeline.stage]]
+  use = "flv-tagger"
+  [[pipeline.stage]]
+  use = "rtp-fragmenter"
+  [[pipeline.stage]]
+  use = "quic-retransmit"
+  listen = %q
+  [[pipeline.stage]]
+  use = "udp-sink"
+  destinations = [%q]
+`, a.RTMP, a.RTX, a.UDP)
+}
+
+// edgeTOML builds an edge; netsim, when not empty, is inserted between
+// udp-source and rtp-reorder (loss on the cloud→edge path).
+func edgeTOML(name string, a addrs, netsim string, sink string) string {
+	ns := ""
+	if netsim != "" {
+		ns = "  [[pipeline.stage]]\n  use = \"netsim\"\n" + netsim + "\n"
+	}
+	if sink == "" {
+		sink = fmt.Sprintf("  [[pipeline.stage]]\n  use = \"httpflv-sink\"\n  listen = %q\n", a.HTTP)
+	}
+	return fmt.Sprintf(`
+[[pipeline]]
+name = %q
+  [[pipeline.stage]]
+  use = "udp-source"
+  listen = %q
+%s  [[pipeline.stage]]
+  use = "rtp-reorder"
+  retransmit = %q
+  latency = "150ms"
+  [[pipeline.stage]]
+  use = "flv-reassembler"
+%s`, name, a.UDP, ns, a.RTX, sink)
+}
+
+// running is a runtime started by start; stop ends it and reports its error.
+type running struct {
+	rt   *core.Runtime
+	stop func() error
+}
+
+func start(t *testing.T, name, toml string) *running {
+	t.Helper()
+	f, err := core.Parse(name, t.TempDir(), []byte(toml), nil, core.Default)
+	if err != nil {
+		t.Fatalf("%s:\n%v", name, err)
+	}
+	rt, err := core.Build(f, core.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- rt.Run(ctx) }()
+	select {
+	case <-rt.Ready():
+	case err := <-done:
+		cancel()
+		t.Fatalf("%s ended before ready: %v", name, err)
+	}
+	var once sync.Once
+	var stopErr error
+	stop := func() error {
+		once.Do(func() {
+			cancel()
+			select {
+			case stopErr = <-done:
+			case <-time.After(10 * time.Second):
+				stopErr = fmt.Errorf("%s did not stop within 10 s", name)
+			}
+			f.Close()
+		})
+		return stopErr
+	}
+	t.Cleanup(func() {
+		if err := stop(); err != nil {
+			t.Errorf("stopping %s: %v", name, err)
+		}
+	})
+	return &running{rt: rt, stop: stop}
+}
+
+// counter sums a stage counter family's values whose labels contain all of want.
+func counter(rt *core.Runtime, family string, want map[string]string) float64 {
+	mfs, err := rt.Metrics.Registry.Gather()
+	if err != nil {
+		return -1
+	}
+	var sum float64
+	for _, mf := range mfs {
+		if mf.GetName() != family {
+			continue
+		}
+	metrics:
+		for _, m := range mf.GetMetric() {
+			labels := map[string]string{}
+			for _, l := range m.GetLabel() {
+				labels[l.GetName()] = l.GetValue()
+			}
+			for k, v := range want {
+				if labels[k] != v {
+					continue metrics
+				}
+			}
+			if c := m.GetCounter(); c != nil {
+				sum += c.GetValue()
+			}
+		}
+	}
+	return sum
+}
+
+// waitStream polls the edge until the stream answers 200, or fails the test.
+func waitStream(t *testing.T, url string, within time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		resp, err := http.Get(url)
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s not playable within %s (last: %v)", url, within, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// viewer reads an HTTP-FLV response to its end and returns its tags.
+type viewer struct {
+	done chan struct{}
+	tags [][]byte
+	err  error
+}
+
+func watch(url string) *viewer {
+	v := &viewer{done: make(chan struct{})}
+	go func() {
+		defer close(v.done)
+		resp, err := http.Get(url)
+		if err != nil {
+			v.err = err
+			return
+		}
+		defer resp.Body.Close()
+		if resp.StatusCode != 200 {
+			v.err = fmt.Errorf("status %s", resp.Status)
+			return
+		}
+		v.tags, v.err = flv.ReadAll(resp.Body)
+	}()
+	return v
+}
+
+func (v *viewer) wait(t *testing.T, within time.Duration) [][]byte {
+	t.Helper()
+	select {
+	case <-v.done:
+	case <-time.After(within):
+		t.Fatalf("viewer still reading after %s: the stream's end did not end the response", within)
+	}
+	if v.err != nil {
+		t.Fatalf("viewer: %v", v.err)
+	}
+	return v.tags
+}
+
+// mediaTags keeps the audio and video frames: not the sequence headers
+// (a viewer gets those first, in the sink's order, checked by assertInit)
+// nor the AVC end-of-sequence marker ffmpeg writes itself at the end of
+// every FLV it muxes.
+func mediaTags(tags [][]byte) [][]byte {
+	var out [][]byte
+	for _, tag := range testmedia.MediaTags(tags) {
+		if isSequenceHeader(tag) {
+			continue
+		}
+		if tag[0]&0x1f == flv.TypeVideo && len(tag) > flv.HeaderSize+1 && tag[flv.HeaderSize+1] == flv.AVCEndOfSequence {
+			continue
+		}
+		out = append(out, tag)
+	}
+	return out
+}
+
+func isSequenceHeader(tag []byte) bool {
+	body := tag[flv.HeaderSize:]
+	switch tag[0] & 0x1f {
+	case flv.TypeVideo:
+		v, _ := flv.ParseVideo(body)
+		return v.IsSequenceHeader()
+	case flv.TypeAudio:
+		a, _ := flv.ParseAudio(body)
+		return a.IsSequenceHeader()
+	}
+	return false
+}
+
+// sequenceHeaders returns the clip's sequence header tags by type.
+func sequenceHeaders(tags [][]byte) map[uint8][]byte {
+	out := map[uint8][]byte{}
+	for _, tag := range tags {
+		if isSequenceHeader(tag) {
+			out[tag[0]&0x1f] = tag
+		}
+	}
+	return out
+}
+
+// assertSuffix checks that got is exactly the last len(got) tags of want,
+// byte for byte, and holds at least min of them.
+func assertSuffix(t *testing.T, who string, got, want [][]byte, min int) {
+	t.Helper()
+	if len(got) < min {
+		t.Fatalf("%s got %d media tags, want at least %d (the clip has %d)", who, len(got), min, len(want))
+	}
+	if len(got) > len(want) {
+		t.Fatalf("%s got %d media tags, more than the clip's %d", who, len(got), len(want))
+	}
+	off := len(want) - len(got)
+	for i := range got {
+		if !bytes.Equal(got[i], want[off+i]) {
+			h, _ := flv.ParseHeader(got[i])
+			w, _ := flv.ParseHeader(want[off+i])
+			t.Fatalf("%s: media tag %d of %d differs from the clip's tag %d: got type %d ts %d size %d, want type %d ts %d size %d",
+				who, i, len(got), off+i, h.Type, h.Timestamp, h.DataSize, w.Type, w.Timestamp, w.DataSize)
+		}
+	}
+	if first, _ := flv.ParseVideo(got[firstVideo(got)][flv.HeaderSize:]); !first.IsKeyframe() {
+		t.Errorf("%s: first video tag is not a keyframe", who)
+	}
+}
+
+func firstVideo(tags [][]byte) int {
+	for i, tag := range tags {
+		if tag[0]&0x1f == flv.TypeVideo {
+			return i
+		}
+	}
+	return 0
+}
+
+// assertInit checks that a viewer's response starts with onMetaData and the
+// clip's own AVC and AAC sequence headers, as a player needs.
+func assertInit(t *testing.T, who string, tags [][]byte, clip map[uint8][]byte) {
+	t.Helper()
+	var meta, vseq, aseq bool
+	for _, tag := range tags {
+		typ := tag[0] & 0x1f
+		if typ == flv.TypeScript {
+			meta = true
+			continue
+		}
+		if !isSequenceHeader(tag) {
+			break
+		}
+		if !bytes.Equal(tag[flv.HeaderSize:], clip[typ][flv.HeaderSize:]) {
+			t.Errorf("%s: sequence header of type %d differs from the clip's", who, typ)
+		}
+		vseq = vseq || typ == flv.TypeVideo
+		aseq = aseq || typ == flv.TypeAudio
+	}
+	if !meta || !vseq || !aseq {
+		t.Errorf("%s: response does not start with onMetaData, AVC and AAC sequence headers (meta %v, video %v, audio %v)", who, meta, vseq, aseq)
+	}
+}
+
+// decodeClean decodes a whole FLV file and fails on any decoder complaint.
+func decodeClean(t *testing.T, path string) {
+	t.Helper()
+	out, err := exec.Command("ffmpeg", "-hide_banner", "-v", "error", "-nostdin", "-i", path, "-f", "null", "-").CombinedOutput()
+	if err != nil || len(bytes.TrimSpace(out)) > 0 {
+		t.Fatalf("decoding %s is not clean: %v\n%s", path, err, out)
+	}
+}
+
+// frameSuffix checks that ffmpeg's per-packet hashes of a viewer's file are
+// the clip's last packets (compared by size and hash; stream order may differ).
+func frameSuffix(t *testing.T, who string, got, want []testmedia.Frame, min int) {
+	t.Helper()
+	if len(got) < min || len(got) > len(want) {
+		t.Fatalf("%s: %d packets, want between %d and %d", who, len(got), min, len(want))
+	}
+	off := len(want) - len(got)
+	for i := range got {
+		if got[i].Size != want[off+i].Size || got[i].Hash != want[off+i].Hash {
+			t.Fatalf("%s: packet %d (%s) differs from the clip's packet %d (%s)", who, i, got[i], off+i, want[off+i])
+		}
+	}
+}
+
+// record saves a viewer's stream with ffmpeg -c copy, as a player would read it.
+func record(ctx context.Context, url, path string) *exec.Cmd {
+	cmd := exec.CommandContext(ctx, "ffmpeg", "-hide_banner", "-loglevel", "error", "-nostdin",
+		"-rw_timeout", "15000000", "-i", url, "-map", "0", "-c", "copy", "-f", "flv", "-y", path)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	_ = cmd.Start()
+	return cmd
+}
+
+func TestRelay(t *testing.T) {
+	testmedia.NeedFFmpeg(t)
+	if testing.Short() {
+		t.Skip("pushes real media through a relay")
+	}
+	clip := testmedia.Clip(t, clipOpts)
+	all := testmedia.Tags(t, clip)
+	clipTags, seqs := mediaTags(all), sequenceHeaders(all)
+	clipFrames := testmedia.FrameMD5(t, clip)
+
+	cases := []struct {
+		name   string
+		netsim string
+	}{
+		{"no loss", ""},
+		{"10% random loss", "  drop = 0.10\n  seed = 7"},
+		{"3% loss in bursts of 5", "  drop = 0.03\n  burst = 5\n  seed = 11"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			a := newAddrs(t)
+			cloud := start(t, "cloud.toml", cloudTOML(a))
+			edge := start(t, "edge.toml", edgeTOML("edge", a, tc.netsim, ""))
+			url := "http://" + a.HTTP + "/live/relay.flv"
+
+			push := testmedia.Push(t, context.Background(), clip, "rtmp://"+a.RTMP+"/live/relay", true)
+			waitStream(t, url, 5*time.Second)
+			goViewer := watch(url)
+			file := filepath.Join(t.TempDir(), "viewer.flv")
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			rec := record(ctx, url, file)
+
+			if err := push.Wait(); err != nil {
+				t.Fatalf("ffmpeg push: %v\n%s", err, testmedia.Stderr(push))
+			}
+			got := mediaTags(goViewer.wait(t, 10*time.Second))
+			// Joined within the first ~2 s of an 8 s clip: at least half of it arrives.
+			assertSuffix(t, "viewer", got, clipTags, len(clipTags)/2)
+			assertInit(t, "viewer", goViewer.tags, seqs)
+			if err := rec.Wait(); err != nil {
+				t.Fatalf("ffmpeg viewer: %v\n%s", err, rec.Stderr)
+			}
+			frameSuffix(t, "ffmpeg viewer", testmedia.FrameMD5(t, file), clipFrames, len(clipFrames)/2)
+			decodeClean(t, file)
+
+			if tc.netsim != "" {
+				lost := counter(edge.rt, "mediapipe_stage_drops_total", map[string]string{"stage": "netsim"})
+				skipped := counter(edge.rt, "mediapipe_stage_drops_total", map[string]string{"stage": "rtp-reorder", "reason": "gap_skipped"})
+				if lost == 0 {
+					t.Errorf("netsim dropped nothing: the test did not test loss")
+				}
+				if skipped != 0 {
+					t.Errorf("%v packets skipped unrepaired", skipped)
+				}
+				t.Logf("netsim dropped %v packets, all repaired", lost)
+			}
+			_ = cloud
+		})
+	}
+}
+
+// An edge that starts 3 s after the publisher still serves a playable stream.
+func TestLateEdge(t *testing.T) {
+	testmedia.NeedFFmpeg(t)
+	if testing.Short() {
+		t.Skip("pushes real media through a relay")
+	}
+	clip := testmedia.Clip(t, clipOpts)
+	all := testmedia.Tags(t, clip)
+	clipTags, seqs := mediaTags(all), sequenceHeaders(all)
+	a := newAddrs(t)
+	start(t, "cloud.toml", cloudTOML(a))
+	push := testmedia.Push(t, context.Background(), clip, "rtmp://"+a.RTMP+"/live/late", true)
+	time.Sleep(3 * time.Second) // the point of the test: the edge misses the stream's start
+	start(t, "edge.toml", edgeTOML("edge", a, "", ""))
+	url := "http://" + a.HTTP + "/live/late.flv"
+	waitStream(t, url, 5*time.Second)
+	v := watch(url)
+	file := filepath.Join(t.TempDir(), "late.flv")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	rec := record(ctx, url, file)
+	if err := push.Wait(); err != nil {
+		t.Fatalf("push: %v\n%s", err, testmedia.Stderr(push))
+	}
+	tags := v.wait(t, 10*time.Second)
+	assertInit(t, "late viewer", tags, seqs)
+	assertSuffix(t, "late viewer", mediaTags(tags), clipTags, len(clipTags)/5)
+	if err := rec.Wait(); err != nil {
+		t.Fatalf("ffmpeg viewer: %v", err)
+	}
+	decodeClean(t, file)
+}
+
+// Junk at every listener while a stream is relayed: the stream stays intact
+// and both pipelines keep serving.
+func TestJunkAtEveryListener(t *testing.T) {
+	testmedia.NeedFFmpeg(t)
+	if testing.Short() {
+		t.Skip("pushes real media through a relay")
+	}
+	clip := testmedia.Clip(t, clipOpts)
+	clipTags := mediaTags(testmedia.Tags(t, clip))
+	a := newAddrs(t)
+	start(t, "cloud.toml", cloudTOML(a))
+	edge := start(t, "edge.toml", edgeTOML("edge", a, "", ""))
+	url := "http://" + a.HTTP + "/live/junk.flv"
+	push := testmedia.Push(t, context.Background(), clip, "rtmp://"+a.RTMP+"/live/junk", true)
+	waitStream(t, url, 5*time.Second)
+	v := watch(url)
+
+	junk := newJunk(1)
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			junk.udp(a.UDP)           // random datagrams and RTP with unknown SSRCs at the edge
+			junk.udp(a.RTX)           // random datagrams at the QUIC port
+			junk.tcp(a.RTMP)          // random bytes at the RTMP port
+			junk.http("http://" + a.HTTP) // odd paths and methods
+			time.Sleep(20 * time.Millisecond)
+		}
+	}()
+	if err := push.Wait(); err != nil {
+		t.Fatalf("push: %v\n%s", err, testmedia.Stderr(push))
+	}
+	close(stop)
+	wg.Wait()
+	assertSuffix(t, "viewer under junk", mediaTags(v.wait(t, 10*time.Second)), clipTags, len(clipTags)/2)
+
+	if n := counter(edge.rt, "mediapipe_stage_drops_total", map[string]string{"stage": "udp-source"}); n == 0 {
+		t.Errorf("udp-source counted no junk")
+	}
+	// Both pipelines still serve a new publisher and viewer.
+	push2 := testmedia.Push(t, context.Background(), clip, "rtmp://"+a.RTMP+"/live/after", false)
+	url2 := "http://" + a.HTTP + "/live/after.flv"
+	waitStream(t, url2, 5*time.Second)
+	_ = push2.Wait()
+}
+
+func TestMain(m *testing.M) {
+	os.Exit(m.Run())
+}
+
