@@ -491,9 +491,9 @@ func TestJunkAtEveryListener(t *testing.T) {
 				return
 			default:
 			}
-			junk.udp(a.UDP)           // random datagrams and RTP with unknown SSRCs at the edge
-			junk.udp(a.RTX)           // random datagrams at the QUIC port
-			junk.tcp(a.RTMP)          // random bytes at the RTMP port
+			junk.udp(a.UDP)               // random datagrams and RTP with unknown SSRCs at the edge
+			junk.udp(a.RTX)               // random datagrams at the QUIC port
+			junk.tcp(a.RTMP)              // random bytes at the RTMP port
 			junk.http("http://" + a.HTTP) // odd paths and methods
 			time.Sleep(20 * time.Millisecond)
 		}
@@ -518,4 +518,3 @@ func TestJunkAtEveryListener(t *testing.T) {
 func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
-
