@@ -117,6 +117,9 @@ func (s *Stage) Run(ctx context.Context, _ <-chan *core.Packet, out core.Output)
 	s.closing = true
 	s.mu.Unlock()
 	_ = srv.Close()
+	// go-rtmp's Close misses a listener that Serve has not registered yet
+	// (a stop right after start): close it here too so Accept returns.
+	_ = s.ln.Close()
 	<-served // no Accept after this: wg only goes down
 	s.mu.Lock()
 	for c := range s.conns {

@@ -1,0 +1,233 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/mediapipe/mediapipe/core"
+	"github.com/mediapipe/mediapipe/internal/cli"
+)
+
+// TestStagesDocIsCurrent fails when docs/stages.md no longer matches the
+// stage specs: run `make docs`.
+func TestStagesDocIsCurrent(t *testing.T) {
+	want := core.Markdown(core.Default.List())
+	got, err := os.ReadFile("../../docs/stages.md")
+	if err != nil {
+		t.Fatalf("docs/stages.md: %v (run make docs)", err)
+	}
+	if string(got) != want {
+		t.Fatal("docs/stages.md is stale: run `make docs`")
+	}
+}
+
+// TestEveryDesignStageIsBuiltIn checks the names the product contract promises.
+func TestEveryDesignStageIsBuiltIn(t *testing.T) {
+	for _, name := range []string{"rtmp-source", "flv-tagger", "sr-enhancer", "rtp-fragmenter", "quic-retransmit",
+		"udp-sink", "udp-source", "rtp-reorder", "flv-reassembler", "httpflv-sink", "flv-file-sink", "netsim"} {
+		if _, ok := core.Default.Lookup(name); !ok {
+			t.Errorf("stage %q is not registered", name)
+		}
+	}
+	var out, errb bytes.Buffer
+	if code := cli.Main([]string{"stages"}, &out, &errb); code != 0 {
+		t.Fatalf("stages exit %d: %s", code, errb.String())
+	}
+	if !strings.Contains(out.String(), "rtp-reorder") || !strings.Contains(out.String(), "latency") {
+		t.Fatalf("stages output lacks rtp-reorder and its latency parameter:\n%s", out.String())
+	}
+}
+
+func TestValidateCommand(t *testing.T) {
+	dir := t.TempDir()
+	bad := filepath.Join(dir, "edge.toml")
+	os.WriteFile(bad, []byte(`
+[[pipeline]]
+name = "edge"
+  [[pipeline.stage]]
+  use = "udp-source"
+  listen = "127.0.0.1:5222"
+  [[pipeline.stage]]
+  use = "rtp-reorder"
+  latency = "fast"
+  [[pipeline.stage]]
+  use = "flv-tagger"
+  [[pipeline.stage]]
+  use = "httpflv-sink"
+`), 0o644)
+	var out, errb bytes.Buffer
+	code := cli.Main([]string{"validate", bad}, &out, &errb)
+	if code != 1 {
+		t.Fatalf("validate exit %d, want 1", code)
+	}
+	want := []string{
+		bad + `: pipeline "edge" stage 2 (rtp-reorder): latency: "fast" is not a duration`,
+		bad + `: pipeline "edge" stage 4 (httpflv-sink): listen: required parameter is missing`,
+		bad + `: pipeline "edge" stage 3 (flv-tagger): takes av input but stage 2 (rtp-reorder) outputs rtp`,
+	}
+	got := strings.Split(strings.TrimSpace(errb.String()), "\n")
+	if len(got) != len(want) {
+		t.Fatalf("problems:\n%s\nwant:\n%s", errb.String(), strings.Join(want, "\n"))
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Errorf("line %d:\n got %s\nwant %s", i+1, got[i], want[i])
+		}
+	}
+
+	for _, good := range []string{"../../pipeline.example.toml", "../../pipelines/cloud.toml", "../../pipelines/edge.toml"} {
+		out.Reset()
+		errb.Reset()
+		if code := cli.Main([]string{"validate", good}, &out, &errb); code != 0 {
+			t.Errorf("validate %s: exit %d\n%s", good, code, errb.String())
+		}
+	}
+}
+
+func freeTCP(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+func freeUDP(t *testing.T) string {
+	t.Helper()
+	c, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	return c.LocalAddr().String()
+}
+
+// exampleEnv moves every listener of pipeline.example.toml to a free port,
+// through the environment overrides a user would use.
+func exampleEnv(t *testing.T) []string {
+	t.Helper()
+	rtx, udp := freeUDP(t), freeUDP(t)
+	return []string{
+		"MEDIAPIPE_ADMIN_LISTEN=" + freeTCP(t),
+		"MEDIAPIPE_PIPELINE_CLOUD_STAGE_1_LISTEN=" + freeTCP(t),
+		"MEDIAPIPE_PIPELINE_CLOUD_STAGE_4_LISTEN=" + rtx,
+		"MEDIAPIPE_PIPELINE_CLOUD_STAGE_5_DESTINATIONS=" + udp,
+		"MEDIAPIPE_PIPELINE_EDGE_STAGE_1_LISTEN=" + udp,
+		"MEDIAPIPE_PIPELINE_EDGE_STAGE_2_RETRANSMIT=" + rtx,
+		"MEDIAPIPE_PIPELINE_EDGE_STAGE_4_LISTEN=" + freeTCP(t),
+	}
+}
+
+// TestExampleRunsAndStopsCleanly runs the example file in process and checks
+// that every goroutine of every stage has ended after the stop.
+func TestExampleRunsAndStopsCleanly(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	data, err := os.ReadFile("../../pipeline.example.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := core.Parse("pipeline.example.toml", ".", data, exampleEnv(t), core.Default)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	rt, err := core.Build(f, core.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- rt.Run(ctx) }()
+	select {
+	case <-rt.Ready():
+	case err := <-done:
+		t.Fatalf("run ended before ready: %v", err)
+	case <-time.After(5 * time.Second):
+		t.Fatal("not ready within 5 s")
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(2 * time.Second):
+		t.Fatal("did not stop within 2 s")
+	}
+}
+
+// TestRunExitsZeroOnSIGTERM runs the real binary as a user would.
+func TestRunExitsZeroOnSIGTERM(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	bin := filepath.Join(t.TempDir(), "mediapipe")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGINT} {
+		t.Run(sig.String(), func(t *testing.T) {
+			cmd := exec.Command(bin, "run", "../../pipeline.example.toml")
+			cmd.Env = append(os.Environ(), exampleEnv(t)...)
+			stderr, _ := cmd.StderrPipe()
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			defer cmd.Process.Kill()
+			lines := make(chan string, 100)
+			go func() {
+				sc := bufio.NewScanner(stderr)
+				for sc.Scan() {
+					select {
+					case lines <- sc.Text():
+					default:
+					}
+				}
+				close(lines)
+			}()
+			var log []string
+			deadline := time.After(10 * time.Second)
+		wait:
+			for {
+				select {
+				case l, ok := <-lines:
+					if !ok {
+						t.Fatalf("exited before running:\n%s", strings.Join(log, "\n"))
+					}
+					log = append(log, l)
+					if strings.Contains(l, "msg=running") {
+						break wait
+					}
+				case <-deadline:
+					t.Fatalf("no 'running' line within 10 s:\n%s", strings.Join(log, "\n"))
+				}
+			}
+			start := time.Now()
+			cmd.Process.Signal(sig)
+			errc := make(chan error, 1)
+			go func() { errc <- cmd.Wait() }()
+			select {
+			case err := <-errc:
+				if err != nil {
+					t.Fatalf("exit: %v after %s", err, fmt.Sprint(time.Since(start)))
+				}
+			case <-time.After(2 * time.Second):
+				t.Fatal("still running 2 s after the signal")
+			}
+		})
+	}
+}
