@@ -51,29 +51,39 @@ func (b Backend) Enhance(ctx context.Context, in *sr.Image, scale int) (*sr.Imag
 }
 
 // unsharp writes dst + amount·(dst − blur(dst)) as packed RGB into pix,
-// with a 3×3 box blur.
+// with a 3×3 box blur (edges clamped). The blur is separable: horizontal
+// sums of three rows are kept and rolled down the picture.
 func unsharp(pix []byte, im *image.RGBA, amount float64) {
 	w, h := im.Rect.Dx(), im.Rect.Dy()
-	at := func(x, y, c int) int {
-		x = min(max(x, 0), w-1)
-		y = min(max(y, 0), h-1)
-		return int(im.Pix[y*im.Stride+x*4+c])
-	}
-	k := int(amount * 256)
-	for y := 0; y < h; y++ {
+	k := int32(amount * 256)
+	hsum := func(y int, dst []int32) {
+		row := im.Pix[y*im.Stride:]
 		for x := 0; x < w; x++ {
+			l, r := max(x-1, 0)*4, min(x+1, w-1)*4
+			m := x * 4
 			for c := 0; c < 3; c++ {
-				sum := 0
-				for dy := -1; dy <= 1; dy++ {
-					for dx := -1; dx <= 1; dx++ {
-						sum += at(x+dx, y+dy, c)
-					}
-				}
-				v := at(x, y, c)
-				v += (v - sum/9) * k / 256
-				pix[(y*w+x)*3+c] = byte(min(max(v, 0), 255))
+				dst[x*3+c] = int32(row[l+c]) + int32(row[m+c]) + int32(row[r+c])
 			}
 		}
+	}
+	prev, cur, next := make([]int32, w*3), make([]int32, w*3), make([]int32, w*3)
+	hsum(0, prev)
+	hsum(0, cur)
+	hsum(min(1, h-1), next)
+	for y := 0; y < h; y++ {
+		row := im.Pix[y*im.Stride:]
+		o := pix[y*w*3 : (y+1)*w*3]
+		for x := 0; x < w; x++ {
+			for c := 0; c < 3; c++ {
+				i := x*3 + c
+				v := int32(row[x*4+c])
+				blur := (prev[i] + cur[i] + next[i]) / 9
+				v += (v - blur) * k / 256
+				o[i] = byte(min(max(v, 0), 255))
+			}
+		}
+		prev, cur, next = cur, next, prev
+		hsum(min(y+2, h-1), next)
 	}
 }
 
