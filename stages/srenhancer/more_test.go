@@ -1,23 +1,32 @@
 package srenhancer
 
 import (
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"go.uber.org/goleak"
 
+	"github.com/mediapipe/mediapipe/core"
 	"github.com/mediapipe/mediapipe/core/media/flv"
+	"github.com/mediapipe/mediapipe/core/stagetest"
 	"github.com/mediapipe/mediapipe/internal/testmedia"
 	"github.com/mediapipe/mediapipe/stages/srenhancer/internal/srtest"
 )
 
 // childFFmpegs lists ffmpeg processes whose parent is this test binary.
-func childFFmpegs(t *testing.T) []string {
+func childFFmpegs(t *testing.T) []string { return childProcs(t, "ffmpeg") }
+
+// childProcs lists processes named one of names whose parent is this test binary.
+func childProcs(t *testing.T, names ...string) []string {
 	t.Helper()
 	var found []string
 	dirs, _ := filepath.Glob("/proc/[0-9]*/stat")
@@ -33,7 +42,8 @@ func childFFmpegs(t *testing.T) []string {
 			continue
 		}
 		fields := strings.Fields(s[i+1:])
-		if len(fields) > 1 && fields[1] == me && strings.Contains(s[:i], "ffmpeg") {
+		comm := s[strings.IndexByte(s, '(')+1 : i]
+		if len(fields) > 1 && fields[1] == me && slices.Contains(names, comm) {
 			found = append(found, d)
 		}
 	}
@@ -129,5 +139,94 @@ func TestShedding(t *testing.T) {
 	outAudio, _, _ := srtest.Kinds(outTags[1 : len(outTags)-1])
 	if len(inAudio) != len(outAudio) {
 		t.Fatalf("%d audio tags out, want %d", len(outAudio), len(inAudio))
+	}
+}
+
+// fakeFFmpeg writes a shell script standing in for ffmpeg.
+func fakeFFmpeg(t *testing.T, body string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "ffmpeg")
+	if err := os.WriteFile(path, []byte("#!/bin/sh\n"+body+"\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+type logBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// TestFFmpegFailures: an ffmpeg that dies is reported with its stderr, one
+// that hangs is killed by PID; either way audio flows, the lost video is
+// counted, Run returns and no process is left.
+func TestFFmpegFailures(t *testing.T) {
+	tags := testmedia.Tags(t, testmedia.Clip(t, testmedia.Options{Seconds: 2}))
+	inAudio, _, frames := srtest.Kinds(tags)
+	for _, c := range []struct {
+		name, script, wantLog string
+	}{
+		{"dies", `echo "boom: libx264 missing" >&2; exit 1`, "boom: libx264 missing"},
+		{"hangs", `exec sleep 600`, "killing ffmpeg"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			def, _ := core.Default.Lookup("sr-enhancer")
+			env := core.TestEnv("sr-enhancer")
+			var logs logBuffer
+			env.Log = slog.New(slog.NewTextHandler(&logs, nil))
+			st, err := def.Build(map[string]any{"ffmpeg": fakeFFmpeg(t, c.script), "queue_frames": 8}, env)
+			if err != nil {
+				t.Fatal(err)
+			}
+			st.(*stage).stall = time.Second
+			h := stagetest.Start(t, st, env, false)
+			s := h.StartStream("live/movie")
+			for _, tag := range tags {
+				hd, _ := flv.ParseHeader(tag)
+				h.SendData(s, hd.Type, hd.Timestamp, tag)
+				time.Sleep(time.Millisecond)
+			}
+			h.EndStream(s)
+			srtest.WaitFor(t, func() bool {
+				p := h.Out.Packets()
+				return len(p) > 0 && p[len(p)-1].Event == core.EventEnd
+			}, 60*time.Second, "the end event")
+			if err := h.Close(); err != nil {
+				t.Fatal(err)
+			}
+			var out [][]byte
+			for _, p := range h.Out.Data() {
+				out = append(out, p.Data)
+			}
+			outAudio, _, outFrames := srtest.Kinds(out)
+			if len(outAudio) != len(inAudio) || outFrames != 0 {
+				t.Fatalf("%d audio tags (want %d), %d video frames (want 0)", len(outAudio), len(inAudio), outFrames)
+			}
+			lost := 0.0
+			for _, reason := range []string{"ffmpeg_failure", "queue_full", "wait_keyframe", "frame_lost"} {
+				lost += env.Metrics.Drop(reason).Value()
+			}
+			if lost != float64(frames) {
+				t.Errorf("%v frames counted as dropped, want %d", lost, frames)
+			}
+			if !strings.Contains(logs.String(), c.wantLog) {
+				t.Errorf("log lacks %q:\n%s", c.wantLog, logs.String())
+			}
+			if left := childProcs(t, "sleep", "ffmpeg"); len(left) > 0 {
+				t.Fatalf("left running: %v", left)
+			}
+		})
 	}
 }

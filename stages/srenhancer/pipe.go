@@ -28,6 +28,7 @@ const (
 	forceKeyFrame = "expr:eq(mod(floor(t*2000+0.5),2),0)"
 	drainTimeout  = 10 * time.Second
 	maxDecoding   = 128 // frames the decoder may hold before the oldest is written off
+	hangFrames    = 16  // frames fed without any out, beyond reordering, before a stall counts
 )
 
 // videoPipe is one decoder ffmpeg and one encoder ffmpeg for one stream at
@@ -59,7 +60,10 @@ type videoPipe struct {
 	decoding      []frameMeta // fed to the decoder, not out yet
 	encoding      []encMeta   // fed to the encoder, not out yet, in order
 	failure       error
-	headerPending []byte // the encoder's sequence header, emitted before its first frame
+	headerPending []byte       // the encoder's sequence header, emitted before its first frame
+	progress      atomic.Int64 // UnixNano of the last frame out of the encoder
+	fedSince      atomic.Int64 // frames fed since then
+	stopWatch     chan struct{}
 }
 
 type encMeta struct {
@@ -92,15 +96,15 @@ func encoderArgs(preset string, crf int) []string {
 }
 
 // startPipe starts both ffmpegs for cfg's picture size.
-func startPipe(ss *streamState, cfg item) (p *videoPipe, err error) {
+func startPipe(ss *streamState, cfg item) (_ *videoPipe, err error) {
 	s := ss.s
-	p = &videoPipe{
+	p := &videoPipe{
 		ss: ss, w: cfg.width, h: cfg.height,
 		ow: outSize(cfg.width, s.cfg.Scale), oh: outSize(cfg.height, s.cfg.Scale),
 		decLog: &tail{}, encLog: &tail{},
 		bigCh: make(chan []byte, 4), smallCh: make(chan []byte, 4),
 		bigFree: make(chan []byte, 4), smallFree: make(chan []byte, 4),
-		done: make(chan struct{}),
+		done: make(chan struct{}), stopWatch: make(chan struct{}),
 	}
 	var files []*os.File // every end still open in this process, closed on failure
 	defer func() {
@@ -168,7 +172,9 @@ func startPipe(ss *streamState, cfg item) (p *videoPipe, err error) {
 	if _, err = p.encIn.Write(mkv); err != nil {
 		return nil, fmt.Errorf("encoder: %w%s", err, p.encLog.suffix())
 	}
-	p.wg.Add(3)
+	p.progress.Store(time.Now().UnixNano())
+	p.wg.Add(4)
+	go p.watch(s.stall)
 	go p.readFrames(p.bigR, p.ow*p.oh*3/2, p.bigCh, p.bigFree)
 	go p.readFrames(p.smallR, p.w*p.h*3, p.smallCh, p.smallFree)
 	go p.enhancer()
@@ -210,6 +216,7 @@ func (p *videoPipe) feed(it item) {
 		p.ss.s.drops.lost.Add(lost)
 		p.ss.videoGone(lost)
 	}
+	p.fedSince.Add(1)
 	binary.BigEndian.PutUint32(p.prevTag[:], uint32(len(it.p.Data)))
 	_, err := p.decIn.Write(it.p.Data)
 	if err == nil {
@@ -443,8 +450,40 @@ func (p *videoPipe) encReader() {
 			p.ss.setVideoInit(append([]byte(nil), hp.Data...))
 			p.headerPending = nil
 		}
+		p.progress.Store(time.Now().UnixNano())
+		p.fedSince.Store(0)
 		p.ss.emitVideo(hp, pk)
 	}
+}
+
+// watch kills both ffmpegs when frames keep going in and none has come out
+// for stall: a hung ffmpeg would otherwise shed the stream for good. (A few
+// frames held while the input pauses are not a hang: the decoder may keep
+// some for reordering.) The feeder then restarts the pipe at the next keyframe.
+func (p *videoPipe) watch(stall time.Duration) {
+	defer p.wg.Done()
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for {
+		select {
+		case <-p.stopWatch:
+			return
+		case <-tick.C:
+		}
+		if p.fedSince.Load() > hangFrames && time.Since(time.Unix(0, p.progress.Load())) > stall {
+			p.kill(fmt.Sprintf("no frame out of ffmpeg for %v", stall))
+			return
+		}
+	}
+}
+
+// kill ends both processes (by PID) and marks the pipe failed.
+func (p *videoPipe) kill(why string) {
+	p.ss.s.env.Log.Error("killing ffmpeg", "stream", p.ss.st.Name, "why", why,
+		"decoder_pid", p.dec.Process.Pid, "encoder_pid", p.enc.Process.Pid)
+	p.fail(errors.New(why))
+	p.dec.Process.Kill()
+	p.enc.Process.Kill()
 }
 
 // finish ends the pipe: the decoder's input closes, everything inside is
@@ -457,13 +496,10 @@ func (p *videoPipe) finish() {
 	case <-p.done:
 		timer.Stop()
 	case <-timer.C:
-		log.Error("ffmpeg did not finish: killed", "stream", p.ss.st.Name,
-			"decoder_pid", p.dec.Process.Pid, "encoder_pid", p.enc.Process.Pid)
-		p.fail(errors.New("did not finish in time"))
-		p.dec.Process.Kill()
-		p.enc.Process.Kill()
+		p.kill(fmt.Sprintf("did not finish within %v of its input closing", drainTimeout))
 		<-p.done
 	}
+	close(p.stopWatch)
 	p.wg.Wait()
 	decErr, encErr := p.dec.Wait(), p.enc.Wait()
 	for _, f := range []*os.File{p.bigR, p.smallR, p.encIn, p.encOut} {

@@ -84,6 +84,7 @@ type stage struct {
 	drops struct {
 		queueFull, waitKey, noHeader, ffmpeg, lost *core.DropCounter
 	}
+	stall    time.Duration // no output this long while frames go in: ffmpeg is hung
 	restarts prometheus.Counter
 	streams  prometheus.Gauge
 }
@@ -91,7 +92,7 @@ type stage struct {
 // newStage checks what can be checked without starting anything: ffmpeg is
 // on PATH, the HTTP URL parses, the plugin file exists.
 func newStage(cfg *Config, env *core.Env) (core.Stage, error) {
-	s := &stage{cfg: *cfg, env: env}
+	s := &stage{cfg: *cfg, env: env, stall: drainTimeout + cfg.Timeout}
 	var err error
 	if s.ffmpeg, err = exec.LookPath(cfg.FFmpeg); err != nil {
 		return nil, fmt.Errorf("ffmpeg: %w (sr-enhancer needs ffmpeg with libx264)", err)

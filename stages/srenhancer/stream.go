@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/mediapipe/mediapipe/core"
 	"github.com/mediapipe/mediapipe/core/media/flv"
@@ -44,7 +46,8 @@ type streamState struct {
 
 	feedQ       chan item
 	feederDone  chan struct{}
-	record      []byte // current AVC configuration record
+	pipe        atomic.Pointer[videoPipe] // the feeder's current pipe, for finish's last resort
+	record      []byte                    // current AVC configuration record
 	waitKey     bool
 	loggedCodec bool
 
@@ -128,7 +131,8 @@ func (ss *streamState) handleVideo(p *core.Packet, body []byte) {
 			"out_width", outSize(sps.Width, ss.s.cfg.Scale), "out_height", outSize(sps.Height, ss.s.cfg.Scale))
 		ss.waitKey = true
 		ss.enqueueConfig(item{record: ss.record, width: sps.Width, height: sps.Height})
-		p.Release() // the encoder's own header replaces it
+		p.Release()      // the encoder's own header replaces it
+		ss.publishInit() // and upstream's, describing the small picture, must not reach late joiners
 	case flv.AVCEndOfSequence:
 		ss.pass(p)
 	default:
@@ -276,7 +280,16 @@ func (ss *streamState) publishInit() {
 // then end (nil: the input closed without one).
 func (ss *streamState) finish(end *core.Packet) {
 	close(ss.feedQ)
-	<-ss.feederDone
+	timer := time.NewTimer(2 * drainTimeout)
+	select {
+	case <-ss.feederDone:
+		timer.Stop()
+	case <-timer.C: // ffmpeg neither reads nor dies: kill it so the feeder's write fails
+		if p := ss.pipe.Load(); p != nil {
+			p.kill("stream ended but ffmpeg did not drain")
+		}
+		<-ss.feederDone
+	}
 	ss.mu.Lock()
 	for len(ss.hold) > 0 {
 		ss.emitHeld()
@@ -327,6 +340,7 @@ func (ss *streamState) feeder() {
 				continue
 			}
 			lastErr = ""
+			ss.pipe.Store(pipe)
 		}
 		pipe.feed(it)
 	}
