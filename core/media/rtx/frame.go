@@ -82,6 +82,7 @@ const (
 	CodeProtocol     quic.ApplicationErrorCode = 0x102 // bad HELLO, wrong version
 	CodeHelloTimeout quic.ApplicationErrorCode = 0x103 // no HELLO in time
 	CodeShutdown     quic.ApplicationErrorCode = 0x104 // server stopping
+	CodeBusy         quic.ApplicationErrorCode = 0x105 // too many peers waiting to authenticate
 )
 
 // QUIC stream error codes: one request stream reset, the connection lives on.

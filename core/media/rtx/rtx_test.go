@@ -481,3 +481,26 @@ func BenchmarkRepairRoundTrip(b *testing.B) {
 		})
 	}
 }
+
+func TestSilentPeersCapped(t *testing.T) {
+	const limit = 8
+	srv := startServer(t, ServerConfig{HelloTimeout: 10 * time.Second, MaxUnauthenticated: limit})
+	addr := srv.Addr().String()
+	for i := 0; i < limit; i++ {
+		rawConn(t, addr) // handshakes, never says HELLO
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for srv.Stats().Peers < limit && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	conn := rawConn(t, addr)
+	select {
+	case <-conn.Context().Done():
+		var ae *quic.ApplicationError
+		if err := context.Cause(conn.Context()); !errors.As(err, &ae) || ae.ErrorCode != CodeBusy {
+			t.Fatalf("closed with %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("peer over the cap not refused")
+	}
+}

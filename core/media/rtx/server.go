@@ -55,8 +55,11 @@ type ServerConfig struct {
 	// Count, if set, is called for every counted event (from many goroutines).
 	Count        func(ev Event, n int)
 	HelloTimeout time.Duration // a peer must send HELLO within this (default 5 s)
-	WriteTimeout time.Duration // a peer must take replies within this (default 5 s)
-	Now          func() time.Time
+	// MaxUnauthenticated caps connections waiting for their HELLO; more are
+	// closed with CodeBusy (default DefaultMaxUnauthenticated).
+	MaxUnauthenticated int
+	WriteTimeout       time.Duration // a peer must take replies within this (default 5 s)
+	Now                func() time.Time
 }
 
 // Stats is a snapshot of a server's counters.
@@ -81,6 +84,7 @@ type Server struct {
 	streams map[uint32]*cached
 	peers   map[*quic.Conn]struct{}
 	closed  bool
+	unauth  int // peers connected that have not passed HELLO yet
 	// closeDone is closed once Close has released the socket.
 	closeDone chan struct{}
 
@@ -111,6 +115,9 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 	}
 	if cfg.HelloTimeout == 0 {
 		cfg.HelloTimeout = 5 * time.Second
+	}
+	if cfg.MaxUnauthenticated == 0 {
+		cfg.MaxUnauthenticated = DefaultMaxUnauthenticated
 	}
 	if cfg.WriteTimeout == 0 {
 		cfg.WriteTimeout = 5 * time.Second
@@ -193,6 +200,15 @@ func (s *Server) Serve(ctx context.Context) error {
 			_ = conn.CloseWithError(CodeShutdown, "shutting down")
 			continue
 		}
+		if s.unauth >= s.cfg.MaxUnauthenticated {
+			// A flood of handshakes that never say HELLO: refuse more
+			// rather than hold a goroutine each for HelloTimeout.
+			s.mu.Unlock()
+			s.count(EvAuthFailed, 1)
+			_ = conn.CloseWithError(CodeBusy, "too many unauthenticated peers")
+			continue
+		}
+		s.unauth++
 		s.peers[conn] = struct{}{}
 		s.wg.Add(1)
 		s.mu.Unlock()
@@ -331,6 +347,9 @@ func (s *Server) init(req InitReq) Init {
 	return r
 }
 
+// DefaultMaxUnauthenticated caps the connections waiting for their HELLO.
+const DefaultMaxUnauthenticated = 256
+
 // peer is one authenticated connection.
 type peer struct {
 	mu     sync.Mutex
@@ -356,6 +375,9 @@ func (s *Server) serveConn(conn *quic.Conn) {
 	}()
 	remote := conn.RemoteAddr().String()
 	ctrl, err := s.hello(conn)
+	s.mu.Lock()
+	s.unauth--
+	s.mu.Unlock()
 	if err != nil {
 		s.cfg.Log.Warn("repair peer refused", "peer", remote, "err", err)
 		return
