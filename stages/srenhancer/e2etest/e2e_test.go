@@ -1,0 +1,159 @@
+// Package e2etest runs sr-enhancer inside a whole relay built from pipeline
+// text: ffmpeg pushes RTMP to the cloud, a viewer reads HTTP-FLV at the edge.
+package e2etest
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/mediapipe/mediapipe/core"
+	"github.com/mediapipe/mediapipe/internal/testmedia"
+	_ "github.com/mediapipe/mediapipe/stages/all"
+	"github.com/mediapipe/mediapipe/stages/srenhancer/internal/srtest"
+)
+
+func free(t *testing.T, network string) string {
+	t.Helper()
+	if network == "tcp" {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.Close()
+		return l.Addr().String()
+	}
+	c, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	return c.LocalAddr().String()
+}
+
+const relay = `
+[[pipeline]]
+name = "cloud"
+  [[pipeline.stage]]
+  use = "rtmp-source"
+  listen = %[1]q
+  [[pipeline.stage]]
+  use = "flv-tagger"
+  [[pipeline.stage]]
+  use = "sr-enhancer"
+  backend = "http"
+  url = %[5]q
+  [[pipeline.stage]]
+  use = "rtp-fragmenter"
+  [[pipeline.stage]]
+  use = "quic-retransmit"
+  listen = %[2]q
+  cache_packets = 20000
+  [[pipeline.stage]]
+  use = "udp-sink"
+  destinations = [%[3]q]
+
+[[pipeline]]
+name = "edge"
+  [[pipeline.stage]]
+  use = "udp-source"
+  listen = %[3]q
+  [[pipeline.stage]]
+  use = "rtp-reorder"
+  retransmit = %[2]q
+  latency = "150ms"
+  [[pipeline.stage]]
+  use = "flv-reassembler"
+  [[pipeline.stage]]
+  use = "httpflv-sink"
+  listen = %[4]q
+`
+
+// TestRelayViewerSeesBackendKeyframes: a viewer joining at the edge after
+// the stream started gets 1280×720 video that decodes cleanly, and every
+// keyframe it decodes carries the stand-in backend's mark.
+func TestRelayViewerSeesBackendKeyframes(t *testing.T) {
+	clip := testmedia.Clip(t, testmedia.Options{Seconds: 6})
+	srv := srtest.StandIn(t, "ok")
+	rtmp, rtx, udp, web := free(t, "tcp"), free(t, "udp"), free(t, "udp"), free(t, "tcp")
+	text := fmt.Sprintf(relay, rtmp, rtx, udp, web, srv.URL+"/sr")
+	f, err := core.Parse("relay.toml", t.TempDir(), []byte(text), nil, core.Default)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	rt, err := core.Build(f, core.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- rt.Run(ctx) }()
+	defer func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("runtime: %v", err)
+			}
+		case <-time.After(15 * time.Second):
+			t.Error("runtime did not stop")
+		}
+	}()
+	select {
+	case <-rt.Ready():
+	case err := <-done:
+		t.Fatalf("runtime ended: %v", err)
+	}
+
+	push := exec.Command("ffmpeg", "-v", "error", "-re", "-i", clip, "-c", "copy", "-f", "flv", "rtmp://"+rtmp+"/live/movie")
+	if err := push.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer push.Process.Kill()
+	url := "http://" + web + "/live/movie.flv"
+	srtest.WaitFor(t, func() bool {
+		resp, err := http.Get(url)
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == 200
+	}, 15*time.Second, "the edge to serve the stream")
+
+	out := filepath.Join(t.TempDir(), "viewer.flv")
+	view := exec.Command("ffmpeg", "-v", "error", "-i", url, "-c", "copy", "-f", "flv", out)
+	if err := view.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer view.Process.Kill()
+	if err := push.Wait(); err != nil {
+		t.Fatalf("publisher: %v", err)
+	}
+	viewDone := make(chan error, 1)
+	go func() { viewDone <- view.Wait() }()
+	select {
+	case err := <-viewDone:
+		if err != nil {
+			t.Fatalf("viewer: %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the viewer's response did not end with the stream")
+	}
+
+	srtest.CheckClean(t, out, 1280, 720)
+	pics := srtest.KeyframePictures(t, out, 1280, 720)
+	if len(pics) < 3 {
+		t.Fatalf("the viewer decoded %d keyframes, want at least 3", len(pics))
+	}
+	for i, pic := range pics {
+		if !srtest.Marked(pic, 1280) {
+			t.Errorf("keyframe %d of %d lacks the backend's mark", i, len(pics))
+		}
+	}
+}
