@@ -230,3 +230,67 @@ func TestFFmpegFailures(t *testing.T) {
 		})
 	}
 }
+
+// TestTwoStreams: two streams at once, each with its own ffmpegs, neither
+// disturbing the other; each comes out whole.
+func TestTwoStreams(t *testing.T) {
+	a := testmedia.Tags(t, testmedia.Clip(t, testmedia.Options{Seconds: 2}))
+	b := testmedia.Tags(t, testmedia.Clip(t, testmedia.Options{Seconds: 2, Width: 256, Height: 144}))
+	def, _ := core.Default.Lookup("sr-enhancer")
+	env := core.TestEnv("sr-enhancer")
+	st, err := def.Build(map[string]any{"scale": 2}, env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := stagetest.Start(t, st, env, false)
+	sa, sb := h.StartStream("live/a"), h.StartStream("live/b")
+	for i := 0; i < len(a) || i < len(b); i++ {
+		for _, x := range []struct {
+			s    *core.Stream
+			tags [][]byte
+		}{{sa, a}, {sb, b}} {
+			if i < len(x.tags) {
+				hd, _ := flv.ParseHeader(x.tags[i])
+				h.SendData(x.s, hd.Type, hd.Timestamp, x.tags[i])
+			}
+		}
+		time.Sleep(5 * time.Millisecond) // about 3× real time: nothing is shed
+	}
+	h.EndStream(sa)
+	h.EndStream(sb)
+	srtest.WaitFor(t, func() bool {
+		ends := 0
+		for _, p := range h.Out.Packets() {
+			if p.Event == core.EventEnd {
+				ends++
+			}
+		}
+		return ends == 2
+	}, 30*time.Second, "both end events")
+	if err := h.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		s    *core.Stream
+		in   [][]byte
+		w, h int
+	}{{sa, a, 640, 360}, {sb, b, 512, 288}} {
+		r := &srtest.Result{Env: env, File: filepath.Join(t.TempDir(), "out.flv")}
+		file := flv.FileHeader(true, true)
+		for _, p := range h.Out.Packets() {
+			if p.Stream != c.s {
+				continue
+			}
+			r.Out = append(r.Out, p)
+			if p.Event == core.EventData {
+				file = append(file, p.Data...)
+				file = flv.AppendPreviousTagSize(file, len(p.Data))
+			}
+		}
+		if err := os.WriteFile(r.File, file, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		srtest.CheckClean(t, r.File, c.w, c.h)
+		srtest.CheckStream(t, c.in, r, c.w, c.h)
+	}
+}

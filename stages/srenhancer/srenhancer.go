@@ -21,11 +21,10 @@ import (
 	"github.com/mediapipe/mediapipe/stages/srenhancer/backend"
 )
 
+// Sample is an example [[pipeline.stage]] block for this stage.
+//
 //go:embed sample.toml
-var sampleTOML string
-
-// Sample is the example [[pipeline.stage]] block shown in docs.
-func Sample() string { return sampleTOML }
+var Sample string
 
 // Config is sr-enhancer's parameters.
 type Config struct {

@@ -84,8 +84,8 @@ func Header(width, height int, fourcc string, tickNs uint64) ([]byte, error) {
 // its own at timestamp ts (in ticks) holding one key SimpleBlock. The frame's
 // bytes follow directly.
 func AppendFrameHeader(dst []byte, ts uint64, n int) []byte {
-	var tc []byte
-	tc = appendUint(tc, idTimecode, ts)
+	var buf [16]byte
+	tc := appendUint(buf[:0], idTimecode, ts)
 	blockSize := 4 + n
 	clusterSize := len(tc) + 1 + sizeLen(uint64(blockSize)) + blockSize
 	dst = appendID(dst, idCluster)
