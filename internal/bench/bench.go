@@ -255,48 +255,22 @@ func Run(ctx context.Context, cfg Config, stderr io.Writer) (*Report, error) {
 	rep.Config.Input = cl.Source
 	rep.Config.InputKbps = round(cl.Kbps, 1)
 
-	p, err := freePorts()
-	if err != nil {
-		return nil, err
-	}
-	text := relayTOML(p, cfg)
-	f, err := core.Parse("mediapipe-bench.toml", ".", []byte(text), nil, core.Default)
-	if err != nil {
-		return nil, fmt.Errorf("building the relay:\n%w\n%s", err, text)
-	}
-	defer f.Close()
 	var lv slog.Level
 	_ = lv.UnmarshalText([]byte(cfg.LogLevel))
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: lv}))
-	rt, err := core.Build(f, core.Options{Logger: log})
+	var rl *relay
+	for attempt := 1; ; attempt++ {
+		rl, err = startRelay(ctx, cfg, log)
+		// Ports are picked free and bound a moment later: another process
+		// may take one in between, so try fresh ports a few times.
+		if err == nil || ctx.Err() != nil || attempt == 3 || !errors.Is(err, errOpen) {
+			break
+		}
+	}
 	if err != nil {
 		return nil, err
 	}
-	rtCtx, rtCancel := context.WithCancel(context.Background())
-	defer rtCancel()
-	rtDone := make(chan error, 1)
-	go func() { rtDone <- rt.Run(rtCtx) }()
-	select {
-	case <-rt.Ready():
-	case err := <-rtDone:
-		return nil, fmt.Errorf("relay did not start: %w", err)
-	case <-ctx.Done():
-		rtCancel()
-		<-rtDone
-		return nil, ctx.Err()
-	case <-time.After(15 * time.Second):
-		rtCancel()
-		return nil, errors.New("relay did not start within 15s")
-	}
-	stopRelay := func() error {
-		rtCancel()
-		select {
-		case err := <-rtDone:
-			return err
-		case <-time.After(15 * time.Second):
-			return errors.New("relay did not stop within 15s")
-		}
-	}
+	p, rt, stopRelay := rl.ports, rl.rt, rl.stop
 
 	// Publishers and viewers.
 	pubCtx, pubCancel := context.WithCancel(ctx)
@@ -482,3 +456,57 @@ var (
 	skipReasons  = []string{"gap_skipped", "skipped", "gap_timeout"}
 	shedReasons  = []string{"slow_viewer"}
 )
+
+// relay is the running cloud + edge runtime.
+type relay struct {
+	ports ports
+	rt    *core.Runtime
+	stop  func() error
+}
+
+var errOpen = errors.New("relay did not start")
+
+// startRelay builds the relay's pipelines on free ports and runs them.
+func startRelay(ctx context.Context, cfg Config, log *slog.Logger) (*relay, error) {
+	p, err := freePorts()
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", errOpen, err)
+	}
+	text := relayTOML(p, cfg)
+	f, err := core.Parse("mediapipe-bench.toml", ".", []byte(text), nil, core.Default)
+	if err != nil {
+		return nil, fmt.Errorf("building the relay:\n%w\n%s", err, text)
+	}
+	rt, err := core.Build(f, core.Options{Logger: log})
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	rtCtx, rtCancel := context.WithCancel(context.Background())
+	rtDone := make(chan error, 1)
+	go func() { rtDone <- rt.Run(rtCtx) }()
+	stop := func() error {
+		defer f.Close()
+		rtCancel()
+		select {
+		case err := <-rtDone:
+			return err
+		case <-time.After(15 * time.Second):
+			return errors.New("relay did not stop within 15s")
+		}
+	}
+	select {
+	case <-rt.Ready():
+		return &relay{ports: p, rt: rt, stop: stop}, nil
+	case err := <-rtDone:
+		rtCancel()
+		f.Close()
+		return nil, fmt.Errorf("%w: %w", errOpen, err)
+	case <-ctx.Done():
+		_ = stop()
+		return nil, ctx.Err()
+	case <-time.After(15 * time.Second):
+		_ = stop()
+		return nil, errors.New("relay did not start within 15s")
+	}
+}

@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"strings"
@@ -25,6 +26,9 @@ func freePorts() (ports, error) {
 	}
 	if p.UDP, err = freeUDP(); err != nil {
 		return p, err
+	}
+	if p.RTMP == p.HTTP || p.RTX == p.UDP {
+		return p, errors.New("picking free ports: the system handed out one port twice")
 	}
 	return p, nil
 }
