@@ -48,7 +48,11 @@ func bin(t testing.TB, name string) string {
 			return
 		}
 		for n, pkg := range programs {
-			cmd := exec.Command("go", "build", "-o", filepath.Join(binDir, n), pkg)
+			args := []string{"build", "-o", filepath.Join(binDir, n)}
+			if raceEnabled {
+				args = append(args, "-race")
+			}
+			cmd := exec.Command("go", append(args, pkg)...)
 			if out, err := cmd.CombinedOutput(); err != nil {
 				binErr = fmt.Errorf("go build %s: %v\n%s", pkg, err, out)
 				return
