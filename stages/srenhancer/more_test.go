@@ -53,20 +53,55 @@ func childProcs(t *testing.T, names ...string) []string {
 // TestBFramesScale2 feeds a clip with B-frames (composition offsets): the
 // output has none, each frame keeps its presentation time, at 2×.
 func TestBFramesScale2(t *testing.T) {
+	for _, openGOP := range []string{"0", "1"} {
+		t.Run("open-gop="+openGOP, func(t *testing.T) { testBFrames(t, openGOP) })
+	}
+}
+
+func testBFrames(t *testing.T, openGOP string) {
 	testmedia.NeedFFmpeg(t)
 	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
 	path := filepath.Join(t.TempDir(), "bframes.flv")
 	out, err := exec.Command("ffmpeg", "-v", "error", "-f", "lavfi", "-i", "testsrc2=size=320x180:rate=25",
 		"-f", "lavfi", "-i", "sine=frequency=500:sample_rate=48000", "-t", "3",
-		"-c:v", "libx264", "-preset", "fast", "-bf", "3", "-g", "25", "-sc_threshold", "0",
+		"-c:v", "libx264", "-preset", "fast", "-bf", "3", "-g", "25", "-sc_threshold", "0", "-x264-params", "open-gop="+openGOP,
 		"-c:a", "aac", "-f", "flv", path).CombinedOutput()
 	if err != nil {
 		t.Fatalf("ffmpeg: %v\n%s", err, out)
 	}
 	tags := testmedia.Tags(t, path)
+	if openGOP == "1" { // join at the second keyframe: its leading B-frames reference a GOP never fed
+		var cut [][]byte
+		keys := 0
+		for _, tag := range tags {
+			if tag[0] == flv.TypeVideo && tag[flv.HeaderSize+1] == flv.AVCNALU {
+				if tag[flv.HeaderSize]>>4 == flv.FrameKey {
+					keys++
+				}
+				if keys < 2 {
+					continue
+				}
+			}
+			cut = append(cut, tag)
+		}
+		tags = cut
+	}
 	r := srtest.Run(t, map[string]any{"scale": 2}, tags)
 	srtest.CheckClean(t, r.File, 640, 360)
-	srtest.CheckStream(t, tags, r, 640, 360)
+	if openGOP == "1" {
+		// The leading B-frames of the joined GOP cannot be decoded: dropped.
+		_, keys, frames := srtest.Kinds(tags)
+		var out [][]byte
+		for _, p := range r.Out {
+			out = append(out, p.Data)
+		}
+		_, outKeys, outFrames := srtest.Kinds(out[1 : len(out)-1])
+		if lead := r.Drops("wait_keyframe"); lead == 0 || outKeys != keys || float64(outFrames)+lead != float64(frames) {
+			t.Fatalf("out %d frames, %d keys, %v leading dropped; in %d frames, %d keys", outFrames, outKeys, lead, frames, keys)
+		}
+	} else {
+		srtest.CheckStream(t, tags, r, 640, 360)
+	}
 	for _, p := range r.Out {
 		if p.Type == flv.TypeVideo && len(p.Data) > 15 && (p.Data[13] != 0 || p.Data[14] != 0 || p.Data[15] != 0) {
 			t.Fatal("a composition offset in the output")

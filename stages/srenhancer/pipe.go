@@ -75,6 +75,7 @@ func decoderArgs(ow, oh int) []string {
 	return []string{
 		"-nostdin", "-hide_banner", "-loglevel", "error",
 		"-probesize", "32", "-analyzeduration", "1", "-fpsprobesize", "0", "-threads", "1",
+		"-flags2", "+showall", // one picture per frame fed, even undecodable leading ones: pictures are matched to frames by order
 		"-f", "flv", "-i", "pipe:0",
 		"-filter_complex", fmt.Sprintf("[0:v]split=2[small][up];[up]scale=%d:%d:flags=bicubic,format=yuv420p[big]", ow, oh),
 		"-map", "[small]", "-fps_mode", "passthrough", "-f", "rawvideo", "-pix_fmt", "rgb24", "-flush_packets", "1", "pipe:3",
@@ -295,8 +296,16 @@ func (p *videoPipe) enhancer() {
 			p.recycle(big, small)
 			continue
 		}
+		if first && !meta.key {
+			// A picture shown before the first keyframe (an open GOP's
+			// leading B-frame) references frames never fed: garbage.
+			s.drops.waitKey.Inc()
+			p.ss.videoGone(1)
+			p.recycle(big, small)
+			continue
+		}
 		if first {
-			meta.key, base = true, meta.pts // the encoder starts with an IDR whatever we say
+			base = meta.pts
 		}
 		if meta.key {
 			in := &sr.Image{Width: p.w, Height: p.h, Format: "rgb24", Pix: append([]byte(nil), small...)}
