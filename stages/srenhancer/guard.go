@@ -65,6 +65,9 @@ func (g *guard) enhance(ctx context.Context, in *sr.Image, scale int) *sr.Image 
 	if err == nil {
 		err = checkResult(out, in, scale)
 	}
+	if err != nil && ctx.Err() != nil {
+		return nil // shutting down: not the backend's failure
+	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if err != nil {
