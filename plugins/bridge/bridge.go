@@ -7,12 +7,17 @@
 package bridge
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"sort"
+	"sync"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/mediapipe/mediapipe/core"
 	"github.com/mediapipe/mediapipe/core/sr"
@@ -43,9 +48,11 @@ func (o Options) log() *slog.Logger {
 }
 
 // Load starts the plugin at path to ask its spec and returns a Definition
-// whose Check validates parameters against that spec and whose Build makes
-// a stage that runs the plugin. The process started to ask is stopped before
-// Load returns. Every error is one line naming path.
+// whose Check validates parameters against that spec and then lets the
+// plugin run its own checks (its config's Validate), and whose Build makes a
+// stage that runs the plugin in a process of its own. The process started to
+// ask stays up for Check until Build or Close. Every error is one line
+// naming path.
 func Load(path string) (core.Definition, error) { return LoadWith(path, Options{}) }
 
 // LoadWith is Load with options.
@@ -55,21 +62,73 @@ func LoadWith(path string, opts Options) (core.Definition, error) {
 		return core.Definition{}, err
 	}
 	spec := p.spec
-	p.kill()
+	d := &describer{path: path, log: opts.log(), p: p}
 	return core.Definition{
 		Spec: spec,
 		Check: func(raw map[string]any) []error {
-			_, errs := normalize(&spec, raw)
-			return errs
+			params, errs := normalize(&spec, raw)
+			if len(errs) > 0 {
+				return errs
+			}
+			return d.check(params)
 		},
 		Build: func(raw map[string]any, env *core.Env) (core.Stage, error) {
 			params, errs := normalize(&spec, raw)
 			if len(errs) > 0 {
 				return nil, errors.Join(errs...)
 			}
+			d.close() // the stage starts its own process
 			return newStage(path, spec, params, env, opts), nil
 		},
+		Close: d.close,
 	}, nil
+}
+
+// describer is the process started to ask a plugin's spec, kept for Check.
+type describer struct {
+	path string
+	log  *slog.Logger
+	mu   sync.Mutex
+	p    *process
+}
+
+func (d *describer) check(params map[string]*pluginpb.Value) []error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.p == nil || d.p.exited() {
+		if d.p != nil {
+			d.p.kill()
+		}
+		p, err := start(d.path, shared.KindStage, d.log)
+		if err != nil {
+			return []error{err}
+		}
+		d.p = p
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), describeTimeout)
+	defer cancel()
+	resp, err := d.p.stage.Check(ctx, &pluginpb.OpenRequest{Params: params})
+	if status.Code(err) == codes.Unimplemented {
+		return nil
+	}
+	if err != nil {
+		return []error{fmt.Errorf("plugin %s: check: %s", d.path, statusMessage(err))}
+	}
+	var errs []error
+	for _, e := range resp.Errors {
+		errs = append(errs, errors.New(e))
+	}
+	return errs
+}
+
+func (d *describer) close() {
+	d.mu.Lock()
+	p := d.p
+	d.p = nil
+	d.mu.Unlock()
+	if p != nil {
+		p.kill()
+	}
 }
 
 // normalize checks raw against spec and converts the given values for the
@@ -125,6 +184,9 @@ func Discover(dir string) ([]core.Definition, []error) {
 			continue
 		}
 		def, err := Load(filepath.Join(dir, e.Name()))
+		if err == nil {
+			def.Close() // only the spec is wanted
+		}
 		var wk *wrongKind
 		if errors.As(err, &wk) {
 			continue

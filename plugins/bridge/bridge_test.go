@@ -17,7 +17,7 @@ import (
 )
 
 func TestLoadDescribesSpec(t *testing.T) {
-	def, err := Load(bin(t, "stream-filter"))
+	def, err := load(t, bin(t, "stream-filter"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -42,6 +42,8 @@ func TestLoadDescribesSpec(t *testing.T) {
 		{map[string]any{"drop_audio": "yes"}, "drop_audio:"},
 		{map[string]any{"dropaudio": true}, "dropaudio: unknown parameter"},
 		{map[string]any{"allow": 3}, "allow:"},
+		// The plugin's own Validate runs in the plugin.
+		{map[string]any{"allow": []any{"live/*", "["}}, "allow: bad glob"},
 	}
 	for _, c := range cases {
 		errs := def.Check(c.raw)
@@ -52,7 +54,7 @@ func TestLoadDescribesSpec(t *testing.T) {
 			t.Errorf("Check(%v) = %v, want one error starting %q", c.raw, errs, c.want)
 		}
 	}
-	// A glob the plugin's own Validate refuses fails at Build/Open.
+	// And again when the stage opens, should Check have been skipped.
 	st, err := def.Build(map[string]any{"allow": []any{"["}}, core.TestEnv("x"))
 	if err != nil {
 		t.Fatal(err)
@@ -69,7 +71,7 @@ type sent struct {
 }
 
 func TestStreamFilter(t *testing.T) {
-	def, err := Load(bin(t, "stream-filter"))
+	def, err := load(t, bin(t, "stream-filter"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -161,7 +163,7 @@ func TestStreamFilter(t *testing.T) {
 }
 
 func TestInitTagsCrossTheBridge(t *testing.T) {
-	def, err := Load(bin(t, "stream-filter"))
+	def, err := load(t, bin(t, "stream-filter"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -207,7 +209,7 @@ func TestInitTagsCrossTheBridge(t *testing.T) {
 }
 
 func TestKillRestartsAndStreamGoesOn(t *testing.T) {
-	def, err := Load(bin(t, "stream-filter"))
+	def, err := load(t, bin(t, "stream-filter"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -327,7 +329,7 @@ func TestBadPlugins(t *testing.T) {
 }
 
 func TestShutdownWithoutRun(t *testing.T) {
-	def, err := Load(bin(t, "stream-filter"))
+	def, err := load(t, bin(t, "stream-filter"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -73,7 +73,7 @@ func TestDocsPluginBuildsAndRuns(t *testing.T) {
 	run("mod", "tidy")
 	run("build", "-o", "my-stage", ".")
 
-	def, err := Load(filepath.Join(dir, "my-stage"))
+	def, err := load(t, filepath.Join(dir, "my-stage"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -149,3 +149,13 @@ func tag(typ uint8, ts uint32, n int, seq int) []byte {
 	}
 	return flv.AppendTag(nil, typ, ts, body)
 }
+
+// load is Load that stops the describing process when the test ends.
+func load(t testing.TB, path string) (core.Definition, error) {
+	t.Helper()
+	def, err := Load(path)
+	if err == nil {
+		t.Cleanup(def.Close)
+	}
+	return def, err
+}

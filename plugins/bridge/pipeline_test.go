@@ -194,6 +194,17 @@ name = "p"
   [[pipeline.stage]]
   use = "test-sink"
 `, "drop_audio:"},
+		{"plugin's own validation", `
+[[pipeline]]
+name = "p"
+  [[pipeline.stage]]
+  use = "test-source"
+  [[pipeline.stage]]
+  plugin = "./stream-filter"
+  allow = ["live/*", "["]
+  [[pipeline.stage]]
+  use = "test-sink"
+`, "allow: bad glob"},
 		{"missing", `
 [[pipeline]]
 name = "p"

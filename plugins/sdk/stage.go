@@ -42,16 +42,33 @@ func (s *stageServer) Describe(context.Context, *pluginpb.DescribeRequest) (*plu
 	return &pluginpb.Description{Protocol: ProtocolVersion, Spec: shared.SpecToPB(s.def.Spec)}, nil
 }
 
+func rawParams(req *pluginpb.OpenRequest) map[string]any {
+	raw := make(map[string]any, len(req.Params))
+	for k, v := range req.Params {
+		raw[k] = shared.ValueFromPB(v)
+	}
+	return raw
+}
+
+// Check runs the definition's parameter check (decoding and the config's
+// Validate) without building anything.
+func (s *stageServer) Check(_ context.Context, req *pluginpb.OpenRequest) (*pluginpb.CheckResponse, error) {
+	resp := &pluginpb.CheckResponse{}
+	if s.def.Check != nil {
+		for _, err := range s.def.Check(rawParams(req)) {
+			resp.Errors = append(resp.Errors, err.Error())
+		}
+	}
+	return resp, nil
+}
+
 func (s *stageServer) Open(ctx context.Context, req *pluginpb.OpenRequest) (*pluginpb.OpenResponse, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.stage != nil {
 		return nil, status.Error(codes.FailedPrecondition, "stage already open")
 	}
-	raw := make(map[string]any, len(req.Params))
-	for k, v := range req.Params {
-		raw[k] = shared.ValueFromPB(v)
-	}
+	raw := rawParams(req)
 	name := req.Name
 	if name == "" {
 		name = s.def.Spec.Name

@@ -644,6 +644,52 @@ func (*OpenResponse) Descriptor() ([]byte, []int) {
 	return file_plugin_proto_rawDescGZIP(), []int{7}
 }
 
+// CheckResponse lists what the plugin's own validation (its config's
+// Validate) finds wrong with OpenRequest's parameters; nothing is built.
+type CheckResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Errors        []string               `protobuf:"bytes,1,rep,name=errors,proto3" json:"errors,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CheckResponse) Reset() {
+	*x = CheckResponse{}
+	mi := &file_plugin_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CheckResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CheckResponse) ProtoMessage() {}
+
+func (x *CheckResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_plugin_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CheckResponse.ProtoReflect.Descriptor instead.
+func (*CheckResponse) Descriptor() ([]byte, []int) {
+	return file_plugin_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *CheckResponse) GetErrors() []string {
+	if x != nil {
+		return x.Errors
+	}
+	return nil
+}
+
 // InitTags mirrors core.InitTags: whole FLV tags.
 type InitTags struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -656,7 +702,7 @@ type InitTags struct {
 
 func (x *InitTags) Reset() {
 	*x = InitTags{}
-	mi := &file_plugin_proto_msgTypes[8]
+	mi := &file_plugin_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -668,7 +714,7 @@ func (x *InitTags) String() string {
 func (*InitTags) ProtoMessage() {}
 
 func (x *InitTags) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[8]
+	mi := &file_plugin_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -681,7 +727,7 @@ func (x *InitTags) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InitTags.ProtoReflect.Descriptor instead.
 func (*InitTags) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{8}
+	return file_plugin_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *InitTags) GetMetadata() []byte {
@@ -724,7 +770,7 @@ type Packet struct {
 
 func (x *Packet) Reset() {
 	*x = Packet{}
-	mi := &file_plugin_proto_msgTypes[9]
+	mi := &file_plugin_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -736,7 +782,7 @@ func (x *Packet) String() string {
 func (*Packet) ProtoMessage() {}
 
 func (x *Packet) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[9]
+	mi := &file_plugin_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -749,7 +795,7 @@ func (x *Packet) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Packet.ProtoReflect.Descriptor instead.
 func (*Packet) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{9}
+	return file_plugin_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *Packet) GetEvent() Event {
@@ -817,7 +863,7 @@ type Batch struct {
 
 func (x *Batch) Reset() {
 	*x = Batch{}
-	mi := &file_plugin_proto_msgTypes[10]
+	mi := &file_plugin_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -829,7 +875,7 @@ func (x *Batch) String() string {
 func (*Batch) ProtoMessage() {}
 
 func (x *Batch) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[10]
+	mi := &file_plugin_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -842,7 +888,7 @@ func (x *Batch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Batch.ProtoReflect.Descriptor instead.
 func (*Batch) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{10}
+	return file_plugin_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *Batch) GetPackets() []*Packet {
@@ -865,7 +911,7 @@ type Image struct {
 
 func (x *Image) Reset() {
 	*x = Image{}
-	mi := &file_plugin_proto_msgTypes[11]
+	mi := &file_plugin_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -877,7 +923,7 @@ func (x *Image) String() string {
 func (*Image) ProtoMessage() {}
 
 func (x *Image) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[11]
+	mi := &file_plugin_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -890,7 +936,7 @@ func (x *Image) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Image.ProtoReflect.Descriptor instead.
 func (*Image) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{11}
+	return file_plugin_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *Image) GetWidth() int32 {
@@ -931,7 +977,7 @@ type EnhanceRequest struct {
 
 func (x *EnhanceRequest) Reset() {
 	*x = EnhanceRequest{}
-	mi := &file_plugin_proto_msgTypes[12]
+	mi := &file_plugin_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -943,7 +989,7 @@ func (x *EnhanceRequest) String() string {
 func (*EnhanceRequest) ProtoMessage() {}
 
 func (x *EnhanceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[12]
+	mi := &file_plugin_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -956,7 +1002,7 @@ func (x *EnhanceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EnhanceRequest.ProtoReflect.Descriptor instead.
 func (*EnhanceRequest) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{12}
+	return file_plugin_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *EnhanceRequest) GetImage() *Image {
@@ -982,7 +1028,7 @@ type EnhanceResponse struct {
 
 func (x *EnhanceResponse) Reset() {
 	*x = EnhanceResponse{}
-	mi := &file_plugin_proto_msgTypes[13]
+	mi := &file_plugin_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -994,7 +1040,7 @@ func (x *EnhanceResponse) String() string {
 func (*EnhanceResponse) ProtoMessage() {}
 
 func (x *EnhanceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[13]
+	mi := &file_plugin_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1007,7 +1053,7 @@ func (x *EnhanceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EnhanceResponse.ProtoReflect.Descriptor instead.
 func (*EnhanceResponse) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{13}
+	return file_plugin_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *EnhanceResponse) GetImage() *Image {
@@ -1064,7 +1110,9 @@ const file_plugin_proto_rawDesc = "" +
 	"\vParamsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x120\n" +
 	"\x05value\x18\x02 \x01(\v2\x1a.mediapipe.plugin.v1.ValueR\x05value:\x028\x01\"\x0e\n" +
-	"\fOpenResponse\"R\n" +
+	"\fOpenResponse\"'\n" +
+	"\rCheckResponse\x12\x16\n" +
+	"\x06errors\x18\x01 \x03(\tR\x06errors\"R\n" +
 	"\bInitTags\x12\x1a\n" +
 	"\bmetadata\x18\x01 \x01(\fR\bmetadata\x12\x14\n" +
 	"\x05video\x18\x02 \x01(\fR\x05video\x12\x14\n" +
@@ -1093,9 +1141,10 @@ const file_plugin_proto_rawDesc = "" +
 	"\x05Event\x12\b\n" +
 	"\x04DATA\x10\x00\x12\t\n" +
 	"\x05START\x10\x01\x12\a\n" +
-	"\x03END\x10\x022\xeb\x01\n" +
+	"\x03END\x10\x022\xba\x02\n" +
 	"\x05Stage\x12R\n" +
-	"\bDescribe\x12$.mediapipe.plugin.v1.DescribeRequest\x1a .mediapipe.plugin.v1.Description\x12K\n" +
+	"\bDescribe\x12$.mediapipe.plugin.v1.DescribeRequest\x1a .mediapipe.plugin.v1.Description\x12M\n" +
+	"\x05Check\x12 .mediapipe.plugin.v1.OpenRequest\x1a\".mediapipe.plugin.v1.CheckResponse\x12K\n" +
 	"\x04Open\x12 .mediapipe.plugin.v1.OpenRequest\x1a!.mediapipe.plugin.v1.OpenResponse\x12A\n" +
 	"\x03Run\x12\x1a.mediapipe.plugin.v1.Batch\x1a\x1a.mediapipe.plugin.v1.Batch(\x010\x012\xb5\x01\n" +
 	"\tSRBackend\x12R\n" +
@@ -1115,7 +1164,7 @@ func file_plugin_proto_rawDescGZIP() []byte {
 }
 
 var file_plugin_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_plugin_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
+var file_plugin_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
 var file_plugin_proto_goTypes = []any{
 	(Event)(0),              // 0: mediapipe.plugin.v1.Event
 	(*Param)(nil),           // 1: mediapipe.plugin.v1.Param
@@ -1126,37 +1175,40 @@ var file_plugin_proto_goTypes = []any{
 	(*StringList)(nil),      // 6: mediapipe.plugin.v1.StringList
 	(*OpenRequest)(nil),     // 7: mediapipe.plugin.v1.OpenRequest
 	(*OpenResponse)(nil),    // 8: mediapipe.plugin.v1.OpenResponse
-	(*InitTags)(nil),        // 9: mediapipe.plugin.v1.InitTags
-	(*Packet)(nil),          // 10: mediapipe.plugin.v1.Packet
-	(*Batch)(nil),           // 11: mediapipe.plugin.v1.Batch
-	(*Image)(nil),           // 12: mediapipe.plugin.v1.Image
-	(*EnhanceRequest)(nil),  // 13: mediapipe.plugin.v1.EnhanceRequest
-	(*EnhanceResponse)(nil), // 14: mediapipe.plugin.v1.EnhanceResponse
-	nil,                     // 15: mediapipe.plugin.v1.OpenRequest.ParamsEntry
+	(*CheckResponse)(nil),   // 9: mediapipe.plugin.v1.CheckResponse
+	(*InitTags)(nil),        // 10: mediapipe.plugin.v1.InitTags
+	(*Packet)(nil),          // 11: mediapipe.plugin.v1.Packet
+	(*Batch)(nil),           // 12: mediapipe.plugin.v1.Batch
+	(*Image)(nil),           // 13: mediapipe.plugin.v1.Image
+	(*EnhanceRequest)(nil),  // 14: mediapipe.plugin.v1.EnhanceRequest
+	(*EnhanceResponse)(nil), // 15: mediapipe.plugin.v1.EnhanceResponse
+	nil,                     // 16: mediapipe.plugin.v1.OpenRequest.ParamsEntry
 }
 var file_plugin_proto_depIdxs = []int32{
 	1,  // 0: mediapipe.plugin.v1.Spec.params:type_name -> mediapipe.plugin.v1.Param
 	2,  // 1: mediapipe.plugin.v1.Description.spec:type_name -> mediapipe.plugin.v1.Spec
 	6,  // 2: mediapipe.plugin.v1.Value.list:type_name -> mediapipe.plugin.v1.StringList
-	15, // 3: mediapipe.plugin.v1.OpenRequest.params:type_name -> mediapipe.plugin.v1.OpenRequest.ParamsEntry
+	16, // 3: mediapipe.plugin.v1.OpenRequest.params:type_name -> mediapipe.plugin.v1.OpenRequest.ParamsEntry
 	0,  // 4: mediapipe.plugin.v1.Packet.event:type_name -> mediapipe.plugin.v1.Event
-	9,  // 5: mediapipe.plugin.v1.Packet.init:type_name -> mediapipe.plugin.v1.InitTags
-	10, // 6: mediapipe.plugin.v1.Batch.packets:type_name -> mediapipe.plugin.v1.Packet
-	12, // 7: mediapipe.plugin.v1.EnhanceRequest.image:type_name -> mediapipe.plugin.v1.Image
-	12, // 8: mediapipe.plugin.v1.EnhanceResponse.image:type_name -> mediapipe.plugin.v1.Image
+	10, // 5: mediapipe.plugin.v1.Packet.init:type_name -> mediapipe.plugin.v1.InitTags
+	11, // 6: mediapipe.plugin.v1.Batch.packets:type_name -> mediapipe.plugin.v1.Packet
+	13, // 7: mediapipe.plugin.v1.EnhanceRequest.image:type_name -> mediapipe.plugin.v1.Image
+	13, // 8: mediapipe.plugin.v1.EnhanceResponse.image:type_name -> mediapipe.plugin.v1.Image
 	5,  // 9: mediapipe.plugin.v1.OpenRequest.ParamsEntry.value:type_name -> mediapipe.plugin.v1.Value
 	3,  // 10: mediapipe.plugin.v1.Stage.Describe:input_type -> mediapipe.plugin.v1.DescribeRequest
-	7,  // 11: mediapipe.plugin.v1.Stage.Open:input_type -> mediapipe.plugin.v1.OpenRequest
-	11, // 12: mediapipe.plugin.v1.Stage.Run:input_type -> mediapipe.plugin.v1.Batch
-	3,  // 13: mediapipe.plugin.v1.SRBackend.Describe:input_type -> mediapipe.plugin.v1.DescribeRequest
-	13, // 14: mediapipe.plugin.v1.SRBackend.Enhance:input_type -> mediapipe.plugin.v1.EnhanceRequest
-	4,  // 15: mediapipe.plugin.v1.Stage.Describe:output_type -> mediapipe.plugin.v1.Description
-	8,  // 16: mediapipe.plugin.v1.Stage.Open:output_type -> mediapipe.plugin.v1.OpenResponse
-	11, // 17: mediapipe.plugin.v1.Stage.Run:output_type -> mediapipe.plugin.v1.Batch
-	4,  // 18: mediapipe.plugin.v1.SRBackend.Describe:output_type -> mediapipe.plugin.v1.Description
-	14, // 19: mediapipe.plugin.v1.SRBackend.Enhance:output_type -> mediapipe.plugin.v1.EnhanceResponse
-	15, // [15:20] is the sub-list for method output_type
-	10, // [10:15] is the sub-list for method input_type
+	7,  // 11: mediapipe.plugin.v1.Stage.Check:input_type -> mediapipe.plugin.v1.OpenRequest
+	7,  // 12: mediapipe.plugin.v1.Stage.Open:input_type -> mediapipe.plugin.v1.OpenRequest
+	12, // 13: mediapipe.plugin.v1.Stage.Run:input_type -> mediapipe.plugin.v1.Batch
+	3,  // 14: mediapipe.plugin.v1.SRBackend.Describe:input_type -> mediapipe.plugin.v1.DescribeRequest
+	14, // 15: mediapipe.plugin.v1.SRBackend.Enhance:input_type -> mediapipe.plugin.v1.EnhanceRequest
+	4,  // 16: mediapipe.plugin.v1.Stage.Describe:output_type -> mediapipe.plugin.v1.Description
+	9,  // 17: mediapipe.plugin.v1.Stage.Check:output_type -> mediapipe.plugin.v1.CheckResponse
+	8,  // 18: mediapipe.plugin.v1.Stage.Open:output_type -> mediapipe.plugin.v1.OpenResponse
+	12, // 19: mediapipe.plugin.v1.Stage.Run:output_type -> mediapipe.plugin.v1.Batch
+	4,  // 20: mediapipe.plugin.v1.SRBackend.Describe:output_type -> mediapipe.plugin.v1.Description
+	15, // 21: mediapipe.plugin.v1.SRBackend.Enhance:output_type -> mediapipe.plugin.v1.EnhanceResponse
+	16, // [16:22] is the sub-list for method output_type
+	10, // [10:16] is the sub-list for method input_type
 	10, // [10:10] is the sub-list for extension type_name
 	10, // [10:10] is the sub-list for extension extendee
 	0,  // [0:10] is the sub-list for field type_name
@@ -1181,7 +1233,7 @@ func file_plugin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_plugin_proto_rawDesc), len(file_plugin_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   15,
+			NumMessages:   16,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

@@ -20,6 +20,7 @@ const _ = grpc.SupportPackageIsVersion9
 
 const (
 	Stage_Describe_FullMethodName = "/mediapipe.plugin.v1.Stage/Describe"
+	Stage_Check_FullMethodName    = "/mediapipe.plugin.v1.Stage/Check"
 	Stage_Open_FullMethodName     = "/mediapipe.plugin.v1.Stage/Open"
 	Stage_Run_FullMethodName      = "/mediapipe.plugin.v1.Stage/Run"
 )
@@ -33,6 +34,7 @@ const (
 // and the plugin ends the call once its stage has returned.
 type StageClient interface {
 	Describe(ctx context.Context, in *DescribeRequest, opts ...grpc.CallOption) (*Description, error)
+	Check(ctx context.Context, in *OpenRequest, opts ...grpc.CallOption) (*CheckResponse, error)
 	Open(ctx context.Context, in *OpenRequest, opts ...grpc.CallOption) (*OpenResponse, error)
 	Run(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[Batch, Batch], error)
 }
@@ -49,6 +51,16 @@ func (c *stageClient) Describe(ctx context.Context, in *DescribeRequest, opts ..
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(Description)
 	err := c.cc.Invoke(ctx, Stage_Describe_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *stageClient) Check(ctx context.Context, in *OpenRequest, opts ...grpc.CallOption) (*CheckResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CheckResponse)
+	err := c.cc.Invoke(ctx, Stage_Check_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -87,6 +99,7 @@ type Stage_RunClient = grpc.BidiStreamingClient[Batch, Batch]
 // and the plugin ends the call once its stage has returned.
 type StageServer interface {
 	Describe(context.Context, *DescribeRequest) (*Description, error)
+	Check(context.Context, *OpenRequest) (*CheckResponse, error)
 	Open(context.Context, *OpenRequest) (*OpenResponse, error)
 	Run(grpc.BidiStreamingServer[Batch, Batch]) error
 	mustEmbedUnimplementedStageServer()
@@ -101,6 +114,9 @@ type UnimplementedStageServer struct{}
 
 func (UnimplementedStageServer) Describe(context.Context, *DescribeRequest) (*Description, error) {
 	return nil, status.Error(codes.Unimplemented, "method Describe not implemented")
+}
+func (UnimplementedStageServer) Check(context.Context, *OpenRequest) (*CheckResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Check not implemented")
 }
 func (UnimplementedStageServer) Open(context.Context, *OpenRequest) (*OpenResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Open not implemented")
@@ -147,6 +163,24 @@ func _Stage_Describe_Handler(srv interface{}, ctx context.Context, dec func(inte
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Stage_Check_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(OpenRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(StageServer).Check(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Stage_Check_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(StageServer).Check(ctx, req.(*OpenRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _Stage_Open_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(OpenRequest)
 	if err := dec(in); err != nil {
@@ -182,6 +216,10 @@ var Stage_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Describe",
 			Handler:    _Stage_Describe_Handler,
+		},
+		{
+			MethodName: "Check",
+			Handler:    _Stage_Check_Handler,
 		},
 		{
 			MethodName: "Open",
