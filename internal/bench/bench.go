@@ -46,6 +46,9 @@ type Config struct {
 	ViewerIdle     time.Duration
 	LogLevel       string
 	CPUProfile     string    // file for a CPU profile of the measured run; "" none
+	Split          bool      // viewers in a child process
+	RelayCPUs      []int     // pin this process (relay + publishers) to these CPUs
+	ViewerCPUs     []int     // pin the viewer process to these CPUs (with Split)
 	Progress       io.Writer // nil: no progress line
 }
 
@@ -74,6 +77,9 @@ Flags:
 // finished with correct output, 1 when a viewer saw corrupt tags or the
 // relay failed, 2 for bad flags.
 func Main(args []string, stdout, stderr io.Writer) int {
+	if IsChild() {
+		return ChildMain(stdout, stderr)
+	}
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
@@ -99,6 +105,9 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	fs.DurationVar(&cfg.ViewerIdle, "viewer-timeout", 5*time.Second, "a viewer that reads nothing for this long gives up (counted as dropped)")
 	fs.StringVar(&cfg.LogLevel, "log-level", "error", "level of the pipelines' logs on stderr: debug, info, warn, error")
 	fs.StringVar(&cfg.CPUProfile, "cpuprofile", "", "write a CPU profile of the run (pipelines and load generators) to this file, for go tool pprof")
+	fs.BoolVar(&cfg.Split, "split", false, "run the viewers in a child process, so CPU, RSS and allocations are the relay's (and publishers') alone; latency then counts from when each tag was due, not written")
+	relayCPUs := fs.String("relay-cpus", "", "pin the relay process to these CPUs (e.g. 0 or 0-1), for one-core figures")
+	viewerCPUs := fs.String("viewer-cpus", "", "with --split: pin the viewer process to these CPUs (e.g. 1)")
 	asJSON := fs.Bool("json", false, "print the report as JSON instead of a table")
 	quiet := fs.Bool("quiet", false, "no progress line on stderr")
 	if err := fs.Parse(args); err != nil {
@@ -109,6 +118,14 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	}
 	if fs.NArg() > 0 {
 		fmt.Fprintf(stderr, "mediapipe bench: unexpected argument %q\n", fs.Arg(0))
+		return 2
+	}
+	var perr error
+	if cfg.RelayCPUs, perr = parseCPUs(*relayCPUs); perr == nil {
+		cfg.ViewerCPUs, perr = parseCPUs(*viewerCPUs)
+	}
+	if perr != nil {
+		fmt.Fprintln(stderr, "mediapipe bench:", perr)
 		return 2
 	}
 	if err := cfg.check(); err != nil {
@@ -171,6 +188,10 @@ func (c *Config) check() error {
 		return errors.New("--cache-packets: at least 1")
 	case c.ViewerIdle <= 0:
 		return errors.New("--viewer-timeout: must be positive")
+	case len(c.ViewerCPUs) > 0 && !c.Split:
+		return errors.New("--viewer-cpus needs --split")
+	case c.Split && c.Fast:
+		return errors.New("--split needs real time: the viewer process derives publish times from the clip's timestamps")
 	}
 	return nil
 }
@@ -230,6 +251,7 @@ type snapshot struct {
 	outTags  uint64
 	outBytes uint64
 	latencyN uint64
+	aud      viewerAgg
 }
 
 // Run runs one bench and returns its report. It stops early, still
@@ -255,6 +277,11 @@ func Run(ctx context.Context, cfg Config, stderr io.Writer) (*Report, error) {
 	rep.Config.Input = cl.Source
 	rep.Config.InputKbps = round(cl.Kbps, 1)
 
+	if len(cfg.RelayCPUs) > 0 {
+		if err := pinProcess(cfg.RelayCPUs); err != nil {
+			return nil, err
+		}
+	}
 	var lv slog.Level
 	_ = lv.UnmarshalText([]byte(cfg.LogLevel))
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: lv}))
@@ -275,15 +302,15 @@ func Run(ctx context.Context, cfg Config, stderr io.Writer) (*Report, error) {
 	// Publishers and viewers.
 	pubCtx, pubCancel := context.WithCancel(ctx)
 	defer pubCancel()
-	viewCtx, viewCancel := context.WithCancel(context.Background())
-	defer viewCancel()
 	pubs := make([]*publisher, cfg.Streams)
 	var viewers []*viewer
-	var pwg, vwg sync.WaitGroup
+	var pwg sync.WaitGroup
 	for i := range pubs {
 		pubs[i] = &publisher{addr: p.RTMP, app: "live", key: streamKey(i), clip: cl, fast: cfg.Fast, ledger: newLedger()}
-		for j := 0; j < cfg.Viewers; j++ {
-			viewers = append(viewers, &viewer{addr: p.HTTP, path: "/live/" + streamKey(i) + ".flv", ledger: pubs[i].ledger, idle: cfg.ViewerIdle, lat: &histogram{}})
+		if !cfg.Split {
+			for range cfg.Viewers {
+				viewers = append(viewers, &viewer{addr: p.HTTP, path: "/live/" + streamKey(i) + ".flv", ledger: pubs[i].ledger, idle: cfg.ViewerIdle, lat: &histogram{}})
+			}
 		}
 	}
 	if cfg.CPUProfile != "" {
@@ -304,24 +331,22 @@ func Run(ctx context.Context, cfg Config, stderr io.Writer) (*Report, error) {
 		pwg.Add(1)
 		go func() { defer pwg.Done(); _ = pb.run(pubCtx) }()
 	}
-	// Viewers join spread over [0.5 s, 2.5 s): mid-GOP, as real viewers do,
-	// so time to first frame exercises the sink's GOP cache.
 	spread := 2 * time.Second
 	if cfg.Duration < 4*time.Second {
 		spread = cfg.Duration / 4
 	}
-	for k, v := range viewers {
-		delay := 500*time.Millisecond + time.Duration(int64(spread)*int64(k)/int64(max(len(viewers), 1)))
-		vwg.Add(1)
-		go func() {
-			defer vwg.Done()
-			select {
-			case <-time.After(delay):
-			case <-viewCtx.Done():
-				return
-			}
-			v.run(viewCtx)
-		}()
+	var aud audience
+	if cfg.Split {
+		ca, err := startChildFor(ctx, cfg, p, pubs, spread)
+		if err != nil {
+			pubCancel()
+			pwg.Wait()
+			_ = stopRelay()
+			return nil, err
+		}
+		aud = ca
+	} else {
+		aud = startLocal(viewers, spread)
 	}
 
 	snap := func() snapshot {
@@ -333,11 +358,8 @@ func Run(ctx context.Context, cfg Config, stderr io.Writer) (*Report, error) {
 		}
 		s.rtp, _ = m.sum("mediapipe_stage_packets_in_total", map[string]string{"pipeline": "cloud", "stage": "udp-sink"})
 		s.edgeRTP, _ = m.sum("mediapipe_stage_packets_out_total", map[string]string{"pipeline": "edge", "stage": "udp-source"})
-		for _, v := range viewers {
-			s.outTags += v.tags.Load()
-			s.outBytes += v.bytes.Load()
-			s.latencyN += v.lat.n.Load()
-		}
+		s.aud = aud.stats()
+		s.outTags, s.outBytes, s.latencyN = s.aud.Tags, s.aud.Bytes, s.aud.Lat.N
 		return s
 	}
 
@@ -354,13 +376,8 @@ loop:
 	for {
 		now := time.Now()
 		if !opened {
-			joined := 0
-			for _, v := range viewers {
-				if v.connected.Load() {
-					joined++
-				}
-			}
-			if joined == len(viewers) || now.Sub(start) >= cfg.Duration/3 {
+			st := aud.stats()
+			if st.Joined == st.Wanted || now.Sub(start) >= cfg.Duration/3 {
 				from, opened = snap(), true
 			}
 		}
@@ -377,7 +394,7 @@ loop:
 		case <-tick.C:
 			cur := snap()
 			if cfg.Progress != nil {
-				progressLine(cfg.Progress, rt, cur, prev, viewers, start)
+				progressLine(cfg.Progress, rt, cur, prev, start)
 			}
 			prev = cur
 		}
@@ -395,40 +412,50 @@ loop:
 	// each response. Viewers still reading after a grace period are cut.
 	pubCancel()
 	pwg.Wait()
-	vdone := make(chan struct{})
-	go func() { vwg.Wait(); close(vdone) }()
-	select {
-	case <-vdone:
-	case <-time.After(3 * time.Second):
-		viewCancel()
-		<-vdone
-	}
-	viewCancel()
+	agg := aud.finish(3 * time.Second)
 	final := gather(rt.Metrics.Registry)
 	relayErr := stopRelay()
 
-	rep.fill(cfg, from, to, stopAt, pubs, viewers, final)
+	rep.fill(cfg, from, to, stopAt, pubs, agg, final)
 	if relayErr != nil {
 		rep.Errors = append(rep.Errors, "relay: "+relayErr.Error())
+	}
+	if agg.ChildErr != "" {
+		rep.Errors = append(rep.Errors, agg.ChildErr)
 	}
 	sort.Strings(rep.Errors)
 	return rep, nil
 }
 
-func progressLine(w io.Writer, rt *core.Runtime, cur, prev snapshot, viewers []*viewer, start time.Time) {
+// startChildFor waits until every publisher is on air (the child derives
+// publish times from each one's start) and starts the viewer process.
+func startChildFor(ctx context.Context, cfg Config, p ports, pubs []*publisher, spread time.Duration) (*childAudience, error) {
+	deadline := time.Now().Add(15 * time.Second)
+	spec := childSpec{Addr: p.HTTP, Viewers: cfg.Viewers, Spread: spread, Idle: cfg.ViewerIdle, CPUs: cfg.ViewerCPUs,
+		Input: cfg.Input, Synthetic: cfg.Synthetic, Kbps: cfg.Kbps, Seconds: cfg.ClipSeconds}
+	for i, pb := range pubs {
+		for pb.started.Load() == 0 {
+			if err := pb.lastErr(); err != nil {
+				return nil, err
+			}
+			if time.Now().After(deadline) || ctx.Err() != nil {
+				return nil, fmt.Errorf("publisher %s did not start", pb.key)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		spec.Streams = append(spec.Streams, childStream{Path: "/live/" + streamKey(i) + ".flv", Start: pb.started.Load()})
+	}
+	return startChild(spec)
+}
+
+func progressLine(w io.Writer, rt *core.Runtime, cur, prev snapshot, start time.Time) {
 	dt := cur.at.Sub(prev.at).Seconds()
 	if dt <= 0 {
 		return
 	}
 	m := gather(rt.Metrics.Registry)
-	joined := 0
-	lat := &histogram{}
-	for _, v := range viewers {
-		if v.connected.Load() && v.ended.Load() == nil {
-			joined++
-		}
-		lat.merge(v.lat)
-	}
+	joined, wanted := cur.aud.Active, cur.aud.Wanted
+	lat := cur.aud.Lat.hist()
 	lost, _ := m.firstOf("mediapipe_stage_drops_total", "edge", "netsim", "reason", lossReasons...)
 	rep, repOK := m.firstOf("mediapipe_stage_events_total", "edge", "rtp-reorder", "event", repairEvents...)
 	skip, skipOK := m.firstOf("mediapipe_stage_drops_total", "edge", "rtp-reorder", "reason", skipReasons...)
@@ -436,7 +463,7 @@ func progressLine(w io.Writer, rt *core.Runtime, cur, prev snapshot, viewers []*
 		cur.at.Sub(start).Seconds(),
 		float64(cur.pubBytes-prev.pubBytes)*8/dt/1e6, (cur.rtp-prev.rtp)/dt,
 		float64(cur.outBytes-prev.outBytes)*8/dt/1e6,
-		joined, len(viewers), lost, orNA(rep, repOK), orNA(skip, skipOK), ms(lat.quantile(0.99)))
+		joined, wanted, lost, orNA(rep, repOK), orNA(skip, skipOK), ms(lat.quantile(0.99)))
 }
 
 func orNA(v float64, ok bool) string {

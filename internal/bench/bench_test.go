@@ -3,6 +3,7 @@ package bench
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"strings"
 	"testing"
@@ -11,6 +12,15 @@ import (
 	"github.com/mediapipe/mediapipe/core/media/flv"
 	"github.com/mediapipe/mediapipe/internal/cli"
 )
+
+// TestMain lets the test binary serve as the --split viewer process, as
+// the mediapipe binary does.
+func TestMain(m *testing.M) {
+	if IsChild() {
+		os.Exit(ChildMain(os.Stdout, os.Stderr))
+	}
+	os.Exit(m.Run())
+}
 
 func TestHistogram(t *testing.T) {
 	h := &histogram{}
@@ -158,6 +168,43 @@ func TestBenchLoss(t *testing.T) {
 	}
 	if rep.Loss.Repaired == nil || *rep.Loss.Repaired == 0 {
 		t.Errorf("repaired = %s, want > 0", na(rep.Loss.Repaired))
+	}
+}
+
+// TestBenchSplit runs the viewers in a child process (this test binary,
+// through TestMain) and checks the same figures come back.
+func TestBenchSplit(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a second process")
+	}
+	var logs bytes.Buffer
+	rep, err := Run(context.Background(), Config{Streams: 1, Viewers: 3, Duration: 3 * time.Second, Synthetic: true, Split: true}, &logs)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, logs.String())
+	}
+	var table bytes.Buffer
+	rep.writeTable(&table)
+	t.Logf("\n%s", table.String())
+	checkReport(t, rep)
+	if c := rep.Correctness; c.Missing != 0 || c.Duplicate != 0 {
+		t.Errorf("at 0 loss: %d missing, %d duplicate tags", c.Missing, c.Duplicate)
+	}
+}
+
+func TestParseCPUs(t *testing.T) {
+	for _, c := range []struct {
+		in   string
+		want string
+		err  bool
+	}{{"", "[]", false}, {"0", "[0]", false}, {"1,0", "[0 1]", false}, {"2-4", "[2 3 4]", false}, {"x", "", true}, {"3-1", "", true}} {
+		got, err := parseCPUs(c.in)
+		if (err != nil) != c.err {
+			t.Errorf("parseCPUs(%q) error %v", c.in, err)
+			continue
+		}
+		if err == nil && fmt.Sprint(got) != c.want {
+			t.Errorf("parseCPUs(%q) = %v, want %s", c.in, got, c.want)
+		}
 	}
 }
 

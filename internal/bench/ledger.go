@@ -5,6 +5,12 @@ import (
 	"sync"
 )
 
+// book is where a viewer looks up a tag it got: rec (write time, hash,
+// size) and the tag's place in publish order.
+type book interface {
+	lookup(typ uint8, ts uint32) (rec, int, bool)
+}
+
 // ledger is one stream's record of what its publisher sent: for each media
 // tag, keyed by (timestamp, type), when it was written and a hash of its
 // body. Viewers look their tags up in it to measure latency and to check

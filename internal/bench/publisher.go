@@ -26,9 +26,10 @@ type publisher struct {
 	fast   bool
 	ledger *ledger
 
-	tags  atomic.Uint64 // media tags written
-	bytes atomic.Uint64 // body bytes written
-	err   atomic.Pointer[error]
+	started atomic.Int64  // UnixNano timestamp 0 was due; set once init tags are out
+	tags    atomic.Uint64 // media tags written
+	bytes   atomic.Uint64 // body bytes written
+	err     atomic.Pointer[error]
 }
 
 // csidMedia is the one RTMP chunk stream every message goes on. go-rtmp's
@@ -106,6 +107,7 @@ func (p *publisher) publish(ctx context.Context) error {
 	}
 
 	start := time.Now()
+	p.started.Store(start.UnixNano())
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	for lap := uint32(0); ; lap++ {

@@ -61,6 +61,9 @@ type RunInfo struct {
 	Input          string  `json:"input"`
 	InputKbps      float64 `json:"input_kbps"`
 	ReorderLatency string  `json:"reorder_latency"`
+	Split          bool    `json:"split_viewers,omitempty"`
+	RelayCPUs      []int   `json:"relay_cpus,omitempty"`
+	ViewerCPUs     []int   `json:"viewer_cpus,omitempty"`
 }
 
 // Flow is a rate over the measured window.
@@ -126,6 +129,7 @@ func newReport(cfg Config) *Report {
 		Config: RunInfo{
 			Streams: cfg.Streams, ViewersPer: cfg.Viewers, Duration: cfg.Duration.String(),
 			Loss: cfg.Loss, Burst: cfg.Burst, Fast: cfg.Fast, ReorderLatency: cfg.ReorderLatency.String(),
+			Split: cfg.Split, RelayCPUs: cfg.RelayCPUs, ViewerCPUs: cfg.ViewerCPUs,
 		},
 		Drops: map[string]float64{},
 	}
@@ -160,7 +164,7 @@ func cpuModel() string {
 	return ""
 }
 
-func (r *Report) fill(cfg Config, from, to snapshot, stopAt time.Time, pubs []*publisher, viewers []*viewer, m metricsView) {
+func (r *Report) fill(cfg Config, from, to snapshot, stopAt time.Time, pubs []*publisher, agg viewerAgg, m metricsView) {
 	r.Machine.LoadEnd = loadAvg()
 	win := to.at.Sub(from.at).Seconds()
 	r.Window = round(win, 2)
@@ -185,16 +189,8 @@ func (r *Report) fill(cfg Config, from, to snapshot, stopAt time.Time, pubs []*p
 		r.CPU.PerViewerMbps = round(cpu/win/r.Out.Mbps, 5)
 	}
 
-	lat := &histogram{}
-	ttff := &histogram{}
-	for _, v := range viewers {
-		lat.merge(v.lat)
-		if t := v.ttff.Load(); t > 0 {
-			ttff.add(time.Duration(t))
-		}
-	}
-	r.Latency = quantiles(lat)
-	r.TTFF = quantiles(ttff)
+	r.Latency = quantiles(agg.Lat.hist())
+	r.TTFF = quantiles(agg.TTFF.hist())
 
 	if x, ok := m.firstOf("mediapipe_stage_drops_total", "edge", "netsim", "reason", lossReasons...); ok {
 		r.Loss.Lost = &x
@@ -210,15 +206,12 @@ func (r *Report) fill(cfg Config, from, to snapshot, stopAt time.Time, pubs []*p
 		r.Loss.Lost = &zero // no netsim stage: nothing was dropped on purpose
 	}
 
-	r.Viewers.Wanted = len(viewers)
+	r.Viewers.Wanted, r.Viewers.Joined = agg.Wanted, agg.Joined
 	reasons := map[string]int{}
-	for _, v := range viewers {
-		if v.connected.Load() {
-			r.Viewers.Joined++
-		}
-		if e := v.ended.Load(); e != nil && v.endedAt.Load() < stopAt.UnixNano() {
+	for _, e := range agg.Ended {
+		if e.At < stopAt.UnixNano() {
 			r.Viewers.Dropped++
-			reasons[*e]++
+			reasons[e.Reason]++
 		}
 	}
 	for k, n := range reasons {
@@ -239,13 +232,11 @@ func (r *Report) fill(cfg Config, from, to snapshot, stopAt time.Time, pubs []*p
 		r.Memory.AllocsPerTag = round(float64(to.mallocs-from.mallocs)/float64(n), 2)
 	}
 
-	for _, v := range viewers {
-		r.Correctness.Matched += v.matched.Load()
-		r.Correctness.Missing += v.missing()
-		r.Correctness.Corrupt += v.corrupt.Load()
-		r.Correctness.Unknown += v.unknown.Load()
-		r.Correctness.Duplicate += v.dup.Load()
-	}
+	r.Correctness.Matched = agg.Matched
+	r.Correctness.Missing = agg.Missing
+	r.Correctness.Corrupt = agg.Corrupt
+	r.Correctness.Unknown = agg.Unknown
+	r.Correctness.Duplicate = agg.Dup
 	c := &r.Correctness
 	switch {
 	case c.Corrupt > 0 || c.Unknown > 0:
@@ -320,6 +311,13 @@ func (r *Report) writeTable(w io.Writer) {
 		mode = "fast"
 	}
 	row("run", "%d streams × %d viewers, %s, loss %g burst %d, reorder latency %s, %s", r.Config.Streams, r.Config.ViewersPer, r.Config.Duration, r.Config.Loss, r.Config.Burst, r.Config.ReorderLatency, mode)
+	who := "whole process, load generators included"
+	if r.Config.Split {
+		who = "relay + publishers; viewers run in a child process"
+		row("viewers", "in a child process (CPUs %v); relay process on CPUs %v (empty: not pinned)", r.Config.ViewerCPUs, r.Config.RelayCPUs)
+	} else if len(r.Config.RelayCPUs) > 0 {
+		row("pinned", "process on CPUs %v", r.Config.RelayCPUs)
+	}
 	row("input", "%s (%.0f kbps)", r.Config.Input, r.Config.InputKbps)
 	if r.Interrupted {
 		row("INTERRUPTED", "figures cover the part that ran")
@@ -327,7 +325,7 @@ func (r *Report) writeTable(w io.Writer) {
 	row("measured window", "%.1f s", r.Window)
 	row("in (cloud ingress)", "%.1f tags/s, %.1f RTP pkt/s, %.2f Mbps", r.In.TagsPerSec, r.In.RTPPerSec, r.In.Mbps)
 	row("out (edge egress)", "%.1f tags/s, %.2f Mbps to viewers (edge got %.1f RTP pkt/s)", r.Out.TagsPerSec, r.Out.Mbps, r.Out.RTPPerSec)
-	row("CPU", "%.2f s = %.3f cores; %.5f CPU-s/s per delivered viewer-Mbps", r.CPU.Seconds, r.CPU.Cores, r.CPU.PerViewerMbps)
+	row("CPU", "%.2f s = %.3f cores; %.5f CPU-s/s per delivered viewer-Mbps (%s)", r.CPU.Seconds, r.CPU.Cores, r.CPU.PerViewerMbps, who)
 	row("latency publisher→viewer", "p50 %.2f ms  p99 %.2f ms  max %.2f ms  (%d tags)", r.Latency.P50, r.Latency.P99, r.Latency.Max, r.Latency.N)
 	row("time to first frame", "p50 %.1f ms  p99 %.1f ms  max %.1f ms  (%d viewers)", r.TTFF.P50, r.TTFF.P99, r.TTFF.Max, r.TTFF.N)
 	row("packets", "lost %s  repaired %s  skipped %s", na(r.Loss.Lost), na(r.Loss.Repaired), na(r.Loss.Skipped))
@@ -336,7 +334,7 @@ func (r *Report) writeTable(w io.Writer) {
 		row("  dropped", "%s", s)
 	}
 	row("memory", "peak RSS %.1f MB, RSS %.1f MB", r.Memory.PeakRSSMB, r.Memory.RSSMB)
-	row("allocations", "%.2f per RTP packet sent, %.2f per tag delivered (whole process, load generators included)", r.Memory.AllocsPerPacket, r.Memory.AllocsPerTag)
+	row("allocations", "%.2f per RTP packet sent, %.2f per tag delivered (%s)", r.Memory.AllocsPerPacket, r.Memory.AllocsPerTag, who)
 	c := r.Correctness
 	row("correctness", "%s", c.Verdict)
 	row("  tags", "%d matched, %d missing, %d corrupt, %d unknown, %d duplicate", c.Matched, c.Missing, c.Corrupt, c.Unknown, c.Duplicate)

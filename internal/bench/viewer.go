@@ -20,7 +20,7 @@ import (
 type viewer struct {
 	addr   string // edge host:port
 	path   string // /live/s001.flv
-	ledger *ledger
+	ledger book
 	idle   time.Duration // a read that waits longer ends the viewer
 
 	lat   *histogram   // publisher write → viewer parse, per matched media tag
