@@ -80,6 +80,11 @@ type trackingListener struct {
 func (l trackingListener) Accept() (net.Conn, error) {
 	nc, err := l.Listener.Accept()
 	if err != nil {
+		// go-rtmp retries at once on any error but its own close: pause so
+		// that running out of file descriptors does not spin a core.
+		if !errors.Is(err, net.ErrClosed) {
+			time.Sleep(20 * time.Millisecond)
+		}
 		return nil, err
 	}
 	return l.s.track(nc), nil

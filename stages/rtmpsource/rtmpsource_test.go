@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/yutopp/go-rtmp/handshake"
+	"go.uber.org/goleak"
 
 	"github.com/mediapipe/mediapipe/core"
 	"github.com/mediapipe/mediapipe/core/media/flv"
@@ -321,3 +322,36 @@ func TestShutdownEndsStreams(t *testing.T) {
 }
 
 var _ = fmt.Sprintf
+
+func TestMaxPublishers(t *testing.T) {
+	clip := testmedia.Clip(t, testmedia.Options{})
+	s := startSource(t, rtmpsource.Config{MaxPublishers: 1})
+	first := push(t, s.url+"/live/one", clip, true)
+	s.h.Out.WaitData(1, 5*time.Second)
+	if err := push(t, s.url+"/live/two", clip, false).Wait(); err == nil {
+		t.Fatal("a second stream was accepted beyond max_publishers")
+	}
+	_ = first.Process.Kill()
+	waitEnd(t, s, "live/one", 5*time.Second)
+}
+
+// TestNoLeaks: after shutdown no goroutine of the server or go-rtmp is left.
+func TestNoLeaks(t *testing.T) {
+	clip := testmedia.Clip(t, testmedia.Options{Seconds: 1})
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	s := startSource(t, rtmpsource.Config{})
+	live := push(t, s.url+"/live/leak", clip, true)
+	s.h.Out.WaitData(5, 5*time.Second)
+	idle, err := net.Dial("tcp", s.url[len("rtmp://"):])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer idle.Close()
+	if err := s.h.Close(); err != nil {
+		t.Fatal(err)
+	}
+	_ = live.Wait()
+	if _, _, ended := streamPackets(s.h.Out.Packets(), "live/leak"); !ended {
+		t.Fatal("stream not ended on shutdown")
+	}
+}
