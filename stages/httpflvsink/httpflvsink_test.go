@@ -367,3 +367,39 @@ func BenchmarkFanout(b *testing.B) {
 		})
 	}
 }
+
+// TestShutdownKicksViewers: cancelling ctx closes the listener and every
+// viewer even while the input stays open; Run returns once it closes.
+func TestShutdownKicksViewers(t *testing.T) {
+	env := core.TestEnv("httpflv-sink")
+	st, _ := httpflvsink.New(&httpflvsink.Config{Listen: "127.0.0.1:0", ViewerQueue: 64, GOPCache: true, GOPMaxBytes: 1 << 20, WriteTimeout: time.Second}, env)
+	ctx, cancel := context.WithCancel(context.Background())
+	if err := st.(core.Opener).Open(ctx); err != nil {
+		t.Fatal(err)
+	}
+	in := make(chan *core.Packet, 8)
+	done := make(chan error, 1)
+	go func() { done <- st.Run(ctx, in, discardOut{}) }()
+	s := core.NewStream("live/bye")
+	in <- core.NewEvent(core.EventStart, s)
+	url := "http://" + st.(*httpflvsink.Stage).Addr().String() + "/live/bye.flv"
+	waitFor(t, "stream", func() bool { r, err := http.Head(url); return err == nil && r.StatusCode == 200 })
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cancel()
+	ended := make(chan struct{})
+	go func() { _, _ = io.Copy(io.Discard, resp.Body); close(ended) }()
+	select {
+	case <-ended:
+	case <-time.After(5 * time.Second):
+		t.Fatal("viewer still connected after ctx was cancelled")
+	}
+	close(in)
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Run did not return after its input closed")
+	}
+}
