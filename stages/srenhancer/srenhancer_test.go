@@ -1,9 +1,12 @@
 package srenhancer
 
 import (
+	"bytes"
 	"net"
 	"testing"
 
+	"github.com/mediapipe/mediapipe/core/media/flv"
+	"github.com/mediapipe/mediapipe/core/media/h264"
 	"github.com/mediapipe/mediapipe/internal/testmedia"
 	"github.com/mediapipe/mediapipe/stages/srenhancer/internal/srtest"
 )
@@ -74,6 +77,17 @@ func TestBuiltin(t *testing.T) {
 	r := srtest.Run(t, map[string]any{}, tags)
 	srtest.CheckClean(t, r.File, 1280, 720)
 	srtest.CheckStream(t, tags, r, 1280, 720)
+	// Late joiners get the enhanced stream's init tags, not the small picture's.
+	init := r.Out[0].Stream.Init()
+	if init == nil || len(init.Video) < flv.HeaderSize+5 {
+		t.Fatalf("init tags %+v", init)
+	}
+	if sps, _, err := h264.ConfigSize(init.Video[flv.HeaderSize+5:]); err != nil || sps.Width != 1280 || sps.Height != 720 {
+		t.Fatalf("init video header: %dx%d, %v", sps.Width, sps.Height, err)
+	}
+	if !bytes.Contains(init.Metadata, []byte("width\x00\x40\x94\x00")) { // 1280.0 as a float64
+		t.Fatalf("init metadata not patched: %x", init.Metadata)
+	}
 	_, keys, _ := srtest.Kinds(tags)
 	if got := r.Counter("backend_enhanced"); got != float64(keys) {
 		t.Errorf("backend_enhanced = %v, want %d", got, keys)
