@@ -235,7 +235,10 @@ func TestStalledViewerShed(t *testing.T) {
 func TestHTTPErrors(t *testing.T) {
 	s := startSink(t, httpflvsink.Config{GOPCache: true, PlayKey: "pk"})
 	s.h.StartStream("live/here")
-	waitFor(t, "stream", func() bool { r, err := http.Head(s.base + "/live/here.flv?key=pk"); return err == nil && r.StatusCode == 200 })
+	waitFor(t, "stream", func() bool {
+		r, err := http.Head(s.base + "/live/here.flv?key=pk")
+		return err == nil && r.StatusCode == 200
+	})
 	cases := []struct {
 		method, path string
 		want         int
