@@ -241,7 +241,7 @@ func (a *childAudience) finish(grace time.Duration) viewerAgg {
 		_ = a.stdin.Close() // asks the child to cut its viewers and report
 		select {
 		case <-a.done:
-		case <-time.After(5 * time.Second):
+		case <-time.After(30 * time.Second): // thousands of viewers take a while
 			_ = a.cmd.Process.Kill()
 			<-a.done
 		}

@@ -3,7 +3,10 @@ package bench
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"io"
+	"net"
 	"os"
 	"strings"
 	"testing"
@@ -237,5 +240,23 @@ func checkReport(t *testing.T, rep *Report) {
 	c := rep.Correctness
 	if c.Matched == 0 || c.Corrupt != 0 || c.Unknown != 0 {
 		t.Errorf("correctness: %+v", c)
+	}
+}
+
+func TestEndReason(t *testing.T) {
+	for _, c := range []struct {
+		err    error
+		joined bool
+		want   string
+	}{
+		{io.EOF, true, "response ended"},
+		{fmt.Errorf("reading: %w", io.ErrUnexpectedEOF), true, "response cut mid-tag"},
+		{&net.OpError{Op: "read", Err: os.ErrDeadlineExceeded}, true, "no data for --viewer-timeout"},
+		{&net.OpError{Op: "dial", Err: os.ErrDeadlineExceeded}, false, "no answer to connect or GET within --viewer-timeout"},
+		{errors.New("HTTP 503 from 127.0.0.1:8080"), false, "HTTP 503 from ADDR"},
+	} {
+		if got := endReason(c.err, c.joined); got != c.want {
+			t.Errorf("endReason(%v) = %q, want %q", c.err, got, c.want)
+		}
 	}
 }

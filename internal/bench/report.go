@@ -214,10 +214,24 @@ func (r *Report) fill(cfg Config, from, to snapshot, stopAt time.Time, pubs []*p
 			reasons[e.Reason]++
 		}
 	}
-	for k, n := range reasons {
-		r.Viewers.Reasons = append(r.Viewers.Reasons, fmt.Sprintf("%d× %s", n, k))
+	type kn struct {
+		k string
+		n int
 	}
-	sort.Strings(r.Viewers.Reasons)
+	var byCount []kn
+	for k, n := range reasons {
+		byCount = append(byCount, kn{k, n})
+	}
+	sort.Slice(byCount, func(i, j int) bool {
+		return byCount[i].n > byCount[j].n || byCount[i].n == byCount[j].n && byCount[i].k < byCount[j].k
+	})
+	for i, x := range byCount {
+		if i == 10 {
+			r.Viewers.Reasons = append(r.Viewers.Reasons, fmt.Sprintf("… %d more reasons", len(byCount)-10))
+			break
+		}
+		r.Viewers.Reasons = append(r.Viewers.Reasons, fmt.Sprintf("%d× %s", x.n, x.k))
+	}
 	if x, ok := m.firstOf("mediapipe_stage_drops_total", "edge", "httpflv-sink", "reason", shedReasons...); ok {
 		r.Viewers.Shed = &x
 	}

@@ -9,7 +9,9 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"regexp"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/mediapipe/mediapipe/core/media/flv"
@@ -59,7 +61,7 @@ func (v *viewer) run(ctx context.Context) {
 		if err == nil {
 			err = io.EOF
 		}
-		msg := err.Error()
+		msg := endReason(err, v.connected.Load())
 		v.endedAt.Store(time.Now().UnixNano())
 		v.ended.Store(&msg)
 		return
@@ -193,3 +195,25 @@ func (v *viewer) missing() int {
 	}
 	return int(l-f+1) - int(v.matched.Load())
 }
+
+// endReason names why a viewer ended, without addresses or ports, so the
+// report can count viewers by reason.
+func endReason(err error, joined bool) string {
+	var ne net.Error
+	switch {
+	case errors.Is(err, io.EOF):
+		return "response ended"
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return "response cut mid-tag"
+	case errors.Is(err, syscall.ECONNRESET):
+		return "connection reset"
+	case errors.As(err, &ne) && ne.Timeout():
+		if !joined {
+			return "no answer to connect or GET within --viewer-timeout"
+		}
+		return "no data for --viewer-timeout"
+	}
+	return addrRE.ReplaceAllString(err.Error(), "ADDR")
+}
+
+var addrRE = regexp.MustCompile(`\[?[0-9a-fA-F.:]+\]?:\d+`)
