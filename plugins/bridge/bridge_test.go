@@ -404,3 +404,52 @@ func TestSRSharpen(t *testing.T) {
 	}
 	waitGone(t, pid)
 }
+
+func TestSourcePlugin(t *testing.T) {
+	def, err := load(t, bin(t, "source"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !def.Spec.IsSource() || def.Spec.Out != core.KindFLV {
+		t.Fatalf("spec = %+v", def.Spec)
+	}
+	env := testEnv(nil)
+	st, err := def.Build(map[string]any{"name": "src/one", "count": 7}, env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stage := st.(*Stage)
+	h := stagetest.Start(t, st, env, true)
+	got := h.Out.WaitData(7, 10*time.Second)
+	if len(got) != 7 || got[0].Stream.Name != "src/one" || got[0].Stream.Init() == nil {
+		t.Fatalf("got %d packets", len(got))
+	}
+	// Killed, the source comes back: its old stream ends downstream and the
+	// new process opens a new one.
+	pid := stage.PID()
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	got = h.Out.WaitData(14, 10*time.Second)
+	if len(got) != 14 {
+		t.Fatalf("after the restart: %d packets, want 14", len(got))
+	}
+	if got[7].Stream == got[0].Stream {
+		t.Errorf("the restarted source's packets went to the old stream")
+	}
+	newPID := stage.PID()
+	if err := h.Close(); err != nil { // cancels the source
+		t.Fatal(err)
+	}
+	var events []string
+	for _, p := range h.Out.Packets() {
+		if p.Event != core.EventData {
+			events = append(events, p.Event.String())
+		}
+	}
+	if strings.Join(events, ",") != "start,end,start,end" {
+		t.Errorf("events = %q", events)
+	}
+	waitGone(t, pid)
+	waitGone(t, newPID)
+}

@@ -28,6 +28,7 @@ var programs = map[string]string{
 	"stream-filter": "../examples/stream-filter",
 	"sr-sharpen":    "../examples/sr-sharpen",
 	"otherversion":  "./testdata/otherversion",
+	"source":        "./testdata/source",
 }
 
 func TestMain(m *testing.M) {

@@ -187,7 +187,12 @@ func (s *Stage) Run(ctx context.Context, in <-chan *core.Packet, out core.Output
 	} else {
 		r.down()
 	}
-	return r.loop(in)
+	var stop <-chan struct{}
+	if in == nil {
+		// A source: it runs until ctx ends.
+		stop = ctx.Done()
+	}
+	return r.loop(in, stop)
 }
 
 // runner is the state of one Run.
@@ -209,7 +214,7 @@ type runner struct {
 	msg   shared.OutBatch
 }
 
-func (r *runner) loop(in <-chan *core.Packet) error {
+func (r *runner) loop(in <-chan *core.Packet, stop <-chan struct{}) error {
 	for {
 		var dead <-chan struct{}
 		if r.sess != nil {
@@ -246,6 +251,9 @@ func (r *runner) loop(in <-chan *core.Packet) error {
 				r.finish()
 				return nil
 			}
+		case <-stop:
+			r.finish()
+			return nil
 		case <-dead:
 			r.lost(0)
 		case <-retry:
@@ -350,6 +358,14 @@ func (r *runner) lost(inflight int) {
 	sess.cancel()
 	<-sess.done
 	sess.proc.kill()
+	// Streams the dead process made itself (ids from the top half) die with
+	// it: end them downstream. Streams it carried for the host go on.
+	for id, st := range r.outStreams {
+		if id&(1<<63) != 0 {
+			r.out.Emit(core.NewEvent(core.EventEnd, st))
+			delete(r.outStreams, id)
+		}
+	}
 	r.s.mu.Lock()
 	if r.s.proc == sess.proc {
 		r.s.proc = nil

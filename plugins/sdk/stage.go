@@ -110,15 +110,25 @@ func (s *stageServer) Run(rs pluginpb.Stage_RunServer) error {
 	streams := shared.NewTable()
 	out := newBatchOutput(rs, streams, maxBatch)
 	in := make(chan *core.Packet, inQueue)
+	source := s.def.Spec.IsSource()
 	var runErr error
 	ran := make(chan struct{})
 	go func() {
 		defer close(ran)
-		runErr = stage.Run(ctx, in, out)
+		if source {
+			runErr = stage.Run(ctx, nil, out) // a source gets no input
+		} else {
+			runErr = stage.Run(ctx, in, out)
+		}
 	}()
 
 	recvErr := s.feed(rs, streams, in, out, ran, &runErr)
 	close(in)
+	if source {
+		// The host closing its side is a source's stop: cancel, and it ends
+		// its streams and returns.
+		cancel()
+	}
 	select {
 	case <-ran:
 	case <-rs.Context().Done():
