@@ -44,6 +44,7 @@ type viewerAgg struct {
 	Lat      histSnap  `json:"lat"`
 	TTFF     histSnap  `json:"ttff"`
 	Ended    []endInfo `json:"ended,omitempty"`
+	CPU      int64     `json:"cpu_ns,omitempty"` // the viewer process's CPU time (--split)
 	Final    bool      `json:"final,omitempty"`
 	ChildErr string    `json:"error,omitempty"`
 }
@@ -308,7 +309,9 @@ func ChildMain(stdout, stderr io.Writer) int {
 	for {
 		select {
 		case <-tick.C:
-			_ = enc.Encode(a.stats())
+			st := a.stats()
+			st.CPU = int64(cpuTime())
+			_ = enc.Encode(st)
 			continue
 		case <-stop:
 			a.cancel()
@@ -318,6 +321,7 @@ func ChildMain(stdout, stderr io.Writer) int {
 	}
 	agg := a.finish(0)
 	agg.Final = true
+	agg.CPU = int64(cpuTime())
 	if err := enc.Encode(agg); err != nil {
 		return 1
 	}

@@ -77,8 +77,9 @@ type Flow struct {
 // CPU is the process's CPU use over the window.
 type CPU struct {
 	Seconds       float64 `json:"seconds"`
-	Cores         float64 `json:"cores"`                   // CPU seconds per wall second
-	PerViewerMbps float64 `json:"seconds_per_viewer_mbps"` // cores ÷ delivered Mbps
+	Cores         float64 `json:"cores"`                          // CPU seconds per wall second
+	PerViewerMbps float64 `json:"seconds_per_viewer_mbps"`        // cores ÷ delivered Mbps
+	ViewerCores   float64 `json:"viewer_process_cores,omitempty"` // --split: the viewer process's own
 }
 
 // Quantile summarises a distribution in milliseconds.
@@ -185,6 +186,9 @@ func (r *Report) fill(cfg Config, from, to snapshot, stopAt time.Time, pubs []*p
 	}
 	cpu := (to.cpu - from.cpu).Seconds()
 	r.CPU = CPU{Seconds: round(cpu, 2), Cores: round(cpu/win, 3)}
+	if to.aud.CPU > 0 {
+		r.CPU.ViewerCores = round(time.Duration(to.aud.CPU-from.aud.CPU).Seconds()/win, 3)
+	}
 	if r.Out.Mbps > 0 {
 		r.CPU.PerViewerMbps = round(cpu/win/r.Out.Mbps, 5)
 	}
@@ -340,6 +344,9 @@ func (r *Report) writeTable(w io.Writer) {
 	row("in (cloud ingress)", "%.1f tags/s, %.1f RTP pkt/s, %.2f Mbps", r.In.TagsPerSec, r.In.RTPPerSec, r.In.Mbps)
 	row("out (edge egress)", "%.1f tags/s, %.2f Mbps to viewers (edge got %.1f RTP pkt/s)", r.Out.TagsPerSec, r.Out.Mbps, r.Out.RTPPerSec)
 	row("CPU", "%.2f s = %.3f cores; %.5f CPU-s/s per delivered viewer-Mbps (%s)", r.CPU.Seconds, r.CPU.Cores, r.CPU.PerViewerMbps, who)
+	if r.Config.Split {
+		row("viewer process CPU", "%.3f cores (if it is near the CPUs it has, the viewers, not the relay, set the pace)", r.CPU.ViewerCores)
+	}
 	row("latency publisher→viewer", "p50 %.2f ms  p99 %.2f ms  max %.2f ms  (%d tags)", r.Latency.P50, r.Latency.P99, r.Latency.Max, r.Latency.N)
 	row("time to first frame", "p50 %.1f ms  p99 %.1f ms  max %.1f ms  (%d viewers)", r.TTFF.P50, r.TTFF.P99, r.TTFF.Max, r.TTFF.N)
 	row("packets", "lost %s  repaired %s  skipped %s", na(r.Loss.Lost), na(r.Loss.Repaired), na(r.Loss.Skipped))
