@@ -243,16 +243,22 @@ func TestKillRestartsAndStreamGoesOn(t *testing.T) {
 		send(1)
 		return core.CounterValue(restarts) >= 1 && stage.PID() != pid && stage.PID() != 0
 	})
-	before := len(h.Out.Data())
 	mark := seq
 	send(20)
-	got := h.Out.WaitData(before+20, 10*time.Second)
-	if len(got) < before+20 {
-		t.Fatalf("after restart: %d packets, want %d", len(got), before+20)
+	// The 20 packets sent after the restart all come through, in order, last.
+	lastTag := tag(core.TagVideo, uint32(mark+19), 200, mark+19)
+	waitFor(t, "the packets sent after the restart", func() bool {
+		d := h.Out.Data()
+		return len(d) > 0 && bytes.Equal(d[len(d)-1].Data, lastTag)
+	})
+	got := h.Out.Data()
+	if len(got) < 20 {
+		t.Fatalf("%d packets in all", len(got))
 	}
-	last := got[len(got)-1]
-	if last.Stream != s || !bytes.Equal(last.Data, tag(core.TagVideo, uint32(mark+19), 200, mark+19)) {
-		t.Fatalf("last packet after restart is not the last one sent")
+	for i, p := range got[len(got)-20:] {
+		if p.Stream != s || !bytes.Equal(p.Data, tag(core.TagVideo, uint32(mark+i), 200, mark+i)) {
+			t.Fatalf("packet %d after the restart is not the one sent", i)
+		}
 	}
 	waitGone(t, pid)
 	newPID := stage.PID()
