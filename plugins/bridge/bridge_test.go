@@ -405,10 +405,23 @@ func TestSRSharpen(t *testing.T) {
 	if out.Width != 2560 || out.Height != 1440 {
 		t.Fatalf("big: %dx%d", out.Width, out.Height)
 	}
+	// Killed, the backend is started again by the next call.
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	waitGone(t, pid)
+	waitFor(t, "the SR plugin to be seen dead", func() bool { return b.(*SRBackend).proc.exited() })
+	if _, err := b.Enhance(context.Background(), in, 2); err != nil {
+		t.Fatalf("after a kill: %v", err)
+	}
+	pid = b.(*SRBackend).PID()
 	if err := b.Close(); err != nil {
 		t.Fatal(err)
 	}
 	waitGone(t, pid)
+	if _, err := b.Enhance(context.Background(), in, 2); err == nil {
+		t.Error("Enhance after Close succeeded")
+	}
 }
 
 func TestSourcePlugin(t *testing.T) {
