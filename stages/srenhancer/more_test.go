@@ -329,3 +329,52 @@ func TestTwoStreams(t *testing.T) {
 		srtest.CheckStream(t, c.in, r, c.w, c.h)
 	}
 }
+
+// TestCorruptFrame: frames the decoder chokes on do not shift the keyframes:
+// pictures are matched to frames by their presentation time.
+func TestCorruptFrame(t *testing.T) {
+	tags := testmedia.Tags(t, testmedia.Clip(t, testmedia.Options{Seconds: 3}))
+	var in [][]byte
+	frame := 0
+	for _, tag := range tags {
+		tag = append([]byte(nil), tag...)
+		if tag[0] == flv.TypeVideo && tag[flv.HeaderSize+1] == flv.AVCNALU {
+			frame++
+			if frame%30 == 10 || frame%30 == 11 { // two P-frames a GOP: NAL length fields wrecked
+				for i := flv.HeaderSize + 5; i < len(tag); i++ {
+					tag[i] = 0xff
+				}
+			}
+		}
+		in = append(in, tag)
+	}
+	r := srtest.Run(t, map[string]any{}, in)
+	srtest.CheckClean(t, r.File, 1280, 720)
+	keyTimes := func(tags [][]byte) (keys []uint32, frames int) {
+		for _, tag := range tags {
+			if tag[0] == flv.TypeVideo && tag[flv.HeaderSize+1] == flv.AVCNALU {
+				frames++
+				if tag[flv.HeaderSize]>>4 == flv.FrameKey {
+					h, _ := flv.ParseHeader(tag)
+					keys = append(keys, h.Timestamp)
+				}
+			}
+		}
+		return
+	}
+	var out [][]byte
+	for _, p := range r.Out {
+		if p.Data != nil {
+			out = append(out, p.Data)
+		}
+	}
+	inKeys, inFrames := keyTimes(in)
+	outKeys, outFrames := keyTimes(out)
+	t.Logf("frames in %d, out %d, lost %v", inFrames, outFrames, r.Drops("frame_lost"))
+	if !slices.Equal(inKeys, outKeys) {
+		t.Fatalf("keyframes at %v, want %v", outKeys, inKeys)
+	}
+	if float64(outFrames)+r.Drops("frame_lost") != float64(inFrames) {
+		t.Fatalf("%d frames out + %v lost, want %d", outFrames, r.Drops("frame_lost"), inFrames)
+	}
+}

@@ -27,8 +27,9 @@ const (
 	tickNs        = 500_000
 	forceKeyFrame = "expr:eq(mod(floor(t*2000+0.5),2),0)"
 	drainTimeout  = 10 * time.Second
-	maxDecoding   = 128 // frames the decoder may hold before the oldest is written off
-	hangFrames    = 16  // frames fed without any out, beyond reordering, before a stall counts
+	maxDecoding   = 128    // frames the decoder may hold before the oldest is written off
+	hangFrames    = 16     // frames fed without any out, beyond reordering, before a stall counts
+	decodeShift   = 10_000 // ms added to the decoder's input timestamps
 )
 
 // videoPipe is one decoder ffmpeg and one encoder ffmpeg for one stream at
@@ -47,7 +48,7 @@ type videoPipe struct {
 	decIn, encIn  *os.File
 	bigR, smallR  *os.File
 	encOut        *os.File
-	bigCh         chan []byte
+	bigCh         chan picture
 	smallCh       chan []byte
 	bigFree       chan []byte
 	smallFree     chan []byte
@@ -75,11 +76,16 @@ func decoderArgs(ow, oh int) []string {
 	return []string{
 		"-nostdin", "-hide_banner", "-loglevel", "error",
 		"-probesize", "32", "-analyzeduration", "1", "-fpsprobesize", "0", "-threads", "1",
-		"-flags2", "+showall", // one picture per frame fed, even undecodable leading ones: pictures are matched to frames by order
+		"-flags2", "+showall", // a picture for every frame fed, even the undecodable leading ones
 		"-f", "flv", "-i", "pipe:0",
 		"-filter_complex", fmt.Sprintf("[0:v]split=2[small][up];[up]scale=%d:%d:flags=bicubic,format=yuv420p[big]", ow, oh),
 		"-map", "[small]", "-fps_mode", "passthrough", "-f", "rawvideo", "-pix_fmt", "rgb24", "-flush_packets", "1", "pipe:3",
-		"-map", "[big]", "-fps_mode", "passthrough", "-f", "rawvideo", "-pix_fmt", "yuv420p", "-flush_packets", "1", "pipe:1",
+		// The big pictures come in live Matroska: each carries its frame's own
+		// presentation time (-copyts, source time base), which is how
+		// pictures are matched to frames even if the decoder drops one.
+		"-map", "[big]", "-copyts", "-fps_mode", "passthrough", "-enc_time_base", "-1",
+		"-c:v", "rawvideo", "-pix_fmt", "yuv420p",
+		"-f", "matroska", "-live", "1", "-cluster_size_limit", "1", "-flush_packets", "1", "pipe:1",
 	}
 }
 
@@ -103,7 +109,7 @@ func startPipe(ss *streamState, cfg item) (_ *videoPipe, err error) {
 		ss: ss, w: cfg.width, h: cfg.height,
 		ow: outSize(cfg.width, s.cfg.Scale), oh: outSize(cfg.height, s.cfg.Scale),
 		decLog: &tail{}, encLog: &tail{},
-		bigCh: make(chan []byte, 4), smallCh: make(chan []byte, 4),
+		bigCh: make(chan picture, 4), smallCh: make(chan []byte, 4),
 		bigFree: make(chan []byte, 4), smallFree: make(chan []byte, 4),
 		done: make(chan struct{}), stopWatch: make(chan struct{}),
 	}
@@ -176,7 +182,7 @@ func startPipe(ss *streamState, cfg item) (_ *videoPipe, err error) {
 	p.progress.Store(time.Now().UnixNano())
 	p.wg.Add(4)
 	go p.watch(s.stall)
-	go p.readFrames(p.bigR, p.ow*p.oh*3/2, p.bigCh, p.bigFree)
+	go p.readPictures(p.bigR, p.ow*p.oh*3/2)
 	go p.readFrames(p.smallR, p.w*p.h*3, p.smallCh, p.smallFree)
 	go p.enhancer()
 	go p.encReader()
@@ -218,6 +224,11 @@ func (p *videoPipe) feed(it item) {
 		p.ss.videoGone(lost)
 	}
 	p.fedSince.Add(1)
+	// Shifted so that no presentation time is negative: Matroska would
+	// move all of them, and pictures could no longer be matched to frames.
+	if h, err := flv.ParseHeader(it.p.Data); err == nil {
+		flv.PutHeader(it.p.Data, h.Type, h.DataSize, h.Timestamp+decodeShift)
+	}
 	binary.BigEndian.PutUint32(p.prevTag[:], uint32(len(it.p.Data)))
 	_, err := p.decIn.Write(it.p.Data)
 	if err == nil {
@@ -249,23 +260,63 @@ func (p *videoPipe) readFrames(r *os.File, size int, ch, free chan []byte) {
 	}
 }
 
-// popDecoded takes the meta of the next picture out of the decoder, which
-// comes in presentation order: the lowest pts fed.
-func (p *videoPipe) popDecoded() (frameMeta, bool) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if len(p.decoding) == 0 {
-		return frameMeta{}, false
+// picture is a decoded, upscaled picture and its presentation time.
+type picture struct {
+	buf []byte
+	pts int64
+}
+
+// readPictures reads the decoder's Matroska output of big pictures.
+func (p *videoPipe) readPictures(r *os.File, size int) {
+	defer p.wg.Done()
+	defer close(p.bigCh)
+	mr := rawmkv.NewReader(r)
+	for {
+		var buf []byte
+		select {
+		case buf = <-p.bigFree:
+		default:
+			buf = make([]byte, size)
+		}
+		pts, err := mr.Next(buf)
+		if err != nil {
+			if err != io.EOF {
+				p.fail(fmt.Errorf("decoder output: %w", err))
+				io.Copy(io.Discard, r) // let the decoder finish
+			}
+			return
+		}
+		p.bigCh <- picture{buf: buf, pts: pts} // the enhancer drains both channels to the end
 	}
-	min := 0
-	for i, m := range p.decoding {
-		if m.pts < p.decoding[min].pts {
-			min = i
+}
+
+// popDecoded takes the meta of the frame whose picture has presentation
+// time pts. The decoder gives pictures in presentation order, so frames fed
+// with an earlier time that are still waiting were dropped by it: they are
+// written off.
+func (p *videoPipe) popDecoded(pts int64) (frameMeta, bool) {
+	pts -= decodeShift
+	p.mu.Lock()
+	var m frameMeta
+	found, lost := false, 0
+	kept := p.decoding[:0]
+	for _, d := range p.decoding {
+		switch {
+		case d.pts == pts && !found:
+			m, found = d, true
+		case d.pts < pts:
+			lost++
+		default:
+			kept = append(kept, d)
 		}
 	}
-	m := p.decoding[min]
-	p.decoding = append(p.decoding[:min], p.decoding[min+1:]...)
-	return m, true
+	p.decoding = kept
+	p.mu.Unlock()
+	if lost > 0 {
+		p.ss.s.drops.lost.Add(lost)
+		p.ss.videoGone(lost)
+	}
+	return m, found
 }
 
 // enhancer pairs each big picture with its small one, has keyframes
@@ -277,7 +328,8 @@ func (p *videoPipe) enhancer() {
 	first, base, last := true, int64(0), int64(-1)
 	writing := true
 	for {
-		big, ok1 := <-p.bigCh
+		pic, ok1 := <-p.bigCh
+		big := pic.buf
 		small, ok2 := <-p.smallCh
 		if !ok1 || !ok2 {
 			if ok1 != ok2 {
@@ -285,7 +337,7 @@ func (p *videoPipe) enhancer() {
 			}
 			break
 		}
-		meta, ok := p.popDecoded()
+		meta, ok := p.popDecoded(pic.pts)
 		if !ok || !writing {
 			if ok {
 				s.drops.ffmpeg.Inc()
@@ -446,7 +498,7 @@ func (p *videoPipe) encReader() {
 			pk.Release()
 			continue
 		}
-		ts := uint32(meta.pts)
+		ts := uint32(max(meta.pts, 0))
 		flv.PutHeader(pk.Data, flv.TypeVideo, h.DataSize, ts)
 		body[2], body[3], body[4] = 0, 0, 0 // no B-frames out: DTS = PTS
 		pk.Type, pk.Timestamp, pk.Stream, pk.Ingest = core.TagVideo, ts, p.ss.st, meta.ingest

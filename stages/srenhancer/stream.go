@@ -148,9 +148,6 @@ func (ss *streamState) handleVideo(p *core.Packet, body []byte) {
 			return
 		}
 		pts := int64(p.Timestamp) + int64(vi.CTS)
-		if pts < 0 {
-			pts = 0
-		}
 		ss.mu.Lock()
 		ss.inflight++
 		ss.mu.Unlock()
