@@ -93,7 +93,7 @@ type histSnap struct {
 
 func (h *histogram) snap() histSnap {
 	s := histSnap{N: h.n.Load(), Max: h.max.Load()}
-	for i := range h.counts {
+	for i := range int(h.hi.Load()) {
 		if c := h.counts[i].Load(); c > 0 {
 			if s.Counts == nil {
 				s.Counts = map[string]uint64{}
@@ -109,6 +109,9 @@ func (s histSnap) hist() *histogram {
 	for k, c := range s.Counts {
 		if i, err := strconv.Atoi(k); err == nil && i >= 0 && i < histBuckets {
 			h.counts[i].Store(c)
+			if int32(i) >= h.hi.Load() {
+				h.hi.Store(int32(i) + 1)
+			}
 		}
 	}
 	h.n.Store(s.N)

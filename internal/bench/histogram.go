@@ -13,6 +13,7 @@ type histogram struct {
 	counts [histBuckets]atomic.Uint64
 	n      atomic.Uint64
 	max    atomic.Int64
+	hi     atomic.Int32 // highest bucket used + 1: merge and snap scan no further
 }
 
 const (
@@ -46,7 +47,11 @@ func (h *histogram) add(d time.Duration) {
 	if d < 0 {
 		d = 0
 	}
-	h.counts[histIndex(uint64(d/time.Microsecond))].Add(1)
+	i := histIndex(uint64(d / time.Microsecond))
+	h.counts[i].Add(1)
+	if int32(i) >= h.hi.Load() {
+		h.hi.Store(int32(i) + 1) // one writer: no race between Load and Store
+	}
 	h.n.Add(1)
 	for {
 		m := h.max.Load()
@@ -58,9 +63,16 @@ func (h *histogram) add(d time.Duration) {
 
 // merge adds o's counts into h.
 func (h *histogram) merge(o *histogram) {
-	for i := range o.counts {
+	hi := o.hi.Load()
+	for i := range hi {
 		if c := o.counts[i].Load(); c > 0 {
 			h.counts[i].Add(c)
+		}
+	}
+	for {
+		cur := h.hi.Load()
+		if hi <= cur || h.hi.CompareAndSwap(cur, hi) {
+			break
 		}
 	}
 	h.n.Add(o.n.Load())
@@ -77,7 +89,7 @@ func (h *histogram) quantile(q float64) time.Duration {
 	}
 	rank := uint64(q*float64(n-1)) + 1
 	var seen uint64
-	for i := range h.counts {
+	for i := range int(h.hi.Load()) {
 		seen += h.counts[i].Load()
 		if seen >= rank {
 			lo, hi := histLow(i), histLow(i+1)

@@ -190,7 +190,7 @@ func isSequenceHeader(typ uint8, body []byte) bool {
 // matched ones it never got.
 func (v *viewer) missing() int {
 	f, l := v.first.Load(), v.last.Load()
-	if f < 0 {
+	if f < 0 || v.matched.Load() == 0 {
 		return 0
 	}
 	return int(l-f+1) - int(v.matched.Load())
