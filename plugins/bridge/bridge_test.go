@@ -472,3 +472,57 @@ func TestSourcePlugin(t *testing.T) {
 	waitGone(t, pid)
 	waitGone(t, newPID)
 }
+
+// TestStreamEndsWhileDown: a stream that ends while the plugin cannot be
+// restarted is still ended downstream, and its data counted as dropped.
+func TestStreamEndsWhileDown(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "stream-filter")
+	b, err := os.ReadFile(bin(t, "stream-filter"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	def, err := load(t, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := testEnv(nil)
+	st, err := def.Build(map[string]any{}, env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stage := st.(*Stage)
+	h := stagetest.Start(t, st, env, false)
+	s := h.StartStream("live/x")
+	h.SendData(s, core.TagVideo, 0, tag(core.TagVideo, 0, 10, 1))
+	h.Out.WaitData(1, 10*time.Second)
+	// Replace the program with one that cannot start, then kill the plugin.
+	if err := os.Remove(path); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, []byte("#!/bin/sh\nexit 1\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	pid := stage.PID()
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the bridge to see the plugin dead", func() bool { return stage.PID() != pid })
+	down := env.Metrics.Drop("plugin_down")
+	waitFor(t, "data to be dropped while down", func() bool {
+		h.SendData(s, core.TagVideo, 0, tag(core.TagVideo, 0, 10, 2))
+		return down.Value() > 0
+	})
+	h.EndStream(s)
+	waitFor(t, "the end downstream", func() bool {
+		ps := h.Out.Packets()
+		return len(ps) > 0 && ps[len(ps)-1].Event == core.EventEnd && ps[len(ps)-1].Stream == s
+	})
+	if err := h.Close(); err != nil {
+		t.Fatal(err)
+	}
+	waitGone(t, pid)
+}

@@ -162,8 +162,10 @@ func (s *Stage) Run(ctx context.Context, in <-chan *core.Packet, out core.Output
 	if stopped {
 		// The pipeline gave up before running (its context ended after
 		// Open): the process is gone; drain and leave.
-		for p := range in {
-			p.Release()
+		if in != nil { // a source has none
+			for p := range in {
+				p.Release()
+			}
 		}
 		return nil
 	}
@@ -182,9 +184,7 @@ func (s *Stage) Run(ctx context.Context, in <-chan *core.Packet, out core.Output
 			p = nil
 		}
 	}
-	if p != nil {
-		r.attach(p)
-	} else {
+	if p == nil || !r.attach(p) {
 		r.down()
 	}
 	var stop <-chan struct{}
@@ -286,6 +286,17 @@ func (r *runner) send(batch []*core.Packet) {
 	}
 	if r.sess == nil {
 		r.s.dropDown.Add(data)
+		// No plugin will pass these ends on: end downstream what it had
+		// started there. (No receiver runs while down.)
+		for _, p := range batch {
+			if p.Event != core.EventEnd || p.Stream == nil {
+				continue
+			}
+			if st := r.outStreams[p.Stream.ID]; st != nil {
+				delete(r.outStreams, p.Stream.ID)
+				r.out.Emit(core.NewEvent(core.EventEnd, st))
+			}
+		}
 		r.release(batch)
 		return
 	}
