@@ -63,12 +63,16 @@ lost/repaired/skipped, viewers dropped, RSS and allocations per packet, and
 checks every tag each viewer got against what was published.
 
 CPU, RSS and allocations are the whole process's: they include the bench's
-own publishers and viewers.
+own publishers and viewers, unless --split runs the viewers in a child
+process (then --relay-cpus/--viewer-cpus can pin each side to its cores).
+Exit status: 0 when the run finished with intact output, 1 when a viewer
+got corrupt tags or the relay failed, 2 for bad flags.
 
 Examples:
   mediapipe bench --streams 10 --viewers 20 --duration 20s --loss 0.05
   mediapipe bench --synthetic --fast --streams 4 --viewers 1 --duration 10s
   mediapipe bench --floor --streams 0
+  mediapipe bench --streams 1 --viewers 1500 --split --relay-cpus 0 --viewer-cpus 1 --duration 30s
 
 Flags:
 `
