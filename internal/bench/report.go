@@ -332,9 +332,9 @@ func (r *Report) writeTable(w io.Writer) {
 	who := "whole process, load generators included"
 	if r.Config.Split {
 		who = "relay + publishers; viewers run in a child process"
-		row("viewers", "in a child process (CPUs %v); relay process on CPUs %v (empty: not pinned)", r.Config.ViewerCPUs, r.Config.RelayCPUs)
+		row("viewers", "in a child process (%s); relay process %s", cpuList(r.Config.ViewerCPUs), cpuList(r.Config.RelayCPUs))
 	} else if len(r.Config.RelayCPUs) > 0 {
-		row("pinned", "process on CPUs %v", r.Config.RelayCPUs)
+		row("pinned", "process %s", cpuList(r.Config.RelayCPUs))
 	}
 	row("input", "%s (%.0f kbps)", r.Config.Input, r.Config.InputKbps)
 	if r.Interrupted {
@@ -374,4 +374,11 @@ func (r *Report) writeTable(w io.Writer) {
 		row("ERROR", "%s", e)
 	}
 	tw.Flush()
+}
+
+func cpuList(cpus []int) string {
+	if len(cpus) == 0 {
+		return "not pinned"
+	}
+	return fmt.Sprintf("pinned to CPUs %v", cpus)
 }
