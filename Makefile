@@ -29,7 +29,10 @@ test-short:
 
 ## bench: Go benchmarks of the hot path and a short relay benchmark
 bench: build
-	$(GO) test -run '^$$' -bench . -benchmem ./core/... ./stages/... ./plugins/...
+	$(GO) test -run '^$$' -bench . -benchmem ./core/... ./internal/udpbatch/ \
+	  ./stages/rtpfragmenter/ ./stages/flvreassembler/ ./stages/flvtagger/ ./stages/netsim/ \
+	  ./stages/quicretransmit/ ./stages/rtpreorder/ ./stages/udpsink/ ./stages/udpsource/ ./stages/httpflvsink/
+	$(BIN)/mediapipe bench --streams 2 --viewers 4 --duration 5s --floor
 
 ## fuzz: a short run of every fuzz target
 fuzz:

@@ -336,17 +336,19 @@ func (o *chanOutput) observe(p *Packet) {
 		s.Packets.Add(1)
 		s.Bytes.Add(uint64(len(p.Data)))
 	case EventStart:
+		// Sources log their own start and end lines with what they know
+		// (publisher address, SSRC); these are for plugin sources and debugging.
 		o.track.mu.Lock()
 		o.track.streams[s] = struct{}{}
 		o.track.mu.Unlock()
-		o.log.Info("stream started", "stream", s.Name, "id", s.ID)
+		o.log.Debug("stream started", "stream", s.Name, "id", s.ID)
 	case EventEnd:
 		o.track.mu.Lock()
 		_, live := o.track.streams[s]
 		delete(o.track.streams, s)
 		o.track.mu.Unlock()
 		if live {
-			o.log.Info("stream ended", "stream", s.Name, "id", s.ID, "packets", s.Packets.Load(), "bytes", s.Bytes.Load(), "duration", time.Since(s.Started).Round(time.Millisecond))
+			o.log.Debug("stream ended", "stream", s.Name, "id", s.ID, "packets", s.Packets.Load(), "bytes", s.Bytes.Load(), "duration", time.Since(s.Started).Round(time.Millisecond))
 		}
 	}
 }

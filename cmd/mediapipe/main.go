@@ -4,6 +4,7 @@ package main
 import (
 	"os"
 
+	_ "github.com/mediapipe/mediapipe/internal/bench"
 	"github.com/mediapipe/mediapipe/internal/cli"
 	_ "github.com/mediapipe/mediapipe/stages/all"
 )

@@ -323,9 +323,7 @@ func (h *handler) emit(typ uint8, ts uint32, body []byte) {
 	p := core.NewPacket(len(body))
 	copy(p.Data, body)
 	p.Stream, p.Type, p.Timestamp, p.Ingest = h.stream, typ, ts, time.Now().UnixNano()
-	h.stream.Packets.Add(1)
-	h.stream.Bytes.Add(uint64(len(body)))
-	h.s.out.Emit(p)
+	h.s.out.Emit(p) // the runtime counts the stream's packets and bytes
 }
 
 // OnClose runs when the connection ends for any reason, refused publishers included.

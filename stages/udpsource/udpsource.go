@@ -336,9 +336,7 @@ func (s *Stage) datagram(p *core.Packet, now time.Time, ingest int64, out core.O
 	}
 	src.lastSeen = now
 	p.Stream = src.stream
-	src.stream.Packets.Add(1)
-	src.stream.Bytes.Add(uint64(len(b)))
-	out.Emit(p)
+	out.Emit(p) // the runtime counts the stream's packets and bytes
 	return true
 }
 
@@ -400,8 +398,6 @@ func (s *Stage) name(ssrc uint32, name string, now time.Time, out core.Output) {
 	s.held -= len(src.held)
 	for i, p := range src.held {
 		p.Stream = src.stream
-		src.stream.Packets.Add(1)
-		src.stream.Bytes.Add(uint64(len(p.Data)))
 		out.Emit(p)
 		src.held[i] = nil
 	}
