@@ -50,6 +50,15 @@ plugins:
 	  $(GO) build -o $(PLUGINS)/$$(basename $$d) ./$$d || exit 1; \
 	done
 
+## proto: regenerate the plugin protocol's Go code (installs protoc and its Go plugins when missing)
+proto:
+	@command -v protoc >/dev/null 2>&1 || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq protobuf-compiler >/dev/null; }
+	$(GO) install google.golang.org/protobuf/cmd/protoc-gen-go@v1.36.12
+	$(GO) install google.golang.org/grpc/cmd/protoc-gen-go-grpc@v1.6.2
+	sh plugins/internal/pluginpb/gen.sh
+
 ## docs: regenerate docs/stages.md from the stage specs
 docs:
 	$(GO) run ./cmd/mediapipe stages --markdown > docs/stages.md

@@ -330,7 +330,7 @@ func (p *Param) bound(x float64) string {
 	if p.Type == TypeDuration {
 		return time.Duration(x * float64(time.Second)).String()
 	}
-	return strconv.FormatFloat(x, 'g', -1, 64)
+	return strconv.FormatFloat(x, 'f', -1, 64)
 }
 
 // Decode checks raw parameters against the spec and fills dst, a pointer to
