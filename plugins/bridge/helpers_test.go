@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -44,6 +45,7 @@ func TestMain(m *testing.M) {
 func bin(t testing.TB, name string) string {
 	t.Helper()
 	binOnce.Do(func() {
+		touchSources()
 		binDir, binErr = os.MkdirTemp("", "mediapipe-plugins-")
 		if binErr != nil {
 			return
@@ -159,4 +161,18 @@ func load(t testing.TB, path string) (core.Definition, error) {
 		t.Cleanup(def.Close)
 	}
 	return def, err
+}
+
+// touchSources stats the Go files the plugins are built from, so go test's
+// cache, which records the files a test looks at, is invalidated when they
+// change (the builds run in child processes it cannot see).
+func touchSources() {
+	for _, root := range []string{"..", "../../core"} {
+		_ = filepath.WalkDir(root, func(path string, d os.DirEntry, err error) error {
+			if err == nil && !d.IsDir() && strings.HasSuffix(path, ".go") {
+				_, _ = os.Stat(path)
+			}
+			return nil
+		})
+	}
 }
