@@ -8,8 +8,10 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -199,6 +201,16 @@ func videoTags(tags [][]byte) [][]byte {
 func TestRelayWithStreamFilterPlugin(t *testing.T) {
 	testmedia.NeedFFmpeg(t)
 	dir := t.TempDir()
+	// Look at the plugin's sources so go test's cache notices their changes
+	// (the build below runs in a child process).
+	for _, root := range []string{"..", "../../core"} {
+		_ = filepath.WalkDir(root, func(path string, d os.DirEntry, err error) error {
+			if err == nil && !d.IsDir() && strings.HasSuffix(path, ".go") {
+				_, _ = os.Stat(path)
+			}
+			return nil
+		})
+	}
 	build := exec.Command("go", "build", "-o", filepath.Join(dir, "stream-filter"), "../examples/stream-filter")
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
