@@ -216,9 +216,11 @@ func (rt *Runtime) runStages(ctx context.Context, stages []*RunningStage, failed
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			var out Output = discard{rs.Env.Metrics.Drop("sink_emitted")}
+			var out Output
 			if rs.out != nil {
 				out = rs.out
+			} else {
+				out = discard{rs.Env.Metrics.Drop("sink_emitted")}
 			}
 			err := safeRun(ctx, rs, out)
 			rs.done.Store(true)
