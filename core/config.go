@@ -316,7 +316,7 @@ func Parse(name, dir string, data []byte, environ []string, reg *Registry) (*Fil
 				sc.Plugin = plugin
 				def, err := reg.LoadPlugin(plugin)
 				if err != nil {
-					add(label, j+1, plugin, "plugin: %v", err)
+					add(label, j+1, plugin, "%v", err)
 					continue
 				}
 				sc.Def = def

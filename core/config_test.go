@@ -168,7 +168,7 @@ func TestParseProblems(t *testing.T) {
 				`t.toml: pipeline "p" stage 2: give either use or plugin, not both`,
 			}},
 		{"plugins unavailable", "[[pipeline]]\nname = \"p\"\n[[pipeline.stage]]\nplugin = \"/x/y\"\n", nil,
-			[]string{`t.toml: pipeline "p" stage 1 (/x/y): plugin: plugins are not available in this build`}},
+			[]string{`t.toml: pipeline "p" stage 1 (/x/y): plugins are not available in this build`}},
 		{"unknown keys at every level", "bogus = 1\n[admin]\nport = 1\n[[pipeline]]\nname = \"p\"\ncolour = \"red\"\n[[pipeline.stage]]\nuse = \"src\"\nlisten = \"l\"\n[[pipeline.stage]]\nuse = \"av2flv\"\n[[pipeline.stage]]\nuse = \"flvsink\"\nlisten = \"x\"\n", nil,
 			[]string{
 				`t.toml: bogus: unknown top-level key (expected [admin], [log] or [[pipeline]])`,

@@ -18,6 +18,7 @@ import (
 
 	"github.com/mediapipe/mediapipe"
 	"github.com/mediapipe/mediapipe/core"
+	"github.com/mediapipe/mediapipe/plugins/bridge"
 )
 
 // Version is set at build time with -ldflags "-X .../internal/cli.Version=v1.2.3".
@@ -46,6 +47,7 @@ Run 'mediapipe COMMAND --help' for a command's flags.
 
 // Main runs the command line and returns the exit code.
 func Main(args []string, stdout, stderr io.Writer) int {
+	defer bridge.Shutdown() // no plugin process outlives the command
 	if len(args) == 0 {
 		fmt.Fprintf(stderr, usage, extraUsage())
 		return 2
@@ -221,10 +223,6 @@ func validateCmd(args []string, stdout, stderr io.Writer) int {
 	return code
 }
 
-// PluginLister lists the plugins in a directory with their specs; the plugin
-// bridge installs it.
-var PluginLister func(dir string) ([]core.Definition, []error)
-
 func stagesCmd(args []string, stdout, stderr io.Writer) int {
 	fs := newFlags("stages", "stages [--markdown] [--plugin-dir DIR]", stderr)
 	md := fs.Bool("markdown", false, "print the Markdown reference (docs/stages.md)")
@@ -238,10 +236,10 @@ func stagesCmd(args []string, stdout, stderr io.Writer) int {
 		return 0
 	}
 	fmt.Fprint(stdout, core.Text(defs))
-	if *dir == "" || PluginLister == nil {
+	if *dir == "" {
 		return 0
 	}
-	plugins, errs := PluginLister(*dir)
+	plugins, errs := bridge.Discover(*dir)
 	if len(plugins) > 0 {
 		fmt.Fprintf(stdout, "\nplugins in %s:\n", *dir)
 		fmt.Fprint(stdout, core.Text(plugins))
