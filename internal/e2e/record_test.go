@@ -24,7 +24,7 @@ func TestRecordingThroughLoss(t *testing.T) {
 	start(t, "cloud.toml", cloudTOML(a))
 	edge := start(t, "recorder.toml", edgeTOML("recorder", a, "  drop = 0.10\n  seed = 3",
 		fmt.Sprintf("  [[pipeline.stage]]\n  use = \"flv-file-sink\"\n  dir = %q\n", dir)))
-	push := testmedia.Push(t, context.Background(), clip, "rtmp://"+a.RTMP+"/live/rec", false)
+	push := testmedia.Push(t, context.Background(), clip, "rtmp://"+a.RTMP+"/live/rec", true)
 	if err := push.Wait(); err != nil {
 		t.Fatalf("push: %v\n%s", err, testmedia.Stderr(push))
 	}
