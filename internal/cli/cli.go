@@ -92,11 +92,29 @@ func version() string {
 	return Version
 }
 
+var descriptions = map[string]string{
+	"run": `Runs every pipeline in FILE until SIGINT or SIGTERM, then closes the
+listeners, lets queued packets drain, finishes recordings and exits 0.
+Without FILE it uses pipeline.example.toml from the working directory or
+beside the binary, else the built-in copy. MEDIAPIPE_… environment
+variables override keys of the file (see README).`,
+	"validate": `Checks each FILE without running anything: TOML syntax, stage names,
+parameters (unknown, mistyped, out of range, missing), kinds between
+neighbouring stages, plugins (started to ask their spec). Prints one line
+per problem and exits 1 if there is any.`,
+	"stages": `Lists every built-in stage with its input and output kinds and its
+parameters (type, default, range, meaning), then the plugins found in the
+plugin directory.`,
+}
+
 func newFlags(name, synopsis string, stderr io.Writer) *flag.FlagSet {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "Usage: mediapipe %s\n\n", synopsis)
+		if d := descriptions[name]; d != "" {
+			fmt.Fprintf(stderr, "%s\n\n", d)
+		}
 		fs.PrintDefaults()
 	}
 	return fs
