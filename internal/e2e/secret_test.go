@@ -1,0 +1,96 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/mediapipe/mediapipe/core"
+	"github.com/mediapipe/mediapipe/internal/testmedia"
+)
+
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// TestSecretsStayOutOfLogs relays with a publish key, a repair token and a
+// play key, publishes once with the key and once with a wrong one, and
+// checks that no secret appears anywhere in the debug log.
+func TestSecretsStayOutOfLogs(t *testing.T) {
+	testmedia.NeedFFmpeg(t)
+	if testing.Short() {
+		t.Skip("pushes real media through a relay")
+	}
+	const publishKey, token, playKey = "pub-5ecret-1", "rtx-5ecret-2", "play-5ecret-3"
+	clip := testmedia.Clip(t, clipOpts)
+	a := newAddrs(t)
+	cloud := strings.Replace(cloudTOML(a), `use = "rtmp-source"`, `use = "rtmp-source"`+"\n  publish_key = \""+publishKey+"\"", 1)
+	cloud = strings.Replace(cloud, `use = "quic-retransmit"`, `use = "quic-retransmit"`+"\n  token = \""+token+"\"", 1)
+	edge := strings.Replace(edgeTOML("edge", a, "  drop = 0.05\n  seed = 5", ""), `use = "rtp-reorder"`, `use = "rtp-reorder"`+"\n  token = \""+token+"\"", 1)
+	edge = strings.Replace(edge, `use = "httpflv-sink"`, `use = "httpflv-sink"`+"\n  play_key = \""+playKey+"\"", 1)
+
+	var logs lockedBuffer
+	log := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	f, err := core.Parse("secrets.toml", t.TempDir(), []byte(cloud+edge), nil, core.Default)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	rt, err := core.Build(f, core.Options{Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- rt.Run(ctx) }()
+	<-rt.Ready()
+
+	wrong := testmedia.Push(t, context.Background(), clip, "rtmp://"+a.RTMP+"/live/sec?key=nope-"+publishKey[:3], false)
+	if err := wrong.Wait(); err == nil {
+		t.Errorf("a publisher with a wrong key was accepted")
+	}
+	push := testmedia.Push(t, context.Background(), clip, fmt.Sprintf("rtmp://%s/live/sec?key=%s", a.RTMP, publishKey), true)
+	url := "http://" + a.HTTP + "/live/sec.flv?key=" + playKey
+	waitStream(t, url, 5*time.Second)
+	v := watch(url)
+	if err := push.Wait(); err != nil {
+		t.Fatalf("push with the right key: %v\n%s", err, testmedia.Stderr(push))
+	}
+	if tags := mediaTags(v.wait(t, 10*time.Second)); len(tags) == 0 {
+		t.Fatal("viewer with the play key got nothing")
+	}
+	if repaired := counter(rt, "mediapipe_stage_events_total", map[string]string{"stage": "rtp-reorder", "event": "repaired"}); repaired == 0 {
+		t.Error("no repairs with the token: repair did not authenticate")
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	out := logs.String()
+	if !strings.Contains(out, "live/sec") {
+		t.Fatalf("log does not mention the stream; was it captured?\n%s", out)
+	}
+	for _, secret := range []string{publishKey, token, playKey} {
+		if strings.Contains(out, secret) {
+			t.Errorf("secret %q appears in the log", secret)
+		}
+	}
+}
