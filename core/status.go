@@ -1,0 +1,45 @@
+package core
+
+import dto "github.com/prometheus/client_model/go"
+
+// CounterSum adds up the counters of family whose labels include every
+// pair of labels (nil or empty matches every series). It reads one Gather
+// of rt.Metrics; a series that is not a counter adds nothing, and a family
+// no stage has counted yet sums to 0. It returns -1 when the registry
+// cannot be gathered, which no real count can be.
+func (rt *Runtime) CounterSum(family string, labels map[string]string) float64 {
+	fams, err := rt.Metrics.Registry.Gather()
+	if err != nil {
+		return -1
+	}
+	var sum float64
+	for _, f := range fams {
+		if f.GetName() != family {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			if c := m.GetCounter(); c != nil && hasLabels(m.GetLabel(), labels) {
+				sum += c.GetValue()
+			}
+		}
+	}
+	return sum
+}
+
+// hasLabels reports whether pairs holds every name=value of want; as in
+// Prometheus, a label a series lacks has the value "".
+func hasLabels(pairs []*dto.LabelPair, want map[string]string) bool {
+	for k, v := range want {
+		got := ""
+		for _, l := range pairs {
+			if l.GetName() == k {
+				got = l.GetValue()
+				break
+			}
+		}
+		if got != v {
+			return false
+		}
+	}
+	return true
+}
