@@ -27,7 +27,11 @@ type Config struct {
 	GOPCache     bool          `param:"gop_cache" default:"true" doc:"send a new viewer the tags since the last keyframe, so its first frame comes at once"`
 	GOPMaxBytes  int           `param:"gop_max_bytes" default:"33554432" min:"65536" doc:"a GOP larger than this is not cached (viewers then start at the next keyframe)"`
 	MaxViewers   int           `param:"max_viewers" default:"0" min:"0" doc:"most viewers at once over all streams (503 beyond); 0 means no limit"`
-	WriteTimeout time.Duration `param:"write_timeout" default:"10s" min:"0.1" doc:"a viewer whose socket accepts nothing for this long is disconnected"`
+	WriteTimeout time.Duration `param:"write_timeout" default:"10s" min:"0.1" doc:"a viewer whose socket accepts nothing for this long is disconnected; also the most a viewer is given to take what is queued when its stream ends"`
+	// Coalescing: tags queue per viewer and go out in one writev per flush,
+	// so a viewer costs a syscall per flush, not per tag.
+	FlushInterval time.Duration `param:"flush_interval" default:"10ms" min:"0" max:"1" doc:"tags are sent to viewers at most this long after they arrive, gathered into one write per viewer; 0 sends each tag at once (lowest latency, most CPU per viewer)"`
+	FlushBytes    int           `param:"flush_bytes" default:"32768" min:"1024" max:"16777216" doc:"a stream that has queued this many bytes since the last flush is flushed at once (keyframes do not wait for flush_interval)"`
 }
 
 func init() {
@@ -53,6 +57,10 @@ type Stage struct {
 	vwg     sync.WaitGroup // viewer goroutines
 
 	streams map[*core.Stream]*stream // Run's own view
+	live    map[*stream]struct{}     // under mu: streams the flusher serves
+
+	flushBytes int
+	flushNow   chan struct{} // cap 1: a stream queued flush_bytes
 
 	mViewers  prometheus.Gauge
 	mServed   prometheus.Counter
@@ -60,6 +68,7 @@ type Stage struct {
 	mSlow     *core.DropCounter
 	mRejected *core.DropCounter
 	mBadTag   *core.DropCounter
+	mKeys     prometheus.Counter
 }
 
 // New builds an httpflv-sink.
@@ -69,12 +78,22 @@ func New(cfg *Config, env *core.Env) (core.Stage, error) {
 		env:       env,
 		byName:    map[string]*stream{},
 		streams:   map[*core.Stream]*stream{},
+		live:      map[*stream]struct{}{},
+		flushNow:  make(chan struct{}, 1),
+		mKeys:     env.Metrics.Counter("keyframes"),
 		mViewers:  env.Metrics.Gauge("viewers"),
 		mServed:   env.Metrics.Counter("viewers_served"),
 		mBytes:    env.Metrics.Counter("bytes_sent"),
 		mSlow:     env.Metrics.Drop("slow_viewer"),
 		mRejected: env.Metrics.Drop("viewer_rejected"),
 		mBadTag:   env.Metrics.Drop("bad_tag"),
+	}
+	s.flushBytes = s.cfg.FlushBytes
+	if s.flushBytes <= 0 {
+		s.flushBytes = 32 << 10
+	}
+	if s.cfg.WriteTimeout <= 0 {
+		s.cfg.WriteTimeout = 10 * time.Second
 	}
 	s.srv = &http.Server{
 		Handler:           http.HandlerFunc(s.serveHTTP),
@@ -121,6 +140,11 @@ func (s *Stage) Run(ctx context.Context, in <-chan *core.Packet, _ core.Output) 
 	s.env.Log.Info("httpflv-sink listening", "addr", s.ln.Addr().String())
 	stop := make(chan struct{})
 	stopped := make(chan struct{})
+	flushed := make(chan struct{})
+	go func() {
+		defer close(flushed)
+		(&flusher{s: s}).run(stop)
+	}()
 	go func() {
 		defer close(stopped)
 		select {
@@ -147,10 +171,21 @@ func (s *Stage) Run(ctx context.Context, in <-chan *core.Packet, _ core.Output) 
 	}
 	close(stop)
 	<-stopped
+	<-flushed
 	s.shutdown()
 	<-served
+	// Viewers end by themselves: each stream's end gave them write_timeout
+	// at most to take what was queued.
 	s.vwg.Wait()
 	return nil
+}
+
+// flushSoon asks the flusher for a flush now.
+func (s *Stage) flushSoon() {
+	select {
+	case s.flushNow <- struct{}{}:
+	default:
+	}
 }
 
 // shutdown stops the listener and disconnects every viewer.
@@ -161,8 +196,8 @@ func (s *Stage) shutdown() {
 		return
 	}
 	s.closing = true
-	all := make([]*stream, 0, len(s.byName))
-	for _, st := range s.byName {
+	all := make([]*stream, 0, len(s.live))
+	for st := range s.live {
 		all = append(all, st)
 	}
 	s.mu.Unlock()
@@ -182,6 +217,7 @@ func (s *Stage) start(cs *core.Stream) {
 	s.streams[cs] = st
 	s.mu.Lock()
 	s.byName[cs.Name] = st // a newer stream of the same name takes over the URL
+	s.live[st] = struct{}{}
 	s.mu.Unlock()
 }
 
@@ -195,6 +231,7 @@ func (s *Stage) end(cs *core.Stream) {
 	if s.byName[cs.Name] == st {
 		delete(s.byName, cs.Name)
 	}
+	delete(s.live, st)
 	s.mu.Unlock()
 	st.finish()
 }

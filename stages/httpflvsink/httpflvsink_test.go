@@ -55,7 +55,7 @@ func (s *sink) viewers() float64 { return core.GaugeValue(s.env.Metrics.Gauge("v
 
 func waitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(waitLimit)
 	for !cond() {
 		if time.Now().After(deadline) {
 			t.Fatalf("timed out waiting for %s", what)
@@ -78,31 +78,46 @@ func sameTags(t *testing.T, got, want [][]byte) {
 
 // TestWholeStream: a viewer from the start gets every tag, byte for byte, and
 // its response ends when the stream does.
+// flushModes are the coalescing settings every delivery test runs with.
+var flushModes = []struct {
+	name     string
+	interval time.Duration
+	bytes    int
+}{
+	{"each_tag", 0, 32 << 10},
+	{"default", 10 * time.Millisecond, 32 << 10},
+	{"slow_tick", 200 * time.Millisecond, 4 << 10},
+}
+
 func TestWholeStream(t *testing.T) {
 	tags := testmedia.Tags(t, testmedia.Clip(t, testmedia.Options{}))
-	s := startSink(t, httpflvsink.Config{GOPCache: true})
-	st := s.h.StartStream("live/whole")
-	waitFor(t, "stream", func() bool { r, err := http.Head(s.base + "/live/whole.flv"); return err == nil && r.StatusCode == 200 })
-	resp, err := http.Get(s.base + "/live/whole.flv")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	if ct, cors := resp.Header.Get("Content-Type"), resp.Header.Get("Access-Control-Allow-Origin"); resp.StatusCode != 200 || ct != "video/x-flv" || cors != "*" {
-		t.Fatalf("status %d, content type %q, CORS %q", resp.StatusCode, ct, cors)
-	}
-	for _, tag := range tags {
-		s.send(st, tag)
-	}
-	s.h.EndStream(st)
-	got, err := flv.ReadAll(bufio.NewReader(resp.Body))
-	if err != nil {
-		t.Fatalf("reading the body: %v", err)
-	}
-	sameTags(t, got, tags)
-	waitFor(t, "viewer gone", func() bool { return s.viewers() == 0 })
-	if r, _ := http.Get(s.base + "/live/whole.flv"); r.StatusCode != 404 {
-		t.Errorf("ended stream: status %d, want 404", r.StatusCode)
+	for _, m := range flushModes {
+		t.Run(m.name, func(t *testing.T) {
+			s := startSink(t, httpflvsink.Config{GOPCache: true, FlushInterval: m.interval, FlushBytes: m.bytes})
+			st := s.h.StartStream("live/whole")
+			waitFor(t, "stream", func() bool { return head(s.base+"/live/whole.flv") == 200 })
+			resp, err := httpc.Get(s.base + "/live/whole.flv")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			if ct, cors := resp.Header.Get("Content-Type"), resp.Header.Get("Access-Control-Allow-Origin"); resp.StatusCode != 200 || ct != "video/x-flv" || cors != "*" {
+				t.Fatalf("status %d, content type %q, CORS %q", resp.StatusCode, ct, cors)
+			}
+			for _, tag := range tags {
+				s.send(st, tag)
+			}
+			s.h.EndStream(st)
+			got, err := flv.ReadAll(bufio.NewReader(resp.Body))
+			if err != nil {
+				t.Fatalf("reading the body: %v", err)
+			}
+			sameTags(t, got, tags)
+			waitFor(t, "viewer gone", func() bool { return s.viewers() == 0 })
+			if code := head(s.base + "/live/whole.flv"); code != 404 {
+				t.Errorf("ended stream: status %d, want 404", code)
+			}
+		})
 	}
 }
 
@@ -111,7 +126,10 @@ func TestWholeStream(t *testing.T) {
 func TestLateJoinFFmpeg(t *testing.T) {
 	clip := testmedia.Clip(t, testmedia.Options{})
 	tags := testmedia.Tags(t, clip)
-	want := testmedia.FrameMD5(t, clip, "-copyts")
+	want, stderr, err := testmedia.FrameMD5Err(testCtx(t, ffmpegLimit), clip, "-copyts")
+	if err != nil {
+		t.Fatalf("framemd5 of the clip: %v\n%s", err, stderr)
+	}
 	for _, gop := range []bool{true, false} {
 		t.Run(fmt.Sprintf("gop_cache=%v", gop), func(t *testing.T) {
 			s := startSink(t, httpflvsink.Config{GOPCache: gop})
@@ -120,22 +138,13 @@ func TestLateJoinFFmpeg(t *testing.T) {
 			for _, tag := range tags[:split] {
 				s.send(st, tag)
 			}
-			type result struct {
-				frames []testmedia.Frame
-				stderr string
-				err    error
-			}
-			done := make(chan result, 1)
-			go func() {
-				f, e, err := testmedia.FrameMD5Err(context.Background(), s.base+"/live/late.flv", "-copyts")
-				done <- result{f, e, err}
-			}()
+			done := viewFFmpeg(t, s.base+"/live/late.flv")
 			waitFor(t, "ffmpeg to join", func() bool { return s.viewers() == 1 })
 			for _, tag := range tags[split:] {
 				s.send(st, tag)
 			}
 			s.h.EndStream(st)
-			res := <-done
+			res := within(t, done, ffmpegLimit, "ffmpeg viewer")
 			if res.err != nil {
 				t.Fatalf("ffmpeg: %v\n%s", res.err, res.stderr)
 			}
@@ -177,10 +186,16 @@ func TestLateJoinFFmpeg(t *testing.T) {
 // TestStalledViewerShed: a client that never reads is disconnected while
 // another viewer of the same stream gets every tag.
 func TestStalledViewerShed(t *testing.T) {
-	s := startSink(t, httpflvsink.Config{GOPCache: true, ViewerQueue: 64})
+	for _, m := range flushModes {
+		t.Run(m.name, func(t *testing.T) { testStalledViewerShed(t, m.interval, m.bytes) })
+	}
+}
+
+func testStalledViewerShed(t *testing.T, interval time.Duration, flushBytes int) {
+	s := startSink(t, httpflvsink.Config{GOPCache: true, ViewerQueue: 64, FlushInterval: interval, FlushBytes: flushBytes})
 	st := s.h.StartStream("live/stall")
 	addr := s.base[len("http://"):]
-	stalled, err := net.Dial("tcp", addr)
+	stalled, err := net.DialTimeout("tcp", addr, 5*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -191,7 +206,7 @@ func TestStalledViewerShed(t *testing.T) {
 	fmt.Fprintf(stalled, "GET /live/stall.flv HTTP/1.1\r\nHost: x\r\n\r\n")
 	waitFor(t, "stalled viewer", func() bool { return s.viewers() == 1 })
 
-	resp, err := http.Get(s.base + "/live/stall.flv")
+	resp, err := httpc.Get(s.base + "/live/stall.flv")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -229,16 +244,13 @@ func TestStalledViewerShed(t *testing.T) {
 	}
 	waitFor(t, "stalled viewer shed", func() bool { return s.env.Metrics.Drop("slow_viewer").Value() == 1 })
 	s.h.EndStream(st)
-	sameTags(t, <-readDone, sent)
+	sameTags(t, within(t, readDone, waitLimit, "the good viewer's response to end"), sent)
 }
 
 func TestHTTPErrors(t *testing.T) {
 	s := startSink(t, httpflvsink.Config{GOPCache: true, PlayKey: "pk"})
 	s.h.StartStream("live/here")
-	waitFor(t, "stream", func() bool {
-		r, err := http.Head(s.base + "/live/here.flv?key=pk")
-		return err == nil && r.StatusCode == 200
-	})
+	waitFor(t, "stream", func() bool { return head(s.base+"/live/here.flv?key=pk") == 200 })
 	cases := []struct {
 		method, path string
 		want         int
@@ -257,7 +269,7 @@ func TestHTTPErrors(t *testing.T) {
 	}
 	for _, c := range cases {
 		req, _ := http.NewRequest(c.method, s.base+c.path, nil)
-		resp, err := http.DefaultClient.Do(req)
+		resp, err := httpc.Do(req)
 		if err != nil {
 			t.Fatalf("%s %s: %v", c.method, c.path, err)
 		}
@@ -267,10 +279,12 @@ func TestHTTPErrors(t *testing.T) {
 		}
 	}
 	// junk on the port does not hurt
-	c, _ := net.Dial("tcp", s.base[len("http://"):])
-	c.Write(bytes.Repeat([]byte{0xff, 0, '\n'}, 1000))
-	c.Close()
-	if r, err := http.Get(s.base + "/live/here.flv?key=pk"); err != nil || r.StatusCode != 200 {
+	if c, err := net.DialTimeout("tcp", s.base[len("http://"):], 5*time.Second); err == nil {
+		_ = c.SetWriteDeadline(time.Now().Add(5 * time.Second))
+		_, _ = c.Write(bytes.Repeat([]byte{0xff, 0, '\n'}, 1000))
+		c.Close()
+	}
+	if r, err := httpc.Get(s.base + "/live/here.flv?key=pk"); err != nil || r.StatusCode != 200 {
 		t.Fatalf("after junk: %v %v", r, err)
 	} else {
 		r.Body.Close()
@@ -301,11 +315,8 @@ func TestInitFromStream(t *testing.T) {
 	st := core.NewStream("live/edge")
 	st.SetInit(init)
 	s.h.Send(core.NewEvent(core.EventStart, st))
-	waitFor(t, "stream", func() bool {
-		r, err := http.Head(s.base + "/live/edge.flv")
-		return err == nil && r.StatusCode == 200
-	})
-	resp, err := http.Get(s.base + "/live/edge.flv")
+	waitFor(t, "stream", func() bool { return head(s.base+"/live/edge.flv") == 200 })
+	resp, err := httpc.Get(s.base + "/live/edge.flv")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -325,49 +336,57 @@ func TestInitFromStream(t *testing.T) {
 // BenchmarkFanout measures delivering one 1 KB tag to N viewers reading
 // over loopback: ns and allocations per tag, and per tag delivered.
 func BenchmarkFanout(b *testing.B) {
-	for _, n := range []int{1, 10, 100} {
-		b.Run(fmt.Sprintf("viewers=%d", n), func(b *testing.B) {
-			s := startSink(b, httpflvsink.Config{GOPCache: false, ViewerQueue: 1 << 16})
-			st := s.h.StartStream("live/bench")
-			var total atomic.Int64
-			done := make(chan struct{}, n)
-			for i := 0; i < n; i++ {
-				resp, err := http.Get(s.base + "/live/bench.flv")
-				if err != nil {
-					b.Fatal(err)
+	for _, flush := range []time.Duration{0, 10 * time.Millisecond} {
+		for _, n := range []int{1, 10, 100, 1000} {
+			b.Run(fmt.Sprintf("flush=%v/viewers=%d", flush, n), func(b *testing.B) { benchFanout(b, flush, n) })
+		}
+	}
+}
+
+func benchFanout(b *testing.B, flush time.Duration, n int) {
+	s := startSink(b, httpflvsink.Config{GOPCache: false, ViewerQueue: 1 << 16, FlushInterval: flush})
+	st := s.h.StartStream("live/bench")
+	var total atomic.Int64
+	done := make(chan struct{}, n)
+	for i := 0; i < n; i++ {
+		resp, err := http.Get(s.base + "/live/bench.flv") // body ends with the stream
+		if err != nil {
+			b.Fatal(err)
+		}
+		go func() {
+			c, _ := io.Copy(io.Discard, resp.Body)
+			total.Add(c)
+			resp.Body.Close()
+			done <- struct{}{}
+		}()
+	}
+	tag := flv.AppendTag(nil, flv.TypeAudio, 0, bytes.Repeat([]byte{0xaf, 1}, 512))
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		p := core.NewPacket(len(tag))
+		copy(p.Data, tag)
+		p.Stream, p.Type = st, flv.TypeAudio
+		s.h.Send(p)
+		if i%4096 == 4095 { // stay within the viewer queues
+			want := float64(i+1) * float64(len(tag)+4) * float64(n)
+			deadline := time.Now().Add(waitLimit)
+			for core.CounterValue(s.env.Metrics.Counter("bytes_sent")) < want {
+				if time.Now().After(deadline) {
+					b.Fatalf("viewers did not take %d tags within %v", i+1, waitLimit)
 				}
-				go func() {
-					c, _ := io.Copy(io.Discard, resp.Body)
-					total.Add(c)
-					resp.Body.Close()
-					done <- struct{}{}
-				}()
+				time.Sleep(100 * time.Microsecond)
 			}
-			tag := flv.AppendTag(nil, flv.TypeAudio, 0, bytes.Repeat([]byte{0xaf, 1}, 512))
-			b.ReportAllocs()
-			b.ResetTimer()
-			for i := 0; i < b.N; i++ {
-				p := core.NewPacket(len(tag))
-				copy(p.Data, tag)
-				p.Stream, p.Type = st, flv.TypeAudio
-				s.h.Send(p)
-				if i%4096 == 4095 { // stay within the viewer queues
-					want := float64(i+1) * float64(len(tag)+4) * float64(n)
-					for core.CounterValue(s.env.Metrics.Counter("bytes_sent")) < want {
-						time.Sleep(100 * time.Microsecond)
-					}
-				}
-			}
-			s.h.EndStream(st)
-			for i := 0; i < n; i++ {
-				<-done
-			}
-			b.StopTimer()
-			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(n), "ns/delivery")
-			if drops := s.env.Metrics.Drop("slow_viewer").Value(); drops > 0 {
-				b.Fatalf("%v viewers shed", drops)
-			}
-		})
+		}
+	}
+	s.h.EndStream(st)
+	for i := 0; i < n; i++ {
+		within(b, done, waitLimit, "viewers to end")
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(n), "ns/delivery")
+	if drops := s.env.Metrics.Drop("slow_viewer").Value(); drops > 0 {
+		b.Fatalf("%v viewers shed", drops)
 	}
 }
 
@@ -386,8 +405,8 @@ func TestShutdownKicksViewers(t *testing.T) {
 	s := core.NewStream("live/bye")
 	in <- core.NewEvent(core.EventStart, s)
 	url := "http://" + st.(*httpflvsink.Stage).Addr().String() + "/live/bye.flv"
-	waitFor(t, "stream", func() bool { r, err := http.Head(url); return err == nil && r.StatusCode == 200 })
-	resp, err := http.Get(url)
+	waitFor(t, "stream", func() bool { return head(url) == 200 })
+	resp, err := httpc.Get(url)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -404,5 +423,50 @@ func TestShutdownKicksViewers(t *testing.T) {
 	case <-done:
 	case <-time.After(5 * time.Second):
 		t.Fatal("Run did not return after its input closed")
+	}
+}
+
+// TestOutlivesWriteTimeout: a viewer that keeps up is served for longer than
+// write_timeout (the flusher's writes must not inherit an old deadline).
+func TestOutlivesWriteTimeout(t *testing.T) {
+	for _, m := range flushModes {
+		t.Run(m.name, func(t *testing.T) {
+			s := startSink(t, httpflvsink.Config{GOPCache: true, WriteTimeout: 100 * time.Millisecond, FlushInterval: m.interval, FlushBytes: m.bytes})
+			st := s.h.StartStream("live/long")
+			waitFor(t, "stream", func() bool { return head(s.base+"/live/long.flv") == 200 })
+			resp, err := httpc.Get(s.base + "/live/long.flv")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			var got atomic.Int64
+			readDone := make(chan [][]byte, 1)
+			go func() {
+				fr := flv.NewReader(bufio.NewReader(resp.Body))
+				var tags [][]byte
+				for {
+					tag, err := fr.Next()
+					if err != nil {
+						readDone <- tags
+						return
+					}
+					tags = append(tags, tag)
+					got.Add(1)
+				}
+			}()
+			var sent [][]byte
+			started := time.Now()
+			for i := 0; time.Since(started) < 5*100*time.Millisecond; i++ {
+				tag := flv.AppendTag(nil, flv.TypeAudio, uint32(i*20), []byte{0xaf, 1, byte(i), byte(i >> 8)})
+				sent = append(sent, tag)
+				s.send(st, tag)
+				waitFor(t, "the viewer to get the tag", func() bool { return got.Load() >= int64(i+1) })
+			}
+			s.h.EndStream(st)
+			sameTags(t, within(t, readDone, waitLimit, "the response to end"), sent)
+			if d := s.env.Metrics.Drop("slow_viewer").Value(); d != 0 {
+				t.Errorf("%v viewers shed", d)
+			}
+		})
 	}
 }

@@ -2,12 +2,12 @@ package httpflvsink_test
 
 import (
 	"context"
-	"net/http"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/mediapipe/mediapipe/core"
+	"github.com/mediapipe/mediapipe/core/media/flv"
 	"github.com/mediapipe/mediapipe/internal/testmedia"
 	"github.com/mediapipe/mediapipe/stages/flvtagger"
 	"github.com/mediapipe/mediapipe/stages/httpflvsink"
@@ -22,57 +22,127 @@ type discardOut struct{}
 
 func (discardOut) Emit(p *core.Packet) { p.Release() }
 
+// keyframeOrdinals maps each framemd5 packet of clip to its keyframe number
+// (1 for the first keyframe, ...) or 0 when it is not a keyframe. The
+// packets are the clip's media tags in order, less sequence headers and
+// end-of-sequence tags.
+func keyframeOrdinals(t *testing.T, tags [][]byte, packets int) []int {
+	t.Helper()
+	var ords []int
+	n := 0
+	for _, tag := range tags {
+		h, _ := flv.ParseHeader(tag)
+		body := tag[flv.HeaderSize:]
+		if h.Type == flv.TypeScript || flv.InitKindOf(h.Type, body) != flv.InitNone {
+			continue
+		}
+		if v, _ := flv.ParseVideo(body); h.Type == flv.TypeVideo && v.PacketType == flv.AVCEndOfSequence {
+			continue
+		}
+		ord := 0
+		if h.Type == flv.TypeVideo && flv.IsVideoKeyframe(body) {
+			n++
+			ord = n
+		}
+		ords = append(ords, ord)
+	}
+	if len(ords) != packets {
+		t.Fatalf("the clip has %d media tags but ffmpeg sees %d packets: cannot map packets to GOPs", len(ords), packets)
+	}
+	return ords
+}
+
 // TestRelayFFmpegToFFmpeg: ffmpeg pushes RTMP → rtmp-source → flv-tagger →
-// httpflv-sink; one ffmpeg viewer joins at once, one 2 s later. Each gets
-// exactly the clip's last N packets, N covering at least its join.
+// httpflv-sink; one ffmpeg viewer joins at once, one mid-stream. Each gets
+// exactly the clip's last N packets, N covering at least its join: from the
+// keyframe of the GOP in progress when it joined (the GOP cache) on.
+//
+// The viewers' ffmpeg processes connect to held proxies before the
+// publisher starts, and each proxy lets its viewer in when the test says:
+// how long ffmpeg takes to start on a loaded machine changes nothing. Which
+// GOP a viewer joined in is read from the sink's keyframe counter around
+// its join, not assumed from timing.
 func TestRelayFFmpegToFFmpeg(t *testing.T) {
 	clip := testmedia.Clip(t, testmedia.Options{})
-	want := testmedia.FrameMD5(t, clip, "-copyts")
+	tags := testmedia.Tags(t, clip)
+	ctx := testCtx(t, 3*ffmpegLimit)
+	want, stderr, err := testmedia.FrameMD5Err(ctx, clip, "-copyts")
+	if err != nil {
+		t.Fatalf("framemd5 of the clip: %v\n%s", err, stderr)
+	}
+	ords := keyframeOrdinals(t, tags, len(want))
 
 	src, _ := rtmpsource.New(&rtmpsource.Config{Listen: "127.0.0.1:0", IdleTimeout: 10 * time.Second, MaxMessageSize: 8 << 20}, core.TestEnv("rtmp-source"))
 	tagger, _ := flvtagger.New(nil, core.TestEnv("flv-tagger"))
 	sinkEnv := core.TestEnv("httpflv-sink")
-	sink, _ := httpflvsink.New(&httpflvsink.Config{Listen: "127.0.0.1:0", ViewerQueue: 1024, GOPCache: true, GOPMaxBytes: 32 << 20, WriteTimeout: 10 * time.Second}, sinkEnv)
-	ctx, cancel := context.WithCancel(context.Background())
+	sink, _ := httpflvsink.New(&httpflvsink.Config{Listen: "127.0.0.1:0", ViewerQueue: 1024, GOPCache: true, GOPMaxBytes: 32 << 20, WriteTimeout: 10 * time.Second, FlushInterval: 10 * time.Millisecond, FlushBytes: 32 << 10}, sinkEnv)
+	runCtx, cancel := context.WithCancel(ctx)
 	for _, st := range []core.Stage{src, sink} {
-		if err := st.(core.Opener).Open(ctx); err != nil {
+		if err := st.(core.Opener).Open(runCtx); err != nil {
+			cancel()
 			t.Fatal(err)
 		}
 	}
-	av, tags := make(chan *core.Packet, 256), make(chan *core.Packet, 256)
+	av, tagsCh := make(chan *core.Packet, 256), make(chan *core.Packet, 256)
 	var wg sync.WaitGroup
 	wg.Add(3)
-	go func() { defer wg.Done(); _ = src.Run(ctx, nil, chanOut(av)); close(av) }()
-	go func() { defer wg.Done(); _ = tagger.Run(ctx, av, chanOut(tags)); close(tags) }()
-	go func() { defer wg.Done(); _ = sink.Run(ctx, tags, discardOut{}) }()
-	t.Cleanup(func() { cancel(); wg.Wait() }) // source ends, then tagger, then sink
+	go func() { defer wg.Done(); _ = src.Run(runCtx, nil, chanOut(av)); close(av) }()
+	go func() { defer wg.Done(); _ = tagger.Run(runCtx, av, chanOut(tagsCh)); close(tagsCh) }()
+	go func() { defer wg.Done(); _ = sink.Run(runCtx, tagsCh, discardOut{}) }()
+	t.Cleanup(func() { // source ends, then tagger, then sink
+		cancel()
+		stopped := make(chan struct{})
+		go func() { wg.Wait(); close(stopped) }()
+		select {
+		case <-stopped:
+		case <-time.After(waitLimit):
+			t.Errorf("the pipeline did not stop within %v of its context ending", waitLimit)
+		}
+	})
+
+	sinkAddr := sink.(*httpflvsink.Stage).Addr().String()
+	httpURL := "http://" + sinkAddr + "/live/relay.flv"
+	keys := func() int { return int(core.CounterValue(sinkEnv.Metrics.Counter("keyframes"))) }
+	served := func() int { return int(core.CounterValue(sinkEnv.Metrics.Counter("viewers_served"))) }
+
+	proxies := make([]*heldProxy, 2)
+	results := make([]<-chan ffmpegResult, 2)
+	for i := range proxies {
+		proxies[i] = newHeldProxy(t, sinkAddr)
+		results[i] = viewFFmpeg(t, "http://"+proxies[i].addr+"/live/relay.flv")
+	}
+	for i, p := range proxies {
+		within(t, p.accepted, waitLimit, "ffmpeg viewer "+string(rune('0'+i))+" to connect")
+	}
 
 	rtmpURL := "rtmp://" + src.(*rtmpsource.Stage).Addr().String() + "/live/relay"
-	httpURL := "http://" + sink.(*httpflvsink.Stage).Addr().String() + "/live/relay.flv"
 	pub := testmedia.Push(t, ctx, clip, rtmpURL, true)
-	waitFor(t, "stream on the sink", func() bool { r, err := http.Head(httpURL); return err == nil && r.StatusCode == 200 })
+	waitFor(t, "stream on the sink", func() bool { return head(httpURL) == 200 })
 
-	type result struct {
-		frames []testmedia.Frame
-		stderr string
-		err    error
-	}
-	results := make([]chan result, 2)
-	for i := range results {
-		results[i] = make(chan result, 1)
-		if i == 1 {
-			time.Sleep(2 * time.Second) // the second viewer joins mid-stream
+	// joined[i] is the range of keyframes viewer i may have joined after:
+	// the sink's keyframe count before its request went in and after the
+	// sink took it.
+	joined := make([][2]int, 2)
+	for i, p := range proxies {
+		if i == 1 { // the second viewer joins mid-stream, at the third GOP or later
+			waitFor(t, "the third keyframe", func() bool { return keys() >= 3 })
 		}
-		go func(ch chan result) {
-			f, e, err := testmedia.FrameMD5Err(ctx, httpURL, "-copyts")
-			ch <- result{f, e, err}
-		}(results[i])
+		joined[i][0] = keys()
+		p.release()
+		waitFor(t, "the sink to take the viewer", func() bool { return served() == i+1 })
+		joined[i][1] = keys()
 	}
-	if err := pub.Wait(); err != nil {
+	pubDone := make(chan error, 1)
+	go func() { pubDone <- pub.Wait() }()
+	if err := within(t, pubDone, ffmpegLimit, "the publisher"); err != nil {
 		t.Fatalf("publisher: %v\n%s", err, testmedia.Stderr(pub))
 	}
+	firstKey := 0
+	for firstKey < len(ords) && ords[firstKey] != 1 {
+		firstKey++
+	}
 	for i, ch := range results {
-		res := <-ch
+		res := within(t, ch, ffmpegLimit, "ffmpeg viewer")
 		if res.err != nil {
 			t.Fatalf("viewer %d: %v\n%s", i, res.err, res.stderr)
 		}
@@ -80,24 +150,32 @@ func TestRelayFFmpegToFFmpeg(t *testing.T) {
 		if len(got) == 0 || len(got) > len(want) {
 			t.Fatalf("viewer %d got %d packets of %d", i, len(got), len(want))
 		}
-		tail := want[len(want)-len(got):]
+		start := len(want) - len(got)
+		tail := want[start:]
 		for j := range got {
 			if got[j] != tail[j] {
 				t.Fatalf("viewer %d packet %d: %v, want %v", i, j, got[j], tail[j])
 			}
 		}
-		// The GOP cache starts at the first keyframe: audio muxed before it
-		// is not replayed to a viewer that joins later.
-		firstVideo := 0
-		for firstVideo < len(want) && want[firstVideo].Stream != 0 {
-			firstVideo++
+		lo, hi := joined[i][0], joined[i][1]
+		switch {
+		case hi == 0:
+			// Joined before the first keyframe: everything from there on. The
+			// GOP cache starts at the first keyframe, so audio muxed before it
+			// may be missing, nothing after.
+			if start > firstKey {
+				t.Errorf("viewer %d joined before the first keyframe but got only %d of %d packets", i, len(got), len(want))
+			}
+		default:
+			// Joined during GOP k (lo <= k <= hi): the GOP cache gives it
+			// exactly the packets from keyframe k on.
+			if k := ords[start]; k < max(lo, 1) || k > hi {
+				t.Errorf("viewer %d joined after keyframe %d..%d but its %d packets start at packet %d (keyframe %d; 0 = not a keyframe)", i, lo, hi, len(got), start, k)
+			}
 		}
-		if i == 0 && len(got) < len(want)-firstVideo {
-			t.Errorf("first viewer joined in the first GOP but got only %d of %d packets", len(got), len(want))
-		}
-		if i == 1 && (len(got) < len(want)/5 || len(got) == len(want)) {
+		if i == 1 && len(got) == len(want) {
 			t.Errorf("late viewer got %d of %d packets", len(got), len(want))
 		}
-		t.Logf("viewer %d: the clip's last %d of %d packets, identical", i, len(got), len(want))
+		t.Logf("viewer %d: joined after keyframe %d..%d, the clip's last %d of %d packets, identical", i, lo, hi, len(got), len(want))
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/mediapipe/mediapipe/core"
@@ -25,27 +26,70 @@ type stream struct {
 	hasVideo bool
 	hasAudio bool
 	ended    bool
+	pending  int // bytes queued to viewers since the last flush
 }
 
 func newStream(s *Stage, cs *core.Stream) *stream { return &stream{s: s, cs: cs} }
 
-// viewer is one HTTP response being fed.
+// viewer is one HTTP response being fed. Run appends tags to q; a writer
+// takes q and sends it in one writev. The writer is the stage's flusher
+// while the socket takes everything at once (no goroutine wake-up per tag
+// or per viewer), and the viewer's own goroutine when it does not.
 type viewer struct {
-	ch      chan *tagRef // bounded; Run never blocks on it
 	conn    net.Conn
-	waitKey bool // skip media until a keyframe (no GOP to start from)
+	raw     syscall.RawConn // nil: only the viewer's goroutine writes
+	wake    chan struct{}   // cap 1: the viewer's goroutine has something to do
+	waitKey bool            // skip media until a keyframe (no GOP to start from); under stream.mu
+
+	mu      sync.Mutex
+	q       []*tagRef // queued for the writer
+	owner   uint8     // who may use out/off: ownIdle, ownFlusher or ownViewer
+	nout    int       // len(out) as seen under mu, for the queue bound
+	ended   bool      // the stream ended: send what is queued, then close
+	dead    bool      // shed or kicked: stop at once
+	drainBy time.Time // when ended: the last moment to finish sending
+
+	out []*tagRef // being written, owned by owner
+	off int       // bytes of out[0] already written
 }
 
-// push hands r to the GOP cache and every viewer; Run's reference ends here.
+const (
+	ownIdle    uint8 = iota // nobody writes; the flusher may take q
+	ownFlusher              // the flusher is writing out
+	ownViewer               // the viewer's goroutine is writing out (slow or starting)
+)
+
+func (v *viewer) signal() {
+	select {
+	case v.wake <- struct{}{}:
+	default:
+	}
+}
+
+// kill marks v dead, closes its socket and wakes its goroutine (mu not held).
+func (v *viewer) kill() {
+	v.mu.Lock()
+	v.dead = true
+	v.mu.Unlock()
+	_ = v.conn.Close()
+	v.signal()
+}
+
+// push hands r to the GOP cache and every viewer's queue; Run's reference
+// ends here. It never blocks on a viewer: one too far behind is shed.
 func (st *stream) push(r *tagRef) {
 	typ := r.p.Type
 	kind := flv.InitKindOf(typ, r.b[flv.HeaderSize:len(r.p.Data)-4])
+	limit := st.s.cfg.ViewerQueue
 	st.mu.Lock()
 	switch typ {
 	case core.TagVideo:
 		st.hasVideo = true
 	case core.TagAudio:
 		st.hasAudio = true
+	}
+	if r.key {
+		st.s.mKeys.Inc()
 	}
 	if kind != flv.InitNone {
 		if old := st.init[kind-1]; old != nil {
@@ -57,32 +101,50 @@ func (st *stream) push(r *tagRef) {
 		st.cache(r)
 	}
 	if n := len(st.viewers); n > 0 {
+		// One atomic add for all viewers, taken before any of them can
+		// write and release; Run's own reference keeps r alive meanwhile.
 		r.refs.Add(int32(n))
+		unused := int32(0)
 		kept := st.viewers[:0]
 		for _, v := range st.viewers {
 			if v.waitKey && kind == flv.InitNone && typ != core.TagScript {
 				if !r.key {
-					r.release()
+					unused++
 					kept = append(kept, v)
 					continue
 				}
 				v.waitKey = false
 			}
-			select {
-			case v.ch <- r:
-				kept = append(kept, v)
-			default:
-				r.release()
+			v.mu.Lock()
+			switch {
+			case v.dead:
+				v.mu.Unlock()
+				unused++
+				continue // gone by itself; its goroutine cleans up
+			case len(v.q)+v.nout >= limit:
+				v.mu.Unlock()
+				unused++
 				st.s.mSlow.Inc()
-				close(v.ch)
-				_ = v.conn.Close()
+				v.kill()
+				continue
 			}
+			v.q = append(v.q, r)
+			v.mu.Unlock()
+			kept = append(kept, v)
 		}
 		clear(st.viewers[len(kept):])
 		st.viewers = kept
+		if unused > 0 {
+			r.refs.Add(-unused)
+		}
+		st.pending += len(r.b)
 	}
+	flush := st.pending >= st.s.flushBytes || st.s.cfg.FlushInterval <= 0
 	st.mu.Unlock()
 	r.release()
+	if flush {
+		st.s.flushSoon()
+	}
 }
 
 // cache keeps r in the current GOP (called with mu held).
@@ -161,7 +223,7 @@ func (st *stream) join(v *viewer) (bufs [][]byte, refs []*tagRef, ok bool) {
 	return bufs, refs, true
 }
 
-// leave removes v if Run has not already; afterwards nothing is sent to v.ch.
+// leave removes v from the stream if Run has not already.
 func (st *stream) leave(v *viewer) {
 	st.mu.Lock()
 	for i, w := range st.viewers {
@@ -176,12 +238,17 @@ func (st *stream) leave(v *viewer) {
 	st.mu.Unlock()
 }
 
-// finish ends the stream: viewers get what is queued, then their response ends.
+// finish ends the stream: viewers get what is queued (within write_timeout),
+// then their response ends.
 func (st *stream) finish() {
+	drainBy := time.Now().Add(st.s.cfg.WriteTimeout)
 	st.mu.Lock()
 	st.ended = true
 	for i, v := range st.viewers {
-		close(v.ch)
+		v.mu.Lock()
+		v.ended, v.drainBy = true, drainBy
+		v.mu.Unlock()
+		v.signal()
 		st.viewers[i] = nil
 	}
 	st.viewers = nil
@@ -195,12 +262,12 @@ func (st *stream) finish() {
 	st.mu.Unlock()
 }
 
-// kickAll disconnects every viewer at once (shutdown).
+// kickAll disconnects every viewer at once and takes no more (shutdown).
 func (st *stream) kickAll() {
 	st.mu.Lock()
+	st.ended = true
 	for i, v := range st.viewers {
-		close(v.ch)
-		_ = v.conn.Close()
+		v.kill()
 		st.viewers[i] = nil
 	}
 	st.viewers = nil
@@ -218,14 +285,10 @@ const notFoundHead = "HTTP/1.1 404 Not Found\r\n" +
 	"Access-Control-Allow-Origin: *\r\n" +
 	"Connection: close\r\n\r\n"
 
-// batch limits of one coalesced write.
-const (
-	batchTags  = 256
-	batchBytes = 1 << 20
-)
-
-// serveViewer takes the connection over and writes the stream to it, several
-// queued tags per writev, until the stream ends, the viewer goes or is shed.
+// serveViewer takes the connection over and feeds the stream to it until the
+// stream ends, the viewer goes or is shed. The goroutine sleeps while the
+// flusher keeps the viewer up to date, and writes itself (blocking, with
+// write_timeout) only at the start and when the socket is full.
 func (s *Stage) serveViewer(w http.ResponseWriter, st *stream, remote string) {
 	conn, _, err := http.NewResponseController(w).Hijack()
 	if err != nil {
@@ -233,7 +296,10 @@ func (s *Stage) serveViewer(w http.ResponseWriter, st *stream, remote string) {
 		return
 	}
 	defer conn.Close()
-	v := &viewer{ch: make(chan *tagRef, s.cfg.ViewerQueue), conn: conn}
+	v := &viewer{conn: conn, wake: make(chan struct{}, 1), owner: ownViewer}
+	if sc, ok := conn.(syscall.Conn); ok && haveWritev {
+		v.raw, _ = sc.SyscallConn()
+	}
 	first, held, ok := st.join(v)
 	if !ok {
 		_, _ = conn.Write([]byte(notFoundHead))
@@ -244,60 +310,234 @@ func (s *Stage) serveViewer(w http.ResponseWriter, st *stream, remote string) {
 	s.env.Log.Debug("viewer joined", "stream", st.cs.Name, "remote", remote)
 	defer func() {
 		st.leave(v)
-		for drained := false; !drained; {
-			select {
-			case r, open := <-v.ch:
-				if !open {
-					drained = true
-				} else {
-					r.release()
-				}
-			default:
-				drained = true
-			}
+		v.mu.Lock()
+		v.dead = true
+		releaseAll(v.q)
+		v.q = nil
+		if v.owner != ownFlusher { // else the flusher releases out when it is done
+			releaseAll(v.out)
+			v.out = nil
 		}
+		v.mu.Unlock()
 		s.mViewers.Dec()
 		s.env.Log.Debug("viewer left", "stream", st.cs.Name, "remote", remote)
 	}()
 
 	bufs := append([][]byte{[]byte(responseHead)}, first...)
-	ok = s.write(conn, bufs, held)
-	bufs = make([][]byte, 0, batchTags)
-	held = make([]*tagRef, 0, batchTags)
-	for ok {
-		r, open := <-v.ch
-		if !open {
-			return // stream ended (or shed): close the response
-		}
-		bufs, held = append(bufs[:0], r.b), append(held[:0], r)
-		size := len(r.b)
-	more:
-		for len(held) < batchTags && size < batchBytes {
-			select {
-			case r, open = <-v.ch:
-				if !open {
-					break more
+	ok = s.writeBlocking(conn, bufs, time.Time{})
+	releaseAll(held)
+	if !ok {
+		return
+	}
+	bufs = bufs[:0]
+	for {
+		// v.owner is ownViewer here: send until nothing is queued.
+		for {
+			v.mu.Lock()
+			if v.dead {
+				v.mu.Unlock()
+				return
+			}
+			if len(v.out) == 0 {
+				v.out, v.q = v.q, v.out[:0]
+				v.off, v.nout = 0, len(v.out)
+			}
+			if len(v.out) == 0 {
+				end := v.ended
+				v.owner, v.nout = ownIdle, 0
+				v.mu.Unlock()
+				if end {
+					return
 				}
-				bufs, held = append(bufs, r.b), append(held, r)
-				size += len(r.b)
-			default:
-				break more
+				break
+			}
+			drainBy := v.drainBy
+			v.mu.Unlock()
+			bufs = v.bufs(bufs[:0], len(v.out))
+			ok := s.writeBlocking(conn, bufs, drainBy)
+			clear(bufs)
+			releaseAll(v.out)
+			v.out = v.out[:0]
+			if !ok {
+				return
 			}
 		}
-		ok = s.write(conn, bufs, held) && open
+		// Idle: the flusher writes. Wake when it hands over, or at the end.
+		for {
+			<-v.wake
+			v.mu.Lock()
+			switch {
+			case v.dead:
+				v.mu.Unlock()
+				return
+			case v.owner == ownViewer: // handed over by the flusher
+			case v.owner == ownIdle && (v.ended || len(v.q) > 0 && v.raw == nil):
+				v.owner = ownViewer
+			default: // the flusher has it, or nothing to do
+				v.mu.Unlock()
+				continue
+			}
+			v.mu.Unlock()
+			break
+		}
 	}
 }
 
-// write sends bufs in one writev and releases held.
-func (s *Stage) write(conn net.Conn, bufs [][]byte, held []*tagRef) bool {
-	_ = conn.SetWriteDeadline(time.Now().Add(s.cfg.WriteTimeout))
+// bufs appends the wire bytes of out[:n] to dst, the first one from off.
+func (v *viewer) bufs(dst [][]byte, n int) [][]byte {
+	for i, r := range v.out[:n] {
+		if i == 0 {
+			dst = append(dst, r.b[v.off:])
+		} else {
+			dst = append(dst, r.b)
+		}
+	}
+	return dst
+}
+
+func releaseAll(rs []*tagRef) {
+	for i, r := range rs {
+		r.release()
+		rs[i] = nil
+	}
+}
+
+// writeBlocking sends bufs (writev) within write_timeout, and by drainBy if set.
+func (s *Stage) writeBlocking(conn net.Conn, bufs [][]byte, drainBy time.Time) bool {
+	dl := time.Now().Add(s.cfg.WriteTimeout)
+	if !drainBy.IsZero() && drainBy.Before(dl) {
+		dl = drainBy
+	}
+	_ = conn.SetWriteDeadline(dl)
 	nb := net.Buffers(bufs)
 	n, err := nb.WriteTo(conn)
 	s.mBytes.Add(float64(n))
-	for i, r := range held {
-		r.release()
-		held[i] = nil
-	}
-	clear(bufs)
+	// The flusher's non-blocking writes must not trip over an old deadline.
+	_ = conn.SetWriteDeadline(time.Time{})
 	return err == nil
+}
+
+// flusher owns the reusable buffers of the stage's flush goroutine.
+type flusher struct {
+	s       *Stage
+	streams []*stream
+	viewers []*viewer
+	bufs    [][]byte
+	iov     iovecs
+}
+
+// run flushes every flush_interval, and at once when a stream has queued
+// flush_bytes, until stop closes.
+func (f *flusher) run(stop <-chan struct{}) {
+	var tick <-chan time.Time
+	if d := f.s.cfg.FlushInterval; d > 0 {
+		t := time.NewTicker(d)
+		defer t.Stop()
+		tick = t.C
+	}
+	for {
+		select {
+		case <-stop:
+			return
+		case <-tick:
+		case <-f.s.flushNow:
+		}
+		f.flushAll()
+	}
+}
+
+func (f *flusher) flushAll() {
+	s := f.s
+	s.mu.RLock()
+	for st := range s.live {
+		f.streams = append(f.streams, st)
+	}
+	s.mu.RUnlock()
+	for i, st := range f.streams {
+		st.mu.Lock()
+		st.pending = 0
+		f.viewers = append(f.viewers[:0], st.viewers...)
+		st.mu.Unlock()
+		for j, v := range f.viewers {
+			f.flush(v)
+			f.viewers[j] = nil
+		}
+		f.streams[i] = nil
+	}
+	f.streams = f.streams[:0]
+}
+
+// flush sends v's queue with non-blocking writevs; what the socket does not
+// take is handed to v's goroutine, which waits for the socket.
+func (f *flusher) flush(v *viewer) {
+	v.mu.Lock()
+	if v.owner != ownIdle || len(v.q) == 0 || v.dead {
+		v.mu.Unlock()
+		return
+	}
+	if v.raw == nil {
+		v.owner = ownViewer
+		v.mu.Unlock()
+		v.signal()
+		return
+	}
+	v.owner = ownFlusher
+	v.out, v.q = v.q, v.out[:0]
+	v.off, v.nout = 0, len(v.out)
+	v.mu.Unlock()
+
+	failed := false
+	for len(v.out) > 0 {
+		f.bufs = v.bufs(f.bufs[:0], min(len(v.out), maxIov))
+		n, err := tryWritev(v.raw, &f.iov, f.bufs)
+		clear(f.bufs)
+		f.s.mBytes.Add(float64(n))
+		if err != nil {
+			failed = true
+			break
+		}
+		// drop what went out whole, remember how far into the next
+		done := 0
+		for n > 0 && done < len(v.out) {
+			left := len(v.out[done].b) - v.off
+			if n < left {
+				v.off += n
+				n = 0
+				break
+			}
+			n -= left
+			v.off = 0
+			v.out[done].release()
+			v.out[done] = nil
+			done++
+		}
+		if done == 0 {
+			break // the socket is full
+		}
+		v.out = v.out[:copy(v.out, v.out[done:])]
+	}
+
+	v.mu.Lock()
+	wake := false
+	switch {
+	case failed || v.dead:
+		v.dead = true
+		releaseAll(v.out)
+		v.out = v.out[:0]
+		v.owner, v.nout = ownIdle, 0
+		wake = true
+	case len(v.out) > 0: // the rest is the goroutine's to send, blocking
+		v.owner, v.nout = ownViewer, len(v.out)
+		wake = true
+	default:
+		v.owner, v.nout = ownIdle, 0
+		wake = v.ended
+	}
+	v.mu.Unlock()
+	if failed {
+		_ = v.conn.Close()
+	}
+	if wake {
+		v.signal()
+	}
 }

@@ -1,0 +1,19 @@
+//go:build !linux
+
+package httpflvsink
+
+import (
+	"errors"
+	"syscall"
+)
+
+const maxIov = 1024
+
+const haveWritev = false
+
+type iovecs []struct{}
+
+var errNoWritev = errors.New("no non-blocking writev on this system")
+
+// tryWritev is unavailable here: every viewer is written by its own goroutine.
+func tryWritev(syscall.RawConn, *iovecs, [][]byte) (int, error) { return 0, errNoWritev }
