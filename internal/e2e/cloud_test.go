@@ -8,10 +8,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mediapipe/mediapipe/core"
 	"github.com/mediapipe/mediapipe/core/media/rtpann"
 	"github.com/mediapipe/mediapipe/core/media/rtpflv"
 	"github.com/mediapipe/mediapipe/internal/testmedia"
+	"github.com/mediapipe/mediapipe/internal/testrun"
 )
 
 // TestCloudFileOnTheWire runs the shipped pipelines/cloud.toml (ports moved
@@ -32,35 +32,18 @@ func TestCloudFileOnTheWire(t *testing.T) {
 	}
 	defer rx.Close()
 	_ = rx.SetReadBuffer(8 << 20)
-	rtmp := freeTCP(t)
+	rtmp := testrun.FreeTCP(t)
 	env := []string{
-		"MEDIAPIPE_ADMIN_LISTEN=" + freeTCP(t),
+		"MEDIAPIPE_ADMIN_LISTEN=" + testrun.FreeTCP(t),
 		"MEDIAPIPE_PIPELINE_CLOUD_STAGE_1_LISTEN=" + rtmp,
-		"MEDIAPIPE_PIPELINE_CLOUD_STAGE_4_LISTEN=" + freeUDP(t),
+		"MEDIAPIPE_PIPELINE_CLOUD_STAGE_4_LISTEN=" + testrun.FreeUDP(t),
 		"MEDIAPIPE_PIPELINE_CLOUD_STAGE_5_DESTINATIONS=" + rx.LocalAddr().String(),
 	}
 	data, err := os.ReadFile("../../pipelines/cloud.toml")
 	if err != nil {
 		t.Fatal(err)
 	}
-	f, err := core.Parse("pipelines/cloud.toml", t.TempDir(), data, env, core.Default)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rt, err := core.Build(f, core.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- rt.Run(ctx) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Error(err)
-		}
-	}()
-	<-rt.Ready()
+	testrun.Start(t, "pipelines/cloud.toml", string(data), env)
 
 	push := testmedia.Push(t, context.Background(), clip, "rtmp://"+rtmp+"/live/wire", false)
 	var (

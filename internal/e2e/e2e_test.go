@@ -6,7 +6,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -15,34 +14,14 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mediapipe/mediapipe/core"
 	"github.com/mediapipe/mediapipe/core/media/flv"
 	"github.com/mediapipe/mediapipe/internal/testmedia"
+	"github.com/mediapipe/mediapipe/internal/testrun"
 	_ "github.com/mediapipe/mediapipe/stages/all"
 )
 
 // clipOpts is the clip every relay test pushes: 8 s, a keyframe a second.
 var clipOpts = testmedia.Options{Seconds: 8}
-
-func freeTCP(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
-func freeUDP(t *testing.T) string {
-	t.Helper()
-	c, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	return c.LocalAddr().String()
-}
 
 // addrs are one relay's listeners, each on a free loopback port.
 type addrs struct {
@@ -50,7 +29,7 @@ type addrs struct {
 }
 
 func newAddrs(t *testing.T) addrs {
-	return addrs{RTMP: freeTCP(t), RTX: freeUDP(t), UDP: freeUDP(t), HTTP: freeTCP(t)}
+	return addrs{RTMP: testrun.FreeTCP(t), RTX: testrun.FreeUDP(t), UDP: testrun.FreeUDP(t), HTTP: testrun.FreeTCP(t)}
 }
 
 func cloudTOML(a addrs) string {
@@ -98,83 +77,6 @@ name = %q
   [[pipeline.stage]]
   use = "flv-reassembler"
 %s`, name, a.UDP, ns, a.RTX, sink)
-}
-
-// running is a runtime started by start; stop ends it and reports its error.
-type running struct {
-	rt   *core.Runtime
-	stop func() error
-}
-
-func start(t *testing.T, name, toml string) *running {
-	t.Helper()
-	f, err := core.Parse(name, t.TempDir(), []byte(toml), nil, core.Default)
-	if err != nil {
-		t.Fatalf("%s:\n%v", name, err)
-	}
-	rt, err := core.Build(f, core.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- rt.Run(ctx) }()
-	select {
-	case <-rt.Ready():
-	case err := <-done:
-		cancel()
-		t.Fatalf("%s ended before ready: %v", name, err)
-	}
-	var once sync.Once
-	var stopErr error
-	stop := func() error {
-		once.Do(func() {
-			cancel()
-			select {
-			case stopErr = <-done:
-			case <-time.After(10 * time.Second):
-				stopErr = fmt.Errorf("%s did not stop within 10 s", name)
-			}
-			f.Close()
-		})
-		return stopErr
-	}
-	t.Cleanup(func() {
-		if err := stop(); err != nil {
-			t.Errorf("stopping %s: %v", name, err)
-		}
-	})
-	return &running{rt: rt, stop: stop}
-}
-
-// counter sums a stage counter family's values whose labels contain all of want.
-func counter(rt *core.Runtime, family string, want map[string]string) float64 {
-	mfs, err := rt.Metrics.Registry.Gather()
-	if err != nil {
-		return -1
-	}
-	var sum float64
-	for _, mf := range mfs {
-		if mf.GetName() != family {
-			continue
-		}
-	metrics:
-		for _, m := range mf.GetMetric() {
-			labels := map[string]string{}
-			for _, l := range m.GetLabel() {
-				labels[l.GetName()] = l.GetValue()
-			}
-			for k, v := range want {
-				if labels[k] != v {
-					continue metrics
-				}
-			}
-			if c := m.GetCounter(); c != nil {
-				sum += c.GetValue()
-			}
-		}
-	}
-	return sum
 }
 
 // waitStream polls the edge until the stream answers 200, or fails the test.
@@ -390,8 +292,8 @@ func TestRelay(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			a := newAddrs(t)
-			cloud := start(t, "cloud.toml", cloudTOML(a))
-			edge := start(t, "edge.toml", edgeTOML("edge", a, tc.netsim, ""))
+			cloud := testrun.Start(t, "cloud.toml", cloudTOML(a), nil)
+			edge := testrun.Start(t, "edge.toml", edgeTOML("edge", a, tc.netsim, ""), nil)
 			url := "http://" + a.HTTP + "/live/relay.flv"
 
 			push := testmedia.Push(t, context.Background(), clip, "rtmp://"+a.RTMP+"/live/relay", true)
@@ -416,8 +318,8 @@ func TestRelay(t *testing.T) {
 			decodeClean(t, file)
 
 			if tc.netsim != "" {
-				lost := counter(edge.rt, "mediapipe_stage_drops_total", map[string]string{"stage": "netsim"})
-				skipped := counter(edge.rt, "mediapipe_stage_drops_total", map[string]string{"stage": "rtp-reorder", "reason": "gap_skipped"})
+				lost := edge.RT.CounterSum("mediapipe_stage_drops_total", map[string]string{"stage": "netsim"})
+				skipped := edge.RT.CounterSum("mediapipe_stage_drops_total", map[string]string{"stage": "rtp-reorder", "reason": "gap_skipped"})
 				if lost == 0 {
 					t.Errorf("netsim dropped nothing: the test did not test loss")
 				}
@@ -441,10 +343,10 @@ func TestLateEdge(t *testing.T) {
 	all := testmedia.Tags(t, clip)
 	clipTags, seqs := mediaTags(all), sequenceHeaders(all)
 	a := newAddrs(t)
-	start(t, "cloud.toml", cloudTOML(a))
+	testrun.Start(t, "cloud.toml", cloudTOML(a), nil)
 	push := testmedia.Push(t, context.Background(), clip, "rtmp://"+a.RTMP+"/live/late", true)
 	time.Sleep(3 * time.Second) // the point of the test: the edge misses the stream's start
-	start(t, "edge.toml", edgeTOML("edge", a, "", ""))
+	testrun.Start(t, "edge.toml", edgeTOML("edge", a, "", ""), nil)
 	url := "http://" + a.HTTP + "/live/late.flv"
 	waitStream(t, url, 5*time.Second)
 	v := watch(url)
@@ -474,8 +376,8 @@ func TestJunkAtEveryListener(t *testing.T) {
 	clip := testmedia.Clip(t, clipOpts)
 	clipTags := mediaTags(testmedia.Tags(t, clip))
 	a := newAddrs(t)
-	start(t, "cloud.toml", cloudTOML(a))
-	edge := start(t, "edge.toml", edgeTOML("edge", a, "", ""))
+	testrun.Start(t, "cloud.toml", cloudTOML(a), nil)
+	edge := testrun.Start(t, "edge.toml", edgeTOML("edge", a, "", ""), nil)
 	url := "http://" + a.HTTP + "/live/junk.flv"
 	push := testmedia.Push(t, context.Background(), clip, "rtmp://"+a.RTMP+"/live/junk", true)
 	waitStream(t, url, 5*time.Second)
@@ -507,7 +409,7 @@ func TestJunkAtEveryListener(t *testing.T) {
 	wg.Wait()
 	assertSuffix(t, "viewer under junk", mediaTags(v.wait(t, 10*time.Second)), clipTags, len(clipTags)/2)
 
-	if n := counter(edge.rt, "mediapipe_stage_drops_total", map[string]string{"stage": "udp-source"}); n == 0 {
+	if n := edge.RT.CounterSum("mediapipe_stage_drops_total", map[string]string{"stage": "udp-source"}); n == 0 {
 		t.Errorf("udp-source counted no junk")
 	}
 	// Both pipelines still serve a new publisher and viewer.

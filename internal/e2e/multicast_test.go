@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/mediapipe/mediapipe/internal/testmedia"
+	"github.com/mediapipe/mediapipe/internal/testrun"
 )
 
 // inNetnsEnv marks the copy of this test binary that runs inside the network
@@ -57,15 +58,15 @@ func TestMulticastTwoEdges(t *testing.T) {
 	clip := testmedia.Clip(t, clipOpts)
 	all := testmedia.Tags(t, clip)
 	clipTags, seqs := mediaTags(all), sequenceHeaders(all)
-	group := "239.9.9.9:" + strings.Split(freeUDP(t), ":")[1]
+	group := "239.9.9.9:" + strings.Split(testrun.FreeUDP(t), ":")[1]
 	a := newAddrs(t)
 	a.UDP = group
-	start(t, "cloud.toml", cloudTOML(a))
+	testrun.Start(t, "cloud.toml", cloudTOML(a), nil)
 	var urls []string
 	for i := 1; i <= 2; i++ {
 		e := a
-		e.HTTP = freeTCP(t)
-		start(t, fmt.Sprintf("edge%d.toml", i), edgeTOML(fmt.Sprintf("edge%d", i), e, "", ""))
+		e.HTTP = testrun.FreeTCP(t)
+		testrun.Start(t, fmt.Sprintf("edge%d.toml", i), edgeTOML(fmt.Sprintf("edge%d", i), e, "", ""), nil)
 		urls = append(urls, "http://"+e.HTTP+"/live/mc.flv")
 	}
 	push := testmedia.Push(t, context.Background(), clip, "rtmp://"+a.RTMP+"/live/mc", true)

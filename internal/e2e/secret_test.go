@@ -12,6 +12,7 @@ import (
 
 	"github.com/mediapipe/mediapipe/core"
 	"github.com/mediapipe/mediapipe/internal/testmedia"
+	"github.com/mediapipe/mediapipe/internal/testrun"
 )
 
 type lockedBuffer struct {
@@ -49,19 +50,7 @@ func TestSecretsStayOutOfLogs(t *testing.T) {
 
 	var logs lockedBuffer
 	log := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	f, err := core.Parse("secrets.toml", t.TempDir(), []byte(cloud+edge), nil, core.Default)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	rt, err := core.Build(f, core.Options{Logger: log})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- rt.Run(ctx) }()
-	<-rt.Ready()
+	r := testrun.Start(t, "secrets.toml", cloud+edge, nil, testrun.Build(core.Options{Logger: log}))
 
 	wrong := testmedia.Push(t, context.Background(), clip, "rtmp://"+a.RTMP+"/live/sec?key=nope-"+publishKey[:3], false)
 	if err := wrong.Wait(); err == nil {
@@ -77,11 +66,10 @@ func TestSecretsStayOutOfLogs(t *testing.T) {
 	if tags := mediaTags(v.wait(t, 10*time.Second)); len(tags) == 0 {
 		t.Fatal("viewer with the play key got nothing")
 	}
-	if repaired := counter(rt, "mediapipe_stage_events_total", map[string]string{"stage": "rtp-reorder", "event": "repaired"}); repaired == 0 {
+	if repaired := r.RT.CounterSum("mediapipe_stage_events_total", map[string]string{"stage": "rtp-reorder", "event": "repaired"}); repaired == 0 {
 		t.Error("no repairs with the token: repair did not authenticate")
 	}
-	cancel()
-	if err := <-done; err != nil {
+	if err := r.Stop(); err != nil {
 		t.Fatal(err)
 	}
 	out := logs.String()
