@@ -6,44 +6,15 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mediapipe/mediapipe/core"
+	"github.com/mediapipe/mediapipe/internal/testrun"
 )
-
-// startTOML runs the pipelines of text until the test ends.
-func startTOML(t *testing.T, text string) *core.Runtime {
-	t.Helper()
-	f, err := core.Parse("test.toml", t.TempDir(), []byte(text), nil, core.Default)
-	if err != nil {
-		t.Fatalf("%v\n%s", err, text)
-	}
-	rt, err := core.Build(f, core.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- rt.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("runtime: %v", err)
-		}
-	})
-	select {
-	case <-rt.Ready():
-	case err := <-done:
-		t.Fatalf("runtime did not start: %v", err)
-	}
-	return rt
-}
 
 // TestPublishAndView checks the load generators alone against
 // rtmp-source → flv-tagger → httpflv-sink: go-rtmp's client publishes, and
 // each viewer gets every tag since its first keyframe, byte for byte.
 func TestPublishAndView(t *testing.T) {
-	rtmpAddr, _ := freeTCP()
-	httpAddr, _ := freeTCP()
-	startTOML(t, fmt.Sprintf(`
+	rtmpAddr, httpAddr := testrun.FreeTCP(t), testrun.FreeTCP(t)
+	testrun.Start(t, "test.toml", fmt.Sprintf(`
 [[pipeline]]
 name = "direct"
   [[pipeline.stage]]
@@ -54,7 +25,7 @@ name = "direct"
   [[pipeline.stage]]
   use = "httpflv-sink"
   listen = %q
-`, rtmpAddr, httpAddr))
+`, rtmpAddr, httpAddr), nil)
 	cl := syntheticClip(600, 4)
 	pub := &publisher{addr: rtmpAddr, app: "live", key: "s001", clip: cl, fast: false, ledger: newLedger()}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)

@@ -3,8 +3,9 @@ package bench
 import (
 	"errors"
 	"fmt"
-	"net"
 	"strings"
+
+	"github.com/mediapipe/mediapipe/internal/freeport"
 )
 
 // ports are the relay's loopback listeners, each on a free port.
@@ -12,45 +13,27 @@ type ports struct {
 	RTMP, RTX, UDP, HTTP string
 }
 
+// freePorts picks the relay's ports by binding :0 and letting go; the
+// pipeline binds them again a moment later (a small race, fine on loopback).
 func freePorts() (ports, error) {
 	var p ports
 	var err error
-	if p.RTMP, err = freeTCP(); err != nil {
+	if p.RTMP, err = freeport.TCP(); err != nil {
 		return p, err
 	}
-	if p.HTTP, err = freeTCP(); err != nil {
+	if p.HTTP, err = freeport.TCP(); err != nil {
 		return p, err
 	}
-	if p.RTX, err = freeUDP(); err != nil {
+	if p.RTX, err = freeport.UDP(); err != nil {
 		return p, err
 	}
-	if p.UDP, err = freeUDP(); err != nil {
+	if p.UDP, err = freeport.UDP(); err != nil {
 		return p, err
 	}
 	if p.RTMP == p.HTTP || p.RTX == p.UDP {
 		return p, errors.New("picking free ports: the system handed out one port twice")
 	}
 	return p, nil
-}
-
-// freeTCP and freeUDP pick a port by binding :0 and letting go; the
-// pipeline binds it again a moment later (a small race, fine on loopback).
-func freeTCP() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer l.Close()
-	return l.Addr().String(), nil
-}
-
-func freeUDP() (string, error) {
-	c, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer c.Close()
-	return c.LocalAddr().String(), nil
 }
 
 // relayTOML is pipeline.example.toml with the bench's ports, and netsim
