@@ -11,6 +11,7 @@ import (
 
 	"github.com/mediapipe/mediapipe/core"
 	"github.com/mediapipe/mediapipe/core/stagetest"
+	"github.com/mediapipe/mediapipe/internal/testrun"
 )
 
 // Fake source and sink, so the pipeline test needs no network.
@@ -111,21 +112,10 @@ name = "edge"
   [[pipeline.stage]]
   use = "test-sink"
 `
-	f, err := core.Parse("edge.toml", dir, []byte(file), nil, reg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	rt, err := core.Build(f, core.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	ran := make(chan error, 1)
-	go func() { ran <- rt.Run(ctx) }()
+	r := testrun.Start(t, "edge.toml", file, nil, testrun.Dir(dir), testrun.Registry(reg))
 	got := sink.WaitData(len(wantVideo), 10*time.Second)
 	var pid int
-	for _, p := range rt.Pipelines {
+	for _, p := range r.RT.Pipelines {
 		for _, rs := range p.Stages {
 			if st, ok := rs.Stage.(*Stage); ok {
 				pid = st.PID()
@@ -135,8 +125,7 @@ name = "edge"
 	if !alive(pid) {
 		t.Fatalf("no plugin process (pid %d)", pid)
 	}
-	cancel()
-	if err := <-ran; err != nil {
+	if err := r.Stop(); err != nil {
 		t.Fatal(err)
 	}
 	got = sink.Data()

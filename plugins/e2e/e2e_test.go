@@ -6,7 +6,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -20,6 +19,7 @@ import (
 	"github.com/mediapipe/mediapipe/core"
 	"github.com/mediapipe/mediapipe/core/media/flv"
 	"github.com/mediapipe/mediapipe/internal/testmedia"
+	"github.com/mediapipe/mediapipe/internal/testrun"
 	"github.com/mediapipe/mediapipe/plugins/bridge"
 	_ "github.com/mediapipe/mediapipe/stages/flvreassembler"
 	_ "github.com/mediapipe/mediapipe/stages/flvtagger"
@@ -32,62 +32,11 @@ import (
 	_ "github.com/mediapipe/mediapipe/stages/udpsource"
 )
 
-func freeTCP(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
-func freeUDP(t *testing.T) string {
-	t.Helper()
-	c, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	return c.LocalAddr().String()
-}
-
-// start parses toml (relative paths against dir), builds and runs it.
+// start runs toml (relative paths against dir, where the plugin is built)
+// until the test ends.
 func start(t *testing.T, name, dir, toml string) *core.Runtime {
 	t.Helper()
-	f, err := core.Parse(name, dir, []byte(toml), nil, core.Default)
-	if err != nil {
-		t.Fatalf("%s:\n%v", name, err)
-	}
-	rt, err := core.Build(f, core.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- rt.Run(ctx) }()
-	select {
-	case <-rt.Ready():
-	case err := <-done:
-		cancel()
-		t.Fatalf("%s ended before ready: %v", name, err)
-	}
-	var once sync.Once
-	t.Cleanup(func() {
-		once.Do(func() {
-			cancel()
-			select {
-			case err := <-done:
-				if err != nil {
-					t.Errorf("%s: %v", name, err)
-				}
-			case <-time.After(15 * time.Second):
-				t.Errorf("%s did not stop", name)
-			}
-			f.Close()
-		})
-	})
-	return rt
+	return testrun.Start(t, name, toml, nil, testrun.Dir(dir), testrun.StopWithin(15*time.Second)).RT
 }
 
 func pluginStage(t *testing.T, rt *core.Runtime) *bridge.Stage {
@@ -215,7 +164,7 @@ func TestRelayWithStreamFilterPlugin(t *testing.T) {
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
-	rtmp, rtx, udp, httpAddr := freeTCP(t), freeUDP(t), freeUDP(t), freeTCP(t)
+	rtmp, rtx, udp, httpAddr := testrun.FreeTCP(t), testrun.FreeUDP(t), testrun.FreeUDP(t), testrun.FreeTCP(t)
 	// Runs after the runtimes stopped (cleanups run last-registered first).
 	var lastPID int
 	t.Cleanup(func() {
@@ -357,29 +306,7 @@ name = "cloud"
 	if run < 90 {
 		t.Errorf("viewer after the restart: only its last %d of %d video tags are the clip's last ones", run, len(v2))
 	}
-	if r := counter(edge, "mediapipe_stage_events_total", "restarts"); r != 1 {
+	if r := edge.CounterSum("mediapipe_stage_events_total", map[string]string{"event": "restarts"}); r != 1 {
 		t.Errorf("restarts = %v, want 1", r)
 	}
-}
-
-// counter sums a stage counter family's values whose event label is event.
-func counter(rt *core.Runtime, family, event string) float64 {
-	mfs, err := rt.Metrics.Registry.Gather()
-	if err != nil {
-		return -1
-	}
-	var sum float64
-	for _, mf := range mfs {
-		if mf.GetName() != family {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			for _, l := range m.GetLabel() {
-				if l.GetName() == "event" && l.GetValue() == event {
-					sum += m.GetCounter().GetValue()
-				}
-			}
-		}
-	}
-	return sum
 }
