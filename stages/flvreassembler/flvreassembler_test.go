@@ -20,16 +20,8 @@ func body(n int, seed byte) []byte {
 
 func start(t *testing.T, raw map[string]any) (*stagetest.Harness, *core.Env) {
 	t.Helper()
-	def, ok := core.Default.Lookup("flv-reassembler")
-	if !ok {
-		t.Fatal("flv-reassembler is not registered")
-	}
 	env := core.TestEnv("flv-reassembler")
-	st, err := def.Build(raw, env)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return stagetest.Start(t, st, env, false), env
+	return stagetest.Start(t, stagetest.Build(t, "flv-reassembler", raw, env), env, false), env
 }
 
 // fragments returns tag's RTP packets from f.

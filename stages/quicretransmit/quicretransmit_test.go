@@ -27,17 +27,9 @@ func rtpPacket(seq uint16, ssrc uint32, n int) []byte {
 // build makes the stage with a fake clock; s.env is what the harness must use.
 func build(t testing.TB, raw map[string]any) *Stage {
 	t.Helper()
-	def, ok := core.Default.Lookup("quic-retransmit")
-	if !ok {
-		t.Fatal("quic-retransmit not registered")
-	}
 	env := core.TestEnv("quic-retransmit")
 	env.Clock = stagetest.NewFakeClock(time.Unix(1_700_000_000, 0))
-	st, err := def.Build(raw, env)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return st.(*Stage)
+	return stagetest.Build(t, "quic-retransmit", raw, env).(*Stage)
 }
 
 func TestParams(t *testing.T) {

@@ -21,16 +21,8 @@ func body(n int, seed byte) []byte {
 
 func start(t *testing.T, raw map[string]any) (*stagetest.Harness, *core.Env) {
 	t.Helper()
-	def, ok := core.Default.Lookup("rtp-fragmenter")
-	if !ok {
-		t.Fatal("rtp-fragmenter is not registered")
-	}
 	env := core.TestEnv("rtp-fragmenter")
-	st, err := def.Build(raw, env)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return stagetest.Start(t, st, env, false), env
+	return stagetest.Start(t, stagetest.Build(t, "rtp-fragmenter", raw, env), env, false), env
 }
 
 func sendTag(h *stagetest.Harness, s *core.Stream, tag []byte) {

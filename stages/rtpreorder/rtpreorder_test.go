@@ -30,19 +30,12 @@ func seqOf(b []byte) uint16 { return uint16(b[2])<<8 | uint16(b[3]) }
 // start builds the stage with env (a fake clock unless real) and runs it.
 func start(t *testing.T, raw map[string]any, real bool) (*Stage, *stagetest.Harness, *stagetest.FakeClock) {
 	t.Helper()
-	def, ok := core.Default.Lookup("rtp-reorder")
-	if !ok {
-		t.Fatal("rtp-reorder not registered")
-	}
 	env := core.TestEnv("rtp-reorder")
 	clock := stagetest.NewFakeClock(time.Unix(1_700_000_000, 0))
 	if !real {
 		env.Clock = clock
 	}
-	st, err := def.Build(raw, env)
-	if err != nil {
-		t.Fatal(err)
-	}
+	st := stagetest.Build(t, "rtp-reorder", raw, env)
 	h := stagetest.Start(t, st, env, false)
 	return st.(*Stage), h, clock
 }
