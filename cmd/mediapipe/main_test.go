@@ -3,9 +3,7 @@ package main
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -18,6 +16,7 @@ import (
 
 	"github.com/mediapipe/mediapipe/core"
 	"github.com/mediapipe/mediapipe/internal/cli"
+	"github.com/mediapipe/mediapipe/internal/testrun"
 )
 
 // TestStagesDocIsCurrent fails when docs/stages.md no longer matches the
@@ -96,39 +95,19 @@ name = "edge"
 	}
 }
 
-func freeTCP(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
-func freeUDP(t *testing.T) string {
-	t.Helper()
-	c, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	return c.LocalAddr().String()
-}
-
 // exampleEnv moves every listener of pipeline.example.toml to a free port,
 // through the environment overrides a user would use.
 func exampleEnv(t *testing.T) []string {
 	t.Helper()
-	rtx, udp := freeUDP(t), freeUDP(t)
+	rtx, udp := testrun.FreeUDP(t), testrun.FreeUDP(t)
 	return []string{
-		"MEDIAPIPE_ADMIN_LISTEN=" + freeTCP(t),
-		"MEDIAPIPE_PIPELINE_CLOUD_STAGE_1_LISTEN=" + freeTCP(t),
+		"MEDIAPIPE_ADMIN_LISTEN=" + testrun.FreeTCP(t),
+		"MEDIAPIPE_PIPELINE_CLOUD_STAGE_1_LISTEN=" + testrun.FreeTCP(t),
 		"MEDIAPIPE_PIPELINE_CLOUD_STAGE_4_LISTEN=" + rtx,
 		"MEDIAPIPE_PIPELINE_CLOUD_STAGE_5_DESTINATIONS=" + udp,
 		"MEDIAPIPE_PIPELINE_EDGE_STAGE_1_LISTEN=" + udp,
 		"MEDIAPIPE_PIPELINE_EDGE_STAGE_2_RETRANSMIT=" + rtx,
-		"MEDIAPIPE_PIPELINE_EDGE_STAGE_4_LISTEN=" + freeTCP(t),
+		"MEDIAPIPE_PIPELINE_EDGE_STAGE_4_LISTEN=" + testrun.FreeTCP(t),
 	}
 }
 
@@ -140,33 +119,10 @@ func TestExampleRunsAndStopsCleanly(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f, err := core.Parse("pipeline.example.toml", ".", data, exampleEnv(t), core.Default)
-	if err != nil {
+	r := testrun.Start(t, "pipeline.example.toml", string(data), exampleEnv(t),
+		testrun.Dir("."), testrun.ReadyWithin(5*time.Second), testrun.StopWithin(2*time.Second))
+	if err := r.Stop(); err != nil {
 		t.Fatal(err)
-	}
-	defer f.Close()
-	rt, err := core.Build(f, core.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- rt.Run(ctx) }()
-	select {
-	case <-rt.Ready():
-	case err := <-done:
-		t.Fatalf("run ended before ready: %v", err)
-	case <-time.After(5 * time.Second):
-		t.Fatal("not ready within 5 s")
-	}
-	cancel()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatal(err)
-		}
-	case <-time.After(2 * time.Second):
-		t.Fatal("did not stop within 2 s")
 	}
 }
 
