@@ -3,38 +3,18 @@
 package e2etest
 
 import (
-	"context"
 	"fmt"
-	"net"
 	"net/http"
 	"os/exec"
 	"path/filepath"
 	"testing"
 	"time"
 
-	"github.com/mediapipe/mediapipe/core"
 	"github.com/mediapipe/mediapipe/internal/testmedia"
+	"github.com/mediapipe/mediapipe/internal/testrun"
 	_ "github.com/mediapipe/mediapipe/stages/all"
 	"github.com/mediapipe/mediapipe/stages/srenhancer/internal/srtest"
 )
-
-func free(t *testing.T, network string) string {
-	t.Helper()
-	if network == "tcp" {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer l.Close()
-		return l.Addr().String()
-	}
-	c, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	return c.LocalAddr().String()
-}
 
 const relay = `
 [[pipeline]]
@@ -80,36 +60,9 @@ name = "edge"
 func TestRelayViewerSeesBackendKeyframes(t *testing.T) {
 	clip := testmedia.Clip(t, testmedia.Options{Seconds: 6})
 	srv := srtest.StandIn(t, "ok")
-	rtmp, rtx, udp, web := free(t, "tcp"), free(t, "udp"), free(t, "udp"), free(t, "tcp")
+	rtmp, rtx, udp, web := testrun.FreeTCP(t), testrun.FreeUDP(t), testrun.FreeUDP(t), testrun.FreeTCP(t)
 	text := fmt.Sprintf(relay, rtmp, rtx, udp, web, srv.URL+"/sr")
-	f, err := core.Parse("relay.toml", t.TempDir(), []byte(text), nil, core.Default)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	rt, err := core.Build(f, core.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- rt.Run(ctx) }()
-	defer func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("runtime: %v", err)
-			}
-		case <-time.After(15 * time.Second):
-			t.Error("runtime did not stop")
-		}
-	}()
-	select {
-	case <-rt.Ready():
-	case err := <-done:
-		t.Fatalf("runtime ended: %v", err)
-	}
+	testrun.Start(t, "relay.toml", text, nil, testrun.StopWithin(15*time.Second))
 
 	push := exec.Command("ffmpeg", "-v", "error", "-re", "-i", clip, "-c", "copy", "-f", "flv", "rtmp://"+rtmp+"/live/movie")
 	if err := push.Start(); err != nil {
