@@ -20,9 +20,10 @@ import (
 )
 
 type sink struct {
-	h    *stagetest.Harness
-	env  *core.Env
-	base string
+	h     *stagetest.Harness
+	env   *core.Env
+	base  string
+	nsync int
 }
 
 func startSink(t testing.TB, cfg httpflvsink.Config) *sink {
@@ -49,6 +50,17 @@ func startSink(t testing.TB, cfg httpflvsink.Config) *sink {
 func (s *sink) send(st *core.Stream, tag []byte) {
 	hdr, _ := flv.ParseHeader(tag)
 	s.h.SendData(st, hdr.Type, hdr.Timestamp, tag)
+}
+
+// sync returns once Run has handled everything sent before: it starts a
+// stream of its own and waits until the sink serves it (Run takes its input
+// in order).
+func (s *sink) sync(t testing.TB) {
+	t.Helper()
+	s.nsync++
+	name := fmt.Sprintf("sync/%d", s.nsync)
+	s.h.StartStream(name)
+	waitFor(t, "the sink to catch up", func() bool { return head(s.base+"/"+name+".flv") == 200 })
 }
 
 func (s *sink) viewers() float64 { return core.GaugeValue(s.env.Metrics.Gauge("viewers")) }
@@ -138,6 +150,7 @@ func TestLateJoinFFmpeg(t *testing.T) {
 			for _, tag := range tags[:split] {
 				s.send(st, tag)
 			}
+			s.sync(t) // the viewer must join at tag split, not before
 			done := viewFFmpeg(t, s.base+"/live/late.flv")
 			waitFor(t, "ffmpeg to join", func() bool { return s.viewers() == 1 })
 			for _, tag := range tags[split:] {
@@ -194,6 +207,7 @@ func TestStalledViewerShed(t *testing.T) {
 func testStalledViewerShed(t *testing.T, interval time.Duration, flushBytes int) {
 	s := startSink(t, httpflvsink.Config{GOPCache: true, ViewerQueue: 64, FlushInterval: interval, FlushBytes: flushBytes})
 	st := s.h.StartStream("live/stall")
+	s.sync(t)
 	addr := s.base[len("http://"):]
 	stalled, err := net.DialTimeout("tcp", addr, 5*time.Second)
 	if err != nil {
@@ -346,6 +360,7 @@ func BenchmarkFanout(b *testing.B) {
 func benchFanout(b *testing.B, flush time.Duration, n int) {
 	s := startSink(b, httpflvsink.Config{GOPCache: false, ViewerQueue: 1 << 16, FlushInterval: flush})
 	st := s.h.StartStream("live/bench")
+	s.sync(b)
 	var total atomic.Int64
 	done := make(chan struct{}, n)
 	for i := 0; i < n; i++ {
