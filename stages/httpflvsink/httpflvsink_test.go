@@ -485,3 +485,57 @@ func TestOutlivesWriteTimeout(t *testing.T) {
 		})
 	}
 }
+
+// TestEndCutsTrickle: when a stream ends, a viewer that reads, but far too
+// slowly to take what is queued, is cut within write_timeout: Run's return
+// never waits on how fast a viewer reads.
+func TestEndCutsTrickle(t *testing.T) {
+	const writeTimeout = time.Second
+	s := startSink(t, httpflvsink.Config{GOPCache: false, ViewerQueue: 1 << 16, WriteTimeout: writeTimeout, FlushInterval: 10 * time.Millisecond})
+	st := s.h.StartStream("live/trickle")
+	s.sync(t)
+	c, err := net.DialTimeout("tcp", s.base[len("http://"):], 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if tc, ok := c.(*net.TCPConn); ok {
+		_ = tc.SetReadBuffer(4096)
+	}
+	fmt.Fprintf(c, "GET /live/trickle.flv HTTP/1.1\r\nHost: x\r\n\r\n")
+	waitFor(t, "the viewer", func() bool { return s.viewers() == 1 })
+	var read atomic.Int64
+	readerDone := make(chan struct{})
+	go func() { // about 200 kB/s
+		defer close(readerDone)
+		buf := make([]byte, 1024)
+		for {
+			_ = c.SetReadDeadline(time.Now().Add(waitLimit))
+			n, err := c.Read(buf)
+			read.Add(int64(n))
+			if err != nil {
+				return
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}()
+	body := bytes.Repeat([]byte{0xaf, 1}, 512)
+	const tags = 4000 // 4 MB: some 20 s at the reader's pace
+	for i := 0; i < tags; i++ {
+		s.send(st, flv.AppendTag(nil, flv.TypeAudio, uint32(i), body))
+	}
+	s.sync(t)
+	s.h.EndStream(st)
+	ended := time.Now()
+	waitFor(t, "the viewer to be cut", func() bool { return s.viewers() == 0 })
+	if took := time.Since(ended); took > writeTimeout+5*time.Second {
+		t.Errorf("the viewer left %v after its stream ended; write_timeout is %v", took, writeTimeout)
+	}
+	within(t, readerDone, waitLimit, "the response to end")
+	if n := read.Load(); n >= int64(tags*(len(body)+flv.HeaderSize+4)) {
+		t.Errorf("the slow viewer read all %d bytes: it was not slow enough to test the cut", n)
+	}
+	if d := s.env.Metrics.Drop("slow_viewer").Value(); d != 0 {
+		t.Errorf("%v viewers shed: the queue was meant to hold everything", d)
+	}
+}

@@ -71,8 +71,17 @@ func (v *viewer) kill() {
 	v.mu.Lock()
 	v.dead = true
 	v.mu.Unlock()
-	_ = v.conn.Close()
+	abort(v.conn)
 	v.signal()
+}
+
+// abort closes a viewer's connection without handing what is still in its
+// socket buffer to the kernel to trickle out: a cut viewer costs nothing more.
+func abort(c net.Conn) {
+	if tc, ok := c.(*net.TCPConn); ok {
+		_ = tc.SetLinger(0)
+	}
+	_ = c.Close()
 }
 
 // push hands r to the GOP cache and every viewer's queue; Run's reference
@@ -359,6 +368,7 @@ func (s *Stage) serveViewer(w http.ResponseWriter, st *stream, remote string) {
 			releaseAll(v.out)
 			v.out = v.out[:0]
 			if !ok {
+				abort(conn) // too slow, even to drain at the end
 				return
 			}
 		}
@@ -535,7 +545,7 @@ func (f *flusher) flush(v *viewer) {
 	}
 	v.mu.Unlock()
 	if failed {
-		_ = v.conn.Close()
+		abort(v.conn)
 	}
 	if wake {
 		v.signal()
