@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -417,6 +418,12 @@ func TestShutdownKicksViewers(t *testing.T) {
 	in := make(chan *core.Packet, 8)
 	done := make(chan error, 1)
 	go func() { done <- st.Run(ctx, in, discardOut{}) }()
+	var closeIn sync.Once
+	t.Cleanup(func() { // also when the test fails early: Run must not outlive it
+		cancel()
+		closeIn.Do(func() { close(in) })
+		within(t, done, waitLimit, "Run to return")
+	})
 	s := core.NewStream("live/bye")
 	in <- core.NewEvent(core.EventStart, s)
 	url := "http://" + st.(*httpflvsink.Stage).Addr().String() + "/live/bye.flv"
@@ -433,9 +440,10 @@ func TestShutdownKicksViewers(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("viewer still connected after ctx was cancelled")
 	}
-	close(in)
+	closeIn.Do(func() { close(in) })
 	select {
-	case <-done:
+	case err := <-done:
+		done <- err // for the cleanup
 	case <-time.After(5 * time.Second):
 		t.Fatal("Run did not return after its input closed")
 	}
