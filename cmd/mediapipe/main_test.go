@@ -144,7 +144,7 @@ func TestRunExitsZeroOnSIGTERM(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer cmd.Process.Kill()
-			lines := make(chan string, 100)
+			lines := make(chan string, 10000)
 			go func() {
 				sc := bufio.NewScanner(stderr)
 				for sc.Scan() {
@@ -182,7 +182,12 @@ func TestRunExitsZeroOnSIGTERM(t *testing.T) {
 					t.Fatalf("exit: %v after %s", err, fmt.Sprint(time.Since(start)))
 				}
 			case <-time.After(2 * time.Second):
-				t.Fatal("still running 2 s after the signal")
+				_ = cmd.Process.Signal(syscall.SIGQUIT) // Go prints every goroutine's stack
+				<-errc
+				for l := range lines {
+					log = append(log, l)
+				}
+				t.Fatalf("still running 2 s after the signal:\n%s", strings.Join(log, "\n"))
 			}
 		})
 	}

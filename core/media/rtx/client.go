@@ -237,6 +237,10 @@ func (c *Client) connect() (*session, error) {
 	if err != nil {
 		return nil, fmt.Errorf("dial %s: %w", c.cfg.Addr, err)
 	}
+	// Close must not wait out the hello's deadline (a server stopping at
+	// the same moment may never answer): cancelling the client ends it.
+	stopWatch := context.AfterFunc(c.ctx, func() { _ = conn.CloseWithError(CodeNormal, "closing") })
+	defer stopWatch()
 	fail := func(err error) (*session, error) {
 		_ = conn.CloseWithError(CodeNormal, "")
 		var ae *quic.ApplicationError
