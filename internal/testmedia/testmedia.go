@@ -14,6 +14,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/mediapipe/mediapipe/core/media/flv"
 )
@@ -52,6 +53,10 @@ var (
 	cacheDir string
 	clips    = map[Options]string{}
 )
+
+// ffmpegTimeout bounds every ffmpeg run a helper starts, so a stuck ffmpeg
+// fails its test instead of hanging the whole package.
+const ffmpegTimeout = 2 * time.Minute
 
 // NeedFFmpeg skips the test when ffmpeg (and ffprobe) are not on PATH.
 func NeedFFmpeg(t testing.TB) {
@@ -93,7 +98,9 @@ func Clip(t testing.TB, opts Options) string {
 		"-c:a", "aac", "-b:a", "64k", "-ar", "44100", "-ac", "1",
 		"-f", "flv", path,
 	}
-	if out, err := exec.Command("ffmpeg", args...).CombinedOutput(); err != nil {
+	ctx, cancel := context.WithTimeout(context.Background(), ffmpegTimeout)
+	defer cancel()
+	if out, err := exec.CommandContext(ctx, "ffmpeg", args...).CombinedOutput(); err != nil {
 		t.Fatalf("testmedia: making clip: %v\n%s", err, out)
 	}
 	clips[o] = path
@@ -146,7 +153,9 @@ func (f Frame) String() string {
 // (for example "-rw_timeout", "5000000").
 func FrameMD5(t testing.TB, input string, extra ...string) []Frame {
 	t.Helper()
-	frames, stderr, err := FrameMD5Err(context.Background(), input, extra...)
+	ctx, cancel := context.WithTimeout(context.Background(), ffmpegTimeout)
+	defer cancel()
+	frames, stderr, err := FrameMD5Err(ctx, input, extra...)
 	if err != nil {
 		t.Fatalf("testmedia: framemd5 of %s: %v\n%s", input, err, stderr)
 	}
