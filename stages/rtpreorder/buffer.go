@@ -43,6 +43,7 @@ type buffer struct {
 	pending   []uint16  // gaps found since the last flush, to NACK
 	dirty     bool      // in Stage.dirty
 	stopInit  context.CancelFunc
+	endPkt    *core.Packet // the stream's end, held while gaps are open
 }
 
 func newBuffer(st *core.Stream, size int) *buffer {

@@ -190,6 +190,10 @@ func (s *Stage) shutdown(out core.Output) {
 	for st, b := range s.streams {
 		b.flush(s, out)
 		delete(s.streams, st)
+		if b.endPkt != nil {
+			out.Emit(b.endPkt)
+			b.endPkt = nil
+		}
 	}
 	s.initStop()
 	if s.client != nil {
@@ -239,20 +243,36 @@ func (s *Stage) onGone(ssrc uint32, seqs []uint16) {
 func (s *Stage) handle(p *core.Packet, out core.Output) {
 	switch p.Event {
 	case core.EventStart:
+		if b, ok := s.streams[p.Stream]; ok && b.endPkt != nil {
+			s.finishEnd(b, out) // restarted before its end was released
+		}
 		if _, ok := s.streams[p.Stream]; !ok {
 			s.newBuffer(p.Stream)
 		}
 		out.Emit(p)
 		return
 	case core.EventEnd:
-		if b, ok := s.streams[p.Stream]; ok {
-			b.flush(s, out)
-			s.dropBuffer(b)
+		b, ok := s.streams[p.Stream]
+		if !ok {
+			out.Emit(p)
+			return
 		}
-		out.Emit(p)
+		if b.endPkt != nil { // ended twice: the first end stands
+			p.Release()
+			return
+		}
+		// The end (an RTCP BYE) follows the last packets closer than a
+		// repair round trip: a gap among them would be given up at once.
+		// Hold the end until the open gaps are repaired, gone or due.
+		b.endPkt = p
+		s.maybeFinish(b, out)
 		return
 	}
 	b := s.streams[p.Stream]
+	if b != nil && b.endPkt != nil { // data after the end: a new run
+		s.finishEnd(b, out)
+		b = nil
+	}
 	if b == nil { // joined without seeing the start
 		b = s.newBuffer(p.Stream)
 	}
@@ -278,13 +298,32 @@ func (s *Stage) handleRepair(p *core.Packet, out core.Output) {
 	}
 	p.Stream = b.stream
 	b.insert(s, p, seq, true, out)
+	s.maybeFinish(b, out)
 }
 
 func (s *Stage) handleGone(g gone, out core.Output) {
 	s.gonesRecv.Add(float64(len(g.seqs)))
 	if b := s.bySSRC[g.ssrc]; b != nil {
 		b.markGone(s, g.seqs, out)
+		s.maybeFinish(b, out)
 	}
+}
+
+// maybeFinish releases b's held end once no gap is open (or nothing can
+// repair one).
+func (s *Stage) maybeFinish(b *buffer, out core.Output) {
+	if b.endPkt != nil && (b.missing == 0 || s.client == nil) {
+		s.finishEnd(b, out)
+	}
+}
+
+// finishEnd flushes b, forgets it and emits its held end.
+func (s *Stage) finishEnd(b *buffer, out core.Output) {
+	end := b.endPkt
+	b.endPkt = nil
+	b.flush(s, out)
+	s.dropBuffer(b)
+	out.Emit(end)
 }
 
 func (s *Stage) newBuffer(st *core.Stream) *buffer {
@@ -442,6 +481,10 @@ func (s *Stage) service(out core.Output) {
 					s.nacksSent.Add(float64(len(b.pending)))
 				}
 				b.pending = b.pending[:0]
+			}
+			if b.endPkt != nil && b.missing == 0 {
+				s.finishEnd(b, out)
+				continue
 			}
 		}
 		if b.missing > 0 && (next.IsZero() || b.nextEvent.Before(next)) {
