@@ -24,6 +24,7 @@ type rslot struct {
 	deadline time.Time // slotMissing: when the gap is skipped
 	retryAt  time.Time // slotMissing: when to ask again
 	askedAt  time.Time // slotMissing: when first asked (zero: not asked)
+	probe    bool      // asked past the last packet seen: may never have existed
 }
 
 // buffer is one stream's reorder window. Sequence numbers are unwrapped to
@@ -172,14 +173,51 @@ func (b *buffer) release(s *Stage, out core.Output) {
 			out.Emit(sl.pkt)
 			sl.pkt, sl.state = nil, slotReleased
 		case slotGone:
-			s.gapSkipped.Inc()
-			sl.state = slotSkipped
-			b.missing--
+			b.skip(s, sl)
 		default:
 			return
 		}
 		b.next++
 	}
+}
+
+// skip gives up a missing or gone slot; a probe that came to nothing is
+// no loss and is not counted.
+func (b *buffer) skip(s *Stage, sl *rslot) {
+	if !sl.probe {
+		s.gapSkipped.Inc()
+	}
+	sl.state = slotSkipped
+	b.missing--
+}
+
+// probeTail asks for the n sequence numbers after the newest packet seen:
+// at the end of a stream a lost last packet leaves no gap behind it, so it
+// would be lost unseen. The cloud repairs those it sent and says gone for
+// the rest, which are dropped uncounted.
+func (b *buffer) probeTail(s *Stage, n int) {
+	if b.fresh || !b.started || b.end+int64(n)-b.next > int64(len(b.slots)) {
+		return
+	}
+	now := s.env.Clock.Now()
+	deadline := now.Add(s.cfg.Latency)
+	retry := s.retryInterval()
+	ev := deadline
+	if retry > 0 && now.Add(retry).Before(ev) {
+		ev = now.Add(retry)
+	}
+	for e := b.end; e < b.end+int64(n); e++ {
+		*b.slot(e) = rslot{ext: e, state: slotMissing, deadline: deadline, retryAt: now.Add(retry), askedAt: now, probe: true}
+		b.pending = append(b.pending, uint16(e))
+	}
+	b.end += int64(n)
+	b.missing += n
+	if !b.dirty {
+		b.dirty = true
+		s.dirty = append(s.dirty, b)
+	}
+	b.noteEvent(ev)
+	s.schedule(b.nextEvent)
 }
 
 // forceHead moves the head on by one whatever it holds: the window is full.
@@ -210,7 +248,9 @@ func (b *buffer) flush(s *Stage, out core.Output) {
 			out.Emit(sl.pkt)
 			sl.pkt, sl.state = nil, slotReleased
 		case slotMissing, slotGone:
-			s.gapSkipped.Inc()
+			if !sl.probe {
+				s.gapSkipped.Inc()
+			}
 			sl.state = slotSkipped
 		}
 	}
@@ -227,9 +267,7 @@ func (b *buffer) service(s *Stage, now time.Time, retry time.Duration, out core.
 			out.Emit(sl.pkt)
 			sl.pkt, sl.state = nil, slotReleased
 		case sl.state == slotGone || (sl.state == slotMissing && !now.Before(sl.deadline)):
-			s.gapSkipped.Inc()
-			sl.state = slotSkipped
-			b.missing--
+			b.skip(s, sl)
 		default:
 			goto scan
 		}

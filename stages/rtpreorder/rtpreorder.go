@@ -66,6 +66,7 @@ const (
 	initTimeout  = 5 * time.Second
 	repairQueue  = 4096 // repaired packets waiting for the Run loop
 	flushEvery   = 32   // input packets at most between NACK flushes
+	tailProbes   = 4    // sequence numbers asked past the last packet at a stream's end
 )
 
 // Stage is a running rtp-reorder.
@@ -264,6 +265,10 @@ func (s *Stage) handle(p *core.Packet, out core.Output) {
 		// The end (an RTCP BYE) follows the last packets closer than a
 		// repair round trip: a gap among them would be given up at once.
 		// Hold the end until the open gaps are repaired, gone or due.
+		// The last packets themselves may be lost too: ask past them.
+		if s.client != nil {
+			b.probeTail(s, tailProbes)
+		}
 		b.endPkt = p
 		s.maybeFinish(b, out)
 		return
