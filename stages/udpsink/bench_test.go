@@ -4,6 +4,7 @@ import (
 	"context"
 	"net"
 	"testing"
+	"time"
 
 	"golang.org/x/net/ipv4"
 
@@ -15,7 +16,7 @@ import (
 // Compare BenchmarkSink's pkts/s with BenchmarkWriteToUDP's (same file,
 // same 1200-byte datagrams, loopback):
 //
-//	go test -run '^$' -bench 'Sink|WriteToUDP|RawWriteBatch' -benchtime 200000x ./stages/udpsink
+//	go test -run '^$' -bench 'Sink|WriteToUDP|RawWriteBatch|RawGSO' -benchtime 200000x -count 5 -benchmem ./stages/udpsink
 
 func discardingReceiver(b *testing.B) *net.UDPConn {
 	b.Helper()
@@ -34,11 +35,19 @@ func (discard) Emit(p *core.Packet) { p.Release() }
 // BenchmarkSink puts 1200-byte RTP packets through udp-sink's Run: channel,
 // batch gathering, sendmmsg.
 func BenchmarkSink(b *testing.B) {
-	for _, batch := range []int{1, 64} {
-		b.Run("batch="+itoa(batch), func(b *testing.B) {
+	for _, c := range []struct {
+		batch int
+		wait  time.Duration
+		gso   bool
+	}{{1, 0, false}, {64, 0, false}, {64, 200 * time.Microsecond, false}, {64, 0, true}, {64, 200 * time.Microsecond, true}} {
+		name := "batch=" + itoa(c.batch) + "/wait=" + c.wait.String() + "/sendmmsg"
+		if c.gso {
+			name = "batch=" + itoa(c.batch) + "/wait=" + c.wait.String() + "/gso"
+		}
+		b.Run(name, func(b *testing.B) {
 			rx := discardingReceiver(b)
 			env := core.TestEnv("udp-sink")
-			st := newStage(&Config{Destinations: []string{rx.LocalAddr().String()}, TTL: 1, Batch: batch, WriteBuffer: 4 << 20, MulticastLoopback: true}, env)
+			st := newStage(&Config{Destinations: []string{rx.LocalAddr().String()}, TTL: 1, Batch: c.batch, BatchWait: c.wait, GSO: c.gso, WriteBuffer: 4 << 20, MulticastLoopback: true}, env)
 			if err := st.Open(context.Background()); err != nil {
 				b.Fatal(err)
 			}
@@ -62,6 +71,7 @@ func BenchmarkSink(b *testing.B) {
 				b.Fatal(err)
 			}
 			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "pkts/s")
+			b.ReportMetric(float64(st.batched)/float64(max(st.batches, 1)), "pkts/batch")
 		})
 	}
 }
@@ -130,4 +140,84 @@ func itoa(n int) string {
 		b = append([]byte{byte('0' + n%10)}, b...)
 	}
 	return string(b)
+}
+
+// BenchmarkRawWriteBatchPooled is the raw WriteBatch of 64 again, but each
+// datagram is its own pooled packet, filled (copied) just before the batch is
+// sent and released after it, as a pipeline's packets are: the kernel copies
+// from 64 different buffers instead of one that stays in cache.
+func BenchmarkRawWriteBatchPooled(b *testing.B) {
+	rx := discardingReceiver(b)
+	c, err := net.DialUDP("udp4", nil, rx.LocalAddr().(*net.UDPAddr))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetWriteBuffer(4 << 20)
+	pc := ipv4.NewPacketConn(c)
+	pkt := rtpPacket(b, 1, 0, 0, 1188)
+	msgs := make([]ipv4.Message, 64)
+	for i := range msgs {
+		msgs[i].Buffers = make([][]byte, 1)
+	}
+	pkts := make([]*core.Packet, 64)
+	b.ReportAllocs()
+	b.SetBytes(int64(len(pkt)))
+	sent := 0
+	for sent < b.N {
+		batch := msgs[:min(len(msgs), b.N-sent)]
+		for i := range batch {
+			p := core.NewPacket(len(pkt))
+			copy(p.Data, pkt)
+			pkts[i] = p
+			batch[i].Buffers[0] = p.Data
+		}
+		k := len(batch)
+		for len(batch) > 0 {
+			n, err := pc.WriteBatch(batch, 0)
+			if err != nil {
+				b.Fatal(err)
+			}
+			batch = batch[n:]
+			sent += n
+		}
+		for _, p := range pkts[:k] {
+			p.Release()
+		}
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "pkts/s")
+}
+
+// BenchmarkRawGSO is the ceiling of the GSO path: the same datagram sent as
+// UDP_SEGMENT runs of 48 (48 × 1200 bytes fits one 64 KB send), with no
+// pipeline around it. udp-sink with gso on is bounded by this, not by
+// BenchmarkRawWriteBatch.
+func BenchmarkRawGSO(b *testing.B) {
+	rx := discardingReceiver(b)
+	c, err := net.DialUDP("udp4", nil, rx.LocalAddr().(*net.UDPAddr))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetWriteBuffer(4 << 20)
+	g := newGSO(c)
+	if g == nil {
+		b.Skip("no UDP_SEGMENT here")
+	}
+	pkt := rtpPacket(b, 1, 0, 0, 1188)
+	const segs = 48
+	buf := make([]byte, 0, segs*len(pkt))
+	for range segs {
+		buf = append(buf, pkt...)
+	}
+	b.ReportAllocs()
+	b.SetBytes(int64(len(pkt)))
+	for sent := 0; sent < b.N; {
+		k := min(segs, b.N-sent)
+		if err := g.send(buf[:k*len(pkt)], len(pkt)); err != nil {
+			b.Fatal(err)
+		}
+		sent += k
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "pkts/s")
 }

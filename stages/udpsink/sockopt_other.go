@@ -3,6 +3,7 @@
 package udpsink
 
 import (
+	"errors"
 	"net"
 	"syscall"
 )
@@ -20,3 +21,11 @@ type sockOpts struct {
 func (o sockOpts) control(string, string, syscall.RawConn) error { return nil }
 
 func sendBuffer(*net.UDPConn) (int, bool) { return 0, false }
+
+// gso: UDP_SEGMENT is Linux-only; elsewhere every datagram goes by sendmmsg.
+type gso struct{}
+
+func newGSO(*net.UDPConn) *gso      { return nil }
+func (*gso) send([]byte, int) error { return errors.ErrUnsupported }
+func gsoUnsupported(error) bool     { return true }
+func gsoTooBig(error) bool          { return false }

@@ -21,12 +21,14 @@ import (
 
 // Config is udp-sink's parameters.
 type Config struct {
-	Destinations      []string `param:"destinations" required:"true" doc:"where every packet goes: unicast and/or multicast group addresses as host:port, IPv4 or IPv6 ([ff15::1]:5222)"`
-	TTL               int      `param:"ttl" default:"1" min:"0" max:"255" doc:"multicast TTL (IPv6 hop limit); 1 keeps packets on the local network, raise it to cross multicast routers"`
-	Interface         string   `param:"interface" doc:"network interface multicast leaves by (e.g. eth0); empty: the routing table decides"`
-	MulticastLoopback bool     `param:"multicast_loopback" default:"true" doc:"deliver multicast to receivers on this host too"`
-	Batch             int      `param:"batch" default:"64" min:"1" max:"1024" doc:"most datagrams handed to the kernel per sendmmsg"`
-	WriteBuffer       int      `param:"write_buffer" default:"4194304" min:"0" doc:"socket send buffer in bytes (SO_SNDBUF; the kernel may cap it); 0 keeps the system default"`
+	Destinations      []string      `param:"destinations" required:"true" doc:"where every packet goes: unicast and/or multicast group addresses as host:port, IPv4 or IPv6 ([ff15::1]:5222)"`
+	TTL               int           `param:"ttl" default:"1" min:"0" max:"255" doc:"multicast TTL (IPv6 hop limit); 1 keeps packets on the local network, raise it to cross multicast routers"`
+	Interface         string        `param:"interface" doc:"network interface multicast leaves by (e.g. eth0); empty: the routing table decides"`
+	MulticastLoopback bool          `param:"multicast_loopback" default:"true" doc:"deliver multicast to receivers on this host too"`
+	Batch             int           `param:"batch" default:"64" min:"1" max:"1024" doc:"most datagrams handed to the kernel per sendmmsg"`
+	BatchWait         time.Duration `param:"batch_wait" default:"0s" min:"0" max:"0.01" doc:"once a packet is queued and the input is momentarily empty, wait at most this long for more to fill the batch before sending (bounds the latency added per packet); 0 sends whatever is queued at once"`
+	GSO               bool          `param:"gso" default:"true" doc:"send runs of equal-size datagrams to a unicast destination as one UDP_SEGMENT (GSO) sendmsg (Linux 4.18+; falls back to sendmmsg by itself where the kernel or device refuses); false: always sendmmsg"`
+	WriteBuffer       int           `param:"write_buffer" default:"4194304" min:"0" doc:"socket send buffer in bytes (SO_SNDBUF; the kernel may cap it); 0 keeps the system default"`
 }
 
 // Validate checks the destinations' shape; Open resolves them.
@@ -84,7 +86,21 @@ type Stage struct {
 	bufs [][]byte
 	pkts []*core.Packet
 
+	// the batch cut into GSO runs (built by flush when a destination can use
+	// them), and the runs' datagrams laid end to end.
+	runs   []run
+	gsoBuf []byte
+
 	now time.Time // read once per wake-up, not per packet
+
+	// wait bounds how long a partial batch waits for more input; one timer
+	// for the stage's life, so waiting allocates nothing.
+	wait time.Duration
+
+	// batches and batched count flushed batches and the datagrams in them
+	// (tests and benchmarks read the average batch size from these).
+	batches, batched int
+	gsoSends         int // GSO sendmsg calls that succeeded (tests)
 
 	streams    map[*core.Stream]*streamState
 	lastStream *core.Stream
@@ -103,6 +119,9 @@ type dest struct {
 	conn  *net.UDPConn
 	w     *udpbatch.Writer
 	msgs  []udpbatch.Message
+	gso   *gso // nil: sendmmsg only
+	// gsoMax: segments this large or larger were refused (path MTU); 0: no limit seen
+	gsoMax int
 
 	failing  bool
 	burst    int // errors since the burst began or was last logged
@@ -143,6 +162,7 @@ func newStage(cfg *Config, env *core.Env) *Stage {
 		cname:    cname,
 		bufs:     make([][]byte, 0, cfg.Batch),
 		pkts:     make([]*core.Packet, 0, cfg.Batch),
+		wait:     cfg.BatchWait,
 		streams:  map[*core.Stream]*streamState{},
 		sendErr:  env.Metrics.Drop("send_error"),
 		badRTP:   env.Metrics.Drop("bad_rtp"),
@@ -193,8 +213,13 @@ func (s *Stage) Open(ctx context.Context) error {
 		for i := range msgs {
 			msgs[i].Buffers = make([][]byte, 1)
 		}
-		s.dests = append(s.dests, &dest{addr: addr, raddr: raddr, conn: conn, w: udpbatch.NewWriter(conn), msgs: msgs})
-		s.env.Log.Info("udp-sink: sending", "destination", addr, "resolved", raddr.String(), "multicast", raddr.IP.IsMulticast(), "local", conn.LocalAddr().String())
+		dst := &dest{addr: addr, raddr: raddr, conn: conn, w: udpbatch.NewWriter(conn), msgs: msgs}
+		// Multicast keeps sendmmsg: GSO with multicast loopback is untested here.
+		if s.cfg.GSO && !raddr.IP.IsMulticast() {
+			dst.gso = newGSO(conn)
+		}
+		s.dests = append(s.dests, dst)
+		s.env.Log.Info("udp-sink: sending", "destination", addr, "resolved", raddr.String(), "multicast", raddr.IP.IsMulticast(), "gso", dst.gso != nil, "local", conn.LocalAddr().String())
 	}
 	return nil
 }
@@ -226,6 +251,14 @@ func (s *Stage) Run(ctx context.Context, in <-chan *core.Packet, _ core.Output) 
 	defer s.closeAll()
 	timer := s.env.Clock.NewTimer(announceEvery)
 	defer timer.Stop()
+	// The batch wait is wall time on purpose: it bounds real latency, and a
+	// fake clock that nobody advances would hold every partial batch.
+	var wait *time.Timer
+	if s.wait > 0 {
+		wait = time.NewTimer(time.Hour)
+		wait.Stop()
+		defer wait.Stop()
+	}
 	for {
 		select {
 		case p, ok := <-in:
@@ -235,20 +268,9 @@ func (s *Stage) Run(ctx context.Context, in <-chan *core.Packet, _ core.Output) 
 			}
 			s.now = s.env.Clock.Now()
 			s.handle(p)
-			// Gather whatever else is already queued, without waiting, so a
-			// burst goes out in one sendmmsg and a lone packet goes at once.
-		gather:
-			for len(s.bufs) < s.cfg.Batch {
-				select {
-				case p, ok := <-in:
-					if !ok {
-						s.finish()
-						return nil
-					}
-					s.handle(p)
-				default:
-					break gather
-				}
+			if !s.gather(in, wait) {
+				s.finish()
+				return nil
 			}
 			s.flush()
 		case <-timer.C():
@@ -257,6 +279,44 @@ func (s *Stage) Run(ctx context.Context, in <-chan *core.Packet, _ core.Output) 
 			timer.Reset(announceEvery)
 		}
 	}
+}
+
+// gather fills the batch from in: first whatever is already queued, then,
+// if the batch is still not full and wait is set, whatever arrives within
+// s.wait of the queue running dry. One syscall per batch is what udp-sink
+// costs, so a fuller batch is cheaper per packet; the wait bounds the
+// latency that buys. It reports false when in is closed.
+func (s *Stage) gather(in <-chan *core.Packet, wait *time.Timer) bool {
+	for len(s.bufs) < s.cfg.Batch {
+		select {
+		case p, ok := <-in:
+			if !ok {
+				return false
+			}
+			s.handle(p)
+			continue
+		default:
+		}
+		break
+	}
+	if wait == nil || len(s.bufs) >= s.cfg.Batch {
+		return true
+	}
+	wait.Reset(s.wait)
+	for len(s.bufs) < s.cfg.Batch {
+		select {
+		case p, ok := <-in:
+			if !ok {
+				wait.Stop()
+				return false
+			}
+			s.handle(p)
+		case <-wait.C:
+			return true
+		}
+	}
+	wait.Stop()
+	return true
 }
 
 func (s *Stage) state(st *core.Stream) *streamState {
@@ -388,45 +448,33 @@ func (s *Stage) finish() {
 	s.flush()
 }
 
+// run is bufs[start:end]; off is where its bytes start in gsoBuf, -1 when
+// it is a lone datagram (sent by sendmmsg).
+type run struct{ start, end, off int }
+
+// GSO limits: the kernel takes at most 64 segments and one IP datagram's
+// worth of payload per sendmsg.
+// Datagrams over gsoMaxSeg go one by one: RTP is ~1200 bytes, and copying
+// jumbo datagrams into a run would only grow gsoBuf.
+const (
+	gsoMaxSegs  = 64
+	gsoMaxBytes = 65000
+	gsoMaxSeg   = 9000
+)
+
 // flush sends the batch to every destination. A destination that fails
-// loses the message it failed on; a second failure in the same batch gives
-// up on it until the next batch, so a dead destination costs two syscalls
-// per batch and never delays the others.
+// loses the message (or GSO run) it failed on; a second failure in the same
+// batch gives up on it until the next batch, so a dead destination costs two
+// syscalls per batch and never delays the others.
 func (s *Stage) flush() {
 	if len(s.bufs) == 0 {
 		return
 	}
+	s.batches++
+	s.batched += len(s.bufs)
+	s.cutRuns()
 	for _, d := range s.dests {
-		msgs := d.msgs[:len(s.bufs)]
-		for i, b := range s.bufs {
-			msgs[i].Buffers[0] = b
-		}
-		failures := 0
-		for off := 0; off < len(msgs); {
-			n, err := d.w.Write(msgs[off:])
-			off += n
-			s.sent.Add(float64(n))
-			if err == nil {
-				break
-			}
-			failures++
-			lost := 1
-			if failures > 1 {
-				lost = len(msgs) - off
-			}
-			off += lost
-			s.noteError(d, err, lost)
-		}
-		// A refused destination fails one send per ICMP error and lets the
-		// next through, so it counts as recovered only after a quiet spell.
-		if failures == 0 && d.failing && time.Since(d.lastFail) >= errLogEvery {
-			d.failing = false
-			s.env.Log.Info("udp-sink: destination recovered", "destination", d.addr, "lost", d.burst)
-			d.burst = 0
-		}
-		for i := range msgs {
-			msgs[i].Buffers[0] = nil
-		}
+		s.sendTo(d)
 	}
 	clear(s.bufs)
 	s.bufs = s.bufs[:0]
@@ -435,6 +483,132 @@ func (s *Stage) flush() {
 	}
 	clear(s.pkts)
 	s.pkts = s.pkts[:0]
+}
+
+// cutRuns splits the batch into runs of equal-size datagrams (the last of a
+// run may be shorter) and copies each run of two or more into gsoBuf, once
+// for all destinations. Without a GSO destination it does nothing.
+func (s *Stage) cutRuns() {
+	s.runs = s.runs[:0]
+	s.gsoBuf = s.gsoBuf[:0]
+	gsoDest := false
+	for _, d := range s.dests {
+		gsoDest = gsoDest || d.gso != nil
+	}
+	if !gsoDest {
+		return
+	}
+	for i := 0; i < len(s.bufs); {
+		seg := len(s.bufs[i])
+		j, total := i+1, seg
+		for j < len(s.bufs) && j-i < gsoMaxSegs && total+len(s.bufs[j]) <= gsoMaxBytes && len(s.bufs[j]) <= seg {
+			total += len(s.bufs[j])
+			j++
+			if len(s.bufs[j-1]) < seg {
+				break // a shorter datagram ends the run
+			}
+		}
+		r := run{start: i, end: j, off: -1}
+		if j-i > 1 && seg <= gsoMaxSeg {
+			r.off = len(s.gsoBuf)
+			for _, b := range s.bufs[i:j] {
+				s.gsoBuf = append(s.gsoBuf, b...)
+			}
+		}
+		s.runs = append(s.runs, r)
+		i = j
+	}
+}
+
+// sendTo sends the batch to d: GSO runs in one sendmsg each, everything else
+// gathered into sendmmsg calls.
+func (s *Stage) sendTo(d *dest) {
+	failures := 0
+	pending := 0 // bufs[pending:] not yet sent
+	if d.gso != nil {
+		for _, r := range s.runs {
+			seg := len(s.bufs[r.start])
+			if r.off < 0 || (d.gsoMax > 0 && seg >= d.gsoMax) {
+				continue
+			}
+			s.sendMsgs(d, pending, r.start, &failures)
+			pending = r.end
+			n := r.end - r.start
+			if failures > 1 {
+				s.noteError(d, nil, n)
+				continue
+			}
+			end := r.off + len(s.bufs[r.end-1]) + seg*(n-1)
+			err := d.gso.send(s.gsoBuf[r.off:end], seg)
+			switch {
+			case err == nil:
+				s.sent.Add(float64(n))
+				s.gsoSends++
+			case gsoUnsupported(err) || gsoTooBig(err):
+				// One size refused (path MTU): stop trying it and larger.
+				// Anything else, or a second refusal: no GSO for d.
+				if gsoTooBig(err) && d.gsoMax == 0 {
+					d.gsoMax = seg
+				} else {
+					d.gso = nil
+				}
+				s.env.Log.Info("udp-sink: GSO refused; sending datagram by datagram", "destination", d.addr, "segment", seg, "err", err)
+				s.sendMsgs(d, r.start, r.end, &failures)
+				if d.gso == nil {
+					s.sendMsgs(d, r.end, len(s.bufs), &failures)
+					pending = len(s.bufs)
+				}
+			default:
+				failures++
+				s.noteError(d, err, n)
+			}
+			if d.gso == nil {
+				break
+			}
+		}
+	}
+	s.sendMsgs(d, pending, len(s.bufs), &failures)
+	// A refused destination fails one send per ICMP error and lets the
+	// next through, so it counts as recovered only after a quiet spell.
+	if failures == 0 && d.failing && time.Since(d.lastFail) >= errLogEvery {
+		d.failing = false
+		s.env.Log.Info("udp-sink: destination recovered", "destination", d.addr, "lost", d.burst)
+		d.burst = 0
+	}
+}
+
+// sendMsgs sends bufs[from:to] to d by sendmmsg; after a second failure in
+// the batch it counts them lost without trying.
+func (s *Stage) sendMsgs(d *dest, from, to int, failures *int) {
+	if from >= to {
+		return
+	}
+	if *failures > 1 {
+		s.noteError(d, nil, to-from)
+		return
+	}
+	msgs := d.msgs[:to-from]
+	for i, b := range s.bufs[from:to] {
+		msgs[i].Buffers[0] = b
+	}
+	for off := 0; off < len(msgs); {
+		n, err := d.w.Write(msgs[off:])
+		off += n
+		s.sent.Add(float64(n))
+		if err == nil {
+			break
+		}
+		*failures++
+		lost := 1
+		if *failures > 1 {
+			lost = len(msgs) - off
+		}
+		off += lost
+		s.noteError(d, err, lost)
+	}
+	for i := range msgs {
+		msgs[i].Buffers[0] = nil
+	}
 }
 
 // noteError counts lost datagrams; it logs when a destination starts failing
