@@ -73,10 +73,19 @@ func (b *buffer) noteEvent(t time.Time) {
 
 // insert places packet p (sequence number seq) and releases what is in order.
 func (b *buffer) insert(s *Stage, p *core.Packet, seq uint16, repair bool, out core.Output) {
+	probe := false
 	if b.fresh {
 		// Start high enough that a reordered packet from before the first
 		// one never makes ext negative.
 		b.next = int64(seq) + 1<<16
+		if s.client != nil && !repair {
+			// The first packets of a stream may be lost too, leaving no
+			// gap: ask for the few before the first one seen. The cloud
+			// says gone for those the stream never had (dropped
+			// uncounted); a late joiner gets a few packets of backlog.
+			b.next -= headProbes
+			probe = true
+		}
 		b.end = b.next
 		b.fresh = false
 	}
@@ -141,7 +150,7 @@ func (b *buffer) insert(s *Stage, p *core.Packet, seq uint16, repair bool, out c
 		}
 		for e := b.end; e < ext; e++ {
 			sl := b.slot(e)
-			*sl = rslot{ext: e, state: slotMissing, deadline: deadline, retryAt: now.Add(retry)}
+			*sl = rslot{ext: e, state: slotMissing, deadline: deadline, retryAt: now.Add(retry), probe: probe}
 			b.missing++
 			if s.client != nil {
 				sl.askedAt = now

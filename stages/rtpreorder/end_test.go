@@ -40,7 +40,7 @@ func waitEnd(t *testing.T, c *stagetest.Collector, st *core.Stream) []stagetest.
 // saw skipped at 10 % loss), and a lost last packet went unnoticed; the end
 // now waits for the repairs. The clock is fake and never advances, so only
 // the cloud's answers can release the end.
-func TestEndWaitsForRepair(t *testing.T) {
+func TestStreamEdgesRepaired(t *testing.T) {
 	for _, tc := range []struct {
 		name            string
 		cached, sent    []uint16
@@ -54,6 +54,11 @@ func TestEndWaitsForRepair(t *testing.T) {
 		// are not counted as skipped.
 		{"tail lost", span(1, 6), span(1, 4), span(1, 6), 2, 0},
 		{"tail and gap lost", span(1, 6), []uint16{1, 3}, span(1, 6), 4, 0},
+		// Likewise the first packets: the edge asks for the few before the
+		// first one it sees.
+		{"head lost", span(1, 6), span(3, 4), span(1, 6), 2, 0},
+		// An edge joining late gets those few as backlog.
+		{"late join", span(1, 20), span(10, 11), span(6, 15), 4, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			srv := cloud(t, "", 100)

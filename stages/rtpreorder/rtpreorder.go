@@ -67,6 +67,7 @@ const (
 	repairQueue  = 4096 // repaired packets waiting for the Run loop
 	flushEvery   = 32   // input packets at most between NACK flushes
 	tailProbes   = 4    // sequence numbers asked past the last packet at a stream's end
+	headProbes   = 4    // sequence numbers asked before the first packet of a stream
 )
 
 // Stage is a running rtp-reorder.
