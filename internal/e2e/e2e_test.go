@@ -6,7 +6,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -32,25 +31,7 @@ func newAddrs(t *testing.T) addrs {
 	return addrs{RTMP: testrun.FreeTCP(t), RTX: testrun.FreeUDP(t), UDP: testrun.FreeUDP(t), HTTP: testrun.FreeTCP(t)}
 }
 
-func cloudTOML(a addrs) string {
-	return fmt.Sprintf(`
-[[pipeline]]
-name = "cloud"
-  [[pipeline.stage]]
-  use = "rtmp-source"
-  listen = %q
-  [[pipeline.stage]]
-  use = "flv-tagger"
-  [[pipeline.stage]]
-  use = "rtp-fragmenter"
-  [[pipeline.stage]]
-  use = "quic-retransmit"
-  listen = %q
-  [[pipeline.stage]]
-  use = "udp-sink"
-  destinations = [%q]
-`, a.RTMP, a.RTX, a.UDP)
-}
+func cloudTOML(a addrs) string { return testrun.CloudTOML(a.RTMP, a.RTX, a.UDP) }
 
 // edgeTOML builds an edge; netsim, when not empty, is inserted between
 // udp-source and rtp-reorder (loss on the cloud→edge path). The repair
@@ -77,64 +58,6 @@ name = %q
   [[pipeline.stage]]
   use = "flv-reassembler"
 %s`, name, a.UDP, ns, a.RTX, sink)
-}
-
-// waitStream polls the edge until the stream answers 200, or fails the test.
-func waitStream(t *testing.T, url string, within time.Duration) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for {
-		resp, err := http.Get(url)
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				return
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s not playable within %s (last: %v)", url, within, err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
-// viewer reads an HTTP-FLV response to its end and returns its tags.
-type viewer struct {
-	done chan struct{}
-	tags [][]byte
-	err  error
-}
-
-func watch(url string) *viewer {
-	v := &viewer{done: make(chan struct{})}
-	go func() {
-		defer close(v.done)
-		resp, err := http.Get(url)
-		if err != nil {
-			v.err = err
-			return
-		}
-		defer resp.Body.Close()
-		if resp.StatusCode != 200 {
-			v.err = fmt.Errorf("status %s", resp.Status)
-			return
-		}
-		v.tags, v.err = flv.ReadAll(resp.Body)
-	}()
-	return v
-}
-
-func (v *viewer) wait(t *testing.T, within time.Duration) [][]byte {
-	t.Helper()
-	select {
-	case <-v.done:
-	case <-time.After(within):
-		t.Fatalf("viewer still reading after %s: the stream's end did not end the response", within)
-	}
-	if v.err != nil {
-		t.Fatalf("viewer: %v", v.err)
-	}
-	return v.tags
 }
 
 // mediaTags keeps the audio and video frames: not the sequence headers
@@ -297,8 +220,8 @@ func TestRelay(t *testing.T) {
 			url := "http://" + a.HTTP + "/live/relay.flv"
 
 			push := testmedia.Push(t, context.Background(), clip, "rtmp://"+a.RTMP+"/live/relay", true)
-			waitStream(t, url, 5*time.Second)
-			goViewer := watch(url)
+			testrun.WaitPlayable(t, url, 5*time.Second)
+			goViewer := testrun.Watch(url)
 			file := filepath.Join(t.TempDir(), "viewer.flv")
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
@@ -307,10 +230,11 @@ func TestRelay(t *testing.T) {
 			if err := push.Wait(); err != nil {
 				t.Fatalf("ffmpeg push: %v\n%s", err, testmedia.Stderr(push))
 			}
-			got := mediaTags(goViewer.wait(t, 10*time.Second))
+			goViewerTags := goViewer.Wait(t, 10*time.Second)
+			got := mediaTags(goViewerTags)
 			// Joined within the first ~2 s of an 8 s clip: at least half of it arrives.
 			assertSuffix(t, "viewer", got, clipTags, len(clipTags)/2)
-			assertInit(t, "viewer", goViewer.tags, seqs)
+			assertInit(t, "viewer", goViewerTags, seqs)
 			if err := rec.Wait(); err != nil {
 				t.Fatalf("ffmpeg viewer: %v\n%s", err, rec.Stderr)
 			}
@@ -348,8 +272,8 @@ func TestLateEdge(t *testing.T) {
 	time.Sleep(3 * time.Second) // the point of the test: the edge misses the stream's start
 	testrun.Start(t, "edge.toml", edgeTOML("edge", a, "", ""), nil)
 	url := "http://" + a.HTTP + "/live/late.flv"
-	waitStream(t, url, 5*time.Second)
-	v := watch(url)
+	testrun.WaitPlayable(t, url, 5*time.Second)
+	v := testrun.Watch(url)
 	file := filepath.Join(t.TempDir(), "late.flv")
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -357,7 +281,7 @@ func TestLateEdge(t *testing.T) {
 	if err := push.Wait(); err != nil {
 		t.Fatalf("push: %v\n%s", err, testmedia.Stderr(push))
 	}
-	tags := v.wait(t, 10*time.Second)
+	tags := v.Wait(t, 10*time.Second)
 	assertInit(t, "late viewer", tags, seqs)
 	assertSuffix(t, "late viewer", mediaTags(tags), clipTags, len(clipTags)/5)
 	if err := rec.Wait(); err != nil {
@@ -380,8 +304,8 @@ func TestJunkAtEveryListener(t *testing.T) {
 	edge := testrun.Start(t, "edge.toml", edgeTOML("edge", a, "", ""), nil)
 	url := "http://" + a.HTTP + "/live/junk.flv"
 	push := testmedia.Push(t, context.Background(), clip, "rtmp://"+a.RTMP+"/live/junk", true)
-	waitStream(t, url, 5*time.Second)
-	v := watch(url)
+	testrun.WaitPlayable(t, url, 5*time.Second)
+	v := testrun.Watch(url)
 
 	junk := newJunk(1)
 	stop := make(chan struct{})
@@ -407,7 +331,7 @@ func TestJunkAtEveryListener(t *testing.T) {
 	}
 	close(stop)
 	wg.Wait()
-	assertSuffix(t, "viewer under junk", mediaTags(v.wait(t, 10*time.Second)), clipTags, len(clipTags)/2)
+	assertSuffix(t, "viewer under junk", mediaTags(v.Wait(t, 10*time.Second)), clipTags, len(clipTags)/2)
 
 	if n := edge.RT.CounterSum("mediapipe_stage_drops_total", map[string]string{"stage": "udp-source"}); n == 0 {
 		t.Errorf("udp-source counted no junk")
@@ -415,7 +339,7 @@ func TestJunkAtEveryListener(t *testing.T) {
 	// Both pipelines still serve a new publisher and viewer.
 	push2 := testmedia.Push(t, context.Background(), clip, "rtmp://"+a.RTMP+"/live/after", true)
 	url2 := "http://" + a.HTTP + "/live/after.flv"
-	waitStream(t, url2, 5*time.Second)
+	testrun.WaitPlayable(t, url2, 5*time.Second)
 	_ = push2.Wait()
 }
 

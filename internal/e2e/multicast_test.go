@@ -70,17 +70,17 @@ func TestMulticastTwoEdges(t *testing.T) {
 		urls = append(urls, "http://"+e.HTTP+"/live/mc.flv")
 	}
 	push := testmedia.Push(t, context.Background(), clip, "rtmp://"+a.RTMP+"/live/mc", true)
-	var viewers []*viewer
+	var viewers []*testrun.Viewer
 	for _, url := range urls {
-		waitStream(t, url, 5*time.Second)
-		viewers = append(viewers, watch(url))
+		testrun.WaitPlayable(t, url, 5*time.Second)
+		viewers = append(viewers, testrun.Watch(url))
 	}
 	if err := push.Wait(); err != nil {
 		t.Fatalf("push: %v\n%s", err, testmedia.Stderr(push))
 	}
 	for i, v := range viewers {
 		who := fmt.Sprintf("edge %d viewer", i+1)
-		tags := v.wait(t, 10*time.Second)
+		tags := v.Wait(t, 10*time.Second)
 		assertInit(t, who, tags, seqs)
 		assertSuffix(t, who, mediaTags(tags), clipTags, len(clipTags)/2)
 	}

@@ -58,12 +58,12 @@ func TestSecretsStayOutOfLogs(t *testing.T) {
 	}
 	push := testmedia.Push(t, context.Background(), clip, fmt.Sprintf("rtmp://%s/live/sec?key=%s", a.RTMP, publishKey), true)
 	url := "http://" + a.HTTP + "/live/sec.flv?key=" + playKey
-	waitStream(t, url, 5*time.Second)
-	v := watch(url)
+	testrun.WaitPlayable(t, url, 5*time.Second)
+	v := testrun.Watch(url)
 	if err := push.Wait(); err != nil {
 		t.Fatalf("push with the right key: %v\n%s", err, testmedia.Stderr(push))
 	}
-	if tags := mediaTags(v.wait(t, 10*time.Second)); len(tags) == 0 {
+	if tags := mediaTags(v.Wait(t, 10*time.Second)); len(tags) == 0 {
 		t.Fatal("viewer with the play key got nothing")
 	}
 	if repaired := r.RT.CounterSum("mediapipe_stage_events_total", map[string]string{"stage": "rtp-reorder", "event": "repaired"}); repaired == 0 {

@@ -11,7 +11,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -52,61 +51,6 @@ func pluginStage(t *testing.T, rt *core.Runtime) *bridge.Stage {
 	return nil
 }
 
-type viewer struct {
-	done chan struct{}
-	mu   sync.Mutex
-	tags [][]byte
-	err  error
-}
-
-// watch reads an HTTP-FLV response tag by tag until it ends.
-func watch(url string) *viewer {
-	v := &viewer{done: make(chan struct{})}
-	go func() {
-		defer close(v.done)
-		resp, err := http.Get(url)
-		if err != nil {
-			v.err = err
-			return
-		}
-		defer resp.Body.Close()
-		if resp.StatusCode != 200 {
-			v.err = fmt.Errorf("status %s", resp.Status)
-			return
-		}
-		r := flv.NewReader(resp.Body)
-		for {
-			tag, err := r.Next()
-			if err != nil {
-				return
-			}
-			v.mu.Lock()
-			v.tags = append(v.tags, tag)
-			v.mu.Unlock()
-		}
-	}()
-	return v
-}
-
-func (v *viewer) count() int {
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	return len(v.tags)
-}
-
-func (v *viewer) wait(t *testing.T, within time.Duration) [][]byte {
-	t.Helper()
-	select {
-	case <-v.done:
-	case <-time.After(within):
-		t.Fatalf("viewer still reading after %s", within)
-	}
-	if v.err != nil {
-		t.Fatalf("viewer: %v", v.err)
-	}
-	return v.tags
-}
-
 func status(url string) int {
 	resp, err := http.Get(url)
 	if err != nil {
@@ -114,17 +58,6 @@ func status(url string) int {
 	}
 	resp.Body.Close()
 	return resp.StatusCode
-}
-
-func waitStream(t *testing.T, url string, within time.Duration) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for status(url) != 200 {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s not playable within %s", url, within)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
 }
 
 // videoTags keeps video tags minus the AVC end-of-sequence marker ffmpeg
@@ -197,23 +130,7 @@ name = "edge"
   use = "httpflv-sink"
   listen = %q
 `, udp, rtx, httpAddr))
-	start(t, "cloud.toml", dir, fmt.Sprintf(`
-[[pipeline]]
-name = "cloud"
-  [[pipeline.stage]]
-  use = "rtmp-source"
-  listen = %q
-  [[pipeline.stage]]
-  use = "flv-tagger"
-  [[pipeline.stage]]
-  use = "rtp-fragmenter"
-  [[pipeline.stage]]
-  use = "quic-retransmit"
-  listen = %q
-  [[pipeline.stage]]
-  use = "udp-sink"
-  destinations = [%q]
-`, rtmp, rtx, udp))
+	start(t, "cloud.toml", dir, testrun.CloudTOML(rtmp, rtx, udp))
 
 	clip := testmedia.Clip(t, testmedia.Options{Seconds: 8})
 	want := videoTags(testmedia.Tags(t, clip))
@@ -224,14 +141,14 @@ name = "cloud"
 
 	movieURL := "http://" + httpAddr + "/live/movie.flv"
 	otherURL := "http://" + httpAddr + "/other/feed.flv"
-	waitStream(t, movieURL, 10*time.Second)
-	first := watch(movieURL)
+	testrun.WaitPlayable(t, movieURL, 10*time.Second)
+	first := testrun.Watch(movieURL)
 
 	// Kill the plugin mid-stream: it comes back and the stream goes on.
 	stage := pluginStage(t, edge)
 	pid := stage.PID()
 	time.Sleep(1500 * time.Millisecond) // let the viewer get well into the stream
-	before := first.count()
+	before := first.Count()
 	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
@@ -243,7 +160,7 @@ name = "cloud"
 		time.Sleep(10 * time.Millisecond)
 	}
 	lastPID = stage.PID()
-	second := watch(movieURL)
+	second := testrun.Watch(movieURL)
 
 	// A stream outside allow is never served.
 	for range 10 {
@@ -257,8 +174,8 @@ name = "cloud"
 		t.Fatalf("ffmpeg push: %v\n%s", err, testmedia.Stderr(movie))
 	}
 	_ = other.Wait()
-	got1 := first.wait(t, 15*time.Second)
-	got2 := second.wait(t, 15*time.Second)
+	got1 := first.Wait(t, 15*time.Second)
+	got2 := second.Wait(t, 15*time.Second)
 
 	if n := len(got1); n <= before+30 {
 		t.Errorf("the first viewer got %d tags, %d before the kill: the stream did not go on", n, before)
