@@ -195,10 +195,6 @@ func TestParams(t *testing.T) {
 	}
 }
 
-type discard struct{}
-
-func (discard) Emit(p *core.Packet) { p.Release() }
-
 // BenchmarkStage pushes pooled RTP packets through the stage's per-packet
 // path. ns/op is per tag.
 func BenchmarkStage(b *testing.B) {
@@ -213,7 +209,7 @@ func BenchmarkStage(b *testing.B) {
 		b.Run(c.name, func(b *testing.B) {
 			s := newStage(&Config{MaxTagSize: flv.MaxTagSize}, core.TestEnv("bench"))
 			st := core.NewStream("live/bench")
-			s.handle(core.NewEvent(core.EventStart, st), discard{})
+			s.handle(core.NewEvent(core.EventStart, st), stagetest.Discard{})
 			pkts := fragments(&rtpflv.Fragmenter{SSRC: 1, Seq: 1, PayloadType: 100, MaxPayload: 1180}, c.tag)
 			seq := uint16(1)
 			b.SetBytes(int64(len(c.tag)))
@@ -225,7 +221,7 @@ func BenchmarkStage(b *testing.B) {
 					p.Data[2], p.Data[3] = byte(seq>>8), byte(seq)
 					seq++
 					p.Stream = st
-					s.handle(p, discard{})
+					s.handle(p, stagetest.Discard{})
 				}
 			}
 			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(pkts)), "ns/packet")

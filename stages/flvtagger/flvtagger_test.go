@@ -87,10 +87,6 @@ func mustNew(t testing.TB) core.Stage {
 	return st
 }
 
-type discard struct{}
-
-func (discard) Emit(p *core.Packet) { p.Release() }
-
 func BenchmarkTag(b *testing.B) {
 	st := mustNew(b).(*Stage)
 	s := core.NewStream("live/b")

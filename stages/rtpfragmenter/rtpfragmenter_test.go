@@ -180,10 +180,6 @@ func TestParams(t *testing.T) {
 	}
 }
 
-type discard struct{}
-
-func (discard) Emit(p *core.Packet) { p.Release() }
-
 // BenchmarkStage runs tags through the stage's own per-packet path (lookup,
 // check, in-place or pooled fragments, emit). ns/op is per tag.
 func BenchmarkStage(b *testing.B) {
@@ -198,14 +194,14 @@ func BenchmarkStage(b *testing.B) {
 		b.Run(c.name, func(b *testing.B) {
 			s := newStage(&Config{MaxPayload: 1180, PayloadType: 100}, core.TestEnv("bench"))
 			st := core.NewStream("live/bench")
-			s.handle(core.NewEvent(core.EventStart, st), discard{})
+			s.handle(core.NewEvent(core.EventStart, st), stagetest.Discard{})
 			b.SetBytes(int64(len(c.tag)))
 			b.ReportAllocs()
 			for b.Loop() {
 				p := core.NewPacket(len(c.tag))
 				copy(p.Data, c.tag)
 				p.Stream = st
-				s.handle(p, discard{})
+				s.handle(p, stagetest.Discard{})
 			}
 		})
 	}

@@ -9,6 +9,7 @@ import (
 	"golang.org/x/net/ipv4"
 
 	"github.com/mediapipe/mediapipe/core"
+	"github.com/mediapipe/mediapipe/core/stagetest"
 )
 
 // The receivers below are bound but never read: the kernel drops what
@@ -27,10 +28,6 @@ func discardingReceiver(b *testing.B) *net.UDPConn {
 	b.Cleanup(func() { c.Close() })
 	return c
 }
-
-type discard struct{}
-
-func (discard) Emit(p *core.Packet) { p.Release() }
 
 // BenchmarkSink puts 1200-byte RTP packets through udp-sink's Run: channel,
 // batch gathering, sendmmsg.
@@ -53,7 +50,7 @@ func BenchmarkSink(b *testing.B) {
 			}
 			in := make(chan *core.Packet, 1024)
 			done := make(chan error, 1)
-			go func() { done <- st.Run(context.Background(), in, discard{}) }()
+			go func() { done <- st.Run(context.Background(), in, stagetest.Discard{}) }()
 			s := core.NewStream("live/bench")
 			in <- core.NewEvent(core.EventStart, s)
 			pkt := rtpPacket(b, 1, 0, 0, 1188)
