@@ -285,8 +285,7 @@ func (p *Pipeline) Streams() []StreamStatus {
 
 // chanOutput is the queue between two stages.
 type chanOutput struct {
-	mu     sync.RWMutex
-	closed bool
+	closed atomic.Bool
 	ch     chan *Packet
 	out    prometheus.Counter
 	in     prometheus.Counter
@@ -302,13 +301,21 @@ func (o *chanOutput) Emit(p *Packet) {
 	if o.track != nil {
 		o.observe(p)
 	}
-	o.mu.RLock()
-	defer o.mu.RUnlock()
-	if o.closed {
+	if o.closed.Load() {
 		o.gone.Inc()
 		p.Release()
 		return
 	}
+	// No lock per packet: the queue closes only after the stage's Run has
+	// returned, and by contract nothing of the stage emits after that. A
+	// stage that breaks the contract races the close; its packet is
+	// counted as stage_stopped instead of crashing the process.
+	defer func() {
+		if recover() != nil {
+			o.gone.Inc()
+			p.Release()
+		}
+	}()
 	if p.Event == EventData {
 		select {
 		case o.ch <- p:
@@ -358,10 +365,7 @@ func (o *chanOutput) observe(p *Packet) {
 // Close marks the queue closed and closes the channel, so the reader drains
 // what is queued and then sees the end.
 func (o *chanOutput) Close() {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	if !o.closed {
-		o.closed = true
+	if !o.closed.Swap(true) {
 		close(o.ch)
 	}
 }
