@@ -69,13 +69,6 @@ func (l *ledger) lookup(typ uint8, ts uint32) (rec, int, bool) {
 	return l.recs[i-l.base], i, true
 }
 
-// count is how many tags have been published so far.
-func (l *ledger) count() int {
-	l.mu.RLock()
-	defer l.mu.RUnlock()
-	return l.base + len(l.recs)
-}
-
 var hashSeed = maphash.MakeSeed()
 
 // hashBody hashes a tag body with maphash (AES-based, no allocation): FNV

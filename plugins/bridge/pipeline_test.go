@@ -113,7 +113,8 @@ name = "edge"
   use = "test-sink"
 `
 	r := testrun.Start(t, "edge.toml", file, nil, testrun.Dir(dir), testrun.Registry(reg))
-	got := sink.WaitData(len(wantVideo), 10*time.Second)
+	// Wait until everything is through before the plugin is stopped.
+	sink.WaitData(len(wantVideo), 10*time.Second)
 	var pid int
 	for _, p := range r.RT.Pipelines {
 		for _, rs := range p.Stages {
@@ -128,7 +129,7 @@ name = "edge"
 	if err := r.Stop(); err != nil {
 		t.Fatal(err)
 	}
-	got = sink.Data()
+	got := sink.Data()
 	if len(got) != len(wantVideo) {
 		t.Fatalf("sink got %d data packets, want %d (video of live/movie only)", len(got), len(wantVideo))
 	}

@@ -127,7 +127,6 @@ type dest struct {
 	burst    int // errors since the burst began or was last logged
 	lastLog  time.Time
 	lastFail time.Time
-	batchErr bool
 }
 
 type streamState struct {
