@@ -19,9 +19,16 @@ run: deps build plugins
 	$(BIN)/mediapipe run pipeline.example.toml
 
 ## test: every test, integration tests with real ffmpeg included
-test: deps plugins
-	$(GO) vet ./...
+test: deps plugins lint
 	$(GO) test -count=1 -timeout 15m ./...
+
+## lint: gofmt, go vet and staticcheck must be clean
+STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	  [ -z "$$out" ] || { echo "gofmt needed:"; echo "$$out"; exit 1; }
+	$(GO) vet ./...
+	$(GO) run $(STATICCHECK) ./...
 
 ## test-short: unit tests only (no ffmpeg)
 test-short:
