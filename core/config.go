@@ -130,7 +130,7 @@ func Parse(name, dir string, data []byte, environ []string, reg *Registry) (*Fil
 
 	k := koanf.New("\x00") // no key path splitting: TOML keys stay whole
 	if err := k.Load(rawbytes.Provider(data), toml.Parser()); err != nil {
-		add("", 0, "", "TOML syntax: %s", tomlError(err))
+		add("", 0, "", "TOML syntax: %s", tomlError(err, data))
 		return nil, probs
 	}
 	root := k.Raw()
@@ -233,6 +233,7 @@ func Parse(name, dir string, data []byte, environ []string, reg *Registry) (*Fil
 			continue
 		}
 		pc := &PipelineConfig{Queue: DefaultQueue}
+		first := len(probs) // this pipeline's problems, sorted by stage at the end
 		label := fmt.Sprintf("#%d", i+1)
 		if n, ok := t["name"].(string); ok && n != "" {
 			pc.Name, label = n, n
@@ -263,6 +264,9 @@ func Parse(name, dir string, data []byte, environ []string, reg *Registry) (*Fil
 		if !ok || len(rawStages) == 0 {
 			add(label, 0, "", "has no stages ([[pipeline.stage]])")
 		}
+		// slots holds every stage in file order, nil where it did not
+		// resolve, so order and kind checks still run around a broken one.
+		slots := make([]*StageConfig, len(rawStages))
 		for j, rs := range rawStages {
 			st, ok := rs.(map[string]any)
 			if !ok {
@@ -293,12 +297,15 @@ func Parse(name, dir string, data []byte, environ []string, reg *Registry) (*Fil
 				add(label, j+1, "", "needs use = \"NAME\" (a built-in stage) or plugin = \"PATH\"")
 				continue
 			}
-			// Environment overrides: MEDIAPIPE_PIPELINE_<NAME>_STAGE_<N>_<KEY>.
-			envKey := fmt.Sprintf("PIPELINE_%s_STAGE_%d_", envName(pc.Name), j+1)
-			for ek, ev := range env {
-				if strings.HasPrefix(ek, envKey) {
-					sc.Params[strings.ToLower(strings.TrimPrefix(ek, envKey))] = EnvString(ev)
-					delete(env, ek)
+			// Environment overrides: MEDIAPIPE_PIPELINE_<NAME>_STAGE_<N>_<KEY>,
+			// the pipeline named or numbered (1-based) as in the file.
+			for _, pipeKey := range []string{envName(pc.Name), fmt.Sprint(i + 1)} {
+				envKey := fmt.Sprintf("PIPELINE_%s_STAGE_%d_", pipeKey, j+1)
+				for ek, ev := range env {
+					if strings.HasPrefix(ek, envKey) {
+						sc.Params[strings.ToLower(strings.TrimPrefix(ek, envKey))] = EnvString(ev)
+						delete(env, ek)
+					}
 				}
 			}
 			if useGiven {
@@ -325,16 +332,17 @@ func Parse(name, dir string, data []byte, environ []string, reg *Registry) (*Fil
 				add(label, j+1, sc.Label(), "%v", err)
 			}
 			pc.Stages = append(pc.Stages, sc)
+			slots[j] = sc
 		}
-		if len(pc.Stages) == len(rawStages) {
-			for _, p := range checkKinds(pc) {
-				add(label, p.Stage, p.StageName, "%s", p.Msg)
-			}
+		for _, p := range checkKinds(slots) {
+			add(label, p.Stage, p.StageName, "%s", p.Msg)
 		}
+		mine := probs[first:]
+		sort.SliceStable(mine, func(a, b int) bool { return mine[a].Stage < mine[b].Stage })
 		f.Pipelines = append(f.Pipelines, pc)
 	}
 	for _, ek := range sortedKeys(env) {
-		add("", 0, "", "environment %s%s: matches no pipeline stage or key (use %sPIPELINE_<NAME>_STAGE_<N>_<KEY>)", EnvPrefix, ek, EnvPrefix)
+		add("", 0, "", "environment %s%s: matches no pipeline stage or key (use %sPIPELINE_<NAME or number>_STAGE_<N>_<KEY>)", EnvPrefix, ek, EnvPrefix)
 	}
 	if len(probs) > 0 {
 		f.Close()
@@ -344,11 +352,15 @@ func Parse(name, dir string, data []byte, environ []string, reg *Registry) (*Fil
 }
 
 // checkKinds verifies sources first, sinks last and each input kind equal to
-// the previous stage's output kind.
-func checkKinds(pc *PipelineConfig) []Problem {
+// the previous stage's output kind. A nil slot is a stage that did not
+// resolve (already reported): checks that need it are skipped, the rest run.
+func checkKinds(slots []*StageConfig) []Problem {
 	var probs []Problem
-	n := len(pc.Stages)
-	for i, sc := range pc.Stages {
+	n := len(slots)
+	for i, sc := range slots {
+		if sc == nil {
+			continue
+		}
 		spec := &sc.Def.Spec
 		p := func(format string, args ...any) {
 			probs = append(probs, Problem{Stage: sc.Index, StageName: sc.Label(), Msg: fmt.Sprintf(format, args...)})
@@ -359,15 +371,18 @@ func checkKinds(pc *PipelineConfig) []Problem {
 		if i > 0 && spec.IsSource() {
 			p("%s is a source (no input) and can only be the first stage", spec.Name)
 		}
-		if i > 0 && !spec.IsSource() {
-			prev := pc.Stages[i-1]
+		if i > 0 && !spec.IsSource() && slots[i-1] != nil {
+			prev := slots[i-1]
 			if !prev.Def.Spec.IsSink() && prev.Def.Spec.Out != spec.In {
 				p("takes %s input but stage %d (%s) outputs %s", spec.In, prev.Index, prev.Label(), prev.Def.Spec.Out)
 			}
 		}
 		if i < n-1 && spec.IsSink() {
-			next := pc.Stages[i+1]
-			p("%s is a sink (no output) and must be the last stage, but stage %d (%s) follows", spec.Name, next.Index, next.Label())
+			if next := slots[i+1]; next != nil {
+				p("%s is a sink (no output) and must be the last stage, but stage %d (%s) follows", spec.Name, next.Index, next.Label())
+			} else {
+				p("%s is a sink (no output) and must be the last stage, but stage %d follows", spec.Name, i+2)
+			}
 		}
 		if i == n-1 && !spec.IsSink() {
 			p("the last stage must be a sink, but %s outputs %s that nothing consumes", spec.Name, spec.Out)
@@ -411,7 +426,7 @@ func parseEnv(environ []string) map[string]string {
 	return out
 }
 
-func tomlError(err error) string {
+func tomlError(err error, data []byte) string {
 	var de *gotoml.DecodeError
 	if errors.As(err, &de) {
 		row, col := de.Position()
@@ -422,7 +437,78 @@ func tomlError(err error) string {
 	if i := strings.LastIndex(s, "toml: "); i >= 0 {
 		s = s[i:]
 	}
+	s = strings.TrimPrefix(s, "toml: ")
+	// The parser reports a repeated key or table without a position: find it.
+	if line := locateRepeat(s, data); line > 0 {
+		return fmt.Sprintf("line %d: %s", line, s)
+	}
 	return s
+}
+
+var (
+	repeatedKey   = regexp.MustCompile(`^key (\S+) is already defined`)
+	repeatedTable = regexp.MustCompile(`^table (\S+) already exists`)
+	tableVsArray  = regexp.MustCompile(`^key (\S+) should be a table, not a array table`)
+)
+
+// locateRepeat returns the 1-based line of the second definition of the key
+// or table a go-toml "already defined" message names, or 0.
+func locateRepeat(msg string, data []byte) int {
+	lines := strings.Split(string(data), "\n")
+	header := func(l string) (name string, array bool, ok bool) {
+		l = strings.TrimSpace(l)
+		if i := strings.Index(l, "#"); i >= 0 {
+			l = strings.TrimSpace(l[:i])
+		}
+		if strings.HasPrefix(l, "[[") && strings.HasSuffix(l, "]]") {
+			return strings.TrimSpace(l[2 : len(l)-2]), true, true
+		}
+		if strings.HasPrefix(l, "[") && strings.HasSuffix(l, "]") {
+			return strings.TrimSpace(l[1 : len(l)-1]), false, true
+		}
+		return "", false, false
+	}
+	if m := repeatedKey.FindStringSubmatch(msg); m != nil {
+		key := m[1]
+		seen := false
+		for i, l := range lines {
+			if _, _, ok := header(l); ok {
+				seen = false // a new table: keys start afresh
+				continue
+			}
+			k, _, ok := strings.Cut(strings.TrimSpace(l), "=")
+			if ok && strings.Trim(strings.TrimSpace(k), `"'`) == key {
+				if seen {
+					return i + 1
+				}
+				seen = true
+			}
+		}
+		return 0
+	}
+	m := repeatedTable.FindStringSubmatch(msg)
+	wantArray := false
+	if m == nil {
+		m = tableVsArray.FindStringSubmatch(msg)
+	}
+	if m == nil {
+		return 0
+	}
+	seen := false
+	for i, l := range lines {
+		name, array, ok := header(l)
+		if !ok || name != m[1] || array != wantArray {
+			if ok && name == m[1] {
+				seen = true // [[T]] before [T]
+			}
+			continue
+		}
+		if seen {
+			return i + 1
+		}
+		seen = true
+	}
+	return 0
 }
 
 func sortedKeys[V any](m map[string]V) []string {

@@ -145,7 +145,25 @@ func TestParseProblems(t *testing.T) {
 			}},
 		{"missing required", "[[pipeline]]\nname = \"edge\"\n[[pipeline.stage]]\nuse = \"src\"\n[[pipeline.stage]]\nuse = \"av2flv\"\n[[pipeline.stage]]\nuse = \"flvsink\"\nlisten = \"x\"\n", nil,
 			[]string{`t.toml: pipeline "edge" stage 1 (src): listen: required parameter is missing`}},
-		{"bad duration", stage("[[pipeline.stage]]\nuse = \"av2flv\"\n[[pipeline.stage]]\nuse = \"flvsink\"\nlisten = \"x\"\n") + "", nil, nil},
+		{"an unknown stage hides no order or kind problem", stage("[[pipeline.stage]]\nuse = \"nope\"\n[[pipeline.stage]]\nuse = \"src\"\nlisten = \"m\"\n[[pipeline.stage]]\nuse = \"flvsink\"\nlisten = \"x\"\n[[pipeline.stage]]\nuse = \"av2flv\"\n"), nil,
+			[]string{
+				`t.toml: pipeline "edge" stage 2 (nope): use: unknown stage "nope" (see mediapipe stages)`,
+				`t.toml: pipeline "edge" stage 3 (src): src is a source (no input) and can only be the first stage`,
+				`t.toml: pipeline "edge" stage 4 (flvsink): takes flv input but stage 3 (src) outputs av`,
+				`t.toml: pipeline "edge" stage 4 (flvsink): flvsink is a sink (no output) and must be the last stage, but stage 5 (av2flv) follows`,
+				`t.toml: pipeline "edge" stage 5 (av2flv): the last stage must be a sink, but av2flv outputs flv that nothing consumes`,
+			}},
+		{"a sink followed by a broken stage", stage("[[pipeline.stage]]\nuse = \"av2flv\"\n[[pipeline.stage]]\nuse = \"flvsink\"\nlisten = \"x\"\n[[pipeline.stage]]\nuse = \"nope\"\n"), nil,
+			[]string{
+				`t.toml: pipeline "edge" stage 3 (flvsink): flvsink is a sink (no output) and must be the last stage, but stage 4 follows`,
+				`t.toml: pipeline "edge" stage 4 (nope): use: unknown stage "nope" (see mediapipe stages)`,
+			}},
+		{"repeated key has its line", "[admin]\nlisten = \"a:1\"\nlisten = \"b:2\"\n", nil,
+			[]string{`t.toml: TOML syntax: line 3: key listen is already defined`}},
+		{"repeated table has its line", "[admin]\nlisten = \"a:1\"\n\n[admin]\nlisten = \"b:2\"\n", nil,
+			[]string{`t.toml: TOML syntax: line 4: table admin already exists`}},
+		{"table after array of tables has its line", "[[pipeline]]\nname = \"a\"\n[pipeline]\n", nil,
+			[]string{`t.toml: TOML syntax: line 3: key pipeline should be a table, not a array table`}},
 		{"kind mismatch", stage("[[pipeline.stage]]\nuse = \"av2flv\"\n[[pipeline.stage]]\nuse = \"rtpsink\"\nlisten = \"x\"\n"), nil,
 			[]string{`t.toml: pipeline "edge" stage 3 (rtpsink): takes rtp input but stage 2 (av2flv) outputs flv`}},
 		{"sink followed by more", stage("[[pipeline.stage]]\nuse = \"av2flv\"\n[[pipeline.stage]]\nuse = \"flvsink\"\nlisten = \"x\"\n[[pipeline.stage]]\nuse = \"flvsink\"\nlisten = \"y\"\n"), nil,
@@ -180,7 +198,7 @@ func TestParseProblems(t *testing.T) {
 			[]string{"MEDIAPIPE_PIPELINE_EDGE_STAGE_2_MAX_PAYLOAD=big", "MEDIAPIPE_PIPELINE_NOPE_STAGE_1_X=1"},
 			[]string{
 				`t.toml: pipeline "edge" stage 2 (av2flv): max_payload: "big" is not an integer`,
-				`t.toml: environment MEDIAPIPE_PIPELINE_NOPE_STAGE_1_X: matches no pipeline stage or key (use MEDIAPIPE_PIPELINE_<NAME>_STAGE_<N>_<KEY>)`,
+				`t.toml: environment MEDIAPIPE_PIPELINE_NOPE_STAGE_1_X: matches no pipeline stage or key (use MEDIAPIPE_PIPELINE_<NAME or number>_STAGE_<N>_<KEY>)`,
 			}},
 	}
 	for _, tc := range cases {
@@ -216,7 +234,7 @@ func TestParseProblems(t *testing.T) {
 }
 
 func TestEnvOverrideApplies(t *testing.T) {
-	env := []string{"MEDIAPIPE_PIPELINE_CLOUD_STAGE_3_MAX_PAYLOAD=1300", "MEDIAPIPE_ADMIN_LISTEN=127.0.0.1:9999"}
+	env := []string{"MEDIAPIPE_PIPELINE_CLOUD_STAGE_3_MAX_PAYLOAD=1300", "MEDIAPIPE_PIPELINE_1_STAGE_1_LISTEN=127.0.0.1:1936", "MEDIAPIPE_ADMIN_LISTEN=127.0.0.1:9999"}
 	f, err := core.Parse("t.toml", ".", []byte(goodFile), env, testRegistry(t))
 	if err != nil {
 		t.Fatal(err)
@@ -224,6 +242,10 @@ func TestEnvOverrideApplies(t *testing.T) {
 	defer f.Close()
 	if got := f.Pipelines[0].Stages[2].Params["max_payload"]; got != core.EnvString("1300") {
 		t.Fatalf("max_payload = %#v, want the environment's 1300", got)
+	}
+	// The pipeline by its number in the file, as well as by name.
+	if got := f.Pipelines[0].Stages[0].Params["listen"]; got != core.EnvString("127.0.0.1:1936") {
+		t.Fatalf("listen = %#v, want the environment's 127.0.0.1:1936", got)
 	}
 	if f.Admin.Listen != "127.0.0.1:9999" {
 		t.Fatalf("admin listen = %q", f.Admin.Listen)

@@ -14,11 +14,11 @@ func Markdown(defs []Definition) string {
 	b.WriteString("Kinds: `av` = RTMP media message, `flv` = FLV tag, `rtp` = RTP packet, `—` = none (source or sink).\n\n")
 	b.WriteString("| stage | in → out | summary |\n|---|---|---|\n")
 	for _, d := range defs {
-		fmt.Fprintf(&b, "| [`%s`](#%s) | %s → %s | %s |\n", d.Spec.Name, d.Spec.Name, d.Spec.In, d.Spec.Out, d.Spec.Summary)
+		fmt.Fprintf(&b, "| [`%s`](#%s) | %s → %s | %s |\n", d.Spec.Name, d.Spec.Name, d.Spec.In, d.Spec.Out, mdText(d.Spec.Summary))
 	}
 	for _, d := range defs {
 		s := d.Spec
-		fmt.Fprintf(&b, "\n## %s\n\n%s\n\nInput: `%s` · Output: `%s`\n\n", s.Name, s.Summary, s.In, s.Out)
+		fmt.Fprintf(&b, "\n## %s\n\n%s\n\nInput: `%s` · Output: `%s`\n\n", s.Name, mdText(s.Summary), s.In, s.Out)
 		if len(s.Params) == 0 {
 			b.WriteString("No parameters.\n")
 			continue
@@ -36,11 +36,15 @@ func Markdown(defs []Definition) string {
 			if p.Secret {
 				doc += " (secret: never logged)"
 			}
-			fmt.Fprintf(&b, "| `%s` | %s | %s | %s | %s |\n", p.Name, p.Type, def, rangeText(p), strings.ReplaceAll(doc, "|", "\\|"))
+			fmt.Fprintf(&b, "| `%s` | %s | %s | %s | %s |\n", p.Name, p.Type, def, rangeText(p), mdText(doc))
 		}
 	}
 	return b.String()
 }
+
+// mdText escapes what Markdown would read as a table cell break or an HTML
+// tag (KEY-<start time>.flv would vanish).
+var mdText = strings.NewReplacer("|", "\\|", "<", "&lt;", ">", "&gt;").Replace
 
 func rangeText(p Param) string {
 	var parts []string

@@ -73,8 +73,8 @@ name = "edge"
 	}
 	want := []string{
 		bad + `: pipeline "edge" stage 2 (rtp-reorder): latency: "fast" is not a duration`,
-		bad + `: pipeline "edge" stage 4 (httpflv-sink): listen: required parameter is missing`,
 		bad + `: pipeline "edge" stage 3 (flv-tagger): takes av input but stage 2 (rtp-reorder) outputs rtp`,
+		bad + `: pipeline "edge" stage 4 (httpflv-sink): listen: required parameter is missing`,
 	}
 	got := strings.Split(strings.TrimSpace(errb.String()), "\n")
 	if len(got) != len(want) {

@@ -60,6 +60,12 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	case "stages":
 		return stagesCmd(args[1:], stdout, stderr)
 	case "version", "--version", "-v":
+		if len(args) > 1 {
+			fs := newFlags("version", "version", stderr)
+			if err := fs.Parse(args[1:]); err != nil {
+				return flagExit(err)
+			}
+		}
 		fmt.Fprintln(stdout, "mediapipe", version())
 		return 0
 	case "help", "-h", "--help":
@@ -102,6 +108,7 @@ variables override keys of the file (see README).`,
 parameters (unknown, mistyped, out of range, missing), kinds between
 neighbouring stages, plugins (started to ask their spec). Prints one line
 per problem and exits 1 if there is any.`,
+	"version": `Prints the version of this build.`,
 	"stages": `Lists every built-in stage with its input and output kinds and its
 parameters (type, default, range, meaning), then the plugins found in the
 plugin directory.`,
@@ -157,17 +164,24 @@ func printProblems(w io.Writer, err error) {
 func runCmd(args []string, stdout, stderr io.Writer) int {
 	fs := newFlags("run", "run [FILE]", stderr)
 	level := fs.String("log-level", "", "override the file's log level: debug, info, warn, error")
-	if err := fs.Parse(args); err != nil {
+	files, err := parseArgs(fs, args)
+	if err != nil {
 		return flagExit(err)
 	}
-	if fs.NArg() > 1 {
+	if len(files) > 1 {
 		fmt.Fprintln(stderr, "mediapipe run: at most one FILE")
+		return 2
+	}
+	switch *level {
+	case "", "debug", "info", "warn", "error":
+	default:
+		fmt.Fprintf(stderr, "mediapipe run: --log-level %q is not one of debug, info, warn, error\n", *level)
 		return 2
 	}
 	var path string
 	var data []byte
-	if fs.NArg() == 1 {
-		path = fs.Arg(0)
+	if len(files) == 1 {
+		path = files[0]
 	} else {
 		path, data, _ = resolveRunFile()
 	}
@@ -216,15 +230,16 @@ func newLogger(w io.Writer, c core.LogConfig) *slog.Logger {
 
 func validateCmd(args []string, stdout, stderr io.Writer) int {
 	fs := newFlags("validate", "validate FILE...", stderr)
-	if err := fs.Parse(args); err != nil {
+	files, err := parseArgs(fs, args)
+	if err != nil {
 		return flagExit(err)
 	}
-	if fs.NArg() == 0 {
+	if len(files) == 0 {
 		fs.Usage()
 		return 2
 	}
 	code := 0
-	for _, path := range fs.Args() {
+	for _, path := range files {
 		f, err := core.LoadFile(path, core.Default)
 		if err != nil {
 			printProblems(stderr, err)
@@ -245,8 +260,13 @@ func stagesCmd(args []string, stdout, stderr io.Writer) int {
 	fs := newFlags("stages", "stages [--markdown] [--plugin-dir DIR]", stderr)
 	md := fs.Bool("markdown", false, "print the Markdown reference (docs/stages.md)")
 	dir := fs.String("plugin-dir", defaultPluginDir(), "directory whose plugin executables are listed too")
-	if err := fs.Parse(args); err != nil {
+	extra, err := parseArgs(fs, args)
+	if err != nil {
 		return flagExit(err)
+	}
+	if len(extra) > 0 {
+		fmt.Fprintf(stderr, "mediapipe stages: unexpected argument %q\n", extra[0])
+		return 2
 	}
 	defs := core.Default.List()
 	if *md {
@@ -281,6 +301,27 @@ func defaultPluginDir() string {
 		return filepath.Join("bin", "plugins")
 	}
 	return ""
+}
+
+// parseArgs parses flags wherever they stand (`run FILE --log-level debug`
+// as well as `run --log-level debug FILE`) and returns the other arguments.
+// "--" ends the flags.
+func parseArgs(fs *flag.FlagSet, args []string) ([]string, error) {
+	var rest []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		left := fs.Args()
+		if n := len(args) - len(left); n > 0 && args[n-1] == "--" {
+			return append(rest, left...), nil // Parse ate the "--"
+		}
+		if len(left) == 0 {
+			return rest, nil
+		}
+		rest = append(rest, left[0])
+		args = left[1:]
+	}
 }
 
 func flagExit(err error) int {
