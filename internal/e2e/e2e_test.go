@@ -163,10 +163,7 @@ func assertInit(t *testing.T, who string, tags [][]byte, clip map[uint8][]byte) 
 // decodeClean decodes a whole FLV file and fails on any decoder complaint.
 func decodeClean(t *testing.T, path string) {
 	t.Helper()
-	out, err := exec.Command("ffmpeg", "-hide_banner", "-v", "error", "-nostdin", "-i", path, "-f", "null", "-").CombinedOutput()
-	if err != nil || len(bytes.TrimSpace(out)) > 0 {
-		t.Fatalf("decoding %s is not clean: %v\n%s", path, err, out)
-	}
+	testmedia.DecodeClean(t, path)
 }
 
 // frameSuffix checks that ffmpeg's per-packet hashes of a viewer's file are

@@ -148,6 +148,26 @@ func (f Frame) String() string {
 	return fmt.Sprintf("#%d dts=%d pts=%d size=%d %s", f.Stream, f.DTS, f.PTS, f.Size, f.Hash)
 }
 
+// DecodeArgs are ffmpeg's arguments to decode input fully and print only
+// complaints. The null encoder gets FLV's own millisecond time base: in its
+// default 1/fps one, a file that starts at 17 ms (audio first, as a mid-stream
+// join does) rounds two frames onto one tick and the null muxer warns about
+// "non monotonically increasing dts", which says nothing about the media.
+func DecodeArgs(input string) []string {
+	return []string{"-hide_banner", "-v", "error", "-nostdin", "-i", input, "-enc_time_base:v", "1:1000", "-f", "null", "-"}
+}
+
+// DecodeClean decodes input fully with ffmpeg and fails on any complaint.
+func DecodeClean(t testing.TB, input string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), ffmpegTimeout)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, "ffmpeg", DecodeArgs(input)...).CombinedOutput()
+	if err != nil || len(bytes.TrimSpace(out)) > 0 {
+		t.Fatalf("testmedia: decoding %s is not clean: %v\n%s", input, err, out)
+	}
+}
+
 // FrameMD5 runs `ffmpeg [extra...] -i input -c copy -f framemd5 -` and returns
 // one Frame per packet. input may be a file or a URL; extra goes before -i
 // (for example "-rw_timeout", "5000000").

@@ -70,10 +70,7 @@ func probeClean(t *testing.T, path string) {
 	if err != nil || strings.TrimSpace(string(out)) != "h264\naac" {
 		t.Fatalf("ffprobe %s: %v\n%s", path, err, out)
 	}
-	dec, err := exec.Command("ffmpeg", "-v", "error", "-i", path, "-f", "null", "-").CombinedOutput()
-	if err != nil || len(bytes.TrimSpace(dec)) > 0 {
-		t.Fatalf("decoding %s: %v\n%s", path, err, dec)
-	}
+	testmedia.DecodeClean(t, path)
 }
 
 func TestRecordWholeStream(t *testing.T) {

@@ -21,6 +21,7 @@ import (
 	"github.com/mediapipe/mediapipe/core"
 	"github.com/mediapipe/mediapipe/core/media/flv"
 	"github.com/mediapipe/mediapipe/core/stagetest"
+	"github.com/mediapipe/mediapipe/internal/testmedia"
 )
 
 // MarkSize is the side of the white square (and of the black one to its
@@ -173,11 +174,8 @@ func WaitFor(t testing.TB, cond func() bool, d time.Duration, what string) {
 // every picture is w×h.
 func CheckClean(t testing.TB, file string, w, h int) {
 	t.Helper()
-	out, err := exec.Command("ffmpeg", "-v", "error", "-i", file, "-f", "null", "-").CombinedOutput()
-	if err != nil || len(bytes.TrimSpace(out)) > 0 {
-		t.Fatalf("ffmpeg decoding the output: %v\n%s", err, out)
-	}
-	out, err = exec.Command("ffprobe", "-v", "error", "-select_streams", "v", "-show_entries", "frame=width,height", "-of", "csv=p=0", file).CombinedOutput()
+	testmedia.DecodeClean(t, file)
+	out, err := exec.Command("ffprobe", "-v", "error", "-select_streams", "v", "-show_entries", "frame=width,height", "-of", "csv=p=0", file).CombinedOutput()
 	if err != nil {
 		t.Fatalf("ffprobe: %v\n%s", err, out)
 	}
