@@ -10,13 +10,18 @@ import (
 	"github.com/sirupsen/logrus"
 )
 
-// guardedConn is the byte stream go-rtmp reads: it applies the idle timeout
-// to every read and checks message sizes before go-rtmp sees them.
+// guardedConn is the byte stream go-rtmp reads: until its publish is
+// accepted it must get there by one absolute deadline (idle_timeout after
+// accept), so a client trickling a byte a second cannot hold it open; after
+// that the idle timeout applies to every read. It checks message sizes
+// before go-rtmp sees them.
 type guardedConn struct {
 	net.Conn
-	s     *Stage
-	idle  time.Duration
-	guard *chunkGuard
+	s         *Stage
+	idle      time.Duration
+	handshake time.Time   // deadline for the handshake, connect and publish
+	published atomic.Bool // a publish was accepted: per-read idle deadline from now on
+	guard     *chunkGuard
 
 	cause  atomic.Pointer[string] // first reason the connection failed, for counting
 	failed atomic.Bool            // go-rtmp ended the connection with an error
@@ -26,7 +31,10 @@ type guardedConn struct {
 func (c *guardedConn) setCause(reason string) { c.cause.CompareAndSwap(nil, &reason) }
 
 func (c *guardedConn) Read(p []byte) (int, error) {
-	if c.idle > 0 {
+	switch {
+	case !c.published.Load():
+		_ = c.Conn.SetReadDeadline(c.handshake)
+	case c.idle > 0:
 		_ = c.Conn.SetReadDeadline(time.Now().Add(c.idle))
 	}
 	n, err := c.Conn.Read(p)

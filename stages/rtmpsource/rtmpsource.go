@@ -20,13 +20,14 @@ import (
 	rtmpmsg "github.com/yutopp/go-rtmp/message"
 
 	"github.com/mediapipe/mediapipe/core"
+	"github.com/mediapipe/mediapipe/core/media/rtpann"
 )
 
 // Config is rtmp-source's parameters.
 type Config struct {
 	Listen         string        `param:"listen" required:"true" doc:"TCP address the RTMP server listens on, e.g. 127.0.0.1:1935"`
 	PublishKey     string        `param:"publish_key" secret:"true" doc:"when set, a publisher must add ?key=SECRET to the stream name or is refused"`
-	IdleTimeout    time.Duration `param:"idle_timeout" default:"10s" min:"0.1" doc:"close a connection that does not finish its handshake or stops sending for this long"`
+	IdleTimeout    time.Duration `param:"idle_timeout" default:"10s" min:"0.1" doc:"close a connection that has not published within this long of connecting (one deadline for handshake, connect and publish, however slowly bytes trickle in), or that stops sending for this long afterwards"`
 	MaxMessageSize int           `param:"max_message_size" default:"8388608" min:"65536" max:"16777215" doc:"largest RTMP message in bytes; a bigger one closes the connection (counted) before anything is allocated for it"`
 	MaxPublishers  int           `param:"max_publishers" default:"0" min:"0" doc:"most streams published at once; 0 means no limit"`
 }
@@ -132,7 +133,7 @@ func (s *Stage) Run(ctx context.Context, _ <-chan *core.Packet, out core.Output)
 }
 
 func (s *Stage) track(nc net.Conn) *guardedConn {
-	c := &guardedConn{Conn: nc, s: s, idle: s.cfg.IdleTimeout, guard: newChunkGuard(s.cfg.MaxMessageSize)}
+	c := &guardedConn{Conn: nc, s: s, idle: s.cfg.IdleTimeout, handshake: time.Now().Add(s.cfg.IdleTimeout), guard: newChunkGuard(s.cfg.MaxMessageSize)}
 	s.wg.Add(1)
 	s.mu.Lock()
 	s.conns[c] = struct{}{}
@@ -258,6 +259,10 @@ func (h *handler) OnPublish(_ *rtmp.StreamContext, _ uint32, cmd *rtmpmsg.NetStr
 		reason = "connection already publishes"
 	case h.app == "" || key == "" || strings.Contains(name, ".."):
 		reason = "bad stream name"
+	case !rtpann.ValidName(name):
+		// udp-sink could not announce it in RTCP SDES, so no edge would
+		// ever play it: refuse now rather than carry a stream nobody gets.
+		reason = "stream name cannot be announced (1-255 bytes of UTF-8, no control characters)"
 	case !h.s.keyOK(given):
 		reason = "wrong publish key"
 	}
@@ -271,6 +276,7 @@ func (h *handler) OnPublish(_ *rtmp.StreamContext, _ uint32, cmd *rtmpmsg.NetStr
 		return fmt.Errorf("%w: %s", errRefused, reason)
 	}
 	h.stream = core.NewStream(name)
+	h.c.published.Store(true)
 	h.s.published.Inc()
 	h.s.live.Inc()
 	log.Info("stream start")
