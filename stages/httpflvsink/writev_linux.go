@@ -13,14 +13,32 @@ const maxIov = 1024
 // haveWritev: the flusher writes viewers itself (else their goroutines do).
 const haveWritev = true
 
-// iovecs is a flusher's reusable writev argument.
-type iovecs []unix.Iovec
+// iovecs is a flusher's reusable writev state. The callback handed to
+// RawConn.Write is made once and keeps its inputs and results here: a
+// closure made per call would capture them and allocate on every write.
+type iovecs struct {
+	v     []unix.Iovec
+	n     int
+	errno syscall.Errno
+	write func(fd uintptr) bool
+}
+
+// writev is the RawConn.Write callback: one attempt, as a full socket is
+// the viewer goroutine's job.
+func (w *iovecs) writev(fd uintptr) bool {
+	r, _, e := unix.Syscall(unix.SYS_WRITEV, fd, uintptr(unsafe.Pointer(&w.v[0])), uintptr(len(w.v)))
+	w.n, w.errno = int(r), e
+	return true
+}
 
 // tryWritev makes one non-blocking writev of bufs on the socket behind rc
 // (the caller keeps bufs to at most maxIov). It returns the bytes written; a
 // full socket buffer is n < total with a nil error.
-func tryWritev(rc syscall.RawConn, iov *iovecs, bufs [][]byte) (n int, err error) {
-	v := (*iov)[:0]
+func tryWritev(rc syscall.RawConn, w *iovecs, bufs [][]byte) (n int, err error) {
+	if w.write == nil {
+		w.write = w.writev
+	}
+	v := w.v[:0]
 	for _, b := range bufs {
 		if len(b) == 0 {
 			continue
@@ -29,17 +47,14 @@ func tryWritev(rc syscall.RawConn, iov *iovecs, bufs [][]byte) (n int, err error
 		e.SetLen(len(b))
 		v = append(v, e)
 	}
-	*iov = v
+	w.v = v
 	if len(v) == 0 {
 		return 0, nil
 	}
-	var errno syscall.Errno
-	rerr := rc.Write(func(fd uintptr) bool {
-		r, _, e := unix.Syscall(unix.SYS_WRITEV, fd, uintptr(unsafe.Pointer(&v[0])), uintptr(len(v)))
-		n, errno = int(r), e
-		return true // one attempt: a full socket is the viewer goroutine's job
-	})
+	w.n, w.errno = 0, 0
+	rerr := rc.Write(w.write)
 	clear(v) // keep no pointers into tag buffers
+	n, errno := w.n, w.errno
 	switch {
 	case rerr != nil:
 		return 0, rerr

@@ -11,7 +11,7 @@ const maxIov = 1024
 
 const haveWritev = false
 
-type iovecs []struct{}
+type iovecs struct{}
 
 var errNoWritev = errors.New("no non-blocking writev on this system")
 
