@@ -3,6 +3,7 @@ package udpbatch
 import (
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"syscall"
 	"unsafe"
@@ -17,12 +18,13 @@ type mmsghdr struct {
 }
 
 // Reader receives batches with recvmmsg into the caller's buffers. Unlike
-// x/net's ReadBatch it does not ask for the sender's address, which is what
-// makes it allocation-free.
+// x/net's ReadBatch it leaves Message.Addr nil (a net.Addr per datagram
+// would allocate): the sender's address is kept raw and decoded by From.
 type Reader struct {
-	rc   syscall.RawConn
-	hs   []mmsghdr
-	iovs []unix.Iovec
+	rc    syscall.RawConn
+	hs    []mmsghdr
+	iovs  []unix.Iovec
+	names []unix.RawSockaddrInet6 // sender of hs[i]; room for IPv4 too
 
 	// state of the call in flight; fn is bound once so Read does not allocate.
 	n     int
@@ -68,6 +70,10 @@ func (r *Reader) Read(ms []Message) (int, error) {
 		r.hs = make([]mmsghdr, len(ms))
 	}
 	r.hs = r.hs[:len(ms)]
+	if cap(r.names) < len(ms) {
+		r.names = make([]unix.RawSockaddrInet6, len(ms))
+	}
+	r.names = r.names[:len(ms)]
 	nb := 0
 	for i := range ms {
 		nb += len(ms[i].Buffers)
@@ -80,6 +86,8 @@ func (r *Reader) Read(ms []Message) (int, error) {
 	for i := range ms {
 		h := &r.hs[i]
 		*h = mmsghdr{}
+		h.hdr.Name = (*byte)(unsafe.Pointer(&r.names[i]))
+		h.hdr.Namelen = unix.SizeofSockaddrInet6
 		first := k
 		for _, b := range ms[i].Buffers {
 			r.iovs[k] = unix.Iovec{}
@@ -99,6 +107,7 @@ func (r *Reader) Read(ms []Message) (int, error) {
 		return 0, err
 	}
 	if r.errno != 0 {
+		r.n = 0
 		return 0, os.NewSyscallError("recvmmsg", r.errno)
 	}
 	for i := 0; i < r.n; i++ {
@@ -108,4 +117,27 @@ func (r *Reader) Read(ms []Message) (int, error) {
 		ms[i].Addr = nil
 	}
 	return r.n, nil
+}
+
+// From returns the sender of datagram i of the last Read (IPv4-mapped
+// addresses unmapped; the IPv6 zone left out), or the zero AddrPort.
+func (r *Reader) From(i int) netip.AddrPort {
+	if i < 0 || i >= r.n || i >= len(r.names) {
+		return netip.AddrPort{}
+	}
+	sa := &r.names[i]
+	switch {
+	case sa.Family == unix.AF_INET && r.hs[i].hdr.Namelen >= unix.SizeofSockaddrInet4:
+		v4 := (*unix.RawSockaddrInet4)(unsafe.Pointer(sa))
+		return netip.AddrPortFrom(netip.AddrFrom4(v4.Addr), netPort(v4.Port))
+	case sa.Family == unix.AF_INET6 && r.hs[i].hdr.Namelen >= unix.SizeofSockaddrInet6:
+		return netip.AddrPortFrom(netip.AddrFrom16(sa.Addr).Unmap(), netPort(sa.Port))
+	}
+	return netip.AddrPort{}
+}
+
+// netPort reads a port kept in network byte order in a raw sockaddr.
+func netPort(p uint16) uint16 {
+	b := (*[2]byte)(unsafe.Pointer(&p))
+	return uint16(b[0])<<8 | uint16(b[1])
 }

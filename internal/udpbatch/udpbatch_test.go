@@ -44,13 +44,17 @@ func TestRoundTrip(t *testing.T) {
 				in[i].Buffers = [][]byte{make([]byte, 50), make([]byte, 2000)}
 			}
 			rx.SetReadDeadline(time.Now().Add(5 * time.Second))
+			from := tx.LocalAddr().(*net.UDPAddr).AddrPort()
 			got := 0
 			for got < count {
 				n, err := r.Read(in)
 				if err != nil {
 					t.Fatalf("Read after %d: %v", got, err)
 				}
-				for _, m := range in[:n] {
+				for i, m := range in[:n] {
+					if f := r.From(i); f != from {
+						t.Fatalf("datagram %d: From = %v, want the sender %v", got, f, from)
+					}
 					data := append(append([]byte(nil), m.Buffers[0]...), m.Buffers[1]...)[:m.N]
 					if want := out[got].Buffers[0]; !bytes.Equal(data, want) {
 						t.Fatalf("datagram %d: got %d bytes, want %d", got, len(data), len(want))
