@@ -32,6 +32,7 @@ type Config struct {
 	CachePackets int    `param:"cache_packets" default:"5000" min:"16" max:"32768" doc:"packets kept per stream (per SSRC) for repair"`
 	Token        string `param:"token" secret:"true" doc:"when set, edges must present this token; others get nothing"`
 	MaxRate      int    `param:"max_rate" default:"20000000" min:"0" doc:"bytes/s of repaired packets per edge connection; beyond it requests are refused and counted (0 = no limit)"`
+	MaxPeers     int    `param:"max_peers" default:"64" min:"1" max:"4096" doc:"most edge connections served at once; one more that presents the token is closed (code 0x106) and counted as refused_peers"`
 	Cert         string `param:"cert" doc:"PEM certificate file for TLS (with key); empty: a self-signed certificate made at start"`
 	Key          string `param:"key" doc:"PEM private key file for cert"`
 }
@@ -92,11 +93,13 @@ func New(cfg *Config, env *core.Env) (core.Stage, error) {
 		refused  = m.Drop("refused_rate")
 		auth     = m.Drop("auth_failed")
 		bad      = m.Drop("bad_request")
+		full     = m.Drop("refused_peers")
+		idle     = m.Counter("idle_streams_closed")
 	)
 	srv, err := rtx.NewServer(rtx.ServerConfig{
 		Addr: cfg.Listen, Token: cfg.Token, MaxRate: cfg.MaxRate,
 		CertFile: resolve(env, cfg.Cert), KeyFile: resolve(env, cfg.Key),
-		CachePackets: cfg.CachePackets, Log: env.Log,
+		CachePackets: cfg.CachePackets, MaxPeers: cfg.MaxPeers, Log: env.Log,
 		Count: func(ev rtx.Event, n int) {
 			switch ev {
 			case rtx.EvRequest:
@@ -111,6 +114,10 @@ func New(cfg *Config, env *core.Env) (core.Stage, error) {
 				auth.Add(n)
 			case rtx.EvBadRequest:
 				bad.Add(n)
+			case rtx.EvRefusedPeer:
+				full.Add(n)
+			case rtx.EvIdleStream:
+				idle.Add(float64(n))
 			}
 		},
 	})

@@ -43,7 +43,8 @@ func TestParams(t *testing.T) {
 		{"missing listen", map[string]any{}, false},
 		{"cache too small", map[string]any{"listen": "127.0.0.1:0", "cache_packets": int64(8)}, false},
 		{"cert without key", map[string]any{"listen": "127.0.0.1:0", "cert": "c.pem"}, false},
-		{"all", map[string]any{"listen": "127.0.0.1:0", "cache_packets": int64(100), "token": "x", "max_rate": int64(1000)}, true},
+		{"all", map[string]any{"listen": "127.0.0.1:0", "cache_packets": int64(100), "token": "x", "max_rate": int64(1000), "max_peers": int64(2)}, true},
+		{"max_peers zero", map[string]any{"listen": "127.0.0.1:0", "max_peers": int64(0)}, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if errs := def.Check(tc.raw); (len(errs) == 0) != tc.ok {

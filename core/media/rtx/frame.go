@@ -83,6 +83,7 @@ const (
 	CodeHelloTimeout quic.ApplicationErrorCode = 0x103 // no HELLO in time
 	CodeShutdown     quic.ApplicationErrorCode = 0x104 // server stopping
 	CodeBusy         quic.ApplicationErrorCode = 0x105 // too many peers waiting to authenticate
+	CodeTooManyPeers quic.ApplicationErrorCode = 0x106 // right token, but max_peers are already connected
 )
 
 // QUIC stream error codes: one request stream reset, the connection lives on.

@@ -31,10 +31,12 @@ const (
 	EvRefusedRate              // a packet refused by the per-peer rate limit
 	EvAuthFailed               // a peer closed for a wrong, missing or late token
 	EvBadRequest               // a malformed or oversized frame; its stream was reset
+	EvRefusedPeer              // an authenticated peer closed because MaxPeers are connected
+	EvIdleStream               // a request stream closed after StreamIdleTimeout without a request
 	numEvents
 )
 
-var eventNames = [numEvents]string{"requests", "repaired", "gone", "refused_rate", "auth_failed", "bad_request"}
+var eventNames = [numEvents]string{"requests", "repaired", "gone", "refused_rate", "auth_failed", "bad_request", "refused_peers", "idle_stream"}
 
 func (e Event) String() string {
 	if e < numEvents {
@@ -58,8 +60,16 @@ type ServerConfig struct {
 	// MaxUnauthenticated caps connections waiting for their HELLO; more are
 	// closed with CodeBusy (default DefaultMaxUnauthenticated).
 	MaxUnauthenticated int
-	WriteTimeout       time.Duration // a peer must take replies within this (default 5 s)
-	Now                func() time.Time
+	// MaxPeers caps authenticated connections; one more is closed with
+	// CodeTooManyPeers after its HELLO (default DefaultMaxPeers).
+	MaxPeers int
+	// StreamIdleTimeout closes a request stream (not the control stream)
+	// that carries no whole request for this long, so streams a peer opens
+	// and forgets do not each hold a goroutine forever (default
+	// DefaultStreamIdleTimeout). The edge opens a new one when it needs it.
+	StreamIdleTimeout time.Duration
+	WriteTimeout      time.Duration // a peer must take replies within this (default 5 s)
+	Now               func() time.Time
 }
 
 // Stats is a snapshot of a server's counters.
@@ -85,6 +95,7 @@ type Server struct {
 	peers   map[*quic.Conn]struct{}
 	closed  bool
 	unauth  int // peers connected that have not passed HELLO yet
+	authed  int // peers past HELLO
 	// closeDone is closed once Close has released the socket.
 	closeDone chan struct{}
 
@@ -118,6 +129,12 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 	}
 	if cfg.MaxUnauthenticated == 0 {
 		cfg.MaxUnauthenticated = DefaultMaxUnauthenticated
+	}
+	if cfg.MaxPeers == 0 {
+		cfg.MaxPeers = DefaultMaxPeers
+	}
+	if cfg.StreamIdleTimeout == 0 {
+		cfg.StreamIdleTimeout = DefaultStreamIdleTimeout
 	}
 	if cfg.WriteTimeout == 0 {
 		cfg.WriteTimeout = 5 * time.Second
@@ -153,7 +170,7 @@ func (s *Server) Listen() error {
 	ln, err := tr.Listen(s.tls, &quic.Config{
 		HandshakeIdleTimeout:  s.cfg.HelloTimeout,
 		MaxIdleTimeout:        30 * time.Second,
-		MaxIncomingStreams:    1024,
+		MaxIncomingStreams:    MaxIncomingStreams,
 		MaxIncomingUniStreams: -1,
 		KeepAlivePeriod:       5 * time.Second,
 	})
@@ -350,6 +367,16 @@ func (s *Server) init(req InitReq) Init {
 // DefaultMaxUnauthenticated caps the connections waiting for their HELLO.
 const DefaultMaxUnauthenticated = 256
 
+// DefaultMaxPeers caps authenticated connections: each may hold up to
+// MaxIncomingStreams request streams, a goroutine each.
+const DefaultMaxPeers = 64
+
+// DefaultStreamIdleTimeout closes request streams that stay silent this long.
+const DefaultStreamIdleTimeout = 60 * time.Second
+
+// MaxIncomingStreams is how many streams one peer may have open at once.
+const MaxIncomingStreams = 1024
+
 // peer is one authenticated connection.
 type peer struct {
 	mu     sync.Mutex
@@ -375,24 +402,33 @@ func (s *Server) serveConn(conn *quic.Conn) {
 	}()
 	remote := conn.RemoteAddr().String()
 	ctrl, err := s.hello(conn)
-	s.mu.Lock()
-	s.unauth--
-	s.mu.Unlock()
+	if err == nil {
+		err = s.admit(conn, ctrl)
+	} else {
+		s.mu.Lock()
+		s.unauth--
+		s.mu.Unlock()
+	}
 	if err != nil {
 		s.cfg.Log.Warn("repair peer refused", "peer", remote, "err", err)
 		return
 	}
+	defer func() {
+		s.mu.Lock()
+		s.authed--
+		s.mu.Unlock()
+	}()
 	s.cfg.Log.Info("repair peer connected", "peer", remote)
 	p := &peer{}
 	if s.cfg.MaxRate > 0 {
 		p.bucket = newBucket(s.cfg.MaxRate, s.cfg.Now())
 	}
 	// The control stream may carry requests too; when the peer ends it, it
-	// is leaving.
+	// is leaving. It stays open while idle, unlike request streams.
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
-		s.serveStream(p, ctrl)
+		s.serveStream(p, ctrl, false)
 		_ = conn.CloseWithError(CodeNormal, "control stream ended")
 	}()
 	for {
@@ -404,13 +440,13 @@ func (s *Server) serveConn(conn *quic.Conn) {
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
-			s.serveStream(p, st)
+			s.serveStream(p, st, true)
 		}()
 	}
 }
 
-// hello runs the handshake on the first stream: HELLO with the right token,
-// or the connection is closed with an application error and nothing else.
+// hello reads HELLO on the first stream and checks the token, or closes
+// the connection with an application error and sends nothing else.
 func (s *Server) hello(conn *quic.Conn) (*quic.Stream, error) {
 	ctx, cancel := context.WithTimeout(conn.Context(), s.cfg.HelloTimeout)
 	defer cancel()
@@ -438,13 +474,36 @@ func (s *Server) hello(conn *quic.Conn) (*quic.Stream, error) {
 		_ = conn.CloseWithError(CodeUnauthorized, "unauthorized")
 		return nil, errors.New("wrong token")
 	}
+	return ctrl, nil
+}
+
+// admit moves a peer that passed HELLO from waiting to authenticated, if
+// fewer than MaxPeers are, and answers HELLO_OK; otherwise it closes the
+// connection with CodeTooManyPeers. Only a peer with the token learns that
+// the server is full.
+func (s *Server) admit(conn *quic.Conn, ctrl *quic.Stream) error {
+	s.mu.Lock()
+	s.unauth--
+	full := s.authed >= s.cfg.MaxPeers
+	if !full {
+		s.authed++
+	}
+	s.mu.Unlock()
+	if full {
+		s.count(EvRefusedPeer, 1)
+		_ = conn.CloseWithError(CodeTooManyPeers, "too many peers")
+		return fmt.Errorf("max_peers (%d) already connected", s.cfg.MaxPeers)
+	}
 	_ = ctrl.SetReadDeadline(time.Time{})
 	_ = ctrl.SetWriteDeadline(time.Now().Add(s.cfg.WriteTimeout))
 	if _, err := ctrl.Write(AppendHelloOK(nil, HelloOK{Version: Version, CachePackets: uint32(s.cfg.CachePackets)})); err != nil {
 		_ = conn.CloseWithError(CodeProtocol, "hello reply failed")
-		return nil, fmt.Errorf("hello reply: %w", err)
+		s.mu.Lock()
+		s.authed--
+		s.mu.Unlock()
+		return fmt.Errorf("hello reply: %w", err)
 	}
-	return ctrl, nil
+	return nil
 }
 
 // reqScratch holds one request stream's reusable buffers.
@@ -459,77 +518,113 @@ type reqScratch struct {
 	out     []byte
 }
 
+// writers buffer replies only while a request is answered: a stream that
+// sits between requests (most of them, most of the time) holds no buffer.
+var writers = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 32<<10) }}
+
 // serveStream answers the request frames of one stream in order until the
-// peer ends it. Malformed or oversized frames reset the stream.
-func (s *Server) serveStream(p *peer, st *quic.Stream) {
+// peer ends it. Malformed or oversized frames reset the stream. A request
+// stream (idle true) that brings no whole request within StreamIdleTimeout
+// is closed.
+func (s *Server) serveStream(p *peer, st *quic.Stream, idle bool) {
 	fr := NewFrameReader(st, MaxRequestFrame)
-	w := bufio.NewWriterSize(st, 32<<10)
 	var sc reqScratch
-	bad := func(code quic.StreamErrorCode) {
-		s.count(EvBadRequest, 1)
-		st.CancelRead(code)
-		st.CancelWrite(code)
-	}
 	for {
+		if idle {
+			_ = st.SetReadDeadline(time.Now().Add(s.cfg.StreamIdleTimeout))
+		}
 		typ, payload, err := fr.Next()
+		var ne net.Error
 		if err != nil {
 			switch {
 			case errors.Is(err, ErrFrameTooLarge):
-				bad(StreamTooLarge)
+				s.bad(st, StreamTooLarge)
 			case errors.Is(err, io.EOF):
 				_ = st.Close()
 			case errors.Is(err, io.ErrUnexpectedEOF):
-				bad(StreamBadFrame)
+				s.bad(st, StreamBadFrame)
+			case idle && errors.As(err, &ne) && ne.Timeout():
+				// The peer's reader sees our end and opens a new stream
+				// for its next request.
+				s.count(EvIdleStream, 1)
+				st.CancelRead(StreamIdle)
+				_ = st.Close()
 			default:
 				st.CancelWrite(CodeStreamGone)
 			}
 			return
 		}
-		switch typ {
-		case FrameNACK:
-			sc.entries, err = nack.Unmarshal(payload, sc.entries[:0])
-			if err != nil {
-				bad(StreamBadFrame)
-				return
-			}
-			s.count(EvRequest, 1)
-			if err := s.answerNACK(p, w, &sc); err != nil {
-				st.CancelWrite(StreamSlow)
-				st.CancelRead(StreamSlow)
-				return
-			}
-		case FrameStreamsReq:
-			if len(payload) != 0 {
-				bad(StreamBadFrame)
-				return
-			}
-			s.count(EvRequest, 1)
-			_, _ = w.Write(AppendStreams(sc.out[:0], s.list()))
-		case FrameInitReq:
-			req, err := ParseInitReq(payload)
-			if err != nil {
-				bad(StreamBadFrame)
-				return
-			}
-			s.count(EvRequest, 1)
-			sc.out = AppendInit(sc.out[:0], s.init(req))
-			_, _ = w.Write(sc.out)
-		default:
-			bad(StreamBadFrame)
-			return
-		}
-		// One flush per request: its replies leave together, and a peer that
-		// stops reading stalls only this stream until WriteTimeout.
-		if err := s.flush(st, w); err != nil {
-			st.CancelWrite(StreamSlow)
-			st.CancelRead(StreamSlow)
+		w := writers.Get().(*bufio.Writer)
+		w.Reset(st)
+		ok := s.answer(p, st, w, &sc, typ, payload)
+		w.Reset(nil)
+		writers.Put(w)
+		if !ok {
 			return
 		}
 	}
 }
 
+// bad counts a malformed request and resets its stream both ways.
+func (s *Server) bad(st *quic.Stream, code quic.StreamErrorCode) {
+	s.count(EvBadRequest, 1)
+	st.CancelRead(code)
+	st.CancelWrite(code)
+}
+
+// answer writes the reply to one request frame and flushes it. It returns
+// false when the stream has been reset and must be left.
+func (s *Server) answer(p *peer, st *quic.Stream, w *bufio.Writer, sc *reqScratch, typ FrameType, payload []byte) bool {
+	var err error
+	switch typ {
+	case FrameNACK:
+		sc.entries, err = nack.Unmarshal(payload, sc.entries[:0])
+		if err != nil {
+			s.bad(st, StreamBadFrame)
+			return false
+		}
+		s.count(EvRequest, 1)
+		if err := s.answerNACK(p, w, sc); err != nil {
+			st.CancelWrite(StreamSlow)
+			st.CancelRead(StreamSlow)
+			return false
+		}
+	case FrameStreamsReq:
+		if len(payload) != 0 {
+			s.bad(st, StreamBadFrame)
+			return false
+		}
+		s.count(EvRequest, 1)
+		_, _ = w.Write(AppendStreams(sc.out[:0], s.list()))
+	case FrameInitReq:
+		req, err := ParseInitReq(payload)
+		if err != nil {
+			s.bad(st, StreamBadFrame)
+			return false
+		}
+		s.count(EvRequest, 1)
+		sc.out = AppendInit(sc.out[:0], s.init(req))
+		_, _ = w.Write(sc.out)
+	default:
+		s.bad(st, StreamBadFrame)
+		return false
+	}
+	// One flush per request: its replies leave together, and a peer that
+	// stops reading stalls only this stream until WriteTimeout.
+	if err := s.flush(st, w); err != nil {
+		st.CancelWrite(StreamSlow)
+		st.CancelRead(StreamSlow)
+		return false
+	}
+	return true
+}
+
 // CodeStreamGone resets a reply stream whose request side failed.
 const CodeStreamGone quic.StreamErrorCode = 0x204
+
+// StreamIdle stops reading a request stream that stayed silent for
+// StreamIdleTimeout; the server also ends its send side.
+const StreamIdle quic.StreamErrorCode = 0x205
 
 func (s *Server) flush(st *quic.Stream, w *bufio.Writer) error {
 	if w.Buffered() == 0 {

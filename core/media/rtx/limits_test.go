@@ -1,0 +1,139 @@
+package rtx
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/quic-go/quic-go"
+
+	"github.com/mediapipe/mediapipe/core"
+)
+
+// helloRaw says HELLO with token on a raw connection and returns the error
+// the server closed the connection with, or nil if it answered HELLO_OK.
+func helloRaw(t *testing.T, conn *quic.Conn, token string) error {
+	t.Helper()
+	st, err := conn.OpenStream()
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = st.Write(AppendHello(nil, Hello{Version: Version, Token: token}))
+	_ = st.SetReadDeadline(time.Now().Add(5 * time.Second))
+	typ, _, err := NewFrameReader(st, 64).Next()
+	if err == nil && typ != FrameHelloOK {
+		t.Fatalf("hello answered with %s", typ)
+	}
+	return err
+}
+
+// Past MaxPeers authenticated connections, one more is closed with
+// CodeTooManyPeers and counted; a peer without the token still gets only
+// "unauthorized"; a leaving peer frees its place.
+func TestMaxPeers(t *testing.T) {
+	const limit = 3
+	srv := startServer(t, ServerConfig{Token: "tok", MaxPeers: limit})
+	addr := srv.Addr().String()
+	conns := make([]*quic.Conn, limit)
+	for i := range conns {
+		conns[i] = rawConn(t, addr)
+		if err := helloRaw(t, conns[i], "tok"); err != nil {
+			t.Fatalf("peer %d refused: %v", i, err)
+		}
+	}
+	var ae *quic.ApplicationError
+	over := rawConn(t, addr)
+	if err := helloRaw(t, over, "tok"); !errors.As(err, &ae) || ae.ErrorCode != CodeTooManyPeers {
+		t.Fatalf("peer over max_peers: %v, want code %#x", err, CodeTooManyPeers)
+	}
+	if err := helloRaw(t, rawConn(t, addr), "wrong"); !errors.As(err, &ae) || ae.ErrorCode != CodeUnauthorized {
+		t.Fatalf("wrong token while full: %v", err)
+	}
+	if n := srv.Stats().Get(EvRefusedPeer); n != 1 {
+		t.Fatalf("refused_peers = %d, want 1", n)
+	}
+	_ = conns[0].CloseWithError(CodeNormal, "bye")
+	// The client library gets in once there is room again (it retries).
+	r := newReplies()
+	c := dial(t, r.config(addr, "tok"))
+	connected(t, c)
+	if p := srv.Stats().Peers; p != limit {
+		t.Fatalf("%d peers, want %d", p, limit)
+	}
+}
+
+// A request stream with no request for StreamIdleTimeout is closed and
+// counted; the control stream is not, and the client's next NACK opens a
+// new stream and is answered.
+func TestIdleRequestStreamClosed(t *testing.T) {
+	const idle = 200 * time.Millisecond
+	srv := startServer(t, ServerConfig{StreamIdleTimeout: idle})
+	ring := srv.Stream(7, core.NewStream("live/idle"))
+	for seq := uint16(1); seq <= 10; seq++ {
+		ring.Insert(seq, pkt(seq, 7, 300))
+	}
+	r := newReplies()
+	c := dial(t, r.config(srv.Addr().String(), ""))
+	connected(t, c)
+	if err := c.Nack(7, []uint16{3}); err != nil {
+		t.Fatal(err)
+	}
+	r.wait(t, "first repair", func() bool { return r.repaired[3] != nil })
+	deadline := time.Now().Add(5 * time.Second)
+	for srv.Stats().Get(EvIdleStream) < 1 {
+		if time.Now().After(deadline) {
+			t.Fatal("idle request stream not closed")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	time.Sleep(3 * idle) // the control stream has been idle for longer too
+	if !c.Connected() || srv.Stats().Peers != 1 {
+		t.Fatalf("idle control stream ended the connection")
+	}
+	// The client may need one failed attempt to notice the closed stream.
+	deadline = time.Now().Add(5 * time.Second)
+	for {
+		_ = c.Nack(7, []uint16{5})
+		ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+		for ctx.Err() == nil {
+			r.mu.Lock()
+			ok := r.repaired[5] != nil
+			r.mu.Unlock()
+			if ok {
+				cancel()
+				return
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		cancel()
+		if time.Now().After(deadline) {
+			t.Fatal("no repair after the idle stream was closed")
+		}
+	}
+}
+
+// A stream that opens, sends half a frame header and then stalls is closed
+// by the same deadline, not held forever.
+func TestStalledPartialFrameClosed(t *testing.T) {
+	srv := startServer(t, ServerConfig{StreamIdleTimeout: 200 * time.Millisecond})
+	conn := rawConn(t, srv.Addr().String())
+	if err := helloRaw(t, conn, ""); err != nil {
+		t.Fatal(err)
+	}
+	st, err := conn.OpenStream()
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = st.Write([]byte{byte(FrameNACK), 0})
+	_ = st.SetReadDeadline(time.Now().Add(5 * time.Second))
+	buf := make([]byte, 16)
+	n, err := st.Read(buf)
+	var ne interface{ Timeout() bool }
+	if n != 0 || err == nil || errors.As(err, &ne) && ne.Timeout() {
+		t.Fatalf("stalled stream: read %d bytes, err %v; want it ended by the server", n, err)
+	}
+	if srv.Stats().Get(EvIdleStream) != 1 {
+		t.Fatalf("idle_stream = %d", srv.Stats().Get(EvIdleStream))
+	}
+}
