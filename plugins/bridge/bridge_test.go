@@ -526,3 +526,107 @@ func TestStreamEndsWhileDown(t *testing.T) {
 	}
 	waitGone(t, pid)
 }
+
+// TestInFlightCountedOnDeath: the packets a plugin had taken but not passed
+// on when it was killed are counted as dropped, exactly: every data packet
+// sent is either delivered or counted.
+func TestInFlightCountedOnDeath(t *testing.T) {
+	def, err := load(t, bin(t, "slow"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := testEnv(nil)
+	st, err := def.Build(map[string]any{"delay": "5ms"}, env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stage := st.(*Stage)
+	h := stagetest.Start(t, st, env, false)
+	s := h.StartStream("live/slow")
+	seq := 0
+	send := func(n int) {
+		for range n {
+			h.SendData(s, core.TagVideo, uint32(seq), tag(core.TagVideo, uint32(seq), 100, seq))
+			seq++
+		}
+	}
+	send(200) // a second's work for the plugin: most of it waits inside
+	h.Out.WaitData(20, 10*time.Second)
+	pid := stage.PID()
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the plugin to restart", func() bool { return stage.PID() != pid && stage.PID() != 0 })
+	send(10)
+	last := tag(core.TagVideo, uint32(seq-1), 100, seq-1)
+	waitFor(t, "the packets sent after the restart", func() bool {
+		d := h.Out.Data()
+		return len(d) > 0 && bytes.Equal(d[len(d)-1].Data, last)
+	})
+	h.EndStream(s)
+	if err := h.Close(); err != nil {
+		t.Fatal(err)
+	}
+	out := len(h.Out.Data())
+	died := env.Metrics.Drop("plugin_died").Value()
+	down := env.Metrics.Drop("plugin_down").Value()
+	t.Logf("sent %d: %d out, %v plugin_died, %v plugin_down", seq, out, died, down)
+	if died < 100 || out+int(died)+int(down) != seq {
+		t.Errorf("sent %d: %d out, %v counted plugin_died, %v plugin_down; want every packet delivered or counted, most of them died",
+			seq, out, died, down)
+	}
+	// What came out is what was sent, in order, with one gap at the kill.
+	gaps, next := 0, 0
+	for _, p := range h.Out.Data() {
+		i := int(p.Timestamp)
+		if i != next {
+			gaps++
+		}
+		if i < next || !bytes.Equal(p.Data, tag(core.TagVideo, uint32(i), 100, i)) {
+			t.Fatalf("packet ts %d out of order or not the one sent", i)
+		}
+		next = i + 1
+	}
+	if gaps != 1 {
+		t.Errorf("%d gaps in the output, want the one at the kill", gaps)
+	}
+}
+
+// TestFilteredNotCountedAsDied: packets a plugin drops on purpose are not
+// counted as lost when it dies later (it reports them consumed while idle).
+func TestFilteredNotCountedAsDied(t *testing.T) {
+	def, err := load(t, bin(t, "stream-filter"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := testEnv(nil)
+	st, err := def.Build(map[string]any{"allow": []any{"live/*"}}, env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stage := st.(*Stage)
+	h := stagetest.Start(t, st, env, false)
+	s := h.StartStream("other/denied")
+	for i := range 100 {
+		h.SendData(s, core.TagVideo, uint32(i), tag(core.TagVideo, uint32(i), 100, i))
+	}
+	time.Sleep(10 * ackEvery()) // the plugin filters them all and goes idle
+	pid := stage.PID()
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the plugin to restart", func() bool { return stage.PID() != pid && stage.PID() != 0 })
+	h.EndStream(s)
+	if err := h.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(h.Out.Packets()); n != 0 {
+		t.Errorf("%d packets out of a denied stream", n)
+	}
+	if died := env.Metrics.Drop("plugin_died").Value(); died != 0 {
+		t.Errorf("plugin_died = %v for packets the plugin had filtered out before it died", died)
+	}
+}
+
+// ackEvery is the SDK's idle report interval (plugins/sdk ackEvery).
+func ackEvery() time.Duration { return 50 * time.Millisecond }

@@ -30,6 +30,7 @@ var programs = map[string]string{
 	"sr-sharpen":    "../examples/sr-sharpen",
 	"otherversion":  "./testdata/otherversion",
 	"source":        "./testdata/source",
+	"slow":          "./testdata/slow",
 }
 
 func TestMain(m *testing.M) {

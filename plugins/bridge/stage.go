@@ -42,7 +42,7 @@ type Stage struct {
 
 	restarts    prometheus.Counter
 	dropDown    *core.DropCounter // arrived while the plugin was down
-	dropRestart *core.DropCounter // in flight when the plugin died
+	dropDied    *core.DropCounter // in flight when the plugin died
 	dropUnknown *core.DropCounter // plugin output for a stream it never started
 
 	mu      sync.Mutex
@@ -64,12 +64,12 @@ func newStage(path string, spec core.Spec, params map[string]*pluginpb.Value, en
 	if env.Metrics != nil {
 		s.restarts = env.Metrics.Counter("restarts")
 		s.dropDown = env.Metrics.Drop("plugin_down")
-		s.dropRestart = env.Metrics.Drop("plugin_restart")
+		s.dropDied = env.Metrics.Drop("plugin_died")
 		s.dropUnknown = env.Metrics.Drop("unknown_stream")
 	} else {
 		m := core.NewMetrics().Stage(env.Pipeline, env.Index, spec.Name)
 		s.restarts = m.Counter("restarts")
-		s.dropDown, s.dropRestart, s.dropUnknown = m.Drop("plugin_down"), m.Drop("plugin_restart"), m.Drop("unknown_stream")
+		s.dropDown, s.dropDied, s.dropUnknown = m.Drop("plugin_down"), m.Drop("plugin_died"), m.Drop("unknown_stream")
 	}
 	return s
 }
@@ -146,6 +146,18 @@ type session struct {
 	started time.Time
 	done    chan struct{} // the receiver ended
 	err     error         // why, once done is closed (nil: clean end)
+
+	sent     uint64 // data packets handed to SendMsg (the loop's)
+	consumed uint64 // the plugin's latest Batch.consumed (the receiver's until done)
+}
+
+// unfinished is how many data packets sent to the session the plugin never
+// said it had finished. Only once done is closed.
+func (sess *session) unfinished() int {
+	if sess.consumed >= sess.sent {
+		return 0
+	}
+	return int(sess.sent - sess.consumed)
 }
 
 // Run implements core.Stage: it streams in to the plugin and emits what the
@@ -255,7 +267,7 @@ func (r *runner) loop(in <-chan *core.Packet, stop <-chan struct{}) error {
 			r.finish()
 			return nil
 		case <-dead:
-			r.lost(0)
+			r.lost()
 		case <-retry:
 			r.retry = nil
 			r.restart()
@@ -304,13 +316,18 @@ func (r *runner) send(batch []*core.Packet) {
 	for _, p := range batch {
 		if p.Stream != nil {
 			r.msg.Packets = append(r.msg.Packets, r.encode(p))
+			if p.Event == core.EventData {
+				// Counted before the send: a batch that fails is lost with
+				// the rest.
+				r.sess.sent++
+			}
 		}
 	}
 	err := r.sess.rs.SendMsg(&r.msg)
 	clear(r.msg.Packets)
 	r.release(batch)
 	if err != nil {
-		r.lost(data)
+		r.lost()
 	}
 }
 
@@ -357,18 +374,19 @@ func (r *runner) attach(p *process) bool {
 	return true
 }
 
-// lost handles the death of the current session: inflight data packets were
-// lost with it.
-func (r *runner) lost(inflight int) {
+// lost handles the death of the current session: the data packets the
+// plugin had not finished were lost with it.
+func (r *runner) lost() {
 	sess := r.sess
 	if sess == nil {
 		return
 	}
 	r.sess = nil
-	r.s.dropRestart.Add(inflight)
 	sess.cancel()
 	<-sess.done
 	sess.proc.kill()
+	inflight := sess.unfinished()
+	r.s.dropDied.Add(inflight)
 	// Streams the dead process made itself (ids from the top half) die with
 	// it: end them downstream. Streams it carried for the host go on.
 	for id, st := range r.outStreams {
@@ -385,7 +403,8 @@ func (r *runner) lost(inflight int) {
 	if time.Since(sess.started) > stableAfter {
 		r.backoff = minBackoff
 	}
-	r.s.log.Warn("plugin died; restarting", "path", r.s.path, "pid", sess.proc.pid, "err", sess.err, "in", r.backoff)
+	r.s.log.Warn("plugin died; restarting", "path", r.s.path, "pid", sess.proc.pid, "err", sess.err,
+		"dropped_in_flight", inflight, "in", r.backoff)
 	r.down()
 }
 
@@ -448,6 +467,12 @@ func (r *runner) finish() {
 		if sess.err != nil && !errors.Is(sess.err, context.Canceled) {
 			r.s.log.Error("plugin stage failed", "path", r.s.path, "err", sess.err)
 		}
+		// A plugin that finished cleanly consumed everything; one that
+		// failed or was cut off by the drain timeout lost the rest.
+		if n := sess.unfinished(); n > 0 {
+			r.s.dropDied.Add(n)
+			r.s.log.Warn("plugin ended without finishing its input", "path", r.s.path, "dropped_in_flight", n)
+		}
 		r.sess = nil
 	}
 	ids := make([]uint64, 0, len(r.outStreams))
@@ -488,6 +513,7 @@ func (r *runner) receive(sess *session) {
 			}
 			return
 		}
+		sess.consumed = max(sess.consumed, b.Consumed)
 		for i := range b.Packets {
 			r.emit(&b.Packets[i])
 		}

@@ -25,6 +25,10 @@ const inQueue = 1024
 // emits faster than the host takes loses data packets (never events).
 const outQueue = 8192
 
+// ackEvery is how often a stage that emitted nothing for that long (a sink,
+// or a filter dropping what it takes) tells the host how much it consumed.
+const ackEvery = 50 * time.Millisecond
+
 type stageServer struct {
 	pluginpb.UnimplementedStageServer
 	def core.Definition
@@ -108,8 +112,8 @@ func (s *stageServer) Run(rs pluginpb.Stage_RunServer) error {
 	ctx, cancel := context.WithCancel(base)
 	defer cancel()
 	streams := shared.NewTable()
-	out := newBatchOutput(rs, streams, maxBatch)
-	in := make(chan *core.Packet, inQueue)
+	in := newIntake()
+	out := newBatchOutput(rs, streams, maxBatch, in)
 	source := s.def.Spec.IsSource()
 	var runErr error
 	ran := make(chan struct{})
@@ -118,12 +122,12 @@ func (s *stageServer) Run(rs pluginpb.Stage_RunServer) error {
 		if source {
 			runErr = stage.Run(ctx, nil, out) // a source gets no input
 		} else {
-			runErr = stage.Run(ctx, in, out)
+			runErr = stage.Run(ctx, in.ch, out)
 		}
 	}()
 
 	recvErr := s.feed(rs, streams, in, out, ran, &runErr)
-	close(in)
+	close(in.ch)
 	if source {
 		// The host closing its side is a source's stop: cancel, and it ends
 		// its streams and returns.
@@ -149,7 +153,7 @@ func (s *stageServer) Run(rs pluginpb.Stage_RunServer) error {
 }
 
 // feed decodes batches from the host into in until the host closes its side.
-func (s *stageServer) feed(rs pluginpb.Stage_RunServer, streams *shared.Table, in chan<- *core.Packet, out *batchOutput, ran <-chan struct{}, runErr *error) error {
+func (s *stageServer) feed(rs pluginpb.Stage_RunServer, streams *shared.Table, in *intake, out *batchOutput, ran <-chan struct{}, runErr *error) error {
 	var b shared.InBatch
 	for {
 		// While the way back is congested, take no more from the host: gRPC
@@ -169,13 +173,14 @@ func (s *stageServer) feed(rs pluginpb.Stage_RunServer, streams *shared.Table, i
 			return err
 		}
 		for i := range b.Packets {
+			if b.Packets[i].Event == core.EventData {
+				in.received()
+			}
 			p := decode(&b.Packets[i], streams)
 			if p == nil {
 				continue
 			}
-			select {
-			case in <- p:
-			case <-ran:
+			if !in.push(p, ran) {
 				p.Release()
 				for _, q := range b.Packets[i+1:] {
 					q.P.Release()
@@ -225,14 +230,23 @@ func decode(q *shared.InPacket, streams *shared.Table) *core.Packet {
 
 // batchOutput is the stage's Output: it queues what the stage emits and a
 // flusher sends it to the host, as many packets per message as are waiting.
+//
+// Each message also says how many host data packets the stage had taken when
+// it emitted the message's last packet (Batch.consumed): a stage that passes
+// a packet on has finished the ones before it. So when the plugin dies, the
+// host counts exactly what had not come back as dropped. A stage that emits
+// nothing for ackEvery is taken to have finished what it took.
 type batchOutput struct {
 	rs       pluginpb.Stage_RunServer
 	streams  *shared.Table
 	maxBatch int
+	in       *intake
 
 	mu      sync.Mutex
 	pending []*core.Packet
 	data    int
+	ack     uint64 // in.taken() at the last Emit
+	emitted bool   // since the flusher's last tick
 	closing bool
 	wake    chan struct{}
 	room    chan struct{} // a batch went out
@@ -245,9 +259,9 @@ type batchOutput struct {
 	dropped int
 }
 
-func newBatchOutput(rs pluginpb.Stage_RunServer, streams *shared.Table, maxBatch int) *batchOutput {
+func newBatchOutput(rs pluginpb.Stage_RunServer, streams *shared.Table, maxBatch int, in *intake) *batchOutput {
 	o := &batchOutput{
-		rs: rs, streams: streams, maxBatch: maxBatch,
+		rs: rs, streams: streams, maxBatch: maxBatch, in: in,
 		wake: make(chan struct{}, 1), room: make(chan struct{}, 1), done: make(chan error, 1),
 		local: map[*core.Stream]uint64{}, sent: map[*core.Stream]*core.InitTags{},
 	}
@@ -268,6 +282,8 @@ func (o *batchOutput) Emit(p *core.Packet) {
 		o.data++
 	}
 	o.pending = append(o.pending, p)
+	o.ack = max(o.ack, o.in.taken())
+	o.emitted = true
 	o.mu.Unlock()
 	select {
 	case o.wake <- struct{}{}:
@@ -282,9 +298,12 @@ func (o *batchOutput) backlog() int {
 	return o.data
 }
 
+// close sends what is left and ends the flusher. The stage has returned:
+// whatever it took is finished.
 func (o *batchOutput) close() error {
 	o.mu.Lock()
 	o.closing = true
+	o.ack = max(o.ack, o.in.taken())
 	o.mu.Unlock()
 	select {
 	case o.wake <- struct{}{}:
@@ -302,35 +321,69 @@ func (o *batchOutput) flush() error {
 		batch  []*core.Packet
 		msg    shared.OutBatch
 		failed error
+		sent   uint64 // the last consumed count sent
 	)
+	tick := time.NewTicker(ackEvery)
+	defer tick.Stop()
+	send := func() {
+		if failed == nil {
+			if err := o.rs.SendMsg(&msg); err != nil {
+				failed = fmt.Errorf("sending to mediapipe: %w", err)
+			}
+		}
+		sent = msg.Consumed
+	}
 	for {
-		<-o.wake
+		select {
+		case <-o.wake:
+		case <-tick.C:
+			// Nothing emitted for a whole tick: what the stage took it has
+			// finished (dropped, or a sink's).
+			o.mu.Lock()
+			idle := !o.emitted && len(o.pending) == 0
+			o.emitted = false
+			o.mu.Unlock()
+			if t := o.in.taken(); idle && t > sent {
+				msg.Packets, msg.Consumed = msg.Packets[:0], t
+				send()
+			}
+			continue
+		}
 		for {
 			o.mu.Lock()
 			batch, o.pending = o.pending, batch[:0]
 			o.data = 0
 			closing := o.closing
+			ack := max(o.ack, sent)
 			o.mu.Unlock()
 			if len(batch) == 0 {
 				if closing {
+					if ack > sent {
+						msg.Packets, msg.Consumed = msg.Packets[:0], ack
+						send()
+					}
 					return failed
 				}
 				break
 			}
 			for start := 0; start < len(batch); start += o.maxBatch {
-				chunk := batch[start:min(start+o.maxBatch, len(batch))]
+				end := min(start+o.maxBatch, len(batch))
+				chunk := batch[start:end]
+				msg.Packets, msg.Consumed = msg.Packets[:0], sent
+				if end == len(batch) {
+					// Only the last chunk holds the output of the stage's
+					// latest take.
+					msg.Consumed = ack
+				}
 				if failed == nil {
-					msg.Packets = msg.Packets[:0]
 					for _, p := range chunk {
 						if p.Stream == nil {
 							continue
 						}
 						msg.Packets = append(msg.Packets, o.encode(p))
 					}
-					if err := o.rs.SendMsg(&msg); err != nil {
-						failed = fmt.Errorf("sending to mediapipe: %w", err)
-					}
 				}
+				send()
 				for _, p := range chunk {
 					p.Release()
 				}

@@ -855,8 +855,14 @@ func (x *Packet) GetInit() *InitTags {
 }
 
 type Batch struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Packets       []*Packet              `protobuf:"bytes,1,rep,name=packets,proto3" json:"packets,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Packets []*Packet              `protobuf:"bytes,1,rep,name=packets,proto3" json:"packets,omitempty"`
+	// Plugin to host only: how many of the host's data packets of this Run
+	// call the plugin's stage has taken and finished with, what it made of
+	// them being in this batch or an earlier one. A batch may carry only this.
+	// When the plugin dies, the host counts the data packets it sent beyond
+	// this number as dropped.
+	Consumed      uint64 `protobuf:"varint,2,opt,name=consumed,proto3" json:"consumed,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -896,6 +902,13 @@ func (x *Batch) GetPackets() []*Packet {
 		return x.Packets
 	}
 	return nil
+}
+
+func (x *Batch) GetConsumed() uint64 {
+	if x != nil {
+		return x.Consumed
+	}
+	return 0
 }
 
 // Image mirrors sr.Image.
@@ -1125,9 +1138,10 @@ const file_plugin_proto_rawDesc = "" +
 	"\x04type\x18\x05 \x01(\rR\x04type\x12\x1c\n" +
 	"\ttimestamp\x18\x06 \x01(\rR\ttimestamp\x12\x16\n" +
 	"\x06ingest\x18\a \x01(\x03R\x06ingest\x121\n" +
-	"\x04init\x18\b \x01(\v2\x1d.mediapipe.plugin.v1.InitTagsR\x04init\">\n" +
+	"\x04init\x18\b \x01(\v2\x1d.mediapipe.plugin.v1.InitTagsR\x04init\"Z\n" +
 	"\x05Batch\x125\n" +
-	"\apackets\x18\x01 \x03(\v2\x1b.mediapipe.plugin.v1.PacketR\apackets\"_\n" +
+	"\apackets\x18\x01 \x03(\v2\x1b.mediapipe.plugin.v1.PacketR\apackets\x12\x1a\n" +
+	"\bconsumed\x18\x02 \x01(\x04R\bconsumed\"_\n" +
 	"\x05Image\x12\x14\n" +
 	"\x05width\x18\x01 \x01(\x05R\x05width\x12\x16\n" +
 	"\x06height\x18\x02 \x01(\x05R\x06height\x12\x16\n" +

@@ -57,11 +57,15 @@ type OutPacket struct {
 // OutBatch is a batch to send with SendMsg.
 type OutBatch struct {
 	Packets []OutPacket
+	// Consumed is plugin.proto's Batch.consumed (the plugin's side only):
+	// the host's data packets the stage has finished with.
+	Consumed uint64
 }
 
 // Field numbers of plugin.proto's Packet, Batch and InitTags.
 const (
-	fBatchPackets = 1
+	fBatchPackets  = 1
+	fBatchConsumed = 2
 
 	fEvent     = 1
 	fStream    = 2
@@ -133,6 +137,7 @@ func (b *OutBatch) marshal() mem.BufferSlice {
 	for i := range b.Packets {
 		total += sizeBytesField(b.Packets[i].size())
 	}
+	total += sizeVarintField(b.Consumed)
 	pool := mem.DefaultBufferPool()
 	bp := pool.Get(total)
 	buf := (*bp)[:0]
@@ -168,6 +173,7 @@ func (b *OutBatch) marshal() mem.BufferSlice {
 			}
 		}
 	}
+	buf = appendVarintField(buf, fBatchConsumed, b.Consumed)
 	*bp = buf
 	return mem.BufferSlice{mem.NewBuffer(bp, pool)}
 }
@@ -182,9 +188,11 @@ type InPacket struct {
 	P      *core.Packet
 }
 
-// InBatch receives a batch with RecvMsg. Each RecvMsg replaces Packets.
+// InBatch receives a batch with RecvMsg. Each RecvMsg replaces Packets and
+// Consumed.
 type InBatch struct {
-	Packets []InPacket
+	Packets  []InPacket
+	Consumed uint64 // Batch.consumed: 0 when absent
 }
 
 var errWire = errors.New("plugin wire: malformed batch")
@@ -192,12 +200,22 @@ var errWire = errors.New("plugin wire: malformed batch")
 func (b *InBatch) unmarshal(buf []byte) error {
 	clear(b.Packets)
 	b.Packets = b.Packets[:0]
+	b.Consumed = 0
 	for len(buf) > 0 {
 		num, typ, n := consumeTag(buf)
 		if n < 0 {
 			return b.fail(protowire.ParseError(n))
 		}
 		buf = buf[n:]
+		if num == fBatchConsumed && typ == protowire.VarintType {
+			v, n := protowire.ConsumeVarint(buf)
+			if n < 0 {
+				return b.fail(protowire.ParseError(n))
+			}
+			buf = buf[n:]
+			b.Consumed = v
+			continue
+		}
 		if num != fBatchPackets || typ != protowire.BytesType {
 			n = protowire.ConsumeFieldValue(num, typ, buf)
 			if n < 0 {

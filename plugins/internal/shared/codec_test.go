@@ -54,6 +54,10 @@ func codecCases() []struct {
 		{"cleared init", func() *OutBatch {
 			return &OutBatch{Packets: []OutPacket{{P: pkt(core.EventData, 9, 1, -5, data(3)), Stream: 2, HasInit: true}}}
 		}, &pluginpb.Batch{Packets: []*pluginpb.Packet{{Stream: 2, Type: 9, Timestamp: 1, Ingest: -5, Data: data(3), Init: &pluginpb.InitTags{}}}}},
+		{"consumed only", func() *OutBatch { return &OutBatch{Consumed: 1 << 40} }, &pluginpb.Batch{Consumed: 1 << 40}},
+		{"data and consumed", func() *OutBatch {
+			return &OutBatch{Packets: []OutPacket{{P: pkt(core.EventData, 9, 2, 0, data(5)), Stream: 3}}, Consumed: 300}
+		}, &pluginpb.Batch{Packets: []*pluginpb.Packet{{Stream: 3, Type: 9, Timestamp: 2, Data: data(5)}}, Consumed: 300}},
 	}
 }
 
@@ -79,6 +83,9 @@ func TestCodecMatchesProto(t *testing.T) {
 			}
 			if len(in.Packets) != len(c.pb.Packets) {
 				t.Fatalf("%d packets back, want %d", len(in.Packets), len(c.pb.Packets))
+			}
+			if in.Consumed != c.pb.Consumed {
+				t.Errorf("consumed = %d, want %d", in.Consumed, c.pb.Consumed)
 			}
 			for i, q := range c.pb.Packets {
 				g := in.Packets[i]
