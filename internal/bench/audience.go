@@ -30,6 +30,11 @@ type audience interface {
 
 // viewerAgg is every viewer's counters added up.
 type viewerAgg struct {
+	// At is when the counters were read, in nanoseconds on the reporting
+	// process's monotonic clock since its audience started. Rates of Tags,
+	// Bytes and CPU divide by differences of At, so a report that reaches
+	// the parent late (--split) does not stretch or shrink the window.
+	At       int64     `json:"at_ns"`
 	Wanted   int       `json:"wanted"`
 	Joined   int       `json:"joined"`
 	Active   int       `json:"active"`
@@ -54,8 +59,8 @@ type endInfo struct {
 	At     int64  `json:"at"` // UnixNano
 }
 
-func aggregate(vs []*viewer) viewerAgg {
-	a := viewerAgg{Wanted: len(vs)}
+func aggregate(vs []*viewer, origin time.Time) viewerAgg {
+	a := viewerAgg{At: int64(time.Since(origin)), Wanted: len(vs)}
 	lat, ttff := &histogram{}, &histogram{}
 	for _, v := range vs {
 		if v.connected.Load() {
@@ -121,6 +126,7 @@ func (s histSnap) hist() *histogram {
 
 // localAudience runs the viewers on goroutines of this process.
 type localAudience struct {
+	origin  time.Time // At 0 of its reports: no viewer has read anything yet
 	viewers []*viewer
 	wg      sync.WaitGroup
 	cancel  context.CancelFunc
@@ -128,7 +134,7 @@ type localAudience struct {
 
 func startLocal(vs []*viewer, spread time.Duration) *localAudience {
 	ctx, cancel := context.WithCancel(context.Background())
-	a := &localAudience{viewers: vs, cancel: cancel}
+	a := &localAudience{origin: time.Now(), viewers: vs, cancel: cancel}
 	for k, v := range vs {
 		// Viewers join spread over [0.5 s, 0.5 s + spread): mid-GOP, as
 		// real viewers do, so time to first frame exercises the GOP cache.
@@ -147,7 +153,7 @@ func startLocal(vs []*viewer, spread time.Duration) *localAudience {
 	return a
 }
 
-func (a *localAudience) stats() viewerAgg { return aggregate(a.viewers) }
+func (a *localAudience) stats() viewerAgg { return aggregate(a.viewers, a.origin) }
 
 func (a *localAudience) finish(grace time.Duration) viewerAgg {
 	done := make(chan struct{})
@@ -159,7 +165,7 @@ func (a *localAudience) finish(grace time.Duration) viewerAgg {
 		<-done
 	}
 	a.cancel()
-	return aggregate(a.viewers)
+	return aggregate(a.viewers, a.origin)
 }
 
 // childSpec is what a viewer child process is told, as JSON in childEnv.

@@ -64,7 +64,13 @@ checks every tag each viewer got against what was published.
 
 CPU, RSS and allocations are the whole process's: they include the bench's
 own publishers and viewers, unless --split runs the viewers in a child
-process (then --relay-cpus/--viewer-cpus can pin each side to its cores).
+process (then --relay-cpus/--viewer-cpus can pin each side to its cores;
+what viewers read is timed by the child's own clock).
+
+--floor first measures the machine's raw loopback UDP send rate (plain,
+batched, GSO), then the udp-sink stage sending the same 1200-byte datagrams
+to the same kind of receiver, and prints the sink's rate as a share of the
+raw batched one (udp_sink_share_of_floor in --json).
 Exit status: 0 when the run finished with intact output, 1 when a viewer
 got corrupt tags or the relay failed, 2 for bad flags.
 
@@ -84,36 +90,8 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	if IsChild() {
 		return ChildMain(stdout, stderr)
 	}
-	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprint(stderr, usageText)
-		fs.PrintDefaults()
-	}
 	var cfg Config
-	fs.IntVar(&cfg.Streams, "streams", 1, "publishers, one stream each (live/s001, live/s002, …); 0 with --floor measures only the floor")
-	fs.IntVar(&cfg.Viewers, "viewers", 1, "HTTP-FLV viewers per stream, each on its own TCP connection")
-	fs.DurationVar(&cfg.Duration, "duration", 10*time.Second, "how long publishers push (the measured window starts once every viewer has joined)")
-	fs.Float64Var(&cfg.Loss, "loss", 0, "share of RTP packets netsim drops between cloud and edge (0.05 = 5 %); 0: no netsim stage")
-	fs.IntVar(&cfg.Burst, "burst", 1, "packets lost in a row per loss event (netsim burst; the overall share stays --loss)")
-	fs.Int64Var(&cfg.Seed, "seed", 1, "netsim's random seed (0: random)")
-	fs.StringVar(&cfg.Input, "input", "", "FLV file each publisher pushes in a loop (default: a clip made by ffmpeg, cached; --synthetic without ffmpeg)")
-	fs.BoolVar(&cfg.Synthetic, "synthetic", false, "push FLV tags made in Go (realistic sizes and timing, random bodies) instead of a real H.264/AAC clip")
-	fs.IntVar(&cfg.Kbps, "bitrate", 600, "kbit/s of the generated or synthetic input (audio 64 kbit/s of it)")
-	fs.IntVar(&cfg.ClipSeconds, "clip", 10, "seconds of the generated or synthetic input before it loops")
-	fs.BoolVar(&cfg.Fast, "fast", false, "push as fast as the relay takes it instead of in real time (a stress: queues fill, tags drop, latency grows)")
-	fs.BoolVar(&cfg.Floor, "floor", false, "also measure the raw loopback UDP send rate of 1200-byte datagrams (WriteToUDP and WriteBatch of 64) before the run")
-	fs.DurationVar(&cfg.FloorTime, "floor-time", time.Second, "how long each --floor method sends")
-	fs.DurationVar(&cfg.ReorderLatency, "reorder-latency", 80*time.Millisecond, "rtp-reorder's latency: how long a gap waits for repair")
-	fs.IntVar(&cfg.CachePackets, "cache-packets", 5000, "quic-retransmit's cache_packets per stream")
-	fs.DurationVar(&cfg.ViewerIdle, "viewer-timeout", 5*time.Second, "a viewer that reads nothing for this long gives up (counted as dropped)")
-	fs.StringVar(&cfg.LogLevel, "log-level", "error", "level of the pipelines' logs on stderr: debug, info, warn, error")
-	fs.StringVar(&cfg.CPUProfile, "cpuprofile", "", "write a CPU profile of the run (pipelines and load generators) to this file, for go tool pprof")
-	fs.BoolVar(&cfg.Split, "split", false, "run the viewers in a child process, so CPU, RSS and allocations are the relay's (and publishers') alone; latency then counts from when each tag was due, not written")
-	relayCPUs := fs.String("relay-cpus", "", "pin the relay process to these CPUs (e.g. 0 or 0-1), for one-core figures")
-	viewerCPUs := fs.String("viewer-cpus", "", "with --split: pin the viewer process to these CPUs (e.g. 1)")
-	asJSON := fs.Bool("json", false, "print the report as JSON instead of a table")
-	quiet := fs.Bool("quiet", false, "no progress line on stderr")
+	fs, opt := newFlags(&cfg, stderr)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
@@ -125,8 +103,8 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	var perr error
-	if cfg.RelayCPUs, perr = parseCPUs(*relayCPUs); perr == nil {
-		cfg.ViewerCPUs, perr = parseCPUs(*viewerCPUs)
+	if cfg.RelayCPUs, perr = parseCPUs(*opt.relayCPUs); perr == nil {
+		cfg.ViewerCPUs, perr = parseCPUs(*opt.viewerCPUs)
 	}
 	if perr != nil {
 		fmt.Fprintln(stderr, "mediapipe bench:", perr)
@@ -136,7 +114,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "mediapipe bench:", err)
 		return 2
 	}
-	if !*quiet {
+	if !*opt.quiet {
 		cfg.Progress = stderr
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -146,7 +124,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	rep, err := Run(ctx, cfg, stderr)
 	if rep != nil {
 		rep.Command = "mediapipe bench " + strings.Join(args, " ")
-		if *asJSON {
+		if *opt.asJSON {
 			if err := rep.writeJSON(stdout); err != nil {
 				fmt.Fprintln(stderr, "mediapipe bench:", err)
 				return 1
@@ -164,6 +142,47 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	return 0
+}
+
+// cliOpts are the flags that are not Config fields.
+type cliOpts struct {
+	relayCPUs, viewerCPUs *string
+	asJSON, quiet         *bool
+}
+
+// newFlags defines every flag of `mediapipe bench`; --help prints them all.
+func newFlags(cfg *Config, stderr io.Writer) (*flag.FlagSet, *cliOpts) {
+	opt := &cliOpts{}
+	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprint(stderr, usageText)
+		fs.PrintDefaults()
+	}
+	fs.IntVar(&cfg.Streams, "streams", 1, "publishers, one stream each (live/s001, live/s002, …); 0 with --floor measures only the floor")
+	fs.IntVar(&cfg.Viewers, "viewers", 1, "HTTP-FLV viewers per stream, each on its own TCP connection")
+	fs.DurationVar(&cfg.Duration, "duration", 10*time.Second, "how long publishers push (the measured window starts once every viewer has joined)")
+	fs.Float64Var(&cfg.Loss, "loss", 0, "share of RTP packets netsim drops between cloud and edge (0.05 = 5 %); 0: no netsim stage")
+	fs.IntVar(&cfg.Burst, "burst", 1, "packets lost in a row per loss event (netsim burst; the overall share stays --loss)")
+	fs.Int64Var(&cfg.Seed, "seed", 1, "netsim's random seed (0: random)")
+	fs.StringVar(&cfg.Input, "input", "", "FLV file each publisher pushes in a loop (default: a clip made by ffmpeg, cached; --synthetic without ffmpeg)")
+	fs.BoolVar(&cfg.Synthetic, "synthetic", false, "push FLV tags made in Go (realistic sizes and timing, random bodies) instead of a real H.264/AAC clip")
+	fs.IntVar(&cfg.Kbps, "bitrate", 600, "kbit/s of the generated or synthetic input (audio 64 kbit/s of it)")
+	fs.IntVar(&cfg.ClipSeconds, "clip", 10, "seconds of the generated or synthetic input before it loops")
+	fs.BoolVar(&cfg.Fast, "fast", false, "push as fast as the relay takes it instead of in real time (a stress: queues fill, tags drop, latency grows)")
+	fs.BoolVar(&cfg.Floor, "floor", false, "before the run, measure the raw loopback UDP send rate of 1200-byte datagrams (WriteToUDP; WriteBatch of 64 and UDP GSO runs of 48 on a connected socket), then drive the udp-sink stage (the relay's settings) flat out with 1200-byte RTP packets to the same kind of reading receiver and state its rate as a share of the raw ones")
+	fs.DurationVar(&cfg.FloorTime, "floor-time", time.Second, "how long each of the four --floor measurements sends")
+	fs.DurationVar(&cfg.ReorderLatency, "reorder-latency", 80*time.Millisecond, "rtp-reorder's latency: how long a gap waits for repair")
+	fs.IntVar(&cfg.CachePackets, "cache-packets", 5000, "quic-retransmit's cache_packets per stream")
+	fs.DurationVar(&cfg.ViewerIdle, "viewer-timeout", 5*time.Second, "a viewer that reads nothing for this long gives up (counted as dropped)")
+	fs.StringVar(&cfg.LogLevel, "log-level", "error", "level of the pipelines' logs on stderr: debug, info, warn, error")
+	fs.StringVar(&cfg.CPUProfile, "cpuprofile", "", "write a CPU profile of the run (pipelines and load generators) to this file, for go tool pprof")
+	fs.BoolVar(&cfg.Split, "split", false, "run the viewers in a child process, so CPU, RSS and allocations are the relay's (and publishers') alone; latency then counts from when each tag was due, not written")
+	opt.relayCPUs = fs.String("relay-cpus", "", "pin the relay process to these CPUs (e.g. 0 or 0-1), for one-core figures")
+	opt.viewerCPUs = fs.String("viewer-cpus", "", "with --split: pin the viewer process to these CPUs (e.g. 1)")
+	opt.asJSON = fs.Bool("json", false, "print the report as JSON instead of a table")
+	opt.quiet = fs.Bool("quiet", false, "no progress line on stderr")
+	return fs, opt
 }
 
 func (c *Config) check() error {
@@ -269,9 +288,14 @@ func Run(ctx context.Context, cfg Config, stderr io.Writer) (*Report, error) {
 			return rep, fmt.Errorf("floor: %w", err)
 		}
 		rep.Floor = &f
+		if f.BatchedPPS > 0 && f.SinkPPS > 0 {
+			s := round(f.SinkPPS/f.BatchedPPS, 4)
+			rep.SinkShare = &s
+		}
 	}
 	if cfg.Streams == 0 || ctx.Err() != nil {
 		rep.Interrupted = ctx.Err() != nil
+		rep.Machine.LoadEnd = loadAvg() // fill, which sets it otherwise, does not run
 		return rep, nil
 	}
 	cl, err := pickClip(cfg, stderr)
@@ -463,10 +487,14 @@ func progressLine(w io.Writer, rt *core.Runtime, cur, prev snapshot, start time.
 	lost, _ := m.firstOf("mediapipe_stage_drops_total", "edge", "netsim", "reason", lossReasons...)
 	rep, repOK := m.firstOf("mediapipe_stage_events_total", "edge", "rtp-reorder", "event", repairEvents...)
 	skip, skipOK := m.firstOf("mediapipe_stage_drops_total", "edge", "rtp-reorder", "reason", skipReasons...)
+	var out float64 // over the audience's own clock (see Report.fill)
+	if adt := time.Duration(cur.aud.At - prev.aud.At).Seconds(); adt > 0 {
+		out = float64(cur.outBytes-prev.outBytes) * 8 / adt / 1e6
+	}
 	fmt.Fprintf(w, "\r%4.0fs  in %6.2f Mbps %6.0f rtp/s  out %8.2f Mbps  viewers %d/%d  lost %.0f repaired %s skipped %s  latency p99 %s   ",
 		cur.at.Sub(start).Seconds(),
 		float64(cur.pubBytes-prev.pubBytes)*8/dt/1e6, (cur.rtp-prev.rtp)/dt,
-		float64(cur.outBytes-prev.outBytes)*8/dt/1e6,
+		out,
 		joined, wanted, lost, orNA(rep, repOK), orNA(skip, skipOK), ms(lat.quantile(0.99)))
 }
 

@@ -2,65 +2,110 @@ package bench
 
 import (
 	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
 	"net"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/pion/rtp"
 	"golang.org/x/net/ipv4"
+	"golang.org/x/sys/unix"
+
+	"github.com/mediapipe/mediapipe/core"
 )
 
 // Floor is the machine's raw loopback UDP send rate for 1200-byte
-// datagrams, against which the relay's send path is stated.
+// datagrams, and the udp-sink stage's rate measured the same way (same
+// datagram size, a connected socket to the same kind of receiver, which
+// reads throughout), so the relay's send path can be stated as a fraction
+// of the raw one.
 type Floor struct {
 	PlainPPS   float64 `json:"plain_pps"`   // one WriteToUDP per datagram
-	BatchedPPS float64 `json:"batched_pps"` // ipv4.PacketConn.WriteBatch of 64 (sendmmsg)
+	BatchedPPS float64 `json:"batched_pps"` // ipv4.PacketConn.WriteBatch of 64 (sendmmsg) on a connected socket
 	PlainMbps  float64 `json:"plain_mbps"`
 	BatchMbps  float64 `json:"batched_mbps"`
 	RecvShare  float64 `json:"received_share"` // datagrams the drain received / sent, batched run
+	// GSO is the raw ceiling of udp-sink's default path: runs of 48
+	// datagrams handed over as one UDP_SEGMENT send; 0 where the kernel
+	// refuses it.
+	GSOPPS  float64 `json:"gso_pps,omitempty"`
+	GSOMbps float64 `json:"gso_mbps,omitempty"`
+
+	// The udp-sink stage, built from the registry with the relay's settings
+	// and fed pooled RTP packets by a generator goroutine through a queue,
+	// as the stage before it in a pipeline would.
+	SinkPPS        float64 `json:"udp_sink_pps"` // RTP packets sent per second (its RTCP not counted)
+	SinkMbps       float64 `json:"udp_sink_mbps"`
+	SinkRecvShare  float64 `json:"udp_sink_received_share"`
+	SinkShareGSO   float64 `json:"udp_sink_share_of_gso,omitempty"` // udp-sink ÷ GSO packets/s
+	SinkSendErrors float64 `json:"udp_sink_send_errors,omitempty"`
+	SinkSettings   string  `json:"udp_sink_settings"` // its send parameters, as defaulted
 }
 
-const floorSize, floorBatch = 1200, 64
+const floorSize, floorBatch, floorGSOSegs = 1200, 64, 48 // 48 × 1200 B fits one 64 KB send
+
+// floor methods
+const (
+	floorPlain = iota
+	floorBatched
+	floorGSO
+)
 
 // measureFloor sends for d with each method to a loopback receiver that
 // drains the socket on another goroutine, as the edge's udp-source would.
 func measureFloor(ctx context.Context, d time.Duration) (Floor, error) {
 	var f Floor
-	pps, _, err := floorRun(ctx, d, false)
+	pps, _, err := floorRun(ctx, d, floorPlain)
 	if err != nil {
 		return f, err
 	}
 	f.PlainPPS = pps
-	pps, share, err := floorRun(ctx, d, true)
+	pps, share, err := floorRun(ctx, d, floorBatched)
 	if err != nil {
 		return f, err
 	}
 	f.BatchedPPS, f.RecvShare = pps, share
+	if pps, _, err := floorRun(ctx, d, floorGSO); err == nil {
+		f.GSOPPS = pps
+	} // else: no UDP_SEGMENT here; udp-sink then falls back to sendmmsg too
+	s, err := sinkRun(ctx, d)
+	if err != nil {
+		return f, err
+	}
+	f.SinkPPS, f.SinkRecvShare, f.SinkSendErrors, f.SinkSettings = s.pps, s.share, s.sendErrs, s.settings
 	f.PlainMbps = f.PlainPPS * floorSize * 8 / 1e6
 	f.BatchMbps = f.BatchedPPS * floorSize * 8 / 1e6
+	f.GSOMbps = f.GSOPPS * floorSize * 8 / 1e6
+	f.SinkMbps = f.SinkPPS * floorSize * 8 / 1e6
+	if f.GSOPPS > 0 {
+		f.SinkShareGSO = f.SinkPPS / f.GSOPPS
+	}
 	return f, nil
 }
 
-func floorRun(ctx context.Context, d time.Duration, batched bool) (pps, share float64, err error) {
+// drain is the floor's receiver: a loopback socket read on its own
+// goroutine in batches, counting datagrams.
+type drain struct {
+	conn *net.UDPConn
+	got  atomic.Uint64
+	wg   sync.WaitGroup
+}
+
+func startDrain() (*drain, error) {
 	rc, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	if err != nil {
-		return 0, 0, err
+		return nil, fmt.Errorf("floor receiver: %w", err)
 	}
-	defer rc.Close()
 	_ = rc.SetReadBuffer(4 << 20)
-	sc, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		return 0, 0, err
-	}
-	defer sc.Close()
-	_ = sc.SetWriteBuffer(4 << 20)
-	dst := rc.LocalAddr().(*net.UDPAddr)
-
-	var got atomic.Uint64
-	var wg sync.WaitGroup
-	wg.Add(1)
+	d := &drain{conn: rc}
+	d.wg.Add(1)
 	go func() {
-		defer wg.Done()
+		defer d.wg.Done()
 		pc := ipv4.NewPacketConn(rc)
 		ms := make([]ipv4.Message, floorBatch)
 		for i := range ms {
@@ -71,20 +116,69 @@ func floorRun(ctx context.Context, d time.Duration, batched bool) (pps, share fl
 			if err != nil {
 				return
 			}
-			got.Add(uint64(n))
+			d.got.Add(uint64(n))
 		}
 	}()
+	return d, nil
+}
+
+func (d *drain) addr() *net.UDPAddr { return d.conn.LocalAddr().(*net.UDPAddr) }
+
+// stop lets the receiver catch up, closes it and returns what it received.
+func (d *drain) stop() uint64 {
+	time.Sleep(20 * time.Millisecond)
+	d.conn.Close()
+	d.wg.Wait()
+	return d.got.Load()
+}
+
+func floorRun(ctx context.Context, d time.Duration, method int) (pps, share float64, err error) {
+	rx, err := startDrain()
+	if err != nil {
+		return 0, 0, err
+	}
+	dst := rx.addr()
+	// The batched and GSO senders are connected to the receiver, as
+	// udp-sink's socket is to each destination; the plain one is the
+	// WriteToUDP baseline.
+	var sc *net.UDPConn
+	if method == floorPlain {
+		sc, err = net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	} else {
+		sc, err = net.DialUDP("udp4", nil, dst)
+	}
+	if err == nil && method == floorGSO {
+		if err = setGSO(sc, floorSize); err != nil {
+			sc.Close()
+		}
+	}
+	if err != nil {
+		rx.stop()
+		return 0, 0, fmt.Errorf("floor sender: %w", err)
+	}
+	defer sc.Close()
+	_ = sc.SetWriteBuffer(4 << 20) // udp-sink's default write_buffer
 
 	payload := make([]byte, floorSize)
 	var sent uint64
 	start := time.Now()
 	deadline := start.Add(d)
-	if batched {
+	switch method {
+	case floorGSO:
+		run := make([]byte, floorSize*floorGSOSegs) // segmented by the kernel into 1200 B datagrams
+		for i := 0; ; i++ {
+			if i%16 == 0 && (time.Now().After(deadline) || ctx.Err() != nil) {
+				break
+			}
+			if _, err := sc.Write(run); err == nil {
+				sent += floorGSOSegs
+			}
+		}
+	case floorBatched:
 		pc := ipv4.NewPacketConn(sc)
 		ms := make([]ipv4.Message, floorBatch)
 		for i := range ms {
-			ms[i].Buffers = [][]byte{payload}
-			ms[i].Addr = dst
+			ms[i].Buffers = [][]byte{payload} // Addr nil: the socket is connected
 		}
 		for i := 0; ; i++ {
 			if i%16 == 0 && (time.Now().After(deadline) || ctx.Err() != nil) {
@@ -99,7 +193,7 @@ func floorRun(ctx context.Context, d time.Duration, batched bool) (pps, share fl
 				sent += uint64(n)
 			}
 		}
-	} else {
+	default:
 		for i := 0; ; i++ {
 			if i%1024 == 0 && (time.Now().After(deadline) || ctx.Err() != nil) {
 				break
@@ -110,11 +204,124 @@ func floorRun(ctx context.Context, d time.Duration, batched bool) (pps, share fl
 		}
 	}
 	el := time.Since(start)
-	time.Sleep(20 * time.Millisecond) // let the drain catch up
-	rc.Close()
-	wg.Wait()
+	got := rx.stop()
 	if sent > 0 {
-		share = float64(got.Load()) / float64(sent)
+		share = float64(got) / float64(sent)
 	}
 	return float64(sent) / el.Seconds(), share, nil
+}
+
+// setGSO makes every write on c one UDP_SEGMENT run of seg-byte datagrams.
+func setGSO(c *net.UDPConn, seg int) error {
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var serr error
+	if err := rc.Control(func(fd uintptr) { serr = unix.SetsockoptInt(int(fd), unix.SOL_UDP, unix.UDP_SEGMENT, seg) }); err != nil {
+		return err
+	}
+	if serr != nil {
+		return fmt.Errorf("UDP_SEGMENT: %w", serr)
+	}
+	return nil
+}
+
+// discard is the Output a sink is given: it has nothing to emit.
+type discard struct{}
+
+func (discard) Emit(p *core.Packet) { p.Release() }
+
+type sinkFloor struct {
+	pps, share, sendErrs float64
+	settings             string
+}
+
+// sinkRun drives the real udp-sink stage flat out for d. It is built from
+// the registry as the relay builds it (only destinations set, everything
+// else defaulted) and sends to a drain like floorRun's; a generator
+// goroutine fills pooled 1200-byte RTP packets and queues them, as the
+// stage before the sink does in a pipeline, into a queue of the pipeline's
+// default depth. Time runs until the stage has sent all it was given.
+func sinkRun(ctx context.Context, d time.Duration) (sinkFloor, error) {
+	var res sinkFloor
+	def, ok := core.Default.Lookup("udp-sink")
+	if !ok {
+		return res, errors.New("udp-sink floor: the stage is not registered")
+	}
+	rx, err := startDrain()
+	if err != nil {
+		return res, err
+	}
+	log := slog.New(slog.DiscardHandler)
+	env := &core.Env{Pipeline: "floor", Index: 1, Name: "udp-sink", Dir: ".", Log: log,
+		Metrics: core.NewMetrics().Stage("floor", 1, "udp-sink"), Clock: core.RealClock{}}
+	env.Metrics.SetLogger(log)
+	st, err := def.Build(map[string]any{"destinations": []any{rx.addr().String()}}, env)
+	if err == nil {
+		if o, ok := st.(core.Opener); ok {
+			err = o.Open(ctx)
+		}
+	}
+	if err != nil {
+		rx.stop()
+		return res, fmt.Errorf("udp-sink floor: %w", err)
+	}
+	res.settings = sinkSettings(def.Spec)
+
+	tmpl, err := (&rtp.Packet{
+		Header:  rtp.Header{Version: 2, PayloadType: 100, SSRC: 0x6d706662, Marker: true},
+		Payload: make([]byte, floorSize-12),
+	}).Marshal()
+	if err != nil || len(tmpl) != floorSize {
+		rx.stop()
+		return res, fmt.Errorf("udp-sink floor: RTP template of %d bytes: %v", len(tmpl), err)
+	}
+	in := make(chan *core.Packet, core.DefaultQueue)
+	done := make(chan error, 1)
+	go func() { done <- st.Run(ctx, in, discard{}) }()
+
+	s := core.NewStream("bench/floor")
+	in <- core.NewEvent(core.EventStart, s)
+	start := time.Now()
+	deadline := start.Add(d)
+	for i := 0; ; i++ {
+		if i%256 == 0 && (time.Now().After(deadline) || ctx.Err() != nil) {
+			break
+		}
+		p := core.NewPacket(len(tmpl))
+		copy(p.Data, tmpl)
+		binary.BigEndian.PutUint16(p.Data[2:], uint16(i)) // sequence number
+		p.Stream = s
+		in <- p
+	}
+	in <- core.NewEvent(core.EventEnd, s)
+	close(in)
+	runErr := <-done
+	el := time.Since(start)
+	got := rx.stop()
+	if runErr != nil {
+		return res, fmt.Errorf("udp-sink floor: %w", runErr)
+	}
+	all := core.CounterValue(env.Metrics.Counter("datagrams_sent"))
+	rtpSent := all - core.CounterValue(env.Metrics.Counter("rtcp_sent"))
+	res.pps = rtpSent / el.Seconds()
+	if all > 0 {
+		res.share = float64(got) / all
+	}
+	res.sendErrs = env.Metrics.Drop("send_error").Value()
+	return res, nil
+}
+
+// sinkSettings names udp-sink's send parameters with their defaults, which
+// the relay (and so the floor run) uses: "batch=64 gso=true …".
+func sinkSettings(spec core.Spec) string {
+	var b []string
+	for _, p := range spec.Params {
+		switch p.Name {
+		case "batch", "batch_wait", "gso", "write_buffer":
+			b = append(b, p.Name+"="+p.Default)
+		}
+	}
+	return strings.Join(b, " ")
 }

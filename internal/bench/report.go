@@ -33,7 +33,7 @@ type Report struct {
 	Correctness Check              `json:"correctness"`
 	Drops       map[string]float64 `json:"drops"` // every non-zero drop counter, "pipeline/stage reason"
 	Floor       *Floor             `json:"floor,omitempty"`
-	SinkShare   *float64           `json:"udp_sink_share_of_floor,omitempty"` // cloud RTP packets/s ÷ batched floor
+	SinkShare   *float64           `json:"udp_sink_share_of_floor,omitempty"` // --floor: udp-sink packets/s ÷ WriteBatch packets/s, same run
 	Errors      []string           `json:"errors,omitempty"`
 }
 
@@ -138,8 +138,11 @@ func newReport(cfg Config) *Report {
 	return r
 }
 
-// loadAvg is the 1-minute load average (0 where unknown).
-func loadAvg() float64 {
+// loadAvg is the 1-minute load average (0 where unknown); a variable so a
+// test can tell it was read.
+var loadAvg = procLoadAvg
+
+func procLoadAvg() float64 {
 	b, err := os.ReadFile("/proc/loadavg")
 	if err != nil {
 		return 0
@@ -178,16 +181,24 @@ func (r *Report) fill(cfg Config, from, to snapshot, stopAt time.Time, pubs []*p
 		RTPPerSec:  round((to.rtp-from.rtp)/win, 1),
 		Mbps:       round(float64(to.pubBytes-from.pubBytes)*8/win/1e6, 3),
 	}
+	// What viewers read is counted by the audience and stamped by its own
+	// clock: with --split the child's reports reach this process some time
+	// after they were taken, so dividing their counts by this process's
+	// window would mis-state the rate by the difference in lag.
+	audWin := time.Duration(to.aud.At - from.aud.At).Seconds()
+	if audWin <= 0 {
+		audWin = win
+	}
 	r.Out = Flow{
 		Tags:       to.outTags - from.outTags,
-		TagsPerSec: round(float64(to.outTags-from.outTags)/win, 1),
+		TagsPerSec: round(float64(to.outTags-from.outTags)/audWin, 1),
 		RTPPerSec:  round((to.edgeRTP-from.edgeRTP)/win, 1),
-		Mbps:       round(float64(to.outBytes-from.outBytes)*8/win/1e6, 3),
+		Mbps:       round(float64(to.outBytes-from.outBytes)*8/audWin/1e6, 3),
 	}
 	cpu := (to.cpu - from.cpu).Seconds()
 	r.CPU = CPU{Seconds: round(cpu, 2), Cores: round(cpu/win, 3)}
-	if to.aud.CPU > 0 {
-		r.CPU.ViewerCores = round(time.Duration(to.aud.CPU-from.aud.CPU).Seconds()/win, 3)
+	if to.aud.CPU > 0 && from.aud.CPU > 0 { // both from child reports
+		r.CPU.ViewerCores = round(time.Duration(to.aud.CPU-from.aud.CPU).Seconds()/audWin, 3)
 	}
 	if r.Out.Mbps > 0 {
 		r.CPU.PerViewerMbps = round(cpu/win/r.Out.Mbps, 5)
@@ -246,8 +257,8 @@ func (r *Report) fill(cfg Config, from, to snapshot, stopAt time.Time, pubs []*p
 	if pk := to.rtp - from.rtp; pk > 0 {
 		r.Memory.AllocsPerPacket = round(float64(to.mallocs-from.mallocs)/pk, 2)
 	}
-	if n := to.outTags - from.outTags; n > 0 {
-		r.Memory.AllocsPerTag = round(float64(to.mallocs-from.mallocs)/float64(n), 2)
+	if n := to.outTags - from.outTags; n > 0 { // a ratio of rates: the two counts have their own windows
+		r.Memory.AllocsPerTag = round(float64(to.mallocs-from.mallocs)/win/(float64(n)/audWin), 2)
 	}
 
 	r.Correctness.Matched = agg.Matched
@@ -272,10 +283,6 @@ func (r *Report) fill(cfg Config, from, to snapshot, stopAt time.Time, pubs []*p
 		if err := pb.lastErr(); err != nil {
 			r.Errors = append(r.Errors, err.Error())
 		}
-	}
-	if r.Floor != nil && r.Floor.BatchedPPS > 0 {
-		s := round(r.In.RTPPerSec/r.Floor.BatchedPPS, 4)
-		r.SinkShare = &s
 	}
 }
 
@@ -318,7 +325,17 @@ func (r *Report) writeTable(w io.Writer) {
 	}
 	if r.Floor != nil {
 		row("floor: WriteToUDP", "%.0f pkt/s (%.0f Mbps), 1200 B loopback", r.Floor.PlainPPS, r.Floor.PlainMbps)
-		row("floor: WriteBatch 64", "%.0f pkt/s (%.0f Mbps), %.0f %% received", r.Floor.BatchedPPS, r.Floor.BatchMbps, r.Floor.RecvShare*100)
+		row("floor: WriteBatch 64", "%.0f pkt/s (%.0f Mbps), %.0f %% received, connected socket", r.Floor.BatchedPPS, r.Floor.BatchMbps, r.Floor.RecvShare*100)
+		if r.Floor.GSOPPS > 0 {
+			row("floor: GSO 48", "%.0f pkt/s (%.0f Mbps), connected socket, UDP_SEGMENT runs of 48 (udp-sink's default path)", r.Floor.GSOPPS, r.Floor.GSOMbps)
+		}
+		if r.SinkShare != nil {
+			row("floor: udp-sink", "%.0f pkt/s (%.0f Mbps), %.0f %% received; %.1f %% of WriteBatch 64, %.1f %% of GSO 48 (stage fed by a generator goroutine; %s)",
+				r.Floor.SinkPPS, r.Floor.SinkMbps, r.Floor.SinkRecvShare*100, *r.SinkShare*100, r.Floor.SinkShareGSO*100, r.Floor.SinkSettings)
+		}
+		if r.Floor.SinkSendErrors > 0 {
+			row("  udp-sink send errors", "%.0f datagrams", r.Floor.SinkSendErrors)
+		}
 	}
 	if r.Config.Streams == 0 {
 		tw.Flush()
@@ -359,9 +376,6 @@ func (r *Report) writeTable(w io.Writer) {
 	c := r.Correctness
 	row("correctness", "%s", c.Verdict)
 	row("  tags", "%d matched, %d missing, %d corrupt, %d unknown, %d duplicate", c.Matched, c.Missing, c.Corrupt, c.Unknown, c.Duplicate)
-	if r.SinkShare != nil && r.Config.Fast {
-		row("udp-sink vs floor", "%.1f %% of the batched floor (meaningful only when the sink is saturated: --fast)", *r.SinkShare*100)
-	}
 	keys := make([]string, 0, len(r.Drops))
 	for k := range r.Drops {
 		keys = append(keys, k)
