@@ -1,5 +1,6 @@
 // Package rtpfragmenter is the rtp-fragmenter stage: it wraps each FLV tag in
-// RTP as design.md's wire format says, one random SSRC per stream.
+// RTP as design.md's wire format says (headers by pion/rtp), one random SSRC
+// per stream.
 package rtpfragmenter
 
 import (
@@ -34,7 +35,7 @@ type Stage struct {
 	env     *core.Env
 	badTag  *core.DropCounter
 	unknown *core.DropCounter
-	streams map[*core.Stream]*rtpflv.Fragmenter
+	streams map[*core.Stream]*fragmenter
 	active  prometheus.Gauge
 }
 
@@ -49,7 +50,7 @@ func newStage(cfg *Config, env *core.Env) *Stage {
 		env:     env,
 		badTag:  env.Metrics.Drop("bad_tag"),
 		unknown: env.Metrics.Drop("unknown_stream"),
-		streams: map[*core.Stream]*rtpflv.Fragmenter{},
+		streams: map[*core.Stream]*fragmenter{},
 		active:  env.Metrics.Gauge("streams"),
 	}
 }
@@ -66,15 +67,10 @@ func (s *Stage) handle(p *core.Packet, out core.Output) {
 	switch p.Event {
 	case core.EventStart:
 		if _, ok := s.streams[p.Stream]; !ok {
-			f := &rtpflv.Fragmenter{
-				SSRC:        s.newSSRC(),
-				Seq:         uint16(rand.Uint32()),
-				PayloadType: uint8(s.cfg.PayloadType),
-				MaxPayload:  s.cfg.MaxPayload,
-			}
+			f := newFragmenter(s.newSSRC(), uint16(rand.Uint32()), uint8(s.cfg.PayloadType), s.cfg.MaxPayload)
 			s.streams[p.Stream] = f
 			s.active.Set(float64(len(s.streams)))
-			s.env.Log.Debug("rtp stream", "stream", p.Stream.Name, "ssrc", f.SSRC, "first_seq", f.Seq)
+			s.env.Log.Debug("rtp stream", "stream", p.Stream.Name, "ssrc", f.hdr.SSRC, "first_seq", f.hdr.SequenceNumber)
 		}
 		out.Emit(p)
 	case core.EventEnd:
@@ -95,7 +91,7 @@ func (s *Stage) newSSRC() uint32 {
 		}
 		taken := false
 		for _, f := range s.streams {
-			taken = taken || f.SSRC == ssrc
+			taken = taken || f.hdr.SSRC == ssrc
 		}
 		if !taken {
 			return ssrc
@@ -119,16 +115,16 @@ func (s *Stage) fragment(p *core.Packet, out core.Output) {
 		return
 	}
 	tag := p.Data
-	if len(tag) <= f.MaxPayload && cap(tag) >= len(tag)+rtpflv.RTPHeaderSize {
+	if len(tag) <= f.maxPayload && cap(tag) >= len(tag)+rtpflv.RTPHeaderSize {
 		p.Data = tag[:len(tag)+rtpflv.RTPHeaderSize]
-		f.Put(p.Data, tag, 0, h.Timestamp) // copies the payload up before writing the header
+		f.put(p.Data, tag, 0, h.Timestamp) // moves the payload up before writing the header
 		p.Type, p.Timestamp = 0, h.Timestamp
 		out.Emit(p)
 		return
 	}
 	for off := 0; off < len(tag); {
-		q := core.NewPacket(f.Size(len(tag), off))
-		_, off = f.Put(q.Data, tag, off, h.Timestamp)
+		q := core.NewPacket(f.size(len(tag), off))
+		_, off = f.put(q.Data, tag, off, h.Timestamp)
 		q.Stream, q.Timestamp, q.Ingest = p.Stream, h.Timestamp, p.Ingest
 		out.Emit(q)
 	}
