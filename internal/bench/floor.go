@@ -73,6 +73,9 @@ func measureFloor(ctx context.Context, d time.Duration) (Floor, error) {
 	if pps, _, err := floorRun(ctx, d, floorGSO); err == nil {
 		f.GSOPPS = pps
 	} // else: no UDP_SEGMENT here; udp-sink then falls back to sendmmsg too
+	if ctx.Err() != nil {
+		return f, nil // interrupted: the caller reports what ran
+	}
 	s, err := sinkRun(ctx, d)
 	if err != nil {
 		return f, err
