@@ -1,10 +1,19 @@
 // Package flvtagger is the flv-tagger stage: it turns each av media message
 // into one FLV tag and keeps each stream's init tags for late joiners.
+//
+// Tag types are go-flv's. The tag itself is written by core/media/flv, not
+// by go-flv's tag.EncodeFlvTag: that one allocates a bytes.Buffer and two
+// slices per tag and wants the body decoded into its AudioData/VideoData
+// first, where the tagger only prepends an 11-byte header to bytes it
+// already has (one pooled packet, no allocation). The tests read the
+// tagger's output back with go-flv's decoder, an independent check.
 package flvtagger
 
 import (
 	"bytes"
 	"context"
+
+	flvtag "github.com/yutopp/go-flv/tag"
 
 	"github.com/mediapipe/mediapipe/core"
 	"github.com/mediapipe/mediapipe/core/media/flv"
@@ -68,7 +77,9 @@ func (s *Stage) tag(p *core.Packet) *core.Packet {
 		s.unknown.Inc()
 		return nil
 	}
-	if p.Type != core.TagAudio && p.Type != core.TagVideo && p.Type != core.TagScript {
+	switch flvtag.TagType(p.Type) {
+	case flvtag.TagTypeAudio, flvtag.TagTypeVideo, flvtag.TagTypeScriptData:
+	default:
 		s.badType.Inc()
 		return nil
 	}
