@@ -3,6 +3,9 @@ package testrun
 import (
 	"context"
 	"net"
+	"os"
+	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -75,4 +78,82 @@ func TestFreePortsBind(t *testing.T) {
 		t.Fatal(err)
 	}
 	c.Close()
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	RemoveBinary()
+	os.Exit(code)
+}
+
+// TestProcess runs the real binary on a cloud pipeline: ready once its
+// listeners are bound, metrics scraped, SIGTERM ends it with status 0, and a
+// process that dies by itself is reported by Stop.
+func TestProcess(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the mediapipe binary")
+	}
+	toml := CloudTOML(FreeTCP(t), FreeUDP(t), FreeUDP(t))
+	p := StartProcess(t, "cloud.toml", toml, nil)
+	if !p.Alive() {
+		t.Fatal("not alive after start")
+	}
+	if n := p.Sum(t, "mediapipe_stage_packets_in_total", map[string]string{"stage": "flv-tagger"}); n != 0 {
+		t.Errorf("flv-tagger took %v packets with no publisher", n)
+	}
+	if n := p.Sum(t, "go_goroutines", nil); n <= 0 {
+		t.Errorf("go_goroutines = %v: the scrape read nothing", n)
+	}
+	if err := p.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if p.Alive() {
+		t.Fatal("alive after Stop")
+	}
+
+	q := StartProcess(t, "cloud2.toml", CloudTOML(FreeTCP(t), FreeUDP(t), FreeUDP(t)), nil)
+	if err := syscall.Kill(q.PID, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-q.Exited():
+	case <-time.After(5 * time.Second):
+		t.Fatal("SIGKILL did not end the process")
+	}
+	if q.Alive() {
+		t.Fatal("alive after it exited")
+	}
+	if err := q.Stop(); err == nil || !strings.Contains(err.Error(), "by itself") {
+		t.Fatalf("Stop of a killed process = %v, want an error saying it exited by itself", err)
+	}
+}
+
+func TestParseMetrics(t *testing.T) {
+	text := `# HELP mediapipe_stage_drops_total Packets dropped.
+# TYPE mediapipe_stage_drops_total counter
+mediapipe_stage_drops_total{pipeline="edge",position="1",reason="junk",stage="udp-source"} 12
+mediapipe_stage_drops_total{pipeline="edge",position="4",reason="slow_viewer",stage="httpflv-sink"} 1
+mediapipe_stage_gauge{name="odd \"q\", x",pipeline="edge",position="4",stage="httpflv-sink"} 2
+go_goroutines 42
+`
+	s, err := ParseMetrics(strings.NewReader(text))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		family string
+		labels map[string]string
+		want   float64
+	}{
+		{"mediapipe_stage_drops_total", nil, 13},
+		{"mediapipe_stage_drops_total", map[string]string{"stage": "udp-source"}, 12},
+		{"mediapipe_stage_drops_total", map[string]string{"reason": "slow_viewer", "pipeline": "edge"}, 1},
+		{"mediapipe_stage_drops_total", map[string]string{"reason": "nope"}, 0},
+		{"mediapipe_stage_gauge", map[string]string{"name": `odd "q", x`}, 2},
+		{"go_goroutines", nil, 42},
+	} {
+		if got := SumSamples(s, c.family, c.labels); got != c.want {
+			t.Errorf("SumSamples(%s, %v) = %v, want %v", c.family, c.labels, got, c.want)
+		}
+	}
 }

@@ -1,0 +1,9 @@
+package testrun
+
+import "syscall"
+
+// procAttr has the kernel kill a started process when the test binary dies
+// (a panic, a -timeout), so no relay process outlives its test.
+func procAttr() *syscall.SysProcAttr {
+	return &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+}
