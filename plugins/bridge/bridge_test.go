@@ -630,3 +630,75 @@ func TestFilteredNotCountedAsDied(t *testing.T) {
 
 // ackEvery is the SDK's idle report interval (plugins/sdk ackEvery).
 func ackEvery() time.Duration { return 50 * time.Millisecond }
+
+// TestSRBackendRestartBackoff: a dead SR plugin is started again by the next
+// call, but no sooner than the back-off after the previous start, and the
+// restarts are counted in the instrumenting stage's metrics.
+func TestSRBackendRestartBackoff(t *testing.T) {
+	b, err := OpenSRBackend(bin(t, "sr-sharpen"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	sb := b.(*SRBackend)
+	env := core.TestEnv("sr-enhancer")
+	sb.Instrument(env.Metrics, nil)
+	restarts := env.Metrics.Counter(SRBackendCounter)
+	clock := time.Unix(1_700_000_000, 0)
+	sb.mu.Lock()
+	sb.now = func() time.Time { return clock }
+	sb.started = clock
+	sb.mu.Unlock()
+	in := &sr.Image{Width: 8, Height: 8, Format: "rgb24", Pix: make([]byte, 8*8*3)}
+	kill := func() {
+		t.Helper()
+		pid := sb.PID()
+		if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, "the SR plugin to be seen dead", func() bool {
+			sb.mu.Lock()
+			defer sb.mu.Unlock()
+			return sb.proc.exited()
+		})
+	}
+	steps := []struct {
+		advance  time.Duration
+		ok       bool
+		restarts float64
+	}{
+		{10 * time.Millisecond, false, 0}, // died 10 ms after its start: wait 50 ms
+		{40 * time.Millisecond, true, 1},  // 50 ms after the start
+		{0, true, 1},                      // running
+	}
+	kill()
+	for i, s := range steps {
+		clock = clock.Add(s.advance)
+		_, err := b.Enhance(context.Background(), in, 2)
+		if (err == nil) != s.ok || core.CounterValue(restarts) != s.restarts {
+			t.Fatalf("step %d: err = %v, restarts = %v; want ok %v, restarts %v", i, err, core.CounterValue(restarts), s.ok, s.restarts)
+		}
+		if !s.ok && !strings.Contains(err.Error(), "down, next start in") {
+			t.Fatalf("step %d: err = %v", i, err)
+		}
+	}
+	// Died young again: the wait has doubled to 100 ms after that start.
+	kill()
+	for i, s := range []struct {
+		advance  time.Duration
+		ok       bool
+		restarts float64
+	}{{60 * time.Millisecond, false, 1}, {39 * time.Millisecond, false, 1}, {time.Millisecond, true, 2}} {
+		clock = clock.Add(s.advance)
+		_, err := b.Enhance(context.Background(), in, 2)
+		if (err == nil) != s.ok || core.CounterValue(restarts) != s.restarts {
+			t.Fatalf("second death, step %d: err = %v, restarts = %v; want ok %v, restarts %v", i, err, core.CounterValue(restarts), s.ok, s.restarts)
+		}
+	}
+	// One that ran long enough resets the wait: restarted at once.
+	clock = clock.Add(stableAfter + time.Second)
+	kill()
+	if _, err := b.Enhance(context.Background(), in, 2); err != nil || core.CounterValue(restarts) != 3 {
+		t.Fatalf("after a long run: err = %v, restarts = %v", err, core.CounterValue(restarts))
+	}
+}

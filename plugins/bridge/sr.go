@@ -5,34 +5,76 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc/status"
 
+	"github.com/mediapipe/mediapipe/core"
 	"github.com/mediapipe/mediapipe/core/sr"
 	"github.com/mediapipe/mediapipe/plugins/internal/pluginpb"
 	"github.com/mediapipe/mediapipe/plugins/internal/shared"
 )
 
 // SRBackend is an sr.Backend served by a plugin process. A call that finds
-// the process dead restarts it once.
+// the process dead starts it again, with the stage bridge's back-off: a
+// start is tried no sooner than the back-off after the previous one (50 ms,
+// doubling up to 5 s while processes die young or fail to start; reset once
+// one has run 30 s). Calls in between fail at once, so sr-enhancer upscales
+// conventionally instead of waiting. Restarts are counted.
 type SRBackend struct {
 	path string
-	log  *slog.Logger
 
-	mu     sync.Mutex
-	proc   *process
-	closed bool
-	name   string
+	mu       sync.Mutex
+	log      *slog.Logger
+	restarts prometheus.Counter
+	proc     *process
+	started  time.Time // of proc, or of the last start attempt
+	backoff  time.Duration
+	closed   bool
+	name     string
+	now      func() time.Time // time.Now; tests move it
 }
 
-// OpenSRBackend starts the SR backend plugin at path (sr.PluginOpener).
+// SRBackendCounter is the event counter a plugin SR backend's restarts are
+// counted in: mediapipe_stage_events_total{event="backend_restarts"} of the
+// stage that Instruments it.
+const SRBackendCounter = "backend_restarts"
+
+// OpenSRBackend starts the SR backend plugin at path (sr.PluginOpener). It
+// logs to slog.Default and counts restarts privately until Instrument.
 func OpenSRBackend(path string) (sr.Backend, error) {
 	log := slog.Default()
 	p, err := start(path, shared.KindSR, log)
 	if err != nil {
 		return nil, err
 	}
-	return &SRBackend{path: path, log: log, proc: p, name: p.spec.Name}, nil
+	restarts := core.NewMetrics().Stage("", 0, "sr-plugin").Counter(SRBackendCounter)
+	return &SRBackend{
+		path: path, log: log, restarts: restarts, proc: p, started: time.Now(),
+		backoff: minBackoff, name: p.spec.Name, now: time.Now,
+	}, nil
+}
+
+// Instrument makes the backend log to log and count its restarts in m
+// (under SRBackendCounter), so they show in /metrics with the calling
+// stage's labels. sr-enhancer calls it right after sr.OpenPlugin, through an
+// interface so it needs no import of this package:
+//
+//	if i, ok := b.(interface {
+//		Instrument(*core.StageMetrics, *slog.Logger)
+//	}); ok {
+//		i.Instrument(env.Metrics, env.Log)
+//	}
+func (b *SRBackend) Instrument(m *core.StageMetrics, log *slog.Logger) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if m != nil {
+		b.restarts = m.Counter(SRBackendCounter)
+	}
+	if log != nil {
+		b.log = log
+	}
 }
 
 // Name is the backend's name as the plugin describes it.
@@ -57,15 +99,31 @@ func (b *SRBackend) current() (*process, error) {
 	if b.proc != nil && !b.proc.exited() {
 		return b.proc, nil
 	}
+	now := b.now()
 	if b.proc != nil {
 		b.proc.kill()
+		lived := now.Sub(b.started)
+		b.log.Warn("sr plugin died", "path", b.path, "pid", b.proc.pid, "lived", lived.Round(time.Millisecond))
 		b.proc = nil
+		if lived > stableAfter {
+			b.backoff = minBackoff
+		}
 	}
+	if next := b.started.Add(b.backoff); now.Before(next) {
+		return nil, fmt.Errorf("sr plugin %s: down, next start in %s", b.path, next.Sub(now).Round(time.Millisecond))
+	}
+	b.started = now
+	// Whatever happens to this start, the next one waits longer unless the
+	// process lives stableAfter.
+	wait := b.backoff
+	b.backoff = min(2*b.backoff, maxBackoff)
 	p, err := start(b.path, shared.KindSR, b.log)
 	if err != nil {
+		b.log.Error("sr plugin restart failed", "path", b.path, "err", err, "next_in", b.backoff)
 		return nil, err
 	}
-	b.log.Warn("sr plugin restarted", "path", b.path, "pid", p.pid)
+	b.restarts.Inc()
+	b.log.Warn("sr plugin restarted", "path", b.path, "pid", p.pid, "after", wait)
 	b.proc = p
 	return p, nil
 }
