@@ -27,7 +27,7 @@ type Config struct {
 	GOPCache     bool          `param:"gop_cache" default:"true" doc:"send a new viewer the tags since the last keyframe, so its first frame comes at once"`
 	GOPMaxBytes  int           `param:"gop_max_bytes" default:"33554432" min:"65536" doc:"a GOP larger than this is not cached (viewers then start at the next keyframe)"`
 	MaxViewers   int           `param:"max_viewers" default:"0" min:"0" doc:"most viewers at once over all streams (503 beyond); 0 means no limit"`
-	WriteTimeout time.Duration `param:"write_timeout" default:"10s" min:"0.1" doc:"a viewer whose socket accepts nothing for this long is disconnected; also the most a viewer is given to take what is queued when its stream ends"`
+	WriteTimeout time.Duration `param:"write_timeout" default:"10s" min:"0.1" doc:"a viewer whose socket accepts nothing for this long is disconnected (slow_viewer); also the most a viewer is given to take what is queued when its stream ends"`
 	// Coalescing: tags queue per viewer and go out in one writev per flush,
 	// so a viewer costs a syscall per flush, not per tag.
 	FlushInterval time.Duration `param:"flush_interval" default:"10ms" min:"0" max:"1" doc:"tags are sent to viewers at most this long after they arrive, gathered into one write per viewer; 0 sends each tag at once (lowest latency, most CPU per viewer)"`
@@ -65,7 +65,8 @@ type Stage struct {
 	mViewers  prometheus.Gauge
 	mServed   prometheus.Counter
 	mBytes    prometheus.Counter
-	mSlow     *core.DropCounter
+	mSlow     *core.DropCounter // shed: queue full or write_timeout
+	mGone     *core.DropCounter // hung up: its queued tags are lost
 	mRejected *core.DropCounter
 	mBadTag   *core.DropCounter
 	mKeys     prometheus.Counter
@@ -85,6 +86,7 @@ func New(cfg *Config, env *core.Env) (core.Stage, error) {
 		mServed:   env.Metrics.Counter("viewers_served"),
 		mBytes:    env.Metrics.Counter("bytes_sent"),
 		mSlow:     env.Metrics.Drop("slow_viewer"),
+		mGone:     env.Metrics.Drop("viewer_gone"),
 		mRejected: env.Metrics.Drop("viewer_rejected"),
 		mBadTag:   env.Metrics.Drop("bad_tag"),
 	}

@@ -197,16 +197,27 @@ func TestLateJoinFFmpeg(t *testing.T) {
 	}
 }
 
-// TestStalledViewerShed: a client that never reads is disconnected while
-// another viewer of the same stream gets every tag.
+// TestStalledViewerShed: a client that never reads is disconnected, and
+// counted as slow_viewer, while another viewer of the same stream gets every
+// tag. With the default queue (1024 tags) write_timeout cuts it before its
+// queue fills; with a short queue the overflow does.
 func TestStalledViewerShed(t *testing.T) {
-	for _, m := range flushModes {
-		t.Run(m.name, func(t *testing.T) { testStalledViewerShed(t, m.interval, m.bytes) })
+	for _, c := range []struct {
+		name    string
+		queue   int
+		timeout time.Duration
+	}{
+		{"queue_full", 64, 10 * time.Second},
+		{"write_timeout", 1024, time.Second},
+	} {
+		for _, m := range flushModes {
+			t.Run(c.name+"/"+m.name, func(t *testing.T) { testStalledViewerShed(t, c.queue, c.timeout, m.interval, m.bytes) })
+		}
 	}
 }
 
-func testStalledViewerShed(t *testing.T, interval time.Duration, flushBytes int) {
-	s := startSink(t, httpflvsink.Config{GOPCache: true, ViewerQueue: 64, FlushInterval: interval, FlushBytes: flushBytes})
+func testStalledViewerShed(t *testing.T, queue int, timeout, interval time.Duration, flushBytes int) {
+	s := startSink(t, httpflvsink.Config{GOPCache: true, ViewerQueue: queue, WriteTimeout: timeout, FlushInterval: interval, FlushBytes: flushBytes})
 	st := s.h.StartStream("live/stall")
 	s.sync(t)
 	addr := s.base[len("http://"):]
@@ -258,8 +269,54 @@ func testStalledViewerShed(t *testing.T, interval time.Duration, flushBytes int)
 		}
 	}
 	waitFor(t, "stalled viewer shed", func() bool { return s.env.Metrics.Drop("slow_viewer").Value() == 1 })
+	waitFor(t, "stalled viewer gone", func() bool { return s.viewers() == 1 })
 	s.h.EndStream(st)
 	sameTags(t, within(t, readDone, waitLimit, "the good viewer's response to end"), sent)
+	if n := s.env.Metrics.Drop("slow_viewer").Value(); n != 1 {
+		t.Errorf("slow_viewer = %v, want 1", n)
+	}
+	if n := s.env.Metrics.Drop("viewer_gone").Value(); n != 0 {
+		t.Errorf("viewer_gone = %v, want 0: the good viewer stayed to the end", n)
+	}
+}
+
+// TestViewerGoneCounted: a viewer that hangs up mid-stream is noticed at the
+// next write and counted as viewer_gone, not as a slow viewer.
+func TestViewerGoneCounted(t *testing.T) {
+	for _, m := range flushModes {
+		t.Run(m.name, func(t *testing.T) {
+			s := startSink(t, httpflvsink.Config{GOPCache: true, FlushInterval: m.interval, FlushBytes: m.bytes})
+			st := s.h.StartStream("live/gone")
+			s.sync(t)
+			c, err := net.DialTimeout("tcp", s.base[len("http://"):], 5*time.Second)
+			if err != nil {
+				t.Fatal(err)
+			}
+			fmt.Fprintf(c, "GET /live/gone.flv HTTP/1.1\r\nHost: x\r\n\r\n")
+			_ = c.SetReadDeadline(time.Now().Add(waitLimit))
+			if _, err := io.ReadFull(c, make([]byte, 16)); err != nil {
+				t.Fatalf("reading the response: %v", err)
+			}
+			c.Close()
+			body := bytes.Repeat([]byte{0xaf, 1}, 512)
+			deadline := time.Now().Add(waitLimit)
+			for i := 0; s.env.Metrics.Drop("viewer_gone").Value() == 0; i++ {
+				if time.Now().After(deadline) {
+					t.Fatal("a viewer that hung up was never counted as viewer_gone")
+				}
+				s.send(st, flv.AppendTag(nil, flv.TypeAudio, uint32(i), body))
+				time.Sleep(2 * time.Millisecond)
+			}
+			waitFor(t, "the viewer to leave", func() bool { return s.viewers() == 0 })
+			s.h.EndStream(st)
+			if n := s.env.Metrics.Drop("viewer_gone").Value(); n != 1 {
+				t.Errorf("viewer_gone = %v, want 1", n)
+			}
+			if n := s.env.Metrics.Drop("slow_viewer").Value(); n != 0 {
+				t.Errorf("slow_viewer = %v, want 0", n)
+			}
+		})
+	}
 }
 
 func TestHTTPErrors(t *testing.T) {
@@ -543,7 +600,8 @@ func TestEndCutsTrickle(t *testing.T) {
 	if n := read.Load(); n >= int64(tags*(len(body)+flv.HeaderSize+4)) {
 		t.Errorf("the slow viewer read all %d bytes: it was not slow enough to test the cut", n)
 	}
-	if d := s.env.Metrics.Drop("slow_viewer").Value(); d != 0 {
-		t.Errorf("%v viewers shed: the queue was meant to hold everything", d)
+	// The queue held everything, so write_timeout cut it: counted all the same.
+	if d := s.env.Metrics.Drop("slow_viewer").Value(); d != 1 {
+		t.Errorf("slow_viewer = %v, want 1: the cut viewer must be counted", d)
 	}
 }

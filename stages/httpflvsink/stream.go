@@ -1,8 +1,10 @@
 package httpflvsink
 
 import (
+	"errors"
 	"net"
 	"net/http"
+	"os"
 	"sync"
 	"syscall"
 	"time"
@@ -75,6 +77,45 @@ func (v *viewer) kill() {
 	v.signal()
 }
 
+// Why a viewer was cut, for its drop counter and the log.
+const (
+	whySlow = "slow_viewer" // its queue overflowed or its socket took nothing for write_timeout
+	whyGone = "viewer_gone" // its connection failed: it hung up or reset
+)
+
+// cutReason classifies a failed write to a viewer.
+func cutReason(err error) string {
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		return whySlow
+	}
+	return whyGone
+}
+
+// count counts a viewer cut for why.
+func (s *Stage) count(why string) {
+	if why == whySlow {
+		s.mSlow.Inc()
+	} else {
+		s.mGone.Inc()
+	}
+}
+
+// cut marks v dead after its own goroutine's write failed with err and
+// counts it, unless it was already dead: a shed or kicked viewer's write
+// fails too, and was counted (or is shutdown) when it was cut.
+func (s *Stage) cut(v *viewer, err error) string {
+	v.mu.Lock()
+	was := v.dead
+	v.dead = true
+	v.mu.Unlock()
+	if was {
+		return ""
+	}
+	why := cutReason(err)
+	s.count(why)
+	return why
+}
+
 // abort closes a viewer's connection without handing what is still in its
 // socket buffer to the kernel to trickle out: a cut viewer costs nothing more.
 func abort(c net.Conn) {
@@ -131,10 +172,12 @@ func (st *stream) push(r *tagRef) {
 				unused++
 				continue // gone by itself; its goroutine cleans up
 			case len(v.q)+v.nout >= limit:
+				v.dead = true // under the same lock as the check: counted once
 				v.mu.Unlock()
 				unused++
-				st.s.mSlow.Inc()
-				v.kill()
+				st.s.count(whySlow)
+				abort(v.conn)
+				v.signal()
 				continue
 			}
 			v.q = append(v.q, r)
@@ -317,6 +360,7 @@ func (s *Stage) serveViewer(w http.ResponseWriter, st *stream, remote string) {
 	s.mViewers.Inc()
 	s.mServed.Inc()
 	s.env.Log.Debug("viewer joined", "stream", st.cs.Name, "remote", remote)
+	why := "" // set when this goroutine cut the viewer; counted as a drop
 	defer func() {
 		st.leave(v)
 		v.mu.Lock()
@@ -329,13 +373,14 @@ func (s *Stage) serveViewer(w http.ResponseWriter, st *stream, remote string) {
 		}
 		v.mu.Unlock()
 		s.mViewers.Dec()
-		s.env.Log.Debug("viewer left", "stream", st.cs.Name, "remote", remote)
+		s.env.Log.Debug("viewer left", "stream", st.cs.Name, "remote", remote, "cut", why)
 	}()
 
 	bufs := append([][]byte{[]byte(responseHead)}, first...)
-	ok = s.writeBlocking(conn, bufs, time.Time{})
+	err = s.writeBlocking(conn, bufs, time.Time{})
 	releaseAll(held)
-	if !ok {
+	if err != nil {
+		why = s.cut(v, err)
 		return
 	}
 	bufs = bufs[:0]
@@ -363,12 +408,15 @@ func (s *Stage) serveViewer(w http.ResponseWriter, st *stream, remote string) {
 			drainBy := v.drainBy
 			v.mu.Unlock()
 			bufs = v.bufs(bufs[:0], len(v.out))
-			ok := s.writeBlocking(conn, bufs, drainBy)
+			err := s.writeBlocking(conn, bufs, drainBy)
 			clear(bufs)
 			releaseAll(v.out)
 			v.out = v.out[:0]
-			if !ok {
-				abort(conn) // too slow, even to drain at the end
+			if err != nil {
+				// Too slow (a deadline: write_timeout, or the drain
+				// at the end), or gone.
+				why = s.cut(v, err)
+				abort(conn)
 				return
 			}
 		}
@@ -412,8 +460,9 @@ func releaseAll(rs []*tagRef) {
 	}
 }
 
-// writeBlocking sends bufs (writev) within write_timeout, and by drainBy if set.
-func (s *Stage) writeBlocking(conn net.Conn, bufs [][]byte, drainBy time.Time) bool {
+// writeBlocking sends bufs (writev) within write_timeout, and by drainBy if
+// set. A missed deadline is an error wrapping os.ErrDeadlineExceeded.
+func (s *Stage) writeBlocking(conn net.Conn, bufs [][]byte, drainBy time.Time) error {
 	dl := time.Now().Add(s.cfg.WriteTimeout)
 	if !drainBy.IsZero() && drainBy.Before(dl) {
 		dl = drainBy
@@ -424,7 +473,7 @@ func (s *Stage) writeBlocking(conn net.Conn, bufs [][]byte, drainBy time.Time) b
 	s.mBytes.Add(float64(n))
 	// The flusher's non-blocking writes must not trip over an old deadline.
 	_ = conn.SetWriteDeadline(time.Time{})
-	return err == nil
+	return err
 }
 
 // flusher owns the reusable buffers of the stage's flush goroutine.
@@ -496,14 +545,14 @@ func (f *flusher) flush(v *viewer) {
 	v.off, v.nout = 0, len(v.out)
 	v.mu.Unlock()
 
-	failed := false
+	var failed error
 	for len(v.out) > 0 {
 		f.bufs = v.bufs(f.bufs[:0], min(len(v.out), maxIov))
 		n, err := tryWritev(v.raw, &f.iov, f.bufs)
 		clear(f.bufs)
 		f.s.mBytes.Add(float64(n))
 		if err != nil {
-			failed = true
+			failed = err
 			break
 		}
 		// drop what went out whole, remember how far into the next
@@ -529,8 +578,12 @@ func (f *flusher) flush(v *viewer) {
 
 	v.mu.Lock()
 	wake := false
+	why := ""
 	switch {
-	case failed || v.dead:
+	case failed != nil || v.dead:
+		if !v.dead { // else counted when it was shed or kicked
+			why = cutReason(failed)
+		}
 		v.dead = true
 		releaseAll(v.out)
 		v.out = v.out[:0]
@@ -544,7 +597,10 @@ func (f *flusher) flush(v *viewer) {
 		wake = v.ended
 	}
 	v.mu.Unlock()
-	if failed {
+	if why != "" {
+		f.s.count(why)
+	}
+	if failed != nil {
 		abort(v.conn)
 	}
 	if wake {
