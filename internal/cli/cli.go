@@ -277,18 +277,38 @@ func stagesCmd(args []string, stdout, stderr io.Writer) int {
 	if *dir == "" {
 		return 0
 	}
-	plugins, errs := bridge.Discover(*dir)
-	if len(plugins) > 0 {
-		fmt.Fprintf(stdout, "\nplugins in %s:\n", *dir)
+	found, err := bridge.Scan(*dir)
+	if err != nil {
+		fmt.Fprintf(stderr, "mediapipe stages: %v\n", err)
+		return 1
+	}
+	if len(found.Stages) > 0 {
+		fmt.Fprintf(stdout, "\nstage plugins in %s:\n", *dir)
+		plugins := make([]core.Definition, len(found.Stages))
+		for i, p := range found.Stages {
+			plugins[i] = core.Definition{Spec: p.Spec}
+		}
 		fmt.Fprint(stdout, core.Text(plugins))
 	}
-	for _, err := range errs {
-		fmt.Fprintln(stderr, err)
-	}
-	for _, d := range plugins {
-		if d.Close != nil {
-			d.Close()
+	if len(found.SRBackends) > 0 {
+		// Selected with sr-enhancer's backend = "plugin", path = FILE.
+		fmt.Fprintf(stdout, "\nSR backend plugins in %s (sr-enhancer backend = \"plugin\"):\n", *dir)
+		for _, p := range found.SRBackends {
+			// core.Text's first line shows kinds, which a backend has not.
+			text := core.Text([]core.Definition{{Spec: p.Spec}})
+			_, params, _ := strings.Cut(text, "\n")
+			file := ""
+			if base := filepath.Base(p.Path); base != p.Spec.Name {
+				file = " (file " + base + ")"
+			}
+			fmt.Fprintf(stdout, "%-16s %s%s\n%s", p.Spec.Name, p.Spec.Summary, file, params)
 		}
+	}
+	if len(found.Stages)+len(found.SRBackends) == 0 {
+		fmt.Fprintf(stdout, "\nno plugins in %s\n", *dir)
+	}
+	for _, err := range found.Problems {
+		fmt.Fprintln(stderr, err)
 	}
 	return 0
 }

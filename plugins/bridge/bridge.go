@@ -170,20 +170,16 @@ func withoutPluginKey(raw map[string]any) map[string]any {
 // Discover loads every executable regular file in dir as a stage plugin.
 // It returns the definitions of those that are stage plugins, sorted by
 // name, and one error for each file that is no plugin at all. SR backend
-// plugins are skipped.
+// plugins are skipped; Scan lists both kinds.
 func Discover(dir string) ([]core.Definition, []error) {
-	entries, err := os.ReadDir(dir)
+	paths, err := executables(dir)
 	if err != nil {
-		return nil, []error{fmt.Errorf("plugin directory %s: %w", dir, err)}
+		return nil, []error{err}
 	}
 	var defs []core.Definition
 	var errs []error
-	for _, e := range entries {
-		info, err := e.Info()
-		if err != nil || !info.Mode().IsRegular() || info.Mode().Perm()&0o111 == 0 {
-			continue
-		}
-		def, err := Load(filepath.Join(dir, e.Name()))
+	for _, path := range paths {
+		def, err := Load(path)
 		if err == nil {
 			def.Close() // only the spec is wanted
 		}
@@ -199,4 +195,64 @@ func Discover(dir string) ([]core.Definition, []error) {
 	}
 	sort.Slice(defs, func(i, j int) bool { return defs[i].Spec.Name < defs[j].Spec.Name })
 	return defs, errs
+}
+
+// Plugin is one plugin program found by Scan.
+type Plugin struct {
+	Path string
+	Spec core.Spec // an SR backend's has a name and a summary only
+}
+
+// Found is what Scan finds in a directory.
+type Found struct {
+	Stages     []Plugin // stage plugins, by name
+	SRBackends []Plugin // SR backend plugins, by name
+	Problems   []error  // one line for each executable that is no usable plugin
+}
+
+// Scan starts every executable regular file in dir once to ask what it
+// serves and its spec, then stops it. The error is for a directory that
+// cannot be read; a file that is not a plugin is one of Found.Problems.
+func Scan(dir string) (Found, error) {
+	var f Found
+	paths, err := executables(dir)
+	if err != nil {
+		return f, err
+	}
+	for _, path := range paths {
+		p, err := start(path, kindAny, slog.Default())
+		if err != nil {
+			f.Problems = append(f.Problems, err)
+			continue
+		}
+		p.kill()
+		found := Plugin{Path: path, Spec: p.spec}
+		if p.kind == shared.KindSR {
+			f.SRBackends = append(f.SRBackends, found)
+		} else {
+			f.Stages = append(f.Stages, found)
+		}
+	}
+	for _, list := range [][]Plugin{f.Stages, f.SRBackends} {
+		sort.Slice(list, func(i, j int) bool { return list[i].Spec.Name < list[j].Spec.Name })
+	}
+	return f, nil
+}
+
+// executables lists the executable regular files in dir.
+func executables(dir string) ([]string, error) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("plugin directory %s: %w", dir, err)
+	}
+	var paths []string
+	for _, e := range entries {
+		path := filepath.Join(dir, e.Name())
+		info, err := os.Stat(path) // a symlink to a plugin counts
+		if err != nil || !info.Mode().IsRegular() || info.Mode().Perm()&0o111 == 0 {
+			continue
+		}
+		paths = append(paths, path)
+	}
+	return paths, nil
 }

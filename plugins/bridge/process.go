@@ -39,7 +39,11 @@ type process struct {
 	sr     pluginpb.SRBackendClient
 	desc   *pluginpb.Description
 	spec   core.Spec
+	kind   string // what it serves: shared.KindStage or shared.KindSR
 }
+
+// kindAny asks start for whichever kind the plugin serves.
+const kindAny = ""
 
 // every process started and not yet killed, so Shutdown can end them all.
 var (
@@ -107,7 +111,7 @@ func startError(path string, err error) error {
 }
 
 // start runs the plugin at path, completes the handshake and asks Describe
-// of the wanted kind (shared.KindStage or shared.KindSR).
+// of the wanted kind (shared.KindStage, shared.KindSR or kindAny).
 func start(path, kind string, log *slog.Logger) (*process, error) {
 	if err := checkFile(path); err != nil {
 		return nil, err
@@ -164,10 +168,10 @@ func start(path, kind string, log *slog.Logger) (*process, error) {
 	srDesc, srErr := p.sr.Describe(ctx, &pluginpb.DescribeRequest{})
 	var desc *pluginpb.Description
 	switch {
-	case kind == shared.KindStage && stageErr == nil:
-		desc = stageDesc
-	case kind == shared.KindSR && srErr == nil:
-		desc = srDesc
+	case (kind == shared.KindStage || kind == kindAny) && stageErr == nil:
+		desc, p.kind = stageDesc, shared.KindStage
+	case (kind == shared.KindSR || kind == kindAny) && srErr == nil:
+		desc, p.kind = srDesc, shared.KindSR
 	case kind == shared.KindStage && srErr == nil:
 		return fail(&wrongKind{fmt.Sprintf("plugin %s: is an SR backend plugin, not a stage", path)})
 	case kind == shared.KindSR && stageErr == nil:
@@ -189,7 +193,7 @@ func start(path, kind string, log *slog.Logger) (*process, error) {
 	if err != nil {
 		return fail(fmt.Errorf("plugin %s: bad spec: %v", path, err))
 	}
-	if kind == shared.KindStage && spec.In == core.KindNone && spec.Out == core.KindNone {
+	if p.kind == shared.KindStage && spec.In == core.KindNone && spec.Out == core.KindNone {
 		return fail(fmt.Errorf("plugin %s: stage %q declares neither an input nor an output kind", path, spec.Name))
 	}
 	p.desc, p.spec = desc, spec
