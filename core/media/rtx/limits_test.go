@@ -3,12 +3,14 @@ package rtx
 import (
 	"context"
 	"errors"
+	"runtime"
 	"testing"
 	"time"
 
 	"github.com/quic-go/quic-go"
 
 	"github.com/mediapipe/mediapipe/core"
+	"github.com/mediapipe/mediapipe/core/media/nack"
 )
 
 // helloRaw says HELLO with token on a raw connection and returns the error
@@ -135,5 +137,41 @@ func TestStalledPartialFrameClosed(t *testing.T) {
 	}
 	if srv.Stats().Get(EvIdleStream) != 1 {
 		t.Fatalf("idle_stream = %d", srv.Stats().Get(EvIdleStream))
+	}
+}
+
+// Request streams that wait between requests hold no reply buffer: 300 of
+// them, each answered once, cost far less than 300 × 32 KB.
+func TestIdleStreamsHoldNoReplyBuffer(t *testing.T) {
+	srv := startServer(t, ServerConfig{})
+	srv.Stream(9, core.NewStream("live/buf")).Insert(1, pkt(1, 9, 1000))
+	conn := rawConn(t, srv.Addr().String())
+	if err := helloRaw(t, conn, ""); err != nil {
+		t.Fatal(err)
+	}
+	req := append(AppendFrameHeader(nil, FrameNACK, nack.EntrySize), nack.Marshal(nil, []nack.Entry{{SSRC: 9, PID: 1}})...)
+	heap := func() uint64 {
+		runtime.GC()
+		var m runtime.MemStats
+		runtime.ReadMemStats(&m)
+		return m.HeapAlloc
+	}
+	const streams = 300
+	before := heap()
+	for range streams {
+		st, err := conn.OpenStreamSync(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = st.Write(req)
+		_ = st.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if typ, _, err := NewFrameReader(st, MaxReplyFrame).Next(); err != nil || typ != FrameRepair {
+			t.Fatalf("reply %s, %v", typ, err)
+		}
+	}
+	grown := int64(heap()) - int64(before)
+	t.Logf("%d idle request streams: heap grew %d KB", streams, grown>>10)
+	if grown > streams*16<<10 {
+		t.Fatalf("%d idle request streams hold %d KB: reply buffers kept between requests?", streams, grown>>10)
 	}
 }
