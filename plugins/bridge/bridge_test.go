@@ -3,6 +3,7 @@ package bridge
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -701,4 +702,43 @@ func TestSRBackendRestartBackoff(t *testing.T) {
 	if _, err := b.Enhance(context.Background(), in, 2); err != nil || core.CounterValue(restarts) != 3 {
 		t.Fatalf("after a long run: err = %v, restarts = %v", err, core.CounterValue(restarts))
 	}
+}
+
+// TestHandshakeTimeout: a program that never answers the handshake fails
+// with a timeout, not "not a plugin", within StartTimeout, even through a
+// shell wrapper whose child holds its output open; and the child is gone.
+func TestHandshakeTimeout(t *testing.T) {
+	old := StartTimeout
+	StartTimeout = time.Second
+	defer func() { StartTimeout = old }()
+	dir := t.TempDir()
+	pidFile := filepath.Join(dir, "child.pid")
+	path := filepath.Join(dir, "hang.sh")
+	script := "#!/bin/sh\nsleep 40 &\necho $! > " + pidFile + "\nwait\n"
+	if err := os.WriteFile(path, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	began := time.Now()
+	_, err := Load(path)
+	took := time.Since(began)
+	if err == nil {
+		t.Fatal("loaded")
+	}
+	t.Logf("failed after %v: %v", took.Round(time.Millisecond), err)
+	msg := err.Error()
+	if strings.Contains(msg, "\n") || !strings.Contains(msg, path) || !strings.Contains(msg, "timed out") {
+		t.Errorf("error = %q, want one line naming %s and saying it timed out", msg, path)
+	}
+	if took > 4*time.Second {
+		t.Errorf("Load took %v with a 1 s start timeout", took)
+	}
+	b, err := os.ReadFile(pidFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var child int
+	if _, err := fmt.Sscan(string(b), &child); err != nil {
+		t.Fatal(err)
+	}
+	waitGone(t, child)
 }

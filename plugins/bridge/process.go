@@ -27,6 +27,10 @@ import (
 // StartTimeout bounds how long a plugin may take to answer the handshake.
 var StartTimeout = 10 * time.Second
 
+// killGrace is how long kill lets go-plugin stop a process (it waits 2 s for
+// a graceful exit, then kills) before the whole process group is killed.
+const killGrace = 3 * time.Second
+
 // describeTimeout bounds the Describe call after the handshake.
 const describeTimeout = 5 * time.Second
 
@@ -34,6 +38,7 @@ const describeTimeout = 5 * time.Second
 type process struct {
 	path   string
 	client *plugin.Client
+	cmd    *exec.Cmd // leads a process group of its own
 	pid    int
 	stage  pluginpb.StageClient
 	sr     pluginpb.SRBackendClient
@@ -96,9 +101,11 @@ func startError(path string, err error) error {
 		}
 		return fmt.Errorf("plugin %s: speaks plugin protocol version %s, this mediapipe speaks %d (rebuild the plugin against this mediapipe's SDK)",
 			path, v, shared.ProtocolVersion)
+	case strings.Contains(low, "timeout while waiting for plugin"):
+		return fmt.Errorf("plugin %s: timed out after %s waiting for the plugin handshake (not a mediapipe plugin, or stuck starting)",
+			path, StartTimeout)
 	case strings.Contains(low, "exited before we could connect"),
 		strings.Contains(low, "unrecognized remote plugin message"),
-		strings.Contains(low, "timeout while waiting for plugin"),
 		strings.Contains(low, "incompatible core api version"),
 		strings.Contains(low, "unsupported plugin protocol"),
 		strings.Contains(low, "error parsing"):
@@ -123,10 +130,12 @@ func start(path, kind string, log *slog.Logger) (*process, error) {
 	name := filepath.Base(path)
 	plog := log.With("plugin", name)
 	lw := newLogWriter(plog)
+	cmd := exec.Command(abs)
+	ownGroup(cmd)
 	client := plugin.NewClient(&plugin.ClientConfig{
 		HandshakeConfig:  shared.Handshake,
 		Plugins:          plugin.PluginSet{shared.KindStage: &shared.StagePlugin{}, shared.KindSR: &shared.SRPlugin{}},
-		Cmd:              exec.Command(abs),
+		Cmd:              cmd,
 		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
 		StartTimeout:     StartTimeout,
 		Stderr:           lw,
@@ -136,7 +145,7 @@ func start(path, kind string, log *slog.Logger) (*process, error) {
 		// Stderr lines reach slog through lw; go-plugin's own log is off.
 		Logger: hclog.NewNullLogger(),
 	})
-	p := &process{path: path, client: client}
+	p := &process{path: path, client: client, cmd: cmd}
 	liveMu.Lock()
 	live[p] = struct{}{}
 	liveMu.Unlock()
@@ -146,6 +155,9 @@ func start(path, kind string, log *slog.Logger) (*process, error) {
 	}
 	rpc, err := client.Client()
 	if err != nil {
+		// Nothing to stop gracefully; a wrapper's children may hold the
+		// program's output open, and go-plugin waits for it to close.
+		p.killGroup()
 		return fail(startError(path, err))
 	}
 	if rc := client.ReattachConfig(); rc != nil {
@@ -201,13 +213,37 @@ func start(path, kind string, log *slog.Logger) (*process, error) {
 }
 
 // kill stops the process (gracefully, then by force) and waits for it.
+// What is left of its process group after killGrace is killed too: go-plugin
+// waits until nothing holds the program's output open.
 func (p *process) kill() {
 	liveMu.Lock()
 	_, ok := live[p]
 	delete(live, p)
 	liveMu.Unlock()
-	if ok {
+	if !ok {
+		return
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
 		p.client.Kill()
+	}()
+	t := time.NewTimer(killGrace)
+	defer t.Stop()
+	select {
+	case <-done:
+	case <-t.C:
+		p.killGroup()
+		<-done
+	}
+}
+
+// killGroup kills the program's process group while its leader is not yet
+// reaped (go-plugin reaps it once its output is closed), so the group id
+// cannot belong to anyone else.
+func (p *process) killGroup() {
+	if p.cmd.Process != nil && !p.client.Exited() {
+		killGroup(p.cmd.Process.Pid)
 	}
 }
 
