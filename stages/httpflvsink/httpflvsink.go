@@ -312,7 +312,7 @@ func (s *Stage) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		s.mu.Unlock()
 		s.vwg.Done()
 	}()
-	s.serveViewer(w, st, r.RemoteAddr)
+	s.serveViewer(w, st, r.RemoteAddr, r.ProtoAtLeast(1, 1))
 }
 
 // streamName maps "/live/movie.flv" to "live/movie"; anything odd is refused.

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -161,6 +162,11 @@ func TestLateJoinFFmpeg(t *testing.T) {
 			res := within(t, done, ffmpegLimit, "ffmpeg viewer")
 			if res.err != nil {
 				t.Fatalf("ffmpeg: %v\n%s", res.err, res.stderr)
+			}
+			// The response's end is the stream's: ffmpeg must see a clean
+			// end, not "Stream ends prematurely ... Input/output error".
+			if e := strings.TrimSpace(res.stderr); e != "" {
+				t.Errorf("ffmpeg complained at the stream's end:\n%s", e)
 			}
 			got := res.frames
 			if len(got) == 0 || len(got) > len(want) {
@@ -603,5 +609,173 @@ func TestEndCutsTrickle(t *testing.T) {
 	// The queue held everything, so write_timeout cut it: counted all the same.
 	if d := s.env.Metrics.Drop("slow_viewer").Value(); d != 1 {
 		t.Errorf("slow_viewer = %v, want 1: the cut viewer must be counted", d)
+	}
+}
+
+// rawGet sends a GET for path in HTTP/proto and returns the response head's
+// lines and a reader positioned at the body.
+func rawGet(t *testing.T, base, path, proto string) ([]string, *bufio.Reader) {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", base[len("http://"):], 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	_ = c.SetDeadline(time.Now().Add(waitLimit))
+	fmt.Fprintf(c, "GET %s HTTP/%s\r\nHost: x\r\n\r\n", path, proto)
+	br := bufio.NewReader(c)
+	var head []string
+	for {
+		line, err := br.ReadString('\n')
+		if err != nil {
+			t.Fatalf("reading the response head: %v", err)
+		}
+		if line == "\r\n" {
+			return head, br
+		}
+		head = append(head, strings.TrimRight(line, "\r\n"))
+	}
+}
+
+// readChunks de-chunks a chunked body strictly (RFC 9112 §7.1, no
+// extensions or trailers, as the sink sends it) up to the zero-length chunk
+// and the connection's end, and counts the chunks.
+func readChunks(t *testing.T, br *bufio.Reader) (body []byte, chunks int) {
+	t.Helper()
+	for {
+		line, err := br.ReadString('\n')
+		if err != nil {
+			t.Fatalf("after %d chunks: no chunk size line: %v", chunks, err)
+		}
+		var size int
+		if _, err := fmt.Sscanf(line, "%x\r\n", &size); err != nil || fmt.Sprintf("%x\r\n", size) != line {
+			t.Fatalf("after %d chunks: bad chunk size line %q", chunks, line)
+		}
+		data := make([]byte, size+2)
+		if _, err := io.ReadFull(br, data); err != nil || string(data[size:]) != "\r\n" {
+			t.Fatalf("chunk %d (%d bytes): truncated or no CRLF after it: %v", chunks, size, err)
+		}
+		if size == 0 {
+			if rest, _ := io.ReadAll(br); len(rest) > 0 {
+				t.Fatalf("%d bytes after the last chunk", len(rest))
+			}
+			return body, chunks
+		}
+		body = append(body, data[:size]...)
+		chunks++
+	}
+}
+
+// TestChunkedEnd: an HTTP/1.1 viewer gets a chunked body that ends with the
+// zero-length chunk when the stream ends (players see a clean end, not a
+// cut), one chunk per coalesced write rather than per tag, the tags inside
+// unchanged. An HTTP/1.0 viewer gets the same bytes, delimited by the close.
+func TestChunkedEnd(t *testing.T) {
+	tags := testmedia.Tags(t, testmedia.Clip(t, testmedia.Options{}))
+	for _, m := range flushModes {
+		for _, proto := range []string{"1.1", "1.0"} {
+			t.Run(m.name+"/HTTP_"+proto, func(t *testing.T) {
+				s := startSink(t, httpflvsink.Config{GOPCache: true, FlushInterval: m.interval, FlushBytes: m.bytes})
+				st := s.h.StartStream("live/chunk")
+				s.sync(t)
+				head, br := rawGet(t, s.base, "/live/chunk.flv", proto)
+				if head[0] != "HTTP/1.1 200 OK" {
+					t.Fatalf("status line %q", head[0])
+				}
+				chunked := false
+				for _, h := range head[1:] {
+					if k, v, _ := strings.Cut(h, ": "); strings.EqualFold(k, "Transfer-Encoding") {
+						chunked = v == "chunked"
+					} else if strings.EqualFold(k, "Content-Length") {
+						t.Fatalf("a live response with %q", h)
+					}
+				}
+				if want := proto == "1.1"; chunked != want {
+					t.Fatalf("HTTP/%s: chunked = %v, want %v; head %q", proto, chunked, want, head)
+				}
+				waitFor(t, "the viewer", func() bool { return s.viewers() == 1 })
+				for _, tag := range tags {
+					s.send(st, tag)
+				}
+				s.h.EndStream(st)
+				var body []byte
+				chunks := 0
+				if chunked {
+					body, chunks = readChunks(t, br)
+				} else {
+					var err error
+					if body, err = io.ReadAll(br); err != nil {
+						t.Fatalf("reading the body: %v", err)
+					}
+				}
+				got, err := flv.ReadAll(bytes.NewReader(body))
+				if err != nil {
+					t.Fatalf("the body is not FLV: %v", err)
+				}
+				sameTags(t, got, tags)
+				if chunked && m.interval >= 100*time.Millisecond && chunks > len(tags)/4 {
+					t.Errorf("%d chunks for %d tags: the writes were not coalesced", chunks, len(tags))
+				}
+				t.Logf("%d tags in %d chunks", len(tags), chunks)
+			})
+		}
+	}
+}
+
+// slowReader reads at most 1500 bytes at a time, pausing between reads.
+type slowReader struct{ r io.Reader }
+
+func (s slowReader) Read(b []byte) (int, error) {
+	time.Sleep(200 * time.Microsecond)
+	return s.r.Read(b[:min(len(b), 1500)])
+}
+
+// TestChunkedSlowReader: a viewer whose socket keeps filling (the flusher's
+// writes stop mid-chunk, mid-size-line, mid-tag, and its goroutine takes
+// over) still gets a well-formed chunked body holding every tag.
+func TestChunkedSlowReader(t *testing.T) {
+	for _, m := range flushModes {
+		t.Run(m.name, func(t *testing.T) {
+			s := startSink(t, httpflvsink.Config{GOPCache: true, ViewerQueue: 1 << 16, WriteTimeout: waitLimit, FlushInterval: m.interval, FlushBytes: m.bytes})
+			st := s.h.StartStream("live/slow")
+			s.sync(t)
+			c, err := net.DialTimeout("tcp", s.base[len("http://"):], 5*time.Second)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			// The 2 MB burst outruns the reader: its socket fills again and again.
+			_ = c.SetDeadline(time.Now().Add(waitLimit))
+			fmt.Fprintf(c, "GET /live/slow.flv HTTP/1.1\r\nHost: x\r\n\r\n")
+			br := bufio.NewReaderSize(slowReader{c}, 1500)
+			for { // the head
+				line, err := br.ReadString('\n')
+				if err != nil {
+					t.Fatal(err)
+				}
+				if line == "\r\n" {
+					break
+				}
+			}
+			waitFor(t, "the viewer", func() bool { return s.viewers() == 1 })
+			var sent [][]byte
+			for i := 0; i < 800; i++ {
+				body := bytes.Repeat([]byte{0xaf, 1, byte(i)}, 200+i*37%1500) // sizes vary so cuts fall anywhere
+				tag := flv.AppendTag(nil, flv.TypeAudio, uint32(i*20), body)
+				sent = append(sent, tag)
+				s.send(st, tag)
+			}
+			s.h.EndStream(st)
+			body, chunks := readChunks(t, br)
+			got, err := flv.ReadAll(bytes.NewReader(body))
+			if err != nil {
+				t.Fatalf("the body is not FLV: %v", err)
+			}
+			sameTags(t, got, sent)
+			if d := s.env.Metrics.Drop("slow_viewer").Value(); d != 0 {
+				t.Errorf("slow_viewer = %v: the reader was slow, never stalled", d)
+			}
+			t.Logf("%d tags in %d chunks", len(sent), chunks)
+		})
 	}
 }

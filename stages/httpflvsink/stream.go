@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strconv"
 	"sync"
 	"syscall"
 	"time"
@@ -53,6 +54,16 @@ type viewer struct {
 
 	out []*tagRef // being written, owned by owner
 	off int       // bytes of out[0] already written
+
+	// Chunked framing (HTTP/1.1), owned by owner like out. A chunk covers
+	// whole tags of out, one chunk per coalesced write; its closing CRLF
+	// goes out at the head of the next chunk's size line, so what a partial
+	// write leaves is only the rest of a size line (pre) and of the data (left).
+	chunked bool
+	opened  bool   // a chunk was sent: the next size line starts with CRLF
+	pre     []byte // the current chunk's size line, what is not yet written
+	left    int    // data bytes of the current chunk not yet written
+	preBuf  [2 + 16 + 2]byte
 }
 
 const (
@@ -326,11 +337,19 @@ func (st *stream) kickAll() {
 	st.mu.Unlock()
 }
 
-const responseHead = "HTTP/1.1 200 OK\r\n" +
-	"Content-Type: video/x-flv\r\n" +
-	"Access-Control-Allow-Origin: *\r\n" +
-	"Cache-Control: no-cache, no-store\r\n" +
-	"Connection: close\r\n\r\n"
+// The body is chunked for HTTP/1.1 clients, so the stream's end is the
+// body's clean end (ffmpeg otherwise reports "Stream ends prematurely" and
+// an I/O error); HTTP/1.0 clients know no chunks and get the body delimited
+// by the connection's close.
+const (
+	responseHead = "HTTP/1.1 200 OK\r\n" +
+		"Content-Type: video/x-flv\r\n" +
+		"Access-Control-Allow-Origin: *\r\n" +
+		"Cache-Control: no-cache, no-store\r\n" +
+		"Connection: close\r\n"
+	chunkedHead = responseHead + "Transfer-Encoding: chunked\r\n\r\n"
+	closedHead  = responseHead + "\r\n"
+)
 
 const notFoundHead = "HTTP/1.1 404 Not Found\r\n" +
 	"Content-Length: 0\r\n" +
@@ -341,14 +360,14 @@ const notFoundHead = "HTTP/1.1 404 Not Found\r\n" +
 // stream ends, the viewer goes or is shed. The goroutine sleeps while the
 // flusher keeps the viewer up to date, and writes itself (blocking, with
 // write_timeout) only at the start and when the socket is full.
-func (s *Stage) serveViewer(w http.ResponseWriter, st *stream, remote string) {
+func (s *Stage) serveViewer(w http.ResponseWriter, st *stream, remote string, chunked bool) {
 	conn, _, err := http.NewResponseController(w).Hijack()
 	if err != nil {
 		http.Error(w, "cannot stream on this connection", http.StatusInternalServerError)
 		return
 	}
 	defer conn.Close()
-	v := &viewer{conn: conn, wake: make(chan struct{}, 1), owner: ownViewer}
+	v := &viewer{conn: conn, wake: make(chan struct{}, 1), owner: ownViewer, chunked: chunked}
 	if sc, ok := conn.(syscall.Conn); ok && haveWritev {
 		v.raw, _ = sc.SyscallConn()
 	}
@@ -376,8 +395,16 @@ func (s *Stage) serveViewer(w http.ResponseWriter, st *stream, remote string) {
 		s.env.Log.Debug("viewer left", "stream", st.cs.Name, "remote", remote, "cut", why)
 	}()
 
-	bufs := append([][]byte{[]byte(responseHead)}, first...)
-	err = s.writeBlocking(conn, bufs, time.Time{})
+	bufs := [][]byte{[]byte(closedHead)}
+	if chunked {
+		size := 0
+		for _, b := range first {
+			size += len(b)
+		}
+		bufs = append(bufs[:0], []byte(chunkedHead), v.sizeLine(size))
+	}
+	bufs = append(bufs, first...)
+	_, err = s.writeBlocking(conn, bufs, time.Time{})
 	releaseAll(held)
 	if err != nil {
 		why = s.cut(v, err)
@@ -396,29 +423,36 @@ func (s *Stage) serveViewer(w http.ResponseWriter, st *stream, remote string) {
 				v.out, v.q = v.q, v.out[:0]
 				v.off, v.nout = 0, len(v.out)
 			}
+			drainBy := v.drainBy
 			if len(v.out) == 0 {
 				end := v.ended
-				v.owner, v.nout = ownIdle, 0
-				v.mu.Unlock()
-				if end {
-					return
+				if !end {
+					v.owner, v.nout = ownIdle, 0
 				}
-				break
+				v.mu.Unlock()
+				if !end {
+					break
+				}
+				if chunked { // the body's clean end
+					if _, err := s.writeBlocking(conn, [][]byte{v.endChunk()}, drainBy); err != nil {
+						why = s.cut(v, err)
+					}
+				}
+				return
 			}
-			drainBy := v.drainBy
 			v.mu.Unlock()
-			bufs = v.bufs(bufs[:0], len(v.out))
-			err := s.writeBlocking(conn, bufs, drainBy)
+			bufs = v.frame(bufs[:0], len(v.out)+1)
+			n, err := s.writeBlocking(conn, bufs, drainBy)
 			clear(bufs)
-			releaseAll(v.out)
-			v.out = v.out[:0]
 			if err != nil {
 				// Too slow (a deadline: write_timeout, or the drain
 				// at the end), or gone.
+				v.dropOut()
 				why = s.cut(v, err)
 				abort(conn)
 				return
 			}
+			v.sent(int(n))
 		}
 		// Idle: the flusher writes. Wake when it hands over, or at the end.
 		for {
@@ -441,6 +475,94 @@ func (s *Stage) serveViewer(w http.ResponseWriter, st *stream, remote string) {
 	}
 }
 
+// frame appends to dst the bytes of v's next write, at most maxBufs
+// buffers: the rest of the chunk in progress, or a new chunk of the next
+// tags; without chunking, the next tags.
+func (v *viewer) frame(dst [][]byte, maxBufs int) [][]byte {
+	if !v.chunked {
+		return v.bufs(dst, min(len(v.out), maxBufs))
+	}
+	if v.left == 0 {
+		size := -v.off
+		for _, r := range v.out[:min(len(v.out), maxBufs-1)] {
+			size += len(r.b)
+		}
+		if size <= 0 {
+			return dst // a zero-length chunk would end the body
+		}
+		v.pre, v.left = v.sizeLine(size), size
+	}
+	if len(v.pre) > 0 {
+		dst = append(dst, v.pre)
+	}
+	need := v.left
+	for i, r := range v.out {
+		b := r.b
+		if i == 0 {
+			b = b[v.off:]
+		}
+		dst = append(dst, b)
+		if need -= len(b); need <= 0 {
+			break
+		}
+	}
+	return dst
+}
+
+// sizeLine is the line that opens a chunk of size bytes, in preBuf.
+func (v *viewer) sizeLine(size int) []byte {
+	b := v.preBuf[:0]
+	if v.opened {
+		b = append(b, "\r\n"...) // closes the previous chunk
+	}
+	v.opened = true
+	b = strconv.AppendUint(b, uint64(size), 16)
+	return append(b, "\r\n"...)
+}
+
+// endChunk is what ends a chunked body: the last chunk's CRLF, then the
+// zero-length chunk.
+func (v *viewer) endChunk() []byte {
+	if v.opened {
+		return []byte("\r\n0\r\n\r\n")
+	}
+	return []byte("0\r\n\r\n")
+}
+
+// sent accounts for n bytes of a write made from frame: the size line
+// first, then the data; the tags sent whole are released and leave out.
+// It returns how many.
+func (v *viewer) sent(n int) int {
+	if v.chunked {
+		c := min(n, len(v.pre))
+		v.pre = v.pre[c:]
+		n -= c
+		v.left -= n
+	}
+	done := 0
+	for n > 0 && done < len(v.out) {
+		left := len(v.out[done].b) - v.off
+		if n < left {
+			v.off += n
+			break
+		}
+		n -= left
+		v.off = 0
+		v.out[done].release()
+		v.out[done] = nil
+		done++
+	}
+	v.out = v.out[:copy(v.out, v.out[done:])]
+	return done
+}
+
+// dropOut releases all of out (a dead viewer's), framing state included.
+func (v *viewer) dropOut() {
+	releaseAll(v.out)
+	v.out, v.off = v.out[:0], 0
+	v.pre, v.left = nil, 0
+}
+
 // bufs appends the wire bytes of out[:n] to dst, the first one from off.
 func (v *viewer) bufs(dst [][]byte, n int) [][]byte {
 	for i, r := range v.out[:n] {
@@ -461,8 +583,9 @@ func releaseAll(rs []*tagRef) {
 }
 
 // writeBlocking sends bufs (writev) within write_timeout, and by drainBy if
-// set. A missed deadline is an error wrapping os.ErrDeadlineExceeded.
-func (s *Stage) writeBlocking(conn net.Conn, bufs [][]byte, drainBy time.Time) error {
+// set; it returns the bytes written. A missed deadline is an error wrapping
+// os.ErrDeadlineExceeded.
+func (s *Stage) writeBlocking(conn net.Conn, bufs [][]byte, drainBy time.Time) (int64, error) {
 	dl := time.Now().Add(s.cfg.WriteTimeout)
 	if !drainBy.IsZero() && drainBy.Before(dl) {
 		dl = drainBy
@@ -473,7 +596,7 @@ func (s *Stage) writeBlocking(conn net.Conn, bufs [][]byte, drainBy time.Time) e
 	s.mBytes.Add(float64(n))
 	// The flusher's non-blocking writes must not trip over an old deadline.
 	_ = conn.SetWriteDeadline(time.Time{})
-	return err
+	return n, err
 }
 
 // flusher owns the reusable buffers of the stage's flush goroutine.
@@ -547,7 +670,7 @@ func (f *flusher) flush(v *viewer) {
 
 	var failed error
 	for len(v.out) > 0 {
-		f.bufs = v.bufs(f.bufs[:0], min(len(v.out), maxIov))
+		f.bufs = v.frame(f.bufs[:0], maxIov)
 		n, err := tryWritev(v.raw, &f.iov, f.bufs)
 		clear(f.bufs)
 		f.s.mBytes.Add(float64(n))
@@ -556,24 +679,9 @@ func (f *flusher) flush(v *viewer) {
 			break
 		}
 		// drop what went out whole, remember how far into the next
-		done := 0
-		for n > 0 && done < len(v.out) {
-			left := len(v.out[done].b) - v.off
-			if n < left {
-				v.off += n
-				n = 0
-				break
-			}
-			n -= left
-			v.off = 0
-			v.out[done].release()
-			v.out[done] = nil
-			done++
-		}
-		if done == 0 {
+		if v.sent(n) == 0 {
 			break // the socket is full
 		}
-		v.out = v.out[:copy(v.out, v.out[done:])]
 	}
 
 	v.mu.Lock()
@@ -585,8 +693,7 @@ func (f *flusher) flush(v *viewer) {
 			why = cutReason(failed)
 		}
 		v.dead = true
-		releaseAll(v.out)
-		v.out = v.out[:0]
+		v.dropOut()
 		v.owner, v.nout = ownIdle, 0
 		wake = true
 	case len(v.out) > 0: // the rest is the goroutine's to send, blocking
