@@ -58,6 +58,7 @@ func TestMulticastTwoEdges(t *testing.T) {
 	clip := testmedia.Clip(t, clipOpts)
 	all := testmedia.Tags(t, clip)
 	clipTags, seqs := mediaTags(all), sequenceHeaders(all)
+	clipFrames := testmedia.FrameMD5(t, clip)
 	group := "239.9.9.9:" + strings.Split(testrun.FreeUDP(t), ":")[1]
 	a := newAddrs(t)
 	a.UDP = group
@@ -71,9 +72,11 @@ func TestMulticastTwoEdges(t *testing.T) {
 	}
 	push := testmedia.Push(t, context.Background(), clip, "rtmp://"+a.RTMP+"/live/mc", true)
 	var viewers []*testrun.Viewer
+	var players []*ffViewer
 	for _, url := range urls {
 		testrun.WaitPlayable(t, url, 5*time.Second)
 		viewers = append(viewers, testrun.Watch(url))
+		players = append(players, watchFFmpeg(t, url))
 	}
 	if err := push.Wait(); err != nil {
 		t.Fatalf("push: %v\n%s", err, testmedia.Stderr(push))
@@ -83,5 +86,6 @@ func TestMulticastTwoEdges(t *testing.T) {
 		tags := v.Wait(t, 10*time.Second)
 		assertInit(t, who, tags, seqs)
 		assertSuffix(t, who, mediaTags(tags), clipTags, len(clipTags)/2)
+		players[i].check(t, fmt.Sprintf("edge %d ffmpeg viewer", i+1), clipFrames, len(clipFrames)/2)
 	}
 }

@@ -103,6 +103,15 @@ func (v *Viewer) Count() int {
 	return len(v.tags)
 }
 
+// Done is closed when the response has ended, cleanly or not.
+func (v *Viewer) Done() <-chan struct{} { return v.done }
+
+// Err is why the response ended, after Done: nil for a clean end.
+func (v *Viewer) Err() error {
+	<-v.done
+	return v.err
+}
+
 // Wait waits for the response to end (the stream's end ends it) and
 // returns every tag; a failed request or a truncated tag fails the test.
 func (v *Viewer) Wait(t testing.TB, within time.Duration) [][]byte {
