@@ -30,6 +30,14 @@ const (
 	maxDecoding   = 128    // frames the decoder may hold before the oldest is written off
 	hangFrames    = 16     // frames fed without any out, beyond reordering, before a stall counts
 	decodeShift   = 10_000 // ms added to the decoder's input timestamps
+
+	// A keyframe's backend answer must come within budgetShare of a GOP
+	// (the stream's own keyframe interval; defaultGOP until two keyframes
+	// were seen) of the keyframe's arrival: the rest of the GOP is the
+	// reserve for encoding it and the frames held behind it, so the stage
+	// adds at most one GOP of latency however slow the backend is.
+	defaultGOP  = time.Second
+	budgetShare = 0.8
 )
 
 // videoPipe is one decoder ffmpeg and one encoder ffmpeg for one stream at
@@ -326,6 +334,7 @@ func (p *videoPipe) enhancer() {
 	s := p.ss.s
 	var hdr []byte
 	first, base, last := true, int64(0), int64(-1)
+	var firstArrived, startLag int64 // the pipe's first frame's arrival, and how long ffmpeg's start held it
 	writing := true
 	for {
 		pic, ok1 := <-p.bigCh
@@ -358,10 +367,11 @@ func (p *videoPipe) enhancer() {
 		}
 		if first {
 			base = meta.pts
+			firstArrived, startLag = meta.arrived, max(time.Now().UnixNano()-meta.arrived, 0)
 		}
 		if meta.key {
 			in := &sr.Image{Width: p.w, Height: p.h, Format: "rgb24", Pix: append([]byte(nil), small...)}
-			if out := s.guard.enhance(p.ss.ctx, in, s.cfg.Scale); out != nil {
+			if out := s.guard.enhance(p.ss.ctx, in, s.cfg.Scale, keyBudget(meta, firstArrived, startLag)); out != nil {
 				toI420(out, big, p.ow, p.oh)
 			}
 		}
@@ -396,6 +406,23 @@ func (p *videoPipe) enhancer() {
 	}
 	for range p.smallCh {
 	}
+}
+
+// keyBudget is the wall time by which keyframe m's backend answer must be
+// in: budgetShare of a GOP after it arrived. Without a budget of its own a
+// keyframe would wait up to the timeout and delay every frame behind it, so
+// a backend slower than a GOP would make the latency grow without limit.
+// The backlog ffmpeg's start-up piles up (startLag, at the pipe's first
+// frame) is not the backend's doing: it is forgiven, shrinking at half the
+// stream's pace, well below the rate the pipe works it off (about twice
+// real time, docs/performance.md), so it never hides a backend's delay.
+func keyBudget(m frameMeta, firstArrived, startLag int64) time.Time {
+	gop := time.Duration(m.gopMs) * time.Millisecond
+	if gop <= 0 {
+		gop = defaultGOP
+	}
+	forgiven := max(startLag-(m.arrived-firstArrived)/2, 0)
+	return time.Unix(0, m.arrived+forgiven).Add(time.Duration(float64(gop) * budgetShare))
 }
 
 func (p *videoPipe) recycle(big, small []byte) {

@@ -22,9 +22,11 @@ const (
 
 // frameMeta is what the stage keeps of a video frame while ffmpeg works on it.
 type frameMeta struct {
-	pts    int64 // presentation time in ms: timestamp + composition offset
-	key    bool
-	ingest int64
+	pts     int64 // presentation time in ms: timestamp + composition offset
+	key     bool
+	ingest  int64
+	arrived int64 // wall time (UnixNano) the frame entered the process (or this stage, if unknown)
+	gopMs   int64 // keyframes: ms since the previous keyframe, 0 while unknown
 }
 
 // item travels on a stream's feed queue: a frame, or (p == nil) a new
@@ -50,6 +52,7 @@ type streamState struct {
 	record      []byte                    // current AVC configuration record
 	waitKey     bool
 	loggedCodec bool
+	lastKeyPts  int64 // -1 before the first keyframe
 
 	mu        sync.Mutex // orders emission: held tags (Run) against video (encoder reader)
 	hold      []*core.Packet
@@ -65,6 +68,7 @@ func newStreamState(ctx context.Context, s *stage, st *core.Stream, out core.Out
 		feedQ:      make(chan item, s.cfg.QueueFrames),
 		feederDone: make(chan struct{}),
 		waitKey:    true,
+		lastKeyPts: -1,
 	}
 	go ss.feeder()
 	s.env.Log.Info("stream start", "stream", st.Name, "backend", s.cfg.Backend, "scale", s.cfg.Scale)
@@ -148,11 +152,21 @@ func (ss *streamState) handleVideo(p *core.Packet, body []byte) {
 			return
 		}
 		pts := int64(p.Timestamp) + int64(vi.CTS)
+		meta := frameMeta{pts: pts, key: key, ingest: p.Ingest, arrived: time.Now().UnixNano()}
+		if p.Ingest > 0 && p.Ingest < meta.arrived {
+			meta.arrived = p.Ingest // the backend's budget counts from when the stream got here
+		}
+		if key {
+			if ss.lastKeyPts >= 0 && pts > ss.lastKeyPts {
+				meta.gopMs = pts - ss.lastKeyPts
+			}
+			ss.lastKeyPts = pts
+		}
 		ss.mu.Lock()
 		ss.inflight++
 		ss.mu.Unlock()
 		select {
-		case ss.feedQ <- item{p: p, meta: frameMeta{pts: pts, key: key, ingest: p.Ingest}}:
+		case ss.feedQ <- item{p: p, meta: meta}:
 			ss.waitKey = false
 		default: // ffmpeg is behind: shed until the next keyframe so decoding stays clean
 			ss.s.drops.queueFull.Inc()

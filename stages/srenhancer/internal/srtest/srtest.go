@@ -4,6 +4,7 @@ package srtest
 
 import (
 	"bytes"
+	"context"
 	"io"
 	"log/slog"
 	"math"
@@ -15,6 +16,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -40,12 +42,23 @@ func StandIn(t testing.TB, mode string) *httptest.Server {
 			http.Error(w, "bad size", http.StatusBadRequest)
 			return
 		}
-		switch mode {
-		case "500":
+		switch {
+		case mode == "500":
 			http.Error(w, "model crashed", http.StatusInternalServerError)
 			return
-		case "slow":
+		case mode == "slow":
 			time.Sleep(time.Second)
+		case strings.HasPrefix(mode, "sleep:"): // "sleep:1.3s": answers that late, or never if the caller gave up
+			d, err := time.ParseDuration(strings.TrimPrefix(mode, "sleep:"))
+			if err != nil {
+				http.Error(w, err.Error(), http.StatusInternalServerError)
+				return
+			}
+			select {
+			case <-time.After(d):
+			case <-r.Context().Done():
+				return
+			}
 		}
 		ow, oh := width*4, height*4
 		out := make([]byte, ow*oh*3)
@@ -77,6 +90,16 @@ type Result struct {
 	Out  []stagetest.Captured
 	Env  *core.Env
 	File string // the output written as an FLV file
+	// Frames is, for RunRealtime, every video frame sent in stream order
+	// with how long the stage took to emit it.
+	Frames []FrameTime
+}
+
+// FrameTime is one video frame's passage through the stage.
+type FrameTime struct {
+	TS      uint32 // FLV timestamp, ms
+	Key     bool
+	Latency time.Duration // emitted minus sent; -1 if it never came out
 }
 
 // Drops reads the stage's drop counter for reason.
@@ -88,11 +111,19 @@ func (r *Result) Counter(event string) float64 {
 }
 
 // Run feeds tags through an sr-enhancer built from raw as one stream, paced
-// by its output so nothing is shed, and returns what came out.
+// by its output so nothing is shed, and returns what came out. At most
+// window frames are inside the stage: a keyframe waits behind few frames,
+// so its backend budget (which counts from its arrival) is not spent in
+// the stage's queue, as it would not be behind a live publisher.
 func Run(t testing.TB, raw map[string]any, tags [][]byte) *Result {
 	t.Helper()
-	return run(t, raw, tags, 30)
+	return run(t, raw, tags, window)
 }
+
+const window = 8
+
+// frameDrops are the reasons the stage writes a video frame off.
+var frameDrops = []string{"queue_full", "wait_keyframe", "no_sequence_header", "ffmpeg_failure", "frame_lost"}
 
 // RunUnpaced feeds all tags at once, as a publisher far faster than ffmpeg
 // would: the stage must shed.
@@ -123,7 +154,13 @@ func run(t testing.TB, raw map[string]any, tags [][]byte, window int) *Result {
 		}
 		if hd.Type == flv.TypeVideo && window > 0 {
 			sentVideo++
-			WaitFor(t, func() bool { return sentVideo-VideoFrames(h.Out.Data()) < window }, 20*time.Second, "the stage to keep up")
+			WaitFor(t, func() bool {
+				inside := float64(sentVideo - VideoFrames(h.Out.Data()))
+				for _, reason := range frameDrops { // written off: never coming out
+					inside -= env.Metrics.Drop(reason).Value()
+				}
+				return inside < float64(window)
+			}, 20*time.Second, "the stage to keep up")
 		}
 		h.SendData(s, hd.Type, hd.Timestamp, tag)
 	}
@@ -135,16 +172,154 @@ func run(t testing.TB, raw map[string]any, tags [][]byte, window int) *Result {
 	if err := h.Close(); err != nil {
 		t.Fatal(err)
 	}
-	r := &Result{Out: h.Out.Packets(), Env: env, File: filepath.Join(t.TempDir(), "out.flv")}
+	r := &Result{Out: h.Out.Packets(), Env: env}
+	r.File = WriteFLV(t, r.Out)
+	return r
+}
+
+// WriteFLV writes the data packets of out as an FLV file and returns its path.
+func WriteFLV(t testing.TB, out []stagetest.Captured) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "out.flv")
 	file := flv.FileHeader(true, true)
-	for _, p := range h.Out.Data() {
-		file = append(file, p.Data...)
-		file = flv.AppendPreviousTagSize(file, len(p.Data))
+	for _, p := range out {
+		if p.Event == core.EventData {
+			file = append(file, p.Data...)
+			file = flv.AppendPreviousTagSize(file, len(p.Data))
+		}
 	}
-	if err := os.WriteFile(r.File, file, 0o644); err != nil {
+	if err := os.WriteFile(path, file, 0o644); err != nil {
 		t.Fatal(err)
 	}
+	return path
+}
+
+// timedOutput keeps every packet and when each video frame came out.
+type timedOutput struct {
+	*stagetest.Collector
+	mu sync.Mutex
+	at map[uint32]time.Time
+}
+
+func (o *timedOutput) Emit(p *core.Packet) {
+	if p.Type == core.TagVideo && len(p.Data) > 12 && p.Data[12] == flv.AVCNALU {
+		o.mu.Lock()
+		o.at[p.Timestamp] = time.Now()
+		o.mu.Unlock()
+	}
+	o.Collector.Emit(p)
+}
+
+// RunRealtime feeds tags as a live publisher does (ffmpeg -re): each at its
+// timestamp after the start, whether or not the stage keeps up, stamped
+// with its ingest time as rtmp-source does. Result.Frames holds each video
+// frame's latency through the stage.
+func RunRealtime(t testing.TB, raw map[string]any, tags [][]byte) *Result {
+	t.Helper()
+	def, ok := core.Default.Lookup("sr-enhancer")
+	if !ok {
+		t.Fatal("sr-enhancer not registered")
+	}
+	env := core.TestEnv("sr-enhancer")
+	env.Log = TestLogger(t)
+	st, err := def.Build(raw, env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if o, ok := st.(core.Opener); ok {
+		if err := o.Open(ctx); err != nil {
+			t.Fatalf("open: %v", err)
+		}
+	}
+	out := &timedOutput{Collector: stagetest.NewCollector(), at: map[uint32]time.Time{}}
+	in := make(chan *core.Packet, 1024)
+	done := make(chan error, 1)
+	go func() { done <- st.Run(ctx, in, out) }()
+	s := core.NewStream("live/movie")
+	in <- core.NewEvent(core.EventStart, s)
+	type sentFrame struct {
+		ts  uint32
+		key bool
+		at  time.Time
+	}
+	var sent []sentFrame
+	start := time.Now()
+	for _, tag := range tags {
+		hd, err := flv.ParseHeader(tag)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d := time.Until(start.Add(time.Duration(hd.Timestamp) * time.Millisecond)); d > 0 {
+			time.Sleep(d)
+		}
+		p := core.NewPacket(len(tag))
+		copy(p.Data, tag)
+		p.Stream, p.Type, p.Timestamp, p.Ingest = s, hd.Type, hd.Timestamp, time.Now().UnixNano()
+		if v, ok := flv.ParseVideo(tag[flv.HeaderSize:]); ok && hd.Type == flv.TypeVideo && v.PacketType == flv.AVCNALU {
+			sent = append(sent, sentFrame{hd.Timestamp, v.FrameType == flv.FrameKey, time.Now()})
+		}
+		in <- p
+	}
+	in <- core.NewEvent(core.EventEnd, s)
+	WaitFor(t, func() bool {
+		p := out.Packets()
+		return len(p) > 0 && p[len(p)-1].Event == core.EventEnd
+	}, 30*time.Second, "the end event")
+	close(in)
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run did not return")
+	}
+	r := &Result{Out: out.Packets(), Env: env}
+	r.File = WriteFLV(t, r.Out)
+	out.mu.Lock()
+	defer out.mu.Unlock()
+	for _, f := range sent {
+		lat := time.Duration(-1)
+		if at, ok := out.at[f.ts]; ok {
+			lat = at.Sub(f.at)
+		}
+		r.Frames = append(r.Frames, FrameTime{TS: f.ts, Key: f.key, Latency: lat})
+	}
 	return r
+}
+
+// Interleaving checks that each tag type's timestamps never go back in
+// out's data, and returns the largest backward step across types: how far a
+// tag lags the newest tag of any type before it (what a player sees as a
+// backward timestamp jump).
+func Interleaving(t testing.TB, out []stagetest.Captured) time.Duration {
+	t.Helper()
+	last := map[uint8]uint32{}
+	var newest, back uint32
+	for i, p := range out {
+		if p.Event != core.EventData || (p.Type != core.TagAudio && p.Type != core.TagVideo) {
+			continue
+		}
+		if prev, ok := last[p.Type]; ok && p.Timestamp < prev {
+			t.Fatalf("tag %d (type %d) at %d ms after one at %d ms", i, p.Type, p.Timestamp, prev)
+		}
+		last[p.Type] = p.Timestamp
+		newest = max(newest, p.Timestamp)
+		back = max(back, newest-p.Timestamp)
+	}
+	return time.Duration(back) * time.Millisecond
+}
+
+// Captures turns raw tags into Captured data packets, for Interleaving.
+func Captures(tags [][]byte) []stagetest.Captured {
+	out := make([]stagetest.Captured, 0, len(tags))
+	for _, tag := range tags {
+		hd, _ := flv.ParseHeader(tag)
+		out = append(out, stagetest.Captured{Event: core.EventData, Data: tag, Type: hd.Type, Timestamp: hd.Timestamp})
+	}
+	return out
 }
 
 // VideoFrames counts the video frame tags (not headers) in ps.
