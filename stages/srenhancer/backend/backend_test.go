@@ -148,3 +148,31 @@ func BenchmarkBuiltin320x180x4(b *testing.B) {
 		}
 	}
 }
+
+// TestHTTPQuery: the request line carries exactly ?w=W&h=H, w first, then
+// the URL's own query unchanged (any w or h in it replaced).
+func TestHTTPQuery(t *testing.T) {
+	got := make(chan string, 1)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got <- r.URL.RawQuery
+		w.Write(make([]byte, 8*4*6*4*3))
+	}))
+	defer srv.Close()
+	for _, c := range []struct{ query, want string }{
+		{"", "w=8&h=6"},
+		{"?", "w=8&h=6"},
+		{"?token=a%2Fb&z=1", "w=8&h=6&token=a%2Fb&z=1"},
+		{"?h=1&token=x&w=2", "w=8&h=6&token=x"},
+	} {
+		b, err := NewHTTP(srv.URL + "/sr" + c.query)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := b.Enhance(context.Background(), solid(8, 6, 1, 2, 3), 4); err != nil {
+			t.Fatalf("%q: %v", c.query, err)
+		}
+		if q := <-got; q != c.want {
+			t.Errorf("URL %q: query %q, want %q", c.query, q, c.want)
+		}
+	}
+}

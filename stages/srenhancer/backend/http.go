@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/mediapipe/mediapipe/core/sr"
@@ -21,6 +22,7 @@ var ErrWrongSize = errors.New("reply has the wrong size")
 // picture as body; the reply is the raw BGR24 picture at scale×W by scale×H.
 type HTTP struct {
 	url    *url.URL
+	query  string // the URL's own query without w and h, appended after them
 	client *http.Client
 }
 
@@ -34,10 +36,21 @@ func NewHTTP(rawURL string) (*HTTP, error) {
 	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return nil, fmt.Errorf("url %q: want http://HOST[:PORT]/PATH", rawURL)
 	}
+	// The URL's own query (a token, say) is kept byte for byte, except any
+	// w or h it has: those are the picture's.
+	var keep []string
+	for _, part := range strings.Split(u.RawQuery, "&") {
+		key, _, _ := strings.Cut(part, "=")
+		if k, err := url.QueryUnescape(key); part == "" || (err == nil && (k == "w" || k == "h")) {
+			continue
+		}
+		keep = append(keep, part)
+	}
+	q := strings.Join(keep, "&")
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.MaxIdleConnsPerHost = 8
 	tr.ResponseHeaderTimeout = 0 // the call's context bounds it
-	return &HTTP{url: u, client: &http.Client{Transport: tr, Timeout: 5 * time.Minute}}, nil
+	return &HTTP{url: u, query: q, client: &http.Client{Transport: tr, Timeout: 5 * time.Minute}}, nil
 }
 
 // Enhance implements sr.Backend.
@@ -49,11 +62,13 @@ func (h *HTTP) Enhance(ctx context.Context, in *sr.Image, scale int) (*sr.Image,
 	if in.Format == "bgr24" {
 		body = swapRB(in.Pix)
 	}
+	// Exactly "w=W&h=H", w first, as basicKVSR's contract reads
+	// (url.Values.Encode would sort h before w); then the URL's own query.
 	u := *h.url
-	q := u.Query()
-	q.Set("w", strconv.Itoa(in.Width))
-	q.Set("h", strconv.Itoa(in.Height))
-	u.RawQuery = q.Encode()
+	u.RawQuery = "w=" + strconv.Itoa(in.Width) + "&h=" + strconv.Itoa(in.Height)
+	if h.query != "" {
+		u.RawQuery += "&" + h.query
+	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u.String(), bytes.NewReader(body))
 	if err != nil {
 		return nil, err
