@@ -328,7 +328,11 @@ func Parse(name, dir string, data []byte, environ []string, reg *Registry) (*Fil
 				}
 				sc.Def = def
 			}
-			for _, err := range sortErrors(sc.Def.Check(sc.Params)) {
+			check := sc.Def.Check
+			if in := sc.Def.CheckIn; in != nil {
+				check = func(raw map[string]any) []error { return in(raw, dir) }
+			}
+			for _, err := range sortErrors(check(sc.Params)) {
 				add(label, j+1, sc.Label(), "%v", err)
 			}
 			pc.Stages = append(pc.Stages, sc)

@@ -14,6 +14,10 @@ type Definition struct {
 	// Check validates raw parameters (as decoded from the pipeline file)
 	// without side effects; one error per problem, each starting with the key.
 	Check func(raw map[string]any) []error
+	// CheckIn, if set, is what validating a pipeline file calls instead of
+	// Check, for a stage whose parameters name files: dir is the pipeline
+	// file's directory, which relative paths resolve against.
+	CheckIn func(raw map[string]any, dir string) []error
 	// Build decodes raw parameters and constructs the stage.
 	Build func(raw map[string]any, env *Env) (Stage, error)
 	// Close, if set, frees what looking the definition up took (a plugin

@@ -63,12 +63,55 @@ func (c *Config) Validate() error {
 }
 
 func init() {
-	core.Register(core.Spec{
+	def := core.Define(core.Spec{
 		Name:    "sr-enhancer",
 		Summary: "super-resolves H.264 keyframes through an SR backend (builtin, http, plugin); other frames upscaled conventionally; audio untouched",
 		In:      core.KindFLV,
 		Out:     core.KindFLV,
 	}, newStage)
+	check := def.Check
+	def.CheckIn = func(raw map[string]any, dir string) []error {
+		if errs := check(raw); len(errs) > 0 {
+			return errs
+		}
+		var cfg Config
+		if errs := def.Spec.Decode(raw, &cfg); len(errs) > 0 {
+			return errs
+		}
+		if err := checkPlugin(&cfg, dir); err != nil {
+			return []error{err}
+		}
+		return nil
+	}
+	if err := core.Default.Add(def); err != nil {
+		panic(err) // a duplicate name: a programming error
+	}
+}
+
+// checkPlugin starts a plugin backend once and stops it, so that
+// `mediapipe validate` catches a missing program, one that is no plugin, or
+// a stage plugin given as an SR backend, with the bridge's one-line errors.
+func checkPlugin(cfg *Config, dir string) error {
+	if cfg.Backend != "plugin" {
+		return nil
+	}
+	path := pluginPath(cfg.Path, dir)
+	b, err := sr.OpenPlugin(path)
+	if err != nil {
+		return fmt.Errorf("path: %w", err)
+	}
+	if err := b.Close(); err != nil {
+		return fmt.Errorf("path: %s: stopping it: %w", path, err)
+	}
+	return nil
+}
+
+// pluginPath resolves path against the pipeline file's directory.
+func pluginPath(path, dir string) string {
+	if !filepath.IsAbs(path) && dir != "" {
+		return filepath.Join(dir, path)
+	}
+	return path
 }
 
 type stage struct {
@@ -104,9 +147,7 @@ func newStage(cfg *Config, env *core.Env) (core.Stage, error) {
 			return nil, fmt.Errorf("backend http: %w", err)
 		}
 	case "plugin":
-		if !filepath.IsAbs(s.cfg.Path) && env.Dir != "" {
-			s.cfg.Path = filepath.Join(env.Dir, s.cfg.Path)
-		}
+		s.cfg.Path = pluginPath(s.cfg.Path, env.Dir)
 		if _, err := os.Stat(s.cfg.Path); err != nil {
 			return nil, fmt.Errorf("backend plugin: %w", err)
 		}
