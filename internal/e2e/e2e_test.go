@@ -246,11 +246,21 @@ func framesFrom(clip []testmedia.Frame, ms int64) int {
 	return n
 }
 
-func TestRelay(t *testing.T) {
+// relayTest starts a test that pushes real media through a relay: skipped
+// without ffmpeg or with -short, and run in parallel with the others like
+// it, which spend their time waiting on ffmpeg's real-time push, not on CPU
+// (go test runs GOMAXPROCS of them at once).
+func relayTest(t *testing.T) {
+	t.Helper()
 	testmedia.NeedFFmpeg(t)
 	if testing.Short() {
 		t.Skip("pushes real media through a relay")
 	}
+	t.Parallel()
+}
+
+func TestRelay(t *testing.T) {
+	relayTest(t)
 	clip := testmedia.Clip(t, clipOpts)
 	all := testmedia.Tags(t, clip)
 	clipTags, seqs := mediaTags(all), sequenceHeaders(all)

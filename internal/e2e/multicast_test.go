@@ -22,10 +22,7 @@ const inNetnsEnv = "MEDIAPIPE_E2E_IN_NETNS"
 // joined to it each serve the stream byte-identical. It runs inside a fresh
 // network namespace so the group traffic stays off every real interface.
 func TestMulticastTwoEdges(t *testing.T) {
-	testmedia.NeedFFmpeg(t)
-	if testing.Short() {
-		t.Skip("pushes real media through a relay")
-	}
+	relayTest(t)
 	if os.Getenv(inNetnsEnv) == "" {
 		unshare, err := exec.LookPath("unshare")
 		if err != nil {

@@ -21,10 +21,7 @@ const joinSlack = 1500 * time.Millisecond
 // a playable stream — init tags fetched from the cloud, then every packet
 // from the viewer's join on, exactly the clip's.
 func TestLateEdge(t *testing.T) {
-	testmedia.NeedFFmpeg(t)
-	if testing.Short() {
-		t.Skip("pushes real media through a relay")
-	}
+	relayTest(t)
 	clip := testmedia.Clip(t, clipOpts)
 	all := testmedia.Tags(t, clip)
 	clipTags, seqs := mediaTags(all), sequenceHeaders(all)
@@ -67,10 +64,7 @@ func TestLateEdge(t *testing.T) {
 // processes stay up and serve a new publisher and viewer, and both still
 // stop cleanly on SIGTERM.
 func TestJunkAtEveryListener(t *testing.T) {
-	testmedia.NeedFFmpeg(t)
-	if testing.Short() {
-		t.Skip("pushes real media through a relay")
-	}
+	relayTest(t)
 	clip := testmedia.Clip(t, clipOpts)
 	clipTags := mediaTags(testmedia.Tags(t, clip))
 	clipFrames := testmedia.FrameMD5(t, clip)

@@ -15,10 +15,7 @@ import (
 // TestRecordingThroughLoss records a stream on an edge behind 10% loss: the
 // file holds every packet of the clip (framemd5 equal) and ffprobe reads it.
 func TestRecordingThroughLoss(t *testing.T) {
-	testmedia.NeedFFmpeg(t)
-	if testing.Short() {
-		t.Skip("pushes real media through a relay")
-	}
+	relayTest(t)
 	clip := testmedia.Clip(t, clipOpts)
 	dir := t.TempDir()
 	a := newAddrs(t)

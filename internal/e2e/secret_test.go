@@ -36,10 +36,7 @@ func (l *lockedBuffer) String() string {
 // play key, publishes once with the key and once with a wrong one, and
 // checks that no secret appears anywhere in the debug log.
 func TestSecretsStayOutOfLogs(t *testing.T) {
-	testmedia.NeedFFmpeg(t)
-	if testing.Short() {
-		t.Skip("pushes real media through a relay")
-	}
+	relayTest(t)
 	const publishKey, token, playKey = "pub-5ecret-1", "rtx-5ecret-2", "play-5ecret-3"
 	clip := testmedia.Clip(t, clipOpts)
 	a := newAddrs(t)

@@ -52,10 +52,7 @@ func dialStalled(t *testing.T, addr, path string) net.Conn {
 // write_timeout and counts it as slow_viewer, while the other, an ffmpeg
 // player, receives every packet from its join on, exactly the clip's.
 func TestStalledViewer(t *testing.T) {
-	testmedia.NeedFFmpeg(t)
-	if testing.Short() {
-		t.Skip("pushes real media through a relay")
-	}
+	relayTest(t)
 	clip := testmedia.Clip(t, clipOpts)
 	clipFrames := testmedia.FrameMD5(t, clip)
 	a := newAddrs(t)
