@@ -5,9 +5,11 @@ package flvfilesink
 import (
 	"bufio"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io/fs"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -110,6 +112,58 @@ type recording struct {
 	tags   int
 	failed bool
 	pts    [4]byte
+
+	// What finish patches into the onMetaData tags written, as ffmpeg's FLV
+	// muxer does: the publisher's duration is the live stream's, or a
+	// guess, not the recording's. Bounded: later metadata goes unpatched.
+	slots  [4]metaSlot
+	nslots int
+	span   timeSpan
+}
+
+// metaSlot is where, in the file, one onMetaData tag's values are (-1: absent).
+type metaSlot struct{ duration, filesize int64 }
+
+// timeSpan follows the media timestamps (ms) of a recording.
+type timeSpan struct {
+	first uint32
+	any   bool
+	last  [2]struct { // audio, video
+		ts, step uint32 // latest timestamp, and the step that led to it
+		seen     bool
+	}
+}
+
+func (t *timeSpan) add(typ uint8, ts uint32) {
+	if !t.any || ts < t.first {
+		t.first, t.any = ts, true
+	}
+	l := &t.last[0]
+	if typ == flv.TypeVideo {
+		l = &t.last[1]
+	}
+	switch {
+	case !l.seen:
+		l.ts, l.seen = ts, true
+	case ts > l.ts:
+		l.step, l.ts = ts-l.ts, ts
+	}
+}
+
+// seconds is how long the recording plays: from its first media timestamp
+// to the end of its last frame, that frame lasting as long as the one
+// before it (what ffmpeg's muxer reports: last pts + packet duration).
+func (t *timeSpan) seconds() float64 {
+	var end uint32
+	for _, l := range t.last {
+		if l.seen {
+			end = max(end, l.ts+l.step)
+		}
+	}
+	if !t.any || end < t.first {
+		return 0
+	}
+	return float64(end-t.first) / 1000
 }
 
 func (s *Stage) start(st *core.Stream) {
@@ -187,7 +241,8 @@ func (s *Stage) write(p *core.Packet) {
 		return
 	}
 	body := p.Data[flv.HeaderSize:]
-	if kind := flv.InitKindOf(h.Type, body); kind != flv.InitNone {
+	kind := flv.InitKindOf(h.Type, body)
+	if kind != flv.InitNone {
 		r.seen[kind-1] = true
 	} else if !r.media && h.Type != flv.TypeScript {
 		// First media tag: a stream joined late brings its init tags as
@@ -202,11 +257,29 @@ func (s *Stage) write(p *core.Packet) {
 		}
 	}
 	s.put(r, p.Data)
+	if kind == flv.InitNone && h.Type != flv.TypeScript {
+		r.span.add(h.Type, h.Timestamp) // sequence headers are no frames: they carry no time
+	}
 }
 
 func (s *Stage) put(r *recording, tag []byte) {
 	if r.failed {
 		return
+	}
+	if tag[0]&0x1f == flv.TypeScript && r.nslots < len(r.slots) && flv.IsOnMetaData(tag[flv.HeaderSize:]) {
+		d, f := metaSlots(tag[flv.HeaderSize:])
+		at := r.bytes + flv.HeaderSize
+		sl := metaSlot{-1, -1}
+		if d >= 0 {
+			sl.duration = at + int64(d)
+		}
+		if f >= 0 {
+			sl.filesize = at + int64(f)
+		}
+		if d >= 0 || f >= 0 {
+			r.slots[r.nslots] = sl
+			r.nslots++
+		}
 	}
 	_, err := r.w.Write(tag)
 	if err == nil {
@@ -234,6 +307,9 @@ func (s *Stage) finish(r *recording) {
 		return
 	}
 	err := r.w.Flush()
+	if err == nil {
+		err = r.patch()
+	}
 	if cerr := r.f.Close(); err == nil {
 		err = cerr
 	}
@@ -242,5 +318,30 @@ func (s *Stage) finish(r *recording) {
 		s.env.Log.Error("flv-file-sink: finishing recording", "stream", r.st.Name, "path", r.path, "err", err)
 		return
 	}
-	s.env.Log.Info("recording finished", "stream", r.st.Name, "path", r.path, "tags", r.tags, "bytes", r.bytes)
+	s.env.Log.Info("recording finished", "stream", r.st.Name, "path", r.path, "tags", r.tags, "bytes", r.bytes, "duration", r.span.seconds())
+}
+
+// patch writes the recording's duration and size into the value slots of
+// its onMetaData tags, in place: the file's layout does not change.
+func (r *recording) patch() error {
+	var b [8]byte
+	put := func(at int64, v float64) error {
+		if at < 0 {
+			return nil
+		}
+		binary.BigEndian.PutUint64(b[:], math.Float64bits(v))
+		if _, err := r.f.WriteAt(b[:], at); err != nil {
+			return fmt.Errorf("patching onMetaData at %d: %w", at, err)
+		}
+		return nil
+	}
+	for _, sl := range r.slots[:r.nslots] {
+		if err := put(sl.duration, r.span.seconds()); err != nil {
+			return err
+		}
+		if err := put(sl.filesize, float64(r.bytes)); err != nil {
+			return err
+		}
+	}
+	return nil
 }
