@@ -7,10 +7,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
-	"os"
 	"os/exec"
-	"path/filepath"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -31,8 +28,107 @@ import (
 	_ "github.com/mediapipe/mediapipe/stages/udpsource"
 )
 
-// start runs toml (relative paths against dir, where the plugin is built)
-// until the test ends.
+// relay is a running cloud and edge with stream-filter (drop_audio, allow
+// live/*) between flv-reassembler and httpflv-sink on the edge.
+type relay struct {
+	edge     *core.Runtime
+	stage    *bridge.Stage
+	rtmp     string
+	movieURL string // live/movie: allowed
+	otherURL string // other/feed: outside allow
+	pids     []int  // plugin processes seen; none may outlive the test
+}
+
+func startRelay(t *testing.T) *relay {
+	t.Helper()
+	testmedia.NeedFFmpeg(t)
+	dir := t.TempDir()
+	buildPlugin(t, dir, "stream-filter")
+	rtmp, rtx, udp, httpAddr := testrun.FreeTCP(t), testrun.FreeUDP(t), testrun.FreeUDP(t), testrun.FreeTCP(t)
+	r := &relay{
+		rtmp:     rtmp,
+		movieURL: "http://" + httpAddr + "/live/movie.flv",
+		otherURL: "http://" + httpAddr + "/other/feed.flv",
+	}
+	// Runs after the runtimes stopped (cleanups run last-registered first).
+	t.Cleanup(func() {
+		deadline := time.Now().Add(5 * time.Second)
+		for _, pid := range r.pids {
+			for syscall.Kill(pid, 0) == nil {
+				if time.Now().After(deadline) {
+					t.Errorf("plugin process %d left behind after shutdown", pid)
+					return
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+		}
+	})
+	r.edge = start(t, "edge.toml", dir, fmt.Sprintf(`
+[[pipeline]]
+name = "edge"
+  [[pipeline.stage]]
+  use = "udp-source"
+  listen = %q
+  [[pipeline.stage]]
+  use = "rtp-reorder"
+  retransmit = %q
+  latency = "150ms"
+  [[pipeline.stage]]
+  use = "flv-reassembler"
+  [[pipeline.stage]]
+  plugin = "./stream-filter"
+  drop_audio = true
+  allow = ["live/*"]
+  [[pipeline.stage]]
+  use = "httpflv-sink"
+  listen = %q
+`, udp, rtx, httpAddr))
+	r.stage = pluginStage(t, r.edge)
+	r.pids = append(r.pids, r.stage.PID())
+	start(t, "cloud.toml", dir, testrun.CloudTOML(rtmp, rtx, udp))
+	return r
+}
+
+// push starts ffmpeg pushing clip in real time to app/key.
+func (r *relay) push(t *testing.T, ctx context.Context, clip, stream string) *exec.Cmd {
+	t.Helper()
+	return testmedia.Push(t, ctx, clip, "rtmp://"+r.rtmp+"/"+stream, true)
+}
+
+// otherNeverServed waits until other/feed flows into the edge pipeline, so
+// the probe means something, then checks for a while that the sink never
+// serves it.
+func (r *relay) otherNeverServed(t *testing.T, when string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for edgePackets(r.edge, "other/feed") < 30 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: other/feed never reached the edge pipeline: nothing to test", when)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	for range 10 {
+		if code := status(r.otherURL); code == http.StatusOK {
+			t.Fatalf("%s: %s answered 200: a stream outside allow was served", when, r.otherURL)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// edgePackets is how many packets of the live stream name the edge pipeline
+// has carried.
+func edgePackets(rt *core.Runtime, name string) uint64 {
+	var n uint64
+	for _, p := range rt.Status() {
+		for _, s := range p.Streams {
+			if s.Name == name {
+				n += s.Packets
+			}
+		}
+	}
+	return n
+}
+
 func start(t *testing.T, name, dir, toml string) *core.Runtime {
 	t.Helper()
 	return testrun.Start(t, name, toml, nil, testrun.Dir(dir), testrun.StopWithin(15*time.Second)).RT
@@ -76,104 +172,137 @@ func videoTags(tags [][]byte) [][]byte {
 	return out
 }
 
+func isSequenceHeader(tag []byte) bool {
+	return len(tag) > flv.HeaderSize+1 && tag[flv.HeaderSize+1] == flv.AVCSequenceHeader
+}
+
+// audioTags counts audio tags, and of them the AAC sequence headers.
+func audioTags(tags [][]byte) (frames, headers int) {
+	for _, tag := range tags {
+		if tag[0]&0x1f != flv.TypeAudio {
+			continue
+		}
+		if a, _ := flv.ParseAudio(tag[flv.HeaderSize:]); a.IsSequenceHeader() {
+			headers++
+		} else {
+			frames++
+		}
+	}
+	return frames, headers
+}
+
+func describe(tag []byte) string {
+	h, _ := flv.ParseHeader(tag)
+	return fmt.Sprintf("ts %d, %d bytes", h.Timestamp, h.DataSize)
+}
+
 // TestRelayWithStreamFilterPlugin: cloud rtmp-source → flv-tagger →
 // rtp-fragmenter → quic-retransmit → udp-sink; edge udp-source → rtp-reorder
 // → flv-reassembler → plugin stream-filter (drop_audio, allow live/*) →
-// httpflv-sink. ffmpeg pushes live/movie and other/feed.
+// httpflv-sink. ffmpeg pushes live/movie and other/feed. A viewer of
+// live/movie gets, from where it joined, every video tag of the clip byte
+// for byte, in order, to the end, and no audio; other/feed is never served.
 func TestRelayWithStreamFilterPlugin(t *testing.T) {
-	testmedia.NeedFFmpeg(t)
-	dir := t.TempDir()
-	// Look at the plugin's sources so go test's cache notices their changes
-	// (the build below runs in a child process).
-	for _, root := range []string{"..", "../../core"} {
-		_ = filepath.WalkDir(root, func(path string, d os.DirEntry, err error) error {
-			if err == nil && !d.IsDir() && strings.HasSuffix(path, ".go") {
-				_, _ = os.Stat(path)
-			}
-			return nil
-		})
-	}
-	build := exec.Command("go", "build", "-o", filepath.Join(dir, "stream-filter"), "../examples/stream-filter")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	rtmp, rtx, udp, httpAddr := testrun.FreeTCP(t), testrun.FreeUDP(t), testrun.FreeUDP(t), testrun.FreeTCP(t)
-	// Runs after the runtimes stopped (cleanups run last-registered first).
-	var lastPID int
-	t.Cleanup(func() {
-		deadline := time.Now().Add(5 * time.Second)
-		for lastPID > 0 && syscall.Kill(lastPID, 0) == nil {
-			if time.Now().After(deadline) {
-				t.Errorf("plugin process %d left behind after shutdown", lastPID)
-				return
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
-	})
-	edge := start(t, "edge.toml", dir, fmt.Sprintf(`
-[[pipeline]]
-name = "edge"
-  [[pipeline.stage]]
-  use = "udp-source"
-  listen = %q
-  [[pipeline.stage]]
-  use = "rtp-reorder"
-  retransmit = %q
-  latency = "150ms"
-  [[pipeline.stage]]
-  use = "flv-reassembler"
-  [[pipeline.stage]]
-  plugin = "./stream-filter"
-  drop_audio = true
-  allow = ["live/*"]
-  [[pipeline.stage]]
-  use = "httpflv-sink"
-  listen = %q
-`, udp, rtx, httpAddr))
-	start(t, "cloud.toml", dir, testrun.CloudTOML(rtmp, rtx, udp))
+	r := startRelay(t)
+	clip := testmedia.Clip(t, testmedia.Options{Seconds: 6})
+	want := videoTags(testmedia.Tags(t, clip))
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	movie := r.push(t, ctx, clip, "live/movie")
+	other := r.push(t, ctx, clip, "other/feed")
+	testrun.WaitPlayable(t, r.movieURL, 10*time.Second)
+	viewer := testrun.Watch(r.movieURL)
+	r.otherNeverServed(t, "during the push")
 
+	if err := movie.Wait(); err != nil {
+		t.Fatalf("ffmpeg push of live/movie: %v\n%s", err, testmedia.Stderr(movie))
+	}
+	if err := other.Wait(); err != nil {
+		t.Fatalf("ffmpeg push of other/feed: %v\n%s", err, testmedia.Stderr(other))
+	}
+	got := viewer.Wait(t, 15*time.Second)
+
+	if frames, headers := audioTags(got); frames+headers > 0 {
+		t.Errorf("the viewer got %d audio frames and %d audio sequence headers with drop_audio", frames, headers)
+	}
+	video := videoTags(got)
+	// The response starts with the stream's AVC sequence header, then the
+	// cached GOP from a keyframe on, then live.
+	for len(video) > 0 && isSequenceHeader(video[0]) {
+		video = video[1:]
+	}
+	if len(video) == 0 {
+		t.Fatal("the viewer got no video")
+	}
+	join := -1
+	for j := range want {
+		if bytes.Equal(want[j], video[0]) {
+			join = j
+			break
+		}
+	}
+	if join < 0 {
+		t.Fatalf("the viewer's first video tag (%s) is none of the clip's", describe(video[0]))
+	}
+	for i, tag := range video {
+		if join+i >= len(want) {
+			t.Fatalf("the viewer got %d video tags past the clip's end", len(video)-i)
+		}
+		if !bytes.Equal(tag, want[join+i]) {
+			t.Fatalf("video tag %d after the join (%s) is not the clip's tag %d (%s): lost, reordered or altered",
+				i, describe(tag), join+i, describe(want[join+i]))
+		}
+	}
+	if end := join + len(video); end != len(want) {
+		t.Errorf("the viewer's video stops at the clip's tag %d of %d", end, len(want))
+	}
+	if len(want)-join < len(want)/2 {
+		t.Errorf("the viewer joined at the clip's tag %d of %d: too late to test much", join, len(want))
+	}
+	if n := r.edge.CounterSum("mediapipe_stage_events_total", map[string]string{"event": "restarts"}); n != 0 {
+		t.Errorf("restarts = %v without a kill", n)
+	}
+}
+
+// TestRelayPluginKilledMidStream: as above, and kill -9 of the plugin
+// mid-stream: it is restarted and the stream goes on; other/feed is never
+// served, before the kill or after.
+func TestRelayPluginKilledMidStream(t *testing.T) {
+	r := startRelay(t)
 	clip := testmedia.Clip(t, testmedia.Options{Seconds: 8})
 	want := videoTags(testmedia.Tags(t, clip))
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	movie := testmedia.Push(t, ctx, clip, "rtmp://"+rtmp+"/live/movie", true)
-	other := testmedia.Push(t, ctx, clip, "rtmp://"+rtmp+"/other/feed", true)
-
-	movieURL := "http://" + httpAddr + "/live/movie.flv"
-	otherURL := "http://" + httpAddr + "/other/feed.flv"
-	testrun.WaitPlayable(t, movieURL, 10*time.Second)
-	first := testrun.Watch(movieURL)
+	movie := r.push(t, ctx, clip, "live/movie")
+	other := r.push(t, ctx, clip, "other/feed")
+	testrun.WaitPlayable(t, r.movieURL, 10*time.Second)
+	first := testrun.Watch(r.movieURL)
+	r.otherNeverServed(t, "before the kill")
 
 	// Kill the plugin mid-stream: it comes back and the stream goes on.
-	stage := pluginStage(t, edge)
-	pid := stage.PID()
-	time.Sleep(1500 * time.Millisecond) // let the viewer get well into the stream
+	pid := r.stage.PID()
+	time.Sleep(time.Second) // let the viewer get well into the stream
 	before := first.Count()
 	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(5 * time.Second)
-	for stage.PID() == pid || stage.PID() == 0 {
+	for r.stage.PID() == pid || r.stage.PID() == 0 {
 		if time.Now().After(deadline) {
 			t.Fatal("plugin not restarted within 5 s")
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	lastPID = stage.PID()
-	second := testrun.Watch(movieURL)
-
-	// A stream outside allow is never served.
-	for range 10 {
-		if code := status(otherURL); code == 200 {
-			t.Fatalf("%s answered 200: a stream outside allow was served", otherURL)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	r.pids = append(r.pids, r.stage.PID())
+	second := testrun.Watch(r.movieURL)
+	r.otherNeverServed(t, "after the restart")
 
 	if err := movie.Wait(); err != nil {
-		t.Fatalf("ffmpeg push: %v\n%s", err, testmedia.Stderr(movie))
+		t.Fatalf("ffmpeg push of live/movie: %v\n%s", err, testmedia.Stderr(movie))
 	}
-	_ = other.Wait()
+	if err := other.Wait(); err != nil {
+		t.Fatalf("ffmpeg push of other/feed: %v\n%s", err, testmedia.Stderr(other))
+	}
 	got1 := first.Wait(t, 15*time.Second)
 	got2 := second.Wait(t, 15*time.Second)
 
@@ -182,21 +311,14 @@ name = "edge"
 	}
 	for who, got := range map[string][][]byte{"viewer before the kill": got1, "viewer after the restart": got2} {
 		// No audio frames. (An AAC sequence header may lead the response: the
-		// plugin strips it from the stream's init tags, but a viewer joining
-		// in the instant between the init arriving and the stripped init
-		// coming back can still be sent it.)
-		var audio int
-		for _, tag := range got {
-			if tag[0]&0x1f == flv.TypeAudio {
-				if a, _ := flv.ParseAudio(tag[flv.HeaderSize:]); !a.IsSequenceHeader() {
-					audio++
-				}
-			}
+		// restarted plugin strips it from the stream's init tags again, but a
+		// viewer joining in the instant between the init arriving and the
+		// stripped init coming back can still be sent it.)
+		if frames, _ := audioTags(got); frames > 0 {
+			t.Errorf("%s got %d audio frames with drop_audio", who, frames)
 		}
-		if audio > 0 {
-			t.Errorf("%s got %d audio frames with drop_audio", who, audio)
-		}
-		// Every video tag is one of the clip's, byte for byte, in order.
+		// Every video tag is one of the clip's, byte for byte, in order (what
+		// the dead process held is lost: gaps are allowed here).
 		video := videoTags(got)
 		j := 0
 		for i, tag := range video {
@@ -204,8 +326,7 @@ name = "edge"
 				j++
 			}
 			if j == len(want) {
-				h, _ := flv.ParseHeader(tag)
-				t.Fatalf("%s: video tag %d (ts %d, %d bytes) is not the clip's next tag", who, i, h.Timestamp, h.DataSize)
+				t.Fatalf("%s: video tag %d (%s) is not the clip's next tag", who, i, describe(tag))
 			}
 		}
 		if len(video) < 60 {
@@ -223,7 +344,7 @@ name = "edge"
 	if run < 90 {
 		t.Errorf("viewer after the restart: only its last %d of %d video tags are the clip's last ones", run, len(v2))
 	}
-	if r := edge.CounterSum("mediapipe_stage_events_total", map[string]string{"event": "restarts"}); r != 1 {
-		t.Errorf("restarts = %v, want 1", r)
+	if n := r.edge.CounterSum("mediapipe_stage_events_total", map[string]string{"event": "restarts"}); n != 1 {
+		t.Errorf("restarts = %v, want 1", n)
 	}
 }
