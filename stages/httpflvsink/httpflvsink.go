@@ -190,7 +190,7 @@ func (s *Stage) flushSoon() {
 	}
 }
 
-// shutdown stops the listener and disconnects every viewer.
+// shutdown stops the listener and ends every viewer's response (within a second).
 func (s *Stage) shutdown() {
 	s.mu.Lock()
 	if s.closing {

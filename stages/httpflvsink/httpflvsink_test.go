@@ -469,8 +469,8 @@ func benchFanout(b *testing.B, flush time.Duration, n int) {
 	}
 }
 
-// TestShutdownKicksViewers: cancelling ctx closes the listener and every
-// viewer even while the input stays open; Run returns once it closes.
+// TestShutdownKicksViewers: cancelling ctx closes the listener and ends every
+// viewer's response even while the input stays open; Run returns once it closes.
 func TestShutdownKicksViewers(t *testing.T) {
 	env := core.TestEnv("httpflv-sink")
 	st, _ := httpflvsink.New(&httpflvsink.Config{Listen: "127.0.0.1:0", ViewerQueue: 64, GOPCache: true, GOPMaxBytes: 1 << 20, WriteTimeout: time.Second}, env)
@@ -496,10 +496,14 @@ func TestShutdownKicksViewers(t *testing.T) {
 		t.Fatal(err)
 	}
 	cancel()
-	ended := make(chan struct{})
-	go func() { _, _ = io.Copy(io.Discard, resp.Body); close(ended) }()
+	ended := make(chan error, 1)
+	go func() { _, err := io.Copy(io.Discard, resp.Body); ended <- err }()
 	select {
-	case <-ended:
+	case err := <-ended:
+		// A stop ends the response cleanly (the last chunk), not by a cut.
+		if err != nil {
+			t.Errorf("the response was cut, not ended: %v", err)
+		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("viewer still connected after ctx was cancelled")
 	}

@@ -49,7 +49,7 @@ type viewer struct {
 	owner   uint8     // who may use out/off: ownIdle, ownFlusher or ownViewer
 	nout    int       // len(out) as seen under mu, for the queue bound
 	ended   bool      // the stream ended: send what is queued, then close
-	dead    bool      // shed or kicked: stop at once
+	dead    bool      // shed or cut: stop at once
 	drainBy time.Time // when ended: the last moment to finish sending
 
 	out []*tagRef // being written, owned by owner
@@ -79,15 +79,6 @@ func (v *viewer) signal() {
 	}
 }
 
-// kill marks v dead, closes its socket and wakes its goroutine (mu not held).
-func (v *viewer) kill() {
-	v.mu.Lock()
-	v.dead = true
-	v.mu.Unlock()
-	abort(v.conn)
-	v.signal()
-}
-
 // Why a viewer was cut, for its drop counter and the log.
 const (
 	whySlow = "slow_viewer" // its queue overflowed or its socket took nothing for write_timeout
@@ -112,7 +103,7 @@ func (s *Stage) count(why string) {
 }
 
 // cut marks v dead after its own goroutine's write failed with err and
-// counts it, unless it was already dead: a shed or kicked viewer's write
+// counts it, unless it was already dead: a shed viewer's write
 // fails too, and was counted (or is shutdown) when it was cut.
 func (s *Stage) cut(v *viewer, err error) string {
 	v.mu.Lock()
@@ -306,15 +297,7 @@ func (st *stream) leave(v *viewer) {
 func (st *stream) finish() {
 	drainBy := time.Now().Add(st.s.cfg.WriteTimeout)
 	st.mu.Lock()
-	st.ended = true
-	for i, v := range st.viewers {
-		v.mu.Lock()
-		v.ended, v.drainBy = true, drainBy
-		v.mu.Unlock()
-		v.signal()
-		st.viewers[i] = nil
-	}
-	st.viewers = nil
+	st.endViewers(drainBy)
 	st.dropGOP()
 	for i, r := range st.init {
 		if r != nil {
@@ -325,15 +308,30 @@ func (st *stream) finish() {
 	st.mu.Unlock()
 }
 
-// kickAll disconnects every viewer at once and takes no more (shutdown).
-func (st *stream) kickAll() {
-	st.mu.Lock()
+// endViewers lets go of every viewer, each to send what it has queued by
+// drainBy and end its response, and takes no more (mu held).
+func (st *stream) endViewers(drainBy time.Time) {
 	st.ended = true
 	for i, v := range st.viewers {
-		v.kill()
+		v.mu.Lock()
+		v.ended, v.drainBy = true, drainBy
+		v.mu.Unlock()
+		v.signal()
 		st.viewers[i] = nil
 	}
 	st.viewers = nil
+}
+
+// shutdownDrain bounds how long viewers get, when the stage stops, to take
+// what is queued and their response's end.
+const shutdownDrain = time.Second
+
+// kickAll ends every viewer's response at once (shutdown): players see a
+// clean end, and a viewer that cannot take it within shutdownDrain is cut.
+func (st *stream) kickAll() {
+	drainBy := time.Now().Add(min(st.s.cfg.WriteTimeout, shutdownDrain))
+	st.mu.Lock()
+	st.endViewers(drainBy)
 	st.mu.Unlock()
 }
 
@@ -689,7 +687,7 @@ func (f *flusher) flush(v *viewer) {
 	why := ""
 	switch {
 	case failed != nil || v.dead:
-		if !v.dead { // else counted when it was shed or kicked
+		if !v.dead { // else counted when it was shed
 			why = cutReason(failed)
 		}
 		v.dead = true
