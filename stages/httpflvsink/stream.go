@@ -103,8 +103,8 @@ func (s *Stage) count(why string) {
 }
 
 // cut marks v dead after its own goroutine's write failed with err and
-// counts it, unless it was already dead: a shed viewer's write
-// fails too, and was counted (or is shutdown) when it was cut.
+// counts it, unless it was already dead: a shed viewer's write fails
+// too, and was counted when it was shed.
 func (s *Stage) cut(v *viewer, err error) string {
 	v.mu.Lock()
 	was := v.dead
