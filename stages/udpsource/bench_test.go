@@ -49,13 +49,17 @@ func BenchmarkReceive(b *testing.B) {
 	defer tx.Close()
 	const ssrc = 99
 	ann, _ := rtpann.AppendAnnounce(nil, rtpann.Sender{SSRC: ssrc}, "bench", "live/bench")
-	if _, err := tx.Write(ann); err != nil {
-		b.Fatal(err)
+	pkt := rtpPacket(b, 100, ssrc, 0, 0, 1188)
+	// A stream starts with its first RTP after the announcement.
+	for _, d := range [][]byte{ann, pkt} {
+		if _, err := tx.Write(d); err != nil {
+			b.Fatal(err)
+		}
 	}
-	for out.starts.Load() == 0 {
+	for out.data.Load() == 0 {
 		runtime.Gosched()
 	}
-	pkt := rtpPacket(b, 100, ssrc, 0, 0, 1188)
+	out.data.Store(0)
 	ms := make([]udpbatch.Message, 64)
 	for i := range ms {
 		ms[i].Buffers = [][]byte{pkt}

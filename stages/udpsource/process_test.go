@@ -41,8 +41,8 @@ func BenchmarkProcess(b *testing.B) {
 	s, _ := offline(b)
 	out := &countingOutput{}
 	ann, _ := rtpann.AppendAnnounce(nil, rtpann.Sender{SSRC: 5}, "c", "live/bench")
-	deliver(s, out, ann)
 	pkt := rtpPacket(b, 100, 5, 1, 1, 1188)
+	deliver(s, out, ann, pkt) // the stream starts with its first RTP
 	for i := range s.msgs {
 		copy(s.msgs[i].Buffers[0], pkt)
 		s.msgs[i].N = len(pkt)
@@ -77,8 +77,8 @@ func FuzzDatagram(f *testing.F) {
 		deliver(s, out, ann, b, b)
 		clock.Advance(10 * time.Second)
 		s.housekeep(clock.Now(), out)
-		if s.pending != 0 || s.held != 0 {
-			t.Fatalf("after the hold: %d pending SSRCs, %d packets held", s.pending, s.held)
+		if s.pendingCount() != 0 || s.held != 0 {
+			t.Fatalf("after the hold: %d pending SSRCs, %d packets held", s.pendingCount(), s.held)
 		}
 		for _, p := range out.Packets() {
 			if p.Event == core.EventData {
@@ -110,16 +110,16 @@ func TestHoldBounds(t *testing.T) {
 		}
 	}
 	deliver(s, out, dgrams...)
-	if s.pending != maxPending || s.held != maxHeldTotal {
-		t.Fatalf("%d pending, %d held; want %d and %d", s.pending, s.held, maxPending, maxHeldTotal)
+	if s.pendingCount() != maxPending || s.held != maxHeldTotal {
+		t.Fatalf("%d pending, %d held; want %d and %d", s.pendingCount(), s.held, maxPending, maxHeldTotal)
 	}
 	if got, want := s.unnamed.Value(), float64(len(dgrams)-maxHeldTotal); got != want {
 		t.Fatalf("unnamed_ssrc = %v before the hold ends, want %v", got, want)
 	}
 	clock.Advance(2 * time.Second)
 	s.housekeep(clock.Now(), out)
-	if s.pending != 0 || s.held != 0 || len(s.sources) != 0 {
-		t.Fatalf("after the hold: %d pending, %d held, %d sources", s.pending, s.held, len(s.sources))
+	if s.pendingCount() != 0 || s.held != 0 || len(s.sources) != 0 {
+		t.Fatalf("after the hold: %d pending, %d held, %d sources", s.pendingCount(), s.held, len(s.sources))
 	}
 	if got := s.unnamed.Value(); got != float64(len(dgrams)) {
 		t.Fatalf("unnamed_ssrc = %v, want %d", got, len(dgrams))

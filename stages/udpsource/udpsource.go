@@ -1,5 +1,12 @@
 // Package udpsource is the udp-source stage: it receives RTP (unicast or a
 // multicast group) and names streams from the RTCP SDES muxed beside it.
+//
+// Each SSRC is bound to the address its first datagram came from: only that
+// address's RTP, SR, SDES and BYE count for it, and a stream starts only once
+// a named SSRC has delivered RTP. A new SSRC takes an existing name over
+// when it comes from the owner's address (the publisher reconnected) or the
+// owner has gone quiet (the cloud restarted), never from a stranger while
+// the owner is sending.
 package udpsource
 
 import (
@@ -8,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"strconv"
 	"time"
@@ -30,6 +38,7 @@ type Config struct {
 	PayloadType   int           `param:"payload_type" default:"100" min:"96" max:"127" doc:"RTP payload type of the streams; other payload types are dropped and counted"`
 	StreamTimeout time.Duration `param:"stream_timeout" default:"5s" min:"0.01" doc:"a stream silent (no RTP nor RTCP) this long ends"`
 	UnnamedHold   time.Duration `param:"unnamed_hold" default:"2s" min:"0" doc:"how long packets of an SSRC no SDES has named yet are held before being dropped; 0 drops them at once"`
+	MaxStreams    int           `param:"max_streams" default:"1000" min:"1" doc:"most streams live at once; the packets of a named SSRC beyond it are dropped and counted (too_many_streams)"`
 }
 
 // Validate checks listen's shape.
@@ -60,13 +69,22 @@ func init() {
 
 // Bounds on what strangers can make the stage keep.
 const (
-	maxPending   = 16   // SSRCs waiting for a name at once
+	maxPending   = 16   // SSRCs waiting for a name or their first RTP at once, per class (below)
 	maxHeld      = 1024 // packets held per unnamed SSRC (about 1 s of a 10 Mb/s stream)
 	maxHeldTotal = 4096 // packets held over all unnamed SSRCs (8 MiB of buffers)
 	maxRetired   = 256  // SSRCs remembered as ended (BYE, replaced)
 	slotSize     = 2048 // first iovec: a pooled packet buffer, fits any default-sized datagram
 	maxDatagram  = 65536
 	errorsToQuit = 1000 // consecutive read errors that end Run
+
+	// namedHold is how long an SSRC named by SDES waits for its first RTP
+	// (at least): the cloud sends RTP right after its announcement.
+	namedHold = 2 * time.Second
+	// takeoverQuiet is how long a stream's sender must have been silent
+	// before a new SSRC from another address may take its name (a
+	// restarted cloud sends from a new port); a live sender is never
+	// silent that long, so a stranger cannot take a stream over.
+	takeoverQuiet = 2 * time.Second
 )
 
 // Stage is a udp-source.
@@ -77,28 +95,41 @@ type Stage struct {
 	conn  *net.UDPConn
 	r     *udpbatch.Reader
 	msgs  []udpbatch.Message
-	slots []*core.Packet // slot i's packet; msgs[i].Buffers[0] is its buffer
-	over  [][]byte       // msgs[i].Buffers[1]: room for datagrams over slotSize
+	from  []netip.AddrPort // sender of msgs[i]
+	slots []*core.Packet   // slot i's packet; msgs[i].Buffers[0] is its buffer
+	over  [][]byte         // msgs[i].Buffers[1]: room for datagrams over slotSize
 
 	sources map[uint32]*source
 	names   map[string]*source // live streams by name
+	senders map[netip.AddrPort]int
 	retired map[uint32]time.Time
-	pending int
+	// SSRCs not live yet, from addresses that send a live stream (the
+	// cloud) and from others: strangers filling their share cannot keep
+	// the cloud's next stream out. At most maxPending each.
+	pending [2][]*source
 	held    int // packets held over all pending sources
+	heldPub int // held as last published in heldGauge
 	report  rtpann.Report
 
-	junk, badPT, unnamed *core.DropCounter
-	started, ended       prometheus.Counter
-	active               prometheus.Gauge
+	junk, badPT, unnamed, foreign *core.DropCounter
+	tooMany, nameTaken, full      *core.DropCounter
+	started, ended                prometheus.Counter
+	active, heldGauge             prometheus.Gauge
 }
 
-// source is one SSRC: pending (stream nil, packets held) or live.
+// source is one SSRC: pending (stream nil: not named yet, or named and
+// waiting for its first RTP or for its name to be free) or live.
 type source struct {
 	ssrc      uint32
+	from      netip.AddrPort // the only address that speaks for this SSRC
+	known     bool           // from an address that sent a live stream then: its pending class
+	name      string         // from its SDES; "" until named
 	stream    *core.Stream
 	firstSeen time.Time
 	lastSeen  time.Time
 	held      []*core.Packet
+	hits      int  // datagrams taken while pending
+	refused   bool // its start was refused because the name is taken
 }
 
 // New builds a udp-source; Open binds it.
@@ -106,19 +137,35 @@ func New(cfg *Config, env *core.Env) (core.Stage, error) {
 	return newStage(cfg, env), nil
 }
 
+// defaultMaxStreams is max_streams' default, also for a Config built in code.
+const defaultMaxStreams = 1000
+
 func newStage(cfg *Config, env *core.Env) *Stage {
+	c := *cfg
+	if c.MaxStreams <= 0 {
+		c.MaxStreams = defaultMaxStreams
+	}
 	return &Stage{
-		cfg:     *cfg,
+		cfg:     c,
 		env:     env,
 		sources: map[uint32]*source{},
 		names:   map[string]*source{},
+		senders: map[netip.AddrPort]int{},
 		retired: map[uint32]time.Time{},
 		junk:    env.Metrics.Drop("junk"),
 		badPT:   env.Metrics.Drop("bad_payload_type"),
 		unnamed: env.Metrics.Drop("unnamed_ssrc"),
+		foreign: env.Metrics.Drop("wrong_sender"),
+		tooMany: env.Metrics.Drop("too_many_streams"),
+		// packets held for a new SSRC whose name stayed taken
+		nameTaken: env.Metrics.Drop("name_taken"),
+		// SDES of a new SSRC while too many wait already
+		full:    env.Metrics.Drop("pending_full"),
 		started: env.Metrics.Counter("streams_started"),
 		ended:   env.Metrics.Counter("streams_ended"),
 		active:  env.Metrics.Gauge("streams"),
+		// packets held for SSRCs not live yet
+		heldGauge: env.Metrics.Gauge("held_packets"),
 	}
 }
 
@@ -198,6 +245,7 @@ func (s *Stage) Addr() net.Addr {
 // initSlots gives every batch slot a pooled packet buffer and an overflow.
 func (s *Stage) initSlots() {
 	s.msgs = make([]udpbatch.Message, s.cfg.Batch)
+	s.from = make([]netip.AddrPort, s.cfg.Batch)
 	s.slots = make([]*core.Packet, s.cfg.Batch)
 	s.over = make([][]byte, s.cfg.Batch)
 	for i := range s.msgs {
@@ -257,6 +305,9 @@ func (s *Stage) Run(ctx context.Context, _ <-chan *core.Packet, out core.Output)
 			continue
 		}
 		errs = 0
+		for i := range n {
+			s.from[i] = s.r.From(i)
+		}
 		s.process(n, out)
 	}
 }
@@ -278,7 +329,7 @@ func (s *Stage) process(n int, out core.Output) {
 			copy(p.Data, s.slots[i].Data[:slotSize])
 			copy(p.Data[slotSize:], s.over[i][:m.N-slotSize])
 		}
-		kept := s.datagram(p, now, ingest, out)
+		kept := s.datagram(p, s.from[i], now, ingest, out)
 		switch {
 		case kept && fromSlot:
 			s.refill(i)
@@ -286,14 +337,23 @@ func (s *Stage) process(n int, out core.Output) {
 			p.Release()
 		}
 	}
+	s.publishHeld()
 }
 
-// datagram classifies one datagram and reports whether p was handed on (emitted or held).
-func (s *Stage) datagram(p *core.Packet, now time.Time, ingest int64, out core.Output) bool {
+func (s *Stage) publishHeld() {
+	if s.held != s.heldPub {
+		s.heldPub = s.held
+		s.heldGauge.Set(float64(s.held))
+	}
+}
+
+// datagram classifies one datagram from from and reports whether p was
+// handed on (emitted or held).
+func (s *Stage) datagram(p *core.Packet, from netip.AddrPort, now time.Time, ingest int64, out core.Output) bool {
 	b := p.Data
 	switch rtpann.Classify(b) {
 	case rtpann.RTCP:
-		s.rtcp(b, now, out)
+		s.rtcp(b, from, now, out)
 		return false
 	case rtpann.RTP:
 	default:
@@ -310,8 +370,9 @@ func (s *Stage) datagram(p *core.Packet, now time.Time, ingest int64, out core.O
 	}
 	ssrc := rtpann.SSRC(b)
 	src := s.sources[ssrc]
-	if src == nil {
-		if s.cfg.UnnamedHold <= 0 || s.pending >= maxPending {
+	switch {
+	case src == nil:
+		if s.cfg.UnnamedHold <= 0 {
 			s.unnamed.Inc()
 			return false
 		}
@@ -319,15 +380,26 @@ func (s *Stage) datagram(p *core.Packet, now time.Time, ingest int64, out core.O
 			s.unnamed.Inc()
 			return false
 		}
-		src = &source{ssrc: ssrc, firstSeen: now}
-		s.sources[ssrc] = src
-		s.pending++
+		if src = s.newSource(ssrc, from, now, out); src == nil {
+			s.unnamed.Inc()
+			return false
+		}
+	case src.from != from:
+		s.foreign.Inc()
+		return false
 	}
 	p.Timestamp = rtpann.Timestamp(b)
 	p.Ingest = ingest
 	if src.stream == nil {
+		src.hits++
+	}
+	if src.stream == nil && src.name != "" && !s.start(src, now, out) && !src.refused {
+		s.tooMany.Inc()
+		return false
+	}
+	if src.stream == nil {
 		if len(src.held) >= maxHeld || s.held >= maxHeldTotal {
-			s.unnamed.Inc()
+			s.dropCounter(src).Inc()
 			return false
 		}
 		src.held = append(src.held, p)
@@ -340,60 +412,161 @@ func (s *Stage) datagram(p *core.Packet, now time.Time, ingest int64, out core.O
 	return true
 }
 
-// rtcp applies an RTCP datagram: SDES names, SR keeps alive, BYE ends.
-func (s *Stage) rtcp(b []byte, now time.Time, out core.Output) {
+// newSource makes a pending source for ssrc bound to from. When its class
+// is full it evicts the oldest pending SSRC that has sent but one datagram
+// (a flood of made-up SSRCs churns among itself and never pushes out a real
+// one, which sends many), or returns nil if there is none.
+func (s *Stage) newSource(ssrc uint32, from netip.AddrPort, now time.Time, out core.Output) *source {
+	known := s.senders[from] > 0
+	c := class(known)
+	if len(s.pending[c]) >= maxPending {
+		var victim *source
+		for _, p := range s.pending[c] {
+			if p.hits <= 1 && (victim == nil || p.firstSeen.Before(victim.firstSeen)) {
+				victim = p
+			}
+		}
+		if victim == nil {
+			return nil
+		}
+		s.end(victim, "evicted", now, out)
+	}
+	src := &source{ssrc: ssrc, from: from, known: known, firstSeen: now}
+	s.sources[ssrc] = src
+	s.addPending(src)
+	return src
+}
+
+func (s *Stage) addPending(src *source) {
+	c := class(src.known)
+	s.pending[c] = append(s.pending[c], src)
+}
+
+func (s *Stage) removePending(src *source) {
+	l := s.pending[class(src.known)]
+	for i, p := range l {
+		if p == src {
+			l[i] = l[len(l)-1]
+			l[len(l)-1] = nil
+			s.pending[class(src.known)] = l[:len(l)-1]
+			return
+		}
+	}
+}
+
+// pendingCount is how many SSRCs are not live yet.
+func (s *Stage) pendingCount() int { return len(s.pending[0]) + len(s.pending[1]) }
+
+func class(known bool) int {
+	if known {
+		return 1
+	}
+	return 0
+}
+
+// dropCounter is the reason src's held packets are dropped for.
+func (s *Stage) dropCounter(src *source) *core.DropCounter {
+	if src.refused {
+		return s.nameTaken
+	}
+	return s.unnamed
+}
+
+// rtcp applies an RTCP datagram from from: SDES names, SR keeps alive, BYE
+// ends; only an SSRC's own sender is listened to.
+func (s *Stage) rtcp(b []byte, from netip.AddrPort, now time.Time, out core.Output) {
 	if err := rtpann.Parse(b, &s.report); err != nil {
 		s.junk.Inc()
 		return
 	}
 	for _, n := range s.report.Names {
 		if rtpann.ValidName(n.Name) {
-			s.name(n.SSRC, n.Name, now, out)
+			s.name(n.SSRC, n.Name, from, now, out)
 		}
 	}
 	for _, sr := range s.report.Senders {
-		if src := s.sources[sr.SSRC]; src != nil && src.stream != nil {
+		if src := s.sources[sr.SSRC]; src != nil && src.stream != nil && src.from == from {
 			src.lastSeen = now
 		}
 	}
 	for _, ssrc := range s.report.Byes {
-		if src := s.sources[ssrc]; src != nil {
+		switch src := s.sources[ssrc]; {
+		case src == nil:
+		case src.from != from:
+			s.foreign.Inc()
+		default:
 			s.end(src, "bye", now, out)
 		}
 	}
 }
 
-// name gives ssrc its stream: the first naming starts the stream and
-// releases the packets held so far, in arrival order.
-func (s *Stage) name(ssrc uint32, name string, now time.Time, out core.Output) {
+// name records ssrc's stream name from its SDES. The stream starts with the
+// SSRC's RTP: at once if some is held (the RTP came first), else with its
+// first packet, so an announcement alone never makes a stream.
+func (s *Stage) name(ssrc uint32, name string, from netip.AddrPort, now time.Time, out core.Output) {
 	if _, gone := s.retired[ssrc]; gone {
 		return // a late SDES of an ended stream must not revive it
 	}
 	src := s.sources[ssrc]
-	if src != nil && src.stream != nil {
-		if src.stream.Name == name {
-			src.lastSeen = now
+	switch {
+	case src == nil:
+		if src = s.newSource(ssrc, from, now, out); src == nil {
+			s.full.Inc()
 			return
 		}
-		s.end(src, "renamed", now, out)
-		src = nil
+	case src.from != from:
+		s.foreign.Inc()
+		return
+	case src.stream != nil && src.stream.Name == name:
+		src.lastSeen = now
+		return
+	case src.stream != nil:
+		// Renamed by its own sender: the old stream ends, the new name
+		// starts with the next RTP.
+		s.endStream(src, "renamed", out)
+		src.firstSeen, src.hits = now, 0
+		s.addPending(src)
 	}
-	if old := s.names[name]; old != nil {
+	src.hits++
+	if src.name != name {
+		src.name, src.refused = name, false
+	}
+	if len(src.held) > 0 && !s.start(src, now, out) && !src.refused {
+		// No room for another stream: what it held goes.
+		s.held -= len(src.held)
+		s.tooMany.Add(len(src.held))
+		for i, p := range src.held {
+			p.Release()
+			src.held[i] = nil
+		}
+		src.held = src.held[:0]
+	}
+}
+
+// start makes the named, pending src live and releases what it held, in
+// arrival order. It refuses (false) when too many streams are live, or when
+// another SSRC holds the name and is still sending from another address
+// (src.refused then set: src waits, holding its packets).
+func (s *Stage) start(src *source, now time.Time, out core.Output) bool {
+	src.refused = false
+	if old := s.names[src.name]; old != nil {
+		if old.from != src.from && now.Sub(old.lastSeen) < min(takeoverQuiet, s.cfg.StreamTimeout) {
+			src.refused = true
+			return false
+		}
 		// Same name, new SSRC: the publisher reconnected upstream.
 		s.end(old, "new ssrc", now, out)
+	} else if len(s.names) >= s.cfg.MaxStreams {
+		return false
 	}
-	if src == nil {
-		src = &source{ssrc: ssrc, firstSeen: now}
-		s.sources[ssrc] = src
-	} else {
-		s.pending--
-	}
-	src.stream = core.NewStream(name)
+	s.removePending(src)
+	src.stream = core.NewStream(src.name)
 	src.lastSeen = now
-	s.names[name] = src
+	s.names[src.name] = src
+	s.senders[src.from]++
 	s.started.Inc()
 	s.active.Set(float64(len(s.names)))
-	s.env.Log.Info("udp-source: stream start", "stream", name, "ssrc", ssrc, "held", len(src.held))
+	s.env.Log.Info("udp-source: stream start", "stream", src.name, "ssrc", src.ssrc, "from", src.from.String(), "held", len(src.held))
 	out.Emit(core.NewEvent(core.EventStart, src.stream))
 	s.held -= len(src.held)
 	for i, p := range src.held {
@@ -402,32 +575,44 @@ func (s *Stage) name(ssrc uint32, name string, now time.Time, out core.Output) {
 		src.held[i] = nil
 	}
 	src.held = nil
+	return true
 }
 
 // end forgets src: a live stream ends, held packets are dropped.
 func (s *Stage) end(src *source, reason string, now time.Time, out core.Output) {
 	delete(s.sources, src.ssrc)
-	if reason != "silence" && len(s.retired) < maxRetired {
-		s.retired[src.ssrc] = now
-	}
 	if src.stream == nil {
-		s.pending--
+		s.removePending(src)
 		s.held -= len(src.held)
-		s.unnamed.Add(len(src.held))
+		s.dropCounter(src).Add(len(src.held))
 		for _, p := range src.held {
 			p.Release()
 		}
 		src.held = nil
 		return
 	}
+	// Only a stream's own sender ends it (or silence), so strangers cannot
+	// fill this table.
+	if reason != "silence" && len(s.retired) < maxRetired {
+		s.retired[src.ssrc] = now
+	}
+	s.endStream(src, reason, out)
+}
+
+// endStream ends src's live stream; src itself stays as it is otherwise.
+func (s *Stage) endStream(src *source, reason string, out core.Output) {
 	if s.names[src.stream.Name] == src {
 		delete(s.names, src.stream.Name)
+	}
+	if s.senders[src.from]--; s.senders[src.from] <= 0 {
+		delete(s.senders, src.from)
 	}
 	s.ended.Inc()
 	s.active.Set(float64(len(s.names)))
 	s.env.Log.Info("udp-source: stream end", "stream", src.stream.Name, "ssrc", src.ssrc, "reason", reason,
 		"packets", src.stream.Packets.Load())
 	out.Emit(core.NewEvent(core.EventEnd, src.stream))
+	src.stream = nil
 }
 
 // housekeep ends silent streams, drops unnamed SSRCs held too long and
@@ -435,7 +620,7 @@ func (s *Stage) end(src *source, reason string, now time.Time, out core.Output) 
 func (s *Stage) housekeep(now time.Time, out core.Output) {
 	for _, src := range s.sources {
 		switch {
-		case src.stream == nil && now.Sub(src.firstSeen) >= s.cfg.UnnamedHold:
+		case src.stream == nil && now.Sub(src.firstSeen) >= s.hold(src):
 			s.end(src, "silence", now, out)
 		case src.stream != nil && now.Sub(src.lastSeen) >= s.cfg.StreamTimeout:
 			s.end(src, "silence", now, out)
@@ -446,6 +631,16 @@ func (s *Stage) housekeep(now time.Time, out core.Output) {
 			delete(s.retired, ssrc)
 		}
 	}
+	s.publishHeld()
+}
+
+// hold is how long pending src may wait: for its name, or (named) for its
+// first RTP or for its name to be free.
+func (s *Stage) hold(src *source) time.Duration {
+	if src.name != "" {
+		return max(s.cfg.UnnamedHold, namedHold)
+	}
+	return s.cfg.UnnamedHold
 }
 
 // shutdown ends every stream and frees the buffers.
