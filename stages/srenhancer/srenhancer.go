@@ -7,6 +7,7 @@ import (
 	_ "embed"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/url"
 	"os"
 	"os/exec"
@@ -179,6 +180,13 @@ func (s *stage) openBackend() error {
 	b, err := sr.OpenPlugin(s.cfg.Path)
 	if err != nil {
 		return fmt.Errorf("backend plugin: %s: %w", s.cfg.Path, err)
+	}
+	// A plugin backend counts its restarts in this stage's metrics and logs
+	// under its name; asked through an interface so no bridge import is needed.
+	if i, ok := b.(interface {
+		Instrument(*core.StageMetrics, *slog.Logger)
+	}); ok {
+		i.Instrument(s.env.Metrics, s.env.Log)
 	}
 	s.backend = b
 	s.env.Log.Info("sr backend plugin started", "path", s.cfg.Path)

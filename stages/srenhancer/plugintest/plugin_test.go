@@ -6,8 +6,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"sync"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/mediapipe/mediapipe/internal/testmedia"
 	_ "github.com/mediapipe/mediapipe/plugins/bridge"
@@ -57,5 +61,43 @@ func TestSharpenPlugin(t *testing.T) {
 	_, keys, _ := srtest.Kinds(tags)
 	if got := r.Counter("backend_enhanced"); got != float64(keys) {
 		t.Errorf("backend_enhanced = %v, want %d (failures %v)", got, keys, r.Drops("backend_failure"))
+	}
+}
+
+// TestSharpenPluginKilled kills the backend plugin mid-stream: sr-enhancer
+// must go on at 1280x720 (the keyframes meanwhile upscaled conventionally),
+// the bridge must start the plugin again, and the restart must be counted in
+// the stage's metrics.
+func TestSharpenPluginKilled(t *testing.T) {
+	tags := testmedia.Tags(t, testmedia.Clip(t, testmedia.Options{Seconds: 6}))
+	bin := plugin(t, "sr-sharpen")
+	killed := make(chan int, 1)
+	go func() {
+		defer close(killed)
+		time.Sleep(2 * time.Second)
+		for _, st := range children(t, "sr-sharpen") {
+			pid, err := strconv.Atoi(strings.Split(st, "/")[2])
+			if err == nil && syscall.Kill(pid, syscall.SIGKILL) == nil {
+				killed <- pid
+				return
+			}
+		}
+	}()
+	r := srtest.RunRealtime(t, map[string]any{"backend": "plugin", "path": bin}, tags)
+	pid, ok := <-killed
+	if !ok {
+		t.Fatal("no sr-sharpen process was running 2 s into the stream")
+	}
+	srtest.CheckClean(t, r.File, 1280, 720)
+	srtest.CheckStream(t, tags, r, 1280, 720)
+	if got := r.Counter("backend_restarts"); got < 1 {
+		t.Errorf("backend_restarts = %v after kill -9 of pid %d, want at least 1", got, pid)
+	}
+	_, keys, _ := srtest.Kinds(tags)
+	// The kill falls between keyframes and the restart takes ~50 ms, so at
+	// most the keyframe in flight at the kill is upscaled conventionally.
+	enhanced, failed := r.Counter("backend_enhanced"), r.Drops("backend_failure")
+	if enhanced < float64(keys-1) || enhanced+failed < float64(keys) {
+		t.Errorf("backend_enhanced = %v, backend_failure = %v of %d keyframes: the plugin did not come back", enhanced, failed, keys)
 	}
 }
