@@ -27,6 +27,11 @@ type rslot struct {
 	probe    bool      // asked past the last packet seen: may never have existed
 }
 
+// initialSlots is a new stream's ring; it doubles as the window needs, up
+// to max_packets, so a stream that reorders little (or one a stranger made)
+// costs a few KB rather than max_packets × ~100 B.
+const initialSlots = 64
+
 // buffer is one stream's reorder window. Sequence numbers are unwrapped to
 // a 64-bit counter (ext) relative to the newest packet; [next, end) is the
 // window of packets not yet released, held in slots[ext % len(slots)].
@@ -38,20 +43,49 @@ type buffer struct {
 	next    int64
 	end     int64
 	slots   []rslot
-	missing int // slots in the window that are slotMissing or slotGone
+	max     int64 // the window's bound (max_packets); len(slots) grows to it
+	missing int   // slots in the window that are slotMissing or slotGone
 
 	nextEvent time.Time // earliest deadline or retry among missing slots
 	pending   []uint16  // gaps found since the last flush, to NACK
 	dirty     bool      // in Stage.dirty
 	stopInit  context.CancelFunc
+	initState uint8        // initIdle, initWaiting, initRunning or initDone
 	endPkt    *core.Packet // the stream's end, held while gaps are open
 }
 
 func newBuffer(st *core.Stream, size int) *buffer {
-	return &buffer{stream: st, slots: make([]rslot, size), pending: make([]uint16, 0, 64)}
+	return &buffer{stream: st, slots: make([]rslot, min(initialSlots, size)), max: int64(size), pending: make([]uint16, 0, 64)}
 }
 
 func (b *buffer) slot(ext int64) *rslot { return &b.slots[ext%int64(len(b.slots))] }
+
+// fit grows the ring, doubling up to max, until the window [next, last]
+// fits in it; the caller keeps last-next < max.
+func (b *buffer) fit(last int64) {
+	n := int64(len(b.slots))
+	need := last - b.next + 1
+	if need <= n {
+		return
+	}
+	size := n
+	for size < need {
+		size *= 2
+	}
+	size = min(size, b.max)
+	slots := make([]rslot, size)
+	// Every slot worth keeping describes one of the n sequence numbers
+	// before end (nothing at or past end is placed yet): the window, and
+	// the released ones before it that tell a duplicate from a late
+	// packet. n consecutive numbers land in distinct slots of any larger
+	// ring.
+	for e := max(b.end-n, 0); e < b.end; e++ {
+		if sl := &b.slots[e%n]; sl.ext == e && sl.state != slotEmpty {
+			slots[e%size] = *sl
+		}
+	}
+	b.slots = slots
+}
 
 func (b *buffer) unwrap(seq uint16) int64 {
 	ref := b.end - 1
@@ -90,7 +124,7 @@ func (b *buffer) insert(s *Stage, p *core.Packet, seq uint16, repair bool, out c
 		b.fresh = false
 	}
 	ext := b.unwrap(seq)
-	size := int64(len(b.slots))
+	size := b.max
 
 	if ext < b.next {
 		if sl := b.slot(ext); sl.ext == ext && sl.state == slotReleased {
@@ -140,6 +174,7 @@ func (b *buffer) insert(s *Stage, p *core.Packet, seq uint16, repair bool, out c
 	for ext >= b.next+size {
 		b.forceHead(s, out)
 	}
+	b.fit(ext)
 	if ext > b.end {
 		now := s.env.Clock.Now()
 		deadline := now.Add(s.cfg.Latency)
@@ -205,9 +240,10 @@ func (b *buffer) skip(s *Stage, sl *rslot) {
 // would be lost unseen. The cloud repairs those it sent and says gone for
 // the rest, which are dropped uncounted.
 func (b *buffer) probeTail(s *Stage, n int) {
-	if b.fresh || !b.started || b.end+int64(n)-b.next > int64(len(b.slots)) {
+	if b.fresh || !b.started || b.end+int64(n)-b.next > b.max {
 		return
 	}
+	b.fit(b.end + int64(n) - 1)
 	now := s.env.Clock.Now()
 	deadline := now.Add(s.cfg.Latency)
 	retry := s.retryInterval()

@@ -15,6 +15,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/mediapipe/mediapipe/core"
+	"github.com/mediapipe/mediapipe/core/media/flv"
+	"github.com/mediapipe/mediapipe/core/media/rtpann"
 	"github.com/mediapipe/mediapipe/core/media/rtx"
 )
 
@@ -59,15 +61,16 @@ func init() {
 
 // Timing of repairs.
 const (
-	minRetry     = 5 * time.Millisecond  // never re-ask faster than this
-	defaultRetry = 20 * time.Millisecond // before an RTT is measured
-	initAttempts = 10                    // init-tag fetches per stream before giving up
-	initPause    = 500 * time.Millisecond
-	initTimeout  = 5 * time.Second
-	repairQueue  = 4096 // repaired packets waiting for the Run loop
-	flushEvery   = 32   // input packets at most between NACK flushes
-	tailProbes   = 4    // sequence numbers asked past the last packet at a stream's end
-	headProbes   = 4    // sequence numbers asked before the first packet of a stream
+	minRetry       = 5 * time.Millisecond  // never re-ask faster than this
+	defaultRetry   = 20 * time.Millisecond // before an RTT is measured
+	initAttempts   = 10                    // init-tag fetches per stream before giving up
+	initPause      = 500 * time.Millisecond
+	initTimeout    = 5 * time.Second
+	maxInitFetches = 4    // streams fetching init tags at once; others wait their turn
+	repairQueue    = 4096 // repaired packets waiting for the Run loop
+	flushEvery     = 32   // input packets at most between NACK flushes
+	tailProbes     = 4    // sequence numbers asked past the last packet at a stream's end
+	headProbes     = 4    // sequence numbers asked before the first packet of a stream
 )
 
 // Stage is a running rtp-reorder.
@@ -88,9 +91,12 @@ type Stage struct {
 	sinceFlush  int
 	repairDelay time.Duration // moving average of NACK → repair
 
-	initCtx  context.Context
-	initStop context.CancelFunc
-	initWG   sync.WaitGroup
+	initCtx     context.Context
+	initStop    context.CancelFunc
+	initWG      sync.WaitGroup
+	initDone    chan *buffer // a fetch ended; capacity maxInitFetches, so it never blocks
+	initRunning int
+	initWait    []*buffer // streams waiting for a fetch slot, oldest first (one entry each)
 
 	nacksSent, repaired, gonesRecv, initFetched prometheus.Counter
 	gapSkipped, duplicate, late, overflow       *core.DropCounter
@@ -110,6 +116,7 @@ func New(cfg *Config, env *core.Env) (core.Stage, error) {
 		cfg: cfg, env: env,
 		repairs:     make(chan *core.Packet, repairQueue),
 		gones:       make(chan gone, 256),
+		initDone:    make(chan *buffer, maxInitFetches),
 		streams:     map[*core.Stream]*buffer{},
 		bySSRC:      map[uint32]*buffer{},
 		nacksSent:   m.Counter("nacks_sent"),
@@ -131,10 +138,17 @@ func New(cfg *Config, env *core.Env) (core.Stage, error) {
 func (s *Stage) Run(ctx context.Context, in <-chan *core.Packet, out core.Output) error {
 	s.initCtx, s.initStop = context.WithCancel(ctx)
 	if s.cfg.Retransmit != "" {
+		s.connGauge.Set(0)
 		c, err := rtx.Dial(rtx.ClientConfig{
 			Addr: s.cfg.Retransmit, Token: s.cfg.Token, CAFile: s.cfg.CA, Log: s.env.Log,
 			OnRepair: s.onRepair,
 			OnGone:   s.onGone,
+			// The gauge follows the connection itself, not the gaps.
+			OnConnect: func() { s.connGauge.Set(1) },
+			OnDisconnect: func() {
+				s.connGauge.Set(0)
+				s.rttGauge.Set(0)
+			},
 		})
 		if err != nil {
 			s.initStop()
@@ -164,6 +178,8 @@ func (s *Stage) Run(ctx context.Context, in <-chan *core.Packet, out core.Output
 			s.handleRepair(p, out)
 		case g := <-s.gones:
 			s.handleGone(g, out)
+		case b := <-s.initDone:
+			s.initFinished(b)
 		case <-s.timer.C():
 			s.timerAt = time.Time{}
 			s.drainReplies(out)
@@ -290,8 +306,26 @@ func (s *Stage) handle(p *core.Packet, out core.Output) {
 	}
 	if !b.started || b.ssrc != ssrc {
 		s.restart(b, ssrc, out)
+		if missedStart(p.Data) {
+			s.wantInit(b)
+		}
 	}
 	b.insert(s, p, seq, false, out)
+}
+
+// missedStart reports whether pkt, the first packet seen of an SSRC, shows
+// that the edge joined after the stream's start: a stream starts with its
+// init tags (onMetaData, sequence headers), and the first opens the first
+// packet. A lost first packet makes this say so too, at the cost of one
+// fetch.
+func missedStart(pkt []byte) bool {
+	start, end, err := rtpann.CheckRTP(pkt)
+	if err != nil || end-start < flv.HeaderSize {
+		return true
+	}
+	tag := pkt[start:end]
+	h, _ := flv.ParseHeader(tag)
+	return h.StreamID != 0 || flv.InitKindOf(h.Type, tag[flv.HeaderSize:]) == flv.InitNone
 }
 
 func (s *Stage) handleRepair(p *core.Packet, out core.Output) {
@@ -335,18 +369,74 @@ func (s *Stage) finishEnd(b *buffer, out core.Output) {
 func (s *Stage) newBuffer(st *core.Stream) *buffer {
 	b := newBuffer(st, s.cfg.MaxPackets)
 	s.streams[st] = b
-	if s.client != nil {
-		ctx, cancel := context.WithCancel(s.initCtx)
-		b.stopInit = cancel
-		s.initWG.Add(1)
-		go s.fetchInit(ctx, st)
-	}
 	return b
+}
+
+// Init fetch states of a buffer.
+const (
+	initIdle uint8 = iota
+	initWaiting
+	initRunning
+	initDone
+)
+
+// wantInit fetches b's init tags from the cloud once: now if fewer than
+// maxInitFetches fetches run, else when one ends.
+func (s *Stage) wantInit(b *buffer) {
+	if s.client == nil || b.initState != initIdle || b.stream.Init() != nil {
+		return
+	}
+	if s.initRunning < maxInitFetches {
+		s.runInit(b)
+		return
+	}
+	b.initState = initWaiting
+	s.initWait = append(s.initWait, b)
+}
+
+func (s *Stage) runInit(b *buffer) {
+	ctx, cancel := context.WithCancel(s.initCtx)
+	b.stopInit, b.initState = cancel, initRunning
+	s.initRunning++
+	s.initWG.Add(1)
+	go func() {
+		defer s.initWG.Done()
+		s.fetchInit(ctx, b.stream)
+		s.initDone <- b
+	}()
+}
+
+// initFinished frees a fetch slot and gives it to the next waiting stream.
+func (s *Stage) initFinished(b *buffer) {
+	s.initRunning--
+	b.initState = initDone
+	if b.stopInit != nil {
+		b.stopInit()
+		b.stopInit = nil
+	}
+	for len(s.initWait) > 0 && s.initRunning < maxInitFetches {
+		w := s.initWait[0]
+		s.initWait[0] = nil
+		s.initWait = s.initWait[1:]
+		if w.initState == initWaiting {
+			s.runInit(w)
+		}
+	}
 }
 
 func (s *Stage) dropBuffer(b *buffer) {
 	if b.stopInit != nil {
 		b.stopInit()
+		b.stopInit = nil
+	}
+	if b.initState == initWaiting {
+		b.initState = initDone
+		for i, w := range s.initWait {
+			if w == b {
+				s.initWait = append(s.initWait[:i], s.initWait[i+1:]...)
+				break
+			}
+		}
 	}
 	delete(s.streams, b.stream)
 	if b.started && s.bySSRC[b.ssrc] == b {
@@ -377,7 +467,6 @@ func (s *Stage) restart(b *buffer, ssrc uint32, out core.Output) {
 // fetchInit asks the cloud for the stream's init tags, so a stream joined
 // late is playable; it gives up once the stream has them or ends.
 func (s *Stage) fetchInit(ctx context.Context, st *core.Stream) {
-	defer s.initWG.Done()
 	for range initAttempts {
 		if st.Init() != nil {
 			return
@@ -472,11 +561,6 @@ func (s *Stage) service(out core.Output) {
 	retry := s.retryInterval()
 	if s.client != nil {
 		s.rttGauge.Set(s.client.RTT().Seconds())
-		if s.client.Connected() {
-			s.connGauge.Set(1)
-		} else {
-			s.connGauge.Set(0)
-		}
 	}
 	var next time.Time
 	for _, b := range s.streams {

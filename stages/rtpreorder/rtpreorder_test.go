@@ -334,13 +334,16 @@ func TestRandomLossFullyRepaired(t *testing.T) {
 	t.Logf("lost %d, repaired %v, nacks sent %v", lost, core.CounterValue(s.repaired), core.CounterValue(s.nacksSent))
 }
 
-func TestInitFetchedOnStart(t *testing.T) {
+// TestInitFetchedOnLateJoin: a stream whose first packet here is not its
+// start (a mid-stream frame) gets its init tags from the cloud.
+func TestInitFetchedOnLateJoin(t *testing.T) {
 	srv := cloud(t, "tok", 100)
 	cs := core.NewStream("live/late")
 	cs.SetInit(&core.InitTags{Metadata: []byte("meta"), Video: []byte("avc"), Audio: []byte("aac")})
 	srv.Stream(5, cs)
 	_, h, _ := start(t, map[string]any{"retransmit": srv.Addr().String(), "token": "tok"}, true)
 	st := h.StartStream("live/late")
+	h.SendData(st, 0, 0, rtpPacket(1000, 5, 20))
 	deadline := time.Now().Add(5 * time.Second)
 	for st.Init() == nil && time.Now().Before(deadline) {
 		time.Sleep(time.Millisecond)

@@ -41,8 +41,11 @@ type ClientConfig struct {
 	OnRepair  func(ssrc uint32, seq uint16, pkt []byte)
 	OnGone    func(ssrc uint32, seqs []uint16)
 	OnRefused func(ssrc uint32, seqs []uint16)
-	// OnConnect, if set, runs after every successful handshake.
-	OnConnect func()
+	// OnConnect, if set, runs after every successful handshake;
+	// OnDisconnect after every session that was up ends (also on Close).
+	// Both run on the client's one connecting goroutine, in order.
+	OnConnect    func()
+	OnDisconnect func()
 
 	MinBackoff  time.Duration // first reconnect delay (default 100 ms)
 	MaxBackoff  time.Duration // longest reconnect delay (default 5 s)
@@ -221,6 +224,9 @@ func (c *Client) maintain() {
 		c.sess = nil
 		c.up = make(chan struct{})
 		c.mu.Unlock()
+		if c.cfg.OnDisconnect != nil {
+			c.cfg.OnDisconnect()
+		}
 	}
 }
 
