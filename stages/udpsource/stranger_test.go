@@ -75,6 +75,11 @@ func TestStrangerCannotEndOrTakeOver(t *testing.T) {
 		t.Fatalf("events %s, want the one real stream", ev)
 	}
 	checkData(t, got, got[0].Stream, sent)
+	if v := src.foreign.Value(); v != 3 {
+		t.Errorf("wrong_sender = %v, want 3 (rename, BYE, injected RTP)", v)
+	}
+	src.clock.Advance(namedHold)
+	waitUntil(t, "SSRC 1's held packets dropped", func() bool { return src.nameTaken.Value() == 2 })
 }
 
 // TestSDESAloneMakesNoStream: announcements without RTP (5000 names from a

@@ -77,9 +77,12 @@ const (
 	maxDatagram  = 65536
 	errorsToQuit = 1000 // consecutive read errors that end Run
 
-	// namedHold is how long an SSRC named by SDES waits for its first RTP
-	// (at least): the cloud sends RTP right after its announcement.
-	namedHold = 2 * time.Second
+	// namedHold is how long (at least) an SSRC named by SDES waits for its
+	// first RTP, which the cloud sends right after its announcement, or for
+	// its name to be free: longer than takeoverQuiet, so a restarted
+	// cloud's held packets are still there when the old sender counts as
+	// gone.
+	namedHold = 3 * time.Second
 	// takeoverQuiet is how long a stream's sender must have been silent
 	// before a new SSRC from another address may take its name (a
 	// restarted cloud sends from a new port); a live sender is never
