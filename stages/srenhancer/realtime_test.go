@@ -20,8 +20,9 @@ func TestRealtimeBackendLatency(t *testing.T) {
 	// Margin over one GOP: the keyframe's own conversion and encode after
 	// the budget ends (a reserve of 0.2 GOP is already kept for it) plus
 	// the p95 of the stage's latency with a fast backend on this box
-	// (90–135 ms quiet, up to ~200 ms loaded; docs/performance.md) and scheduling noise on 2 shared
-	// cores. The bug this guards against grew to 15 s.
+	// (90–135 ms quiet, up to ~200 ms loaded; docs/performance.md) and
+	// scheduling noise on 2 shared cores. The bug this guards against grew
+	// to 15 s.
 	const margin = 300 * time.Millisecond
 	// Start-up: ffmpeg's start holds the first frames (0.6–1.1 s, more
 	// under load); that backlog is forgiven and worked off within the first
