@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -280,4 +281,30 @@ func (s *syncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// ChildProcs lists the /proc/PID/stat paths of processes named one of names
+// (the kernel's comm) whose parent is this test binary: what a test checks
+// to know that no ffmpeg or plugin it caused to start was left behind.
+func ChildProcs(names ...string) []string {
+	var found []string
+	stats, _ := filepath.Glob("/proc/[0-9]*/stat")
+	me := strconv.Itoa(os.Getpid())
+	for _, st := range stats {
+		b, err := os.ReadFile(st)
+		if err != nil {
+			continue
+		}
+		s := string(b)
+		i := strings.LastIndexByte(s, ')')
+		if i < 0 {
+			continue
+		}
+		fields := strings.Fields(s[i+1:])
+		comm := s[strings.IndexByte(s, '(')+1 : i]
+		if len(fields) > 1 && fields[1] == me && slices.Contains(names, comm) {
+			found = append(found, st)
+		}
+	}
+	return found
 }

@@ -3,6 +3,8 @@ package flvfilesink
 import (
 	"bytes"
 	"testing"
+
+	"github.com/mediapipe/mediapipe/core/media/amf0"
 )
 
 // metaCases are onMetaData bodies and where their duration and filesize
@@ -45,7 +47,7 @@ func TestMetaSlots(t *testing.T) {
 				t.Fatalf("slots %d, %d; want %d, %d", d, f, c.duration, c.filesize)
 			}
 			for _, at := range []int{d, f} {
-				if at >= 0 && (at+8 > len(c.body) || c.body[at-1] != amfNumber) {
+				if at >= 0 && (at+8 > len(c.body) || c.body[at-1] != amf0.Number) {
 					t.Fatalf("slot %d is not a number's value", at)
 				}
 			}
@@ -60,7 +62,7 @@ func FuzzMetaSlots(f *testing.F) {
 	f.Fuzz(func(t *testing.T, body []byte) {
 		d, fs := metaSlots(body)
 		for _, at := range []int{d, fs} {
-			if at >= 0 && (at < 1 || at+8 > len(body) || body[at-1] != amfNumber) {
+			if at >= 0 && (at < 1 || at+8 > len(body) || body[at-1] != amf0.Number) {
 				t.Fatalf("slot %d in %d bytes is not a number's value", at, len(body))
 			}
 		}

@@ -7,7 +7,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -23,32 +22,7 @@ import (
 )
 
 // childFFmpegs lists ffmpeg processes whose parent is this test binary.
-func childFFmpegs(t *testing.T) []string { return childProcs(t, "ffmpeg") }
-
-// childProcs lists processes named one of names whose parent is this test binary.
-func childProcs(t *testing.T, names ...string) []string {
-	t.Helper()
-	var found []string
-	dirs, _ := filepath.Glob("/proc/[0-9]*/stat")
-	me := strconv.Itoa(os.Getpid())
-	for _, d := range dirs {
-		b, err := os.ReadFile(d)
-		if err != nil {
-			continue
-		}
-		s := string(b)
-		i := strings.LastIndexByte(s, ')')
-		if i < 0 {
-			continue
-		}
-		fields := strings.Fields(s[i+1:])
-		comm := s[strings.IndexByte(s, '(')+1 : i]
-		if len(fields) > 1 && fields[1] == me && slices.Contains(names, comm) {
-			found = append(found, d)
-		}
-	}
-	return found
-}
+func childFFmpegs(t *testing.T) []string { return testmedia.ChildProcs("ffmpeg") }
 
 // TestBFramesScale2 feeds a clip with B-frames (composition offsets): the
 // output has none, each frame keeps its presentation time, at 2×.
@@ -256,7 +230,7 @@ func TestFFmpegFailures(t *testing.T) {
 			if !strings.Contains(logs.String(), c.wantLog) {
 				t.Errorf("log lacks %q:\n%s", c.wantLog, logs.String())
 			}
-			if left := childProcs(t, "sleep", "ffmpeg"); len(left) > 0 {
+			if left := testmedia.ChildProcs("sleep", "ffmpeg"); len(left) > 0 {
 				t.Fatalf("left running: %v", left)
 			}
 		})

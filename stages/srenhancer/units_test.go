@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/mediapipe/mediapipe/core"
+	"github.com/mediapipe/mediapipe/core/media/amf0"
 	"github.com/mediapipe/mediapipe/core/sr"
 	"github.com/mediapipe/mediapipe/core/stagetest"
 )
@@ -90,33 +91,33 @@ func metadataBody(prefix bool, w, h float64) []byte {
 		b = append(b, s...)
 	}
 	num := func(v float64) {
-		b = append(b, amfNumber)
+		b = append(b, amf0.Number)
 		b = binary.BigEndian.AppendUint64(b, math.Float64bits(v))
 	}
 	if prefix {
-		b = append(b, amfString)
+		b = append(b, amf0.String)
 		str("@setDataFrame")
 	}
-	b = append(b, amfString)
+	b = append(b, amf0.String)
 	str("onMetaData")
-	b = append(b, amfECMAArray, 0, 0, 0, 6)
+	b = append(b, amf0.ECMAArray, 0, 0, 0, 6)
 	str("duration")
 	num(5)
 	str("encoder")
-	b = append(b, amfString)
+	b = append(b, amf0.String)
 	str("Lavf59.27.100")
 	str("nested")
-	b = append(b, amfObject)
+	b = append(b, amf0.Object)
 	str("width")
 	num(7) // not the picture's: must stay
-	b = append(b, 0, 0, amfObjectEnd)
+	b = append(b, 0, 0, amf0.ObjectEnd)
 	str("list")
-	b = append(b, amfStrictArray, 0, 0, 0, 2, amfBool, 1, amfNull)
+	b = append(b, amf0.StrictArray, 0, 0, 0, 2, amf0.Bool, 1, amf0.Null)
 	str("width")
 	num(w)
 	str("height")
 	num(h)
-	return append(b, 0, 0, amfObjectEnd)
+	return append(b, 0, 0, amf0.ObjectEnd)
 }
 
 func TestPatchMetadata(t *testing.T) {
@@ -134,7 +135,7 @@ func TestPatchMetadata(t *testing.T) {
 	if want := metadataBody(false, 962, 542); string(body) != string(want) {
 		t.Fatal("odd sizes are not rounded down to even")
 	}
-	if patchMetadata([]byte{amfString, 0, 3, 'a', 'b', 'c'}, 4) {
+	if patchMetadata([]byte{amf0.String, 0, 3, 'a', 'b', 'c'}, 4) {
 		t.Fatal("a script tag that is not onMetaData was taken")
 	}
 }

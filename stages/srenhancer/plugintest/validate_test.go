@@ -5,12 +5,12 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"testing"
 
 	"github.com/mediapipe/mediapipe/core"
+	"github.com/mediapipe/mediapipe/internal/testmedia"
 	_ "github.com/mediapipe/mediapipe/stages/all"
 )
 
@@ -125,24 +125,5 @@ func TestValidateSRPlugin(t *testing.T) {
 // children lists processes named one of names whose parent is this test binary.
 func children(t *testing.T, names ...string) []string {
 	t.Helper()
-	var found []string
-	stats, _ := filepath.Glob("/proc/[0-9]*/stat")
-	me := strconv.Itoa(os.Getpid())
-	for _, st := range stats {
-		b, err := os.ReadFile(st)
-		if err != nil {
-			continue
-		}
-		s := string(b)
-		i := strings.LastIndexByte(s, ')')
-		if i < 0 {
-			continue
-		}
-		fields := strings.Fields(s[i+1:])
-		comm := s[strings.IndexByte(s, '(')+1 : i]
-		if len(fields) > 1 && fields[1] == me && slices.Contains(names, comm) {
-			found = append(found, st)
-		}
-	}
-	return found
+	return testmedia.ChildProcs(names...)
 }
