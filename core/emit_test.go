@@ -10,8 +10,12 @@ import (
 func BenchmarkEmit(b *testing.B) {
 	m := NewMetrics()
 	up, down := m.Stage("b", 1, "up"), m.Stage("b", 2, "down")
-	o := &chanOutput{ch: make(chan *Packet, DefaultQueue), out: up.Out, in: down.In,
-		full: down.Drop("queue_full"), gone: down.Drop("stage_stopped"), hard: make(chan struct{})}
+	benchEmit(b, &chanOutput{ch: make(chan *Packet, DefaultQueue), out: up.Out, in: down.In,
+		full: down.Drop("queue_full"), gone: down.Drop("stage_stopped"), hard: make(chan struct{})})
+}
+
+// benchEmit emits 1200-byte packets into o while a reader releases them.
+func benchEmit(b *testing.B, o *chanOutput) {
 	done := make(chan struct{})
 	go func() {
 		for p := range o.ch {

@@ -116,21 +116,6 @@ func TestWaitingEmitDoesNotAllocate(t *testing.T) {
 // timer) instead of dropping.
 func BenchmarkEmitWithWait(b *testing.B) {
 	o := waitingOutput(NewMetrics(), DefaultQueue, QueueWait)
-	done := make(chan struct{})
-	go func() {
-		for p := range o.ch {
-			p.Release()
-		}
-		close(done)
-	}()
-	s := NewStream("live/b")
-	b.ReportAllocs()
-	for b.Loop() {
-		p := NewPacket(1200)
-		p.Stream = s
-		o.Emit(p)
-	}
-	o.Close()
-	<-done
+	benchEmit(b, o)
 	b.ReportMetric(o.full.Value(), "drops")
 }
