@@ -19,22 +19,29 @@ var (
 	textData = []byte{0x02, 0x00, 0x0a, 'o', 'n', 'T', 'e', 'x', 't', 'D', 'a', 't', 'a'}
 )
 
+// taggerInput is one media message fed to the tagger.
+type taggerInput struct {
+	typ  uint8
+	ts   uint32
+	body []byte
+}
+
+// initAndMedia is a stream's init tags and a first frame of each kind.
+var initAndMedia = []taggerInput{
+	{core.TagScript, 0, meta},
+	{core.TagVideo, 0, avcSeq},
+	{core.TagAudio, 0, aacSeq},
+	{core.TagVideo, 33, avcKey},
+	{core.TagAudio, 0x01020304, aacRaw}, // extended timestamp byte
+}
+
 func TestTagger(t *testing.T) {
 	h := stagetest.Start(t, mustNew(t), nil, false)
 	s := h.StartStream("live/t")
-	in := []struct {
-		typ  uint8
-		ts   uint32
-		body []byte
-	}{
-		{core.TagScript, 0, meta},
-		{core.TagVideo, 0, avcSeq},
-		{core.TagAudio, 0, aacSeq},
-		{core.TagVideo, 33, avcKey},
-		{core.TagAudio, 0x01020304, aacRaw}, // extended timestamp byte
-		{core.TagScript, 40, textData},      // not metadata: passed on, not kept
-		{core.TagVideo, 66, avcSeq2},        // new sequence header replaces the old
-	}
+	in := append(append([]taggerInput(nil), initAndMedia...),
+		taggerInput{core.TagScript, 40, textData}, // not metadata: passed on, not kept
+		taggerInput{core.TagVideo, 66, avcSeq2},   // new sequence header replaces the old
+	)
 	for _, p := range in {
 		h.SendData(s, p.typ, p.ts, p.body)
 	}

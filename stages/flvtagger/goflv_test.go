@@ -24,17 +24,7 @@ func TestTagTypesAreFLVs(t *testing.T) {
 func TestGoFLVReadsTaggerOutput(t *testing.T) {
 	h := stagetest.Start(t, mustNew(t), nil, false)
 	s := h.StartStream("live/g")
-	in := []struct {
-		typ  uint8
-		ts   uint32
-		body []byte
-	}{
-		{core.TagScript, 0, meta},
-		{core.TagVideo, 0, avcSeq},
-		{core.TagAudio, 0, aacSeq},
-		{core.TagVideo, 33, avcKey},
-		{core.TagAudio, 0x01020304, aacRaw},
-	}
+	in := initAndMedia
 	for _, p := range in {
 		h.SendData(s, p.typ, p.ts, p.body)
 	}
