@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 
@@ -70,8 +71,19 @@ type AdminConfig struct {
 
 // LogConfig is the optional [log] table.
 type LogConfig struct {
-	Level  string // debug, info, warn, error
+	Level  string // one of LogLevels
 	Format string // text or json
+}
+
+// LogLevels are the log levels a file, the environment or a flag may name.
+var LogLevels = []string{"debug", "info", "warn", "error"}
+
+// CheckLogLevel says why level is not one of LogLevels, or returns nil.
+func CheckLogLevel(level string) error {
+	if slices.Contains(LogLevels, level) {
+		return nil
+	}
+	return fmt.Errorf("%q is not one of %s", level, strings.Join(LogLevels, ", "))
 }
 
 // PipelineConfig is one [[pipeline]].
@@ -204,10 +216,8 @@ func Parse(name, dir string, data []byte, environ []string, reg *Registry) (*Fil
 			delete(env, key)
 		}
 	}
-	switch f.Log.Level {
-	case "debug", "info", "warn", "error":
-	default:
-		add("", 0, "", "log.level: %q is not one of debug, info, warn, error", f.Log.Level)
+	if err := CheckLogLevel(f.Log.Level); err != nil {
+		add("", 0, "", "log.level: %v", err)
 	}
 	switch f.Log.Format {
 	case "text", "json":

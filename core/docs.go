@@ -71,19 +71,26 @@ func Text(defs []Definition) string {
 	for _, d := range defs {
 		s := d.Spec
 		fmt.Fprintf(&b, "%-16s %3s → %-3s  %s\n", s.Name, s.In, s.Out, s.Summary)
-		for _, p := range s.Params {
-			extra := ""
-			switch {
-			case p.Required:
-				extra = " (required)"
-			case p.Default != "":
-				extra = " = " + p.Default
-			}
-			if r := rangeText(p); r != "" {
-				extra += " [" + r + "]"
-			}
-			fmt.Fprintf(&b, "    %-18s %-9s%s  %s\n", p.Name, p.Type, extra, p.Doc)
+		b.WriteString(ParamsText(s.Params))
+	}
+	return b.String()
+}
+
+// ParamsText renders an indented line per parameter, as under a stage in Text.
+func ParamsText(params []Param) string {
+	var b strings.Builder
+	for _, p := range params {
+		extra := ""
+		switch {
+		case p.Required:
+			extra = " (required)"
+		case p.Default != "":
+			extra = " = " + p.Default
 		}
+		if r := rangeText(p); r != "" {
+			extra += " [" + r + "]"
+		}
+		fmt.Fprintf(&b, "    %-18s %-9s%s  %s\n", p.Name, p.Type, extra, p.Doc)
 	}
 	return b.String()
 }

@@ -172,11 +172,11 @@ func runCmd(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "mediapipe run: at most one FILE")
 		return 2
 	}
-	switch *level {
-	case "", "debug", "info", "warn", "error":
-	default:
-		fmt.Fprintf(stderr, "mediapipe run: --log-level %q is not one of debug, info, warn, error\n", *level)
-		return 2
+	if *level != "" {
+		if err := core.CheckLogLevel(*level); err != nil {
+			fmt.Fprintf(stderr, "mediapipe run: --log-level %v\n", err)
+			return 2
+		}
 	}
 	var path string
 	var data []byte
@@ -294,14 +294,12 @@ func stagesCmd(args []string, stdout, stderr io.Writer) int {
 		// Selected with sr-enhancer's backend = "plugin", path = FILE.
 		fmt.Fprintf(stdout, "\nSR backend plugins in %s (sr-enhancer backend = \"plugin\"):\n", *dir)
 		for _, p := range found.SRBackends {
-			// core.Text's first line shows kinds, which a backend has not.
-			text := core.Text([]core.Definition{{Spec: p.Spec}})
-			_, params, _ := strings.Cut(text, "\n")
 			file := ""
 			if base := filepath.Base(p.Path); base != p.Spec.Name {
 				file = " (file " + base + ")"
 			}
-			fmt.Fprintf(stdout, "%-16s %s%s\n%s", p.Spec.Name, p.Spec.Summary, file, params)
+			// No kinds column: a backend is not a stage.
+			fmt.Fprintf(stdout, "%-16s %s%s\n%s", p.Spec.Name, p.Spec.Summary, file, core.ParamsText(p.Spec.Params))
 		}
 	}
 	if len(found.Stages)+len(found.SRBackends) == 0 {
