@@ -1,23 +1,26 @@
 package testrun
 
 import (
-	"bufio"
 	"bytes"
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime/debug"
-	"strconv"
-	"strings"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
+
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 )
 
 var (
@@ -266,114 +269,48 @@ func (p *Process) Sum(t testing.TB, family string, labels map[string]string) flo
 		t.Fatalf("%s: scraping /metrics: %v", p.Name, err)
 	}
 	defer resp.Body.Close()
-	samples, err := ParseMetrics(resp.Body)
+	fams, err := ParseMetrics(resp.Body)
 	if err != nil {
 		t.Fatalf("%s: /metrics: %v", p.Name, err)
 	}
-	return SumSamples(samples, family, labels)
+	return SumFamilies(fams, family, labels)
 }
 
-// Sample is one line of the Prometheus text format.
-type Sample struct {
-	Name   string
-	Labels map[string]string
-	Value  float64
+// ParseMetrics reads the Prometheus text exposition format, as /metrics
+// serves it.
+func ParseMetrics(r io.Reader) ([]*dto.MetricFamily, error) {
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := p.TextToMetricFamilies(r)
+	return slices.Collect(maps.Values(fams)), err
 }
 
-// SumSamples adds up the samples named family whose labels include every
-// pair of labels (a label a sample lacks has the value "").
-func SumSamples(samples []Sample, family string, labels map[string]string) float64 {
+// SumFamilies adds up the counter, gauge and untyped samples of family whose
+// labels include every pair of labels (a label a sample lacks has the value
+// ""), from a scrape (ParseMetrics) or a registry's Gather alike.
+func SumFamilies(fams []*dto.MetricFamily, family string, labels map[string]string) float64 {
 	var sum float64
-next:
-	for _, s := range samples {
-		if s.Name != family {
+	for _, f := range fams {
+		if f.GetName() != family {
 			continue
 		}
-		for k, v := range labels {
-			if s.Labels[k] != v {
-				continue next
+	next:
+		for _, m := range f.GetMetric() {
+			for k, v := range labels {
+				got := ""
+				for _, l := range m.GetLabel() {
+					if l.GetName() == k {
+						got = l.GetValue()
+						break
+					}
+				}
+				if got != v {
+					continue next
+				}
 			}
+			sum += m.GetCounter().GetValue() + m.GetGauge().GetValue() + m.GetUntyped().GetValue()
 		}
-		sum += s.Value
 	}
 	return sum
-}
-
-// ParseMetrics reads the Prometheus text exposition format as promhttp
-// writes it: `name{label="value",...} value`, comments skipped.
-func ParseMetrics(r io.Reader) ([]Sample, error) {
-	var out []Sample
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		line := strings.TrimSpace(sc.Text())
-		if line == "" || line[0] == '#' {
-			continue
-		}
-		s := Sample{Labels: map[string]string{}}
-		rest := line
-		if i := strings.IndexAny(rest, "{ "); i < 0 {
-			return out, fmt.Errorf("odd line %q", line)
-		} else {
-			s.Name, rest = rest[:i], rest[i:]
-		}
-		if rest[0] == '{' {
-			var err error
-			if rest, err = parseLabels(rest[1:], s.Labels); err != nil {
-				return out, fmt.Errorf("line %q: %w", line, err)
-			}
-		}
-		fields := strings.Fields(rest)
-		if len(fields) == 0 {
-			return out, fmt.Errorf("line %q: no value", line)
-		}
-		v, err := strconv.ParseFloat(fields[0], 64)
-		if err != nil {
-			return out, fmt.Errorf("line %q: %w", line, err)
-		}
-		s.Value = v
-		out = append(out, s)
-	}
-	return out, sc.Err()
-}
-
-// parseLabels reads `k="v",...}` into into and returns what follows the '}'.
-func parseLabels(s string, into map[string]string) (string, error) {
-	for {
-		s = strings.TrimLeft(s, " ,")
-		if strings.HasPrefix(s, "}") {
-			return s[1:], nil
-		}
-		eq := strings.IndexByte(s, '=')
-		if eq < 0 || eq+1 >= len(s) || s[eq+1] != '"' {
-			return "", errors.New("bad label")
-		}
-		key := s[:eq]
-		s = s[eq+2:]
-		var val strings.Builder
-		for {
-			if s == "" {
-				return "", errors.New("unterminated label value")
-			}
-			c := s[0]
-			s = s[1:]
-			if c == '"' {
-				break
-			}
-			if c == '\\' && s != "" {
-				switch s[0] {
-				case 'n':
-					val.WriteByte('\n')
-				default:
-					val.WriteByte(s[0])
-				}
-				s = s[1:]
-				continue
-			}
-			val.WriteByte(c)
-		}
-		into[key] = val.String()
-	}
 }
 
 // capBuffer keeps the first max bytes written to it and counts the rest.
