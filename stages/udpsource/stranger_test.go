@@ -163,12 +163,7 @@ func TestCloudRestartTakesOver(t *testing.T) {
 	if ev := fmt.Sprint(events(got)); ev != "[start:live/r end:live/r start:live/r]" {
 		t.Fatalf("events %s", ev)
 	}
-	var streams []*core.Stream
-	for _, p := range got {
-		if p.Event == core.EventStart {
-			streams = append(streams, p.Stream)
-		}
-	}
+	streams := starts(got)
 	checkData(t, got, streams[0], a)
 	checkData(t, got, streams[1], b)
 }

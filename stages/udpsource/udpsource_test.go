@@ -137,15 +137,24 @@ func checkData(t testing.TB, got []stagetest.Captured, st *core.Stream, want [][
 	}
 }
 
-func firstStream(t testing.TB, c *stagetest.Collector) *core.Stream {
-	t.Helper()
-	for _, p := range c.Packets() {
+// starts is the streams started in ps, in order.
+func starts(ps []stagetest.Captured) []*core.Stream {
+	var out []*core.Stream
+	for _, p := range ps {
 		if p.Event == core.EventStart {
-			return p.Stream
+			out = append(out, p.Stream)
 		}
 	}
-	t.Fatal("no stream started")
-	return nil
+	return out
+}
+
+func firstStream(t testing.TB, c *stagetest.Collector) *core.Stream {
+	t.Helper()
+	st := starts(c.Packets())
+	if len(st) == 0 {
+		t.Fatal("no stream started")
+	}
+	return st[0]
 }
 
 // send puts n packets of one stream through the sink; sizes vary, some
@@ -218,13 +227,7 @@ func TestSilenceEndsStreamAndResume(t *testing.T) {
 	k.clock.Advance(time.Second) // the sink's periodic SR+SDES
 	waitUntil(t, "second start", func() bool { return countEvents(src.h.Out, core.EventStart) == 2 })
 	src.h.Out.WaitData(25, waitFor)
-	var second *core.Stream
-	for _, p := range src.h.Out.Packets() {
-		if p.Event == core.EventStart {
-			second = p.Stream
-		}
-	}
-	checkData(t, src.h.Out.Packets(), second, more)
+	checkData(t, src.h.Out.Packets(), starts(src.h.Out.Packets())[1], more)
 }
 
 func TestReconnectNewSSRC(t *testing.T) {
@@ -247,12 +250,7 @@ func TestReconnectNewSSRC(t *testing.T) {
 	if ev := fmt.Sprint(events(got)); ev != "[start:live/movie end:live/movie start:live/movie end:live/movie]" {
 		t.Fatalf("events %s", ev)
 	}
-	var streams []*core.Stream
-	for _, p := range got {
-		if p.Event == core.EventStart {
-			streams = append(streams, p.Stream)
-		}
-	}
+	streams := starts(got)
 	if streams[0] == streams[1] {
 		t.Fatal("reconnect reused the old stream")
 	}
