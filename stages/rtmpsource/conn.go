@@ -11,15 +11,14 @@ import (
 )
 
 // guardedConn is the byte stream go-rtmp reads: until its publish is
-// accepted it must get there by one absolute deadline (idle_timeout after
-// accept), so a client trickling a byte a second cannot hold it open; after
-// that the idle timeout applies to every read. It checks message sizes
+// accepted it must get there by the one absolute deadline set at accept
+// (idle_timeout), so a client trickling a byte a second cannot hold it open;
+// after that the idle timeout applies to every read. It checks message sizes
 // before go-rtmp sees them.
 type guardedConn struct {
 	net.Conn
 	s         *Stage
 	idle      time.Duration
-	handshake time.Time   // deadline for the handshake, connect and publish
 	published atomic.Bool // a publish was accepted: per-read idle deadline from now on
 	guard     *chunkGuard
 
@@ -31,10 +30,7 @@ type guardedConn struct {
 func (c *guardedConn) setCause(reason string) { c.cause.CompareAndSwap(nil, &reason) }
 
 func (c *guardedConn) Read(p []byte) (int, error) {
-	switch {
-	case !c.published.Load():
-		_ = c.Conn.SetReadDeadline(c.handshake)
-	case c.idle > 0:
+	if c.idle > 0 && c.published.Load() {
 		_ = c.Conn.SetReadDeadline(time.Now().Add(c.idle))
 	}
 	n, err := c.Conn.Read(p)
