@@ -395,19 +395,19 @@ func (s *Stage) datagram(p *core.Packet, from netip.AddrPort, now time.Time, ing
 	p.Ingest = ingest
 	if src.stream == nil {
 		src.hits++
-	}
-	if src.stream == nil && src.name != "" && !s.start(src, now, out) && !src.refused {
-		s.tooMany.Inc()
-		return false
-	}
-	if src.stream == nil {
-		if len(src.held) >= maxHeld || s.held >= maxHeldTotal {
-			s.dropCounter(src).Inc()
+		if src.name != "" && !s.start(src, now, out) && !src.refused {
+			s.tooMany.Inc()
 			return false
 		}
-		src.held = append(src.held, p)
-		s.held++
-		return true
+		if src.stream == nil { // not named yet, or its name is taken: hold p
+			if len(src.held) >= maxHeld || s.held >= maxHeldTotal {
+				s.dropCounter(src).Inc()
+				return false
+			}
+			src.held = append(src.held, p)
+			s.held++
+			return true
+		}
 	}
 	src.lastSeen = now
 	p.Stream = src.stream
@@ -531,9 +531,7 @@ func (s *Stage) name(ssrc uint32, name string, from netip.AddrPort, now time.Tim
 		s.addPending(src)
 	}
 	src.hits++
-	if src.name != name {
-		src.name, src.refused = name, false
-	}
+	src.name = name
 	if len(src.held) > 0 && !s.start(src, now, out) && !src.refused {
 		// No room for another stream: what it held goes.
 		s.held -= len(src.held)
