@@ -16,7 +16,8 @@ type Definition struct {
 	Check func(raw map[string]any) []error
 	// CheckIn, if set, is what validating a pipeline file calls instead of
 	// Check, for a stage whose parameters name files: dir is the pipeline
-	// file's directory, which relative paths resolve against.
+	// file's directory, which relative paths resolve against. Define sets
+	// it when the config is a DirValidator.
 	CheckIn func(raw map[string]any, dir string) []error
 	// Build decodes raw parameters and constructs the stage.
 	Build func(raw map[string]any, env *Env) (Stage, error)
@@ -29,6 +30,13 @@ type Definition struct {
 // fields; Validate runs after the fields are decoded.
 type Validator interface {
 	Validate() error
+}
+
+// DirValidator is implemented by config structs whose parameters name files
+// relative to the pipeline file: validating the file calls ValidateIn with
+// its directory after Validate. It may start what a file names to check it.
+type DirValidator interface {
+	ValidateIn(dir string) error
 }
 
 // Define makes a Definition from a spec and a constructor taking the stage's
@@ -49,7 +57,7 @@ func Define[C any](spec Spec, build func(cfg *C, env *Env) (Stage, error)) Defin
 		}
 		return cfg, nil
 	}
-	return Definition{
+	def := Definition{
 		Spec: spec,
 		Check: func(raw map[string]any) []error {
 			_, errs := decode(raw)
@@ -63,6 +71,19 @@ func Define[C any](spec Spec, build func(cfg *C, env *Env) (Stage, error)) Defin
 			return build(cfg, env)
 		},
 	}
+	if _, ok := any(new(C)).(DirValidator); ok {
+		def.CheckIn = func(raw map[string]any, dir string) []error {
+			cfg, errs := decode(raw)
+			if len(errs) > 0 {
+				return errs
+			}
+			if err := any(cfg).(DirValidator).ValidateIn(dir); err != nil {
+				return unjoin(err)
+			}
+			return nil
+		}
+	}
+	return def
 }
 
 func unjoin(err error) []error {

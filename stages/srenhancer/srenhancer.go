@@ -64,39 +64,23 @@ func (c *Config) Validate() error {
 }
 
 func init() {
-	def := core.Define(core.Spec{
+	core.Register(core.Spec{
 		Name:    "sr-enhancer",
 		Summary: "super-resolves H.264 keyframes through an SR backend (builtin, http, plugin); other frames upscaled conventionally; audio untouched",
 		In:      core.KindFLV,
 		Out:     core.KindFLV,
 	}, newStage)
-	check := def.Check
-	def.CheckIn = func(raw map[string]any, dir string) []error {
-		if errs := check(raw); len(errs) > 0 {
-			return errs
-		}
-		var cfg Config
-		if errs := def.Spec.Decode(raw, &cfg); len(errs) > 0 {
-			return errs
-		}
-		if err := checkPlugin(&cfg, dir); err != nil {
-			return []error{err}
-		}
-		return nil
-	}
-	if err := core.Default.Add(def); err != nil {
-		panic(err) // a duplicate name: a programming error
-	}
 }
 
-// checkPlugin starts a plugin backend once and stops it, so that
-// `mediapipe validate` catches a missing program, one that is no plugin, or
-// a stage plugin given as an SR backend, with the bridge's one-line errors.
-func checkPlugin(cfg *Config, dir string) error {
-	if cfg.Backend != "plugin" {
+// ValidateIn implements core.DirValidator: it starts a plugin backend once
+// and stops it, so that `mediapipe validate` catches a missing program, one
+// that is no plugin, or a stage plugin given as an SR backend, with the
+// bridge's one-line errors.
+func (c *Config) ValidateIn(dir string) error {
+	if c.Backend != "plugin" {
 		return nil
 	}
-	path := pluginPath(cfg.Path, dir)
+	path := pluginPath(c.Path, dir)
 	b, err := sr.OpenPlugin(path)
 	if err != nil {
 		return fmt.Errorf("path: %w", err)
