@@ -110,8 +110,7 @@ type Stage struct {
 	// cloud) and from others: strangers filling their share cannot keep
 	// the cloud's next stream out. At most maxPending each.
 	pending [2][]*source
-	held    int // packets held over all pending sources
-	heldPub int // held as last published in heldGauge
+	held    int // packets held over all pending sources; heldGauge once a batch
 	report  rtpann.Report
 
 	junk, badPT, unnamed, foreign *core.DropCounter
@@ -340,14 +339,7 @@ func (s *Stage) process(n int, out core.Output) {
 			p.Release()
 		}
 	}
-	s.publishHeld()
-}
-
-func (s *Stage) publishHeld() {
-	if s.held != s.heldPub {
-		s.heldPub = s.held
-		s.heldGauge.Set(float64(s.held))
-	}
+	s.heldGauge.Set(float64(s.held))
 }
 
 // datagram classifies one datagram from from and reports whether p was
@@ -632,7 +624,7 @@ func (s *Stage) housekeep(now time.Time, out core.Output) {
 			delete(s.retired, ssrc)
 		}
 	}
-	s.publishHeld()
+	s.heldGauge.Set(float64(s.held))
 }
 
 // hold is how long pending src may wait: for its name, or (named) for its
