@@ -31,7 +31,7 @@ func TestFragmenterMatchesWireReference(t *testing.T) {
 	for _, c := range fragCases {
 		t.Run(c.name, func(t *testing.T) {
 			ref := &rtpflv.Fragmenter{SSRC: 0xdeadbeef, Seq: c.seq, PayloadType: 100, MaxPayload: c.maxPayload}
-			f := newFragmenter(0xdeadbeef, c.seq, 100, c.maxPayload)
+			f := &fragmenter{*ref}
 			ts := uint32(c.tag[7])<<24 | uint32(c.tag[4])<<16 | uint32(c.tag[5])<<8 | uint32(c.tag[6])
 			want := make([]byte, rtpflv.RTPHeaderSize+c.maxPayload)
 			got := make([]byte, rtpflv.RTPHeaderSize+c.maxPayload)
@@ -41,8 +41,8 @@ func TestFragmenterMatchesWireReference(t *testing.T) {
 				if n1 != n2 || next1 != next2 || !bytes.Equal(want[:n1], got[:n2]) {
 					t.Fatalf("fragment at %d differs: ref %d bytes % x…, pion %d bytes % x…", off, n1, want[:12], n2, got[:12])
 				}
-				if f.size(len(c.tag), off) != n2 {
-					t.Fatalf("size %d, wrote %d", f.size(len(c.tag), off), n2)
+				if f.Size(len(c.tag), off) != n2 {
+					t.Fatalf("size %d, wrote %d", f.Size(len(c.tag), off), n2)
 				}
 				off = next2
 			}
@@ -73,7 +73,7 @@ func BenchmarkFragment(b *testing.B) {
 			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*packets), "ns/packet")
 		})
 		b.Run(c.name+"/pion", func(b *testing.B) {
-			f := newFragmenter(1, c.seq, 100, c.maxPayload)
+			f := &fragmenter{rtpflv.Fragmenter{SSRC: 1, Seq: c.seq, PayloadType: 100, MaxPayload: c.maxPayload}}
 			b.SetBytes(int64(len(c.tag)))
 			b.ReportAllocs()
 			for b.Loop() {

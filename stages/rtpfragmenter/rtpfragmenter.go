@@ -67,10 +67,15 @@ func (s *Stage) handle(p *core.Packet, out core.Output) {
 	switch p.Event {
 	case core.EventStart:
 		if _, ok := s.streams[p.Stream]; !ok {
-			f := newFragmenter(s.newSSRC(), uint16(rand.Uint32()), uint8(s.cfg.PayloadType), s.cfg.MaxPayload)
+			f := &fragmenter{rtpflv.Fragmenter{
+				SSRC:        s.newSSRC(),
+				Seq:         uint16(rand.Uint32()),
+				PayloadType: uint8(s.cfg.PayloadType),
+				MaxPayload:  s.cfg.MaxPayload,
+			}}
 			s.streams[p.Stream] = f
 			s.active.Set(float64(len(s.streams)))
-			s.env.Log.Debug("rtp stream", "stream", p.Stream.Name, "ssrc", f.hdr.SSRC, "first_seq", f.hdr.SequenceNumber)
+			s.env.Log.Debug("rtp stream", "stream", p.Stream.Name, "ssrc", f.SSRC, "first_seq", f.Seq)
 		}
 		out.Emit(p)
 	case core.EventEnd:
@@ -91,7 +96,7 @@ func (s *Stage) newSSRC() uint32 {
 		}
 		taken := false
 		for _, f := range s.streams {
-			taken = taken || f.hdr.SSRC == ssrc
+			taken = taken || f.SSRC == ssrc
 		}
 		if !taken {
 			return ssrc
@@ -115,7 +120,7 @@ func (s *Stage) fragment(p *core.Packet, out core.Output) {
 		return
 	}
 	tag := p.Data
-	if len(tag) <= f.maxPayload && cap(tag) >= len(tag)+rtpflv.RTPHeaderSize {
+	if len(tag) <= f.MaxPayload && cap(tag) >= len(tag)+rtpflv.RTPHeaderSize {
 		p.Data = tag[:len(tag)+rtpflv.RTPHeaderSize]
 		f.put(p.Data, tag, 0, h.Timestamp) // moves the payload up before writing the header
 		p.Type, p.Timestamp = 0, h.Timestamp
@@ -123,7 +128,7 @@ func (s *Stage) fragment(p *core.Packet, out core.Output) {
 		return
 	}
 	for off := 0; off < len(tag); {
-		q := core.NewPacket(f.size(len(tag), off))
+		q := core.NewPacket(f.Size(len(tag), off))
 		_, off = f.put(q.Data, tag, off, h.Timestamp)
 		q.Stream, q.Timestamp, q.Ingest = p.Stream, h.Timestamp, p.Ingest
 		out.Emit(q)

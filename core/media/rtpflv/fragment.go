@@ -57,8 +57,17 @@ func (f *Fragmenter) PutHeader(dst []byte, ts uint32, marker bool) {
 // the bytes written and the offset of the next fragment (len(tag) after the
 // last). ts is the tag's FLV timestamp. Loop from off = 0 while off < len(tag).
 func (f *Fragmenter) Put(dst, tag []byte, off int, ts uint32) (n, next int) {
-	next = min(off+f.MaxPayload, len(tag))
-	n = RTPHeaderSize + copy(dst[RTPHeaderSize:], tag[off:next])
+	n, next = f.PutPayload(dst, tag, off)
 	f.PutHeader(dst, ts, next == len(tag))
 	return n, next
+}
+
+// PutPayload is Put without the header: it copies the fragment of tag from
+// off on into dst after the header's 12 bytes (dst may alias tag: the copy
+// moves it) and returns the packet's length and the offset of the next
+// fragment; the fragment is the tag's last, the marked one, when next ==
+// len(tag). The header is then the caller's to write.
+func (f *Fragmenter) PutPayload(dst, tag []byte, off int) (n, next int) {
+	next = min(off+f.MaxPayload, len(tag))
+	return RTPHeaderSize + copy(dst[RTPHeaderSize:], tag[off:next]), next
 }
