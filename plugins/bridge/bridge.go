@@ -167,36 +167,6 @@ func withoutPluginKey(raw map[string]any) map[string]any {
 	return c
 }
 
-// Discover loads every executable regular file in dir as a stage plugin.
-// It returns the definitions of those that are stage plugins, sorted by
-// name, and one error for each file that is no plugin at all. SR backend
-// plugins are skipped; Scan lists both kinds.
-func Discover(dir string) ([]core.Definition, []error) {
-	paths, err := executables(dir)
-	if err != nil {
-		return nil, []error{err}
-	}
-	var defs []core.Definition
-	var errs []error
-	for _, path := range paths {
-		def, err := Load(path)
-		if err == nil {
-			def.Close() // only the spec is wanted
-		}
-		var wk *wrongKind
-		if errors.As(err, &wk) {
-			continue
-		}
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		defs = append(defs, def)
-	}
-	sort.Slice(defs, func(i, j int) bool { return defs[i].Spec.Name < defs[j].Spec.Name })
-	return defs, errs
-}
-
 // Plugin is one plugin program found by Scan.
 type Plugin struct {
 	Path string

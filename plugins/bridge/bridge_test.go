@@ -356,7 +356,9 @@ func TestShutdownWithoutRun(t *testing.T) {
 	waitGone(t, pid)
 }
 
-func TestDiscover(t *testing.T) {
+// TestScan: stage and SR backend plugins are told apart; a file that is no
+// program is passed over, a program that is no plugin is a problem.
+func TestScan(t *testing.T) {
 	dir := t.TempDir()
 	for _, n := range []string{"stream-filter", "sr-sharpen"} {
 		b, err := os.ReadFile(bin(t, n))
@@ -369,12 +371,21 @@ func TestDiscover(t *testing.T) {
 	}
 	_ = os.WriteFile(filepath.Join(dir, "README"), []byte("not a program"), 0o644)
 	_ = os.WriteFile(filepath.Join(dir, "tool.sh"), []byte("#!/bin/sh\nexit 0\n"), 0o755)
-	defs, errs := Discover(dir)
-	if len(defs) != 1 || defs[0].Spec.Name != "stream-filter" {
-		t.Errorf("defs = %v", defs)
+	found, err := Scan(dir)
+	if err != nil {
+		t.Fatal(err)
 	}
-	if len(errs) != 1 || !strings.Contains(errs[0].Error(), "tool.sh") {
-		t.Errorf("errs = %v", errs)
+	if len(found.Stages) != 1 || found.Stages[0].Spec.Name != "stream-filter" {
+		t.Errorf("stages = %v", found.Stages)
+	}
+	if len(found.SRBackends) != 1 || found.SRBackends[0].Path != filepath.Join(dir, "sr-sharpen") {
+		t.Errorf("sr backends = %v", found.SRBackends)
+	}
+	if errs := found.Problems; len(errs) != 1 || !strings.Contains(errs[0].Error(), "tool.sh") {
+		t.Errorf("problems = %v", errs)
+	}
+	if _, err := Scan(filepath.Join(dir, "missing")); err == nil {
+		t.Error("Scan of a missing directory: no error")
 	}
 }
 

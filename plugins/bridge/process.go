@@ -185,9 +185,9 @@ func start(path, kind string, log *slog.Logger) (*process, error) {
 	case (kind == shared.KindSR || kind == kindAny) && srErr == nil:
 		desc, p.kind = srDesc, shared.KindSR
 	case kind == shared.KindStage && srErr == nil:
-		return fail(&wrongKind{fmt.Sprintf("plugin %s: is an SR backend plugin, not a stage", path)})
+		return fail(fmt.Errorf("plugin %s: is an SR backend plugin, not a stage", path))
 	case kind == shared.KindSR && stageErr == nil:
-		return fail(&wrongKind{fmt.Sprintf("plugin %s: is a stage plugin, not an SR backend", path)})
+		return fail(fmt.Errorf("plugin %s: is a stage plugin, not an SR backend", path))
 	case status.Code(stageErr) == codes.Unimplemented && status.Code(srErr) == codes.Unimplemented:
 		return fail(fmt.Errorf("plugin %s: serves neither a stage nor an SR backend", path))
 	default:
@@ -249,8 +249,3 @@ func (p *process) killGroup() {
 
 // exited reports whether the process has ended.
 func (p *process) exited() bool { return p.client.Exited() }
-
-// wrongKind is the error for a plugin of the other kind (Discover skips them).
-type wrongKind struct{ msg string }
-
-func (e *wrongKind) Error() string { return e.msg }
