@@ -50,7 +50,7 @@ type buffer struct {
 	pending   []uint16  // gaps found since the last flush, to NACK
 	dirty     bool      // in Stage.dirty
 	stopInit  context.CancelFunc
-	initState uint8        // initIdle, initWaiting, initRunning or initDone
+	initAsked bool         // its init fetch has run or is queued (once per buffer)
 	endPkt    *core.Packet // the stream's end, held while gaps are open
 }
 

@@ -8,6 +8,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -372,31 +373,23 @@ func (s *Stage) newBuffer(st *core.Stream) *buffer {
 	return b
 }
 
-// Init fetch states of a buffer.
-const (
-	initIdle uint8 = iota
-	initWaiting
-	initRunning
-	initDone
-)
-
 // wantInit fetches b's init tags from the cloud once: now if fewer than
 // maxInitFetches fetches run, else when one ends.
 func (s *Stage) wantInit(b *buffer) {
-	if s.client == nil || b.initState != initIdle || b.stream.Init() != nil {
+	if s.client == nil || b.initAsked || b.stream.Init() != nil {
 		return
 	}
+	b.initAsked = true
 	if s.initRunning < maxInitFetches {
 		s.runInit(b)
 		return
 	}
-	b.initState = initWaiting
 	s.initWait = append(s.initWait, b)
 }
 
 func (s *Stage) runInit(b *buffer) {
 	ctx, cancel := context.WithCancel(s.initCtx)
-	b.stopInit, b.initState = cancel, initRunning
+	b.stopInit = cancel
 	s.initRunning++
 	s.initWG.Add(1)
 	go func() {
@@ -409,7 +402,6 @@ func (s *Stage) runInit(b *buffer) {
 // initFinished frees a fetch slot and gives it to the next waiting stream.
 func (s *Stage) initFinished(b *buffer) {
 	s.initRunning--
-	b.initState = initDone
 	if b.stopInit != nil {
 		b.stopInit()
 		b.stopInit = nil
@@ -418,9 +410,7 @@ func (s *Stage) initFinished(b *buffer) {
 		w := s.initWait[0]
 		s.initWait[0] = nil
 		s.initWait = s.initWait[1:]
-		if w.initState == initWaiting {
-			s.runInit(w)
-		}
+		s.runInit(w)
 	}
 }
 
@@ -429,14 +419,8 @@ func (s *Stage) dropBuffer(b *buffer) {
 		b.stopInit()
 		b.stopInit = nil
 	}
-	if b.initState == initWaiting {
-		b.initState = initDone
-		for i, w := range s.initWait {
-			if w == b {
-				s.initWait = append(s.initWait[:i], s.initWait[i+1:]...)
-				break
-			}
-		}
+	if i := slices.Index(s.initWait, b); i >= 0 {
+		s.initWait = slices.Delete(s.initWait, i, i+1)
 	}
 	delete(s.streams, b.stream)
 	if b.started && s.bySSRC[b.ssrc] == b {
