@@ -402,12 +402,11 @@ func (s *Server) serveConn(conn *quic.Conn) {
 	}()
 	remote := conn.RemoteAddr().String()
 	ctrl, err := s.hello(conn)
+	s.mu.Lock()
+	s.unauth--
+	s.mu.Unlock()
 	if err == nil {
 		err = s.admit(conn, ctrl)
-	} else {
-		s.mu.Lock()
-		s.unauth--
-		s.mu.Unlock()
 	}
 	if err != nil {
 		s.cfg.Log.Warn("repair peer refused", "peer", remote, "err", err)
@@ -477,13 +476,12 @@ func (s *Server) hello(conn *quic.Conn) (*quic.Stream, error) {
 	return ctrl, nil
 }
 
-// admit moves a peer that passed HELLO from waiting to authenticated, if
-// fewer than MaxPeers are, and answers HELLO_OK; otherwise it closes the
-// connection with CodeTooManyPeers. Only a peer with the token learns that
-// the server is full.
+// admit counts a peer that passed HELLO as authenticated, if fewer than
+// MaxPeers are, and answers HELLO_OK; otherwise it closes the connection
+// with CodeTooManyPeers. Only a peer with the token learns that the server
+// is full.
 func (s *Server) admit(conn *quic.Conn, ctrl *quic.Stream) error {
 	s.mu.Lock()
-	s.unauth--
 	full := s.authed >= s.cfg.MaxPeers
 	if !full {
 		s.authed++
