@@ -40,30 +40,13 @@ func startCloud(t *testing.T, publishKey, token string) *cloudOnly {
 	}
 	w := listenWire(t)
 	c := &cloudOnly{rtmp: testrun.FreeTCP(t), rtx: testrun.FreeUDP(t), wire: w}
-	src, rep := "", ""
+	toml := testrun.CloudTOML(c.rtmp, c.rtx, w.conn.LocalAddr().String())
 	if publishKey != "" {
-		src = fmt.Sprintf("  publish_key = %q\n", publishKey)
+		toml = withParam(toml, "rtmp-source", "publish_key", publishKey)
 	}
 	if token != "" {
-		rep = fmt.Sprintf("  token = %q\n", token)
+		toml = withParam(toml, "quic-retransmit", "token", token)
 	}
-	toml := fmt.Sprintf(`
-[[pipeline]]
-name = "cloud"
-  [[pipeline.stage]]
-  use = "rtmp-source"
-  listen = %q
-%s  [[pipeline.stage]]
-  use = "flv-tagger"
-  [[pipeline.stage]]
-  use = "rtp-fragmenter"
-  [[pipeline.stage]]
-  use = "quic-retransmit"
-  listen = %q
-%s  [[pipeline.stage]]
-  use = "udp-sink"
-  destinations = [%q]
-`, c.rtmp, src, c.rtx, rep, w.conn.LocalAddr().String())
 	c.run = testrun.Start(t, "cloud.toml", toml, nil)
 	return c
 }
@@ -76,27 +59,7 @@ func (c *cloudOnly) gauge(stage, name string) float64 {
 	if err != nil {
 		return -1
 	}
-	var sum float64
-	for _, f := range fams {
-		if f.GetName() != "mediapipe_stage_gauge" {
-			continue
-		}
-		for _, m := range f.GetMetric() {
-			var st, nm string
-			for _, l := range m.GetLabel() {
-				switch l.GetName() {
-				case "stage":
-					st = l.GetValue()
-				case "name":
-					nm = l.GetValue()
-				}
-			}
-			if st == stage && nm == name && m.GetGauge() != nil {
-				sum += m.GetGauge().GetValue()
-			}
-		}
-	}
-	return sum
+	return testrun.SumFamilies(fams, "mediapipe_stage_gauge", map[string]string{"stage": stage, "name": name})
 }
 
 func (c *cloudOnly) drops(labels map[string]string) float64 {

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -31,6 +32,13 @@ func newAddrs(t *testing.T) addrs {
 }
 
 func cloudTOML(a addrs) string { return testrun.CloudTOML(a.RTMP, a.RTX, a.UDP) }
+
+// withParam sets key = value (a string) on the first stage of toml that
+// uses stage.
+func withParam(toml, stage, key, value string) string {
+	use := fmt.Sprintf("use = %q", stage)
+	return strings.Replace(toml, use, fmt.Sprintf("%s\n  %s = %q", use, key, value), 1)
+}
 
 // edgeTOML builds an edge; netsim, when not empty, is inserted between
 // udp-source and rtp-reorder (loss on the cloud→edge path). The repair

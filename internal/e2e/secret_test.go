@@ -40,10 +40,8 @@ func TestSecretsStayOutOfLogs(t *testing.T) {
 	const publishKey, token, playKey = "pub-5ecret-1", "rtx-5ecret-2", "play-5ecret-3"
 	clip := testmedia.Clip(t, clipOpts)
 	a := newAddrs(t)
-	cloud := strings.Replace(cloudTOML(a), `use = "rtmp-source"`, `use = "rtmp-source"`+"\n  publish_key = \""+publishKey+"\"", 1)
-	cloud = strings.Replace(cloud, `use = "quic-retransmit"`, `use = "quic-retransmit"`+"\n  token = \""+token+"\"", 1)
-	edge := strings.Replace(edgeTOML("edge", a, "  drop = 0.05\n  seed = 5", ""), `use = "rtp-reorder"`, `use = "rtp-reorder"`+"\n  token = \""+token+"\"", 1)
-	edge = strings.Replace(edge, `use = "httpflv-sink"`, `use = "httpflv-sink"`+"\n  play_key = \""+playKey+"\"", 1)
+	cloud := withParam(withParam(cloudTOML(a), "rtmp-source", "publish_key", publishKey), "quic-retransmit", "token", token)
+	edge := withParam(withParam(edgeTOML("edge", a, "  drop = 0.05\n  seed = 5", ""), "rtp-reorder", "token", token), "httpflv-sink", "play_key", playKey)
 
 	var logs lockedBuffer
 	log := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
