@@ -67,7 +67,9 @@ func (c *cloudOnly) drops(labels map[string]string) float64 {
 }
 
 // wire reads the cloud's UDP output: RTCP announcements and RTP, each
-// SSRC's packets (byte for byte) and the FLV tags they reassemble to.
+// SSRC's packets (byte for byte) and the FLV tags they reassemble to; a
+// datagram outside the contract (neither RTP nor RTCP, RTP before SDES, a
+// payload type other than the default) fails the next wait.
 type wire struct {
 	conn *net.UDPConn
 
@@ -129,6 +131,9 @@ func (w *wire) read(done chan struct{}) {
 			ssrc := rtpann.SSRC(pkt)
 			if _, ok := w.names[ssrc]; !ok {
 				w.fail(fmt.Errorf("RTP of SSRC %#x before an SDES named it", ssrc))
+			}
+			if pt := rtpann.PayloadType(pkt); pt != rtpflv.DefaultPayloadType {
+				w.fail(fmt.Errorf("payload type %d, want %d", pt, rtpflv.DefaultPayloadType))
 			}
 			if w.pkts[ssrc] == nil {
 				w.pkts[ssrc] = map[uint16][]byte{}
