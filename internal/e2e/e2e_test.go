@@ -167,12 +167,6 @@ func assertInit(t *testing.T, who string, tags [][]byte, clip map[uint8][]byte) 
 	}
 }
 
-// decodeClean decodes a whole FLV file and fails on any decoder complaint.
-func decodeClean(t *testing.T, path string) {
-	t.Helper()
-	testmedia.DecodeClean(t, path)
-}
-
 // frameSuffix checks that ffmpeg's per-packet hashes of a viewer's file are
 // the clip's last packets (compared by size and hash; stream order may differ).
 func frameSuffix(t *testing.T, who string, got, want []testmedia.Frame, min int) {
@@ -239,7 +233,7 @@ func (v *ffViewer) check(t *testing.T, who string, clip []testmedia.Frame, min i
 		t.Fatalf("%s: ffmpeg -i %s: %v\n%s", who, v.url, v.err, v.stderr.String())
 	}
 	frameSuffix(t, who, testmedia.FrameMD5(t, v.path), clip, min)
-	decodeClean(t, v.path)
+	testmedia.DecodeClean(t, v.path)
 }
 
 // framesFrom counts the clip's packets at or after ms: those a viewer that

@@ -48,5 +48,5 @@ func TestRecordingThroughLoss(t *testing.T) {
 	}
 	got, want := testmedia.FrameMD5(t, files[0]), testmedia.FrameMD5(t, clip)
 	frameSuffix(t, "recording", got, want, len(want))
-	decodeClean(t, files[0])
+	testmedia.DecodeClean(t, files[0])
 }
