@@ -56,11 +56,11 @@ type viewer struct {
 	off int       // bytes of out[0] already written
 
 	// Chunked framing (HTTP/1.1), owned by owner like out. A chunk covers
-	// whole tags of out, one chunk per coalesced write; its closing CRLF
-	// goes out at the head of the next chunk's size line, so what a partial
-	// write leaves is only the rest of a size line (pre) and of the data (left).
+	// whole tags of out, one chunk per coalesced write; every size line
+	// starts with the CRLF that closes what came before it (the response
+	// head, then the previous chunk), so what a partial write leaves is only
+	// the rest of a size line (pre) and of the data (left).
 	chunked bool
-	opened  bool   // a chunk was sent: the next size line starts with CRLF
 	pre     []byte // the current chunk's size line, what is not yet written
 	left    int    // data bytes of the current chunk not yet written
 	preBuf  [2 + 16 + 2]byte
@@ -345,8 +345,12 @@ const (
 		"Access-Control-Allow-Origin: *\r\n" +
 		"Cache-Control: no-cache, no-store\r\n" +
 		"Connection: close\r\n"
-	chunkedHead = responseHead + "Transfer-Encoding: chunked\r\n\r\n"
+	// chunkedHead lacks the head's closing CRLF: the first size line
+	// starts with it, as every size line does.
+	chunkedHead = responseHead + "Transfer-Encoding: chunked\r\n"
 	closedHead  = responseHead + "\r\n"
+	// lastChunk closes the last data chunk and ends the body.
+	lastChunk = "\r\n0\r\n\r\n"
 )
 
 const notFoundHead = "HTTP/1.1 404 Not Found\r\n" +
@@ -432,7 +436,7 @@ func (s *Stage) serveViewer(w http.ResponseWriter, st *stream, remote string, ch
 					break
 				}
 				if chunked { // the body's clean end
-					if _, err := s.writeBlocking(conn, [][]byte{v.endChunk()}, drainBy); err != nil {
+					if _, err := s.writeBlocking(conn, [][]byte{[]byte(lastChunk)}, drainBy); err != nil {
 						why = s.cut(v, err)
 					}
 				}
@@ -507,24 +511,12 @@ func (v *viewer) frame(dst [][]byte, maxBufs int) [][]byte {
 	return dst
 }
 
-// sizeLine is the line that opens a chunk of size bytes, in preBuf.
+// sizeLine is the line that opens a chunk of size bytes, in preBuf, after
+// the CRLF that closes the head or the previous chunk.
 func (v *viewer) sizeLine(size int) []byte {
-	b := v.preBuf[:0]
-	if v.opened {
-		b = append(b, "\r\n"...) // closes the previous chunk
-	}
-	v.opened = true
+	b := append(v.preBuf[:0], "\r\n"...)
 	b = strconv.AppendUint(b, uint64(size), 16)
 	return append(b, "\r\n"...)
-}
-
-// endChunk is what ends a chunked body: the last chunk's CRLF, then the
-// zero-length chunk.
-func (v *viewer) endChunk() []byte {
-	if v.opened {
-		return []byte("\r\n0\r\n\r\n")
-	}
-	return []byte("0\r\n\r\n")
 }
 
 // sent accounts for n bytes of a write made from frame: the size line
