@@ -79,43 +79,28 @@ func (v *viewer) signal() {
 	}
 }
 
-// Why a viewer was cut, for its drop counter and the log.
-const (
-	whySlow = "slow_viewer" // its queue overflowed or its socket took nothing for write_timeout
-	whyGone = "viewer_gone" // its connection failed: it hung up or reset
-)
-
-// cutReason classifies a failed write to a viewer.
-func cutReason(err error) string {
+// cutBy is the drop counter of a viewer cut because a write to it failed
+// with err: a missed deadline (write_timeout, or the drain at the end) makes
+// it a slow viewer, like a queue overflow; any other failure means it hung
+// up or reset.
+func (s *Stage) cutBy(err error) *core.DropCounter {
 	if errors.Is(err, os.ErrDeadlineExceeded) {
-		return whySlow
+		return s.mSlow
 	}
-	return whyGone
-}
-
-// count counts a viewer cut for why.
-func (s *Stage) count(why string) {
-	if why == whySlow {
-		s.mSlow.Inc()
-	} else {
-		s.mGone.Inc()
-	}
+	return s.mGone
 }
 
 // cut marks v dead after its own goroutine's write failed with err and
 // counts it, unless it was already dead: a shed viewer's write fails
 // too, and was counted when it was shed.
-func (s *Stage) cut(v *viewer, err error) string {
+func (s *Stage) cut(v *viewer, err error) {
 	v.mu.Lock()
 	was := v.dead
 	v.dead = true
 	v.mu.Unlock()
-	if was {
-		return ""
+	if !was {
+		s.cutBy(err).Inc()
 	}
-	why := cutReason(err)
-	s.count(why)
-	return why
 }
 
 // abort closes a viewer's connection without handing what is still in its
@@ -177,7 +162,7 @@ func (st *stream) push(r *tagRef) {
 				v.dead = true // under the same lock as the check: counted once
 				v.mu.Unlock()
 				unused++
-				st.s.count(whySlow)
+				st.s.mSlow.Inc()
 				abort(v.conn)
 				v.signal()
 				continue
@@ -381,7 +366,7 @@ func (s *Stage) serveViewer(w http.ResponseWriter, st *stream, remote string, ch
 	s.mViewers.Inc()
 	s.mServed.Inc()
 	s.env.Log.Debug("viewer joined", "stream", st.cs.Name, "remote", remote)
-	why := "" // set when this goroutine cut the viewer; counted as a drop
+	var werr error // this goroutine's failed write, which cut the viewer
 	defer func() {
 		st.leave(v)
 		v.mu.Lock()
@@ -394,7 +379,7 @@ func (s *Stage) serveViewer(w http.ResponseWriter, st *stream, remote string, ch
 		}
 		v.mu.Unlock()
 		s.mViewers.Dec()
-		s.env.Log.Debug("viewer left", "stream", st.cs.Name, "remote", remote, "cut", why)
+		s.env.Log.Debug("viewer left", "stream", st.cs.Name, "remote", remote, "err", werr)
 	}()
 
 	bufs := [][]byte{[]byte(closedHead)}
@@ -406,10 +391,10 @@ func (s *Stage) serveViewer(w http.ResponseWriter, st *stream, remote string, ch
 		bufs = append(bufs[:0], []byte(chunkedHead), v.sizeLine(size))
 	}
 	bufs = append(bufs, first...)
-	_, err = s.writeBlocking(conn, bufs, time.Time{})
+	_, werr = s.writeBlocking(conn, bufs, time.Time{})
 	releaseAll(held)
-	if err != nil {
-		why = s.cut(v, err)
+	if werr != nil {
+		s.cut(v, werr)
 		return
 	}
 	bufs = bufs[:0]
@@ -436,21 +421,22 @@ func (s *Stage) serveViewer(w http.ResponseWriter, st *stream, remote string, ch
 					break
 				}
 				if chunked { // the body's clean end
-					if _, err := s.writeBlocking(conn, [][]byte{[]byte(lastChunk)}, drainBy); err != nil {
-						why = s.cut(v, err)
+					if _, werr = s.writeBlocking(conn, [][]byte{[]byte(lastChunk)}, drainBy); werr != nil {
+						s.cut(v, werr)
 					}
 				}
 				return
 			}
 			v.mu.Unlock()
 			bufs = v.frame(bufs[:0], len(v.out)+1)
-			n, err := s.writeBlocking(conn, bufs, drainBy)
+			var n int64
+			n, werr = s.writeBlocking(conn, bufs, drainBy)
 			clear(bufs)
-			if err != nil {
+			if werr != nil {
 				// Too slow (a deadline: write_timeout, or the drain
 				// at the end), or gone.
 				v.dropOut()
-				why = s.cut(v, err)
+				s.cut(v, werr)
 				abort(conn)
 				return
 			}
@@ -676,11 +662,11 @@ func (f *flusher) flush(v *viewer) {
 
 	v.mu.Lock()
 	wake := false
-	why := ""
+	var cutBy *core.DropCounter
 	switch {
 	case failed != nil || v.dead:
 		if !v.dead { // else counted when it was shed
-			why = cutReason(failed)
+			cutBy = f.s.cutBy(failed)
 		}
 		v.dead = true
 		v.dropOut()
@@ -694,8 +680,8 @@ func (f *flusher) flush(v *viewer) {
 		wake = v.ended
 	}
 	v.mu.Unlock()
-	if why != "" {
-		f.s.count(why)
+	if cutBy != nil {
+		cutBy.Inc()
 	}
 	if failed != nil {
 		abort(v.conn)
