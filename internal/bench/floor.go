@@ -5,7 +5,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"log/slog"
 	"net"
 	"strings"
 	"sync"
@@ -256,10 +255,7 @@ func sinkRun(ctx context.Context, d time.Duration) (sinkFloor, error) {
 	if err != nil {
 		return res, err
 	}
-	log := slog.New(slog.DiscardHandler)
-	env := &core.Env{Pipeline: "floor", Index: 1, Name: "udp-sink", Dir: ".", Log: log,
-		Metrics: core.NewMetrics().Stage("floor", 1, "udp-sink"), Clock: core.RealClock{}}
-	env.Metrics.SetLogger(log)
+	env := core.TestEnv("udp-sink")
 	st, err := def.Build(map[string]any{"destinations": []any{rx.addr().String()}}, env)
 	if err == nil {
 		if o, ok := st.(core.Opener); ok {
