@@ -59,31 +59,25 @@ const (
 // drains the socket on another goroutine, as the edge's udp-source would.
 func measureFloor(ctx context.Context, d time.Duration) (Floor, error) {
 	var f Floor
-	pps, _, err := floorRun(ctx, d, floorPlain)
-	if err != nil {
+	var err error
+	if f.PlainPPS, _, err = floorRun(ctx, d, floorPlain); err != nil {
 		return f, err
 	}
-	f.PlainPPS = pps
-	pps, share, err := floorRun(ctx, d, floorBatched)
-	if err != nil {
+	if f.BatchedPPS, f.RecvShare, err = floorRun(ctx, d, floorBatched); err != nil {
 		return f, err
 	}
-	f.BatchedPPS, f.RecvShare = pps, share
 	if pps, _, err := floorRun(ctx, d, floorGSO); err == nil {
 		f.GSOPPS = pps
 	} // else: no UDP_SEGMENT here; udp-sink then falls back to sendmmsg too
-	if ctx.Err() != nil {
-		return f, nil // interrupted: the caller reports what ran
+	if ctx.Err() == nil { // interrupted: the caller reports what ran
+		s, err := sinkRun(ctx, d)
+		if err != nil {
+			return f, err
+		}
+		f.SinkPPS, f.SinkRecvShare, f.SinkSendErrors, f.SinkSettings = s.pps, s.share, s.sendErrs, s.settings
 	}
-	s, err := sinkRun(ctx, d)
-	if err != nil {
-		return f, err
-	}
-	f.SinkPPS, f.SinkRecvShare, f.SinkSendErrors, f.SinkSettings = s.pps, s.share, s.sendErrs, s.settings
-	f.PlainMbps = f.PlainPPS * floorSize * 8 / 1e6
-	f.BatchMbps = f.BatchedPPS * floorSize * 8 / 1e6
-	f.GSOMbps = f.GSOPPS * floorSize * 8 / 1e6
-	f.SinkMbps = f.SinkPPS * floorSize * 8 / 1e6
+	mbps := func(pps float64) float64 { return pps * floorSize * 8 / 1e6 }
+	f.PlainMbps, f.BatchMbps, f.GSOMbps, f.SinkMbps = mbps(f.PlainPPS), mbps(f.BatchedPPS), mbps(f.GSOPPS), mbps(f.SinkPPS)
 	if f.GSOPPS > 0 {
 		f.SinkShareGSO = f.SinkPPS / f.GSOPPS
 	}
