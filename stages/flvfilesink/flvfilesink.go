@@ -126,8 +126,7 @@ type metaSlot struct{ duration, filesize int64 }
 
 // timeSpan follows the media timestamps (ms) of a recording.
 type timeSpan struct {
-	first uint32
-	any   bool
+	first uint32      // the earliest, once either last is seen
 	last  [2]struct { // audio, video
 		ts, step uint32 // latest timestamp, and the step that led to it
 		seen     bool
@@ -135,8 +134,8 @@ type timeSpan struct {
 }
 
 func (t *timeSpan) add(typ uint8, ts uint32) {
-	if !t.any || ts < t.first {
-		t.first, t.any = ts, true
+	if !t.last[0].seen && !t.last[1].seen || ts < t.first {
+		t.first = ts
 	}
 	l := &t.last[0]
 	if typ == flv.TypeVideo {
@@ -160,7 +159,7 @@ func (t *timeSpan) seconds() float64 {
 			end = max(end, l.ts+l.step)
 		}
 	}
-	if !t.any || end < t.first {
+	if end < t.first { // no media at all makes both 0, and 0 s
 		return 0
 	}
 	return float64(end-t.first) / 1000
