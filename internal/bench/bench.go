@@ -271,10 +271,7 @@ type snapshot struct {
 	pubBytes uint64
 	rtp      float64
 	edgeRTP  float64
-	outTags  uint64
-	outBytes uint64
-	latencyN uint64
-	aud      viewerAgg
+	aud      viewerAgg // what viewers read: Tags, Bytes, stamped by At
 }
 
 // Run runs one bench and returns its report. It stops early, still
@@ -387,7 +384,6 @@ func Run(ctx context.Context, cfg Config, stderr io.Writer) (*Report, error) {
 		s.rtp, _ = m.sum("mediapipe_stage_packets_in_total", map[string]string{"pipeline": "cloud", "stage": "udp-sink"})
 		s.edgeRTP, _ = m.sum("mediapipe_stage_packets_out_total", map[string]string{"pipeline": "edge", "stage": "udp-source"})
 		s.aud = aud.stats()
-		s.outTags, s.outBytes, s.latencyN = s.aud.Tags, s.aud.Bytes, s.aud.Lat.N
 		return s
 	}
 
@@ -489,7 +485,7 @@ func progressLine(w io.Writer, rt *core.Runtime, cur, prev snapshot, start time.
 	skip, skipOK := m.firstOf("mediapipe_stage_drops_total", "edge", "rtp-reorder", "reason", skipReasons...)
 	var out float64 // over the audience's own clock (see Report.fill)
 	if adt := time.Duration(cur.aud.At - prev.aud.At).Seconds(); adt > 0 {
-		out = float64(cur.outBytes-prev.outBytes) * 8 / adt / 1e6
+		out = float64(cur.aud.Bytes-prev.aud.Bytes) * 8 / adt / 1e6
 	}
 	fmt.Fprintf(w, "\r%4.0fs  in %6.2f Mbps %6.0f rtp/s  out %8.2f Mbps  viewers %d/%d  lost %.0f repaired %s skipped %s  latency p99 %s   ",
 		cur.at.Sub(start).Seconds(),

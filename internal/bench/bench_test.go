@@ -189,9 +189,6 @@ func TestFillRatesUseAudienceClock(t *testing.T) {
 		aud: viewerAgg{At: int64(2 * time.Second), Tags: 100, Bytes: 1_000_000, CPU: int64(time.Second)}}
 	to := snapshot{at: t0.Add(10 * time.Second), cpu: 6 * time.Second, mallocs: 101_000,
 		aud: viewerAgg{At: int64(11 * time.Second), Tags: 1000, Bytes: 10_000_000, CPU: int64(5500 * time.Millisecond)}}
-	for _, s := range []*snapshot{&from, &to} {
-		s.outTags, s.outBytes = s.aud.Tags, s.aud.Bytes
-	}
 	r := newReport(Config{Split: true})
 	r.fill(Config{Split: true}, from, to, to.at, nil, to.aud, metricsView{})
 	if r.Window != 10 {

@@ -190,10 +190,10 @@ func (r *Report) fill(cfg Config, from, to snapshot, stopAt time.Time, pubs []*p
 		audWin = win
 	}
 	r.Out = Flow{
-		Tags:       to.outTags - from.outTags,
-		TagsPerSec: round(float64(to.outTags-from.outTags)/audWin, 1),
+		Tags:       to.aud.Tags - from.aud.Tags,
+		TagsPerSec: round(float64(to.aud.Tags-from.aud.Tags)/audWin, 1),
 		RTPPerSec:  round((to.edgeRTP-from.edgeRTP)/win, 1),
-		Mbps:       round(float64(to.outBytes-from.outBytes)*8/audWin/1e6, 3),
+		Mbps:       round(float64(to.aud.Bytes-from.aud.Bytes)*8/audWin/1e6, 3),
 	}
 	cpu := (to.cpu - from.cpu).Seconds()
 	r.CPU = CPU{Seconds: round(cpu, 2), Cores: round(cpu/win, 3)}
@@ -257,7 +257,7 @@ func (r *Report) fill(cfg Config, from, to snapshot, stopAt time.Time, pubs []*p
 	if pk := to.rtp - from.rtp; pk > 0 {
 		r.Memory.AllocsPerPacket = round(float64(to.mallocs-from.mallocs)/pk, 2)
 	}
-	if n := to.outTags - from.outTags; n > 0 { // a ratio of rates: the two counts have their own windows
+	if n := to.aud.Tags - from.aud.Tags; n > 0 { // a ratio of rates: the two counts have their own windows
 		r.Memory.AllocsPerTag = round(float64(to.mallocs-from.mallocs)/win/(float64(n)/audWin), 2)
 	}
 
