@@ -89,10 +89,25 @@ name = "edge"
 	return r
 }
 
-// push starts ffmpeg pushing clip in real time to app/key.
-func (r *relay) push(t *testing.T, ctx context.Context, clip, stream string) *exec.Cmd {
+// pushBoth starts ffmpeg pushing clip in real time to live/movie and
+// other/feed and waits until live/movie plays; wait waits for both pushes
+// to finish, failing the test if one did not.
+func (r *relay) pushBoth(t *testing.T, clip string) (wait func()) {
 	t.Helper()
-	return testmedia.Push(t, ctx, clip, "rtmp://"+r.rtmp+"/"+stream, true)
+	streams := []string{"live/movie", "other/feed"}
+	pushes := make([]*exec.Cmd, len(streams))
+	for i, stream := range streams {
+		pushes[i] = testmedia.Push(t, context.Background(), clip, "rtmp://"+r.rtmp+"/"+stream, true)
+	}
+	testrun.WaitPlayable(t, r.movieURL, 10*time.Second)
+	return func() {
+		t.Helper()
+		for i, push := range pushes {
+			if err := push.Wait(); err != nil {
+				t.Fatalf("ffmpeg push of %s: %v\n%s", streams[i], err, testmedia.Stderr(push))
+			}
+		}
+	}
 }
 
 // otherNeverServed waits until other/feed flows into the edge pipeline, so
@@ -206,20 +221,11 @@ func TestRelayWithStreamFilterPlugin(t *testing.T) {
 	r := startRelay(t)
 	clip := testmedia.Clip(t, testmedia.Options{Seconds: 6})
 	want := videoTags(testmedia.Tags(t, clip))
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	movie := r.push(t, ctx, clip, "live/movie")
-	other := r.push(t, ctx, clip, "other/feed")
-	testrun.WaitPlayable(t, r.movieURL, 10*time.Second)
+	wait := r.pushBoth(t, clip)
 	viewer := testrun.Watch(r.movieURL)
 	r.otherNeverServed(t, "during the push")
 
-	if err := movie.Wait(); err != nil {
-		t.Fatalf("ffmpeg push of live/movie: %v\n%s", err, testmedia.Stderr(movie))
-	}
-	if err := other.Wait(); err != nil {
-		t.Fatalf("ffmpeg push of other/feed: %v\n%s", err, testmedia.Stderr(other))
-	}
+	wait()
 	got := viewer.Wait(t, 15*time.Second)
 
 	if frames, headers := audioTags(got); frames+headers > 0 {
@@ -271,11 +277,7 @@ func TestRelayPluginKilledMidStream(t *testing.T) {
 	r := startRelay(t)
 	clip := testmedia.Clip(t, testmedia.Options{Seconds: 8})
 	want := videoTags(testmedia.Tags(t, clip))
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	movie := r.push(t, ctx, clip, "live/movie")
-	other := r.push(t, ctx, clip, "other/feed")
-	testrun.WaitPlayable(t, r.movieURL, 10*time.Second)
+	wait := r.pushBoth(t, clip)
 	first := testrun.Watch(r.movieURL)
 	r.otherNeverServed(t, "before the kill")
 
@@ -297,12 +299,7 @@ func TestRelayPluginKilledMidStream(t *testing.T) {
 	second := testrun.Watch(r.movieURL)
 	r.otherNeverServed(t, "after the restart")
 
-	if err := movie.Wait(); err != nil {
-		t.Fatalf("ffmpeg push of live/movie: %v\n%s", err, testmedia.Stderr(movie))
-	}
-	if err := other.Wait(); err != nil {
-		t.Fatalf("ffmpeg push of other/feed: %v\n%s", err, testmedia.Stderr(other))
-	}
+	wait()
 	got1 := first.Wait(t, 15*time.Second)
 	got2 := second.Wait(t, 15*time.Second)
 
