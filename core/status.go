@@ -1,6 +1,10 @@
 package core
 
-import dto "github.com/prometheus/client_model/go"
+import (
+	"slices"
+
+	dto "github.com/prometheus/client_model/go"
+)
 
 // CounterSum adds up the counters of family whose labels include every
 // pair of labels (nil or empty matches every series). It reads one Gather
@@ -12,14 +16,22 @@ func (rt *Runtime) CounterSum(family string, labels map[string]string) float64 {
 	if err != nil {
 		return -1
 	}
+	fams = slices.DeleteFunc(fams, func(f *dto.MetricFamily) bool { return f.GetType() != dto.MetricType_COUNTER })
+	return SumFamilies(fams, family, labels)
+}
+
+// SumFamilies adds up the counter, gauge and untyped samples of family whose
+// labels include every pair of labels (nil or empty matches every series),
+// from a registry's Gather or a parsed /metrics scrape alike.
+func SumFamilies(fams []*dto.MetricFamily, family string, labels map[string]string) float64 {
 	var sum float64
 	for _, f := range fams {
 		if f.GetName() != family {
 			continue
 		}
 		for _, m := range f.GetMetric() {
-			if c := m.GetCounter(); c != nil && hasLabels(m.GetLabel(), labels) {
-				sum += c.GetValue()
+			if hasLabels(m.GetLabel(), labels) {
+				sum += m.GetCounter().GetValue() + m.GetGauge().GetValue() + m.GetUntyped().GetValue()
 			}
 		}
 	}

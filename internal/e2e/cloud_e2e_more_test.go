@@ -59,7 +59,7 @@ func (c *cloudOnly) gauge(stage, name string) float64 {
 	if err != nil {
 		return -1
 	}
-	return testrun.SumFamilies(fams, "mediapipe_stage_gauge", map[string]string{"stage": stage, "name": name})
+	return core.SumFamilies(fams, "mediapipe_stage_gauge", map[string]string{"stage": stage, "name": name})
 }
 
 func (c *cloudOnly) drops(labels map[string]string) float64 {

@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mediapipe/mediapipe/core"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
@@ -273,7 +274,7 @@ func (p *Process) Sum(t testing.TB, family string, labels map[string]string) flo
 	if err != nil {
 		t.Fatalf("%s: /metrics: %v", p.Name, err)
 	}
-	return SumFamilies(fams, family, labels)
+	return core.SumFamilies(fams, family, labels)
 }
 
 // ParseMetrics reads the Prometheus text exposition format, as /metrics
@@ -282,35 +283,6 @@ func ParseMetrics(r io.Reader) ([]*dto.MetricFamily, error) {
 	p := expfmt.NewTextParser(model.UTF8Validation)
 	fams, err := p.TextToMetricFamilies(r)
 	return slices.Collect(maps.Values(fams)), err
-}
-
-// SumFamilies adds up the counter, gauge and untyped samples of family whose
-// labels include every pair of labels (a label a sample lacks has the value
-// ""), from a scrape (ParseMetrics) or a registry's Gather alike.
-func SumFamilies(fams []*dto.MetricFamily, family string, labels map[string]string) float64 {
-	var sum float64
-	for _, f := range fams {
-		if f.GetName() != family {
-			continue
-		}
-	next:
-		for _, m := range f.GetMetric() {
-			for k, v := range labels {
-				got := ""
-				for _, l := range m.GetLabel() {
-					if l.GetName() == k {
-						got = l.GetValue()
-						break
-					}
-				}
-				if got != v {
-					continue next
-				}
-			}
-			sum += m.GetCounter().GetValue() + m.GetGauge().GetValue() + m.GetUntyped().GetValue()
-		}
-	}
-	return sum
 }
 
 // capBuffer keeps the first max bytes written to it and counts the rest.

@@ -152,7 +152,7 @@ go_goroutines 42
 		{"mediapipe_stage_gauge", map[string]string{"name": `odd "q", x`}, 2},
 		{"go_goroutines", nil, 42},
 	} {
-		if got := SumFamilies(s, c.family, c.labels); got != c.want {
+		if got := core.SumFamilies(s, c.family, c.labels); got != c.want {
 			t.Errorf("SumFamilies(%s, %v) = %v, want %v", c.family, c.labels, got, c.want)
 		}
 	}
