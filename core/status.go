@@ -30,7 +30,7 @@ func SumFamilies(fams []*dto.MetricFamily, family string, labels map[string]stri
 			continue
 		}
 		for _, m := range f.GetMetric() {
-			if hasLabels(m.GetLabel(), labels) {
+			if HasLabels(m.GetLabel(), labels) {
 				sum += m.GetCounter().GetValue() + m.GetGauge().GetValue() + m.GetUntyped().GetValue()
 			}
 		}
@@ -38,9 +38,9 @@ func SumFamilies(fams []*dto.MetricFamily, family string, labels map[string]stri
 	return sum
 }
 
-// hasLabels reports whether pairs holds every name=value of want; as in
+// HasLabels reports whether pairs holds every name=value of want; as in
 // Prometheus, a label a series lacks has the value "".
-func hasLabels(pairs []*dto.LabelPair, want map[string]string) bool {
+func HasLabels(pairs []*dto.LabelPair, want map[string]string) bool {
 	for k, v := range want {
 		got := ""
 		for _, l := range pairs {

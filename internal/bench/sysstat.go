@@ -9,6 +9,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/mediapipe/mediapipe/core"
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 )
@@ -81,21 +82,7 @@ func (v metricsView) sum(family string, match map[string]string) (total float64,
 		return 0, false
 	}
 	for _, m := range f.GetMetric() {
-		ok := true
-		for k, want := range match {
-			got := ""
-			for _, lp := range m.GetLabel() {
-				if lp.GetName() == k {
-					got = lp.GetValue()
-					break
-				}
-			}
-			if got != want {
-				ok = false
-				break
-			}
-		}
-		if !ok {
+		if !core.HasLabels(m.GetLabel(), match) {
 			continue
 		}
 		found = true
