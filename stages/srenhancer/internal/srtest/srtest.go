@@ -134,16 +134,7 @@ func RunUnpaced(t testing.TB, raw map[string]any, tags [][]byte) *Result {
 
 func run(t testing.TB, raw map[string]any, tags [][]byte, window int) *Result {
 	t.Helper()
-	def, ok := core.Default.Lookup("sr-enhancer")
-	if !ok {
-		t.Fatal("sr-enhancer not registered")
-	}
-	env := core.TestEnv("sr-enhancer")
-	env.Log = TestLogger(t)
-	st, err := def.Build(raw, env)
-	if err != nil {
-		t.Fatal(err)
-	}
+	st, env := build(t, raw)
 	h := stagetest.Start(t, st, env, false)
 	s := h.StartStream("live/movie")
 	sentVideo := 0
@@ -175,6 +166,14 @@ func run(t testing.TB, raw map[string]any, tags [][]byte, window int) *Result {
 	r := &Result{Out: h.Out.Packets(), Env: env}
 	r.File = WriteFLV(t, r.Out)
 	return r
+}
+
+// build builds an sr-enhancer from raw, logging through t.
+func build(t testing.TB, raw map[string]any) (core.Stage, *core.Env) {
+	t.Helper()
+	env := core.TestEnv("sr-enhancer")
+	env.Log = TestLogger(t)
+	return stagetest.Build(t, "sr-enhancer", raw, env), env
 }
 
 // WriteFLV writes the data packets of out as an FLV file and returns its path.
@@ -216,16 +215,7 @@ func (o *timedOutput) Emit(p *core.Packet) {
 // frame's latency through the stage.
 func RunRealtime(t testing.TB, raw map[string]any, tags [][]byte) *Result {
 	t.Helper()
-	def, ok := core.Default.Lookup("sr-enhancer")
-	if !ok {
-		t.Fatal("sr-enhancer not registered")
-	}
-	env := core.TestEnv("sr-enhancer")
-	env.Log = TestLogger(t)
-	st, err := def.Build(raw, env)
-	if err != nil {
-		t.Fatal(err)
-	}
+	st, env := build(t, raw)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	if o, ok := st.(core.Opener); ok {
