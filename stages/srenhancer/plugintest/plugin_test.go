@@ -75,7 +75,7 @@ func TestSharpenPluginKilled(t *testing.T) {
 	go func() {
 		defer close(killed)
 		time.Sleep(2 * time.Second)
-		for _, st := range children(t, "sr-sharpen") {
+		for _, st := range testmedia.ChildProcs("sr-sharpen") {
 			pid, err := strconv.Atoi(strings.Split(st, "/")[2])
 			if err == nil && syscall.Kill(pid, syscall.SIGKILL) == nil {
 				killed <- pid

@@ -109,7 +109,7 @@ func TestValidateSRPlugin(t *testing.T) {
 					}
 				}
 			}
-			if left := children(t, "sr-sharpen", "stream-filter"); len(left) > 0 {
+			if left := testmedia.ChildProcs("sr-sharpen", "stream-filter"); len(left) > 0 {
 				t.Fatalf("plugin processes left running: %v", left)
 			}
 		})
@@ -120,10 +120,4 @@ func TestValidateSRPlugin(t *testing.T) {
   path = `+strconv.Quote(filepath.Join(dir, "sr-sharpen"))); len(got) > 0 {
 		t.Fatalf("absolute path: %q", got)
 	}
-}
-
-// children lists processes named one of names whose parent is this test binary.
-func children(t *testing.T, names ...string) []string {
-	t.Helper()
-	return testmedia.ChildProcs(names...)
 }
