@@ -371,7 +371,14 @@ func (p *videoPipe) enhancer() {
 		}
 		if meta.key {
 			in := &sr.Image{Width: p.w, Height: p.h, Format: "rgb24", Pix: append([]byte(nil), small...)}
-			if out := s.guard.enhance(p.ss.ctx, in, s.cfg.Scale, keyBudget(meta, firstArrived, startLag)); out != nil {
+			// The builtin backend runs here and costs what the conventional
+			// upscale does: there is no wait to cut short, and skipping it
+			// when the stream runs late would only lose the keyframe's SR.
+			var budget time.Time
+			if s.cfg.Backend != "builtin" {
+				budget = keyBudget(meta, firstArrived, startLag)
+			}
+			if out := s.guard.enhance(p.ss.ctx, in, s.cfg.Scale, budget); out != nil {
 				toI420(out, big, p.ow, p.oh)
 			}
 		}

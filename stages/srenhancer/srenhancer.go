@@ -33,7 +33,7 @@ type Config struct {
 	URL            string        `param:"url" doc:"http backend: service URL; each keyframe is POSTed to URL?w=W&h=H as raw RGB24 and the reply is raw BGR24 at scale×W by scale×H"`
 	Path           string        `param:"path" doc:"plugin backend: the plugin executable (relative to the pipeline file's directory)"`
 	Scale          int           `param:"scale" default:"4" min:"2" max:"4" doc:"output width and height are scale× the input's (2, 3 or 4)"`
-	Timeout        time.Duration `param:"timeout" default:"1s" min:"0.001" doc:"longest wait for the backend per keyframe; the wait also ends 0.8 GOP (the stream's keyframe interval) after the keyframe arrived, so the stage adds at most one GOP of latency; a later answer is counted (backend_failure, or backend_too_slow past the budget) and the keyframe is upscaled conventionally"`
+	Timeout        time.Duration `param:"timeout" default:"1s" min:"0.001" doc:"longest wait for the backend per keyframe; for http and plugin the wait also ends 0.8 GOP (the stream's keyframe interval) after the keyframe arrived, so the stage adds at most one GOP of latency; a later answer is counted (backend_failure, or backend_too_slow past the budget) and the keyframe is upscaled conventionally"`
 	FailureBackoff time.Duration `param:"failure_backoff" default:"10s" min:"0" doc:"after failures_before_backoff failures in a row the backend is left alone this long"`
 	MaxFailures    int           `param:"failures_before_backoff" default:"3" min:"1" doc:"consecutive backend failures that start a back-off"`
 	FFmpeg         string        `param:"ffmpeg" default:"ffmpeg" doc:"the ffmpeg program (name looked up on PATH, or a path)"`
