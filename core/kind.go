@@ -1,5 +1,5 @@
-// Package core holds what every mediapipe stage shares: the packet and stream
-// model, the stage interface and spec, the registry and the pipeline runtime.
+// Package core holds what a mediapipe stage author imports: the packet and
+// stream model, the stage interface, its spec, metrics and the registry.
 package core
 
 import "fmt"

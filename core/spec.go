@@ -333,6 +333,26 @@ func (p *Param) bound(x float64) string {
 	return strconv.FormatFloat(x, 'f', -1, 64)
 }
 
+// RangeText is what p accepts beyond its type — its enum and bounds — as the
+// stage list and the reference docs print it, or "" when anything goes.
+func (p *Param) RangeText() string {
+	var parts []string
+	if len(p.Enum) > 0 {
+		parts = append(parts, strings.Join(p.Enum, ", "))
+	}
+	if p.Min != nil && p.Max != nil {
+		parts = append(parts, fmt.Sprintf("%s – %s", p.bound(*p.Min), p.bound(*p.Max)))
+	} else if p.Min != nil {
+		parts = append(parts, "≥ "+p.bound(*p.Min))
+	} else if p.Max != nil {
+		parts = append(parts, "≤ "+p.bound(*p.Max))
+	}
+	if len(parts) == 0 {
+		return ""
+	}
+	return strings.Join(parts, "; ")
+}
+
 // Decode checks raw parameters against the spec and fills dst, a pointer to
 // the stage's tagged config struct. Defaults apply to missing keys. It
 // returns one error per problem, each starting with the key.

@@ -15,6 +15,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/mediapipe/mediapipe/core"
+	"github.com/mediapipe/mediapipe/host"
 	"github.com/mediapipe/mediapipe/internal/cli"
 	"github.com/mediapipe/mediapipe/internal/testrun"
 )
@@ -22,7 +23,7 @@ import (
 // TestStagesDocIsCurrent fails when docs/stages.md no longer matches the
 // stage specs: run `make docs`.
 func TestStagesDocIsCurrent(t *testing.T) {
-	want := core.Markdown(core.Default.List())
+	want := host.Markdown(core.Default.List())
 	got, err := os.ReadFile("../../docs/stages.md")
 	if err != nil {
 		t.Fatalf("docs/stages.md: %v (run make docs)", err)

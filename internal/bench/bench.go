@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/mediapipe/mediapipe/core"
+	"github.com/mediapipe/mediapipe/host"
 	"github.com/mediapipe/mediapipe/internal/cli"
 )
 
@@ -472,7 +473,7 @@ func startChildFor(ctx context.Context, cfg Config, p ports, pubs []*publisher, 
 	return startChild(spec)
 }
 
-func progressLine(w io.Writer, rt *core.Runtime, cur, prev snapshot, start time.Time) {
+func progressLine(w io.Writer, rt *host.Runtime, cur, prev snapshot, start time.Time) {
 	dt := cur.at.Sub(prev.at).Seconds()
 	if dt <= 0 {
 		return
@@ -515,7 +516,7 @@ var (
 // relay is the running cloud + edge runtime.
 type relay struct {
 	ports ports
-	rt    *core.Runtime
+	rt    *host.Runtime
 	stop  func() error
 }
 
@@ -528,11 +529,11 @@ func startRelay(ctx context.Context, cfg Config, log *slog.Logger) (*relay, erro
 		return nil, fmt.Errorf("%w: %w", errOpen, err)
 	}
 	text := relayTOML(p, cfg)
-	f, err := core.Parse("mediapipe-bench.toml", ".", []byte(text), nil, core.Default)
+	f, err := host.Parse("mediapipe-bench.toml", ".", []byte(text), nil, core.Default)
 	if err != nil {
 		return nil, fmt.Errorf("building the relay:\n%w\n%s", err, text)
 	}
-	rt, err := core.Build(f, core.Options{Logger: log})
+	rt, err := host.Build(f, host.Options{Logger: log})
 	if err != nil {
 		f.Close()
 		return nil, err

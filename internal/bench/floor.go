@@ -16,6 +16,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/mediapipe/mediapipe/core"
+	"github.com/mediapipe/mediapipe/host"
 )
 
 // Floor is the machine's raw loopback UDP send rate for 1200-byte
@@ -270,7 +271,7 @@ func sinkRun(ctx context.Context, d time.Duration) (sinkFloor, error) {
 		rx.stop()
 		return res, fmt.Errorf("udp-sink floor: RTP template of %d bytes: %v", len(tmpl), err)
 	}
-	in := make(chan *core.Packet, core.DefaultQueue)
+	in := make(chan *core.Packet, host.DefaultQueue)
 	done := make(chan error, 1)
 	go func() { done <- st.Run(ctx, in, discard{}) }()
 

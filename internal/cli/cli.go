@@ -18,6 +18,7 @@ import (
 
 	"github.com/mediapipe/mediapipe"
 	"github.com/mediapipe/mediapipe/core"
+	"github.com/mediapipe/mediapipe/host"
 	"github.com/mediapipe/mediapipe/plugins/bridge"
 )
 
@@ -142,16 +143,16 @@ func resolveRunFile() (path string, data []byte, err error) {
 	return "(built-in) " + name, mediapipe.ExamplePipeline, nil
 }
 
-func load(path string, data []byte) (*core.File, error) {
+func load(path string, data []byte) (*host.File, error) {
 	if data != nil {
 		wd, _ := os.Getwd()
-		return core.Parse(path, wd, data, os.Environ(), core.Default)
+		return host.Parse(path, wd, data, os.Environ(), core.Default)
 	}
-	return core.LoadFile(path, core.Default)
+	return host.LoadFile(path, core.Default)
 }
 
 func printProblems(w io.Writer, err error) {
-	var probs core.Problems
+	var probs host.Problems
 	if errors.As(err, &probs) {
 		for _, p := range probs {
 			fmt.Fprintln(w, p.String())
@@ -173,7 +174,7 @@ func runCmd(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	if *level != "" {
-		if err := core.CheckLogLevel(*level); err != nil {
+		if err := host.CheckLogLevel(*level); err != nil {
 			fmt.Fprintf(stderr, "mediapipe run: --log-level %v\n", err)
 			return 2
 		}
@@ -196,7 +197,7 @@ func runCmd(args []string, stdout, stderr io.Writer) int {
 	}
 	log := newLogger(stderr, f.Log)
 	slog.SetDefault(log)
-	rt, err := core.Build(f, core.Options{Logger: log})
+	rt, err := host.Build(f, host.Options{Logger: log})
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		return 1
@@ -218,7 +219,7 @@ func runCmd(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
-func newLogger(w io.Writer, c core.LogConfig) *slog.Logger {
+func newLogger(w io.Writer, c host.LogConfig) *slog.Logger {
 	var lv slog.Level
 	_ = lv.UnmarshalText([]byte(c.Level))
 	opts := &slog.HandlerOptions{Level: lv}
@@ -240,7 +241,7 @@ func validateCmd(args []string, stdout, stderr io.Writer) int {
 	}
 	code := 0
 	for _, path := range files {
-		f, err := core.LoadFile(path, core.Default)
+		f, err := host.LoadFile(path, core.Default)
 		if err != nil {
 			printProblems(stderr, err)
 			code = 1
@@ -270,10 +271,10 @@ func stagesCmd(args []string, stdout, stderr io.Writer) int {
 	}
 	defs := core.Default.List()
 	if *md {
-		fmt.Fprint(stdout, core.Markdown(defs))
+		fmt.Fprint(stdout, host.Markdown(defs))
 		return 0
 	}
-	fmt.Fprint(stdout, core.Text(defs))
+	fmt.Fprint(stdout, host.Text(defs))
 	if *dir == "" {
 		return 0
 	}
@@ -288,7 +289,7 @@ func stagesCmd(args []string, stdout, stderr io.Writer) int {
 		for i, p := range found.Stages {
 			plugins[i] = core.Definition{Spec: p.Spec}
 		}
-		fmt.Fprint(stdout, core.Text(plugins))
+		fmt.Fprint(stdout, host.Text(plugins))
 	}
 	if len(found.SRBackends) > 0 {
 		// Selected with sr-enhancer's backend = "plugin", path = FILE.
@@ -299,7 +300,7 @@ func stagesCmd(args []string, stdout, stderr io.Writer) int {
 				file = " (file " + base + ")"
 			}
 			// No kinds column: a backend is not a stage.
-			fmt.Fprintf(stdout, "%-16s %s%s\n%s", p.Spec.Name, p.Spec.Summary, file, core.ParamsText(p.Spec.Params))
+			fmt.Fprintf(stdout, "%-16s %s%s\n%s", p.Spec.Name, p.Spec.Summary, file, host.ParamsText(p.Spec.Params))
 		}
 	}
 	if len(found.Stages)+len(found.SRBackends) == 0 {

@@ -14,10 +14,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mediapipe/mediapipe/core"
 	"github.com/mediapipe/mediapipe/core/media/rtpann"
 	"github.com/mediapipe/mediapipe/core/media/rtpflv"
 	"github.com/mediapipe/mediapipe/core/media/rtx"
+	"github.com/mediapipe/mediapipe/host"
 	"github.com/mediapipe/mediapipe/internal/testmedia"
 	"github.com/mediapipe/mediapipe/internal/testrun"
 )
@@ -59,7 +59,7 @@ func (c *cloudOnly) gauge(stage, name string) float64 {
 	if err != nil {
 		return -1
 	}
-	return core.SumFamilies(fams, "mediapipe_stage_gauge", map[string]string{"stage": stage, "name": name})
+	return host.SumFamilies(fams, "mediapipe_stage_gauge", map[string]string{"stage": stage, "name": name})
 }
 
 func (c *cloudOnly) drops(labels map[string]string) float64 {
@@ -434,7 +434,7 @@ func ctxFor(t *testing.T, d time.Duration) context.Context {
 
 // noiseClip makes a 1280x720 clip of random luma: every frame is a tag of
 // about 1.3 MB, more fragments than the queue in front of quic-retransmit
-// holds (core.DefaultQueue).
+// holds (host.DefaultQueue).
 func noiseClip(t *testing.T) string {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "noise.flv")
@@ -463,7 +463,7 @@ func TestCloudBigKeyframes(t *testing.T) {
 	for _, tag := range want {
 		biggest = max(biggest, len(tag))
 	}
-	if frags := (biggest + rtpflv.DefaultMaxPayload - 1) / rtpflv.DefaultMaxPayload; frags <= core.DefaultQueue {
+	if frags := (biggest + rtpflv.DefaultMaxPayload - 1) / rtpflv.DefaultMaxPayload; frags <= host.DefaultQueue {
 		t.Fatalf("largest tag %d B is only %d fragments: the clip does not exercise the queue", biggest, frags)
 	}
 	p := testmedia.Push(t, context.Background(), clip, c.url("live/noise"), true)

@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mediapipe/mediapipe/core"
+	"github.com/mediapipe/mediapipe/host"
 	"github.com/mediapipe/mediapipe/internal/testmedia"
 	"github.com/mediapipe/mediapipe/internal/testrun"
 )
@@ -45,7 +45,7 @@ func TestSecretsStayOutOfLogs(t *testing.T) {
 
 	var logs lockedBuffer
 	log := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	r := testrun.Start(t, "secrets.toml", cloud+edge, nil, testrun.Build(core.Options{Logger: log}))
+	r := testrun.Start(t, "secrets.toml", cloud+edge, nil, testrun.Build(host.Options{Logger: log}))
 
 	wrong := testmedia.Push(t, context.Background(), clip, "rtmp://"+a.RTMP+"/live/sec?key=nope-"+publishKey[:3], false)
 	if err := wrong.Wait(); err == nil {

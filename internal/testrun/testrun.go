@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/mediapipe/mediapipe/core"
+	"github.com/mediapipe/mediapipe/host"
 	"github.com/mediapipe/mediapipe/internal/freeport"
 )
 
@@ -35,13 +36,13 @@ func FreeUDP(t testing.TB) string {
 
 // Running is a runtime started by Start.
 type Running struct {
-	RT *core.Runtime
+	RT *host.Runtime
 
 	name   string
 	within time.Duration
 	cancel context.CancelFunc
 	done   chan error
-	file   *core.File
+	file   *host.File
 	once   sync.Once
 	err    error
 }
@@ -69,7 +70,7 @@ type Option func(*config)
 type config struct {
 	dir           string
 	reg           *core.Registry
-	opts          core.Options
+	opts          host.Options
 	ready, within time.Duration
 }
 
@@ -80,8 +81,8 @@ func Dir(dir string) Option { return func(c *config) { c.dir = dir } }
 // Registry parses against reg instead of core.Default.
 func Registry(reg *core.Registry) Option { return func(c *config) { c.reg = reg } }
 
-// Build passes opts (a logger, metrics, a clock) to core.Build.
-func Build(opts core.Options) Option { return func(c *config) { c.opts = opts } }
+// Build passes opts (a logger, metrics, a clock) to host.Build.
+func Build(opts host.Options) Option { return func(c *config) { c.opts = opts } }
 
 // ReadyWithin bounds the wait for Ready (default 15 s).
 func ReadyWithin(d time.Duration) Option { return func(c *config) { c.ready = d } }
@@ -102,11 +103,11 @@ func Start(t testing.TB, name, toml string, env []string, opts ...Option) *Runni
 	if c.dir == "" {
 		c.dir = t.TempDir()
 	}
-	f, err := core.Parse(name, c.dir, []byte(toml), env, c.reg)
+	f, err := host.Parse(name, c.dir, []byte(toml), env, c.reg)
 	if err != nil {
 		t.Fatalf("%s:\n%v", name, err)
 	}
-	rt, err := core.Build(f, c.opts)
+	rt, err := host.Build(f, c.opts)
 	if err != nil {
 		f.Close()
 		t.Fatalf("%s: %v", name, err)

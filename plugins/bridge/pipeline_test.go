@@ -11,6 +11,7 @@ import (
 
 	"github.com/mediapipe/mediapipe/core"
 	"github.com/mediapipe/mediapipe/core/stagetest"
+	"github.com/mediapipe/mediapipe/host"
 	"github.com/mediapipe/mediapipe/internal/testrun"
 )
 
@@ -208,7 +209,7 @@ name = "p"
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			_, err := core.Parse("p.toml", dir, []byte(c.file), nil, reg)
+			_, err := host.Parse("p.toml", dir, []byte(c.file), nil, reg)
 			if err == nil {
 				t.Fatal("accepted")
 			}

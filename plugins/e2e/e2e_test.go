@@ -12,8 +12,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mediapipe/mediapipe/core"
 	"github.com/mediapipe/mediapipe/core/media/flv"
+	"github.com/mediapipe/mediapipe/host"
 	"github.com/mediapipe/mediapipe/internal/testmedia"
 	"github.com/mediapipe/mediapipe/internal/testrun"
 	"github.com/mediapipe/mediapipe/plugins/bridge"
@@ -31,7 +31,7 @@ import (
 // relay is a running cloud and edge with stream-filter (drop_audio, allow
 // live/*) between flv-reassembler and httpflv-sink on the edge.
 type relay struct {
-	edge     *core.Runtime
+	edge     *host.Runtime
 	stage    *bridge.Stage
 	rtmp     string
 	movieURL string // live/movie: allowed
@@ -132,7 +132,7 @@ func (r *relay) otherNeverServed(t *testing.T, when string) {
 
 // edgePackets is how many packets of the live stream name the edge pipeline
 // has carried.
-func edgePackets(rt *core.Runtime, name string) uint64 {
+func edgePackets(rt *host.Runtime, name string) uint64 {
 	var n uint64
 	for _, p := range rt.Status() {
 		for _, s := range p.Streams {
@@ -144,12 +144,12 @@ func edgePackets(rt *core.Runtime, name string) uint64 {
 	return n
 }
 
-func start(t *testing.T, name, dir, toml string) *core.Runtime {
+func start(t *testing.T, name, dir, toml string) *host.Runtime {
 	t.Helper()
 	return testrun.Start(t, name, toml, nil, testrun.Dir(dir), testrun.StopWithin(15*time.Second)).RT
 }
 
-func pluginStage(t *testing.T, rt *core.Runtime) *bridge.Stage {
+func pluginStage(t *testing.T, rt *host.Runtime) *bridge.Stage {
 	t.Helper()
 	for _, p := range rt.Pipelines {
 		for _, rs := range p.Stages {

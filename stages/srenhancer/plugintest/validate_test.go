@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/mediapipe/mediapipe/core"
+	"github.com/mediapipe/mediapipe/host"
 	"github.com/mediapipe/mediapipe/internal/testmedia"
 	_ "github.com/mediapipe/mediapipe/stages/all"
 )
@@ -37,12 +38,12 @@ func validate(t *testing.T, dir, stage string) []string {
 	if err := os.WriteFile(path, []byte(fmt.Sprintf(pipeline, stage)), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	f, err := core.LoadFile(path, core.Default)
+	f, err := host.LoadFile(path, core.Default)
 	if err == nil {
 		f.Close()
 		return nil
 	}
-	var probs core.Problems
+	var probs host.Problems
 	if !errors.As(err, &probs) {
 		t.Fatalf("LoadFile: %v", err)
 	}

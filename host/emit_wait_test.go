@@ -1,13 +1,15 @@
-package core
+package host
 
 import (
 	"testing"
 	"time"
+
+	"github.com/mediapipe/mediapipe/core"
 )
 
-func waitingOutput(m *Metrics, queue int, wait time.Duration) *chanOutput {
+func waitingOutput(m *core.Metrics, queue int, wait time.Duration) *chanOutput {
 	up, down := m.Stage("w", 1, "up"), m.Stage("w", 2, "down")
-	return &chanOutput{ch: make(chan *Packet, queue), out: up.Out, in: down.In,
+	return &chanOutput{ch: make(chan *core.Packet, queue), out: up.Out, in: down.In,
 		full: down.Drop("queue_full"), gone: down.Drop("stage_stopped"), hard: make(chan struct{}), wait: wait}
 }
 
@@ -16,7 +18,7 @@ func waitingOutput(m *Metrics, queue int, wait time.Duration) *chanOutput {
 // all reach it: they already carry sequence numbers, so a drop here would be
 // a gap the repair cache never saw.
 func TestBurstLongerThanQueueWaitsForRoom(t *testing.T) {
-	o := waitingOutput(NewMetrics(), DefaultQueue, QueueWait)
+	o := waitingOutput(core.NewMetrics(), DefaultQueue, QueueWait)
 	const burst = 1088 // a 1.28 MB tag in 1180-byte fragments
 	got := make(chan int)
 	go func() {
@@ -31,9 +33,9 @@ func TestBurstLongerThanQueueWaitsForRoom(t *testing.T) {
 		}
 		got <- n
 	}()
-	s := NewStream("live/big")
+	s := core.NewStream("live/big")
 	for i := range burst {
-		p := NewPacket(1200)
+		p := core.NewPacket(1200)
 		p.Data[0], p.Data[1], p.Stream = byte(i), byte(i>>8), s
 		o.Emit(p)
 	}
@@ -51,12 +53,12 @@ func TestBurstLongerThanQueueWaitsForRoom(t *testing.T) {
 // half, a full queue waits again.
 func TestStuckStageCostsOneBoundedWait(t *testing.T) {
 	const wait = 50 * time.Millisecond
-	o := waitingOutput(NewMetrics(), 16, wait)
-	s := NewStream("live/stuck")
+	o := waitingOutput(core.NewMetrics(), 16, wait)
+	s := core.NewStream("live/stuck")
 	emit := func(n int) time.Duration {
 		t0 := time.Now()
 		for range n {
-			p := NewPacket(10)
+			p := core.NewPacket(10)
 			p.Stream = s
 			o.Emit(p)
 		}
@@ -95,14 +97,14 @@ func TestStuckStageCostsOneBoundedWait(t *testing.T) {
 
 // The slow path allocates nothing either (pooled timer).
 func TestWaitingEmitDoesNotAllocate(t *testing.T) {
-	o := waitingOutput(NewMetrics(), 1, time.Millisecond)
-	s := NewStream("live/a")
-	p0 := NewPacket(10)
+	o := waitingOutput(core.NewMetrics(), 1, time.Millisecond)
+	s := core.NewStream("live/a")
+	p0 := core.NewPacket(10)
 	p0.Stream = s
 	o.Emit(p0) // fills the queue
 	allocs := testing.AllocsPerRun(100, func() {
 		o.state.Store(0) // every run waits, times out and drops
-		p := NewPacket(10)
+		p := core.NewPacket(10)
 		p.Stream = s
 		o.Emit(p)
 	})
@@ -115,7 +117,7 @@ func TestWaitingEmitDoesNotAllocate(t *testing.T) {
 // the fast path pays one atomic load more, and a full queue waits (pooled
 // timer) instead of dropping.
 func BenchmarkEmitWithWait(b *testing.B) {
-	o := waitingOutput(NewMetrics(), DefaultQueue, QueueWait)
+	o := waitingOutput(core.NewMetrics(), DefaultQueue, QueueWait)
 	benchEmit(b, o)
 	b.ReportMetric(o.full.Value(), "drops")
 }

@@ -1,4 +1,6 @@
-package core
+// Package host loads pipeline files, builds and runs their stages with queues
+// between them, serves the admin endpoints and renders the stage reference.
+package host
 
 import (
 	"context"
@@ -12,13 +14,15 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/mediapipe/mediapipe/core"
 )
 
 // Options configure Build.
 type Options struct {
 	Logger  *slog.Logger
-	Metrics *Metrics // nil: a fresh registry
-	Clock   Clock    // nil: the wall clock
+	Metrics *core.Metrics // nil: a fresh registry
+	Clock   core.Clock    // nil: the wall clock
 	// DrainTimeout bounds how long shutdown waits for stages to finish
 	// after the sources stopped (default 5 s).
 	DrainTimeout time.Duration
@@ -28,7 +32,7 @@ type Options struct {
 type Runtime struct {
 	File      *File
 	Pipelines []*Pipeline
-	Metrics   *Metrics
+	Metrics   *core.Metrics
 	log       *slog.Logger
 	drain     time.Duration
 	ready     chan struct{}
@@ -42,15 +46,15 @@ type Pipeline struct {
 	Stages []*RunningStage
 
 	mu      sync.Mutex
-	streams map[*Stream]struct{}
+	streams map[*core.Stream]struct{}
 }
 
 // RunningStage is one built stage with its place and queues.
 type RunningStage struct {
 	Config *StageConfig
-	Env    *Env
-	Stage  Stage
-	in     chan *Packet
+	Env    *core.Env
+	Stage  core.Stage
+	in     chan *core.Packet
 	out    *chanOutput // nil for sinks
 	done   atomic.Bool
 }
@@ -61,10 +65,10 @@ func Build(f *File, opts Options) (*Runtime, error) {
 		opts.Logger = slog.Default()
 	}
 	if opts.Metrics == nil {
-		opts.Metrics = NewMetrics()
+		opts.Metrics = core.NewMetrics()
 	}
 	if opts.Clock == nil {
-		opts.Clock = RealClock{}
+		opts.Clock = core.RealClock{}
 	}
 	if opts.DrainTimeout <= 0 {
 		opts.DrainTimeout = 5 * time.Second
@@ -72,12 +76,12 @@ func Build(f *File, opts Options) (*Runtime, error) {
 	rt := &Runtime{File: f, Metrics: opts.Metrics, log: opts.Logger, drain: opts.DrainTimeout, ready: make(chan struct{})}
 	var errs []error
 	for _, pc := range f.Pipelines {
-		p := &Pipeline{Name: pc.Name, streams: map[*Stream]struct{}{}}
+		p := &Pipeline{Name: pc.Name, streams: map[*core.Stream]struct{}{}}
 		for _, sc := range pc.Stages {
 			log := opts.Logger.With("pipeline", pc.Name, "stage", sc.Index, "name", sc.Label())
 			sm := opts.Metrics.Stage(pc.Name, sc.Index, sc.Label())
 			sm.SetLogger(log)
-			env := &Env{Pipeline: pc.Name, Index: sc.Index, Name: sc.Label(), Dir: f.Dir, Log: log, Metrics: sm, Clock: opts.Clock}
+			env := &core.Env{Pipeline: pc.Name, Index: sc.Index, Name: sc.Label(), Dir: f.Dir, Log: log, Metrics: sm, Clock: opts.Clock}
 			st, err := sc.Def.Build(sc.Params, env)
 			if err != nil {
 				errs = append(errs, fmt.Errorf("%s: pipeline %q stage %d (%s): %w", f.Path, pc.Name, sc.Index, sc.Label(), err))
@@ -85,7 +89,7 @@ func Build(f *File, opts Options) (*Runtime, error) {
 			}
 			rs := &RunningStage{Config: sc, Env: env, Stage: st}
 			if !sc.Def.Spec.IsSource() {
-				rs.in = make(chan *Packet, pc.Queue)
+				rs.in = make(chan *core.Packet, pc.Queue)
 			}
 			p.Stages = append(p.Stages, rs)
 		}
@@ -136,7 +140,7 @@ func (rt *Runtime) Run(ctx context.Context) error {
 	opened := 0
 	var openErr error
 	for _, rs := range all {
-		if o, ok := rs.Stage.(Opener); ok {
+		if o, ok := rs.Stage.(core.Opener); ok {
 			if err := o.Open(stageCtx); err != nil {
 				openErr = fmt.Errorf("pipeline %q stage %d (%s): %w", rs.Env.Pipeline, rs.Env.Index, rs.Env.Name, err)
 				break
@@ -217,7 +221,7 @@ func (rt *Runtime) runStages(ctx context.Context, stages []*RunningStage, failed
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			var out Output
+			var out core.Output
 			if rs.out != nil {
 				out = rs.out
 			} else {
@@ -242,7 +246,7 @@ func (rt *Runtime) runStages(ctx context.Context, stages []*RunningStage, failed
 
 // safeRun turns a stage's panic into an error, so one bad stage stops the
 // process cleanly instead of crashing it mid-write.
-func safeRun(ctx context.Context, rs *RunningStage, out Output) (err error) {
+func safeRun(ctx context.Context, rs *RunningStage, out core.Output) (err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			err = fmt.Errorf("panic: %v", r)
@@ -295,11 +299,11 @@ const QueueWait = 100 * time.Millisecond
 // chanOutput is the queue between two stages.
 type chanOutput struct {
 	closed atomic.Bool
-	ch     chan *Packet
+	ch     chan *core.Packet
 	out    prometheus.Counter
 	in     prometheus.Counter
-	full   *DropCounter
-	gone   *DropCounter
+	full   *core.DropCounter
+	gone   *core.DropCounter
 	hard   chan struct{}
 	track  *Pipeline // the source's output records streams for status
 	log    *slog.Logger
@@ -323,7 +327,7 @@ var timers = sync.Pool{New: func() any {
 	return t
 }}
 
-func (o *chanOutput) Emit(p *Packet) {
+func (o *chanOutput) Emit(p *core.Packet) {
 	o.out.Inc()
 	if o.track != nil {
 		o.observe(p)
@@ -343,7 +347,7 @@ func (o *chanOutput) Emit(p *Packet) {
 			p.Release()
 		}
 	}()
-	if p.Event == EventData {
+	if p.Event == core.EventData {
 		select {
 		case o.ch <- p:
 			o.in.Inc()
@@ -367,7 +371,7 @@ func (o *chanOutput) Emit(p *Packet) {
 // waitData is the slow path of a data packet that found the queue full: it
 // waits for room for what is left of o.wait since the queue was first found
 // full, or drops the packet at once if the queue is congested.
-func (o *chanOutput) waitData(p *Packet) {
+func (o *chanOutput) waitData(p *core.Packet) {
 	st := o.state.Load()
 	if st == congested || o.wait <= 0 {
 		o.full.Inc()
@@ -406,23 +410,23 @@ func (o *chanOutput) waitData(p *Packet) {
 	timers.Put(t)
 }
 
-func (o *chanOutput) observe(p *Packet) {
+func (o *chanOutput) observe(p *core.Packet) {
 	s := p.Stream
 	if s == nil {
 		return
 	}
 	switch p.Event {
-	case EventData:
+	case core.EventData:
 		s.Packets.Add(1)
 		s.Bytes.Add(uint64(len(p.Data)))
-	case EventStart:
+	case core.EventStart:
 		// Sources log their own start and end lines with what they know
 		// (publisher address, SSRC); these are for plugin sources and debugging.
 		o.track.mu.Lock()
 		o.track.streams[s] = struct{}{}
 		o.track.mu.Unlock()
 		o.log.Debug("stream started", "stream", s.Name, "id", s.ID)
-	case EventEnd:
+	case core.EventEnd:
 		o.track.mu.Lock()
 		_, live := o.track.streams[s]
 		delete(o.track.streams, s)
@@ -441,10 +445,10 @@ func (o *chanOutput) Close() {
 	}
 }
 
-type discard struct{ d *DropCounter }
+type discard struct{ d *core.DropCounter }
 
-func (d discard) Emit(p *Packet) {
-	if p.Event == EventData {
+func (d discard) Emit(p *core.Packet) {
+	if p.Event == core.EventData {
 		d.d.Inc()
 	}
 	p.Release()

@@ -1,16 +1,18 @@
-package core
+package host
 
 import (
 	"testing"
+
+	"github.com/mediapipe/mediapipe/core"
 )
 
 // BenchmarkEmit is the cost the runtime adds per packet between two stages:
 // counters, the closed check and the channel send (the reader drains on
 // another goroutine).
 func BenchmarkEmit(b *testing.B) {
-	m := NewMetrics()
+	m := core.NewMetrics()
 	up, down := m.Stage("b", 1, "up"), m.Stage("b", 2, "down")
-	benchEmit(b, &chanOutput{ch: make(chan *Packet, DefaultQueue), out: up.Out, in: down.In,
+	benchEmit(b, &chanOutput{ch: make(chan *core.Packet, DefaultQueue), out: up.Out, in: down.In,
 		full: down.Drop("queue_full"), gone: down.Drop("stage_stopped"), hard: make(chan struct{})})
 }
 
@@ -23,10 +25,10 @@ func benchEmit(b *testing.B, o *chanOutput) {
 		}
 		close(done)
 	}()
-	s := NewStream("live/b")
+	s := core.NewStream("live/b")
 	b.ReportAllocs()
 	for b.Loop() {
-		p := NewPacket(1200)
+		p := core.NewPacket(1200)
 		p.Stream = s
 		o.Emit(p)
 	}
@@ -37,13 +39,13 @@ func benchEmit(b *testing.B, o *chanOutput) {
 // A stage that emits after its queue closed loses the packet, counted, and
 // does not crash the process.
 func TestEmitAfterCloseIsCounted(t *testing.T) {
-	m := NewMetrics()
+	m := core.NewMetrics()
 	st := m.Stage("t", 2, "down")
-	o := &chanOutput{ch: make(chan *Packet, 1), out: st.Out, in: st.In,
+	o := &chanOutput{ch: make(chan *core.Packet, 1), out: st.Out, in: st.In,
 		full: st.Drop("queue_full"), gone: st.Drop("stage_stopped"), hard: make(chan struct{})}
 	o.Close()
-	o.Emit(NewPacket(10))
-	o.Emit(NewEvent(EventEnd, NewStream("x")))
+	o.Emit(core.NewPacket(10))
+	o.Emit(core.NewEvent(core.EventEnd, core.NewStream("x")))
 	if got := o.gone.Value(); got != 2 {
 		t.Fatalf("stage_stopped = %v, want 2", got)
 	}

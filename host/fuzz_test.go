@@ -1,9 +1,9 @@
-package core_test
+package host_test
 
 import (
 	"testing"
 
-	"github.com/mediapipe/mediapipe/core"
+	"github.com/mediapipe/mediapipe/host"
 )
 
 // FuzzConfig feeds arbitrary bytes to the pipeline-file parser: it must
@@ -16,7 +16,7 @@ func FuzzConfig(f *testing.F) {
 	f.Add([]byte("[[pipeline]]\n[[pipeline.stage]]\nuse = \"av2flv\"\nmax_payload = 1e99\nratio = -1\ndestinations = [1, \"a\"]\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		reg := testRegistry(t)
-		file, err := core.Parse("fuzz.toml", ".", data, nil, reg)
+		file, err := host.Parse("fuzz.toml", ".", data, nil, reg)
 		if err == nil {
 			file.Close()
 			return

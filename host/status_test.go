@@ -1,9 +1,13 @@
-package core
+package host
 
-import "testing"
+import (
+	"testing"
+
+	"github.com/mediapipe/mediapipe/core"
+)
 
 func TestCounterSum(t *testing.T) {
-	m := NewMetrics()
+	m := core.NewMetrics()
 	a, b := m.Stage("edge", 1, "udp-source"), m.Stage("edge", 2, "rtp-reorder")
 	a.Drop("junk").Add(2)
 	b.Drop("gap_skipped").Add(3)

@@ -1,4 +1,4 @@
-package core
+package host
 
 import (
 	"errors"
@@ -8,12 +8,15 @@ import (
 	"regexp"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/knadh/koanf/parsers/toml/v2"
 	"github.com/knadh/koanf/providers/rawbytes"
 	"github.com/knadh/koanf/v2"
 	gotoml "github.com/pelletier/go-toml/v2"
+
+	"github.com/mediapipe/mediapipe/core"
 )
 
 // Problem is one thing wrong with a pipeline file, placed as precisely as
@@ -99,7 +102,7 @@ type StageConfig struct {
 	Use    string // built-in name, or "" for a plugin
 	Plugin string // absolute plugin path, or ""
 	Params map[string]any
-	Def    Definition
+	Def    core.Definition
 }
 
 // Label is how problems and logs name the stage: its built-in name or plugin path.
@@ -119,7 +122,7 @@ const EnvPrefix = "MEDIAPIPE_"
 // LoadFile reads and validates a pipeline file. Every problem is returned,
 // not only the first. The caller must call Close on the result when done
 // (it stops plugin processes started to ask their specs).
-func LoadFile(path string, reg *Registry) (*File, error) {
+func LoadFile(path string, reg *core.Registry) (*File, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, Problems{{File: path, Msg: fmt.Sprintf("cannot read: %v", errors.Unwrap(err))}}
@@ -133,7 +136,7 @@ func LoadFile(path string, reg *Registry) (*File, error) {
 
 // Parse validates pipeline-file bytes. name labels problems, dir resolves
 // relative plugin paths, environ supplies MEDIAPIPE_… overrides.
-func Parse(name, dir string, data []byte, environ []string, reg *Registry) (*File, error) {
+func Parse(name, dir string, data []byte, environ []string, reg *core.Registry) (*File, error) {
 	f := &File{Path: name, Dir: dir}
 	var probs Problems
 	add := func(pipeline string, stage int, stageName, format string, args ...any) {
@@ -313,7 +316,7 @@ func Parse(name, dir string, data []byte, environ []string, reg *Registry) (*Fil
 				envKey := fmt.Sprintf("PIPELINE_%s_STAGE_%d_", pipeKey, j+1)
 				for ek, ev := range env {
 					if strings.HasPrefix(ek, envKey) {
-						sc.Params[strings.ToLower(strings.TrimPrefix(ek, envKey))] = EnvString(ev)
+						sc.Params[strings.ToLower(strings.TrimPrefix(ek, envKey))] = core.EnvString(ev)
 						delete(env, ek)
 					}
 				}
@@ -532,6 +535,14 @@ func sortedKeys[V any](m map[string]V) []string {
 	}
 	sort.Strings(keys)
 	return keys
+}
+
+// show writes a TOML value as a problem quotes it.
+func show(v any) string {
+	if s, ok := v.(string); ok {
+		return strconv.Quote(s)
+	}
+	return fmt.Sprintf("%v", v)
 }
 
 func sortErrors(errs []error) []error {

@@ -1,4 +1,4 @@
-package core_test
+package host_test
 
 import (
 	"context"
@@ -13,17 +13,18 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/mediapipe/mediapipe/core"
+	"github.com/mediapipe/mediapipe/host"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 func TestRuntimeRunsAndStops(t *testing.T) {
-	f, err := core.Parse("good.toml", ".", []byte(goodFile), nil, testRegistry(t))
+	f, err := host.Parse("good.toml", ".", []byte(goodFile), nil, testRegistry(t))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	rt, err := core.Build(f, core.Options{})
+	rt, err := host.Build(f, host.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -40,7 +41,7 @@ func TestRuntimeRunsAndStops(t *testing.T) {
 	base := "http://" + rt.AdminAddr.String()
 	deadline := time.Now().Add(2 * time.Second)
 	var status struct {
-		Pipelines []core.PipelineStatus `json:"pipelines"`
+		Pipelines []host.PipelineStatus `json:"pipelines"`
 	}
 	for {
 		resp, err := http.Get(base + "/api/streams")
@@ -104,27 +105,18 @@ func TestRuntimeOpenFailureStopsEverything(t *testing.T) {
 		t.Fatal(err)
 	}
 	file := strings.Replace(goodFile, `use = "rtpsink"`, `use = "badsink"`, 1)
-	f, err := core.Parse("t.toml", ".", []byte(file), nil, reg)
+	f, err := host.Parse("t.toml", ".", []byte(file), nil, reg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	rt, err := core.Build(f, core.Options{})
+	rt, err := host.Build(f, host.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	err = rt.Run(context.Background())
 	if err == nil || !strings.Contains(err.Error(), `pipeline "cloud" stage 4 (badsink): listen tcp`) {
 		t.Fatalf("err = %v, want the open failure with its place", err)
-	}
-}
-
-func TestRegistryRefusesDuplicates(t *testing.T) {
-	reg := testRegistry(t)
-	err := reg.Add(core.Define(core.Spec{Name: "src", Out: core.KindAV},
-		func(c *srcConfig, env *core.Env) (core.Stage, error) { return &fakeSource{}, nil }))
-	if err == nil {
-		t.Fatal("duplicate name accepted")
 	}
 }
 
@@ -137,12 +129,12 @@ func TestFullQueueDropsAndCounts(t *testing.T) {
 	_ = reg.Add(core.Define(core.Spec{Name: "stuck", In: core.KindAV},
 		func(c *sinkConfig, env *core.Env) (core.Stage, error) { return stuckSink{block}, nil }))
 	file := "[[pipeline]]\nname = \"p\"\nqueue = 4\n[[pipeline.stage]]\nuse = \"src\"\nlisten = \"x\"\n[[pipeline.stage]]\nuse = \"stuck\"\nlisten = \"y\"\n"
-	f, err := core.Parse("t.toml", ".", []byte(file), nil, reg)
+	f, err := host.Parse("t.toml", ".", []byte(file), nil, reg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	m := core.NewMetrics()
-	rt, err := core.Build(f, core.Options{Metrics: m})
+	rt, err := host.Build(f, host.Options{Metrics: m})
 	if err != nil {
 		t.Fatal(err)
 	}

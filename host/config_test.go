@@ -1,4 +1,4 @@
-package core_test
+package host_test
 
 import (
 	"context"
@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/mediapipe/mediapipe/core"
+	"github.com/mediapipe/mediapipe/host"
 )
 
 type srcConfig struct {
@@ -110,7 +111,7 @@ name = "cloud"
 `
 
 func TestParseGoodFile(t *testing.T) {
-	f, err := core.Parse("good.toml", ".", []byte(goodFile), nil, testRegistry(t))
+	f, err := host.Parse("good.toml", ".", []byte(goodFile), nil, testRegistry(t))
 	if err != nil {
 		t.Fatalf("good file refused:\n%v", err)
 	}
@@ -203,7 +204,7 @@ func TestParseProblems(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			f, err := core.Parse("t.toml", "/tmp", []byte(tc.file), tc.env, testRegistry(t))
+			f, err := host.Parse("t.toml", "/tmp", []byte(tc.file), tc.env, testRegistry(t))
 			if tc.want == nil {
 				if err != nil {
 					t.Fatalf("unexpected problems:\n%v", err)
@@ -235,7 +236,7 @@ func TestParseProblems(t *testing.T) {
 
 func TestEnvOverrideApplies(t *testing.T) {
 	env := []string{"MEDIAPIPE_PIPELINE_CLOUD_STAGE_3_MAX_PAYLOAD=1300", "MEDIAPIPE_PIPELINE_1_STAGE_1_LISTEN=127.0.0.1:1936", "MEDIAPIPE_ADMIN_LISTEN=127.0.0.1:9999"}
-	f, err := core.Parse("t.toml", ".", []byte(goodFile), env, testRegistry(t))
+	f, err := host.Parse("t.toml", ".", []byte(goodFile), env, testRegistry(t))
 	if err != nil {
 		t.Fatal(err)
 	}
