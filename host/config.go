@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"sort"
 	"strconv"
@@ -14,7 +13,6 @@ import (
 	"github.com/knadh/koanf/parsers/toml/v2"
 	"github.com/knadh/koanf/providers/rawbytes"
 	"github.com/knadh/koanf/v2"
-	gotoml "github.com/pelletier/go-toml/v2"
 
 	"github.com/mediapipe/mediapipe/core"
 )
@@ -115,9 +113,6 @@ func (s *StageConfig) Label() string {
 
 // DefaultQueue is the per-stage queue capacity when a pipeline sets none.
 const DefaultQueue = 1024
-
-// EnvPrefix starts every environment variable that overrides the file.
-const EnvPrefix = "MEDIAPIPE_"
 
 // LoadFile reads and validates a pipeline file. Every problem is returned,
 // not only the first. The caller must call Close on the result when done
@@ -368,46 +363,6 @@ func Parse(name, dir string, data []byte, environ []string, reg *core.Registry) 
 	return f, nil
 }
 
-// checkKinds verifies sources first, sinks last and each input kind equal to
-// the previous stage's output kind. A nil slot is a stage that did not
-// resolve (already reported): checks that need it are skipped, the rest run.
-func checkKinds(slots []*StageConfig) []Problem {
-	var probs []Problem
-	n := len(slots)
-	for i, sc := range slots {
-		if sc == nil {
-			continue
-		}
-		spec := &sc.Def.Spec
-		p := func(format string, args ...any) {
-			probs = append(probs, Problem{Stage: sc.Index, StageName: sc.Label(), Msg: fmt.Sprintf(format, args...)})
-		}
-		if i == 0 && !spec.IsSource() {
-			p("the first stage must be a source, but %s takes %s input", spec.Name, spec.In)
-		}
-		if i > 0 && spec.IsSource() {
-			p("%s is a source (no input) and can only be the first stage", spec.Name)
-		}
-		if i > 0 && !spec.IsSource() && slots[i-1] != nil {
-			prev := slots[i-1]
-			if !prev.Def.Spec.IsSink() && prev.Def.Spec.Out != spec.In {
-				p("takes %s input but stage %d (%s) outputs %s", spec.In, prev.Index, prev.Label(), prev.Def.Spec.Out)
-			}
-		}
-		if i < n-1 && spec.IsSink() {
-			if next := slots[i+1]; next != nil {
-				p("%s is a sink (no output) and must be the last stage, but stage %d (%s) follows", spec.Name, next.Index, next.Label())
-			} else {
-				p("%s is a sink (no output) and must be the last stage, but stage %d follows", spec.Name, i+2)
-			}
-		}
-		if i == n-1 && !spec.IsSink() {
-			p("the last stage must be a sink, but %s outputs %s that nothing consumes", spec.Name, spec.Out)
-		}
-	}
-	return probs
-}
-
 // Close stops what loading the file started (plugin processes).
 func (f *File) Close() {
 	if f == nil {
@@ -420,112 +375,6 @@ func (f *File) Close() {
 			}
 		}
 	}
-}
-
-var nonAlnum = regexp.MustCompile(`[^A-Za-z0-9]+`)
-
-func envName(s string) string { return strings.ToUpper(nonAlnum.ReplaceAllString(s, "_")) }
-
-// parseEnv collects MEDIAPIPE_* variables, prefix stripped.
-func parseEnv(environ []string) map[string]string {
-	out := map[string]string{}
-	for _, kv := range environ {
-		k, v, ok := strings.Cut(kv, "=")
-		if !ok || !strings.HasPrefix(k, EnvPrefix) {
-			continue
-		}
-		k = strings.TrimPrefix(k, EnvPrefix)
-		switch {
-		case k == "ADMIN_LISTEN", k == "LOG_LEVEL", k == "LOG_FORMAT", strings.HasPrefix(k, "PIPELINE_"):
-			out[k] = v
-		}
-	}
-	return out
-}
-
-func tomlError(err error, data []byte) string {
-	var de *gotoml.DecodeError
-	if errors.As(err, &de) {
-		row, col := de.Position()
-		return fmt.Sprintf("line %d, column %d: %s", row, col, strings.TrimPrefix(de.Error(), "toml: "))
-	}
-	s := err.Error()
-	// koanf wraps the parser's error; the parser's text (with line and column) is what helps.
-	if i := strings.LastIndex(s, "toml: "); i >= 0 {
-		s = s[i:]
-	}
-	s = strings.TrimPrefix(s, "toml: ")
-	// The parser reports a repeated key or table without a position: find it.
-	if line := locateRepeat(s, data); line > 0 {
-		return fmt.Sprintf("line %d: %s", line, s)
-	}
-	return s
-}
-
-var (
-	repeatedKey   = regexp.MustCompile(`^key (\S+) is already defined`)
-	repeatedTable = regexp.MustCompile(`^table (\S+) already exists`)
-	tableVsArray  = regexp.MustCompile(`^key (\S+) should be a table, not a array table`)
-)
-
-// locateRepeat returns the 1-based line of the second definition of the key
-// or table a go-toml "already defined" message names, or 0.
-func locateRepeat(msg string, data []byte) int {
-	lines := strings.Split(string(data), "\n")
-	header := func(l string) (name string, array bool, ok bool) {
-		l = strings.TrimSpace(l)
-		if i := strings.Index(l, "#"); i >= 0 {
-			l = strings.TrimSpace(l[:i])
-		}
-		if strings.HasPrefix(l, "[[") && strings.HasSuffix(l, "]]") {
-			return strings.TrimSpace(l[2 : len(l)-2]), true, true
-		}
-		if strings.HasPrefix(l, "[") && strings.HasSuffix(l, "]") {
-			return strings.TrimSpace(l[1 : len(l)-1]), false, true
-		}
-		return "", false, false
-	}
-	if m := repeatedKey.FindStringSubmatch(msg); m != nil {
-		key := m[1]
-		seen := false
-		for i, l := range lines {
-			if _, _, ok := header(l); ok {
-				seen = false // a new table: keys start afresh
-				continue
-			}
-			k, _, ok := strings.Cut(strings.TrimSpace(l), "=")
-			if ok && strings.Trim(strings.TrimSpace(k), `"'`) == key {
-				if seen {
-					return i + 1
-				}
-				seen = true
-			}
-		}
-		return 0
-	}
-	m := repeatedTable.FindStringSubmatch(msg)
-	wantArray := false
-	if m == nil {
-		m = tableVsArray.FindStringSubmatch(msg)
-	}
-	if m == nil {
-		return 0
-	}
-	seen := false
-	for i, l := range lines {
-		name, array, ok := header(l)
-		if !ok || name != m[1] || array != wantArray {
-			if ok && name == m[1] {
-				seen = true // [[T]] before [T]
-			}
-			continue
-		}
-		if seen {
-			return i + 1
-		}
-		seen = true
-	}
-	return 0
 }
 
 func sortedKeys[V any](m map[string]V) []string {
