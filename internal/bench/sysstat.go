@@ -9,7 +9,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/mediapipe/mediapipe/host"
+	"github.com/mediapipe/mediapipe/internal/metricread"
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 )
@@ -82,7 +82,7 @@ func (v metricsView) sum(family string, match map[string]string) (total float64,
 		return 0, false
 	}
 	for _, m := range f.GetMetric() {
-		if !host.HasLabels(m.GetLabel(), match) {
+		if !metricread.HasLabels(m.GetLabel(), match) {
 			continue
 		}
 		found = true

@@ -18,6 +18,7 @@ import (
 	"github.com/mediapipe/mediapipe/core/media/rtpflv"
 	"github.com/mediapipe/mediapipe/core/media/rtx"
 	"github.com/mediapipe/mediapipe/host"
+	"github.com/mediapipe/mediapipe/internal/metricread"
 	"github.com/mediapipe/mediapipe/internal/testmedia"
 	"github.com/mediapipe/mediapipe/internal/testrun"
 )
@@ -59,7 +60,7 @@ func (c *cloudOnly) gauge(stage, name string) float64 {
 	if err != nil {
 		return -1
 	}
-	return host.SumFamilies(fams, "mediapipe_stage_gauge", map[string]string{"stage": stage, "name": name})
+	return metricread.SumFamilies(fams, "mediapipe_stage_gauge", map[string]string{"stage": stage, "name": name})
 }
 
 func (c *cloudOnly) drops(labels map[string]string) float64 {

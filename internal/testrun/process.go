@@ -18,7 +18,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mediapipe/mediapipe/host"
+	"github.com/mediapipe/mediapipe/internal/metricread"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
@@ -274,7 +274,7 @@ func (p *Process) Sum(t testing.TB, family string, labels map[string]string) flo
 	if err != nil {
 		t.Fatalf("%s: /metrics: %v", p.Name, err)
 	}
-	return host.SumFamilies(fams, family, labels)
+	return metricread.SumFamilies(fams, family, labels)
 }
 
 // ParseMetrics reads the Prometheus text exposition format, as /metrics

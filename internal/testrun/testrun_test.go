@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/mediapipe/mediapipe/core"
-	"github.com/mediapipe/mediapipe/host"
+	"github.com/mediapipe/mediapipe/internal/metricread"
 )
 
 type noConfig struct{}
@@ -153,7 +153,7 @@ go_goroutines 42
 		{"mediapipe_stage_gauge", map[string]string{"name": `odd "q", x`}, 2},
 		{"go_goroutines", nil, 42},
 	} {
-		if got := host.SumFamilies(s, c.family, c.labels); got != c.want {
+		if got := metricread.SumFamilies(s, c.family, c.labels); got != c.want {
 			t.Errorf("SumFamilies(%s, %v) = %v, want %v", c.family, c.labels, got, c.want)
 		}
 	}
