@@ -3,60 +3,14 @@ package host
 import (
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
-	"slices"
 	"sort"
-	"strconv"
 	"strings"
-
-	"github.com/knadh/koanf/parsers/toml/v2"
-	"github.com/knadh/koanf/providers/rawbytes"
-	"github.com/knadh/koanf/v2"
 
 	"github.com/mediapipe/mediapipe/core"
 )
 
-// Problem is one thing wrong with a pipeline file, placed as precisely as
-// possible: file, pipeline, stage position and key (inside Msg).
-type Problem struct {
-	File      string
-	Pipeline  string // empty for file-level problems
-	Stage     int    // 1-based; 0 for pipeline- or file-level problems
-	StageName string
-	Msg       string
-}
-
-func (p Problem) String() string {
-	var b strings.Builder
-	b.WriteString(p.File)
-	b.WriteString(": ")
-	if p.Pipeline != "" {
-		fmt.Fprintf(&b, "pipeline %q", p.Pipeline)
-		if p.Stage > 0 {
-			fmt.Fprintf(&b, " stage %d", p.Stage)
-			if p.StageName != "" {
-				fmt.Fprintf(&b, " (%s)", p.StageName)
-			}
-		}
-		b.WriteString(": ")
-	}
-	b.WriteString(p.Msg)
-	return b.String()
-}
-
-// Problems is a list of problems that is also an error.
-type Problems []Problem
-
-func (ps Problems) Error() string {
-	lines := make([]string, len(ps))
-	for i, p := range ps {
-		lines[i] = p.String()
-	}
-	return strings.Join(lines, "\n")
-}
-
-// File is a parsed and validated pipeline file.
+// File is a pipeline file as Parse read it; after Resolve without problems,
+// every stage has its definition.
 type File struct {
 	Path      string // as given
 	Dir       string // directory relative paths in the file resolve against
@@ -67,40 +21,71 @@ type File struct {
 
 // AdminConfig is the [admin] table: where /metrics and /api/streams are served.
 type AdminConfig struct {
-	Listen string
+	Listen string `param:"listen" required:"true" doc:"address the admin server listens on, such as 127.0.0.1:9090"`
+}
+
+// Validate refuses an empty address, which would listen on a random port.
+func (c *AdminConfig) Validate() error {
+	if c.Listen == "" {
+		return errors.New(`listen: must be an address such as "127.0.0.1:9090"`)
+	}
+	return nil
 }
 
 // LogConfig is the optional [log] table.
 type LogConfig struct {
-	Level  string // one of LogLevels
-	Format string // text or json
+	Level  string `param:"level" default:"info" enum:"debug,info,warn,error" doc:"least severe level logged (the run command's --log-level overrides it)"`
+	Format string `param:"format" default:"text" enum:"text,json" doc:"text (key=value) or json, one record a line on stderr"`
 }
 
-// LogLevels are the log levels a file, the environment or a flag may name.
-var LogLevels = []string{"debug", "info", "warn", "error"}
-
-// CheckLogLevel says why level is not one of LogLevels, or returns nil.
+// CheckLogLevel says why level is not a level [log] takes, or returns nil.
 func CheckLogLevel(level string) error {
-	if slices.Contains(LogLevels, level) {
-		return nil
-	}
-	return fmt.Errorf("%q is not one of %s", level, strings.Join(LogLevels, ", "))
+	_, err := logTable.spec.Param("level").Normalize(level)
+	return err
 }
 
 // PipelineConfig is one [[pipeline]].
 type PipelineConfig struct {
-	Name   string
-	Queue  int // capacity of the queue in front of each stage
+	Index  int    // 1-based position in the file
+	Name   string `param:"name" required:"true" doc:"names the pipeline in problems, logs, metrics and environment overrides"`
+	Queue  int    `param:"queue" default:"1024" min:"1" max:"1048576" doc:"capacity, in packets, of the queue in front of each stage"`
 	Stages []*StageConfig
 }
 
-// StageConfig is one [[pipeline.stage]] with its definition resolved.
+// Validate refuses an empty name, which nothing could refer to.
+func (c *PipelineConfig) Validate() error {
+	if c.Name == "" {
+		return errors.New("name: " + pipelineTable.missing)
+	}
+	return nil
+}
+
+// Label is how problems name the pipeline: its name, or its position.
+func (c *PipelineConfig) Label() string {
+	if c.Name != "" {
+		return c.Name
+	}
+	return fmt.Sprintf("#%d", c.Index)
+}
+
+// StageConfig is one [[pipeline.stage]]; Resolve sets its definition.
 type StageConfig struct {
-	Index  int
-	Use    string // built-in name, or "" for a plugin
-	Plugin string // absolute plugin path, or ""
-	Params map[string]any
+	Index  int            // 1-based position in the pipeline
+	Use    string         `param:"use" doc:"a built-in stage, by name (listed below)"`
+	Plugin string         `param:"plugin" doc:"a stage plugin executable, by path; a relative path starts at the file's directory"`
+	Params map[string]any // the stage's own parameters, environment overrides laid over
 	Def    core.Definition
+}
+
+// Validate asks for exactly one of use and plugin.
+func (s *StageConfig) Validate() error {
+	switch {
+	case s.Use != "" && s.Plugin != "":
+		return errors.New("give either use or plugin, not both")
+	case s.Use == "" && s.Plugin == "":
+		return errors.New(`needs use = "NAME" (a built-in stage) or plugin = "PATH"`)
+	}
+	return nil
 }
 
 // Label is how problems and logs name the stage: its built-in name or plugin path.
@@ -111,270 +96,100 @@ func (s *StageConfig) Label() string {
 	return s.Use
 }
 
-// DefaultQueue is the per-stage queue capacity when a pipeline sets none.
-const DefaultQueue = 1024
-
-// LoadFile reads and validates a pipeline file. Every problem is returned,
-// not only the first. The caller must call Close on the result when done
-// (it stops plugin processes started to ask their specs).
-func LoadFile(path string, reg *core.Registry) (*File, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, Problems{{File: path, Msg: fmt.Sprintf("cannot read: %v", errors.Unwrap(err))}}
-	}
-	dir := filepath.Dir(path)
-	if abs, err := filepath.Abs(dir); err == nil {
-		dir = abs
-	}
-	return Parse(path, dir, data, os.Environ(), reg)
+// fileTable is one of the file's own tables: its keys are decoded and
+// documented through a spec, as a stage's parameters are.
+type fileTable struct {
+	spec    core.Spec
+	name    string // the table's key in the file, for problems and the environment; "" when problems place it
+	takes   string // after an unknown key; %s lists the keys
+	missing string // after a missing required key
 }
 
-// Parse validates pipeline-file bytes. name labels problems, dir resolves
-// relative plugin paths, environ supplies MEDIAPIPE_… overrides.
-func Parse(name, dir string, data []byte, environ []string, reg *core.Registry) (*File, error) {
-	f := &File{Path: name, Dir: dir}
-	var probs Problems
-	add := func(pipeline string, stage int, stageName, format string, args ...any) {
-		probs = append(probs, Problem{File: name, Pipeline: pipeline, Stage: stage, StageName: stageName, Msg: fmt.Sprintf(format, args...)})
+var (
+	adminTable = fileTable{
+		spec: core.Spec{Name: "[admin]", Params: core.ParamsOf(AdminConfig{}),
+			Summary: "Optional. While the pipelines run, serves /metrics (Prometheus), /api/streams (the live streams, JSON) and /healthz."},
+		name: "admin", takes: "admin takes %s", missing: "required when [admin] is present",
 	}
+	logTable = fileTable{
+		spec: core.Spec{Name: "[log]", Params: core.ParamsOf(LogConfig{}),
+			Summary: "Optional. How the process logs."},
+		name: "log", takes: "log takes %s", missing: "required",
+	}
+	pipelineTable = fileTable{
+		spec: core.Spec{Name: "[[pipeline]]", Params: core.ParamsOf(PipelineConfig{}),
+			Summary: "One pipeline; a file holds one or more. Its [[pipeline.stage]] tables follow in order: the first a source, the last a sink, each taking the kind the one before it gives."},
+		takes: "a pipeline takes %s and [[pipeline.stage]]", missing: `required (a name such as "edge")`,
+	}
+	stageTable = fileTable{
+		spec: core.Spec{Name: "[[pipeline.stage]]", Params: core.ParamsOf(StageConfig{}),
+			Summary: "One stage: exactly one of use and plugin, then the stage's own parameters (see each stage below)."},
+		missing: "required",
+	}
+)
 
-	k := koanf.New("\x00") // no key path splitting: TOML keys stay whole
-	if err := k.Load(rawbytes.Provider(data), toml.Parser()); err != nil {
-		add("", 0, "", "TOML syntax: %s", tomlError(err, data))
-		return nil, probs
-	}
-	root := k.Raw()
-	env := parseEnv(environ)
+// fileTables are the file's own tables, in the order the reference documents them.
+var fileTables = []*fileTable{&adminTable, &logTable, &pipelineTable, &stageTable}
 
-	for _, key := range sortedKeys(root) {
-		switch key {
-		case "admin", "pipeline", "log":
-		default:
-			add("", 0, "", "%s: unknown top-level key (expected [admin], [log] or [[pipeline]])", key)
-		}
+// DefaultQueue is the per-stage queue capacity when a pipeline sets none,
+// as its queue tag says.
+var DefaultQueue = func() int {
+	var pc PipelineConfig
+	if errs := pipelineTable.spec.Decode(map[string]any{"name": "x"}, &pc); len(errs) > 0 {
+		panic(fmt.Sprintf("host: pipeline defaults: %v", errs))
 	}
+	return pc.Queue
+}()
 
-	// [admin]
-	if raw, ok := root["admin"]; ok {
-		t, ok := raw.(map[string]any)
-		if !ok {
-			add("", 0, "", "admin: must be a table")
-		} else {
-			f.Admin = &AdminConfig{}
-			for _, key := range sortedKeys(t) {
-				switch key {
-				case "listen":
-					if s, ok := t[key].(string); ok && s != "" {
-						f.Admin.Listen = s
-					} else {
-						add("", 0, "", "admin.listen: must be an address such as \"127.0.0.1:9090\"")
-					}
-				default:
-					add("", 0, "", "admin.%s: unknown key (admin takes listen)", key)
-				}
-			}
-			if f.Admin.Listen == "" {
-				if _, given := t["listen"]; !given {
-					add("", 0, "", "admin.listen: required when [admin] is present")
-				}
-			}
-		}
+// decode fills dst, a pointer to the table's tagged struct, from t and
+// returns a problem message per bad key: unknown keys first, then the rest
+// sorted, then what dst's Validate says. Keys that decode well are filled
+// even when others do not, so a pipeline with a bad queue keeps its name.
+func (ft *fileTable) decode(t map[string]any, dst any) []string {
+	prefix := ""
+	if ft.name != "" {
+		prefix = ft.name + "."
 	}
-	if v, ok := env["ADMIN_LISTEN"]; ok {
-		if f.Admin == nil {
-			f.Admin = &AdminConfig{}
-		}
-		f.Admin.Listen = v
-		delete(env, "ADMIN_LISTEN")
-	}
-
-	// [log]
-	f.Log = LogConfig{Level: "info", Format: "text"}
-	if raw, ok := root["log"]; ok {
-		t, ok := raw.(map[string]any)
-		if !ok {
-			add("", 0, "", "log: must be a table")
-		} else {
-			for _, key := range sortedKeys(t) {
-				s, _ := t[key].(string)
-				switch key {
-				case "level":
-					f.Log.Level = s
-				case "format":
-					f.Log.Format = s
-				default:
-					add("", 0, "", "log.%s: unknown key (log takes level, format)", key)
-				}
-			}
-		}
-	}
-	for key, dst := range map[string]*string{"LOG_LEVEL": &f.Log.Level, "LOG_FORMAT": &f.Log.Format} {
-		if v, ok := env[key]; ok {
-			*dst = v
-			delete(env, key)
-		}
-	}
-	if err := CheckLogLevel(f.Log.Level); err != nil {
-		add("", 0, "", "log.level: %v", err)
-	}
-	switch f.Log.Format {
-	case "text", "json":
-	default:
-		add("", 0, "", "log.format: %q is not one of text, json", f.Log.Format)
-	}
-
-	// [[pipeline]]
-	rawPipes, ok := root["pipeline"].([]any)
-	if !ok {
-		if _, given := root["pipeline"]; given {
-			add("", 0, "", "pipeline: must be an array of tables ([[pipeline]])")
-		} else {
-			add("", 0, "", "no [[pipeline]] defined")
-		}
-		rawPipes = nil
-	}
-	names := map[string]bool{}
-	for i, rp := range rawPipes {
-		t, ok := rp.(map[string]any)
-		if !ok {
-			add("", 0, "", "pipeline %d: must be a table", i+1)
+	var msgs []string
+	known := map[string]any{}
+	for _, key := range sortedKeys(t) {
+		if ft.spec.Param(key) == nil {
+			msgs = append(msgs, fmt.Sprintf("%s%s: unknown key (%s)", prefix, key, fmt.Sprintf(ft.takes, ft.keys())))
 			continue
 		}
-		pc := &PipelineConfig{Queue: DefaultQueue}
-		first := len(probs) // this pipeline's problems, sorted by stage at the end
-		label := fmt.Sprintf("#%d", i+1)
-		if n, ok := t["name"].(string); ok && n != "" {
-			pc.Name, label = n, n
-		} else {
-			add(label, 0, "", "name: required (a name such as \"edge\")")
-		}
-		if pc.Name != "" {
-			if names[pc.Name] {
-				add(label, 0, "", "name: %q is used by another pipeline", pc.Name)
-			}
-			names[pc.Name] = true
-		}
-		for _, key := range sortedKeys(t) {
-			switch key {
-			case "name", "stage":
-			case "queue":
-				n, ok := t[key].(int64)
-				if !ok || n < 1 || n > 1<<20 {
-					add(label, 0, "", "queue: %s is not an integer from 1 to 1048576", show(t[key]))
-				} else {
-					pc.Queue = int(n)
-				}
-			default:
-				add(label, 0, "", "%s: unknown key (a pipeline takes name, queue and [[pipeline.stage]])", key)
-			}
-		}
-		rawStages, ok := t["stage"].([]any)
-		if !ok || len(rawStages) == 0 {
-			add(label, 0, "", "has no stages ([[pipeline.stage]])")
-		}
-		// slots holds every stage in file order, nil where it did not
-		// resolve, so order and kind checks still run around a broken one.
-		slots := make([]*StageConfig, len(rawStages))
-		for j, rs := range rawStages {
-			st, ok := rs.(map[string]any)
-			if !ok {
-				add(label, j+1, "", "must be a table")
-				continue
-			}
-			sc := &StageConfig{Index: j + 1, Params: map[string]any{}}
-			for key, v := range st {
-				if key != "use" && key != "plugin" {
-					sc.Params[key] = v
-				}
-			}
-			use, useOK := st["use"].(string)
-			plugin, pluginOK := st["plugin"].(string)
-			_, useGiven := st["use"]
-			_, pluginGiven := st["plugin"]
-			switch {
-			case useGiven && pluginGiven:
-				add(label, j+1, "", "give either use or plugin, not both")
-				continue
-			case useGiven && (!useOK || use == ""):
-				add(label, j+1, "", "use: must be a stage name such as \"udp-source\"")
-				continue
-			case pluginGiven && (!pluginOK || plugin == ""):
-				add(label, j+1, "", "plugin: must be a path to an executable")
-				continue
-			case !useGiven && !pluginGiven:
-				add(label, j+1, "", "needs use = \"NAME\" (a built-in stage) or plugin = \"PATH\"")
-				continue
-			}
-			// Environment overrides: MEDIAPIPE_PIPELINE_<NAME>_STAGE_<N>_<KEY>,
-			// the pipeline named or numbered (1-based) as in the file.
-			for _, pipeKey := range []string{envName(pc.Name), fmt.Sprint(i + 1)} {
-				envKey := fmt.Sprintf("PIPELINE_%s_STAGE_%d_", pipeKey, j+1)
-				for ek, ev := range env {
-					if strings.HasPrefix(ek, envKey) {
-						sc.Params[strings.ToLower(strings.TrimPrefix(ek, envKey))] = core.EnvString(ev)
-						delete(env, ek)
-					}
-				}
-			}
-			if useGiven {
-				sc.Use = use
-				def, ok := reg.Lookup(use)
-				if !ok {
-					add(label, j+1, use, "use: unknown stage %q (see mediapipe stages)", use)
-					continue
-				}
-				sc.Def = def
-			} else {
-				if !filepath.IsAbs(plugin) {
-					plugin = filepath.Join(dir, plugin)
-				}
-				sc.Plugin = plugin
-				def, err := reg.LoadPlugin(plugin)
-				if err != nil {
-					add(label, j+1, plugin, "%v", err)
-					continue
-				}
-				sc.Def = def
-			}
-			check := sc.Def.Check
-			if in := sc.Def.CheckIn; in != nil {
-				check = func(raw map[string]any) []error { return in(raw, dir) }
-			}
-			for _, err := range sortErrors(check(sc.Params)) {
-				add(label, j+1, sc.Label(), "%v", err)
-			}
-			pc.Stages = append(pc.Stages, sc)
-			slots[j] = sc
-		}
-		for _, p := range checkKinds(slots) {
-			add(label, p.Stage, p.StageName, "%s", p.Msg)
-		}
-		mine := probs[first:]
-		sort.SliceStable(mine, func(a, b int) bool { return mine[a].Stage < mine[b].Stage })
-		f.Pipelines = append(f.Pipelines, pc)
+		known[key] = t[key]
 	}
-	for _, ek := range sortedKeys(env) {
-		add("", 0, "", "environment %s%s: matches no pipeline stage or key (use %sPIPELINE_<NAME or number>_STAGE_<N>_<KEY>)", EnvPrefix, ek, EnvPrefix)
+	errs := ft.spec.Decode(known, dst)
+	if len(errs) == 0 {
+		if v, ok := dst.(core.Validator); ok {
+			if err := v.Validate(); err != nil {
+				msgs = append(msgs, prefix+err.Error())
+			}
+		}
+		return msgs
 	}
-	if len(probs) > 0 {
-		f.Close()
-		return nil, probs
+	var bad []string
+	for _, err := range errs {
+		// Decode starts each error with its key.
+		key, _, _ := strings.Cut(err.Error(), ":")
+		if _, given := known[key]; !given && ft.spec.Param(key) != nil && ft.spec.Param(key).Required {
+			err = fmt.Errorf("%s: %s", key, ft.missing)
+		}
+		bad = append(bad, prefix+err.Error())
+		delete(known, key)
 	}
-	return f, nil
+	sort.Strings(bad)
+	_ = ft.spec.Decode(known, dst) // what is left decodes; a missing required key still stops it
+	return append(msgs, bad...)
 }
 
-// Close stops what loading the file started (plugin processes).
-func (f *File) Close() {
-	if f == nil {
-		return
+// keys lists the table's keys as a problem names them: "a, b".
+func (ft *fileTable) keys() string {
+	names := make([]string, len(ft.spec.Params))
+	for i, p := range ft.spec.Params {
+		names[i] = p.Name
 	}
-	for _, pc := range f.Pipelines {
-		for _, sc := range pc.Stages {
-			if sc.Def.Close != nil {
-				sc.Def.Close()
-			}
-		}
-	}
+	return strings.Join(names, ", ")
 }
 
 func sortedKeys[V any](m map[string]V) []string {
@@ -384,17 +199,4 @@ func sortedKeys[V any](m map[string]V) []string {
 	}
 	sort.Strings(keys)
 	return keys
-}
-
-// show writes a TOML value as a problem quotes it.
-func show(v any) string {
-	if s, ok := v.(string); ok {
-		return strconv.Quote(s)
-	}
-	return fmt.Sprintf("%v", v)
-}
-
-func sortErrors(errs []error) []error {
-	sort.SliceStable(errs, func(i, j int) bool { return errs[i].Error() < errs[j].Error() })
-	return errs
 }

@@ -111,7 +111,7 @@ name = "cloud"
 `
 
 func TestParseGoodFile(t *testing.T) {
-	f, err := host.Parse("good.toml", ".", []byte(goodFile), nil, testRegistry(t))
+	f, err := host.Load("good.toml", ".", []byte(goodFile), nil, testRegistry(t))
 	if err != nil {
 		t.Fatalf("good file refused:\n%v", err)
 	}
@@ -195,6 +195,14 @@ func TestParseProblems(t *testing.T) {
 				`t.toml: admin.listen: required when [admin] is present`,
 				`t.toml: pipeline "p": colour: unknown key (a pipeline takes name, queue and [[pipeline.stage]])`,
 			}},
+		{"the file's own keys are checked as stage parameters are",
+			"[log]\nlevel = \"loud\"\n[[pipeline]]\nname = \"edge\"\nqueue = 0\n[[pipeline.stage]]\nuse = \"src\"\nlisten = \"l\"\n[[pipeline.stage]]\nuse = \"av2flv\"\n[[pipeline.stage]]\nuse = \"flvsink\"\nlisten = \"x\"\n",
+			[]string{"MEDIAPIPE_LOG_FORMAT=xml"},
+			[]string{
+				`t.toml: log.format: "xml" is not one of text, json`,
+				`t.toml: log.level: "loud" is not one of debug, info, warn, error`,
+				`t.toml: pipeline "edge": queue: 0 is below the minimum 1`,
+			}},
 		{"env override with a bad value", stage("[[pipeline.stage]]\nuse = \"av2flv\"\n[[pipeline.stage]]\nuse = \"flvsink\"\nlisten = \"x\"\n"),
 			[]string{"MEDIAPIPE_PIPELINE_EDGE_STAGE_2_MAX_PAYLOAD=big", "MEDIAPIPE_PIPELINE_NOPE_STAGE_1_X=1"},
 			[]string{
@@ -204,7 +212,7 @@ func TestParseProblems(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			f, err := host.Parse("t.toml", "/tmp", []byte(tc.file), tc.env, testRegistry(t))
+			f, err := host.Load("t.toml", "/tmp", []byte(tc.file), tc.env, testRegistry(t))
 			if tc.want == nil {
 				if err != nil {
 					t.Fatalf("unexpected problems:\n%v", err)
@@ -236,7 +244,7 @@ func TestParseProblems(t *testing.T) {
 
 func TestEnvOverrideApplies(t *testing.T) {
 	env := []string{"MEDIAPIPE_PIPELINE_CLOUD_STAGE_3_MAX_PAYLOAD=1300", "MEDIAPIPE_PIPELINE_1_STAGE_1_LISTEN=127.0.0.1:1936", "MEDIAPIPE_ADMIN_LISTEN=127.0.0.1:9999"}
-	f, err := host.Parse("t.toml", ".", []byte(goodFile), env, testRegistry(t))
+	f, err := host.Load("t.toml", ".", []byte(goodFile), env, testRegistry(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -250,5 +258,35 @@ func TestEnvOverrideApplies(t *testing.T) {
 	}
 	if f.Admin.Listen != "127.0.0.1:9999" {
 		t.Fatalf("admin listen = %q", f.Admin.Listen)
+	}
+}
+
+// Parse starts nothing: a plugin stage is only a path until Resolve asks
+// the registry's loader for it.
+func TestParseThenResolve(t *testing.T) {
+	file := "[[pipeline]]\nname = \"p\"\n[[pipeline.stage]]\nuse = \"src\"\nlisten = \"l\"\n[[pipeline.stage]]\nplugin = \"bin/sink\"\nlisten = \"x\"\n"
+	f, probs := host.Parse("t.toml", "/srv", []byte(file), []string{"MEDIAPIPE_LOG_LEVEL=debug"})
+	if len(probs) > 0 {
+		t.Fatal(probs)
+	}
+	sc := f.Pipelines[0].Stages[1]
+	if sc.Plugin != "/srv/bin/sink" || sc.Def.Build != nil {
+		t.Fatalf("parsed stage 2 = %+v, want the absolute plugin path and no definition", sc)
+	}
+	if f.Log.Level != "debug" || f.Log.Format != "text" || f.Pipelines[0].Queue != host.DefaultQueue {
+		t.Fatalf("log %+v, queue %d: want the environment's level and the tags' defaults", f.Log, f.Pipelines[0].Queue)
+	}
+	reg := testRegistry(t)
+	var asked []string
+	reg.SetPluginLoader(func(path string) (core.Definition, error) {
+		asked = append(asked, path)
+		def, _ := reg.Lookup("flvsink")
+		return core.Definition{Spec: core.Spec{Name: "sink", In: core.KindAV}, Check: def.Check, Build: def.Build}, nil
+	})
+	if probs := host.Resolve(f, reg); len(probs) > 0 {
+		t.Fatal(probs)
+	}
+	if len(asked) != 1 || asked[0] != "/srv/bin/sink" || f.Pipelines[0].Stages[1].Def.Build == nil {
+		t.Fatalf("loader asked for %q; stage 2 resolved: %v", asked, f.Pipelines[0].Stages[1].Def.Build != nil)
 	}
 }

@@ -1,8 +1,11 @@
 package host
 
 import (
+	"fmt"
 	"regexp"
 	"strings"
+
+	"github.com/mediapipe/mediapipe/core"
 )
 
 // EnvPrefix starts every environment variable that overrides the file.
@@ -10,6 +13,7 @@ const EnvPrefix = "MEDIAPIPE_"
 
 var nonAlnum = regexp.MustCompile(`[^A-Za-z0-9]+`)
 
+// envName is how a variable names a pipeline or table: "edge-1" → "EDGE_1".
 func envName(s string) string { return strings.ToUpper(nonAlnum.ReplaceAllString(s, "_")) }
 
 // parseEnv collects MEDIAPIPE_* variables, prefix stripped.
@@ -27,4 +31,35 @@ func parseEnv(environ []string) map[string]string {
 		}
 	}
 	return out
+}
+
+// tableEnv lays MEDIAPIPE_<TABLE>_<KEY> over the keys of t, ft's table as
+// the file has it (nil: absent), and takes the variables it used out of env.
+func tableEnv(env map[string]string, ft *fileTable, t map[string]any) map[string]any {
+	for _, p := range ft.spec.Params {
+		ek := envName(ft.name + "_" + p.Name)
+		if v, ok := env[ek]; ok {
+			if t == nil {
+				t = map[string]any{}
+			}
+			t[p.Name] = core.EnvString(v)
+			delete(env, ek)
+		}
+	}
+	return t
+}
+
+// stageEnv lays MEDIAPIPE_PIPELINE_<NAME>_STAGE_<N>_<KEY> over the stage's
+// parameters, the pipeline named or numbered (1-based) as in the file, and
+// takes the variables it used out of env.
+func stageEnv(env map[string]string, pc *PipelineConfig, sc *StageConfig) {
+	for _, pipeKey := range []string{envName(pc.Name), fmt.Sprint(pc.Index)} {
+		prefix := fmt.Sprintf("PIPELINE_%s_STAGE_%d_", pipeKey, sc.Index)
+		for ek, ev := range env {
+			if strings.HasPrefix(ek, prefix) {
+				sc.Params[strings.ToLower(strings.TrimPrefix(ek, prefix))] = core.EnvString(ev)
+				delete(env, ek)
+			}
+		}
+	}
 }

@@ -16,7 +16,7 @@ func FuzzConfig(f *testing.F) {
 	f.Add([]byte("[[pipeline]]\n[[pipeline.stage]]\nuse = \"av2flv\"\nmax_payload = 1e99\nratio = -1\ndestinations = [1, \"a\"]\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		reg := testRegistry(t)
-		file, err := host.Parse("fuzz.toml", ".", data, nil, reg)
+		file, err := host.Load("fuzz.toml", ".", data, nil, reg)
 		if err == nil {
 			file.Close()
 			return

@@ -19,7 +19,7 @@ import (
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 func TestRuntimeRunsAndStops(t *testing.T) {
-	f, err := host.Parse("good.toml", ".", []byte(goodFile), nil, testRegistry(t))
+	f, err := host.Load("good.toml", ".", []byte(goodFile), nil, testRegistry(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -105,7 +105,7 @@ func TestRuntimeOpenFailureStopsEverything(t *testing.T) {
 		t.Fatal(err)
 	}
 	file := strings.Replace(goodFile, `use = "rtpsink"`, `use = "badsink"`, 1)
-	f, err := host.Parse("t.toml", ".", []byte(file), nil, reg)
+	f, err := host.Load("t.toml", ".", []byte(file), nil, reg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -129,7 +129,7 @@ func TestFullQueueDropsAndCounts(t *testing.T) {
 	_ = reg.Add(core.Define(core.Spec{Name: "stuck", In: core.KindAV},
 		func(c *sinkConfig, env *core.Env) (core.Stage, error) { return stuckSink{block}, nil }))
 	file := "[[pipeline]]\nname = \"p\"\nqueue = 4\n[[pipeline.stage]]\nuse = \"src\"\nlisten = \"x\"\n[[pipeline.stage]]\nuse = \"stuck\"\nlisten = \"y\"\n"
-	f, err := host.Parse("t.toml", ".", []byte(file), nil, reg)
+	f, err := host.Load("t.toml", ".", []byte(file), nil, reg)
 	if err != nil {
 		t.Fatal(err)
 	}

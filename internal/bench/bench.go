@@ -529,7 +529,7 @@ func startRelay(ctx context.Context, cfg Config, log *slog.Logger) (*relay, erro
 		return nil, fmt.Errorf("%w: %w", errOpen, err)
 	}
 	text := relayTOML(p, cfg)
-	f, err := host.Parse("mediapipe-bench.toml", ".", []byte(text), nil, core.Default)
+	f, err := host.Load("mediapipe-bench.toml", ".", []byte(text), nil, core.Default)
 	if err != nil {
 		return nil, fmt.Errorf("building the relay:\n%w\n%s", err, text)
 	}

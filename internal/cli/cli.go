@@ -146,7 +146,7 @@ func resolveRunFile() (path string, data []byte, err error) {
 func load(path string, data []byte) (*host.File, error) {
 	if data != nil {
 		wd, _ := os.Getwd()
-		return host.Parse(path, wd, data, os.Environ(), core.Default)
+		return host.Load(path, wd, data, os.Environ(), core.Default)
 	}
 	return host.LoadFile(path, core.Default)
 }

@@ -103,7 +103,7 @@ func Start(t testing.TB, name, toml string, env []string, opts ...Option) *Runni
 	if c.dir == "" {
 		c.dir = t.TempDir()
 	}
-	f, err := host.Parse(name, c.dir, []byte(toml), env, c.reg)
+	f, err := host.Load(name, c.dir, []byte(toml), env, c.reg)
 	if err != nil {
 		t.Fatalf("%s:\n%v", name, err)
 	}

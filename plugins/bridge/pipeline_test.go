@@ -209,7 +209,7 @@ name = "p"
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			_, err := host.Parse("p.toml", dir, []byte(c.file), nil, reg)
+			_, err := host.Load("p.toml", dir, []byte(c.file), nil, reg)
 			if err == nil {
 				t.Fatal("accepted")
 			}

@@ -376,7 +376,7 @@ func TestOpenErrors(t *testing.T) {
 // TestSamplesParse: the two sample blocks make a valid pipeline together.
 func TestSamplesParse(t *testing.T) {
 	doc := "[[pipeline]]\nname = \"samples\"\n" + Sample + udpsink.Sample
-	f, err := host.Parse("samples.toml", ".", []byte(doc), nil, core.Default)
+	f, err := host.Load("samples.toml", ".", []byte(doc), nil, core.Default)
 	if err != nil {
 		t.Fatalf("samples do not parse:\n%v\n%s", err, doc)
 	}
