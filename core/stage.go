@@ -25,11 +25,14 @@ type Opener interface {
 	Open(ctx context.Context) error
 }
 
-// Output hands packets to the next stage, which then owns them. Emit never
-// blocks on data: a data packet that finds the next queue full is released
-// and counted as dropped ("queue_full"). Start and end events wait for room,
-// since losing one would leak per-stream state downstream. Emit is safe for
-// concurrent use.
+// Output hands packets to the next stage, which then owns them. A data
+// packet that finds the next queue full waits for room, but no longer than
+// host.QueueWait (100 ms) from when the queue was first found full; then the
+// queue counts as congested and each data packet is dropped at once —
+// released and counted ("queue_full") — until the queue has drained to half.
+// So a stuck stage costs its producer one bounded wait, not one per packet.
+// Start and end events wait for room, since losing one would leak
+// per-stream state downstream. Emit is safe for concurrent use.
 type Output interface {
 	Emit(p *Packet)
 }
