@@ -135,40 +135,22 @@ func (rt *Runtime) Run(ctx context.Context) error {
 	}
 
 	// Open in order; on failure, let the already opened stages clean up.
-	opened := 0
-	var openErr error
-	for _, rs := range all {
-		if o, ok := rs.Stage.(core.Opener); ok {
-			if err := o.Open(stageCtx); err != nil {
-				openErr = fmt.Errorf("pipeline %q stage %d (%s): %w", rs.Env.Pipeline, rs.Env.Index, rs.Env.Name, err)
-				break
-			}
-		}
-		opened++
+	opened, err := openStages(stageCtx, all)
+	var a *admin
+	if err == nil && rt.File.Admin != nil {
+		a, err = rt.startAdmin(rt.File.Admin.Listen)
 	}
-	if openErr != nil {
+	if err != nil {
 		cancel()
 		close(hard)
 		// With ctx cancelled the sources return at once and each closed
 		// output ends the next stage, so the opened stages release what
 		// Open bound.
 		rt.runStages(stageCtx, all[:opened], nil)
-		return openErr
+		return err
 	}
-
-	if rt.File.Admin != nil {
-		a, err := rt.startAdmin(rt.File.Admin.Listen)
-		if err != nil {
-			openErr = err
-		} else {
-			defer a.close()
-		}
-	}
-	if openErr != nil {
-		cancel()
-		close(hard)
-		rt.runStages(stageCtx, all, nil)
-		return openErr
+	if a != nil {
+		defer a.close()
 	}
 
 	failed := make(chan error, len(all))
@@ -188,6 +170,29 @@ func (rt *Runtime) Run(ctx context.Context) error {
 	}
 	rt.log.Info("stopping")
 	cancel()
+	if err := rt.awaitStop(done, hard, all); err != nil {
+		return errors.Join(runErr, err)
+	}
+	return runErr
+}
+
+// openStages opens every stage that is an Opener, in order, and returns how
+// many it got through and the error that stopped it.
+func openStages(ctx context.Context, all []*RunningStage) (int, error) {
+	for i, rs := range all {
+		if o, ok := rs.Stage.(core.Opener); ok {
+			if err := o.Open(ctx); err != nil {
+				return i, fmt.Errorf("pipeline %q stage %d (%s): %w", rs.Env.Pipeline, rs.Env.Index, rs.Env.Name, err)
+			}
+		}
+	}
+	return len(all), nil
+}
+
+// awaitStop waits, once the sources were told to stop, until done: up to
+// the drain timeout, then 2 s more with start and end events no longer
+// waiting on a stuck queue (hard closed). It always leaves hard closed.
+func (rt *Runtime) awaitStop(done <-chan struct{}, hard chan struct{}, all []*RunningStage) error {
 	timer := time.NewTimer(rt.drain)
 	defer timer.Stop()
 	select {
@@ -197,7 +202,7 @@ func (rt *Runtime) Run(ctx context.Context) error {
 		select {
 		case <-done:
 		case <-time.After(2 * time.Second):
-			return errors.Join(runErr, fmt.Errorf("stages did not stop within %s: %s", rt.drain+2*time.Second, rt.stuck(all)))
+			return fmt.Errorf("stages did not stop within %s: %s", rt.drain+2*time.Second, rt.stuck(all))
 		}
 	}
 	select {
@@ -205,7 +210,7 @@ func (rt *Runtime) Run(ctx context.Context) error {
 	default:
 		close(hard)
 	}
-	return runErr
+	return nil
 }
 
 // Ready is closed once every stage is open (listeners bound) and running.
