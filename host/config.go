@@ -102,7 +102,7 @@ type fileTable struct {
 	spec    core.Spec
 	name    string // the table's key in the file, for problems and the environment; "" when problems place it
 	takes   string // after an unknown key; %s lists the keys
-	missing string // after a missing required key
+	missing string // after a missing required key, instead of Decode's words
 }
 
 var (
@@ -114,7 +114,7 @@ var (
 	logTable = fileTable{
 		spec: core.Spec{Name: "[log]", Params: core.ParamsOf(LogConfig{}),
 			Summary: "Optional. How the process logs."},
-		name: "log", takes: "log takes %s", missing: "required",
+		name: "log", takes: "log takes %s",
 	}
 	pipelineTable = fileTable{
 		spec: core.Spec{Name: "[[pipeline]]", Params: core.ParamsOf(PipelineConfig{}),
@@ -124,7 +124,6 @@ var (
 	stageTable = fileTable{
 		spec: core.Spec{Name: "[[pipeline.stage]]", Params: core.ParamsOf(StageConfig{}),
 			Summary: "One stage: exactly one of use and plugin, then the stage's own parameters (see each stage below)."},
-		missing: "required",
 	}
 )
 
@@ -172,8 +171,8 @@ func (ft *fileTable) decode(t map[string]any, dst any) []string {
 	for _, err := range errs {
 		// Decode starts each error with its key.
 		key, _, _ := strings.Cut(err.Error(), ":")
-		if _, given := known[key]; !given && ft.spec.Param(key) != nil && ft.spec.Param(key).Required {
-			err = fmt.Errorf("%s: %s", key, ft.missing)
+		if _, given := known[key]; !given && ft.missing != "" && ft.spec.Param(key) != nil {
+			err = fmt.Errorf("%s: %s", key, ft.missing) // only a required key is missing
 		}
 		bad = append(bad, prefix+err.Error())
 		delete(known, key)

@@ -43,7 +43,7 @@ func fileKeysMarkdown(b *strings.Builder) {
 			continue
 		}
 		for _, p := range ft.spec.Params {
-			vars = append(vars, "`"+EnvPrefix+envName(ft.name+"_"+p.Name)+"`")
+			vars = append(vars, "`"+EnvPrefix+tableEnvKey(ft, p.Name)+"`")
 		}
 	}
 	vars = append(vars, "`"+EnvPrefix+"PIPELINE_<NAME or number>_STAGE_<N>_<KEY>`") // a code span shows < as it is

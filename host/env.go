@@ -25,19 +25,34 @@ func parseEnv(environ []string) map[string]string {
 			continue
 		}
 		k = strings.TrimPrefix(k, EnvPrefix)
-		switch {
-		case k == "ADMIN_LISTEN", k == "LOG_LEVEL", k == "LOG_FORMAT", strings.HasPrefix(k, "PIPELINE_"):
+		if strings.HasPrefix(k, "PIPELINE_") || overridesTable(k) {
 			out[k] = v
 		}
 	}
 	return out
 }
 
+// tableEnvKey is the variable, prefix stripped, that overrides key of ft's
+// table: ADMIN_LISTEN.
+func tableEnvKey(ft *fileTable, key string) string { return envName(ft.name + "_" + key) }
+
+// overridesTable reports whether k, prefix stripped, names a key of [admin] or [log].
+func overridesTable(k string) bool {
+	for _, ft := range fileTables {
+		for _, p := range ft.spec.Params {
+			if ft.name != "" && tableEnvKey(ft, p.Name) == k {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 // tableEnv lays MEDIAPIPE_<TABLE>_<KEY> over the keys of t, ft's table as
 // the file has it (nil: absent), and takes the variables it used out of env.
 func tableEnv(env map[string]string, ft *fileTable, t map[string]any) map[string]any {
 	for _, p := range ft.spec.Params {
-		ek := envName(ft.name + "_" + p.Name)
+		ek := tableEnvKey(ft, p.Name)
 		if v, ok := env[ek]; ok {
 			if t == nil {
 				t = map[string]any{}
