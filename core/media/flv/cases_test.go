@@ -40,11 +40,11 @@ var tagCases = []tagCase{
 		video: &VideoInfo{FrameType: FrameKey, Codec: CodecAVC, PacketType: AVCNALU, CTS: 80}},
 	// A B-frame shown before it is decoded: CTS -40 as SI24 0xffffd8.
 	{name: "avc inter frame, negative cts", tag: tagOf(TypeVideo, 80, 0x27, 1, 0xff, 0xff, 0xd8, 0),
-		hdr: Header{Type: TypeVideo, DataSize: 6, Timestamp: 80},
+		hdr:   Header{Type: TypeVideo, DataSize: 6, Timestamp: 80},
 		video: &VideoInfo{FrameType: FrameInter, Codec: CodecAVC, PacketType: AVCNALU, CTS: -40}},
 	// End of sequence carries the keyframe flag but no picture.
 	{name: "avc end of sequence", tag: tagOf(TypeVideo, 120, 0x17, 2, 0, 0, 0),
-		hdr: Header{Type: TypeVideo, DataSize: 5, Timestamp: 120},
+		hdr:   Header{Type: TypeVideo, DataSize: 5, Timestamp: 120},
 		video: &VideoInfo{FrameType: FrameKey, Codec: CodecAVC, PacketType: AVCEndOfSequence}},
 	{name: "avc keyframe, unknown packet type", tag: tagOf(TypeVideo, 0, 0x17, 3, 0, 0, 0),
 		hdr: Header{Type: TypeVideo, DataSize: 5}},
@@ -83,13 +83,13 @@ var tagCases = []tagCase{
 		hdr: Header{Type: TypeAudio, DataSize: 4}, init: InitAudio,
 		audio: &AudioInfo{Codec: SoundAAC, PacketType: AACSequenceHeader}},
 	{name: "aac raw", tag: tagOf(TypeAudio, 23, 0xaf, 1, 0x21),
-		hdr: Header{Type: TypeAudio, DataSize: 3, Timestamp: 23},
+		hdr:   Header{Type: TypeAudio, DataSize: 3, Timestamp: 23},
 		audio: &AudioInfo{Codec: SoundAAC, PacketType: AACRaw}},
 	{name: "aac cut short", tag: tagOf(TypeAudio, 0, 0xaf),
 		hdr: Header{Type: TypeAudio, DataSize: 1}},
 	// Sound format 2 (MP3) has no packet type.
 	{name: "mp3", tag: tagOf(TypeAudio, 0, 0x2f, 0xff),
-		hdr: Header{Type: TypeAudio, DataSize: 2},
+		hdr:   Header{Type: TypeAudio, DataSize: 2},
 		audio: &AudioInfo{Codec: 2, PacketType: AACRaw}},
 
 	// Raw headers (spec E.4.1 FLVTAG): type, UI24 size, UI24 timestamp,
