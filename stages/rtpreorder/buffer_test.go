@@ -284,7 +284,7 @@ func FuzzBuffer(f *testing.F) {
 		r := newRig(t, 16+int(size), 80*time.Millisecond, retry)
 		ext := map[*core.Packet]int64{} // the model's sequence number of each packet held or emitted
 		sent := 0
-		var top int64                   // the newest the model has sent, this SSRC
+		var top int64 // the newest the model has sent, this SSRC
 		fresh := true
 		dropped := 0 // packets counted duplicate or late
 		seen := map[*core.Packet]bool{}
