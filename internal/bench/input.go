@@ -72,7 +72,7 @@ func loadClip(path string) (*clip, error) {
 			if v.PacketType == flv.AVCEndOfSequence {
 				continue // would end the stream for a player mid-loop
 			}
-			tg.Key = v.IsKeyframe()
+			tg.Key = flv.IsVideoKeyframe(body)
 		case h.Type == flv.TypeAudio:
 			a, ok := flv.ParseAudio(body)
 			if !ok {

@@ -138,7 +138,7 @@ func (v *viewer) read(c net.Conn, body io.Reader, start time.Time) error {
 			v.corrupt.Add(1) // PreviousTagSize disagrees: the stream is out of step
 		}
 		if h.Type == flv.TypeVideo && v.ttff.Load() == 0 {
-			if vi, ok := flv.ParseVideo(tagBody); ok && vi.IsKeyframe() {
+			if flv.IsVideoKeyframe(tagBody) {
 				v.ttff.Store(max(int64(time.Since(start)), 1))
 			}
 		}

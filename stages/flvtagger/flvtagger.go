@@ -13,8 +13,6 @@ import (
 	"bytes"
 	"context"
 
-	flvtag "github.com/yutopp/go-flv/tag"
-
 	"github.com/mediapipe/mediapipe/core"
 	"github.com/mediapipe/mediapipe/core/media/flv"
 )
@@ -77,8 +75,8 @@ func (s *Stage) tag(p *core.Packet) *core.Packet {
 		s.unknown.Inc()
 		return nil
 	}
-	switch flvtag.TagType(p.Type) {
-	case flvtag.TagTypeAudio, flvtag.TagTypeVideo, flvtag.TagTypeScriptData:
+	switch p.Type {
+	case flv.TypeAudio, flv.TypeVideo, flv.TypeScript:
 	default:
 		s.badType.Inc()
 		return nil

@@ -120,9 +120,9 @@ func (st *stream) push(r *tagRef) {
 	limit := st.s.cfg.ViewerQueue
 	st.mu.Lock()
 	switch typ {
-	case core.TagVideo:
+	case flv.TypeVideo:
 		st.hasVideo = true
-	case core.TagAudio:
+	case flv.TypeAudio:
 		st.hasAudio = true
 	}
 	if r.key {

@@ -26,7 +26,7 @@ func newRef(p *core.Packet) *tagRef {
 	n := len(p.Data)
 	p.Data = flv.AppendPreviousTagSize(p.Data, n) // in place while the pooled buffer has room
 	r.p, r.b = p, p.Data
-	r.key = p.Type == core.TagVideo && flv.IsVideoKeyframe(p.Data[flv.HeaderSize:n])
+	r.key = p.Type == flv.TypeVideo && flv.IsVideoKeyframe(p.Data[flv.HeaderSize:n])
 	r.refs.Store(1)
 	return r
 }

@@ -27,6 +27,23 @@ type rslot struct {
 	probe    bool      // asked past the last packet seen: may never have existed
 }
 
+// counter is the part of a metric a buffer counts on.
+type counter interface{ Inc() }
+
+// bufferEnv is what a buffer needs from the stage that owns it: the clock,
+// the timing of repairs, and where its events go. The stage builds one and
+// its buffers share it, so a buffer runs (and is tested) alone.
+type bufferEnv struct {
+	now         func() time.Time
+	latency     time.Duration         // how long a gap waits for repair before it is skipped
+	retry       func() time.Duration  // wait before asking for a gap again; 0: nothing repairs, gaps are not asked for
+	wake        func(at time.Time)    // the buffer wants service at at
+	nack        func(b *buffer)       // b has NACKs pending; called once until b.dirty is cleared
+	repairDelay func(d time.Duration) // one gap took d from its NACK to its repair
+
+	gapSkipped, duplicate, late, overflow, repaired counter
+}
+
 // initialSlots is a new stream's ring; it doubles as the window needs, up
 // to max_packets, so a stream that reorders little (or one a stranger made)
 // costs a few KB rather than max_packets × ~100 B.
@@ -36,6 +53,7 @@ const initialSlots = 64
 // a 64-bit counter (ext) relative to the newest packet; [next, end) is the
 // window of packets not yet released, held in slots[ext % len(slots)].
 type buffer struct {
+	env     *bufferEnv
 	stream  *core.Stream
 	ssrc    uint32
 	started bool // an SSRC is set
@@ -48,14 +66,14 @@ type buffer struct {
 
 	nextEvent time.Time // earliest deadline or retry among missing slots
 	pending   []uint16  // gaps found since the last flush, to NACK
-	dirty     bool      // in Stage.dirty
+	dirty     bool      // given to env.nack, not yet cleared
 	stopInit  context.CancelFunc
 	initAsked bool         // its init fetch has run or is queued (once per buffer)
 	endPkt    *core.Packet // the stream's end, held while gaps are open
 }
 
-func newBuffer(st *core.Stream, size int) *buffer {
-	return &buffer{stream: st, slots: make([]rslot, min(initialSlots, size)), max: int64(size), pending: make([]uint16, 0, 64)}
+func newBuffer(env *bufferEnv, st *core.Stream, size int) *buffer {
+	return &buffer{env: env, stream: st, slots: make([]rslot, min(initialSlots, size)), max: int64(size), pending: make([]uint16, 0, 64)}
 }
 
 func (b *buffer) slot(ext int64) *rslot { return &b.slots[ext%int64(len(b.slots))] }
@@ -106,13 +124,13 @@ func (b *buffer) noteEvent(t time.Time) {
 }
 
 // insert places packet p (sequence number seq) and releases what is in order.
-func (b *buffer) insert(s *Stage, p *core.Packet, seq uint16, repair bool, out core.Output) {
+func (b *buffer) insert(p *core.Packet, seq uint16, repair bool, out core.Output) {
 	probe := false
 	if b.fresh {
 		// Start high enough that a reordered packet from before the first
 		// one never makes ext negative.
 		b.next = int64(seq) + 1<<16
-		if s.client != nil && !repair {
+		if !repair && b.env.retry() > 0 {
 			// The first packets of a stream may be lost too, leaving no
 			// gap: ask for the few before the first one seen. The cloud
 			// says gone for those the stream never had (dropped
@@ -128,9 +146,9 @@ func (b *buffer) insert(s *Stage, p *core.Packet, seq uint16, repair bool, out c
 
 	if ext < b.next {
 		if sl := b.slot(ext); sl.ext == ext && sl.state == slotReleased {
-			s.duplicate.Inc()
+			b.env.duplicate.Inc()
 		} else {
-			s.late.Inc()
+			b.env.late.Inc()
 		}
 		p.Release()
 		return
@@ -138,20 +156,20 @@ func (b *buffer) insert(s *Stage, p *core.Packet, seq uint16, repair bool, out c
 	if ext < b.end {
 		sl := b.slot(ext)
 		if sl.ext != ext || (sl.state != slotMissing && sl.state != slotGone) {
-			s.duplicate.Inc()
+			b.env.duplicate.Inc()
 			p.Release()
 			return
 		}
 		sl.state, sl.pkt = slotHeld, p
 		b.missing--
 		if repair {
-			s.repaired.Inc()
+			b.env.repaired.Inc()
 			if !sl.askedAt.IsZero() {
-				s.sampleRepairDelay(s.env.Clock.Now().Sub(sl.askedAt))
+				b.env.repairDelay(b.env.now().Sub(sl.askedAt))
 			}
 		}
 		if ext == b.next {
-			b.release(s, out)
+			b.release(out)
 		}
 		return
 	}
@@ -168,48 +186,27 @@ func (b *buffer) insert(s *Stage, p *core.Packet, seq uint16, repair bool, out c
 	if ext >= b.end+size {
 		// Further ahead than the whole window: an outage or a jump in
 		// numbering. Release what is held and start from here.
-		b.flush(s, out)
+		b.flush(out)
 		b.next, b.end = ext, ext
 	}
 	for ext >= b.next+size {
-		b.forceHead(s, out)
+		b.forceHead(out)
 	}
 	b.fit(ext)
 	if ext > b.end {
-		now := s.env.Clock.Now()
-		deadline := now.Add(s.cfg.Latency)
-		retry := s.retryInterval()
-		ev := deadline
-		if retry > 0 && now.Add(retry).Before(ev) {
-			ev = now.Add(retry)
-		}
-		for e := b.end; e < ext; e++ {
-			sl := b.slot(e)
-			*sl = rslot{ext: e, state: slotMissing, deadline: deadline, retryAt: now.Add(retry), probe: probe}
-			b.missing++
-			if s.client != nil {
-				sl.askedAt = now
-				b.pending = append(b.pending, uint16(e))
-			}
-		}
-		if len(b.pending) > 0 && !b.dirty {
-			b.dirty = true
-			s.dirty = append(s.dirty, b)
-		}
-		b.noteEvent(ev)
-		s.schedule(b.nextEvent)
+		b.markMissing(b.end, ext, probe)
 	}
 	sl := b.slot(ext)
 	sl.ext, sl.state, sl.pkt = ext, slotHeld, p
 	b.end = ext + 1
 	if b.next == ext {
-		b.release(s, out)
+		b.release(out)
 	}
 }
 
 // release emits held packets from the head, skipping gaps the cloud said
 // are gone, until the first gap still worth waiting for.
-func (b *buffer) release(s *Stage, out core.Output) {
+func (b *buffer) release(out core.Output) {
 	for b.next < b.end {
 		sl := b.slot(b.next)
 		switch sl.state {
@@ -217,7 +214,7 @@ func (b *buffer) release(s *Stage, out core.Output) {
 			out.Emit(sl.pkt)
 			sl.pkt, sl.state = nil, slotReleased
 		case slotGone:
-			b.skip(s, sl)
+			b.skip(sl)
 		default:
 			return
 		}
@@ -227,9 +224,9 @@ func (b *buffer) release(s *Stage, out core.Output) {
 
 // skip gives up a missing or gone slot; a probe that came to nothing is
 // no loss and is not counted.
-func (b *buffer) skip(s *Stage, sl *rslot) {
+func (b *buffer) skip(sl *rslot) {
 	if !sl.probe {
-		s.gapSkipped.Inc()
+		b.env.gapSkipped.Inc()
 	}
 	sl.state = slotSkipped
 	b.missing--
@@ -239,34 +236,45 @@ func (b *buffer) skip(s *Stage, sl *rslot) {
 // at the end of a stream a lost last packet leaves no gap behind it, so it
 // would be lost unseen. The cloud repairs those it sent and says gone for
 // the rest, which are dropped uncounted.
-func (b *buffer) probeTail(s *Stage, n int) {
+func (b *buffer) probeTail(n int) {
 	if b.fresh || !b.started || b.end+int64(n)-b.next > b.max {
 		return
 	}
 	b.fit(b.end + int64(n) - 1)
-	now := s.env.Clock.Now()
-	deadline := now.Add(s.cfg.Latency)
-	retry := s.retryInterval()
+	b.markMissing(b.end, b.end+int64(n), true)
+	b.end += int64(n)
+}
+
+// markMissing marks [from, to) as gaps waiting for repair, asks for them
+// when something repairs, and asks for service by the first deadline or
+// retry among them. A probe gap may never have existed.
+func (b *buffer) markMissing(from, to int64, probe bool) {
+	now := b.env.now()
+	deadline := now.Add(b.env.latency)
+	retry := b.env.retry()
 	ev := deadline
 	if retry > 0 && now.Add(retry).Before(ev) {
 		ev = now.Add(retry)
 	}
-	for e := b.end; e < b.end+int64(n); e++ {
-		*b.slot(e) = rslot{ext: e, state: slotMissing, deadline: deadline, retryAt: now.Add(retry), askedAt: now, probe: true}
-		b.pending = append(b.pending, uint16(e))
+	for e := from; e < to; e++ {
+		sl := b.slot(e)
+		*sl = rslot{ext: e, state: slotMissing, deadline: deadline, retryAt: now.Add(retry), probe: probe}
+		if retry > 0 {
+			sl.askedAt = now
+			b.pending = append(b.pending, uint16(e))
+		}
 	}
-	b.end += int64(n)
-	b.missing += n
-	if !b.dirty {
+	b.missing += int(to - from)
+	if len(b.pending) > 0 && !b.dirty {
 		b.dirty = true
-		s.dirty = append(s.dirty, b)
+		b.env.nack(b)
 	}
 	b.noteEvent(ev)
-	s.schedule(b.nextEvent)
+	b.env.wake(b.nextEvent)
 }
 
 // forceHead moves the head on by one whatever it holds: the window is full.
-func (b *buffer) forceHead(s *Stage, out core.Output) {
+func (b *buffer) forceHead(out core.Output) {
 	if b.next == b.end {
 		b.end++
 	}
@@ -276,16 +284,16 @@ func (b *buffer) forceHead(s *Stage, out core.Output) {
 		out.Emit(sl.pkt)
 		sl.pkt, sl.state = nil, slotReleased
 	case slotMissing, slotGone:
-		s.overflow.Inc()
+		b.env.overflow.Inc()
 		sl.state = slotSkipped
 		b.missing--
 	}
 	b.next++
-	b.release(s, out)
+	b.release(out)
 }
 
 // flush releases everything held, in order, counting the gaps as skipped.
-func (b *buffer) flush(s *Stage, out core.Output) {
+func (b *buffer) flush(out core.Output) {
 	for ; b.next < b.end; b.next++ {
 		sl := b.slot(b.next)
 		switch sl.state {
@@ -294,7 +302,7 @@ func (b *buffer) flush(s *Stage, out core.Output) {
 			sl.pkt, sl.state = nil, slotReleased
 		case slotMissing, slotGone:
 			if !sl.probe {
-				s.gapSkipped.Inc()
+				b.env.gapSkipped.Inc()
 			}
 			sl.state = slotSkipped
 		}
@@ -304,7 +312,7 @@ func (b *buffer) flush(s *Stage, out core.Output) {
 
 // service skips the gaps at the head whose time is up, collects the gaps
 // due for another NACK into pending, and recomputes nextEvent.
-func (b *buffer) service(s *Stage, now time.Time, retry time.Duration, out core.Output) {
+func (b *buffer) service(now time.Time, retry time.Duration, out core.Output) {
 	for b.next < b.end {
 		sl := b.slot(b.next)
 		switch {
@@ -312,7 +320,7 @@ func (b *buffer) service(s *Stage, now time.Time, retry time.Duration, out core.
 			out.Emit(sl.pkt)
 			sl.pkt, sl.state = nil, slotReleased
 		case sl.state == slotGone || (sl.state == slotMissing && !now.Before(sl.deadline)):
-			b.skip(s, sl)
+			b.skip(sl)
 		default:
 			goto scan
 		}
@@ -347,7 +355,7 @@ scan:
 
 // markGone marks gaps the cloud no longer has, so they are skipped as soon
 // as they reach the head rather than at their deadline.
-func (b *buffer) markGone(s *Stage, seqs []uint16, out core.Output) {
+func (b *buffer) markGone(seqs []uint16, out core.Output) {
 	if b.fresh {
 		return
 	}
@@ -360,5 +368,5 @@ func (b *buffer) markGone(s *Stage, seqs []uint16, out core.Output) {
 			sl.state = slotGone
 		}
 	}
-	b.release(s, out)
+	b.release(out)
 }

@@ -84,6 +84,7 @@ type Stage struct {
 	repairs chan *core.Packet          // from the client's readers; Stream unset
 	gones   chan gone
 
+	benv        bufferEnv // what every buffer is built with
 	streams     map[*core.Stream]*buffer
 	bySSRC      map[uint32]*buffer
 	dirty       []*buffer // buffers with NACKs pending
@@ -113,7 +114,7 @@ type gone struct {
 // New builds an rtp-reorder stage.
 func New(cfg *Config, env *core.Env) (core.Stage, error) {
 	m := env.Metrics
-	return &Stage{
+	s := &Stage{
 		cfg: cfg, env: env,
 		repairs:     make(chan *core.Packet, repairQueue),
 		gones:       make(chan gone, 256),
@@ -132,7 +133,21 @@ func New(cfg *Config, env *core.Env) (core.Stage, error) {
 		notRTP:      m.Drop("not_rtp"),
 		rttGauge:    m.Gauge("rtt_seconds"),
 		connGauge:   m.Gauge("repair_connected"),
-	}, nil
+	}
+	s.benv = bufferEnv{
+		now:         func() time.Time { return s.env.Clock.Now() },
+		latency:     cfg.Latency,
+		retry:       s.retryInterval,
+		wake:        s.schedule,
+		nack:        func(b *buffer) { s.dirty = append(s.dirty, b) },
+		repairDelay: s.sampleRepairDelay,
+		gapSkipped:  s.gapSkipped,
+		duplicate:   s.duplicate,
+		late:        s.late,
+		overflow:    s.overflow,
+		repaired:    s.repaired,
+	}
+	return s, nil
 }
 
 // Run reorders packets until in closes.
@@ -207,7 +222,7 @@ func (s *Stage) drainReplies(out core.Output) {
 // shutdown releases what is held, in order, and stops every helper.
 func (s *Stage) shutdown(out core.Output) {
 	for st, b := range s.streams {
-		b.flush(s, out)
+		b.flush(out)
 		delete(s.streams, st)
 		if b.endPkt != nil {
 			out.Emit(b.endPkt)
@@ -285,7 +300,7 @@ func (s *Stage) handle(p *core.Packet, out core.Output) {
 		// Hold the end until the open gaps are repaired, gone or due.
 		// The last packets themselves may be lost too: ask past them.
 		if s.client != nil {
-			b.probeTail(s, tailProbes)
+			b.probeTail(tailProbes)
 		}
 		b.endPkt = p
 		s.maybeFinish(b, out)
@@ -311,7 +326,7 @@ func (s *Stage) handle(p *core.Packet, out core.Output) {
 			s.wantInit(b)
 		}
 	}
-	b.insert(s, p, seq, false, out)
+	b.insert(p, seq, false, out)
 }
 
 // missedStart reports whether pkt, the first packet seen of an SSRC, shows
@@ -338,14 +353,14 @@ func (s *Stage) handleRepair(p *core.Packet, out core.Output) {
 		return
 	}
 	p.Stream = b.stream
-	b.insert(s, p, seq, true, out)
+	b.insert(p, seq, true, out)
 	s.maybeFinish(b, out)
 }
 
 func (s *Stage) handleGone(g gone, out core.Output) {
 	s.gonesRecv.Add(float64(len(g.seqs)))
 	if b := s.bySSRC[g.ssrc]; b != nil {
-		b.markGone(s, g.seqs, out)
+		b.markGone(g.seqs, out)
 		s.maybeFinish(b, out)
 	}
 }
@@ -362,13 +377,13 @@ func (s *Stage) maybeFinish(b *buffer, out core.Output) {
 func (s *Stage) finishEnd(b *buffer, out core.Output) {
 	end := b.endPkt
 	b.endPkt = nil
-	b.flush(s, out)
+	b.flush(out)
 	s.dropBuffer(b)
 	out.Emit(end)
 }
 
 func (s *Stage) newBuffer(st *core.Stream) *buffer {
-	b := newBuffer(st, s.cfg.MaxPackets)
+	b := newBuffer(&s.benv, st, s.cfg.MaxPackets)
 	s.streams[st] = b
 	return b
 }
@@ -435,7 +450,7 @@ func (s *Stage) dropBuffer(b *buffer) {
 // with a new one): what the old one held is released first.
 func (s *Stage) restart(b *buffer, ssrc uint32, out core.Output) {
 	if b.started {
-		b.flush(s, out)
+		b.flush(out)
 		if s.bySSRC[b.ssrc] == b {
 			delete(s.bySSRC, b.ssrc)
 			if s.client != nil {
@@ -549,7 +564,7 @@ func (s *Stage) service(out core.Output) {
 	var next time.Time
 	for _, b := range s.streams {
 		if b.missing > 0 && !b.nextEvent.After(now) {
-			b.service(s, now, retry, out)
+			b.service(now, retry, out)
 			if len(b.pending) > 0 {
 				if s.client.Nack(b.ssrc, b.pending) == nil {
 					s.nacksSent.Add(float64(len(b.pending)))

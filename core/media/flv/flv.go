@@ -120,11 +120,6 @@ type VideoInfo struct {
 	Enhanced   bool  // enhanced RTMP (FourCC) header
 }
 
-// IsKeyframe reports a keyframe that is not a sequence header.
-func (v VideoInfo) IsKeyframe() bool {
-	return v.FrameType == FrameKey && v.PacketType != AVCSequenceHeader
-}
-
 // IsSequenceHeader reports a codec configuration record.
 func (v VideoInfo) IsSequenceHeader() bool { return v.PacketType == AVCSequenceHeader }
 

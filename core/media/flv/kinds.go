@@ -39,15 +39,11 @@ func InitKindOf(typ uint8, body []byte) InitKind {
 }
 
 // IsVideoKeyframe reports a video tag body that is a keyframe a decoder can
-// start from: not a sequence header and not an AVC end of sequence (which
-// also carries the keyframe flag).
+// start from: frame type 1 carrying a picture, so neither a sequence header
+// nor an AVC end of sequence (both also carry the keyframe flag). It is the
+// one keyframe rule: a GOP cache starts at one, time to first frame ends at
+// one. ParseVideo gives codecs without packet types AVCNALU.
 func IsVideoKeyframe(body []byte) bool {
 	v, ok := ParseVideo(body)
-	if !ok || v.FrameType != FrameKey {
-		return false
-	}
-	if v.Codec == CodecAVC || v.Codec == CodecHEVC || v.Enhanced {
-		return v.PacketType == AVCNALU
-	}
-	return true
+	return ok && v.FrameType == FrameKey && v.PacketType == AVCNALU
 }
