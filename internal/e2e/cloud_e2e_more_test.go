@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"sync"
 	"syscall"
 	"testing"
@@ -17,9 +18,11 @@ import (
 	"github.com/mediapipe/mediapipe/core"
 	"github.com/mediapipe/mediapipe/core/media/rtpann"
 	"github.com/mediapipe/mediapipe/core/media/rtpflv"
+	"github.com/mediapipe/mediapipe/core/media/rtpheader"
 	"github.com/mediapipe/mediapipe/core/media/rtx"
 	"github.com/mediapipe/mediapipe/internal/testmedia"
 	"github.com/mediapipe/mediapipe/internal/testrun"
+	"github.com/mediapipe/mediapipe/stages/rtpfragmenter"
 )
 
 // cloudOnly is one cloud pipeline and a plain UDP socket standing in for
@@ -83,6 +86,18 @@ type wire struct {
 	problem error // the first datagram that broke the contract
 }
 
+// fragmenterDefault is the default of one rtp-fragmenter parameter, read from
+// the stage's spec so the test follows the one place the number is written.
+func fragmenterDefault(name string) int {
+	for _, p := range core.ParamsOf(rtpfragmenter.Config{}) {
+		if p.Name == name {
+			n, _ := strconv.Atoi(p.Default)
+			return n
+		}
+	}
+	panic("rtp-fragmenter has no parameter " + name)
+}
+
 func listenWire(t *testing.T) *wire {
 	t.Helper()
 	conn, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
@@ -128,18 +143,18 @@ func (w *wire) read(done chan struct{}) {
 				w.byes[b] = true
 			}
 		case rtpann.RTP:
-			ssrc := rtpann.SSRC(pkt)
+			ssrc := rtpheader.SSRC(pkt)
 			if _, ok := w.names[ssrc]; !ok {
 				w.fail(fmt.Errorf("RTP of SSRC %#x before an SDES named it", ssrc))
 			}
-			if pt := rtpann.PayloadType(pkt); pt != rtpflv.DefaultPayloadType {
-				w.fail(fmt.Errorf("payload type %d, want %d", pt, rtpflv.DefaultPayloadType))
+			if pt := rtpheader.PayloadType(pkt); int(pt) != fragmenterDefault("payload_type") {
+				w.fail(fmt.Errorf("payload type %d, want %d", pt, fragmenterDefault("payload_type")))
 			}
 			if w.pkts[ssrc] == nil {
 				w.pkts[ssrc] = map[uint16][]byte{}
 				w.reasm[ssrc] = &rtpflv.Reassembler{}
 			}
-			w.pkts[ssrc][rtpann.Seq(pkt)] = bytes.Clone(pkt)
+			w.pkts[ssrc][rtpheader.Seq(pkt)] = bytes.Clone(pkt)
 			w.count[ssrc]++
 			if tag := w.reasm[ssrc].Push(pkt); tag != nil {
 				w.tags[ssrc] = append(w.tags[ssrc], bytes.Clone(tag))
@@ -463,7 +478,8 @@ func TestCloudBigKeyframes(t *testing.T) {
 	for _, tag := range want {
 		biggest = max(biggest, len(tag))
 	}
-	if frags := (biggest + rtpflv.DefaultMaxPayload - 1) / rtpflv.DefaultMaxPayload; frags <= core.DefaultQueue {
+	maxPayload := fragmenterDefault("max_payload")
+	if frags := (biggest + maxPayload - 1) / maxPayload; frags <= core.DefaultQueue {
 		t.Fatalf("largest tag %d B is only %d fragments: the clip does not exercise the queue", biggest, frags)
 	}
 	p := testmedia.Push(t, context.Background(), clip, c.url("live/noise"), true)

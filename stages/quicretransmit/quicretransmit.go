@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/mediapipe/mediapipe/core"
+	"github.com/mediapipe/mediapipe/core/media/rtpheader"
 	"github.com/mediapipe/mediapipe/core/media/rtx"
 )
 
@@ -207,11 +208,11 @@ func (s *Stage) handle(p *core.Packet, out core.Output) {
 			st = &streamState{}
 			s.streams[p.Stream] = st
 		}
-		seq, ssrc, ok := rtx.RTPSeqSSRC(p.Data)
-		if !ok {
+		if _, _, err := rtpheader.Check(p.Data); err != nil {
 			s.notRTP.Inc()
 			break
 		}
+		seq, ssrc := rtpheader.Seq(p.Data), rtpheader.SSRC(p.Data)
 		if st.ring == nil || st.ssrc != ssrc {
 			if st.ring != nil {
 				s.end(st.ssrc)

@@ -17,7 +17,7 @@ import (
 
 	"github.com/mediapipe/mediapipe/core"
 	"github.com/mediapipe/mediapipe/core/media/flv"
-	"github.com/mediapipe/mediapipe/core/media/rtpann"
+	"github.com/mediapipe/mediapipe/core/media/rtpheader"
 	"github.com/mediapipe/mediapipe/core/media/rtx"
 )
 
@@ -299,12 +299,12 @@ func (s *Stage) handle(p *core.Packet, out core.Output) {
 	if b == nil { // joined without seeing the start
 		b = s.newBuffer(p.Stream)
 	}
-	seq, ssrc, ok := rtx.RTPSeqSSRC(p.Data)
-	if !ok {
+	if _, _, err := rtpheader.Check(p.Data); err != nil {
 		s.notRTP.Inc()
 		p.Release()
 		return
 	}
+	seq, ssrc := rtpheader.Seq(p.Data), rtpheader.SSRC(p.Data)
 	if !b.started || b.ssrc != ssrc {
 		s.restart(b, ssrc, out)
 		if missedStart(p.Data) {
@@ -320,7 +320,7 @@ func (s *Stage) handle(p *core.Packet, out core.Output) {
 // packet. A lost first packet makes this say so too, at the cost of one
 // fetch.
 func missedStart(pkt []byte) bool {
-	start, end, err := rtpann.CheckRTP(pkt)
+	start, end, err := rtpheader.Check(pkt)
 	if err != nil || end-start < flv.HeaderSize {
 		return true
 	}
@@ -330,15 +330,17 @@ func missedStart(pkt []byte) bool {
 }
 
 func (s *Stage) handleRepair(p *core.Packet, out core.Output) {
-	seq, ssrc, ok := rtx.RTPSeqSSRC(p.Data)
-	b := s.bySSRC[ssrc]
-	if !ok || b == nil {
+	var b *buffer
+	if _, _, err := rtpheader.Check(p.Data); err == nil {
+		b = s.bySSRC[rtpheader.SSRC(p.Data)]
+	}
+	if b == nil {
 		s.late.Inc()
 		p.Release()
 		return
 	}
 	p.Stream = b.stream
-	b.insert(s, p, seq, true, out)
+	b.insert(s, p, rtpheader.Seq(p.Data), true, out)
 	s.maybeFinish(b, out)
 }
 

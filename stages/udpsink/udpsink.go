@@ -16,6 +16,7 @@ import (
 
 	"github.com/mediapipe/mediapipe/core"
 	"github.com/mediapipe/mediapipe/core/media/rtpann"
+	"github.com/mediapipe/mediapipe/core/media/rtpheader"
 	"github.com/mediapipe/mediapipe/internal/udpbatch"
 )
 
@@ -347,7 +348,7 @@ func (s *Stage) handle(p *core.Packet) {
 		p.Release()
 		return
 	}
-	start, end, err := rtpann.CheckRTP(p.Data)
+	start, end, err := rtpheader.Check(p.Data)
 	if err != nil || rtpann.Classify(p.Data) != rtpann.RTP {
 		s.badRTP.Inc()
 		p.Release()
@@ -361,17 +362,17 @@ func (s *Stage) handle(p *core.Packet) {
 			s.lastStream = nil
 			s.active.Set(float64(len(s.streams)))
 		}
-		ssrc := rtpann.SSRC(p.Data)
+		ssrc := rtpheader.SSRC(p.Data)
 		if !ss.known || ss.ssrc != ssrc {
 			// The stream's first packet (or a new SSRC): announce first, so a
 			// receiver can name the SSRC before any of its RTP arrives.
 			*ss = streamState{ssrc: ssrc, known: true, ann: ss.ann, unnamable: ss.unnamable}
-			ss.lastTS, ss.lastWall = rtpann.Timestamp(p.Data), s.now
+			ss.lastTS, ss.lastWall = rtpheader.Timestamp(p.Data), s.now
 			s.announce(p.Stream, ss)
 		}
 		ss.packets++
 		ss.octets += uint32(end - start)
-		ss.lastTS = rtpann.Timestamp(p.Data)
+		ss.lastTS = rtpheader.Timestamp(p.Data)
 		ss.lastWall = s.now
 	}
 	s.add(p.Data, p)

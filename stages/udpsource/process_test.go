@@ -6,6 +6,7 @@ import (
 
 	"github.com/mediapipe/mediapipe/core"
 	"github.com/mediapipe/mediapipe/core/media/rtpann"
+	"github.com/mediapipe/mediapipe/core/media/rtpheader"
 	"github.com/mediapipe/mediapipe/core/stagetest"
 )
 
@@ -82,7 +83,7 @@ func FuzzDatagram(f *testing.F) {
 		}
 		for _, p := range out.Packets() {
 			if p.Event == core.EventData {
-				if rtpann.Classify(p.Data) != rtpann.RTP || rtpann.PayloadType(p.Data) != 100 {
+				if rtpann.Classify(p.Data) != rtpann.RTP || rtpheader.PayloadType(p.Data) != 100 {
 					t.Fatalf("emitted a non-RTP or wrong-PT datagram %x", p.Data)
 				}
 			}

@@ -26,6 +26,7 @@ import (
 
 	"github.com/mediapipe/mediapipe/core"
 	"github.com/mediapipe/mediapipe/core/media/rtpann"
+	"github.com/mediapipe/mediapipe/core/media/rtpheader"
 	"github.com/mediapipe/mediapipe/internal/udpbatch"
 )
 
@@ -355,15 +356,15 @@ func (s *Stage) datagram(p *core.Packet, from netip.AddrPort, now time.Time, ing
 		s.junk.Inc()
 		return false
 	}
-	if _, _, err := rtpann.CheckRTP(b); err != nil {
+	if _, _, err := rtpheader.Check(b); err != nil {
 		s.junk.Inc()
 		return false
 	}
-	if int(rtpann.PayloadType(b)) != s.cfg.PayloadType {
+	if int(rtpheader.PayloadType(b)) != s.cfg.PayloadType {
 		s.badPT.Inc()
 		return false
 	}
-	ssrc := rtpann.SSRC(b)
+	ssrc := rtpheader.SSRC(b)
 	src := s.sources[ssrc]
 	switch {
 	case src == nil:
@@ -383,7 +384,7 @@ func (s *Stage) datagram(p *core.Packet, from netip.AddrPort, now time.Time, ing
 		s.foreign.Inc()
 		return false
 	}
-	p.Timestamp = rtpann.Timestamp(b)
+	p.Timestamp = rtpheader.Timestamp(b)
 	p.Ingest = ingest
 	if src.stream == nil {
 		src.hits++

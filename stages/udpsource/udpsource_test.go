@@ -11,6 +11,7 @@ import (
 
 	"github.com/mediapipe/mediapipe/core"
 	"github.com/mediapipe/mediapipe/core/media/rtpann"
+	"github.com/mediapipe/mediapipe/core/media/rtpheader"
 	"github.com/mediapipe/mediapipe/core/stagetest"
 	"github.com/mediapipe/mediapipe/stages/udpsink"
 )
@@ -131,8 +132,8 @@ func checkData(t testing.TB, got []stagetest.Captured, st *core.Stream, want [][
 		if !bytes.Equal(data[i].Data, want[i]) {
 			t.Fatalf("stream %s: packet %d differs (%d bytes, want %d)", st.Name, i, len(data[i].Data), len(want[i]))
 		}
-		if data[i].Timestamp != rtpann.Timestamp(want[i]) {
-			t.Fatalf("packet %d: Timestamp %d, want the RTP timestamp %d", i, data[i].Timestamp, rtpann.Timestamp(want[i]))
+		if data[i].Timestamp != rtpheader.Timestamp(want[i]) {
+			t.Fatalf("packet %d: Timestamp %d, want the RTP timestamp %d", i, data[i].Timestamp, rtpheader.Timestamp(want[i]))
 		}
 	}
 }

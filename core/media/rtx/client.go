@@ -14,6 +14,7 @@ import (
 
 	"github.com/mediapipe/mediapipe/core"
 	"github.com/mediapipe/mediapipe/core/media/nack"
+	"github.com/mediapipe/mediapipe/core/media/rtpheader"
 )
 
 var (
@@ -371,9 +372,8 @@ func (s *session) readReplies(ssrc uint32, rs *repairStream) {
 		}
 		switch typ {
 		case FrameRepair:
-			seq, pssrc, ok := RTPSeqSSRC(payload)
-			if ok && cfg.OnRepair != nil {
-				cfg.OnRepair(pssrc, seq, payload)
+			if _, _, err := rtpheader.Check(payload); err == nil && cfg.OnRepair != nil {
+				cfg.OnRepair(rtpheader.SSRC(payload), rtpheader.Seq(payload), payload)
 			}
 		case FrameGone, FrameRefused:
 			entries, err = nack.Unmarshal(payload, entries[:0])

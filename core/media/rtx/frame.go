@@ -335,23 +335,3 @@ func ParseInit(b []byte) (Init, error) {
 	r.Tags = core.InitTags{Metadata: tags[0], Video: tags[1], Audio: tags[2]}
 	return r, nil
 }
-
-// RTPSeqSSRC reads the sequence number and SSRC of a marshalled RTP packet,
-// checking the version and that the fixed header, CSRCs and header extension
-// fit.
-func RTPSeqSSRC(b []byte) (seq uint16, ssrc uint32, ok bool) {
-	if len(b) < 12 || b[0]>>6 != 2 {
-		return 0, 0, false
-	}
-	n := 12 + 4*int(b[0]&0x0f)
-	if b[0]&0x10 != 0 {
-		if len(b) < n+4 {
-			return 0, 0, false
-		}
-		n += 4 + 4*(int(b[n+2])<<8|int(b[n+3]))
-	}
-	if len(b) < n {
-		return 0, 0, false
-	}
-	return binary.BigEndian.Uint16(b[2:]), binary.BigEndian.Uint32(b[8:]), true
-}

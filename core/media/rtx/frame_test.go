@@ -102,18 +102,6 @@ func TestFrameReaderLimits(t *testing.T) {
 	}
 }
 
-func TestRTPSeqSSRC(t *testing.T) {
-	p := pkt(0xabcd, 0x01020304, 10)
-	if seq, ssrc, ok := RTPSeqSSRC(p); !ok || seq != 0xabcd || ssrc != 0x01020304 {
-		t.Fatalf("%x %x %v", seq, ssrc, ok)
-	}
-	for _, bad := range [][]byte{nil, p[:11], {0x40, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}, {0x8f, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}, {0x90, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1}} {
-		if _, _, ok := RTPSeqSSRC(bad); ok {
-			t.Fatalf("accepted % x", bad)
-		}
-	}
-}
-
 // FuzzFrames feeds arbitrary bytes through the reader and every parser: no
 // panic, no allocation beyond the limit.
 func FuzzFrames(f *testing.F) {
@@ -142,7 +130,6 @@ func FuzzFrames(f *testing.F) {
 			case FrameInit:
 				_, _ = ParseInit(p)
 			}
-			_, _, _ = RTPSeqSSRC(p)
 		}
 	})
 }
