@@ -16,7 +16,7 @@ import (
 	"time"
 
 	"github.com/mediapipe/mediapipe/core"
-	"github.com/mediapipe/mediapipe/core/media/rtpann"
+	"github.com/mediapipe/mediapipe/core/media/announce"
 	"github.com/mediapipe/mediapipe/core/media/rtpflv"
 	"github.com/mediapipe/mediapipe/core/media/rtpheader"
 	"github.com/mediapipe/mediapipe/core/media/rtx"
@@ -120,7 +120,7 @@ func listenWire(t *testing.T) *wire {
 func (w *wire) read(done chan struct{}) {
 	defer close(done)
 	buf := make([]byte, 70000)
-	var report rtpann.Report
+	var report announce.Report
 	for {
 		n, err := w.conn.Read(buf)
 		if err != nil {
@@ -128,9 +128,9 @@ func (w *wire) read(done chan struct{}) {
 		}
 		pkt := buf[:n]
 		w.mu.Lock()
-		switch rtpann.Classify(pkt) {
-		case rtpann.RTCP:
-			if err := rtpann.Parse(pkt, &report); err != nil {
+		switch announce.Classify(pkt) {
+		case announce.RTCP:
+			if err := announce.Parse(pkt, &report); err != nil {
 				w.fail(fmt.Errorf("RTCP that does not parse: %w", err))
 				break
 			}
@@ -142,7 +142,7 @@ func (w *wire) read(done chan struct{}) {
 			for _, b := range report.Byes {
 				w.byes[b] = true
 			}
-		case rtpann.RTP:
+		case announce.RTP:
 			ssrc := rtpheader.SSRC(pkt)
 			if _, ok := w.names[ssrc]; !ok {
 				w.fail(fmt.Errorf("RTP of SSRC %#x before an SDES named it", ssrc))

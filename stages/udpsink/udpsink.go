@@ -15,7 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/mediapipe/mediapipe/core"
-	"github.com/mediapipe/mediapipe/core/media/rtpann"
+	"github.com/mediapipe/mediapipe/core/media/announce"
 	"github.com/mediapipe/mediapipe/core/media/rtpheader"
 	"github.com/mediapipe/mediapipe/internal/udpbatch"
 )
@@ -153,8 +153,8 @@ func newStage(cfg *Config, env *core.Env) *Stage {
 		host = "localhost"
 	}
 	cname := "mediapipe@" + host
-	if len(cname) > rtpann.MaxNameLen {
-		cname = cname[:rtpann.MaxNameLen]
+	if len(cname) > announce.MaxNameLen {
+		cname = cname[:announce.MaxNameLen]
 	}
 	s := &Stage{
 		cfg:      *cfg,
@@ -349,7 +349,7 @@ func (s *Stage) handle(p *core.Packet) {
 		return
 	}
 	start, end, err := rtpheader.Check(p.Data)
-	if err != nil || rtpann.Classify(p.Data) != rtpann.RTP {
+	if err != nil || announce.Classify(p.Data) != announce.RTP {
 		s.badRTP.Inc()
 		p.Release()
 		return
@@ -393,9 +393,9 @@ func (s *Stage) add(b []byte, p *core.Packet) {
 // rewritten before the batch holding it is sent (announceAll flushes first).
 func (s *Stage) announce(st *core.Stream, ss *streamState) {
 	now := s.env.Clock.Now()
-	sender := rtpann.Sender{
+	sender := announce.Sender{
 		SSRC:    ss.ssrc,
-		NTP:     rtpann.NTP(now),
+		NTP:     announce.NTP(now),
 		RTPTime: ss.lastTS + uint32(now.Sub(ss.lastWall).Milliseconds()), // 1 kHz clock: FLV ms
 		Packets: ss.packets,
 		Octets:  ss.octets,
@@ -403,7 +403,7 @@ func (s *Stage) announce(st *core.Stream, ss *streamState) {
 	if ss.unnamable {
 		return
 	}
-	b, err := rtpann.AppendAnnounce(ss.ann[:0], sender, s.cname, st.Name)
+	b, err := announce.AppendAnnounce(ss.ann[:0], sender, s.cname, st.Name)
 	if err != nil {
 		// Once per stream: its name will not fit SDES any better in a second.
 		ss.unnamable = true
@@ -419,7 +419,7 @@ func (s *Stage) bye(st *core.Stream, ss *streamState) {
 	if !ss.known {
 		return
 	}
-	b, err := rtpann.AppendBye(nil, ss.ssrc, "stream ended")
+	b, err := announce.AppendBye(nil, ss.ssrc, "stream ended")
 	if err != nil {
 		s.env.Log.Warn("udp-sink: cannot say bye", "stream", st.Name, "err", err)
 		return

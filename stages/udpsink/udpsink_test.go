@@ -10,7 +10,7 @@ import (
 	"github.com/pion/rtp"
 
 	"github.com/mediapipe/mediapipe/core"
-	"github.com/mediapipe/mediapipe/core/media/rtpann"
+	"github.com/mediapipe/mediapipe/core/media/announce"
 	"github.com/mediapipe/mediapipe/core/stagetest"
 )
 
@@ -69,10 +69,10 @@ func read(t testing.TB, c *net.UDPConn) []byte {
 	return buf[:n]
 }
 
-func parseRTCP(t testing.TB, b []byte) rtpann.Report {
+func parseRTCP(t testing.TB, b []byte) announce.Report {
 	t.Helper()
-	var r rtpann.Report
-	if err := rtpann.Parse(b, &r); err != nil {
+	var r announce.Report
+	if err := announce.Parse(b, &r); err != nil {
 		t.Fatalf("want RTCP, got %d bytes (%x...): %v", len(b), b[:min(len(b), 4)], err)
 	}
 	return r

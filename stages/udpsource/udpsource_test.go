@@ -10,7 +10,7 @@ import (
 	"github.com/pion/rtp"
 
 	"github.com/mediapipe/mediapipe/core"
-	"github.com/mediapipe/mediapipe/core/media/rtpann"
+	"github.com/mediapipe/mediapipe/core/media/announce"
 	"github.com/mediapipe/mediapipe/core/media/rtpheader"
 	"github.com/mediapipe/mediapipe/core/stagetest"
 	"github.com/mediapipe/mediapipe/stages/udpsink"
@@ -331,7 +331,7 @@ func TestHeldUntilNamed(t *testing.T) {
 	}
 	// Datagrams from one socket on loopback keep their order: these five
 	// reach the source before the SDES below.
-	ann, err := rtpann.AppendAnnounce(nil, rtpann.Sender{SSRC: 42}, "test", "live/late")
+	ann, err := announce.AppendAnnounce(nil, announce.Sender{SSRC: 42}, "test", "live/late")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package rtpann
+package announce
 
 import (
 	"errors"

@@ -1,7 +1,6 @@
-// Package rtpann classifies RTP/RTCP datagrams muxed on one port (RFC 5761)
-// and builds and parses the RTCP stream announcement (SR + SDES NAME, BYE).
-// Pure bytes: no I/O, no goroutines.
-package rtpann
+// Package announce tells RTP from RTCP muxed on one port (RFC 5761) and builds
+// and parses the RTCP stream announcement (SR + SDES NAME, BYE); pure bytes.
+package announce
 
 import (
 	"errors"
@@ -112,10 +111,10 @@ type Naming struct {
 // NAME = name) announcing s to dst.
 func AppendAnnounce(dst []byte, s Sender, cname, name string) ([]byte, error) {
 	if !ValidName(name) {
-		return dst, fmt.Errorf("rtpann: stream name %q cannot go in SDES", name)
+		return dst, fmt.Errorf("announce: stream name %q cannot go in SDES", name)
 	}
 	if len(cname) == 0 || len(cname) > MaxNameLen {
-		return dst, fmt.Errorf("rtpann: CNAME must be 1–%d bytes", MaxNameLen)
+		return dst, fmt.Errorf("announce: CNAME must be 1–%d bytes", MaxNameLen)
 	}
 	b, err := rtcp.Marshal([]rtcp.Packet{
 		&rtcp.SenderReport{SSRC: s.SSRC, NTPTime: s.NTP, RTPTime: s.RTPTime, PacketCount: s.Packets, OctetCount: s.Octets},
@@ -128,7 +127,7 @@ func AppendAnnounce(dst []byte, s Sender, cname, name string) ([]byte, error) {
 		}}},
 	})
 	if err != nil {
-		return dst, fmt.Errorf("rtpann: marshal announcement: %w", err)
+		return dst, fmt.Errorf("announce: marshal announcement: %w", err)
 	}
 	return append(dst, b...), nil
 }
@@ -145,7 +144,7 @@ func AppendBye(dst []byte, ssrc uint32, reason string) ([]byte, error) {
 		&rtcp.Goodbye{Sources: []uint32{ssrc}, Reason: reason},
 	})
 	if err != nil {
-		return dst, fmt.Errorf("rtpann: marshal bye: %w", err)
+		return dst, fmt.Errorf("announce: marshal bye: %w", err)
 	}
 	return append(dst, b...), nil
 }
@@ -163,7 +162,7 @@ func (r *Report) Reset() {
 }
 
 // ErrNotRTCP is returned by Parse for a datagram that is not RTCP.
-var ErrNotRTCP = errors.New("rtpann: not an RTCP datagram")
+var ErrNotRTCP = errors.New("announce: not an RTCP datagram")
 
 // Parse reads a (compound) RTCP datagram into r, which it resets first.
 // Packet types other than SR, SDES and BYE are skipped. Names are not
@@ -175,7 +174,7 @@ func Parse(b []byte, r *Report) error {
 	}
 	pkts, err := rtcp.Unmarshal(b)
 	if err != nil {
-		return fmt.Errorf("rtpann: %w", err)
+		return fmt.Errorf("announce: %w", err)
 	}
 	for _, p := range pkts {
 		switch p := p.(type) {
