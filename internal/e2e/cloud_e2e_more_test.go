@@ -17,6 +17,7 @@ import (
 
 	"github.com/mediapipe/mediapipe/core"
 	"github.com/mediapipe/mediapipe/core/media/announce"
+	"github.com/mediapipe/mediapipe/core/media/repairwire"
 	"github.com/mediapipe/mediapipe/core/media/rtpflv"
 	"github.com/mediapipe/mediapipe/core/media/rtpheader"
 	"github.com/mediapipe/mediapipe/core/media/rtx"
@@ -404,7 +405,7 @@ func TestCloudRepairFromWire(t *testing.T) {
 		t.Fatalf("edge with the token: %v (last error %v)", err, cl.LastError())
 	}
 	list, err := cl.Streams(ctx)
-	if err != nil || !slices.Contains(list, rtx.StreamInfo{SSRC: ssrc, Name: "live/rep"}) {
+	if err != nil || !slices.Contains(list, repairwire.StreamInfo{SSRC: ssrc, Name: "live/rep"}) {
 		t.Fatalf("stream list %v, %v; want live/rep on %#x", list, err, ssrc)
 	}
 	if err := cl.Nack(ssrc, slices.Clone(seqs)); err != nil {

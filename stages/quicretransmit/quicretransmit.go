@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/mediapipe/mediapipe/core"
+	"github.com/mediapipe/mediapipe/core/media/repairwire"
 	"github.com/mediapipe/mediapipe/core/media/rtpheader"
 	"github.com/mediapipe/mediapipe/core/media/rtx"
 )
@@ -43,8 +44,8 @@ func (c *Config) Validate() error {
 	if (c.Cert == "") != (c.Key == "") {
 		return errors.New("cert: cert and key must be given together")
 	}
-	if len(c.Token) > rtx.MaxTokenLen {
-		return fmt.Errorf("token: longer than %d bytes", rtx.MaxTokenLen)
+	if len(c.Token) > repairwire.MaxTokenLen {
+		return fmt.Errorf("token: longer than %d bytes", repairwire.MaxTokenLen)
 	}
 	return nil
 }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/mediapipe/mediapipe/core"
+	"github.com/mediapipe/mediapipe/core/media/repairwire"
 	"github.com/mediapipe/mediapipe/core/media/rtx"
 	"github.com/mediapipe/mediapipe/core/stagetest"
 )
@@ -176,7 +177,7 @@ func TestRepairThroughStage(t *testing.T) {
 		t.Fatalf("init %+v %v", tags, err)
 	}
 	list, err := c.Streams(ctx)
-	if err != nil || len(list) != 1 || list[0] != (rtx.StreamInfo{SSRC: ssrc, Name: "live/a"}) {
+	if err != nil || len(list) != 1 || list[0] != (repairwire.StreamInfo{SSRC: ssrc, Name: "live/a"}) {
 		t.Fatalf("streams %v %v", list, err)
 	}
 	if v := core.CounterValue(h.Env.Metrics.Counter("repaired_sent")); v != 2 {

@@ -17,6 +17,7 @@ import (
 
 	"github.com/mediapipe/mediapipe/core"
 	"github.com/mediapipe/mediapipe/core/media/flv"
+	"github.com/mediapipe/mediapipe/core/media/repairwire"
 	"github.com/mediapipe/mediapipe/core/media/rtpheader"
 	"github.com/mediapipe/mediapipe/core/media/rtx"
 )
@@ -40,8 +41,8 @@ func (c *Config) Validate() error {
 	if c.Retransmit == "" && c.Token != "" {
 		return errors.New("token: set without retransmit")
 	}
-	if len(c.Token) > rtx.MaxTokenLen {
-		return fmt.Errorf("token: longer than %d bytes", rtx.MaxTokenLen)
+	if len(c.Token) > repairwire.MaxTokenLen {
+		return fmt.Errorf("token: longer than %d bytes", repairwire.MaxTokenLen)
 	}
 	if c.CA != "" {
 		if _, err := rtx.ClientTLS(c.CA, "x"); err != nil {

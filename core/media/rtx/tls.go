@@ -12,6 +12,8 @@ import (
 	"math/big"
 	"os"
 	"time"
+
+	"github.com/mediapipe/mediapipe/core/media/repairwire"
 )
 
 // ServerTLS returns the server's TLS 1.3 config with ALPN: the certificate
@@ -36,7 +38,7 @@ func ServerTLS(certFile, keyFile string) (*tls.Config, error) {
 	}
 	return &tls.Config{
 		Certificates: []tls.Certificate{cert},
-		NextProtos:   []string{ALPN},
+		NextProtos:   []string{repairwire.ALPN},
 		MinVersion:   tls.VersionTLS13,
 	}, nil
 }
@@ -72,7 +74,7 @@ func SelfSigned(name string) (tls.Certificate, error) {
 // self-signed; the token authenticates). With caFile, the server must
 // present a certificate for serverName signed by it.
 func ClientTLS(caFile, serverName string) (*tls.Config, error) {
-	conf := &tls.Config{NextProtos: []string{ALPN}, MinVersion: tls.VersionTLS13, ServerName: serverName}
+	conf := &tls.Config{NextProtos: []string{repairwire.ALPN}, MinVersion: tls.VersionTLS13, ServerName: serverName}
 	if caFile == "" {
 		conf.InsecureSkipVerify = true
 		return conf, nil
