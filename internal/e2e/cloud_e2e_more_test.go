@@ -20,7 +20,7 @@ import (
 	"github.com/mediapipe/mediapipe/core/media/repairwire"
 	"github.com/mediapipe/mediapipe/core/media/rtpflv"
 	"github.com/mediapipe/mediapipe/core/media/rtpheader"
-	"github.com/mediapipe/mediapipe/core/media/rtx"
+	"github.com/mediapipe/mediapipe/internal/repair"
 	"github.com/mediapipe/mediapipe/internal/testmedia"
 	"github.com/mediapipe/mediapipe/internal/testrun"
 	"github.com/mediapipe/mediapipe/stages/rtpfragmenter"
@@ -354,8 +354,8 @@ func TestCloudRepairFromWire(t *testing.T) {
 		pkts map[uint16][]byte
 		gone []uint16
 	}
-	dial := func(tok string, g *got) *rtx.Client {
-		cl, err := rtx.Dial(rtx.ClientConfig{
+	dial := func(tok string, g *got) *repair.Client {
+		cl, err := repair.Dial(repair.ClientConfig{
 			Addr: c.rtx, Token: tok,
 			OnRepair: func(s uint32, seq uint16, pkt []byte) {
 				g.mu.Lock()
@@ -384,7 +384,7 @@ func TestCloudRepairFromWire(t *testing.T) {
 		strangers = append(strangers, g)
 		cl := dial(tok, g)
 		deadline := time.Now().Add(5 * time.Second)
-		for !errors.Is(cl.LastError(), rtx.ErrUnauthorized) {
+		for !errors.Is(cl.LastError(), repair.ErrUnauthorized) {
 			if time.Now().After(deadline) {
 				t.Fatalf("token %q: not refused (last error %v)", tok, cl.LastError())
 			}

@@ -19,7 +19,7 @@ import (
 	"github.com/mediapipe/mediapipe/core/media/flv"
 	"github.com/mediapipe/mediapipe/core/media/repairwire"
 	"github.com/mediapipe/mediapipe/core/media/rtpheader"
-	"github.com/mediapipe/mediapipe/core/media/rtx"
+	"github.com/mediapipe/mediapipe/internal/repair"
 )
 
 // Sample is an example [[pipeline.stage]] block for this stage.
@@ -45,7 +45,7 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("token: longer than %d bytes", repairwire.MaxTokenLen)
 	}
 	if c.CA != "" {
-		if _, err := rtx.ClientTLS(c.CA, "x"); err != nil {
+		if _, err := repair.ClientTLS(c.CA, "x"); err != nil {
 			return errors.New("ca: " + err.Error())
 		}
 	}
@@ -80,9 +80,9 @@ type Stage struct {
 	cfg *Config
 	env *core.Env
 
-	client  *rtx.Client
-	shared  atomic.Pointer[rtx.Client] // client, for other goroutines
-	repairs chan *core.Packet          // from the client's readers; Stream unset
+	client  *repair.Client
+	shared  atomic.Pointer[repair.Client] // client, for other goroutines
+	repairs chan *core.Packet             // from the client's readers; Stream unset
 	gones   chan gone
 
 	streams     map[*core.Stream]*buffer
@@ -141,7 +141,7 @@ func (s *Stage) Run(ctx context.Context, in <-chan *core.Packet, out core.Output
 	s.initCtx, s.initStop = context.WithCancel(ctx)
 	if s.cfg.Retransmit != "" {
 		s.connGauge.Set(0)
-		c, err := rtx.Dial(rtx.ClientConfig{
+		c, err := repair.Dial(repair.ClientConfig{
 			Addr: s.cfg.Retransmit, Token: s.cfg.Token, CAFile: s.cfg.CA, Log: s.env.Log,
 			OnRepair: s.onRepair,
 			OnGone:   s.onGone,

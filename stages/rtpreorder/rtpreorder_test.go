@@ -9,8 +9,8 @@ import (
 	"time"
 
 	"github.com/mediapipe/mediapipe/core"
-	"github.com/mediapipe/mediapipe/core/media/rtx"
 	"github.com/mediapipe/mediapipe/core/stagetest"
+	"github.com/mediapipe/mediapipe/internal/repair"
 	_ "github.com/mediapipe/mediapipe/stages/quicretransmit"
 )
 
@@ -209,16 +209,16 @@ func TestStreamsIndependent(t *testing.T) {
 }
 
 // cloud is a repair server on loopback.
-func cloud(t *testing.T, token string, cache int) *rtx.Server {
+func cloud(t *testing.T, token string, cache int) *repair.Server {
 	t.Helper()
 	srv, _ := cloudAt(t, "127.0.0.1:0", token, cache)
 	return srv
 }
 
 // cloudAt starts a repair server on addr; stop ends it (idempotent).
-func cloudAt(t *testing.T, addr, token string, cache int) (*rtx.Server, func()) {
+func cloudAt(t *testing.T, addr, token string, cache int) (*repair.Server, func()) {
 	t.Helper()
-	srv, err := rtx.NewServer(rtx.ServerConfig{Addr: addr, Token: token, CachePackets: cache})
+	srv, err := repair.NewServer(repair.ServerConfig{Addr: addr, Token: token, CachePackets: cache})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -50,10 +50,10 @@ func TestStrangerCannotEndOrTakeOver(t *testing.T) {
 		t.Fatal(err)
 	}
 	forged := [][]byte{
-		announcement(t, 1, "live/h"),             // the audit's repro: SR+SDES, SSRC 1, NAME live/h
+		announcement(t, 1, "live/h"),         // the audit's repro: SR+SDES, SSRC 1, NAME live/h
 		rtpPacket(t, 100, 1, 0, 0, 100),      // ... and RTP for SSRC 1, to look alive
 		rtpPacket(t, 100, 1, 1, 0, 100),      //
-		announcement(t, real, "live/evil"),       // rename the real SSRC
+		announcement(t, real, "live/evil"),   // rename the real SSRC
 		bye,                                  // end the real SSRC
 		rtpPacket(t, 100, real, 100, 0, 100), // inject into the real stream
 	}

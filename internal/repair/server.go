@@ -1,4 +1,6 @@
-package rtx
+// Package repair runs the edge↔cloud repair protocol (repairwire) over QUIC: a per-SSRC
+// packet cache ring, a Server that answers NACKs, a Client that asks, TLS and rate limits.
+package repair
 
 import (
 	"bufio"
@@ -143,7 +145,7 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 		cfg.Now = time.Now
 	}
 	if len(cfg.Token) > repairwire.MaxTokenLen {
-		return nil, fmt.Errorf("rtx: token longer than %d bytes", repairwire.MaxTokenLen)
+		return nil, fmt.Errorf("repair: token longer than %d bytes", repairwire.MaxTokenLen)
 	}
 	t, err := ServerTLS(cfg.CertFile, cfg.KeyFile)
 	if err != nil {
@@ -156,11 +158,11 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 func (s *Server) Listen() error {
 	ua, err := net.ResolveUDPAddr("udp", s.cfg.Addr)
 	if err != nil {
-		return fmt.Errorf("rtx: listen address %q: %w", s.cfg.Addr, err)
+		return fmt.Errorf("repair: listen address %q: %w", s.cfg.Addr, err)
 	}
 	udp, err := net.ListenUDP("udp", ua)
 	if err != nil {
-		return fmt.Errorf("rtx: listen on %s: %w", s.cfg.Addr, err)
+		return fmt.Errorf("repair: listen on %s: %w", s.cfg.Addr, err)
 	}
 	// A reset key that survives restarts lets a restarted server answer an
 	// old connection's packets with a stateless reset, so the edge notices
@@ -176,7 +178,7 @@ func (s *Server) Listen() error {
 	})
 	if err != nil {
 		_ = udp.Close()
-		return fmt.Errorf("rtx: listen on %s: %w", s.cfg.Addr, err)
+		return fmt.Errorf("repair: listen on %s: %w", s.cfg.Addr, err)
 	}
 	s.udp, s.tr, s.ln = udp, tr, ln
 	return nil
@@ -209,7 +211,7 @@ func (s *Server) Serve(ctx context.Context) error {
 			if ctx.Err() != nil || errors.Is(err, quic.ErrServerClosed) || errors.Is(err, net.ErrClosed) {
 				return nil
 			}
-			return fmt.Errorf("rtx: accept: %w", err)
+			return fmt.Errorf("repair: accept: %w", err)
 		}
 		s.mu.Lock()
 		if s.closed {

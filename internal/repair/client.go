@@ -1,4 +1,4 @@
-package rtx
+package repair
 
 import (
 	"context"
@@ -19,13 +19,13 @@ import (
 
 var (
 	// ErrNotConnected: no session to the server right now; ask again later.
-	ErrNotConnected = errors.New("rtx: not connected")
+	ErrNotConnected = errors.New("repair: not connected")
 	// ErrBusy: the request stream's send window is full; ask again later.
-	ErrBusy = errors.New("rtx: request stream busy")
+	ErrBusy = errors.New("repair: request stream busy")
 	// ErrUnauthorized: the server refused the token.
-	ErrUnauthorized = errors.New("rtx: server refused the token")
+	ErrUnauthorized = errors.New("repair: server refused the token")
 	// ErrClosed: the client was closed.
-	ErrClosed = errors.New("rtx: client closed")
+	ErrClosed = errors.New("repair: client closed")
 )
 
 // ClientConfig configures a Client. Zero durations take the defaults noted.
@@ -106,12 +106,12 @@ func Dial(cfg ClientConfig) (*Client, error) {
 		cfg.IdleTimeout = 5 * time.Second
 	}
 	if len(cfg.Token) > repairwire.MaxTokenLen {
-		return nil, fmt.Errorf("rtx: token longer than %d bytes", repairwire.MaxTokenLen)
+		return nil, fmt.Errorf("repair: token longer than %d bytes", repairwire.MaxTokenLen)
 	}
 	if cfg.ServerName == "" {
 		host, _, err := net.SplitHostPort(cfg.Addr)
 		if err != nil {
-			return nil, fmt.Errorf("rtx: server address %q: %w", cfg.Addr, err)
+			return nil, fmt.Errorf("repair: server address %q: %w", cfg.Addr, err)
 		}
 		cfg.ServerName = host
 	}
@@ -312,7 +312,7 @@ func (c *Client) Nack(ssrc uint32, seqs []uint16) error {
 		return ErrBusy
 	default:
 		s.dropRepair(ssrc, rs)
-		return fmt.Errorf("rtx: nack: %w", err)
+		return fmt.Errorf("repair: nack: %w", err)
 	}
 }
 
@@ -337,7 +337,7 @@ func (s *session) repairStream(ssrc uint32) (*repairStream, error) {
 	}
 	st, err := s.conn.OpenStream()
 	if err != nil {
-		return nil, fmt.Errorf("rtx: open request stream: %w", err)
+		return nil, fmt.Errorf("repair: open request stream: %w", err)
 	}
 	rs := &repairStream{st: st}
 	s.repair[ssrc] = rs
@@ -406,13 +406,13 @@ func (c *Client) request(ctx context.Context, frame []byte, want repairwire.Fram
 	}
 	st, err := s.conn.OpenStreamSync(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("rtx: open stream: %w", err)
+		return nil, fmt.Errorf("repair: open stream: %w", err)
 	}
 	defer st.CancelRead(0)
 	stop := context.AfterFunc(ctx, func() { _ = st.SetDeadline(time.Now()) })
 	defer stop()
 	if _, err := st.Write(frame); err != nil {
-		return nil, fmt.Errorf("rtx: send %s: %w", repairwire.FrameType(frame[0]), err)
+		return nil, fmt.Errorf("repair: send %s: %w", repairwire.FrameType(frame[0]), err)
 	}
 	_ = st.Close()
 	typ, payload, err := repairwire.NewFrameReader(st, repairwire.MaxReplyFrame).Next()
@@ -420,10 +420,10 @@ func (c *Client) request(ctx context.Context, frame []byte, want repairwire.Fram
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
-		return nil, fmt.Errorf("rtx: read reply: %w", err)
+		return nil, fmt.Errorf("repair: read reply: %w", err)
 	}
 	if typ != want {
-		return nil, fmt.Errorf("rtx: got %s, want %s", typ, want)
+		return nil, fmt.Errorf("repair: got %s, want %s", typ, want)
 	}
 	return payload, nil
 }
@@ -455,5 +455,5 @@ func (c *Client) Init(ctx context.Context, ssrc uint32, name string) (*core.Init
 	case repairwire.InitNone:
 		return nil, nil
 	}
-	return nil, fmt.Errorf("rtx: stream %q (ssrc %d) unknown to the server", name, ssrc)
+	return nil, fmt.Errorf("repair: stream %q (ssrc %d) unknown to the server", name, ssrc)
 }
