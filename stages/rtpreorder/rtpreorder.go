@@ -5,7 +5,6 @@ package rtpreorder
 import (
 	"context"
 	_ "embed"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"slices"
@@ -242,7 +241,7 @@ func (s *Stage) onRepair(_ uint32, _ uint16, pkt []byte) {
 	p := core.NewPacket(len(pkt))
 	copy(p.Data, pkt)
 	// As udp-source fills them for packets off the wire.
-	p.Timestamp = binary.BigEndian.Uint32(pkt[4:])
+	p.Timestamp = rtpheader.Timestamp(pkt)
 	p.Ingest = time.Now().UnixNano()
 	select {
 	case s.repairs <- p:
