@@ -7,8 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pion/rtp"
-
 	"github.com/mediapipe/mediapipe/core"
 	"github.com/mediapipe/mediapipe/core/media/announce"
 	"github.com/mediapipe/mediapipe/core/media/rtpheader"
@@ -20,13 +18,11 @@ const waitFor = 5 * time.Second
 
 func rtpPacket(t testing.TB, pt uint8, ssrc uint32, seq uint16, ts uint32, size int) []byte {
 	t.Helper()
-	payload := make([]byte, size)
+	b := make([]byte, rtpheader.Size+size)
+	rtpheader.Put(b, rtpheader.Header{Marker: true, PayloadType: pt, Seq: seq, Timestamp: ts, SSRC: ssrc})
+	payload := b[rtpheader.Size:]
 	for i := range payload {
 		payload[i] = byte(int(seq)*7 + i)
-	}
-	b, err := (&rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: pt, SequenceNumber: seq, Timestamp: ts, SSRC: ssrc, Marker: true}, Payload: payload}).Marshal()
-	if err != nil {
-		t.Fatal(err)
 	}
 	return b
 }
