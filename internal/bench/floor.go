@@ -2,7 +2,6 @@ package bench
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"net"
@@ -11,11 +10,11 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/pion/rtp"
 	"golang.org/x/net/ipv4"
 	"golang.org/x/sys/unix"
 
 	"github.com/mediapipe/mediapipe/core"
+	"github.com/mediapipe/mediapipe/core/media/rtpheader"
 	"github.com/mediapipe/mediapipe/host"
 )
 
@@ -263,14 +262,7 @@ func sinkRun(ctx context.Context, d time.Duration) (sinkFloor, error) {
 	}
 	res.settings = sinkSettings(def.Spec)
 
-	tmpl, err := (&rtp.Packet{
-		Header:  rtp.Header{Version: 2, PayloadType: 100, SSRC: 0x6d706662, Marker: true},
-		Payload: make([]byte, floorSize-12),
-	}).Marshal()
-	if err != nil || len(tmpl) != floorSize {
-		rx.stop()
-		return res, fmt.Errorf("udp-sink floor: RTP template of %d bytes: %v", len(tmpl), err)
-	}
+	hdr := rtpheader.Header{Marker: true, PayloadType: 100, SSRC: 0x6d706662}
 	in := make(chan *core.Packet, host.DefaultQueue)
 	done := make(chan error, 1)
 	go func() { done <- st.Run(ctx, in, discard{}) }()
@@ -283,9 +275,10 @@ func sinkRun(ctx context.Context, d time.Duration) (sinkFloor, error) {
 		if i%256 == 0 && (time.Now().After(deadline) || ctx.Err() != nil) {
 			break
 		}
-		p := core.NewPacket(len(tmpl))
-		copy(p.Data, tmpl)
-		binary.BigEndian.PutUint16(p.Data[2:], uint16(i)) // sequence number
+		p := core.NewPacket(floorSize)
+		clear(p.Data[rtpheader.Size:])
+		hdr.Seq = uint16(i)
+		rtpheader.Put(p.Data, hdr)
 		p.Stream = s
 		in <- p
 	}

@@ -9,18 +9,23 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
 
-	"github.com/mediapipe/mediapipe/core/media/rtpann"
+	"github.com/mediapipe/mediapipe/core"
+	"github.com/mediapipe/mediapipe/core/media/announce"
+	"github.com/mediapipe/mediapipe/core/media/repairwire"
 	"github.com/mediapipe/mediapipe/core/media/rtpflv"
-	"github.com/mediapipe/mediapipe/core/media/rtx"
+	"github.com/mediapipe/mediapipe/core/media/rtpheader"
 	"github.com/mediapipe/mediapipe/host"
 	"github.com/mediapipe/mediapipe/internal/metricread"
+	"github.com/mediapipe/mediapipe/internal/repair"
 	"github.com/mediapipe/mediapipe/internal/testmedia"
 	"github.com/mediapipe/mediapipe/internal/testrun"
+	"github.com/mediapipe/mediapipe/stages/rtpfragmenter"
 )
 
 // cloudOnly is one cloud pipeline and a plain UDP socket standing in for
@@ -84,6 +89,18 @@ type wire struct {
 	problem error // the first datagram that broke the contract
 }
 
+// fragmenterDefault is the default of one rtp-fragmenter parameter, read from
+// the stage's spec so the test follows the one place the number is written.
+func fragmenterDefault(name string) int {
+	for _, p := range core.ParamsOf(rtpfragmenter.Config{}) {
+		if p.Name == name {
+			n, _ := strconv.Atoi(p.Default)
+			return n
+		}
+	}
+	panic("rtp-fragmenter has no parameter " + name)
+}
+
 func listenWire(t *testing.T) *wire {
 	t.Helper()
 	conn, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
@@ -106,7 +123,7 @@ func listenWire(t *testing.T) *wire {
 func (w *wire) read(done chan struct{}) {
 	defer close(done)
 	buf := make([]byte, 70000)
-	var report rtpann.Report
+	var report announce.Report
 	for {
 		n, err := w.conn.Read(buf)
 		if err != nil {
@@ -114,9 +131,9 @@ func (w *wire) read(done chan struct{}) {
 		}
 		pkt := buf[:n]
 		w.mu.Lock()
-		switch rtpann.Classify(pkt) {
-		case rtpann.RTCP:
-			if err := rtpann.Parse(pkt, &report); err != nil {
+		switch announce.Classify(pkt) {
+		case announce.RTCP:
+			if err := announce.Parse(pkt, &report); err != nil {
 				w.fail(fmt.Errorf("RTCP that does not parse: %w", err))
 				break
 			}
@@ -128,19 +145,19 @@ func (w *wire) read(done chan struct{}) {
 			for _, b := range report.Byes {
 				w.byes[b] = true
 			}
-		case rtpann.RTP:
-			ssrc := rtpann.SSRC(pkt)
+		case announce.RTP:
+			ssrc := rtpheader.SSRC(pkt)
 			if _, ok := w.names[ssrc]; !ok {
 				w.fail(fmt.Errorf("RTP of SSRC %#x before an SDES named it", ssrc))
 			}
-			if pt := rtpann.PayloadType(pkt); pt != rtpflv.DefaultPayloadType {
-				w.fail(fmt.Errorf("payload type %d, want %d", pt, rtpflv.DefaultPayloadType))
+			if pt := rtpheader.PayloadType(pkt); int(pt) != fragmenterDefault("payload_type") {
+				w.fail(fmt.Errorf("payload type %d, want %d", pt, fragmenterDefault("payload_type")))
 			}
 			if w.pkts[ssrc] == nil {
 				w.pkts[ssrc] = map[uint16][]byte{}
 				w.reasm[ssrc] = &rtpflv.Reassembler{}
 			}
-			w.pkts[ssrc][rtpann.Seq(pkt)] = bytes.Clone(pkt)
+			w.pkts[ssrc][rtpheader.Seq(pkt)] = bytes.Clone(pkt)
 			w.count[ssrc]++
 			if tag := w.reasm[ssrc].Push(pkt); tag != nil {
 				w.tags[ssrc] = append(w.tags[ssrc], bytes.Clone(tag))
@@ -339,8 +356,8 @@ func TestCloudRepairFromWire(t *testing.T) {
 		pkts map[uint16][]byte
 		gone []uint16
 	}
-	dial := func(tok string, g *got) *rtx.Client {
-		cl, err := rtx.Dial(rtx.ClientConfig{
+	dial := func(tok string, g *got) *repair.Client {
+		cl, err := repair.Dial(repair.ClientConfig{
 			Addr: c.rtx, Token: tok,
 			OnRepair: func(s uint32, seq uint16, pkt []byte) {
 				g.mu.Lock()
@@ -369,7 +386,7 @@ func TestCloudRepairFromWire(t *testing.T) {
 		strangers = append(strangers, g)
 		cl := dial(tok, g)
 		deadline := time.Now().Add(5 * time.Second)
-		for !errors.Is(cl.LastError(), rtx.ErrUnauthorized) {
+		for !errors.Is(cl.LastError(), repair.ErrUnauthorized) {
 			if time.Now().After(deadline) {
 				t.Fatalf("token %q: not refused (last error %v)", tok, cl.LastError())
 			}
@@ -390,7 +407,7 @@ func TestCloudRepairFromWire(t *testing.T) {
 		t.Fatalf("edge with the token: %v (last error %v)", err, cl.LastError())
 	}
 	list, err := cl.Streams(ctx)
-	if err != nil || !slices.Contains(list, rtx.StreamInfo{SSRC: ssrc, Name: "live/rep"}) {
+	if err != nil || !slices.Contains(list, repairwire.StreamInfo{SSRC: ssrc, Name: "live/rep"}) {
 		t.Fatalf("stream list %v, %v; want live/rep on %#x", list, err, ssrc)
 	}
 	if err := cl.Nack(ssrc, slices.Clone(seqs)); err != nil {
@@ -464,7 +481,8 @@ func TestCloudBigKeyframes(t *testing.T) {
 	for _, tag := range want {
 		biggest = max(biggest, len(tag))
 	}
-	if frags := (biggest + rtpflv.DefaultMaxPayload - 1) / rtpflv.DefaultMaxPayload; frags <= host.DefaultQueue {
+	maxPayload := fragmenterDefault("max_payload")
+	if frags := (biggest + maxPayload - 1) / maxPayload; frags <= host.DefaultQueue {
 		t.Fatalf("largest tag %d B is only %d fragments: the clip does not exercise the queue", biggest, frags)
 	}
 	p := testmedia.Push(t, context.Background(), clip, c.url("live/noise"), true)

@@ -6,8 +6,8 @@ import (
 	"time"
 
 	"github.com/mediapipe/mediapipe/core"
-	"github.com/mediapipe/mediapipe/core/media/rtx"
 	"github.com/mediapipe/mediapipe/core/stagetest"
+	"github.com/mediapipe/mediapipe/internal/repair"
 )
 
 // max_peers reaches the server: the edge over the cap is refused and
@@ -15,8 +15,8 @@ import (
 func TestMaxPeersThroughStage(t *testing.T) {
 	s := build(t, map[string]any{"listen": "127.0.0.1:0", "max_peers": int64(1)})
 	h := stagetest.Start(t, s, s.env, false)
-	dial := func() *rtx.Client {
-		c, err := rtx.Dial(rtx.ClientConfig{Addr: s.Addr().String(), MinBackoff: 50 * time.Millisecond})
+	dial := func() *repair.Client {
+		c, err := repair.Dial(repair.ClientConfig{Addr: s.Addr().String(), MinBackoff: 50 * time.Millisecond})
 		if err != nil {
 			t.Fatal(err)
 		}

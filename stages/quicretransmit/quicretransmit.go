@@ -14,7 +14,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/mediapipe/mediapipe/core"
-	"github.com/mediapipe/mediapipe/core/media/rtx"
+	"github.com/mediapipe/mediapipe/core/media/repairwire"
+	"github.com/mediapipe/mediapipe/core/media/rtpheader"
+	"github.com/mediapipe/mediapipe/internal/repair"
 )
 
 // Sample is an example [[pipeline.stage]] block for this stage.
@@ -42,8 +44,8 @@ func (c *Config) Validate() error {
 	if (c.Cert == "") != (c.Key == "") {
 		return errors.New("cert: cert and key must be given together")
 	}
-	if len(c.Token) > rtx.MaxTokenLen {
-		return fmt.Errorf("token: longer than %d bytes", rtx.MaxTokenLen)
+	if len(c.Token) > repairwire.MaxTokenLen {
+		return fmt.Errorf("token: longer than %d bytes", repairwire.MaxTokenLen)
 	}
 	return nil
 }
@@ -61,7 +63,7 @@ func init() {
 type Stage struct {
 	cfg *Config
 	env *core.Env
-	srv *rtx.Server
+	srv *repair.Server
 
 	streams map[*core.Stream]*streamState
 	retire  []retiring
@@ -75,7 +77,7 @@ type Stage struct {
 
 type streamState struct {
 	ssrc uint32
-	ring *rtx.Ring
+	ring *repair.Ring
 }
 
 type retiring struct {
@@ -96,27 +98,27 @@ func New(cfg *Config, env *core.Env) (core.Stage, error) {
 		full     = m.Drop("refused_peers")
 		idle     = m.Counter("idle_streams_closed")
 	)
-	srv, err := rtx.NewServer(rtx.ServerConfig{
+	srv, err := repair.NewServer(repair.ServerConfig{
 		Addr: cfg.Listen, Token: cfg.Token, MaxRate: cfg.MaxRate,
 		CertFile: resolve(env, cfg.Cert), KeyFile: resolve(env, cfg.Key),
 		CachePackets: cfg.CachePackets, MaxPeers: cfg.MaxPeers, Log: env.Log,
-		Count: func(ev rtx.Event, n int) {
+		Count: func(ev repair.Event, n int) {
 			switch ev {
-			case rtx.EvRequest:
+			case repair.EvRequest:
 				requests.Add(float64(n))
-			case rtx.EvRepaired:
+			case repair.EvRepaired:
 				repaired.Add(float64(n))
-			case rtx.EvGone:
+			case repair.EvGone:
 				gone.Add(float64(n))
-			case rtx.EvRefusedRate:
+			case repair.EvRefusedRate:
 				refused.Add(n)
-			case rtx.EvAuthFailed:
+			case repair.EvAuthFailed:
 				auth.Add(n)
-			case rtx.EvBadRequest:
+			case repair.EvBadRequest:
 				bad.Add(n)
-			case rtx.EvRefusedPeer:
+			case repair.EvRefusedPeer:
 				full.Add(n)
-			case rtx.EvIdleStream:
+			case repair.EvIdleStream:
 				idle.Add(float64(n))
 			}
 		},
@@ -155,7 +157,7 @@ func (s *Stage) Open(ctx context.Context) error {
 func (s *Stage) Addr() net.Addr { return s.srv.Addr() }
 
 // Server gives tests access to the repair server.
-func (s *Stage) Server() *rtx.Server { return s.srv }
+func (s *Stage) Server() *repair.Server { return s.srv }
 
 // Run passes packets on, caching each, and serves repairs until in closes.
 func (s *Stage) Run(ctx context.Context, in <-chan *core.Packet, out core.Output) error {
@@ -207,11 +209,11 @@ func (s *Stage) handle(p *core.Packet, out core.Output) {
 			st = &streamState{}
 			s.streams[p.Stream] = st
 		}
-		seq, ssrc, ok := rtx.RTPSeqSSRC(p.Data)
-		if !ok {
+		if _, _, err := rtpheader.Check(p.Data); err != nil {
 			s.notRTP.Inc()
 			break
 		}
+		seq, ssrc := rtpheader.Seq(p.Data), rtpheader.SSRC(p.Data)
 		if st.ring == nil || st.ssrc != ssrc {
 			if st.ring != nil {
 				s.end(st.ssrc)

@@ -9,15 +9,15 @@ import (
 	"time"
 
 	"github.com/mediapipe/mediapipe/core"
-	"github.com/mediapipe/mediapipe/core/media/rtx"
+	"github.com/mediapipe/mediapipe/core/media/repairwire"
+	"github.com/mediapipe/mediapipe/core/media/rtpheader"
 	"github.com/mediapipe/mediapipe/core/stagetest"
+	"github.com/mediapipe/mediapipe/internal/repair"
 )
 
 func rtpPacket(seq uint16, ssrc uint32, n int) []byte {
-	b := make([]byte, 12+n)
-	b[0], b[1] = 0x80, 0x80|100
-	b[2], b[3] = byte(seq>>8), byte(seq)
-	b[8], b[9], b[10], b[11] = byte(ssrc>>24), byte(ssrc>>16), byte(ssrc>>8), byte(ssrc)
+	b := make([]byte, rtpheader.Size+n)
+	rtpheader.Put(b, rtpheader.Header{Marker: true, PayloadType: 100, Seq: seq, SSRC: ssrc})
 	for i := 12; i < len(b); i++ {
 		b[i] = byte(seq) ^ byte(i)
 	}
@@ -130,7 +130,7 @@ func TestRepairThroughStage(t *testing.T) {
 	}
 	got := make(chan rep, 100)
 	gone := make(chan uint16, 100)
-	c, err := rtx.Dial(rtx.ClientConfig{
+	c, err := repair.Dial(repair.ClientConfig{
 		Addr: s.Addr().String(), Token: "tok",
 		OnRepair: func(_ uint32, seq uint16, p []byte) { got <- rep{seq, append([]byte(nil), p...)} },
 		OnGone: func(_ uint32, seqs []uint16) {
@@ -176,7 +176,7 @@ func TestRepairThroughStage(t *testing.T) {
 		t.Fatalf("init %+v %v", tags, err)
 	}
 	list, err := c.Streams(ctx)
-	if err != nil || len(list) != 1 || list[0] != (rtx.StreamInfo{SSRC: ssrc, Name: "live/a"}) {
+	if err != nil || len(list) != 1 || list[0] != (repairwire.StreamInfo{SSRC: ssrc, Name: "live/a"}) {
 		t.Fatalf("streams %v %v", list, err)
 	}
 	if v := core.CounterValue(h.Env.Metrics.Counter("repaired_sent")); v != 2 {
@@ -222,22 +222,22 @@ func TestWrongTokenThroughStage(t *testing.T) {
 	stream := h.StartStream("live/a")
 	h.SendData(stream, 0, 0, rtpPacket(1, 5, 10))
 	h.Out.WaitData(1, 5*time.Second)
-	c, err := rtx.Dial(rtx.ClientConfig{Addr: s.Addr().String(), Token: "bad", OnRepair: func(uint32, uint16, []byte) { t.Error("repair with a wrong token") }})
+	c, err := repair.Dial(repair.ClientConfig{Addr: s.Addr().String(), Token: "bad", OnRepair: func(uint32, uint16, []byte) { t.Error("repair with a wrong token") }})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
 	deadline := time.Now().Add(5 * time.Second)
-	for !errors.Is(c.LastError(), rtx.ErrUnauthorized) && time.Now().Before(deadline) {
+	for !errors.Is(c.LastError(), repair.ErrUnauthorized) && time.Now().Before(deadline) {
 		time.Sleep(5 * time.Millisecond)
 	}
-	if !errors.Is(c.LastError(), rtx.ErrUnauthorized) {
+	if !errors.Is(c.LastError(), repair.ErrUnauthorized) {
 		t.Fatalf("last error %v", c.LastError())
 	}
 	if v := core.CounterValue(h.Env.Metrics.Counter("requests")); v != 0 {
 		t.Fatalf("requests %v", v)
 	}
-	if s.Server().Stats().Get(rtx.EvAuthFailed) == 0 {
+	if s.Server().Stats().Get(repair.EvAuthFailed) == 0 {
 		t.Fatal("auth failure not counted")
 	}
 }

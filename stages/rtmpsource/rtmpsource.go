@@ -20,7 +20,7 @@ import (
 	rtmpmsg "github.com/yutopp/go-rtmp/message"
 
 	"github.com/mediapipe/mediapipe/core"
-	"github.com/mediapipe/mediapipe/core/media/rtpann"
+	"github.com/mediapipe/mediapipe/core/media/announce"
 )
 
 // Config is rtmp-source's parameters.
@@ -262,7 +262,7 @@ func (h *handler) OnPublish(_ *rtmp.StreamContext, _ uint32, cmd *rtmpmsg.NetStr
 		reason = "connection already publishes"
 	case h.app == "" || key == "" || strings.Contains(name, ".."):
 		reason = "bad stream name"
-	case !rtpann.ValidName(name):
+	case !announce.ValidName(name):
 		// udp-sink could not announce it in RTCP SDES, so no edge would
 		// ever play it: refuse now rather than carry a stream nobody gets.
 		reason = "stream name cannot be announced (1-255 bytes of UTF-8, no control characters)"

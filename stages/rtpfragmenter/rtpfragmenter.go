@@ -1,6 +1,6 @@
 // Package rtpfragmenter is the rtp-fragmenter stage: it wraps each FLV tag in
-// RTP as design.md's wire format says (headers by pion/rtp), one random SSRC
-// per stream.
+// RTP as docs/protocol.md's wire format says (rtpflv), one random SSRC per
+// stream.
 package rtpfragmenter
 
 import (
@@ -12,6 +12,7 @@ import (
 	"github.com/mediapipe/mediapipe/core"
 	"github.com/mediapipe/mediapipe/core/media/flv"
 	"github.com/mediapipe/mediapipe/core/media/rtpflv"
+	"github.com/mediapipe/mediapipe/core/media/rtpheader"
 )
 
 // Config is rtp-fragmenter's parameters.
@@ -35,7 +36,7 @@ type Stage struct {
 	env     *core.Env
 	badTag  *core.DropCounter
 	unknown *core.DropCounter
-	streams map[*core.Stream]*fragmenter
+	streams map[*core.Stream]*rtpflv.Fragmenter
 	active  prometheus.Gauge
 }
 
@@ -50,7 +51,7 @@ func newStage(cfg *Config, env *core.Env) *Stage {
 		env:     env,
 		badTag:  env.Metrics.Drop("bad_tag"),
 		unknown: env.Metrics.Drop("unknown_stream"),
-		streams: map[*core.Stream]*fragmenter{},
+		streams: map[*core.Stream]*rtpflv.Fragmenter{},
 		active:  env.Metrics.Gauge("streams"),
 	}
 }
@@ -67,12 +68,12 @@ func (s *Stage) handle(p *core.Packet, out core.Output) {
 	switch p.Event {
 	case core.EventStart:
 		if _, ok := s.streams[p.Stream]; !ok {
-			f := &fragmenter{rtpflv.Fragmenter{
+			f := &rtpflv.Fragmenter{
 				SSRC:        s.newSSRC(),
 				Seq:         uint16(rand.Uint32()),
 				PayloadType: uint8(s.cfg.PayloadType),
 				MaxPayload:  s.cfg.MaxPayload,
-			}}
+			}
 			s.streams[p.Stream] = f
 			s.active.Set(float64(len(s.streams)))
 			s.env.Log.Debug("rtp stream", "stream", p.Stream.Name, "ssrc", f.SSRC, "first_seq", f.Seq)
@@ -120,16 +121,16 @@ func (s *Stage) fragment(p *core.Packet, out core.Output) {
 		return
 	}
 	tag := p.Data
-	if len(tag) <= f.MaxPayload && cap(tag) >= len(tag)+rtpflv.RTPHeaderSize {
-		p.Data = tag[:len(tag)+rtpflv.RTPHeaderSize]
-		f.put(p.Data, tag, 0, h.Timestamp) // moves the payload up before writing the header
+	if len(tag) <= f.MaxPayload && cap(tag) >= len(tag)+rtpheader.Size {
+		p.Data = tag[:len(tag)+rtpheader.Size]
+		f.Put(p.Data, tag, 0, h.Timestamp) // moves the payload up before writing the header
 		p.Type, p.Timestamp = 0, h.Timestamp
 		out.Emit(p)
 		return
 	}
 	for off := 0; off < len(tag); {
 		q := core.NewPacket(f.Size(len(tag), off))
-		_, off = f.put(q.Data, tag, off, h.Timestamp)
+		_, off = f.Put(q.Data, tag, off, h.Timestamp)
 		q.Stream, q.Timestamp, q.Ingest = p.Stream, h.Timestamp, p.Ingest
 		out.Emit(q)
 	}

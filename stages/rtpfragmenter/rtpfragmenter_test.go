@@ -8,6 +8,7 @@ import (
 	"github.com/mediapipe/mediapipe/core"
 	"github.com/mediapipe/mediapipe/core/media/flv"
 	"github.com/mediapipe/mediapipe/core/media/rtpflv"
+	"github.com/mediapipe/mediapipe/core/media/rtpheader"
 	"github.com/mediapipe/mediapipe/core/stagetest"
 )
 
@@ -67,7 +68,7 @@ func TestFragmentsTags(t *testing.T) {
 		hdr, _ := flv.ParseHeader(tg)
 		for k := 0; k < wantPkts[ti]; k++ {
 			p := data[i]
-			rh, payload, err := rtpflv.Parse(p.Data)
+			rh, payload, err := rtpheader.Parse(p.Data)
 			if err != nil {
 				t.Fatalf("packet %d: %v", i, err)
 			}
@@ -77,7 +78,7 @@ func TestFragmentsTags(t *testing.T) {
 				t.Fatalf("packet %d: SSRC changed within the stream", i)
 			}
 			if i > 0 {
-				prev, _, _ := rtpflv.Parse(data[i-1].Data)
+				prev, _, _ := rtpheader.Parse(data[i-1].Data)
 				if rh.Seq != prev.Seq+1 {
 					t.Fatalf("packet %d: seq %d after %d", i, rh.Seq, prev.Seq)
 				}
@@ -116,7 +117,7 @@ func TestStreamsHaveOwnSSRCAndSequence(t *testing.T) {
 	next := map[*core.Stream]uint16{}
 	ssrc := map[*core.Stream]uint32{}
 	for _, p := range h.Out.Data() {
-		rh, payload, err := rtpflv.Parse(p.Data)
+		rh, payload, err := rtpheader.Parse(p.Data)
 		if err != nil || rh.PayloadType != 127 || len(payload) > 200 {
 			t.Fatalf("bad packet %+v %v", rh, err)
 		}
@@ -153,8 +154,8 @@ func TestStreamRestartGetsNewState(t *testing.T) {
 	if len(d) != 2 {
 		t.Fatalf("%d packets", len(d))
 	}
-	a, _, _ := rtpflv.Parse(d[0].Data)
-	b, _, _ := rtpflv.Parse(d[1].Data)
+	a, _, _ := rtpheader.Parse(d[0].Data)
+	b, _, _ := rtpheader.Parse(d[1].Data)
 	if a.SSRC == b.SSRC {
 		t.Errorf("a restarted stream kept its SSRC %x", a.SSRC)
 	}

@@ -5,7 +5,6 @@ package rtpreorder
 import (
 	"context"
 	_ "embed"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"slices"
@@ -17,8 +16,9 @@ import (
 
 	"github.com/mediapipe/mediapipe/core"
 	"github.com/mediapipe/mediapipe/core/media/flv"
-	"github.com/mediapipe/mediapipe/core/media/rtpann"
-	"github.com/mediapipe/mediapipe/core/media/rtx"
+	"github.com/mediapipe/mediapipe/core/media/repairwire"
+	"github.com/mediapipe/mediapipe/core/media/rtpheader"
+	"github.com/mediapipe/mediapipe/internal/repair"
 )
 
 // Sample is an example [[pipeline.stage]] block for this stage.
@@ -40,11 +40,11 @@ func (c *Config) Validate() error {
 	if c.Retransmit == "" && c.Token != "" {
 		return errors.New("token: set without retransmit")
 	}
-	if len(c.Token) > rtx.MaxTokenLen {
-		return fmt.Errorf("token: longer than %d bytes", rtx.MaxTokenLen)
+	if len(c.Token) > repairwire.MaxTokenLen {
+		return fmt.Errorf("token: longer than %d bytes", repairwire.MaxTokenLen)
 	}
 	if c.CA != "" {
-		if _, err := rtx.ClientTLS(c.CA, "x"); err != nil {
+		if _, err := repair.ClientTLS(c.CA, "x"); err != nil {
 			return errors.New("ca: " + err.Error())
 		}
 	}
@@ -79,9 +79,9 @@ type Stage struct {
 	cfg *Config
 	env *core.Env
 
-	client  *rtx.Client
-	shared  atomic.Pointer[rtx.Client] // client, for other goroutines
-	repairs chan *core.Packet          // from the client's readers; Stream unset
+	client  *repair.Client
+	shared  atomic.Pointer[repair.Client] // client, for other goroutines
+	repairs chan *core.Packet             // from the client's readers; Stream unset
 	gones   chan gone
 
 	benv        bufferEnv // what every buffer is built with
@@ -155,7 +155,7 @@ func (s *Stage) Run(ctx context.Context, in <-chan *core.Packet, out core.Output
 	s.initCtx, s.initStop = context.WithCancel(ctx)
 	if s.cfg.Retransmit != "" {
 		s.connGauge.Set(0)
-		c, err := rtx.Dial(rtx.ClientConfig{
+		c, err := repair.Dial(repair.ClientConfig{
 			Addr: s.cfg.Retransmit, Token: s.cfg.Token, CAFile: s.cfg.CA, Log: s.env.Log,
 			OnRepair: s.onRepair,
 			OnGone:   s.onGone,
@@ -256,7 +256,7 @@ func (s *Stage) onRepair(_ uint32, _ uint16, pkt []byte) {
 	p := core.NewPacket(len(pkt))
 	copy(p.Data, pkt)
 	// As udp-source fills them for packets off the wire.
-	p.Timestamp = binary.BigEndian.Uint32(pkt[4:])
+	p.Timestamp = rtpheader.Timestamp(pkt)
 	p.Ingest = time.Now().UnixNano()
 	select {
 	case s.repairs <- p:
@@ -314,12 +314,12 @@ func (s *Stage) handle(p *core.Packet, out core.Output) {
 	if b == nil { // joined without seeing the start
 		b = s.newBuffer(p.Stream)
 	}
-	seq, ssrc, ok := rtx.RTPSeqSSRC(p.Data)
-	if !ok {
+	if _, _, err := rtpheader.Check(p.Data); err != nil {
 		s.notRTP.Inc()
 		p.Release()
 		return
 	}
+	seq, ssrc := rtpheader.Seq(p.Data), rtpheader.SSRC(p.Data)
 	if !b.started || b.ssrc != ssrc {
 		s.restart(b, ssrc, out)
 		if missedStart(p.Data) {
@@ -335,7 +335,7 @@ func (s *Stage) handle(p *core.Packet, out core.Output) {
 // packet. A lost first packet makes this say so too, at the cost of one
 // fetch.
 func missedStart(pkt []byte) bool {
-	start, end, err := rtpann.CheckRTP(pkt)
+	start, end, err := rtpheader.Check(pkt)
 	if err != nil || end-start < flv.HeaderSize {
 		return true
 	}
@@ -345,15 +345,17 @@ func missedStart(pkt []byte) bool {
 }
 
 func (s *Stage) handleRepair(p *core.Packet, out core.Output) {
-	seq, ssrc, ok := rtx.RTPSeqSSRC(p.Data)
-	b := s.bySSRC[ssrc]
-	if !ok || b == nil {
+	var b *buffer
+	if _, _, err := rtpheader.Check(p.Data); err == nil {
+		b = s.bySSRC[rtpheader.SSRC(p.Data)]
+	}
+	if b == nil {
 		s.late.Inc()
 		p.Release()
 		return
 	}
 	p.Stream = b.stream
-	b.insert(p, seq, true, out)
+	b.insert(p, rtpheader.Seq(p.Data), true, out)
 	s.maybeFinish(b, out)
 }
 

@@ -9,23 +9,22 @@ import (
 	"time"
 
 	"github.com/mediapipe/mediapipe/core"
-	"github.com/mediapipe/mediapipe/core/media/rtx"
+	"github.com/mediapipe/mediapipe/core/media/rtpheader"
 	"github.com/mediapipe/mediapipe/core/stagetest"
+	"github.com/mediapipe/mediapipe/internal/repair"
 	_ "github.com/mediapipe/mediapipe/stages/quicretransmit"
 )
 
 func rtpPacket(seq uint16, ssrc uint32, n int) []byte {
-	b := make([]byte, 12+n)
-	b[0], b[1] = 0x80, 100
-	b[2], b[3] = byte(seq>>8), byte(seq)
-	b[8], b[9], b[10], b[11] = byte(ssrc>>24), byte(ssrc>>16), byte(ssrc>>8), byte(ssrc)
+	b := make([]byte, rtpheader.Size+n)
+	rtpheader.Put(b, rtpheader.Header{PayloadType: 100, Seq: seq, SSRC: ssrc})
 	for i := 12; i < len(b); i++ {
 		b[i] = byte(seq) ^ byte(i) ^ byte(seq>>8)
 	}
 	return b
 }
 
-func seqOf(b []byte) uint16 { return uint16(b[2])<<8 | uint16(b[3]) }
+func seqOf(b []byte) uint16 { return rtpheader.Seq(b) }
 
 // start builds the stage with env (a fake clock unless real) and runs it.
 func start(t *testing.T, raw map[string]any, real bool) (*Stage, *stagetest.Harness, *stagetest.FakeClock) {
@@ -209,16 +208,16 @@ func TestStreamsIndependent(t *testing.T) {
 }
 
 // cloud is a repair server on loopback.
-func cloud(t *testing.T, token string, cache int) *rtx.Server {
+func cloud(t *testing.T, token string, cache int) *repair.Server {
 	t.Helper()
 	srv, _ := cloudAt(t, "127.0.0.1:0", token, cache)
 	return srv
 }
 
 // cloudAt starts a repair server on addr; stop ends it (idempotent).
-func cloudAt(t *testing.T, addr, token string, cache int) (*rtx.Server, func()) {
+func cloudAt(t *testing.T, addr, token string, cache int) (*repair.Server, func()) {
 	t.Helper()
-	srv, err := rtx.NewServer(rtx.ServerConfig{Addr: addr, Token: token, CachePackets: cache})
+	srv, err := repair.NewServer(repair.ServerConfig{Addr: addr, Token: token, CachePackets: cache})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -15,7 +15,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/mediapipe/mediapipe/core"
-	"github.com/mediapipe/mediapipe/core/media/rtpann"
+	"github.com/mediapipe/mediapipe/core/media/announce"
+	"github.com/mediapipe/mediapipe/core/media/rtpheader"
 	"github.com/mediapipe/mediapipe/internal/udpbatch"
 )
 
@@ -67,7 +68,7 @@ func init() {
 	}, New)
 }
 
-// announceEvery is how often each stream's SR+SDES is repeated (design.md).
+// announceEvery is how often each stream's SR+SDES is repeated (docs/protocol.md).
 const announceEvery = time.Second
 
 // errLogEvery bounds how often a failing destination is logged.
@@ -152,8 +153,8 @@ func newStage(cfg *Config, env *core.Env) *Stage {
 		host = "localhost"
 	}
 	cname := "mediapipe@" + host
-	if len(cname) > rtpann.MaxNameLen {
-		cname = cname[:rtpann.MaxNameLen]
+	if len(cname) > announce.MaxNameLen {
+		cname = cname[:announce.MaxNameLen]
 	}
 	s := &Stage{
 		cfg:      *cfg,
@@ -347,8 +348,8 @@ func (s *Stage) handle(p *core.Packet) {
 		p.Release()
 		return
 	}
-	start, end, err := rtpann.CheckRTP(p.Data)
-	if err != nil || rtpann.Classify(p.Data) != rtpann.RTP {
+	start, end, err := rtpheader.Check(p.Data)
+	if err != nil || announce.Classify(p.Data) != announce.RTP {
 		s.badRTP.Inc()
 		p.Release()
 		return
@@ -361,17 +362,17 @@ func (s *Stage) handle(p *core.Packet) {
 			s.lastStream = nil
 			s.active.Set(float64(len(s.streams)))
 		}
-		ssrc := rtpann.SSRC(p.Data)
+		ssrc := rtpheader.SSRC(p.Data)
 		if !ss.known || ss.ssrc != ssrc {
 			// The stream's first packet (or a new SSRC): announce first, so a
 			// receiver can name the SSRC before any of its RTP arrives.
 			*ss = streamState{ssrc: ssrc, known: true, ann: ss.ann, unnamable: ss.unnamable}
-			ss.lastTS, ss.lastWall = rtpann.Timestamp(p.Data), s.now
+			ss.lastTS, ss.lastWall = rtpheader.Timestamp(p.Data), s.now
 			s.announce(p.Stream, ss)
 		}
 		ss.packets++
 		ss.octets += uint32(end - start)
-		ss.lastTS = rtpann.Timestamp(p.Data)
+		ss.lastTS = rtpheader.Timestamp(p.Data)
 		ss.lastWall = s.now
 	}
 	s.add(p.Data, p)
@@ -392,9 +393,9 @@ func (s *Stage) add(b []byte, p *core.Packet) {
 // rewritten before the batch holding it is sent (announceAll flushes first).
 func (s *Stage) announce(st *core.Stream, ss *streamState) {
 	now := s.env.Clock.Now()
-	sender := rtpann.Sender{
+	sender := announce.Sender{
 		SSRC:    ss.ssrc,
-		NTP:     rtpann.NTP(now),
+		NTP:     announce.NTP(now),
 		RTPTime: ss.lastTS + uint32(now.Sub(ss.lastWall).Milliseconds()), // 1 kHz clock: FLV ms
 		Packets: ss.packets,
 		Octets:  ss.octets,
@@ -402,7 +403,7 @@ func (s *Stage) announce(st *core.Stream, ss *streamState) {
 	if ss.unnamable {
 		return
 	}
-	b, err := rtpann.AppendAnnounce(ss.ann[:0], sender, s.cname, st.Name)
+	b, err := announce.AppendAnnounce(ss.ann[:0], sender, s.cname, st.Name)
 	if err != nil {
 		// Once per stream: its name will not fit SDES any better in a second.
 		ss.unnamable = true
@@ -418,7 +419,7 @@ func (s *Stage) bye(st *core.Stream, ss *streamState) {
 	if !ss.known {
 		return
 	}
-	b, err := rtpann.AppendBye(nil, ss.ssrc, "stream ended")
+	b, err := announce.AppendBye(nil, ss.ssrc, "stream ended")
 	if err != nil {
 		s.env.Log.Warn("udp-sink: cannot say bye", "stream", st.Name, "err", err)
 		return

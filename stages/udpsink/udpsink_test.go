@@ -7,23 +7,20 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pion/rtp"
-
 	"github.com/mediapipe/mediapipe/core"
-	"github.com/mediapipe/mediapipe/core/media/rtpann"
+	"github.com/mediapipe/mediapipe/core/media/announce"
+	"github.com/mediapipe/mediapipe/core/media/rtpheader"
 	"github.com/mediapipe/mediapipe/core/stagetest"
 )
 
 // rtpPacket marshals one RTP packet as rtp-fragmenter would.
 func rtpPacket(t testing.TB, ssrc uint32, seq uint16, ts uint32, size int) []byte {
 	t.Helper()
-	payload := make([]byte, size)
+	b := make([]byte, rtpheader.Size+size)
+	rtpheader.Put(b, rtpheader.Header{Marker: true, PayloadType: 100, Seq: seq, Timestamp: ts, SSRC: ssrc})
+	payload := b[rtpheader.Size:]
 	for i := range payload {
 		payload[i] = byte(int(seq) + i)
-	}
-	b, err := (&rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 100, SequenceNumber: seq, Timestamp: ts, SSRC: ssrc, Marker: true}, Payload: payload}).Marshal()
-	if err != nil {
-		t.Fatal(err)
 	}
 	return b
 }
@@ -69,10 +66,10 @@ func read(t testing.TB, c *net.UDPConn) []byte {
 	return buf[:n]
 }
 
-func parseRTCP(t testing.TB, b []byte) rtpann.Report {
+func parseRTCP(t testing.TB, b []byte) announce.Report {
 	t.Helper()
-	var r rtpann.Report
-	if err := rtpann.Parse(b, &r); err != nil {
+	var r announce.Report
+	if err := announce.Parse(b, &r); err != nil {
 		t.Fatalf("want RTCP, got %d bytes (%x...): %v", len(b), b[:min(len(b), 4)], err)
 	}
 	return r

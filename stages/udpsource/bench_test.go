@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/mediapipe/mediapipe/core"
-	"github.com/mediapipe/mediapipe/core/media/rtpann"
+	"github.com/mediapipe/mediapipe/core/media/announce"
 	"github.com/mediapipe/mediapipe/internal/udpbatch"
 )
 
@@ -48,7 +48,7 @@ func BenchmarkReceive(b *testing.B) {
 	}
 	defer tx.Close()
 	const ssrc = 99
-	ann, _ := rtpann.AppendAnnounce(nil, rtpann.Sender{SSRC: ssrc}, "bench", "live/bench")
+	ann, _ := announce.AppendAnnounce(nil, announce.Sender{SSRC: ssrc}, "bench", "live/bench")
 	pkt := rtpPacket(b, 100, ssrc, 0, 0, 1188)
 	// A stream starts with its first RTP after the announcement.
 	for _, d := range [][]byte{ann, pkt} {

@@ -5,7 +5,8 @@ import (
 	"time"
 
 	"github.com/mediapipe/mediapipe/core"
-	"github.com/mediapipe/mediapipe/core/media/rtpann"
+	"github.com/mediapipe/mediapipe/core/media/announce"
+	"github.com/mediapipe/mediapipe/core/media/rtpheader"
 	"github.com/mediapipe/mediapipe/core/stagetest"
 )
 
@@ -40,7 +41,7 @@ func deliver(s *Stage, out core.Output, datagrams ...[]byte) {
 func BenchmarkProcess(b *testing.B) {
 	s, _ := offline(b)
 	out := &countingOutput{}
-	ann, _ := rtpann.AppendAnnounce(nil, rtpann.Sender{SSRC: 5}, "c", "live/bench")
+	ann, _ := announce.AppendAnnounce(nil, announce.Sender{SSRC: 5}, "c", "live/bench")
 	pkt := rtpPacket(b, 100, 5, 1, 1, 1188)
 	deliver(s, out, ann, pkt) // the stream starts with its first RTP
 	for i := range s.msgs {
@@ -60,8 +61,8 @@ func BenchmarkProcess(b *testing.B) {
 // FuzzDatagram: any bytes, after a named stream exists, never panic, never
 // start a stream without an SDES, and never emit a packet of the wrong type.
 func FuzzDatagram(f *testing.F) {
-	ann, _ := rtpann.AppendAnnounce(nil, rtpann.Sender{SSRC: 5}, "c", "live/x")
-	bye, _ := rtpann.AppendBye(nil, 5, "")
+	ann, _ := announce.AppendAnnounce(nil, announce.Sender{SSRC: 5}, "c", "live/x")
+	bye, _ := announce.AppendBye(nil, 5, "")
 	f.Add(rtpPacket(f, 100, 5, 1, 1, 10))
 	f.Add(rtpPacket(f, 100, 6, 1, 1, 10))
 	f.Add(rtpPacket(f, 101, 5, 1, 1, 10))
@@ -82,7 +83,7 @@ func FuzzDatagram(f *testing.F) {
 		}
 		for _, p := range out.Packets() {
 			if p.Event == core.EventData {
-				if rtpann.Classify(p.Data) != rtpann.RTP || rtpann.PayloadType(p.Data) != 100 {
+				if announce.Classify(p.Data) != announce.RTP || rtpheader.PayloadType(p.Data) != 100 {
 					t.Fatalf("emitted a non-RTP or wrong-PT datagram %x", p.Data)
 				}
 			}
@@ -94,8 +95,8 @@ func FuzzDatagram(f *testing.F) {
 }
 
 func isAnnounce(b []byte) bool {
-	var r rtpann.Report
-	return rtpann.Parse(b, &r) == nil && len(r.Names) > 0
+	var r announce.Report
+	return announce.Parse(b, &r) == nil && len(r.Names) > 0
 }
 
 // TestHoldBounds: strangers can make the stage hold only so much, and only

@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/mediapipe/mediapipe/core"
-	"github.com/mediapipe/mediapipe/core/media/rtpann"
+	"github.com/mediapipe/mediapipe/core/media/announce"
 )
 
 // stranger is a socket of someone other than the cloud, aimed at src.
@@ -22,9 +22,9 @@ func stranger(t *testing.T, src *srcH) *net.UDPConn {
 	return c
 }
 
-func announce(t *testing.T, ssrc uint32, name string) []byte {
+func announcement(t *testing.T, ssrc uint32, name string) []byte {
 	t.Helper()
-	b, err := rtpann.AppendAnnounce(nil, rtpann.Sender{SSRC: ssrc}, "x", name)
+	b, err := announce.AppendAnnounce(nil, announce.Sender{SSRC: ssrc}, "x", name)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -45,15 +45,15 @@ func TestStrangerCannotEndOrTakeOver(t *testing.T) {
 	src.h.Out.WaitData(100, waitFor)
 
 	junk := stranger(t, src)
-	bye, err := rtpann.AppendBye(nil, real, "forged")
+	bye, err := announce.AppendBye(nil, real, "forged")
 	if err != nil {
 		t.Fatal(err)
 	}
 	forged := [][]byte{
-		announce(t, 1, "live/h"),             // the audit's repro: SR+SDES, SSRC 1, NAME live/h
+		announcement(t, 1, "live/h"),         // the audit's repro: SR+SDES, SSRC 1, NAME live/h
 		rtpPacket(t, 100, 1, 0, 0, 100),      // ... and RTP for SSRC 1, to look alive
 		rtpPacket(t, 100, 1, 1, 0, 100),      //
-		announce(t, real, "live/evil"),       // rename the real SSRC
+		announcement(t, real, "live/evil"),   // rename the real SSRC
 		bye,                                  // end the real SSRC
 		rtpPacket(t, 100, real, 100, 0, 100), // inject into the real stream
 	}
@@ -90,7 +90,7 @@ func TestSDESAloneMakesNoStream(t *testing.T) {
 	junk := stranger(t, src)
 	goroutines := runtime.NumGoroutine()
 	for i := range 5000 {
-		if _, err := junk.Write(announce(t, uint32(10_000+i), fmt.Sprintf("live/fake%d", i))); err != nil {
+		if _, err := junk.Write(announcement(t, uint32(10_000+i), fmt.Sprintf("live/fake%d", i))); err != nil {
 			t.Fatal(err)
 		}
 		if i%200 == 199 {
@@ -123,7 +123,7 @@ func TestMaxStreams(t *testing.T) {
 	var dgrams [][]byte
 	for i := range 4 {
 		ssrc := uint32(500 + i)
-		dgrams = append(dgrams, announce(t, ssrc, fmt.Sprintf("live/s%d", i)))
+		dgrams = append(dgrams, announcement(t, ssrc, fmt.Sprintf("live/s%d", i)))
 		for q := range 10 {
 			dgrams = append(dgrams, rtpPacket(t, 100, ssrc, uint16(q), 0, 50))
 		}

@@ -25,7 +25,8 @@ import (
 	"golang.org/x/net/ipv6"
 
 	"github.com/mediapipe/mediapipe/core"
-	"github.com/mediapipe/mediapipe/core/media/rtpann"
+	"github.com/mediapipe/mediapipe/core/media/announce"
+	"github.com/mediapipe/mediapipe/core/media/rtpheader"
 	"github.com/mediapipe/mediapipe/internal/udpbatch"
 )
 
@@ -111,7 +112,7 @@ type Stage struct {
 	// the cloud's next stream out. At most maxPending each.
 	pending [2][]*source
 	held    int // packets held over all pending sources; heldGauge once a batch
-	report  rtpann.Report
+	report  announce.Report
 
 	junk, badPT, unnamed, foreign *core.DropCounter
 	tooMany, nameTaken, full      *core.DropCounter
@@ -346,24 +347,24 @@ func (s *Stage) process(n int, out core.Output) {
 // handed on (emitted or held).
 func (s *Stage) datagram(p *core.Packet, from netip.AddrPort, now time.Time, ingest int64, out core.Output) bool {
 	b := p.Data
-	switch rtpann.Classify(b) {
-	case rtpann.RTCP:
+	switch announce.Classify(b) {
+	case announce.RTCP:
 		s.rtcp(b, from, now, out)
 		return false
-	case rtpann.RTP:
+	case announce.RTP:
 	default:
 		s.junk.Inc()
 		return false
 	}
-	if _, _, err := rtpann.CheckRTP(b); err != nil {
+	if _, _, err := rtpheader.Check(b); err != nil {
 		s.junk.Inc()
 		return false
 	}
-	if int(rtpann.PayloadType(b)) != s.cfg.PayloadType {
+	if int(rtpheader.PayloadType(b)) != s.cfg.PayloadType {
 		s.badPT.Inc()
 		return false
 	}
-	ssrc := rtpann.SSRC(b)
+	ssrc := rtpheader.SSRC(b)
 	src := s.sources[ssrc]
 	switch {
 	case src == nil:
@@ -383,7 +384,7 @@ func (s *Stage) datagram(p *core.Packet, from netip.AddrPort, now time.Time, ing
 		s.foreign.Inc()
 		return false
 	}
-	p.Timestamp = rtpann.Timestamp(b)
+	p.Timestamp = rtpheader.Timestamp(b)
 	p.Ingest = ingest
 	if src.stream == nil {
 		src.hits++
@@ -470,12 +471,12 @@ func (s *Stage) dropCounter(src *source) *core.DropCounter {
 // rtcp applies an RTCP datagram from from: SDES names, SR keeps alive, BYE
 // ends; only an SSRC's own sender is listened to.
 func (s *Stage) rtcp(b []byte, from netip.AddrPort, now time.Time, out core.Output) {
-	if err := rtpann.Parse(b, &s.report); err != nil {
+	if err := announce.Parse(b, &s.report); err != nil {
 		s.junk.Inc()
 		return
 	}
 	for _, n := range s.report.Names {
-		if rtpann.ValidName(n.Name) {
+		if announce.ValidName(n.Name) {
 			s.name(n.SSRC, n.Name, from, now, out)
 		}
 	}

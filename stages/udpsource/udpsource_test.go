@@ -7,10 +7,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pion/rtp"
-
 	"github.com/mediapipe/mediapipe/core"
-	"github.com/mediapipe/mediapipe/core/media/rtpann"
+	"github.com/mediapipe/mediapipe/core/media/announce"
+	"github.com/mediapipe/mediapipe/core/media/rtpheader"
 	"github.com/mediapipe/mediapipe/core/stagetest"
 	"github.com/mediapipe/mediapipe/host"
 	"github.com/mediapipe/mediapipe/stages/udpsink"
@@ -20,13 +19,11 @@ const waitFor = 5 * time.Second
 
 func rtpPacket(t testing.TB, pt uint8, ssrc uint32, seq uint16, ts uint32, size int) []byte {
 	t.Helper()
-	payload := make([]byte, size)
+	b := make([]byte, rtpheader.Size+size)
+	rtpheader.Put(b, rtpheader.Header{Marker: true, PayloadType: pt, Seq: seq, Timestamp: ts, SSRC: ssrc})
+	payload := b[rtpheader.Size:]
 	for i := range payload {
 		payload[i] = byte(int(seq)*7 + i)
-	}
-	b, err := (&rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: pt, SequenceNumber: seq, Timestamp: ts, SSRC: ssrc, Marker: true}, Payload: payload}).Marshal()
-	if err != nil {
-		t.Fatal(err)
 	}
 	return b
 }
@@ -132,8 +129,8 @@ func checkData(t testing.TB, got []stagetest.Captured, st *core.Stream, want [][
 		if !bytes.Equal(data[i].Data, want[i]) {
 			t.Fatalf("stream %s: packet %d differs (%d bytes, want %d)", st.Name, i, len(data[i].Data), len(want[i]))
 		}
-		if data[i].Timestamp != rtpann.Timestamp(want[i]) {
-			t.Fatalf("packet %d: Timestamp %d, want the RTP timestamp %d", i, data[i].Timestamp, rtpann.Timestamp(want[i]))
+		if data[i].Timestamp != rtpheader.Timestamp(want[i]) {
+			t.Fatalf("packet %d: Timestamp %d, want the RTP timestamp %d", i, data[i].Timestamp, rtpheader.Timestamp(want[i]))
 		}
 	}
 }
@@ -331,7 +328,7 @@ func TestHeldUntilNamed(t *testing.T) {
 	}
 	// Datagrams from one socket on loopback keep their order: these five
 	// reach the source before the SDES below.
-	ann, err := rtpann.AppendAnnounce(nil, rtpann.Sender{SSRC: 42}, "test", "live/late")
+	ann, err := announce.AppendAnnounce(nil, announce.Sender{SSRC: 42}, "test", "live/late")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,6 +4,7 @@ import (
 	"testing"
 
 	"github.com/mediapipe/mediapipe/core/media/flv"
+	"github.com/mediapipe/mediapipe/core/media/rtpheader"
 )
 
 // BenchmarkFragment marshals each case's tag into one reused packet buffer,
@@ -11,8 +12,8 @@ import (
 func BenchmarkFragment(b *testing.B) {
 	for _, c := range fragCases {
 		b.Run(c.name, func(b *testing.B) {
-			f := &Fragmenter{SSRC: 1, Seq: c.seq, PayloadType: 100, MaxPayload: c.maxPayload}
-			buf := make([]byte, RTPHeaderSize+c.maxPayload)
+			f := &Fragmenter{SSRC: 1, Seq: c.seq, PayloadType: payloadType, MaxPayload: c.maxPayload}
+			buf := make([]byte, rtpheader.Size+c.maxPayload)
 			h, _ := flv.ParseHeader(c.tag)
 			b.SetBytes(int64(len(c.tag)))
 			b.ReportAllocs()
@@ -31,7 +32,7 @@ func BenchmarkFragment(b *testing.B) {
 func BenchmarkReassemble(b *testing.B) {
 	for _, c := range fragCases {
 		b.Run(c.name, func(b *testing.B) {
-			f := &Fragmenter{SSRC: 1, Seq: c.seq, PayloadType: 100, MaxPayload: c.maxPayload}
+			f := &Fragmenter{SSRC: 1, Seq: c.seq, PayloadType: payloadType, MaxPayload: c.maxPayload}
 			pkts := fragmentAll(b, f, c.tag)
 			var r Reassembler
 			seq := c.seq

@@ -1,9 +1,21 @@
+// Package rtpflv is the RTP payload format that carries FLV tags from cloud to
+// edge: one tag per packet, or consecutive fragments with the marker on the last.
+//
+// Wire format (docs/protocol.md, compatible with the seed system's Rtp_Http_Flv
+// edge): the RTP payload is the FLV tag itself (11-byte header + body, no
+// PreviousTagSize), nothing else. A tag of at most MaxPayload bytes is one
+// packet with the marker bit set; a longer tag is split into packets of exactly
+// MaxPayload bytes (the last one shorter) and only the last carries the marker.
+// The RTP timestamp is the FLV timestamp in milliseconds; sequence numbers run
+// on per SSRC without gaps and wrap. RTP headers are rtpheader's (version 2, no
+// padding, extension or CSRC on send). No I/O and no goroutines here.
 package rtpflv
 
 import (
 	"errors"
 
 	"github.com/mediapipe/mediapipe/core/media/flv"
+	"github.com/mediapipe/mediapipe/core/media/rtpheader"
 )
 
 // MinMaxPayload is the smallest MaxPayload a Fragmenter accepts: the first
@@ -42,32 +54,19 @@ func (f *Fragmenter) Count(tagLen int) int {
 // Size returns the marshalled length of the packet carrying tag bytes from
 // off on, of a tag of tagLen bytes.
 func (f *Fragmenter) Size(tagLen, off int) int {
-	return RTPHeaderSize + min(f.MaxPayload, tagLen-off)
-}
-
-// PutHeader writes the RTP header of the next packet into dst[:12] and
-// advances the sequence number.
-func (f *Fragmenter) PutHeader(dst []byte, ts uint32, marker bool) {
-	PutHeader(dst, Header{Marker: marker, PayloadType: f.PayloadType, Seq: f.Seq, Timestamp: ts, SSRC: f.SSRC})
-	f.Seq++
+	return rtpheader.Size + min(f.MaxPayload, tagLen-off)
 }
 
 // Put marshals the packet that carries tag from off on into dst, which must
 // hold Size(len(tag), off) bytes, and advances the sequence number. It returns
 // the bytes written and the offset of the next fragment (len(tag) after the
-// last). ts is the tag's FLV timestamp. Loop from off = 0 while off < len(tag).
+// last, which has the marker). ts is the tag's FLV timestamp. dst may alias
+// tag: the payload is moved up before the header is written. Loop from
+// off = 0 while off < len(tag).
 func (f *Fragmenter) Put(dst, tag []byte, off int, ts uint32) (n, next int) {
-	n, next = f.PutPayload(dst, tag, off)
-	f.PutHeader(dst, ts, next == len(tag))
-	return n, next
-}
-
-// PutPayload is Put without the header: it copies the fragment of tag from
-// off on into dst after the header's 12 bytes (dst may alias tag: the copy
-// moves it) and returns the packet's length and the offset of the next
-// fragment; the fragment is the tag's last, the marked one, when next ==
-// len(tag). The header is then the caller's to write.
-func (f *Fragmenter) PutPayload(dst, tag []byte, off int) (n, next int) {
 	next = min(off+f.MaxPayload, len(tag))
-	return RTPHeaderSize + copy(dst[RTPHeaderSize:], tag[off:next]), next
+	n = rtpheader.Size + copy(dst[rtpheader.Size:], tag[off:next])
+	rtpheader.Put(dst, rtpheader.Header{Marker: next == len(tag), PayloadType: f.PayloadType, Seq: f.Seq, Timestamp: ts, SSRC: f.SSRC})
+	f.Seq++
+	return n, next
 }

@@ -6,8 +6,6 @@ import (
 	"math/rand/v2"
 	"testing"
 
-	"github.com/pion/rtp"
-
 	"github.com/mediapipe/mediapipe/core/media/flv"
 )
 
@@ -115,27 +113,6 @@ func FuzzRoundTrip(f *testing.F) {
 			if !complete && got != nil {
 				t.Fatalf("tag %d lost a fragment but was emitted", i)
 			}
-		}
-	})
-}
-
-// FuzzParse checks Parse against pion/rtp where both accept a packet.
-func FuzzParse(f *testing.F) {
-	for _, c := range fragCases[:4] {
-		f.Add(fragmentAll(f, &Fragmenter{SSRC: 1, Seq: c.seq, PayloadType: 100, MaxPayload: c.maxPayload}, c.tag)[0])
-	}
-	f.Add([]byte{0x90, 0xe4, 0x12, 0x34, 0, 0, 0, 9, 1, 2, 3, 4, 0xbe, 0xde, 0, 1, 1, 2, 3, 4, 'y'})
-	f.Add([]byte{0xa2, 0xe4, 0x12, 0x34, 0, 0, 0, 9, 1, 2, 3, 4, 0, 0, 0, 1, 0, 0, 0, 2, 'z', 2})
-	f.Fuzz(func(t *testing.T, pkt []byte) {
-		h, payload, err := Parse(pkt)
-		var p rtp.Packet
-		perr := p.Unmarshal(pkt)
-		if err != nil || perr != nil {
-			return
-		}
-		if h.Marker != p.Marker || h.PayloadType != p.PayloadType || h.Seq != p.SequenceNumber ||
-			h.Timestamp != p.Timestamp || h.SSRC != p.SSRC || !bytes.Equal(payload, p.Payload) {
-			t.Fatalf("Parse %+v %x, pion %+v %x", h, payload, p.Header, p.Payload)
 		}
 	})
 }

@@ -2,6 +2,7 @@ package rtpflv
 
 import (
 	"github.com/mediapipe/mediapipe/core/media/flv"
+	"github.com/mediapipe/mediapipe/core/media/rtpheader"
 )
 
 // Reason says why the Reassembler dropped something.
@@ -100,7 +101,7 @@ type Reassembler struct {
 // is valid until the next Push or Reset and until pkt is reused. pkt itself
 // is never kept.
 func (r *Reassembler) Push(pkt []byte) []byte {
-	h, payload, err := Parse(pkt)
+	h, payload, err := rtpheader.Parse(pkt)
 	if err != nil {
 		r.drop(BadPacket)
 		return nil
@@ -154,7 +155,7 @@ func (r *Reassembler) Push(pkt []byte) []byte {
 // must look like the first fragment of a tag the sender could have made,
 // with the FLV header's timestamp equal to the RTP timestamp, or it is taken
 // for the tail of a tag whose start was lost.
-func (r *Reassembler) first(h Header, payload []byte) []byte {
+func (r *Reassembler) first(h rtpheader.Header, payload []byte) []byte {
 	strict := r.st == stateResync
 	if len(payload) < flv.HeaderSize {
 		r.dropStart(strict, BadHeader, h.Marker)

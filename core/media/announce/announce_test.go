@@ -1,4 +1,4 @@
-package rtpann
+package announce
 
 import (
 	"errors"
@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/pion/rtp"
+
+	"github.com/mediapipe/mediapipe/core/media/rtpheader"
 )
 
 func mustRTP(t testing.TB, p rtp.Packet) []byte {
@@ -18,7 +20,7 @@ func mustRTP(t testing.TB, p rtp.Packet) []byte {
 	return b
 }
 
-// rtpCase is one datagram with what Classify and CheckRTP must say of it.
+// rtpCase is one datagram with what Classify and rtpheader.Check must say of it.
 type rtpCase struct {
 	name       string
 	b          []byte
@@ -57,39 +59,32 @@ func rtpCases(t testing.TB) []rtpCase {
 		{name: "two csrc", b: csrc, kind: RTP, start: 20, end: 23},
 		{name: "extension", b: ext, kind: RTP, start: len(ext) - 1, end: len(ext)},
 		{name: "padding", b: pad, kind: RTP, start: 12, end: 15},
-		{name: "padding longer than payload", b: badPad, kind: RTP, err: ErrPadding},
-		{name: "zero padding", b: zeroPad, kind: RTP, err: ErrPadding},
-		{name: "csrc past end", b: badCSRC, kind: RTP, err: ErrCSRC},
-		{name: "extension past end", b: badExt, kind: RTP, err: ErrExtension},
-		{name: "version 1", b: v1, kind: Junk, err: ErrVersion},
-		{name: "short", b: plain[:11], kind: Junk, err: ErrShort},
-		{name: "empty", b: nil, kind: Junk, err: ErrShort},
-		{name: "rtcp sr", b: sr, kind: RTCP, start: 12, end: len(sr)}, // CheckRTP alone cannot tell
-		{name: "text", b: []byte("GET / HTTP/1.1\r\n\r\n"), kind: Junk, err: ErrVersion},
+		{name: "padding longer than payload", b: badPad, kind: RTP, err: rtpheader.ErrPadding},
+		{name: "zero padding", b: zeroPad, kind: RTP, err: rtpheader.ErrPadding},
+		{name: "csrc past end", b: badCSRC, kind: RTP, err: rtpheader.ErrCSRC},
+		{name: "extension past end", b: badExt, kind: RTP, err: rtpheader.ErrExtension},
+		{name: "version 1", b: v1, kind: Junk, err: rtpheader.ErrVersion},
+		{name: "short", b: plain[:11], kind: Junk, err: rtpheader.ErrShort},
+		{name: "empty", b: nil, kind: Junk, err: rtpheader.ErrShort},
+		{name: "rtcp sr", b: sr, kind: RTCP, start: 12, end: len(sr)}, // Check alone cannot tell
+		{name: "text", b: []byte("GET / HTTP/1.1\r\n\r\n"), kind: Junk, err: rtpheader.ErrVersion},
 	}
 }
 
-func TestCheckRTP(t *testing.T) {
+func TestClassify(t *testing.T) {
 	for _, c := range rtpCases(t) {
 		t.Run(c.name, func(t *testing.T) {
 			if k := Classify(c.b); k != c.kind {
 				t.Errorf("Classify = %v, want %v", k, c.kind)
 			}
-			start, end, err := CheckRTP(c.b)
+			start, end, err := rtpheader.Check(c.b)
 			if !errors.Is(err, c.err) {
-				t.Fatalf("CheckRTP err = %v, want %v", err, c.err)
+				t.Fatalf("Check err = %v, want %v", err, c.err)
 			}
 			if err == nil && (start != c.start || end != c.end) {
 				t.Errorf("payload [%d:%d], want [%d:%d]", start, end, c.start, c.end)
 			}
 		})
-	}
-}
-
-func TestFields(t *testing.T) {
-	b := mustRTP(t, rtp.Packet{Header: rtp.Header{Version: 2, Marker: true, PayloadType: 100, SequenceNumber: 0xfffe, Timestamp: 0x01020304, SSRC: 0xcafebabe}})
-	if PayloadType(b) != 100 || Seq(b) != 0xfffe || Timestamp(b) != 0x01020304 || SSRC(b) != 0xcafebabe {
-		t.Fatalf("fields: pt %d seq %d ts %x ssrc %x", PayloadType(b), Seq(b), Timestamp(b), SSRC(b))
 	}
 }
 
@@ -171,27 +166,15 @@ func TestParseRejects(t *testing.T) {
 	}
 }
 
-func BenchmarkCheckRTP(b *testing.B) {
+func BenchmarkClassify(b *testing.B) {
 	cases := rtpCases(b)
 	b.ReportAllocs()
 	for b.Loop() {
 		for _, c := range cases {
 			Classify(c.b)
-			_, _, _ = CheckRTP(c.b)
+			_, _, _ = rtpheader.Check(c.b)
 		}
 	}
-}
-
-func FuzzCheckRTP(f *testing.F) {
-	for _, c := range rtpCases(f) {
-		f.Add(c.b)
-	}
-	f.Fuzz(func(t *testing.T, b []byte) {
-		start, end, err := CheckRTP(b)
-		if err == nil && (start < HeaderSize || start > end || end > len(b)) {
-			t.Fatalf("payload [%d:%d] of %d bytes", start, end, len(b))
-		}
-	})
 }
 
 func FuzzParse(f *testing.F) {

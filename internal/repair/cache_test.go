@@ -1,16 +1,15 @@
-package rtx
+package repair
 
 import (
 	"bytes"
 	"testing"
+
+	"github.com/mediapipe/mediapipe/core/media/rtpheader"
 )
 
 func pkt(seq uint16, ssrc uint32, size int) []byte {
-	b := make([]byte, 12+size)
-	b[0] = 0x80
-	b[1] = 100
-	b[2], b[3] = byte(seq>>8), byte(seq)
-	b[8], b[9], b[10], b[11] = byte(ssrc>>24), byte(ssrc>>16), byte(ssrc>>8), byte(ssrc)
+	b := make([]byte, rtpheader.Size+size)
+	rtpheader.Put(b, rtpheader.Header{PayloadType: 100, Seq: seq, SSRC: ssrc})
 	for i := 12; i < len(b); i++ {
 		b[i] = byte(int(seq) + i)
 	}

@@ -1,4 +1,4 @@
-package rtx
+package repair
 
 import (
 	"crypto/ecdsa"

@@ -1,4 +1,6 @@
-package rtx
+// Package repair runs the edge↔cloud repair protocol (repairwire) over QUIC: a per-SSRC
+// packet cache ring, a Server that answers NACKs, a Client that asks, TLS and rate limits.
+package repair
 
 import (
 	"bufio"
@@ -18,7 +20,7 @@ import (
 	"github.com/quic-go/quic-go"
 
 	"github.com/mediapipe/mediapipe/core"
-	"github.com/mediapipe/mediapipe/core/media/nack"
+	"github.com/mediapipe/mediapipe/core/media/repairwire"
 )
 
 // Event names what a server counts.
@@ -142,8 +144,8 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	if len(cfg.Token) > MaxTokenLen {
-		return nil, fmt.Errorf("rtx: token longer than %d bytes", MaxTokenLen)
+	if len(cfg.Token) > repairwire.MaxTokenLen {
+		return nil, fmt.Errorf("repair: token longer than %d bytes", repairwire.MaxTokenLen)
 	}
 	t, err := ServerTLS(cfg.CertFile, cfg.KeyFile)
 	if err != nil {
@@ -156,11 +158,11 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 func (s *Server) Listen() error {
 	ua, err := net.ResolveUDPAddr("udp", s.cfg.Addr)
 	if err != nil {
-		return fmt.Errorf("rtx: listen address %q: %w", s.cfg.Addr, err)
+		return fmt.Errorf("repair: listen address %q: %w", s.cfg.Addr, err)
 	}
 	udp, err := net.ListenUDP("udp", ua)
 	if err != nil {
-		return fmt.Errorf("rtx: listen on %s: %w", s.cfg.Addr, err)
+		return fmt.Errorf("repair: listen on %s: %w", s.cfg.Addr, err)
 	}
 	// A reset key that survives restarts lets a restarted server answer an
 	// old connection's packets with a stateless reset, so the edge notices
@@ -176,7 +178,7 @@ func (s *Server) Listen() error {
 	})
 	if err != nil {
 		_ = udp.Close()
-		return fmt.Errorf("rtx: listen on %s: %w", s.cfg.Addr, err)
+		return fmt.Errorf("repair: listen on %s: %w", s.cfg.Addr, err)
 	}
 	s.udp, s.tr, s.ln = udp, tr, ln
 	return nil
@@ -200,7 +202,7 @@ func (s *Server) Serve(ctx context.Context) error {
 	}
 	stop := context.AfterFunc(ctx, func() { _ = s.Close() })
 	defer stop()
-	s.cfg.Log.Info("repair server listening", "addr", s.ln.Addr().String(), "alpn", ALPN, "auth", s.cfg.Token != "")
+	s.cfg.Log.Info("repair server listening", "addr", s.ln.Addr().String(), "alpn", repairwire.ALPN, "auth", s.cfg.Token != "")
 	for {
 		conn, err := s.ln.Accept(ctx)
 		if err != nil {
@@ -209,12 +211,12 @@ func (s *Server) Serve(ctx context.Context) error {
 			if ctx.Err() != nil || errors.Is(err, quic.ErrServerClosed) || errors.Is(err, net.ErrClosed) {
 				return nil
 			}
-			return fmt.Errorf("rtx: accept: %w", err)
+			return fmt.Errorf("repair: accept: %w", err)
 		}
 		s.mu.Lock()
 		if s.closed {
 			s.mu.Unlock()
-			_ = conn.CloseWithError(CodeShutdown, "shutting down")
+			_ = conn.CloseWithError(repairwire.CodeShutdown, "shutting down")
 			continue
 		}
 		if s.unauth >= s.cfg.MaxUnauthenticated {
@@ -222,7 +224,7 @@ func (s *Server) Serve(ctx context.Context) error {
 			// rather than hold a goroutine each for HelloTimeout.
 			s.mu.Unlock()
 			s.count(EvAuthFailed, 1)
-			_ = conn.CloseWithError(CodeBusy, "too many unauthenticated peers")
+			_ = conn.CloseWithError(repairwire.CodeBusy, "too many unauthenticated peers")
 			continue
 		}
 		s.unauth++
@@ -250,7 +252,7 @@ func (s *Server) Close() error {
 	}
 	s.mu.Unlock()
 	for _, c := range peers {
-		_ = c.CloseWithError(CodeShutdown, "shutting down")
+		_ = c.CloseWithError(repairwire.CodeShutdown, "shutting down")
 	}
 	if s.ln != nil {
 		_ = s.ln.Close()
@@ -325,19 +327,19 @@ func (s *Server) ring(ssrc uint32) *Ring {
 	return nil
 }
 
-func (s *Server) list() []StreamInfo {
+func (s *Server) list() []repairwire.StreamInfo {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	out := make([]StreamInfo, 0, len(s.streams))
+	out := make([]repairwire.StreamInfo, 0, len(s.streams))
 	for ssrc, c := range s.streams {
 		if !c.ended {
-			out = append(out, StreamInfo{SSRC: ssrc, Name: c.stream.Name})
+			out = append(out, repairwire.StreamInfo{SSRC: ssrc, Name: c.stream.Name})
 		}
 	}
 	return out
 }
 
-func (s *Server) init(req InitReq) Init {
+func (s *Server) init(req repairwire.InitReq) repairwire.Init {
 	s.mu.RLock()
 	var best *cached
 	var bestSSRC uint32
@@ -355,11 +357,11 @@ func (s *Server) init(req InitReq) Init {
 	}
 	s.mu.RUnlock()
 	if best == nil {
-		return Init{Status: InitUnknown, SSRC: req.SSRC, Name: req.Name}
+		return repairwire.Init{Status: repairwire.InitUnknown, SSRC: req.SSRC, Name: req.Name}
 	}
-	r := Init{Status: InitNone, SSRC: bestSSRC, Name: best.stream.Name}
+	r := repairwire.Init{Status: repairwire.InitNone, SSRC: bestSSRC, Name: best.stream.Name}
 	if t := best.stream.Init(); t != nil {
-		r.Status, r.Tags = InitFound, *t
+		r.Status, r.Tags = repairwire.InitFound, repairwire.InitTags(*t)
 	}
 	return r
 }
@@ -428,7 +430,7 @@ func (s *Server) serveConn(conn *quic.Conn) {
 	go func() {
 		defer s.wg.Done()
 		s.serveStream(p, ctrl, false)
-		_ = conn.CloseWithError(CodeNormal, "control stream ended")
+		_ = conn.CloseWithError(repairwire.CodeNormal, "control stream ended")
 	}()
 	for {
 		st, err := conn.AcceptStream(conn.Context())
@@ -452,25 +454,25 @@ func (s *Server) hello(conn *quic.Conn) (*quic.Stream, error) {
 	ctrl, err := conn.AcceptStream(ctx)
 	if err != nil {
 		s.count(EvAuthFailed, 1)
-		_ = conn.CloseWithError(CodeHelloTimeout, "no hello")
+		_ = conn.CloseWithError(repairwire.CodeHelloTimeout, "no hello")
 		return nil, fmt.Errorf("no control stream: %w", err)
 	}
 	_ = ctrl.SetReadDeadline(time.Now().Add(s.cfg.HelloTimeout))
-	typ, payload, err := NewFrameReader(ctrl, 2+MaxTokenLen).Next()
-	if err != nil || typ != FrameHello {
+	typ, payload, err := repairwire.NewFrameReader(ctrl, 2+repairwire.MaxTokenLen).Next()
+	if err != nil || typ != repairwire.FrameHello {
 		s.count(EvAuthFailed, 1)
-		_ = conn.CloseWithError(CodeProtocol, "expected hello")
+		_ = conn.CloseWithError(repairwire.CodeProtocol, "expected hello")
 		return nil, fmt.Errorf("bad hello (%s): %v", typ, err)
 	}
-	h, err := ParseHello(payload)
-	if err != nil || h.Version != Version {
+	h, err := repairwire.ParseHello(payload)
+	if err != nil || h.Version != repairwire.Version {
 		s.count(EvAuthFailed, 1)
-		_ = conn.CloseWithError(CodeProtocol, "bad hello")
+		_ = conn.CloseWithError(repairwire.CodeProtocol, "bad hello")
 		return nil, fmt.Errorf("bad hello version %d: %v", h.Version, err)
 	}
 	if s.cfg.Token != "" && subtle.ConstantTimeCompare([]byte(h.Token), []byte(s.cfg.Token)) != 1 {
 		s.count(EvAuthFailed, 1)
-		_ = conn.CloseWithError(CodeUnauthorized, "unauthorized")
+		_ = conn.CloseWithError(repairwire.CodeUnauthorized, "unauthorized")
 		return nil, errors.New("wrong token")
 	}
 	return ctrl, nil
@@ -489,13 +491,13 @@ func (s *Server) admit(conn *quic.Conn, ctrl *quic.Stream) error {
 	s.mu.Unlock()
 	if full {
 		s.count(EvRefusedPeer, 1)
-		_ = conn.CloseWithError(CodeTooManyPeers, "too many peers")
+		_ = conn.CloseWithError(repairwire.CodeTooManyPeers, "too many peers")
 		return fmt.Errorf("max_peers (%d) already connected", s.cfg.MaxPeers)
 	}
 	_ = ctrl.SetReadDeadline(time.Time{})
 	_ = ctrl.SetWriteDeadline(time.Now().Add(s.cfg.WriteTimeout))
-	if _, err := ctrl.Write(AppendHelloOK(nil, HelloOK{Version: Version, CachePackets: uint32(s.cfg.CachePackets)})); err != nil {
-		_ = conn.CloseWithError(CodeProtocol, "hello reply failed")
+	if _, err := ctrl.Write(repairwire.AppendHelloOK(nil, repairwire.HelloOK{Version: repairwire.Version, CachePackets: uint32(s.cfg.CachePackets)})); err != nil {
+		_ = conn.CloseWithError(repairwire.CodeProtocol, "hello reply failed")
 		s.mu.Lock()
 		s.authed--
 		s.mu.Unlock()
@@ -506,11 +508,11 @@ func (s *Server) admit(conn *quic.Conn, ctrl *quic.Stream) error {
 
 // reqScratch holds one request stream's reusable buffers.
 type reqScratch struct {
-	entries []nack.Entry
+	entries []repairwire.NACKEntry
 	seqs    []uint16
-	gone    []nack.Entry
+	gone    []repairwire.NACKEntry
 	goneSq  []uint16
-	refused []nack.Entry
+	refused []repairwire.NACKEntry
 	refSq   []uint16
 	pkt     []byte
 	out     []byte
@@ -525,7 +527,7 @@ var writers = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 32<<10
 // stream (idle true) that brings no whole request within StreamIdleTimeout
 // is closed.
 func (s *Server) serveStream(p *peer, st *quic.Stream, idle bool) {
-	fr := NewFrameReader(st, MaxRequestFrame)
+	fr := repairwire.NewFrameReader(st, repairwire.MaxRequestFrame)
 	var sc reqScratch
 	for {
 		if idle {
@@ -535,20 +537,20 @@ func (s *Server) serveStream(p *peer, st *quic.Stream, idle bool) {
 		var ne net.Error
 		if err != nil {
 			switch {
-			case errors.Is(err, ErrFrameTooLarge):
-				s.bad(st, StreamTooLarge)
+			case errors.Is(err, repairwire.ErrFrameTooLarge):
+				s.bad(st, repairwire.StreamTooLarge)
 			case errors.Is(err, io.EOF):
 				_ = st.Close()
 			case errors.Is(err, io.ErrUnexpectedEOF):
-				s.bad(st, StreamBadFrame)
+				s.bad(st, repairwire.StreamBadFrame)
 			case idle && errors.As(err, &ne) && ne.Timeout():
 				// The peer's reader sees our end and opens a new stream
 				// for its next request.
 				s.count(EvIdleStream, 1)
-				st.CancelRead(StreamIdle)
+				st.CancelRead(repairwire.StreamIdle)
 				_ = st.Close()
 			default:
-				st.CancelWrite(CodeStreamGone)
+				st.CancelWrite(repairwire.CodeStreamGone)
 			}
 			return
 		}
@@ -572,57 +574,50 @@ func (s *Server) bad(st *quic.Stream, code quic.StreamErrorCode) {
 
 // answer writes the reply to one request frame and flushes it. It returns
 // false when the stream has been reset and must be left.
-func (s *Server) answer(p *peer, st *quic.Stream, w *bufio.Writer, sc *reqScratch, typ FrameType, payload []byte) bool {
+func (s *Server) answer(p *peer, st *quic.Stream, w *bufio.Writer, sc *reqScratch, typ repairwire.FrameType, payload []byte) bool {
 	var err error
 	switch typ {
-	case FrameNACK:
-		sc.entries, err = nack.Unmarshal(payload, sc.entries[:0])
+	case repairwire.FrameNACK:
+		sc.entries, err = repairwire.ParseNACK(payload, sc.entries[:0])
 		if err != nil {
-			s.bad(st, StreamBadFrame)
+			s.bad(st, repairwire.StreamBadFrame)
 			return false
 		}
 		s.count(EvRequest, 1)
 		if err := s.answerNACK(p, w, sc); err != nil {
-			st.CancelWrite(StreamSlow)
-			st.CancelRead(StreamSlow)
+			st.CancelWrite(repairwire.StreamSlow)
+			st.CancelRead(repairwire.StreamSlow)
 			return false
 		}
-	case FrameStreamsReq:
+	case repairwire.FrameStreamsReq:
 		if len(payload) != 0 {
-			s.bad(st, StreamBadFrame)
+			s.bad(st, repairwire.StreamBadFrame)
 			return false
 		}
 		s.count(EvRequest, 1)
-		_, _ = w.Write(AppendStreams(sc.out[:0], s.list()))
-	case FrameInitReq:
-		req, err := ParseInitReq(payload)
+		_, _ = w.Write(repairwire.AppendStreams(sc.out[:0], s.list()))
+	case repairwire.FrameInitReq:
+		req, err := repairwire.ParseInitReq(payload)
 		if err != nil {
-			s.bad(st, StreamBadFrame)
+			s.bad(st, repairwire.StreamBadFrame)
 			return false
 		}
 		s.count(EvRequest, 1)
-		sc.out = AppendInit(sc.out[:0], s.init(req))
+		sc.out = repairwire.AppendInit(sc.out[:0], s.init(req))
 		_, _ = w.Write(sc.out)
 	default:
-		s.bad(st, StreamBadFrame)
+		s.bad(st, repairwire.StreamBadFrame)
 		return false
 	}
 	// One flush per request: its replies leave together, and a peer that
 	// stops reading stalls only this stream until WriteTimeout.
 	if err := s.flush(st, w); err != nil {
-		st.CancelWrite(StreamSlow)
-		st.CancelRead(StreamSlow)
+		st.CancelWrite(repairwire.StreamSlow)
+		st.CancelRead(repairwire.StreamSlow)
 		return false
 	}
 	return true
 }
-
-// CodeStreamGone resets a reply stream whose request side failed.
-const CodeStreamGone quic.StreamErrorCode = 0x204
-
-// StreamIdle stops reading a request stream that stayed silent for
-// StreamIdleTimeout; the server also ends its send side.
-const StreamIdle quic.StreamErrorCode = 0x205
 
 func (s *Server) flush(st *quic.Stream, w *bufio.Writer) error {
 	if w.Buffered() == 0 {
@@ -650,10 +645,10 @@ func (s *Server) answerNACK(p *peer, w *bufio.Writer, sc *reqScratch) error {
 			switch {
 			case !ok:
 				sc.goneSq = append(sc.goneSq, seq)
-			case !p.take(len(sc.pkt)+FrameHeaderSize, now):
+			case !p.take(len(sc.pkt)+repairwire.FrameHeaderSize, now):
 				sc.refSq = append(sc.refSq, seq)
 			default:
-				sc.out = AppendFrameHeader(sc.out[:0], FrameRepair, len(sc.pkt))
+				sc.out = repairwire.AppendFrameHeader(sc.out[:0], repairwire.FrameRepair, len(sc.pkt))
 				if _, err := w.Write(sc.out); err != nil {
 					return err
 				}
@@ -665,19 +660,19 @@ func (s *Server) answerNACK(p *peer, w *bufio.Writer, sc *reqScratch) error {
 		}
 		s.count(EvGone, len(sc.goneSq))
 		s.count(EvRefusedRate, len(sc.refSq))
-		sc.gone = nack.FromSeqs(sc.gone, e.SSRC, sc.goneSq)
-		sc.refused = nack.FromSeqs(sc.refused, e.SSRC, sc.refSq)
+		sc.gone = repairwire.FromSeqs(sc.gone, e.SSRC, sc.goneSq)
+		sc.refused = repairwire.FromSeqs(sc.refused, e.SSRC, sc.refSq)
 	}
 	s.count(EvRepaired, repaired)
 	for _, f := range []struct {
-		t FrameType
-		e []nack.Entry
-	}{{FrameGone, sc.gone}, {FrameRefused, sc.refused}} {
+		t repairwire.FrameType
+		e []repairwire.NACKEntry
+	}{{repairwire.FrameGone, sc.gone}, {repairwire.FrameRefused, sc.refused}} {
 		if len(f.e) == 0 {
 			continue
 		}
-		sc.out = AppendFrameHeader(sc.out[:0], f.t, len(f.e)*nack.EntrySize)
-		sc.out = nack.Marshal(sc.out, f.e)
+		sc.out = repairwire.AppendFrameHeader(sc.out[:0], f.t, len(f.e)*repairwire.NACKEntrySize)
+		sc.out = repairwire.AppendNACK(sc.out, f.e)
 		if _, err := w.Write(sc.out); err != nil {
 			return err
 		}

@@ -1,4 +1,4 @@
-package rtx
+package repair
 
 import (
 	"context"
@@ -10,7 +10,7 @@ import (
 	"github.com/quic-go/quic-go"
 
 	"github.com/mediapipe/mediapipe/core"
-	"github.com/mediapipe/mediapipe/core/media/nack"
+	"github.com/mediapipe/mediapipe/core/media/repairwire"
 )
 
 // helloRaw says HELLO with token on a raw connection and returns the error
@@ -21,10 +21,10 @@ func helloRaw(t *testing.T, conn *quic.Conn, token string) error {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, _ = st.Write(AppendHello(nil, Hello{Version: Version, Token: token}))
+	_, _ = st.Write(repairwire.AppendHello(nil, repairwire.Hello{Version: repairwire.Version, Token: token}))
 	_ = st.SetReadDeadline(time.Now().Add(5 * time.Second))
-	typ, _, err := NewFrameReader(st, 64).Next()
-	if err == nil && typ != FrameHelloOK {
+	typ, _, err := repairwire.NewFrameReader(st, 64).Next()
+	if err == nil && typ != repairwire.FrameHelloOK {
 		t.Fatalf("hello answered with %s", typ)
 	}
 	return err
@@ -46,16 +46,16 @@ func TestMaxPeers(t *testing.T) {
 	}
 	var ae *quic.ApplicationError
 	over := rawConn(t, addr)
-	if err := helloRaw(t, over, "tok"); !errors.As(err, &ae) || ae.ErrorCode != CodeTooManyPeers {
-		t.Fatalf("peer over max_peers: %v, want code %#x", err, CodeTooManyPeers)
+	if err := helloRaw(t, over, "tok"); !errors.As(err, &ae) || ae.ErrorCode != repairwire.CodeTooManyPeers {
+		t.Fatalf("peer over max_peers: %v, want code %#x", err, repairwire.CodeTooManyPeers)
 	}
-	if err := helloRaw(t, rawConn(t, addr), "wrong"); !errors.As(err, &ae) || ae.ErrorCode != CodeUnauthorized {
+	if err := helloRaw(t, rawConn(t, addr), "wrong"); !errors.As(err, &ae) || ae.ErrorCode != repairwire.CodeUnauthorized {
 		t.Fatalf("wrong token while full: %v", err)
 	}
 	if n := srv.Stats().Get(EvRefusedPeer); n != 1 {
 		t.Fatalf("refused_peers = %d, want 1", n)
 	}
-	_ = conns[0].CloseWithError(CodeNormal, "bye")
+	_ = conns[0].CloseWithError(repairwire.CodeNormal, "bye")
 	// The client library gets in once there is room again (it retries).
 	r := newReplies()
 	c := dial(t, r.config(addr, "tok"))
@@ -127,7 +127,7 @@ func TestStalledPartialFrameClosed(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, _ = st.Write([]byte{byte(FrameNACK), 0})
+	_, _ = st.Write([]byte{byte(repairwire.FrameNACK), 0})
 	_ = st.SetReadDeadline(time.Now().Add(5 * time.Second))
 	buf := make([]byte, 16)
 	n, err := st.Read(buf)
@@ -149,7 +149,7 @@ func TestIdleStreamsHoldNoReplyBuffer(t *testing.T) {
 	if err := helloRaw(t, conn, ""); err != nil {
 		t.Fatal(err)
 	}
-	req := append(AppendFrameHeader(nil, FrameNACK, nack.EntrySize), nack.Marshal(nil, []nack.Entry{{SSRC: 9, PID: 1}})...)
+	req := append(repairwire.AppendFrameHeader(nil, repairwire.FrameNACK, repairwire.NACKEntrySize), repairwire.AppendNACK(nil, []repairwire.NACKEntry{{SSRC: 9, PID: 1}})...)
 	heap := func() uint64 {
 		runtime.GC()
 		var m runtime.MemStats
@@ -165,7 +165,7 @@ func TestIdleStreamsHoldNoReplyBuffer(t *testing.T) {
 		}
 		_, _ = st.Write(req)
 		_ = st.SetReadDeadline(time.Now().Add(5 * time.Second))
-		if typ, _, err := NewFrameReader(st, MaxReplyFrame).Next(); err != nil || typ != FrameRepair {
+		if typ, _, err := repairwire.NewFrameReader(st, repairwire.MaxReplyFrame).Next(); err != nil || typ != repairwire.FrameRepair {
 			t.Fatalf("reply %s, %v", typ, err)
 		}
 	}

@@ -1,10 +1,8 @@
-// Package rtpann classifies RTP/RTCP datagrams muxed on one port (RFC 5761)
-// and builds and parses the RTCP stream announcement (SR + SDES NAME, BYE).
-// Pure bytes: no I/O, no goroutines.
-package rtpann
+// Package announce tells RTP from RTCP muxed on one port (RFC 5761) and builds
+// and parses the RTCP stream announcement (SR + SDES NAME, BYE); pure bytes.
+package announce
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"time"
@@ -12,10 +10,9 @@ import (
 	"unicode/utf8"
 
 	"github.com/pion/rtcp"
-)
 
-// HeaderSize is the fixed part of an RTP header.
-const HeaderSize = 12
+	"github.com/mediapipe/mediapipe/core/media/rtpheader"
+)
 
 // RTCP packet types occupy the second byte's 192–223 (RFC 5761 §4); RTP
 // payload types 96–127 (with or without the marker bit) never land there.
@@ -50,10 +47,10 @@ func (k Kind) String() string {
 }
 
 // Classify tells RTP from RTCP by the version bits and the second byte
-// (RFC 5761 §4). It checks only the first two bytes' shape; use CheckRTP
-// before trusting an RTP header.
+// (RFC 5761 §4). It checks only the first two bytes' shape; use
+// rtpheader.Check before trusting an RTP header.
 func Classify(b []byte) Kind {
-	if len(b) < 4 || b[0]>>6 != 2 {
+	if len(b) < 4 || rtpheader.Version(b) != 2 {
 		return Junk
 	}
 	if b[1] >= rtcpTypeMin && b[1] <= rtcpTypeMax {
@@ -62,65 +59,11 @@ func Classify(b []byte) Kind {
 		}
 		return RTCP
 	}
-	if len(b) < HeaderSize {
+	if len(b) < rtpheader.Size {
 		return Junk
 	}
 	return RTP
 }
-
-// Errors of CheckRTP.
-var (
-	ErrShort     = errors.New("rtpann: shorter than an RTP header")
-	ErrVersion   = errors.New("rtpann: RTP version is not 2")
-	ErrCSRC      = errors.New("rtpann: CSRC list runs past the packet")
-	ErrExtension = errors.New("rtpann: header extension runs past the packet")
-	ErrPadding   = errors.New("rtpann: padding length is inconsistent")
-)
-
-// CheckRTP validates an RTP header's lengths and returns where the payload
-// starts and ends in b. It never allocates.
-func CheckRTP(b []byte) (start, end int, err error) {
-	if len(b) < HeaderSize {
-		return 0, 0, ErrShort
-	}
-	if b[0]>>6 != 2 {
-		return 0, 0, ErrVersion
-	}
-	start = HeaderSize + 4*int(b[0]&0x0f)
-	if start > len(b) {
-		return 0, 0, ErrCSRC
-	}
-	if b[0]&0x10 != 0 {
-		if start+4 > len(b) {
-			return 0, 0, ErrExtension
-		}
-		start += 4 + 4*int(binary.BigEndian.Uint16(b[start+2:]))
-		if start > len(b) {
-			return 0, 0, ErrExtension
-		}
-	}
-	end = len(b)
-	if b[0]&0x20 != 0 {
-		pad := int(b[len(b)-1])
-		if pad == 0 || pad > end-start {
-			return 0, 0, ErrPadding
-		}
-		end -= pad
-	}
-	return start, end, nil
-}
-
-// PayloadType returns the RTP payload type (marker bit stripped).
-func PayloadType(b []byte) uint8 { return b[1] & 0x7f }
-
-// Seq returns the RTP sequence number.
-func Seq(b []byte) uint16 { return binary.BigEndian.Uint16(b[2:]) }
-
-// Timestamp returns the RTP timestamp.
-func Timestamp(b []byte) uint32 { return binary.BigEndian.Uint32(b[4:]) }
-
-// SSRC returns the RTP SSRC.
-func SSRC(b []byte) uint32 { return binary.BigEndian.Uint32(b[8:]) }
 
 // ValidName reports whether s can name a stream in an SDES NAME item:
 // 1–255 bytes of UTF-8 without control characters (it ends up in logs,
@@ -168,10 +111,10 @@ type Naming struct {
 // NAME = name) announcing s to dst.
 func AppendAnnounce(dst []byte, s Sender, cname, name string) ([]byte, error) {
 	if !ValidName(name) {
-		return dst, fmt.Errorf("rtpann: stream name %q cannot go in SDES", name)
+		return dst, fmt.Errorf("announce: stream name %q cannot go in SDES", name)
 	}
 	if len(cname) == 0 || len(cname) > MaxNameLen {
-		return dst, fmt.Errorf("rtpann: CNAME must be 1–%d bytes", MaxNameLen)
+		return dst, fmt.Errorf("announce: CNAME must be 1–%d bytes", MaxNameLen)
 	}
 	b, err := rtcp.Marshal([]rtcp.Packet{
 		&rtcp.SenderReport{SSRC: s.SSRC, NTPTime: s.NTP, RTPTime: s.RTPTime, PacketCount: s.Packets, OctetCount: s.Octets},
@@ -184,7 +127,7 @@ func AppendAnnounce(dst []byte, s Sender, cname, name string) ([]byte, error) {
 		}}},
 	})
 	if err != nil {
-		return dst, fmt.Errorf("rtpann: marshal announcement: %w", err)
+		return dst, fmt.Errorf("announce: marshal announcement: %w", err)
 	}
 	return append(dst, b...), nil
 }
@@ -201,7 +144,7 @@ func AppendBye(dst []byte, ssrc uint32, reason string) ([]byte, error) {
 		&rtcp.Goodbye{Sources: []uint32{ssrc}, Reason: reason},
 	})
 	if err != nil {
-		return dst, fmt.Errorf("rtpann: marshal bye: %w", err)
+		return dst, fmt.Errorf("announce: marshal bye: %w", err)
 	}
 	return append(dst, b...), nil
 }
@@ -219,7 +162,7 @@ func (r *Report) Reset() {
 }
 
 // ErrNotRTCP is returned by Parse for a datagram that is not RTCP.
-var ErrNotRTCP = errors.New("rtpann: not an RTCP datagram")
+var ErrNotRTCP = errors.New("announce: not an RTCP datagram")
 
 // Parse reads a (compound) RTCP datagram into r, which it resets first.
 // Packet types other than SR, SDES and BYE are skipped. Names are not
@@ -231,7 +174,7 @@ func Parse(b []byte, r *Report) error {
 	}
 	pkts, err := rtcp.Unmarshal(b)
 	if err != nil {
-		return fmt.Errorf("rtpann: %w", err)
+		return fmt.Errorf("announce: %w", err)
 	}
 	for _, p := range pkts {
 		switch p := p.(type) {

@@ -1,4 +1,4 @@
-package rtx
+package repair
 
 import (
 	"context"
@@ -13,18 +13,19 @@ import (
 	"github.com/quic-go/quic-go"
 
 	"github.com/mediapipe/mediapipe/core"
-	"github.com/mediapipe/mediapipe/core/media/nack"
+	"github.com/mediapipe/mediapipe/core/media/repairwire"
+	"github.com/mediapipe/mediapipe/core/media/rtpheader"
 )
 
 var (
 	// ErrNotConnected: no session to the server right now; ask again later.
-	ErrNotConnected = errors.New("rtx: not connected")
+	ErrNotConnected = errors.New("repair: not connected")
 	// ErrBusy: the request stream's send window is full; ask again later.
-	ErrBusy = errors.New("rtx: request stream busy")
+	ErrBusy = errors.New("repair: request stream busy")
 	// ErrUnauthorized: the server refused the token.
-	ErrUnauthorized = errors.New("rtx: server refused the token")
+	ErrUnauthorized = errors.New("repair: server refused the token")
 	// ErrClosed: the client was closed.
-	ErrClosed = errors.New("rtx: client closed")
+	ErrClosed = errors.New("repair: client closed")
 )
 
 // ClientConfig configures a Client. Zero durations take the defaults noted.
@@ -82,7 +83,7 @@ type session struct {
 type repairStream struct {
 	mu      sync.Mutex
 	st      *quic.Stream
-	entries []nack.Entry
+	entries []repairwire.NACKEntry
 	buf     []byte
 }
 
@@ -104,13 +105,13 @@ func Dial(cfg ClientConfig) (*Client, error) {
 	if cfg.IdleTimeout == 0 {
 		cfg.IdleTimeout = 5 * time.Second
 	}
-	if len(cfg.Token) > MaxTokenLen {
-		return nil, fmt.Errorf("rtx: token longer than %d bytes", MaxTokenLen)
+	if len(cfg.Token) > repairwire.MaxTokenLen {
+		return nil, fmt.Errorf("repair: token longer than %d bytes", repairwire.MaxTokenLen)
 	}
 	if cfg.ServerName == "" {
 		host, _, err := net.SplitHostPort(cfg.Addr)
 		if err != nil {
-			return nil, fmt.Errorf("rtx: server address %q: %w", cfg.Addr, err)
+			return nil, fmt.Errorf("repair: server address %q: %w", cfg.Addr, err)
 		}
 		cfg.ServerName = host
 	}
@@ -218,7 +219,7 @@ func (c *Client) maintain() {
 		case <-s.conn.Context().Done():
 			c.cfg.Log.Warn("repair connection lost", "addr", c.cfg.Addr, "err", context.Cause(s.conn.Context()))
 		case <-c.ctx.Done():
-			_ = s.conn.CloseWithError(CodeNormal, "bye")
+			_ = s.conn.CloseWithError(repairwire.CodeNormal, "bye")
 		}
 		c.mu.Lock()
 		c.sess = nil
@@ -245,12 +246,12 @@ func (c *Client) connect() (*session, error) {
 	}
 	// Close must not wait out the hello's deadline (a server stopping at
 	// the same moment may never answer): cancelling the client ends it.
-	stopWatch := context.AfterFunc(c.ctx, func() { _ = conn.CloseWithError(CodeNormal, "closing") })
+	stopWatch := context.AfterFunc(c.ctx, func() { _ = conn.CloseWithError(repairwire.CodeNormal, "closing") })
 	defer stopWatch()
 	fail := func(err error) (*session, error) {
-		_ = conn.CloseWithError(CodeNormal, "")
+		_ = conn.CloseWithError(repairwire.CodeNormal, "")
 		var ae *quic.ApplicationError
-		if errors.As(err, &ae) && ae.ErrorCode == CodeUnauthorized {
+		if errors.As(err, &ae) && ae.ErrorCode == repairwire.CodeUnauthorized {
 			return nil, ErrUnauthorized
 		}
 		return nil, err
@@ -261,17 +262,17 @@ func (c *Client) connect() (*session, error) {
 	}
 	deadline, _ := ctx.Deadline()
 	_ = ctrl.SetDeadline(deadline)
-	if _, err := ctrl.Write(AppendHello(nil, Hello{Version: Version, Token: c.cfg.Token})); err != nil {
+	if _, err := ctrl.Write(repairwire.AppendHello(nil, repairwire.Hello{Version: repairwire.Version, Token: c.cfg.Token})); err != nil {
 		return fail(fmt.Errorf("send hello: %w", err))
 	}
-	typ, payload, err := NewFrameReader(ctrl, 64).Next()
+	typ, payload, err := repairwire.NewFrameReader(ctrl, 64).Next()
 	if err != nil {
 		return fail(fmt.Errorf("read hello reply: %w", err))
 	}
-	if typ != FrameHelloOK {
+	if typ != repairwire.FrameHelloOK {
 		return fail(fmt.Errorf("unexpected %s in reply to hello", typ))
 	}
-	if _, err := ParseHelloOK(payload); err != nil {
+	if _, err := repairwire.ParseHelloOK(payload); err != nil {
 		return fail(fmt.Errorf("hello reply: %w", err))
 	}
 	_ = ctrl.SetDeadline(time.Time{})
@@ -294,12 +295,12 @@ func (c *Client) Nack(ssrc uint32, seqs []uint16) error {
 		return err
 	}
 	rs.mu.Lock()
-	rs.entries = nack.FromSeqs(rs.entries[:0], ssrc, seqs)
+	rs.entries = repairwire.FromSeqs(rs.entries[:0], ssrc, seqs)
 	rs.buf = rs.buf[:0]
 	for e := rs.entries; len(e) > 0; {
-		n := min(len(e), nack.MaxEntries)
-		rs.buf = AppendFrameHeader(rs.buf, FrameNACK, n*nack.EntrySize)
-		rs.buf = nack.Marshal(rs.buf, e[:n])
+		n := min(len(e), repairwire.MaxNACKEntries)
+		rs.buf = repairwire.AppendFrameHeader(rs.buf, repairwire.FrameNACK, n*repairwire.NACKEntrySize)
+		rs.buf = repairwire.AppendNACK(rs.buf, e[:n])
 		e = e[n:]
 	}
 	err = rs.st.TryWriteAll(rs.buf)
@@ -311,7 +312,7 @@ func (c *Client) Nack(ssrc uint32, seqs []uint16) error {
 		return ErrBusy
 	default:
 		s.dropRepair(ssrc, rs)
-		return fmt.Errorf("rtx: nack: %w", err)
+		return fmt.Errorf("repair: nack: %w", err)
 	}
 }
 
@@ -336,7 +337,7 @@ func (s *session) repairStream(ssrc uint32) (*repairStream, error) {
 	}
 	st, err := s.conn.OpenStream()
 	if err != nil {
-		return nil, fmt.Errorf("rtx: open request stream: %w", err)
+		return nil, fmt.Errorf("repair: open request stream: %w", err)
 	}
 	rs := &repairStream{st: st}
 	s.repair[ssrc] = rs
@@ -351,8 +352,8 @@ func (s *session) dropRepair(ssrc uint32, rs *repairStream) {
 		delete(s.repair, ssrc)
 	}
 	s.mu.Unlock()
-	rs.st.CancelRead(CodeStreamGone)
-	rs.st.CancelWrite(CodeStreamGone)
+	rs.st.CancelRead(repairwire.CodeStreamGone)
+	rs.st.CancelWrite(repairwire.CodeStreamGone)
 }
 
 // readReplies hands the replies on one request stream to the callbacks
@@ -360,8 +361,8 @@ func (s *session) dropRepair(ssrc uint32, rs *repairStream) {
 func (s *session) readReplies(ssrc uint32, rs *repairStream) {
 	defer s.c.wg.Done()
 	defer s.dropRepair(ssrc, rs)
-	fr := NewFrameReader(rs.st, MaxReplyFrame)
-	var entries []nack.Entry
+	fr := repairwire.NewFrameReader(rs.st, repairwire.MaxReplyFrame)
+	var entries []repairwire.NACKEntry
 	var seqs []uint16
 	cfg := &s.c.cfg
 	for {
@@ -370,18 +371,17 @@ func (s *session) readReplies(ssrc uint32, rs *repairStream) {
 			return
 		}
 		switch typ {
-		case FrameRepair:
-			seq, pssrc, ok := RTPSeqSSRC(payload)
-			if ok && cfg.OnRepair != nil {
-				cfg.OnRepair(pssrc, seq, payload)
+		case repairwire.FrameRepair:
+			if _, _, err := rtpheader.Check(payload); err == nil && cfg.OnRepair != nil {
+				cfg.OnRepair(rtpheader.SSRC(payload), rtpheader.Seq(payload), payload)
 			}
-		case FrameGone, FrameRefused:
-			entries, err = nack.Unmarshal(payload, entries[:0])
+		case repairwire.FrameGone, repairwire.FrameRefused:
+			entries, err = repairwire.ParseNACK(payload, entries[:0])
 			if err != nil {
 				return
 			}
 			cb := cfg.OnGone
-			if typ == FrameRefused {
+			if typ == repairwire.FrameRefused {
 				cb = cfg.OnRefused
 			}
 			if cb == nil {
@@ -399,61 +399,61 @@ func (s *session) readReplies(ssrc uint32, rs *repairStream) {
 
 // request sends one request frame on a fresh stream and returns the payload
 // of the single reply frame of type want.
-func (c *Client) request(ctx context.Context, frame []byte, want FrameType) ([]byte, error) {
+func (c *Client) request(ctx context.Context, frame []byte, want repairwire.FrameType) ([]byte, error) {
 	s, err := c.waitSession(ctx)
 	if err != nil {
 		return nil, err
 	}
 	st, err := s.conn.OpenStreamSync(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("rtx: open stream: %w", err)
+		return nil, fmt.Errorf("repair: open stream: %w", err)
 	}
 	defer st.CancelRead(0)
 	stop := context.AfterFunc(ctx, func() { _ = st.SetDeadline(time.Now()) })
 	defer stop()
 	if _, err := st.Write(frame); err != nil {
-		return nil, fmt.Errorf("rtx: send %s: %w", FrameType(frame[0]), err)
+		return nil, fmt.Errorf("repair: send %s: %w", repairwire.FrameType(frame[0]), err)
 	}
 	_ = st.Close()
-	typ, payload, err := NewFrameReader(st, MaxReplyFrame).Next()
+	typ, payload, err := repairwire.NewFrameReader(st, repairwire.MaxReplyFrame).Next()
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
-		return nil, fmt.Errorf("rtx: read reply: %w", err)
+		return nil, fmt.Errorf("repair: read reply: %w", err)
 	}
 	if typ != want {
-		return nil, fmt.Errorf("rtx: got %s, want %s", typ, want)
+		return nil, fmt.Errorf("repair: got %s, want %s", typ, want)
 	}
 	return payload, nil
 }
 
 // Streams asks the server for its live streams (waiting for a session).
-func (c *Client) Streams(ctx context.Context) ([]StreamInfo, error) {
-	p, err := c.request(ctx, AppendFrameHeader(nil, FrameStreamsReq, 0), FrameStreams)
+func (c *Client) Streams(ctx context.Context) ([]repairwire.StreamInfo, error) {
+	p, err := c.request(ctx, repairwire.AppendFrameHeader(nil, repairwire.FrameStreamsReq, 0), repairwire.FrameStreams)
 	if err != nil {
 		return nil, err
 	}
-	return ParseStreams(p)
+	return repairwire.ParseStreams(p)
 }
 
 // Init asks for a stream's current init tags, by ssrc (non-zero) or name.
 // It returns nil tags and no error when the server knows the stream but has
 // no init tags yet, and an error when it does not know the stream.
 func (c *Client) Init(ctx context.Context, ssrc uint32, name string) (*core.InitTags, error) {
-	p, err := c.request(ctx, AppendInitReq(nil, InitReq{SSRC: ssrc, Name: name}), FrameInit)
+	p, err := c.request(ctx, repairwire.AppendInitReq(nil, repairwire.InitReq{SSRC: ssrc, Name: name}), repairwire.FrameInit)
 	if err != nil {
 		return nil, err
 	}
-	r, err := ParseInit(p)
+	r, err := repairwire.ParseInit(p)
 	if err != nil {
 		return nil, err
 	}
 	switch r.Status {
-	case InitFound:
-		return &r.Tags, nil
-	case InitNone:
+	case repairwire.InitFound:
+		return (*core.InitTags)(&r.Tags), nil
+	case repairwire.InitNone:
 		return nil, nil
 	}
-	return nil, fmt.Errorf("rtx: stream %q (ssrc %d) unknown to the server", name, ssrc)
+	return nil, fmt.Errorf("repair: stream %q (ssrc %d) unknown to the server", name, ssrc)
 }

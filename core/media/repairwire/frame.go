@@ -1,6 +1,6 @@
-// Package rtx is the edge↔cloud repair protocol over QUIC: a per-SSRC packet
-// cache ring, the frame codec, a Server that answers NACKs and a Client that asks.
-package rtx
+// Package repairwire is the edge↔cloud repair protocol's wire format (docs/protocol.md):
+// frames, generic NACK batches, HELLO, STREAMS and INIT encodings; bytes only, no I/O.
+package repairwire
 
 import (
 	"encoding/binary"
@@ -9,11 +9,10 @@ import (
 	"io"
 
 	"github.com/quic-go/quic-go"
-
-	"github.com/mediapipe/mediapipe/core"
 )
 
-// ALPN is the TLS application protocol both ends must offer.
+// ALPN is the TLS application protocol both ends must offer. Its value is on
+// the wire and older peers check it: it keeps the protocol's first name.
 const ALPN = "mediapipe-rtx/1"
 
 // Version is the protocol version carried in HELLO.
@@ -91,13 +90,15 @@ const (
 	StreamBadFrame quic.StreamErrorCode = 0x201 // unknown type or malformed payload
 	StreamTooLarge quic.StreamErrorCode = 0x202 // frame over the size limit
 	StreamSlow     quic.StreamErrorCode = 0x203 // peer did not read replies in time
+	CodeStreamGone quic.StreamErrorCode = 0x204 // reply stream reset because its request side failed
+	StreamIdle     quic.StreamErrorCode = 0x205 // request stream silent for the server's idle timeout
 )
 
 var (
 	// ErrFrameTooLarge: a frame's declared length is over the reader's limit.
-	ErrFrameTooLarge = errors.New("rtx: frame too large")
+	ErrFrameTooLarge = errors.New("repairwire: frame too large")
 	// ErrMalformed: a frame's payload does not parse.
-	ErrMalformed = errors.New("rtx: malformed frame")
+	ErrMalformed = errors.New("repairwire: malformed frame")
 )
 
 // AppendFrameHeader appends the 4-byte header of a frame of type t with an
@@ -273,12 +274,20 @@ const (
 	InitNone    InitStatus = 2 // stream known, no init tags seen yet
 )
 
+// InitTags are the init tags INIT carries, each a whole FLV tag or empty:
+// the stream's onMetaData, video and audio sequence headers.
+type InitTags struct {
+	Metadata []byte
+	Video    []byte
+	Audio    []byte
+}
+
 // Init is the reply to INIT_REQ.
 type Init struct {
 	Status InitStatus
 	SSRC   uint32
 	Name   string
-	Tags   core.InitTags
+	Tags   InitTags
 }
 
 // AppendInit appends an INIT frame. Tags over MaxInitTag are sent empty.
@@ -332,26 +341,6 @@ func ParseInit(b []byte) (Init, error) {
 	if len(b) != 0 {
 		return Init{}, ErrMalformed
 	}
-	r.Tags = core.InitTags{Metadata: tags[0], Video: tags[1], Audio: tags[2]}
+	r.Tags = InitTags{Metadata: tags[0], Video: tags[1], Audio: tags[2]}
 	return r, nil
-}
-
-// RTPSeqSSRC reads the sequence number and SSRC of a marshalled RTP packet,
-// checking the version and that the fixed header, CSRCs and header extension
-// fit.
-func RTPSeqSSRC(b []byte) (seq uint16, ssrc uint32, ok bool) {
-	if len(b) < 12 || b[0]>>6 != 2 {
-		return 0, 0, false
-	}
-	n := 12 + 4*int(b[0]&0x0f)
-	if b[0]&0x10 != 0 {
-		if len(b) < n+4 {
-			return 0, 0, false
-		}
-		n += 4 + 4*(int(b[n+2])<<8|int(b[n+3]))
-	}
-	if len(b) < n {
-		return 0, 0, false
-	}
-	return binary.BigEndian.Uint16(b[2:]), binary.BigEndian.Uint32(b[8:]), true
 }

@@ -1,4 +1,4 @@
-package rtx
+package repair
 
 import (
 	"bytes"
@@ -15,7 +15,7 @@ import (
 	"github.com/quic-go/quic-go"
 
 	"github.com/mediapipe/mediapipe/core"
-	"github.com/mediapipe/mediapipe/core/media/nack"
+	"github.com/mediapipe/mediapipe/core/media/repairwire"
 )
 
 // replies collects what a client's callbacks receive.
@@ -208,8 +208,8 @@ func TestStreamsAndInit(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	slices.SortFunc(list, func(x, y StreamInfo) int { return int(x.SSRC) - int(y.SSRC) })
-	if !slices.Equal(list, []StreamInfo{{1, "live/a"}, {2, "live/b"}}) {
+	slices.SortFunc(list, func(x, y repairwire.StreamInfo) int { return int(x.SSRC) - int(y.SSRC) })
+	if !slices.Equal(list, []repairwire.StreamInfo{{SSRC: 1, Name: "live/a"}, {SSRC: 2, Name: "live/b"}}) {
 		t.Fatalf("streams %v", list)
 	}
 	for _, q := range []struct {
@@ -288,21 +288,21 @@ func TestNoHelloNoAnswer(t *testing.T) {
 		t.Fatal(err)
 	}
 	// A NACK instead of a HELLO: the connection is closed, nothing comes back.
-	_, _ = st.Write(append(AppendFrameHeader(nil, FrameNACK, 8), nack.Marshal(nil, []nack.Entry{{SSRC: 1, PID: 5}})...))
+	_, _ = st.Write(append(repairwire.AppendFrameHeader(nil, repairwire.FrameNACK, 8), repairwire.AppendNACK(nil, []repairwire.NACKEntry{{SSRC: 1, PID: 5}})...))
 	buf := make([]byte, 100)
 	_ = st.SetReadDeadline(time.Now().Add(3 * time.Second))
 	n, err := st.Read(buf)
 	var ae *quic.ApplicationError
-	if n != 0 || !errors.As(err, &ae) || ae.ErrorCode != CodeProtocol {
+	if n != 0 || !errors.As(err, &ae) || ae.ErrorCode != repairwire.CodeProtocol {
 		t.Fatalf("read %d bytes, err %v", n, err)
 	}
 	// Wrong token: closed with CodeUnauthorized.
 	conn2 := rawConn(t, srv.Addr().String())
 	st2, _ := conn2.OpenStream()
-	_, _ = st2.Write(AppendHello(nil, Hello{Version: Version, Token: "nope"}))
+	_, _ = st2.Write(repairwire.AppendHello(nil, repairwire.Hello{Version: repairwire.Version, Token: "nope"}))
 	_ = st2.SetReadDeadline(time.Now().Add(3 * time.Second))
 	n, err = st2.Read(buf)
-	if n != 0 || !errors.As(err, &ae) || ae.ErrorCode != CodeUnauthorized {
+	if n != 0 || !errors.As(err, &ae) || ae.ErrorCode != repairwire.CodeUnauthorized {
 		t.Fatalf("wrong token: read %d bytes, err %v", n, err)
 	}
 }
@@ -312,19 +312,19 @@ func TestBogusRequests(t *testing.T) {
 	srv.Stream(1, core.NewStream("live/a")).Insert(5, pkt(5, 1, 100))
 	conn := rawConn(t, srv.Addr().String())
 	ctrl, _ := conn.OpenStream()
-	_, _ = ctrl.Write(AppendHello(nil, Hello{Version: Version}))
-	if _, _, err := NewFrameReader(ctrl, 64).Next(); err != nil {
+	_, _ = ctrl.Write(repairwire.AppendHello(nil, repairwire.Hello{Version: repairwire.Version}))
+	if _, _, err := repairwire.NewFrameReader(ctrl, 64).Next(); err != nil {
 		t.Fatal(err)
 	}
 	for _, tc := range []struct {
 		name  string
 		frame []byte
 	}{
-		{"unknown type", AppendFrame(nil, 0x7e, []byte{1, 2, 3})},
-		{"ragged nack", AppendFrame(nil, FrameNACK, []byte{1, 2, 3})},
-		{"empty nack", AppendFrame(nil, FrameNACK, nil)},
-		{"oversized", AppendFrameHeader(nil, FrameNACK, 1<<23)},
-		{"bad init req", AppendFrame(nil, FrameInitReq, []byte{0, 0, 0, 1, 200})},
+		{"unknown type", repairwire.AppendFrame(nil, 0x7e, []byte{1, 2, 3})},
+		{"ragged nack", repairwire.AppendFrame(nil, repairwire.FrameNACK, []byte{1, 2, 3})},
+		{"empty nack", repairwire.AppendFrame(nil, repairwire.FrameNACK, nil)},
+		{"oversized", repairwire.AppendFrameHeader(nil, repairwire.FrameNACK, 1<<23)},
+		{"bad init req", repairwire.AppendFrame(nil, repairwire.FrameInitReq, []byte{0, 0, 0, 1, 200})},
 		{"random", func() []byte { b := make([]byte, 3000); _, _ = rand.Read(b); return b }()},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -343,18 +343,18 @@ func TestBogusRequests(t *testing.T) {
 	}
 	// The connection survived: a proper request still works.
 	st, _ := conn.OpenStream()
-	_, _ = st.Write(append(AppendFrameHeader(nil, FrameNACK, 8), nack.Marshal(nil, []nack.Entry{{SSRC: 1, PID: 5, BLP: 0xffff}})...))
-	fr := NewFrameReader(st, MaxReplyFrame)
+	_, _ = st.Write(append(repairwire.AppendFrameHeader(nil, repairwire.FrameNACK, 8), repairwire.AppendNACK(nil, []repairwire.NACKEntry{{SSRC: 1, PID: 5, BLP: 0xffff}})...))
+	fr := repairwire.NewFrameReader(st, repairwire.MaxReplyFrame)
 	_ = st.SetReadDeadline(time.Now().Add(3 * time.Second))
 	typ, p, err := fr.Next()
-	if err != nil || typ != FrameRepair || !bytes.Equal(p, pkt(5, 1, 100)) {
+	if err != nil || typ != repairwire.FrameRepair || !bytes.Equal(p, pkt(5, 1, 100)) {
 		t.Fatalf("repair after bogus: %s %v", typ, err)
 	}
 	typ, p, err = fr.Next()
-	if err != nil || typ != FrameGone {
+	if err != nil || typ != repairwire.FrameGone {
 		t.Fatalf("gone after bogus: %s %v", typ, err)
 	}
-	if e, _ := nack.Unmarshal(p, nil); len(e) != 1 || e[0] != (nack.Entry{SSRC: 1, PID: 6, BLP: 0x7fff}) {
+	if e, _ := repairwire.ParseNACK(p, nil); len(e) != 1 || e[0] != (repairwire.NACKEntry{SSRC: 1, PID: 6, BLP: 0x7fff}) {
 		t.Fatalf("gone entries %+v", e)
 	}
 	if srv.Stats().Get(EvBadRequest) < 5 {
@@ -497,7 +497,7 @@ func TestSilentPeersCapped(t *testing.T) {
 	select {
 	case <-conn.Context().Done():
 		var ae *quic.ApplicationError
-		if err := context.Cause(conn.Context()); !errors.As(err, &ae) || ae.ErrorCode != CodeBusy {
+		if err := context.Cause(conn.Context()); !errors.As(err, &ae) || ae.ErrorCode != repairwire.CodeBusy {
 			t.Fatalf("closed with %v", err)
 		}
 	case <-time.After(5 * time.Second):

@@ -1,4 +1,4 @@
-package rtx
+package repair
 
 import (
 	"crypto/ecdsa"
@@ -12,6 +12,8 @@ import (
 	"math/big"
 	"os"
 	"time"
+
+	"github.com/mediapipe/mediapipe/core/media/repairwire"
 )
 
 // ServerTLS returns the server's TLS 1.3 config with ALPN: the certificate
@@ -24,10 +26,10 @@ func ServerTLS(certFile, keyFile string) (*tls.Config, error) {
 	case certFile != "" && keyFile != "":
 		cert, err = tls.LoadX509KeyPair(certFile, keyFile)
 		if err != nil {
-			return nil, fmt.Errorf("rtx: load certificate: %w", err)
+			return nil, fmt.Errorf("repair: load certificate: %w", err)
 		}
 	case certFile != "" || keyFile != "":
-		return nil, errors.New("rtx: cert and key must be given together")
+		return nil, errors.New("repair: cert and key must be given together")
 	default:
 		cert, err = SelfSigned("mediapipe-rtx")
 		if err != nil {
@@ -36,7 +38,7 @@ func ServerTLS(certFile, keyFile string) (*tls.Config, error) {
 	}
 	return &tls.Config{
 		Certificates: []tls.Certificate{cert},
-		NextProtos:   []string{ALPN},
+		NextProtos:   []string{repairwire.ALPN},
 		MinVersion:   tls.VersionTLS13,
 	}, nil
 }
@@ -45,11 +47,11 @@ func ServerTLS(certFile, keyFile string) (*tls.Config, error) {
 func SelfSigned(name string) (tls.Certificate, error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
-		return tls.Certificate{}, fmt.Errorf("rtx: generate key: %w", err)
+		return tls.Certificate{}, fmt.Errorf("repair: generate key: %w", err)
 	}
 	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 62))
 	if err != nil {
-		return tls.Certificate{}, fmt.Errorf("rtx: serial: %w", err)
+		return tls.Certificate{}, fmt.Errorf("repair: serial: %w", err)
 	}
 	tmpl := &x509.Certificate{
 		SerialNumber: serial,
@@ -62,7 +64,7 @@ func SelfSigned(name string) (tls.Certificate, error) {
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
 	if err != nil {
-		return tls.Certificate{}, fmt.Errorf("rtx: create certificate: %w", err)
+		return tls.Certificate{}, fmt.Errorf("repair: create certificate: %w", err)
 	}
 	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, nil
 }
@@ -72,18 +74,18 @@ func SelfSigned(name string) (tls.Certificate, error) {
 // self-signed; the token authenticates). With caFile, the server must
 // present a certificate for serverName signed by it.
 func ClientTLS(caFile, serverName string) (*tls.Config, error) {
-	conf := &tls.Config{NextProtos: []string{ALPN}, MinVersion: tls.VersionTLS13, ServerName: serverName}
+	conf := &tls.Config{NextProtos: []string{repairwire.ALPN}, MinVersion: tls.VersionTLS13, ServerName: serverName}
 	if caFile == "" {
 		conf.InsecureSkipVerify = true
 		return conf, nil
 	}
 	pem, err := os.ReadFile(caFile)
 	if err != nil {
-		return nil, fmt.Errorf("rtx: read CA: %w", err)
+		return nil, fmt.Errorf("repair: read CA: %w", err)
 	}
 	pool := x509.NewCertPool()
 	if !pool.AppendCertsFromPEM(pem) {
-		return nil, fmt.Errorf("rtx: no certificate in %s", caFile)
+		return nil, fmt.Errorf("repair: no certificate in %s", caFile)
 	}
 	conf.RootCAs = pool
 	return conf, nil
