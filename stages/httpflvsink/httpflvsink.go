@@ -5,6 +5,7 @@ package httpflvsink
 import (
 	"context"
 	"crypto/subtle"
+	_ "embed"
 	"errors"
 	"fmt"
 	"net"
@@ -34,12 +35,19 @@ type Config struct {
 	FlushBytes    int           `param:"flush_bytes" default:"32768" min:"1024" max:"16777216" doc:"a stream that has queued this many bytes since the last flush is flushed at once (keyframes do not wait for flush_interval)"`
 }
 
+// sample is an example [[pipeline.stage]] block for this stage, carried in
+// its spec; stages/all checks that it validates.
+//
+//go:embed sample.toml
+var sample string
+
 func init() {
 	core.Register(core.Spec{
 		Name:    "httpflv-sink",
 		Summary: "serves GET /APP/KEY.flv to any number of viewers: FLV header, metadata, sequence headers, the cached current GOP, then live; a slow viewer is dropped",
 		In:      core.KindFLV,
 		Out:     core.KindNone,
+		Sample:  sample,
 	}, New)
 }
 

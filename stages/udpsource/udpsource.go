@@ -53,10 +53,11 @@ func (c *Config) Validate() error {
 	return nil
 }
 
-// Sample is an example [[pipeline.stage]] block for this stage.
+// sample is an example [[pipeline.stage]] block for this stage, carried in
+// its spec; stages/all checks that it validates.
 //
 //go:embed sample.toml
-var Sample string
+var sample string
 
 func init() {
 	core.Register(core.Spec{
@@ -64,6 +65,7 @@ func init() {
 		Summary: "receives RTP over UDP, unicast or by joining a multicast group; RTCP SDES names each SSRC's stream, BYE or silence ends it",
 		In:      core.KindNone,
 		Out:     core.KindRTP,
+		Sample:  sample,
 	}, New)
 }
 

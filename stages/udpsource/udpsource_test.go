@@ -372,16 +372,6 @@ func TestOpenErrors(t *testing.T) {
 	}
 }
 
-// TestSamplesParse: the two sample blocks make a valid pipeline together.
-func TestSamplesParse(t *testing.T) {
-	doc := "[[pipeline]]\nname = \"samples\"\n" + Sample + udpsink.Sample
-	f, err := core.Parse("samples.toml", ".", []byte(doc), nil, core.Default)
-	if err != nil {
-		t.Fatalf("samples do not parse:\n%v\n%s", err, doc)
-	}
-	f.Close()
-}
-
 func TestRoundTripIPv6(t *testing.T) {
 	if c, err := net.ListenUDP("udp6", &net.UDPAddr{IP: net.IPv6loopback}); err != nil {
 		t.Skipf("no IPv6 loopback: %v", err)
