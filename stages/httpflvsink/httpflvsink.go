@@ -67,8 +67,7 @@ type Stage struct {
 	streams map[*core.Stream]*stream // Run's own view
 	live    map[*stream]struct{}     // under mu: streams the flusher serves
 
-	flushBytes int
-	flushNow   chan struct{} // cap 1: a stream queued flush_bytes
+	flushNow chan struct{} // cap 1: a stream queued flush_bytes
 
 	mViewers  prometheus.Gauge
 	mServed   prometheus.Counter
@@ -97,13 +96,6 @@ func New(cfg *Config, env *core.Env) (core.Stage, error) {
 		mGone:     env.Metrics.Drop("viewer_gone"),
 		mRejected: env.Metrics.Drop("viewer_rejected"),
 		mBadTag:   env.Metrics.Drop("bad_tag"),
-	}
-	s.flushBytes = s.cfg.FlushBytes
-	if s.flushBytes <= 0 {
-		s.flushBytes = 32 << 10
-	}
-	if s.cfg.WriteTimeout <= 0 {
-		s.cfg.WriteTimeout = 10 * time.Second
 	}
 	s.srv = &http.Server{
 		Handler:           http.HandlerFunc(s.serveHTTP),

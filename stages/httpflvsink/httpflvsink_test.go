@@ -30,15 +30,22 @@ type sink struct {
 
 func startSink(t testing.TB, cfg httpflvsink.Config) *sink {
 	t.Helper()
-	cfg.Listen = "127.0.0.1:0"
+	// Zero sizes and timeouts take the spec's defaults; a zero
+	// flush_interval (each tag at once) and a false gop_cache stay as given.
+	var def httpflvsink.Config
+	stagetest.Decode(t, "httpflv-sink", map[string]any{"listen": "127.0.0.1:0"}, &def)
+	cfg.Listen = def.Listen
 	if cfg.ViewerQueue == 0 {
-		cfg.ViewerQueue = 1024
+		cfg.ViewerQueue = def.ViewerQueue
 	}
 	if cfg.GOPMaxBytes == 0 {
-		cfg.GOPMaxBytes = 32 << 20
+		cfg.GOPMaxBytes = def.GOPMaxBytes
 	}
 	if cfg.WriteTimeout == 0 {
-		cfg.WriteTimeout = 10 * time.Second
+		cfg.WriteTimeout = def.WriteTimeout
+	}
+	if cfg.FlushBytes == 0 {
+		cfg.FlushBytes = def.FlushBytes
 	}
 	env := core.TestEnv("httpflv-sink")
 	st, err := httpflvsink.New(&cfg, env)

@@ -141,16 +141,9 @@ func New(cfg *Config, env *core.Env) (core.Stage, error) {
 	return newStage(cfg, env), nil
 }
 
-// defaultMaxStreams is max_streams' default, also for a Config built in code.
-const defaultMaxStreams = 1000
-
 func newStage(cfg *Config, env *core.Env) *Stage {
-	c := *cfg
-	if c.MaxStreams <= 0 {
-		c.MaxStreams = defaultMaxStreams
-	}
 	return &Stage{
-		cfg:     c,
+		cfg:     *cfg,
 		env:     env,
 		sources: map[uint32]*source{},
 		names:   map[string]*source{},
