@@ -1,6 +1,6 @@
 // Package rtpfragmenter is the rtp-fragmenter stage: it wraps each FLV tag in
-// RTP as design.md's wire format says (headers by pion/rtp), one random SSRC
-// per stream.
+// RTP as docs/protocol.md's wire format says (headers by pion/rtp), one
+// random SSRC per stream.
 package rtpfragmenter
 
 import (

@@ -69,7 +69,7 @@ func init() {
 	}, New)
 }
 
-// announceEvery is how often each stream's SR+SDES is repeated (design.md).
+// announceEvery is how often each stream's SR+SDES is repeated (docs/protocol.md).
 const announceEvery = time.Second
 
 // errLogEvery bounds how often a failing destination is logged.
