@@ -349,3 +349,28 @@ func TestCorruptFrame(t *testing.T) {
 		t.Fatalf("%d frames out + %v lost, want %d", outFrames, r.Drops("frame_lost"), inFrames)
 	}
 }
+
+// TestKeyBudget: a GOP's budgetShare from arrival; ffmpeg's start-up lag
+// is forgiven at first and less and less after.
+func TestKeyBudget(t *testing.T) {
+	ms := int64(time.Millisecond)
+	at := time.Unix(100, 0).UnixNano()
+	for _, c := range []struct {
+		name              string
+		m                 frameMeta
+		startLag, wantOff int64 // ms: the budget is wantOff after at
+	}{
+		{"unknown GOP", frameMeta{arrived: at}, 0, 800},
+		{"2 s GOP", frameMeta{arrived: at, gopMs: 2000}, 0, 1600},
+		{"first keyframe, slow start", frameMeta{arrived: at}, 700, 1500},
+		{"a second later", frameMeta{arrived: at + 1000*ms, gopMs: 1000}, 700, 1000 + 200 + 800},
+		{"start-up worked off", frameMeta{arrived: at + 2000*ms, gopMs: 1000}, 700, 2000 + 800},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			got := keyBudget(c.m, at, c.startLag*ms).Sub(time.Unix(0, at))
+			if got != time.Duration(c.wantOff)*time.Millisecond {
+				t.Fatalf("budget %v after arrival, want %d ms", got, c.wantOff)
+			}
+		})
+	}
+}
