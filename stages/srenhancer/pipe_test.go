@@ -21,9 +21,6 @@ import (
 	"github.com/mediapipe/mediapipe/stages/srenhancer/internal/srtest"
 )
 
-// childFFmpegs lists ffmpeg processes whose parent is this test binary.
-func childFFmpegs(t *testing.T) []string { return testmedia.ChildProcs("ffmpeg") }
-
 // TestBFramesScale2 feeds a clip with B-frames (composition offsets): the
 // output has none, each frame keeps its presentation time, at 2×.
 func TestBFramesScale2(t *testing.T) {
@@ -81,7 +78,7 @@ func testBFrames(t *testing.T, openGOP string) {
 			t.Fatal("a composition offset in the output")
 		}
 	}
-	if left := childFFmpegs(t); len(left) > 0 {
+	if left := testmedia.ChildProcs("ffmpeg"); len(left) > 0 {
 		t.Fatalf("ffmpeg still running: %v", left)
 	}
 }
