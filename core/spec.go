@@ -44,6 +44,9 @@ type Spec struct {
 	In      Kind    `json:"in"`
 	Out     Kind    `json:"out"`
 	Params  []Param `json:"params"`
+	// Sample is a TOML fragment holding one [[pipeline.stage]] block that
+	// uses the stage, for the docs to show; stages/all validates the built-ins'.
+	Sample string `json:"sample,omitempty"`
 }
 
 // IsSource reports whether the stage has no input.

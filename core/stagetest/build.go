@@ -3,8 +3,6 @@ package stagetest
 import (
 	"testing"
 
-	"github.com/knadh/koanf/parsers/toml/v2"
-
 	"github.com/mediapipe/mediapipe/core"
 )
 
@@ -26,30 +24,17 @@ func Build(t testing.TB, name string, raw map[string]any, env *core.Env) core.St
 	return st
 }
 
-// CheckSample fails the test unless sample (a stage's sample.toml) is valid
-// TOML holding exactly one [[pipeline.stage]] block that uses name with
-// parameters name's spec in core.Default accepts.
-func CheckSample(t testing.TB, sample []byte, name string) {
+// Decode fills dst, the config struct of the stage registered in
+// core.Default as name, from raw parameters and the spec's defaults, or
+// fails the test: a test that builds a config in code takes the defaults
+// from the struct tags, their one home.
+func Decode(t testing.TB, name string, raw map[string]any, dst any) {
 	t.Helper()
-	m, err := toml.Parser().Unmarshal(sample)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, _ := m["pipeline"].(map[string]any)
-	stages, _ := p["stage"].([]any)
-	if len(stages) != 1 {
-		t.Fatalf("sample holds %d stages", len(stages))
-	}
-	raw, _ := stages[0].(map[string]any)
-	if raw["use"] != name {
-		t.Fatalf("use = %v", raw["use"])
-	}
-	delete(raw, "use")
 	def, ok := core.Default.Lookup(name)
 	if !ok {
 		t.Fatalf("%s is not registered", name)
 	}
-	if errs := def.Check(raw); len(errs) > 0 {
+	if errs := def.Spec.Decode(raw, dst); len(errs) > 0 {
 		t.Fatal(errs)
 	}
 }

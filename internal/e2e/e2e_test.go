@@ -1,5 +1,23 @@
 // Package e2e runs whole relays — cloud and edge pipelines built from the
 // pipeline-file text a user would write — against real ffmpeg on both ends.
+//
+// What lives here, by file:
+//   - e2e_test.go: cloud and edge in one process, with and without loss
+//     (TestRelay), and the helpers the other files share;
+//   - process_test.go, junk_test.go: cloud and edge as separate mediapipe
+//     processes; a late edge, junk thrown at every listener;
+//   - multicast_test.go: one cloud, two edges on a multicast group;
+//   - cloud_test.go, cloud_wire_test.go: the cloud alone, its UDP output read
+//     off the wire (RTP, SDES, BYE, repairs over QUIC);
+//   - record_test.go, secret_test.go, stall_test.go: recording through loss,
+//     secrets kept out of logs, a stalled viewer;
+//   - rtmp_to_httpflv_test.go: rtmp-source → flv-tagger → httpflv-sink built
+//     stage by stage, ffmpeg viewers joining mid-GOP;
+//   - flv_over_udp_test.go: udp-sink → udp-source carrying fragmented FLV.
+//
+// Relays with a plugin live in plugins/e2e (they build the example plugins
+// first) and the sr-enhancer relay in stages/srenhancer/e2etest (it uses
+// that stage's internal srtest). Tests of one stage stay with the stage.
 package e2e
 
 import (

@@ -198,6 +198,29 @@ func FrameMD5Err(ctx context.Context, input string, extra ...string) ([]Frame, s
 	return frames, stderr.String(), err
 }
 
+// Viewing is what a background ffmpeg viewer started by View saw, and how
+// it ended.
+type Viewing struct {
+	Frames []Frame
+	Stderr string
+	Err    error
+}
+
+// View runs an ffmpeg viewer of url in the background, printing framemd5
+// with the timestamps as sent: killed after limit or when the test ends, and
+// its reads time out if the socket goes quiet for 20 s.
+func View(t testing.TB, url string, limit time.Duration) <-chan Viewing {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), limit)
+	t.Cleanup(cancel)
+	done := make(chan Viewing, 1)
+	go func() {
+		f, e, err := FrameMD5Err(ctx, url, "-rw_timeout", "20000000", "-copyts")
+		done <- Viewing{f, e, err}
+	}()
+	return done
+}
+
 // ParseFrameMD5 parses framemd5 text: "stream, dts, pts, duration, size, hash".
 func ParseFrameMD5(out []byte) ([]Frame, error) {
 	var frames []Frame

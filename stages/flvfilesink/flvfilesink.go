@@ -5,6 +5,7 @@ package flvfilesink
 import (
 	"bufio"
 	"context"
+	_ "embed"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -26,12 +27,19 @@ type Config struct {
 	BufferSize int    `param:"buffer_size" default:"262144" min:"4096" max:"67108864" doc:"write buffer per recording, in bytes"`
 }
 
+// sample is an example [[pipeline.stage]] block for this stage, carried in
+// its spec; stages/all checks that it validates.
+//
+//go:embed sample.toml
+var sample string
+
 func init() {
 	core.Register(core.Spec{
 		Name:    "flv-file-sink",
 		Summary: "records each stream to an FLV file DIR/APP/KEY-<start time>.flv, finished properly when the stream ends or the pipeline stops",
 		In:      core.KindFLV,
 		Out:     core.KindNone,
+		Sample:  sample,
 	}, New)
 }
 

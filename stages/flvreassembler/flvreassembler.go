@@ -4,6 +4,7 @@ package flvreassembler
 
 import (
 	"context"
+	_ "embed"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -17,12 +18,19 @@ type Config struct {
 	MaxTagSize int `param:"max_tag_size" default:"16777215" min:"1" max:"16777215" doc:"largest FLV tag body in bytes a tag header may declare; a bigger tag is dropped (counted as oversize) and never buffered"`
 }
 
+// sample is an example [[pipeline.stage]] block for this stage, carried in
+// its spec; stages/all checks that it validates.
+//
+//go:embed sample.toml
+var sample string
+
 func init() {
 	core.Register(core.Spec{
 		Name:    "flv-reassembler",
 		Summary: "joins RTP fragments back into FLV tags; a tag with a missing fragment, or whose header disagrees with its fragments, is dropped whole and counted",
 		In:      core.KindRTP,
 		Out:     core.KindFLV,
+		Sample:  sample,
 	}, New)
 }
 

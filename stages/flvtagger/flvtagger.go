@@ -12,6 +12,7 @@ package flvtagger
 import (
 	"bytes"
 	"context"
+	_ "embed"
 
 	"github.com/mediapipe/mediapipe/core"
 	"github.com/mediapipe/mediapipe/core/media/flv"
@@ -20,12 +21,19 @@ import (
 // Config is flv-tagger's parameters (none).
 type Config struct{}
 
+// sample is an example [[pipeline.stage]] block for this stage, carried in
+// its spec; stages/all checks that it validates.
+//
+//go:embed sample.toml
+var sample string
+
 func init() {
 	core.Register(core.Spec{
 		Name:    "flv-tagger",
 		Summary: "builds one FLV tag per media message; keeps onMetaData and the AVC/HEVC and AAC sequence headers per stream for late joiners",
 		In:      core.KindAV,
 		Out:     core.KindFLV,
+		Sample:  sample,
 	}, New)
 }
 

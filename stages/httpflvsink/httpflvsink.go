@@ -5,6 +5,7 @@ package httpflvsink
 import (
 	"context"
 	"crypto/subtle"
+	_ "embed"
 	"errors"
 	"fmt"
 	"net"
@@ -34,12 +35,19 @@ type Config struct {
 	FlushBytes    int           `param:"flush_bytes" default:"32768" min:"1024" max:"16777216" doc:"a stream that has queued this many bytes since the last flush is flushed at once (keyframes do not wait for flush_interval)"`
 }
 
+// sample is an example [[pipeline.stage]] block for this stage, carried in
+// its spec; stages/all checks that it validates.
+//
+//go:embed sample.toml
+var sample string
+
 func init() {
 	core.Register(core.Spec{
 		Name:    "httpflv-sink",
 		Summary: "serves GET /APP/KEY.flv to any number of viewers: FLV header, metadata, sequence headers, the cached current GOP, then live; a slow viewer is dropped",
 		In:      core.KindFLV,
 		Out:     core.KindNone,
+		Sample:  sample,
 	}, New)
 }
 
@@ -59,8 +67,7 @@ type Stage struct {
 	streams map[*core.Stream]*stream // Run's own view
 	live    map[*stream]struct{}     // under mu: streams the flusher serves
 
-	flushBytes int
-	flushNow   chan struct{} // cap 1: a stream queued flush_bytes
+	flushNow chan struct{} // cap 1: a stream queued flush_bytes
 
 	mViewers  prometheus.Gauge
 	mServed   prometheus.Counter
@@ -89,13 +96,6 @@ func New(cfg *Config, env *core.Env) (core.Stage, error) {
 		mGone:     env.Metrics.Drop("viewer_gone"),
 		mRejected: env.Metrics.Drop("viewer_rejected"),
 		mBadTag:   env.Metrics.Drop("bad_tag"),
-	}
-	s.flushBytes = s.cfg.FlushBytes
-	if s.flushBytes <= 0 {
-		s.flushBytes = 32 << 10
-	}
-	if s.cfg.WriteTimeout <= 0 {
-		s.cfg.WriteTimeout = 10 * time.Second
 	}
 	s.srv = &http.Server{
 		Handler:           http.HandlerFunc(s.serveHTTP),

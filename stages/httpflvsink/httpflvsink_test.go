@@ -30,15 +30,22 @@ type sink struct {
 
 func startSink(t testing.TB, cfg httpflvsink.Config) *sink {
 	t.Helper()
-	cfg.Listen = "127.0.0.1:0"
+	// Zero sizes and timeouts take the spec's defaults; a zero
+	// flush_interval (each tag at once) and a false gop_cache stay as given.
+	var def httpflvsink.Config
+	stagetest.Decode(t, "httpflv-sink", map[string]any{"listen": "127.0.0.1:0"}, &def)
+	cfg.Listen = def.Listen
 	if cfg.ViewerQueue == 0 {
-		cfg.ViewerQueue = 1024
+		cfg.ViewerQueue = def.ViewerQueue
 	}
 	if cfg.GOPMaxBytes == 0 {
-		cfg.GOPMaxBytes = 32 << 20
+		cfg.GOPMaxBytes = def.GOPMaxBytes
 	}
 	if cfg.WriteTimeout == 0 {
-		cfg.WriteTimeout = 10 * time.Second
+		cfg.WriteTimeout = def.WriteTimeout
+	}
+	if cfg.FlushBytes == 0 {
+		cfg.FlushBytes = def.FlushBytes
 	}
 	env := core.TestEnv("httpflv-sink")
 	st, err := httpflvsink.New(&cfg, env)
@@ -153,22 +160,22 @@ func TestLateJoinFFmpeg(t *testing.T) {
 				s.send(st, tag)
 			}
 			s.sync(t) // the viewer must join at tag split, not before
-			done := viewFFmpeg(t, s.base+"/live/late.flv")
+			done := testmedia.View(t, s.base+"/live/late.flv", ffmpegLimit)
 			waitFor(t, "ffmpeg to join", func() bool { return s.viewers() == 1 })
 			for _, tag := range tags[split:] {
 				s.send(st, tag)
 			}
 			s.h.EndStream(st)
 			res := within(t, done, ffmpegLimit, "ffmpeg viewer")
-			if res.err != nil {
-				t.Fatalf("ffmpeg: %v\n%s", res.err, res.stderr)
+			if res.Err != nil {
+				t.Fatalf("ffmpeg: %v\n%s", res.Err, res.Stderr)
 			}
 			// The response's end is the stream's: ffmpeg must see a clean
 			// end, not "Stream ends prematurely ... Input/output error".
-			if e := strings.TrimSpace(res.stderr); e != "" {
+			if e := strings.TrimSpace(res.Stderr); e != "" {
 				t.Errorf("ffmpeg complained at the stream's end:\n%s", e)
 			}
-			got := res.frames
+			got := res.Frames
 			if len(got) == 0 || len(got) > len(want) {
 				t.Fatalf("viewer got %d packets of %d", len(got), len(want))
 			}
@@ -480,7 +487,7 @@ func TestShutdownKicksViewers(t *testing.T) {
 	}
 	in := make(chan *core.Packet, 8)
 	done := make(chan error, 1)
-	go func() { done <- st.Run(ctx, in, discardOut{}) }()
+	go func() { done <- st.Run(ctx, in, stagetest.Discard{}) }()
 	var closeIn sync.Once
 	t.Cleanup(func() { // also when the test fails early: Run must not outlive it
 		cancel()

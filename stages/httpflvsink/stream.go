@@ -178,7 +178,7 @@ func (st *stream) push(r *tagRef) {
 		}
 		st.pending += len(r.b)
 	}
-	flush := st.pending >= st.s.flushBytes || st.s.cfg.FlushInterval <= 0
+	flush := st.pending >= st.s.cfg.FlushBytes || st.s.cfg.FlushInterval <= 0
 	st.mu.Unlock()
 	r.release()
 	if flush {

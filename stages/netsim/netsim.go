@@ -4,6 +4,7 @@ package netsim
 
 import (
 	"context"
+	_ "embed"
 	"errors"
 	"math/rand/v2"
 	"time"
@@ -44,12 +45,19 @@ func (c *Config) Validate() error {
 	return nil
 }
 
+// sample is an example [[pipeline.stage]] block for this stage, carried in
+// its spec; stages/all checks that it validates.
+//
+//go:embed sample.toml
+var sample string
+
 func init() {
 	core.Register(core.Spec{
 		Name:    "netsim",
 		Summary: "drops (in bursts), duplicates, reorders and delays packets by seeded chance, for tests and demos",
 		In:      core.KindRTP,
 		Out:     core.KindRTP,
+		Sample:  sample,
 	}, New)
 }
 

@@ -19,10 +19,11 @@ import (
 	"github.com/mediapipe/mediapipe/internal/repair"
 )
 
-// Sample is an example [[pipeline.stage]] block for this stage.
+// sample is an example [[pipeline.stage]] block for this stage, carried in
+// its spec; stages/all checks that it validates.
 //
 //go:embed sample.toml
-var Sample string
+var sample string
 
 // RetainAfterEnd is how long a stream's cache keeps answering after its end,
 // so repairs of its last packets still work.
@@ -56,6 +57,7 @@ func init() {
 		Summary: "passes RTP packets through, keeps the last cache_packets of each stream and serves repair requests (batched NACKs, stream list, init tags) over QUIC",
 		In:      core.KindRTP,
 		Out:     core.KindRTP,
+		Sample:  sample,
 	}, New)
 }
 

@@ -5,6 +5,7 @@ package rtmpsource
 import (
 	"context"
 	"crypto/subtle"
+	_ "embed"
 	"errors"
 	"fmt"
 	"io"
@@ -32,12 +33,19 @@ type Config struct {
 	MaxPublishers  int           `param:"max_publishers" default:"0" min:"0" doc:"most streams published at once; 0 means no limit"`
 }
 
+// sample is an example [[pipeline.stage]] block for this stage, carried in
+// its spec; stages/all checks that it validates.
+//
+//go:embed sample.toml
+var sample string
+
 func init() {
 	core.Register(core.Spec{
 		Name:    "rtmp-source",
 		Summary: "RTMP server: accepts publishers (ffmpeg, OBS) and emits their media messages, one stream per APP/KEY",
 		In:      core.KindNone,
 		Out:     core.KindAV,
+		Sample:  sample,
 	}, New)
 }
 

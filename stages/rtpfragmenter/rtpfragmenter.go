@@ -5,6 +5,7 @@ package rtpfragmenter
 
 import (
 	"context"
+	_ "embed"
 	"math/rand/v2"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -21,12 +22,19 @@ type Config struct {
 	PayloadType int `param:"payload_type" default:"100" min:"96" max:"127" doc:"RTP payload type; 96-127 so RTCP multiplexed on the same port (RFC 5761) never collides"`
 }
 
+// sample is an example [[pipeline.stage]] block for this stage, carried in
+// its spec; stages/all checks that it validates.
+//
+//go:embed sample.toml
+var sample string
+
 func init() {
 	core.Register(core.Spec{
 		Name:    "rtp-fragmenter",
 		Summary: "wraps each FLV tag in RTP: one packet per tag, split over several when longer than max_payload (marker on the last); one random SSRC per stream",
 		In:      core.KindFLV,
 		Out:     core.KindRTP,
+		Sample:  sample,
 	}, New)
 }
 

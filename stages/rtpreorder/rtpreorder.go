@@ -21,10 +21,11 @@ import (
 	"github.com/mediapipe/mediapipe/internal/repair"
 )
 
-// Sample is an example [[pipeline.stage]] block for this stage.
+// sample is an example [[pipeline.stage]] block for this stage, carried in
+// its spec; stages/all checks that it validates.
 //
 //go:embed sample.toml
-var Sample string
+var sample string
 
 // Config is rtp-reorder's parameters.
 type Config struct {
@@ -57,6 +58,7 @@ func init() {
 		Summary: "per-stream reorder buffer; asks the cloud's quic-retransmit for missing packets over one QUIC connection; releases in order; a gap still open after latency is skipped and counted",
 		In:      core.KindRTP,
 		Out:     core.KindRTP,
+		Sample:  sample,
 	}, New)
 }
 

@@ -22,10 +22,11 @@ import (
 	"github.com/mediapipe/mediapipe/stages/srenhancer/backend"
 )
 
-// Sample is an example [[pipeline.stage]] block for this stage.
+// sample is an example [[pipeline.stage]] block for this stage, carried in
+// its spec; stages/all checks that it validates.
 //
 //go:embed sample.toml
-var Sample string
+var sample string
 
 // Config is sr-enhancer's parameters.
 type Config struct {
@@ -69,6 +70,7 @@ func init() {
 		Summary: "super-resolves H.264 keyframes through an SR backend (builtin, http, plugin); other frames upscaled conventionally; audio untouched",
 		In:      core.KindFLV,
 		Out:     core.KindFLV,
+		Sample:  sample,
 	}, newStage)
 }
 

@@ -54,10 +54,11 @@ func (c *Config) Validate() error {
 	return errors.Join(errs...)
 }
 
-// Sample is an example [[pipeline.stage]] block for this stage.
+// sample is an example [[pipeline.stage]] block for this stage, carried in
+// its spec; stages/all checks that it validates.
 //
 //go:embed sample.toml
-var Sample string
+var sample string
 
 func init() {
 	core.Register(core.Spec{
@@ -65,6 +66,7 @@ func init() {
 		Summary: "sends each RTP packet to every destination, unicast or multicast, in batches; RTCP SR+SDES (stream name) and BYE muxed on the same addresses",
 		In:      core.KindRTP,
 		Out:     core.KindNone,
+		Sample:  sample,
 	}, New)
 }
 

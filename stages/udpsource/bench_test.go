@@ -6,10 +6,10 @@ import (
 	"runtime"
 	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/mediapipe/mediapipe/core"
 	"github.com/mediapipe/mediapipe/core/media/announce"
+	"github.com/mediapipe/mediapipe/core/stagetest"
 	"github.com/mediapipe/mediapipe/internal/udpbatch"
 )
 
@@ -33,7 +33,9 @@ func (c *countingOutput) Emit(p *core.Packet) {
 //	go test -run '^$' -bench Receive -benchtime 300000x ./stages/udpsource
 func BenchmarkReceive(b *testing.B) {
 	env := core.TestEnv("udp-source")
-	st := newStage(&Config{Listen: "127.0.0.1:0", ReadBuffer: 4 << 20, Batch: 64, PayloadType: 100, StreamTimeout: 5 * time.Second, UnnamedHold: 2 * time.Second}, env)
+	var cfg Config
+	stagetest.Decode(b, "udp-source", map[string]any{"listen": "127.0.0.1:0"}, &cfg)
+	st := newStage(&cfg, env)
 	ctx, cancel := context.WithCancel(context.Background())
 	if err := st.Open(ctx); err != nil {
 		b.Fatal(err)

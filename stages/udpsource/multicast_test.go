@@ -62,7 +62,7 @@ func TestMulticastTwoReceivers(t *testing.T) {
 	}
 	ip(t, "link", "set", "lo", "up")
 	ip(t, "link", "set", "lo", "multicast", "on")
-	// src: without it the kernel sends from 0.0.0.0.
+	// src: without it the kernel sends multicast on lo from 0.0.0.0.
 	ip(t, "route", "add", "224.0.0.0/4", "dev", "lo", "src", "127.0.0.1")
 	multicastPair(t, "239.7.7.7:15222", "")
 	// and with the interface named on both sides

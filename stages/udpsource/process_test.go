@@ -17,7 +17,9 @@ func offline(t testing.TB) (*Stage, *stagetest.FakeClock) {
 	env := core.TestEnv("udp-source")
 	clock := stagetest.NewFakeClock(time.Unix(1_700_000_000, 0))
 	env.Clock = clock
-	s := newStage(&Config{Listen: "127.0.0.1:0", Batch: 8, PayloadType: 100, StreamTimeout: 5 * time.Second, UnnamedHold: 2 * time.Second}, env)
+	var cfg Config
+	stagetest.Decode(t, "udp-source", map[string]any{"listen": "127.0.0.1:0", "batch": int64(8)}, &cfg)
+	s := newStage(&cfg, env)
 	s.initSlots()
 	return s, clock
 }

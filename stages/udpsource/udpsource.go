@@ -54,10 +54,11 @@ func (c *Config) Validate() error {
 	return nil
 }
 
-// Sample is an example [[pipeline.stage]] block for this stage.
+// sample is an example [[pipeline.stage]] block for this stage, carried in
+// its spec; stages/all checks that it validates.
 //
 //go:embed sample.toml
-var Sample string
+var sample string
 
 func init() {
 	core.Register(core.Spec{
@@ -65,6 +66,7 @@ func init() {
 		Summary: "receives RTP over UDP, unicast or by joining a multicast group; RTCP SDES names each SSRC's stream, BYE or silence ends it",
 		In:      core.KindNone,
 		Out:     core.KindRTP,
+		Sample:  sample,
 	}, New)
 }
 
@@ -140,16 +142,9 @@ func New(cfg *Config, env *core.Env) (core.Stage, error) {
 	return newStage(cfg, env), nil
 }
 
-// defaultMaxStreams is max_streams' default, also for a Config built in code.
-const defaultMaxStreams = 1000
-
 func newStage(cfg *Config, env *core.Env) *Stage {
-	c := *cfg
-	if c.MaxStreams <= 0 {
-		c.MaxStreams = defaultMaxStreams
-	}
 	return &Stage{
-		cfg:     c,
+		cfg:     *cfg,
 		env:     env,
 		sources: map[uint32]*source{},
 		names:   map[string]*source{},

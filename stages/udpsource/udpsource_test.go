@@ -11,7 +11,6 @@ import (
 	"github.com/mediapipe/mediapipe/core/media/announce"
 	"github.com/mediapipe/mediapipe/core/media/rtpheader"
 	"github.com/mediapipe/mediapipe/core/stagetest"
-	"github.com/mediapipe/mediapipe/host"
 	"github.com/mediapipe/mediapipe/stages/udpsink"
 )
 
@@ -368,16 +367,6 @@ func TestOpenErrors(t *testing.T) {
 			t.Errorf("Open(%q) succeeded", listen)
 		}
 	}
-}
-
-// TestSamplesParse: the two sample blocks make a valid pipeline together.
-func TestSamplesParse(t *testing.T) {
-	doc := "[[pipeline]]\nname = \"samples\"\n" + Sample + udpsink.Sample
-	f, err := host.Load("samples.toml", ".", []byte(doc), nil, core.Default)
-	if err != nil {
-		t.Fatalf("samples do not parse:\n%v\n%s", err, doc)
-	}
-	f.Close()
 }
 
 func TestRoundTripIPv6(t *testing.T) {

@@ -187,6 +187,7 @@ type Spec struct {
 	In            string                 `protobuf:"bytes,3,opt,name=in,proto3" json:"in,omitempty"`
 	Out           string                 `protobuf:"bytes,4,opt,name=out,proto3" json:"out,omitempty"`
 	Params        []*Param               `protobuf:"bytes,5,rep,name=params,proto3" json:"params,omitempty"`
+	Sample        string                 `protobuf:"bytes,6,opt,name=sample,proto3" json:"sample,omitempty"` // one [[pipeline.stage]] block in TOML, or ""
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -254,6 +255,13 @@ func (x *Spec) GetParams() []*Param {
 		return x.Params
 	}
 	return nil
+}
+
+func (x *Spec) GetSample() string {
+	if x != nil {
+		return x.Sample
+	}
+	return ""
 }
 
 type DescribeRequest struct {
@@ -1092,13 +1100,14 @@ const file_plugin_proto_rawDesc = "" +
 	"\x03max\x18\b \x01(\x01H\x01R\x03max\x88\x01\x01\x12\x12\n" +
 	"\x04enum\x18\t \x03(\tR\x04enumB\x06\n" +
 	"\x04_minB\x06\n" +
-	"\x04_max\"\x8a\x01\n" +
+	"\x04_max\"\xa2\x01\n" +
 	"\x04Spec\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\asummary\x18\x02 \x01(\tR\asummary\x12\x0e\n" +
 	"\x02in\x18\x03 \x01(\tR\x02in\x12\x10\n" +
 	"\x03out\x18\x04 \x01(\tR\x03out\x122\n" +
-	"\x06params\x18\x05 \x03(\v2\x1a.mediapipe.plugin.v1.ParamR\x06params\"\x11\n" +
+	"\x06params\x18\x05 \x03(\v2\x1a.mediapipe.plugin.v1.ParamR\x06params\x12\x16\n" +
+	"\x06sample\x18\x06 \x01(\tR\x06sample\"\x11\n" +
 	"\x0fDescribeRequest\"X\n" +
 	"\vDescription\x12\x1a\n" +
 	"\bprotocol\x18\x01 \x01(\rR\bprotocol\x12-\n" +

@@ -118,7 +118,7 @@ func kindText(k core.Kind) string {
 
 // SpecToPB converts a spec for Describe.
 func SpecToPB(s core.Spec) *pluginpb.Spec {
-	out := &pluginpb.Spec{Name: s.Name, Summary: s.Summary, In: kindText(s.In), Out: kindText(s.Out)}
+	out := &pluginpb.Spec{Name: s.Name, Summary: s.Summary, In: kindText(s.In), Out: kindText(s.Out), Sample: s.Sample}
 	for _, p := range s.Params {
 		out.Params = append(out.Params, &pluginpb.Param{
 			Name: p.Name, Type: string(p.Type), Doc: p.Doc, Default: p.Default,
@@ -141,7 +141,7 @@ func SpecFromPB(s *pluginpb.Spec) (core.Spec, error) {
 	if err != nil {
 		return core.Spec{}, fmt.Errorf("output %w", err)
 	}
-	spec := core.Spec{Name: s.Name, Summary: s.Summary, In: in, Out: out, Params: []core.Param{}}
+	spec := core.Spec{Name: s.Name, Summary: s.Summary, In: in, Out: out, Params: []core.Param{}, Sample: s.Sample}
 	for _, p := range s.Params {
 		t := core.ParamType(p.Type)
 		switch t {

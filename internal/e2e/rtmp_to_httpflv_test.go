@@ -1,26 +1,32 @@
-package httpflvsink_test
+package e2e
 
 import (
 	"context"
+	"io"
+	"net"
+	"net/http"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/mediapipe/mediapipe/core"
 	"github.com/mediapipe/mediapipe/core/media/flv"
+	"github.com/mediapipe/mediapipe/core/stagetest"
 	"github.com/mediapipe/mediapipe/internal/testmedia"
-	"github.com/mediapipe/mediapipe/stages/flvtagger"
 	"github.com/mediapipe/mediapipe/stages/httpflvsink"
 	"github.com/mediapipe/mediapipe/stages/rtmpsource"
+)
+
+// Every wait in TestRelayFFmpegToFFmpeg is bounded, so a misbehaving ffmpeg
+// or a stuck stage fails the test instead of hanging the package.
+const (
+	waitLimit   = 30 * time.Second // one condition (generous: CI boxes are loaded)
+	ffmpegLimit = 90 * time.Second // one ffmpeg run, start to exit
 )
 
 type chanOut chan *core.Packet
 
 func (c chanOut) Emit(p *core.Packet) { c <- p }
-
-type discardOut struct{}
-
-func (discardOut) Emit(p *core.Packet) { p.Release() }
 
 // keyframeOrdinals maps each framemd5 packet of clip to its keyframe number
 // (1 for the first keyframe, ...) or 0 when it is not a keyframe. The
@@ -65,17 +71,18 @@ func keyframeOrdinals(t *testing.T, tags [][]byte, packets int) []int {
 func TestRelayFFmpegToFFmpeg(t *testing.T) {
 	clip := testmedia.Clip(t, testmedia.Options{})
 	tags := testmedia.Tags(t, clip)
-	ctx := testCtx(t, 3*ffmpegLimit)
+	ctx := ctxFor(t, 3*ffmpegLimit)
 	want, stderr, err := testmedia.FrameMD5Err(ctx, clip, "-copyts")
 	if err != nil {
 		t.Fatalf("framemd5 of the clip: %v\n%s", err, stderr)
 	}
 	ords := keyframeOrdinals(t, tags, len(want))
 
-	src, _ := rtmpsource.New(&rtmpsource.Config{Listen: "127.0.0.1:0", IdleTimeout: 10 * time.Second, MaxMessageSize: 8 << 20}, core.TestEnv("rtmp-source"))
-	tagger, _ := flvtagger.New(nil, core.TestEnv("flv-tagger"))
+	// Each stage with its spec's defaults, as a pipeline file would give them.
+	src := stagetest.Build(t, "rtmp-source", map[string]any{"listen": "127.0.0.1:0"}, nil)
+	tagger := stagetest.Build(t, "flv-tagger", map[string]any{}, nil)
 	sinkEnv := core.TestEnv("httpflv-sink")
-	sink, _ := httpflvsink.New(&httpflvsink.Config{Listen: "127.0.0.1:0", ViewerQueue: 1024, GOPCache: true, GOPMaxBytes: 32 << 20, WriteTimeout: 10 * time.Second, FlushInterval: 10 * time.Millisecond, FlushBytes: 32 << 10}, sinkEnv)
+	sink := stagetest.Build(t, "httpflv-sink", map[string]any{"listen": "127.0.0.1:0"}, sinkEnv)
 	runCtx, cancel := context.WithCancel(ctx)
 	for _, st := range []core.Stage{src, sink} {
 		if err := st.(core.Opener).Open(runCtx); err != nil {
@@ -88,7 +95,7 @@ func TestRelayFFmpegToFFmpeg(t *testing.T) {
 	wg.Add(3)
 	go func() { defer wg.Done(); _ = src.Run(runCtx, nil, chanOut(av)); close(av) }()
 	go func() { defer wg.Done(); _ = tagger.Run(runCtx, av, chanOut(tagsCh)); close(tagsCh) }()
-	go func() { defer wg.Done(); _ = sink.Run(runCtx, tagsCh, discardOut{}) }()
+	go func() { defer wg.Done(); _ = sink.Run(runCtx, tagsCh, stagetest.Discard{}) }()
 	t.Cleanup(func() { // source ends, then tagger, then sink
 		cancel()
 		stopped := make(chan struct{})
@@ -106,10 +113,10 @@ func TestRelayFFmpegToFFmpeg(t *testing.T) {
 	served := func() int { return int(core.CounterValue(sinkEnv.Metrics.Counter("viewers_served"))) }
 
 	proxies := make([]*heldProxy, 2)
-	results := make([]<-chan ffmpegResult, 2)
+	results := make([]<-chan testmedia.Viewing, 2)
 	for i := range proxies {
 		proxies[i] = newHeldProxy(t, sinkAddr)
-		results[i] = viewFFmpeg(t, "http://"+proxies[i].addr+"/live/relay.flv")
+		results[i] = testmedia.View(t, "http://"+proxies[i].addr+"/live/relay.flv", ffmpegLimit)
 	}
 	for i, p := range proxies {
 		within(t, p.accepted, waitLimit, "ffmpeg viewer "+string(rune('0'+i))+" to connect")
@@ -143,10 +150,10 @@ func TestRelayFFmpegToFFmpeg(t *testing.T) {
 	}
 	for i, ch := range results {
 		res := within(t, ch, ffmpegLimit, "ffmpeg viewer")
-		if res.err != nil {
-			t.Fatalf("viewer %d: %v\n%s", i, res.err, res.stderr)
+		if res.Err != nil {
+			t.Fatalf("viewer %d: %v\n%s", i, res.Err, res.Stderr)
 		}
-		got := res.frames
+		got := res.Frames
 		if len(got) == 0 || len(got) > len(want) {
 			t.Fatalf("viewer %d got %d packets of %d", i, len(got), len(want))
 		}
@@ -178,4 +185,118 @@ func TestRelayFFmpegToFFmpeg(t *testing.T) {
 		}
 		t.Logf("viewer %d: joined after keyframe %d..%d, the clip's last %d of %d packets, identical", i, lo, hi, len(got), len(want))
 	}
+}
+
+// waitFor polls cond until it holds, or fails the test after waitLimit.
+func waitFor(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(waitLimit)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// head is a HEAD request's status, 0 on error: it asks whether the sink
+// serves a stream without becoming one of its viewers.
+func head(url string) int {
+	c := &http.Client{Timeout: 5 * time.Second}
+	r, err := c.Head(url)
+	if err != nil {
+		return 0
+	}
+	r.Body.Close()
+	return r.StatusCode
+}
+
+// within receives from ch or fails the test after d.
+func within[T any](t testing.TB, ch <-chan T, d time.Duration, what string) T {
+	t.Helper()
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	select {
+	case v := <-ch:
+		return v
+	case <-timer.C:
+		t.Fatalf("timed out after %v waiting for %s", d, what)
+		panic("unreachable")
+	}
+}
+
+// heldProxy forwards one TCP connection to target, but only after release is
+// called: a viewer process can connect early (its start-up time under load
+// does not matter) and join the stream exactly when the test says.
+type heldProxy struct {
+	addr     string
+	accepted chan struct{} // closed when the client has connected
+	release  func()
+}
+
+func newHeldProxy(t testing.TB, target string) *heldProxy {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	released := make(chan struct{})
+	p := &heldProxy{addr: ln.Addr().String(), accepted: make(chan struct{})}
+	var once sync.Once
+	p.release = func() { once.Do(func() { close(released) }) }
+	var (
+		mu     sync.Mutex
+		closed bool
+		conns  []net.Conn
+		wg     sync.WaitGroup
+	)
+	keep := func(c net.Conn) bool { // false once the test is over
+		mu.Lock()
+		defer mu.Unlock()
+		if closed {
+			c.Close()
+			return false
+		}
+		conns = append(conns, c)
+		return true
+	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		c, err := ln.Accept()
+		ln.Close()
+		if err != nil || !keep(c) {
+			return
+		}
+		close(p.accepted)
+		<-released
+		up, err := net.DialTimeout("tcp", target, 5*time.Second)
+		if err != nil {
+			c.Close()
+			return
+		}
+		if !keep(up) {
+			return
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, _ = io.Copy(up, c)
+			_ = up.(*net.TCPConn).CloseWrite()
+		}()
+		_, _ = io.Copy(c, up)
+		c.Close()
+	}()
+	t.Cleanup(func() {
+		mu.Lock()
+		closed = true
+		for _, c := range conns {
+			c.Close()
+		}
+		mu.Unlock()
+		p.release()
+		ln.Close()
+		wg.Wait() // bounded: every socket is closed
+	})
+	return p
 }

@@ -21,9 +21,6 @@ import (
 	"github.com/mediapipe/mediapipe/stages/srenhancer/internal/srtest"
 )
 
-// childFFmpegs lists ffmpeg processes whose parent is this test binary.
-func childFFmpegs(t *testing.T) []string { return testmedia.ChildProcs("ffmpeg") }
-
 // TestBFramesScale2 feeds a clip with B-frames (composition offsets): the
 // output has none, each frame keeps its presentation time, at 2×.
 func TestBFramesScale2(t *testing.T) {
@@ -81,7 +78,7 @@ func testBFrames(t *testing.T, openGOP string) {
 			t.Fatal("a composition offset in the output")
 		}
 	}
-	if left := childFFmpegs(t); len(left) > 0 {
+	if left := testmedia.ChildProcs("ffmpeg"); len(left) > 0 {
 		t.Fatalf("ffmpeg still running: %v", left)
 	}
 }
@@ -347,5 +344,30 @@ func TestCorruptFrame(t *testing.T) {
 	}
 	if float64(outFrames)+r.Drops("frame_lost") != float64(inFrames) {
 		t.Fatalf("%d frames out + %v lost, want %d", outFrames, r.Drops("frame_lost"), inFrames)
+	}
+}
+
+// TestKeyBudget: a GOP's budgetShare from arrival; ffmpeg's start-up lag
+// is forgiven at first and less and less after.
+func TestKeyBudget(t *testing.T) {
+	ms := int64(time.Millisecond)
+	at := time.Unix(100, 0).UnixNano()
+	for _, c := range []struct {
+		name              string
+		m                 frameMeta
+		startLag, wantOff int64 // ms: the budget is wantOff after at
+	}{
+		{"unknown GOP", frameMeta{arrived: at}, 0, 800},
+		{"2 s GOP", frameMeta{arrived: at, gopMs: 2000}, 0, 1600},
+		{"first keyframe, slow start", frameMeta{arrived: at}, 700, 1500},
+		{"a second later", frameMeta{arrived: at + 1000*ms, gopMs: 1000}, 700, 1000 + 200 + 800},
+		{"start-up worked off", frameMeta{arrived: at + 2000*ms, gopMs: 1000}, 700, 2000 + 800},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			got := keyBudget(c.m, at, c.startLag*ms).Sub(time.Unix(0, at))
+			if got != time.Duration(c.wantOff)*time.Millisecond {
+				t.Fatalf("budget %v after arrival, want %d ms", got, c.wantOff)
+			}
+		})
 	}
 }
