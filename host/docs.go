@@ -26,9 +26,13 @@ func Markdown(defs []core.Definition) string {
 		fmt.Fprintf(&b, "\n## %s\n\n%s\n\nInput: `%s` · Output: `%s`\n\n", s.Name, mdText(s.Summary), s.In, s.Out)
 		if len(s.Params) == 0 {
 			b.WriteString("No parameters.\n")
-			continue
+		} else {
+			paramsMarkdown(&b, "parameter", s.Params)
 		}
-		paramsMarkdown(&b, "parameter", s.Params)
+		if s.Sample != "" {
+			// The sample is checked against the spec by stages/all's TestSamples.
+			fmt.Fprintf(&b, "\nExample (`stages/%s/sample.toml`):\n\n```toml\n%s\n```\n", strings.ReplaceAll(s.Name, "-", ""), strings.TrimRight(s.Sample, "\n"))
+		}
 	}
 	return b.String()
 }

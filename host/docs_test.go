@@ -4,6 +4,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/mediapipe/mediapipe/core"
 	"github.com/mediapipe/mediapipe/host"
 )
 
@@ -21,5 +22,16 @@ func TestMarkdownDocumentsFileKeys(t *testing.T) {
 		if !strings.Contains(md, want) {
 			t.Errorf("reference lacks %q", want)
 		}
+	}
+}
+
+// Each stage's sample, which stages/all checks against its spec, is shown
+// under its parameters.
+func TestMarkdownShowsSamples(t *testing.T) {
+	sample := "[[pipeline.stage]]\nuse = \"demo-sink\"\nlisten = \"127.0.0.1:1\"\n"
+	def := core.Definition{Spec: core.Spec{Name: "demo-sink", In: core.KindFLV, Sample: sample}}
+	md := host.Markdown([]core.Definition{def})
+	if want := "Example (`stages/demosink/sample.toml`):\n\n```toml\n" + sample + "```\n"; !strings.Contains(md, want) {
+		t.Errorf("reference lacks the sample block %q:\n%s", want, md)
 	}
 }
