@@ -8,23 +8,23 @@ import (
 
 const module = "github.com/mediapipe/mediapipe"
 
-// listDeps returns, for each package matched by patterns, what it links
-// (its transitive imports), as `go list -deps` sees them.
-func listDeps(t *testing.T, patterns ...string) map[string][]string {
+// goList runs `go list -f '{{.ImportPath}} {{join .FIELD " "}}'` over
+// patterns and returns FIELD (Deps: what a package links; Imports: what its
+// non-test files import) by package.
+func goList(t *testing.T, field string, patterns ...string) map[string][]string {
 	t.Helper()
-	args := append([]string{"list", "-f", `{{.ImportPath}} {{join .Deps " "}}`}, patterns...)
+	args := append([]string{"list", "-f", `{{.ImportPath}} {{join .` + field + ` " "}}`}, patterns...)
 	out, err := exec.Command("go", args...).Output()
 	if err != nil {
 		t.Fatalf("go list %s: %v", strings.Join(patterns, " "), err)
 	}
-	deps := map[string][]string{}
+	m := map[string][]string{}
 	for line := range strings.Lines(string(out)) {
-		fields := strings.Fields(line)
-		if len(fields) > 0 {
-			deps[fields[0]] = fields[1:]
+		if fields := strings.Fields(line); len(fields) > 0 {
+			m[fields[0]] = fields[1:]
 		}
 	}
-	return deps
+	return m
 }
 
 // TestLayers keeps the package map of docs/architecture.md true: what a
@@ -60,13 +60,34 @@ func TestLayers(t *testing.T) {
 			forbid:   func(dep string) bool { return strings.HasPrefix(dep, module) },
 			why:      "the repair protocol and the RTP header codec import nothing of mediapipe",
 		},
+		{
+			patterns: []string{"./host"},
+			forbid: func(dep string) bool {
+				return strings.HasPrefix(dep, module+"/stages/") || strings.HasPrefix(dep, module+"/plugins/")
+			},
+			why: "the host reaches stages and plugins only through core.Registry",
+		},
 	}
 	for _, r := range rules {
-		for pkg, deps := range listDeps(t, r.patterns...) {
+		for pkg, deps := range goList(t, "Deps", r.patterns...) {
 			for _, dep := range deps {
 				if r.forbid(dep) {
 					t.Errorf("%s links %s: %s", pkg, dep, r.why)
 				}
+			}
+		}
+	}
+	// A stage imports the stage API, wire formats and shared machinery,
+	// never the host, plugins or another stage.
+	for pkg, deps := range goList(t, "Imports", "./stages/...") {
+		if strings.HasPrefix(pkg, module+"/stages/all") {
+			continue
+		}
+		own := module + "/stages/" + strings.Split(strings.TrimPrefix(pkg, module+"/stages/"), "/")[0]
+		for _, dep := range deps {
+			other := strings.HasPrefix(dep, module+"/stages/") && dep != own && !strings.HasPrefix(dep, own+"/")
+			if other || strings.HasPrefix(dep, module+"/host") || strings.HasPrefix(dep, module+"/plugins/") {
+				t.Errorf("stage package %s imports %s: a stage imports core, core/media and internal machinery only", pkg, dep)
 			}
 		}
 	}
