@@ -168,18 +168,15 @@ func cpuModel() string {
 	return ""
 }
 
+// fill states what the run measured between the snapshots from and to;
+// stopAt is when the publishers were told to stop, agg the audience's final
+// counts and m the relay's final metrics.
 func (r *Report) fill(cfg Config, from, to snapshot, stopAt time.Time, pubs []*publisher, agg viewerAgg, m metricsView) {
 	r.Machine.LoadEnd = loadAvg()
 	win := to.at.Sub(from.at).Seconds()
 	r.Window = round(win, 2)
 	if win <= 0 {
 		win = 1
-	}
-	r.In = Flow{
-		Tags:       to.pubTags - from.pubTags,
-		TagsPerSec: round(float64(to.pubTags-from.pubTags)/win, 1),
-		RTPPerSec:  round((to.rtp-from.rtp)/win, 1),
-		Mbps:       round(float64(to.pubBytes-from.pubBytes)*8/win/1e6, 3),
 	}
 	// What viewers read is counted by the audience and stamped by its own
 	// clock: with --split the child's reports reach this process some time
@@ -188,6 +185,30 @@ func (r *Report) fill(cfg Config, from, to snapshot, stopAt time.Time, pubs []*p
 	audWin := time.Duration(to.aud.At - from.aud.At).Seconds()
 	if audWin <= 0 {
 		audWin = win
+	}
+	r.fillRates(from, to, win, audWin)
+	r.Latency = quantiles(agg.Lat.hist())
+	r.TTFF = quantiles(agg.TTFF.hist())
+	r.fillLoss(cfg, m)
+	r.fillViewers(agg, stopAt, m)
+	r.fillMemory(from, to, win, audWin)
+	r.fillCorrectness(agg)
+	r.Drops = m.drops()
+	for _, pb := range pubs {
+		if err := pb.lastErr(); err != nil {
+			r.Errors = append(r.Errors, err.Error())
+		}
+	}
+}
+
+// fillRates states the flows in and out and the CPU they cost: win is this
+// process's window in seconds, audWin the audience's.
+func (r *Report) fillRates(from, to snapshot, win, audWin float64) {
+	r.In = Flow{
+		Tags:       to.pubTags - from.pubTags,
+		TagsPerSec: round(float64(to.pubTags-from.pubTags)/win, 1),
+		RTPPerSec:  round((to.rtp-from.rtp)/win, 1),
+		Mbps:       round(float64(to.pubBytes-from.pubBytes)*8/win/1e6, 3),
 	}
 	r.Out = Flow{
 		Tags:       to.aud.Tags - from.aud.Tags,
@@ -203,10 +224,10 @@ func (r *Report) fill(cfg Config, from, to snapshot, stopAt time.Time, pubs []*p
 	if r.Out.Mbps > 0 {
 		r.CPU.PerViewerMbps = round(cpu/win/r.Out.Mbps, 5)
 	}
+}
 
-	r.Latency = quantiles(agg.Lat.hist())
-	r.TTFF = quantiles(agg.TTFF.hist())
-
+// fillLoss states the edge's lost, repaired and skipped packets.
+func (r *Report) fillLoss(cfg Config, m metricsView) {
 	if x, ok := m.firstOf("mediapipe_stage_drops_total", "edge", "netsim", "reason", lossReasons...); ok {
 		r.Loss.Lost = &x
 	}
@@ -220,7 +241,11 @@ func (r *Report) fill(cfg Config, from, to snapshot, stopAt time.Time, pubs []*p
 		zero := 0.0
 		r.Loss.Lost = &zero // no netsim stage: nothing was dropped on purpose
 	}
+}
 
+// fillViewers counts the viewers that joined and those whose response ended
+// before stopAt, with the ten commonest reasons why.
+func (r *Report) fillViewers(agg viewerAgg, stopAt time.Time, m metricsView) {
 	r.Viewers.Wanted, r.Viewers.Joined = agg.Wanted, agg.Joined
 	reasons := map[string]int{}
 	for _, e := range agg.Ended {
@@ -250,7 +275,11 @@ func (r *Report) fill(cfg Config, from, to snapshot, stopAt time.Time, pubs []*p
 	if x, ok := m.firstOf("mediapipe_stage_drops_total", "edge", "httpflv-sink", "reason", shedReasons...); ok {
 		r.Viewers.Shed = &x
 	}
+}
 
+// fillMemory states the process's RSS and its allocations per packet sent
+// and per tag delivered.
+func (r *Report) fillMemory(from, to snapshot, win, audWin float64) {
 	hwm, rss := memKB()
 	r.Memory.PeakRSSMB = round(float64(hwm)/1024, 1)
 	r.Memory.RSSMB = round(float64(rss)/1024, 1)
@@ -260,7 +289,10 @@ func (r *Report) fill(cfg Config, from, to snapshot, stopAt time.Time, pubs []*p
 	if n := to.aud.Tags - from.aud.Tags; n > 0 { // a ratio of rates: the two counts have their own windows
 		r.Memory.AllocsPerTag = round(float64(to.mallocs-from.mallocs)/win/(float64(n)/audWin), 2)
 	}
+}
 
+// fillCorrectness copies the viewers' tag checks and gives the verdict.
+func (r *Report) fillCorrectness(agg viewerAgg) {
 	r.Correctness.Matched = agg.Matched
 	r.Correctness.Missing = agg.Missing
 	r.Correctness.Corrupt = agg.Corrupt
@@ -276,13 +308,6 @@ func (r *Report) fill(cfg Config, from, to snapshot, stopAt time.Time, pubs []*p
 		c.Verdict = "intact but incomplete: tags missing or repeated (loss not repaired, or shed)"
 	default:
 		c.Verdict = "ok: every viewer got every tag since it joined, byte for byte"
-	}
-	r.Drops = m.drops()
-
-	for _, pb := range pubs {
-		if err := pb.lastErr(); err != nil {
-			r.Errors = append(r.Errors, err.Error())
-		}
 	}
 }
 
