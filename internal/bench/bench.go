@@ -94,10 +94,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	var cfg Config
 	fs, opt := newFlags(&cfg, stderr)
 	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return 2
+		return cli.FlagExit(err)
 	}
 	if fs.NArg() > 0 {
 		fmt.Fprintf(stderr, "mediapipe bench: unexpected argument %q\n", fs.Arg(0))
@@ -325,9 +322,7 @@ func launchRelay(ctx context.Context, cfg Config, stderr io.Writer) (*relay, err
 			return nil, err
 		}
 	}
-	var lv slog.Level
-	_ = lv.UnmarshalText([]byte(cfg.LogLevel))
-	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: lv}))
+	log := cli.NewLogger(stderr, host.LogConfig{Level: cfg.LogLevel})
 	for attempt := 1; ; attempt++ {
 		rl, err := startRelay(ctx, cfg, log)
 		// Ports are picked free and bound a moment later: another process
