@@ -4,9 +4,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"math"
 	"os"
 	"runtime"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -349,18 +351,7 @@ func (r *Report) writeTable(w io.Writer) {
 		row("WARNING", "the machine was busy with other work: latency and rate figures are pessimistic")
 	}
 	if r.Floor != nil {
-		row("floor: WriteToUDP", "%.0f pkt/s (%.0f Mbps), 1200 B loopback", r.Floor.PlainPPS, r.Floor.PlainMbps)
-		row("floor: WriteBatch 64", "%.0f pkt/s (%.0f Mbps), %.0f %% received, connected socket", r.Floor.BatchedPPS, r.Floor.BatchMbps, r.Floor.RecvShare*100)
-		if r.Floor.GSOPPS > 0 {
-			row("floor: GSO 48", "%.0f pkt/s (%.0f Mbps), connected socket, UDP_SEGMENT runs of 48 (udp-sink's default path)", r.Floor.GSOPPS, r.Floor.GSOMbps)
-		}
-		if r.SinkShare != nil {
-			row("floor: udp-sink", "%.0f pkt/s (%.0f Mbps), %.0f %% received; %.1f %% of WriteBatch 64, %.1f %% of GSO 48 (stage fed by a generator goroutine; %s)",
-				r.Floor.SinkPPS, r.Floor.SinkMbps, r.Floor.SinkRecvShare*100, *r.SinkShare*100, r.Floor.SinkShareGSO*100, r.Floor.SinkSettings)
-		}
-		if r.Floor.SinkSendErrors > 0 {
-			row("  udp-sink send errors", "%.0f datagrams", r.Floor.SinkSendErrors)
-		}
+		r.floorRows(row)
 	}
 	if r.Config.Streams == 0 {
 		tw.Flush()
@@ -401,18 +392,30 @@ func (r *Report) writeTable(w io.Writer) {
 	c := r.Correctness
 	row("correctness", "%s", c.Verdict)
 	row("  tags", "%d matched, %d missing, %d corrupt, %d unknown, %d duplicate", c.Matched, c.Missing, c.Corrupt, c.Unknown, c.Duplicate)
-	keys := make([]string, 0, len(r.Drops))
-	for k := range r.Drops {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	for _, k := range keys {
+	for _, k := range slices.Sorted(maps.Keys(r.Drops)) {
 		row("  drop", "%s: %.0f", k, r.Drops[k])
 	}
 	for _, e := range r.Errors {
 		row("ERROR", "%s", e)
 	}
 	tw.Flush()
+}
+
+// floorRows are the table's rows for --floor.
+func (r *Report) floorRows(row func(k, f string, a ...any)) {
+	f := r.Floor
+	row("floor: WriteToUDP", "%.0f pkt/s (%.0f Mbps), 1200 B loopback", f.PlainPPS, f.PlainMbps)
+	row("floor: WriteBatch 64", "%.0f pkt/s (%.0f Mbps), %.0f %% received, connected socket", f.BatchedPPS, f.BatchMbps, f.RecvShare*100)
+	if f.GSOPPS > 0 {
+		row("floor: GSO 48", "%.0f pkt/s (%.0f Mbps), connected socket, UDP_SEGMENT runs of 48 (udp-sink's default path)", f.GSOPPS, f.GSOMbps)
+	}
+	if r.SinkShare != nil {
+		row("floor: udp-sink", "%.0f pkt/s (%.0f Mbps), %.0f %% received; %.1f %% of WriteBatch 64, %.1f %% of GSO 48 (stage fed by a generator goroutine; %s)",
+			f.SinkPPS, f.SinkMbps, f.SinkRecvShare*100, *r.SinkShare*100, f.SinkShareGSO*100, f.SinkSettings)
+	}
+	if f.SinkSendErrors > 0 {
+		row("  udp-sink send errors", "%.0f datagrams", f.SinkSendErrors)
+	}
 }
 
 func cpuList(cpus []int) string {
