@@ -94,10 +94,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	var cfg Config
 	fs, opt := newFlags(&cfg, stderr)
 	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return 2
+		return cli.FlagExit(err)
 	}
 	if fs.NArg() > 0 {
 		fmt.Fprintf(stderr, "mediapipe bench: unexpected argument %q\n", fs.Arg(0))
@@ -281,14 +278,8 @@ func Run(ctx context.Context, cfg Config, stderr io.Writer) (*Report, error) {
 	cfg.defaults()
 	rep := newReport(cfg)
 	if cfg.Floor {
-		f, err := measureFloor(ctx, cfg.FloorTime)
-		if err != nil {
-			return rep, fmt.Errorf("floor: %w", err)
-		}
-		rep.Floor = &f
-		if f.BatchedPPS > 0 && f.SinkPPS > 0 {
-			s := round(f.SinkPPS/f.BatchedPPS, 4)
-			rep.SinkShare = &s
+		if err := rep.addFloor(ctx, cfg.FloorTime); err != nil {
+			return rep, err
 		}
 	}
 	if cfg.Streams == 0 || ctx.Err() != nil {
@@ -302,144 +293,88 @@ func Run(ctx context.Context, cfg Config, stderr io.Writer) (*Report, error) {
 	}
 	rep.Config.Input = cl.Source
 	rep.Config.InputKbps = round(cl.Kbps, 1)
+	rl, err := launchRelay(ctx, cfg, stderr)
+	if err != nil {
+		return nil, err
+	}
+	return drive(ctx, cfg, rep, cl, rl)
+}
 
+// addFloor measures the loopback floor and states the udp-sink's share of it.
+func (r *Report) addFloor(ctx context.Context, d time.Duration) error {
+	f, err := measureFloor(ctx, d)
+	if err != nil {
+		return fmt.Errorf("floor: %w", err)
+	}
+	r.Floor = &f
+	if f.BatchedPPS > 0 && f.SinkPPS > 0 {
+		s := round(f.SinkPPS/f.BatchedPPS, 4)
+		r.SinkShare = &s
+	}
+	return nil
+}
+
+// launchRelay pins this process if asked and starts the relay with the
+// pipelines logging to stderr at cfg.LogLevel.
+func launchRelay(ctx context.Context, cfg Config, stderr io.Writer) (*relay, error) {
 	if len(cfg.RelayCPUs) > 0 {
 		if err := pinProcess(cfg.RelayCPUs); err != nil {
 			return nil, err
 		}
 	}
-	var lv slog.Level
-	_ = lv.UnmarshalText([]byte(cfg.LogLevel))
-	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: lv}))
-	var rl *relay
+	log := cli.NewLogger(stderr, host.LogConfig{Level: cfg.LogLevel})
 	for attempt := 1; ; attempt++ {
-		rl, err = startRelay(ctx, cfg, log)
+		rl, err := startRelay(ctx, cfg, log)
 		// Ports are picked free and bound a moment later: another process
 		// may take one in between, so try fresh ports a few times.
 		if err == nil || ctx.Err() != nil || attempt == 3 || !errors.Is(err, errOpen) {
-			break
+			return rl, err
 		}
 	}
-	if err != nil {
-		return nil, err
-	}
-	p, rt, stopRelay := rl.ports, rl.rt, rl.stop
+}
 
-	// Publishers and viewers.
+// drive runs the publishers and viewers against the relay for the run's
+// duration, stops everything and fills rep with what was measured.
+func drive(ctx context.Context, cfg Config, rep *Report, cl *clip, rl *relay) (*Report, error) {
 	pubCtx, pubCancel := context.WithCancel(ctx)
 	defer pubCancel()
-	pubs := make([]*publisher, cfg.Streams)
-	var viewers []*viewer
-	var pwg sync.WaitGroup
-	for i := range pubs {
-		pubs[i] = &publisher{addr: p.RTMP, app: "live", key: streamKey(i), clip: cl, fast: cfg.Fast, ledger: newLedger()}
-		if !cfg.Split {
-			for range cfg.Viewers {
-				viewers = append(viewers, &viewer{addr: p.HTTP, path: "/live/" + streamKey(i) + ".flv", ledger: pubs[i].ledger, idle: cfg.ViewerIdle, lat: &histogram{}})
-			}
-		}
-	}
+	pubs, viewers := newLoad(cfg, rl.ports, cl)
 	if cfg.CPUProfile != "" {
-		pf, err := os.Create(cfg.CPUProfile)
+		stopProfile, err := startProfile(cfg.CPUProfile)
 		if err != nil {
-			_ = stopRelay()
+			_ = rl.stop()
 			return nil, err
 		}
-		if err := pprof.StartCPUProfile(pf); err != nil {
-			pf.Close()
-			_ = stopRelay()
-			return nil, err
-		}
-		defer func() { pprof.StopCPUProfile(); pf.Close() }()
+		defer stopProfile()
 	}
 	start := time.Now()
+	var pwg sync.WaitGroup
 	for _, pb := range pubs {
 		pwg.Add(1)
 		go func() { defer pwg.Done(); _ = pb.run(pubCtx) }()
 	}
-	spread := 2 * time.Second
-	if cfg.Duration < 4*time.Second {
-		spread = cfg.Duration / 4
+	aud, err := startAudience(ctx, cfg, rl.ports, pubs, viewers)
+	if err != nil {
+		pubCancel()
+		pwg.Wait()
+		_ = rl.stop()
+		return nil, err
 	}
-	var aud audience
-	if cfg.Split {
-		ca, err := startChildFor(ctx, cfg, p, pubs, spread)
-		if err != nil {
-			pubCancel()
-			pwg.Wait()
-			_ = stopRelay()
-			return nil, err
-		}
-		aud = ca
-	} else {
-		aud = startLocal(viewers, spread)
-	}
-
-	snap := func() snapshot {
-		m := gather(rt.Metrics.Registry)
-		s := snapshot{at: time.Now(), cpu: cpuTime(), mallocs: mallocs()}
-		for _, pb := range pubs {
-			s.pubTags += pb.tags.Load()
-			s.pubBytes += pb.bytes.Load()
-		}
-		s.rtp, _ = m.sum("mediapipe_stage_packets_in_total", map[string]string{"pipeline": "cloud", "stage": "udp-sink"})
-		s.edgeRTP, _ = m.sum("mediapipe_stage_packets_out_total", map[string]string{"pipeline": "edge", "stage": "udp-source"})
-		s.aud = aud.stats()
-		return s
-	}
-
-	// The measured window opens once every viewer has joined (or a third
-	// of the run has passed) and closes when the publishers stop.
-	end := start.Add(cfg.Duration)
-	var from snapshot
-	opened := false
-	tick := time.NewTicker(time.Second)
-	defer tick.Stop()
-	prev := snap()
-	rep.Interrupted = true
-loop:
-	for {
-		now := time.Now()
-		if !opened {
-			st := aud.stats()
-			if st.Joined == st.Wanted || now.Sub(start) >= cfg.Duration/3 {
-				from, opened = snap(), true
-			}
-		}
-		wait := time.Until(end)
-		if wait <= 0 {
-			rep.Interrupted = false
-			break
-		}
-		select {
-		case <-ctx.Done():
-			break loop
-		case <-time.After(min(wait, 100*time.Millisecond)):
-			continue
-		case <-tick.C:
-			cur := snap()
-			if cfg.Progress != nil {
-				progressLine(cfg.Progress, rt, cur, prev, start)
-			}
-			prev = cur
-		}
-	}
-	if !opened {
-		from = snapshot{at: start, cpu: prev.cpu, mallocs: prev.mallocs}
-	}
-	to := snap()
+	m := meter{rt: rl.rt, pubs: pubs, aud: aud}
+	from, to, complete := m.watch(ctx, cfg, start)
 	stopAt := time.Now()
 	if cfg.Progress != nil {
 		fmt.Fprintln(cfg.Progress)
 	}
+	rep.Interrupted = !complete
 
 	// Stop publishing; the stream end reaches the edge, whose sink ends
 	// each response. Viewers still reading after a grace period are cut.
 	pubCancel()
 	pwg.Wait()
 	agg := aud.finish(3 * time.Second)
-	final := gather(rt.Metrics.Registry)
-	relayErr := stopRelay()
+	final := gather(rl.rt.Metrics.Registry)
+	relayErr := rl.stop()
 
 	rep.fill(cfg, from, to, stopAt, pubs, agg, final)
 	if relayErr != nil {
@@ -450,6 +385,116 @@ loop:
 	}
 	sort.Strings(rep.Errors)
 	return rep, nil
+}
+
+// newLoad makes one publisher per stream and, unless the viewers run in a
+// child process, cfg.Viewers viewers of each.
+func newLoad(cfg Config, p ports, cl *clip) ([]*publisher, []*viewer) {
+	pubs := make([]*publisher, cfg.Streams)
+	var viewers []*viewer
+	for i := range pubs {
+		pubs[i] = &publisher{addr: p.RTMP, app: "live", key: streamKey(i), clip: cl, fast: cfg.Fast, ledger: newLedger()}
+		if !cfg.Split {
+			for range cfg.Viewers {
+				viewers = append(viewers, &viewer{addr: p.HTTP, path: "/live/" + streamKey(i) + ".flv", ledger: pubs[i].ledger, idle: cfg.ViewerIdle, lat: &histogram{}})
+			}
+		}
+	}
+	return pubs, viewers
+}
+
+// startProfile starts a CPU profile into path; stop ends it and closes the file.
+func startProfile(path string) (stop func(), err error) {
+	pf, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(pf); err != nil {
+		pf.Close()
+		return nil, err
+	}
+	return func() { pprof.StopCPUProfile(); pf.Close() }, nil
+}
+
+// startAudience starts the viewers, joining over the first seconds of the
+// run: here, or in a child process with --split.
+func startAudience(ctx context.Context, cfg Config, p ports, pubs []*publisher, viewers []*viewer) (audience, error) {
+	spread := 2 * time.Second
+	if cfg.Duration < 4*time.Second {
+		spread = cfg.Duration / 4
+	}
+	if cfg.Split {
+		ca, err := startChildFor(ctx, cfg, p, pubs, spread)
+		if err != nil {
+			return nil, err
+		}
+		return ca, nil
+	}
+	return startLocal(viewers, spread), nil
+}
+
+// meter reads the run's cumulative counters: the relay's metrics, the
+// publishers' and the audience's.
+type meter struct {
+	rt   *host.Runtime
+	pubs []*publisher
+	aud  audience
+}
+
+func (m meter) snap() snapshot {
+	g := gather(m.rt.Metrics.Registry)
+	s := snapshot{at: time.Now(), cpu: cpuTime(), mallocs: mallocs()}
+	for _, pb := range m.pubs {
+		s.pubTags += pb.tags.Load()
+		s.pubBytes += pb.bytes.Load()
+	}
+	s.rtp, _ = g.sum("mediapipe_stage_packets_in_total", map[string]string{"pipeline": "cloud", "stage": "udp-sink"})
+	s.edgeRTP, _ = g.sum("mediapipe_stage_packets_out_total", map[string]string{"pipeline": "edge", "stage": "udp-source"})
+	s.aud = m.aud.stats()
+	return s
+}
+
+// watch waits out the run from start, printing a progress line each second,
+// and returns the counters at both ends of the measured window: it opens
+// once every viewer has joined (or a third of the run has passed) and closes
+// when the run ends. complete is false when ctx ended the run early.
+func (m meter) watch(ctx context.Context, cfg Config, start time.Time) (from, to snapshot, complete bool) {
+	end := start.Add(cfg.Duration)
+	opened := false
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	prev := m.snap()
+loop:
+	for {
+		now := time.Now()
+		if !opened {
+			st := m.aud.stats()
+			if st.Joined == st.Wanted || now.Sub(start) >= cfg.Duration/3 {
+				from, opened = m.snap(), true
+			}
+		}
+		wait := time.Until(end)
+		if wait <= 0 {
+			complete = true
+			break
+		}
+		select {
+		case <-ctx.Done():
+			break loop
+		case <-time.After(min(wait, 100*time.Millisecond)):
+			continue
+		case <-tick.C:
+			cur := m.snap()
+			if cfg.Progress != nil {
+				progressLine(cfg.Progress, m.rt, cur, prev, start)
+			}
+			prev = cur
+		}
+	}
+	if !opened {
+		from = snapshot{at: start, cpu: prev.cpu, mallocs: prev.mallocs}
+	}
+	return from, m.snap(), complete
 }
 
 // startChildFor waits until every publisher is on air (the child derives

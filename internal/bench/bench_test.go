@@ -211,15 +211,7 @@ func TestFillRatesUseAudienceClock(t *testing.T) {
 // TestBench runs the whole relay for 3 s with one stream and two viewers
 // and checks the report holds real measurements and intact output.
 func TestBench(t *testing.T) {
-	var logs bytes.Buffer
-	rep, err := Run(context.Background(), Config{Streams: 1, Viewers: 2, Duration: 3 * time.Second, Synthetic: true}, &logs)
-	if err != nil {
-		t.Fatalf("%v\n%s", err, logs.String())
-	}
-	var table bytes.Buffer
-	rep.writeTable(&table)
-	t.Logf("\n%s", table.String())
-	checkReport(t, rep)
+	rep := runChecked(t, Config{Streams: 1, Viewers: 2, Duration: 3 * time.Second, Synthetic: true})
 	c := rep.Correctness
 	if c.Missing != 0 || c.Duplicate != 0 {
 		t.Errorf("at 0 loss: %d missing, %d duplicate tags", c.Missing, c.Duplicate)
@@ -245,15 +237,7 @@ func TestBenchLoss(t *testing.T) {
 	if testing.Short() {
 		t.Skip("6 s relay run under loss")
 	}
-	var logs bytes.Buffer
-	rep, err := Run(context.Background(), Config{Streams: 2, Viewers: 2, Duration: 6 * time.Second, Synthetic: true, Loss: 0.05, Burst: 2, Seed: 7}, &logs)
-	if err != nil {
-		t.Fatalf("%v\n%s", err, logs.String())
-	}
-	var table bytes.Buffer
-	rep.writeTable(&table)
-	t.Logf("\n%s", table.String())
-	checkReport(t, rep)
+	rep := runChecked(t, Config{Streams: 2, Viewers: 2, Duration: 6 * time.Second, Synthetic: true, Loss: 0.05, Burst: 2, Seed: 7})
 	if rep.Loss.Lost == nil || *rep.Loss.Lost == 0 {
 		t.Errorf("netsim lost %s packets at 5 %% loss", na(rep.Loss.Lost))
 	}
@@ -268,15 +252,7 @@ func TestBenchSplit(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a second process")
 	}
-	var logs bytes.Buffer
-	rep, err := Run(context.Background(), Config{Streams: 1, Viewers: 3, Duration: 3 * time.Second, Synthetic: true, Split: true}, &logs)
-	if err != nil {
-		t.Fatalf("%v\n%s", err, logs.String())
-	}
-	var table bytes.Buffer
-	rep.writeTable(&table)
-	t.Logf("\n%s", table.String())
-	checkReport(t, rep)
+	rep := runChecked(t, Config{Streams: 1, Viewers: 3, Duration: 3 * time.Second, Synthetic: true, Split: true})
 	if c := rep.Correctness; c.Missing != 0 || c.Duplicate != 0 {
 		t.Errorf("at 0 loss: %d missing, %d duplicate tags", c.Missing, c.Duplicate)
 	}
@@ -297,6 +273,22 @@ func TestParseCPUs(t *testing.T) {
 			t.Errorf("parseCPUs(%q) = %v, want %s", c.in, got, c.want)
 		}
 	}
+}
+
+// runChecked runs cfg, logs the report's table and checks it with
+// checkReport; the run's own logs are shown only if it fails.
+func runChecked(t *testing.T, cfg Config) *Report {
+	t.Helper()
+	var logs bytes.Buffer
+	rep, err := Run(context.Background(), cfg, &logs)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, logs.String())
+	}
+	var table bytes.Buffer
+	rep.writeTable(&table)
+	t.Logf("\n%s", table.String())
+	checkReport(t, rep)
+	return rep
 }
 
 func checkReport(t *testing.T, rep *Report) {

@@ -60,28 +60,15 @@ func loadClip(path string) (*clip, error) {
 				c.Init = append(c.Init, tg)
 			}
 			continue
-		case h.Type == flv.TypeVideo:
-			v, ok := flv.ParseVideo(body)
-			if !ok {
+		case h.Type == flv.TypeVideo || h.Type == flv.TypeAudio:
+			if !loopable(h.Type, body) {
 				continue
 			}
-			if v.IsSequenceHeader() {
+			if flv.InitKindOf(h.Type, body) != flv.InitNone {
 				c.Init = append(c.Init, tg)
 				continue
 			}
-			if v.PacketType == flv.AVCEndOfSequence {
-				continue // would end the stream for a player mid-loop
-			}
-			tg.Key = flv.IsVideoKeyframe(body)
-		case h.Type == flv.TypeAudio:
-			a, ok := flv.ParseAudio(body)
-			if !ok {
-				continue
-			}
-			if a.IsSequenceHeader() {
-				c.Init = append(c.Init, tg)
-				continue
-			}
+			tg.Key = h.Type == flv.TypeVideo && flv.IsVideoKeyframe(body)
 		default:
 			continue
 		}
@@ -100,6 +87,18 @@ func loadClip(path string) (*clip, error) {
 	sort.SliceStable(c.Media, func(i, j int) bool { return c.Media[i].TS < c.Media[j].TS })
 	c.finish()
 	return c, nil
+}
+
+// loopable reports an audio or video tag body a publisher may send over and
+// over: one that parses and is not an AVC end of sequence, which would end
+// the stream for a player mid-loop.
+func loopable(typ uint8, body []byte) bool {
+	if typ == flv.TypeAudio {
+		_, ok := flv.ParseAudio(body)
+		return ok
+	}
+	v, ok := flv.ParseVideo(body)
+	return ok && v.PacketType != flv.AVCEndOfSequence
 }
 
 // finish sets Period (last timestamp plus one frame gap) and Kbps, and makes

@@ -4,9 +4,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"math"
 	"os"
 	"runtime"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -168,18 +170,15 @@ func cpuModel() string {
 	return ""
 }
 
+// fill states what the run measured between the snapshots from and to;
+// stopAt is when the publishers were told to stop, agg the audience's final
+// counts and m the relay's final metrics.
 func (r *Report) fill(cfg Config, from, to snapshot, stopAt time.Time, pubs []*publisher, agg viewerAgg, m metricsView) {
 	r.Machine.LoadEnd = loadAvg()
 	win := to.at.Sub(from.at).Seconds()
 	r.Window = round(win, 2)
 	if win <= 0 {
 		win = 1
-	}
-	r.In = Flow{
-		Tags:       to.pubTags - from.pubTags,
-		TagsPerSec: round(float64(to.pubTags-from.pubTags)/win, 1),
-		RTPPerSec:  round((to.rtp-from.rtp)/win, 1),
-		Mbps:       round(float64(to.pubBytes-from.pubBytes)*8/win/1e6, 3),
 	}
 	// What viewers read is counted by the audience and stamped by its own
 	// clock: with --split the child's reports reach this process some time
@@ -188,6 +187,30 @@ func (r *Report) fill(cfg Config, from, to snapshot, stopAt time.Time, pubs []*p
 	audWin := time.Duration(to.aud.At - from.aud.At).Seconds()
 	if audWin <= 0 {
 		audWin = win
+	}
+	r.fillRates(from, to, win, audWin)
+	r.Latency = quantiles(agg.Lat.hist())
+	r.TTFF = quantiles(agg.TTFF.hist())
+	r.fillLoss(cfg, m)
+	r.fillViewers(agg, stopAt, m)
+	r.fillMemory(from, to, win, audWin)
+	r.fillCorrectness(agg)
+	r.Drops = m.drops()
+	for _, pb := range pubs {
+		if err := pb.lastErr(); err != nil {
+			r.Errors = append(r.Errors, err.Error())
+		}
+	}
+}
+
+// fillRates states the flows in and out and the CPU they cost: win is this
+// process's window in seconds, audWin the audience's.
+func (r *Report) fillRates(from, to snapshot, win, audWin float64) {
+	r.In = Flow{
+		Tags:       to.pubTags - from.pubTags,
+		TagsPerSec: round(float64(to.pubTags-from.pubTags)/win, 1),
+		RTPPerSec:  round((to.rtp-from.rtp)/win, 1),
+		Mbps:       round(float64(to.pubBytes-from.pubBytes)*8/win/1e6, 3),
 	}
 	r.Out = Flow{
 		Tags:       to.aud.Tags - from.aud.Tags,
@@ -203,10 +226,10 @@ func (r *Report) fill(cfg Config, from, to snapshot, stopAt time.Time, pubs []*p
 	if r.Out.Mbps > 0 {
 		r.CPU.PerViewerMbps = round(cpu/win/r.Out.Mbps, 5)
 	}
+}
 
-	r.Latency = quantiles(agg.Lat.hist())
-	r.TTFF = quantiles(agg.TTFF.hist())
-
+// fillLoss states the edge's lost, repaired and skipped packets.
+func (r *Report) fillLoss(cfg Config, m metricsView) {
 	if x, ok := m.firstOf("mediapipe_stage_drops_total", "edge", "netsim", "reason", lossReasons...); ok {
 		r.Loss.Lost = &x
 	}
@@ -220,7 +243,11 @@ func (r *Report) fill(cfg Config, from, to snapshot, stopAt time.Time, pubs []*p
 		zero := 0.0
 		r.Loss.Lost = &zero // no netsim stage: nothing was dropped on purpose
 	}
+}
 
+// fillViewers counts the viewers that joined and those whose response ended
+// before stopAt, with the ten commonest reasons why.
+func (r *Report) fillViewers(agg viewerAgg, stopAt time.Time, m metricsView) {
 	r.Viewers.Wanted, r.Viewers.Joined = agg.Wanted, agg.Joined
 	reasons := map[string]int{}
 	for _, e := range agg.Ended {
@@ -250,7 +277,11 @@ func (r *Report) fill(cfg Config, from, to snapshot, stopAt time.Time, pubs []*p
 	if x, ok := m.firstOf("mediapipe_stage_drops_total", "edge", "httpflv-sink", "reason", shedReasons...); ok {
 		r.Viewers.Shed = &x
 	}
+}
 
+// fillMemory states the process's RSS and its allocations per packet sent
+// and per tag delivered.
+func (r *Report) fillMemory(from, to snapshot, win, audWin float64) {
 	hwm, rss := memKB()
 	r.Memory.PeakRSSMB = round(float64(hwm)/1024, 1)
 	r.Memory.RSSMB = round(float64(rss)/1024, 1)
@@ -260,7 +291,10 @@ func (r *Report) fill(cfg Config, from, to snapshot, stopAt time.Time, pubs []*p
 	if n := to.aud.Tags - from.aud.Tags; n > 0 { // a ratio of rates: the two counts have their own windows
 		r.Memory.AllocsPerTag = round(float64(to.mallocs-from.mallocs)/win/(float64(n)/audWin), 2)
 	}
+}
 
+// fillCorrectness copies the viewers' tag checks and gives the verdict.
+func (r *Report) fillCorrectness(agg viewerAgg) {
 	r.Correctness.Matched = agg.Matched
 	r.Correctness.Missing = agg.Missing
 	r.Correctness.Corrupt = agg.Corrupt
@@ -276,13 +310,6 @@ func (r *Report) fill(cfg Config, from, to snapshot, stopAt time.Time, pubs []*p
 		c.Verdict = "intact but incomplete: tags missing or repeated (loss not repaired, or shed)"
 	default:
 		c.Verdict = "ok: every viewer got every tag since it joined, byte for byte"
-	}
-	r.Drops = m.drops()
-
-	for _, pb := range pubs {
-		if err := pb.lastErr(); err != nil {
-			r.Errors = append(r.Errors, err.Error())
-		}
 	}
 }
 
@@ -324,18 +351,7 @@ func (r *Report) writeTable(w io.Writer) {
 		row("WARNING", "the machine was busy with other work: latency and rate figures are pessimistic")
 	}
 	if r.Floor != nil {
-		row("floor: WriteToUDP", "%.0f pkt/s (%.0f Mbps), 1200 B loopback", r.Floor.PlainPPS, r.Floor.PlainMbps)
-		row("floor: WriteBatch 64", "%.0f pkt/s (%.0f Mbps), %.0f %% received, connected socket", r.Floor.BatchedPPS, r.Floor.BatchMbps, r.Floor.RecvShare*100)
-		if r.Floor.GSOPPS > 0 {
-			row("floor: GSO 48", "%.0f pkt/s (%.0f Mbps), connected socket, UDP_SEGMENT runs of 48 (udp-sink's default path)", r.Floor.GSOPPS, r.Floor.GSOMbps)
-		}
-		if r.SinkShare != nil {
-			row("floor: udp-sink", "%.0f pkt/s (%.0f Mbps), %.0f %% received; %.1f %% of WriteBatch 64, %.1f %% of GSO 48 (stage fed by a generator goroutine; %s)",
-				r.Floor.SinkPPS, r.Floor.SinkMbps, r.Floor.SinkRecvShare*100, *r.SinkShare*100, r.Floor.SinkShareGSO*100, r.Floor.SinkSettings)
-		}
-		if r.Floor.SinkSendErrors > 0 {
-			row("  udp-sink send errors", "%.0f datagrams", r.Floor.SinkSendErrors)
-		}
+		r.floorRows(row)
 	}
 	if r.Config.Streams == 0 {
 		tw.Flush()
@@ -376,18 +392,30 @@ func (r *Report) writeTable(w io.Writer) {
 	c := r.Correctness
 	row("correctness", "%s", c.Verdict)
 	row("  tags", "%d matched, %d missing, %d corrupt, %d unknown, %d duplicate", c.Matched, c.Missing, c.Corrupt, c.Unknown, c.Duplicate)
-	keys := make([]string, 0, len(r.Drops))
-	for k := range r.Drops {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	for _, k := range keys {
+	for _, k := range slices.Sorted(maps.Keys(r.Drops)) {
 		row("  drop", "%s: %.0f", k, r.Drops[k])
 	}
 	for _, e := range r.Errors {
 		row("ERROR", "%s", e)
 	}
 	tw.Flush()
+}
+
+// floorRows are the table's rows for --floor.
+func (r *Report) floorRows(row func(k, f string, a ...any)) {
+	f := r.Floor
+	row("floor: WriteToUDP", "%.0f pkt/s (%.0f Mbps), 1200 B loopback", f.PlainPPS, f.PlainMbps)
+	row("floor: WriteBatch 64", "%.0f pkt/s (%.0f Mbps), %.0f %% received, connected socket", f.BatchedPPS, f.BatchMbps, f.RecvShare*100)
+	if f.GSOPPS > 0 {
+		row("floor: GSO 48", "%.0f pkt/s (%.0f Mbps), connected socket, UDP_SEGMENT runs of 48 (udp-sink's default path)", f.GSOPPS, f.GSOMbps)
+	}
+	if r.SinkShare != nil {
+		row("floor: udp-sink", "%.0f pkt/s (%.0f Mbps), %.0f %% received; %.1f %% of WriteBatch 64, %.1f %% of GSO 48 (stage fed by a generator goroutine; %s)",
+			f.SinkPPS, f.SinkMbps, f.SinkRecvShare*100, *r.SinkShare*100, f.SinkShareGSO*100, f.SinkSettings)
+	}
+	if f.SinkSendErrors > 0 {
+		row("  udp-sink send errors", "%.0f datagrams", f.SinkSendErrors)
+	}
 }
 
 func cpuList(cpus []int) string {

@@ -3,9 +3,9 @@ package bench
 import (
 	"errors"
 	"fmt"
-	"strings"
 
 	"github.com/mediapipe/mediapipe/internal/freeport"
+	"github.com/mediapipe/mediapipe/internal/relaytoml"
 )
 
 // ports are the relay's loopback listeners, each on a free port.
@@ -36,44 +36,13 @@ func freePorts() (ports, error) {
 	return p, nil
 }
 
-// relayTOML is pipeline.example.toml with the bench's ports, and netsim
-// between udp-source and rtp-reorder on the edge when loss is asked for.
+// relayTOML is pipeline.example.toml with the bench's ports and settings,
+// and netsim between udp-source and rtp-reorder on the edge when loss is
+// asked for.
 func relayTOML(p ports, cfg Config) string {
-	var b strings.Builder
-	fmt.Fprintf(&b, `# mediapipe bench: cloud + edge on loopback (as pipeline.example.toml)
-[[pipeline]]
-name = "cloud"
-
-  [[pipeline.stage]]
-  use = "rtmp-source"
-  listen = %q
-
-  [[pipeline.stage]]
-  use = "flv-tagger"
-
-  [[pipeline.stage]]
-  use = "rtp-fragmenter"
-  max_payload = 1180
-  payload_type = 100
-
-  [[pipeline.stage]]
-  use = "quic-retransmit"
-  listen = %q
-  cache_packets = %d
-
-  [[pipeline.stage]]
-  use = "udp-sink"
-  destinations = [%q]
-
-[[pipeline]]
-name = "edge"
-
-  [[pipeline.stage]]
-  use = "udp-source"
-  listen = %q
-`, p.RTMP, p.RTX, cfg.CachePackets, p.UDP, p.UDP)
+	r := relaytoml.Relay{RTMP: p.RTMP, RTX: p.RTX, UDP: p.UDP, HTTP: p.HTTP, CachePackets: cfg.CachePackets, Latency: cfg.ReorderLatency}
 	if cfg.Loss > 0 {
-		fmt.Fprintf(&b, `
+		r.BeforeReorder = fmt.Sprintf(`
   [[pipeline.stage]]
   use = "netsim"
   drop = %g
@@ -81,20 +50,7 @@ name = "edge"
   seed = %d
 `, cfg.Loss, cfg.Burst, cfg.Seed)
 	}
-	fmt.Fprintf(&b, `
-  [[pipeline.stage]]
-  use = "rtp-reorder"
-  retransmit = %q
-  latency = %q
-
-  [[pipeline.stage]]
-  use = "flv-reassembler"
-
-  [[pipeline.stage]]
-  use = "httpflv-sink"
-  listen = %q
-`, p.RTX, cfg.ReorderLatency.String(), p.HTTP)
-	return b.String()
+	return "# mediapipe bench: cloud + edge on loopback (as pipeline.example.toml)" + r.Cloud() + r.Edge()
 }
 
 // streamName is stream i's key: live/s001, live/s002, …

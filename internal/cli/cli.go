@@ -64,7 +64,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		if len(args) > 1 {
 			fs := newFlags("version", "version", stderr)
 			if err := fs.Parse(args[1:]); err != nil {
-				return flagExit(err)
+				return FlagExit(err)
 			}
 		}
 		fmt.Fprintln(stdout, "mediapipe", version())
@@ -167,7 +167,7 @@ func runCmd(args []string, stdout, stderr io.Writer) int {
 	level := fs.String("log-level", "", "override the file's log level: debug, info, warn, error")
 	files, err := parseArgs(fs, args)
 	if err != nil {
-		return flagExit(err)
+		return FlagExit(err)
 	}
 	if len(files) > 1 {
 		fmt.Fprintln(stderr, "mediapipe run: at most one FILE")
@@ -195,7 +195,7 @@ func runCmd(args []string, stdout, stderr io.Writer) int {
 	if *level != "" {
 		f.Log.Level = *level
 	}
-	log := newLogger(stderr, f.Log)
+	log := NewLogger(stderr, f.Log)
 	slog.SetDefault(log)
 	rt, err := host.Build(f, host.Options{Logger: log})
 	if err != nil {
@@ -219,7 +219,8 @@ func runCmd(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
-func newLogger(w io.Writer, c host.LogConfig) *slog.Logger {
+// NewLogger logs to w at c's level, as JSON when c asks for it, else as text.
+func NewLogger(w io.Writer, c host.LogConfig) *slog.Logger {
 	var lv slog.Level
 	_ = lv.UnmarshalText([]byte(c.Level))
 	opts := &slog.HandlerOptions{Level: lv}
@@ -233,7 +234,7 @@ func validateCmd(args []string, stdout, stderr io.Writer) int {
 	fs := newFlags("validate", "validate FILE...", stderr)
 	files, err := parseArgs(fs, args)
 	if err != nil {
-		return flagExit(err)
+		return FlagExit(err)
 	}
 	if len(files) == 0 {
 		fs.Usage()
@@ -263,7 +264,7 @@ func stagesCmd(args []string, stdout, stderr io.Writer) int {
 	dir := fs.String("plugin-dir", defaultPluginDir(), "directory whose plugin executables are listed too")
 	extra, err := parseArgs(fs, args)
 	if err != nil {
-		return flagExit(err)
+		return FlagExit(err)
 	}
 	if len(extra) > 0 {
 		fmt.Fprintf(stderr, "mediapipe stages: unexpected argument %q\n", extra[0])
@@ -343,7 +344,9 @@ func parseArgs(fs *flag.FlagSet, args []string) ([]string, error) {
 	}
 }
 
-func flagExit(err error) int {
+// FlagExit is a command's exit code after its flags failed to parse: 0 for
+// --help, 2 for bad flags.
+func FlagExit(err error) int {
 	if errors.Is(err, flag.ErrHelp) {
 		return 0
 	}

@@ -22,6 +22,7 @@ import (
 	"github.com/mediapipe/mediapipe/core/media/rtpheader"
 	"github.com/mediapipe/mediapipe/host"
 	"github.com/mediapipe/mediapipe/internal/metricread"
+	"github.com/mediapipe/mediapipe/internal/relaytoml"
 	"github.com/mediapipe/mediapipe/internal/repair"
 	"github.com/mediapipe/mediapipe/internal/testmedia"
 	"github.com/mediapipe/mediapipe/internal/testrun"
@@ -46,7 +47,7 @@ func startCloud(t *testing.T, publishKey, token string) *cloudOnly {
 	}
 	w := listenWire(t)
 	c := &cloudOnly{rtmp: testrun.FreeTCP(t), rtx: testrun.FreeUDP(t), wire: w}
-	toml := testrun.CloudTOML(c.rtmp, c.rtx, w.conn.LocalAddr().String())
+	toml := relaytoml.Relay{RTMP: c.rtmp, RTX: c.rtx, UDP: w.conn.LocalAddr().String()}.Cloud()
 	if publishKey != "" {
 		toml = withParam(toml, "rtmp-source", "publish_key", publishKey)
 	}

@@ -32,6 +32,7 @@ import (
 	"time"
 
 	"github.com/mediapipe/mediapipe/core/media/flv"
+	"github.com/mediapipe/mediapipe/internal/relaytoml"
 	"github.com/mediapipe/mediapipe/internal/testmedia"
 	"github.com/mediapipe/mediapipe/internal/testrun"
 	_ "github.com/mediapipe/mediapipe/stages/all"
@@ -49,7 +50,7 @@ func newAddrs(t *testing.T) addrs {
 	return addrs{RTMP: testrun.FreeTCP(t), RTX: testrun.FreeUDP(t), UDP: testrun.FreeUDP(t), HTTP: testrun.FreeTCP(t)}
 }
 
-func cloudTOML(a addrs) string { return testrun.CloudTOML(a.RTMP, a.RTX, a.UDP) }
+func cloudTOML(a addrs) string { return relaytoml.Relay{RTMP: a.RTMP, RTX: a.RTX, UDP: a.UDP}.Cloud() }
 
 // withParam sets key = value (a string) on the first stage of toml that
 // uses stage.

@@ -11,6 +11,7 @@ import (
 
 	"github.com/mediapipe/mediapipe/core"
 	"github.com/mediapipe/mediapipe/internal/metricread"
+	"github.com/mediapipe/mediapipe/internal/relaytoml"
 )
 
 type noConfig struct{}
@@ -94,7 +95,7 @@ func TestProcess(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the mediapipe binary")
 	}
-	toml := CloudTOML(FreeTCP(t), FreeUDP(t), FreeUDP(t))
+	toml := relaytoml.Relay{RTMP: FreeTCP(t), RTX: FreeUDP(t), UDP: FreeUDP(t)}.Cloud()
 	p := StartProcess(t, "cloud.toml", toml, nil)
 	if !p.Alive() {
 		t.Fatal("not alive after start")
@@ -112,7 +113,7 @@ func TestProcess(t *testing.T) {
 		t.Fatal("alive after Stop")
 	}
 
-	q := StartProcess(t, "cloud2.toml", CloudTOML(FreeTCP(t), FreeUDP(t), FreeUDP(t)), nil)
+	q := StartProcess(t, "cloud2.toml", relaytoml.Relay{RTMP: FreeTCP(t), RTX: FreeUDP(t), UDP: FreeUDP(t)}.Cloud(), nil)
 	if err := syscall.Kill(q.PID, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/mediapipe/mediapipe/core/media/flv"
 	"github.com/mediapipe/mediapipe/host"
+	"github.com/mediapipe/mediapipe/internal/relaytoml"
 	"github.com/mediapipe/mediapipe/internal/testmedia"
 	"github.com/mediapipe/mediapipe/internal/testrun"
 	"github.com/mediapipe/mediapipe/plugins/bridge"
@@ -63,29 +64,16 @@ func startRelay(t *testing.T) *relay {
 			}
 		}
 	})
-	r.edge = start(t, "edge.toml", dir, fmt.Sprintf(`
-[[pipeline]]
-name = "edge"
-  [[pipeline.stage]]
-  use = "udp-source"
-  listen = %q
-  [[pipeline.stage]]
-  use = "rtp-reorder"
-  retransmit = %q
-  latency = "150ms"
-  [[pipeline.stage]]
-  use = "flv-reassembler"
+	rl := relaytoml.Relay{RTMP: rtmp, RTX: rtx, UDP: udp, HTTP: httpAddr, Latency: 150 * time.Millisecond, AfterReassembler: `
   [[pipeline.stage]]
   plugin = "./stream-filter"
   drop_audio = true
   allow = ["live/*"]
-  [[pipeline.stage]]
-  use = "httpflv-sink"
-  listen = %q
-`, udp, rtx, httpAddr))
+`}
+	r.edge = start(t, "edge.toml", dir, rl.Edge())
 	r.stage = pluginStage(t, r.edge)
 	r.pids = append(r.pids, r.stage.PID())
-	start(t, "cloud.toml", dir, testrun.CloudTOML(rtmp, rtx, udp))
+	start(t, "cloud.toml", dir, rl.Cloud())
 	return r
 }
 

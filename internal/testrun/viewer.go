@@ -12,29 +12,6 @@ import (
 	"github.com/mediapipe/mediapipe/core/media/flv"
 )
 
-// CloudTOML is the cloud pipeline of pipeline.example.toml on the given
-// addresses: rtmp-source → flv-tagger → rtp-fragmenter → quic-retransmit →
-// udp-sink.
-func CloudTOML(rtmp, rtx, udp string) string {
-	return fmt.Sprintf(`
-[[pipeline]]
-name = "cloud"
-  [[pipeline.stage]]
-  use = "rtmp-source"
-  listen = %q
-  [[pipeline.stage]]
-  use = "flv-tagger"
-  [[pipeline.stage]]
-  use = "rtp-fragmenter"
-  [[pipeline.stage]]
-  use = "quic-retransmit"
-  listen = %q
-  [[pipeline.stage]]
-  use = "udp-sink"
-  destinations = [%q]
-`, rtmp, rtx, udp)
-}
-
 var client = &http.Client{Timeout: 2 * time.Second}
 
 // WaitPlayable polls url until it answers 200, or fails the test.
