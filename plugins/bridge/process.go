@@ -134,7 +134,7 @@ func start(path, kind string, log *slog.Logger) (*process, error) {
 	ownGroup(cmd)
 	client := plugin.NewClient(&plugin.ClientConfig{
 		HandshakeConfig:  shared.Handshake,
-		Plugins:          plugin.PluginSet{shared.KindStage: &shared.StagePlugin{}, shared.KindSR: &shared.SRPlugin{}},
+		Plugins:          plugin.PluginSet{shared.KindStage: shared.StagePlugin(nil), shared.KindSR: shared.SRPlugin(nil)},
 		Cmd:              cmd,
 		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
 		StartTimeout:     StartTimeout,
