@@ -14,7 +14,6 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
-	"sync"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -62,7 +61,7 @@ func LoadWith(path string, opts Options) (core.Definition, error) {
 		return core.Definition{}, err
 	}
 	spec := p.spec
-	d := &describer{path: path, log: opts.log(), p: p}
+	d := &describer{path: path, log: opts.log(), procSlot: procSlot{proc: p}}
 	return core.Definition{
 		Spec: spec,
 		Check: func(raw map[string]any) []error {
@@ -77,10 +76,10 @@ func LoadWith(path string, opts Options) (core.Definition, error) {
 			if len(errs) > 0 {
 				return nil, errors.Join(errs...)
 			}
-			d.close() // the stage starts its own process
+			d.swap(nil) // the stage starts its own process
 			return newStage(path, spec, params, env, opts), nil
 		},
-		Close: d.close,
+		Close: func() { d.swap(nil) },
 	}, nil
 }
 
@@ -88,26 +87,25 @@ func LoadWith(path string, opts Options) (core.Definition, error) {
 type describer struct {
 	path string
 	log  *slog.Logger
-	mu   sync.Mutex
-	p    *process
+	procSlot
 }
 
 func (d *describer) check(params map[string]*pluginpb.Value) []error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if d.p == nil || d.p.exited() {
-		if d.p != nil {
-			d.p.kill()
+	if d.proc == nil || d.proc.exited() {
+		if d.proc != nil {
+			d.proc.kill()
 		}
 		p, err := start(d.path, shared.KindStage, d.log)
 		if err != nil {
 			return []error{err}
 		}
-		d.p = p
+		d.proc = p
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), describeTimeout)
 	defer cancel()
-	resp, err := d.p.stage.Check(ctx, &pluginpb.OpenRequest{Params: params})
+	resp, err := d.proc.stage.Check(ctx, &pluginpb.OpenRequest{Params: params})
 	if status.Code(err) == codes.Unimplemented {
 		return nil
 	}
@@ -119,16 +117,6 @@ func (d *describer) check(params map[string]*pluginpb.Value) []error {
 		errs = append(errs, errors.New(e))
 	}
 	return errs
-}
-
-func (d *describer) close() {
-	d.mu.Lock()
-	p := d.p
-	d.p = nil
-	d.mu.Unlock()
-	if p != nil {
-		p.kill()
-	}
 }
 
 // normalize checks raw against spec and converts the given values for the

@@ -210,26 +210,10 @@ func TestInitTagsCrossTheBridge(t *testing.T) {
 }
 
 func TestKillRestartsAndStreamGoesOn(t *testing.T) {
-	def, err := load(t, bin(t, "stream-filter"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	env := testEnv(nil)
-	st, err := def.Build(map[string]any{"drop_audio": true}, env)
-	if err != nil {
-		t.Fatal(err)
-	}
-	stage := st.(*Stage)
-	h := stagetest.Start(t, st, env, false)
+	stage, h, env := startStage(t, bin(t, "stream-filter"), map[string]any{"drop_audio": true}, false)
 	s := h.StartStream("live/movie")
-	seq := 0
-	send := func(n int) {
-		for range n {
-			h.SendData(s, core.TagVideo, uint32(seq), tag(core.TagVideo, uint32(seq), 200, seq))
-			seq++
-		}
-	}
-	send(10)
+	feed := &videoFeed{h: h, s: s, size: 200}
+	feed.send(10)
 	h.Out.WaitData(10, 10*time.Second)
 	if n := len(h.Out.Data()); n != 10 {
 		t.Fatalf("before the kill: %d packets, want 10", n)
@@ -241,11 +225,11 @@ func TestKillRestartsAndStreamGoesOn(t *testing.T) {
 	restarts := env.Metrics.Counter("restarts")
 	// Keep the stream going until the restarted plugin passes packets again.
 	waitFor(t, "the plugin to restart", func() bool {
-		send(1)
+		feed.send(1)
 		return core.CounterValue(restarts) >= 1 && stage.PID() != pid && stage.PID() != 0
 	})
-	mark := seq
-	send(20)
+	mark := feed.next
+	feed.send(20)
 	// The 20 packets sent after the restart all come through, in order, last.
 	lastTag := tag(core.TagVideo, uint32(mark+19), 200, mark+19)
 	waitFor(t, "the packets sent after the restart", func() bool {
@@ -327,12 +311,7 @@ func TestBadPlugins(t *testing.T) {
 			t.Errorf("error = %v", err)
 		}
 	})
-	liveMu.Lock()
-	n := len(live)
-	liveMu.Unlock()
-	if n != 0 {
-		t.Errorf("%d plugin processes left after failed loads", n)
-	}
+	noneLive(t, "failed loads")
 }
 
 func TestShutdownWithoutRun(t *testing.T) {
@@ -361,13 +340,7 @@ func TestShutdownWithoutRun(t *testing.T) {
 func TestScan(t *testing.T) {
 	dir := t.TempDir()
 	for _, n := range []string{"stream-filter", "sr-sharpen"} {
-		b, err := os.ReadFile(bin(t, n))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(dir, n), b, 0o755); err != nil {
-			t.Fatal(err)
-		}
+		copyBin(t, dir, n)
 	}
 	_ = os.WriteFile(filepath.Join(dir, "README"), []byte("not a program"), 0o644)
 	_ = os.WriteFile(filepath.Join(dir, "tool.sh"), []byte("#!/bin/sh\nexit 0\n"), 0o755)
@@ -488,26 +461,8 @@ func TestSourcePlugin(t *testing.T) {
 // TestStreamEndsWhileDown: a stream that ends while the plugin cannot be
 // restarted is still ended downstream, and its data counted as dropped.
 func TestStreamEndsWhileDown(t *testing.T) {
-	dir := t.TempDir()
-	path := filepath.Join(dir, "stream-filter")
-	b, err := os.ReadFile(bin(t, "stream-filter"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(path, b, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	def, err := load(t, path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	env := testEnv(nil)
-	st, err := def.Build(map[string]any{}, env)
-	if err != nil {
-		t.Fatal(err)
-	}
-	stage := st.(*Stage)
-	h := stagetest.Start(t, st, env, false)
+	path := copyBin(t, t.TempDir(), "stream-filter")
+	stage, h, env := startStage(t, path, map[string]any{}, false)
 	s := h.StartStream("live/x")
 	h.SendData(s, core.TagVideo, 0, tag(core.TagVideo, 0, 10, 1))
 	h.Out.WaitData(1, 10*time.Second)
@@ -543,33 +498,18 @@ func TestStreamEndsWhileDown(t *testing.T) {
 // on when it was killed are counted as dropped, exactly: every data packet
 // sent is either delivered or counted.
 func TestInFlightCountedOnDeath(t *testing.T) {
-	def, err := load(t, bin(t, "slow"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	env := testEnv(nil)
-	st, err := def.Build(map[string]any{"delay": "5ms"}, env)
-	if err != nil {
-		t.Fatal(err)
-	}
-	stage := st.(*Stage)
-	h := stagetest.Start(t, st, env, false)
+	stage, h, env := startStage(t, bin(t, "slow"), map[string]any{"delay": "5ms"}, false)
 	s := h.StartStream("live/slow")
-	seq := 0
-	send := func(n int) {
-		for range n {
-			h.SendData(s, core.TagVideo, uint32(seq), tag(core.TagVideo, uint32(seq), 100, seq))
-			seq++
-		}
-	}
-	send(200) // a second's work for the plugin: most of it waits inside
+	feed := &videoFeed{h: h, s: s, size: 100}
+	feed.send(200) // a second's work for the plugin: most of it waits inside
 	h.Out.WaitData(20, 10*time.Second)
 	pid := stage.PID()
 	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, "the plugin to restart", func() bool { return stage.PID() != pid && stage.PID() != 0 })
-	send(10)
+	feed.send(10)
+	seq := feed.next
 	last := tag(core.TagVideo, uint32(seq-1), 100, seq-1)
 	waitFor(t, "the packets sent after the restart", func() bool {
 		d := h.Out.Data()
@@ -607,21 +547,9 @@ func TestInFlightCountedOnDeath(t *testing.T) {
 // TestFilteredNotCountedAsDied: packets a plugin drops on purpose are not
 // counted as lost when it dies later (it reports them consumed while idle).
 func TestFilteredNotCountedAsDied(t *testing.T) {
-	def, err := load(t, bin(t, "stream-filter"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	env := testEnv(nil)
-	st, err := def.Build(map[string]any{"allow": []any{"live/*"}}, env)
-	if err != nil {
-		t.Fatal(err)
-	}
-	stage := st.(*Stage)
-	h := stagetest.Start(t, st, env, false)
+	stage, h, env := startStage(t, bin(t, "stream-filter"), map[string]any{"allow": []any{"live/*"}}, false)
 	s := h.StartStream("other/denied")
-	for i := range 100 {
-		h.SendData(s, core.TagVideo, uint32(i), tag(core.TagVideo, uint32(i), 100, i))
-	}
+	(&videoFeed{h: h, s: s, size: 100}).send(100)
 	time.Sleep(10 * ackEvery()) // the plugin filters them all and goes idle
 	pid := stage.PID()
 	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {

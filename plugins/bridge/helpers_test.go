@@ -16,6 +16,7 @@ import (
 
 	"github.com/mediapipe/mediapipe/core"
 	"github.com/mediapipe/mediapipe/core/media/flv"
+	"github.com/mediapipe/mediapipe/core/stagetest"
 )
 
 // bins are the example plugins and test programs, built once per test binary.
@@ -69,6 +70,20 @@ func bin(t testing.TB, name string) string {
 	return filepath.Join(binDir, name)
 }
 
+// copyBin copies the built program name into dir and returns its path there.
+func copyBin(t *testing.T, dir, name string) string {
+	t.Helper()
+	b, err := os.ReadFile(bin(t, name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, name)
+	if err := os.WriteFile(path, b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
 // alive reports whether a process with pid exists (zombies count).
 func alive(pid int) bool {
 	return pid > 0 && syscall.Kill(pid, 0) == nil
@@ -95,6 +110,18 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 			t.Fatalf("timed out waiting for %s", what)
 		}
 		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// noneLive fails t if a plugin process this package started is still
+// running after what the test did.
+func noneLive(t *testing.T, after string) {
+	t.Helper()
+	liveMu.Lock()
+	n := len(live)
+	liveMu.Unlock()
+	if n != 0 {
+		t.Errorf("%d plugin processes left after %s", n, after)
 	}
 }
 
@@ -152,6 +179,38 @@ func tag(typ uint8, ts uint32, n int, seq int) []byte {
 		body[i] = byte(seq*7 + i)
 	}
 	return flv.AppendTag(nil, typ, ts, body)
+}
+
+// startStage loads the plugin at path, builds its stage from raw and starts
+// it in a harness (as a source when source).
+func startStage(t *testing.T, path string, raw map[string]any, source bool) (*Stage, *stagetest.Harness, *core.Env) {
+	t.Helper()
+	def, err := load(t, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := testEnv(nil)
+	st, err := def.Build(raw, env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st.(*Stage), stagetest.Start(t, st, env, source), env
+}
+
+// videoFeed sends numbered video tags on one stream: tag i has timestamp i
+// and a body of size bytes made from i, so each can be told apart.
+type videoFeed struct {
+	h    *stagetest.Harness
+	s    *core.Stream
+	size int
+	next int // the number of the next tag
+}
+
+func (f *videoFeed) send(n int) {
+	for range n {
+		f.h.SendData(f.s, core.TagVideo, uint32(f.next), tag(core.TagVideo, uint32(f.next), f.size, f.next))
+		f.next++
+	}
 }
 
 // load is Load that stops the describing process when the test ends.

@@ -3,7 +3,7 @@ package bridge
 import (
 	"bytes"
 	"context"
-	"os"
+	"fmt"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -77,17 +77,26 @@ func testRegistry(src *tagSource, sink *stagetest.Collector) *core.Registry {
 	return reg
 }
 
+// pipelineFile is a pipeline file of one pipeline, name: source, then the
+// stage whose table lines are middle, then test-sink.
+func pipelineFile(name, source, middle string) string {
+	return fmt.Sprintf(`
+[[pipeline]]
+name = %q
+  [[pipeline.stage]]
+  use = %q
+  [[pipeline.stage]]
+  %s
+  [[pipeline.stage]]
+  use = "test-sink"
+`, name, source, middle)
+}
+
 // TestPipelineWithPluginStage runs stream-filter as plugin = "./stream-filter"
 // in a pipeline file through core's loader and runtime.
 func TestPipelineWithPluginStage(t *testing.T) {
 	dir := t.TempDir()
-	b, err := os.ReadFile(bin(t, "stream-filter"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, "stream-filter"), b, 0o755); err != nil {
-		t.Fatal(err)
-	}
+	copyBin(t, dir, "stream-filter")
 	var tags [][]byte
 	var wantVideo [][]byte
 	for i := range 50 {
@@ -101,18 +110,9 @@ func TestPipelineWithPluginStage(t *testing.T) {
 	src := &tagSource{streams: []string{"live/movie", "secret/feed"}, tags: tags}
 	sink := stagetest.NewCollector()
 	reg := testRegistry(src, sink)
-	file := `
-[[pipeline]]
-name = "edge"
-  [[pipeline.stage]]
-  use = "test-source"
-  [[pipeline.stage]]
-  plugin = "./stream-filter"
+	file := pipelineFile("edge", "test-source", `plugin = "./stream-filter"
   drop_audio = true
-  allow = ["live/*"]
-  [[pipeline.stage]]
-  use = "test-sink"
-`
+  allow = ["live/*"]`)
 	r := testrun.Start(t, "edge.toml", file, nil, testrun.Dir(dir), testrun.Registry(reg))
 	// Wait until everything is through before the plugin is stopped.
 	sink.WaitData(len(wantVideo), 10*time.Second)
@@ -153,59 +153,19 @@ name = "edge"
 
 func TestPipelineKindMismatchNamesPlugin(t *testing.T) {
 	dir := t.TempDir()
-	b, err := os.ReadFile(bin(t, "stream-filter"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, "stream-filter"), b, 0o755); err != nil {
-		t.Fatal(err)
-	}
+	copyBin(t, dir, "stream-filter")
 	reg := testRegistry(&tagSource{}, stagetest.NewCollector())
 	cases := []struct {
 		name, file, want string
 	}{
-		{"kinds", `
-[[pipeline]]
-name = "p"
-  [[pipeline.stage]]
-  use = "av-source"
-  [[pipeline.stage]]
-  plugin = "./stream-filter"
-  [[pipeline.stage]]
-  use = "test-sink"
-`, "takes flv input but stage 1 (av-source) outputs av"},
-		{"bad param", `
-[[pipeline]]
-name = "p"
-  [[pipeline.stage]]
-  use = "test-source"
-  [[pipeline.stage]]
-  plugin = "./stream-filter"
-  drop_audio = "yes"
-  [[pipeline.stage]]
-  use = "test-sink"
-`, "drop_audio:"},
-		{"plugin's own validation", `
-[[pipeline]]
-name = "p"
-  [[pipeline.stage]]
-  use = "test-source"
-  [[pipeline.stage]]
-  plugin = "./stream-filter"
-  allow = ["live/*", "["]
-  [[pipeline.stage]]
-  use = "test-sink"
-`, "allow: bad glob"},
-		{"missing", `
-[[pipeline]]
-name = "p"
-  [[pipeline.stage]]
-  use = "test-source"
-  [[pipeline.stage]]
-  plugin = "./nothing-here"
-  [[pipeline.stage]]
-  use = "test-sink"
-`, "nothing-here: no such file"},
+		{"kinds", pipelineFile("p", "av-source", `plugin = "./stream-filter"`),
+			"takes flv input but stage 1 (av-source) outputs av"},
+		{"bad param", pipelineFile("p", "test-source", `plugin = "./stream-filter"
+  drop_audio = "yes"`), "drop_audio:"},
+		{"plugin's own validation", pipelineFile("p", "test-source", `plugin = "./stream-filter"
+  allow = ["live/*", "["]`), "allow: bad glob"},
+		{"missing", pipelineFile("p", "test-source", `plugin = "./nothing-here"`),
+			"nothing-here: no such file"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -222,10 +182,5 @@ name = "p"
 			}
 		})
 	}
-	liveMu.Lock()
-	n := len(live)
-	liveMu.Unlock()
-	if n != 0 {
-		t.Errorf("%d plugin processes left after validation", n)
-	}
+	noneLive(t, "validation")
 }

@@ -47,6 +47,35 @@ type process struct {
 	kind   string // what it serves: shared.KindStage or shared.KindSR
 }
 
+// procSlot holds the process serving a stage, an SR backend or a describer.
+// Its mu also guards the holder's own fields.
+type procSlot struct {
+	mu   sync.Mutex
+	proc *process
+}
+
+// PID is the plugin's current process id (0 while none runs).
+func (s *procSlot) PID() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.proc == nil {
+		return 0
+	}
+	return s.proc.pid
+}
+
+// swap makes p the current process and kills the one it replaces, outside
+// the lock: kill waits for the process to go.
+func (s *procSlot) swap(p *process) {
+	s.mu.Lock()
+	old := s.proc
+	s.proc = p
+	s.mu.Unlock()
+	if old != nil {
+		old.kill()
+	}
+}
+
 // kindAny asks start for whichever kind the plugin serves.
 const kindAny = ""
 
@@ -134,7 +163,7 @@ func start(path, kind string, log *slog.Logger) (*process, error) {
 	ownGroup(cmd)
 	client := plugin.NewClient(&plugin.ClientConfig{
 		HandshakeConfig:  shared.Handshake,
-		Plugins:          plugin.PluginSet{shared.KindStage: &shared.StagePlugin{}, shared.KindSR: &shared.SRPlugin{}},
+		Plugins:          plugin.PluginSet{shared.KindStage: shared.StagePlugin(nil), shared.KindSR: shared.SRPlugin(nil)},
 		Cmd:              cmd,
 		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
 		StartTimeout:     StartTimeout,

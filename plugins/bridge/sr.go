@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -25,10 +24,9 @@ import (
 type SRBackend struct {
 	path string
 
-	mu       sync.Mutex
+	procSlot // its mu also guards:
 	log      *slog.Logger
 	restarts prometheus.Counter
-	proc     *process
 	started  time.Time // of proc, or of the last start attempt
 	backoff  time.Duration
 	closed   bool
@@ -51,7 +49,7 @@ func OpenSRBackend(path string) (sr.Backend, error) {
 	}
 	restarts := core.NewMetrics().Stage("", 0, "sr-plugin").Counter(SRBackendCounter)
 	return &SRBackend{
-		path: path, log: log, restarts: restarts, proc: p, started: time.Now(),
+		path: path, procSlot: procSlot{proc: p}, log: log, restarts: restarts, started: time.Now(),
 		backoff: minBackoff, name: p.spec.Name, now: time.Now,
 	}, nil
 }
@@ -79,16 +77,6 @@ func (b *SRBackend) Instrument(m *core.StageMetrics, log *slog.Logger) {
 
 // Name is the backend's name as the plugin describes it.
 func (b *SRBackend) Name() string { return b.name }
-
-// PID is the plugin's current process id (0 while none runs).
-func (b *SRBackend) PID() int {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.proc == nil {
-		return 0
-	}
-	return b.proc.pid
-}
 
 func (b *SRBackend) current() (*process, error) {
 	b.mu.Lock()

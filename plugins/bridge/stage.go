@@ -7,7 +7,6 @@ import (
 	"io"
 	"log/slog"
 	"sort"
-	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -45,10 +44,9 @@ type Stage struct {
 	dropDied    *core.DropCounter // in flight when the plugin died
 	dropUnknown *core.DropCounter // plugin output for a stream it never started
 
-	mu      sync.Mutex
-	proc    *process
-	running bool
-	stopped bool
+	procSlot // its mu also guards:
+	running  bool
+	stopped  bool
 }
 
 func newStage(path string, spec core.Spec, params map[string]*pluginpb.Value, env *core.Env, opts Options) *Stage {
@@ -74,16 +72,6 @@ func newStage(path string, spec core.Spec, params map[string]*pluginpb.Value, en
 	return s
 }
 
-// PID is the plugin's current process id (0 while none runs).
-func (s *Stage) PID() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.proc == nil {
-		return 0
-	}
-	return s.proc.pid
-}
-
 // Open starts the plugin and builds its stage, so a bad parameter or a
 // plugin that cannot start fails before anything runs. Should Run never
 // come, the process is stopped when ctx ends.
@@ -92,13 +80,7 @@ func (s *Stage) Open(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	s.mu.Lock()
-	old := s.proc
-	s.proc = p
-	s.mu.Unlock()
-	if old != nil {
-		old.kill()
-	}
+	s.swap(p)
 	context.AfterFunc(ctx, func() {
 		s.mu.Lock()
 		idle := !s.running

@@ -77,18 +77,21 @@ func startRelay(t *testing.T) *relay {
 	return r
 }
 
-// pushBoth starts ffmpeg pushing clip in real time to live/movie and
-// other/feed and waits until live/movie plays; wait waits for both pushes
-// to finish, failing the test if one did not.
-func (r *relay) pushBoth(t *testing.T, clip string) (wait func()) {
+// pushBoth makes a clip of seconds, starts ffmpeg pushing it in real time
+// to live/movie and other/feed and waits until live/movie plays. It returns
+// the clip's video tags, and wait, which waits for both pushes to finish,
+// failing the test if one did not.
+func (r *relay) pushBoth(t *testing.T, seconds int) (want [][]byte, wait func()) {
 	t.Helper()
+	clip := testmedia.Clip(t, testmedia.Options{Seconds: seconds})
+	want = videoTags(testmedia.Tags(t, clip))
 	streams := []string{"live/movie", "other/feed"}
 	pushes := make([]*exec.Cmd, len(streams))
 	for i, stream := range streams {
 		pushes[i] = testmedia.Push(t, context.Background(), clip, "rtmp://"+r.rtmp+"/"+stream, true)
 	}
 	testrun.WaitPlayable(t, r.movieURL, 10*time.Second)
-	return func() {
+	return want, func() {
 		t.Helper()
 		for i, push := range pushes {
 			if err := push.Wait(); err != nil {
@@ -207,9 +210,7 @@ func describe(tag []byte) string {
 // for byte, in order, to the end, and no audio; other/feed is never served.
 func TestRelayWithStreamFilterPlugin(t *testing.T) {
 	r := startRelay(t)
-	clip := testmedia.Clip(t, testmedia.Options{Seconds: 6})
-	want := videoTags(testmedia.Tags(t, clip))
-	wait := r.pushBoth(t, clip)
+	want, wait := r.pushBoth(t, 6)
 	viewer := testrun.Watch(r.movieURL)
 	r.otherNeverServed(t, "during the push")
 
@@ -263,9 +264,7 @@ func TestRelayWithStreamFilterPlugin(t *testing.T) {
 // served, before the kill or after.
 func TestRelayPluginKilledMidStream(t *testing.T) {
 	r := startRelay(t)
-	clip := testmedia.Clip(t, testmedia.Options{Seconds: 8})
-	want := videoTags(testmedia.Tags(t, clip))
-	wait := r.pushBoth(t, clip)
+	want, wait := r.pushBoth(t, 8)
 	first := testrun.Watch(r.movieURL)
 	r.otherNeverServed(t, "before the kill")
 

@@ -54,13 +54,13 @@ func Logger() *slog.Logger { return logger }
 // ServeStage serves def as a stage plugin and returns when mediapipe stops
 // the plugin. Use core.Define to make def from a spec and a constructor.
 func ServeStage(def core.Definition) {
-	serve(plugin.PluginSet{shared.KindStage: &shared.StagePlugin{Impl: newStageServer(def)}}, nil)
+	serve(plugin.PluginSet{shared.KindStage: shared.StagePlugin(newStageServer(def))}, nil)
 }
 
 // ServeSRBackend serves b as an SR backend plugin; spec gives its name and
 // summary (kinds and parameters are unused). b.Close runs on shutdown.
 func ServeSRBackend(spec core.Spec, b sr.Backend) {
-	serve(plugin.PluginSet{shared.KindSR: &shared.SRPlugin{Impl: &srServer{spec: spec, b: b}}}, func() { _ = b.Close() })
+	serve(plugin.PluginSet{shared.KindSR: shared.SRPlugin(&srServer{spec: spec, b: b})}, func() { _ = b.Close() })
 }
 
 func serve(set plugin.PluginSet, cleanup func()) {

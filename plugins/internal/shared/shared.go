@@ -79,34 +79,40 @@ func DialOptions() []grpc.DialOption {
 }
 
 // StagePlugin is the go-plugin glue of the Stage service. The host uses it
-// with Impl nil.
-type StagePlugin struct {
-	plugin.NetRPCUnsupportedPlugin
-	Impl pluginpb.StageServer
+// with impl nil.
+func StagePlugin(impl pluginpb.StageServer) plugin.Plugin {
+	return &grpcPlugin[pluginpb.StageServer, pluginpb.StageClient]{
+		impl: impl, register: pluginpb.RegisterStageServer, client: pluginpb.NewStageClient,
+	}
 }
 
-func (p *StagePlugin) GRPCServer(_ *plugin.GRPCBroker, s *grpc.Server) error {
-	pluginpb.RegisterStageServer(s, p.Impl)
+// SRPlugin is the go-plugin glue of the SRBackend service. The host uses it
+// with impl nil.
+func SRPlugin(impl pluginpb.SRBackendServer) plugin.Plugin {
+	return &grpcPlugin[pluginpb.SRBackendServer, pluginpb.SRBackendClient]{
+		impl: impl, register: pluginpb.RegisterSRBackendServer, client: pluginpb.NewSRBackendClient,
+	}
+}
+
+// grpcPlugin is go-plugin's glue for one gRPC service S of the generated
+// code: the plugin serves impl, the host gets a client C.
+type grpcPlugin[S, C any] struct {
+	plugin.NetRPCUnsupportedPlugin
+	impl     S
+	register func(grpc.ServiceRegistrar, S)
+	client   func(grpc.ClientConnInterface) C
+}
+
+// go-plugin asks for these methods at run time: have the compiler check them.
+var _ plugin.GRPCPlugin = (*grpcPlugin[pluginpb.StageServer, pluginpb.StageClient])(nil)
+
+func (p *grpcPlugin[S, C]) GRPCServer(_ *plugin.GRPCBroker, s *grpc.Server) error {
+	p.register(s, p.impl)
 	return nil
 }
 
-func (p *StagePlugin) GRPCClient(_ context.Context, _ *plugin.GRPCBroker, c *grpc.ClientConn) (any, error) {
-	return pluginpb.NewStageClient(c), nil
-}
-
-// SRPlugin is the go-plugin glue of the SRBackend service.
-type SRPlugin struct {
-	plugin.NetRPCUnsupportedPlugin
-	Impl pluginpb.SRBackendServer
-}
-
-func (p *SRPlugin) GRPCServer(_ *plugin.GRPCBroker, s *grpc.Server) error {
-	pluginpb.RegisterSRBackendServer(s, p.Impl)
-	return nil
-}
-
-func (p *SRPlugin) GRPCClient(_ context.Context, _ *plugin.GRPCBroker, c *grpc.ClientConn) (any, error) {
-	return pluginpb.NewSRBackendClient(c), nil
+func (p *grpcPlugin[S, C]) GRPCClient(_ context.Context, _ *plugin.GRPCBroker, c *grpc.ClientConn) (any, error) {
+	return p.client(c), nil
 }
 
 func kindText(k core.Kind) string {

@@ -13,7 +13,7 @@ func main() {
 	hs.ProtocolVersion = shared.ProtocolVersion + 1
 	plugin.Serve(&plugin.ServeConfig{
 		HandshakeConfig: hs,
-		Plugins:         plugin.PluginSet{shared.KindStage: &shared.StagePlugin{}},
+		Plugins:         plugin.PluginSet{shared.KindStage: shared.StagePlugin(nil)},
 		GRPCServer:      plugin.DefaultGRPCServer,
 	})
 }
