@@ -21,6 +21,7 @@ import (
 
 	"github.com/mediapipe/mediapipe/core"
 	"github.com/mediapipe/mediapipe/core/media/announce"
+	"github.com/mediapipe/mediapipe/stages/internal/tcplisten"
 )
 
 // Config is rtmp-source's parameters.
@@ -46,8 +47,8 @@ type Stage struct {
 	cfg Config
 	env *core.Env
 
-	ln  net.Listener
-	out core.Output
+	tcplisten.Listener // Open and Addr
+	out                core.Output
 
 	mu        sync.Mutex
 	closing   bool
@@ -66,6 +67,7 @@ func New(cfg *Config, env *core.Env) (core.Stage, error) {
 	s := &Stage{
 		cfg:       *cfg,
 		env:       env,
+		Listener:  tcplisten.New("rtmp-source", cfg.Listen),
 		conns:     map[*guardedConn]struct{}{},
 		streams:   map[string]*handler{},
 		published: env.Metrics.Counter("streams_published"),
@@ -80,38 +82,18 @@ func New(cfg *Config, env *core.Env) (core.Stage, error) {
 	return s, nil
 }
 
-// Open binds the listener, so a taken address fails before anything runs.
-func (s *Stage) Open(ctx context.Context) error {
-	var lc net.ListenConfig
-	ln, err := lc.Listen(ctx, "tcp", s.cfg.Listen)
-	if err != nil {
-		return fmt.Errorf("rtmp-source: listen %s: %w", s.cfg.Listen, err)
-	}
-	s.ln = ln
-	return nil
-}
-
-// Addr is the bound listener address (after Open).
-func (s *Stage) Addr() net.Addr {
-	if s.ln == nil {
-		return nil
-	}
-	return s.ln.Addr()
-}
-
 // Run serves publishers until ctx is cancelled, then closes the listener and
 // every connection, ends every stream and returns.
 func (s *Stage) Run(ctx context.Context, _ <-chan *core.Packet, out core.Output) error {
-	if s.ln == nil {
-		if err := s.Open(ctx); err != nil {
-			return err
-		}
+	ln, err := s.Listen(ctx)
+	if err != nil {
+		return err
 	}
 	s.out = out
 	srv := rtmp.NewServer(&rtmp.ServerConfig{OnConnect: s.onConnect})
 	served := make(chan error, 1)
-	go func() { served <- srv.Serve(trackingListener{Listener: s.ln, s: s}) }()
-	s.env.Log.Info("rtmp-source listening", "addr", s.ln.Addr().String())
+	go func() { served <- srv.Serve(trackingListener{Listener: ln, s: s}) }()
+	s.env.Log.Info("rtmp-source listening", "addr", ln.Addr().String())
 
 	<-ctx.Done()
 	s.mu.Lock()
@@ -120,7 +102,7 @@ func (s *Stage) Run(ctx context.Context, _ <-chan *core.Packet, out core.Output)
 	_ = srv.Close()
 	// go-rtmp's Close misses a listener that Serve has not registered yet
 	// (a stop right after start): close it here too so Accept returns.
-	_ = s.ln.Close()
+	_ = ln.Close()
 	<-served // no Accept after this: wg only goes down
 	s.mu.Lock()
 	for c := range s.conns {
@@ -128,7 +110,7 @@ func (s *Stage) Run(ctx context.Context, _ <-chan *core.Packet, out core.Output)
 	}
 	s.mu.Unlock()
 	s.wg.Wait()
-	s.env.Log.Info("rtmp-source stopped", "addr", s.ln.Addr().String())
+	s.env.Log.Info("rtmp-source stopped", "addr", ln.Addr().String())
 	return nil
 }
 
