@@ -44,10 +44,11 @@ func init() {
 
 // Stage is a running httpflv-sink.
 type Stage struct {
-	cfg                Config
-	env                *core.Env
-	tcplisten.Listener // Open and Addr
-	srv                *http.Server
+	cfg Config
+	env *core.Env
+	// the stage's Open and Addr
+	tcplisten.Listener
+	srv *http.Server
 
 	mu      sync.RWMutex
 	byName  map[string]*stream

@@ -47,8 +47,9 @@ type Stage struct {
 	cfg Config
 	env *core.Env
 
-	tcplisten.Listener // Open and Addr
-	out                core.Output
+	// the stage's Open and Addr
+	tcplisten.Listener
+	out core.Output
 
 	mu        sync.Mutex
 	closing   bool
