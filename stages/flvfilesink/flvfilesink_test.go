@@ -18,6 +18,7 @@ import (
 	"github.com/mediapipe/mediapipe/core/stagetest"
 	"github.com/mediapipe/mediapipe/internal/testmedia"
 	"github.com/mediapipe/mediapipe/stages/flvfilesink"
+	"github.com/mediapipe/mediapipe/stages/flvtagger"
 )
 
 var start = time.Date(2026, 11, 25, 9, 1, 2, 0, time.UTC)
@@ -184,25 +185,17 @@ func TestRecordWholeStream(t *testing.T) {
 func TestLateStreamAndStop(t *testing.T) {
 	clip := testmedia.Clip(t, testmedia.Options{})
 	tags := testmedia.Tags(t, clip)
-	init := &core.InitTags{}
+	st := core.NewStream("live/late")
 	keyAt := 0
 	for i, tag := range tags {
 		hdr, _ := flv.ParseHeader(tag)
-		switch flv.InitKindOf(hdr.Type, tag[11:]) {
-		case flv.InitMetadata:
-			init.Metadata = tag
-		case flv.InitVideo:
-			init.Video = tag
-		case flv.InitAudio:
-			init.Audio = tag
-		}
+		flvtagger.SetInitTag(st, flv.InitKindOf(hdr.Type, tag[11:]), tag)
 		if keyAt == 0 && i > len(tags)/2 && hdr.Type == flv.TypeVideo && flv.IsVideoKeyframe(tag[11:]) {
 			keyAt = i
 		}
 	}
+	init := st.Init()
 	h, dir := startSink(t)
-	st := core.NewStream("live/late")
-	st.SetInit(init)
 	h.Send(core.NewEvent(core.EventStart, st))
 	same := h.StartStream("live/late") // a second stream of the same name in the same second
 	for _, tag := range tags[keyAt:] {

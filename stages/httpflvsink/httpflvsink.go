@@ -7,8 +7,6 @@ import (
 	"crypto/subtle"
 	_ "embed"
 	"errors"
-	"fmt"
-	"net"
 	"net/http"
 	"strings"
 	"sync"
@@ -18,6 +16,7 @@ import (
 
 	"github.com/mediapipe/mediapipe/core"
 	"github.com/mediapipe/mediapipe/core/media/flv"
+	"github.com/mediapipe/mediapipe/stages/internal/tcplisten"
 )
 
 // Config is httpflv-sink's parameters.
@@ -55,7 +54,8 @@ func init() {
 type Stage struct {
 	cfg Config
 	env *core.Env
-	ln  net.Listener
+	// the stage's Open and Addr
+	tcplisten.Listener
 	srv *http.Server
 
 	mu      sync.RWMutex
@@ -84,6 +84,7 @@ func New(cfg *Config, env *core.Env) (core.Stage, error) {
 	s := &Stage{
 		cfg:       *cfg,
 		env:       env,
+		Listener:  tcplisten.New("httpflv-sink", cfg.Listen),
 		byName:    map[string]*stream{},
 		streams:   map[*core.Stream]*stream{},
 		live:      map[*stream]struct{}{},
@@ -106,40 +107,20 @@ func New(cfg *Config, env *core.Env) (core.Stage, error) {
 	return s, nil
 }
 
-// Open binds the listener.
-func (s *Stage) Open(ctx context.Context) error {
-	var lc net.ListenConfig
-	ln, err := lc.Listen(ctx, "tcp", s.cfg.Listen)
-	if err != nil {
-		return fmt.Errorf("httpflv-sink: listen %s: %w", s.cfg.Listen, err)
-	}
-	s.ln = ln
-	return nil
-}
-
-// Addr is the bound listener address (after Open).
-func (s *Stage) Addr() net.Addr {
-	if s.ln == nil {
-		return nil
-	}
-	return s.ln.Addr()
-}
-
 // Run fans tags out until in closes; ctx only stops the HTTP server early.
 func (s *Stage) Run(ctx context.Context, in <-chan *core.Packet, _ core.Output) error {
-	if s.ln == nil {
-		if err := s.Open(ctx); err != nil {
-			return err
-		}
+	ln, err := s.Listen(ctx)
+	if err != nil {
+		return err
 	}
 	served := make(chan struct{})
 	go func() {
 		defer close(served)
-		if err := s.srv.Serve(s.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := s.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			s.env.Log.Error("httpflv-sink: serve", "err", err)
 		}
 	}()
-	s.env.Log.Info("httpflv-sink listening", "addr", s.ln.Addr().String())
+	s.env.Log.Info("httpflv-sink listening", "addr", ln.Addr().String())
 	stop := make(chan struct{})
 	stopped := make(chan struct{})
 	flushed := make(chan struct{})

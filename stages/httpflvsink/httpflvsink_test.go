@@ -18,6 +18,7 @@ import (
 	"github.com/mediapipe/mediapipe/core/media/flv"
 	"github.com/mediapipe/mediapipe/core/stagetest"
 	"github.com/mediapipe/mediapipe/internal/testmedia"
+	"github.com/mediapipe/mediapipe/stages/flvtagger"
 	"github.com/mediapipe/mediapipe/stages/httpflvsink"
 )
 
@@ -381,24 +382,16 @@ func TestHTTPErrors(t *testing.T) {
 func TestInitFromStream(t *testing.T) {
 	tags := testmedia.Tags(t, testmedia.Clip(t, testmedia.Options{}))
 	var keyAt int
-	init := &core.InitTags{}
+	st := core.NewStream("live/edge")
 	for i, tag := range tags {
 		h, _ := flv.ParseHeader(tag)
-		switch flv.InitKindOf(h.Type, tag[11:]) {
-		case flv.InitMetadata:
-			init.Metadata = tag
-		case flv.InitVideo:
-			init.Video = tag
-		case flv.InitAudio:
-			init.Audio = tag
-		}
+		flvtagger.SetInitTag(st, flv.InitKindOf(h.Type, tag[11:]), tag)
 		if h.Type == flv.TypeVideo && flv.IsVideoKeyframe(tag[11:]) && i > len(tags)/2 && keyAt == 0 {
 			keyAt = i
 		}
 	}
+	init := st.Init()
 	s := startSink(t, httpflvsink.Config{GOPCache: true})
-	st := core.NewStream("live/edge")
-	st.SetInit(init)
 	s.h.Send(core.NewEvent(core.EventStart, st))
 	waitFor(t, "stream", func() bool { return head(s.base+"/live/edge.flv") == 200 })
 	resp, err := httpc.Get(s.base + "/live/edge.flv")

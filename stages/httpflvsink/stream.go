@@ -367,23 +367,50 @@ func (s *Stage) serveViewer(w http.ResponseWriter, st *stream, remote string, ch
 	s.mServed.Inc()
 	s.env.Log.Debug("viewer joined", "stream", st.cs.Name, "remote", remote)
 	var werr error // this goroutine's failed write, which cut the viewer
-	defer func() {
-		st.leave(v)
-		v.mu.Lock()
-		v.dead = true
-		releaseAll(v.q)
-		v.q = nil
-		if v.owner != ownFlusher { // else the flusher releases out when it is done
-			releaseAll(v.out)
-			v.out = nil
-		}
-		v.mu.Unlock()
-		s.mViewers.Dec()
-		s.env.Log.Debug("viewer left", "stream", st.cs.Name, "remote", remote, "err", werr)
-	}()
+	defer func() { s.viewerLeft(st, v, remote, werr) }()
+	werr = s.feed(v, first, held)
+}
 
+// viewerLeft takes v off st and lets go of the tags it still holds.
+func (s *Stage) viewerLeft(st *stream, v *viewer, remote string, werr error) {
+	st.leave(v)
+	v.mu.Lock()
+	v.dead = true
+	releaseAll(v.q)
+	v.q = nil
+	if v.owner != ownFlusher { // else the flusher releases out when it is done
+		releaseAll(v.out)
+		v.out = nil
+	}
+	v.mu.Unlock()
+	s.mViewers.Dec()
+	s.env.Log.Debug("viewer left", "stream", st.cs.Name, "remote", remote, "err", werr)
+}
+
+// feed writes the response head and the tags join gave v, then takes turns
+// with the flusher until v is done; the error is the failed write that cut v.
+func (s *Stage) feed(v *viewer, first [][]byte, held []*tagRef) error {
+	bufs, err := s.writeHead(v, first, held)
+	if err != nil {
+		return err
+	}
+	for {
+		var done bool
+		bufs, done, err = s.sendQueued(v, bufs)
+		if done {
+			return err
+		}
+		if !v.await() {
+			return nil
+		}
+	}
+}
+
+// writeHead sends the response head and first (init tags and cached GOP),
+// then lets go of held; it returns bufs emptied for reuse.
+func (s *Stage) writeHead(v *viewer, first [][]byte, held []*tagRef) ([][]byte, error) {
 	bufs := [][]byte{[]byte(closedHead)}
-	if chunked {
+	if v.chunked {
 		size := 0
 		for _, b := range first {
 			size += len(b)
@@ -391,75 +418,82 @@ func (s *Stage) serveViewer(w http.ResponseWriter, st *stream, remote string, ch
 		bufs = append(bufs[:0], []byte(chunkedHead), v.sizeLine(size))
 	}
 	bufs = append(bufs, first...)
-	_, werr = s.writeBlocking(conn, bufs, time.Time{})
+	_, err := s.writeBlocking(v.conn, bufs, time.Time{})
 	releaseAll(held)
-	if werr != nil {
-		s.cut(v, werr)
-		return
+	if err != nil {
+		s.cut(v, err)
 	}
-	bufs = bufs[:0]
+	return bufs[:0], err
+}
+
+// sendQueued writes, as v's owner (ownViewer), until nothing is queued, then
+// hands v to the flusher (ownIdle). done: v is finished, being dead, at the
+// end of its stream, or cut by err.
+func (s *Stage) sendQueued(v *viewer, bufs [][]byte) (_ [][]byte, done bool, err error) {
 	for {
-		// v.owner is ownViewer here: send until nothing is queued.
-		for {
-			v.mu.Lock()
-			if v.dead {
-				v.mu.Unlock()
-				return
-			}
-			if len(v.out) == 0 {
-				v.out, v.q = v.q, v.out[:0]
-				v.off, v.nout = 0, len(v.out)
-			}
-			drainBy := v.drainBy
-			if len(v.out) == 0 {
-				end := v.ended
-				if !end {
-					v.owner, v.nout = ownIdle, 0
-				}
-				v.mu.Unlock()
-				if !end {
-					break
-				}
-				if chunked { // the body's clean end
-					if _, werr = s.writeBlocking(conn, [][]byte{[]byte(lastChunk)}, drainBy); werr != nil {
-						s.cut(v, werr)
-					}
-				}
-				return
+		v.mu.Lock()
+		if v.dead {
+			v.mu.Unlock()
+			return bufs, true, nil
+		}
+		if len(v.out) == 0 {
+			v.out, v.q = v.q, v.out[:0]
+			v.off, v.nout = 0, len(v.out)
+		}
+		drainBy := v.drainBy
+		if len(v.out) == 0 {
+			end := v.ended
+			if !end {
+				v.owner, v.nout = ownIdle, 0
 			}
 			v.mu.Unlock()
-			bufs = v.frame(bufs[:0], len(v.out)+1)
-			var n int64
-			n, werr = s.writeBlocking(conn, bufs, drainBy)
-			clear(bufs)
-			if werr != nil {
-				// Too slow (a deadline: write_timeout, or the drain
-				// at the end), or gone.
-				v.dropOut()
-				s.cut(v, werr)
-				abort(conn)
-				return
+			if !end {
+				return bufs, false, nil
 			}
-			v.sent(int(n))
+			if v.chunked { // the body's clean end
+				if _, err = s.writeBlocking(v.conn, [][]byte{[]byte(lastChunk)}, drainBy); err != nil {
+					s.cut(v, err)
+				}
+			}
+			return bufs, true, err
 		}
-		// Idle: the flusher writes. Wake when it hands over, or at the end.
-		for {
-			<-v.wake
-			v.mu.Lock()
-			switch {
-			case v.dead:
-				v.mu.Unlock()
-				return
-			case v.owner == ownViewer: // handed over by the flusher
-			case v.owner == ownIdle && (v.ended || len(v.q) > 0 && v.raw == nil):
-				v.owner = ownViewer
-			default: // the flusher has it, or nothing to do
-				v.mu.Unlock()
-				continue
-			}
+		v.mu.Unlock()
+		bufs = v.frame(bufs[:0], len(v.out)+1)
+		var n int64
+		n, err = s.writeBlocking(v.conn, bufs, drainBy)
+		clear(bufs)
+		if err != nil {
+			// Too slow (a deadline: write_timeout, or the drain
+			// at the end), or gone.
+			v.dropOut()
+			s.cut(v, err)
+			abort(v.conn)
+			return bufs, true, err
+		}
+		v.sent(int(n))
+	}
+}
+
+// await sleeps while the flusher writes for v. It returns true when v's
+// goroutine is to write again (handed over, or the stream ended), false
+// when v is dead.
+func (v *viewer) await() bool {
+	for {
+		<-v.wake
+		v.mu.Lock()
+		switch {
+		case v.dead:
 			v.mu.Unlock()
-			break
+			return false
+		case v.owner == ownViewer: // handed over by the flusher
+		case v.owner == ownIdle && (v.ended || len(v.q) > 0 && v.raw == nil):
+			v.owner = ownViewer
+		default: // the flusher has it, or nothing to do
+			v.mu.Unlock()
+			continue
 		}
+		v.mu.Unlock()
+		return true
 	}
 }
 

@@ -22,6 +22,7 @@ import (
 
 	"github.com/mediapipe/mediapipe/core"
 	"github.com/mediapipe/mediapipe/core/media/announce"
+	"github.com/mediapipe/mediapipe/stages/internal/tcplisten"
 )
 
 // Config is rtmp-source's parameters.
@@ -54,7 +55,8 @@ type Stage struct {
 	cfg Config
 	env *core.Env
 
-	ln  net.Listener
+	// the stage's Open and Addr
+	tcplisten.Listener
 	out core.Output
 
 	mu        sync.Mutex
@@ -74,6 +76,7 @@ func New(cfg *Config, env *core.Env) (core.Stage, error) {
 	s := &Stage{
 		cfg:       *cfg,
 		env:       env,
+		Listener:  tcplisten.New("rtmp-source", cfg.Listen),
 		conns:     map[*guardedConn]struct{}{},
 		streams:   map[string]*handler{},
 		published: env.Metrics.Counter("streams_published"),
@@ -88,38 +91,18 @@ func New(cfg *Config, env *core.Env) (core.Stage, error) {
 	return s, nil
 }
 
-// Open binds the listener, so a taken address fails before anything runs.
-func (s *Stage) Open(ctx context.Context) error {
-	var lc net.ListenConfig
-	ln, err := lc.Listen(ctx, "tcp", s.cfg.Listen)
-	if err != nil {
-		return fmt.Errorf("rtmp-source: listen %s: %w", s.cfg.Listen, err)
-	}
-	s.ln = ln
-	return nil
-}
-
-// Addr is the bound listener address (after Open).
-func (s *Stage) Addr() net.Addr {
-	if s.ln == nil {
-		return nil
-	}
-	return s.ln.Addr()
-}
-
 // Run serves publishers until ctx is cancelled, then closes the listener and
 // every connection, ends every stream and returns.
 func (s *Stage) Run(ctx context.Context, _ <-chan *core.Packet, out core.Output) error {
-	if s.ln == nil {
-		if err := s.Open(ctx); err != nil {
-			return err
-		}
+	ln, err := s.Listen(ctx)
+	if err != nil {
+		return err
 	}
 	s.out = out
 	srv := rtmp.NewServer(&rtmp.ServerConfig{OnConnect: s.onConnect})
 	served := make(chan error, 1)
-	go func() { served <- srv.Serve(trackingListener{Listener: s.ln, s: s}) }()
-	s.env.Log.Info("rtmp-source listening", "addr", s.ln.Addr().String())
+	go func() { served <- srv.Serve(trackingListener{Listener: ln, s: s}) }()
+	s.env.Log.Info("rtmp-source listening", "addr", ln.Addr().String())
 
 	<-ctx.Done()
 	s.mu.Lock()
@@ -128,7 +111,7 @@ func (s *Stage) Run(ctx context.Context, _ <-chan *core.Packet, out core.Output)
 	_ = srv.Close()
 	// go-rtmp's Close misses a listener that Serve has not registered yet
 	// (a stop right after start): close it here too so Accept returns.
-	_ = s.ln.Close()
+	_ = ln.Close()
 	<-served // no Accept after this: wg only goes down
 	s.mu.Lock()
 	for c := range s.conns {
@@ -136,7 +119,7 @@ func (s *Stage) Run(ctx context.Context, _ <-chan *core.Packet, out core.Output)
 	}
 	s.mu.Unlock()
 	s.wg.Wait()
-	s.env.Log.Info("rtmp-source stopped", "addr", s.ln.Addr().String())
+	s.env.Log.Info("rtmp-source stopped", "addr", ln.Addr().String())
 	return nil
 }
 

@@ -27,6 +27,12 @@ type rslot struct {
 	probe    bool      // asked past the last packet seen: may never have existed
 }
 
+// emit sends the held packet on; a copy arriving later is a duplicate.
+func (sl *rslot) emit(out core.Output) {
+	out.Emit(sl.pkt)
+	sl.pkt, sl.state = nil, slotReleased
+}
+
 // counter is the part of a metric a buffer counts on.
 type counter interface{ Inc() }
 
@@ -211,8 +217,7 @@ func (b *buffer) release(out core.Output) {
 		sl := b.slot(b.next)
 		switch sl.state {
 		case slotHeld:
-			out.Emit(sl.pkt)
-			sl.pkt, sl.state = nil, slotReleased
+			sl.emit(out)
 		case slotGone:
 			b.skip(sl)
 		default:
@@ -281,8 +286,7 @@ func (b *buffer) forceHead(out core.Output) {
 	sl := b.slot(b.next)
 	switch sl.state {
 	case slotHeld:
-		out.Emit(sl.pkt)
-		sl.pkt, sl.state = nil, slotReleased
+		sl.emit(out)
 	case slotMissing, slotGone:
 		b.env.overflow.Inc()
 		sl.state = slotSkipped
@@ -298,13 +302,9 @@ func (b *buffer) flush(out core.Output) {
 		sl := b.slot(b.next)
 		switch sl.state {
 		case slotHeld:
-			out.Emit(sl.pkt)
-			sl.pkt, sl.state = nil, slotReleased
+			sl.emit(out)
 		case slotMissing, slotGone:
-			if !sl.probe {
-				b.env.gapSkipped.Inc()
-			}
-			sl.state = slotSkipped
+			b.skip(sl)
 		}
 	}
 	b.missing, b.nextEvent, b.pending = 0, time.Time{}, b.pending[:0]
@@ -317,8 +317,7 @@ func (b *buffer) service(now time.Time, retry time.Duration, out core.Output) {
 		sl := b.slot(b.next)
 		switch {
 		case sl.state == slotHeld:
-			out.Emit(sl.pkt)
-			sl.pkt, sl.state = nil, slotReleased
+			sl.emit(out)
 		case sl.state == slotGone || (sl.state == slotMissing && !now.Before(sl.deadline)):
 			b.skip(sl)
 		default:

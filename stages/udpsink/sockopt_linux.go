@@ -9,18 +9,12 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/mediapipe/mediapipe/stages/internal/sockbuf"
 )
 
-// sockOpts are set between socket() and connect(): Linux picks a connected
+// control sets o between socket() and connect(): Linux picks a connected
 // socket's route at connect time, so the multicast interface must be known by then.
-type sockOpts struct {
-	sndbuf    int
-	multicast bool
-	ttl       int
-	loop      bool
-	ifi       *net.Interface
-}
-
 func (o sockOpts) control(network, _ string, rc syscall.RawConn) error {
 	var serr error
 	err := rc.Control(func(fd uintptr) {
@@ -30,10 +24,7 @@ func (o sockOpts) control(network, _ string, rc syscall.RawConn) error {
 			}
 		}
 		if o.sndbuf > 0 {
-			// SO_SNDBUFFORCE lets root pass wmem_max; fall back silently.
-			if unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_SNDBUFFORCE, o.sndbuf) != nil {
-				set(unix.SOL_SOCKET, unix.SO_SNDBUF, o.sndbuf)
-			}
+			serr = sockbuf.SetSend(fd, o.sndbuf)
 		}
 		if !o.multicast {
 			return
@@ -60,20 +51,6 @@ func (o sockOpts) control(network, _ string, rc syscall.RawConn) error {
 		return err
 	}
 	return serr
-}
-
-// sendBuffer reads back SO_SNDBUF (Linux reports twice what was granted).
-func sendBuffer(c *net.UDPConn) (int, bool) {
-	rc, err := c.SyscallConn()
-	if err != nil {
-		return 0, false
-	}
-	var n int
-	var gerr error
-	if err := rc.Control(func(fd uintptr) { n, gerr = unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_SNDBUF) }); err != nil || gerr != nil {
-		return 0, false
-	}
-	return n / 2, true
 }
 
 // gso sends a run of equal-size datagrams (the last may be shorter) as one

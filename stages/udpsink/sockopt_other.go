@@ -8,19 +8,9 @@ import (
 	"syscall"
 )
 
-// sockOpts: outside Linux only the send buffer is set here; multicast
-// options keep the system defaults.
-type sockOpts struct {
-	sndbuf    int
-	multicast bool
-	ttl       int
-	loop      bool
-	ifi       *net.Interface
-}
-
+// control: outside Linux the send buffer and multicast options keep the
+// system defaults.
 func (o sockOpts) control(string, string, syscall.RawConn) error { return nil }
-
-func sendBuffer(*net.UDPConn) (int, bool) { return 0, false }
 
 // gso: UDP_SEGMENT is Linux-only; elsewhere every datagram goes by sendmmsg.
 type gso struct{}

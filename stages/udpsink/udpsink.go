@@ -18,6 +18,7 @@ import (
 	"github.com/mediapipe/mediapipe/core/media/announce"
 	"github.com/mediapipe/mediapipe/core/media/rtpheader"
 	"github.com/mediapipe/mediapipe/internal/udpbatch"
+	"github.com/mediapipe/mediapipe/stages/internal/sockbuf"
 )
 
 // Config is udp-sink's parameters.
@@ -175,6 +176,15 @@ func newStage(cfg *Config, env *core.Env) *Stage {
 	return s
 }
 
+// sockOpts are what control (sockopt_*.go) sets on a destination's socket.
+type sockOpts struct {
+	sndbuf    int
+	multicast bool
+	ttl       int
+	loop      bool
+	ifi       *net.Interface
+}
+
 // Open resolves every destination and opens one connected socket for each,
 // multicast options set before connecting (the kernel fixes the route then).
 func (s *Stage) Open(ctx context.Context) error {
@@ -207,7 +217,7 @@ func (s *Stage) Open(ctx context.Context) error {
 		}
 		conn := c.(*net.UDPConn)
 		if s.cfg.WriteBuffer > 0 {
-			if got, ok := sendBuffer(conn); ok && got < s.cfg.WriteBuffer {
+			if got, ok := sockbuf.Send(conn); ok && got < s.cfg.WriteBuffer {
 				s.env.Log.Info("udp-sink: kernel capped the send buffer", "destination", addr, "asked", s.cfg.WriteBuffer, "got", got)
 			}
 		}

@@ -28,6 +28,7 @@ import (
 	"github.com/mediapipe/mediapipe/core/media/announce"
 	"github.com/mediapipe/mediapipe/core/media/rtpheader"
 	"github.com/mediapipe/mediapipe/internal/udpbatch"
+	"github.com/mediapipe/mediapipe/stages/internal/sockbuf"
 )
 
 // Config is udp-source's parameters.
@@ -167,6 +168,14 @@ func newStage(cfg *Config, env *core.Env) *Stage {
 	}
 }
 
+// sockOpts are what control (sockopt_*.go) sets before bind: the receive
+// buffer, and SO_REUSEADDR for multicast so several receivers on one host can
+// share the group's port.
+type sockOpts struct {
+	rcvbuf int
+	reuse  bool
+}
+
 // Open binds the socket (and joins the group when listen is multicast), so
 // an address in use fails before anything runs.
 func (s *Stage) Open(ctx context.Context) error {
@@ -217,7 +226,7 @@ func (s *Stage) Open(ctx context.Context) error {
 		}
 	}
 	if s.cfg.ReadBuffer > 0 {
-		if got, ok := recvBuffer(conn); ok && got < s.cfg.ReadBuffer {
+		if got, ok := sockbuf.Recv(conn); ok && got < s.cfg.ReadBuffer {
 			s.env.Log.Warn("udp-source: kernel capped the receive buffer (raise net.core.rmem_max)", "asked", s.cfg.ReadBuffer, "got", got)
 		}
 	}
