@@ -30,13 +30,6 @@ func (e Event) String() string {
 	return "event?"
 }
 
-// FLV tag types, also the RTMP message type ids of av packets.
-const (
-	TagAudio  uint8 = 8
-	TagVideo  uint8 = 9
-	TagScript uint8 = 18
-)
-
 // Packet is the unit that travels between stages. Exactly one stage owns a
 // packet at a time: a stage either passes it on with Output.Emit, or ends its
 // life with Release. Holding on to Data after either is a bug.
@@ -46,8 +39,9 @@ type Packet struct {
 	// Data is the packet's bytes: for av the RTMP message body, for flv the
 	// whole tag (11-byte header + body), for rtp the marshalled RTP packet.
 	Data []byte
-	// Type is the RTMP message type / FLV tag type (TagAudio, TagVideo,
-	// TagScript) of av and flv packets; 0 for rtp.
+	// Type is the RTMP message type / FLV tag type (flv.TypeAudio,
+	// flv.TypeVideo, flv.TypeScript: RTMP uses the same ids) of av and flv
+	// packets; 0 for rtp.
 	Type uint8
 	// Timestamp in milliseconds (av, flv; for rtp the RTP timestamp).
 	Timestamp uint32

@@ -105,11 +105,11 @@ func benchStage(b *testing.B, def core.Definition, udp float64) {
 	go func() { ran <- st.Run(ctx, in, out) }()
 	s := core.NewStream("live/bench")
 	in <- core.NewEvent(core.EventStart, s)
-	tagBytes := flv.AppendTag(nil, core.TagVideo, 0, make([]byte, packetSize-flv.HeaderSize))
+	tagBytes := flv.AppendTag(nil, flv.TypeVideo, 0, make([]byte, packetSize-flv.HeaderSize))
 	send := func() {
 		p := core.NewPacket(len(tagBytes))
 		copy(p.Data, tagBytes)
-		p.Stream, p.Type, p.Ingest = s, core.TagVideo, time.Now().UnixNano()
+		p.Stream, p.Type, p.Ingest = s, flv.TypeVideo, time.Now().UnixNano()
 		in <- p
 	}
 

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/mediapipe/mediapipe/core"
+	"github.com/mediapipe/mediapipe/core/media/flv"
 	"github.com/mediapipe/mediapipe/core/sr"
 	"github.com/mediapipe/mediapipe/core/stagetest"
 )
@@ -105,10 +106,10 @@ func TestStreamFilter(t *testing.T) {
 			var want []sent
 			for i := range 60 {
 				for _, s := range []*core.Stream{a, b} {
-					typ := []uint8{core.TagVideo, core.TagAudio, core.TagVideo, core.TagScript}[i%4]
+					typ := []uint8{flv.TypeVideo, flv.TypeAudio, flv.TypeVideo, flv.TypeScript}[i%4]
 					data := tag(typ, uint32(i*20), 100+i*13, i)
 					h.SendData(s, typ, uint32(i*20), data)
-					if slices.Contains(c.allowed, s.Name) && !(c.dropAudio && typ == core.TagAudio) {
+					if slices.Contains(c.allowed, s.Name) && !(c.dropAudio && typ == flv.TypeAudio) {
 						want = append(want, sent{s, typ, data})
 					}
 				}
@@ -175,10 +176,10 @@ func TestInitTagsCrossTheBridge(t *testing.T) {
 	}
 	h := stagetest.Start(t, st, env, false)
 	s := core.NewStream("live/init")
-	init1 := &core.InitTags{Metadata: tag(core.TagScript, 0, 30, 1), Video: tag(core.TagVideo, 0, 40, 2)}
+	init1 := &core.InitTags{Metadata: tag(flv.TypeScript, 0, 30, 1), Video: tag(flv.TypeVideo, 0, 40, 2)}
 	s.SetInit(init1)
 	h.Send(core.NewEvent(core.EventStart, s))
-	h.SendData(s, core.TagVideo, 0, tag(core.TagVideo, 0, 50, 3))
+	h.SendData(s, flv.TypeVideo, 0, tag(flv.TypeVideo, 0, 50, 3))
 	h.Out.WaitData(1, 10*time.Second)
 	if got := s.Init(); !bytes.Equal(got.Video, init1.Video) || !bytes.Equal(got.Metadata, init1.Metadata) {
 		t.Fatalf("init after the round trip = %+v", got)
@@ -196,9 +197,9 @@ func TestInitTagsCrossTheBridge(t *testing.T) {
 	}
 	h = stagetest.Start(t, st, env, false)
 	s = core.NewStream("live/init2")
-	s.SetInit(&core.InitTags{Video: tag(core.TagVideo, 0, 40, 2), Audio: tag(core.TagAudio, 0, 4, 3)})
+	s.SetInit(&core.InitTags{Video: tag(flv.TypeVideo, 0, 40, 2), Audio: tag(flv.TypeAudio, 0, 4, 3)})
 	h.Send(core.NewEvent(core.EventStart, s))
-	h.SendData(s, core.TagVideo, 0, tag(core.TagVideo, 0, 50, 3))
+	h.SendData(s, flv.TypeVideo, 0, tag(flv.TypeVideo, 0, 50, 3))
 	h.Out.WaitData(1, 10*time.Second)
 	if got := s.Init(); got == nil || got.Audio != nil || got.Video == nil {
 		t.Fatalf("init after drop_audio = %+v, want video only", got)
@@ -231,7 +232,7 @@ func TestKillRestartsAndStreamGoesOn(t *testing.T) {
 	mark := feed.next
 	feed.send(20)
 	// The 20 packets sent after the restart all come through, in order, last.
-	lastTag := tag(core.TagVideo, uint32(mark+19), 200, mark+19)
+	lastTag := tag(flv.TypeVideo, uint32(mark+19), 200, mark+19)
 	waitFor(t, "the packets sent after the restart", func() bool {
 		d := h.Out.Data()
 		return len(d) > 0 && bytes.Equal(d[len(d)-1].Data, lastTag)
@@ -241,7 +242,7 @@ func TestKillRestartsAndStreamGoesOn(t *testing.T) {
 		t.Fatalf("%d packets in all", len(got))
 	}
 	for i, p := range got[len(got)-20:] {
-		if p.Stream != s || !bytes.Equal(p.Data, tag(core.TagVideo, uint32(mark+i), 200, mark+i)) {
+		if p.Stream != s || !bytes.Equal(p.Data, tag(flv.TypeVideo, uint32(mark+i), 200, mark+i)) {
 			t.Fatalf("packet %d after the restart is not the one sent", i)
 		}
 	}
@@ -464,7 +465,7 @@ func TestStreamEndsWhileDown(t *testing.T) {
 	path := copyBin(t, t.TempDir(), "stream-filter")
 	stage, h, env := startStage(t, path, map[string]any{}, false)
 	s := h.StartStream("live/x")
-	h.SendData(s, core.TagVideo, 0, tag(core.TagVideo, 0, 10, 1))
+	h.SendData(s, flv.TypeVideo, 0, tag(flv.TypeVideo, 0, 10, 1))
 	h.Out.WaitData(1, 10*time.Second)
 	// Replace the program with one that cannot start, then kill the plugin.
 	if err := os.Remove(path); err != nil {
@@ -480,7 +481,7 @@ func TestStreamEndsWhileDown(t *testing.T) {
 	waitFor(t, "the bridge to see the plugin dead", func() bool { return stage.PID() != pid })
 	down := env.Metrics.Drop("plugin_down")
 	waitFor(t, "data to be dropped while down", func() bool {
-		h.SendData(s, core.TagVideo, 0, tag(core.TagVideo, 0, 10, 2))
+		h.SendData(s, flv.TypeVideo, 0, tag(flv.TypeVideo, 0, 10, 2))
 		return down.Value() > 0
 	})
 	h.EndStream(s)
@@ -510,7 +511,7 @@ func TestInFlightCountedOnDeath(t *testing.T) {
 	waitFor(t, "the plugin to restart", func() bool { return stage.PID() != pid && stage.PID() != 0 })
 	feed.send(10)
 	seq := feed.next
-	last := tag(core.TagVideo, uint32(seq-1), 100, seq-1)
+	last := tag(flv.TypeVideo, uint32(seq-1), 100, seq-1)
 	waitFor(t, "the packets sent after the restart", func() bool {
 		d := h.Out.Data()
 		return len(d) > 0 && bytes.Equal(d[len(d)-1].Data, last)
@@ -534,7 +535,7 @@ func TestInFlightCountedOnDeath(t *testing.T) {
 		if i != next {
 			gaps++
 		}
-		if i < next || !bytes.Equal(p.Data, tag(core.TagVideo, uint32(i), 100, i)) {
+		if i < next || !bytes.Equal(p.Data, tag(flv.TypeVideo, uint32(i), 100, i)) {
 			t.Fatalf("packet ts %d out of order or not the one sent", i)
 		}
 		next = i + 1

@@ -96,7 +96,7 @@ func TestDocsPluginBuildsAndRuns(t *testing.T) {
 	}
 	h := stagetest.Start(t, st, env, false)
 	s := h.StartStream("live/movie")
-	h.SendData(s, core.TagVideo, 1000, flv.AppendTag(nil, core.TagVideo, 1000, []byte{0x17, 1, 0, 0, 0, 9}))
+	h.SendData(s, flv.TypeVideo, 1000, flv.AppendTag(nil, flv.TypeVideo, 1000, []byte{0x17, 1, 0, 0, 0, 9}))
 	h.EndStream(s)
 	if err := h.Close(); err != nil {
 		t.Fatal(err)
@@ -105,7 +105,7 @@ func TestDocsPluginBuildsAndRuns(t *testing.T) {
 	if len(got) != 1 {
 		t.Fatalf("%d packets out", len(got))
 	}
-	want := flv.AppendTag(nil, core.TagVideo, 1500, []byte{0x17, 1, 0, 0, 0, 9})
+	want := flv.AppendTag(nil, flv.TypeVideo, 1500, []byte{0x17, 1, 0, 0, 0, 9})
 	if got[0].Timestamp != 1500 || !bytes.Equal(got[0].Data, want) {
 		t.Fatalf("out = ts %d %x, want ts 1500 %x", got[0].Timestamp, got[0].Data, want)
 	}

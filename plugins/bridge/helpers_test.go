@@ -208,7 +208,7 @@ type videoFeed struct {
 
 func (f *videoFeed) send(n int) {
 	for range n {
-		f.h.SendData(f.s, core.TagVideo, uint32(f.next), tag(core.TagVideo, uint32(f.next), f.size, f.next))
+		f.h.SendData(f.s, flv.TypeVideo, uint32(f.next), tag(flv.TypeVideo, uint32(f.next), f.size, f.next))
 		f.next++
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/mediapipe/mediapipe/core"
+	"github.com/mediapipe/mediapipe/core/media/flv"
 	"github.com/mediapipe/mediapipe/core/stagetest"
 	"github.com/mediapipe/mediapipe/host"
 	"github.com/mediapipe/mediapipe/internal/testrun"
@@ -100,10 +101,10 @@ func TestPipelineWithPluginStage(t *testing.T) {
 	var tags [][]byte
 	var wantVideo [][]byte
 	for i := range 50 {
-		typ := []uint8{core.TagVideo, core.TagAudio}[i%2]
+		typ := []uint8{flv.TypeVideo, flv.TypeAudio}[i%2]
 		tg := tag(typ, uint32(i*10), 300+i, i)
 		tags = append(tags, tg)
-		if typ == core.TagVideo {
+		if typ == flv.TypeVideo {
 			wantVideo = append(wantVideo, tg)
 		}
 	}

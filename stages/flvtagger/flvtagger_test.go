@@ -28,19 +28,19 @@ type taggerInput struct {
 
 // initAndMedia is a stream's init tags and a first frame of each kind.
 var initAndMedia = []taggerInput{
-	{core.TagScript, 0, meta},
-	{core.TagVideo, 0, avcSeq},
-	{core.TagAudio, 0, aacSeq},
-	{core.TagVideo, 33, avcKey},
-	{core.TagAudio, 0x01020304, aacRaw}, // extended timestamp byte
+	{flv.TypeScript, 0, meta},
+	{flv.TypeVideo, 0, avcSeq},
+	{flv.TypeAudio, 0, aacSeq},
+	{flv.TypeVideo, 33, avcKey},
+	{flv.TypeAudio, 0x01020304, aacRaw}, // extended timestamp byte
 }
 
 func TestTagger(t *testing.T) {
 	h := stagetest.Start(t, mustNew(t), nil, false)
 	s := h.StartStream("live/t")
 	in := append(append([]taggerInput(nil), initAndMedia...),
-		taggerInput{core.TagScript, 40, textData}, // not metadata: passed on, not kept
-		taggerInput{core.TagVideo, 66, avcSeq2},   // new sequence header replaces the old
+		taggerInput{flv.TypeScript, 40, textData}, // not metadata: passed on, not kept
+		taggerInput{flv.TypeVideo, 66, avcSeq2},   // new sequence header replaces the old
 	)
 	for _, p := range in {
 		h.SendData(s, p.typ, p.ts, p.body)
@@ -73,12 +73,12 @@ func TestTagger(t *testing.T) {
 func TestInitNeverMutated(t *testing.T) {
 	h := stagetest.Start(t, mustNew(t), nil, false)
 	s := h.StartStream("live/m")
-	h.SendData(s, core.TagVideo, 0, avcSeq)
-	h.SendData(s, core.TagAudio, 0, aacSeq)
+	h.SendData(s, flv.TypeVideo, 0, avcSeq)
+	h.SendData(s, flv.TypeAudio, 0, aacSeq)
 	h.Out.WaitData(2, 5e9)
 	first := s.Init()
 	firstVideo := bytes.Clone(first.Video)
-	h.SendData(s, core.TagVideo, 5, avcSeq2)
+	h.SendData(s, flv.TypeVideo, 5, avcSeq2)
 	h.Out.WaitData(3, 5e9)
 	if s.Init() == first || !bytes.Equal(first.Video, firstVideo) {
 		t.Fatalf("shared InitTags was changed in place")
@@ -104,7 +104,7 @@ func BenchmarkTag(b *testing.B) {
 	for b.Loop() {
 		p := core.NewPacket(len(body))
 		copy(p.Data, body)
-		p.Stream, p.Type = s, core.TagVideo
+		p.Stream, p.Type = s, flv.TypeVideo
 		st.tag(p).Release()
 	}
 }

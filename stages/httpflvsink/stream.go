@@ -144,7 +144,7 @@ func (st *stream) push(r *tagRef) {
 		unused := int32(0)
 		kept := st.viewers[:0]
 		for _, v := range st.viewers {
-			if v.waitKey && kind == flv.InitNone && typ != core.TagScript {
+			if v.waitKey && kind == flv.InitNone && typ != flv.TypeScript {
 				if !r.key {
 					unused++
 					kept = append(kept, v)

@@ -22,6 +22,7 @@ import (
 
 	"github.com/mediapipe/mediapipe/core"
 	"github.com/mediapipe/mediapipe/core/media/announce"
+	"github.com/mediapipe/mediapipe/core/media/flv"
 	"github.com/mediapipe/mediapipe/stages/internal/tcplisten"
 )
 
@@ -284,15 +285,15 @@ func (h *handler) OnSetDataFrame(ts uint32, data *rtmpmsg.NetStreamSetDataFrame)
 	}
 	// go-rtmp strips "@setDataFrame": Payload is "onMetaData" + ECMA array,
 	// which is exactly an FLV script tag body.
-	h.emit(core.TagScript, ts, data.Payload)
+	h.emit(flv.TypeScript, ts, data.Payload)
 	return nil
 }
 
 func (h *handler) OnAudio(ts uint32, payload io.Reader) error {
-	return h.media(core.TagAudio, ts, payload)
+	return h.media(flv.TypeAudio, ts, payload)
 }
 func (h *handler) OnVideo(ts uint32, payload io.Reader) error {
-	return h.media(core.TagVideo, ts, payload)
+	return h.media(flv.TypeVideo, ts, payload)
 }
 
 func (h *handler) media(typ uint8, ts uint32, payload io.Reader) error {

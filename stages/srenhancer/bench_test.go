@@ -26,7 +26,7 @@ func (o *timedOutput) Emit(p *core.Packet) {
 	if p.Event == core.EventEnd {
 		close(o.ended)
 	}
-	if p.Type == core.TagVideo && len(p.Data) > 12 && p.Data[12] == flv.AVCNALU {
+	if p.Type == flv.TypeVideo && len(p.Data) > 12 && p.Data[12] == flv.AVCNALU {
 		o.at[p.Timestamp] = time.Now()
 		o.frames++
 	}

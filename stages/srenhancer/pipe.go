@@ -535,13 +535,13 @@ func (p *videoPipe) encReader() {
 		ts := uint32(max(meta.pts, 0))
 		flv.PutHeader(pk.Data, flv.TypeVideo, h.DataSize, ts)
 		body[2], body[3], body[4] = 0, 0, 0 // no B-frames out: DTS = PTS
-		pk.Type, pk.Timestamp, pk.Stream, pk.Ingest = core.TagVideo, ts, p.ss.st, meta.ingest
+		pk.Type, pk.Timestamp, pk.Stream, pk.Ingest = flv.TypeVideo, ts, p.ss.st, meta.ingest
 		var hp *core.Packet
 		if p.headerPending != nil {
 			hp = core.NewPacket(len(p.headerPending))
 			copy(hp.Data, p.headerPending)
 			flv.PutHeader(hp.Data, flv.TypeVideo, uint32(len(p.headerPending)-flv.HeaderSize), ts)
-			hp.Type, hp.Timestamp, hp.Stream, hp.Ingest = core.TagVideo, ts, p.ss.st, meta.ingest
+			hp.Type, hp.Timestamp, hp.Stream, hp.Ingest = flv.TypeVideo, ts, p.ss.st, meta.ingest
 			p.ss.setVideoInit(append([]byte(nil), hp.Data...))
 			p.headerPending = nil
 		}

@@ -83,9 +83,9 @@ func (ss *streamState) handle(p *core.Packet) {
 	}
 	body := p.Data[flv.HeaderSize:]
 	switch p.Type {
-	case core.TagVideo:
+	case flv.TypeVideo:
 		ss.handleVideo(p, body)
-	case core.TagScript:
+	case flv.TypeScript:
 		if patchMetadata(body, ss.s.cfg.Scale) {
 			ss.mu.Lock()
 			ss.metadata = append(ss.metadata[:0:0], p.Data...)
@@ -93,7 +93,7 @@ func (ss *streamState) handle(p *core.Packet) {
 			ss.publishInit()
 		}
 		ss.pass(p)
-	case core.TagAudio:
+	case flv.TypeAudio:
 		if a, ok := flv.ParseAudio(body); ok && a.IsSequenceHeader() {
 			ss.pass(p)
 			ss.publishInit() // upstream replaced the init tags: put our video and metadata back

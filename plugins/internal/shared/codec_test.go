@@ -8,6 +8,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/mediapipe/mediapipe/core"
+	"github.com/mediapipe/mediapipe/core/media/flv"
 	"github.com/mediapipe/mediapipe/plugins/internal/pluginpb"
 )
 
@@ -41,8 +42,8 @@ func codecCases() []struct {
 		{"start with init, data, end", func() *OutBatch {
 			return &OutBatch{Packets: []OutPacket{
 				{P: pkt(core.EventStart, 0, 0, 0, nil), Stream: 7, Name: "live/a", Init: init, HasInit: true},
-				{P: pkt(core.EventData, core.TagVideo, 1<<31, 1_700_000_000_123_456_789, data(1200)), Stream: 7},
-				{P: pkt(core.EventData, core.TagAudio, 0, 0, nil), Stream: 1<<63 | 1},
+				{P: pkt(core.EventData, flv.TypeVideo, 1<<31, 1_700_000_000_123_456_789, data(1200)), Stream: 7},
+				{P: pkt(core.EventData, flv.TypeAudio, 0, 0, nil), Stream: 1<<63 | 1},
 				{P: pkt(core.EventEnd, 0, 0, 0, nil), Stream: 7},
 			}}
 		}, &pluginpb.Batch{Packets: []*pluginpb.Packet{

@@ -25,7 +25,7 @@ func (s *source) Run(ctx context.Context, _ <-chan *core.Packet, out core.Output
 		tag := flv.AppendTag(nil, flv.TypeVideo, uint32(i*40), []byte{0x27, 1, 0, 0, 0, byte(i)})
 		p := core.NewPacket(len(tag))
 		copy(p.Data, tag)
-		p.Stream, p.Type, p.Timestamp = st, core.TagVideo, uint32(i*40)
+		p.Stream, p.Type, p.Timestamp = st, flv.TypeVideo, uint32(i*40)
 		out.Emit(p)
 	}
 	<-ctx.Done()

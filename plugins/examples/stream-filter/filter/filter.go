@@ -8,6 +8,7 @@ import (
 	"path"
 
 	"github.com/mediapipe/mediapipe/core"
+	"github.com/mediapipe/mediapipe/core/media/flv"
 )
 
 // Spec declares the stage; the plugin describes it to mediapipe.
@@ -79,7 +80,7 @@ func (s *stage) Run(_ context.Context, in <-chan *core.Packet, out core.Output) 
 				s.denied.Inc()
 			}
 			p.Release()
-		case p.Event == core.EventData && s.cfg.DropAudio && p.Type == core.TagAudio:
+		case p.Event == core.EventData && s.cfg.DropAudio && p.Type == flv.TypeAudio:
 			s.dropped.Inc()
 			p.Release()
 		default:

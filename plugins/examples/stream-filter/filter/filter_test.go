@@ -43,10 +43,10 @@ func TestFilter(t *testing.T) {
 			var want [][]byte
 			for i := range 20 {
 				for _, s := range []*core.Stream{a, b} {
-					typ := []uint8{core.TagVideo, core.TagAudio}[i%2]
+					typ := []uint8{flv.TypeVideo, flv.TypeAudio}[i%2]
 					tag := flv.AppendTag(nil, typ, uint32(i), []byte{byte(i), 1, 2, 3})
 					h.SendData(s, typ, uint32(i), tag)
-					if slices.Contains(c.passes, s.Name) && !(c.noAudio && typ == core.TagAudio) {
+					if slices.Contains(c.passes, s.Name) && !(c.noAudio && typ == flv.TypeAudio) {
 						want = append(want, tag)
 					}
 				}
@@ -93,12 +93,12 @@ func BenchmarkFilter(b *testing.B) {
 	go func() { _ = st.Run(b.Context(), in, out); close(done) }()
 	s := core.NewStream("live/bench")
 	in <- core.NewEvent(core.EventStart, s)
-	tag := flv.AppendTag(nil, core.TagVideo, 0, make([]byte, 1189))
+	tag := flv.AppendTag(nil, flv.TypeVideo, 0, make([]byte, 1189))
 	b.ReportAllocs()
 	for b.Loop() {
 		p := core.NewPacket(len(tag))
 		copy(p.Data, tag)
-		p.Stream, p.Type = s, core.TagVideo
+		p.Stream, p.Type = s, flv.TypeVideo
 		in <- p
 	}
 	close(in)

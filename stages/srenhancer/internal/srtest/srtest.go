@@ -201,7 +201,7 @@ type timedOutput struct {
 }
 
 func (o *timedOutput) Emit(p *core.Packet) {
-	if p.Type == core.TagVideo && len(p.Data) > 12 && p.Data[12] == flv.AVCNALU {
+	if p.Type == flv.TypeVideo && len(p.Data) > 12 && p.Data[12] == flv.AVCNALU {
 		o.mu.Lock()
 		o.at[p.Timestamp] = time.Now()
 		o.mu.Unlock()
@@ -289,7 +289,7 @@ func Interleaving(t testing.TB, out []stagetest.Captured) time.Duration {
 	last := map[uint8]uint32{}
 	var newest, back uint32
 	for i, p := range out {
-		if p.Event != core.EventData || (p.Type != core.TagAudio && p.Type != core.TagVideo) {
+		if p.Event != core.EventData || (p.Type != flv.TypeAudio && p.Type != flv.TypeVideo) {
 			continue
 		}
 		if prev, ok := last[p.Type]; ok && p.Timestamp < prev {
@@ -316,7 +316,7 @@ func Captures(tags [][]byte) []stagetest.Captured {
 func VideoFrames(ps []stagetest.Captured) int {
 	n := 0
 	for _, p := range ps {
-		if p.Type == core.TagVideo && len(p.Data) > 12 && p.Data[12] == flv.AVCNALU {
+		if p.Type == flv.TypeVideo && len(p.Data) > 12 && p.Data[12] == flv.AVCNALU {
 			n++
 		}
 	}
