@@ -85,7 +85,8 @@ func TestLayers(t *testing.T) {
 		}
 		own := module + "/stages/" + strings.Split(strings.TrimPrefix(pkg, module+"/stages/"), "/")[0]
 		for _, dep := range deps {
-			other := strings.HasPrefix(dep, module+"/stages/") && dep != own && !strings.HasPrefix(dep, own+"/")
+			shared := strings.HasPrefix(dep, module+"/stages/internal/")
+			other := strings.HasPrefix(dep, module+"/stages/") && !shared && dep != own && !strings.HasPrefix(dep, own+"/")
 			if other || strings.HasPrefix(dep, module+"/host") || strings.HasPrefix(dep, module+"/plugins/") {
 				t.Errorf("stage package %s imports %s: a stage imports core, core/media and internal machinery only", pkg, dep)
 			}
