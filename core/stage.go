@@ -3,6 +3,7 @@ package core
 import (
 	"context"
 	"log/slog"
+	"path/filepath"
 )
 
 // Stage is one step of a pipeline. Run is called once, on its own goroutine.
@@ -46,6 +47,20 @@ type Env struct {
 	Log      *slog.Logger
 	Metrics  *StageMetrics
 	Clock    Clock
+}
+
+// Path resolves a path a stage's parameter names: a relative one is taken
+// from the pipeline file's directory, as users write them.
+func (e *Env) Path(path string) string { return InDir(e.Dir, path) }
+
+// InDir resolves path against dir (the pipeline file's directory) unless it
+// is empty, absolute, or dir is unknown: for a config's ValidateIn, which
+// has the directory but no Env yet.
+func InDir(dir, path string) string {
+	if path == "" || dir == "" || filepath.IsAbs(path) {
+		return path
+	}
+	return filepath.Join(dir, path)
 }
 
 // TestEnv returns an Env with a discarding logger, private metrics and the

@@ -4,6 +4,7 @@ package flvfilesink
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	_ "embed"
 	"encoding/binary"
@@ -58,10 +59,7 @@ type Stage struct {
 
 // New builds an flv-file-sink.
 func New(cfg *Config, env *core.Env) (core.Stage, error) {
-	dir := cfg.Dir
-	if !filepath.IsAbs(dir) {
-		dir = filepath.Join(env.Dir, dir)
-	}
+	dir := env.Path(cmp.Or(cfg.Dir, ".")) // dir = "" is the pipeline file's directory too
 	return &Stage{
 		cfg:         *cfg,
 		env:         env,

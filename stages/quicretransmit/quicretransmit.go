@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"path/filepath"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -102,7 +101,7 @@ func New(cfg *Config, env *core.Env) (core.Stage, error) {
 	)
 	srv, err := repair.NewServer(repair.ServerConfig{
 		Addr: cfg.Listen, Token: cfg.Token, MaxRate: cfg.MaxRate,
-		CertFile: resolve(env, cfg.Cert), KeyFile: resolve(env, cfg.Key),
+		CertFile: env.Path(cfg.Cert), KeyFile: env.Path(cfg.Key),
 		CachePackets: cfg.CachePackets, MaxPeers: cfg.MaxPeers, Log: env.Log,
 		Count: func(ev repair.Event, n int) {
 			switch ev {
@@ -135,14 +134,6 @@ func New(cfg *Config, env *core.Env) (core.Stage, error) {
 		peers:   m.Gauge("peers"),
 		cached:  m.Gauge("cached_streams"),
 	}, nil
-}
-
-// resolve makes a relative path relative to the pipeline file's directory.
-func resolve(env *core.Env, path string) string {
-	if path == "" || env.Dir == "" || filepath.IsAbs(path) {
-		return path
-	}
-	return filepath.Join(env.Dir, path)
 }
 
 // Open binds the QUIC listener, so "address in use" fails before start.

@@ -7,6 +7,7 @@ import (
 	_ "embed"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -36,7 +37,8 @@ type Config struct {
 	CA         string        `param:"ca" doc:"PEM CA file to verify the cloud's certificate; empty: not verified (the token authenticates)"`
 }
 
-// Validate checks what spans fields or needs the file system.
+// Validate checks what spans fields, and an absolute ca (a relative one
+// needs the pipeline file's directory: ValidateIn).
 func (c *Config) Validate() error {
 	if c.Retransmit == "" && c.Token != "" {
 		return errors.New("token: set without retransmit")
@@ -44,10 +46,28 @@ func (c *Config) Validate() error {
 	if len(c.Token) > repairwire.MaxTokenLen {
 		return fmt.Errorf("token: longer than %d bytes", repairwire.MaxTokenLen)
 	}
-	if c.CA != "" {
-		if _, err := repair.ClientTLS(c.CA, "x"); err != nil {
-			return errors.New("ca: " + err.Error())
-		}
+	if filepath.IsAbs(c.CA) {
+		return checkCA(c.CA)
+	}
+	return nil
+}
+
+// ValidateIn implements core.DirValidator: a relative ca, like every path in
+// the file, starts at the pipeline file's directory.
+func (c *Config) ValidateIn(dir string) error {
+	if filepath.IsAbs(c.CA) {
+		return nil // Validate checked it
+	}
+	return checkCA(core.InDir(dir, c.CA))
+}
+
+// checkCA says why path is no PEM CA file; an empty path (no verification) is fine.
+func checkCA(path string) error {
+	if path == "" {
+		return nil
+	}
+	if _, err := repair.ClientTLS(path, "x"); err != nil {
+		return errors.New("ca: " + err.Error())
 	}
 	return nil
 }
@@ -115,6 +135,10 @@ type gone struct {
 
 // New builds an rtp-reorder stage.
 func New(cfg *Config, env *core.Env) (core.Stage, error) {
+	cfg.CA = env.Path(cfg.CA)
+	if err := checkCA(cfg.CA); err != nil {
+		return nil, err
+	}
 	m := env.Metrics
 	s := &Stage{
 		cfg: cfg, env: env,

@@ -3,8 +3,11 @@ package rtpreorder
 import (
 	"bytes"
 	"context"
+	"encoding/pem"
 	"math/rand/v2"
 	"net"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -521,5 +524,35 @@ func TestParams(t *testing.T) {
 	}
 	if p := def.Spec.Param("latency"); p == nil || p.Default != "80ms" {
 		t.Fatal("latency default")
+	}
+}
+
+// A relative ca starts at the pipeline file's directory, as cert and key do
+// on quic-retransmit, not at wherever mediapipe was started.
+func TestCARelativeToPipelineFile(t *testing.T) {
+	dir := t.TempDir()
+	cert, err := repair.SelfSigned("cloud")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "ca.pem"), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Certificate[0]}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	def, _ := core.Default.Lookup("rtp-reorder")
+	raw := func(ca string) map[string]any { return map[string]any{"retransmit": "127.0.0.1:4242", "ca": ca} }
+	if errs := def.CheckIn(raw("ca.pem"), dir); len(errs) > 0 {
+		t.Fatalf("ca.pem beside the pipeline file refused: %v", errs)
+	}
+	if errs := def.CheckIn(raw("missing.pem"), dir); len(errs) == 0 {
+		t.Fatal("a missing relative ca passed validation")
+	}
+	env := core.TestEnv("rtp-reorder")
+	env.Dir = dir
+	if _, err := def.Build(raw("ca.pem"), env); err != nil {
+		t.Fatalf("build with ca.pem beside the pipeline file: %v", err)
+	}
+	env.Dir = t.TempDir()
+	if _, err := def.Build(raw("ca.pem"), env); err == nil {
+		t.Fatal("build found ca.pem outside the pipeline file's directory")
 	}
 }

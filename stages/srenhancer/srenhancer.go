@@ -11,7 +11,6 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"sync"
 	"time"
 
@@ -82,7 +81,7 @@ func (c *Config) ValidateIn(dir string) error {
 	if c.Backend != "plugin" {
 		return nil
 	}
-	path := pluginPath(c.Path, dir)
+	path := core.InDir(dir, c.Path)
 	b, err := sr.OpenPlugin(path)
 	if err != nil {
 		return fmt.Errorf("path: %w", err)
@@ -91,14 +90,6 @@ func (c *Config) ValidateIn(dir string) error {
 		return fmt.Errorf("path: %s: stopping it: %w", path, err)
 	}
 	return nil
-}
-
-// pluginPath resolves path against the pipeline file's directory.
-func pluginPath(path, dir string) string {
-	if !filepath.IsAbs(path) && dir != "" {
-		return filepath.Join(dir, path)
-	}
-	return path
 }
 
 type stage struct {
@@ -134,7 +125,7 @@ func newStage(cfg *Config, env *core.Env) (core.Stage, error) {
 			return nil, fmt.Errorf("backend http: %w", err)
 		}
 	case "plugin":
-		s.cfg.Path = pluginPath(s.cfg.Path, env.Dir)
+		s.cfg.Path = env.Path(s.cfg.Path)
 		if _, err := os.Stat(s.cfg.Path); err != nil {
 			return nil, fmt.Errorf("backend plugin: %w", err)
 		}
