@@ -34,7 +34,7 @@ type Config struct {
 	Token      string        `param:"token" secret:"true" doc:"token the cloud's quic-retransmit expects"`
 	Latency    time.Duration `param:"latency" default:"80ms" min:"0.001" max:"10" doc:"how long a gap may wait for repair before it is skipped"`
 	MaxPackets int           `param:"max_packets" default:"4096" min:"16" max:"32768" doc:"reorder buffer bound per stream, in packets; a packet further ahead forces the oldest gaps to be skipped"`
-	CA         string        `param:"ca" doc:"PEM CA file to verify the cloud's certificate; empty: not verified (the token authenticates)"`
+	CA         string        `param:"ca" doc:"PEM CA file to verify the cloud's certificate (relative to the pipeline file's directory); empty: not verified (the token authenticates)"`
 }
 
 // Validate checks what spans fields, and an absolute ca (a relative one
