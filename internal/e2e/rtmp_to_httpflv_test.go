@@ -4,7 +4,6 @@ import (
 	"context"
 	"io"
 	"net"
-	"net/http"
 	"sync"
 	"testing"
 	"time"
@@ -13,6 +12,7 @@ import (
 	"github.com/mediapipe/mediapipe/core/media/flv"
 	"github.com/mediapipe/mediapipe/core/stagetest"
 	"github.com/mediapipe/mediapipe/internal/testmedia"
+	"github.com/mediapipe/mediapipe/internal/testrun"
 	"github.com/mediapipe/mediapipe/stages/httpflvsink"
 	"github.com/mediapipe/mediapipe/stages/rtmpsource"
 )
@@ -119,12 +119,12 @@ func TestRelayFFmpegToFFmpeg(t *testing.T) {
 		results[i] = testmedia.View(t, "http://"+proxies[i].addr+"/live/relay.flv", ffmpegLimit)
 	}
 	for i, p := range proxies {
-		within(t, p.accepted, waitLimit, "ffmpeg viewer "+string(rune('0'+i))+" to connect")
+		testrun.Within(t, p.accepted, waitLimit, "ffmpeg viewer "+string(rune('0'+i))+" to connect")
 	}
 
 	rtmpURL := "rtmp://" + src.(*rtmpsource.Stage).Addr().String() + "/live/relay"
 	pub := testmedia.Push(t, ctx, clip, rtmpURL, true)
-	waitFor(t, "stream on the sink", func() bool { return head(httpURL) == 200 })
+	testrun.Eventually(t, waitLimit, "stream on the sink", func() bool { return testrun.Head(httpURL) == 200 })
 
 	// joined[i] is the range of keyframes viewer i may have joined after:
 	// the sink's keyframe count before its request went in and after the
@@ -132,16 +132,16 @@ func TestRelayFFmpegToFFmpeg(t *testing.T) {
 	joined := make([][2]int, 2)
 	for i, p := range proxies {
 		if i == 1 { // the second viewer joins mid-stream, at the third GOP or later
-			waitFor(t, "the third keyframe", func() bool { return keys() >= 3 })
+			testrun.Eventually(t, waitLimit, "the third keyframe", func() bool { return keys() >= 3 })
 		}
 		joined[i][0] = keys()
 		p.release()
-		waitFor(t, "the sink to take the viewer", func() bool { return served() == i+1 })
+		testrun.Eventually(t, waitLimit, "the sink to take the viewer", func() bool { return served() == i+1 })
 		joined[i][1] = keys()
 	}
 	pubDone := make(chan error, 1)
 	go func() { pubDone <- pub.Wait() }()
-	if err := within(t, pubDone, ffmpegLimit, "the publisher"); err != nil {
+	if err := testrun.Within(t, pubDone, ffmpegLimit, "the publisher"); err != nil {
 		t.Fatalf("publisher: %v\n%s", err, testmedia.Stderr(pub))
 	}
 	firstKey := 0
@@ -149,7 +149,7 @@ func TestRelayFFmpegToFFmpeg(t *testing.T) {
 		firstKey++
 	}
 	for i, ch := range results {
-		res := within(t, ch, ffmpegLimit, "ffmpeg viewer")
+		res := testrun.Within(t, ch, ffmpegLimit, "ffmpeg viewer")
 		if res.Err != nil {
 			t.Fatalf("viewer %d: %v\n%s", i, res.Err, res.Stderr)
 		}
@@ -184,44 +184,6 @@ func TestRelayFFmpegToFFmpeg(t *testing.T) {
 			t.Errorf("late viewer got %d of %d packets", len(got), len(want))
 		}
 		t.Logf("viewer %d: joined after keyframe %d..%d, the clip's last %d of %d packets, identical", i, lo, hi, len(got), len(want))
-	}
-}
-
-// waitFor polls cond until it holds, or fails the test after waitLimit.
-func waitFor(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(waitLimit)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
-// head is a HEAD request's status, 0 on error: it asks whether the sink
-// serves a stream without becoming one of its viewers.
-func head(url string) int {
-	c := &http.Client{Timeout: 5 * time.Second}
-	r, err := c.Head(url)
-	if err != nil {
-		return 0
-	}
-	r.Body.Close()
-	return r.StatusCode
-}
-
-// within receives from ch or fails the test after d.
-func within[T any](t testing.TB, ch <-chan T, d time.Duration, what string) T {
-	t.Helper()
-	timer := time.NewTimer(d)
-	defer timer.Stop()
-	select {
-	case v := <-ch:
-		return v
-	case <-timer.C:
-		t.Fatalf("timed out after %v waiting for %s", d, what)
-		panic("unreachable")
 	}
 }
 

@@ -16,6 +16,7 @@ import (
 	"github.com/mediapipe/mediapipe/core/media/flv"
 	"github.com/mediapipe/mediapipe/core/sr"
 	"github.com/mediapipe/mediapipe/core/stagetest"
+	"github.com/mediapipe/mediapipe/internal/testrun"
 )
 
 func TestLoadDescribesSpec(t *testing.T) {
@@ -225,7 +226,7 @@ func TestKillRestartsAndStreamGoesOn(t *testing.T) {
 	}
 	restarts := env.Metrics.Counter("restarts")
 	// Keep the stream going until the restarted plugin passes packets again.
-	waitFor(t, "the plugin to restart", func() bool {
+	testrun.Eventually(t, 10*time.Second, "the plugin to restart", func() bool {
 		feed.send(1)
 		return core.CounterValue(restarts) >= 1 && stage.PID() != pid && stage.PID() != 0
 	})
@@ -233,7 +234,7 @@ func TestKillRestartsAndStreamGoesOn(t *testing.T) {
 	feed.send(20)
 	// The 20 packets sent after the restart all come through, in order, last.
 	lastTag := tag(flv.TypeVideo, uint32(mark+19), 200, mark+19)
-	waitFor(t, "the packets sent after the restart", func() bool {
+	testrun.Eventually(t, 10*time.Second, "the packets sent after the restart", func() bool {
 		d := h.Out.Data()
 		return len(d) > 0 && bytes.Equal(d[len(d)-1].Data, lastTag)
 	})
@@ -396,7 +397,7 @@ func TestSRSharpen(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitGone(t, pid)
-	waitFor(t, "the SR plugin to be seen dead", func() bool { return b.(*SRBackend).proc.exited() })
+	testrun.Eventually(t, 10*time.Second, "the SR plugin to be seen dead", func() bool { return b.(*SRBackend).proc.exited() })
 	if _, err := b.Enhance(context.Background(), in, 2); err != nil {
 		t.Fatalf("after a kill: %v", err)
 	}
@@ -478,14 +479,14 @@ func TestStreamEndsWhileDown(t *testing.T) {
 	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the bridge to see the plugin dead", func() bool { return stage.PID() != pid })
+	testrun.Eventually(t, 10*time.Second, "the bridge to see the plugin dead", func() bool { return stage.PID() != pid })
 	down := env.Metrics.Drop("plugin_down")
-	waitFor(t, "data to be dropped while down", func() bool {
+	testrun.Eventually(t, 10*time.Second, "data to be dropped while down", func() bool {
 		h.SendData(s, flv.TypeVideo, 0, tag(flv.TypeVideo, 0, 10, 2))
 		return down.Value() > 0
 	})
 	h.EndStream(s)
-	waitFor(t, "the end downstream", func() bool {
+	testrun.Eventually(t, 10*time.Second, "the end downstream", func() bool {
 		ps := h.Out.Packets()
 		return len(ps) > 0 && ps[len(ps)-1].Event == core.EventEnd && ps[len(ps)-1].Stream == s
 	})
@@ -508,11 +509,11 @@ func TestInFlightCountedOnDeath(t *testing.T) {
 	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the plugin to restart", func() bool { return stage.PID() != pid && stage.PID() != 0 })
+	testrun.Eventually(t, 10*time.Second, "the plugin to restart", func() bool { return stage.PID() != pid && stage.PID() != 0 })
 	feed.send(10)
 	seq := feed.next
 	last := tag(flv.TypeVideo, uint32(seq-1), 100, seq-1)
-	waitFor(t, "the packets sent after the restart", func() bool {
+	testrun.Eventually(t, 10*time.Second, "the packets sent after the restart", func() bool {
 		d := h.Out.Data()
 		return len(d) > 0 && bytes.Equal(d[len(d)-1].Data, last)
 	})
@@ -556,7 +557,7 @@ func TestFilteredNotCountedAsDied(t *testing.T) {
 	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the plugin to restart", func() bool { return stage.PID() != pid && stage.PID() != 0 })
+	testrun.Eventually(t, 10*time.Second, "the plugin to restart", func() bool { return stage.PID() != pid && stage.PID() != 0 })
 	h.EndStream(s)
 	if err := h.Close(); err != nil {
 		t.Fatal(err)
@@ -597,7 +598,7 @@ func TestSRBackendRestartBackoff(t *testing.T) {
 		if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
 			t.Fatal(err)
 		}
-		waitFor(t, "the SR plugin to be seen dead", func() bool {
+		testrun.Eventually(t, 10*time.Second, "the SR plugin to be seen dead", func() bool {
 			sb.mu.Lock()
 			defer sb.mu.Unlock()
 			return sb.proc.exited()

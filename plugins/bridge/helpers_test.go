@@ -101,18 +101,6 @@ func waitGone(t *testing.T, pid int) {
 	}
 }
 
-// waitFor polls cond (real time: the plugin is another process).
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 // noneLive fails t if a plugin process this package started is still
 // running after what the test did.
 func noneLive(t *testing.T, after string) {

@@ -18,6 +18,7 @@ import (
 	"github.com/mediapipe/mediapipe/core/media/flv"
 	"github.com/mediapipe/mediapipe/core/stagetest"
 	"github.com/mediapipe/mediapipe/internal/testmedia"
+	"github.com/mediapipe/mediapipe/internal/testrun"
 	"github.com/mediapipe/mediapipe/stages/flvtagger"
 	"github.com/mediapipe/mediapipe/stages/httpflvsink"
 )
@@ -70,21 +71,10 @@ func (s *sink) sync(t testing.TB) {
 	s.nsync++
 	name := fmt.Sprintf("sync/%d", s.nsync)
 	s.h.StartStream(name)
-	waitFor(t, "the sink to catch up", func() bool { return head(s.base+"/"+name+".flv") == 200 })
+	testrun.Eventually(t, waitLimit, "the sink to catch up", func() bool { return testrun.Head(s.base+"/"+name+".flv") == 200 })
 }
 
 func (s *sink) viewers() float64 { return core.GaugeValue(s.env.Metrics.Gauge("viewers")) }
-
-func waitFor(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(waitLimit)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
 
 func sameTags(t *testing.T, got, want [][]byte) {
 	t.Helper()
@@ -117,7 +107,7 @@ func TestWholeStream(t *testing.T) {
 		t.Run(m.name, func(t *testing.T) {
 			s := startSink(t, httpflvsink.Config{GOPCache: true, FlushInterval: m.interval, FlushBytes: m.bytes})
 			st := s.h.StartStream("live/whole")
-			waitFor(t, "stream", func() bool { return head(s.base+"/live/whole.flv") == 200 })
+			testrun.Eventually(t, waitLimit, "stream", func() bool { return testrun.Head(s.base+"/live/whole.flv") == 200 })
 			resp, err := httpc.Get(s.base + "/live/whole.flv")
 			if err != nil {
 				t.Fatal(err)
@@ -135,8 +125,8 @@ func TestWholeStream(t *testing.T) {
 				t.Fatalf("reading the body: %v", err)
 			}
 			sameTags(t, got, tags)
-			waitFor(t, "viewer gone", func() bool { return s.viewers() == 0 })
-			if code := head(s.base + "/live/whole.flv"); code != 404 {
+			testrun.Eventually(t, waitLimit, "viewer gone", func() bool { return s.viewers() == 0 })
+			if code := testrun.Head(s.base + "/live/whole.flv"); code != 404 {
 				t.Errorf("ended stream: status %d, want 404", code)
 			}
 		})
@@ -162,12 +152,12 @@ func TestLateJoinFFmpeg(t *testing.T) {
 			}
 			s.sync(t) // the viewer must join at tag split, not before
 			done := testmedia.View(t, s.base+"/live/late.flv", ffmpegLimit)
-			waitFor(t, "ffmpeg to join", func() bool { return s.viewers() == 1 })
+			testrun.Eventually(t, waitLimit, "ffmpeg to join", func() bool { return s.viewers() == 1 })
 			for _, tag := range tags[split:] {
 				s.send(st, tag)
 			}
 			s.h.EndStream(st)
-			res := within(t, done, ffmpegLimit, "ffmpeg viewer")
+			res := testrun.Within(t, done, ffmpegLimit, "ffmpeg viewer")
 			if res.Err != nil {
 				t.Fatalf("ffmpeg: %v\n%s", res.Err, res.Stderr)
 			}
@@ -244,7 +234,7 @@ func testStalledViewerShed(t *testing.T, queue int, timeout, interval time.Durat
 		_ = tc.SetReadBuffer(4096)
 	}
 	fmt.Fprintf(stalled, "GET /live/stall.flv HTTP/1.1\r\nHost: x\r\n\r\n")
-	waitFor(t, "stalled viewer", func() bool { return s.viewers() == 1 })
+	testrun.Eventually(t, waitLimit, "stalled viewer", func() bool { return s.viewers() == 1 })
 
 	resp, err := httpc.Get(s.base + "/live/stall.flv")
 	if err != nil {
@@ -279,13 +269,13 @@ func testStalledViewerShed(t *testing.T, queue int, timeout, interval time.Durat
 		sent = append(sent, tag)
 		s.send(st, tag)
 		if i%32 == 31 { // pace to the good reader, never to the stalled one
-			waitFor(t, "good viewer", func() bool { return got.Load() >= int64(i-8) })
+			testrun.Eventually(t, waitLimit, "good viewer", func() bool { return got.Load() >= int64(i-8) })
 		}
 	}
-	waitFor(t, "stalled viewer shed", func() bool { return s.env.Metrics.Drop("slow_viewer").Value() == 1 })
-	waitFor(t, "stalled viewer gone", func() bool { return s.viewers() == 1 })
+	testrun.Eventually(t, waitLimit, "stalled viewer shed", func() bool { return s.env.Metrics.Drop("slow_viewer").Value() == 1 })
+	testrun.Eventually(t, waitLimit, "stalled viewer gone", func() bool { return s.viewers() == 1 })
 	s.h.EndStream(st)
-	sameTags(t, within(t, readDone, waitLimit, "the good viewer's response to end"), sent)
+	sameTags(t, testrun.Within(t, readDone, waitLimit, "the good viewer's response to end"), sent)
 	if n := s.env.Metrics.Drop("slow_viewer").Value(); n != 1 {
 		t.Errorf("slow_viewer = %v, want 1", n)
 	}
@@ -321,7 +311,7 @@ func TestViewerGoneCounted(t *testing.T) {
 				s.send(st, flv.AppendTag(nil, flv.TypeAudio, uint32(i), body))
 				time.Sleep(2 * time.Millisecond)
 			}
-			waitFor(t, "the viewer to leave", func() bool { return s.viewers() == 0 })
+			testrun.Eventually(t, waitLimit, "the viewer to leave", func() bool { return s.viewers() == 0 })
 			s.h.EndStream(st)
 			if n := s.env.Metrics.Drop("viewer_gone").Value(); n != 1 {
 				t.Errorf("viewer_gone = %v, want 1", n)
@@ -336,7 +326,7 @@ func TestViewerGoneCounted(t *testing.T) {
 func TestHTTPErrors(t *testing.T) {
 	s := startSink(t, httpflvsink.Config{GOPCache: true, PlayKey: "pk"})
 	s.h.StartStream("live/here")
-	waitFor(t, "stream", func() bool { return head(s.base+"/live/here.flv?key=pk") == 200 })
+	testrun.Eventually(t, waitLimit, "stream", func() bool { return testrun.Head(s.base+"/live/here.flv?key=pk") == 200 })
 	cases := []struct {
 		method, path string
 		want         int
@@ -393,7 +383,7 @@ func TestInitFromStream(t *testing.T) {
 	init := st.Init()
 	s := startSink(t, httpflvsink.Config{GOPCache: true})
 	s.h.Send(core.NewEvent(core.EventStart, st))
-	waitFor(t, "stream", func() bool { return head(s.base+"/live/edge.flv") == 200 })
+	testrun.Eventually(t, waitLimit, "stream", func() bool { return testrun.Head(s.base+"/live/edge.flv") == 200 })
 	resp, err := httpc.Get(s.base + "/live/edge.flv")
 	if err != nil {
 		t.Fatal(err)
@@ -460,7 +450,7 @@ func benchFanout(b *testing.B, flush time.Duration, n int) {
 	}
 	s.h.EndStream(st)
 	for i := 0; i < n; i++ {
-		within(b, done, waitLimit, "viewers to end")
+		testrun.Within(b, done, waitLimit, "viewers to end")
 	}
 	b.StopTimer()
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(n), "ns/delivery")
@@ -485,12 +475,12 @@ func TestShutdownKicksViewers(t *testing.T) {
 	t.Cleanup(func() { // also when the test fails early: Run must not outlive it
 		cancel()
 		closeIn.Do(func() { close(in) })
-		within(t, done, waitLimit, "Run to return")
+		testrun.Within(t, done, waitLimit, "Run to return")
 	})
 	s := core.NewStream("live/bye")
 	in <- core.NewEvent(core.EventStart, s)
 	url := "http://" + st.(*httpflvsink.Stage).Addr().String() + "/live/bye.flv"
-	waitFor(t, "stream", func() bool { return head(url) == 200 })
+	testrun.Eventually(t, waitLimit, "stream", func() bool { return testrun.Head(url) == 200 })
 	resp, err := httpc.Get(url)
 	if err != nil {
 		t.Fatal(err)
@@ -523,7 +513,7 @@ func TestOutlivesWriteTimeout(t *testing.T) {
 		t.Run(m.name, func(t *testing.T) {
 			s := startSink(t, httpflvsink.Config{GOPCache: true, WriteTimeout: 100 * time.Millisecond, FlushInterval: m.interval, FlushBytes: m.bytes})
 			st := s.h.StartStream("live/long")
-			waitFor(t, "stream", func() bool { return head(s.base+"/live/long.flv") == 200 })
+			testrun.Eventually(t, waitLimit, "stream", func() bool { return testrun.Head(s.base+"/live/long.flv") == 200 })
 			resp, err := httpc.Get(s.base + "/live/long.flv")
 			if err != nil {
 				t.Fatal(err)
@@ -550,10 +540,10 @@ func TestOutlivesWriteTimeout(t *testing.T) {
 				tag := flv.AppendTag(nil, flv.TypeAudio, uint32(i*20), []byte{0xaf, 1, byte(i), byte(i >> 8)})
 				sent = append(sent, tag)
 				s.send(st, tag)
-				waitFor(t, "the viewer to get the tag", func() bool { return got.Load() >= int64(i+1) })
+				testrun.Eventually(t, waitLimit, "the viewer to get the tag", func() bool { return got.Load() >= int64(i+1) })
 			}
 			s.h.EndStream(st)
-			sameTags(t, within(t, readDone, waitLimit, "the response to end"), sent)
+			sameTags(t, testrun.Within(t, readDone, waitLimit, "the response to end"), sent)
 			if d := s.env.Metrics.Drop("slow_viewer").Value(); d != 0 {
 				t.Errorf("%v viewers shed", d)
 			}
@@ -578,7 +568,7 @@ func TestEndCutsTrickle(t *testing.T) {
 		_ = tc.SetReadBuffer(4096)
 	}
 	fmt.Fprintf(c, "GET /live/trickle.flv HTTP/1.1\r\nHost: x\r\n\r\n")
-	waitFor(t, "the viewer", func() bool { return s.viewers() == 1 })
+	testrun.Eventually(t, waitLimit, "the viewer", func() bool { return s.viewers() == 1 })
 	var read atomic.Int64
 	readerDone := make(chan struct{})
 	go func() { // about 200 kB/s
@@ -602,11 +592,11 @@ func TestEndCutsTrickle(t *testing.T) {
 	s.sync(t)
 	s.h.EndStream(st)
 	ended := time.Now()
-	waitFor(t, "the viewer to be cut", func() bool { return s.viewers() == 0 })
+	testrun.Eventually(t, waitLimit, "the viewer to be cut", func() bool { return s.viewers() == 0 })
 	if took := time.Since(ended); took > writeTimeout+5*time.Second {
 		t.Errorf("the viewer left %v after its stream ended; write_timeout is %v", took, writeTimeout)
 	}
-	within(t, readerDone, waitLimit, "the response to end")
+	testrun.Within(t, readerDone, waitLimit, "the response to end")
 	if n := read.Load(); n >= int64(tags*(len(body)+flv.HeaderSize+4)) {
 		t.Errorf("the slow viewer read all %d bytes: it was not slow enough to test the cut", n)
 	}
@@ -697,7 +687,7 @@ func TestChunkedEnd(t *testing.T) {
 				if want := proto == "1.1"; chunked != want {
 					t.Fatalf("HTTP/%s: chunked = %v, want %v; head %q", proto, chunked, want, head)
 				}
-				waitFor(t, "the viewer", func() bool { return s.viewers() == 1 })
+				testrun.Eventually(t, waitLimit, "the viewer", func() bool { return s.viewers() == 1 })
 				for _, tag := range tags {
 					s.send(st, tag)
 				}
@@ -761,7 +751,7 @@ func TestChunkedSlowReader(t *testing.T) {
 					break
 				}
 			}
-			waitFor(t, "the viewer", func() bool { return s.viewers() == 1 })
+			testrun.Eventually(t, waitLimit, "the viewer", func() bool { return s.viewers() == 1 })
 			var sent [][]byte
 			for i := 0; i < 800; i++ {
 				body := bytes.Repeat([]byte{0xaf, 1, byte(i)}, 200+i*37%1500) // sizes vary so cuts fall anywhere
