@@ -103,151 +103,159 @@ func (r *rig) check() {
 	}
 }
 
+// bufferCase drives one buffer through run and says what it must release,
+// count and NACK.
+type bufferCase struct {
+	name  string
+	retry time.Duration
+	size  int
+	run   func(r *rig)
+	want  []uint16
+	// counters and NACKs after run
+	skipped, dup, late, overflow, repaired int
+	nacked                                 []uint16
+}
+
+// The latency every buffer case runs with, and the retry interval of the
+// cases that have repair (retry: caseRetry; 0 is none).
+const caseLatency, caseRetry = 80 * time.Millisecond, 20 * time.Millisecond
+
+var bufferCases = []bufferCase{{
+	name: "in order, nothing held",
+	run: func(r *rig) {
+		for q := range uint16(5) {
+			r.insert(q, false)
+			if len(r.out) != int(q)+1 {
+				r.t.Fatalf("seq %d held", q)
+			}
+		}
+	},
+	want: []uint16{0, 1, 2, 3, 4},
+}, {
+	name: "wraps at 65535",
+	run: func(r *rig) {
+		for _, q := range []uint16{65534, 0, 65535, 1} {
+			r.insert(q, false)
+		}
+	},
+	want: []uint16{65534, 65535, 0, 1},
+}, {
+	name: "reordered, released in order without repair",
+	run: func(r *rig) {
+		r.insert(1, false)
+		r.insert(3, false)
+		r.insert(4, false)
+		if len(r.out) != 1 {
+			r.t.Fatalf("released %v past a gap", r.seqs())
+		}
+		r.insert(2, false)
+	},
+	want: []uint16{1, 2, 3, 4},
+}, {
+	name: "gap skipped at its deadline",
+	run: func(r *rig) {
+		r.insert(1, false)
+		r.insert(3, false)
+		r.advance(caseLatency - time.Millisecond)
+		if len(r.out) != 1 {
+			r.t.Fatal("gap skipped before its deadline")
+		}
+		r.advance(time.Millisecond)
+		r.insert(2, false) // late now
+	},
+	want:    []uint16{1, 3},
+	skipped: 1, late: 1,
+}, {
+	name:  "gap asked for, asked again, repaired",
+	retry: caseRetry,
+	run: func(r *rig) {
+		r.insert(10, true) // a repair as the first packet asks nothing before it
+		r.insert(12, false)
+		r.advance(caseRetry)
+		r.insert(11, true)
+		if len(r.delays) != 1 || r.delays[0] != caseRetry {
+			r.t.Fatalf("repair delays %v, want [%v]", r.delays, caseRetry)
+		}
+	},
+	want:     []uint16{10, 11, 12},
+	repaired: 1,
+	nacked:   []uint16{11, 11},
+}, {
+	name:  "head probed; probes gone are dropped uncounted",
+	retry: caseRetry,
+	run: func(r *rig) {
+		r.insert(100, false)
+		r.b.markGone([]uint16{96, 97, 98}, r)
+		r.insert(99, true)
+	},
+	want:     []uint16{99, 100},
+	repaired: 1,
+	nacked:   []uint16{96, 97, 98, 99},
+}, {
+	name:  "gap the cloud says gone is skipped at once",
+	retry: caseRetry,
+	run: func(r *rig) {
+		r.insert(7, true)
+		r.insert(9, false)
+		r.b.markGone([]uint16{8}, r)
+	},
+	want:    []uint16{7, 9},
+	skipped: 1,
+	nacked:  []uint16{8},
+}, {
+	name:  "tail probed",
+	retry: caseRetry,
+	run: func(r *rig) {
+		r.insert(5, true)
+		r.b.probeTail(tailProbes)
+		r.takeNacks()
+		r.insert(6, true)
+		r.advance(caseLatency)
+		if r.b.missing != 0 {
+			r.t.Fatalf("%d tail probes still open", r.b.missing)
+		}
+	},
+	want:     []uint16{5, 6},
+	repaired: 1,
+	nacked:   []uint16{6, 7, 8, 9},
+}, {
+	name: "duplicate and late",
+	run: func(r *rig) {
+		r.insert(1, false)
+		r.insert(1, false)
+		r.insert(3, false)
+		r.insert(3, false)
+		r.insert(0, false)
+	},
+	want: []uint16{1},
+	dup:  2, late: 1,
+}, {
+	name: "a packet past the window forces the head",
+	size: 16,
+	run: func(r *rig) {
+		r.insert(0, false)
+		r.insert(2, false)
+		r.insert(17, false)
+	},
+	want:     []uint16{0, 2},
+	overflow: 1,
+}, {
+	name: "a jump past the whole window starts over",
+	size: 16,
+	run: func(r *rig) {
+		r.insert(0, false)
+		r.insert(2, false)
+		r.insert(1000, false)
+		r.insert(1001, false)
+	},
+	want:    []uint16{0, 2, 1000, 1001},
+	skipped: 1,
+}}
+
 func TestBuffer(t *testing.T) {
-	const latency, retry = 80 * time.Millisecond, 20 * time.Millisecond
-	tests := []struct {
-		name  string
-		retry time.Duration
-		size  int
-		run   func(r *rig)
-		want  []uint16
-		// counters and NACKs after run
-		skipped, dup, late, overflow, repaired int
-		nacked                                 []uint16
-	}{{
-		name: "in order, nothing held",
-		run: func(r *rig) {
-			for q := range uint16(5) {
-				r.insert(q, false)
-				if len(r.out) != int(q)+1 {
-					r.t.Fatalf("seq %d held", q)
-				}
-			}
-		},
-		want: []uint16{0, 1, 2, 3, 4},
-	}, {
-		name: "wraps at 65535",
-		run: func(r *rig) {
-			for _, q := range []uint16{65534, 0, 65535, 1} {
-				r.insert(q, false)
-			}
-		},
-		want: []uint16{65534, 65535, 0, 1},
-	}, {
-		name: "reordered, released in order without repair",
-		run: func(r *rig) {
-			r.insert(1, false)
-			r.insert(3, false)
-			r.insert(4, false)
-			if len(r.out) != 1 {
-				r.t.Fatalf("released %v past a gap", r.seqs())
-			}
-			r.insert(2, false)
-		},
-		want: []uint16{1, 2, 3, 4},
-	}, {
-		name: "gap skipped at its deadline",
-		run: func(r *rig) {
-			r.insert(1, false)
-			r.insert(3, false)
-			r.advance(latency - time.Millisecond)
-			if len(r.out) != 1 {
-				r.t.Fatal("gap skipped before its deadline")
-			}
-			r.advance(time.Millisecond)
-			r.insert(2, false) // late now
-		},
-		want:    []uint16{1, 3},
-		skipped: 1, late: 1,
-	}, {
-		name:  "gap asked for, asked again, repaired",
-		retry: retry,
-		run: func(r *rig) {
-			r.insert(10, true) // a repair as the first packet asks nothing before it
-			r.insert(12, false)
-			r.advance(retry)
-			r.insert(11, true)
-			if len(r.delays) != 1 || r.delays[0] != retry {
-				r.t.Fatalf("repair delays %v, want [%v]", r.delays, retry)
-			}
-		},
-		want:     []uint16{10, 11, 12},
-		repaired: 1,
-		nacked:   []uint16{11, 11},
-	}, {
-		name:  "head probed; probes gone are dropped uncounted",
-		retry: retry,
-		run: func(r *rig) {
-			r.insert(100, false)
-			r.b.markGone([]uint16{96, 97, 98}, r)
-			r.insert(99, true)
-		},
-		want:     []uint16{99, 100},
-		repaired: 1,
-		nacked:   []uint16{96, 97, 98, 99},
-	}, {
-		name:  "gap the cloud says gone is skipped at once",
-		retry: retry,
-		run: func(r *rig) {
-			r.insert(7, true)
-			r.insert(9, false)
-			r.b.markGone([]uint16{8}, r)
-		},
-		want:    []uint16{7, 9},
-		skipped: 1,
-		nacked:  []uint16{8},
-	}, {
-		name:  "tail probed",
-		retry: retry,
-		run: func(r *rig) {
-			r.insert(5, true)
-			r.b.probeTail(tailProbes)
-			r.takeNacks()
-			r.insert(6, true)
-			r.advance(latency)
-			if r.b.missing != 0 {
-				r.t.Fatalf("%d tail probes still open", r.b.missing)
-			}
-		},
-		want:     []uint16{5, 6},
-		repaired: 1,
-		nacked:   []uint16{6, 7, 8, 9},
-	}, {
-		name: "duplicate and late",
-		run: func(r *rig) {
-			r.insert(1, false)
-			r.insert(1, false)
-			r.insert(3, false)
-			r.insert(3, false)
-			r.insert(0, false)
-		},
-		want: []uint16{1},
-		dup:  2, late: 1,
-	}, {
-		name: "a packet past the window forces the head",
-		size: 16,
-		run: func(r *rig) {
-			r.insert(0, false)
-			r.insert(2, false)
-			r.insert(17, false)
-		},
-		want:     []uint16{0, 2},
-		overflow: 1,
-	}, {
-		name: "a jump past the whole window starts over",
-		size: 16,
-		run: func(r *rig) {
-			r.insert(0, false)
-			r.insert(2, false)
-			r.insert(1000, false)
-			r.insert(1001, false)
-		},
-		want:    []uint16{0, 2, 1000, 1001},
-		skipped: 1,
-	}}
-	for _, tc := range tests {
+	for _, tc := range bufferCases {
 		t.Run(tc.name, func(t *testing.T) {
-			r := newRig(t, cmp.Or(tc.size, 4096), latency, tc.retry)
+			r := newRig(t, cmp.Or(tc.size, 4096), caseLatency, tc.retry)
 			tc.run(r)
 			r.check()
 			if got := r.seqs(); !slices.Equal(got, tc.want) {
