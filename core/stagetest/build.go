@@ -24,6 +24,25 @@ func Build(t testing.TB, name string, raw map[string]any, env *core.Env) core.St
 	return st
 }
 
+// StartNamed builds the stage registered in core.Default as name from raw
+// parameters with core.TestEnv(name) and starts it in a Harness (h.Env is
+// that env), as a stage that takes input.
+func StartNamed(t testing.TB, name string, raw map[string]any) *Harness {
+	t.Helper()
+	env := core.TestEnv(name)
+	return Start(t, Build(t, name, raw, env), env, false)
+}
+
+// Pattern returns n bytes of a repeatable pattern that differs by seed:
+// payloads a test can tell apart and compare byte for byte.
+func Pattern(n int, seed byte) []byte {
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = byte(i*13) ^ seed
+	}
+	return b
+}
+
 // Decode fills dst, the config struct of the stage registered in
 // core.Default as name, from raw parameters and the spec's defaults, or
 // fails the test: a test that builds a config in code takes the defaults

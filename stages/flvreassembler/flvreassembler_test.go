@@ -10,20 +10,6 @@ import (
 	"github.com/mediapipe/mediapipe/core/stagetest"
 )
 
-func body(n int, seed byte) []byte {
-	b := make([]byte, n)
-	for i := range b {
-		b[i] = byte(i*13) ^ seed
-	}
-	return b
-}
-
-func start(t *testing.T, raw map[string]any) (*stagetest.Harness, *core.Env) {
-	t.Helper()
-	env := core.TestEnv("flv-reassembler")
-	return stagetest.Start(t, stagetest.Build(t, "flv-reassembler", raw, env), env, false), env
-}
-
 // fragments returns tag's RTP packets from f.
 func fragments(f *rtpflv.Fragmenter, tag []byte) [][]byte {
 	h, _ := flv.ParseHeader(tag)
@@ -40,11 +26,11 @@ func fragments(f *rtpflv.Fragmenter, tag []byte) [][]byte {
 // the 1 MB keyframe (889 packets), tag 4 one packet.
 func testTags() [][]byte {
 	return [][]byte{
-		flv.AppendTag(nil, flv.TypeScript, 0, body(100, 1)),
-		flv.AppendTag(nil, flv.TypeVideo, 40, body(3000, 2)),
+		flv.AppendTag(nil, flv.TypeScript, 0, stagetest.Pattern(100, 1)),
+		flv.AppendTag(nil, flv.TypeVideo, 40, stagetest.Pattern(3000, 2)),
 		flv.AppendTag(nil, flv.TypeAudio, 41, nil),
-		flv.AppendTag(nil, flv.TypeVideo, 0x01000000, body(1<<20, 3)),
-		flv.AppendTag(nil, flv.TypeAudio, 0x01000001, body(1180-flv.HeaderSize, 4)),
+		flv.AppendTag(nil, flv.TypeVideo, 0x01000000, stagetest.Pattern(1<<20, 3)),
+		flv.AppendTag(nil, flv.TypeAudio, 0x01000001, stagetest.Pattern(1180-flv.HeaderSize, 4)),
 	}
 }
 
@@ -80,7 +66,8 @@ func TestReassembles(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			tags := testTags()
-			h, env := start(t, nil)
+			h := stagetest.StartNamed(t, "flv-reassembler", nil)
+			env := h.Env
 			s := h.StartStream("live/movie")
 			f := &rtpflv.Fragmenter{SSRC: 77, Seq: 65000, PayloadType: 100, MaxPayload: 1180}
 			for ti, tg := range tags {
@@ -126,13 +113,14 @@ func equal(a, b map[string]float64) bool {
 }
 
 func TestStreamsAndStateLifecycle(t *testing.T) {
-	h, env := start(t, map[string]any{"max_tag_size": int64(2000)})
+	h := stagetest.StartNamed(t, "flv-reassembler", map[string]any{"max_tag_size": int64(2000)})
+	env := h.Env
 	a := h.StartStream("live/a")
 	b := h.StartStream("live/b")
 	fa := &rtpflv.Fragmenter{SSRC: 1, Seq: 1, PayloadType: 100, MaxPayload: 1180}
 	fb := &rtpflv.Fragmenter{SSRC: 1, Seq: 9000, PayloadType: 100, MaxPayload: 1180} // same SSRC, other stream: independent
-	ta := flv.AppendTag(nil, flv.TypeVideo, 5, body(1500, 1))
-	tb := flv.AppendTag(nil, flv.TypeAudio, 6, body(1500, 2))
+	ta := flv.AppendTag(nil, flv.TypeVideo, 5, stagetest.Pattern(1500, 1))
+	tb := flv.AppendTag(nil, flv.TypeAudio, 6, stagetest.Pattern(1500, 2))
 	pa, pb := fragments(fa, ta), fragments(fb, tb)
 	// interleaved fragments of two streams
 	h.SendData(a, 0, 0, pa[0])
@@ -140,7 +128,7 @@ func TestStreamsAndStateLifecycle(t *testing.T) {
 	h.SendData(a, 0, 0, pa[1])
 	h.SendData(b, 0, 0, pb[1])
 	// an oversize tag on a, then a new SSRC on b cutting a tag short
-	for _, p := range fragments(fa, flv.AppendTag(nil, flv.TypeVideo, 7, body(2500, 3))) {
+	for _, p := range fragments(fa, flv.AppendTag(nil, flv.TypeVideo, 7, stagetest.Pattern(2500, 3))) {
 		h.SendData(a, 0, 0, p)
 	}
 	h.SendData(b, 0, 0, fragments(fb, tb)[0])
@@ -202,9 +190,9 @@ func BenchmarkStage(b *testing.B) {
 		name string
 		tag  []byte
 	}{
-		{"audio_300B", flv.AppendTag(nil, flv.TypeAudio, 1, body(300, 1))},
-		{"video_5kB", flv.AppendTag(nil, flv.TypeVideo, 1, body(5000, 2))},
-		{"keyframe_1MB", flv.AppendTag(nil, flv.TypeVideo, 1, body(1_000_000, 3))},
+		{"audio_300B", flv.AppendTag(nil, flv.TypeAudio, 1, stagetest.Pattern(300, 1))},
+		{"video_5kB", flv.AppendTag(nil, flv.TypeVideo, 1, stagetest.Pattern(5000, 2))},
+		{"keyframe_1MB", flv.AppendTag(nil, flv.TypeVideo, 1, stagetest.Pattern(1_000_000, 3))},
 	} {
 		b.Run(c.name, func(b *testing.B) {
 			s := newStage(&Config{MaxTagSize: flv.MaxTagSize}, core.TestEnv("bench"))

@@ -12,20 +12,6 @@ import (
 	"github.com/mediapipe/mediapipe/core/stagetest"
 )
 
-func body(n int, seed byte) []byte {
-	b := make([]byte, n)
-	for i := range b {
-		b[i] = byte(i*13) ^ seed
-	}
-	return b
-}
-
-func start(t *testing.T, raw map[string]any) (*stagetest.Harness, *core.Env) {
-	t.Helper()
-	env := core.TestEnv("rtp-fragmenter")
-	return stagetest.Start(t, stagetest.Build(t, "rtp-fragmenter", raw, env), env, false), env
-}
-
 func sendTag(h *stagetest.Harness, s *core.Stream, tag []byte) {
 	hdr, _ := flv.ParseHeader(tag)
 	h.SendData(s, hdr.Type, hdr.Timestamp, tag)
@@ -33,14 +19,14 @@ func sendTag(h *stagetest.Harness, s *core.Stream, tag []byte) {
 
 func TestFragmentsTags(t *testing.T) {
 	tags := [][]byte{
-		flv.AppendTag(nil, flv.TypeScript, 0, nil),                            // empty body
-		flv.AppendTag(nil, flv.TypeAudio, 10, body(1180-flv.HeaderSize, 1)),   // exactly max_payload
-		flv.AppendTag(nil, flv.TypeVideo, 20, body(1180-flv.HeaderSize+1, 2)), // one byte over
-		flv.AppendTag(nil, flv.TypeVideo, 0x01000040, body(1<<20, 3)),         // 1 MB keyframe, extended ts
-		flv.AppendTag(nil, flv.TypeAudio, 0x01000041, body(300, 4)),
+		flv.AppendTag(nil, flv.TypeScript, 0, nil),                                         // empty body
+		flv.AppendTag(nil, flv.TypeAudio, 10, stagetest.Pattern(1180-flv.HeaderSize, 1)),   // exactly max_payload
+		flv.AppendTag(nil, flv.TypeVideo, 20, stagetest.Pattern(1180-flv.HeaderSize+1, 2)), // one byte over
+		flv.AppendTag(nil, flv.TypeVideo, 0x01000040, stagetest.Pattern(1<<20, 3)),         // 1 MB keyframe, extended ts
+		flv.AppendTag(nil, flv.TypeAudio, 0x01000041, stagetest.Pattern(300, 4)),
 	}
 	wantPkts := []int{1, 1, 2, 889, 1}
-	h, _ := start(t, nil)
+	h := stagetest.StartNamed(t, "rtp-fragmenter", nil)
 	s := h.StartStream("live/movie")
 	for _, tg := range tags {
 		sendTag(h, s, tg)
@@ -100,12 +86,13 @@ func TestFragmentsTags(t *testing.T) {
 }
 
 func TestStreamsHaveOwnSSRCAndSequence(t *testing.T) {
-	h, env := start(t, map[string]any{"max_payload": int64(200), "payload_type": int64(127)})
+	h := stagetest.StartNamed(t, "rtp-fragmenter", map[string]any{"max_payload": int64(200), "payload_type": int64(127)})
+	env := h.Env
 	a := h.StartStream("live/a")
 	b := h.StartStream("live/b")
 	for i := 0; i < 10; i++ {
-		sendTag(h, a, flv.AppendTag(nil, flv.TypeVideo, uint32(i), body(500, byte(i))))
-		sendTag(h, b, flv.AppendTag(nil, flv.TypeAudio, uint32(i), body(50, byte(i))))
+		sendTag(h, a, flv.AppendTag(nil, flv.TypeVideo, uint32(i), stagetest.Pattern(500, byte(i))))
+		sendTag(h, b, flv.AppendTag(nil, flv.TypeAudio, uint32(i), stagetest.Pattern(50, byte(i))))
 	}
 	h.SendData(a, flv.TypeVideo, 0, []byte{9, 0, 0, 5}) // short: not a tag
 	h.SendData(core.NewStream("live/never-started"), flv.TypeVideo, 0, flv.AppendTag(nil, 9, 0, nil))
@@ -143,7 +130,7 @@ func TestStreamsHaveOwnSSRCAndSequence(t *testing.T) {
 }
 
 func TestStreamRestartGetsNewState(t *testing.T) {
-	h, _ := start(t, nil)
+	h := stagetest.StartNamed(t, "rtp-fragmenter", nil)
 	s := h.StartStream("live/x")
 	sendTag(h, s, flv.AppendTag(nil, 9, 0, nil))
 	h.EndStream(s)
@@ -188,9 +175,9 @@ func BenchmarkStage(b *testing.B) {
 		name string
 		tag  []byte
 	}{
-		{"audio_300B", flv.AppendTag(nil, flv.TypeAudio, 1, body(300, 1))},
-		{"video_5kB", flv.AppendTag(nil, flv.TypeVideo, 1, body(5000, 2))},
-		{"keyframe_1MB", flv.AppendTag(nil, flv.TypeVideo, 1, body(1_000_000, 3))}, // input fits the largest packet pool class
+		{"audio_300B", flv.AppendTag(nil, flv.TypeAudio, 1, stagetest.Pattern(300, 1))},
+		{"video_5kB", flv.AppendTag(nil, flv.TypeVideo, 1, stagetest.Pattern(5000, 2))},
+		{"keyframe_1MB", flv.AppendTag(nil, flv.TypeVideo, 1, stagetest.Pattern(1_000_000, 3))}, // input fits the largest packet pool class
 	} {
 		b.Run(c.name, func(b *testing.B) {
 			s := newStage(&Config{MaxPayload: 1180, PayloadType: 100}, core.TestEnv("bench"))
