@@ -77,17 +77,6 @@ type StageConfig struct {
 	Def    core.Definition
 }
 
-// Validate asks for exactly one of use and plugin.
-func (s *StageConfig) Validate() error {
-	switch {
-	case s.Use != "" && s.Plugin != "":
-		return errors.New("give either use or plugin, not both")
-	case s.Use == "" && s.Plugin == "":
-		return errors.New(`needs use = "NAME" (a built-in stage) or plugin = "PATH"`)
-	}
-	return nil
-}
-
 // Label is how problems and logs name the stage: its built-in name or plugin path.
 func (s *StageConfig) Label() string {
 	if s.Plugin != "" {

@@ -186,6 +186,13 @@ func TestParseProblems(t *testing.T) {
 				`t.toml: pipeline "p" stage 1: needs use = "NAME" (a built-in stage) or plugin = "PATH"`,
 				`t.toml: pipeline "p" stage 2: give either use or plugin, not both`,
 			}},
+		{"use or plugin given empty", "[[pipeline]]\nname = \"p\"\n[[pipeline.stage]]\nuse = \"\"\n[[pipeline.stage]]\nplugin = \"\"\n[[pipeline.stage]]\nuse = \"\"\nplugin = \"./p\"\n[[pipeline.stage]]\nuse = 4\n", nil,
+			[]string{
+				`t.toml: pipeline "p" stage 1: use: must be a stage name such as "udp-source"`,
+				`t.toml: pipeline "p" stage 2: plugin: must be a path to an executable`,
+				`t.toml: pipeline "p" stage 3: give either use or plugin, not both`,
+				`t.toml: pipeline "p" stage 4: use: 4 is not a string`,
+			}},
 		{"plugins unavailable", "[[pipeline]]\nname = \"p\"\n[[pipeline.stage]]\nplugin = \"/x/y\"\n", nil,
 			[]string{`t.toml: pipeline "p" stage 1 (/x/y): plugins are not available in this build`}},
 		{"unknown keys at every level", "bogus = 1\n[admin]\nport = 1\n[[pipeline]]\nname = \"p\"\ncolour = \"red\"\n[[pipeline.stage]]\nuse = \"src\"\nlisten = \"l\"\n[[pipeline.stage]]\nuse = \"av2flv\"\n[[pipeline.stage]]\nuse = \"flvsink\"\nlisten = \"x\"\n", nil,

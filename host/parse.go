@@ -149,6 +149,30 @@ func (ps *problems) pipeline(index int, t map[string]any, dir string, env map[st
 	return pc
 }
 
+// useOrPlugin says whether a stage table fails to pick exactly one stage
+// (keys holds its use and plugin keys as given) and why; the message is ""
+// where decoding already said it (a value that is no string). A key given
+// empty is wrong, not absent: use = "" beside plugin = "./p" is a slip.
+func useOrPlugin(keys map[string]any, sc *StageConfig) (msg string, broken bool) {
+	use, useGiven := keys["use"]
+	plugin, pluginGiven := keys["plugin"]
+	_, useText := use.(string)
+	_, pluginText := plugin.(string)
+	switch {
+	case useGiven && pluginGiven:
+		return "give either use or plugin, not both", true
+	case useGiven && !useText, pluginGiven && !pluginText:
+		return "", true
+	case useGiven && sc.Use == "":
+		return `use: must be a stage name such as "udp-source"`, true
+	case pluginGiven && sc.Plugin == "":
+		return "plugin: must be a path to an executable", true
+	case !useGiven && !pluginGiven:
+		return `needs use = "NAME" (a built-in stage) or plugin = "PATH"`, true
+	}
+	return "", false
+}
+
 // stage reads the [[pipeline.stage]] raw at position index of pc: use or
 // plugin (made absolute), and the rest as the stage's parameters.
 func (ps *problems) stage(pc *PipelineConfig, index int, raw any, dir string, env map[string]string) *StageConfig {
@@ -168,6 +192,13 @@ func (ps *problems) stage(pc *PipelineConfig, index int, raw any, dir string, en
 	}
 	for _, msg := range stageTable.decode(keys, sc) {
 		ps.at(pc, index, "", msg)
+	}
+	if msg, broken := useOrPlugin(keys, sc); broken {
+		if msg != "" {
+			ps.at(pc, index, "", msg)
+		}
+		sc.Use, sc.Plugin = "", "" // Resolve leaves a stage without either alone
+		return sc
 	}
 	if sc.Plugin != "" && !filepath.IsAbs(sc.Plugin) {
 		sc.Plugin = filepath.Join(dir, sc.Plugin)
