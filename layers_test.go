@@ -37,7 +37,7 @@ func TestLayers(t *testing.T) {
 		why      string
 	}{
 		{
-			patterns: []string{"./core", "./plugins/sdk", "./plugins/examples/..."},
+			patterns: []string{"./core/...", "./plugins/...", "./internal/repair", "./internal/udpbatch"},
 			forbid: func(dep string) bool {
 				for _, h := range hostOnly {
 					if strings.HasPrefix(dep, h) {
@@ -46,7 +46,7 @@ func TestLayers(t *testing.T) {
 				}
 				return false
 			},
-			why: "the stage API and plugins must not link the config loader, the admin server or the host",
+			why: "the stage API, plugins and the machinery stages share must not link the config loader, the admin server or the host",
 		},
 		{
 			patterns: []string{"./core/media/..."},
@@ -56,9 +56,21 @@ func TestLayers(t *testing.T) {
 			why: "wire formats are pure: they import nothing of mediapipe outside core/media",
 		},
 		{
-			patterns: []string{"./core/media/repairwire", "./core/media/rtpheader"},
+			patterns: []string{"./core/media/repairwire", "./core/media/rtpheader", "./core/media/flv", "./core/media/h264", "./core/media/amf0", "./core/sr", "./internal/udpbatch"},
 			forbid:   func(dep string) bool { return strings.HasPrefix(dep, module) },
-			why:      "the repair protocol and the RTP header codec import nothing of mediapipe",
+			why:      "the repair protocol, the RTP header codec, FLV, H.264, AMF0, the SR interface and batched UDP import nothing of mediapipe",
+		},
+		{
+			patterns: []string{"./core/media/repairwire"},
+			forbid:   func(dep string) bool { return strings.HasPrefix(dep, "github.com/quic-go/") },
+			why:      "the repair protocol's bytes need no QUIC library; internal/repair carries them over QUIC",
+		},
+		{
+			patterns: []string{"./internal/repair"},
+			forbid: func(dep string) bool {
+				return strings.HasPrefix(dep, module+"/host") || strings.HasPrefix(dep, module+"/stages/")
+			},
+			why: "the repair machinery serves the two repair stages and knows neither them nor the host",
 		},
 		{
 			patterns: []string{"./host"},

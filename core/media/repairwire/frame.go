@@ -7,8 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-
-	"github.com/quic-go/quic-go"
 )
 
 // ALPN is the TLS application protocol both ends must offer. Its value is on
@@ -74,24 +72,26 @@ const (
 	MaxStreams      = 4096 // entries in one STREAMS frame
 )
 
-// QUIC application error codes: connection level.
+// QUIC application error codes: connection level. Untyped, so this package
+// needs no QUIC library; they convert to quic-go's ApplicationErrorCode.
 const (
-	CodeNormal       quic.ApplicationErrorCode = 0x0
-	CodeUnauthorized quic.ApplicationErrorCode = 0x101 // wrong or missing token
-	CodeProtocol     quic.ApplicationErrorCode = 0x102 // bad HELLO, wrong version
-	CodeHelloTimeout quic.ApplicationErrorCode = 0x103 // no HELLO in time
-	CodeShutdown     quic.ApplicationErrorCode = 0x104 // server stopping
-	CodeBusy         quic.ApplicationErrorCode = 0x105 // too many peers waiting to authenticate
-	CodeTooManyPeers quic.ApplicationErrorCode = 0x106 // right token, but max_peers are already connected
+	CodeNormal       = 0x0
+	CodeUnauthorized = 0x101 // wrong or missing token
+	CodeProtocol     = 0x102 // bad HELLO, wrong version
+	CodeHelloTimeout = 0x103 // no HELLO in time
+	CodeShutdown     = 0x104 // server stopping
+	CodeBusy         = 0x105 // too many peers waiting to authenticate
+	CodeTooManyPeers = 0x106 // right token, but max_peers are already connected
 )
 
-// QUIC stream error codes: one request stream reset, the connection lives on.
+// QUIC stream error codes: one request stream reset, the connection lives on
+// (untyped: quic-go's StreamErrorCode).
 const (
-	StreamBadFrame quic.StreamErrorCode = 0x201 // unknown type or malformed payload
-	StreamTooLarge quic.StreamErrorCode = 0x202 // frame over the size limit
-	StreamSlow     quic.StreamErrorCode = 0x203 // peer did not read replies in time
-	CodeStreamGone quic.StreamErrorCode = 0x204 // reply stream reset because its request side failed
-	StreamIdle     quic.StreamErrorCode = 0x205 // request stream silent for the server's idle timeout
+	StreamBadFrame = 0x201 // unknown type or malformed payload
+	StreamTooLarge = 0x202 // frame over the size limit
+	StreamSlow     = 0x203 // peer did not read replies in time
+	CodeStreamGone = 0x204 // reply stream reset because its request side failed
+	StreamIdle     = 0x205 // request stream silent for the server's idle timeout
 )
 
 var (
