@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/mediapipe/mediapipe/core"
+	"github.com/mediapipe/mediapipe/internal/testrun"
 )
 
 // netnsEnv marks the copy of the test binary running inside the network
@@ -95,7 +96,7 @@ func multicastPair(t *testing.T, group, ifname string) {
 	sent := send(t, k, st, 0x5eed, 100, 1500, a, b)
 	k.h.EndStream(st)
 	for i, src := range []*srcH{a, b} {
-		waitUntil(t, "end at receiver", func() bool { return countEvents(src.h.Out, core.EventEnd) == 1 })
+		testrun.Eventually(t, waitFor, "end at receiver", func() bool { return countEvents(src.h.Out, core.EventEnd) == 1 })
 		got := src.h.Out.Packets()
 		if got[0].Event != core.EventStart || got[0].Stream.Name != "live/mc" {
 			t.Fatalf("receiver %d: first packet %v", i, got[0].Event)

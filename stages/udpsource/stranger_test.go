@@ -9,6 +9,7 @@ import (
 
 	"github.com/mediapipe/mediapipe/core"
 	"github.com/mediapipe/mediapipe/core/media/announce"
+	"github.com/mediapipe/mediapipe/internal/testrun"
 )
 
 // stranger is a socket of someone other than the cloud, aimed at src.
@@ -69,7 +70,7 @@ func TestStrangerCannotEndOrTakeOver(t *testing.T) {
 	sent = append(sent, send(t, k, st, real, 200, 100, src)...)
 	src.h.Out.WaitData(300, waitFor)
 	k.h.EndStream(st)
-	waitUntil(t, "the stream's end", func() bool { return countEvents(src.h.Out, core.EventEnd) >= 1 })
+	testrun.Eventually(t, waitFor, "the stream's end", func() bool { return countEvents(src.h.Out, core.EventEnd) >= 1 })
 	got := src.h.Out.Packets()
 	if ev := fmt.Sprint(events(got)); ev != "[start:live/h end:live/h]" {
 		t.Fatalf("events %s, want the one real stream", ev)
@@ -79,7 +80,7 @@ func TestStrangerCannotEndOrTakeOver(t *testing.T) {
 		t.Errorf("wrong_sender = %v, want 3 (rename, BYE, injected RTP)", v)
 	}
 	src.clock.Advance(namedHold)
-	waitUntil(t, "SSRC 1's held packets dropped", func() bool { return src.nameTaken.Value() == 2 })
+	testrun.Eventually(t, waitFor, "SSRC 1's held packets dropped", func() bool { return src.nameTaken.Value() == 2 })
 }
 
 // TestSDESAloneMakesNoStream: announcements without RTP (5000 names from a
@@ -132,7 +133,7 @@ func TestMaxStreams(t *testing.T) {
 		c.Write(b)
 	}
 	src.h.Out.WaitData(20, waitFor)
-	waitUntil(t, "the other streams' packets dropped", func() bool { return src.Stage.tooMany.Value() == 20 })
+	testrun.Eventually(t, waitFor, "the other streams' packets dropped", func() bool { return src.Stage.tooMany.Value() == 20 })
 	if ev := fmt.Sprint(events(src.h.Out.Packets())); ev != "[start:live/s0 start:live/s1]" {
 		t.Fatalf("events %s", ev)
 	}
@@ -152,7 +153,7 @@ func TestCloudRestartTakesOver(t *testing.T) {
 	k2 := startSink(t, src.Addr().String())
 	st2 := k2.h.StartStream("live/r")
 	b := send(t, k2, st2, 2, 0, 30)
-	waitUntil(t, "the new SSRC held", func() bool { return core.GaugeValue(src.heldGauge) == 30 })
+	testrun.Eventually(t, waitFor, "the new SSRC held", func() bool { return core.GaugeValue(src.heldGauge) == 30 })
 	if n := countEvents(src.h.Out, core.EventStart); n != 1 {
 		t.Fatalf("%d starts while the old sender may still be there", n)
 	}

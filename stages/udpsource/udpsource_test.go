@@ -11,6 +11,7 @@ import (
 	"github.com/mediapipe/mediapipe/core/media/announce"
 	"github.com/mediapipe/mediapipe/core/media/rtpheader"
 	"github.com/mediapipe/mediapipe/core/stagetest"
+	"github.com/mediapipe/mediapipe/internal/testrun"
 	"github.com/mediapipe/mediapipe/stages/udpsink"
 )
 
@@ -77,17 +78,6 @@ func startSinkRaw(t testing.TB, raw map[string]any) *sink {
 }
 
 // waitUntil polls cond (the stage works on real sockets) until it holds.
-func waitUntil(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(waitFor)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
-}
-
 // shape summarises collected packets: "start:NAME", "data", "end:NAME".
 func events(ps []stagetest.Captured) []string {
 	var out []string
@@ -190,7 +180,7 @@ func TestRoundTrip(t *testing.T) {
 	st := k.h.StartStream("live/movie")
 	sent := send(t, k, st, 0xabcdef01, 65000, 3000, src)
 	k.h.EndStream(st)
-	waitUntil(t, "the stream's end", func() bool { return countEvents(src.h.Out, core.EventEnd) == 1 })
+	testrun.Eventually(t, waitFor, "the stream's end", func() bool { return countEvents(src.h.Out, core.EventEnd) == 1 })
 	got := src.h.Out.Packets()
 	if ev := events(got); fmt.Sprint(ev) != "[start:live/movie end:live/movie]" {
 		t.Fatalf("events %v", ev)
@@ -216,13 +206,13 @@ func TestSilenceEndsStreamAndResume(t *testing.T) {
 		t.Fatalf("stream ended before its timeout")
 	}
 	src.clock.Advance(time.Second)
-	waitUntil(t, "end after silence", func() bool { return countEvents(src.h.Out, core.EventEnd) == 1 })
+	testrun.Eventually(t, waitFor, "end after silence", func() bool { return countEvents(src.h.Out, core.EventEnd) == 1 })
 	checkData(t, src.h.Out.Packets(), firstStream(t, src.h.Out), sent)
 
 	// The same SSRC speaks again: held until the next SDES names it, then a new stream.
 	more := send(t, k, st, 5, 20, 5)
 	k.clock.Advance(time.Second) // the sink's periodic SR+SDES
-	waitUntil(t, "second start", func() bool { return countEvents(src.h.Out, core.EventStart) == 2 })
+	testrun.Eventually(t, waitFor, "second start", func() bool { return countEvents(src.h.Out, core.EventStart) == 2 })
 	src.h.Out.WaitData(25, waitFor)
 	checkData(t, src.h.Out.Packets(), starts(src.h.Out.Packets())[1], more)
 }
@@ -241,8 +231,8 @@ func TestReconnectNewSSRC(t *testing.T) {
 	// Late packets of the replaced SSRC must not come back to life.
 	send(t, k, first, 111, 50, 3)
 	k.h.EndStream(second)
-	waitUntil(t, "two ends", func() bool { return countEvents(src.h.Out, core.EventEnd) == 2 })
-	waitUntil(t, "late packets dropped", func() bool { return src.unnamed.Value() == 3 })
+	testrun.Eventually(t, waitFor, "two ends", func() bool { return countEvents(src.h.Out, core.EventEnd) == 2 })
+	testrun.Eventually(t, waitFor, "late packets dropped", func() bool { return src.unnamed.Value() == 3 })
 	got := src.h.Out.Packets()
 	if ev := fmt.Sprint(events(got)); ev != "[start:live/movie end:live/movie start:live/movie end:live/movie]" {
 		t.Fatalf("events %s", ev)
@@ -293,8 +283,8 @@ func TestJunkNeverMakesAStream(t *testing.T) {
 	}
 	src.h.Out.WaitData(len(sent), waitFor)
 	src.clock.Advance(time.Second) // unnamed hold over: strangers' packets dropped
-	waitUntil(t, "strangers dropped", func() bool { return src.unnamed.Value() == float64(strangers) })
-	waitUntil(t, "junk counted", func() bool {
+	testrun.Eventually(t, waitFor, "strangers dropped", func() bool { return src.unnamed.Value() == float64(strangers) })
+	testrun.Eventually(t, waitFor, "junk counted", func() bool {
 		return src.junk.Value() == float64(garbage) && src.badPT.Value() == float64(wrongPT)
 	})
 	got := src.h.Out.Packets()
@@ -380,7 +370,7 @@ func TestRoundTripIPv6(t *testing.T) {
 	st := k.h.StartStream("live/six")
 	sent := send(t, k, st, 6, 0, 600, src)
 	k.h.EndStream(st)
-	waitUntil(t, "end", func() bool { return countEvents(src.h.Out, core.EventEnd) == 1 })
+	testrun.Eventually(t, waitFor, "end", func() bool { return countEvents(src.h.Out, core.EventEnd) == 1 })
 	checkData(t, src.h.Out.Packets(), firstStream(t, src.h.Out), sent)
 }
 
@@ -398,6 +388,6 @@ func TestOneDestinationDown(t *testing.T) {
 	st := k.h.StartStream("live/movie")
 	sent := send(t, k, st, 8, 0, 2000, src)
 	k.h.EndStream(st)
-	waitUntil(t, "end", func() bool { return countEvents(src.h.Out, core.EventEnd) == 1 })
+	testrun.Eventually(t, waitFor, "end", func() bool { return countEvents(src.h.Out, core.EventEnd) == 1 })
 	checkData(t, src.h.Out.Packets(), firstStream(t, src.h.Out), sent)
 }
