@@ -31,7 +31,7 @@ func Markdown(defs []core.Definition) string {
 		}
 		if s.Sample != "" {
 			// The sample is checked against the spec by stages/all's TestSamples.
-			fmt.Fprintf(&b, "\nExample (`stages/%s/sample.toml`):\n\n```toml\n%s\n```\n", strings.ReplaceAll(s.Name, "-", ""), strings.TrimRight(s.Sample, "\n"))
+			fmt.Fprintf(&b, "\nExample:\n\n```toml\n%s\n```\n", strings.TrimRight(s.Sample, "\n"))
 		}
 	}
 	return b.String()

@@ -31,7 +31,7 @@ func TestMarkdownShowsSamples(t *testing.T) {
 	sample := "[[pipeline.stage]]\nuse = \"demo-sink\"\nlisten = \"127.0.0.1:1\"\n"
 	def := core.Definition{Spec: core.Spec{Name: "demo-sink", In: core.KindFLV, Sample: sample}}
 	md := host.Markdown([]core.Definition{def})
-	if want := "Example (`stages/demosink/sample.toml`):\n\n```toml\n" + sample + "```\n"; !strings.Contains(md, want) {
+	if want := "Example:\n\n```toml\n" + sample + "```\n"; !strings.Contains(md, want) {
 		t.Errorf("reference lacks the sample block %q:\n%s", want, md)
 	}
 }

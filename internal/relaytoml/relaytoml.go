@@ -8,15 +8,16 @@ import (
 )
 
 // Relay is the example relay on chosen addresses. An unset optional field
-// keeps pipeline.example.toml's value.
+// is left out of the text, so the stage's default applies (which is what
+// pipeline.example.toml spells out).
 type Relay struct {
 	RTMP string // rtmp-source
 	RTX  string // quic-retransmit, and rtp-reorder's retransmit
 	UDP  string // udp-sink's destination, udp-source's listen
 	HTTP string // httpflv-sink
 
-	CachePackets int           // quic-retransmit's cache_packets; 0: 5000
-	Latency      time.Duration // rtp-reorder's latency; 0: 80ms
+	CachePackets int           // quic-retransmit's cache_packets; 0: its default
+	Latency      time.Duration // rtp-reorder's latency; 0: its default
 
 	// BeforeReorder and AfterReassembler are [[pipeline.stage]] tables, as
 	// TOML text, put into the edge between udp-source and rtp-reorder (the
@@ -27,9 +28,9 @@ type Relay struct {
 // Cloud is the cloud pipeline: rtmp-source → flv-tagger → rtp-fragmenter →
 // quic-retransmit → udp-sink.
 func (r Relay) Cloud() string {
-	cache := r.CachePackets
-	if cache == 0 {
-		cache = 5000
+	cache := ""
+	if r.CachePackets != 0 {
+		cache = fmt.Sprintf("\n  cache_packets = %d", r.CachePackets)
 	}
 	return fmt.Sprintf(`
 [[pipeline]]
@@ -44,13 +45,10 @@ name = "cloud"
 
   [[pipeline.stage]]
   use = "rtp-fragmenter"
-  max_payload = 1180
-  payload_type = 100
 
   [[pipeline.stage]]
   use = "quic-retransmit"
-  listen = %q
-  cache_packets = %d
+  listen = %q%s
 
   [[pipeline.stage]]
   use = "udp-sink"
@@ -61,9 +59,9 @@ name = "cloud"
 // Edge is the edge pipeline: udp-source → rtp-reorder → flv-reassembler →
 // httpflv-sink, with the extra stages where Relay puts them.
 func (r Relay) Edge() string {
-	latency := r.Latency
-	if latency == 0 {
-		latency = 80 * time.Millisecond
+	latency := ""
+	if r.Latency != 0 {
+		latency = fmt.Sprintf("\n  latency = %q", r.Latency.String())
 	}
 	return fmt.Sprintf(`
 [[pipeline]]
@@ -75,8 +73,7 @@ name = "edge"
 %s
   [[pipeline.stage]]
   use = "rtp-reorder"
-  retransmit = %q
-  latency = %q
+  retransmit = %q%s
 
   [[pipeline.stage]]
   use = "flv-reassembler"
@@ -84,5 +81,5 @@ name = "edge"
   [[pipeline.stage]]
   use = "httpflv-sink"
   listen = %q
-`, r.UDP, r.BeforeReorder, r.RTX, latency.String(), r.AfterReassembler, r.HTTP)
+`, r.UDP, r.BeforeReorder, r.RTX, latency, r.AfterReassembler, r.HTTP)
 }
