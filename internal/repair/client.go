@@ -38,7 +38,8 @@ type ClientConfig struct {
 
 	// Replies. Each is called from the goroutine reading one SSRC's request
 	// stream (so calls for different SSRCs may run at once); the slices are
-	// valid only during the call.
+	// valid only during the call. OnRepair gets only packets whose RTP
+	// header rtpheader.Check accepted.
 	OnRepair  func(ssrc uint32, seq uint16, pkt []byte)
 	OnGone    func(ssrc uint32, seqs []uint16)
 	OnRefused func(ssrc uint32, seqs []uint16)

@@ -370,11 +370,10 @@ func missedStart(pkt []byte) bool {
 	return h.StreamID != 0 || flv.InitKindOf(h.Type, tag[flv.HeaderSize:]) == flv.InitNone
 }
 
+// handleRepair takes a repaired packet from onRepair; the repair client
+// passes on only packets whose header rtpheader.Check accepted.
 func (s *Stage) handleRepair(p *core.Packet, out core.Output) {
-	var b *buffer
-	if _, _, err := rtpheader.Check(p.Data); err == nil {
-		b = s.bySSRC[rtpheader.SSRC(p.Data)]
-	}
+	b := s.bySSRC[rtpheader.SSRC(p.Data)]
 	if b == nil {
 		s.late.Inc()
 		p.Release()
