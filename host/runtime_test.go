@@ -19,15 +19,7 @@ import (
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 func TestRuntimeRunsAndStops(t *testing.T) {
-	f, err := host.Load("good.toml", ".", []byte(goodFile), nil, testRegistry(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	rt, err := host.Build(f, host.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	rt := loadAndBuild(t, goodFile, testRegistry(t), host.Options{})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- rt.Run(ctx) }()
@@ -105,16 +97,8 @@ func TestRuntimeOpenFailureStopsEverything(t *testing.T) {
 		t.Fatal(err)
 	}
 	file := strings.Replace(goodFile, `use = "rtpsink"`, `use = "badsink"`, 1)
-	f, err := host.Load("t.toml", ".", []byte(file), nil, reg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	rt, err := host.Build(f, host.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	err = rt.Run(context.Background())
+	rt := loadAndBuild(t, file, reg, host.Options{})
+	err := rt.Run(context.Background())
 	if err == nil || !strings.Contains(err.Error(), `pipeline "cloud" stage 4 (badsink): listen tcp`) {
 		t.Fatalf("err = %v, want the open failure with its place", err)
 	}
@@ -129,15 +113,8 @@ func TestFullQueueDropsAndCounts(t *testing.T) {
 	_ = reg.Add(core.Define(core.Spec{Name: "stuck", In: core.KindAV},
 		func(c *sinkConfig, env *core.Env) (core.Stage, error) { return stuckSink{block}, nil }))
 	file := "[[pipeline]]\nname = \"p\"\nqueue = 4\n[[pipeline.stage]]\nuse = \"src\"\nlisten = \"x\"\n[[pipeline.stage]]\nuse = \"stuck\"\nlisten = \"y\"\n"
-	f, err := host.Load("t.toml", ".", []byte(file), nil, reg)
-	if err != nil {
-		t.Fatal(err)
-	}
 	m := core.NewMetrics()
-	rt, err := host.Build(f, host.Options{Metrics: m})
-	if err != nil {
-		t.Fatal(err)
-	}
+	rt := loadAndBuild(t, file, reg, host.Options{Metrics: m})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- rt.Run(ctx) }()
@@ -164,4 +141,20 @@ func (s stuckSink) Run(ctx context.Context, in <-chan *core.Packet, _ core.Outpu
 		p.Release()
 	}
 	return nil
+}
+
+// loadAndBuild loads file with reg as mediapipe run does and builds it, or
+// fails the test; the file's plugins (none here) stop when the test ends.
+func loadAndBuild(t *testing.T, file string, reg *core.Registry, opts host.Options) *host.Runtime {
+	t.Helper()
+	f, err := host.Load("t.toml", ".", []byte(file), nil, reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(f.Close)
+	rt, err := host.Build(f, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rt
 }
