@@ -17,13 +17,6 @@ import (
 	"github.com/mediapipe/mediapipe/stages/rtmpsource"
 )
 
-// Every wait in TestRelayFFmpegToFFmpeg is bounded, so a misbehaving ffmpeg
-// or a stuck stage fails the test instead of hanging the package.
-const (
-	waitLimit   = 30 * time.Second // one condition (generous: CI boxes are loaded)
-	ffmpegLimit = 90 * time.Second // one ffmpeg run, start to exit
-)
-
 type chanOut chan *core.Packet
 
 func (c chanOut) Emit(p *core.Packet) { c <- p }
@@ -71,7 +64,7 @@ func keyframeOrdinals(t *testing.T, tags [][]byte, packets int) []int {
 func TestRelayFFmpegToFFmpeg(t *testing.T) {
 	clip := testmedia.Clip(t, testmedia.Options{})
 	tags := testmedia.Tags(t, clip)
-	ctx := ctxFor(t, 3*ffmpegLimit)
+	ctx := ctxFor(t, 3*testrun.FFmpegLimit)
 	want, stderr, err := testmedia.FrameMD5Err(ctx, clip, "-copyts")
 	if err != nil {
 		t.Fatalf("framemd5 of the clip: %v\n%s", err, stderr)
@@ -102,8 +95,8 @@ func TestRelayFFmpegToFFmpeg(t *testing.T) {
 		go func() { wg.Wait(); close(stopped) }()
 		select {
 		case <-stopped:
-		case <-time.After(waitLimit):
-			t.Errorf("the pipeline did not stop within %v of its context ending", waitLimit)
+		case <-time.After(testrun.WaitLimit):
+			t.Errorf("the pipeline did not stop within %v of its context ending", testrun.WaitLimit)
 		}
 	})
 
@@ -116,15 +109,15 @@ func TestRelayFFmpegToFFmpeg(t *testing.T) {
 	results := make([]<-chan testmedia.Viewing, 2)
 	for i := range proxies {
 		proxies[i] = newHeldProxy(t, sinkAddr)
-		results[i] = testmedia.View(t, "http://"+proxies[i].addr+"/live/relay.flv", ffmpegLimit)
+		results[i] = testmedia.View(t, "http://"+proxies[i].addr+"/live/relay.flv", testrun.FFmpegLimit)
 	}
 	for i, p := range proxies {
-		testrun.Within(t, p.accepted, waitLimit, "ffmpeg viewer "+string(rune('0'+i))+" to connect")
+		testrun.Within(t, p.accepted, testrun.WaitLimit, "ffmpeg viewer "+string(rune('0'+i))+" to connect")
 	}
 
 	rtmpURL := "rtmp://" + src.(*rtmpsource.Stage).Addr().String() + "/live/relay"
 	pub := testmedia.Push(t, ctx, clip, rtmpURL, true)
-	testrun.Eventually(t, waitLimit, "stream on the sink", func() bool { return testrun.Head(httpURL) == 200 })
+	testrun.Eventually(t, testrun.WaitLimit, "stream on the sink", func() bool { return testrun.Head(httpURL) == 200 })
 
 	// joined[i] is the range of keyframes viewer i may have joined after:
 	// the sink's keyframe count before its request went in and after the
@@ -132,16 +125,16 @@ func TestRelayFFmpegToFFmpeg(t *testing.T) {
 	joined := make([][2]int, 2)
 	for i, p := range proxies {
 		if i == 1 { // the second viewer joins mid-stream, at the third GOP or later
-			testrun.Eventually(t, waitLimit, "the third keyframe", func() bool { return keys() >= 3 })
+			testrun.Eventually(t, testrun.WaitLimit, "the third keyframe", func() bool { return keys() >= 3 })
 		}
 		joined[i][0] = keys()
 		p.release()
-		testrun.Eventually(t, waitLimit, "the sink to take the viewer", func() bool { return served() == i+1 })
+		testrun.Eventually(t, testrun.WaitLimit, "the sink to take the viewer", func() bool { return served() == i+1 })
 		joined[i][1] = keys()
 	}
 	pubDone := make(chan error, 1)
 	go func() { pubDone <- pub.Wait() }()
-	if err := testrun.Within(t, pubDone, ffmpegLimit, "the publisher"); err != nil {
+	if err := testrun.Within(t, pubDone, testrun.FFmpegLimit, "the publisher"); err != nil {
 		t.Fatalf("publisher: %v\n%s", err, testmedia.Stderr(pub))
 	}
 	firstKey := 0
@@ -149,7 +142,7 @@ func TestRelayFFmpegToFFmpeg(t *testing.T) {
 		firstKey++
 	}
 	for i, ch := range results {
-		res := testrun.Within(t, ch, ffmpegLimit, "ffmpeg viewer")
+		res := testrun.Within(t, ch, testrun.FFmpegLimit, "ffmpeg viewer")
 		if res.Err != nil {
 			t.Fatalf("viewer %d: %v\n%s", i, res.Err, res.Stderr)
 		}

@@ -6,6 +6,13 @@ import (
 	"time"
 )
 
+// Every wait in a test is bounded, so a misbehaving ffmpeg or a stuck stage
+// fails the test instead of hanging the package until go test's timeout.
+const (
+	WaitLimit   = 30 * time.Second // one condition (generous: CI boxes are loaded)
+	FFmpegLimit = 90 * time.Second // one ffmpeg run, start to exit
+)
+
 // Eventually polls cond every 5 ms until it holds, or fails the test after d
 // naming what it waited for: every wait in a test is bounded.
 func Eventually(t testing.TB, d time.Duration, what string, cond func() bool) {

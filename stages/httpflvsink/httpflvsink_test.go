@@ -71,7 +71,7 @@ func (s *sink) sync(t testing.TB) {
 	s.nsync++
 	name := fmt.Sprintf("sync/%d", s.nsync)
 	s.h.StartStream(name)
-	testrun.Eventually(t, waitLimit, "the sink to catch up", func() bool { return testrun.Head(s.base+"/"+name+".flv") == 200 })
+	testrun.Eventually(t, testrun.WaitLimit, "the sink to catch up", func() bool { return testrun.Head(s.base+"/"+name+".flv") == 200 })
 }
 
 func (s *sink) viewers() float64 { return core.GaugeValue(s.env.Metrics.Gauge("viewers")) }
@@ -107,7 +107,7 @@ func TestWholeStream(t *testing.T) {
 		t.Run(m.name, func(t *testing.T) {
 			s := startSink(t, httpflvsink.Config{GOPCache: true, FlushInterval: m.interval, FlushBytes: m.bytes})
 			st := s.h.StartStream("live/whole")
-			testrun.Eventually(t, waitLimit, "stream", func() bool { return testrun.Head(s.base+"/live/whole.flv") == 200 })
+			testrun.Eventually(t, testrun.WaitLimit, "stream", func() bool { return testrun.Head(s.base+"/live/whole.flv") == 200 })
 			resp, err := httpc.Get(s.base + "/live/whole.flv")
 			if err != nil {
 				t.Fatal(err)
@@ -125,7 +125,7 @@ func TestWholeStream(t *testing.T) {
 				t.Fatalf("reading the body: %v", err)
 			}
 			sameTags(t, got, tags)
-			testrun.Eventually(t, waitLimit, "viewer gone", func() bool { return s.viewers() == 0 })
+			testrun.Eventually(t, testrun.WaitLimit, "viewer gone", func() bool { return s.viewers() == 0 })
 			if code := testrun.Head(s.base + "/live/whole.flv"); code != 404 {
 				t.Errorf("ended stream: status %d, want 404", code)
 			}
@@ -138,7 +138,7 @@ func TestWholeStream(t *testing.T) {
 func TestLateJoinFFmpeg(t *testing.T) {
 	clip := testmedia.Clip(t, testmedia.Options{})
 	tags := testmedia.Tags(t, clip)
-	want, stderr, err := testmedia.FrameMD5Err(testCtx(t, ffmpegLimit), clip, "-copyts")
+	want, stderr, err := testmedia.FrameMD5Err(testCtx(t, testrun.FFmpegLimit), clip, "-copyts")
 	if err != nil {
 		t.Fatalf("framemd5 of the clip: %v\n%s", err, stderr)
 	}
@@ -151,13 +151,13 @@ func TestLateJoinFFmpeg(t *testing.T) {
 				s.send(st, tag)
 			}
 			s.sync(t) // the viewer must join at tag split, not before
-			done := testmedia.View(t, s.base+"/live/late.flv", ffmpegLimit)
-			testrun.Eventually(t, waitLimit, "ffmpeg to join", func() bool { return s.viewers() == 1 })
+			done := testmedia.View(t, s.base+"/live/late.flv", testrun.FFmpegLimit)
+			testrun.Eventually(t, testrun.WaitLimit, "ffmpeg to join", func() bool { return s.viewers() == 1 })
 			for _, tag := range tags[split:] {
 				s.send(st, tag)
 			}
 			s.h.EndStream(st)
-			res := testrun.Within(t, done, ffmpegLimit, "ffmpeg viewer")
+			res := testrun.Within(t, done, testrun.FFmpegLimit, "ffmpeg viewer")
 			if res.Err != nil {
 				t.Fatalf("ffmpeg: %v\n%s", res.Err, res.Stderr)
 			}
@@ -234,7 +234,7 @@ func testStalledViewerShed(t *testing.T, queue int, timeout, interval time.Durat
 		_ = tc.SetReadBuffer(4096)
 	}
 	fmt.Fprintf(stalled, "GET /live/stall.flv HTTP/1.1\r\nHost: x\r\n\r\n")
-	testrun.Eventually(t, waitLimit, "stalled viewer", func() bool { return s.viewers() == 1 })
+	testrun.Eventually(t, testrun.WaitLimit, "stalled viewer", func() bool { return s.viewers() == 1 })
 
 	resp, err := httpc.Get(s.base + "/live/stall.flv")
 	if err != nil {
@@ -269,13 +269,13 @@ func testStalledViewerShed(t *testing.T, queue int, timeout, interval time.Durat
 		sent = append(sent, tag)
 		s.send(st, tag)
 		if i%32 == 31 { // pace to the good reader, never to the stalled one
-			testrun.Eventually(t, waitLimit, "good viewer", func() bool { return got.Load() >= int64(i-8) })
+			testrun.Eventually(t, testrun.WaitLimit, "good viewer", func() bool { return got.Load() >= int64(i-8) })
 		}
 	}
-	testrun.Eventually(t, waitLimit, "stalled viewer shed", func() bool { return s.env.Metrics.Drop("slow_viewer").Value() == 1 })
-	testrun.Eventually(t, waitLimit, "stalled viewer gone", func() bool { return s.viewers() == 1 })
+	testrun.Eventually(t, testrun.WaitLimit, "stalled viewer shed", func() bool { return s.env.Metrics.Drop("slow_viewer").Value() == 1 })
+	testrun.Eventually(t, testrun.WaitLimit, "stalled viewer gone", func() bool { return s.viewers() == 1 })
 	s.h.EndStream(st)
-	sameTags(t, testrun.Within(t, readDone, waitLimit, "the good viewer's response to end"), sent)
+	sameTags(t, testrun.Within(t, readDone, testrun.WaitLimit, "the good viewer's response to end"), sent)
 	if n := s.env.Metrics.Drop("slow_viewer").Value(); n != 1 {
 		t.Errorf("slow_viewer = %v, want 1", n)
 	}
@@ -297,13 +297,13 @@ func TestViewerGoneCounted(t *testing.T) {
 				t.Fatal(err)
 			}
 			fmt.Fprintf(c, "GET /live/gone.flv HTTP/1.1\r\nHost: x\r\n\r\n")
-			_ = c.SetReadDeadline(time.Now().Add(waitLimit))
+			_ = c.SetReadDeadline(time.Now().Add(testrun.WaitLimit))
 			if _, err := io.ReadFull(c, make([]byte, 16)); err != nil {
 				t.Fatalf("reading the response: %v", err)
 			}
 			c.Close()
 			body := bytes.Repeat([]byte{0xaf, 1}, 512)
-			deadline := time.Now().Add(waitLimit)
+			deadline := time.Now().Add(testrun.WaitLimit)
 			for i := 0; s.env.Metrics.Drop("viewer_gone").Value() == 0; i++ {
 				if time.Now().After(deadline) {
 					t.Fatal("a viewer that hung up was never counted as viewer_gone")
@@ -311,7 +311,7 @@ func TestViewerGoneCounted(t *testing.T) {
 				s.send(st, flv.AppendTag(nil, flv.TypeAudio, uint32(i), body))
 				time.Sleep(2 * time.Millisecond)
 			}
-			testrun.Eventually(t, waitLimit, "the viewer to leave", func() bool { return s.viewers() == 0 })
+			testrun.Eventually(t, testrun.WaitLimit, "the viewer to leave", func() bool { return s.viewers() == 0 })
 			s.h.EndStream(st)
 			if n := s.env.Metrics.Drop("viewer_gone").Value(); n != 1 {
 				t.Errorf("viewer_gone = %v, want 1", n)
@@ -326,7 +326,7 @@ func TestViewerGoneCounted(t *testing.T) {
 func TestHTTPErrors(t *testing.T) {
 	s := startSink(t, httpflvsink.Config{GOPCache: true, PlayKey: "pk"})
 	s.h.StartStream("live/here")
-	testrun.Eventually(t, waitLimit, "stream", func() bool { return testrun.Head(s.base+"/live/here.flv?key=pk") == 200 })
+	testrun.Eventually(t, testrun.WaitLimit, "stream", func() bool { return testrun.Head(s.base+"/live/here.flv?key=pk") == 200 })
 	cases := []struct {
 		method, path string
 		want         int
@@ -383,7 +383,7 @@ func TestInitFromStream(t *testing.T) {
 	init := st.Init()
 	s := startSink(t, httpflvsink.Config{GOPCache: true})
 	s.h.Send(core.NewEvent(core.EventStart, st))
-	testrun.Eventually(t, waitLimit, "stream", func() bool { return testrun.Head(s.base+"/live/edge.flv") == 200 })
+	testrun.Eventually(t, testrun.WaitLimit, "stream", func() bool { return testrun.Head(s.base+"/live/edge.flv") == 200 })
 	resp, err := httpc.Get(s.base + "/live/edge.flv")
 	if err != nil {
 		t.Fatal(err)
@@ -439,10 +439,10 @@ func benchFanout(b *testing.B, flush time.Duration, n int) {
 		s.h.Send(p)
 		if i%4096 == 4095 { // stay within the viewer queues
 			want := float64(i+1) * float64(len(tag)+4) * float64(n)
-			deadline := time.Now().Add(waitLimit)
+			deadline := time.Now().Add(testrun.WaitLimit)
 			for core.CounterValue(s.env.Metrics.Counter("bytes_sent")) < want {
 				if time.Now().After(deadline) {
-					b.Fatalf("viewers did not take %d tags within %v", i+1, waitLimit)
+					b.Fatalf("viewers did not take %d tags within %v", i+1, testrun.WaitLimit)
 				}
 				time.Sleep(100 * time.Microsecond)
 			}
@@ -450,7 +450,7 @@ func benchFanout(b *testing.B, flush time.Duration, n int) {
 	}
 	s.h.EndStream(st)
 	for i := 0; i < n; i++ {
-		testrun.Within(b, done, waitLimit, "viewers to end")
+		testrun.Within(b, done, testrun.WaitLimit, "viewers to end")
 	}
 	b.StopTimer()
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(n), "ns/delivery")
@@ -475,12 +475,12 @@ func TestShutdownKicksViewers(t *testing.T) {
 	t.Cleanup(func() { // also when the test fails early: Run must not outlive it
 		cancel()
 		closeIn.Do(func() { close(in) })
-		testrun.Within(t, done, waitLimit, "Run to return")
+		testrun.Within(t, done, testrun.WaitLimit, "Run to return")
 	})
 	s := core.NewStream("live/bye")
 	in <- core.NewEvent(core.EventStart, s)
 	url := "http://" + st.(*httpflvsink.Stage).Addr().String() + "/live/bye.flv"
-	testrun.Eventually(t, waitLimit, "stream", func() bool { return testrun.Head(url) == 200 })
+	testrun.Eventually(t, testrun.WaitLimit, "stream", func() bool { return testrun.Head(url) == 200 })
 	resp, err := httpc.Get(url)
 	if err != nil {
 		t.Fatal(err)
@@ -513,7 +513,7 @@ func TestOutlivesWriteTimeout(t *testing.T) {
 		t.Run(m.name, func(t *testing.T) {
 			s := startSink(t, httpflvsink.Config{GOPCache: true, WriteTimeout: 100 * time.Millisecond, FlushInterval: m.interval, FlushBytes: m.bytes})
 			st := s.h.StartStream("live/long")
-			testrun.Eventually(t, waitLimit, "stream", func() bool { return testrun.Head(s.base+"/live/long.flv") == 200 })
+			testrun.Eventually(t, testrun.WaitLimit, "stream", func() bool { return testrun.Head(s.base+"/live/long.flv") == 200 })
 			resp, err := httpc.Get(s.base + "/live/long.flv")
 			if err != nil {
 				t.Fatal(err)
@@ -540,10 +540,10 @@ func TestOutlivesWriteTimeout(t *testing.T) {
 				tag := flv.AppendTag(nil, flv.TypeAudio, uint32(i*20), []byte{0xaf, 1, byte(i), byte(i >> 8)})
 				sent = append(sent, tag)
 				s.send(st, tag)
-				testrun.Eventually(t, waitLimit, "the viewer to get the tag", func() bool { return got.Load() >= int64(i+1) })
+				testrun.Eventually(t, testrun.WaitLimit, "the viewer to get the tag", func() bool { return got.Load() >= int64(i+1) })
 			}
 			s.h.EndStream(st)
-			sameTags(t, testrun.Within(t, readDone, waitLimit, "the response to end"), sent)
+			sameTags(t, testrun.Within(t, readDone, testrun.WaitLimit, "the response to end"), sent)
 			if d := s.env.Metrics.Drop("slow_viewer").Value(); d != 0 {
 				t.Errorf("%v viewers shed", d)
 			}
@@ -568,14 +568,14 @@ func TestEndCutsTrickle(t *testing.T) {
 		_ = tc.SetReadBuffer(4096)
 	}
 	fmt.Fprintf(c, "GET /live/trickle.flv HTTP/1.1\r\nHost: x\r\n\r\n")
-	testrun.Eventually(t, waitLimit, "the viewer", func() bool { return s.viewers() == 1 })
+	testrun.Eventually(t, testrun.WaitLimit, "the viewer", func() bool { return s.viewers() == 1 })
 	var read atomic.Int64
 	readerDone := make(chan struct{})
 	go func() { // about 200 kB/s
 		defer close(readerDone)
 		buf := make([]byte, 1024)
 		for {
-			_ = c.SetReadDeadline(time.Now().Add(waitLimit))
+			_ = c.SetReadDeadline(time.Now().Add(testrun.WaitLimit))
 			n, err := c.Read(buf)
 			read.Add(int64(n))
 			if err != nil {
@@ -592,11 +592,11 @@ func TestEndCutsTrickle(t *testing.T) {
 	s.sync(t)
 	s.h.EndStream(st)
 	ended := time.Now()
-	testrun.Eventually(t, waitLimit, "the viewer to be cut", func() bool { return s.viewers() == 0 })
+	testrun.Eventually(t, testrun.WaitLimit, "the viewer to be cut", func() bool { return s.viewers() == 0 })
 	if took := time.Since(ended); took > writeTimeout+5*time.Second {
 		t.Errorf("the viewer left %v after its stream ended; write_timeout is %v", took, writeTimeout)
 	}
-	testrun.Within(t, readerDone, waitLimit, "the response to end")
+	testrun.Within(t, readerDone, testrun.WaitLimit, "the response to end")
 	if n := read.Load(); n >= int64(tags*(len(body)+flv.HeaderSize+4)) {
 		t.Errorf("the slow viewer read all %d bytes: it was not slow enough to test the cut", n)
 	}
@@ -615,7 +615,7 @@ func rawGet(t *testing.T, base, path, proto string) ([]string, *bufio.Reader) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.Close() })
-	_ = c.SetDeadline(time.Now().Add(waitLimit))
+	_ = c.SetDeadline(time.Now().Add(testrun.WaitLimit))
 	fmt.Fprintf(c, "GET %s HTTP/%s\r\nHost: x\r\n\r\n", path, proto)
 	br := bufio.NewReader(c)
 	var head []string
@@ -687,7 +687,7 @@ func TestChunkedEnd(t *testing.T) {
 				if want := proto == "1.1"; chunked != want {
 					t.Fatalf("HTTP/%s: chunked = %v, want %v; head %q", proto, chunked, want, head)
 				}
-				testrun.Eventually(t, waitLimit, "the viewer", func() bool { return s.viewers() == 1 })
+				testrun.Eventually(t, testrun.WaitLimit, "the viewer", func() bool { return s.viewers() == 1 })
 				for _, tag := range tags {
 					s.send(st, tag)
 				}
@@ -730,7 +730,7 @@ func (s slowReader) Read(b []byte) (int, error) {
 func TestChunkedSlowReader(t *testing.T) {
 	for _, m := range flushModes {
 		t.Run(m.name, func(t *testing.T) {
-			s := startSink(t, httpflvsink.Config{GOPCache: true, ViewerQueue: 1 << 16, WriteTimeout: waitLimit, FlushInterval: m.interval, FlushBytes: m.bytes})
+			s := startSink(t, httpflvsink.Config{GOPCache: true, ViewerQueue: 1 << 16, WriteTimeout: testrun.WaitLimit, FlushInterval: m.interval, FlushBytes: m.bytes})
 			st := s.h.StartStream("live/slow")
 			s.sync(t)
 			c, err := net.DialTimeout("tcp", s.base[len("http://"):], 5*time.Second)
@@ -739,7 +739,7 @@ func TestChunkedSlowReader(t *testing.T) {
 			}
 			defer c.Close()
 			// The 2 MB burst outruns the reader: its socket fills again and again.
-			_ = c.SetDeadline(time.Now().Add(waitLimit))
+			_ = c.SetDeadline(time.Now().Add(testrun.WaitLimit))
 			fmt.Fprintf(c, "GET /live/slow.flv HTTP/1.1\r\nHost: x\r\n\r\n")
 			br := bufio.NewReaderSize(slowReader{c}, 1500)
 			for { // the head
@@ -751,7 +751,7 @@ func TestChunkedSlowReader(t *testing.T) {
 					break
 				}
 			}
-			testrun.Eventually(t, waitLimit, "the viewer", func() bool { return s.viewers() == 1 })
+			testrun.Eventually(t, testrun.WaitLimit, "the viewer", func() bool { return s.viewers() == 1 })
 			var sent [][]byte
 			for i := 0; i < 800; i++ {
 				body := bytes.Repeat([]byte{0xaf, 1, byte(i)}, 200+i*37%1500) // sizes vary so cuts fall anywhere
