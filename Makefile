@@ -41,11 +41,12 @@ bench: build
 	  ./stages/quicretransmit/ ./stages/rtpreorder/ ./stages/udpsink/ ./stages/udpsource/ ./stages/httpflvsink/
 	$(BIN)/mediapipe bench --streams 2 --viewers 4 --duration 5s --floor
 
-## fuzz: a short run of every fuzz target
+## fuzz: a run of every fuzz target; FUZZTIME is a duration (15s) or an exec count (1000000x)
+FUZZTIME ?= 15s
 fuzz:
 	@for pkg in $$($(GO) list ./...); do \
 	  for f in $$($(GO) test -list '^Fuzz' $$pkg 2>/dev/null | grep '^Fuzz'); do \
-	    echo "== $$pkg $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime 15s $$pkg || exit 1; \
+	    echo "== $$pkg $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
 	  done; \
 	done
 
