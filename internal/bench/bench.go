@@ -46,11 +46,14 @@ type Config struct {
 	CachePackets   int
 	ViewerIdle     time.Duration
 	LogLevel       string
-	CPUProfile     string    // file for a CPU profile of the measured run; "" none
-	Split          bool      // viewers in a child process
-	RelayCPUs      []int     // pin this process (relay + publishers) to these CPUs
-	ViewerCPUs     []int     // pin the viewer process to these CPUs (with Split)
-	Progress       io.Writer // nil: no progress line
+	CPUProfile     string        // file for a CPU profile of the measured run; "" none
+	Split          bool          // viewers in a child process
+	RelayCPUs      []int         // pin this process (relay + publishers) to these CPUs
+	ViewerCPUs     []int         // pin the viewer process to these CPUs (with Split)
+	Progress       io.Writer     // nil: no progress line
+	Soak           time.Duration // > 0: a soak of this length instead of a measured run
+	SoakEvery      time.Duration // how often the soak samples; 0 picks from Soak
+	Plugin         string        // plugin binary run as a stage after flv-reassembler on the edge; "" none
 }
 
 const usageText = `Usage: mediapipe bench [flags]
@@ -82,6 +85,14 @@ Examples:
   mediapipe bench --synthetic --fast --streams 4 --viewers 1 --duration 10s
   mediapipe bench --floor --streams 0
   mediapipe bench --streams 1 --viewers 1500 --split --relay-cpus 0 --viewer-cpus 1 --duration 30s
+  mediapipe bench --soak 10m --streams 6 --viewers 3 --plugin ./stream-filter
+
+--soak D runs the relay for D under churn, loss, plugin kills and junk at
+every listener, and prints each sampled figure's start, peak, end and trend
+(as a Markdown table docs/reliability.md can quote); it exits 1 when a
+figure grows through the second half of the run (its fitted line rises by
+more than 10 % of its mean and more than a floor), a tag is corrupt, the
+plugin is not restarted or the relay fails.
 
 Flags:
 `
@@ -97,6 +108,9 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	fs, opt := newFlags(&cfg, stderr)
 	if err := fs.Parse(args); err != nil {
 		return cli.FlagExit(err)
+	}
+	if cfg.Soak > 0 && cfg.Loss == 0 {
+		cfg.Loss = soakLoss
 	}
 	if fs.NArg() > 0 {
 		fmt.Fprintf(stderr, "mediapipe bench: unexpected argument %q\n", fs.Arg(0))
@@ -121,6 +135,9 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	defer stop()
 	go func() { <-ctx.Done(); stop() }() // a second Ctrl-C kills at once
 
+	if cfg.Soak > 0 {
+		return soakMain(ctx, cfg, "mediapipe bench "+strings.Join(args, " "), *opt.asJSON, stdout, stderr)
+	}
 	rep, err := Run(ctx, cfg, stderr)
 	if rep != nil {
 		rep.Command = "mediapipe bench " + strings.Join(args, " ")
@@ -185,6 +202,9 @@ func newFlags(cfg *Config, stderr io.Writer) (*flag.FlagSet, *cliOpts) {
 	fs.BoolVar(&cfg.Split, "split", false, "run the viewers in a child process, so CPU, RSS and allocations are the relay's (and publishers') alone; latency then counts from when each tag was due, not written")
 	opt.relayCPUs = fs.String("relay-cpus", "", "pin the relay process to these CPUs (e.g. 0 or 0-1), for one-core figures")
 	opt.viewerCPUs = fs.String("viewer-cpus", "", "with --split: pin the viewer process to these CPUs (e.g. 1)")
+	fs.DurationVar(&cfg.Soak, "soak", 0, "instead of a measured run, soak the relay this long: publishers come and go (--streams slots), viewers join and leave (--viewers per stream), netsim drops --loss (default 0.02 here), the --plugin is killed now and then and junk hits every listener; RSS, goroutines, open fds and kernel TCP memory are sampled and the soak fails if one grows through the second half or a tag is corrupt")
+	fs.DurationVar(&cfg.SoakEvery, "soak-every", 0, "how often --soak samples (default: the soak's length / 200, between 1s and 5s)")
+	fs.StringVar(&cfg.Plugin, "plugin", "", "a plugin binary (e.g. plugins/examples/stream-filter built) to run as an edge stage after flv-reassembler; --soak kills its process now and then")
 	opt.asJSON = fs.Bool("json", false, "print the report as JSON instead of a table")
 	opt.quiet = fs.Bool("quiet", false, "no progress line on stderr")
 	return fs, opt
@@ -218,6 +238,10 @@ func (c *Config) check() error {
 		return errors.New("--viewer-timeout: must be positive")
 	case len(c.ViewerCPUs) > 0 && !c.Split:
 		return errors.New("--viewer-cpus needs --split")
+	case c.Soak < 0 || c.Soak > 0 && c.Soak < 10*time.Second:
+		return errors.New("--soak: at least 10s")
+	case c.Soak > 0 && (c.Split || c.Fast || c.Floor):
+		return errors.New("--soak excludes --split, --fast and --floor")
 	case c.Split && c.Fast:
 		return errors.New("--split needs real time: the viewer process derives publish times from the clip's timestamps")
 	}

@@ -61,3 +61,13 @@ func TestParseUDPDrops(t *testing.T) {
 		t.Error("port 9999 found")
 	}
 }
+
+func TestParseSockstatTCPMem(t *testing.T) {
+	in := "sockets: used 120\nTCP: inuse 5 orphan 0 tw 2 alloc 7 mem 33\nUDP: inuse 3 mem 4\n"
+	if n, ok := parseSockstatTCPMem(strings.NewReader(in)); !ok || n != 33 {
+		t.Errorf("got %d, %v; want 33, true", n, ok)
+	}
+	if _, ok := parseSockstatTCPMem(strings.NewReader("UDP: inuse 3 mem 4\n")); ok {
+		t.Error("no TCP line: found")
+	}
+}

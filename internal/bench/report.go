@@ -328,10 +328,12 @@ func round(x float64, digits int) float64 {
 	return math.Round(x*p) / p
 }
 
-func (r *Report) writeJSON(w io.Writer) error {
+func (r *Report) writeJSON(w io.Writer) error { return writeJSONTo(w, r) }
+
+func writeJSONTo(w io.Writer, v any) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
-	return enc.Encode(r)
+	return enc.Encode(v)
 }
 
 func na(p *float64) string {
