@@ -20,7 +20,7 @@ var soakFigures = []figure{
 	{name: "rss", unit: "MB", floor: 32},
 	{name: "goroutines", unit: "", floor: 100},
 	{name: "open_fds", unit: "", floor: 40},
-	{name: "kernel_tcp_mem", unit: "KB", floor: 16 << 10}, // the whole host's,
+	{name: "kernel_tcp_mem", unit: "KB", floor: 16 << 10}, // the whole host's, not this process's
 }
 
 // growthLimit is the share of a figure's mean that it may grow by over the
