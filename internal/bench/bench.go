@@ -398,7 +398,7 @@ func drive(ctx context.Context, cfg Config, rep *Report, cl *clip, rl *relay) (*
 		_ = rl.stop()
 		return nil, err
 	}
-	m := meter{rt: rl.rt, pubs: pubs, aud: aud}
+	m := meter{rt: rl.rt, pubs: pubs, aud: aud, repairDown: new(int)}
 	from, to, complete := m.watch(ctx, cfg, start)
 	stopAt := time.Now()
 	if cfg.Progress != nil {
@@ -417,6 +417,7 @@ func drive(ctx context.Context, cfg Config, rep *Report, cl *clip, rl *relay) (*
 
 	rep.fill(cfg, from, to, stopAt, pubs, agg, final)
 	rep.Gaps = explainGaps(final, kernelDrops)
+	rep.Gaps.RepairDownSeconds = *m.repairDown
 	if relayErr != nil {
 		rep.Errors = append(rep.Errors, "relay: "+relayErr.Error())
 	}
@@ -499,6 +500,9 @@ type meter struct {
 	rt   *host.Runtime
 	pubs []*publisher
 	aud  audience
+	// repairDown counts the progress ticks (seconds) at which the edge's
+	// repair connection was down: gaps then are skipped unasked.
+	repairDown *int
 }
 
 func (m meter) snap() snapshot {
@@ -544,6 +548,9 @@ loop:
 		case <-time.After(min(wait, 100*time.Millisecond)):
 			continue
 		case <-tick.C:
+			if up, ok := gather(m.rt.Metrics.Registry).firstOf("mediapipe_stage_gauge", "edge", "rtp-reorder", "name", "repair_connected"); ok && up == 0 && m.repairDown != nil {
+				*m.repairDown++
+			}
 			cur := m.snap()
 			if cfg.Progress != nil {
 				progressLine(cfg.Progress, m.rt, cur, prev, start)

@@ -23,6 +23,9 @@ type Gaps struct {
 	NacksSent   *float64           `json:"nacks_sent,omitempty"` // rtp-reorder's NACKed packets
 	Gone        *float64           `json:"gone,omitempty"`       // packets the cloud answered GONE
 	RepairUp    *float64           `json:"repair_connected"`     // rtp-reorder's repair_connected gauge at the end
+	// RepairDownSeconds is how many of the run's seconds found the repair
+	// connection down (sampled once a second): gaps then are skipped unasked.
+	RepairDownSeconds int `json:"repair_down_seconds"`
 }
 
 // gapCauses are the drop counters that take a packet out of the stream
