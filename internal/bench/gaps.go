@@ -26,6 +26,10 @@ type Gaps struct {
 	// RepairDownSeconds is how many of the run's seconds found the repair
 	// connection down (sampled once a second): gaps then are skipped unasked.
 	RepairDownSeconds int `json:"repair_down_seconds"`
+	// RTT is the repair connection's round trip at the end, in ms: a gap
+	// waits the reorder latency for its repair, and repairs slower than
+	// that come late.
+	RTT *float64 `json:"repair_rtt_ms,omitempty"`
 }
 
 // gapCauses are the drop counters that take a packet out of the stream
@@ -64,6 +68,10 @@ func explainGaps(m metricsView, kernelDrops int64) Gaps {
 	if kernelDrops > 0 {
 		g.Causes["kernel: edge UDP socket receive buffer"] = float64(kernelDrops)
 		g.Explained += float64(kernelDrops)
+	}
+	if x, ok := m.firstOf("mediapipe_stage_gauge", "edge", "rtp-reorder", "name", "rtt_seconds"); ok {
+		x = round(x*1000, 1)
+		g.RTT = &x
 	}
 	if g.Skipped > g.Explained {
 		g.Unexplained = g.Skipped - g.Explained

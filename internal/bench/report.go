@@ -432,7 +432,7 @@ func cpuList(cpus []int) string {
 // gapRows state what explains the skipped packets, and loudly what does not.
 func (r *Report) gapRows(row func(k, f string, a ...any)) {
 	g := r.Gaps
-	row("  repair", "nacked %s  gone %s  connected at end %s, down %d s of the run", na(g.NacksSent), na(g.Gone), na(g.RepairUp), g.RepairDownSeconds)
+	row("  repair", "nacked %s  gone %s  rtt %s ms  connected at end %s, down %d s of the run", na(g.NacksSent), na(g.Gone), na(g.RTT), na(g.RepairUp), g.RepairDownSeconds)
 	for _, k := range slices.Sorted(maps.Keys(g.Causes)) {
 		row("  explained by", "%s: %.0f", k, g.Causes[k])
 	}
