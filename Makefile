@@ -5,7 +5,7 @@ BIN     := bin
 PLUGINS := $(BIN)/plugins
 export PATH := $(shell $(GO) env GOPATH)/bin:$(PATH)
 
-.PHONY: all build run test test-short bench fuzz plugins proto docs deps lint clean
+.PHONY: all build run test test-short bench soak fuzz plugins proto docs deps lint clean
 
 all: build plugins
 
@@ -40,6 +40,14 @@ bench: build
 	  ./stages/rtpfragmenter/ ./stages/flvreassembler/ ./stages/flvtagger/ ./stages/netsim/ \
 	  ./stages/quicretransmit/ ./stages/rtpreorder/ ./stages/udpsink/ ./stages/udpsource/ ./stages/httpflvsink/
 	$(BIN)/mediapipe bench --streams 2 --viewers 4 --duration 5s --floor
+
+## soak: the relay for SOAK (default 10m) under churn, loss, plugin kills and junk;
+##       fails if RSS, goroutines, fds or kernel TCP memory grow, or a tag is corrupt.
+##       The report (Markdown) is also written to bin/soak.md.
+SOAK ?= 10m
+soak: deps build plugins
+	$(BIN)/mediapipe bench --soak $(SOAK) --streams 6 --viewers 3 --plugin $(PLUGINS)/stream-filter \
+	  > $(BIN)/soak.md; rc=$$?; cat $(BIN)/soak.md; exit $$rc
 
 ## fuzz: a run of every fuzz target; FUZZTIME is a duration (15s) or an exec count (1000000x)
 FUZZTIME ?= 15s

@@ -46,11 +46,14 @@ type Config struct {
 	CachePackets   int
 	ViewerIdle     time.Duration
 	LogLevel       string
-	CPUProfile     string    // file for a CPU profile of the measured run; "" none
-	Split          bool      // viewers in a child process
-	RelayCPUs      []int     // pin this process (relay + publishers) to these CPUs
-	ViewerCPUs     []int     // pin the viewer process to these CPUs (with Split)
-	Progress       io.Writer // nil: no progress line
+	CPUProfile     string        // file for a CPU profile of the measured run; "" none
+	Split          bool          // viewers in a child process
+	RelayCPUs      []int         // pin this process (relay + publishers) to these CPUs
+	ViewerCPUs     []int         // pin the viewer process to these CPUs (with Split)
+	Progress       io.Writer     // nil: no progress line
+	Soak           time.Duration // > 0: a soak of this length instead of a measured run
+	SoakEvery      time.Duration // how often the soak samples; 0 picks from Soak
+	Plugin         string        // plugin binary run as a stage after flv-reassembler on the edge; "" none
 }
 
 const usageText = `Usage: mediapipe bench [flags]
@@ -73,20 +76,30 @@ batched, GSO), then the udp-sink stage sending the same 1200-byte datagrams
 to the same kind of receiver, and prints the sink's rate as a share of the
 raw batched one (udp_sink_share_of_floor in --json).
 Exit status: 0 when the run finished with intact output, 1 when a viewer
-got corrupt tags or the relay failed, 2 for bad flags.
+got corrupt tags, the relay failed, or rtp-reorder skipped more packets than
+the drop counters (netsim, the queues between rtp-fragmenter and rtp-reorder,
+the edge socket's kernel drops) explain; 2 for bad flags.
 
 Examples:
   mediapipe bench --streams 10 --viewers 20 --duration 20s --loss 0.05
   mediapipe bench --synthetic --fast --streams 4 --viewers 1 --duration 10s
   mediapipe bench --floor --streams 0
   mediapipe bench --streams 1 --viewers 1500 --split --relay-cpus 0 --viewer-cpus 1 --duration 30s
+  mediapipe bench --soak 10m --streams 6 --viewers 3 --plugin ./stream-filter
+
+--soak D runs the relay for D under churn, loss, plugin kills and junk at
+every listener, and prints each sampled figure's start, peak, end and trend
+(as a Markdown table docs/reliability.md can quote); it exits 1 when a
+figure grows through the second half of the run (its fitted line rises by
+more than 10 % of its mean and more than a floor), a tag is corrupt, the
+plugin is not restarted or the relay fails.
 
 Flags:
 `
 
 // Main runs `mediapipe bench` and returns the exit code: 0 when the run
-// finished with correct output, 1 when a viewer saw corrupt tags or the
-// relay failed, 2 for bad flags.
+// finished with correct output, 1 when a viewer saw corrupt tags, the relay
+// failed or gaps were skipped that no counter explains, 2 for bad flags.
 func Main(args []string, stdout, stderr io.Writer) int {
 	if IsChild() {
 		return ChildMain(stdout, stderr)
@@ -95,6 +108,9 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	fs, opt := newFlags(&cfg, stderr)
 	if err := fs.Parse(args); err != nil {
 		return cli.FlagExit(err)
+	}
+	if cfg.Soak > 0 && cfg.Loss == 0 {
+		cfg.Loss = soakLoss
 	}
 	if fs.NArg() > 0 {
 		fmt.Fprintf(stderr, "mediapipe bench: unexpected argument %q\n", fs.Arg(0))
@@ -119,6 +135,9 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	defer stop()
 	go func() { <-ctx.Done(); stop() }() // a second Ctrl-C kills at once
 
+	if cfg.Soak > 0 {
+		return soakMain(ctx, cfg, "mediapipe bench "+strings.Join(args, " "), *opt.asJSON, stdout, stderr)
+	}
 	rep, err := Run(ctx, cfg, stderr)
 	if rep != nil {
 		rep.Command = "mediapipe bench " + strings.Join(args, " ")
@@ -137,6 +156,11 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	}
 	if rep.Correctness.Corrupt > 0 {
 		fmt.Fprintf(stderr, "mediapipe bench: %d corrupt tags reached viewers\n", rep.Correctness.Corrupt)
+		return 1
+	}
+	if rep.Gaps.Unexplained > 0 {
+		fmt.Fprintf(stderr, "mediapipe bench: FAIL: %.0f skipped packets that no drop counter explains (skipped %.0f, explained %.0f): packets vanished unseen\n",
+			rep.Gaps.Unexplained, rep.Gaps.Skipped, rep.Gaps.Explained)
 		return 1
 	}
 	return 0
@@ -178,6 +202,9 @@ func newFlags(cfg *Config, stderr io.Writer) (*flag.FlagSet, *cliOpts) {
 	fs.BoolVar(&cfg.Split, "split", false, "run the viewers in a child process, so CPU, RSS and allocations are the relay's (and publishers') alone; latency then counts from when each tag was due, not written")
 	opt.relayCPUs = fs.String("relay-cpus", "", "pin the relay process to these CPUs (e.g. 0 or 0-1), for one-core figures")
 	opt.viewerCPUs = fs.String("viewer-cpus", "", "with --split: pin the viewer process to these CPUs (e.g. 1)")
+	fs.DurationVar(&cfg.Soak, "soak", 0, "instead of a measured run, soak the relay this long: publishers come and go (--streams slots), viewers join and leave (--viewers per stream), netsim drops --loss (default 0.02 here), the --plugin is killed now and then and junk hits every listener; RSS, goroutines, open fds and kernel TCP memory are sampled and the soak fails if one grows through the second half or a tag is corrupt")
+	fs.DurationVar(&cfg.SoakEvery, "soak-every", 0, "how often --soak samples (default: the soak's length / 200, between 1s and 5s)")
+	fs.StringVar(&cfg.Plugin, "plugin", "", "a plugin binary (e.g. plugins/examples/stream-filter built) to run as an edge stage after flv-reassembler; --soak kills its process now and then")
 	opt.asJSON = fs.Bool("json", false, "print the report as JSON instead of a table")
 	opt.quiet = fs.Bool("quiet", false, "no progress line on stderr")
 	return fs, opt
@@ -211,6 +238,10 @@ func (c *Config) check() error {
 		return errors.New("--viewer-timeout: must be positive")
 	case len(c.ViewerCPUs) > 0 && !c.Split:
 		return errors.New("--viewer-cpus needs --split")
+	case c.Soak < 0 || c.Soak > 0 && c.Soak < 10*time.Second:
+		return errors.New("--soak: at least 10s")
+	case c.Soak > 0 && (c.Split || c.Fast || c.Floor):
+		return errors.New("--soak excludes --split, --fast and --floor")
 	case c.Split && c.Fast:
 		return errors.New("--split needs real time: the viewer process derives publish times from the clip's timestamps")
 	}
@@ -347,6 +378,13 @@ func drive(ctx context.Context, cfg Config, rep *Report, cl *clip, rl *relay) (*
 		}
 		defer stopProfile()
 	}
+	// Publish only once the edge's repair connection is up: gaps in the
+	// first packets are otherwise skipped unasked (the QUIC handshake is
+	// slow on a loaded machine), which is the bench's start, not the relay's.
+	if err := waitRepair(ctx, rl.rt, 10*time.Second); err != nil {
+		_ = rl.stop()
+		return nil, err
+	}
 	start := time.Now()
 	var pwg sync.WaitGroup
 	for _, pb := range pubs {
@@ -360,7 +398,7 @@ func drive(ctx context.Context, cfg Config, rep *Report, cl *clip, rl *relay) (*
 		_ = rl.stop()
 		return nil, err
 	}
-	m := meter{rt: rl.rt, pubs: pubs, aud: aud}
+	m := meter{rt: rl.rt, pubs: pubs, aud: aud, repairDown: new(int)}
 	from, to, complete := m.watch(ctx, cfg, start)
 	stopAt := time.Now()
 	if cfg.Progress != nil {
@@ -374,9 +412,12 @@ func drive(ctx context.Context, cfg Config, rep *Report, cl *clip, rl *relay) (*
 	pwg.Wait()
 	agg := aud.finish(3 * time.Second)
 	final := gather(rl.rt.Metrics.Registry)
+	kernelDrops := udpDrops(rl.ports.UDP) // before the socket closes
 	relayErr := rl.stop()
 
 	rep.fill(cfg, from, to, stopAt, pubs, agg, final)
+	rep.Gaps = explainGaps(final, kernelDrops)
+	rep.Gaps.RepairDownSeconds = *m.repairDown
 	if relayErr != nil {
 		rep.Errors = append(rep.Errors, "relay: "+relayErr.Error())
 	}
@@ -385,6 +426,26 @@ func drive(ctx context.Context, cfg Config, rep *Report, cl *clip, rl *relay) (*
 	}
 	sort.Strings(rep.Errors)
 	return rep, nil
+}
+
+// waitRepair waits until the edge's rtp-reorder says its repair connection
+// is up (its repair_connected gauge is 1), or d has passed.
+func waitRepair(ctx context.Context, rt *host.Runtime, d time.Duration) error {
+	deadline := time.Now().Add(d)
+	for {
+		up, ok := gather(rt.Metrics.Registry).firstOf("mediapipe_stage_gauge", "edge", "rtp-reorder", "name", "repair_connected")
+		if !ok || up == 1 {
+			return nil // no such gauge: nothing to wait for
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("the edge's repair connection was not up within %s", d)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
 }
 
 // newLoad makes one publisher per stream and, unless the viewers run in a
@@ -439,6 +500,9 @@ type meter struct {
 	rt   *host.Runtime
 	pubs []*publisher
 	aud  audience
+	// repairDown counts the progress ticks (seconds) at which the edge's
+	// repair connection was down: gaps then are skipped unasked.
+	repairDown *int
 }
 
 func (m meter) snap() snapshot {
@@ -484,6 +548,9 @@ loop:
 		case <-time.After(min(wait, 100*time.Millisecond)):
 			continue
 		case <-tick.C:
+			if up, ok := gather(m.rt.Metrics.Registry).firstOf("mediapipe_stage_gauge", "edge", "rtp-reorder", "name", "repair_connected"); ok && up == 0 && m.repairDown != nil {
+				*m.repairDown++
+			}
 			cur := m.snap()
 			if cfg.Progress != nil {
 				progressLine(cfg.Progress, m.rt, cur, prev, start)

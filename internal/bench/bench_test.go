@@ -105,6 +105,9 @@ func TestHelpNamesEveryFlag(t *testing.T) {
 	if code := Main([]string{"--loss", "2"}, &out, &errb); code != 2 {
 		t.Errorf("--loss 2: exit %d, want 2", code)
 	}
+	if code := Main([]string{"--soak", "5s"}, &out, &errb); code != 2 {
+		t.Errorf("--soak 5s: exit %d, want 2", code)
+	}
 }
 
 func TestRegistered(t *testing.T) {
@@ -222,6 +225,9 @@ func TestBench(t *testing.T) {
 	if rep.Loss.Lost == nil || *rep.Loss.Lost != 0 {
 		t.Errorf("lost = %v, want 0 without netsim", na(rep.Loss.Lost))
 	}
+	if g := rep.Gaps; g.Unexplained != 0 || g.RepairUp == nil || *g.RepairUp != 1 {
+		t.Errorf("gaps %+v: want none unexplained and the repair connection up", g)
+	}
 	var js bytes.Buffer
 	if err := rep.writeJSON(&js); err != nil {
 		t.Fatal(err)
@@ -243,6 +249,9 @@ func TestBenchLoss(t *testing.T) {
 	}
 	if rep.Loss.Repaired == nil || *rep.Loss.Repaired == 0 {
 		t.Errorf("repaired = %s, want > 0", na(rep.Loss.Repaired))
+	}
+	if g := rep.Gaps; g.Unexplained != 0 {
+		t.Errorf("%.0f skipped packets unexplained: %+v", g.Unexplained, g)
 	}
 }
 

@@ -30,6 +30,7 @@ type Report struct {
 	Latency     Quantile           `json:"latency_ms"`     // publisher write → viewer parse, per media tag
 	TTFF        Quantile           `json:"first_frame_ms"` // viewer connect → first video keyframe
 	Loss        Loss               `json:"loss"`
+	Gaps        Gaps               `json:"gaps"` // what explains the skipped packets
 	Viewers     Viewers            `json:"viewers"`
 	Memory      Memory             `json:"memory"`
 	Correctness Check              `json:"correctness"`
@@ -327,10 +328,12 @@ func round(x float64, digits int) float64 {
 	return math.Round(x*p) / p
 }
 
-func (r *Report) writeJSON(w io.Writer) error {
+func (r *Report) writeJSON(w io.Writer) error { return writeJSONTo(w, r) }
+
+func writeJSONTo(w io.Writer, v any) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
-	return enc.Encode(r)
+	return enc.Encode(v)
 }
 
 func na(p *float64) string {
@@ -383,6 +386,7 @@ func (r *Report) writeTable(w io.Writer) {
 	row("latency publisher→viewer", "p50 %.2f ms  p99 %.2f ms  max %.2f ms  (%d tags)", r.Latency.P50, r.Latency.P99, r.Latency.Max, r.Latency.N)
 	row("time to first frame", "p50 %.1f ms  p99 %.1f ms  max %.1f ms  (%d viewers)", r.TTFF.P50, r.TTFF.P99, r.TTFF.Max, r.TTFF.N)
 	row("packets", "lost %s  repaired %s  skipped %s", na(r.Loss.Lost), na(r.Loss.Repaired), na(r.Loss.Skipped))
+	r.gapRows(row)
 	row("viewers", "%d/%d joined, %d dropped, %s shed by sink", r.Viewers.Joined, r.Viewers.Wanted, r.Viewers.Dropped, na(r.Viewers.Shed))
 	for _, s := range r.Viewers.Reasons {
 		row("  dropped", "%s", s)
@@ -423,4 +427,16 @@ func cpuList(cpus []int) string {
 		return "not pinned"
 	}
 	return fmt.Sprintf("pinned to CPUs %v", cpus)
+}
+
+// gapRows state what explains the skipped packets, and loudly what does not.
+func (r *Report) gapRows(row func(k, f string, a ...any)) {
+	g := r.Gaps
+	row("  repair", "nacked %s  gone %s  rtt %s ms  connected at end %s, down %d s of the run", na(g.NacksSent), na(g.Gone), na(g.RTT), na(g.RepairUp), g.RepairDownSeconds)
+	for _, k := range slices.Sorted(maps.Keys(g.Causes)) {
+		row("  explained by", "%s: %.0f", k, g.Causes[k])
+	}
+	if g.Unexplained > 0 {
+		row("UNEXPLAINED GAPS", "%.0f of %.0f skipped packets were lost where no counter saw them", g.Unexplained, g.Skipped)
+	}
 }

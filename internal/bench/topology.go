@@ -50,6 +50,12 @@ func relayTOML(p ports, cfg Config) string {
   seed = %d
 `, cfg.Loss, cfg.Burst, cfg.Seed)
 	}
+	if cfg.Plugin != "" { // host.Load resolves a relative path against the config's dir
+		r.AfterReassembler = fmt.Sprintf(`
+  [[pipeline.stage]]
+  plugin = %q
+`, cfg.Plugin)
+	}
 	return "# mediapipe bench: cloud + edge on loopback (as pipeline.example.toml)" + r.Cloud() + r.Edge()
 }
 
