@@ -247,7 +247,6 @@ func (h *handler) OnPublish(_ *rtmp.StreamContext, _ uint32, cmd *rtmpmsg.NetStr
 		given = h.appKey
 	}
 	name := h.app + "/" + strings.Trim(key, "/")
-	log := h.s.env.Log.With("stream", name, "remote", h.c.RemoteAddr().String())
 	reason := ""
 	switch {
 	case h.stream != nil:
@@ -266,15 +265,16 @@ func (h *handler) OnPublish(_ *rtmp.StreamContext, _ uint32, cmd *rtmpmsg.NetStr
 	}
 	if reason != "" {
 		h.c.setCause("refused")
-		h.s.refused.Inc()
-		log.Warn("publish refused", "reason", reason)
+		// A stranger can repeat this as fast as they connect: the name is
+		// clipped and the line limited per interval, the rest counted.
+		h.s.refused.Refused("publish refused", "stream", core.Clip(name), "remote", h.c.RemoteAddr().String(), "why", reason)
 		return fmt.Errorf("%w: %s", errRefused, reason)
 	}
 	h.stream = core.NewStream(name)
 	h.c.published.Store(true)
 	h.s.published.Inc()
 	h.s.live.Inc()
-	log.Info("stream start")
+	h.s.env.Log.Info("stream start", "stream", name, "remote", h.c.RemoteAddr().String())
 	h.s.out.Emit(core.NewEvent(core.EventStart, h.stream))
 	return nil
 }
