@@ -6,7 +6,7 @@ import (
 )
 
 // ClipLen is how many bytes of an untrusted string Clip keeps.
-const ClipLen = 96
+const ClipLen = 128
 
 // Clip makes a string a stranger sent (a stream or app name, a path, a
 // query, a user agent, an SDES name, a peer's error text) safe to log: it

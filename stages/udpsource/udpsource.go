@@ -564,7 +564,7 @@ func (s *Stage) start(src *source, now time.Time, out core.Output) bool {
 	s.senders[src.from]++
 	s.started.Inc()
 	s.active.Set(float64(len(s.names)))
-	s.env.Log.Info("udp-source: stream start", "stream", src.name, "ssrc", src.ssrc, "from", src.from.String(), "held", len(src.held))
+	s.env.Log.Info("udp-source: stream start", "stream", core.Clip(src.name), "ssrc", src.ssrc, "from", src.from.String(), "held", len(src.held))
 	out.Emit(core.NewEvent(core.EventStart, src.stream))
 	s.held -= len(src.held)
 	for i, p := range src.held {
@@ -607,7 +607,7 @@ func (s *Stage) endStream(src *source, reason string, out core.Output) {
 	}
 	s.ended.Inc()
 	s.active.Set(float64(len(s.names)))
-	s.env.Log.Info("udp-source: stream end", "stream", src.stream.Name, "ssrc", src.ssrc, "reason", reason,
+	s.env.Log.Info("udp-source: stream end", "stream", core.Clip(src.stream.Name), "ssrc", src.ssrc, "reason", reason,
 		"packets", src.stream.Packets.Load())
 	out.Emit(core.NewEvent(core.EventEnd, src.stream))
 	src.stream = nil
