@@ -33,7 +33,7 @@ import (
 
 // Config is udp-source's parameters.
 type Config struct {
-	Listen        string        `param:"listen" required:"true" doc:"host:port to receive on; a multicast group address (239.1.1.1:5222, [ff15::1]:5222) joins that group"`
+	Listen        string        `param:"listen" required:"true" addr:"true" doc:"host:port to receive on; a multicast group address (239.1.1.1:5222, [ff15::1]:5222) joins that group"`
 	Interface     string        `param:"interface" doc:"network interface to join the multicast group on (e.g. eth0); empty: the routing table decides"`
 	ReadBuffer    int           `param:"read_buffer" default:"4194304" min:"0" doc:"socket receive buffer in bytes (SO_RCVBUF); logged when the kernel grants less; 0 keeps the system default"`
 	Batch         int           `param:"batch" default:"64" min:"1" max:"1024" doc:"most datagrams read per recvmmsg"`
