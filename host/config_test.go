@@ -2,6 +2,8 @@ package host_test
 
 import (
 	"context"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -327,6 +329,14 @@ func TestParseBounds(t *testing.T) {
 				t.Fatalf("got %v\nwant %s", err, tc.want)
 			}
 		})
+	}
+	// LoadFile reads no more of a huge file than it needs to say so.
+	path := filepath.Join(t.TempDir(), "big.toml")
+	if err := os.WriteFile(path, []byte(big+big), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := host.LoadFile(path, testRegistry(t)); err == nil || !strings.Contains(err.Error(), "larger than 1048576 bytes") {
+		t.Fatalf("LoadFile of a 2 MiB file: %v", err)
 	}
 	// Brackets in strings and comments do not count; real nesting under the
 	// bound parses.
