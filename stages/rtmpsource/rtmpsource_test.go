@@ -10,6 +10,7 @@ import (
 	"net"
 	"os/exec"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -366,10 +367,22 @@ func TestNoLeaks(t *testing.T) {
 	}
 }
 
-// countingWriter counts the bytes of log written.
-type countingWriter struct{ n atomic.Int64 }
+// countingWriter counts the bytes of log written and keeps the first 64 KiB.
+type countingWriter struct {
+	n    atomic.Int64
+	mu   sync.Mutex
+	head []byte
+}
 
-func (w *countingWriter) Write(p []byte) (int, error) { w.n.Add(int64(len(p))); return len(p), nil }
+func (w *countingWriter) Write(p []byte) (int, error) {
+	w.n.Add(int64(len(p)))
+	w.mu.Lock()
+	if room := 64<<10 - len(w.head); room > 0 {
+		w.head = append(w.head, p[:min(room, len(p))]...)
+	}
+	w.mu.Unlock()
+	return len(p), nil
+}
 
 // TestRefusalFloodLogBounded reproduces the log amplification of issue 11:
 // 400 publish attempts with 65 KB names, no key, used to write each name in
@@ -384,7 +397,9 @@ func TestRefusalFloodLogBounded(t *testing.T) {
 	s := startSourceEnv(t, rtmpsource.Config{PublishKey: "s3cret"}, env)
 	addr := s.url[len("rtmp://"):]
 	name := strings.Repeat("n", 65000) // AMF0 short string: the longest go-rtmp can send
-	for i := 0; i < attempts; i++ {
+	// The first, logged in full, guesses a key: the guess must not be logged.
+	publishOnce(t, addr, name+"?key=guessedSECRET")
+	for i := 1; i < attempts; i++ {
 		publishOnce(t, addr, fmt.Sprintf("%d%s", i, name))
 	}
 	refused := env.Metrics.Drop("publish_refused")
@@ -394,6 +409,15 @@ func TestRefusalFloodLogBounded(t *testing.T) {
 	}
 	if n := w.n.Load(); n > 64<<10 {
 		t.Fatalf("%d attempts wrote %d bytes of log, want < 64 KiB", attempts, n)
+	}
+	w.mu.Lock()
+	head := string(w.head)
+	w.mu.Unlock()
+	if strings.Contains(head, "guessedSECRET") {
+		t.Errorf("a publish key was logged:\n%.300s", head)
+	}
+	if !strings.Contains(head, "msg=\"publish refused\"") || !strings.Contains(head, "(65005 bytes)") {
+		t.Errorf("the first refusal is not logged with its clipped name:\n%.500s", head)
 	}
 }
 
