@@ -22,6 +22,17 @@ type Metrics struct {
 	drops      *prometheus.CounterVec
 	events     *prometheus.CounterVec
 	gauges     *prometheus.GaugeVec
+
+	// Summaries of drops held back by the per-reason log limit are written
+	// by one timer per Metrics, armed only while some are pending, so an
+	// idle process has no goroutine for them and a quiet reason's count is
+	// logged within summaryEvery rather than at its next drop.
+	summaryEvery time.Duration
+	armed        atomic.Bool
+	mu           sync.Mutex
+	counters     []*DropCounter
+	timer        *time.Timer
+	closed       bool
 }
 
 var stageLabels = []string{"pipeline", "position", "stage"}
@@ -29,7 +40,7 @@ var stageLabels = []string{"pipeline", "position", "stage"}
 // NewMetrics builds a registry with the Go and process collectors and the
 // per-stage families.
 func NewMetrics() *Metrics {
-	m := &Metrics{Registry: prometheus.NewRegistry()}
+	m := &Metrics{Registry: prometheus.NewRegistry(), summaryEvery: dropLogEvery}
 	m.packetsIn = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "mediapipe_stage_packets_in_total", Help: "Packets queued to the stage.",
 	}, stageLabels)
@@ -93,8 +104,11 @@ func (s *StageMetrics) Drop(reason string) *DropCounter {
 	if s.drops == nil {
 		s.drops = map[string]*DropCounter{}
 	}
-	d := &DropCounter{c: s.m.drops.WithLabelValues(append(append([]string{}, s.labels...), reason)...), reason: reason, log: s.log}
+	d := &DropCounter{m: s.m, c: s.m.drops.WithLabelValues(append(append([]string{}, s.labels...), reason)...), reason: reason, log: s.log}
 	s.drops[reason] = d
+	s.m.mu.Lock()
+	s.m.counters = append(s.m.counters, d)
+	s.m.mu.Unlock()
 	return d
 }
 
@@ -110,11 +124,13 @@ func (s *StageMetrics) Gauge(name string) prometheus.Gauge {
 
 // DropCounter counts one reason of drops and logs them in summaries.
 type DropCounter struct {
+	m       *Metrics
 	c       prometheus.Counter
 	reason  string
 	log     *slog.Logger
 	pending atomic.Uint64
 	lastLog atomic.Int64
+	refusal atomic.Bool // counts refusals: summaries say "refused"
 }
 
 const dropLogEvery = 5 * time.Second
@@ -122,21 +138,122 @@ const dropLogEvery = 5 * time.Second
 // Inc counts one drop.
 func (d *DropCounter) Inc() { d.Add(1) }
 
-// Add counts n drops.
+// Add counts n drops. The first drop of a quiet reason is logged at once;
+// later ones within dropLogEvery are summed into one "dropped … count=N"
+// line, written by the Metrics' timer.
 func (d *DropCounter) Add(n int) {
 	if n <= 0 {
 		return
 	}
 	d.c.Add(float64(n))
 	d.pending.Add(uint64(n))
+	if d.logNow() {
+		d.write("dropped", nil)
+	}
+}
+
+// Refused counts one refusal of something a stranger asked for (a publish,
+// a peer, a stream) and logs msg with args only when this reason was quiet
+// for dropLogEvery; otherwise the refusal waits for the "refused …
+// count=N" summary. So a flood of refusals costs a line per interval, not
+// one per attempt. Clip attacker-controlled args (see Clip).
+func (d *DropCounter) Refused(msg string, args ...any) {
+	if !d.refusal.Load() {
+		d.refusal.Store(true)
+	}
+	d.c.Inc()
+	d.pending.Add(1)
+	if d.logNow() {
+		d.write(msg, args)
+	}
+}
+
+// logNow says whether this drop may be logged now (and claims the slot);
+// if not, it makes sure a summary will be written.
+func (d *DropCounter) logNow() bool {
 	now := time.Now().UnixNano()
 	last := d.lastLog.Load()
-	if now-last < int64(dropLogEvery) || !d.lastLog.CompareAndSwap(last, now) {
+	if now-last >= int64(d.every()) && d.lastLog.CompareAndSwap(last, now) {
+		return true
+	}
+	if d.m != nil {
+		d.m.arm()
+	}
+	return false
+}
+
+func (d *DropCounter) every() time.Duration {
+	if d.m != nil {
+		return d.m.summaryEvery
+	}
+	return dropLogEvery
+}
+
+// write logs msg with the count pending since the last line.
+func (d *DropCounter) write(msg string, args []any) {
+	n := d.pending.Swap(0)
+	if d.log == nil || n == 0 {
 		return
 	}
-	if d.log != nil {
-		d.log.Warn("dropped", "reason", d.reason, "count", d.pending.Swap(0))
+	d.log.Warn(msg, append(args, "reason", d.reason, "count", n)...)
+}
+
+// flush writes the summary of drops held back since the last line.
+func (d *DropCounter) flush(verb string) {
+	if d.pending.Load() == 0 {
+		return
 	}
+	d.lastLog.Store(time.Now().UnixNano())
+	d.write(verb, nil)
+}
+
+// arm starts the summary timer unless it is already pending. The fast
+// path is one atomic load, so a drop stays allocation-free.
+func (m *Metrics) arm() {
+	if m.armed.Load() || !m.armed.CompareAndSwap(false, true) {
+		return
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return // armed stays set: no timer after Close
+	}
+	m.timer = time.AfterFunc(m.summaryEvery, m.flushSummaries)
+}
+
+// flushSummaries writes every pending drop summary.
+func (m *Metrics) flushSummaries() {
+	m.mu.Lock()
+	if !m.closed {
+		m.armed.Store(false)
+	}
+	counters := append([]*DropCounter(nil), m.counters...)
+	m.mu.Unlock()
+	for _, d := range counters {
+		d.flush(d.verb())
+	}
+}
+
+// verb names a summary line by what the counter counts.
+func (d *DropCounter) verb() string {
+	if d.refusal.Load() {
+		return "refused"
+	}
+	return "dropped"
+}
+
+// Close writes the pending drop summaries and stops the summary timer, so
+// nothing of the Metrics runs after shutdown. Counting goes on after Close;
+// only held-back summaries are no longer written on a timer.
+func (m *Metrics) Close() {
+	m.mu.Lock()
+	m.closed = true
+	m.armed.Store(true)
+	if m.timer != nil {
+		m.timer.Stop()
+	}
+	m.mu.Unlock()
+	m.flushSummaries()
 }
 
 // Value returns the total counted so far.

@@ -3,6 +3,7 @@ package core
 import (
 	"fmt"
 	"math"
+	"net"
 	"reflect"
 	"slices"
 	"strconv"
@@ -35,6 +36,10 @@ type Param struct {
 	Min      *float64  `json:"min,omitempty"`    // numbers: value; durations: seconds
 	Max      *float64  `json:"max,omitempty"`
 	Enum     []string  `json:"enum,omitempty"`
+	// Addr marks a network address (a list: each item) that must read
+	// host:port with a numeric port 0-65535, so a typo is a problem at
+	// load and validate time rather than a failure at run.
+	Addr bool `json:"addr,omitempty"`
 }
 
 // Spec declares a stage: its name, what it does, what it takes and gives.
@@ -71,6 +76,7 @@ func (s *Spec) Param(name string) *Param {
 //	Latency time.Duration `param:"latency" default:"80ms" min:"0.001" doc:"..."`
 //	Mode    string        `param:"mode" default:"a" enum:"a,b" doc:"..."`
 //	Key     string        `param:"publish_key" secret:"true" doc:"..."`
+//	Listen  string        `param:"listen" addr:"true" doc:"..."`
 //
 // Field types map to string, int (any integer), float (float64), bool,
 // duration (time.Duration) and []string. It panics on an unsupported field:
@@ -94,6 +100,7 @@ func ParamsOf(config any) []Param {
 			Default:  f.Tag.Get("default"),
 			Required: f.Tag.Get("required") == "true",
 			Secret:   f.Tag.Get("secret") == "true",
+			Addr:     f.Tag.Get("addr") == "true",
 		}
 		if p.Type == "" {
 			panic(fmt.Sprintf("core.ParamsOf: %s.%s: unsupported type %s", t.Name(), f.Name, f.Type))
@@ -326,6 +333,36 @@ func (p *Param) check(v any) error {
 	if s, ok := v.(string); ok && len(p.Enum) > 0 && !slices.Contains(p.Enum, s) {
 		return fmt.Errorf("%s is not one of %s", p.show(s), strings.Join(p.Enum, ", "))
 	}
+	if p.Addr {
+		switch x := v.(type) {
+		case string:
+			if x != "" { // empty means "none" where a param allows it
+				return CheckAddr(x)
+			}
+		case []string:
+			for i, a := range x {
+				if err := CheckAddr(a); err != nil {
+					return fmt.Errorf("item %d: %w", i+1, err)
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// CheckAddr says whether s reads host:port with a numeric port 0-65535
+// (the host may be empty, an IP literal or a name; names are not looked up).
+func CheckAddr(s string) error {
+	host, port, err := net.SplitHostPort(s)
+	if err != nil {
+		return fmt.Errorf("%q is not host:port: %w", s, err)
+	}
+	if strings.ContainsAny(host, " \t/") {
+		return fmt.Errorf("%q is not host:port: bad host %q", s, host)
+	}
+	if _, err := strconv.ParseUint(port, 10, 16); err != nil {
+		return fmt.Errorf("%q is not host:port: port %q is not a number 0-65535", s, port)
+	}
 	return nil
 }
 
@@ -342,6 +379,9 @@ func (p *Param) RangeText() string {
 	var parts []string
 	if len(p.Enum) > 0 {
 		parts = append(parts, strings.Join(p.Enum, ", "))
+	}
+	if p.Addr {
+		parts = append(parts, "host:port")
 	}
 	if p.Min != nil && p.Max != nil {
 		parts = append(parts, fmt.Sprintf("%s – %s", p.bound(*p.Min), p.bound(*p.Max)))

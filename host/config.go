@@ -21,7 +21,7 @@ type File struct {
 
 // AdminConfig is the [admin] table: where /metrics and /api/streams are served.
 type AdminConfig struct {
-	Listen string `param:"listen" required:"true" doc:"address the admin server listens on, such as 127.0.0.1:9090"`
+	Listen string `param:"listen" required:"true" addr:"true" doc:"address the admin server listens on, such as 127.0.0.1:9090"`
 }
 
 // Validate refuses an empty address, which would listen on a random port.

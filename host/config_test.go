@@ -2,6 +2,8 @@ package host_test
 
 import (
 	"context"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -302,5 +304,47 @@ func TestParseThenResolve(t *testing.T) {
 	}
 	if len(asked) != 1 || asked[0] != "/srv/bin/sink" || f.Pipelines[0].Stages[1].Def.Build == nil {
 		t.Fatalf("loader asked for %q; stage 2 resolved: %v", asked, f.Pipelines[0].Stages[1].Def.Build != nil)
+	}
+}
+
+// TestParseBounds: a file the TOML parser would chew on for a long time
+// (100,000 nested arrays took over 20 s) or a huge one is refused before
+// parsing, at once and with a clear problem.
+func TestParseBounds(t *testing.T) {
+	deep := "x = " + strings.Repeat("[", 100_000) + strings.Repeat("]", 100_000) + "\n"
+	inline := "x = " + strings.Repeat("{a=", 40) + "1" + strings.Repeat("}", 40) + "\n"
+	big := "# " + strings.Repeat("x", host.MaxFileBytes) + "\n"
+	for _, tc := range []struct{ name, file, want string }{
+		{"nested arrays", deep, "t.toml: line 1, column 37: arrays or inline tables nested deeper than 32"},
+		{"nested inline tables", inline, "t.toml: line 1, column 101: arrays or inline tables nested deeper than 32"},
+		{"too large", big, "t.toml: the file is larger than 1048576 bytes (1 MiB), the most a pipeline file may be"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			start := time.Now()
+			_, err := host.Load("t.toml", "/tmp", []byte(tc.file), nil, testRegistry(t))
+			if d := time.Since(start); d > time.Second {
+				t.Errorf("took %v, want < 1 s", d)
+			}
+			if err == nil || err.Error() != tc.want {
+				t.Fatalf("got %v\nwant %s", err, tc.want)
+			}
+		})
+	}
+	// LoadFile reads no more of a huge file than it needs to say so.
+	path := filepath.Join(t.TempDir(), "big.toml")
+	if err := os.WriteFile(path, []byte(big+big), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := host.LoadFile(path, testRegistry(t)); err == nil || !strings.Contains(err.Error(), "larger than 1048576 bytes") {
+		t.Fatalf("LoadFile of a 2 MiB file: %v", err)
+	}
+	// Brackets in strings and comments do not count; real nesting under the
+	// bound parses.
+	ok := "# " + strings.Repeat("[", 100) + "\n[[pipeline]]\nname = \"" + strings.Repeat("[", 40) + "\"\n" +
+		"x = '''\n" + strings.Repeat("{", 40) + "'''\ny = \"\"\"a\\\"\"\"" + strings.Repeat("[", 40) + "\"\"\"\n" +
+		"z = " + strings.Repeat("[", 30) + strings.Repeat("]", 30) + "\n"
+	_, err := host.Load("t.toml", "/tmp", []byte(ok), nil, testRegistry(t))
+	if err != nil && (strings.Contains(err.Error(), "nested") || strings.Contains(err.Error(), "TOML syntax")) {
+		t.Fatalf("a legal file refused: %v", err)
 	}
 }

@@ -3,6 +3,7 @@ package host
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 
@@ -15,7 +16,7 @@ import (
 
 // LoadFile reads a pipeline file and loads it as Load does.
 func LoadFile(path string, reg *core.Registry) (*File, error) {
-	data, err := os.ReadFile(path)
+	data, err := readBounded(path)
 	if err != nil {
 		return nil, Problems{{File: path, Msg: fmt.Sprintf("cannot read: %v", errors.Unwrap(err))}}
 	}
@@ -24,6 +25,21 @@ func LoadFile(path string, reg *core.Registry) (*File, error) {
 		dir = abs
 	}
 	return Load(path, dir, data, os.Environ(), reg)
+}
+
+// readBounded reads at most MaxFileBytes+1 bytes of path: enough for Parse
+// to say the file is too large without reading all of a huge one.
+func readBounded(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, MaxFileBytes+1))
+	if err != nil {
+		return nil, &os.PathError{Op: "read", Path: path, Err: err}
+	}
+	return data, nil
 }
 
 // Load parses pipeline-file bytes and resolves their stages against reg.
@@ -50,6 +66,10 @@ func Load(name, dir string, data []byte, environ []string, reg *core.Registry) (
 // File is nil only when the bytes are not TOML.
 func Parse(name, dir string, data []byte, environ []string) (*File, Problems) {
 	ps := &problems{file: name}
+	if err := checkBounds(data); err != nil {
+		ps.fileLevel(0, "%s", err)
+		return nil, ps.list
+	}
 	k := koanf.New("\x00") // no key path splitting: TOML keys stay whole
 	if err := k.Load(rawbytes.Provider(data), toml.Parser()); err != nil {
 		ps.fileLevel(0, "TOML syntax: %s", tomlError(err, data))

@@ -121,6 +121,8 @@ func Build(f *File, opts Options) (*Runtime, error) {
 // then stops the sources, lets the rest drain and returns. It returns nil
 // after a clean shutdown.
 func (rt *Runtime) Run(ctx context.Context) error {
+	// Last of all: write the held-back drop summaries, stop their timer.
+	defer rt.Metrics.Close()
 	stageCtx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	hard := make(chan struct{})

@@ -96,6 +96,56 @@ name = "edge"
 	}
 }
 
+// TestValidateAddresses: listen and destination addresses that do not read
+// host:port with a port 0-65535 are problems of validate, with their place,
+// not failures of run.
+func TestValidateAddresses(t *testing.T) {
+	dir := t.TempDir()
+	bad := filepath.Join(dir, "addr.toml")
+	os.WriteFile(bad, []byte(`
+[admin]
+listen = "127.0.0.1"
+[[pipeline]]
+name = "cloud"
+  [[pipeline.stage]]
+  use = "rtmp-source"
+  listen = "127.0.0.1:99999"
+  [[pipeline.stage]]
+  use = "flv-tagger"
+  [[pipeline.stage]]
+  use = "rtp-fragmenter"
+  [[pipeline.stage]]
+  use = "udp-sink"
+  destinations = ["127.0.0.1:5222", "127.0.0.1:http"]
+[[pipeline]]
+name = "edge"
+  [[pipeline.stage]]
+  use = "udp-source"
+  listen = "127.0.0.1:5222"
+  [[pipeline.stage]]
+  use = "rtp-reorder"
+  [[pipeline.stage]]
+  use = "flv-reassembler"
+  [[pipeline.stage]]
+  use = "httpflv-sink"
+  listen = "localhost:8080:1"
+`), 0o644)
+	var out, errb bytes.Buffer
+	if code := cli.Main([]string{"validate", bad}, &out, &errb); code != 1 {
+		t.Fatalf("validate exit %d, want 1\n%s", code, errb.String())
+	}
+	want := []string{
+		bad + `: admin.listen: "127.0.0.1" is not host:port: address 127.0.0.1: missing port in address`,
+		bad + `: pipeline "cloud" stage 1 (rtmp-source): listen: "127.0.0.1:99999" is not host:port: port "99999" is not a number 0-65535`,
+		bad + `: pipeline "cloud" stage 4 (udp-sink): destinations: item 2: "127.0.0.1:http" is not host:port: port "http" is not a number 0-65535`,
+		bad + `: pipeline "edge" stage 4 (httpflv-sink): listen: "localhost:8080:1" is not host:port: address localhost:8080:1: too many colons in address`,
+	}
+	got := strings.Split(strings.TrimSpace(errb.String()), "\n")
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("problems:\n%s\nwant:\n%s", errb.String(), strings.Join(want, "\n"))
+	}
+}
+
 // exampleEnv moves every listener of pipeline.example.toml to a free port,
 // through the environment overrides a user would use.
 func exampleEnv(t *testing.T) []string {

@@ -21,7 +21,7 @@ import (
 
 // Config is httpflv-sink's parameters.
 type Config struct {
-	Listen       string        `param:"listen" required:"true" doc:"HTTP address to serve on; streams are at http://ADDR/APP/KEY.flv"`
+	Listen       string        `param:"listen" required:"true" addr:"true" doc:"HTTP address to serve on; streams are at http://ADDR/APP/KEY.flv"`
 	PlayKey      string        `param:"play_key" secret:"true" doc:"when set, a viewer must add ?key=SECRET to the URL (401 without, 403 when wrong)"`
 	ViewerQueue  int           `param:"viewer_queue" default:"1024" min:"16" max:"1000000" doc:"tags queued per viewer; a viewer that falls this far behind is disconnected (slow_viewer)"`
 	GOPCache     bool          `param:"gop_cache" default:"true" doc:"send a new viewer the tags since the last keyframe, so its first frame comes at once"`

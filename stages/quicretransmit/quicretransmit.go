@@ -30,7 +30,7 @@ const RetainAfterEnd = 5 * time.Second
 
 // Config is quic-retransmit's parameters.
 type Config struct {
-	Listen       string `param:"listen" required:"true" doc:"UDP address of the QUIC repair server (ALPN mediapipe-rtx/1), e.g. 127.0.0.1:4242"`
+	Listen       string `param:"listen" required:"true" addr:"true" doc:"UDP address of the QUIC repair server (ALPN mediapipe-rtx/1), e.g. 127.0.0.1:4242"`
 	CachePackets int    `param:"cache_packets" default:"5000" min:"16" max:"32768" doc:"packets kept per stream (per SSRC) for repair"`
 	Token        string `param:"token" secret:"true" doc:"when set, edges must present this token; others get nothing"`
 	MaxRate      int    `param:"max_rate" default:"20000000" min:"0" doc:"bytes/s of repaired packets per edge connection; beyond it requests are refused and counted (0 = no limit)"`

@@ -28,7 +28,7 @@ import (
 
 // Config is rtmp-source's parameters.
 type Config struct {
-	Listen         string        `param:"listen" required:"true" doc:"TCP address the RTMP server listens on, e.g. 127.0.0.1:1935"`
+	Listen         string        `param:"listen" required:"true" addr:"true" doc:"TCP address the RTMP server listens on, e.g. 127.0.0.1:1935"`
 	PublishKey     string        `param:"publish_key" secret:"true" doc:"when set, a publisher must add ?key=SECRET to the stream name or is refused"`
 	IdleTimeout    time.Duration `param:"idle_timeout" default:"10s" min:"0.1" doc:"close a connection that has not published within this long of connecting (one deadline for handshake, connect and publish, however slowly bytes trickle in), or that stops sending for this long afterwards"`
 	MaxMessageSize int           `param:"max_message_size" default:"8388608" min:"65536" max:"16777215" doc:"largest RTMP message in bytes; a bigger one closes the connection (counted) before anything is allocated for it"`
@@ -247,7 +247,6 @@ func (h *handler) OnPublish(_ *rtmp.StreamContext, _ uint32, cmd *rtmpmsg.NetStr
 		given = h.appKey
 	}
 	name := h.app + "/" + strings.Trim(key, "/")
-	log := h.s.env.Log.With("stream", name, "remote", h.c.RemoteAddr().String())
 	reason := ""
 	switch {
 	case h.stream != nil:
@@ -266,15 +265,16 @@ func (h *handler) OnPublish(_ *rtmp.StreamContext, _ uint32, cmd *rtmpmsg.NetStr
 	}
 	if reason != "" {
 		h.c.setCause("refused")
-		h.s.refused.Inc()
-		log.Warn("publish refused", "reason", reason)
+		// A stranger can repeat this as fast as they connect: the name is
+		// clipped and the line limited per interval, the rest counted.
+		h.s.refused.Refused("publish refused", "stream", core.Clip(name), "remote", h.c.RemoteAddr().String(), "why", reason)
 		return fmt.Errorf("%w: %s", errRefused, reason)
 	}
 	h.stream = core.NewStream(name)
 	h.c.published.Store(true)
 	h.s.published.Inc()
 	h.s.live.Inc()
-	log.Info("stream start")
+	h.s.env.Log.Info("stream start", "stream", name, "remote", h.c.RemoteAddr().String())
 	h.s.out.Emit(core.NewEvent(core.EventStart, h.stream))
 	return nil
 }

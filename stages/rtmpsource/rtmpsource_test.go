@@ -6,19 +6,26 @@ import (
 	"crypto/rand"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"os/exec"
+	"strings"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/yutopp/go-rtmp"
 	"github.com/yutopp/go-rtmp/handshake"
+	rtmpmsg "github.com/yutopp/go-rtmp/message"
 	"go.uber.org/goleak"
 
 	"github.com/mediapipe/mediapipe/core"
 	"github.com/mediapipe/mediapipe/core/media/flv"
 	"github.com/mediapipe/mediapipe/core/stagetest"
 	"github.com/mediapipe/mediapipe/internal/testmedia"
+	"github.com/mediapipe/mediapipe/internal/testrun"
 	"github.com/mediapipe/mediapipe/stages/flvtagger"
 	"github.com/mediapipe/mediapipe/stages/rtmpsource"
 )
@@ -31,6 +38,11 @@ type source struct {
 
 func startSource(t *testing.T, cfg rtmpsource.Config) *source {
 	t.Helper()
+	return startSourceEnv(t, cfg, core.TestEnv("rtmp-source"))
+}
+
+func startSourceEnv(t *testing.T, cfg rtmpsource.Config, env *core.Env) *source {
+	t.Helper()
 	if cfg.Listen == "" {
 		cfg.Listen = "127.0.0.1:0"
 	}
@@ -40,7 +52,6 @@ func startSource(t *testing.T, cfg rtmpsource.Config) *source {
 	if cfg.MaxMessageSize == 0 {
 		cfg.MaxMessageSize = 8 << 20
 	}
-	env := core.TestEnv("rtmp-source")
 	st, err := rtmpsource.New(&cfg, env)
 	if err != nil {
 		t.Fatal(err)
@@ -353,5 +364,80 @@ func TestNoLeaks(t *testing.T) {
 	_ = live.Wait()
 	if _, _, ended := streamPackets(s.h.Out.Packets(), "live/leak"); !ended {
 		t.Fatal("stream not ended on shutdown")
+	}
+}
+
+// countingWriter counts the bytes of log written and keeps the first 64 KiB.
+type countingWriter struct {
+	n    atomic.Int64
+	mu   sync.Mutex
+	head []byte
+}
+
+func (w *countingWriter) Write(p []byte) (int, error) {
+	w.n.Add(int64(len(p)))
+	w.mu.Lock()
+	if room := 64<<10 - len(w.head); room > 0 {
+		w.head = append(w.head, p[:min(room, len(p))]...)
+	}
+	w.mu.Unlock()
+	return len(p), nil
+}
+
+// TestRefusalFloodLogBounded reproduces the log amplification of issue 11:
+// 400 publish attempts with 65 KB names, no key, used to write each name in
+// full (26 MB of log). Now the name is clipped and repeated refusals are one
+// summary line per interval; every refusal is still counted.
+func TestRefusalFloodLogBounded(t *testing.T) {
+	const attempts = 400
+	w := &countingWriter{}
+	env := core.TestEnv("rtmp-source")
+	env.Log = slog.New(slog.NewTextHandler(w, nil))
+	env.Metrics.SetLogger(env.Log)
+	s := startSourceEnv(t, rtmpsource.Config{PublishKey: "s3cret"}, env)
+	addr := s.url[len("rtmp://"):]
+	name := strings.Repeat("n", 65000) // AMF0 short string: the longest go-rtmp can send
+	// The first, logged in full, guesses a key: the guess must not be logged.
+	publishOnce(t, addr, name+"?key=guessedSECRET")
+	for i := 1; i < attempts; i++ {
+		publishOnce(t, addr, fmt.Sprintf("%d%s", i, name))
+	}
+	refused := env.Metrics.Drop("publish_refused")
+	testrun.Eventually(t, testrun.WaitLimit, "every attempt refused", func() bool { return refused.Value() >= attempts })
+	if v := refused.Value(); v != attempts {
+		t.Errorf("publish_refused = %v, want %d", v, attempts)
+	}
+	if n := w.n.Load(); n > 64<<10 {
+		t.Fatalf("%d attempts wrote %d bytes of log, want < 64 KiB", attempts, n)
+	}
+	w.mu.Lock()
+	head := string(w.head)
+	w.mu.Unlock()
+	if strings.Contains(head, "guessedSECRET") {
+		t.Errorf("a publish key was logged:\n%.300s", head)
+	}
+	if !strings.Contains(head, "msg=\"publish refused\"") || !strings.Contains(head, "(65005 bytes)") {
+		t.Errorf("the first refusal is not logged with its clipped name:\n%.500s", head)
+	}
+}
+
+// publishOnce connects, asks to publish name on app "live" and waits until
+// the server has answered or closed the connection.
+func publishOnce(t *testing.T, addr, name string) {
+	t.Helper()
+	cc, err := rtmp.Dial("rtmp", addr, &rtmp.ConnConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cc.Close()
+	if err := cc.Connect(&rtmpmsg.NetConnectionConnect{Command: rtmpmsg.NetConnectionConnectCommand{App: "live"}}); err != nil {
+		t.Fatalf("connect: %v", err)
+	}
+	st, err := cc.CreateStream(&rtmpmsg.NetConnectionCreateStream{}, 128)
+	if err != nil {
+		t.Fatalf("createStream: %v", err)
+	}
+	if err := st.Publish(&rtmpmsg.NetStreamPublish{PublishingName: name, PublishingType: "live"}); err != nil {
+		t.Fatalf("publish: %v", err)
 	}
 }

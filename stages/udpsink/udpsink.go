@@ -23,7 +23,7 @@ import (
 
 // Config is udp-sink's parameters.
 type Config struct {
-	Destinations      []string      `param:"destinations" required:"true" doc:"where every packet goes: unicast and/or multicast group addresses as host:port, IPv4 or IPv6 ([ff15::1]:5222)"`
+	Destinations      []string      `param:"destinations" required:"true" addr:"true" doc:"where every packet goes: unicast and/or multicast group addresses as host:port, IPv4 or IPv6 ([ff15::1]:5222)"`
 	TTL               int           `param:"ttl" default:"1" min:"0" max:"255" doc:"multicast TTL (IPv6 hop limit); 1 keeps packets on the local network, raise it to cross multicast routers"`
 	Interface         string        `param:"interface" doc:"network interface multicast leaves by (e.g. eth0); empty: the routing table decides"`
 	MulticastLoopback bool          `param:"multicast_loopback" default:"true" doc:"deliver multicast to receivers on this host too"`

@@ -33,7 +33,7 @@ import (
 
 // Config is udp-source's parameters.
 type Config struct {
-	Listen        string        `param:"listen" required:"true" doc:"host:port to receive on; a multicast group address (239.1.1.1:5222, [ff15::1]:5222) joins that group"`
+	Listen        string        `param:"listen" required:"true" addr:"true" doc:"host:port to receive on; a multicast group address (239.1.1.1:5222, [ff15::1]:5222) joins that group"`
 	Interface     string        `param:"interface" doc:"network interface to join the multicast group on (e.g. eth0); empty: the routing table decides"`
 	ReadBuffer    int           `param:"read_buffer" default:"4194304" min:"0" doc:"socket receive buffer in bytes (SO_RCVBUF); logged when the kernel grants less; 0 keeps the system default"`
 	Batch         int           `param:"batch" default:"64" min:"1" max:"1024" doc:"most datagrams read per recvmmsg"`
@@ -564,7 +564,7 @@ func (s *Stage) start(src *source, now time.Time, out core.Output) bool {
 	s.senders[src.from]++
 	s.started.Inc()
 	s.active.Set(float64(len(s.names)))
-	s.env.Log.Info("udp-source: stream start", "stream", src.name, "ssrc", src.ssrc, "from", src.from.String(), "held", len(src.held))
+	s.env.Log.Info("udp-source: stream start", "stream", core.Clip(src.name), "ssrc", src.ssrc, "from", src.from.String(), "held", len(src.held))
 	out.Emit(core.NewEvent(core.EventStart, src.stream))
 	s.held -= len(src.held)
 	for i, p := range src.held {
@@ -607,7 +607,7 @@ func (s *Stage) endStream(src *source, reason string, out core.Output) {
 	}
 	s.ended.Inc()
 	s.active.Set(float64(len(s.names)))
-	s.env.Log.Info("udp-source: stream end", "stream", src.stream.Name, "ssrc", src.ssrc, "reason", reason,
+	s.env.Log.Info("udp-source: stream end", "stream", core.Clip(src.stream.Name), "ssrc", src.ssrc, "reason", reason,
 		"packets", src.stream.Packets.Load())
 	out.Emit(core.NewEvent(core.EventEnd, src.stream))
 	src.stream = nil
