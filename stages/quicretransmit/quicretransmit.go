@@ -98,6 +98,8 @@ func New(cfg *Config, env *core.Env) (core.Stage, error) {
 		bad      = m.Drop("bad_request")
 		full     = m.Drop("refused_peers")
 		idle     = m.Counter("idle_streams_closed")
+		evicted  = m.Drop("evicted_unauth")
+		junk     = m.Drop("junk")
 	)
 	srv, err := repair.NewServer(repair.ServerConfig{
 		Addr: cfg.Listen, Token: cfg.Token, MaxRate: cfg.MaxRate,
@@ -121,6 +123,10 @@ func New(cfg *Config, env *core.Env) (core.Stage, error) {
 				full.Add(n)
 			case repair.EvIdleStream:
 				idle.Add(float64(n))
+			case repair.EvEvicted:
+				evicted.Add(n)
+			case repair.EvJunk:
+				junk.Add(n)
 			}
 		},
 	})
