@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"runtime"
+	"slices"
 	"testing"
 	"time"
 
@@ -11,6 +12,7 @@ import (
 
 	"github.com/mediapipe/mediapipe/core"
 	"github.com/mediapipe/mediapipe/core/media/repairwire"
+	"github.com/mediapipe/mediapipe/internal/testrun"
 )
 
 // helloRaw says HELLO with token on a raw connection and returns the error
@@ -173,5 +175,35 @@ func TestIdleStreamsHoldNoReplyBuffer(t *testing.T) {
 	t.Logf("%d idle request streams: heap grew %d KB", streams, grown>>10)
 	if grown > streams*16<<10 {
 		t.Fatalf("%d idle request streams hold %d KB: reply buffers kept between requests?", streams, grown>>10)
+	}
+}
+
+// With a cache bounded by time, packets older than CacheDuration are
+// answered GONE and newer ones repaired, and the stream's init tags — kept
+// on the stream, not in the ring — are still served.
+func TestCacheDurationKeepsInit(t *testing.T) {
+	srv := startServer(t, ServerConfig{CacheDuration: time.Second})
+	st := core.NewStream("live/dur")
+	st.SetInit(&core.InitTags{Metadata: []byte("meta"), Video: []byte("avc")})
+	ring := srv.Stream(3, st)
+	start := time.Unix(1000, 0)
+	for seq := range uint16(300) { // 100 a second for 3 s
+		ring.InsertAt(seq, pkt(seq, 3, 500), start.Add(time.Duration(seq)*10*time.Millisecond))
+	}
+	r := newReplies()
+	c := dial(t, r.config(srv.Addr().String(), ""))
+	connected(t, c)
+	if err := c.Nack(3, []uint16{10, 150, 250, 299}); err != nil {
+		t.Fatal(err)
+	}
+	r.wait(t, "answers", func() bool { return len(r.repaired)+len(r.gone) == 4 })
+	if r.repaired[250] == nil || r.repaired[299] == nil || !slices.Equal(r.gone, []uint16{10, 150}) {
+		t.Fatalf("repaired %d packets, gone %v; want 250 and 299 repaired, 10 and 150 gone", len(r.repaired), r.gone)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), testrun.WaitLimit)
+	defer cancel()
+	tags, err := c.Init(ctx, 0, "live/dur")
+	if err != nil || tags == nil || string(tags.Metadata) != "meta" || string(tags.Video) != "avc" {
+		t.Fatalf("init after the cache moved on: %+v %v", tags, err)
 	}
 }

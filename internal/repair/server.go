@@ -58,9 +58,14 @@ type ServerConfig struct {
 	Token             string // when set, peers must present it in HELLO
 	MaxRate           int    // bytes/s of repaired packets per peer; 0 = unlimited
 	CertFile, KeyFile string // PEM files; both empty = self-signed certificate
-	CachePackets      int    // ring size per SSRC (default 5000)
-	SlotBytes         int    // bytes preallocated per ring slot (default 1280)
-	Log               *slog.Logger
+	CachePackets      int    // most packets kept per SSRC (default 5000)
+	// CacheDuration keeps, per SSRC, only the packets that arrived within
+	// this long of its newest (default DefaultCacheDuration; negative: by
+	// CachePackets alone, preallocated), so memory follows each stream's
+	// rate rather than CachePackets × SlotBytes.
+	CacheDuration time.Duration
+	SlotBytes     int // bytes preallocated per ring slot (default 1280)
+	Log           *slog.Logger
 	// Count, if set, is called for every counted event (from many goroutines).
 	Count func(ev Event, n int)
 	// HelloTimeout bounds both the QUIC handshake and the wait for HELLO
@@ -139,6 +144,9 @@ var regSeq atomic.Uint64
 func NewServer(cfg ServerConfig) (*Server, error) {
 	if cfg.CachePackets == 0 {
 		cfg.CachePackets = 5000
+	}
+	if cfg.CacheDuration == 0 {
+		cfg.CacheDuration = DefaultCacheDuration
 	}
 	if cfg.SlotBytes == 0 {
 		cfg.SlotBytes = 1280
@@ -355,9 +363,20 @@ func (s *Server) Stream(ssrc uint32, stream *core.Stream) *Ring {
 		c.ended = false
 		return c.ring
 	}
-	c := &cached{ring: NewRing(s.cfg.CachePackets, s.cfg.SlotBytes), stream: stream, seq: regSeq.Add(1)}
+	c := &cached{ring: NewTimedRing(s.cfg.CachePackets, s.cfg.SlotBytes, s.cfg.CacheDuration), stream: stream, seq: regSeq.Add(1)}
 	s.streams[ssrc] = c
 	return c.ring
+}
+
+// CacheBytes returns the memory every stream's cache holds.
+func (s *Server) CacheBytes() int {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	n := 0
+	for _, c := range s.streams {
+		n += c.ring.Bytes()
+	}
+	return n
 }
 
 // EndStream marks ssrc's stream as ended: its cache still answers, but a
@@ -424,6 +443,11 @@ func (s *Server) init(req repairwire.InitReq) repairwire.Init {
 	}
 	return r
 }
+
+// DefaultCacheDuration is how long a packet stays cached: far more than an
+// edge's reorder latency (80 ms by default) plus a few round trips of NACK
+// retries, and the same as a stream's cache outlives its end.
+const DefaultCacheDuration = 5 * time.Second
 
 // DefaultMaxUnauthenticated caps the connections waiting for their HELLO.
 const DefaultMaxUnauthenticated = 256
