@@ -122,7 +122,13 @@ type Server struct {
 	perAddr  map[netip.Addr]int
 	arrivals uint64
 	busy     atomic.Bool // pending is at least half full: validate addresses (Retry) first
-	authed   int         // peers past HELLO
+	// attempts counts new connection attempts in the current second, so a
+	// flood of handshakes that never finish (or come from spoofed
+	// addresses) is made to prove its addresses too.
+	attemptsMu  sync.Mutex
+	attemptsAt  time.Time
+	attemptsNum int
+	authed      int // peers past HELLO
 	// closeDone is closed once Close has released the socket.
 	closeDone chan struct{}
 
@@ -208,7 +214,7 @@ func (s *Server) Listen() error {
 		// While the table of peers without HELLO is half full or more,
 		// a new peer first proves its address with a Retry: spoofed
 		// handshakes then cost the server no connection state.
-		VerifySourceAddress: func(net.Addr) bool { return s.busy.Load() },
+		VerifySourceAddress: s.verifySource,
 		Tracer:              junkCounter{s},
 	}
 	ln, err := tr.Listen(s.tls, &quic.Config{
@@ -224,6 +230,24 @@ func (s *Server) Listen() error {
 	}
 	s.udp, s.tr, s.ln = udp, tr, ln
 	return nil
+}
+
+// verifySource tells QUIC whether a new connection attempt must first prove
+// its address with a Retry: while the table of peers without HELLO is half
+// full, or more than MaxUnauthenticated attempts came in the last second.
+// A Retry costs an edge one round trip and the server no state.
+func (s *Server) verifySource(net.Addr) bool {
+	if s.busy.Load() {
+		return true
+	}
+	now := time.Now()
+	s.attemptsMu.Lock()
+	defer s.attemptsMu.Unlock()
+	if now.Sub(s.attemptsAt) >= time.Second {
+		s.attemptsAt, s.attemptsNum = now, 0
+	}
+	s.attemptsNum++
+	return s.attemptsNum > s.cfg.MaxUnauthenticated
 }
 
 // junkCounter counts the datagrams the QUIC transport drops before any

@@ -165,3 +165,29 @@ func TestHelloRefusalSaysWhatCame(t *testing.T) {
 		t.Fatalf("log: %s", line)
 	}
 }
+
+// Connection attempts beyond MaxUnauthenticated a second, or a table of
+// peers without HELLO half full, make new peers prove their address (Retry)
+// before the server keeps any state for them.
+func TestRetryUnderLoad(t *testing.T) {
+	s, err := NewServer(ServerConfig{MaxUnauthenticated: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 4 {
+		if s.verifySource(nil) {
+			t.Fatalf("attempt %d asked to retry", i)
+		}
+	}
+	if !s.verifySource(nil) {
+		t.Fatal("5th attempt in a second not asked to retry")
+	}
+	s.attemptsAt = s.attemptsAt.Add(-time.Second) // a second later
+	if s.verifySource(nil) {
+		t.Fatal("asked to retry in a quiet second")
+	}
+	s.busy.Store(true)
+	if !s.verifySource(nil) {
+		t.Fatal("half-full table does not ask to retry")
+	}
+}
