@@ -32,8 +32,9 @@ type Ring struct {
 	// oldest is the lowest extended seq that may hold a buffer: every slot
 	// below it has been released. Only kept with a maximum age.
 	oldest  int64
-	limit   int   // most slots (N)
-	maxAge  int64 // nanoseconds; 0 = bounded by count only
+	limit   int       // most slots (N)
+	maxAge  int64     // nanoseconds; 0 = bounded by count only
+	base    time.Time // arrival times are kept as nanoseconds since this
 	slotCap int
 	free    [][]byte // buffers of expired packets, reused by Insert
 	held    int      // slots holding a buffer
@@ -42,7 +43,7 @@ type Ring struct {
 
 type slot struct {
 	ext int64 // extended seq held; -1 when empty
-	at  int64 // arrival, UnixNano (maximum age only)
+	at  int64 // arrival, nanoseconds since Ring.base (maximum age only)
 	buf []byte
 }
 
@@ -159,7 +160,12 @@ func (r *Ring) InsertAt(seq uint16, pkt []byte, now time.Time) {
 		s.buf = append(s.buf[:0], pkt...)
 		return
 	}
-	r.insertTimed(ext, pkt, now.UnixNano())
+	if r.base.IsZero() {
+		r.base = now
+	}
+	// Sub uses the monotonic clock when both times carry it, so a step of
+	// the wall clock neither empties the cache nor pins it.
+	r.insertTimed(ext, pkt, int64(now.Sub(r.base)))
 }
 
 // clear empties the ring. Callers hold mu.
