@@ -13,11 +13,14 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/quic-go/quic-go"
+	"github.com/quic-go/quic-go/qlog"
+	"github.com/quic-go/quic-go/qlogwriter"
 
 	"github.com/mediapipe/mediapipe/core"
 	"github.com/mediapipe/mediapipe/core/media/repairwire"
@@ -35,10 +38,12 @@ const (
 	EvBadRequest               // a malformed or oversized frame; its stream was reset
 	EvRefusedPeer              // an authenticated peer closed because MaxPeers are connected
 	EvIdleStream               // a request stream closed after StreamIdleTimeout without a request
+	EvEvicted                  // a peer still without HELLO closed to make room for a newer one
+	EvJunk                     // a datagram on the repair port that QUIC dropped (not QUIC, unknown connection, unparsable)
 	numEvents
 )
 
-var eventNames = [numEvents]string{"requests", "repaired", "gone", "refused_rate", "auth_failed", "bad_request", "refused_peers", "idle_stream"}
+var eventNames = [numEvents]string{"requests", "repaired", "gone", "refused_rate", "auth_failed", "bad_request", "refused_peers", "idle_stream", "evicted_unauth", "junk"}
 
 func (e Event) String() string {
 	if e < numEvents {
@@ -53,15 +58,29 @@ type ServerConfig struct {
 	Token             string // when set, peers must present it in HELLO
 	MaxRate           int    // bytes/s of repaired packets per peer; 0 = unlimited
 	CertFile, KeyFile string // PEM files; both empty = self-signed certificate
-	CachePackets      int    // ring size per SSRC (default 5000)
-	SlotBytes         int    // bytes preallocated per ring slot (default 1280)
-	Log               *slog.Logger
+	CachePackets      int    // most packets kept per SSRC (default 5000)
+	// CacheDuration keeps, per SSRC, only the packets that arrived within
+	// this long of its newest (default DefaultCacheDuration; negative: by
+	// CachePackets alone, preallocated), so memory follows each stream's
+	// rate rather than CachePackets × SlotBytes.
+	CacheDuration time.Duration
+	SlotBytes     int // bytes preallocated per ring slot (default 1280)
+	Log           *slog.Logger
 	// Count, if set, is called for every counted event (from many goroutines).
-	Count        func(ev Event, n int)
-	HelloTimeout time.Duration // a peer must send HELLO within this (default 5 s)
-	// MaxUnauthenticated caps connections waiting for their HELLO; more are
-	// closed with CodeBusy (default DefaultMaxUnauthenticated).
+	Count func(ev Event, n int)
+	// HelloTimeout bounds both the QUIC handshake and the wait for HELLO
+	// after it (default DefaultHelloTimeout). A real edge sends HELLO at once.
+	HelloTimeout time.Duration
+	// MaxUnauthenticated caps connections waiting for their HELLO (default
+	// DefaultMaxUnauthenticated). A newcomer over the cap is not refused:
+	// the oldest waiting connection is closed with CodeBusy instead, so
+	// peers that handshake and never speak cannot keep an edge out.
 	MaxUnauthenticated int
+	// MaxUnauthenticatedPerAddr caps the connections waiting for their
+	// HELLO from one IP address (IPv6: one /64); over it, that address's
+	// oldest is closed (default max(2, MaxUnauthenticated/8)). One squatting
+	// address then holds only its share of the table.
+	MaxUnauthenticatedPerAddr int
 	// MaxPeers caps authenticated connections; one more is closed with
 	// CodeTooManyPeers after its HELLO (default DefaultMaxPeers).
 	MaxPeers int
@@ -96,8 +115,20 @@ type Server struct {
 	streams map[uint32]*cached
 	peers   map[*quic.Conn]struct{}
 	closed  bool
-	unauth  int // peers connected that have not passed HELLO yet
-	authed  int // peers past HELLO
+	// pending holds the peers that have not passed HELLO yet, with the
+	// order they came in, and perAddr how many of them each address has:
+	// both bounded by MaxUnauthenticated.
+	pending  map[*quic.Conn]pendingPeer
+	perAddr  map[netip.Addr]int
+	arrivals uint64
+	busy     atomic.Bool // pending is at least half full: validate addresses (Retry) first
+	// attempts counts new connection attempts in the current second, so a
+	// flood of handshakes that never finish (or come from spoofed
+	// addresses) is made to prove its addresses too.
+	attemptsMu  sync.Mutex
+	attemptsAt  time.Time
+	attemptsNum int
+	authed      int // peers past HELLO
 	// closeDone is closed once Close has released the socket.
 	closeDone chan struct{}
 
@@ -120,6 +151,9 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 	if cfg.CachePackets == 0 {
 		cfg.CachePackets = 5000
 	}
+	if cfg.CacheDuration == 0 {
+		cfg.CacheDuration = DefaultCacheDuration
+	}
 	if cfg.SlotBytes == 0 {
 		cfg.SlotBytes = 1280
 	}
@@ -127,10 +161,13 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
 	if cfg.HelloTimeout == 0 {
-		cfg.HelloTimeout = 5 * time.Second
+		cfg.HelloTimeout = DefaultHelloTimeout
 	}
 	if cfg.MaxUnauthenticated == 0 {
 		cfg.MaxUnauthenticated = DefaultMaxUnauthenticated
+	}
+	if cfg.MaxUnauthenticatedPerAddr == 0 {
+		cfg.MaxUnauthenticatedPerAddr = max(2, cfg.MaxUnauthenticated/8)
 	}
 	if cfg.MaxPeers == 0 {
 		cfg.MaxPeers = DefaultMaxPeers
@@ -151,7 +188,11 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Server{cfg: cfg, tls: t, streams: map[uint32]*cached{}, peers: map[*quic.Conn]struct{}{}, closeDone: make(chan struct{})}, nil
+	return &Server{
+		cfg: cfg, tls: t, streams: map[uint32]*cached{}, peers: map[*quic.Conn]struct{}{},
+		pending: map[*quic.Conn]pendingPeer{}, perAddr: map[netip.Addr]int{},
+		closeDone: make(chan struct{}),
+	}, nil
 }
 
 // Listen binds the UDP socket.
@@ -168,7 +209,14 @@ func (s *Server) Listen() error {
 	// old connection's packets with a stateless reset, so the edge notices
 	// at once instead of after its idle timeout.
 	key := quic.StatelessResetKey(sha256.Sum256([]byte("mediapipe-rtx stateless reset\x00" + s.cfg.Token)))
-	tr := &quic.Transport{Conn: udp, StatelessResetKey: &key}
+	tr := &quic.Transport{
+		Conn: udp, StatelessResetKey: &key,
+		// While the table of peers without HELLO is half full or more,
+		// a new peer first proves its address with a Retry: spoofed
+		// handshakes then cost the server no connection state.
+		VerifySourceAddress: s.verifySource,
+		Tracer:              junkCounter{s},
+	}
 	ln, err := tr.Listen(s.tls, &quic.Config{
 		HandshakeIdleTimeout:  s.cfg.HelloTimeout,
 		MaxIdleTimeout:        30 * time.Second,
@@ -182,6 +230,49 @@ func (s *Server) Listen() error {
 	}
 	s.udp, s.tr, s.ln = udp, tr, ln
 	return nil
+}
+
+// verifySource tells QUIC whether a new connection attempt must first prove
+// its address with a Retry: while the table of peers without HELLO is half
+// full, or more than MaxUnauthenticated attempts came in the last second.
+// A Retry costs an edge one round trip and the server no state.
+func (s *Server) verifySource(net.Addr) bool {
+	if s.busy.Load() {
+		return true
+	}
+	now := time.Now()
+	s.attemptsMu.Lock()
+	defer s.attemptsMu.Unlock()
+	if now.Sub(s.attemptsAt) >= time.Second {
+		s.attemptsAt, s.attemptsNum = now, 0
+	}
+	s.attemptsNum++
+	return s.attemptsNum > s.cfg.MaxUnauthenticated
+}
+
+// junkCounter counts the datagrams the QUIC transport drops before any
+// connection sees them: not QUIC, unparsable, or for no connection.
+type junkCounter struct{ s *Server }
+
+func (j junkCounter) RecordEvent(ev qlogwriter.Event) {
+	if _, ok := ev.(qlog.PacketDropped); ok {
+		j.s.count(EvJunk, 1)
+	}
+}
+
+func (junkCounter) Close() error { return nil }
+
+// readNonQUIC takes the datagrams that are not QUIC at all off the
+// transport's small queue and counts them; without a reader quic-go drops
+// them uncounted.
+func (s *Server) readNonQUIC(ctx context.Context) {
+	buf := make([]byte, 2048)
+	for {
+		if _, _, err := s.tr.ReadNonQUICPacket(ctx, buf); err != nil {
+			return
+		}
+		s.count(EvJunk, 1)
+	}
 }
 
 // Addr is the bound address (nil before Listen).
@@ -202,6 +293,10 @@ func (s *Server) Serve(ctx context.Context) error {
 	}
 	stop := context.AfterFunc(ctx, func() { _ = s.Close() })
 	defer stop()
+	jctx, jstop := context.WithCancel(ctx)
+	junkDone := make(chan struct{})
+	go func() { defer close(junkDone); s.readNonQUIC(jctx) }()
+	defer func() { jstop(); <-junkDone }()
 	s.cfg.Log.Info("repair server listening", "addr", s.ln.Addr().String(), "alpn", repairwire.ALPN, "auth", s.cfg.Token != "")
 	for {
 		conn, err := s.ln.Accept(ctx)
@@ -219,18 +314,14 @@ func (s *Server) Serve(ctx context.Context) error {
 			_ = conn.CloseWithError(repairwire.CodeShutdown, "shutting down")
 			continue
 		}
-		if s.unauth >= s.cfg.MaxUnauthenticated {
-			// A flood of handshakes that never say HELLO: refuse more
-			// rather than hold a goroutine each for HelloTimeout.
-			s.mu.Unlock()
-			s.count(EvAuthFailed, 1)
-			_ = conn.CloseWithError(repairwire.CodeBusy, "too many unauthenticated peers")
-			continue
-		}
-		s.unauth++
+		evict := s.addPending(conn)
 		s.peers[conn] = struct{}{}
 		s.wg.Add(1)
 		s.mu.Unlock()
+		if evict != nil {
+			s.count(EvEvicted, 1)
+			_ = evict.CloseWithError(repairwire.CodeBusy, "too many unauthenticated peers")
+		}
 		go s.serveConn(conn)
 	}
 }
@@ -296,9 +387,20 @@ func (s *Server) Stream(ssrc uint32, stream *core.Stream) *Ring {
 		c.ended = false
 		return c.ring
 	}
-	c := &cached{ring: NewRing(s.cfg.CachePackets, s.cfg.SlotBytes), stream: stream, seq: regSeq.Add(1)}
+	c := &cached{ring: NewTimedRing(s.cfg.CachePackets, s.cfg.SlotBytes, s.cfg.CacheDuration), stream: stream, seq: regSeq.Add(1)}
 	s.streams[ssrc] = c
 	return c.ring
+}
+
+// CacheBytes returns the memory every stream's cache holds.
+func (s *Server) CacheBytes() int {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	n := 0
+	for _, c := range s.streams {
+		n += c.ring.Bytes()
+	}
+	return n
 }
 
 // EndStream marks ssrc's stream as ended: its cache still answers, but a
@@ -366,8 +468,95 @@ func (s *Server) init(req repairwire.InitReq) repairwire.Init {
 	return r
 }
 
+// DefaultCacheDuration is how long a packet stays cached: far more than an
+// edge's reorder latency (80 ms by default) plus a few round trips of NACK
+// retries, and the same as a stream's cache outlives its end.
+const DefaultCacheDuration = 5 * time.Second
+
 // DefaultMaxUnauthenticated caps the connections waiting for their HELLO.
 const DefaultMaxUnauthenticated = 256
+
+// DefaultHelloTimeout bounds the handshake and the HELLO after it: an edge
+// says HELLO one round trip after its handshake, so this is many round
+// trips even across continents, and a silent peer holds a slot briefly.
+const DefaultHelloTimeout = 2 * time.Second
+
+// pendingPeer is a connection waiting for its HELLO.
+type pendingPeer struct {
+	addr    netip.Addr
+	arrived uint64 // order of arrival: lower is older
+}
+
+// addrKey is the address pending peers are counted by: the IPv4 address,
+// or the /64 of an IPv6 one (one host usually holds a whole /64).
+func addrKey(a net.Addr) netip.Addr {
+	ua, ok := a.(*net.UDPAddr)
+	if !ok {
+		return netip.Addr{}
+	}
+	ip := ua.AddrPort().Addr().Unmap()
+	if ip.Is6() {
+		if p, err := ip.Prefix(64); err == nil {
+			return p.Addr()
+		}
+	}
+	return ip
+}
+
+// addPending records conn as waiting for its HELLO and returns the peer it
+// displaces, if any: the oldest of conn's address when that address is at
+// its cap, else the oldest of all when the table is full. A newcomer always
+// gets a slot, so squatters can delay an edge by at most their handshakes
+// during its one round trip to HELLO. Callers hold mu.
+func (s *Server) addPending(conn *quic.Conn) *quic.Conn {
+	key := addrKey(conn.RemoteAddr())
+	var evict *quic.Conn
+	switch {
+	case s.perAddr[key] >= s.cfg.MaxUnauthenticatedPerAddr:
+		evict = s.oldestPending(key, true)
+	case len(s.pending) >= s.cfg.MaxUnauthenticated:
+		evict = s.oldestPending(key, false)
+	}
+	if evict != nil {
+		s.dropPending(evict)
+	}
+	s.arrivals++
+	s.pending[conn] = pendingPeer{addr: key, arrived: s.arrivals}
+	s.perAddr[key]++
+	s.busy.Store(len(s.pending) >= s.cfg.MaxUnauthenticated/2)
+	return evict
+}
+
+// oldestPending scans the table (bounded by MaxUnauthenticated; a scan
+// costs far less than the handshake that led here). Callers hold mu.
+func (s *Server) oldestPending(key netip.Addr, sameAddr bool) *quic.Conn {
+	var oldest *quic.Conn
+	var at uint64
+	for c, p := range s.pending {
+		if sameAddr && p.addr != key {
+			continue
+		}
+		if oldest == nil || p.arrived < at {
+			oldest, at = c, p.arrived
+		}
+	}
+	return oldest
+}
+
+// dropPending forgets conn as waiting for HELLO and reports whether it was.
+// Callers hold mu.
+func (s *Server) dropPending(conn *quic.Conn) bool {
+	p, ok := s.pending[conn]
+	if !ok {
+		return false
+	}
+	delete(s.pending, conn)
+	if s.perAddr[p.addr]--; s.perAddr[p.addr] <= 0 {
+		delete(s.perAddr, p.addr)
+	}
+	s.busy.Store(len(s.pending) >= s.cfg.MaxUnauthenticated/2)
+	return true
+}
 
 // DefaultMaxPeers caps authenticated connections: each may hold up to
 // MaxIncomingStreams request streams, a goroutine each.
@@ -405,8 +594,12 @@ func (s *Server) serveConn(conn *quic.Conn) {
 	remote := conn.RemoteAddr().String()
 	ctrl, err := s.hello(conn)
 	s.mu.Lock()
-	s.unauth--
+	waiting := s.dropPending(conn)
 	s.mu.Unlock()
+	if err == nil && !waiting {
+		// Evicted while its HELLO was on the way: the connection is closed.
+		err = errors.New("evicted before hello: too many unauthenticated peers")
+	}
 	if err == nil {
 		err = s.admit(conn, ctrl)
 	}
@@ -453,22 +646,33 @@ func (s *Server) hello(conn *quic.Conn) (*quic.Stream, error) {
 	defer cancel()
 	ctrl, err := conn.AcceptStream(ctx)
 	if err != nil {
-		s.count(EvAuthFailed, 1)
+		s.authFailed(conn)
 		_ = conn.CloseWithError(repairwire.CodeHelloTimeout, "no hello")
 		return nil, fmt.Errorf("no control stream: %w", err)
 	}
 	_ = ctrl.SetReadDeadline(time.Now().Add(s.cfg.HelloTimeout))
 	typ, payload, err := repairwire.NewFrameReader(ctrl, 2+repairwire.MaxTokenLen).Next()
-	if err != nil || typ != repairwire.FrameHello {
+	if err != nil {
+		s.authFailed(conn)
+		_ = conn.CloseWithError(repairwire.CodeProtocol, "expected hello")
+		return nil, fmt.Errorf("reading hello: %w", err)
+	}
+	if typ != repairwire.FrameHello {
+		// Say what came instead: there is no error to wrap here.
 		s.count(EvAuthFailed, 1)
 		_ = conn.CloseWithError(repairwire.CodeProtocol, "expected hello")
-		return nil, fmt.Errorf("bad hello (%s): %v", typ, err)
+		return nil, fmt.Errorf("first frame is %s, not HELLO", typ)
 	}
 	h, err := repairwire.ParseHello(payload)
-	if err != nil || h.Version != repairwire.Version {
+	if err != nil {
 		s.count(EvAuthFailed, 1)
 		_ = conn.CloseWithError(repairwire.CodeProtocol, "bad hello")
-		return nil, fmt.Errorf("bad hello version %d: %v", h.Version, err)
+		return nil, fmt.Errorf("bad hello: %w", err)
+	}
+	if h.Version != repairwire.Version {
+		s.count(EvAuthFailed, 1)
+		_ = conn.CloseWithError(repairwire.CodeProtocol, "bad hello")
+		return nil, fmt.Errorf("hello version %d, want %d", h.Version, repairwire.Version)
 	}
 	if s.cfg.Token != "" && subtle.ConstantTimeCompare([]byte(h.Token), []byte(s.cfg.Token)) != 1 {
 		s.count(EvAuthFailed, 1)
@@ -476,6 +680,17 @@ func (s *Server) hello(conn *quic.Conn) (*quic.Stream, error) {
 		return nil, errors.New("wrong token")
 	}
 	return ctrl, nil
+}
+
+// authFailed counts a peer that failed its HELLO, unless it was evicted
+// (and counted so) while waiting.
+func (s *Server) authFailed(conn *quic.Conn) {
+	s.mu.RLock()
+	_, waiting := s.pending[conn]
+	s.mu.RUnlock()
+	if waiting {
+		s.count(EvAuthFailed, 1)
+	}
 }
 
 // admit counts a peer that passed HELLO as authenticated, if fewer than

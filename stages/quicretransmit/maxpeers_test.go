@@ -2,12 +2,16 @@ package quicretransmit
 
 import (
 	"context"
+	"net"
 	"testing"
 	"time"
+
+	"github.com/quic-go/quic-go"
 
 	"github.com/mediapipe/mediapipe/core"
 	"github.com/mediapipe/mediapipe/core/stagetest"
 	"github.com/mediapipe/mediapipe/internal/repair"
+	"github.com/mediapipe/mediapipe/internal/testrun"
 )
 
 // max_peers reaches the server: the edge over the cap is refused and
@@ -43,4 +47,34 @@ func TestMaxPeersThroughStage(t *testing.T) {
 	if v := core.CounterValue(h.Env.Metrics.Counter("requests")); v != 0 {
 		t.Fatalf("requests %v", v)
 	}
+}
+
+// Junk on the repair port and peers evicted before their HELLO show in the
+// stage's drop counters.
+func TestJunkAndEvictionsCounted(t *testing.T) {
+	s := build(t, map[string]any{"listen": "127.0.0.1:0"})
+	h := stagetest.Start(t, s, s.env, false)
+	u, err := net.Dial("udp", s.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer u.Close()
+	for i := range 100 {
+		_, _ = u.Write([]byte{0x00, byte(i), 1, 2, 3}) // not QUIC: the fixed bit is clear
+	}
+	testrun.Eventually(t, testrun.WaitLimit, "junk counted", func() bool { return h.Env.Metrics.Drop("junk").Value() >= 100 })
+	// More silent peers from one address than it may have waiting: the
+	// oldest are evicted, and counted.
+	tc, _ := repair.ClientTLS("", "localhost")
+	over := repair.DefaultMaxUnauthenticated/8 + 2
+	for range over {
+		ctx, cancel := context.WithTimeout(context.Background(), testrun.WaitLimit)
+		conn, err := quic.DialAddr(ctx, s.Addr().String(), tc, &quic.Config{})
+		cancel()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.CloseWithError(0, "")
+	}
+	testrun.Eventually(t, testrun.WaitLimit, "evictions counted", func() bool { return h.Env.Metrics.Drop("evicted_unauth").Value() >= 2 })
 }

@@ -31,12 +31,14 @@ const RetainAfterEnd = 5 * time.Second
 // Config is quic-retransmit's parameters.
 type Config struct {
 	Listen       string `param:"listen" required:"true" addr:"true" doc:"UDP address of the QUIC repair server (ALPN mediapipe-rtx/1), e.g. 127.0.0.1:4242"`
-	CachePackets int    `param:"cache_packets" default:"5000" min:"16" max:"32768" doc:"packets kept per stream (per SSRC) for repair"`
-	Token        string `param:"token" secret:"true" doc:"when set, edges must present this token; others get nothing"`
-	MaxRate      int    `param:"max_rate" default:"20000000" min:"0" doc:"bytes/s of repaired packets per edge connection; beyond it requests are refused and counted (0 = no limit)"`
-	MaxPeers     int    `param:"max_peers" default:"64" min:"1" max:"4096" doc:"most edge connections served at once; one more that presents the token is closed (code 0x106) and counted as refused_peers"`
-	Cert         string `param:"cert" doc:"PEM certificate file for TLS (with key); empty: a self-signed certificate made at start"`
-	Key          string `param:"key" doc:"PEM private key file for cert"`
+	CachePackets int    `param:"cache_packets" default:"5000" min:"16" max:"32768" doc:"most packets kept per stream (per SSRC) for repair: a hard cap beside cache_duration"`
+	// CacheDuration is a time.Duration like the other stages' durations.
+	CacheDuration time.Duration `param:"cache_duration" default:"5s" min:"0" max:"600" doc:"packets of each stream are kept for repair this long after they arrive (and at most cache_packets), so the cache's memory follows each stream's rate: about rate × cache_duration per stream; keep it well above the edges' rtp-reorder latency plus a few round trips; 0 keeps cache_packets of every stream whatever their age (preallocated)"`
+	Token         string        `param:"token" secret:"true" doc:"when set, edges must present this token; others get nothing"`
+	MaxRate       int           `param:"max_rate" default:"20000000" min:"0" doc:"bytes/s of repaired packets per edge connection; beyond it requests are refused and counted (0 = no limit)"`
+	MaxPeers      int           `param:"max_peers" default:"64" min:"1" max:"4096" doc:"most edge connections served at once; one more that presents the token is closed (code 0x106) and counted as refused_peers"`
+	Cert          string        `param:"cert" doc:"PEM certificate file for TLS (with key); empty: a self-signed certificate made at start"`
+	Key           string        `param:"key" doc:"PEM private key file for cert"`
 }
 
 // Validate checks the rules spanning fields.
@@ -53,7 +55,7 @@ func (c *Config) Validate() error {
 func init() {
 	core.Register(core.Spec{
 		Name:    "quic-retransmit",
-		Summary: "passes RTP packets through, keeps the last cache_packets of each stream and serves repair requests (batched NACKs, stream list, init tags) over QUIC",
+		Summary: "passes RTP packets through, keeps each stream's packets of the last cache_duration (at most cache_packets) and serves repair requests (batched NACKs, stream list, init tags) over QUIC",
 		In:      core.KindRTP,
 		Out:     core.KindRTP,
 		Sample:  sample,
@@ -72,6 +74,7 @@ type Stage struct {
 	notRTP  prometheus.Counter // counted, but still passed on
 	peers   prometheus.Gauge
 	cached  prometheus.Gauge
+	bytes   prometheus.Gauge
 	opened  bool
 	openErr error
 }
@@ -86,6 +89,15 @@ type retiring struct {
 	at   time.Time
 }
 
+// cacheDuration maps the param to ServerConfig's: there 0 means the
+// default and a negative value no maximum age.
+func cacheDuration(d time.Duration) time.Duration {
+	if d == 0 {
+		return -1
+	}
+	return d
+}
+
 // New builds a quic-retransmit stage; Open binds it.
 func New(cfg *Config, env *core.Env) (core.Stage, error) {
 	m := env.Metrics
@@ -98,11 +110,14 @@ func New(cfg *Config, env *core.Env) (core.Stage, error) {
 		bad      = m.Drop("bad_request")
 		full     = m.Drop("refused_peers")
 		idle     = m.Counter("idle_streams_closed")
+		evicted  = m.Drop("evicted_unauth")
+		junk     = m.Drop("junk")
 	)
 	srv, err := repair.NewServer(repair.ServerConfig{
 		Addr: cfg.Listen, Token: cfg.Token, MaxRate: cfg.MaxRate,
 		CertFile: env.Path(cfg.Cert), KeyFile: env.Path(cfg.Key),
-		CachePackets: cfg.CachePackets, MaxPeers: cfg.MaxPeers, Log: env.Log,
+		CachePackets: cfg.CachePackets, CacheDuration: cacheDuration(cfg.CacheDuration),
+		MaxPeers: cfg.MaxPeers, Log: env.Log,
 		Count: func(ev repair.Event, n int) {
 			switch ev {
 			case repair.EvRequest:
@@ -121,6 +136,10 @@ func New(cfg *Config, env *core.Env) (core.Stage, error) {
 				full.Add(n)
 			case repair.EvIdleStream:
 				idle.Add(float64(n))
+			case repair.EvEvicted:
+				evicted.Add(n)
+			case repair.EvJunk:
+				junk.Add(n)
 			}
 		},
 	})
@@ -133,6 +152,7 @@ func New(cfg *Config, env *core.Env) (core.Stage, error) {
 		notRTP:  m.Counter("not_rtp_uncached"),
 		peers:   m.Gauge("peers"),
 		cached:  m.Gauge("cached_streams"),
+		bytes:   m.Gauge("cache_bytes"),
 	}, nil
 }
 
@@ -214,7 +234,7 @@ func (s *Stage) handle(p *core.Packet, out core.Output) {
 			st.ssrc, st.ring = ssrc, s.srv.Stream(ssrc, p.Stream)
 			s.env.Log.Info("caching stream", "stream", p.Stream.Name, "ssrc", ssrc)
 		}
-		st.ring.Insert(seq, p.Data)
+		st.ring.InsertAt(seq, p.Data, s.env.Clock.Now())
 	}
 	out.Emit(p)
 }
@@ -241,6 +261,7 @@ func (s *Stage) housekeep() {
 	st := s.srv.Stats()
 	s.peers.Set(float64(st.Peers))
 	s.cached.Set(float64(st.Streams))
+	s.bytes.Set(float64(s.srv.CacheBytes()))
 }
 
 // live reports whether a current stream (re)uses ssrc.

@@ -272,3 +272,46 @@ func BenchmarkPassThrough(b *testing.B) {
 type discard struct{}
 
 func (discard) Emit(*core.Packet) {}
+
+// cache_duration keeps each stream's packets of that long by the stage's
+// clock, cache_packets still caps them, and 0 keeps cache_packets whatever
+// their age.
+func TestCacheDuration(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		raw      map[string]any
+		keepsOld bool
+		limit    int
+	}{
+		{"default 5s", map[string]any{}, false, 5000},
+		{"2s, 100 packets", map[string]any{"cache_duration": "2s", "cache_packets": int64(100)}, false, 100},
+		{"0: by count", map[string]any{"cache_duration": "0s"}, true, 5000},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.raw["listen"] = "127.0.0.1:0"
+			s := build(t, tc.raw)
+			clock := s.env.Clock.(*stagetest.FakeClock)
+			stream := core.NewStream("live/d")
+			out := &pointerOut{}
+			s.handle(core.NewEvent(core.EventStart, stream), out)
+			// 50 packets a second for 10 s.
+			for seq := range uint16(500) {
+				s.handle(&core.Packet{Stream: stream, Data: rtpPacket(seq, 4, 1000)}, out)
+				clock.Advance(20 * time.Millisecond)
+			}
+			ring := s.srv.Stream(4, stream)
+			if ring.Limit() != tc.limit {
+				t.Fatalf("limit %d, want %d", ring.Limit(), tc.limit)
+			}
+			if ring.Has(100) != tc.keepsOld || !ring.Has(499) {
+				t.Fatalf("8 s old packet cached=%v, newest cached=%v", ring.Has(100), ring.Has(499))
+			}
+			if d := s.cfg.CacheDuration; d > 0 {
+				want := min(int(d/(20*time.Millisecond))+1, tc.limit)
+				if h := ring.Held(); h != want {
+					t.Fatalf("held %d packets, want %d", h, want)
+				}
+			}
+		})
+	}
+}
