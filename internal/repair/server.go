@@ -133,7 +133,11 @@ type Server struct {
 	closeDone chan struct{}
 
 	events [numEvents]atomic.Uint64
-	wg     sync.WaitGroup
+
+	logMu            sync.Mutex
+	lastRefusalLog   time.Time
+	refusalsUnlogged int
+	wg               sync.WaitGroup
 }
 
 type cached struct {
@@ -604,7 +608,7 @@ func (s *Server) serveConn(conn *quic.Conn) {
 		err = s.admit(conn, ctrl)
 	}
 	if err != nil {
-		s.cfg.Log.Warn("repair peer refused", "peer", remote, "err", err)
+		s.logRefused(remote, err)
 		return
 	}
 	defer func() {
@@ -628,7 +632,7 @@ func (s *Server) serveConn(conn *quic.Conn) {
 	for {
 		st, err := conn.AcceptStream(conn.Context())
 		if err != nil {
-			s.cfg.Log.Info("repair peer gone", "peer", remote, "err", err)
+			s.cfg.Log.Info("repair peer gone", "peer", remote, "err", core.Clip(err.Error()))
 			return
 		}
 		s.wg.Add(1)
@@ -893,4 +897,26 @@ func (s *Server) answerNACK(p *peer, w *bufio.Writer, sc *reqScratch) error {
 		}
 	}
 	return nil
+}
+
+// refusalLogEvery bounds the "repair peer refused" lines: squatters that
+// re-handshake by the hundred would otherwise write one line each. Every
+// refusal is still counted by its reason.
+const refusalLogEvery = 5 * time.Second
+
+// logRefused logs a refused peer at most once per refusalLogEvery, with the
+// number of refusals not logged since the last line.
+func (s *Server) logRefused(remote string, err error) {
+	now := s.cfg.Now()
+	s.logMu.Lock()
+	if !s.lastRefusalLog.IsZero() && now.Sub(s.lastRefusalLog) < refusalLogEvery {
+		s.refusalsUnlogged++
+		s.logMu.Unlock()
+		return
+	}
+	unlogged := s.refusalsUnlogged
+	s.refusalsUnlogged = 0
+	s.lastRefusalLog = now
+	s.logMu.Unlock()
+	s.cfg.Log.Warn("repair peer refused", "peer", remote, "err", core.Clip(err.Error()), "refused_unlogged", unlogged)
 }

@@ -3,6 +3,7 @@ package repair
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -192,5 +193,23 @@ func TestRetryUnderLoad(t *testing.T) {
 	s.busy.Store(true)
 	if !s.verifySource(nil) {
 		t.Fatal("half-full table does not ask to retry")
+	}
+}
+
+// Peers refused by the dozen (a wrong token each time) cost one log line per
+// interval, not one each; every refusal is still counted.
+func TestRefusedPeersLogBounded(t *testing.T) {
+	const attempts = 40
+	var logs syncBuf
+	srv := startServer(t, ServerConfig{Token: "right", Log: slog.New(slog.NewTextHandler(&logs, nil))})
+	for i := range attempts {
+		r := newReplies()
+		c := dial(t, r.config(srv.Addr().String(), fmt.Sprintf("guess-%d", i)))
+		testrun.Eventually(t, testrun.WaitLimit, "the refusal", func() bool { return errors.Is(c.LastError(), ErrUnauthorized) })
+		_ = c.Close()
+	}
+	testrun.Eventually(t, testrun.WaitLimit, "every refusal counted", func() bool { return srv.Stats().Get(EvAuthFailed) >= attempts })
+	if n := strings.Count(logs.String(), "repair peer refused"); n != 1 {
+		t.Fatalf("%d refused lines for %d refusals in one interval, want 1:\n%s", n, attempts, logs.String())
 	}
 }
