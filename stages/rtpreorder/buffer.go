@@ -352,6 +352,25 @@ scan:
 	}
 }
 
+// askAll puts every gap still waiting into pending, to be asked for now,
+// and moves their retries on.
+func (b *buffer) askAll(now time.Time, retry time.Duration) {
+	if retry <= 0 {
+		return
+	}
+	b.pending = b.pending[:0] // all of them again, once
+	for e := b.next; e < b.end; e++ {
+		if sl := b.slot(e); sl.ext == e && sl.state == slotMissing {
+			b.pending = append(b.pending, uint16(e))
+			sl.retryAt = now.Add(retry)
+			if sl.askedAt.IsZero() {
+				sl.askedAt = now
+			}
+			b.noteEvent(sl.retryAt)
+		}
+	}
+}
+
 // markGone marks gaps the cloud no longer has, so they are skipped as soon
 // as they reach the head rather than at their deadline.
 func (b *buffer) markGone(seqs []uint16, out core.Output) {
