@@ -93,7 +93,7 @@ const (
 	repairQueue    = 4096 // repaired packets waiting for the Run loop
 	flushEvery     = 32   // input packets at most between NACK flushes
 	tailProbes     = 4    // sequence numbers asked past the last packet at a stream's end
-	headProbes     = 4    // sequence numbers asked before the first packet of a stream
+	headProbes     = 4    // sequence numbers asked before the first packet seen of a stream joined late
 )
 
 // Stage is a running rtp-reorder.
@@ -385,6 +385,7 @@ func (s *Stage) handle(p *core.Packet, out core.Output) {
 		if missedStart(p.Data) {
 			s.wantInit(b)
 		}
+		b.fromStart = opensStream(p.Data)
 	}
 	b.insert(p, seq, false, out)
 }
@@ -402,6 +403,22 @@ func missedStart(pkt []byte) bool {
 	tag := pkt[start:end]
 	h, _ := flv.ParseHeader(tag)
 	return h.StreamID != 0 || flv.InitKindOf(h.Type, tag[flv.HeaderSize:]) == flv.InitNone
+}
+
+// opensStream reports whether pkt, the first packet seen of an SSRC, is the
+// stream's very first: it opens with onMetaData at time 0, the tag every
+// publisher starts with. Nothing came before it, so asking for the packets
+// before it would only bring a NACK per probe answered gone (four per new
+// stream, even with no loss). A stream whose first packet was lost, or that
+// starts without onMetaData, is probed as before.
+func opensStream(pkt []byte) bool {
+	start, end, err := rtpheader.Check(pkt)
+	if err != nil || end-start < flv.HeaderSize {
+		return false
+	}
+	tag := pkt[start:end]
+	h, _ := flv.ParseHeader(tag)
+	return h.StreamID == 0 && h.Timestamp == 0 && h.Type == flv.TypeScript && flv.IsOnMetaData(tag[flv.HeaderSize:])
 }
 
 // handleRepair takes a repaired packet from onRepair; the repair client
