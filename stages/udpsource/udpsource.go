@@ -19,6 +19,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -132,6 +133,8 @@ type Stage struct {
 	allowed []netip.Prefix // senders; empty: anyone
 
 	conn  *net.UDPConn
+	raw   syscall.RawConn // conn's, to read the kernel's drop count
+	kdrop uint32          // the kernel's drop count last read
 	r     *udpbatch.Reader
 	msgs  []udpbatch.Message
 	from  []netip.AddrPort // sender of msgs[i]
@@ -153,6 +156,7 @@ type Stage struct {
 	junk, badPT, unnamed, foreign *core.DropCounter
 	tooMany, nameTaken, full      *core.DropCounter
 	notAllowed, overCap           *core.DropCounter
+	overflow                      *core.DropCounter // datagrams the kernel dropped, the socket buffer full
 	refusal                       *core.DropCounter // why the last start was refused: tooMany or overCap
 	capLogged                     time.Time         // last line about a sender over its cap
 	capRefused                    int               // starts refused over a sender's cap since that line
@@ -205,6 +209,8 @@ func newStage(cfg *Config, env *core.Env) *Stage {
 		notAllowed: env.Metrics.Drop("sender_not_allowed"),
 		// packets of a named SSRC whose sender has max_streams_per_sender live
 		overCap: env.Metrics.Drop("too_many_from_sender"),
+		// datagrams the kernel dropped before udp-source could read them
+		overflow: env.Metrics.Drop("socket_overflow"),
 		// packets held for a new SSRC whose name stayed taken
 		nameTaken: env.Metrics.Drop("name_taken"),
 		// SDES of a new SSRC while too many wait already
@@ -285,6 +291,9 @@ func (s *Stage) Open(ctx context.Context) error {
 		return fmt.Errorf("udp-source: %w", err)
 	}
 	s.conn, s.r = conn, r
+	if s.raw, err = conn.SyscallConn(); err == nil {
+		s.kdrop, _ = kernelDrops(s.raw)
+	}
 	s.initSlots()
 	s.env.Log.Info("udp-source: listening", "listen", s.cfg.Listen, "addr", conn.LocalAddr().String(), "multicast", multicast)
 	return nil
@@ -711,9 +720,10 @@ func (s *Stage) endStream(src *source, reason string, out core.Output) {
 	src.stream = nil
 }
 
-// housekeep ends silent streams, drops unnamed SSRCs held too long and
-// forgets retired SSRCs after a while.
+// housekeep ends silent streams, drops unnamed SSRCs held too long,
+// forgets retired SSRCs after a while and counts what the kernel dropped.
 func (s *Stage) housekeep(now time.Time, out core.Output) {
+	s.countKernelDrops()
 	for _, src := range s.sources {
 		switch {
 		case src.stream == nil && now.Sub(src.firstSeen) >= s.hold(src):
@@ -730,6 +740,22 @@ func (s *Stage) housekeep(now time.Time, out core.Output) {
 	s.heldGauge.Set(float64(s.held))
 }
 
+// countKernelDrops counts the datagrams the kernel dropped for the socket
+// since the last look (socket_overflow): a burst longer than read_buffer
+// loses packets before any counter of ours sees them, and the gaps they
+// leave would otherwise look unexplained.
+func (s *Stage) countKernelDrops() {
+	if s.raw == nil {
+		return
+	}
+	if n, ok := kernelDrops(s.raw); ok {
+		if d := n - s.kdrop; d > 0 {
+			s.overflow.Add(int(d))
+		}
+		s.kdrop = n
+	}
+}
+
 // hold is how long pending src may wait: for its name, or (named) for its
 // first RTP or for its name to be free.
 func (s *Stage) hold(src *source) time.Duration {
@@ -741,6 +767,7 @@ func (s *Stage) hold(src *source) time.Duration {
 
 // shutdown ends every stream and frees the buffers.
 func (s *Stage) shutdown(out core.Output) {
+	s.countKernelDrops()
 	now := s.env.Clock.Now()
 	for _, src := range s.sources {
 		s.end(src, "shutdown", now, out)
