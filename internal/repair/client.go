@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"slices"
 	"sync"
 	"time"
 
@@ -26,6 +27,22 @@ var (
 	ErrUnauthorized = errors.New("repair: server refused the token")
 	// ErrClosed: the client was closed.
 	ErrClosed = errors.New("repair: client closed")
+	// ErrChecking: (VetSSRCs) the server is being asked whether it knows
+	// the SSRC; nothing was sent, ask again later.
+	ErrChecking = errors.New("repair: asking the server whether it knows the ssrc")
+	// ErrUnknownSSRC: (VetSSRCs) the server said it does not know the SSRC;
+	// nothing was sent. It is asked again after a back-off.
+	ErrUnknownSSRC = errors.New("repair: ssrc unknown to the server")
+	// ErrUnknownStream: Init's stream is unknown to the server.
+	ErrUnknownStream = errors.New("repair: stream unknown to the server")
+)
+
+// Vetting SSRCs (ClientConfig.VetSSRCs).
+const (
+	maxVetted      = 1 << 14 // SSRCs with a verdict or a check under way; more wait (ErrChecking)
+	vetTimeout     = 3 * time.Second
+	unknownRecheck = time.Second      // first back-off before asking again about an unknown SSRC
+	maxRecheck     = 16 * time.Second // longest back-off
 )
 
 // ClientConfig configures a Client. Zero durations take the defaults noted.
@@ -53,6 +70,17 @@ type ClientConfig struct {
 	MaxBackoff  time.Duration // longest reconnect delay (default 5 s)
 	DialTimeout time.Duration // handshake + HELLO (default 3 s)
 	IdleTimeout time.Duration // a silent server is given up after this (default 5 s)
+
+	// VetSSRCs makes Nack send nothing for an SSRC until the server has
+	// said it knows it (one STREAMS request for all SSRCs new at once, an
+	// INIT by SSRC for those it does not list), so data from a stranger,
+	// whose SSRCs the cloud never heard of, makes no repair requests. An
+	// SSRC found unknown is asked about again after a back-off (1 s
+	// doubling to 16 s): a stream the cloud starts later becomes known.
+	VetSSRCs bool
+	// OnKnown, if set, runs (on the checker goroutine) when the server
+	// has said it knows an SSRC: NACKs held back for it may go now.
+	OnKnown func(ssrc uint32)
 }
 
 // Client keeps one QUIC connection to a repair server, reconnecting with
@@ -70,6 +98,22 @@ type Client struct {
 	sess    *session
 	up      chan struct{} // closed while a session is up
 	lastErr error
+
+	// VetSSRCs: what the current session's server knows. Cleared on every
+	// new session (a restarted cloud knows other streams).
+	vmu     sync.Mutex
+	vetGen  int                     // sessions so far; a check's answer counts only in its own
+	vetted  map[uint32]*ssrcVerdict // by SSRC
+	toCheck []uint32                // SSRCs waiting for the checker
+	vetWake chan struct{}           // capacity 1: there is something to check
+}
+
+// ssrcVerdict is what the server said about one SSRC.
+type ssrcVerdict struct {
+	known     bool
+	checking  bool          // queued for or under a check
+	recheckAt time.Time     // unknown: when to ask again
+	backoff   time.Duration // unknown: the next back-off
 }
 
 type session struct {
@@ -120,10 +164,14 @@ func Dial(cfg ClientConfig) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &Client{cfg: cfg, tls: t, up: make(chan struct{})}
+	c := &Client{cfg: cfg, tls: t, up: make(chan struct{}), vetted: map[uint32]*ssrcVerdict{}, vetWake: make(chan struct{}, 1)}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	c.wg.Add(1)
 	go c.maintain()
+	if cfg.VetSSRCs {
+		c.wg.Add(1)
+		go c.checker()
+	}
 	return c, nil
 }
 
@@ -209,6 +257,11 @@ func (c *Client) maintain() {
 		}
 		c.cfg.Log.Info("repair server connected", "addr", c.cfg.Addr)
 		backoff, failures = c.cfg.MinBackoff, 0
+		c.vmu.Lock()
+		c.vetGen++
+		clear(c.vetted)
+		c.toCheck = c.toCheck[:0]
+		c.vmu.Unlock()
 		c.mu.Lock()
 		c.sess, c.lastErr = s, nil
 		close(c.up)
@@ -291,6 +344,11 @@ func (c *Client) Nack(ssrc uint32, seqs []uint16) error {
 	if s == nil {
 		return ErrNotConnected
 	}
+	if c.cfg.VetSSRCs {
+		if err := c.vet(ssrc, time.Now()); err != nil {
+			return err
+		}
+	}
 	rs, err := s.repairStream(ssrc)
 	if err != nil {
 		return err
@@ -317,8 +375,115 @@ func (c *Client) Nack(ssrc uint32, seqs []uint16) error {
 	}
 }
 
+// Vet (with VetSSRCs) starts asking the server whether it knows ssrc, if
+// that is not known or under way already: calling it for a stream's first
+// packet has the answer ready before its first gap wants a NACK.
+func (c *Client) Vet(ssrc uint32) {
+	if c.cfg.VetSSRCs {
+		_ = c.vet(ssrc, time.Now())
+	}
+}
+
+// vet says whether NACKs for ssrc may be sent: nil when the server knows
+// it, else ErrChecking (queued for the checker) or ErrUnknownSSRC.
+func (c *Client) vet(ssrc uint32, now time.Time) error {
+	c.vmu.Lock()
+	defer c.vmu.Unlock()
+	v := c.vetted[ssrc]
+	switch {
+	case v == nil:
+		if len(c.vetted) >= maxVetted {
+			return ErrChecking
+		}
+		v = &ssrcVerdict{backoff: unknownRecheck}
+		c.vetted[ssrc] = v
+	case v.known:
+		return nil
+	case v.checking:
+		return ErrChecking
+	case now.Before(v.recheckAt):
+		return ErrUnknownSSRC
+	}
+	v.checking = true
+	c.toCheck = append(c.toCheck, ssrc)
+	select {
+	case c.vetWake <- struct{}{}:
+	default:
+	}
+	return ErrChecking
+}
+
+// checker answers the SSRCs vet queued, a batch at a time, until Close.
+func (c *Client) checker() {
+	defer c.wg.Done()
+	for {
+		select {
+		case <-c.vetWake:
+		case <-c.ctx.Done():
+			return
+		}
+		c.vmu.Lock()
+		gen, batch := c.vetGen, slices.Clone(c.toCheck)
+		c.toCheck = c.toCheck[:0]
+		c.vmu.Unlock()
+		if len(batch) > 0 {
+			c.check(gen, batch)
+		}
+	}
+}
+
+// check asks the server about batch: the streams it lists are known; each
+// other SSRC is asked about by INIT, which says whether the server has it
+// (ended streams, or more than one STREAMS frame holds, are not listed).
+// An SSRC the server could not be asked about loses its entry, so the
+// next vet queues it again.
+func (c *Client) check(gen int, batch []uint32) {
+	ctx, cancel := context.WithTimeout(c.ctx, vetTimeout)
+	defer cancel()
+	listed := map[uint32]bool{}
+	if list, err := c.Streams(ctx); err == nil {
+		for _, si := range list {
+			listed[si.SSRC] = true
+		}
+	}
+	for _, ssrc := range batch {
+		known, err := listed[ssrc], error(nil)
+		if !known {
+			_, err = c.Init(ctx, ssrc, "")
+			known = err == nil
+			if errors.Is(err, ErrUnknownStream) {
+				err = nil
+			}
+		}
+		c.vmu.Lock()
+		v := c.vetted[ssrc]
+		ours := v != nil && c.vetGen == gen && v.checking
+		if ours {
+			v.checking = false
+			switch {
+			case err != nil:
+				delete(c.vetted, ssrc)
+			case known:
+				v.known = true
+			default:
+				v.recheckAt = time.Now().Add(v.backoff)
+				v.backoff = min(v.backoff*2, maxRecheck)
+			}
+		}
+		c.vmu.Unlock()
+		if ours && known && c.cfg.OnKnown != nil {
+			c.cfg.OnKnown(ssrc)
+		}
+	}
+}
+
 // Forget closes ssrc's request stream (the stream ended on this side).
 func (c *Client) Forget(ssrc uint32) {
+	c.vmu.Lock()
+	if v := c.vetted[ssrc]; v != nil && !v.checking {
+		delete(c.vetted, ssrc)
+	}
+	c.vmu.Unlock()
 	if s := c.session(); s != nil {
 		s.mu.Lock()
 		rs := s.repair[ssrc]
@@ -456,5 +621,5 @@ func (c *Client) Init(ctx context.Context, ssrc uint32, name string) (*core.Init
 	case repairwire.InitNone:
 		return nil, nil
 	}
-	return nil, fmt.Errorf("repair: stream %q (ssrc %d) unknown to the server", name, ssrc)
+	return nil, fmt.Errorf("%w: %q (ssrc %d)", ErrUnknownStream, name, ssrc)
 }

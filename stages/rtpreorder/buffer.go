@@ -64,11 +64,14 @@ type buffer struct {
 	ssrc    uint32
 	started bool // an SSRC is set
 	fresh   bool // no packet of this SSRC yet
-	next    int64
-	end     int64
-	slots   []rslot
-	max     int64 // the window's bound (max_packets); len(slots) grows to it
-	missing int   // slots in the window that are slotMissing or slotGone
+	// fromStart: the first packet of this SSRC opens the stream, so there
+	// is nothing before it to probe for.
+	fromStart bool
+	next      int64
+	end       int64
+	slots     []rslot
+	max       int64 // the window's bound (max_packets); len(slots) grows to it
+	missing   int   // slots in the window that are slotMissing or slotGone
 
 	nextEvent time.Time // earliest deadline or retry among missing slots
 	pending   []uint16  // gaps found since the last flush, to NACK
@@ -118,7 +121,7 @@ func (b *buffer) unwrap(seq uint16) int64 {
 
 // reset starts the window over for ssrc. The caller has flushed it.
 func (b *buffer) reset(ssrc uint32) {
-	b.ssrc, b.started, b.fresh = ssrc, true, true
+	b.ssrc, b.started, b.fresh, b.fromStart = ssrc, true, true, false
 	b.missing, b.nextEvent, b.pending = 0, time.Time{}, b.pending[:0]
 	clear(b.slots)
 }
@@ -136,7 +139,7 @@ func (b *buffer) insert(p *core.Packet, seq uint16, repair bool, out core.Output
 		// Start high enough that a reordered packet from before the first
 		// one never makes ext negative.
 		b.next = int64(seq) + 1<<16
-		if !repair && b.env.retry() > 0 {
+		if !repair && !b.fromStart && b.env.retry() > 0 {
 			// The first packets of a stream may be lost too, leaving no
 			// gap: ask for the few before the first one seen. The cloud
 			// says gone for those the stream never had (dropped
@@ -349,6 +352,25 @@ scan:
 			}
 		}
 		b.noteEvent(ev)
+	}
+}
+
+// askAll puts every gap still waiting into pending, to be asked for now,
+// and moves their retries on.
+func (b *buffer) askAll(now time.Time, retry time.Duration) {
+	if retry <= 0 {
+		return
+	}
+	b.pending = b.pending[:0] // all of them again, once
+	for e := b.next; e < b.end; e++ {
+		if sl := b.slot(e); sl.ext == e && sl.state == slotMissing {
+			b.pending = append(b.pending, uint16(e))
+			sl.retryAt = now.Add(retry)
+			if sl.askedAt.IsZero() {
+				sl.askedAt = now
+			}
+			b.noteEvent(sl.retryAt)
+		}
 	}
 }
 

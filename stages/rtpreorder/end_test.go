@@ -6,7 +6,10 @@ import (
 	"time"
 
 	"github.com/mediapipe/mediapipe/core"
+	"github.com/mediapipe/mediapipe/core/media/flv"
+	"github.com/mediapipe/mediapipe/core/media/rtpheader"
 	"github.com/mediapipe/mediapipe/core/stagetest"
+	"github.com/mediapipe/mediapipe/internal/repair"
 )
 
 // endIndex is the index of st's end among the output packets, or -1.
@@ -118,5 +121,37 @@ func TestEndWaitsOutLatency(t *testing.T) {
 	equal(t, got, []uint16{1, 3})
 	if s.gapSkipped.Value() != 1 || len(s.streams) != 1 { // only the barrier stream
 		t.Fatalf("skipped %v, %d streams", s.gapSkipped.Value(), len(s.streams))
+	}
+}
+
+// A new stream seen from its first packet (onMetaData at time 0) with no
+// loss costs the cloud no NACK: nothing came before it (issue 11: every
+// new stream used to send four head probes, all answered gone), and its
+// first packet is not held for them.
+func TestCleanStartAsksNothing(t *testing.T) {
+	srv := cloud(t, "", 100)
+	ring := srv.Stream(0x66, core.NewStream("live/a"))
+	meta := tagPacket(500, 0x66, flv.TypeScript, onMetaDataBody)
+	pkts := [][]byte{meta}
+	for q := uint16(501); q < 520; q++ {
+		pkts = append(pkts, rtpPacket(q, 0x66, 100))
+	}
+	for _, p := range pkts {
+		ring.Insert(rtpheader.Seq(p), p)
+	}
+	s, h, _ := start(t, map[string]any{"retransmit": srv.Addr().String(), "latency": "10s"}, false)
+	waitConnected(t, s)
+	st := h.StartStream("live/a")
+	for _, p := range pkts {
+		h.SendData(st, 0, 0, p)
+	}
+	h.Out.WaitData(len(pkts), 5*time.Second) // the fake clock stands still: nothing waited
+	h.EndStream(st)
+	waitEnd(t, h.Out, st) // the tail probes: a lost last packet leaves no gap
+	if n := core.CounterValue(s.nacksSent); n != 4 {
+		t.Errorf("%v NACKs sent, want only the %d tail probes", n, tailProbes)
+	}
+	if g := srv.Stats().Get(repair.EvGone); g != tailProbes {
+		t.Errorf("the cloud answered %d gone, want only the %d tail probes", g, tailProbes)
 	}
 }

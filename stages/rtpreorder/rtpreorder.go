@@ -93,7 +93,7 @@ const (
 	repairQueue    = 4096 // repaired packets waiting for the Run loop
 	flushEvery     = 32   // input packets at most between NACK flushes
 	tailProbes     = 4    // sequence numbers asked past the last packet at a stream's end
-	headProbes     = 4    // sequence numbers asked before the first packet of a stream
+	headProbes     = 4    // sequence numbers asked before the first packet seen of a stream joined late
 )
 
 // Stage is a running rtp-reorder.
@@ -105,6 +105,7 @@ type Stage struct {
 	shared  atomic.Pointer[repair.Client] // client, for other goroutines
 	repairs chan *core.Packet             // from the client's readers; Stream unset
 	gones   chan gone
+	known   chan uint32 // SSRCs the cloud has just said it knows
 
 	benv        bufferEnv // what every buffer is built with
 	streams     map[*core.Stream]*buffer
@@ -123,6 +124,7 @@ type Stage struct {
 	initWait    []*buffer // streams waiting for a fetch slot, oldest first (one entry each)
 
 	nacksSent, repaired, gonesRecv, initFetched prometheus.Counter
+	nacksUnknown                                prometheus.Counter
 	gapSkipped, duplicate, late, overflow       *core.DropCounter
 	queueFull, notRTP                           *core.DropCounter
 	rttGauge, connGauge                         prometheus.Gauge
@@ -144,6 +146,7 @@ func New(cfg *Config, env *core.Env) (core.Stage, error) {
 		cfg: cfg, env: env,
 		repairs:     make(chan *core.Packet, repairQueue),
 		gones:       make(chan gone, 256),
+		known:       make(chan uint32, 256),
 		initDone:    make(chan *buffer, maxInitFetches),
 		streams:     map[*core.Stream]*buffer{},
 		bySSRC:      map[uint32]*buffer{},
@@ -151,14 +154,16 @@ func New(cfg *Config, env *core.Env) (core.Stage, error) {
 		repaired:    m.Counter("repaired"),
 		gonesRecv:   m.Counter("gone"),
 		initFetched: m.Counter("init_fetched"),
-		gapSkipped:  m.Drop("gap_skipped"),
-		duplicate:   m.Drop("duplicate"),
-		late:        m.Drop("late"),
-		overflow:    m.Drop("overflow"),
-		queueFull:   m.Drop("repair_queue_full"),
-		notRTP:      m.Drop("not_rtp"),
-		rttGauge:    m.Gauge("rtt_seconds"),
-		connGauge:   m.Gauge("repair_connected"),
+		// gaps not asked for: the cloud does not know the stream's SSRC
+		nacksUnknown: m.Counter("nacks_unknown_ssrc"),
+		gapSkipped:   m.Drop("gap_skipped"),
+		duplicate:    m.Drop("duplicate"),
+		late:         m.Drop("late"),
+		overflow:     m.Drop("overflow"),
+		queueFull:    m.Drop("repair_queue_full"),
+		notRTP:       m.Drop("not_rtp"),
+		rttGauge:     m.Gauge("rtt_seconds"),
+		connGauge:    m.Gauge("repair_connected"),
 	}
 	s.benv = bufferEnv{
 		now:         func() time.Time { return s.env.Clock.Now() },
@@ -185,6 +190,9 @@ func (s *Stage) Run(ctx context.Context, in <-chan *core.Packet, out core.Output
 			Addr: s.cfg.Retransmit, Token: s.cfg.Token, CAFile: s.cfg.CA, Log: s.env.Log,
 			OnRepair: s.onRepair,
 			OnGone:   s.onGone,
+			// No NACK for an SSRC the cloud never heard of (a stranger's).
+			VetSSRCs: true,
+			OnKnown:  s.onKnown,
 			// The gauge follows the connection itself, not the gaps.
 			OnConnect: func() { s.connGauge.Set(1) },
 			OnDisconnect: func() {
@@ -220,6 +228,8 @@ func (s *Stage) Run(ctx context.Context, in <-chan *core.Packet, out core.Output
 			s.handleRepair(p, out)
 		case g := <-s.gones:
 			s.handleGone(g, out)
+		case ssrc := <-s.known:
+			s.handleKnown(ssrc)
 		case b := <-s.initDone:
 			s.initFinished(b)
 		case <-s.timer.C():
@@ -292,6 +302,30 @@ func (s *Stage) onRepair(_ uint32, _ uint16, pkt []byte) {
 	}
 }
 
+// onKnown runs on the client's checker goroutine; a full queue leaves the
+// gaps to the retry pass.
+func (s *Stage) onKnown(ssrc uint32) {
+	select {
+	case s.known <- ssrc:
+	default:
+	}
+}
+
+// handleKnown asks at once for the gaps of a stream found while the cloud
+// was being asked whether it knows the stream's SSRC.
+func (s *Stage) handleKnown(ssrc uint32) {
+	b := s.bySSRC[ssrc]
+	if b == nil || b.missing == 0 {
+		return
+	}
+	b.askAll(s.env.Clock.Now(), s.retryInterval())
+	if len(b.pending) > 0 {
+		s.nack(b)
+		b.pending = b.pending[:0]
+	}
+	s.schedule(b.nextEvent)
+}
+
 func (s *Stage) onGone(ssrc uint32, seqs []uint16) {
 	select {
 	case s.gones <- gone{ssrc: ssrc, seqs: append([]uint16(nil), seqs...)}:
@@ -351,6 +385,7 @@ func (s *Stage) handle(p *core.Packet, out core.Output) {
 		if missedStart(p.Data) {
 			s.wantInit(b)
 		}
+		b.fromStart = opensStream(p.Data)
 	}
 	b.insert(p, seq, false, out)
 }
@@ -368,6 +403,22 @@ func missedStart(pkt []byte) bool {
 	tag := pkt[start:end]
 	h, _ := flv.ParseHeader(tag)
 	return h.StreamID != 0 || flv.InitKindOf(h.Type, tag[flv.HeaderSize:]) == flv.InitNone
+}
+
+// opensStream reports whether pkt, the first packet seen of an SSRC, is the
+// stream's very first: it opens with onMetaData at time 0, the tag every
+// publisher starts with. Nothing came before it, so asking for the packets
+// before it would only bring a NACK per probe answered gone (four per new
+// stream, even with no loss). A stream whose first packet was lost, or that
+// starts without onMetaData, is probed as before.
+func opensStream(pkt []byte) bool {
+	start, end, err := rtpheader.Check(pkt)
+	if err != nil || end-start < flv.HeaderSize {
+		return false
+	}
+	tag := pkt[start:end]
+	h, _ := flv.ParseHeader(tag)
+	return h.StreamID == 0 && h.Timestamp == 0 && h.Type == flv.TypeScript && flv.IsOnMetaData(tag[flv.HeaderSize:])
 }
 
 // handleRepair takes a repaired packet from onRepair; the repair client
@@ -488,11 +539,17 @@ func (s *Stage) restart(b *buffer, ssrc uint32, out core.Output) {
 	}
 	b.reset(ssrc)
 	s.bySSRC[ssrc] = b
+	if s.client != nil {
+		s.client.Vet(ssrc) // the answer is back before a gap wants a NACK
+	}
 }
 
 // fetchInit asks the cloud for the stream's init tags, so a stream joined
-// late is playable; it gives up once the stream has them or ends.
+// late is playable; it gives up once the stream has them or ends, or when
+// the cloud twice does not know its name (a stranger's stream; the second
+// ask covers a stream the cloud started just now).
 func (s *Stage) fetchInit(ctx context.Context, st *core.Stream) {
+	unknown := 0
 	for range initAttempts {
 		if st.Init() != nil {
 			return
@@ -510,6 +567,11 @@ func (s *Stage) fetchInit(ctx context.Context, st *core.Stream) {
 		}
 		if ctx.Err() != nil {
 			return
+		}
+		if errors.Is(err, repair.ErrUnknownStream) {
+			if unknown++; unknown >= 2 {
+				return
+			}
 		}
 		t := time.NewTimer(initPause)
 		select {
@@ -571,13 +633,26 @@ func (s *Stage) flushNacks() {
 			continue
 		}
 		// Not sent (not connected, window full): the retry pass asks again.
-		if s.client != nil && s.client.Nack(b.ssrc, b.pending) == nil {
-			s.nacksSent.Add(float64(len(b.pending)))
+		if s.client != nil {
+			s.nack(b)
 		}
 		b.pending = b.pending[:0]
 		s.schedule(b.nextEvent)
 	}
 	s.dirty = s.dirty[:0]
+}
+
+// nack sends b's pending NACKs. Not sent (not connected, window full, SSRC
+// being vetted): the retry pass asks again; SSRC unknown to the cloud:
+// counted, and asked again at the retry only once the client's back-off
+// for it is over.
+func (s *Stage) nack(b *buffer) {
+	switch err := s.client.Nack(b.ssrc, b.pending); {
+	case err == nil:
+		s.nacksSent.Add(float64(len(b.pending)))
+	case errors.Is(err, repair.ErrUnknownSSRC):
+		s.nacksUnknown.Add(float64(len(b.pending)))
+	}
 }
 
 // service runs when the timer fires: skips gaps whose time is up and
@@ -593,9 +668,7 @@ func (s *Stage) service(out core.Output) {
 		if b.missing > 0 && !b.nextEvent.After(now) {
 			b.service(now, retry, out)
 			if len(b.pending) > 0 {
-				if s.client.Nack(b.ssrc, b.pending) == nil {
-					s.nacksSent.Add(float64(len(b.pending)))
-				}
+				s.nack(b)
 				b.pending = b.pending[:0]
 			}
 			if b.endPkt != nil && b.missing == 0 {

@@ -1,14 +1,19 @@
 package udpsource
 
 import (
+	"context"
 	"fmt"
+	"log/slog"
 	"net"
 	"runtime"
+	"slices"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/mediapipe/mediapipe/core"
 	"github.com/mediapipe/mediapipe/core/media/announce"
+	"github.com/mediapipe/mediapipe/core/stagetest"
 	"github.com/mediapipe/mediapipe/internal/testrun"
 )
 
@@ -167,4 +172,155 @@ func TestCloudRestartTakesOver(t *testing.T) {
 	streams := starts(got)
 	checkData(t, got, streams[0], a)
 	checkData(t, got, streams[1], b)
+}
+
+// lineCounter is a slog handler counting the records logged.
+type lineCounter struct{ n atomic.Int64 }
+
+func (c *lineCounter) Enabled(context.Context, slog.Level) bool  { return true }
+func (c *lineCounter) Handle(context.Context, slog.Record) error { c.n.Add(1); return nil }
+func (c *lineCounter) WithAttrs([]slog.Attr) slog.Handler        { return c }
+func (c *lineCounter) WithGroup(string) slog.Handler             { return c }
+
+// startCounted is startSource with the stage's log lines counted.
+func startCounted(t *testing.T, raw map[string]any) (*srcH, *lineCounter) {
+	t.Helper()
+	raw["listen"] = "127.0.0.1:0"
+	st, env, clock := build(t, "udp-source", core.Spec{Name: "udp-source", Out: core.KindRTP}, New, raw)
+	lines := &lineCounter{}
+	env.Log = slog.New(lines)
+	h := stagetest.Start(t, st, env, true)
+	return &srcH{Stage: st.(*Stage), h: h, clock: clock}, lines
+}
+
+// strangerFrom is a socket bound to the loopback address ip, aimed at src.
+func strangerFrom(t *testing.T, src *srcH, ip string) *net.UDPConn {
+	t.Helper()
+	c, err := net.DialUDP("udp4", &net.UDPAddr{IP: net.ParseIP(ip)}, src.Addr().(*net.UDPAddr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// flood sends, for n made-up SSRCs from ssrc0 on, what the audit's attack
+// sent for each: SR+SDES with a made-up name and a few RTP packets.
+func flood(t *testing.T, c *net.UDPConn, ssrc0 uint32, n int) {
+	t.Helper()
+	for i := range n {
+		ssrc := ssrc0 + uint32(i)
+		dgrams := [][]byte{announcement(t, ssrc, fmt.Sprintf("live/junk%d", ssrc))}
+		for q := range 3 {
+			dgrams = append(dgrams, rtpPacket(t, 100, ssrc, uint16(q), 0, 50))
+		}
+		for _, b := range dgrams {
+			if _, err := c.Write(b); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+}
+
+// TestStrangerCannotExhaustStreams reproduces the stream-name exhaustion
+// (issue 11, attack 1), scaled down: one address announces and sends RTP
+// for more made-up SSRCs than max_streams. It may start at most
+// max_streams_per_sender streams; the cloud's next stream must still start,
+// and the refusals cost one log line, not one per SSRC.
+func TestStrangerCannotExhaustStreams(t *testing.T) {
+	const maxStreams, ssrcs = 100, 150
+	src, lines := startCounted(t, map[string]any{"max_streams": int64(maxStreams)})
+	goroutines := runtime.NumGoroutine()
+	flood(t, strangerFrom(t, src, "127.0.0.2"), 1_000_000, ssrcs)
+	perSender := src.cfg.PerSender
+	if perSender >= maxStreams {
+		t.Fatalf("max_streams_per_sender %d: no cap below max_streams %d", perSender, maxStreams)
+	}
+
+	// The cloud's stream, sent after the flood: once its packets are out,
+	// the flood (queued before them) has all been handled.
+	k := startSink(t, src.Addr().String())
+	st := k.h.StartStream("live/real")
+	sent := send(t, k, st, 77, 0, 50)
+	testrun.Eventually(t, waitFor, "the cloud's stream started", func() bool {
+		return slices.Contains(events(src.h.Out.Packets()), "start:live/real")
+	})
+	var real *core.Stream
+	for _, s := range starts(src.h.Out.Packets()) {
+		if s.Name == "live/real" {
+			real = s
+		}
+	}
+	testrun.Eventually(t, waitFor, "the cloud's packets", func() bool {
+		n := 0
+		for _, p := range src.h.Out.Packets() {
+			if p.Stream == real && p.Event == core.EventData {
+				n++
+			}
+		}
+		return n == len(sent)
+	})
+	checkData(t, src.h.Out.Packets(), real, sent)
+	if n := countEvents(src.h.Out, core.EventStart) - 1; n > perSender {
+		t.Errorf("one stranger started %d streams (max_streams_per_sender %d)", n, perSender)
+	}
+	if src.overCap.Value() == 0 {
+		t.Error("no too_many_from_sender drop counted")
+	}
+	if n := runtime.NumGoroutine(); n > goroutines+5 {
+		t.Errorf("goroutines %d → %d", goroutines, n)
+	}
+	// A start line per stream that started (listening, the stranger's,
+	// the cloud's), one line for all the refusals.
+	if n := lines.n.Load(); n > int64(perSender)+3 {
+		t.Errorf("%d log lines for a flood of %d SSRCs", n, ssrcs)
+	}
+}
+
+// TestSendersOnly: with senders set, datagrams from any other address
+// (several strangers here) start nothing and are counted; the listed
+// cloud's stream is relayed whole.
+func TestSendersOnly(t *testing.T) {
+	src, lines := startCounted(t, map[string]any{"senders": []any{"127.0.0.1/32", "10.0.0.0/8"}})
+	for i, ip := range []string{"127.0.0.2", "127.0.0.3", "127.0.0.4"} {
+		flood(t, strangerFrom(t, src, ip), uint32(2_000_000+1000*i), 40)
+	}
+	testrun.Eventually(t, waitFor, "the strangers' datagrams dropped", func() bool { return src.notAllowed.Value() == 3*40*4 })
+	k := startSink(t, src.Addr().String())
+	st := k.h.StartStream("live/real")
+	sent := send(t, k, st, 77, 0, 50, src)
+	src.h.Out.WaitData(50, waitFor)
+	got := src.h.Out.Packets()
+	if ev := fmt.Sprint(events(got)); ev != "[start:live/real]" {
+		t.Fatalf("events %.200s, want only the cloud's stream", ev)
+	}
+	checkData(t, got, got[0].Stream, sent)
+	if n := lines.n.Load(); n > 3 { // listening, the stream's start
+		t.Errorf("%d log lines", n)
+	}
+}
+
+func TestSendersParse(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want string
+		ok   bool
+	}{
+		{"10.0.0.5", "10.0.0.5/32", true},
+		{"10.0.0.9/24", "10.0.0.0/24", true},
+		{"::ffff:10.0.0.5", "10.0.0.5/32", true},
+		{"2001:db8::1/32", "2001:db8::/32", true},
+		{"cloud.example", "", false},
+		{"10.0.0.0/33", "", false},
+		{"10.0.0.5:5222", "", false},
+	} {
+		got, err := parseSenders([]string{tc.in})
+		if (err == nil) != tc.ok {
+			t.Errorf("%q: err %v", tc.in, err)
+			continue
+		}
+		if tc.ok && got[0].String() != tc.want {
+			t.Errorf("%q: %s, want %s", tc.in, got[0], tc.want)
+		}
+	}
 }

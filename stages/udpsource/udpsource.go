@@ -18,6 +18,8 @@ import (
 	"net/netip"
 	"os"
 	"strconv"
+	"strings"
+	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -41,9 +43,11 @@ type Config struct {
 	StreamTimeout time.Duration `param:"stream_timeout" default:"5s" min:"0.01" doc:"a stream silent (no RTP nor RTCP) this long ends"`
 	UnnamedHold   time.Duration `param:"unnamed_hold" default:"2s" min:"0" doc:"how long packets of an SSRC no SDES has named yet are held before being dropped; 0 drops them at once"`
 	MaxStreams    int           `param:"max_streams" default:"1000" min:"1" doc:"most streams live at once; the packets of a named SSRC beyond it are dropped and counted (too_many_streams)"`
+	Senders       []string      `param:"senders" doc:"addresses allowed to send streams: IPs or CIDR prefixes (10.0.0.5, 10.0.0.0/24, 2001:db8::/32; for multicast the source address), normally the cloud's udp-sink host; datagrams from any other address are dropped and counted (sender_not_allowed); empty: anyone, each address capped by max_streams_per_sender"`
+	PerSender     int           `param:"max_streams_per_sender" default:"64" min:"0" doc:"most streams live at once from one IP address not listed in senders (with senders empty: from any one address, the cloud too); the packets of a named SSRC beyond it are dropped and counted (too_many_from_sender), so one stranger cannot fill max_streams; a cloud relaying more streams than this is listed in senders; 0: no cap"`
 }
 
-// Validate checks listen's shape.
+// Validate checks listen's and senders' shapes.
 func (c *Config) Validate() error {
 	_, port, err := net.SplitHostPort(c.Listen)
 	if err != nil {
@@ -52,7 +56,34 @@ func (c *Config) Validate() error {
 	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
 		return fmt.Errorf("listen: %q: port must be 0-65535", c.Listen)
 	}
-	return nil
+	_, err = parseSenders(c.Senders)
+	return err
+}
+
+// parseSenders reads senders: each an IP (a /32 or /128) or a CIDR prefix.
+func parseSenders(list []string) ([]netip.Prefix, error) {
+	out := make([]netip.Prefix, 0, len(list))
+	for _, v := range list {
+		var p netip.Prefix
+		var err error
+		if strings.Contains(v, "/") {
+			p, err = netip.ParsePrefix(v)
+		} else {
+			var a netip.Addr
+			if a, err = netip.ParseAddr(v); err == nil {
+				a = a.Unmap()
+				p = netip.PrefixFrom(a, a.BitLen())
+			}
+		}
+		if err != nil {
+			return nil, fmt.Errorf("senders: %q is neither an IP nor a CIDR prefix: %w", v, err)
+		}
+		if p.Addr().Is4In6() {
+			p = netip.PrefixFrom(p.Addr().Unmap(), max(p.Bits()-96, 0))
+		}
+		out = append(out, p.Masked())
+	}
+	return out, nil
 }
 
 // sample is an example [[pipeline.stage]] block for this stage, carried in
@@ -79,7 +110,8 @@ const (
 	maxRetired   = 256  // SSRCs remembered as ended (BYE, replaced)
 	slotSize     = 2048 // first iovec: a pooled packet buffer, fits any default-sized datagram
 	maxDatagram  = 65536
-	errorsToQuit = 1000 // consecutive read errors that end Run
+	errorsToQuit = 1000        // consecutive read errors that end Run
+	capLogEvery  = time.Minute // at most one line this often on senders over max_streams_per_sender
 
 	// namedHold is how long (at least) an SSRC named by SDES waits for its
 	// first RTP, which the cloud sends right after its announcement, or for
@@ -96,10 +128,13 @@ const (
 
 // Stage is a udp-source.
 type Stage struct {
-	cfg Config
-	env *core.Env
+	cfg     Config
+	env     *core.Env
+	allowed []netip.Prefix // senders; empty: anyone
 
 	conn  *net.UDPConn
+	raw   syscall.RawConn // conn's, to read the kernel's drop count
+	kdrop uint32          // the kernel's drop count last read
 	r     *udpbatch.Reader
 	msgs  []udpbatch.Message
 	from  []netip.AddrPort // sender of msgs[i]
@@ -109,6 +144,7 @@ type Stage struct {
 	sources map[uint32]*source
 	names   map[string]*source // live streams by name
 	senders map[netip.AddrPort]int
+	perIP   map[netip.Addr]int // live streams by sender IP, for max_streams_per_sender
 	retired map[uint32]time.Time
 	// SSRCs not live yet, from addresses that send a live stream (the
 	// cloud) and from others: strangers filling their share cannot keep
@@ -119,6 +155,11 @@ type Stage struct {
 
 	junk, badPT, unnamed, foreign *core.DropCounter
 	tooMany, nameTaken, full      *core.DropCounter
+	notAllowed, overCap           *core.DropCounter
+	overflow                      *core.DropCounter // datagrams the kernel dropped, the socket buffer full
+	refusal                       *core.DropCounter // why the last start was refused: tooMany or overCap
+	capLogged                     time.Time         // last line about a sender over its cap
+	capRefused                    int               // starts refused over a sender's cap since that line
 	started, ended                prometheus.Counter
 	active, heldGauge             prometheus.Gauge
 }
@@ -136,11 +177,18 @@ type source struct {
 	held      []*core.Packet
 	hits      int  // datagrams taken while pending
 	refused   bool // its start was refused because the name is taken
+	capped    bool // its start was refused for max_streams_per_sender: first to be evicted
 }
 
 // New builds a udp-source; Open binds it.
 func New(cfg *Config, env *core.Env) (core.Stage, error) {
-	return newStage(cfg, env), nil
+	allowed, err := parseSenders(cfg.Senders)
+	if err != nil {
+		return nil, err
+	}
+	s := newStage(cfg, env)
+	s.allowed = allowed
+	return s, nil
 }
 
 func newStage(cfg *Config, env *core.Env) *Stage {
@@ -150,12 +198,19 @@ func newStage(cfg *Config, env *core.Env) *Stage {
 		sources: map[uint32]*source{},
 		names:   map[string]*source{},
 		senders: map[netip.AddrPort]int{},
+		perIP:   map[netip.Addr]int{},
 		retired: map[uint32]time.Time{},
 		junk:    env.Metrics.Drop("junk"),
 		badPT:   env.Metrics.Drop("bad_payload_type"),
 		unnamed: env.Metrics.Drop("unnamed_ssrc"),
 		foreign: env.Metrics.Drop("wrong_sender"),
 		tooMany: env.Metrics.Drop("too_many_streams"),
+		// datagrams from an address not in senders
+		notAllowed: env.Metrics.Drop("sender_not_allowed"),
+		// packets of a named SSRC whose sender has max_streams_per_sender live
+		overCap: env.Metrics.Drop("too_many_from_sender"),
+		// datagrams the kernel dropped before udp-source could read them
+		overflow: env.Metrics.Drop("socket_overflow"),
 		// packets held for a new SSRC whose name stayed taken
 		nameTaken: env.Metrics.Drop("name_taken"),
 		// SDES of a new SSRC while too many wait already
@@ -236,6 +291,9 @@ func (s *Stage) Open(ctx context.Context) error {
 		return fmt.Errorf("udp-source: %w", err)
 	}
 	s.conn, s.r = conn, r
+	if s.raw, err = conn.SyscallConn(); err == nil {
+		s.kdrop, _ = kernelDrops(s.raw)
+	}
 	s.initSlots()
 	s.env.Log.Info("udp-source: listening", "listen", s.cfg.Listen, "addr", conn.LocalAddr().String(), "multicast", multicast)
 	return nil
@@ -350,6 +408,10 @@ func (s *Stage) process(n int, out core.Output) {
 // datagram classifies one datagram from from and reports whether p was
 // handed on (emitted or held).
 func (s *Stage) datagram(p *core.Packet, from netip.AddrPort, now time.Time, ingest int64, out core.Output) bool {
+	if len(s.allowed) > 0 && !s.listed(from.Addr()) {
+		s.notAllowed.Inc()
+		return false
+	}
 	b := p.Data
 	switch announce.Classify(b) {
 	case announce.RTCP:
@@ -393,7 +455,7 @@ func (s *Stage) datagram(p *core.Packet, from netip.AddrPort, now time.Time, ing
 	if src.stream == nil {
 		src.hits++
 		if src.name != "" && !s.start(src, now, out) && !src.refused {
-			s.tooMany.Inc()
+			s.refusal.Inc()
 			return false
 		}
 		if src.stream == nil { // not named yet, or its name is taken: hold p
@@ -414,15 +476,16 @@ func (s *Stage) datagram(p *core.Packet, from netip.AddrPort, now time.Time, ing
 
 // newSource makes a pending source for ssrc bound to from. When its class
 // is full it evicts the oldest pending SSRC that has sent but one datagram
-// (a flood of made-up SSRCs churns among itself and never pushes out a real
-// one, which sends many), or returns nil if there is none.
+// or was refused for its sender's cap (a flood of made-up SSRCs churns
+// among itself and never pushes out a real one, which sends many), or
+// returns nil if there is none.
 func (s *Stage) newSource(ssrc uint32, from netip.AddrPort, now time.Time, out core.Output) *source {
 	known := s.senders[from] > 0
 	c := class(known)
 	if len(s.pending[c]) >= maxPending {
 		var victim *source
 		for _, p := range s.pending[c] {
-			if p.hits <= 1 && (victim == nil || p.firstSeen.Before(victim.firstSeen)) {
+			if (p.hits <= 1 || p.capped) && (victim == nil || p.firstSeen.Before(victim.firstSeen)) {
 				victim = p
 			}
 		}
@@ -452,6 +515,35 @@ func (s *Stage) removePending(src *source) {
 			return
 		}
 	}
+}
+
+// listed reports whether addr is in senders.
+func (s *Stage) listed(addr netip.Addr) bool {
+	addr = addr.Unmap()
+	for _, p := range s.allowed {
+		if p.Contains(addr) {
+			return true
+		}
+	}
+	return false
+}
+
+// overCap reports whether from may start no more streams: an address not
+// in senders (the cloud, which may send a great many, is listed there)
+// already sends max_streams_per_sender. It logs the first refusal and then
+// at most one line per capLogEvery, so a stranger's thousand names cost
+// one line, not one each.
+func (s *Stage) overSenderCap(from netip.AddrPort, now time.Time) bool {
+	if s.cfg.PerSender <= 0 || s.perIP[from.Addr().Unmap()] < s.cfg.PerSender || s.listed(from.Addr()) {
+		return false
+	}
+	s.capRefused++
+	if s.capLogged.IsZero() || now.Sub(s.capLogged) >= capLogEvery {
+		s.env.Log.Warn("udp-source: sender has max_streams_per_sender streams live, refusing more (list the cloud in senders)",
+			"sender", from.Addr().String(), "max_streams_per_sender", s.cfg.PerSender, "refused", s.capRefused)
+		s.capLogged, s.capRefused = now, 0
+	}
+	return true
 }
 
 // pendingCount is how many SSRCs are not live yet.
@@ -532,7 +624,7 @@ func (s *Stage) name(ssrc uint32, name string, from netip.AddrPort, now time.Tim
 	if len(src.held) > 0 && !s.start(src, now, out) && !src.refused {
 		// No room for another stream: what it held goes.
 		s.held -= len(src.held)
-		s.tooMany.Add(len(src.held))
+		s.refusal.Add(len(src.held))
 		for i, p := range src.held {
 			p.Release()
 			src.held[i] = nil
@@ -542,12 +634,22 @@ func (s *Stage) name(ssrc uint32, name string, from netip.AddrPort, now time.Tim
 }
 
 // start makes the named, pending src live and releases what it held, in
-// arrival order. It refuses (false) when too many streams are live, or when
-// another SSRC holds the name and is still sending from another address
-// (src.refused then set: src waits, holding its packets).
+// arrival order. It refuses (false) when too many streams are live, in all
+// or from src's sender (s.refusal says which), or when another SSRC holds
+// the name and is still sending from another address (src.refused then
+// set: src waits, holding its packets).
 func (s *Stage) start(src *source, now time.Time, out core.Output) bool {
 	src.refused = false
-	if old := s.names[src.name]; old != nil {
+	s.refusal = s.tooMany
+	old := s.names[src.name]
+	// A new SSRC of a name its own address sends replaces that stream and
+	// adds none.
+	src.capped = (old == nil || old.from.Addr() != src.from.Addr()) && s.overSenderCap(src.from, now)
+	if src.capped {
+		s.refusal = s.overCap
+		return false
+	}
+	if old != nil {
 		if old.from != src.from && now.Sub(old.lastSeen) < min(takeoverQuiet, s.cfg.StreamTimeout) {
 			src.refused = true
 			return false
@@ -562,6 +664,7 @@ func (s *Stage) start(src *source, now time.Time, out core.Output) bool {
 	src.lastSeen = now
 	s.names[src.name] = src
 	s.senders[src.from]++
+	s.perIP[src.from.Addr().Unmap()]++
 	s.started.Inc()
 	s.active.Set(float64(len(s.names)))
 	s.env.Log.Info("udp-source: stream start", "stream", core.Clip(src.name), "ssrc", src.ssrc, "from", src.from.String(), "held", len(src.held))
@@ -605,6 +708,10 @@ func (s *Stage) endStream(src *source, reason string, out core.Output) {
 	if s.senders[src.from]--; s.senders[src.from] <= 0 {
 		delete(s.senders, src.from)
 	}
+	ip := src.from.Addr().Unmap()
+	if s.perIP[ip]--; s.perIP[ip] <= 0 {
+		delete(s.perIP, ip)
+	}
 	s.ended.Inc()
 	s.active.Set(float64(len(s.names)))
 	s.env.Log.Info("udp-source: stream end", "stream", core.Clip(src.stream.Name), "ssrc", src.ssrc, "reason", reason,
@@ -613,9 +720,10 @@ func (s *Stage) endStream(src *source, reason string, out core.Output) {
 	src.stream = nil
 }
 
-// housekeep ends silent streams, drops unnamed SSRCs held too long and
-// forgets retired SSRCs after a while.
+// housekeep ends silent streams, drops unnamed SSRCs held too long,
+// forgets retired SSRCs after a while and counts what the kernel dropped.
 func (s *Stage) housekeep(now time.Time, out core.Output) {
+	s.countKernelDrops()
 	for _, src := range s.sources {
 		switch {
 		case src.stream == nil && now.Sub(src.firstSeen) >= s.hold(src):
@@ -632,6 +740,22 @@ func (s *Stage) housekeep(now time.Time, out core.Output) {
 	s.heldGauge.Set(float64(s.held))
 }
 
+// countKernelDrops counts the datagrams the kernel dropped for the socket
+// since the last look (socket_overflow): a burst longer than read_buffer
+// loses packets before any counter of ours sees them, and the gaps they
+// leave would otherwise look unexplained.
+func (s *Stage) countKernelDrops() {
+	if s.raw == nil {
+		return
+	}
+	if n, ok := kernelDrops(s.raw); ok {
+		if d := n - s.kdrop; d > 0 {
+			s.overflow.Add(int(d))
+		}
+		s.kdrop = n
+	}
+}
+
 // hold is how long pending src may wait: for its name, or (named) for its
 // first RTP or for its name to be free.
 func (s *Stage) hold(src *source) time.Duration {
@@ -643,6 +767,7 @@ func (s *Stage) hold(src *source) time.Duration {
 
 // shutdown ends every stream and frees the buffers.
 func (s *Stage) shutdown(out core.Output) {
+	s.countKernelDrops()
 	now := s.env.Clock.Now()
 	for _, src := range s.sources {
 		s.end(src, "shutdown", now, out)
