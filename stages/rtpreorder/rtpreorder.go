@@ -30,7 +30,7 @@ var sample string
 
 // Config is rtp-reorder's parameters.
 type Config struct {
-	Retransmit string        `param:"retransmit" doc:"the cloud's quic-retransmit address (host:port); empty: no repair, a gap waits latency and is skipped"`
+	Retransmit string        `param:"retransmit" addr:"true" doc:"the cloud's quic-retransmit address (host:port); empty: no repair, a gap waits latency and is skipped"`
 	Token      string        `param:"token" secret:"true" doc:"token the cloud's quic-retransmit expects"`
 	Latency    time.Duration `param:"latency" default:"80ms" min:"0.001" max:"10" doc:"how long a gap may wait for repair before it is skipped"`
 	MaxPackets int           `param:"max_packets" default:"4096" min:"16" max:"32768" doc:"reorder buffer bound per stream, in packets; a packet further ahead forces the oldest gaps to be skipped"`
