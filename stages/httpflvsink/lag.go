@@ -65,14 +65,14 @@ func (st *stream) measureRate(now time.Time) {
 }
 
 // setSendBuffer asks for an n-byte send buffer on v's socket (SO_SNDBUF,
-// which also turns the kernel's autotuning off) and notes what was granted
-// (the host's net.core.wmem_max caps it).
+// which also turns the kernel's autotuning off; the host's
+// net.core.wmem_max caps it). A refusal is not asked again: the system's
+// buffer stands, and the lag check still sheds.
 func (v *viewer) setSendBuffer(n int) {
-	tc, ok := v.conn.(*net.TCPConn)
-	if !ok || tc.SetWriteBuffer(n) != nil {
-		return
-	}
 	v.sndbuf = n
+	if tc, ok := v.conn.(*net.TCPConn); ok {
+		_ = tc.SetWriteBuffer(n)
+	}
 }
 
 // checkLag, by v's owner with now and v.enq read when it took the queue,
