@@ -27,7 +27,7 @@ type Config struct {
 	GOPCache     bool          `param:"gop_cache" default:"true" doc:"send a new viewer the tags since the last keyframe, so its first frame comes at once"`
 	GOPMaxBytes  int           `param:"gop_max_bytes" default:"33554432" min:"65536" doc:"a GOP larger than this is not cached (viewers then start at the next keyframe)"`
 	MaxViewers   int           `param:"max_viewers" default:"0" min:"0" doc:"most viewers at once over all streams (503 beyond); 0 means no limit"`
-	WriteTimeout time.Duration `param:"write_timeout" default:"10s" min:"0.1" doc:"a viewer whose socket accepts nothing for this long is disconnected (slow_viewer); also the most a viewer is given to take what is queued when its stream ends"`
+	WriteTimeout time.Duration `param:"write_timeout" default:"10s" min:"0.1" doc:"a viewer whose socket accepts nothing for this long, or that has more than this much of the stream (at its measured rate) sent or queued but not acknowledged, is disconnected (slow_viewer); also the most a viewer is given to take what is queued when its stream ends. Each viewer's socket send buffer is one second of its stream, 64 KiB to 1 MiB (and net.core.wmem_max), so a viewer that stops reading is shed write_timeout after its send buffer fills (a second or two) and pins at most twice its send buffer in the kernel"`
 	// Coalescing: tags queue per viewer and go out in one writev per flush,
 	// so a viewer costs a syscall per flush, not per tag.
 	FlushInterval time.Duration `param:"flush_interval" default:"10ms" min:"0" max:"1" doc:"tags are sent to viewers at most this long after they arrive, gathered into one write per viewer; 0 sends each tag at once (lowest latency, most CPU per viewer)"`
@@ -67,7 +67,8 @@ type Stage struct {
 	streams map[*core.Stream]*stream // Run's own view
 	live    map[*stream]struct{}     // under mu: streams the flusher serves
 
-	flushNow chan struct{} // cap 1: a stream queued flush_bytes
+	flushNow   chan struct{} // cap 1: a stream queued flush_bytes
+	checkEvery time.Duration // how often a viewer's send queue is read
 
 	mViewers  prometheus.Gauge
 	mServed   prometheus.Counter
@@ -82,21 +83,22 @@ type Stage struct {
 // New builds an httpflv-sink.
 func New(cfg *Config, env *core.Env) (core.Stage, error) {
 	s := &Stage{
-		cfg:       *cfg,
-		env:       env,
-		Listener:  tcplisten.New("httpflv-sink", cfg.Listen),
-		byName:    map[string]*stream{},
-		streams:   map[*core.Stream]*stream{},
-		live:      map[*stream]struct{}{},
-		flushNow:  make(chan struct{}, 1),
-		mKeys:     env.Metrics.Counter("keyframes"),
-		mViewers:  env.Metrics.Gauge("viewers"),
-		mServed:   env.Metrics.Counter("viewers_served"),
-		mBytes:    env.Metrics.Counter("bytes_sent"),
-		mSlow:     env.Metrics.Drop("slow_viewer"),
-		mGone:     env.Metrics.Drop("viewer_gone"),
-		mRejected: env.Metrics.Drop("viewer_rejected"),
-		mBadTag:   env.Metrics.Drop("bad_tag"),
+		cfg:        *cfg,
+		env:        env,
+		Listener:   tcplisten.New("httpflv-sink", cfg.Listen),
+		byName:     map[string]*stream{},
+		streams:    map[*core.Stream]*stream{},
+		live:       map[*stream]struct{}{},
+		flushNow:   make(chan struct{}, 1),
+		checkEvery: checkEvery(cfg.WriteTimeout),
+		mKeys:      env.Metrics.Counter("keyframes"),
+		mViewers:   env.Metrics.Gauge("viewers"),
+		mServed:    env.Metrics.Counter("viewers_served"),
+		mBytes:     env.Metrics.Counter("bytes_sent"),
+		mSlow:      env.Metrics.Drop("slow_viewer"),
+		mGone:      env.Metrics.Drop("viewer_gone"),
+		mRejected:  env.Metrics.Drop("viewer_rejected"),
+		mBadTag:    env.Metrics.Drop("bad_tag"),
 	}
 	s.srv = &http.Server{
 		Handler:           http.HandlerFunc(s.serveHTTP),

@@ -24,6 +24,7 @@ import (
 )
 
 type sink struct {
+	stage core.Stage
 	h     *stagetest.Harness
 	env   *core.Env
 	base  string
@@ -55,7 +56,7 @@ func startSink(t testing.TB, cfg httpflvsink.Config) *sink {
 		t.Fatal(err)
 	}
 	h := stagetest.Start(t, st, env, false)
-	return &sink{h: h, env: env, base: "http://" + st.(*httpflvsink.Stage).Addr().String()}
+	return &sink{stage: st, h: h, env: env, base: "http://" + st.(*httpflvsink.Stage).Addr().String()}
 }
 
 func (s *sink) send(st *core.Stream, tag []byte) {

@@ -7,6 +7,7 @@ import (
 	"os"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -30,6 +31,12 @@ type stream struct {
 	hasAudio bool
 	ended    bool
 	pending  int // bytes queued to viewers since the last flush
+
+	// The stream's rate, which sizes its viewers' send buffers and says
+	// how far behind live they may fall (lag.go).
+	inBytes  int64        // pushed since rateFrom, under mu
+	rateFrom time.Time    // the flusher's, under mu
+	rate     atomic.Int64 // bytes a second; 0 until a second was seen
 }
 
 func newStream(s *Stage, cs *core.Stream) *stream { return &stream{s: s, cs: cs} }
@@ -41,8 +48,9 @@ func newStream(s *Stage, cs *core.Stream) *stream { return &stream{s: s, cs: cs}
 type viewer struct {
 	conn    net.Conn
 	raw     syscall.RawConn // nil: only the viewer's goroutine writes
-	wake    chan struct{}   // cap 1: the viewer's goroutine has something to do
-	waitKey bool            // skip media until a keyframe (no GOP to start from); under stream.mu
+	st      *stream
+	wake    chan struct{} // cap 1: the viewer's goroutine has something to do
+	waitKey bool          // skip media until a keyframe (no GOP to start from); under stream.mu
 
 	mu      sync.Mutex
 	q       []*tagRef // queued for the writer
@@ -51,9 +59,16 @@ type viewer struct {
 	ended   bool      // the stream ended: send what is queued, then close
 	dead    bool      // shed or cut: stop at once
 	drainBy time.Time // when ended: the last moment to finish sending
+	enq     int64     // tag bytes ever queued
 
 	out []*tagRef // being written, owned by owner
 	off int       // bytes of out[0] already written
+
+	// How far behind live v is (lag.go), owned by owner like out.
+	written int64     // tag bytes written, chunk framing left out
+	probe   sockProbe // reads the socket's send queue
+	sndbuf  int       // the send buffer asked for, 0 for the system's
+	checked time.Time // the last look at the send queue
 
 	// Chunked framing (HTTP/1.1), owned by owner like out. A chunk covers
 	// whole tags of out, one chunk per coalesced write; every size line
@@ -168,6 +183,7 @@ func (st *stream) push(r *tagRef) {
 				continue
 			}
 			v.q = append(v.q, r)
+			v.enq += int64(len(r.b))
 			v.mu.Unlock()
 			kept = append(kept, v)
 		}
@@ -178,6 +194,7 @@ func (st *stream) push(r *tagRef) {
 		}
 		st.pending += len(r.b)
 	}
+	st.inBytes += int64(len(r.b))
 	flush := st.pending >= st.s.cfg.FlushBytes || st.s.cfg.FlushInterval <= 0
 	st.mu.Unlock()
 	r.release()
@@ -354,10 +371,16 @@ func (s *Stage) serveViewer(w http.ResponseWriter, st *stream, remote string, ch
 		return
 	}
 	defer conn.Close()
-	v := &viewer{conn: conn, wake: make(chan struct{}, 1), owner: ownViewer, chunked: chunked}
-	if sc, ok := conn.(syscall.Conn); ok && haveWritev {
-		v.raw, _ = sc.SyscallConn()
+	v := &viewer{conn: conn, st: st, wake: make(chan struct{}, 1), owner: ownViewer, chunked: chunked}
+	if sc, ok := conn.(syscall.Conn); ok {
+		v.probe.rc, _ = sc.SyscallConn()
+		if haveWritev {
+			v.raw = v.probe.rc
+		}
 	}
+	// Before the first byte: what a viewer can pin in the kernel is bounded
+	// from the start.
+	v.setSendBuffer(sendBufferFor(st.rate.Load()))
 	first, held, ok := st.join(v)
 	if !ok {
 		_, _ = conn.Write([]byte(notFoundHead))
@@ -440,7 +463,7 @@ func (s *Stage) sendQueued(v *viewer, bufs [][]byte) (_ [][]byte, done bool, err
 			v.out, v.q = v.q, v.out[:0]
 			v.off, v.nout = 0, len(v.out)
 		}
-		drainBy := v.drainBy
+		drainBy, enq := v.drainBy, v.enq
 		if len(v.out) == 0 {
 			end := v.ended
 			if !end {
@@ -458,6 +481,12 @@ func (s *Stage) sendQueued(v *viewer, bufs [][]byte) (_ [][]byte, done bool, err
 			return bufs, true, err
 		}
 		v.mu.Unlock()
+		if err = s.checkLag(v, time.Now(), enq); err != nil {
+			v.dropOut()
+			s.cut(v, err)
+			abort(v.conn)
+			return bufs, true, err
+		}
 		bufs = v.frame(bufs[:0], len(v.out)+1)
 		var n int64
 		n, err = s.writeBlocking(v.conn, bufs, drainBy)
@@ -549,6 +578,7 @@ func (v *viewer) sent(n int) int {
 		n -= c
 		v.left -= n
 	}
+	v.written += int64(n)
 	done := 0
 	for n > 0 && done < len(v.out) {
 		left := len(v.out[done].b) - v.off
@@ -640,6 +670,7 @@ func (f *flusher) run(stop <-chan struct{}) {
 
 func (f *flusher) flushAll() {
 	s := f.s
+	now := time.Now()
 	s.mu.RLock()
 	for st := range s.live {
 		f.streams = append(f.streams, st)
@@ -648,10 +679,11 @@ func (f *flusher) flushAll() {
 	for i, st := range f.streams {
 		st.mu.Lock()
 		st.pending = 0
+		st.measureRate(now)
 		f.viewers = append(f.viewers[:0], st.viewers...)
 		st.mu.Unlock()
 		for j, v := range f.viewers {
-			f.flush(v)
+			f.flush(v, now)
 			f.viewers[j] = nil
 		}
 		f.streams[i] = nil
@@ -660,8 +692,9 @@ func (f *flusher) flushAll() {
 }
 
 // flush sends v's queue with non-blocking writevs; what the socket does not
-// take is handed to v's goroutine, which waits for the socket.
-func (f *flusher) flush(v *viewer) {
+// take is handed to v's goroutine, which waits for the socket. A viewer too
+// far behind live is shed first.
+func (f *flusher) flush(v *viewer, now time.Time) {
 	v.mu.Lock()
 	if v.owner != ownIdle || len(v.q) == 0 || v.dead {
 		v.mu.Unlock()
@@ -676,10 +709,11 @@ func (f *flusher) flush(v *viewer) {
 	v.owner = ownFlusher
 	v.out, v.q = v.q, v.out[:0]
 	v.off, v.nout = 0, len(v.out)
+	enq := v.enq
 	v.mu.Unlock()
 
-	var failed error
-	for len(v.out) > 0 {
+	failed := f.s.checkLag(v, now, enq)
+	for failed == nil && len(v.out) > 0 {
 		f.bufs = v.frame(f.bufs[:0], maxIov)
 		n, err := tryWritev(v.raw, &f.iov, f.bufs)
 		clear(f.bufs)

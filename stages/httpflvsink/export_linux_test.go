@@ -1,0 +1,41 @@
+package httpflvsink
+
+import (
+	"syscall"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/mediapipe/mediapipe/core"
+)
+
+// KernelQueued is, for every viewer connected to the stage now, the bytes its
+// socket's send queue holds (SIOCOUTQ: sent but unacknowledged, and not yet
+// sent): what a viewer pins in the kernel, measured from the server's side.
+func KernelQueued(cs core.Stage) []int {
+	s := cs.(*Stage)
+	var conns []syscall.Conn
+	s.mu.RLock()
+	for st := range s.live {
+		st.mu.Lock()
+		for _, v := range st.viewers {
+			if c, ok := v.conn.(syscall.Conn); ok {
+				conns = append(conns, c)
+			}
+		}
+		st.mu.Unlock()
+	}
+	s.mu.RUnlock()
+	var out []int
+	for _, c := range conns {
+		rc, err := c.SyscallConn()
+		if err != nil {
+			continue
+		}
+		n, ierr := 0, error(nil)
+		if err := rc.Control(func(fd uintptr) { n, ierr = unix.IoctlGetInt(int(fd), unix.SIOCOUTQ) }); err != nil || ierr != nil {
+			continue // closed meanwhile
+		}
+		out = append(out, n)
+	}
+	return out
+}
