@@ -17,14 +17,27 @@ const (
 	slotSkipped        // given up (a copy arriving now is late)
 )
 
+// Why a missing slot has no repair yet: what its last ask came to.
+const (
+	whyAsked       uint8 = iota // asked (or not yet): waiting for the answer
+	whyRefused                  // refused by the cloud's rate limit
+	whyUnavailable              // not sent: not connected, or the stream was busy
+	whyUnknown                  // not sent: the cloud does not know the SSRC
+)
+
 type rslot struct {
 	ext      int64 // extended sequence number this slot describes
 	state    uint8
+	why      uint8 // slotMissing: whyAsked, whyRefused, …
+	probe    bool  // asked past the last packet seen: may never have existed
 	pkt      *core.Packet
-	deadline time.Time // slotMissing: when the gap is skipped
-	retryAt  time.Time // slotMissing: when to ask again
-	askedAt  time.Time // slotMissing: when first asked (zero: not asked)
-	probe    bool      // asked past the last packet seen: may never have existed
+	deadline time.Time     // slotMissing: when the gap is skipped
+	extra    time.Duration // slotMissing: how much of its wait is past latency
+	retryAt  time.Time     // slotMissing: when to ask again
+	// slotMissing: when the ask being answered was sent (zero: not
+	// sent); kept once skipped, so a late repair still measures the
+	// round trip.
+	askedAt time.Time
 }
 
 // emit sends the held packet on; a copy arriving later is a duplicate.
@@ -41,13 +54,16 @@ type counter interface{ Inc() }
 // its buffers share it, so a buffer runs (and is tested) alone.
 type bufferEnv struct {
 	now         func() time.Time
-	latency     time.Duration         // how long a gap waits for repair before it is skipped
+	latency     time.Duration         // how long a gap waits for repair while repairs are fast
+	wait        func() time.Duration  // how long a new gap waits (≥ latency); nil: latency
 	retry       func() time.Duration  // wait before asking for a gap again; 0: nothing repairs, gaps are not asked for
 	wake        func(at time.Time)    // the buffer wants service at at
 	nack        func(b *buffer)       // b has NACKs pending; called once until b.dirty is cleared
 	repairDelay func(d time.Duration) // one gap took d from its NACK to its repair
 
 	gapSkipped, duplicate, late, overflow, repaired counter
+	// Skipped gaps by their last ask; repairs that came after latency.
+	refused, unavailable, repairLate counter
 }
 
 // initialSlots is a new stream's ring; it doubles as the window needs, up
@@ -154,10 +170,16 @@ func (b *buffer) insert(p *core.Packet, seq uint16, repair bool, out core.Output
 	size := b.max
 
 	if ext < b.next {
-		if sl := b.slot(ext); sl.ext == ext && sl.state == slotReleased {
+		sl := b.slot(ext)
+		if sl.ext == ext && sl.state == slotReleased {
 			b.env.duplicate.Inc()
 		} else {
 			b.env.late.Inc()
+			if repair && sl.ext == ext && sl.state == slotSkipped && !sl.askedAt.IsZero() {
+				// Too late, but it tells how long a repair takes.
+				b.env.repairDelay(b.env.now().Sub(sl.askedAt))
+				sl.askedAt = time.Time{}
+			}
 		}
 		p.Release()
 		return
@@ -173,8 +195,12 @@ func (b *buffer) insert(p *core.Packet, seq uint16, repair bool, out core.Output
 		b.missing--
 		if repair {
 			b.env.repaired.Inc()
+			now := b.env.now()
+			if sl.extra > 0 && now.After(sl.deadline.Add(-sl.extra)) {
+				b.env.repairLate.Inc()
+			}
 			if !sl.askedAt.IsZero() {
-				b.env.repairDelay(b.env.now().Sub(sl.askedAt))
+				b.env.repairDelay(now.Sub(sl.askedAt))
 			}
 		}
 		if ext == b.next {
@@ -235,6 +261,14 @@ func (b *buffer) release(out core.Output) {
 func (b *buffer) skip(sl *rslot) {
 	if !sl.probe {
 		b.env.gapSkipped.Inc()
+		if sl.state == slotMissing {
+			switch sl.why {
+			case whyRefused:
+				b.env.refused.Inc()
+			case whyUnavailable:
+				b.env.unavailable.Inc()
+			}
+		}
 	}
 	sl.state = slotSkipped
 	b.missing--
@@ -258,7 +292,12 @@ func (b *buffer) probeTail(n int) {
 // retry among them. A probe gap may never have existed.
 func (b *buffer) markMissing(from, to int64, probe bool) {
 	now := b.env.now()
-	deadline := now.Add(b.env.latency)
+	wait := b.env.latency
+	if b.env.wait != nil {
+		wait = b.env.wait()
+	}
+	deadline := now.Add(wait)
+	extra := max(wait-b.env.latency, 0)
 	retry := b.env.retry()
 	ev := deadline
 	if retry > 0 && now.Add(retry).Before(ev) {
@@ -266,7 +305,7 @@ func (b *buffer) markMissing(from, to int64, probe bool) {
 	}
 	for e := from; e < to; e++ {
 		sl := b.slot(e)
-		*sl = rslot{ext: e, state: slotMissing, deadline: deadline, retryAt: now.Add(retry), probe: probe}
+		*sl = rslot{ext: e, state: slotMissing, deadline: deadline, extra: extra, retryAt: now.Add(retry), probe: probe}
 		if retry > 0 {
 			sl.askedAt = now
 			b.pending = append(b.pending, uint16(e))
@@ -370,6 +409,26 @@ func (b *buffer) askAll(now time.Time, retry time.Duration) {
 				sl.askedAt = now
 			}
 			b.noteEvent(sl.retryAt)
+		}
+	}
+}
+
+// note records what the last ask for seqs came to. An ask not sent or
+// refused is no round trip: the next one sent starts the measure again.
+func (b *buffer) note(seqs []uint16, why uint8) {
+	if b.fresh {
+		return
+	}
+	for _, seq := range seqs {
+		ext := b.unwrap(seq)
+		if ext < b.next || ext >= b.end {
+			continue
+		}
+		if sl := b.slot(ext); sl.ext == ext && sl.state == slotMissing {
+			sl.why = why
+			if why != whyAsked {
+				sl.askedAt = time.Time{}
+			}
 		}
 	}
 }

@@ -23,6 +23,7 @@ type rig struct {
 	retry time.Duration // 0: nothing repairs
 
 	gapSkipped, duplicate, late, overflow, repaired count
+	refused, unavailable, repairLate                count
 	delays                                          []time.Duration // repairDelay's samples
 	wakes                                           int             // calls of wake
 	nacked                                          []uint16        // every NACK the buffer queued, in order
@@ -43,6 +44,9 @@ func newRig(t testing.TB, size int, latency, retry time.Duration) *rig {
 		late:        &r.late,
 		overflow:    &r.overflow,
 		repaired:    &r.repaired,
+		refused:     &r.refused,
+		unavailable: &r.unavailable,
+		repairLate:  &r.repairLate,
 	}
 	r.b = newBuffer(&r.env, nil, size)
 	r.b.reset(1)
