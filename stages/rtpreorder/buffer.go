@@ -23,6 +23,7 @@ const (
 	whyRefused                  // refused by the cloud's rate limit
 	whyUnavailable              // not sent: not connected, or the stream was busy
 	whyUnknown                  // not sent: the cloud does not know the SSRC
+	whyVetting                  // held until the cloud says it knows the SSRC: an ask under way
 )
 
 type rslot struct {
@@ -53,9 +54,12 @@ type counter interface{ Inc() }
 // the timing of repairs, and where its events go. The stage builds one and
 // its buffers share it, so a buffer runs (and is tested) alone.
 type bufferEnv struct {
-	now         func() time.Time
-	latency     time.Duration         // how long a gap waits for repair while repairs are fast
-	wait        func() time.Duration  // how long a new gap waits (≥ latency); nil: latency
+	now     func() time.Time
+	latency time.Duration        // how long a gap waits for repair while repairs are fast
+	wait    func() time.Duration // how long a new gap waits (≥ latency); nil: latency
+	// maxWait bounds how long a gap whose ask is still unanswered may wait
+	// on past its deadline (0: it may not).
+	maxWait     time.Duration
 	retry       func() time.Duration  // wait before asking for a gap again; 0: nothing repairs, gaps are not asked for
 	wake        func(at time.Time)    // the buffer wants service at at
 	nack        func(b *buffer)       // b has NACKs pending; called once until b.dirty is cleared
@@ -90,8 +94,13 @@ type buffer struct {
 	missing   int   // slots in the window that are slotMissing or slotGone
 
 	nextEvent time.Time // earliest deadline or retry among missing slots
-	pending   []uint16  // gaps found since the last flush, to NACK
-	dirty     bool      // given to env.nack, not yet cleared
+	// answered is the latest ask answered (repair, gone or refused): the
+	// cloud answers one SSRC's NACKs in order, so an ask sent after it is
+	// still on its way, and one sent before it that has no repair never
+	// will.
+	answered  time.Time
+	pending   []uint16 // gaps found since the last flush, to NACK
+	dirty     bool     // given to env.nack, not yet cleared
 	stopInit  context.CancelFunc
 	initAsked bool         // its init fetch has run or is queued (once per buffer)
 	endPkt    *core.Packet // the stream's end, held while gaps are open
@@ -138,7 +147,7 @@ func (b *buffer) unwrap(seq uint16) int64 {
 // reset starts the window over for ssrc. The caller has flushed it.
 func (b *buffer) reset(ssrc uint32) {
 	b.ssrc, b.started, b.fresh, b.fromStart = ssrc, true, true, false
-	b.missing, b.nextEvent, b.pending = 0, time.Time{}, b.pending[:0]
+	b.missing, b.nextEvent, b.pending, b.answered = 0, time.Time{}, b.pending[:0], time.Time{}
 	clear(b.slots)
 }
 
@@ -191,6 +200,7 @@ func (b *buffer) insert(p *core.Packet, seq uint16, repair bool, out core.Output
 			p.Release()
 			return
 		}
+		b.answer(sl)
 		sl.state, sl.pkt = slotHeld, p
 		b.missing--
 		if repair {
@@ -360,7 +370,9 @@ func (b *buffer) service(now time.Time, retry time.Duration, out core.Output) {
 		switch {
 		case sl.state == slotHeld:
 			sl.emit(out)
-		case sl.state == slotGone || (sl.state == slotMissing && !now.Before(sl.deadline)):
+		case sl.state == slotGone:
+			b.skip(sl)
+		case sl.state == slotMissing && !now.Before(sl.deadline) && !b.waitOn(sl, now):
 			b.skip(sl)
 		default:
 			goto scan
@@ -378,6 +390,13 @@ scan:
 			continue
 		}
 		ev := sl.deadline
+		if !now.Before(ev) && !b.waitOn(sl, now) {
+			// Due, behind a head that waits on: skipped once it is
+			// at the head, by the service the head's events bring.
+			ev = time.Time{}
+		} else {
+			ev = sl.deadline
+		}
 		if retry > 0 {
 			if !sl.retryAt.After(now) {
 				b.pending = append(b.pending, uint16(e))
@@ -386,12 +405,40 @@ scan:
 					sl.askedAt = now
 				}
 			}
-			if sl.retryAt.Before(ev) {
+			if ev.IsZero() || sl.retryAt.Before(ev) {
 				ev = sl.retryAt
 			}
 		}
-		b.noteEvent(ev)
+		if !ev.IsZero() {
+			b.noteEvent(ev)
+		}
 	}
+}
+
+// answer notes that the ask for sl has been answered.
+func (b *buffer) answer(sl *rslot) {
+	if sl.askedAt.After(b.answered) {
+		b.answered = sl.askedAt
+	}
+}
+
+// waitOn reports whether sl, a gap past its deadline, waits on: its ask is
+// sent and unanswered (nothing asked at or after it has been answered), so
+// the round trip is merely slower than the wait it was given — as for a
+// burst of gaps at a stream's start, before any round trip is measured.
+// It waits then up to maxWait from when it was found, and its deadline
+// moves there.
+func (b *buffer) waitOn(sl *rslot, now time.Time) bool {
+	if b.env.maxWait <= 0 || sl.askedAt.IsZero() || !sl.askedAt.After(b.answered) {
+		return false
+	}
+	found := sl.deadline.Add(-(b.env.latency + sl.extra))
+	limit := found.Add(b.env.maxWait)
+	if !now.Before(limit) {
+		return false
+	}
+	sl.deadline, sl.extra = limit, b.env.maxWait-b.env.latency
+	return true
 }
 
 // askAll puts every gap still waiting into pending, to be asked for now,
@@ -426,7 +473,10 @@ func (b *buffer) note(seqs []uint16, why uint8) {
 		}
 		if sl := b.slot(ext); sl.ext == ext && sl.state == slotMissing {
 			sl.why = why
-			if why != whyAsked {
+			if why == whyRefused {
+				b.answer(sl)
+			}
+			if why != whyAsked && why != whyVetting {
 				sl.askedAt = time.Time{}
 			}
 		}
@@ -445,6 +495,7 @@ func (b *buffer) markGone(seqs []uint16, out core.Output) {
 			continue
 		}
 		if sl := b.slot(ext); sl.ext == ext && sl.state == slotMissing {
+			b.answer(sl)
 			sl.state = slotGone
 		}
 	}

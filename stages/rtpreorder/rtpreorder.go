@@ -33,7 +33,7 @@ type Config struct {
 	Retransmit string        `param:"retransmit" addr:"true" doc:"the cloud's quic-retransmit address (host:port); empty: no repair, a gap waits latency and is skipped"`
 	Token      string        `param:"token" secret:"true" doc:"token the cloud's quic-retransmit expects"`
 	Latency    time.Duration `param:"latency" default:"80ms" min:"0.001" max:"10" doc:"how long a gap waits for repair before it is skipped, while repairs come back sooner than that"`
-	MaxLatency time.Duration `param:"max_latency" default:"1s" min:"0.001" max:"10" doc:"the longest a gap may wait when the measured repair round trip (smoothed, plus 4 deviations, as TCP's timeout) is longer than latency: the gap then waits for that round trip, up to this bound (never below latency)"`
+	MaxLatency time.Duration `param:"max_latency" default:"1s" min:"0.001" max:"10" doc:"the longest a gap may wait when repairs are slower than latency: a gap waits for the measured repair round trip (smoothed, plus 4 deviations, as TCP's timeout), and one whose NACK is still unanswered at latency waits on, both up to this bound (never below latency)"`
 	MaxPackets int           `param:"max_packets" default:"4096" min:"16" max:"32768" doc:"reorder buffer bound per stream, in packets; a packet further ahead forces the oldest gaps to be skipped"`
 	CA         string        `param:"ca" doc:"PEM CA file to verify the cloud's certificate (relative to the pipeline file's directory); empty: not verified (the token authenticates)"`
 }
@@ -184,6 +184,7 @@ func New(cfg *Config, env *core.Env) (core.Stage, error) {
 		now:         func() time.Time { return s.env.Clock.Now() },
 		latency:     cfg.Latency,
 		wait:        s.gapWait,
+		maxWait:     max(cfg.MaxLatency, cfg.Latency),
 		retry:       s.retryInterval,
 		wake:        s.schedule,
 		nack:        func(b *buffer) { s.dirty = append(s.dirty, b) },
@@ -636,17 +637,18 @@ func (s *Stage) maxWait() time.Duration { return max(s.cfg.MaxLatency, s.cfg.Lat
 
 // gapWait is how long a new gap waits for its repair: latency while a
 // repair comes back sooner, else long enough for one answer (the round
-// trip's timeout, as TCP's SRTT + 4 RTTVAR; before a repair is measured,
-// QUIC's RTT with TCP's first variance, RTT/2), up to maxWait. One answer,
-// not a retry: NACKs and repairs travel on reliable QUIC streams, so a
-// retry only helps after a refusal, and the cloud's rate limit does not
-// refill within a round trip worth waiting for.
+// trip's timeout, as TCP's SRTT + 4 RTTVAR of the measured NACK-to-repair
+// delays), up to maxWait. One answer, not a retry: NACKs and repairs
+// travel on reliable QUIC streams, so a retry only helps after a refusal.
+// Before a repair is measured a gap gets latency, and waits on past it
+// while its ask is unanswered (buffer.waitOn). QUIC's own RTT is not used:
+// it leaves out the time replies spend queued in a busy process, and its
+// first sample counts the handshake's crypto.
 func (s *Stage) gapWait() time.Duration {
-	if s.client == nil {
+	if s.client == nil || s.srtt == 0 {
 		return s.cfg.Latency
 	}
-	rto := max(s.srtt+4*s.rttvar, 3*s.client.RTT())
-	return min(max(rto, s.cfg.Latency), s.maxWait())
+	return min(max(s.srtt+4*s.rttvar, s.cfg.Latency), s.maxWait())
 }
 
 // sampleRepairDelay folds one NACK-to-repair delay into the smoothed round
@@ -660,6 +662,7 @@ func (s *Stage) sampleRepairDelay(d time.Duration) {
 	}
 	if s.srtt == 0 {
 		s.srtt, s.rttvar = d, d/2
+		s.waitGauge.Set(s.gapWait().Seconds())
 		return
 	}
 	dev := s.srtt - d
@@ -668,6 +671,7 @@ func (s *Stage) sampleRepairDelay(d time.Duration) {
 	}
 	s.rttvar += (dev - s.rttvar) / 4
 	s.srtt += (d - s.srtt) / 8
+	s.waitGauge.Set(s.gapWait().Seconds())
 }
 
 // schedule arms the timer for at, unless it is armed earlier already.
@@ -712,6 +716,10 @@ func (s *Stage) nack(b *buffer) {
 	case errors.Is(err, repair.ErrUnknownSSRC):
 		s.nacksUnknown.Add(float64(len(b.pending)))
 		b.note(b.pending, whyUnknown)
+	case errors.Is(err, repair.ErrChecking):
+		// Sent once the cloud says it knows the SSRC (handleKnown): a
+		// round trip under way, which the gap may wait on.
+		b.note(b.pending, whyVetting)
 	default:
 		b.note(b.pending, whyUnavailable)
 	}

@@ -108,8 +108,8 @@ func TestSlowRepairWaitsForAnswer(t *testing.T) {
 }
 
 // The wait follows the round trip only up to max_latency: with a bound
-// below the round trip a gap is skipped at the bound and its repair comes
-// late.
+// below the round trip a gap is skipped at the bound (not before: its ask
+// is unanswered) and its repair comes late.
 func TestSlowRepairBoundedByMaxLatency(t *testing.T) {
 	srv := cloud(t, "", 1000)
 	ring := srv.Stream(0x56, core.NewStream("live/a"))
@@ -129,17 +129,23 @@ func TestSlowRepairBoundedByMaxLatency(t *testing.T) {
 		if q > 99 {
 			t.Fatal("no repair came back late")
 		}
-		skipped := s.gapSkipped.Value()
+		skipped, sent := s.gapSkipped.Value(), time.Now()
 		h.SendData(st, 0, 0, rtpPacket(q, 0x56, 200))
 		want = append(want, q)
 		testrun.Eventually(t, 5*time.Second, "the gap skipped", func() bool { return s.gapSkipped.Value() > skipped })
+		// Unanswered, it waited on past latency to the bound (and,
+		// as its repair came late, not to the round trip).
+		if d := time.Since(sent); d < 120*time.Millisecond {
+			t.Fatalf("gap %d skipped after %v, before max_latency", q-1, d)
+		}
 	}
 	equal(t, seqs(h, st), want)
 	if r := core.CounterValue(s.repaired); r != 0 {
 		t.Errorf("repaired %v: nothing comes back within 120 ms", r)
 	}
-	if w := core.GaugeValue(s.waitGauge); w != 0.12 {
-		t.Errorf("gap_wait_seconds %v, want the bound 0.12", w)
+	// A round trip past the bound teaches the wait nothing.
+	if w := core.GaugeValue(s.waitGauge); w != 0 && w != 0.05 {
+		t.Errorf("gap_wait_seconds %v, want latency", w)
 	}
 }
 
@@ -203,4 +209,50 @@ func TestGapWaitFollowsRoundTrip(t *testing.T) {
 	if s.srtt > 500*time.Millisecond {
 		t.Fatalf("srtt %v took a sample past the bound", s.srtt)
 	}
+}
+
+// A burst of gaps before any round trip is measured (a stream's start, a
+// loss burst) got latency, the only wait known: a gap whose ask is still
+// unanswered at its deadline waits on, up to max_latency, while one whose
+// answer evidently went missing (a later ask was answered) is skipped.
+func TestUnansweredGapWaitsOn(t *testing.T) {
+	r := newRig(t, 64, 80*time.Millisecond, 20*time.Millisecond)
+	r.env.maxWait = time.Second
+	r.b.fromStart = true // no head probes
+	r.insert(1, false)
+	r.insert(3, false) // gap 2, asked now
+	r.advance(80 * time.Millisecond)
+	if r.gapSkipped != 0 {
+		t.Fatal("an unanswered gap was skipped at latency")
+	}
+	r.advance(320 * time.Millisecond)
+	r.insert(2, true) // its answer, 400 ms on
+	if r.repaired != 1 || r.repairLate != 1 || r.gapSkipped != 0 {
+		t.Fatalf("repaired %d (after latency %d), skipped %d", r.repaired, r.repairLate, r.gapSkipped)
+	}
+	equal(t, r.seqs(), []uint16{1, 2, 3})
+
+	// Never answered: skipped at max_latency, not a moment later.
+	r.insert(5, false) // gap 4
+	r.advance(999 * time.Millisecond)
+	if r.gapSkipped != 0 {
+		t.Fatal("skipped before max_latency")
+	}
+	r.advance(time.Millisecond)
+	if r.gapSkipped != 1 {
+		t.Fatalf("skipped %d at max_latency, want 1", r.gapSkipped)
+	}
+
+	// Gap 6's answer went missing: gap 8, asked after it, was answered.
+	r.insert(7, false) // gap 6
+	r.advance(10 * time.Millisecond)
+	r.insert(9, false) // gap 8
+	r.advance(10 * time.Millisecond)
+	r.insert(8, true)
+	r.advance(60 * time.Millisecond) // gap 6 at latency
+	if r.gapSkipped != 2 {
+		t.Fatalf("skipped %d, want gap 6 skipped at latency", r.gapSkipped)
+	}
+	equal(t, r.seqs(), []uint16{1, 2, 3, 5, 7, 8, 9})
+	r.check()
 }
