@@ -389,12 +389,11 @@ scan:
 		if sl.state != slotMissing {
 			continue
 		}
-		ev := sl.deadline
-		if !now.Before(ev) && !b.waitOn(sl, now) {
-			// Due, behind a head that waits on: skipped once it is
-			// at the head, by the service the head's events bring.
-			ev = time.Time{}
-		} else {
+		// A gap due behind a head that waits on has no event of its
+		// own: it is skipped at the head, by the service the head's
+		// events bring.
+		var ev time.Time
+		if now.Before(sl.deadline) || b.waitOn(sl, now) {
 			ev = sl.deadline
 		}
 		if retry > 0 {
