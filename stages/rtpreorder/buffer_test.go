@@ -294,6 +294,9 @@ func FuzzBuffer(f *testing.F) {
 			retry = 20 * time.Millisecond
 		}
 		r := newRig(t, 16+int(size), 80*time.Millisecond, retry)
+		if repairing && size%2 == 0 {
+			r.env.maxWait = 300 * time.Millisecond // unanswered gaps wait on
+		}
 		ext := map[*core.Packet]int64{} // the model's sequence number of each packet held or emitted
 		sent := 0
 		var top int64 // the newest the model has sent, this SSRC
