@@ -275,7 +275,7 @@ func (b *buffer) skip(sl *rslot) {
 			switch sl.why {
 			case whyRefused:
 				b.env.refused.Inc()
-			case whyUnavailable:
+			case whyUnavailable, whyVetting: // never asked
 				b.env.unavailable.Inc()
 			}
 		}
