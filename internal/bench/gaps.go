@@ -30,6 +30,13 @@ type Gaps struct {
 	// waits the reorder latency for its repair, and repairs slower than
 	// that come late.
 	RTT *float64 `json:"repair_rtt_ms,omitempty"`
+
+	// Skipped gaps whose last NACK was refused by the cloud's rate limit,
+	// or not sent (not connected, busy); repairs that came past latency
+	// within a wait lengthened by a slow round trip.
+	Refused      *float64 `json:"repair_refused,omitempty"`
+	Unavailable  *float64 `json:"repair_unavailable,omitempty"`
+	RepairedLate *float64 `json:"repaired_after_latency,omitempty"`
 }
 
 // gapCauses are the drop counters that take a packet out of the stream
@@ -84,6 +91,9 @@ func explainGaps(m metricsView, kernelDrops int64) Gaps {
 	}{
 		{&g.NacksSent, "mediapipe_stage_events_total", "event", "nacks_sent"},
 		{&g.Gone, "mediapipe_stage_events_total", "event", "gone"},
+		{&g.Refused, "mediapipe_stage_events_total", "event", "repair_refused"},
+		{&g.Unavailable, "mediapipe_stage_events_total", "event", "repair_unavailable"},
+		{&g.RepairedLate, "mediapipe_stage_events_total", "event", "repaired_after_latency"},
 		{&g.RepairUp, "mediapipe_stage_gauge", "name", "repair_connected"},
 	} {
 		if x, ok := m.firstOf(f.family, "edge", "rtp-reorder", f.key, f.name); ok {

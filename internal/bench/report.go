@@ -433,6 +433,7 @@ func cpuList(cpus []int) string {
 func (r *Report) gapRows(row func(k, f string, a ...any)) {
 	g := r.Gaps
 	row("  repair", "nacked %s  gone %s  rtt %s ms  connected at end %s, down %d s of the run", na(g.NacksSent), na(g.Gone), na(g.RTT), na(g.RepairUp), g.RepairDownSeconds)
+	row("  unrepaired", "refused %s  unavailable %s  (repaired after latency %s)", na(g.Refused), na(g.Unavailable), na(g.RepairedLate))
 	for _, k := range slices.Sorted(maps.Keys(g.Causes)) {
 		row("  explained by", "%s: %.0f", k, g.Causes[k])
 	}

@@ -17,14 +17,28 @@ const (
 	slotSkipped        // given up (a copy arriving now is late)
 )
 
+// Why a missing slot has no repair yet: what its last ask came to.
+const (
+	whyAsked       uint8 = iota // asked (or not yet): waiting for the answer
+	whyRefused                  // refused by the cloud's rate limit
+	whyUnavailable              // not sent: not connected, or the stream was busy
+	whyUnknown                  // not sent: the cloud does not know the SSRC
+	whyVetting                  // held until the cloud says it knows the SSRC: an ask under way
+)
+
 type rslot struct {
 	ext      int64 // extended sequence number this slot describes
 	state    uint8
+	why      uint8 // slotMissing: whyAsked, whyRefused, …
+	probe    bool  // asked past the last packet seen: may never have existed
 	pkt      *core.Packet
-	deadline time.Time // slotMissing: when the gap is skipped
-	retryAt  time.Time // slotMissing: when to ask again
-	askedAt  time.Time // slotMissing: when first asked (zero: not asked)
-	probe    bool      // asked past the last packet seen: may never have existed
+	deadline time.Time     // slotMissing: when the gap is skipped
+	extra    time.Duration // slotMissing: how much of its wait is past latency
+	retryAt  time.Time     // slotMissing: when to ask again
+	// slotMissing: when the ask being answered was sent (zero: not
+	// sent); kept once skipped, so a late repair still measures the
+	// round trip.
+	askedAt time.Time
 }
 
 // emit sends the held packet on; a copy arriving later is a duplicate.
@@ -40,14 +54,20 @@ type counter interface{ Inc() }
 // the timing of repairs, and where its events go. The stage builds one and
 // its buffers share it, so a buffer runs (and is tested) alone.
 type bufferEnv struct {
-	now         func() time.Time
-	latency     time.Duration         // how long a gap waits for repair before it is skipped
+	now     func() time.Time
+	latency time.Duration        // how long a gap waits for repair while repairs are fast
+	wait    func() time.Duration // how long a new gap waits (≥ latency); nil: latency
+	// maxWait bounds how long a gap whose ask is still unanswered may wait
+	// on past its deadline (0: it may not).
+	maxWait     time.Duration
 	retry       func() time.Duration  // wait before asking for a gap again; 0: nothing repairs, gaps are not asked for
 	wake        func(at time.Time)    // the buffer wants service at at
 	nack        func(b *buffer)       // b has NACKs pending; called once until b.dirty is cleared
 	repairDelay func(d time.Duration) // one gap took d from its NACK to its repair
 
 	gapSkipped, duplicate, late, overflow, repaired counter
+	// Skipped gaps by their last ask; repairs that came after latency.
+	refused, unavailable, repairLate counter
 }
 
 // initialSlots is a new stream's ring; it doubles as the window needs, up
@@ -74,8 +94,13 @@ type buffer struct {
 	missing   int   // slots in the window that are slotMissing or slotGone
 
 	nextEvent time.Time // earliest deadline or retry among missing slots
-	pending   []uint16  // gaps found since the last flush, to NACK
-	dirty     bool      // given to env.nack, not yet cleared
+	// answered is the latest ask answered (repair, gone or refused): the
+	// cloud answers one SSRC's NACKs in order, so an ask sent after it is
+	// still on its way, and one sent before it that has no repair never
+	// will.
+	answered  time.Time
+	pending   []uint16 // gaps found since the last flush, to NACK
+	dirty     bool     // given to env.nack, not yet cleared
 	stopInit  context.CancelFunc
 	initAsked bool         // its init fetch has run or is queued (once per buffer)
 	endPkt    *core.Packet // the stream's end, held while gaps are open
@@ -122,7 +147,7 @@ func (b *buffer) unwrap(seq uint16) int64 {
 // reset starts the window over for ssrc. The caller has flushed it.
 func (b *buffer) reset(ssrc uint32) {
 	b.ssrc, b.started, b.fresh, b.fromStart = ssrc, true, true, false
-	b.missing, b.nextEvent, b.pending = 0, time.Time{}, b.pending[:0]
+	b.missing, b.nextEvent, b.pending, b.answered = 0, time.Time{}, b.pending[:0], time.Time{}
 	clear(b.slots)
 }
 
@@ -154,10 +179,16 @@ func (b *buffer) insert(p *core.Packet, seq uint16, repair bool, out core.Output
 	size := b.max
 
 	if ext < b.next {
-		if sl := b.slot(ext); sl.ext == ext && sl.state == slotReleased {
+		sl := b.slot(ext)
+		if sl.ext == ext && sl.state == slotReleased {
 			b.env.duplicate.Inc()
 		} else {
 			b.env.late.Inc()
+			if repair && sl.ext == ext && sl.state == slotSkipped && !sl.askedAt.IsZero() {
+				// Too late, but it tells how long a repair takes.
+				b.env.repairDelay(b.env.now().Sub(sl.askedAt))
+				sl.askedAt = time.Time{}
+			}
 		}
 		p.Release()
 		return
@@ -169,12 +200,17 @@ func (b *buffer) insert(p *core.Packet, seq uint16, repair bool, out core.Output
 			p.Release()
 			return
 		}
+		b.answer(sl)
 		sl.state, sl.pkt = slotHeld, p
 		b.missing--
 		if repair {
 			b.env.repaired.Inc()
+			now := b.env.now()
+			if sl.extra > 0 && now.After(sl.deadline.Add(-sl.extra)) {
+				b.env.repairLate.Inc()
+			}
 			if !sl.askedAt.IsZero() {
-				b.env.repairDelay(b.env.now().Sub(sl.askedAt))
+				b.env.repairDelay(now.Sub(sl.askedAt))
 			}
 		}
 		if ext == b.next {
@@ -235,6 +271,14 @@ func (b *buffer) release(out core.Output) {
 func (b *buffer) skip(sl *rslot) {
 	if !sl.probe {
 		b.env.gapSkipped.Inc()
+		if sl.state == slotMissing {
+			switch sl.why {
+			case whyRefused:
+				b.env.refused.Inc()
+			case whyUnavailable, whyVetting: // never asked
+				b.env.unavailable.Inc()
+			}
+		}
 	}
 	sl.state = slotSkipped
 	b.missing--
@@ -258,7 +302,12 @@ func (b *buffer) probeTail(n int) {
 // retry among them. A probe gap may never have existed.
 func (b *buffer) markMissing(from, to int64, probe bool) {
 	now := b.env.now()
-	deadline := now.Add(b.env.latency)
+	wait := b.env.latency
+	if b.env.wait != nil {
+		wait = b.env.wait()
+	}
+	deadline := now.Add(wait)
+	extra := max(wait-b.env.latency, 0)
 	retry := b.env.retry()
 	ev := deadline
 	if retry > 0 && now.Add(retry).Before(ev) {
@@ -266,7 +315,7 @@ func (b *buffer) markMissing(from, to int64, probe bool) {
 	}
 	for e := from; e < to; e++ {
 		sl := b.slot(e)
-		*sl = rslot{ext: e, state: slotMissing, deadline: deadline, retryAt: now.Add(retry), probe: probe}
+		*sl = rslot{ext: e, state: slotMissing, deadline: deadline, extra: extra, retryAt: now.Add(retry), probe: probe}
 		if retry > 0 {
 			sl.askedAt = now
 			b.pending = append(b.pending, uint16(e))
@@ -321,7 +370,9 @@ func (b *buffer) service(now time.Time, retry time.Duration, out core.Output) {
 		switch {
 		case sl.state == slotHeld:
 			sl.emit(out)
-		case sl.state == slotGone || (sl.state == slotMissing && !now.Before(sl.deadline)):
+		case sl.state == slotGone:
+			b.skip(sl)
+		case sl.state == slotMissing && !now.Before(sl.deadline) && !b.waitOn(sl, now):
 			b.skip(sl)
 		default:
 			goto scan
@@ -338,7 +389,13 @@ scan:
 		if sl.state != slotMissing {
 			continue
 		}
-		ev := sl.deadline
+		// A gap due behind a head that waits on has no event of its
+		// own: it is skipped at the head, by the service the head's
+		// events bring.
+		var ev time.Time
+		if now.Before(sl.deadline) || b.waitOn(sl, now) {
+			ev = sl.deadline
+		}
 		if retry > 0 {
 			if !sl.retryAt.After(now) {
 				b.pending = append(b.pending, uint16(e))
@@ -347,12 +404,40 @@ scan:
 					sl.askedAt = now
 				}
 			}
-			if sl.retryAt.Before(ev) {
+			if ev.IsZero() || sl.retryAt.Before(ev) {
 				ev = sl.retryAt
 			}
 		}
-		b.noteEvent(ev)
+		if !ev.IsZero() {
+			b.noteEvent(ev)
+		}
 	}
+}
+
+// answer notes that the ask for sl has been answered.
+func (b *buffer) answer(sl *rslot) {
+	if sl.askedAt.After(b.answered) {
+		b.answered = sl.askedAt
+	}
+}
+
+// waitOn reports whether sl, a gap past its deadline, waits on: its ask is
+// sent and unanswered (nothing asked at or after it has been answered), so
+// the round trip is merely slower than the wait it was given — as for a
+// burst of gaps at a stream's start, before any round trip is measured.
+// It waits then up to maxWait from when it was found, and its deadline
+// moves there.
+func (b *buffer) waitOn(sl *rslot, now time.Time) bool {
+	if b.env.maxWait <= 0 || sl.askedAt.IsZero() || !sl.askedAt.After(b.answered) {
+		return false
+	}
+	found := sl.deadline.Add(-(b.env.latency + sl.extra))
+	limit := found.Add(b.env.maxWait)
+	if !now.Before(limit) {
+		return false
+	}
+	sl.deadline, sl.extra = limit, b.env.maxWait-b.env.latency
+	return true
 }
 
 // askAll puts every gap still waiting into pending, to be asked for now,
@@ -374,6 +459,29 @@ func (b *buffer) askAll(now time.Time, retry time.Duration) {
 	}
 }
 
+// note records what the last ask for seqs came to. An ask not sent or
+// refused is no round trip: the next one sent starts the measure again.
+func (b *buffer) note(seqs []uint16, why uint8) {
+	if b.fresh {
+		return
+	}
+	for _, seq := range seqs {
+		ext := b.unwrap(seq)
+		if ext < b.next || ext >= b.end {
+			continue
+		}
+		if sl := b.slot(ext); sl.ext == ext && sl.state == slotMissing {
+			sl.why = why
+			if why == whyRefused {
+				b.answer(sl)
+			}
+			if why != whyAsked && why != whyVetting {
+				sl.askedAt = time.Time{}
+			}
+		}
+	}
+}
+
 // markGone marks gaps the cloud no longer has, so they are skipped as soon
 // as they reach the head rather than at their deadline.
 func (b *buffer) markGone(seqs []uint16, out core.Output) {
@@ -386,6 +494,7 @@ func (b *buffer) markGone(seqs []uint16, out core.Output) {
 			continue
 		}
 		if sl := b.slot(ext); sl.ext == ext && sl.state == slotMissing {
+			b.answer(sl)
 			sl.state = slotGone
 		}
 	}

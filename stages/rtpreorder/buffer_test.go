@@ -23,6 +23,7 @@ type rig struct {
 	retry time.Duration // 0: nothing repairs
 
 	gapSkipped, duplicate, late, overflow, repaired count
+	refused, unavailable, repairLate                count
 	delays                                          []time.Duration // repairDelay's samples
 	wakes                                           int             // calls of wake
 	nacked                                          []uint16        // every NACK the buffer queued, in order
@@ -43,6 +44,9 @@ func newRig(t testing.TB, size int, latency, retry time.Duration) *rig {
 		late:        &r.late,
 		overflow:    &r.overflow,
 		repaired:    &r.repaired,
+		refused:     &r.refused,
+		unavailable: &r.unavailable,
+		repairLate:  &r.repairLate,
 	}
 	r.b = newBuffer(&r.env, nil, size)
 	r.b.reset(1)
@@ -290,6 +294,9 @@ func FuzzBuffer(f *testing.F) {
 			retry = 20 * time.Millisecond
 		}
 		r := newRig(t, 16+int(size), 80*time.Millisecond, retry)
+		if repairing && size%2 == 0 {
+			r.env.maxWait = 300 * time.Millisecond // unanswered gaps wait on
+		}
 		ext := map[*core.Packet]int64{} // the model's sequence number of each packet held or emitted
 		sent := 0
 		var top int64 // the newest the model has sent, this SSRC

@@ -32,7 +32,8 @@ var sample string
 type Config struct {
 	Retransmit string        `param:"retransmit" addr:"true" doc:"the cloud's quic-retransmit address (host:port); empty: no repair, a gap waits latency and is skipped"`
 	Token      string        `param:"token" secret:"true" doc:"token the cloud's quic-retransmit expects"`
-	Latency    time.Duration `param:"latency" default:"80ms" min:"0.001" max:"10" doc:"how long a gap may wait for repair before it is skipped"`
+	Latency    time.Duration `param:"latency" default:"80ms" min:"0.001" max:"10" doc:"how long a gap waits for repair before it is skipped, while repairs come back sooner than that"`
+	MaxLatency time.Duration `param:"max_latency" default:"1s" min:"0.001" max:"10" doc:"the longest a gap may wait when repairs are slower than latency: a gap waits for the measured repair round trip (smoothed, plus 4 deviations, as TCP's timeout), and one whose NACK is still unanswered at latency waits on, both up to this bound (never below latency)"`
 	MaxPackets int           `param:"max_packets" default:"4096" min:"16" max:"32768" doc:"reorder buffer bound per stream, in packets; a packet further ahead forces the oldest gaps to be skipped"`
 	CA         string        `param:"ca" doc:"PEM CA file to verify the cloud's certificate (relative to the pipeline file's directory); empty: not verified (the token authenticates)"`
 }
@@ -107,14 +108,16 @@ type Stage struct {
 	gones   chan gone
 	known   chan uint32 // SSRCs the cloud has just said it knows
 
-	benv        bufferEnv // what every buffer is built with
-	streams     map[*core.Stream]*buffer
-	bySSRC      map[uint32]*buffer
-	dirty       []*buffer // buffers with NACKs pending
-	timer       core.Timer
-	timerAt     time.Time // zero: not armed
-	sinceFlush  int
-	repairDelay time.Duration // moving average of NACK → repair
+	benv       bufferEnv // what every buffer is built with
+	streams    map[*core.Stream]*buffer
+	bySSRC     map[uint32]*buffer
+	dirty      []*buffer // buffers with NACKs pending
+	timer      core.Timer
+	timerAt    time.Time // zero: not armed
+	sinceFlush int
+	// The NACK → repair delay, smoothed as TCP's SRTT and RTTVAR: it
+	// counts time spent queued in either process, which QUIC's RTT does not.
+	srtt, rttvar time.Duration
 
 	initCtx     context.Context
 	initStop    context.CancelFunc
@@ -125,14 +128,18 @@ type Stage struct {
 
 	nacksSent, repaired, gonesRecv, initFetched prometheus.Counter
 	nacksUnknown                                prometheus.Counter
+	repairRefused, repairUnavailable            prometheus.Counter
+	repairedLate                                prometheus.Counter
 	gapSkipped, duplicate, late, overflow       *core.DropCounter
 	queueFull, notRTP                           *core.DropCounter
-	rttGauge, connGauge                         prometheus.Gauge
+	rttGauge, connGauge, waitGauge              prometheus.Gauge
 }
 
+// gone is a GONE reply, or (refused) a REFUSED one: over the cloud's rate limit.
 type gone struct {
-	ssrc uint32
-	seqs []uint16
+	ssrc    uint32
+	seqs    []uint16
+	refused bool
 }
 
 // New builds an rtp-reorder stage.
@@ -156,6 +163,13 @@ func New(cfg *Config, env *core.Env) (core.Stage, error) {
 		initFetched: m.Counter("init_fetched"),
 		// gaps not asked for: the cloud does not know the stream's SSRC
 		nacksUnknown: m.Counter("nacks_unknown_ssrc"),
+		// Skipped gaps whose last ask was refused by the cloud's rate
+		// limit, or could not be sent (not connected, stream busy).
+		repairRefused:     m.Counter("repair_refused"),
+		repairUnavailable: m.Counter("repair_unavailable"),
+		// Repairs that came after latency, within a wait lengthened
+		// by a slow round trip: a fixed latency would have lost them.
+		repairedLate: m.Counter("repaired_after_latency"),
 		gapSkipped:   m.Drop("gap_skipped"),
 		duplicate:    m.Drop("duplicate"),
 		late:         m.Drop("late"),
@@ -163,11 +177,14 @@ func New(cfg *Config, env *core.Env) (core.Stage, error) {
 		queueFull:    m.Drop("repair_queue_full"),
 		notRTP:       m.Drop("not_rtp"),
 		rttGauge:     m.Gauge("rtt_seconds"),
+		waitGauge:    m.Gauge("gap_wait_seconds"),
 		connGauge:    m.Gauge("repair_connected"),
 	}
 	s.benv = bufferEnv{
 		now:         func() time.Time { return s.env.Clock.Now() },
 		latency:     cfg.Latency,
+		wait:        s.gapWait,
+		maxWait:     max(cfg.MaxLatency, cfg.Latency),
 		retry:       s.retryInterval,
 		wake:        s.schedule,
 		nack:        func(b *buffer) { s.dirty = append(s.dirty, b) },
@@ -177,6 +194,9 @@ func New(cfg *Config, env *core.Env) (core.Stage, error) {
 		late:        s.late,
 		overflow:    s.overflow,
 		repaired:    s.repaired,
+		refused:     s.repairRefused,
+		unavailable: s.repairUnavailable,
+		repairLate:  s.repairedLate,
 	}
 	return s, nil
 }
@@ -190,6 +210,9 @@ func (s *Stage) Run(ctx context.Context, in <-chan *core.Packet, out core.Output
 			Addr: s.cfg.Retransmit, Token: s.cfg.Token, CAFile: s.cfg.CA, Log: s.env.Log,
 			OnRepair: s.onRepair,
 			OnGone:   s.onGone,
+			// Over the cloud's rate limit: asked again at the retry,
+			// counted if the gap is skipped still refused.
+			OnRefused: s.onRefused,
 			// No NACK for an SSRC the cloud never heard of (a stranger's).
 			VetSSRCs: true,
 			OnKnown:  s.onKnown,
@@ -326,9 +349,14 @@ func (s *Stage) handleKnown(ssrc uint32) {
 	s.schedule(b.nextEvent)
 }
 
-func (s *Stage) onGone(ssrc uint32, seqs []uint16) {
+func (s *Stage) onGone(ssrc uint32, seqs []uint16) { s.reply(ssrc, seqs, false) }
+
+func (s *Stage) onRefused(ssrc uint32, seqs []uint16) { s.reply(ssrc, seqs, true) }
+
+// reply runs on a client reader goroutine: copy and hand to Run.
+func (s *Stage) reply(ssrc uint32, seqs []uint16, refused bool) {
 	select {
-	case s.gones <- gone{ssrc: ssrc, seqs: append([]uint16(nil), seqs...)}:
+	case s.gones <- gone{ssrc: ssrc, seqs: append([]uint16(nil), seqs...), refused: refused}:
 	default: // the gap just waits out its latency
 	}
 }
@@ -436,6 +464,12 @@ func (s *Stage) handleRepair(p *core.Packet, out core.Output) {
 }
 
 func (s *Stage) handleGone(g gone, out core.Output) {
+	if g.refused {
+		if b := s.bySSRC[g.ssrc]; b != nil {
+			b.note(g.seqs, whyRefused)
+		}
+		return
+	}
 	s.gonesRecv.Add(float64(len(g.seqs)))
 	if b := s.bySSRC[g.ssrc]; b != nil {
 		b.markGone(g.seqs, out)
@@ -591,25 +625,53 @@ func (s *Stage) retryInterval() time.Duration {
 	if s.client == nil {
 		return 0
 	}
-	rtt := max(s.client.RTT(), s.repairDelay)
+	rtt := max(s.client.RTT(), s.srtt)
 	if rtt <= 0 {
 		return defaultRetry
 	}
 	return max(rtt*3/2, minRetry)
 }
 
-// sampleRepairDelay folds one NACK-to-repair delay into a moving average
-// (weight 1/8, as TCP's SRTT). A sample beyond latency is not a round trip
-// but a wait for the connection, and is ignored.
+// maxWait bounds a gap's wait: max_latency, or latency if that is longer.
+func (s *Stage) maxWait() time.Duration { return max(s.cfg.MaxLatency, s.cfg.Latency) }
+
+// gapWait is how long a new gap waits for its repair: latency while a
+// repair comes back sooner, else long enough for one answer (the round
+// trip's timeout, as TCP's SRTT + 4 RTTVAR of the measured NACK-to-repair
+// delays), up to maxWait. One answer, not a retry: NACKs and repairs
+// travel on reliable QUIC streams, so a retry only helps after a refusal.
+// Before a repair is measured a gap gets latency, and waits on past it
+// while its ask is unanswered (buffer.waitOn). QUIC's own RTT is not used:
+// it leaves out the time replies spend queued in a busy process, and its
+// first sample counts the handshake's crypto.
+func (s *Stage) gapWait() time.Duration {
+	if s.client == nil || s.srtt == 0 {
+		return s.cfg.Latency
+	}
+	return min(max(s.srtt+4*s.rttvar, s.cfg.Latency), s.maxWait())
+}
+
+// sampleRepairDelay folds one NACK-to-repair delay into the smoothed round
+// trip and its deviation (TCP's weights, 1/8 and 1/4). It counts repairs
+// that came late too: a round trip longer than latency is just what the
+// wait must learn. A sample beyond maxWait could not lengthen the wait
+// further and is ignored (the gap was asked before a reconnection).
 func (s *Stage) sampleRepairDelay(d time.Duration) {
-	if d <= 0 || d > s.cfg.Latency {
+	if d <= 0 || d > s.maxWait() {
 		return
 	}
-	if s.repairDelay == 0 {
-		s.repairDelay = d
+	if s.srtt == 0 {
+		s.srtt, s.rttvar = d, d/2
+		s.waitGauge.Set(s.gapWait().Seconds())
 		return
 	}
-	s.repairDelay += (d - s.repairDelay) / 8
+	dev := s.srtt - d
+	if dev < 0 {
+		dev = -dev
+	}
+	s.rttvar += (dev - s.rttvar) / 4
+	s.srtt += (d - s.srtt) / 8
+	s.waitGauge.Set(s.gapWait().Seconds())
 }
 
 // schedule arms the timer for at, unless it is armed earlier already.
@@ -643,15 +705,23 @@ func (s *Stage) flushNacks() {
 }
 
 // nack sends b's pending NACKs. Not sent (not connected, window full, SSRC
-// being vetted): the retry pass asks again; SSRC unknown to the cloud:
-// counted, and asked again at the retry only once the client's back-off
-// for it is over.
+// being vetted): the retry pass asks again, and a gap skipped before it is
+// counted as repair_unavailable; SSRC unknown to the cloud: counted, and
+// asked again at the retry only once the client's back-off for it is over.
 func (s *Stage) nack(b *buffer) {
 	switch err := s.client.Nack(b.ssrc, b.pending); {
 	case err == nil:
 		s.nacksSent.Add(float64(len(b.pending)))
+		b.note(b.pending, whyAsked)
 	case errors.Is(err, repair.ErrUnknownSSRC):
 		s.nacksUnknown.Add(float64(len(b.pending)))
+		b.note(b.pending, whyUnknown)
+	case errors.Is(err, repair.ErrChecking):
+		// Sent once the cloud says it knows the SSRC (handleKnown): a
+		// round trip under way, which the gap may wait on.
+		b.note(b.pending, whyVetting)
+	default:
+		b.note(b.pending, whyUnavailable)
 	}
 }
 
@@ -662,6 +732,7 @@ func (s *Stage) service(out core.Output) {
 	retry := s.retryInterval()
 	if s.client != nil {
 		s.rttGauge.Set(s.client.RTT().Seconds())
+		s.waitGauge.Set(s.gapWait().Seconds())
 	}
 	var next time.Time
 	for _, b := range s.streams {

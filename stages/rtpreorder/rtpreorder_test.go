@@ -370,6 +370,10 @@ func TestNoServerStillSkips(t *testing.T) {
 	if s.gapSkipped.Value() != 1 {
 		t.Fatalf("skipped %v", s.gapSkipped.Value())
 	}
+	// Never asked: the NACK could not be sent.
+	if n := core.CounterValue(s.repairUnavailable); n != 1 {
+		t.Fatalf("repair_unavailable %v, want 1", n)
+	}
 }
 
 type discard struct{}
