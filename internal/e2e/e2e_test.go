@@ -206,7 +206,7 @@ func frameSuffix(t *testing.T, who string, got, want []testmedia.Frame, min int)
 type ffViewer struct {
 	url, path string
 	cmd       *exec.Cmd
-	stderr    lockedBuffer
+	stderr    testrun.LogBuffer
 	done      chan struct{}
 	err       error // Wait's result, set before done closes
 }

@@ -1,12 +1,10 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -14,23 +12,6 @@ import (
 	"github.com/mediapipe/mediapipe/internal/testmedia"
 	"github.com/mediapipe/mediapipe/internal/testrun"
 )
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // TestSecretsStayOutOfLogs relays with a publish key, a repair token and a
 // play key, publishes once with the key and once with a wrong one, and
@@ -43,7 +24,7 @@ func TestSecretsStayOutOfLogs(t *testing.T) {
 	cloud := withParam(withParam(cloudTOML(a), "rtmp-source", "publish_key", publishKey), "quic-retransmit", "token", token)
 	edge := withParam(withParam(edgeTOML("edge", a, "  drop = 0.05\n  seed = 5", ""), "rtp-reorder", "token", token), "httpflv-sink", "play_key", playKey)
 
-	var logs lockedBuffer
+	var logs testrun.LogBuffer
 	log := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	r := testrun.Start(t, "secrets.toml", cloud+edge, nil, testrun.Build(host.Options{Logger: log}))
 

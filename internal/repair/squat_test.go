@@ -1,7 +1,6 @@
 package repair
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -134,28 +133,10 @@ func mustAddrPort(s string) (ap netip.AddrPort) {
 	return ua.AddrPort()
 }
 
-// syncBuf is a log sink safe for the server's goroutines.
-type syncBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuf) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuf) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // A first frame that is not HELLO is logged as what it was, not as
 // "bad hello (NACK): <nil>".
 func TestHelloRefusalSaysWhatCame(t *testing.T) {
-	var logs syncBuf
+	var logs testrun.LogBuffer
 	srv := startServer(t, ServerConfig{Log: slog.New(slog.NewTextHandler(&logs, nil))})
 	conn := rawConn(t, srv.Addr().String())
 	st, err := conn.OpenStream()
@@ -200,7 +181,7 @@ func TestRetryUnderLoad(t *testing.T) {
 // interval, not one each; every refusal is still counted.
 func TestRefusedPeersLogBounded(t *testing.T) {
 	const attempts = 40
-	var logs syncBuf
+	var logs testrun.LogBuffer
 	srv := startServer(t, ServerConfig{Token: "right", Log: slog.New(slog.NewTextHandler(&logs, nil))})
 	for i := range attempts {
 		r := newReplies()

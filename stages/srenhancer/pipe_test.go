@@ -8,7 +8,6 @@ import (
 	"regexp"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -18,6 +17,7 @@ import (
 	"github.com/mediapipe/mediapipe/core/media/flv"
 	"github.com/mediapipe/mediapipe/core/stagetest"
 	"github.com/mediapipe/mediapipe/internal/testmedia"
+	"github.com/mediapipe/mediapipe/internal/testrun"
 	"github.com/mediapipe/mediapipe/stages/srenhancer/internal/srtest"
 )
 
@@ -155,23 +155,6 @@ func fakeFFmpeg(t *testing.T, body string) string {
 	return path
 }
 
-type logBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // TestFFmpegFailures: an ffmpeg that dies is reported with its stderr, one
 // that hangs is killed by PID; either way audio flows, the lost video is
 // counted, Run returns and no process is left.
@@ -187,7 +170,7 @@ func TestFFmpegFailures(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			def, _ := core.Default.Lookup("sr-enhancer")
 			env := core.TestEnv("sr-enhancer")
-			var logs logBuffer
+			var logs testrun.LogBuffer
 			env.Log = slog.New(slog.NewTextHandler(&logs, nil))
 			st, err := def.Build(map[string]any{"ffmpeg": fakeFFmpeg(t, c.script), "queue_frames": 8}, env)
 			if err != nil {
