@@ -112,6 +112,18 @@ func newBuffer(env *bufferEnv, st *core.Stream, size int) *buffer {
 
 func (b *buffer) slot(ext int64) *rslot { return &b.slots[ext%int64(len(b.slots))] }
 
+// gapSlot returns seq's slot when seq is a gap still in the window, else nil.
+func (b *buffer) gapSlot(seq uint16) *rslot {
+	ext := b.unwrap(seq)
+	if ext < b.next || ext >= b.end {
+		return nil
+	}
+	if sl := b.slot(ext); sl.ext == ext && sl.state == slotMissing {
+		return sl
+	}
+	return nil
+}
+
 // fit grows the ring, doubling up to max, until the window [next, last]
 // fits in it; the caller keeps last-next < max.
 func (b *buffer) fit(last int64) {
@@ -466,11 +478,7 @@ func (b *buffer) note(seqs []uint16, why uint8) {
 		return
 	}
 	for _, seq := range seqs {
-		ext := b.unwrap(seq)
-		if ext < b.next || ext >= b.end {
-			continue
-		}
-		if sl := b.slot(ext); sl.ext == ext && sl.state == slotMissing {
+		if sl := b.gapSlot(seq); sl != nil {
 			sl.why = why
 			if why == whyRefused {
 				b.answer(sl)
@@ -489,11 +497,7 @@ func (b *buffer) markGone(seqs []uint16, out core.Output) {
 		return
 	}
 	for _, seq := range seqs {
-		ext := b.unwrap(seq)
-		if ext < b.next || ext >= b.end {
-			continue
-		}
-		if sl := b.slot(ext); sl.ext == ext && sl.state == slotMissing {
+		if sl := b.gapSlot(seq); sl != nil {
 			b.answer(sl)
 			sl.state = slotGone
 		}
