@@ -33,6 +33,10 @@ func (e Event) String() string {
 // Packet is the unit that travels between stages. Exactly one stage owns a
 // packet at a time: a stage either passes it on with Output.Emit, or ends its
 // life with Release. Holding on to Data after either is a bug.
+//
+// A packet that reaches several branches is shared: each branch gets its
+// own Packet (fields free to change) whose Data is the same buffer, which
+// must then be read, not written; Spec.Mutates asks for a private copy.
 type Packet struct {
 	Event  Event
 	Stream *Stream
@@ -50,6 +54,12 @@ type Packet struct {
 	Ingest int64
 
 	class int8 // pool size class; -1 when not pooled
+	// refs counts the shares of this packet's buffer still held besides
+	// the packet itself; the buffer returns to the pool when the last of
+	// them is released.
+	refs atomic.Int32
+	// owner is, for a share, the packet whose buffer Data is.
+	owner *Packet
 }
 
 // size classes of pooled packet buffers; a larger packet is allocated and
@@ -100,11 +110,55 @@ func (p *Packet) Clone() *Packet {
 	return c
 }
 
-// Release ends the packet's life and recycles its buffer. Safe on nil.
+// Share returns a packet with p's fields whose Data is p's buffer, read
+// only: the buffer goes back to the pool once p and every share of it are
+// released. Its capacity ends at its length, so an append copies instead of
+// writing into the buffer the others read. On the hot path this does not
+// allocate once the pool is warm.
+func (p *Packet) Share() *Packet {
+	root := p
+	if p.owner != nil {
+		root = p.owner
+	}
+	root.refs.Add(1)
+	s := unpooled.Get().(*Packet)
+	s.Event, s.Stream, s.Type, s.Timestamp, s.Ingest = p.Event, p.Stream, p.Type, p.Timestamp, p.Ingest
+	s.Data = p.Data[:len(p.Data):len(p.Data)]
+	s.owner = root
+	return s
+}
+
+// Release ends the packet's life and recycles its buffer, or for a shared
+// buffer lets go of it. Safe on nil.
 func (p *Packet) Release() {
 	if p == nil {
 		return
 	}
+	if root := p.owner; root != nil {
+		p.owner = nil
+		p.Event, p.Stream, p.Type, p.Timestamp, p.Ingest = EventData, nil, 0, 0, 0
+		p.Data = nil
+		unpooled.Put(p)
+		root.unref()
+		return
+	}
+	p.unref()
+}
+
+// unref lets go of one hold on p's buffer and recycles p with the last.
+// refs 0 means p is the only hold; the holder that takes refs below 0 is
+// the last of several releasing at once.
+func (p *Packet) unref() {
+	if p.refs.Load() != 0 {
+		if p.refs.Add(-1) >= 0 {
+			return
+		}
+		p.refs.Store(0)
+	}
+	p.recycle()
+}
+
+func (p *Packet) recycle() {
 	p.Event, p.Stream, p.Type, p.Timestamp, p.Ingest = EventData, nil, 0, 0, 0
 	if p.class < 0 {
 		p.Data = nil

@@ -52,6 +52,10 @@ type Spec struct {
 	// Sample is a TOML fragment holding one [[pipeline.stage]] block that
 	// uses the stage, for the docs to show; stages/all validates the built-ins'.
 	Sample string `json:"sample,omitempty"`
+	// Mutates says the stage writes into the bytes of packets it receives.
+	// Where a stage's output feeds branches, packets are shared read-only;
+	// a pipeline holding a stage that mutates gets its own copy instead.
+	Mutates bool `json:"mutates,omitempty"`
 }
 
 // IsSource reports whether the stage has no input.

@@ -49,6 +49,7 @@ type PipelineConfig struct {
 	Index  int    // 1-based position in the file
 	Name   string `param:"name" required:"true" doc:"names the pipeline in problems, logs, metrics and environment overrides"`
 	Queue  int    `param:"queue" default:"1024" min:"1" max:"1048576" doc:"capacity, in packets, of the queue in front of each stage"`
+	From   string `param:"from" doc:"the id of a stage in another pipeline: this pipeline then has no source and receives every packet and stream start and end that stage emits, shared read-only; when it falls behind, its data packets are dropped (branch_full), never slowing the others"`
 	Stages []*StageConfig
 }
 
@@ -73,6 +74,7 @@ type StageConfig struct {
 	Index  int            // 1-based position in the pipeline
 	Use    string         `param:"use" doc:"a built-in stage, by name (listed below)"`
 	Plugin string         `param:"plugin" doc:"a stage plugin executable, by path; a relative path starts at the file's directory"`
+	ID     string         `param:"id" doc:"names this stage's output, unique in the file, for a pipeline's from to branch off"`
 	Params map[string]any // the stage's own parameters, environment overrides laid over
 	Def    core.Definition
 }
@@ -107,7 +109,7 @@ var (
 	}
 	pipelineTable = fileTable{
 		spec: core.Spec{Name: "[[pipeline]]", Params: core.ParamsOf(PipelineConfig{}),
-			Summary: "One pipeline; a file holds one or more. Its [[pipeline.stage]] tables follow in order: the first a source, the last a sink, each taking the kind the one before it gives."},
+			Summary: "One pipeline; a file holds one or more. Its [[pipeline.stage]] tables follow in order: the first a source (or, with from, a stage taking the kind the tapped stage gives), the last a sink, each taking the kind the one before it gives."},
 		takes: "a pipeline takes %s and [[pipeline.stage]]", missing: `required (a name such as "edge")`,
 	}
 	stageTable = fileTable{

@@ -5,7 +5,9 @@ import "fmt"
 // checkKinds verifies sources first, sinks last and each input kind equal to
 // the previous stage's output kind. A nil slot is a stage that did not
 // resolve (already reported): checks that need it are skipped, the rest run.
-func checkKinds(slots []*StageConfig) []Problem {
+// A branch (from set) has no source: its first stage takes the tapped
+// stage's output, which checkTap compares.
+func checkKinds(slots []*StageConfig, branch bool) []Problem {
 	var probs []Problem
 	n := len(slots)
 	for i, sc := range slots {
@@ -16,7 +18,10 @@ func checkKinds(slots []*StageConfig) []Problem {
 		p := func(format string, args ...any) {
 			probs = append(probs, Problem{Stage: sc.Index, StageName: sc.Label(), Msg: fmt.Sprintf(format, args...)})
 		}
-		if i == 0 && !spec.IsSource() {
+		if i == 0 && branch && spec.IsSource() {
+			p("%s is a source, but this pipeline's from gives its first stage the tapped stage's output: start with a stage that takes it", spec.Name)
+		}
+		if i == 0 && !branch && !spec.IsSource() {
 			p("the first stage must be a source, but %s takes %s input", spec.Name, spec.In)
 		}
 		if i > 0 && spec.IsSource() {

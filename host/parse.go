@@ -91,6 +91,7 @@ func Parse(name, dir string, data []byte, environ []string) (*File, Problems) {
 	}
 	ps.decode(&logTable, ps.table(root, &logTable, env), &f.Log)
 	f.Pipelines = ps.pipelines(root["pipeline"], dir, env)
+	ps.taps(f.Pipelines)
 	for _, ek := range sortedKeys(env) {
 		ps.fileLevel(afterPipelines, "environment %s%s: matches no pipeline stage or key (use %sPIPELINE_<NAME or number>_STAGE_<N>_<KEY>)", EnvPrefix, ek, EnvPrefix)
 	}
@@ -159,6 +160,9 @@ func (ps *problems) pipeline(index int, t map[string]any, dir string, env map[st
 	for _, msg := range pipelineTable.decode(keys, pc) {
 		ps.at(pc, 0, "", msg)
 	}
+	if from, given := keys["from"].(string); given && from == "" {
+		ps.at(pc, 0, "", `from: must be the id of a stage in another pipeline, such as "repaired"`)
+	}
 	stages, ok := t["stage"].([]any)
 	if !ok || len(stages) == 0 {
 		ps.at(pc, 0, "", "has no stages ([[pipeline.stage]])")
@@ -212,6 +216,9 @@ func (ps *problems) stage(pc *PipelineConfig, index int, raw any, dir string, en
 	}
 	for _, msg := range stageTable.decode(keys, sc) {
 		ps.at(pc, index, "", msg)
+	}
+	if id, given := keys["id"].(string); given && id == "" {
+		ps.at(pc, index, "", `id: must be a name such as "repaired"`)
 	}
 	if msg, broken := useOrPlugin(keys, sc); broken {
 		if msg != "" {

@@ -13,20 +13,33 @@ import (
 // Parse already found without use or plugin are left alone.
 func Resolve(f *File, reg *core.Registry) Problems {
 	ps := &problems{file: f.Path}
-	for _, pc := range f.Pipelines {
-		// slots holds every stage in file order, nil where it did not
-		// resolve, so order and kind checks still run around a broken one.
-		slots := make([]*StageConfig, len(pc.Stages))
-		for i, sc := range pc.Stages {
+	// slots holds every pipeline's stages in file order, nil where one did
+	// not resolve, so order and kind checks still run around a broken one.
+	slots := make([][]*StageConfig, len(f.Pipelines))
+	resolved := map[*StageConfig]bool{}
+	for i, pc := range f.Pipelines {
+		slots[i] = make([]*StageConfig, len(pc.Stages))
+		for j, sc := range pc.Stages {
 			msgs, ok := resolveStage(sc, reg, f.Dir)
 			for _, msg := range msgs {
 				ps.at(pc, sc.Index, sc.Label(), msg)
 			}
 			if ok {
-				slots[i] = sc
+				slots[i][j] = sc
+				resolved[sc] = true
 			}
 		}
-		for _, p := range checkKinds(slots) {
+	}
+	for i, pc := range f.Pipelines {
+		probs := checkKinds(slots[i], pc.From != "")
+		if pc.From != "" && len(slots[i]) > 0 {
+			tappedPC, tapped := f.Tapped(pc)
+			if !resolved[tapped] {
+				tapped = nil
+			}
+			probs = append(probs, checkTap(pc, slots[i][0], tappedPC, tapped)...)
+		}
+		for _, p := range probs {
 			ps.at(pc, p.Stage, p.StageName, p.Msg)
 		}
 	}

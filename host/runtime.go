@@ -41,6 +41,7 @@ type Runtime struct {
 // Pipeline is one running pipeline: its stages and the streams live in it.
 type Pipeline struct {
 	Name   string
+	From   string // the stage id this branch receives from; "" when it has a source
 	Stages []*RunningStage
 
 	mu      sync.Mutex
@@ -54,6 +55,7 @@ type RunningStage struct {
 	Stage  core.Stage
 	in     chan *core.Packet
 	out    *chanOutput // nil for sinks
+	tee    *teeOutput  // set when pipelines branch off this stage's id
 	done   atomic.Bool
 }
 
@@ -74,7 +76,7 @@ func Build(f *File, opts Options) (*Runtime, error) {
 	rt := &Runtime{File: f, Metrics: opts.Metrics, log: opts.Logger, drain: opts.DrainTimeout, ready: make(chan struct{})}
 	var errs []error
 	for _, pc := range f.Pipelines {
-		p := &Pipeline{Name: pc.Name, streams: map[*core.Stream]struct{}{}}
+		p := &Pipeline{Name: pc.Name, From: pc.From, streams: map[*core.Stream]struct{}{}}
 		for _, sc := range pc.Stages {
 			log := opts.Logger.With("pipeline", pc.Name, "stage", sc.Index, "name", sc.Label())
 			sm := opts.Metrics.Stage(pc.Name, sc.Index, sc.Label())
@@ -114,7 +116,54 @@ func Build(f *File, opts Options) (*Runtime, error) {
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
+	if err := rt.branch(); err != nil {
+		return nil, err
+	}
 	return rt, nil
+}
+
+// branch wires each pipeline with from to the stage whose id it names,
+// turning that stage's output into a tee.
+func (rt *Runtime) branch() error {
+	byConfig := map[*StageConfig]*RunningStage{}
+	pipeOf := map[*StageConfig]*Pipeline{}
+	for i, p := range rt.Pipelines {
+		for _, rs := range p.Stages {
+			byConfig[rs.Config] = rs
+			pipeOf[rs.Config] = rt.Pipelines[i]
+		}
+	}
+	for i, pc := range rt.File.Pipelines {
+		if pc.From == "" {
+			continue
+		}
+		_, sc := rt.File.Tapped(pc)
+		tapped := byConfig[sc]
+		p := rt.Pipelines[i]
+		if tapped == nil || tapped.out == nil || len(p.Stages) == 0 || p.Stages[0].in == nil {
+			// Resolve refuses such a file; Build is also called on files
+			// assembled by hand.
+			return fmt.Errorf("%s: pipeline %q: from %q names no stage with an output that its first stage can take", rt.File.Path, pc.Name, pc.From)
+		}
+		if tapped.tee == nil {
+			tapped.tee = &teeOutput{main: tapped.out, copyShared: mutatesAfter(pipeOf[sc], tapped)}
+		}
+		tapped.tee.branches = append(tapped.tee.branches, newBranchOutput(p, p.Stages[0], mutatesAfter(p, nil)))
+	}
+	return nil
+}
+
+// mutatesAfter says whether a stage of p after rs (every stage when rs is
+// nil) writes into the bytes of the packets it receives.
+func mutatesAfter(p *Pipeline, rs *RunningStage) bool {
+	after := rs == nil
+	for _, s := range p.Stages {
+		if after && s.Config.Def.Spec.Mutates {
+			return true
+		}
+		after = after || s == rs
+	}
+	return false
 }
 
 // Run opens every stage, runs them until ctx is cancelled or a stage fails,
@@ -127,14 +176,23 @@ func (rt *Runtime) Run(ctx context.Context) error {
 	defer cancel()
 	hard := make(chan struct{})
 	var all []*RunningStage
+	var pumps sync.WaitGroup
 	for _, p := range rt.Pipelines {
 		for _, rs := range p.Stages {
 			if rs.out != nil {
 				rs.out.hard = hard
 			}
+			if rs.tee != nil {
+				for _, b := range rs.tee.branches {
+					b.hard = hard
+					pumps.Go(b.pump)
+				}
+			}
 			all = append(all, rs)
 		}
 	}
+	// Every pump returns once its tee is closed: after its stage's Run,
+	// or below for the stages a failed open left unrun.
 
 	// Open in order; on failure, let the already opened stages clean up.
 	opened, err := openStages(stageCtx, all)
@@ -149,6 +207,10 @@ func (rt *Runtime) Run(ctx context.Context) error {
 		// output ends the next stage, so the opened stages release what
 		// Open bound.
 		rt.runStages(stageCtx, all[:opened], nil)
+		for _, rs := range all[opened:] {
+			rs.closeOutput()
+		}
+		pumps.Wait()
 		return err
 	}
 	if a != nil {
@@ -160,6 +222,7 @@ func (rt *Runtime) Run(ctx context.Context) error {
 	go func() {
 		defer close(done)
 		rt.runStages(stageCtx, all, failed)
+		pumps.Wait()
 	}()
 
 	close(rt.ready)
@@ -227,16 +290,17 @@ func (rt *Runtime) runStages(ctx context.Context, stages []*RunningStage, failed
 		go func() {
 			defer wg.Done()
 			var out core.Output
-			if rs.out != nil {
+			switch {
+			case rs.tee != nil:
+				out = rs.tee
+			case rs.out != nil:
 				out = rs.out
-			} else {
+			default:
 				out = discard{rs.Env.Metrics.Drop("sink_emitted")}
 			}
 			err := safeRun(ctx, rs, out)
 			rs.done.Store(true)
-			if rs.out != nil {
-				rs.out.Close()
-			}
+			rs.closeOutput()
 			if err != nil && !errors.Is(err, context.Canceled) {
 				err = fmt.Errorf("pipeline %q stage %d (%s): %w", rs.Env.Pipeline, rs.Env.Index, rs.Env.Name, err)
 				rs.Env.Log.Error("stage failed", "err", err)
@@ -247,6 +311,17 @@ func (rt *Runtime) runStages(ctx context.Context, stages []*RunningStage, failed
 		}()
 	}
 	wg.Wait()
+}
+
+// closeOutput closes the stage's output queues, so what follows drains and
+// ends in turn.
+func (rs *RunningStage) closeOutput() {
+	switch {
+	case rs.tee != nil:
+		rs.tee.Close()
+	case rs.out != nil:
+		rs.out.Close()
+	}
 }
 
 // safeRun turns a stage's panic into an error, so one bad stage stops the

@@ -31,6 +31,7 @@ func init() {
 		In:      core.KindRTP,
 		Out:     core.KindFLV,
 		Sample:  sample,
+		Mutates: true, // a one-packet tag is moved down within the RTP packet's buffer
 	}, New)
 }
 

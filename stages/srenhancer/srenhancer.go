@@ -70,6 +70,7 @@ func init() {
 		In:      core.KindFLV,
 		Out:     core.KindFLV,
 		Sample:  sample,
+		Mutates: true, // onMetaData's width and height are patched in place
 	}, newStage)
 }
 

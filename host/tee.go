@@ -1,0 +1,199 @@
+package host
+
+import (
+	"sync"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/mediapipe/mediapipe/core"
+)
+
+// teeOutput is the output of a stage whose id pipelines branch off: each
+// packet goes to every branch, shared read-only, and then, itself, to the
+// stage's own next stage, which sees exactly what it would without the
+// branches. A branch never makes the stage wait: see branchOutput.
+type teeOutput struct {
+	main *chanOutput
+	// copyShared: a stage after the tapped one in its own pipeline writes
+	// into packet bytes, so the branches share one copy, not the original.
+	copyShared bool
+	branches   []*branchOutput
+}
+
+func (t *teeOutput) Emit(p *core.Packet) {
+	base := p
+	if t.copyShared {
+		base = p.Clone()
+	}
+	for _, b := range t.branches {
+		if b.mutates {
+			b.emit(p.Clone()) // it writes into the bytes: its own copy
+		} else {
+			b.emit(base.Share())
+		}
+	}
+	if base != p {
+		base.Release()
+	}
+	t.main.Emit(p)
+}
+
+// Close ends the stage's own next stage first, then each branch once the
+// events it holds back are delivered.
+func (t *teeOutput) Close() {
+	t.main.Close()
+	for _, b := range t.branches {
+		b.Close()
+	}
+}
+
+// branchOutput is the queue in front of a branch's first stage. The tapped
+// stage never waits on it: a data packet that finds the queue full is
+// dropped and counted (branch_full). A start or end event is never dropped:
+// one that finds the queue full, or finds earlier events still held back,
+// is held back in order and delivered by the branch's pump goroutine, which
+// alone waits on the branch; meanwhile data is dropped, so nothing of a
+// stream reaches the branch before its start. Held-back events stay
+// bounded: the end of a stream whose start is still held back cancels it
+// (the branch never sees that stream at all), so each stream holds back at
+// most one event.
+type branchOutput struct {
+	pipeline *Pipeline // the branch, whose streams /api/streams lists
+	ch       chan *core.Packet
+	in       prometheus.Counter
+	full     *core.DropCounter
+	mutates  bool          // a stage of the branch writes into packet bytes
+	hard     chan struct{} // closed when shutdown stops waiting on stuck queues
+
+	mu       sync.Mutex
+	held     []*core.Packet // events waiting for the pump, in order
+	inflight *core.Packet   // the event the pump is delivering
+	closed   bool
+	kick     chan struct{} // capacity 1: the pump has work or must close
+	done     chan struct{} // closed when the pump has returned
+}
+
+func newBranchOutput(p *Pipeline, first *RunningStage, mutates bool) *branchOutput {
+	return &branchOutput{
+		pipeline: p,
+		ch:       first.in,
+		in:       first.Env.Metrics.In,
+		full:     first.Env.Metrics.Drop("branch_full"),
+		mutates:  mutates,
+		kick:     make(chan struct{}, 1),
+		done:     make(chan struct{}),
+	}
+}
+
+func (b *branchOutput) emit(p *core.Packet) {
+	b.mu.Lock()
+	if b.closed { // a stage emitting after its Run returned: contract broken
+		b.mu.Unlock()
+		b.full.Inc()
+		p.Release()
+		return
+	}
+	if len(b.held) == 0 && b.inflight == nil {
+		ev, s := p.Event, p.Stream // p is the branch's once sent
+		select {
+		case b.ch <- p:
+			b.mu.Unlock()
+			b.in.Inc()
+			b.track(ev, s)
+			return
+		default:
+		}
+	}
+	if p.Event == core.EventData {
+		b.mu.Unlock()
+		b.full.Inc()
+		p.Release()
+		return
+	}
+	b.hold(p)
+	b.mu.Unlock()
+	b.wake()
+}
+
+// hold queues event p for the pump; b.mu is held. An end cancels its
+// stream's start if that is still held back.
+func (b *branchOutput) hold(p *core.Packet) {
+	if p.Event == core.EventEnd {
+		for i, h := range b.held {
+			if h.Stream == p.Stream && h.Event == core.EventStart {
+				b.held = append(b.held[:i], b.held[i+1:]...)
+				h.Release()
+				p.Release()
+				return
+			}
+		}
+	}
+	b.held = append(b.held, p)
+}
+
+func (b *branchOutput) wake() {
+	select {
+	case b.kick <- struct{}{}:
+	default:
+	}
+}
+
+// Close lets the pump deliver what is held back, then close the branch's
+// queue so its stages drain and end in turn.
+func (b *branchOutput) Close() {
+	b.mu.Lock()
+	b.closed = true
+	b.mu.Unlock()
+	b.wake()
+}
+
+// pump delivers held-back events, waiting on the branch as long as it takes
+// (until shutdown stops waiting: then they are dropped and counted), and
+// closes the branch's queue after Close. It returns only after Close.
+func (b *branchOutput) pump() {
+	defer close(b.done)
+	for {
+		b.mu.Lock()
+		if len(b.held) == 0 {
+			closed := b.closed
+			b.mu.Unlock()
+			if closed {
+				close(b.ch)
+				return
+			}
+			<-b.kick
+			continue
+		}
+		p := b.held[0]
+		b.held = append(b.held[:0], b.held[1:]...)
+		b.inflight = p
+		b.mu.Unlock()
+		ev, s := p.Event, p.Stream
+		select {
+		case b.ch <- p:
+			b.in.Inc()
+			b.track(ev, s)
+		case <-b.hard:
+			b.full.Inc()
+			p.Release()
+		}
+		b.mu.Lock()
+		b.inflight = nil
+		b.mu.Unlock()
+	}
+}
+
+// track records the branch's live streams for /api/streams. The packet and
+// byte counts stay the source's.
+func (b *branchOutput) track(ev core.Event, s *core.Stream) {
+	switch ev {
+	case core.EventStart:
+		b.pipeline.mu.Lock()
+		b.pipeline.streams[s] = struct{}{}
+		b.pipeline.mu.Unlock()
+	case core.EventEnd:
+		b.pipeline.mu.Lock()
+		delete(b.pipeline.streams, s)
+		b.pipeline.mu.Unlock()
+	}
+}
