@@ -207,7 +207,7 @@ var problemCases = []problemCase{
 			`t.toml: bogus: unknown top-level key (expected [admin], [log] or [[pipeline]])`,
 			`t.toml: admin.port: unknown key (admin takes listen)`,
 			`t.toml: admin.listen: required when [admin] is present`,
-			`t.toml: pipeline "p": colour: unknown key (a pipeline takes name, queue and [[pipeline.stage]])`,
+			`t.toml: pipeline "p": colour: unknown key (a pipeline takes name, queue, from and [[pipeline.stage]])`,
 		}},
 	{"the file's own keys are checked as stage parameters are",
 		"[log]\nlevel = \"loud\"\n[[pipeline]]\nname = \"edge\"\nqueue = 0\n[[pipeline.stage]]\nuse = \"src\"\nlisten = \"l\"\n[[pipeline.stage]]\nuse = \"av2flv\"\n[[pipeline.stage]]\nuse = \"flvsink\"\nlisten = \"x\"\n",

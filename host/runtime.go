@@ -206,10 +206,12 @@ func (rt *Runtime) Run(ctx context.Context) error {
 		// With ctx cancelled the sources return at once and each closed
 		// output ends the next stage, so the opened stages release what
 		// Open bound.
-		rt.runStages(stageCtx, all[:opened], nil)
+		// A branch opened before the pipeline it taps ends when that
+		// stage's output closes, which an unopened stage's must do here.
 		for _, rs := range all[opened:] {
 			rs.closeOutput()
 		}
+		rt.runStages(stageCtx, all[:opened], nil)
 		pumps.Wait()
 		return err
 	}
