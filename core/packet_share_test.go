@@ -64,6 +64,9 @@ func TestShareConcurrentRelease(t *testing.T) {
 }
 
 func TestShareDoesNotAllocate(t *testing.T) {
+	if raceOn {
+		t.Skip("sync.Pool drops items at random under the race detector")
+	}
 	p := NewPacket(1200)
 	if allocs := testing.AllocsPerRun(100, func() { p.Share().Release() }); allocs != 0 {
 		t.Fatalf("%v allocs per share and release", allocs)
