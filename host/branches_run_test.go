@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -102,6 +103,8 @@ func branchRuntime(t *testing.T, file string, n int, rec *recorder, stall chan s
 			func(c *midConfig, env *core.Env) (core.Stage, error) { return passStage{}, nil })),
 		reg.Add(core.Define(core.Spec{Name: "rec", In: core.KindFLV},
 			func(c *sinkConfig, env *core.Env) (core.Stage, error) { return recSink{rec, c.Listen, nil}, nil })),
+		reg.Add(core.Define(core.Spec{Name: "scribble", In: core.KindFLV, Out: core.KindFLV, Mutates: true},
+			func(c *midConfig, env *core.Env) (core.Stage, error) { return scribbleStage{}, nil })),
 		reg.Add(core.Define(core.Spec{Name: "stall", In: core.KindFLV},
 			func(c *sinkConfig, env *core.Env) (core.Stage, error) { return recSink{rec, c.Listen, stall}, nil })),
 	} {
@@ -236,5 +239,54 @@ func TestStalledBranchCostsOthersNothing(t *testing.T) {
 	}
 	if drops := m.Stage("main", 3, "rec").Drop("queue_full").Value(); drops != 0 {
 		t.Errorf("main chain dropped %v", drops)
+	}
+}
+
+// scribbleStage overwrites the first byte of every data packet in place, as
+// a stage that declares Mutates may.
+type scribbleStage struct{}
+
+func (scribbleStage) Run(ctx context.Context, in <-chan *core.Packet, out core.Output) error {
+	for p := range in {
+		if p.Event == core.EventData {
+			p.Data[0] = 0xff
+		}
+		out.Emit(p)
+	}
+	return nil
+}
+
+// A stage that writes into packet bytes, in a branch or after the tapped
+// stage in its own pipeline, changes only what its own pipeline sees.
+func TestMutatingStageGetsItsOwnCopy(t *testing.T) {
+	const n = 500
+	want := expected(n)
+	scribbled := slices.Clone(want)
+	for i, e := range scribbled {
+		if strings.HasPrefix(e, "data ") {
+			_, hexData, _ := strings.Cut(strings.TrimPrefix(e, "data "), " ")
+			scribbled[i] = strings.Replace(e, hexData, "ff"+hexData[2:], 1)
+		}
+	}
+	for _, tc := range []struct {
+		name         string
+		file         string
+		main, b1, b2 []string
+	}{
+		{"in a branch", strings.Replace(branchFile("rec", 8192), "from = \"mid\"\nqueue = 8192\n", "from = \"mid\"\nqueue = 8192\n  [[pipeline.stage]]\n  use = \"scribble\"\n", 1), want, scribbled, want},
+		{"after the tapped stage", strings.Replace(branchFile("rec", 8192), "  id = \"mid\"\n", "  id = \"mid\"\n  [[pipeline.stage]]\n  use = \"scribble\"\n", 1), scribbled, want, want},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rec := &recorder{seen: map[string][]string{}}
+			rt := branchRuntime(t, tc.file, n, rec, nil, core.NewMetrics())
+			runUntil(t, rt, "main and both branches to see both streams end", func() bool {
+				return rec.ended("main") && rec.ended("b1") && rec.ended("b2")
+			})
+			for sink, w := range map[string][]string{"main": tc.main, "b1": tc.b1, "b2": tc.b2} {
+				if got := rec.get(sink); !slices.Equal(got, w) {
+					t.Errorf("%s received other bytes than its own pipeline's stages make", sink)
+				}
+			}
+		})
 	}
 }

@@ -146,9 +146,13 @@ func (rt *Runtime) branch() error {
 			return fmt.Errorf("%s: pipeline %q: from %q names no stage with an output that its first stage can take", rt.File.Path, pc.Name, pc.From)
 		}
 		if tapped.tee == nil {
-			tapped.tee = &teeOutput{main: tapped.out, copyShared: mutatesAfter(pipeOf[sc], tapped)}
+			tapped.tee = &teeOutput{main: tapped.out}
 		}
-		tapped.tee.branches = append(tapped.tee.branches, newBranchOutput(p, p.Stages[0], mutatesAfter(p, nil)))
+		b := newBranchOutput(p, p.Stages[0], mutatesAfter(p, nil))
+		tapped.tee.branches = append(tapped.tee.branches, b)
+		// The branches that only read share one copy when the tapped
+		// stage's own pipeline writes into the original.
+		tapped.tee.copyShared = tapped.tee.copyShared || !b.mutates && mutatesAfter(pipeOf[sc], tapped)
 	}
 	return nil
 }
