@@ -52,6 +52,9 @@ type Spec struct {
 	// Sample is a TOML fragment holding one [[pipeline.stage]] block that
 	// uses the stage, for the docs to show; stages/all validates the built-ins'.
 	Sample string `json:"sample,omitempty"`
+	// NoIsolate, if set, says why the stage cannot run in a child process
+	// (isolate = true): validate refuses it with this reason.
+	NoIsolate string `json:"no_isolate,omitempty"`
 }
 
 // IsSource reports whether the stage has no input.

@@ -33,6 +33,7 @@ const (
 // plugin Definition's Build returns.
 type Stage struct {
 	path   string
+	args   []string // the program's arguments: an isolated stage's subcommand
 	spec   core.Spec
 	params map[string]*pluginpb.Value
 	env    *core.Env
@@ -98,7 +99,7 @@ func (s *Stage) Open(ctx context.Context) error {
 
 // spawn starts a process and opens the plugin's stage in it.
 func (s *Stage) spawn() (*process, error) {
-	p, err := start(s.path, shared.KindStage, s.log)
+	p, err := startArgs(s.path, s.args, shared.KindStage, s.log)
 	if err != nil {
 		return nil, err
 	}
@@ -165,7 +166,7 @@ func (s *Stage) Run(ctx context.Context, in <-chan *core.Packet, out core.Output
 	}
 	r := &runner{
 		s: s, out: out, streams: shared.NewTable(), entries: map[*core.Stream]*shared.Entry{},
-		outStreams: map[uint64]*core.Stream{}, backoff: minBackoff,
+		outStreams: map[uint64]*core.Stream{}, backoff: minBackoff, headers: newHeaders(s.spec.In),
 	}
 	defer r.shutdown()
 	if p == nil || p.exited() {
@@ -201,6 +202,7 @@ type runner struct {
 	outStreams map[uint64]*core.Stream
 
 	sess    *session
+	headers *headers // what a restarted process is sent again
 	retry   *time.Timer
 	backoff time.Duration
 
@@ -270,6 +272,9 @@ func (r *runner) send(batch []*core.Packet) {
 			if e := r.entries[p.Stream]; e != nil {
 				r.streams.End(e)
 			}
+			r.headers.forget(p.Stream)
+		default:
+			r.headers.note(p)
 		}
 	}
 	data := 0
@@ -422,6 +427,7 @@ func (r *runner) restart() {
 	for _, e := range live {
 		e.InitSent.Store(nil)
 		batch = append(batch, core.NewEvent(core.EventStart, e.S))
+		batch = append(batch, r.headers.replay(e.S)...)
 	}
 	if len(batch) > 0 {
 		r.send(batch)
@@ -470,6 +476,7 @@ func (r *runner) finish() {
 
 // shutdown stops the process whatever happened.
 func (r *runner) shutdown() {
+	r.headers.clear()
 	if r.sess != nil {
 		r.sess.cancel()
 		<-r.sess.done
