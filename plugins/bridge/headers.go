@@ -18,7 +18,10 @@ type headers struct {
 	tags map[*core.Stream]*[3]*core.Packet // metadata, audio, video
 }
 
-func newHeaders(kind core.Kind) *headers {
+func newHeaders(kind core.Kind, on bool) *headers {
+	if !on {
+		return nil
+	}
 	return &headers{kind: kind, tags: map[*core.Stream]*[3]*core.Packet{}}
 }
 
@@ -54,7 +57,7 @@ func (h *headers) slot(p *core.Packet) int {
 
 // note keeps a copy of p if it is one of its stream's headers.
 func (h *headers) note(p *core.Packet) {
-	if p.Event != core.EventData || p.Stream == nil {
+	if h == nil || p.Event != core.EventData || p.Stream == nil {
 		return
 	}
 	i := h.slot(p)
@@ -75,6 +78,9 @@ func (h *headers) note(p *core.Packet) {
 // replay returns fresh copies of s's headers, metadata first, for the
 // caller to send (and so release).
 func (h *headers) replay(s *core.Stream) []*core.Packet {
+	if h == nil {
+		return nil
+	}
 	set := h.tags[s]
 	if set == nil {
 		return nil
@@ -90,6 +96,9 @@ func (h *headers) replay(s *core.Stream) []*core.Packet {
 
 // forget drops what is kept for s (its end).
 func (h *headers) forget(s *core.Stream) {
+	if h == nil {
+		return
+	}
 	if set := h.tags[s]; set != nil {
 		for _, p := range set {
 			if p != nil {
@@ -102,6 +111,9 @@ func (h *headers) forget(s *core.Stream) {
 
 // clear drops everything (the stage's Run ends).
 func (h *headers) clear() {
+	if h == nil {
+		return
+	}
 	for s := range h.tags {
 		h.forget(s)
 	}

@@ -56,6 +56,7 @@ func IsolateWith(def core.Definition, opts Options) (core.Definition, error) {
 		}
 		s := newStage(exe, spec, params, env, opts)
 		s.args = []string{ServeStageCommand, spec.Name}
+		s.replayHeaders = true
 		return s, nil
 	}
 	return iso, nil

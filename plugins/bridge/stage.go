@@ -33,12 +33,17 @@ const (
 // plugin Definition's Build returns.
 type Stage struct {
 	path   string
-	args   []string // the program's arguments: an isolated stage's subcommand
 	spec   core.Spec
 	params map[string]*pluginpb.Value
 	env    *core.Env
 	log    *slog.Logger
 	batch  int
+
+	// An isolated built-in: the program's arguments (its serve-stage
+	// subcommand), and a restarted process is sent its streams' headers
+	// again, as built-ins expect them in band.
+	args          []string
+	replayHeaders bool
 
 	restarts    prometheus.Counter
 	dropDown    *core.DropCounter // arrived while the plugin was down
@@ -166,7 +171,7 @@ func (s *Stage) Run(ctx context.Context, in <-chan *core.Packet, out core.Output
 	}
 	r := &runner{
 		s: s, out: out, streams: shared.NewTable(), entries: map[*core.Stream]*shared.Entry{},
-		outStreams: map[uint64]*core.Stream{}, backoff: minBackoff, headers: newHeaders(s.spec.In),
+		outStreams: map[uint64]*core.Stream{}, backoff: minBackoff, headers: newHeaders(s.spec.In, s.replayHeaders),
 	}
 	defer r.shutdown()
 	if p == nil || p.exited() {
