@@ -116,10 +116,11 @@ func TestIsolatedStagesSurviveKill(t *testing.T) {
 		}
 	}
 	// Video decodes cleanly at 1280×720 across the restart (the new child
-	// was sent the stream's headers again and waited for a keyframe). The
-	// first keyframe is the backend's; after the restart a child behind
-	// the stream upscales keyframes conventionally until it catches up, as
-	// sr-enhancer does whenever it is late, so later ones may lack the mark.
+	// was sent the stream's headers again and waited for a keyframe), and
+	// the isolated stage reached the backend. A child behind the stream
+	// (after the restart, or on a loaded machine) upscales keyframes
+	// conventionally until it catches up, as sr-enhancer does whenever it
+	// is late, so not every keyframe need carry the mark.
 	srtest.CheckClean(t, out, 1280, 720)
 	pics := srtest.KeyframePictures(t, out, 1280, 720)
 	if len(pics) < 4 {
@@ -131,8 +132,8 @@ func TestIsolatedStagesSurviveKill(t *testing.T) {
 			marked++
 		}
 	}
-	if !srtest.Marked(pics[0], 1280) {
-		t.Errorf("the first keyframe lacks the backend's mark")
+	if marked == 0 {
+		t.Errorf("none of the %d keyframes carries the backend's mark: the isolated stage never reached it", len(pics))
 	}
 	t.Logf("%d of %d keyframes carry the backend's mark", marked, len(pics))
 
