@@ -67,6 +67,9 @@ func TestIsolatedStageRestartsWithHeaders(t *testing.T) {
 	feed := &videoFeed{h: h, s: s, size: 500}
 	feed.send(10)
 	h.Out.WaitData(12, 10*time.Second)
+	if n := len(h.Out.Data()); n != 12 {
+		t.Fatalf("%d data packets out for 12 tags in", n)
+	}
 	carries := func(from int, want []byte) bool {
 		for _, p := range h.Out.Data()[from:] {
 			if bytes.HasSuffix(p.Data, want) {
@@ -79,6 +82,10 @@ func TestIsolatedStageRestartsWithHeaders(t *testing.T) {
 		t.Fatal("the isolated fragmenter's output lacks the tags sent")
 	}
 
+	// Everything sent has come out: what comes next is the new child's
+	// (its headers go out as soon as it starts, before the restart is
+	// visible here).
+	mark := len(h.Out.Data())
 	pid := stage.PID()
 	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
@@ -87,7 +94,6 @@ func TestIsolatedStageRestartsWithHeaders(t *testing.T) {
 	testrun.Eventually(t, 10*time.Second, "the isolated stage to restart", func() bool {
 		return core.CounterValue(restarts) == 1 && stage.PID() != pid && stage.PID() != 0
 	})
-	mark := len(h.Out.Data())
 	feed.send(5)
 	h.Out.WaitData(mark+7, 10*time.Second)
 	if !carries(mark, avc) || !carries(mark, aac) {
