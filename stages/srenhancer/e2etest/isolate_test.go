@@ -270,3 +270,27 @@ func procs(match func(fields []string) bool) []int {
 	}
 	return out
 }
+
+// TestIsolatedChildExitsWithParent: a mediapipe killed with SIGKILL leaves
+// no isolated stage behind: the child sees its parent gone and exits.
+func TestIsolatedChildExitsWithParent(t *testing.T) {
+	text := fmt.Sprintf(`
+[[pipeline]]
+name = "p"
+  [[pipeline.stage]]
+  use = "udp-source"
+  listen = %q
+  isolate = true
+  [[pipeline.stage]]
+  use = "udp-sink"
+  destinations = [%q]
+`, testrun.FreeUDP(t), testrun.FreeUDP(t))
+	mp := testrun.StartProcess(t, "p.toml", text, nil)
+	child := isolatedChild(t, mp.PID, "udp-source")
+	if err := syscall.Kill(mp.PID, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	testrun.Within(t, mp.Exited(), 10*time.Second, "mediapipe to die")
+	_ = mp.Stop() // it was killed: Stop only reports that
+	testrun.Eventually(t, 5*time.Second, "the orphaned isolated stage to exit", func() bool { return len(group(child)) == 0 })
+}
