@@ -10,6 +10,7 @@ import (
 
 	"github.com/mediapipe/mediapipe/core"
 	"github.com/mediapipe/mediapipe/core/media/flv"
+	"github.com/mediapipe/mediapipe/core/media/rtpheader"
 	"github.com/mediapipe/mediapipe/core/stagetest"
 	"github.com/mediapipe/mediapipe/internal/testrun"
 	_ "github.com/mediapipe/mediapipe/stages/rtpfragmenter"
@@ -44,9 +45,10 @@ func TestIsolateRefusesNoIsolate(t *testing.T) {
 
 // TestIsolatedStageRestartsWithHeaders runs rtp-fragmenter isolated: it
 // fragments in the child exactly as in process, a bad parameter fails the
-// Build in the parent, and after kill -9 the stage is restarted (counted)
-// and the new child is sent the stream's sequence headers again before the
-// next tag, so its output carries them.
+// Build in the parent, and after kill -9 the stage is restarted (counted),
+// the new child is sent the stream's sequence headers again before the next
+// tag, so its output carries them, and its RTP keeps the first child's SSRC
+// and sequence.
 func TestIsolatedStageRestartsWithHeaders(t *testing.T) {
 	def := isolated(t, "rtp-fragmenter")
 	if _, err := def.Build(map[string]any{"max_payload": 10}, core.TestEnv("rtp-fragmenter")); err == nil || !strings.Contains(err.Error(), "max_payload") {
@@ -101,6 +103,16 @@ func TestIsolatedStageRestartsWithHeaders(t *testing.T) {
 	}
 	if !carries(mark, feed.last()) {
 		t.Error("the restarted child did not pass the tags sent after the restart")
+	}
+	// One RTP stream across the restart: the first process's SSRC, and
+	// sequence numbers going on by one (nothing was in flight at the kill).
+	data := h.Out.Data()
+	for i := 1; i < len(data); i++ {
+		prev, cur := data[i-1].Data, data[i].Data
+		if rtpheader.SSRC(cur) != rtpheader.SSRC(data[0].Data) || rtpheader.Seq(cur) != rtpheader.Seq(prev)+1 {
+			t.Fatalf("packet %d of %d: ssrc %d seq %d after ssrc %d seq %d (mark %d): not one RTP stream",
+				i, len(data), rtpheader.SSRC(cur), rtpheader.Seq(cur), rtpheader.SSRC(prev), rtpheader.Seq(prev), mark)
+		}
 	}
 	h.EndStream(s)
 	if err := h.Close(); err != nil {

@@ -172,6 +172,7 @@ func (s *Stage) Run(ctx context.Context, in <-chan *core.Packet, out core.Output
 	r := &runner{
 		s: s, out: out, streams: shared.NewTable(), entries: map[*core.Stream]*shared.Entry{},
 		outStreams: map[uint64]*core.Stream{}, backoff: minBackoff, headers: newHeaders(s.spec.In, s.replayHeaders),
+		rtp: newRTPNumbering(s.spec, s.replayHeaders),
 	}
 	defer r.shutdown()
 	if p == nil || p.exited() {
@@ -208,6 +209,7 @@ type runner struct {
 
 	sess    *session
 	headers *headers // what a restarted process is sent again
+	rtp     *rtpNumbering
 	retry   *time.Timer
 	backoff time.Duration
 
@@ -298,6 +300,7 @@ func (r *runner) send(batch []*core.Packet) {
 			}
 			if st := r.outStreams[p.Stream.ID]; st != nil {
 				delete(r.outStreams, p.Stream.ID)
+				r.rtp.ended(st)
 				r.out.Emit(core.NewEvent(core.EventEnd, st))
 			}
 		}
@@ -362,6 +365,7 @@ func (r *runner) attach(p *process) bool {
 	r.s.proc = p
 	r.s.mu.Unlock()
 	r.sess = sess
+	r.rtp.restarted() // before the receiver that uses it starts
 	go r.receive(sess)
 	return true
 }
@@ -536,6 +540,7 @@ func (r *runner) emit(q *shared.InPacket) {
 			return
 		}
 		delete(r.outStreams, q.Stream)
+		r.rtp.ended(s)
 		r.out.Emit(core.NewEvent(core.EventEnd, s))
 	default:
 		if s == nil {
@@ -545,6 +550,7 @@ func (r *runner) emit(q *shared.InPacket) {
 		}
 		r.setInit(q, s)
 		q.P.Stream = s
+		r.rtp.fix(q.P, s)
 		r.out.Emit(q.P)
 	}
 }
