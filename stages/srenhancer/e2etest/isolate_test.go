@@ -125,9 +125,11 @@ func TestIsolatedStagesSurviveKill(t *testing.T) {
 		t.Logf("viewer: %d tags, %d audio of the clip's %d (%d missing from its join on); %d tags before the kill",
 			len(tags), len(got), len(clipAudio), missing, killedAt)
 		// sr-enhancer holds audio behind video in flight, up to its timeout
-		// (1 s) and a 3 s slack: what the killed child held is lost with it.
-		if missing > 180 { // 4 s of AAC
-			t.Errorf("%d audio tags missing after the join, want at most 180 (what the killed child can hold)", missing)
+		// (1 s) and a 3 s slack: what its killed child held is lost with it;
+		// then whatever rtp-fragmenter's child had in flight, and what came
+		// while each was restarting on a loaded machine.
+		if missing > 260 { // 6 s of AAC
+			t.Errorf("%d audio tags missing after the join, want at most 260 (what the killed children can hold)", missing)
 		}
 	}
 	// Video decodes cleanly at 1280×720 across the restart (the new child
