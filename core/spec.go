@@ -56,6 +56,9 @@ type Spec struct {
 	// Where a stage's output feeds branches, packets are shared read-only;
 	// a pipeline holding a stage that mutates gets its own copy instead.
 	Mutates bool `json:"mutates,omitempty"`
+	// NoIsolate, if set, says why the stage cannot run in a child process
+	// (isolate = true): validate refuses it with this reason.
+	NoIsolate string `json:"no_isolate,omitempty"`
 }
 
 // IsSource reports whether the stage has no input.

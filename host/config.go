@@ -77,6 +77,10 @@ type StageConfig struct {
 	ID     string         `param:"id" doc:"names this stage's output, unique in the file, for a pipeline's from to branch off"`
 	Params map[string]any // the stage's own parameters, environment overrides laid over
 	Def    core.Definition
+
+	// Isolate runs a built-in stage out of process; Resolve swaps Def for
+	// the bridge's isolated definition.
+	Isolate bool `param:"isolate" default:"false" doc:"run this built-in stage in a child process of its own (this binary serving it through the plugin bridge): a crash or leak there is restarted with back-off like a plugin's"`
 }
 
 // Label is how problems and logs name the stage: its built-in name or plugin path.

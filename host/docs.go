@@ -33,6 +33,7 @@ func Markdown(defs []core.Definition) string {
 			// The sample is checked against the spec by stages/all's TestSamples.
 			fmt.Fprintf(&b, "\nExample:\n\n```toml\n%s\n```\n", strings.TrimRight(s.Sample, "\n"))
 		}
+		fmt.Fprintf(&b, "\n%s\n", isolateText(s))
 	}
 	return b.String()
 }
@@ -89,8 +90,17 @@ func Text(defs []core.Definition) string {
 		s := d.Spec
 		fmt.Fprintf(&b, "%-16s %3s → %-3s  %s\n", s.Name, s.In, s.Out, s.Summary)
 		b.WriteString(ParamsText(s.Params))
+		fmt.Fprintf(&b, "    %s\n", isolateText(s))
 	}
 	return b.String()
+}
+
+// isolateText says whether a stage takes isolate = true, and if not why.
+func isolateText(s core.Spec) string {
+	if s.NoIsolate != "" {
+		return "isolate: no — " + s.NoIsolate
+	}
+	return "isolate: yes (isolate = true runs it in a child process)"
 }
 
 // ParamsText renders an indented line per parameter, as under a stage in Text.

@@ -66,6 +66,11 @@ func resolveStage(sc *StageConfig, reg *core.Registry, dir string) (msgs []strin
 		}
 		sc.Def = def
 	}
+	if sc.Isolate {
+		if msg := isolate(sc); msg != "" {
+			msgs = append(msgs, msg)
+		}
+	}
 	check := sc.Def.Check
 	if in := sc.Def.CheckIn; in != nil {
 		check = func(raw map[string]any) []error { return in(raw, dir) }
@@ -76,6 +81,21 @@ func resolveStage(sc *StageConfig, reg *core.Registry, dir string) (msgs []strin
 		msgs = append(msgs, err.Error())
 	}
 	return msgs, true
+}
+
+// isolate makes sc's built-in definition run in a child process, or says
+// why it cannot. The definition is kept either way, so the kind and
+// parameter checks still run.
+func isolate(sc *StageConfig) string {
+	if sc.Plugin != "" {
+		return "isolate: a plugin runs in a process of its own already; isolate is for built-in stages"
+	}
+	def, err := core.Isolate(sc.Def)
+	if err != nil {
+		return "isolate: " + err.Error()
+	}
+	sc.Def = def
+	return ""
 }
 
 // Close stops what resolving the file started (plugin processes).

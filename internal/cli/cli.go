@@ -289,6 +289,7 @@ func stagesCmd(args []string, stdout, stderr io.Writer) int {
 		plugins := make([]core.Definition, len(found.Stages))
 		for i, p := range found.Stages {
 			plugins[i] = core.Definition{Spec: p.Spec}
+			plugins[i].Spec.NoIsolate = "a plugin runs in a process of its own already"
 		}
 		fmt.Fprint(stdout, host.Text(plugins))
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/mediapipe/mediapipe/core"
 	"github.com/mediapipe/mediapipe/core/media/flv"
 	"github.com/mediapipe/mediapipe/core/stagetest"
+	"github.com/mediapipe/mediapipe/internal/testrun"
 )
 
 // bins are the example plugins and test programs, built once per test binary.
@@ -37,6 +38,7 @@ var programs = map[string]string{
 func TestMain(m *testing.M) {
 	code := m.Run()
 	Shutdown()
+	testrun.RemoveBinary() // the mediapipe isolated stages ran in
 	if binDir != "" {
 		_ = os.RemoveAll(binDir)
 	}

@@ -149,6 +149,12 @@ func startError(path string, err error) error {
 // start runs the plugin at path, completes the handshake and asks Describe
 // of the wanted kind (shared.KindStage, shared.KindSR or kindAny).
 func start(path, kind string, log *slog.Logger) (*process, error) {
+	return startArgs(path, nil, kind, log)
+}
+
+// startArgs is start with arguments for the program: an isolated stage is
+// this binary with the subcommand that serves it.
+func startArgs(path string, args []string, kind string, log *slog.Logger) (*process, error) {
 	if err := checkFile(path); err != nil {
 		return nil, err
 	}
@@ -157,9 +163,12 @@ func start(path, kind string, log *slog.Logger) (*process, error) {
 		return nil, fmt.Errorf("plugin %s: %v", path, err)
 	}
 	name := filepath.Base(path)
+	if len(args) > 0 {
+		name = args[len(args)-1] // the isolated stage, not the binary
+	}
 	plog := log.With("plugin", name)
 	lw := newLogWriter(plog)
-	cmd := exec.Command(abs)
+	cmd := exec.Command(abs, args...)
 	ownGroup(cmd)
 	client := plugin.NewClient(&plugin.ClientConfig{
 		HandshakeConfig:  shared.Handshake,

@@ -39,6 +39,12 @@ type Stage struct {
 	log    *slog.Logger
 	batch  int
 
+	// An isolated built-in: the program's arguments (its serve-stage
+	// subcommand), and a restarted process is sent its streams' headers
+	// again, as built-ins expect them in band.
+	args          []string
+	replayHeaders bool
+
 	restarts    prometheus.Counter
 	dropDown    *core.DropCounter // arrived while the plugin was down
 	dropDied    *core.DropCounter // in flight when the plugin died
@@ -98,7 +104,7 @@ func (s *Stage) Open(ctx context.Context) error {
 
 // spawn starts a process and opens the plugin's stage in it.
 func (s *Stage) spawn() (*process, error) {
-	p, err := start(s.path, shared.KindStage, s.log)
+	p, err := startArgs(s.path, s.args, shared.KindStage, s.log)
 	if err != nil {
 		return nil, err
 	}
@@ -165,7 +171,8 @@ func (s *Stage) Run(ctx context.Context, in <-chan *core.Packet, out core.Output
 	}
 	r := &runner{
 		s: s, out: out, streams: shared.NewTable(), entries: map[*core.Stream]*shared.Entry{},
-		outStreams: map[uint64]*core.Stream{}, backoff: minBackoff,
+		outStreams: map[uint64]*core.Stream{}, backoff: minBackoff, headers: newHeaders(s.spec.In, s.replayHeaders),
+		rtp: newRTPNumbering(s.spec, s.replayHeaders),
 	}
 	defer r.shutdown()
 	if p == nil || p.exited() {
@@ -201,6 +208,8 @@ type runner struct {
 	outStreams map[uint64]*core.Stream
 
 	sess    *session
+	headers *headers // what a restarted process is sent again
+	rtp     *rtpNumbering
 	retry   *time.Timer
 	backoff time.Duration
 
@@ -270,6 +279,9 @@ func (r *runner) send(batch []*core.Packet) {
 			if e := r.entries[p.Stream]; e != nil {
 				r.streams.End(e)
 			}
+			r.headers.forget(p.Stream)
+		default:
+			r.headers.note(p)
 		}
 	}
 	data := 0
@@ -288,6 +300,7 @@ func (r *runner) send(batch []*core.Packet) {
 			}
 			if st := r.outStreams[p.Stream.ID]; st != nil {
 				delete(r.outStreams, p.Stream.ID)
+				r.rtp.ended(st)
 				r.out.Emit(core.NewEvent(core.EventEnd, st))
 			}
 		}
@@ -352,6 +365,7 @@ func (r *runner) attach(p *process) bool {
 	r.s.proc = p
 	r.s.mu.Unlock()
 	r.sess = sess
+	r.rtp.restarted() // before the receiver that uses it starts
 	go r.receive(sess)
 	return true
 }
@@ -422,6 +436,7 @@ func (r *runner) restart() {
 	for _, e := range live {
 		e.InitSent.Store(nil)
 		batch = append(batch, core.NewEvent(core.EventStart, e.S))
+		batch = append(batch, r.headers.replay(e.S)...)
 	}
 	if len(batch) > 0 {
 		r.send(batch)
@@ -470,6 +485,7 @@ func (r *runner) finish() {
 
 // shutdown stops the process whatever happened.
 func (r *runner) shutdown() {
+	r.headers.clear()
 	if r.sess != nil {
 		r.sess.cancel()
 		<-r.sess.done
@@ -524,6 +540,7 @@ func (r *runner) emit(q *shared.InPacket) {
 			return
 		}
 		delete(r.outStreams, q.Stream)
+		r.rtp.ended(s)
 		r.out.Emit(core.NewEvent(core.EventEnd, s))
 	default:
 		if s == nil {
@@ -533,6 +550,7 @@ func (r *runner) emit(q *shared.InPacket) {
 		}
 		r.setInit(q, s)
 		q.P.Stream = s
+		r.rtp.fix(q.P, s)
 		r.out.Emit(q.P)
 	}
 }
