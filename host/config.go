@@ -77,9 +77,15 @@ type StageConfig struct {
 	Def    core.Definition
 }
 
-// Label is how problems and logs name the stage: its built-in name or plugin path.
+// Label is how problems, logs and metric labels name the stage: its
+// built-in name, or the name a plugin's spec declares once the plugin is
+// loaded — not its path, so moving the program does not change the
+// Prometheus series — and its path before (a plugin that did not load).
 func (s *StageConfig) Label() string {
 	if s.Plugin != "" {
+		if s.Def.Spec.Name != "" {
+			return s.Def.Spec.Name
+		}
 		return s.Plugin
 	}
 	return s.Use

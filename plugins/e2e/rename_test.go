@@ -21,7 +21,8 @@ import (
 // the plugin restarts, opens public/lobby again within the restart grace and
 // the host re-attaches it, so the viewer's one HTTP response goes on with
 // the clip's tags, byte for byte and in order, to the clip's end. The
-// restart's log line names the stream held.
+// restart's log line names the stream held; the restart is counted under
+// the plugin's spec name.
 func TestRenamingPluginKilledViewerKeepsPlaying(t *testing.T) {
 	testmedia.NeedFFmpeg(t)
 	dir := t.TempDir()
@@ -94,8 +95,9 @@ func TestRenamingPluginKilledViewerKeepsPlaying(t *testing.T) {
 	if run < 90 {
 		t.Errorf("only the last %d of the viewer's %d video tags are the clip's last ones: it did not play on", run, len(video))
 	}
-	if n := edge.CounterSum("mediapipe_stage_events_total", map[string]string{"event": "restarts"}); n != 1 {
-		t.Errorf("restarts = %v, want 1", n)
+	// Labelled by the name the plugin's spec declares, not by its path.
+	if n := edge.CounterSum("mediapipe_stage_events_total", map[string]string{"event": "restarts", "stage": "stream-rename"}); n != 1 {
+		t.Errorf("restarts of stage=\"stream-rename\" = %v, want 1", n)
 	}
 	var died, reattached bool
 	for _, line := range logs.Lines() {
