@@ -73,6 +73,7 @@ type StageConfig struct {
 	Index  int            // 1-based position in the pipeline
 	Use    string         `param:"use" doc:"a built-in stage, by name (listed below)"`
 	Plugin string         `param:"plugin" doc:"a stage plugin executable, by path; a relative path starts at the file's directory"`
+	ID     string         `param:"id" doc:"names the stage across the file: for from = \"ID\" and MEDIAPIPE_STAGE_<ID>_<KEY> overrides"`
 	Params map[string]any // the stage's own parameters, environment overrides laid over
 	Def    core.Definition
 }
