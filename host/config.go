@@ -78,18 +78,23 @@ type StageConfig struct {
 	Def    core.Definition
 }
 
-// Label is how problems, logs and metric labels name the stage: its
-// built-in name, or the name a plugin's spec declares once the plugin is
-// loaded — not its path, so moving the program does not change the
-// Prometheus series — and its path before (a plugin that did not load).
+// Label is how problems name the stage: its built-in name or plugin path
+// (the path finds the program that did not fit).
 func (s *StageConfig) Label() string {
 	if s.Plugin != "" {
-		if s.Def.Spec.Name != "" {
-			return s.Def.Spec.Name
-		}
 		return s.Plugin
 	}
 	return s.Use
+}
+
+// SpecName is how logs and metric labels name the stage: its built-in name,
+// or the name a loaded plugin's spec declares — not its path, so moving the
+// program does not change the Prometheus series.
+func (s *StageConfig) SpecName() string {
+	if s.Def.Spec.Name != "" {
+		return s.Def.Spec.Name
+	}
+	return s.Label()
 }
 
 // fileTable is one of the file's own tables: its keys are decoded and
