@@ -646,6 +646,7 @@ func (r *runner) emit(q *shared.InPacket) {
 		r.setInit(q, s)
 		r.out.Emit(core.NewEvent(core.EventStart, s))
 	case core.EventEnd:
+		delete(r.renamed, q.Stream)
 		if s == nil {
 			return
 		}
