@@ -690,7 +690,7 @@ func TestHandshakeTimeout(t *testing.T) {
 // without a process starting it again; the log names it.
 func TestHeldStreamEndsAfterGrace(t *testing.T) {
 	path := copyBin(t, t.TempDir(), "source")
-	const grace = 300 * time.Millisecond
+	const grace = time.Second
 	def, err := LoadWith(path, Options{RestartGrace: grace})
 	if err != nil {
 		t.Fatal(err)
@@ -713,11 +713,11 @@ func TestHeldStreamEndsAfterGrace(t *testing.T) {
 		t.Fatal(err)
 	}
 	pid := stage.PID()
+	killed := time.Now()
 	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
 	testrun.Eventually(t, 10*time.Second, "the bridge to see the plugin dead", func() bool { return stage.PID() != pid })
-	died := time.Now()
 	ended := func() bool {
 		ps := h.Out.Packets()
 		return len(ps) > 0 && ps[len(ps)-1].Event == core.EventEnd && ps[len(ps)-1].Stream.Name == "src/held"
@@ -726,8 +726,9 @@ func TestHeldStreamEndsAfterGrace(t *testing.T) {
 		t.Fatal("the stream ended at the plugin's death, not after the grace")
 	}
 	testrun.Eventually(t, 10*time.Second, "the held stream to end", ended)
-	if d := time.Since(died); d < grace/2 {
-		t.Errorf("ended %v after the death was seen, grace %v", d, grace)
+	// Seen ended no sooner than the grace after the kill: it was held.
+	if d := time.Since(killed); d < grace {
+		t.Errorf("ended %v after the kill, before the grace of %v", d, grace)
 	}
 	var logged bool
 	for _, line := range sink.all() {
