@@ -21,7 +21,31 @@ const (
 	TypeBool       ParamType = "bool"
 	TypeDuration   ParamType = "duration"
 	TypeStringList ParamType = "[]string"
+
+	// Maps are TOML inline tables, {"live/cam1" = "public/lobby"}: string
+	// keys, values of one scalar type, which min, max, enum and addr bound.
+	TypeStringMap   ParamType = "map[string]string"
+	TypeIntMap      ParamType = "map[string]int"
+	TypeFloatMap    ParamType = "map[string]float"
+	TypeBoolMap     ParamType = "map[string]bool"
+	TypeDurationMap ParamType = "map[string]duration"
 )
+
+// mapPrefix starts every map type's name; the rest is its value type.
+const mapPrefix = "map[string]"
+
+// IsMap reports whether t is one of the map types.
+func (t ParamType) IsMap() bool { return strings.HasPrefix(string(t), mapPrefix) }
+
+// Valid reports whether t is a type Normalize handles.
+func (t ParamType) Valid() bool {
+	switch t {
+	case TypeString, TypeInt, TypeFloat, TypeBool, TypeDuration, TypeStringList,
+		TypeStringMap, TypeIntMap, TypeFloatMap, TypeBoolMap, TypeDurationMap:
+		return true
+	}
+	return false
+}
 
 // Param describes one parameter of a stage: how it is typed, defaulted,
 // bounded and documented. The same description parses pipeline files,
@@ -84,9 +108,12 @@ func (s *Spec) Param(name string) *Param {
 //	Mode    string        `param:"mode" default:"a" enum:"a,b" doc:"..."`
 //	Key     string        `param:"publish_key" secret:"true" doc:"..."`
 //	Listen  string        `param:"listen" addr:"true" doc:"..."`
+//	Rename  map[string]string `param:"rename" doc:"..."`
 //
 // Field types map to string, int (any integer), float (float64), bool,
-// duration (time.Duration) and []string. It panics on an unsupported field:
+// duration (time.Duration), []string, and maps from string to any of the
+// scalar types (map[string]int, map[string]time.Duration, ...), written as
+// TOML inline tables. It panics on an unsupported field:
 // that is a programming error found by the first test that registers it.
 func ParamsOf(config any) []Param {
 	t := reflect.TypeOf(config)
@@ -156,6 +183,13 @@ func paramTypeOf(t reflect.Type) ParamType {
 		if t.Elem().Kind() == reflect.String {
 			return TypeStringList
 		}
+	case reflect.Map:
+		if t.Key().Kind() != reflect.String {
+			return ""
+		}
+		if e := paramTypeOf(t.Elem()); e != "" && e != TypeStringList && !e.IsMap() {
+			return mapPrefix + e
+		}
 	}
 	return ""
 }
@@ -166,10 +200,14 @@ type EnvString string
 
 // Normalize checks one raw value (as decoded from TOML, or an EnvString)
 // against p and returns it in canonical Go form: string, int64, float64,
-// bool, time.Duration or []string. The error reads well after "key: ".
+// bool, time.Duration, []string, or for a map type map[string]any holding
+// those. The error reads well after "key: ".
 func (p *Param) Normalize(raw any) (any, error) {
 	if es, ok := raw.(EnvString); ok {
 		return p.fromText(string(es))
+	}
+	if p.Type.IsMap() {
+		return p.normalizeMap(raw)
 	}
 	var v any
 	switch p.Type {
@@ -246,7 +284,57 @@ func (p *Param) Normalize(raw any) (any, error) {
 	return v, p.check(v)
 }
 
+// elem is the parameter each value of a map parameter is checked against.
+func (p *Param) elem() *Param {
+	e := *p
+	e.Type = ParamType(strings.TrimPrefix(string(p.Type), mapPrefix))
+	return &e
+}
+
+func (p *Param) normalizeMap(raw any) (any, error) {
+	t, ok := raw.(map[string]any)
+	if !ok {
+		return nil, p.typeErr(raw)
+	}
+	e := p.elem()
+	out := make(map[string]any, len(t))
+	for _, k := range sortedKeys(t) {
+		v, err := e.Normalize(t[k])
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", tomlKey(k), err)
+		}
+		out[k] = v
+	}
+	return out, nil
+}
+
+// mapFromText reads an environment variable or default for a map
+// parameter: "KEY=VALUE" pairs separated by commas.
+func (p *Param) mapFromText(s string) (any, error) {
+	e := p.elem()
+	out := map[string]any{}
+	for _, item := range strings.Split(s, ",") {
+		if item = strings.TrimSpace(item); item == "" {
+			continue
+		}
+		k, text, ok := strings.Cut(item, "=")
+		if !ok {
+			return nil, fmt.Errorf("%q is not KEY=VALUE", item)
+		}
+		k = strings.TrimSpace(k)
+		v, err := e.fromText(strings.TrimSpace(text))
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", tomlKey(k), err)
+		}
+		out[k] = v
+	}
+	return out, nil
+}
+
 func (p *Param) fromText(s string) (any, error) {
+	if p.Type.IsMap() {
+		return p.mapFromText(s)
+	}
 	var v any
 	switch p.Type {
 	case TypeString:
@@ -294,6 +382,12 @@ func (p *Param) typeErr(raw any) error {
 		TypeString: "a string", TypeInt: "an integer", TypeFloat: "a number",
 		TypeBool: "true or false", TypeStringList: "a list of strings",
 	}[p.Type]
+	if p.Type.IsMap() {
+		want = fmt.Sprintf(`a table such as {"KEY" = %s}`, map[ParamType]string{
+			TypeStringMap: `"VALUE"`, TypeIntMap: "1", TypeFloatMap: "1.5",
+			TypeBoolMap: "true", TypeDurationMap: `"80ms"`,
+		}[p.Type])
+	}
 	return fmt.Errorf("%s is not %s", p.show(raw), want)
 }
 
@@ -304,16 +398,60 @@ func (p *Param) show(v any) string {
 	return show(v)
 }
 
+// show writes a value as TOML would, so an error quotes what the user
+// wrote: "a", 1, ["a", "b"], {a = 1}. A duration reads as Go prints it.
 func show(v any) string {
 	switch x := v.(type) {
 	case string:
 		return strconv.Quote(x)
 	case time.Duration:
 		return x.String()
-	case []any, map[string]any:
-		return fmt.Sprintf("%v", x)
+	case float64:
+		return strconv.FormatFloat(x, 'f', -1, 64)
+	case []string:
+		items := make([]string, len(x))
+		for i, e := range x {
+			items[i] = show(e)
+		}
+		return "[" + strings.Join(items, ", ") + "]"
+	case []any:
+		items := make([]string, len(x))
+		for i, e := range x {
+			items[i] = show(e)
+		}
+		return "[" + strings.Join(items, ", ") + "]"
+	case map[string]any:
+		items := make([]string, 0, len(x))
+		for _, k := range sortedKeys(x) {
+			items = append(items, tomlKey(k)+" = "+show(x[k]))
+		}
+		return "{" + strings.Join(items, ", ") + "}"
+	case nil:
+		return "nothing"
 	}
 	return fmt.Sprintf("%v", v)
+}
+
+// tomlKey writes k as a TOML key: bare when it can be, quoted otherwise.
+func tomlKey(k string) string {
+	if k == "" {
+		return `""`
+	}
+	for _, r := range k {
+		if !(r == '_' || r == '-' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9') {
+			return strconv.Quote(k)
+		}
+	}
+	return k
+}
+
+func sortedKeys(m map[string]any) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
 }
 
 func (p *Param) check(v any) error {
@@ -477,28 +615,45 @@ func fill(dst any, values map[string]any) error {
 		if !ok || name == "" {
 			continue
 		}
-		f := rv.Field(i)
-		switch x := v.(type) {
-		case string:
-			f.SetString(x)
-		case int64:
-			if f.CanInt() {
-				f.SetInt(x)
-			} else {
-				if x < 0 {
-					return fmt.Errorf("%s: %d must not be negative", name, x)
-				}
-				f.SetUint(uint64(x))
-			}
-		case float64:
-			f.SetFloat(x)
-		case bool:
-			f.SetBool(x)
-		case time.Duration:
-			f.SetInt(int64(x))
-		case []string:
-			f.Set(reflect.ValueOf(x))
+		if err := set(rv.Field(i), v); err != nil {
+			return fmt.Errorf("%s: %w", name, err)
 		}
+	}
+	return nil
+}
+
+// set stores one normalized value in f.
+func set(f reflect.Value, v any) error {
+	switch x := v.(type) {
+	case map[string]any:
+		m := reflect.MakeMapWithSize(f.Type(), len(x))
+		for k, e := range x {
+			ev := reflect.New(f.Type().Elem()).Elem()
+			if err := set(ev, e); err != nil {
+				return fmt.Errorf("%s: %w", tomlKey(k), err)
+			}
+			m.SetMapIndex(reflect.ValueOf(k).Convert(f.Type().Key()), ev)
+		}
+		f.Set(m)
+	case string:
+		f.SetString(x)
+	case int64:
+		if f.CanInt() {
+			f.SetInt(x)
+		} else {
+			if x < 0 {
+				return fmt.Errorf("%d must not be negative", x)
+			}
+			f.SetUint(uint64(x))
+		}
+	case float64:
+		f.SetFloat(x)
+	case bool:
+		f.SetBool(x)
+	case time.Duration:
+		f.SetInt(int64(x))
+	case []string:
+		f.Set(reflect.ValueOf(x))
 	}
 	return nil
 }

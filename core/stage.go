@@ -42,7 +42,7 @@ type Output interface {
 type Env struct {
 	Pipeline string // pipeline name
 	Index    int    // 1-based position in the pipeline
-	Name     string // stage name (built-in) or plugin path
+	Name     string // stage name: a built-in's, or the one a plugin's spec declares
 	Dir      string // directory of the pipeline file, for relative paths
 	Log      *slog.Logger
 	Metrics  *StageMetrics

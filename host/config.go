@@ -74,7 +74,7 @@ type StageConfig struct {
 	Index  int            // 1-based position in the pipeline
 	Use    string         `param:"use" doc:"a built-in stage, by name (listed below)"`
 	Plugin string         `param:"plugin" doc:"a stage plugin executable, by path; a relative path starts at the file's directory"`
-	ID     string         `param:"id" doc:"names this stage's output, unique in the file, for a pipeline's from to branch off"`
+	ID     string         `param:"id" doc:"names this stage's output, unique in the file: for a pipeline's from = \"ID\" to branch off, and for MEDIAPIPE_STAGE_<ID>_<KEY> overrides"`
 	Params map[string]any // the stage's own parameters, environment overrides laid over
 	Def    core.Definition
 
@@ -83,12 +83,23 @@ type StageConfig struct {
 	Isolate bool `param:"isolate" default:"false" doc:"run this built-in stage in a child process of its own (this binary serving it through the plugin bridge): a crash or leak there is restarted with back-off like a plugin's"`
 }
 
-// Label is how problems and logs name the stage: its built-in name or plugin path.
+// Label is how problems name the stage: its built-in name or plugin path
+// (the path finds the program that did not fit).
 func (s *StageConfig) Label() string {
 	if s.Plugin != "" {
 		return s.Plugin
 	}
 	return s.Use
+}
+
+// SpecName is how logs and metric labels name the stage: its built-in name,
+// or the name a loaded plugin's spec declares — not its path, so moving the
+// program does not change the Prometheus series.
+func (s *StageConfig) SpecName() string {
+	if s.Def.Spec.Name != "" {
+		return s.Def.Spec.Name
+	}
+	return s.Label()
 }
 
 // fileTable is one of the file's own tables: its keys are decoded and

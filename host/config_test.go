@@ -221,7 +221,7 @@ var problemCases = []problemCase{
 		[]string{"MEDIAPIPE_PIPELINE_EDGE_STAGE_2_MAX_PAYLOAD=big", "MEDIAPIPE_PIPELINE_NOPE_STAGE_1_X=1"},
 		[]string{
 			`t.toml: pipeline "edge" stage 2 (av2flv): max_payload: "big" is not an integer`,
-			`t.toml: environment MEDIAPIPE_PIPELINE_NOPE_STAGE_1_X: matches no pipeline stage or key (use MEDIAPIPE_PIPELINE_<NAME or number>_STAGE_<N>_<KEY>)`,
+			`t.toml: environment MEDIAPIPE_PIPELINE_NOPE_STAGE_1_X: matches no pipeline stage or key (use MEDIAPIPE_PIPELINE_<NAME or number>_STAGE_<N>_<KEY> or MEDIAPIPE_STAGE_<ID>_<KEY>)`,
 		}},
 }
 
@@ -274,6 +274,48 @@ func TestEnvOverrideApplies(t *testing.T) {
 	}
 	if f.Admin.Listen != "127.0.0.1:9999" {
 		t.Fatalf("admin listen = %q", f.Admin.Listen)
+	}
+}
+
+// A stage carrying an id is addressed by it: MEDIAPIPE_STAGE_<ID>_<KEY>,
+// the id written as a pipeline name is (hyphens become underscores); of two
+// ids one of which extends the other, each takes only its own variables.
+func TestEnvOverrideByID(t *testing.T) {
+	file := `
+[[pipeline]]
+name = "edge-1"
+  [[pipeline.stage]]
+  use = "src"
+  id = "cam"
+  listen = "127.0.0.1:1935"
+  [[pipeline.stage]]
+  use = "rtpsink"
+  id = "cam-1"
+  listen = "x"
+`
+	env := []string{"MEDIAPIPE_STAGE_CAM_1_LISTEN=127.0.0.1:7001", "MEDIAPIPE_STAGE_CAM_LISTEN=127.0.0.1:1936", "MEDIAPIPE_PIPELINE_EDGE_1_STAGE_1_PUBLISH_KEY=k"}
+	f, probs := host.Parse("t.toml", ".", []byte(file), env)
+	if len(probs) > 0 {
+		t.Fatal(probs)
+	}
+	st := f.Pipelines[0].Stages
+	if st[0].ID != "cam" || st[1].ID != "cam-1" {
+		t.Fatalf("ids = %q, %q", st[0].ID, st[1].ID)
+	}
+	if _, leaked := st[0].Params["id"]; leaked {
+		t.Error("id reached the stage's own parameters")
+	}
+	if got := st[0].Params["listen"]; got != core.EnvString("127.0.0.1:1936") {
+		t.Errorf("cam listen = %#v", got)
+	}
+	if got := st[0].Params["publish_key"]; got != core.EnvString("k") {
+		t.Errorf("cam publish_key (pipeline edge-1 by name) = %#v", got)
+	}
+	if got := st[1].Params["listen"]; got != core.EnvString("127.0.0.1:7001") {
+		t.Errorf("cam-1 listen = %#v", got)
+	}
+	if len(st[0].Params) != 2 || len(st[1].Params) != 1 {
+		t.Errorf("params: %v, %v", st[0].Params, st[1].Params)
 	}
 }
 

@@ -51,7 +51,7 @@ func fileKeysMarkdown(b *strings.Builder) {
 			vars = append(vars, "`"+EnvPrefix+tableEnvKey(ft, p.Name)+"`")
 		}
 	}
-	vars = append(vars, "`"+EnvPrefix+"PIPELINE_<NAME or number>_STAGE_<N>_<KEY>`") // a code span shows < as it is
+	vars = append(vars, "`"+EnvPrefix+"PIPELINE_<NAME or number>_STAGE_<N>_<KEY>`", "`"+EnvPrefix+"STAGE_<ID>_<KEY>`") // a code span shows < as it is
 	fmt.Fprintf(b, "Environment variables override keys of the file: %s.\n", strings.Join(vars, ", "))
 	for _, ft := range fileTables {
 		fmt.Fprintf(b, "\n### `%s`\n\n%s\n\n", ft.spec.Name, mdText(ft.spec.Summary))

@@ -3,6 +3,7 @@ package host
 import (
 	"fmt"
 	"regexp"
+	"slices"
 	"strings"
 
 	"github.com/mediapipe/mediapipe/core"
@@ -25,7 +26,7 @@ func parseEnv(environ []string) map[string]string {
 			continue
 		}
 		k = strings.TrimPrefix(k, EnvPrefix)
-		if strings.HasPrefix(k, "PIPELINE_") || overridesTable(k) {
+		if strings.HasPrefix(k, "PIPELINE_") || strings.HasPrefix(k, "STAGE_") || overridesTable(k) {
 			out[k] = v
 		}
 	}
@@ -72,6 +73,32 @@ func stageEnv(env map[string]string, pc *PipelineConfig, sc *StageConfig) {
 		prefix := fmt.Sprintf("PIPELINE_%s_STAGE_%d_", pipeKey, sc.Index)
 		for ek, ev := range env {
 			if strings.HasPrefix(ek, prefix) {
+				sc.Params[strings.ToLower(strings.TrimPrefix(ek, prefix))] = core.EnvString(ev)
+				delete(env, ek)
+			}
+		}
+	}
+}
+
+// idEnv lays MEDIAPIPE_STAGE_<ID>_<KEY> over the parameters of the stage
+// carrying that id (ids are unique in a file, so no pipeline is named), and
+// takes the variables it used out of env. Longer ids match first, so id
+// "cam_1" takes STAGE_CAM_1_LISTEN before id "cam" could read it as key
+// "1_listen". It runs after stageEnv: the id form wins over the positional.
+func idEnv(env map[string]string, pipelines []*PipelineConfig) {
+	var stages []*StageConfig
+	for _, pc := range pipelines {
+		for _, sc := range pc.Stages {
+			if sc.ID != "" {
+				stages = append(stages, sc)
+			}
+		}
+	}
+	slices.SortStableFunc(stages, func(a, b *StageConfig) int { return len(envName(b.ID)) - len(envName(a.ID)) })
+	for _, sc := range stages {
+		prefix := "STAGE_" + envName(sc.ID) + "_"
+		for ek, ev := range env {
+			if strings.HasPrefix(ek, prefix) && len(ek) > len(prefix) {
 				sc.Params[strings.ToLower(strings.TrimPrefix(ek, prefix))] = core.EnvString(ev)
 				delete(env, ek)
 			}

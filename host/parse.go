@@ -91,9 +91,10 @@ func Parse(name, dir string, data []byte, environ []string) (*File, Problems) {
 	}
 	ps.decode(&logTable, ps.table(root, &logTable, env), &f.Log)
 	f.Pipelines = ps.pipelines(root["pipeline"], dir, env)
+	idEnv(env, f.Pipelines)
 	ps.taps(f.Pipelines)
 	for _, ek := range sortedKeys(env) {
-		ps.fileLevel(afterPipelines, "environment %s%s: matches no pipeline stage or key (use %sPIPELINE_<NAME or number>_STAGE_<N>_<KEY>)", EnvPrefix, ek, EnvPrefix)
+		ps.fileLevel(afterPipelines, "environment %s%s: matches no pipeline stage or key (use %sPIPELINE_<NAME or number>_STAGE_<N>_<KEY> or %sSTAGE_<ID>_<KEY>)", EnvPrefix, ek, EnvPrefix, EnvPrefix)
 	}
 	return f, ps.list
 }

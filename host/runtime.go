@@ -78,10 +78,10 @@ func Build(f *File, opts Options) (*Runtime, error) {
 	for _, pc := range f.Pipelines {
 		p := &Pipeline{Name: pc.Name, From: pc.From, streams: map[*core.Stream]struct{}{}}
 		for _, sc := range pc.Stages {
-			log := opts.Logger.With("pipeline", pc.Name, "stage", sc.Index, "name", sc.Label())
-			sm := opts.Metrics.Stage(pc.Name, sc.Index, sc.Label())
+			log := opts.Logger.With("pipeline", pc.Name, "stage", sc.Index, "name", sc.SpecName())
+			sm := opts.Metrics.Stage(pc.Name, sc.Index, sc.SpecName())
 			sm.SetLogger(log)
-			env := &core.Env{Pipeline: pc.Name, Index: sc.Index, Name: sc.Label(), Dir: f.Dir, Log: log, Metrics: sm, Clock: opts.Clock}
+			env := &core.Env{Pipeline: pc.Name, Index: sc.Index, Name: sc.SpecName(), Dir: f.Dir, Log: log, Metrics: sm, Clock: opts.Clock}
 			st, err := sc.Def.Build(sc.Params, env)
 			if err != nil {
 				errs = append(errs, fmt.Errorf("%s: pipeline %q stage %d (%s): %w", f.Path, pc.Name, sc.Index, sc.Label(), err))

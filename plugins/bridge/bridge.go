@@ -14,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -37,6 +38,12 @@ type Options struct {
 	// Log receives lifecycle lines and the plugin's standard error while
 	// loading (default slog.Default()); a built stage logs to its env.Log.
 	Log *slog.Logger
+	// RestartGrace is how long streams a plugin made itself stay open
+	// downstream after the plugin died, for its restarted process to start
+	// them again under the same name, which re-attaches them: viewers of a
+	// renamed stream stay connected across a crash. Default
+	// DefaultRestartGrace; negative: end them at once.
+	RestartGrace time.Duration
 }
 
 func (o Options) log() *slog.Logger {

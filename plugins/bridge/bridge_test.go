@@ -430,8 +430,9 @@ func TestSourcePlugin(t *testing.T) {
 	if len(got) != 7 || got[0].Stream.Name != "src/one" || got[0].Stream.Init() == nil {
 		t.Fatalf("got %d packets", len(got))
 	}
-	// Killed, the source comes back: its old stream ends downstream and the
-	// new process opens a new one.
+	// Killed, the source comes back and opens its stream again under the
+	// same name within the restart grace: downstream it is the same stream,
+	// never ended.
 	pid := stage.PID()
 	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
@@ -440,8 +441,8 @@ func TestSourcePlugin(t *testing.T) {
 	if len(got) != 14 {
 		t.Fatalf("after the restart: %d packets, want 14", len(got))
 	}
-	if got[7].Stream == got[0].Stream {
-		t.Errorf("the restarted source's packets went to the old stream")
+	if got[7].Stream != got[0].Stream {
+		t.Errorf("the restarted source's packets went to a new stream: the old one was not re-attached")
 	}
 	newPID := stage.PID()
 	if err := h.Close(); err != nil { // cancels the source
@@ -453,7 +454,7 @@ func TestSourcePlugin(t *testing.T) {
 			events = append(events, p.Event.String())
 		}
 	}
-	if strings.Join(events, ",") != "start,end,start,end" {
+	if strings.Join(events, ",") != "start,end" {
 		t.Errorf("events = %q", events)
 	}
 	waitGone(t, pid)
@@ -682,4 +683,102 @@ func TestHandshakeTimeout(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitGone(t, child)
+}
+
+// TestHeldStreamEndsAfterGrace: a stream a plugin made is held open across
+// the plugin's death, and ended downstream once the restart grace passes
+// without a process starting it again; the log names it.
+func TestHeldStreamEndsAfterGrace(t *testing.T) {
+	path := copyBin(t, t.TempDir(), "source")
+	const grace = time.Second
+	def, err := LoadWith(path, Options{RestartGrace: grace})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(def.Close)
+	sink := &logSink{}
+	env := testEnv(sink)
+	st, err := def.Build(map[string]any{"name": "src/held", "count": 3}, env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stage := st.(*Stage)
+	h := stagetest.Start(t, st, env, true)
+	h.Out.WaitData(3, 10*time.Second)
+	// Replace the program with one that cannot start, then kill the plugin.
+	if err := os.Remove(path); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, []byte("#!/bin/sh\nexit 1\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	pid := stage.PID()
+	killed := time.Now()
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	testrun.Eventually(t, 10*time.Second, "the bridge to see the plugin dead", func() bool { return stage.PID() != pid })
+	ended := func() bool {
+		ps := h.Out.Packets()
+		return len(ps) > 0 && ps[len(ps)-1].Event == core.EventEnd && ps[len(ps)-1].Stream.Name == "src/held"
+	}
+	if ended() {
+		t.Fatal("the stream ended at the plugin's death, not after the grace")
+	}
+	testrun.Eventually(t, 10*time.Second, "the held stream to end", ended)
+	// Seen ended no sooner than the grace after the kill: it was held.
+	if d := time.Since(killed); d < grace {
+		t.Errorf("ended %v after the kill, before the grace of %v", d, grace)
+	}
+	var logged bool
+	for _, line := range sink.all() {
+		logged = logged || strings.Contains(line, "did not start its streams again") && strings.Contains(line, "src/held")
+	}
+	if !logged {
+		t.Errorf("no log line names the ended stream:\n%s", strings.Join(sink.all(), "\n"))
+	}
+	if err := h.Close(); err != nil {
+		t.Fatal(err)
+	}
+	waitGone(t, pid)
+}
+
+// TestRenamedInPlaceIsReported: a plugin that sets Stream.Name on a stream
+// it was given gets an error in the log, once, and its data of that stream
+// is dropped and counted (renamed_in_place) instead of passing on silently
+// under the old name.
+func TestRenamedInPlaceIsReported(t *testing.T) {
+	def, err := load(t, bin(t, "inplace"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sink := &logSink{}
+	env := testEnv(sink)
+	st, err := def.Build(map[string]any{}, env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := stagetest.Start(t, st, env, false)
+	s := h.StartStream("live/x")
+	for i := range 5 {
+		h.SendData(s, flv.TypeVideo, uint32(i), tag(flv.TypeVideo, uint32(i), 10, i))
+	}
+	dropped := env.Metrics.Drop("renamed_in_place")
+	testrun.Eventually(t, 10*time.Second, "the renamed stream's data counted", func() bool { return dropped.Value() == 5 })
+	if n := len(h.Out.Data()); n != 0 {
+		t.Errorf("%d data packets passed under the old name", n)
+	}
+	var errs int
+	for _, line := range sink.all() {
+		if strings.HasPrefix(line, "ERROR plugin renamed a stream in place") && strings.Contains(line, "renamed_to=renamed/live/x") {
+			errs++
+		}
+	}
+	if errs != 1 {
+		t.Errorf("%d error lines for the rename, want 1:\n%s", errs, strings.Join(sink.all(), "\n"))
+	}
+	h.EndStream(s)
+	if err := h.Close(); err != nil {
+		t.Fatal(err)
+	}
 }

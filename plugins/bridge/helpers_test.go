@@ -33,6 +33,7 @@ var programs = map[string]string{
 	"otherversion":  "./testdata/otherversion",
 	"source":        "./testdata/source",
 	"slow":          "./testdata/slow",
+	"inplace":       "./testdata/inplace",
 }
 
 func TestMain(m *testing.M) {

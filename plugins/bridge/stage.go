@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"sort"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -27,6 +28,9 @@ const (
 	// drainTimeout bounds how long the plugin may take to finish after its
 	// input ended.
 	drainTimeout = 5 * time.Second
+	// DefaultRestartGrace is how long streams a dead plugin had made stay
+	// open downstream for its next process to open again (Options.RestartGrace).
+	DefaultRestartGrace = 5 * time.Second
 )
 
 // Stage is a pipeline stage served by a plugin process. It is what a
@@ -38,6 +42,7 @@ type Stage struct {
 	env    *core.Env
 	log    *slog.Logger
 	batch  int
+	grace  time.Duration // streams of a dead process stay open this long
 
 	// An isolated built-in: the program's arguments (its serve-stage
 	// subcommand), and a restarted process is sent its streams' headers
@@ -49,6 +54,7 @@ type Stage struct {
 	dropDown    *core.DropCounter // arrived while the plugin was down
 	dropDied    *core.DropCounter // in flight when the plugin died
 	dropUnknown *core.DropCounter // plugin output for a stream it never started
+	dropRenamed *core.DropCounter // data of a host stream the plugin renamed in place
 
 	procSlot // its mu also guards:
 	running  bool
@@ -64,17 +70,21 @@ func newStage(path string, spec core.Spec, params map[string]*pluginpb.Value, en
 	if batch <= 0 {
 		batch = shared.DefaultBatch
 	}
-	s := &Stage{path: path, spec: spec, params: params, env: env, log: log, batch: batch}
-	if env.Metrics != nil {
-		s.restarts = env.Metrics.Counter("restarts")
-		s.dropDown = env.Metrics.Drop("plugin_down")
-		s.dropDied = env.Metrics.Drop("plugin_died")
-		s.dropUnknown = env.Metrics.Drop("unknown_stream")
-	} else {
-		m := core.NewMetrics().Stage(env.Pipeline, env.Index, spec.Name)
-		s.restarts = m.Counter("restarts")
-		s.dropDown, s.dropDied, s.dropUnknown = m.Drop("plugin_down"), m.Drop("plugin_died"), m.Drop("unknown_stream")
+	grace := opts.RestartGrace
+	switch {
+	case grace == 0:
+		grace = DefaultRestartGrace
+	case grace < 0:
+		grace = 0
 	}
+	s := &Stage{path: path, spec: spec, params: params, env: env, log: log, batch: batch, grace: grace}
+	m := env.Metrics
+	if m == nil {
+		m = core.NewMetrics().Stage(env.Pipeline, env.Index, spec.Name)
+	}
+	s.restarts = m.Counter("restarts")
+	s.dropDown, s.dropDied, s.dropUnknown = m.Drop("plugin_down"), m.Drop("plugin_died"), m.Drop("unknown_stream")
+	s.dropRenamed = m.Drop("renamed_in_place")
 	return s
 }
 
@@ -172,7 +182,8 @@ func (s *Stage) Run(ctx context.Context, in <-chan *core.Packet, out core.Output
 	r := &runner{
 		s: s, out: out, streams: shared.NewTable(), entries: map[*core.Stream]*shared.Entry{},
 		outStreams: map[uint64]*core.Stream{}, backoff: minBackoff, headers: newHeaders(s.spec.In, s.replayHeaders),
-		rtp: newRTPNumbering(s.spec, s.replayHeaders),
+		rtp:  newRTPNumbering(s.spec, s.replayHeaders),
+		held: map[string]heldStream{}, renamed: map[uint64]bool{},
 	}
 	defer r.shutdown()
 	if p == nil || p.exited() {
@@ -207,6 +218,16 @@ type runner struct {
 	// receiver's, handed from one session to the next.
 	outStreams map[uint64]*core.Stream
 
+	// held are the streams a dead process had made, by name, kept open
+	// downstream until its next process starts a stream of the same name
+	// (the receiver re-attaches it) or their grace runs out (the loop ends
+	// them): a restart does not cut viewers of a renamed stream.
+	heldMu sync.Mutex
+	held   map[string]heldStream
+	expiry *time.Timer // the loop's: fires at the earliest held deadline
+
+	renamed map[uint64]bool // host streams reported renamed in place (the receiver's)
+
 	sess    *session
 	headers *headers // what a restarted process is sent again
 	rtp     *rtpNumbering
@@ -223,9 +244,12 @@ func (r *runner) loop(in <-chan *core.Packet, stop <-chan struct{}) error {
 		if r.sess != nil {
 			dead = r.sess.done
 		}
-		var retry <-chan time.Time
+		var retry, expiry <-chan time.Time
 		if r.retry != nil {
 			retry = r.retry.C
+		}
+		if r.expiry != nil {
+			expiry = r.expiry.C
 		}
 		select {
 		case p, ok := <-in:
@@ -262,6 +286,9 @@ func (r *runner) loop(in <-chan *core.Packet, stop <-chan struct{}) error {
 		case <-retry:
 			r.retry = nil
 			r.restart()
+		case <-expiry:
+			r.expiry = nil
+			r.expire(false)
 		}
 	}
 }
@@ -383,14 +410,10 @@ func (r *runner) lost() {
 	sess.proc.kill()
 	inflight := sess.unfinished()
 	r.s.dropDied.Add(inflight)
-	// Streams the dead process made itself (ids from the top half) die with
-	// it: end them downstream. Streams it carried for the host go on.
-	for id, st := range r.outStreams {
-		if id&(1<<63) != 0 {
-			r.out.Emit(core.NewEvent(core.EventEnd, st))
-			delete(r.outStreams, id)
-		}
-	}
+	// Streams the dead process made itself (ids from the top half) are held
+	// open for the next process to start again; streams it carried for the
+	// host go on.
+	held := r.hold()
 	r.s.mu.Lock()
 	if r.s.proc == sess.proc {
 		r.s.proc = nil
@@ -400,8 +423,98 @@ func (r *runner) lost() {
 		r.backoff = minBackoff
 	}
 	r.s.log.Warn("plugin died; restarting", "path", r.s.path, "pid", sess.proc.pid, "err", sess.err,
-		"dropped_in_flight", inflight, "in", r.backoff)
+		"dropped_in_flight", inflight, "in", r.backoff, "streams_held", held, "grace", r.s.grace)
 	r.down()
+}
+
+// heldStream is a stream of a dead process kept open until deadline.
+type heldStream struct {
+	s        *core.Stream
+	deadline time.Time
+}
+
+// hold moves the streams the dead process had made from outStreams to held
+// (without a grace: ends them) and returns their names. No receiver runs.
+func (r *runner) hold() []string {
+	var names []string
+	var ended []*core.Stream
+	deadline := time.Now().Add(r.s.grace)
+	r.heldMu.Lock()
+	for id, st := range r.outStreams {
+		if id&(1<<63) == 0 {
+			continue
+		}
+		delete(r.outStreams, id)
+		names = append(names, st.Name)
+		if r.s.grace == 0 {
+			ended = append(ended, st)
+			continue
+		}
+		if old, dup := r.held[st.Name]; dup {
+			// Two streams of one name: only one can be re-attached.
+			ended = append(ended, old.s)
+		}
+		r.held[st.Name] = heldStream{s: st, deadline: deadline}
+	}
+	r.heldMu.Unlock()
+	for _, st := range ended {
+		r.out.Emit(core.NewEvent(core.EventEnd, st))
+	}
+	sort.Strings(names)
+	if r.s.grace > 0 && r.expiry == nil && len(names) > 0 {
+		r.expiry = time.NewTimer(r.s.grace)
+	}
+	return names
+}
+
+// expire ends the held streams whose grace ran out (all: every one) and
+// arms the timer for the next deadline.
+func (r *runner) expire(all bool) {
+	now := time.Now()
+	var ended []*core.Stream
+	var next time.Time
+	r.heldMu.Lock()
+	for name, h := range r.held {
+		if all || !h.deadline.After(now) {
+			ended = append(ended, h.s)
+			delete(r.held, name)
+		} else if next.IsZero() || h.deadline.Before(next) {
+			next = h.deadline
+		}
+	}
+	r.heldMu.Unlock()
+	if r.expiry != nil {
+		r.expiry.Stop()
+		r.expiry = nil
+	}
+	if !next.IsZero() {
+		r.expiry = time.NewTimer(next.Sub(now))
+	}
+	if len(ended) == 0 {
+		return
+	}
+	sort.Slice(ended, func(i, j int) bool { return ended[i].Name < ended[j].Name })
+	names := make([]string, len(ended))
+	for i, st := range ended {
+		names[i] = st.Name
+		r.out.Emit(core.NewEvent(core.EventEnd, st))
+	}
+	if !all {
+		r.s.log.Warn("plugin did not start its streams again within the restart grace; ended them",
+			"path", r.s.path, "streams", names, "grace", r.s.grace)
+	}
+}
+
+// reattach returns the held stream named name, taking it out of held, or nil.
+func (r *runner) reattach(name string) *core.Stream {
+	r.heldMu.Lock()
+	defer r.heldMu.Unlock()
+	h, ok := r.held[name]
+	if !ok {
+		return nil
+	}
+	delete(r.held, name)
+	return h.s
 }
 
 // down schedules the next start attempt.
@@ -472,6 +585,7 @@ func (r *runner) finish() {
 		}
 		r.sess = nil
 	}
+	r.expire(true)
 	ids := make([]uint64, 0, len(r.outStreams))
 	for id := range r.outStreams {
 		ids = append(ids, id)
@@ -519,6 +633,11 @@ func (r *runner) receive(sess *session) {
 }
 
 func (r *runner) emit(q *shared.InPacket) {
+	if q.Name != "" && q.Stream&(1<<63) == 0 && r.renamedInPlace(q) && q.Event == core.EventData {
+		q.P.Release()
+		r.s.dropRenamed.Inc()
+		return
+	}
 	s := r.outStreams[q.Stream]
 	switch q.Event {
 	case core.EventStart:
@@ -529,6 +648,13 @@ func (r *runner) emit(q *shared.InPacket) {
 		}
 		if e := r.streams.ByID(q.Stream); e != nil {
 			s = e.S
+		} else if s = r.reattach(q.Name); s != nil {
+			// The new process opened again a stream its predecessor had
+			// made: downstream never saw it end.
+			r.outStreams[q.Stream] = s
+			r.setInit(q, s)
+			r.s.log.Info("plugin started a held stream again; re-attached", "path", r.s.path, "stream", q.Name)
+			return
 		} else {
 			s = core.NewStream(q.Name)
 		}
@@ -536,6 +662,7 @@ func (r *runner) emit(q *shared.InPacket) {
 		r.setInit(q, s)
 		r.out.Emit(core.NewEvent(core.EventStart, s))
 	case core.EventEnd:
+		delete(r.renamed, q.Stream)
 		if s == nil {
 			return
 		}
@@ -553,6 +680,22 @@ func (r *runner) emit(q *shared.InPacket) {
 		r.rtp.fix(q.P, s)
 		r.out.Emit(q.P)
 	}
+}
+
+// renamedInPlace reports whether q names a host stream by another name:
+// the plugin set Stream.Name on a stream it was given, which cannot rename
+// it downstream. Said once per stream; the caller drops its data.
+func (r *runner) renamedInPlace(q *shared.InPacket) bool {
+	e := r.streams.ByID(q.Stream)
+	if e == nil || e.S.Name == q.Name {
+		return false
+	}
+	if !r.renamed[q.Stream] {
+		r.renamed[q.Stream] = true
+		r.s.log.Error("plugin renamed a stream in place (set Stream.Name); its data is dropped: emit on a new stream instead (sdk.Derived, see docs/plugins.md, Renaming and splitting streams)",
+			"path", r.s.path, "stream", e.S.Name, "renamed_to", q.Name)
+	}
+	return true
 }
 
 func (r *runner) setInit(q *shared.InPacket, s *core.Stream) {

@@ -402,6 +402,11 @@ func (o *batchOutput) encode(p *core.Packet) shared.OutPacket {
 	q := shared.OutPacket{P: p}
 	if e := o.streams.ByPtr(s); e != nil {
 		q.Stream = e.ID
+		if s.Name != e.Name {
+			// Renamed in place: say so on every packet, so mediapipe reports
+			// the mistake instead of passing it on under the old name.
+			q.Name = s.Name
+		}
 		if cur := s.Init(); cur != e.InitSent.Load() {
 			q.Init, q.HasInit = cur, true
 			e.InitSent.Store(cur)

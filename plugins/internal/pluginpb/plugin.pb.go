@@ -364,6 +364,7 @@ type Value struct {
 	//	*Value_Float
 	//	*Value_Bool
 	//	*Value_List
+	//	*Value_Map
 	V             isValue_V `protobuf_oneof:"v"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -451,6 +452,15 @@ func (x *Value) GetList() *StringList {
 	return nil
 }
 
+func (x *Value) GetMap() *ValueMap {
+	if x != nil {
+		if x, ok := x.V.(*Value_Map); ok {
+			return x.Map
+		}
+	}
+	return nil
+}
+
 type isValue_V interface {
 	isValue_V()
 }
@@ -475,6 +485,10 @@ type Value_List struct {
 	List *StringList `protobuf:"bytes,5,opt,name=list,proto3,oneof"`
 }
 
+type Value_Map struct {
+	Map *ValueMap `protobuf:"bytes,6,opt,name=map,proto3,oneof"`
+}
+
 func (*Value_Str) isValue_V() {}
 
 func (*Value_Int) isValue_V() {}
@@ -485,6 +499,54 @@ func (*Value_Bool) isValue_V() {}
 
 func (*Value_List) isValue_V() {}
 
+func (*Value_Map) isValue_V() {}
+
+// ValueMap is a map parameter (a TOML inline table): string keys, values of
+// one scalar type.
+type ValueMap struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Entries       map[string]*Value      `protobuf:"bytes,1,rep,name=entries,proto3" json:"entries,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ValueMap) Reset() {
+	*x = ValueMap{}
+	mi := &file_plugin_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ValueMap) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ValueMap) ProtoMessage() {}
+
+func (x *ValueMap) ProtoReflect() protoreflect.Message {
+	mi := &file_plugin_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ValueMap.ProtoReflect.Descriptor instead.
+func (*ValueMap) Descriptor() ([]byte, []int) {
+	return file_plugin_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *ValueMap) GetEntries() map[string]*Value {
+	if x != nil {
+		return x.Entries
+	}
+	return nil
+}
+
 type StringList struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Items         []string               `protobuf:"bytes,1,rep,name=items,proto3" json:"items,omitempty"`
@@ -494,7 +556,7 @@ type StringList struct {
 
 func (x *StringList) Reset() {
 	*x = StringList{}
-	mi := &file_plugin_proto_msgTypes[5]
+	mi := &file_plugin_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -506,7 +568,7 @@ func (x *StringList) String() string {
 func (*StringList) ProtoMessage() {}
 
 func (x *StringList) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[5]
+	mi := &file_plugin_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -519,7 +581,7 @@ func (x *StringList) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StringList.ProtoReflect.Descriptor instead.
 func (*StringList) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{5}
+	return file_plugin_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *StringList) GetItems() []string {
@@ -546,7 +608,7 @@ type OpenRequest struct {
 
 func (x *OpenRequest) Reset() {
 	*x = OpenRequest{}
-	mi := &file_plugin_proto_msgTypes[6]
+	mi := &file_plugin_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -558,7 +620,7 @@ func (x *OpenRequest) String() string {
 func (*OpenRequest) ProtoMessage() {}
 
 func (x *OpenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[6]
+	mi := &file_plugin_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -571,7 +633,7 @@ func (x *OpenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OpenRequest.ProtoReflect.Descriptor instead.
 func (*OpenRequest) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{6}
+	return file_plugin_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *OpenRequest) GetParams() map[string]*Value {
@@ -624,7 +686,7 @@ type OpenResponse struct {
 
 func (x *OpenResponse) Reset() {
 	*x = OpenResponse{}
-	mi := &file_plugin_proto_msgTypes[7]
+	mi := &file_plugin_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -636,7 +698,7 @@ func (x *OpenResponse) String() string {
 func (*OpenResponse) ProtoMessage() {}
 
 func (x *OpenResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[7]
+	mi := &file_plugin_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -649,7 +711,7 @@ func (x *OpenResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OpenResponse.ProtoReflect.Descriptor instead.
 func (*OpenResponse) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{7}
+	return file_plugin_proto_rawDescGZIP(), []int{8}
 }
 
 // CheckResponse lists what the plugin's own validation (its config's
@@ -663,7 +725,7 @@ type CheckResponse struct {
 
 func (x *CheckResponse) Reset() {
 	*x = CheckResponse{}
-	mi := &file_plugin_proto_msgTypes[8]
+	mi := &file_plugin_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -675,7 +737,7 @@ func (x *CheckResponse) String() string {
 func (*CheckResponse) ProtoMessage() {}
 
 func (x *CheckResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[8]
+	mi := &file_plugin_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -688,7 +750,7 @@ func (x *CheckResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckResponse.ProtoReflect.Descriptor instead.
 func (*CheckResponse) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{8}
+	return file_plugin_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *CheckResponse) GetErrors() []string {
@@ -710,7 +772,7 @@ type InitTags struct {
 
 func (x *InitTags) Reset() {
 	*x = InitTags{}
-	mi := &file_plugin_proto_msgTypes[9]
+	mi := &file_plugin_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -722,7 +784,7 @@ func (x *InitTags) String() string {
 func (*InitTags) ProtoMessage() {}
 
 func (x *InitTags) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[9]
+	mi := &file_plugin_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -735,7 +797,7 @@ func (x *InitTags) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InitTags.ProtoReflect.Descriptor instead.
 func (*InitTags) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{9}
+	return file_plugin_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *InitTags) GetMetadata() []byte {
@@ -778,7 +840,7 @@ type Packet struct {
 
 func (x *Packet) Reset() {
 	*x = Packet{}
-	mi := &file_plugin_proto_msgTypes[10]
+	mi := &file_plugin_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -790,7 +852,7 @@ func (x *Packet) String() string {
 func (*Packet) ProtoMessage() {}
 
 func (x *Packet) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[10]
+	mi := &file_plugin_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -803,7 +865,7 @@ func (x *Packet) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Packet.ProtoReflect.Descriptor instead.
 func (*Packet) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{10}
+	return file_plugin_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *Packet) GetEvent() Event {
@@ -877,7 +939,7 @@ type Batch struct {
 
 func (x *Batch) Reset() {
 	*x = Batch{}
-	mi := &file_plugin_proto_msgTypes[11]
+	mi := &file_plugin_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -889,7 +951,7 @@ func (x *Batch) String() string {
 func (*Batch) ProtoMessage() {}
 
 func (x *Batch) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[11]
+	mi := &file_plugin_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -902,7 +964,7 @@ func (x *Batch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Batch.ProtoReflect.Descriptor instead.
 func (*Batch) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{11}
+	return file_plugin_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *Batch) GetPackets() []*Packet {
@@ -932,7 +994,7 @@ type Image struct {
 
 func (x *Image) Reset() {
 	*x = Image{}
-	mi := &file_plugin_proto_msgTypes[12]
+	mi := &file_plugin_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -944,7 +1006,7 @@ func (x *Image) String() string {
 func (*Image) ProtoMessage() {}
 
 func (x *Image) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[12]
+	mi := &file_plugin_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -957,7 +1019,7 @@ func (x *Image) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Image.ProtoReflect.Descriptor instead.
 func (*Image) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{12}
+	return file_plugin_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *Image) GetWidth() int32 {
@@ -998,7 +1060,7 @@ type EnhanceRequest struct {
 
 func (x *EnhanceRequest) Reset() {
 	*x = EnhanceRequest{}
-	mi := &file_plugin_proto_msgTypes[13]
+	mi := &file_plugin_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1010,7 +1072,7 @@ func (x *EnhanceRequest) String() string {
 func (*EnhanceRequest) ProtoMessage() {}
 
 func (x *EnhanceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[13]
+	mi := &file_plugin_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1023,7 +1085,7 @@ func (x *EnhanceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EnhanceRequest.ProtoReflect.Descriptor instead.
 func (*EnhanceRequest) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{13}
+	return file_plugin_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *EnhanceRequest) GetImage() *Image {
@@ -1049,7 +1111,7 @@ type EnhanceResponse struct {
 
 func (x *EnhanceResponse) Reset() {
 	*x = EnhanceResponse{}
-	mi := &file_plugin_proto_msgTypes[14]
+	mi := &file_plugin_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1061,7 +1123,7 @@ func (x *EnhanceResponse) String() string {
 func (*EnhanceResponse) ProtoMessage() {}
 
 func (x *EnhanceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[14]
+	mi := &file_plugin_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1074,7 +1136,7 @@ func (x *EnhanceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EnhanceResponse.ProtoReflect.Descriptor instead.
 func (*EnhanceResponse) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{14}
+	return file_plugin_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *EnhanceResponse) GetImage() *Image {
@@ -1111,14 +1173,20 @@ const file_plugin_proto_rawDesc = "" +
 	"\x0fDescribeRequest\"X\n" +
 	"\vDescription\x12\x1a\n" +
 	"\bprotocol\x18\x01 \x01(\rR\bprotocol\x12-\n" +
-	"\x04spec\x18\x02 \x01(\v2\x19.mediapipe.plugin.v1.SpecR\x04spec\"\x99\x01\n" +
+	"\x04spec\x18\x02 \x01(\v2\x19.mediapipe.plugin.v1.SpecR\x04spec\"\xcc\x01\n" +
 	"\x05Value\x12\x12\n" +
 	"\x03str\x18\x01 \x01(\tH\x00R\x03str\x12\x12\n" +
 	"\x03int\x18\x02 \x01(\x03H\x00R\x03int\x12\x16\n" +
 	"\x05float\x18\x03 \x01(\x01H\x00R\x05float\x12\x14\n" +
 	"\x04bool\x18\x04 \x01(\bH\x00R\x04bool\x125\n" +
-	"\x04list\x18\x05 \x01(\v2\x1f.mediapipe.plugin.v1.StringListH\x00R\x04listB\x03\n" +
-	"\x01v\"\"\n" +
+	"\x04list\x18\x05 \x01(\v2\x1f.mediapipe.plugin.v1.StringListH\x00R\x04list\x121\n" +
+	"\x03map\x18\x06 \x01(\v2\x1d.mediapipe.plugin.v1.ValueMapH\x00R\x03mapB\x03\n" +
+	"\x01v\"\xa8\x01\n" +
+	"\bValueMap\x12D\n" +
+	"\aentries\x18\x01 \x03(\v2*.mediapipe.plugin.v1.ValueMap.EntriesEntryR\aentries\x1aV\n" +
+	"\fEntriesEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x120\n" +
+	"\x05value\x18\x02 \x01(\v2\x1a.mediapipe.plugin.v1.ValueR\x05value:\x028\x01\"\"\n" +
 	"\n" +
 	"StringList\x12\x14\n" +
 	"\x05items\x18\x01 \x03(\tR\x05items\"\x9f\x02\n" +
@@ -1187,7 +1255,7 @@ func file_plugin_proto_rawDescGZIP() []byte {
 }
 
 var file_plugin_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_plugin_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
+var file_plugin_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
 var file_plugin_proto_goTypes = []any{
 	(Event)(0),              // 0: mediapipe.plugin.v1.Event
 	(*Param)(nil),           // 1: mediapipe.plugin.v1.Param
@@ -1195,46 +1263,51 @@ var file_plugin_proto_goTypes = []any{
 	(*DescribeRequest)(nil), // 3: mediapipe.plugin.v1.DescribeRequest
 	(*Description)(nil),     // 4: mediapipe.plugin.v1.Description
 	(*Value)(nil),           // 5: mediapipe.plugin.v1.Value
-	(*StringList)(nil),      // 6: mediapipe.plugin.v1.StringList
-	(*OpenRequest)(nil),     // 7: mediapipe.plugin.v1.OpenRequest
-	(*OpenResponse)(nil),    // 8: mediapipe.plugin.v1.OpenResponse
-	(*CheckResponse)(nil),   // 9: mediapipe.plugin.v1.CheckResponse
-	(*InitTags)(nil),        // 10: mediapipe.plugin.v1.InitTags
-	(*Packet)(nil),          // 11: mediapipe.plugin.v1.Packet
-	(*Batch)(nil),           // 12: mediapipe.plugin.v1.Batch
-	(*Image)(nil),           // 13: mediapipe.plugin.v1.Image
-	(*EnhanceRequest)(nil),  // 14: mediapipe.plugin.v1.EnhanceRequest
-	(*EnhanceResponse)(nil), // 15: mediapipe.plugin.v1.EnhanceResponse
-	nil,                     // 16: mediapipe.plugin.v1.OpenRequest.ParamsEntry
+	(*ValueMap)(nil),        // 6: mediapipe.plugin.v1.ValueMap
+	(*StringList)(nil),      // 7: mediapipe.plugin.v1.StringList
+	(*OpenRequest)(nil),     // 8: mediapipe.plugin.v1.OpenRequest
+	(*OpenResponse)(nil),    // 9: mediapipe.plugin.v1.OpenResponse
+	(*CheckResponse)(nil),   // 10: mediapipe.plugin.v1.CheckResponse
+	(*InitTags)(nil),        // 11: mediapipe.plugin.v1.InitTags
+	(*Packet)(nil),          // 12: mediapipe.plugin.v1.Packet
+	(*Batch)(nil),           // 13: mediapipe.plugin.v1.Batch
+	(*Image)(nil),           // 14: mediapipe.plugin.v1.Image
+	(*EnhanceRequest)(nil),  // 15: mediapipe.plugin.v1.EnhanceRequest
+	(*EnhanceResponse)(nil), // 16: mediapipe.plugin.v1.EnhanceResponse
+	nil,                     // 17: mediapipe.plugin.v1.ValueMap.EntriesEntry
+	nil,                     // 18: mediapipe.plugin.v1.OpenRequest.ParamsEntry
 }
 var file_plugin_proto_depIdxs = []int32{
 	1,  // 0: mediapipe.plugin.v1.Spec.params:type_name -> mediapipe.plugin.v1.Param
 	2,  // 1: mediapipe.plugin.v1.Description.spec:type_name -> mediapipe.plugin.v1.Spec
-	6,  // 2: mediapipe.plugin.v1.Value.list:type_name -> mediapipe.plugin.v1.StringList
-	16, // 3: mediapipe.plugin.v1.OpenRequest.params:type_name -> mediapipe.plugin.v1.OpenRequest.ParamsEntry
-	0,  // 4: mediapipe.plugin.v1.Packet.event:type_name -> mediapipe.plugin.v1.Event
-	10, // 5: mediapipe.plugin.v1.Packet.init:type_name -> mediapipe.plugin.v1.InitTags
-	11, // 6: mediapipe.plugin.v1.Batch.packets:type_name -> mediapipe.plugin.v1.Packet
-	13, // 7: mediapipe.plugin.v1.EnhanceRequest.image:type_name -> mediapipe.plugin.v1.Image
-	13, // 8: mediapipe.plugin.v1.EnhanceResponse.image:type_name -> mediapipe.plugin.v1.Image
-	5,  // 9: mediapipe.plugin.v1.OpenRequest.ParamsEntry.value:type_name -> mediapipe.plugin.v1.Value
-	3,  // 10: mediapipe.plugin.v1.Stage.Describe:input_type -> mediapipe.plugin.v1.DescribeRequest
-	7,  // 11: mediapipe.plugin.v1.Stage.Check:input_type -> mediapipe.plugin.v1.OpenRequest
-	7,  // 12: mediapipe.plugin.v1.Stage.Open:input_type -> mediapipe.plugin.v1.OpenRequest
-	12, // 13: mediapipe.plugin.v1.Stage.Run:input_type -> mediapipe.plugin.v1.Batch
-	3,  // 14: mediapipe.plugin.v1.SRBackend.Describe:input_type -> mediapipe.plugin.v1.DescribeRequest
-	14, // 15: mediapipe.plugin.v1.SRBackend.Enhance:input_type -> mediapipe.plugin.v1.EnhanceRequest
-	4,  // 16: mediapipe.plugin.v1.Stage.Describe:output_type -> mediapipe.plugin.v1.Description
-	9,  // 17: mediapipe.plugin.v1.Stage.Check:output_type -> mediapipe.plugin.v1.CheckResponse
-	8,  // 18: mediapipe.plugin.v1.Stage.Open:output_type -> mediapipe.plugin.v1.OpenResponse
-	12, // 19: mediapipe.plugin.v1.Stage.Run:output_type -> mediapipe.plugin.v1.Batch
-	4,  // 20: mediapipe.plugin.v1.SRBackend.Describe:output_type -> mediapipe.plugin.v1.Description
-	15, // 21: mediapipe.plugin.v1.SRBackend.Enhance:output_type -> mediapipe.plugin.v1.EnhanceResponse
-	16, // [16:22] is the sub-list for method output_type
-	10, // [10:16] is the sub-list for method input_type
-	10, // [10:10] is the sub-list for extension type_name
-	10, // [10:10] is the sub-list for extension extendee
-	0,  // [0:10] is the sub-list for field type_name
+	7,  // 2: mediapipe.plugin.v1.Value.list:type_name -> mediapipe.plugin.v1.StringList
+	6,  // 3: mediapipe.plugin.v1.Value.map:type_name -> mediapipe.plugin.v1.ValueMap
+	17, // 4: mediapipe.plugin.v1.ValueMap.entries:type_name -> mediapipe.plugin.v1.ValueMap.EntriesEntry
+	18, // 5: mediapipe.plugin.v1.OpenRequest.params:type_name -> mediapipe.plugin.v1.OpenRequest.ParamsEntry
+	0,  // 6: mediapipe.plugin.v1.Packet.event:type_name -> mediapipe.plugin.v1.Event
+	11, // 7: mediapipe.plugin.v1.Packet.init:type_name -> mediapipe.plugin.v1.InitTags
+	12, // 8: mediapipe.plugin.v1.Batch.packets:type_name -> mediapipe.plugin.v1.Packet
+	14, // 9: mediapipe.plugin.v1.EnhanceRequest.image:type_name -> mediapipe.plugin.v1.Image
+	14, // 10: mediapipe.plugin.v1.EnhanceResponse.image:type_name -> mediapipe.plugin.v1.Image
+	5,  // 11: mediapipe.plugin.v1.ValueMap.EntriesEntry.value:type_name -> mediapipe.plugin.v1.Value
+	5,  // 12: mediapipe.plugin.v1.OpenRequest.ParamsEntry.value:type_name -> mediapipe.plugin.v1.Value
+	3,  // 13: mediapipe.plugin.v1.Stage.Describe:input_type -> mediapipe.plugin.v1.DescribeRequest
+	8,  // 14: mediapipe.plugin.v1.Stage.Check:input_type -> mediapipe.plugin.v1.OpenRequest
+	8,  // 15: mediapipe.plugin.v1.Stage.Open:input_type -> mediapipe.plugin.v1.OpenRequest
+	13, // 16: mediapipe.plugin.v1.Stage.Run:input_type -> mediapipe.plugin.v1.Batch
+	3,  // 17: mediapipe.plugin.v1.SRBackend.Describe:input_type -> mediapipe.plugin.v1.DescribeRequest
+	15, // 18: mediapipe.plugin.v1.SRBackend.Enhance:input_type -> mediapipe.plugin.v1.EnhanceRequest
+	4,  // 19: mediapipe.plugin.v1.Stage.Describe:output_type -> mediapipe.plugin.v1.Description
+	10, // 20: mediapipe.plugin.v1.Stage.Check:output_type -> mediapipe.plugin.v1.CheckResponse
+	9,  // 21: mediapipe.plugin.v1.Stage.Open:output_type -> mediapipe.plugin.v1.OpenResponse
+	13, // 22: mediapipe.plugin.v1.Stage.Run:output_type -> mediapipe.plugin.v1.Batch
+	4,  // 23: mediapipe.plugin.v1.SRBackend.Describe:output_type -> mediapipe.plugin.v1.Description
+	16, // 24: mediapipe.plugin.v1.SRBackend.Enhance:output_type -> mediapipe.plugin.v1.EnhanceResponse
+	19, // [19:25] is the sub-list for method output_type
+	13, // [13:19] is the sub-list for method input_type
+	13, // [13:13] is the sub-list for extension type_name
+	13, // [13:13] is the sub-list for extension extendee
+	0,  // [0:13] is the sub-list for field type_name
 }
 
 func init() { file_plugin_proto_init() }
@@ -1249,6 +1322,7 @@ func file_plugin_proto_init() {
 		(*Value_Float)(nil),
 		(*Value_Bool)(nil),
 		(*Value_List)(nil),
+		(*Value_Map)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -1256,7 +1330,7 @@ func file_plugin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_plugin_proto_rawDesc), len(file_plugin_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   16,
+			NumMessages:   18,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

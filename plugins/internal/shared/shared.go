@@ -150,9 +150,7 @@ func SpecFromPB(s *pluginpb.Spec) (core.Spec, error) {
 	spec := core.Spec{Name: s.Name, Summary: s.Summary, In: in, Out: out, Params: []core.Param{}, Sample: s.Sample}
 	for _, p := range s.Params {
 		t := core.ParamType(p.Type)
-		switch t {
-		case core.TypeString, core.TypeInt, core.TypeFloat, core.TypeBool, core.TypeDuration, core.TypeStringList:
-		default:
+		if !t.Valid() {
 			return core.Spec{}, fmt.Errorf("parameter %q has unknown type %q", p.Name, p.Type)
 		}
 		spec.Params = append(spec.Params, core.Param{
@@ -178,6 +176,19 @@ func ValueToPB(v any) (*pluginpb.Value, error) {
 		return &pluginpb.Value{V: &pluginpb.Value_Str{Str: x.String()}}, nil
 	case []string:
 		return &pluginpb.Value{V: &pluginpb.Value_List{List: &pluginpb.StringList{Items: x}}}, nil
+	case map[string]any:
+		m := &pluginpb.ValueMap{Entries: make(map[string]*pluginpb.Value, len(x))}
+		for k, e := range x {
+			if _, nested := e.(map[string]any); nested {
+				return nil, fmt.Errorf("%s: a table inside a table is not a parameter value", k)
+			}
+			pv, err := ValueToPB(e)
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", k, err)
+			}
+			m.Entries[k] = pv
+		}
+		return &pluginpb.Value{V: &pluginpb.Value_Map{Map: m}}, nil
 	}
 	return nil, fmt.Errorf("unsupported value %T", v)
 }
@@ -195,6 +206,12 @@ func ValueFromPB(v *pluginpb.Value) any {
 		return x.Bool
 	case *pluginpb.Value_List:
 		return append([]string{}, x.List.GetItems()...)
+	case *pluginpb.Value_Map:
+		m := make(map[string]any, len(x.Map.GetEntries()))
+		for k, e := range x.Map.GetEntries() {
+			m[k] = ValueFromPB(e)
+		}
+		return m
 	}
 	return nil
 }

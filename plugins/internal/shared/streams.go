@@ -21,6 +21,9 @@ type Table struct {
 type Entry struct {
 	ID uint64
 	S  *core.Stream
+	// Name is S.Name when added: a stage that sets S.Name later has renamed
+	// the stream in place, which the other side must hear about.
+	Name string
 	// InitSent is the init tags the other side last learned, so a change is
 	// sent once and a received one is not echoed back.
 	InitSent atomic.Pointer[core.InitTags]
@@ -38,7 +41,7 @@ func NewTable() *Table {
 // Add records s under id, replacing an earlier stream of that id, and
 // forgets streams that ended more than Grace ago.
 func (t *Table) Add(id uint64, s *core.Stream) *Entry {
-	e := &Entry{ID: id, S: s}
+	e := &Entry{ID: id, S: s, Name: s.Name}
 	now := time.Now()
 	t.mu.Lock()
 	defer t.mu.Unlock()
