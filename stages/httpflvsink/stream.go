@@ -245,6 +245,10 @@ func (st *stream) join(v *viewer) (bufs [][]byte, refs []*tagRef, ok bool) {
 		hasAudio = hasAudio || fallback.Audio != nil
 		hasVideo = hasVideo || fallback.Video != nil
 	}
+	// A stream known to carry video starts a viewer at a keyframe; the
+	// video sequence header (from the tags or the cloud's init fetch) says
+	// so before the first video tag has arrived.
+	videoKnown := hasVideo
 	if !hasAudio && !hasVideo {
 		hasAudio, hasVideo = true, true
 	}
@@ -273,7 +277,7 @@ func (st *stream) join(v *viewer) (bufs [][]byte, refs []*tagRef, ok bool) {
 			bufs = append(bufs, r.b)
 		}
 	} else {
-		v.waitKey = st.hasVideo
+		v.waitKey = videoKnown
 	}
 	st.viewers = append(st.viewers, v)
 	return bufs, refs, true
