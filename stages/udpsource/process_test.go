@@ -14,12 +14,17 @@ import (
 // process directly.
 func offline(t testing.TB) (*Stage, *stagetest.FakeClock) {
 	t.Helper()
-	env := core.TestEnv("udp-source")
-	clock := stagetest.NewFakeClock(time.Unix(1_700_000_000, 0))
-	env.Clock = clock
 	var cfg Config
 	stagetest.Decode(t, "udp-source", map[string]any{"listen": "127.0.0.1:0", "batch": int64(8)}, &cfg)
-	s := newStage(&cfg, env)
+	return offlineWith(core.TestEnv("udp-source"), &cfg)
+}
+
+// offlineWith is offline on a given env and config, which a fuzz target
+// builds once: a fresh metrics registry per exec cost most of its time.
+func offlineWith(env *core.Env, cfg *Config) (*Stage, *stagetest.FakeClock) {
+	clock := stagetest.NewFakeClock(time.Unix(1_700_000_000, 0))
+	env.Clock = clock
+	s := newStage(cfg, env)
 	s.initSlots()
 	return s, clock
 }
@@ -71,11 +76,14 @@ func FuzzDatagram(f *testing.F) {
 	f.Add(ann)
 	f.Add(bye)
 	f.Add([]byte{0x80, 200, 0, 1})
+	var cfg Config
+	stagetest.Decode(f, "udp-source", map[string]any{"listen": "127.0.0.1:0", "batch": int64(8)}, &cfg)
+	env := core.TestEnv("udp-source")
 	f.Fuzz(func(t *testing.T, b []byte) {
 		if len(b) > maxDatagram {
 			return
 		}
-		s, clock := offline(t)
+		s, clock := offlineWith(env, &cfg)
 		out := stagetest.NewCollector()
 		deliver(s, out, ann, b, b)
 		clock.Advance(10 * time.Second)
