@@ -86,59 +86,86 @@ func BenchmarkStreamFilter(b *testing.B) {
 	}
 }
 
-func benchStage(b *testing.B, def core.Definition, udp float64) {
-	env := core.TestEnv("stream-filter")
-	st, err := def.Build(map[string]any{"drop_audio": true}, env)
+// benchRig is a stage built, opened and running on one stream, fed by the
+// benchmark through in and counted by out.
+type benchRig struct {
+	in   chan *core.Packet
+	out  *benchOut
+	s    *core.Stream
+	ran  chan error
+	stop context.CancelFunc
+	tag  []byte // the FLV tag every packet carries
+}
+
+func startRig(b *testing.B, def core.Definition, name string, params map[string]any, tagSize int) *benchRig {
+	st, err := def.Build(params, core.TestEnv(name))
 	if err != nil {
 		b.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
 	if o, ok := st.(core.Opener); ok {
 		if err := o.Open(ctx); err != nil {
+			cancel()
 			b.Fatal(err)
 		}
 	}
-	in := make(chan *core.Packet, 1024)
-	out := &benchOut{}
-	ran := make(chan error, 1)
-	go func() { ran <- st.Run(ctx, in, out) }()
-	s := core.NewStream("live/bench")
-	in <- core.NewEvent(core.EventStart, s)
-	tagBytes := flv.AppendTag(nil, flv.TypeVideo, 0, make([]byte, packetSize-flv.HeaderSize))
-	send := func() {
-		p := core.NewPacket(len(tagBytes))
-		copy(p.Data, tagBytes)
-		p.Stream, p.Type, p.Ingest = s, flv.TypeVideo, time.Now().UnixNano()
-		in <- p
-	}
+	r := &benchRig{in: make(chan *core.Packet, 1024), out: &benchOut{}, s: core.NewStream("live/bench"),
+		ran: make(chan error, 1), stop: cancel, tag: flv.AppendTag(nil, flv.TypeVideo, 0, make([]byte, tagSize-flv.HeaderSize))}
+	go func() { r.ran <- st.Run(ctx, r.in, r.out) }()
+	r.in <- core.NewEvent(core.EventStart, r.s)
+	return r
+}
 
-	// Throughput: as fast as the stage takes them.
+func (r *benchRig) send() {
+	p := core.NewPacket(len(r.tag))
+	copy(p.Data, r.tag)
+	p.Stream, p.Type, p.Ingest = r.s, flv.TypeVideo, time.Now().UnixNano()
+	r.in <- p
+}
+
+// throughput sends b.N packets as fast as the stage takes them and reports
+// packets/s.
+func (r *benchRig) throughput(b *testing.B) float64 {
 	b.ReportAllocs()
-	b.SetBytes(packetSize)
-	done := out.expect(b.N, false)
+	b.SetBytes(int64(len(r.tag)))
+	done := r.out.expect(b.N, false)
 	b.ResetTimer()
 	for range b.N {
-		send()
+		r.send()
 	}
 	select {
 	case <-done:
 	case <-time.After(30 * time.Second):
-		b.Fatalf("only %d of %d packets came through", out.n, b.N)
+		b.Fatalf("only %d of %d packets came through", r.out.n, b.N)
 	}
 	b.StopTimer()
 	pps := float64(b.N) / b.Elapsed().Seconds()
 	b.ReportMetric(pps, "pkts/s")
-	b.ReportMetric(pps/udp, "x-WriteToUDP")
+	return pps
+}
+
+// finish ends the stream and waits for the stage's Run.
+func (r *benchRig) finish(b *testing.B) {
+	defer r.stop()
+	r.in <- core.NewEvent(core.EventEnd, r.s)
+	close(r.in)
+	if err := <-r.ran; err != nil {
+		b.Fatal(err)
+	}
+}
+
+func benchStage(b *testing.B, def core.Definition, udp float64) {
+	r := startRig(b, def, "stream-filter", map[string]any{"drop_audio": true}, packetSize)
+	b.ReportMetric(r.throughput(b)/udp, "x-WriteToUDP")
 
 	// Latency: paced, so it measures the stage rather than a queue.
 	const n = latencyRate / 2
-	done = out.expect(n, true)
+	done := r.out.expect(n, true)
 	tick := time.NewTicker(time.Millisecond)
 	for sent := 0; sent < n; {
 		<-tick.C
 		for range latencyRate / 1000 {
-			send()
+			r.send()
 			sent++
 		}
 	}
@@ -148,18 +175,13 @@ func benchStage(b *testing.B, def core.Definition, udp float64) {
 	case <-time.After(30 * time.Second):
 		b.Fatalf("latency phase: packets missing")
 	}
-	out.mu.Lock()
-	lat := slices.Clone(out.lat)
-	out.mu.Unlock()
+	r.out.mu.Lock()
+	lat := slices.Clone(r.out.lat)
+	r.out.mu.Unlock()
 	slices.Sort(lat)
 	b.ReportMetric(float64(lat[len(lat)/2].Microseconds()), "p50-µs")
 	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds()), "p99-µs")
-
-	in <- core.NewEvent(core.EventEnd, s)
-	close(in)
-	if err := <-ran; err != nil {
-		b.Fatal(err)
-	}
+	r.finish(b)
 }
 
 var (

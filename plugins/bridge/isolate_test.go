@@ -2,7 +2,6 @@ package bridge
 
 import (
 	"bytes"
-	"context"
 	"strings"
 	"syscall"
 	"testing"
@@ -134,48 +133,10 @@ func BenchmarkRTPFragmenter(b *testing.B) {
 			if impl == "isolated" {
 				def = isolated(b, "rtp-fragmenter")
 			}
-			env := core.TestEnv("rtp-fragmenter")
-			st, err := def.Build(map[string]any{}, env)
-			if err != nil {
-				b.Fatal(err)
-			}
-			ctx, cancel := context.WithCancel(context.Background())
-			defer cancel()
-			if o, ok := st.(core.Opener); ok {
-				if err := o.Open(ctx); err != nil {
-					b.Fatal(err)
-				}
-			}
-			in := make(chan *core.Packet, 1024)
-			out := &benchOut{}
-			ran := make(chan error, 1)
-			go func() { ran <- st.Run(ctx, in, out) }()
-			s := core.NewStream("live/bench")
-			in <- core.NewEvent(core.EventStart, s)
 			// One tag below max_payload: one RTP packet out per tag.
-			tagBytes := flv.AppendTag(nil, flv.TypeVideo, 0, make([]byte, 1100-flv.HeaderSize))
-			b.ReportAllocs()
-			b.SetBytes(int64(len(tagBytes)))
-			done := out.expect(b.N, false)
-			b.ResetTimer()
-			for range b.N {
-				p := core.NewPacket(len(tagBytes))
-				copy(p.Data, tagBytes)
-				p.Stream, p.Type = s, flv.TypeVideo
-				in <- p
-			}
-			select {
-			case <-done:
-			case <-time.After(30 * time.Second):
-				b.Fatalf("only %d of %d packets came through", out.n, b.N)
-			}
-			b.StopTimer()
-			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "pkts/s")
-			in <- core.NewEvent(core.EventEnd, s)
-			close(in)
-			if err := <-ran; err != nil {
-				b.Fatal(err)
-			}
+			r := startRig(b, def, "rtp-fragmenter", map[string]any{}, 1100)
+			r.throughput(b)
+			r.finish(b)
 		})
 	}
 }
