@@ -21,10 +21,28 @@ type Definition struct {
 	CheckIn func(raw map[string]any, dir string) []error
 	// Build decodes raw parameters and constructs the stage.
 	Build func(raw map[string]any, env *Env) (Stage, error)
+	// Reconfigure, if set, applies new parameters to a running stage that
+	// Build made, in place: the host calls it on reload when only
+	// parameters marked Live changed. An error (ErrNotLive among them)
+	// makes the host restart the stage's pipeline instead.
+	Reconfigure func(st Stage, raw map[string]any) error
 	// Close, if set, frees what looking the definition up took (a plugin
 	// process started to ask its spec).
 	Close func()
 }
+
+// Reconfigurable is implemented by a stage whose config type is C and that
+// applies the parameters marked live:"true" while it runs. Reconfigure gets
+// the whole new config, validated; only live fields differ from the one the
+// stage was built with. It must be safe to call while Run runs, and must not
+// block on the data path.
+type Reconfigurable[C any] interface {
+	Reconfigure(cfg *C) error
+}
+
+// ErrNotLive is what Definition.Reconfigure returns for a stage that does
+// not apply changes in place.
+var ErrNotLive = errors.New("stage does not apply parameter changes in place")
 
 // Validator is implemented by config structs with rules that span several
 // fields; Validate runs after the fields are decoded.
@@ -70,6 +88,17 @@ func Define[C any](spec Spec, build func(cfg *C, env *Env) (Stage, error)) Defin
 			}
 			return build(cfg, env)
 		},
+	}
+	def.Reconfigure = func(st Stage, raw map[string]any) error {
+		r, ok := st.(Reconfigurable[C])
+		if !ok {
+			return ErrNotLive
+		}
+		cfg, errs := decode(raw)
+		if len(errs) > 0 {
+			return errors.Join(errs...)
+		}
+		return r.Reconfigure(cfg)
 	}
 	if _, ok := any(new(C)).(DirValidator); ok {
 		def.CheckIn = func(raw map[string]any, dir string) []error {

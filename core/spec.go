@@ -64,6 +64,10 @@ type Param struct {
 	// host:port with a numeric port 0-65535, so a typo is a problem at
 	// load and validate time rather than a failure at run.
 	Addr bool `json:"addr,omitempty"`
+	// Live marks a parameter a running stage applies in place when a
+	// reload changes it (the stage implements Reconfigurable); a change to
+	// any other parameter restarts the stage's pipeline.
+	Live bool `json:"live,omitempty"`
 }
 
 // Spec declares a stage: its name, what it does, what it takes and gives.
@@ -108,6 +112,7 @@ func (s *Spec) Param(name string) *Param {
 //	Mode    string        `param:"mode" default:"a" enum:"a,b" doc:"..."`
 //	Key     string        `param:"publish_key" secret:"true" doc:"..."`
 //	Listen  string        `param:"listen" addr:"true" doc:"..."`
+//	Key     string        `param:"play_key" live:"true" doc:"..."` (applied by Reconfigure on reload)
 //	Rename  map[string]string `param:"rename" doc:"..."`
 //
 // Field types map to string, int (any integer), float (float64), bool,
@@ -135,6 +140,7 @@ func ParamsOf(config any) []Param {
 			Required: f.Tag.Get("required") == "true",
 			Secret:   f.Tag.Get("secret") == "true",
 			Addr:     f.Tag.Get("addr") == "true",
+			Live:     f.Tag.Get("live") == "true",
 		}
 		if p.Type == "" {
 			panic(fmt.Sprintf("core.ParamsOf: %s.%s: unsupported type %s", t.Name(), f.Name, f.Type))

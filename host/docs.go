@@ -74,6 +74,9 @@ func paramsMarkdown(b *strings.Builder, column string, params []core.Param) {
 		if p.Secret {
 			doc += " (secret: never logged)"
 		}
+		if p.Live {
+			doc += " (live: a reload applies a change in place, no restart)"
+		}
 		fmt.Fprintf(b, "| `%s` | %s | %s | %s | %s |\n", p.Name, p.Type, def, p.RangeText(), mdText(doc))
 	}
 }
@@ -116,6 +119,9 @@ func ParamsText(params []core.Param) string {
 		}
 		if r := p.RangeText(); r != "" {
 			extra += " [" + r + "]"
+		}
+		if p.Live {
+			extra += " (live)"
 		}
 		fmt.Fprintf(&b, "    %-18s %-9s%s  %s\n", p.Name, p.Type, extra, p.Doc)
 	}
