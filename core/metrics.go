@@ -3,7 +3,9 @@ package core
 import (
 	"context"
 	"log/slog"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -23,6 +25,10 @@ type Metrics struct {
 	drops      *prometheus.CounterVec
 	events     *prometheus.CounterVec
 	gauges     *prometheus.GaugeVec
+	reloads    *prometheus.CounterVec
+	// ReloadOK is 1 when the last reload was applied whole, 0 when it was
+	// refused or a pipeline could not start (1 before any reload).
+	ReloadOK prometheus.Gauge
 
 	// Summaries of drops held back by the per-reason log limit are written
 	// by one timer per Metrics, armed only while some are pending, so an
@@ -32,6 +38,7 @@ type Metrics struct {
 	armed        atomic.Bool
 	mu           sync.Mutex
 	counters     []*DropCounter
+	dropsByKey   map[string]*DropCounter // by labels and reason: a restarted stage counts on
 	timer        *time.Timer
 	closed       bool
 }
@@ -57,12 +64,44 @@ func NewMetrics() *Metrics {
 	m.gauges = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "mediapipe_stage_gauge", Help: "Stage-specific current values (streams, viewers, peers, ...).",
 	}, append(stageLabels, "name"))
+	m.reloads = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "mediapipe_config_reloads_total", Help: "Reloads of the pipeline file, by result: ok, refused (the file has problems; nothing changed), failed (applied, but a pipeline could not start).",
+	}, []string{"result"})
+	m.ReloadOK = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "mediapipe_config_last_reload_successful", Help: "1 when the last reload was applied whole (or none was tried), else 0.",
+	})
+	m.ReloadOK.Set(1)
 	m.Registry.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		m.packetsIn, m.packetsOut, m.drops, m.events, m.gauges,
+		m.packetsIn, m.packetsOut, m.drops, m.events, m.gauges, m.reloads, m.ReloadOK,
 	)
 	return m
+}
+
+// Reload returns the counter of reloads with result (ok, refused, failed).
+func (m *Metrics) Reload(result string) prometheus.Counter {
+	return m.reloads.WithLabelValues(result)
+}
+
+// Forget deletes every series of pipeline, which a reload removed, so the
+// label values a process exports stay bounded by what it runs.
+func (m *Metrics) Forget(pipeline string) {
+	l := prometheus.Labels{"pipeline": pipeline}
+	m.packetsIn.DeletePartialMatch(l)
+	m.packetsOut.DeletePartialMatch(l)
+	m.drops.DeletePartialMatch(l)
+	m.events.DeletePartialMatch(l)
+	m.gauges.DeletePartialMatch(l)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.counters = slices.DeleteFunc(m.counters, func(d *DropCounter) bool {
+		if d.labels[0] != pipeline {
+			return false
+		}
+		delete(m.dropsByKey, d.key)
+		return true
+	})
 }
 
 // Stage returns the metrics view of the stage at position index of pipeline.
@@ -105,11 +144,22 @@ func (s *StageMetrics) Drop(reason string) *DropCounter {
 	if s.drops == nil {
 		s.drops = map[string]*DropCounter{}
 	}
-	d := &DropCounter{m: s.m, c: s.m.drops.WithLabelValues(append(append([]string{}, s.labels...), reason)...), reason: reason, log: s.log}
-	s.drops[reason] = d
+	labels := append(append([]string{}, s.labels...), reason)
+	key := strings.Join(labels, "\x00")
 	s.m.mu.Lock()
-	s.m.counters = append(s.m.counters, d)
-	s.m.mu.Unlock()
+	defer s.m.mu.Unlock()
+	// A stage a reload rebuilt under the same labels counts on in the
+	// counter it had, so the summary list does not grow per reload.
+	d, ok := s.m.dropsByKey[key]
+	if !ok {
+		d = &DropCounter{m: s.m, c: s.m.drops.WithLabelValues(labels...), reason: reason, log: s.log, labels: labels, key: key}
+		if s.m.dropsByKey == nil {
+			s.m.dropsByKey = map[string]*DropCounter{}
+		}
+		s.m.dropsByKey[key] = d
+		s.m.counters = append(s.m.counters, d)
+	}
+	s.drops[reason] = d
 	return d
 }
 
@@ -128,6 +178,8 @@ type DropCounter struct {
 	m       *Metrics
 	c       prometheus.Counter
 	reason  string
+	labels  []string // the stage's labels and the reason
+	key     string   // labels joined: its key in Metrics.dropsByKey
 	log     *slog.Logger
 	pending atomic.Uint64
 	lastLog atomic.Int64

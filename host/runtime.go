@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"slices"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -22,20 +23,39 @@ type Options struct {
 	Metrics *core.Metrics // nil: a fresh registry
 	Clock   core.Clock    // nil: the wall clock
 	// DrainTimeout bounds how long shutdown waits for stages to finish
-	// after the sources stopped (default 5 s).
+	// after the sources stopped (default 5 s). A reload waits as long for
+	// the pipelines it stops.
 	DrainTimeout time.Duration
+	// Reload re-reads the pipeline file for a reload (SIGHUP, POST
+	// /api/reload, run --watch); nil refuses reloads.
+	Reload func() (*File, error)
+	// LogChanged, if set, gets the [log] table of every applied reload, so
+	// the command can apply a new level.
+	LogChanged func(LogConfig)
 }
 
-// Runtime is a built set of pipelines, ready to run once.
+// Runtime is a built set of pipelines. Run runs it once; while it runs,
+// Reload swaps in a new version of the file, pipeline by pipeline.
 type Runtime struct {
+	Metrics *core.Metrics
+	log     *slog.Logger
+	opts    Options
+	ready   chan struct{}
+
+	mu sync.RWMutex
+	// File is the configuration running now: after a reload, the new
+	// file with the configs of the pipelines it left running.
 	File      *File
-	Pipelines []*Pipeline
-	Metrics   *core.Metrics
-	log       *slog.Logger
-	drain     time.Duration
-	ready     chan struct{}
+	Pipelines []*Pipeline // in File's order; read them through Running while Run runs
 	// AdminAddr is where the admin server listens once Run has started it.
 	AdminAddr net.Addr
+
+	reloadMu sync.Mutex // one reload at a time
+	reloads  chan *reloadRequest
+	failed   chan error    // capacity 1: the first stage failure stops Run
+	exited   chan struct{} // a pipeline's stages have all returned
+	stop     chan struct{} // closed once Run no longer serves reloads
+	admin    *admin
 }
 
 // Pipeline is one running pipeline: its stages and the streams live in it.
@@ -46,6 +66,15 @@ type Pipeline struct {
 
 	mu      sync.Mutex
 	streams map[*core.Stream]struct{}
+
+	config *PipelineConfig
+	input  *branchOutput // a branch's queue, attached to tee
+	tee    *teeOutput    // the tapped stage's output
+	ctx    context.Context
+	cancel context.CancelFunc
+	hard   chan struct{} // closed when shutdown stops waiting on stuck queues
+	done   chan struct{} // closed when every stage has returned
+	opened int           // how many stages Open has succeeded on
 }
 
 // RunningStage is one built stage with its place and queues.
@@ -55,7 +84,7 @@ type RunningStage struct {
 	Stage  core.Stage
 	in     chan *core.Packet
 	out    *chanOutput // nil for sinks
-	tee    *teeOutput  // set when pipelines branch off this stage's id
+	tee    *teeOutput  // for a stage with an id: pipelines may branch off it
 	done   atomic.Bool
 }
 
@@ -73,87 +102,108 @@ func Build(f *File, opts Options) (*Runtime, error) {
 	if opts.DrainTimeout <= 0 {
 		opts.DrainTimeout = 5 * time.Second
 	}
-	rt := &Runtime{File: f, Metrics: opts.Metrics, log: opts.Logger, drain: opts.DrainTimeout, ready: make(chan struct{})}
+	rt := &Runtime{
+		File: f, Metrics: opts.Metrics, log: opts.Logger, opts: opts,
+		ready:   make(chan struct{}),
+		reloads: make(chan *reloadRequest),
+		failed:  make(chan error, 1),
+		exited:  make(chan struct{}, 1),
+		stop:    make(chan struct{}),
+	}
 	var errs []error
 	for _, pc := range f.Pipelines {
-		p := &Pipeline{Name: pc.Name, From: pc.From, streams: map[*core.Stream]struct{}{}}
-		for _, sc := range pc.Stages {
-			log := opts.Logger.With("pipeline", pc.Name, "stage", sc.Index, "name", sc.SpecName())
-			sm := opts.Metrics.Stage(pc.Name, sc.Index, sc.SpecName())
-			sm.SetLogger(log)
-			env := &core.Env{Pipeline: pc.Name, Index: sc.Index, Name: sc.SpecName(), Dir: f.Dir, Log: log, Metrics: sm, Clock: opts.Clock}
-			st, err := sc.Def.Build(sc.Params, env)
-			if err != nil {
-				errs = append(errs, fmt.Errorf("%s: pipeline %q stage %d (%s): %w", f.Path, pc.Name, sc.Index, sc.Label(), err))
-				continue
-			}
-			rs := &RunningStage{Config: sc, Env: env, Stage: st}
-			if !sc.Def.Spec.IsSource() {
-				rs.in = make(chan *core.Packet, pc.Queue)
-			}
-			p.Stages = append(p.Stages, rs)
-		}
-		// Wire each stage's output to the next stage's queue.
-		for i, rs := range p.Stages {
-			if i+1 < len(p.Stages) {
-				next := p.Stages[i+1]
-				rs.out = &chanOutput{
-					ch:   next.in,
-					out:  rs.Env.Metrics.Out,
-					in:   next.Env.Metrics.In,
-					full: next.Env.Metrics.Drop("queue_full"),
-					gone: next.Env.Metrics.Drop("stage_stopped"),
-					wait: QueueWait,
-				}
-				if i == 0 {
-					rs.out.track = p
-					rs.out.log = rs.Env.Log
-				}
-			}
+		p, err := rt.buildPipeline(f, pc)
+		if err != nil {
+			errs = append(errs, err)
+			continue
 		}
 		rt.Pipelines = append(rt.Pipelines, p)
 	}
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
-	if err := rt.branch(); err != nil {
-		return nil, err
+	for _, p := range rt.Pipelines {
+		if err := rt.branch(p, rt.Pipelines); err != nil {
+			return nil, err
+		}
 	}
 	return rt, nil
 }
 
-// branch wires each pipeline with from to the stage whose id it names,
-// turning that stage's output into a tee.
-func (rt *Runtime) branch() error {
-	byConfig := map[*StageConfig]*RunningStage{}
-	pipeOf := map[*StageConfig]*Pipeline{}
-	for i, p := range rt.Pipelines {
-		for _, rs := range p.Stages {
-			byConfig[rs.Config] = rs
-			pipeOf[rs.Config] = rt.Pipelines[i]
-		}
-	}
-	for i, pc := range rt.File.Pipelines {
-		if pc.From == "" {
+// buildPipeline builds pc's stages and the queues between them.
+func (rt *Runtime) buildPipeline(f *File, pc *PipelineConfig) (*Pipeline, error) {
+	p := &Pipeline{Name: pc.Name, From: pc.From, config: pc, streams: map[*core.Stream]struct{}{},
+		hard: make(chan struct{}), done: make(chan struct{})}
+	var errs []error
+	for _, sc := range pc.Stages {
+		log := rt.log.With("pipeline", pc.Name, "stage", sc.Index, "name", sc.SpecName())
+		sm := rt.Metrics.Stage(pc.Name, sc.Index, sc.SpecName())
+		sm.SetLogger(log)
+		env := &core.Env{Pipeline: pc.Name, Index: sc.Index, Name: sc.SpecName(), Dir: f.Dir, Log: log, Metrics: sm, Clock: rt.opts.Clock}
+		st, err := sc.Def.Build(sc.Params, env)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: pipeline %q stage %d (%s): %w", f.Path, pc.Name, sc.Index, sc.Label(), err))
 			continue
 		}
-		_, sc := rt.File.Tapped(pc)
-		tapped := byConfig[sc]
-		p := rt.Pipelines[i]
-		if tapped == nil || tapped.out == nil || len(p.Stages) == 0 || p.Stages[0].in == nil {
-			// Resolve refuses such a file; Build is also called on files
-			// assembled by hand.
-			return fmt.Errorf("%s: pipeline %q: from %q names no stage with an output that its first stage can take", rt.File.Path, pc.Name, pc.From)
+		rs := &RunningStage{Config: sc, Env: env, Stage: st}
+		if !sc.Def.Spec.IsSource() {
+			rs.in = make(chan *core.Packet, pc.Queue)
 		}
-		if tapped.tee == nil {
-			tapped.tee = &teeOutput{main: tapped.out}
-		}
-		b := newBranchOutput(p, p.Stages[0], mutatesAfter(p, nil))
-		tapped.tee.branches = append(tapped.tee.branches, b)
-		// The branches that only read share one copy when the tapped
-		// stage's own pipeline writes into the original.
-		tapped.tee.copyShared = tapped.tee.copyShared || !b.mutates && mutatesAfter(pipeOf[sc], tapped)
+		p.Stages = append(p.Stages, rs)
 	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	// Wire each stage's output to the next stage's queue.
+	for i, rs := range p.Stages {
+		if i+1 >= len(p.Stages) {
+			break
+		}
+		next := p.Stages[i+1]
+		rs.out = &chanOutput{
+			ch:   next.in,
+			out:  rs.Env.Metrics.Out,
+			in:   next.Env.Metrics.In,
+			full: next.Env.Metrics.Drop("queue_full"),
+			gone: next.Env.Metrics.Drop("stage_stopped"),
+			wait: QueueWait,
+			hard: p.hard,
+		}
+		if i == 0 {
+			rs.out.track = p
+			rs.out.log = rs.Env.Log
+		}
+		if rs.Config.ID != "" {
+			rs.tee = newTee(rs.out, mutatesAfter(p, rs))
+		}
+	}
+	p.ctx, p.cancel = context.WithCancel(context.Background())
+	return p, nil
+}
+
+// branch attaches p, when it has from, to the tee of the stage among pipes
+// whose id it names.
+func (rt *Runtime) branch(p *Pipeline, pipes []*Pipeline) error {
+	if p.From == "" {
+		return nil
+	}
+	var tapped *RunningStage
+	for _, o := range pipes {
+		for _, rs := range o.Stages {
+			if rs.Config.ID == p.From {
+				tapped = rs
+			}
+		}
+	}
+	if tapped == nil || tapped.tee == nil || len(p.Stages) == 0 || p.Stages[0].in == nil {
+		// Resolve refuses such a file; Build is also called on files
+		// assembled by hand.
+		return fmt.Errorf("%s: pipeline %q: from %q names no stage with an output that its first stage can take", rt.File.Path, p.Name, p.From)
+	}
+	p.input = newBranchOutput(p, p.Stages[0], mutatesAfter(p, nil))
+	p.input.hard = p.hard
+	p.tee = tapped.tee
+	p.tee.attach(p.input)
 	return nil
 }
 
@@ -170,131 +220,195 @@ func mutatesAfter(p *Pipeline, rs *RunningStage) bool {
 	return false
 }
 
+// Running returns the pipelines running now, in the file's order.
+func (rt *Runtime) Running() []*Pipeline {
+	rt.mu.RLock()
+	defer rt.mu.RUnlock()
+	return slices.Clone(rt.Pipelines)
+}
+
+// Config returns the configuration running now (see File).
+func (rt *Runtime) Config() *File {
+	rt.mu.RLock()
+	defer rt.mu.RUnlock()
+	return rt.File
+}
+
 // Run opens every stage, runs them until ctx is cancelled or a stage fails,
 // then stops the sources, lets the rest drain and returns. It returns nil
-// after a clean shutdown.
+// after a clean shutdown. While it runs it applies reloads.
 func (rt *Runtime) Run(ctx context.Context) error {
 	// Last of all: write the held-back drop summaries, stop their timer.
 	defer rt.Metrics.Close()
-	stageCtx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	hard := make(chan struct{})
-	var all []*RunningStage
-	var pumps sync.WaitGroup
-	for _, p := range rt.Pipelines {
-		for _, rs := range p.Stages {
-			if rs.out != nil {
-				rs.out.hard = hard
-			}
-			if rs.tee != nil {
-				for _, b := range rs.tee.branches {
-					b.hard = hard
-					pumps.Go(b.pump)
-				}
-			}
-			all = append(all, rs)
-		}
-	}
-	// Every pump returns once its tee is closed: after its stage's Run,
-	// or below for the stages a failed open left unrun.
-
-	// Open in order; on failure, let the already opened stages clean up.
-	opened, err := openStages(stageCtx, all)
-	var a *admin
-	if err == nil && rt.File.Admin != nil {
-		a, err = rt.startAdmin(rt.File.Admin.Listen)
-	}
-	if err != nil {
-		cancel()
-		close(hard)
-		// With ctx cancelled the sources return at once and each closed
-		// output ends the next stage, so the opened stages release what
-		// Open bound.
-		// A branch opened before the pipeline it taps ends when that
-		// stage's output closes, which an unopened stage's must do here.
-		for _, rs := range all[opened:] {
-			rs.closeOutput()
-		}
-		rt.runStages(stageCtx, all[:opened], nil)
-		pumps.Wait()
+	defer close(rt.stop)
+	pipes := rt.Running()
+	if err := rt.open(pipes); err != nil {
 		return err
 	}
-	if a != nil {
-		defer a.close()
+	if rt.File.Admin != nil {
+		a, err := rt.startAdmin(rt.File.Admin.Listen)
+		if err != nil {
+			rt.abort(pipes)
+			return err
+		}
+		rt.admin = a
 	}
-
-	failed := make(chan error, len(all))
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		rt.runStages(stageCtx, all, failed)
-		pumps.Wait()
-	}()
-
+	defer func() { rt.admin.close() }()
+	for _, p := range pipes {
+		rt.launch(p)
+	}
 	close(rt.ready)
 
 	var runErr error
-	select {
-	case <-ctx.Done():
-	case runErr = <-failed:
-	case <-done:
+loop:
+	for {
+		select {
+		case <-ctx.Done():
+			break loop
+		case runErr = <-rt.failed:
+			break loop
+		case <-rt.exited:
+			if rt.allDone() {
+				break loop
+			}
+		case req := <-rt.reloads:
+			req.reply <- rt.apply(req.file)
+		}
 	}
 	rt.log.Info("stopping")
-	cancel()
-	if err := rt.awaitStop(done, hard, all); err != nil {
+	pipes = rt.Running()
+	if err := rt.stopPipelines(pipes); err != nil {
 		return errors.Join(runErr, err)
 	}
 	return runErr
 }
 
-// openStages opens every stage that is an Opener, in order, and returns how
-// many it got through and the error that stopped it.
-func openStages(ctx context.Context, all []*RunningStage) (int, error) {
-	for i, rs := range all {
-		if o, ok := rs.Stage.(core.Opener); ok {
-			if err := o.Open(ctx); err != nil {
-				return i, fmt.Errorf("pipeline %q stage %d (%s): %w", rs.Env.Pipeline, rs.Env.Index, rs.Env.Name, err)
+// open opens every stage of pipes that is an Opener, in order. On failure
+// it stops what it opened and returns the error.
+func (rt *Runtime) open(pipes []*Pipeline) error {
+	for _, p := range pipes {
+		for _, rs := range p.Stages {
+			if o, ok := rs.Stage.(core.Opener); ok {
+				if err := o.Open(p.ctx); err != nil {
+					rt.abort(pipes)
+					return fmt.Errorf("pipeline %q stage %d (%s): %w", rs.Env.Pipeline, rs.Env.Index, rs.Env.Name, err)
+				}
 			}
+			p.opened++
 		}
-	}
-	return len(all), nil
-}
-
-// awaitStop waits, once the sources were told to stop, until done: up to
-// the drain timeout, then 2 s more with start and end events no longer
-// waiting on a stuck queue (hard closed). It always leaves hard closed.
-func (rt *Runtime) awaitStop(done <-chan struct{}, hard chan struct{}, all []*RunningStage) error {
-	timer := time.NewTimer(rt.drain)
-	defer timer.Stop()
-	select {
-	case <-done:
-	case <-timer.C:
-		close(hard) // unblock start/end events waiting on a stuck queue
-		select {
-		case <-done:
-		case <-time.After(2 * time.Second):
-			return fmt.Errorf("stages did not stop within %s: %s", rt.drain+2*time.Second, rt.stuck(all))
-		}
-	}
-	select {
-	case <-hard:
-	default:
-		close(hard)
 	}
 	return nil
+}
+
+// abort ends pipes that were opened, wholly or in part, but not launched:
+// with their contexts cancelled the sources return at once and each closed
+// output ends the next stage, so the opened stages release what Open bound.
+func (rt *Runtime) abort(pipes []*Pipeline) {
+	for _, p := range pipes {
+		p.cancel()
+		close(p.hard)
+		if p.input != nil {
+			p.tee.detach(p.input)
+		}
+		rt.launch(p)
+	}
+	for _, p := range pipes {
+		<-p.done
+	}
+}
+
+// launch runs p's opened stages, each on its own goroutine; an unopened
+// stage's output is closed at once, so what follows it ends too.
+func (rt *Runtime) launch(p *Pipeline) {
+	go func() {
+		var pump sync.WaitGroup
+		if p.input != nil {
+			pump.Go(p.input.pump) // returns once the branch is closed
+		}
+		for _, rs := range p.Stages[p.opened:] {
+			rs.done.Store(true)
+			rs.closeOutput()
+		}
+		rt.runStages(p.ctx, p.Stages[:p.opened])
+		pump.Wait()
+		close(p.done)
+		select {
+		case rt.exited <- struct{}{}:
+		default: // Run is told already
+		}
+	}()
+}
+
+// allDone says whether every running pipeline has ended by itself.
+func (rt *Runtime) allDone() bool {
+	for _, p := range rt.Running() {
+		select {
+		case <-p.done:
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// stopPipelines stops pipes as at shutdown and waits for them: a source
+// stops and ends its streams, a branch is detached from what it taps and
+// ends its streams, and everything after drains. It waits up to the drain
+// timeout, then 2 s more with start and end events no longer waiting on a
+// stuck queue (hard closed).
+func (rt *Runtime) stopPipelines(pipes []*Pipeline) error {
+	for _, p := range pipes {
+		if p.input != nil {
+			p.tee.detach(p.input)
+		}
+		p.cancel()
+	}
+	timer := time.NewTimer(rt.opts.DrainTimeout)
+	defer timer.Stop()
+	if !waitDone(pipes, timer.C) {
+		for _, p := range pipes {
+			closeOnce(p.hard) // unblock start/end events waiting on a stuck queue
+		}
+		if !waitDone(pipes, time.After(2*time.Second)) {
+			return fmt.Errorf("stages did not stop within %s: %s", rt.opts.DrainTimeout+2*time.Second, stuck(pipes))
+		}
+	}
+	for _, p := range pipes {
+		closeOnce(p.hard)
+	}
+	return nil
+}
+
+// waitDone waits until every pipeline of pipes is done, or until timeout.
+func waitDone(pipes []*Pipeline, timeout <-chan time.Time) bool {
+	for _, p := range pipes {
+		select {
+		case <-p.done:
+		case <-timeout:
+			return false
+		}
+	}
+	return true
+}
+
+func closeOnce(ch chan struct{}) {
+	select {
+	case <-ch:
+	default:
+		close(ch)
+	}
 }
 
 // Ready is closed once every stage is open (listeners bound) and running.
 func (rt *Runtime) Ready() <-chan struct{} { return rt.ready }
 
 // runStages runs each stage on its own goroutine and closes a stage's output
-// queue once it returns, so the next stage drains and ends in turn.
-func (rt *Runtime) runStages(ctx context.Context, stages []*RunningStage, failed chan error) {
+// queue once it returns, so the next stage drains and ends in turn. The
+// first failure is handed to Run, which stops the process.
+func (rt *Runtime) runStages(ctx context.Context, stages []*RunningStage) {
 	var wg sync.WaitGroup
 	for _, rs := range stages {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			var out core.Output
 			switch {
 			case rs.tee != nil:
@@ -310,11 +424,12 @@ func (rt *Runtime) runStages(ctx context.Context, stages []*RunningStage, failed
 			if err != nil && !errors.Is(err, context.Canceled) {
 				err = fmt.Errorf("pipeline %q stage %d (%s): %w", rs.Env.Pipeline, rs.Env.Index, rs.Env.Name, err)
 				rs.Env.Log.Error("stage failed", "err", err)
-				if failed != nil {
-					failed <- err
+				select {
+				case rt.failed <- err:
+				default: // the first failure stops Run already
 				}
 			}
-		}()
+		})
 	}
 	wg.Wait()
 }
@@ -341,11 +456,13 @@ func safeRun(ctx context.Context, rs *RunningStage, out core.Output) (err error)
 	return rs.Stage.Run(ctx, rs.in, out)
 }
 
-func (rt *Runtime) stuck(all []*RunningStage) string {
+func stuck(pipes []*Pipeline) string {
 	var names []string
-	for _, rs := range all {
-		if !rs.done.Load() {
-			names = append(names, fmt.Sprintf("%s/%d (%s)", rs.Env.Pipeline, rs.Env.Index, rs.Env.Name))
+	for _, p := range pipes {
+		for _, rs := range p.Stages {
+			if !rs.done.Load() {
+				names = append(names, fmt.Sprintf("%s/%d (%s)", rs.Env.Pipeline, rs.Env.Index, rs.Env.Name))
+			}
 		}
 	}
 	return fmt.Sprint(names)

@@ -1,31 +1,80 @@
 package host
 
 import (
+	"slices"
 	"sync"
+	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/mediapipe/mediapipe/core"
 )
 
-// teeOutput is the output of a stage whose id pipelines branch off: each
-// packet goes to every branch, shared read-only, and then, itself, to the
-// stage's own next stage, which sees exactly what it would without the
-// branches. A branch never makes the stage wait: see branchOutput.
+// teeOutput is the output of a stage that carries an id: each packet goes
+// to every branch attached at the time, shared read-only, and then, itself,
+// to the stage's own next stage, which sees exactly what it would without
+// the branches. A branch never makes the stage wait: see branchOutput.
+//
+// Branches attach and detach while the stage runs (a reload adding or
+// removing a pipeline with from): data packets read the branch set with
+// one atomic load; start and end events, attach and detach take mu, so a
+// branch attached mid-stream is first given a start for each stream live at
+// the stage, and never sees a stream's data before its start.
 type teeOutput struct {
 	main *chanOutput
-	// copyShared: a stage after the tapped one in its own pipeline writes
-	// into packet bytes, so the branches share one copy, not the original.
-	copyShared bool
-	branches   []*branchOutput
+	// mutatesAfter: a stage after the tapped one in its own pipeline
+	// writes into packet bytes, so branches that read share one copy.
+	mutatesAfter bool
+	set          atomic.Pointer[teeSet]
+
+	mu     sync.Mutex
+	live   map[*core.Stream]struct{} // streams started and not ended at the stage
+	closed bool
 }
 
+// teeSet is an immutable set of branches; a change replaces it.
+type teeSet struct {
+	branches []*branchOutput
+	// copyShared: the branches that only read share one copy, not the
+	// original, because the stage's own pipeline writes into it.
+	copyShared bool
+}
+
+func newTee(main *chanOutput, mutatesAfter bool) *teeOutput {
+	t := &teeOutput{main: main, mutatesAfter: mutatesAfter, live: map[*core.Stream]struct{}{}}
+	t.set.Store(&teeSet{})
+	return t
+}
+
+// branches returns the branches attached now.
+func (t *teeOutput) branches() []*branchOutput { return t.set.Load().branches }
+
 func (t *teeOutput) Emit(p *core.Packet) {
+	if p.Event == core.EventData {
+		t.fanout(p, t.set.Load())
+		t.main.Emit(p)
+		return
+	}
+	t.mu.Lock()
+	if p.Event == core.EventStart {
+		t.live[p.Stream] = struct{}{}
+	} else {
+		delete(t.live, p.Stream)
+	}
+	t.fanout(p, t.set.Load()) // a branch holds events back rather than wait
+	t.mu.Unlock()
+	t.main.Emit(p) // may wait for room: not under mu
+}
+
+func (t *teeOutput) fanout(p *core.Packet, set *teeSet) {
+	if len(set.branches) == 0 {
+		return
+	}
 	base := p
-	if t.copyShared {
+	if set.copyShared {
 		base = p.Clone()
 	}
-	for _, b := range t.branches {
+	for _, b := range set.branches {
 		if b.mutates {
 			b.emit(p.Clone()) // it writes into the bytes: its own copy
 		} else {
@@ -35,14 +84,55 @@ func (t *teeOutput) Emit(p *core.Packet) {
 	if base != p {
 		base.Release()
 	}
-	t.main.Emit(p)
+}
+
+// attach adds branch b: it first gets a start for every stream live at the
+// stage. A tee already closed closes b at once.
+func (t *teeOutput) attach(b *branchOutput) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.closed {
+		b.Close()
+		return
+	}
+	for s := range t.live {
+		b.emit(core.NewEvent(core.EventStart, s))
+	}
+	old := t.set.Load()
+	next := &teeSet{branches: append(slices.Clone(old.branches), b)}
+	next.copyShared = old.copyShared || !b.mutates && t.mutatesAfter
+	t.set.Store(next)
+}
+
+// detach removes branch b and closes it after an end for each stream it
+// has live, so its stages finish those streams as at shutdown. It reports
+// whether b was attached.
+func (t *teeOutput) detach(b *branchOutput) bool {
+	t.mu.Lock()
+	old := t.set.Load()
+	i := slices.Index(old.branches, b)
+	if i >= 0 {
+		next := &teeSet{branches: slices.Delete(slices.Clone(old.branches), i, i+1)}
+		for _, o := range next.branches {
+			next.copyShared = next.copyShared || !o.mutates && t.mutatesAfter
+		}
+		t.set.Store(next)
+	}
+	t.mu.Unlock()
+	b.endStreams.Store(true)
+	b.Close()
+	return i >= 0
 }
 
 // Close ends the stage's own next stage first, then each branch once the
 // events it holds back are delivered.
 func (t *teeOutput) Close() {
 	t.main.Close()
-	for _, b := range t.branches {
+	t.mu.Lock()
+	t.closed = true
+	set := t.set.Load()
+	t.mu.Unlock()
+	for _, b := range set.branches {
 		b.Close()
 	}
 }
@@ -64,6 +154,9 @@ type branchOutput struct {
 	full     *core.DropCounter
 	mutates  bool          // a stage of the branch writes into packet bytes
 	hard     chan struct{} // closed when shutdown stops waiting on stuck queues
+	// endStreams: the branch was detached while its streams go on; the
+	// pump ends each stream it delivered a start of before closing.
+	endStreams atomic.Bool
 
 	mu       sync.Mutex
 	held     []*core.Packet // events waiting for the pump, in order
@@ -158,6 +251,9 @@ func (b *branchOutput) pump() {
 			closed := b.closed
 			b.mu.Unlock()
 			if closed {
+				if b.endStreams.Load() {
+					b.endLive()
+				}
 				close(b.ch)
 				return
 			}
@@ -180,6 +276,29 @@ func (b *branchOutput) pump() {
 		b.mu.Lock()
 		b.inflight = nil
 		b.mu.Unlock()
+	}
+}
+
+// endLive delivers an end for each stream the branch has live. Only the
+// pump calls it, once the branch is closed and holds nothing back, so no
+// other start or end can reach the branch meanwhile.
+func (b *branchOutput) endLive() {
+	b.pipeline.mu.Lock()
+	var live []*core.Stream
+	for s := range b.pipeline.streams {
+		live = append(live, s)
+	}
+	b.pipeline.mu.Unlock()
+	for _, s := range live {
+		end := core.NewEvent(core.EventEnd, s)
+		select {
+		case b.ch <- end:
+			b.in.Inc()
+			b.track(core.EventEnd, s)
+		case <-b.hard:
+			b.full.Inc()
+			end.Release()
+		}
 	}
 }
 

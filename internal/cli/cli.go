@@ -4,6 +4,7 @@ package cli
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"flag"
 	"fmt"
@@ -14,7 +15,9 @@ import (
 	"path/filepath"
 	"runtime/debug"
 	"strings"
+	"sync"
 	"syscall"
+	"time"
 
 	"github.com/mediapipe/mediapipe"
 	"github.com/mediapipe/mediapipe/core"
@@ -38,7 +41,8 @@ const usage = `mediapipe — plugin-based media pipelines (RTMP → RTP/UDP → 
 
 Usage:
   mediapipe run [FILE]        run the pipelines in FILE (default: pipeline.example.toml
-                              in . or beside the binary, else the built-in example)
+                              in . or beside the binary, else the built-in example);
+                              SIGHUP or POST /api/reload re-reads FILE, --watch on change
   mediapipe validate FILE...  check FILEs; print every problem; exit 1 if any
   mediapipe stages            list stages with kinds and parameters (--markdown for docs)
   mediapipe version           print the version
@@ -102,6 +106,10 @@ func version() string {
 var descriptions = map[string]string{
 	"run": `Runs every pipeline in FILE until SIGINT or SIGTERM, then closes the
 listeners, lets queued packets drain, finishes recordings and exits 0.
+SIGHUP, POST /api/reload on the admin address, or (with --watch) a change
+to FILE reloads it: a file with problems is refused whole; unchanged
+pipelines run on untouched, live parameters are applied in place, added
+pipelines start, removed ones stop, changed ones restart.
 Without FILE it uses pipeline.example.toml from the working directory or
 beside the binary, else the built-in copy. MEDIAPIPE_… environment
 variables override keys of the file (see README).`,
@@ -165,10 +173,16 @@ func printProblems(w io.Writer, err error) {
 func runCmd(args []string, stdout, stderr io.Writer) int {
 	fs := newFlags("run", "run [FILE]", stderr)
 	level := fs.String("log-level", "", "override the file's log level: debug, info, warn, error")
+	watch := fs.Bool("watch", false, "reload when FILE changes (as SIGHUP and POST /api/reload do)")
 	files, err := parseArgs(fs, args)
 	if err != nil {
 		return FlagExit(err)
 	}
+	// From here on SIGHUP means reload, never the default of dying, even
+	// before the pipelines run (it then waits for them).
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	if len(files) > 1 {
 		fmt.Fprintln(stderr, "mediapipe run: at most one FILE")
 		return 2
@@ -191,26 +205,44 @@ func runCmd(args []string, stdout, stderr io.Writer) int {
 		printProblems(stderr, err)
 		return 1
 	}
-	defer f.Close()
 	if *level != "" {
 		f.Log.Level = *level
 	}
-	log := NewLogger(stderr, f.Log)
+	var lv slog.LevelVar
+	log := newLogger(stderr, f.Log, &lv)
 	slog.SetDefault(log)
-	rt, err := host.Build(f, host.Options{Logger: log})
+	format := f.Log.Format
+	rt, err := host.Build(f, host.Options{
+		Logger: log,
+		Reload: func() (*host.File, error) { return load(path, data) },
+		LogChanged: func(c host.LogConfig) {
+			if *level == "" { // --log-level wins over the file
+				_ = lv.UnmarshalText([]byte(c.Level))
+			}
+			if c.Format != format {
+				log.Warn("reload: log.format takes effect when the process restarts", "running", format, "file", c.Format)
+			}
+		},
+	})
 	if err != nil {
+		f.Close()
 		fmt.Fprintln(stderr, err)
 		return 1
 	}
+	// Stop what resolving the running configuration started (plugin
+	// processes asked for their specs): after reloads, that of the last.
+	defer func() { rt.Config().Close() }()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	go func() {
 		select {
 		case <-rt.Ready():
-			log.Info("running", "file", path, "pipelines", len(rt.Pipelines), "version", version())
+			log.Info("running", "file", path, "pipelines", len(rt.Pipelines), "version", version(), "pid", os.Getpid())
 		case <-ctx.Done():
 		}
 	}()
+	stopReloads := serveReloads(ctx, rt, hup, path, data == nil && *watch, log)
+	defer stopReloads()
 	if err := rt.Run(ctx); err != nil {
 		log.Error("stopped with an error", "err", err)
 		return 1
@@ -219,9 +251,92 @@ func runCmd(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
+// serveReloads reloads rt on each signal from hup and, with watch, when the file at path
+// changes, until ctx ends; the returned func stops it and waits.
+func serveReloads(ctx context.Context, rt *host.Runtime, hup <-chan os.Signal, path string, watch bool, log *slog.Logger) func() {
+	ctx, cancel := context.WithCancel(ctx)
+	var changed <-chan struct{}
+	var wg sync.WaitGroup
+	if watch {
+		ch := make(chan struct{}, 1)
+		changed = ch
+		wg.Go(func() { watchFile(ctx, path, watchEvery, ch, log) })
+	}
+	wg.Go(func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-hup:
+				log.Info("reload requested", "by", "SIGHUP")
+			case <-changed:
+				log.Info("reload requested", "by", "file change", "file", path)
+			}
+			// The outcome is logged and counted by the runtime.
+			_, _ = rt.Reload(ctx)
+		}
+	})
+	return func() {
+		cancel()
+		wg.Wait()
+	}
+}
+
+// watchEvery is how often --watch looks at the file.
+var watchEvery = 500 * time.Millisecond
+
+// watchFile signals changed when the content of path changes and then
+// stays the same for one more look, so an editor's half-written save is
+// not reloaded. It reads the content rather than trusting modification
+// times or inotify, which miss a Kubernetes ConfigMap's symlink swap.
+func watchFile(ctx context.Context, path string, every time.Duration, changed chan<- struct{}, log *slog.Logger) {
+	read := func() (sum [32]byte, ok bool) {
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return sum, false
+		}
+		return sha256.Sum256(data), true
+	}
+	last, _ := read()
+	pending, seen := last, false
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		sum, ok := read()
+		switch {
+		case !ok:
+			if !seen {
+				log.Warn("watch: cannot read the file; keeping the running pipelines", "file", path)
+				seen = true
+			}
+			continue
+		case sum == last:
+			pending = last
+		case sum != pending:
+			pending = sum // changed: wait one look for it to settle
+		default:
+			last = sum
+			select {
+			case changed <- struct{}{}:
+			default:
+			}
+		}
+		seen = false
+	}
+}
+
 // NewLogger logs to w at c's level, as JSON when c asks for it, else as text.
 func NewLogger(w io.Writer, c host.LogConfig) *slog.Logger {
-	var lv slog.Level
+	return newLogger(w, c, new(slog.LevelVar))
+}
+
+// newLogger is NewLogger with its level in lv, which a reload may change.
+func newLogger(w io.Writer, c host.LogConfig, lv *slog.LevelVar) *slog.Logger {
 	_ = lv.UnmarshalText([]byte(c.Level))
 	opts := &slog.HandlerOptions{Level: lv}
 	if c.Format == "json" {
