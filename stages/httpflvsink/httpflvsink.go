@@ -24,11 +24,11 @@ import (
 // Config is httpflv-sink's parameters.
 type Config struct {
 	Listen       string        `param:"listen" required:"true" addr:"true" doc:"HTTP address to serve on; streams are at http://ADDR/APP/KEY.flv"`
-	PlayKey      string        `param:"play_key" secret:"true" live:"true" doc:"when set, a viewer must add ?key=SECRET to the URL (401 without, 403 when wrong). Live: a new key admits new viewers with it and refuses the old one from then on; viewers already playing keep playing"`
+	PlayKey      string        `param:"play_key" secret:"true" live:"true" doc:"when set, a viewer must add ?key=SECRET to the URL (401 without, 403 when wrong). On a reload, a new key admits new viewers with it and refuses the old one from then on; viewers already playing keep playing"`
 	ViewerQueue  int           `param:"viewer_queue" default:"1024" min:"16" max:"1000000" doc:"tags queued per viewer; a viewer that falls this far behind is disconnected (slow_viewer)"`
 	GOPCache     bool          `param:"gop_cache" default:"true" doc:"send a new viewer the tags since the last keyframe, so its first frame comes at once"`
 	GOPMaxBytes  int           `param:"gop_max_bytes" default:"33554432" min:"65536" doc:"a GOP larger than this is not cached (viewers then start at the next keyframe)"`
-	MaxViewers   int           `param:"max_viewers" default:"0" min:"0" live:"true" doc:"most viewers at once over all streams (503 beyond); 0 means no limit. Live: lowering it refuses new viewers until fewer than the new limit are connected, without cutting any; raising it admits more at once"`
+	MaxViewers   int           `param:"max_viewers" default:"0" min:"0" live:"true" doc:"most viewers at once over all streams (503 beyond); 0 means no limit. On a reload, lowering it refuses new viewers until fewer than the new limit are connected, cutting none; raising it admits more at once"`
 	WriteTimeout time.Duration `param:"write_timeout" default:"10s" min:"0.1" doc:"a viewer whose socket accepts nothing for this long, or that has more than this much of the stream (at its measured rate) sent or queued but not acknowledged, is disconnected (slow_viewer); also the most a viewer is given to take what is queued when its stream ends. Each viewer's socket send buffer is one second of its stream, 64 KiB to 1 MiB (and net.core.wmem_max), so a viewer that stops reading is shed write_timeout after its send buffer fills (a second or two) and pins at most twice its send buffer in the kernel"`
 	// Coalescing: tags queue per viewer and go out in one writev per flush,
 	// so a viewer costs a syscall per flush, not per tag.

@@ -30,7 +30,7 @@ import (
 // Config is rtmp-source's parameters.
 type Config struct {
 	Listen         string        `param:"listen" required:"true" addr:"true" doc:"TCP address the RTMP server listens on, e.g. 127.0.0.1:1935"`
-	PublishKey     string        `param:"publish_key" secret:"true" live:"true" doc:"when set, a publisher must add ?key=SECRET to the stream name or is refused. Live: a new key admits new publishers with it and refuses the old one from then on; a publisher already streaming keeps streaming"`
+	PublishKey     string        `param:"publish_key" secret:"true" live:"true" doc:"when set, a publisher must add ?key=SECRET to the stream name or is refused. On a reload, a new key admits new publishers with it and refuses the old one from then on; a publisher already streaming keeps streaming"`
 	IdleTimeout    time.Duration `param:"idle_timeout" default:"10s" min:"0.1" doc:"close a connection that has not published within this long of connecting (one deadline for handshake, connect and publish, however slowly bytes trickle in), or that stops sending for this long afterwards"`
 	MaxMessageSize int           `param:"max_message_size" default:"8388608" min:"65536" max:"16777215" doc:"largest RTMP message in bytes; a bigger one closes the connection (counted) before anything is allocated for it"`
 	MaxPublishers  int           `param:"max_publishers" default:"0" min:"0" doc:"most streams published at once; 0 means no limit"`
