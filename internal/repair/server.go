@@ -55,8 +55,8 @@ func (e Event) String() string {
 // ServerConfig configures a Server. Zero values take the defaults noted.
 type ServerConfig struct {
 	Addr              string // UDP address to listen on
-	Token             string // when set, peers must present it in HELLO
-	MaxRate           int    // bytes/s of repaired packets per peer; 0 = unlimited
+	Token             string // when set, peers must present it in HELLO (SetToken changes it)
+	MaxRate           int    // bytes/s of repaired packets per peer; 0 = unlimited (SetMaxRate changes it)
 	CertFile, KeyFile string // PEM files; both empty = self-signed certificate
 	CachePackets      int    // most packets kept per SSRC (default 5000)
 	// CacheDuration keeps, per SSRC, only the packets that arrived within
@@ -129,6 +129,10 @@ type Server struct {
 	attemptsAt  time.Time
 	attemptsNum int
 	authed      int // peers past HELLO
+	// token and maxRate start as cfg's and change while serving
+	// (SetToken, SetMaxRate): HELLO and every peer's limiter read them.
+	token   atomic.Pointer[string]
+	maxRate atomic.Int64
 	// closeDone is closed once Close has released the socket.
 	closeDone chan struct{}
 
@@ -185,18 +189,43 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	if len(cfg.Token) > repairwire.MaxTokenLen {
-		return nil, fmt.Errorf("repair: token longer than %d bytes", repairwire.MaxTokenLen)
-	}
 	t, err := ServerTLS(cfg.CertFile, cfg.KeyFile)
 	if err != nil {
 		return nil, err
 	}
-	return &Server{
+	s := &Server{
 		cfg: cfg, tls: t, streams: map[uint32]*cached{}, peers: map[*quic.Conn]struct{}{},
 		pending: map[*quic.Conn]pendingPeer{}, perAddr: map[netip.Addr]int{},
 		closeDone: make(chan struct{}),
-	}, nil
+	}
+	if err := s.SetToken(cfg.Token); err != nil {
+		return nil, err
+	}
+	if err := s.SetMaxRate(cfg.MaxRate); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// SetToken changes the token a HELLO must present from now on (empty: none).
+// Peers already past HELLO keep their connection: rotating the token admits
+// new peers with the new one and refuses the old one from here on.
+func (s *Server) SetToken(token string) error {
+	if len(token) > repairwire.MaxTokenLen {
+		return fmt.Errorf("repair: token longer than %d bytes", repairwire.MaxTokenLen)
+	}
+	s.token.Store(&token)
+	return nil
+}
+
+// SetMaxRate changes the bytes/s of repairs each peer may take (0: no
+// limit), for the peers already connected too, from their next request on.
+func (s *Server) SetMaxRate(rate int) error {
+	if rate < 0 {
+		return fmt.Errorf("repair: max rate %d is negative", rate)
+	}
+	s.maxRate.Store(int64(rate))
+	return nil
 }
 
 // Listen binds the UDP socket.
@@ -301,7 +330,7 @@ func (s *Server) Serve(ctx context.Context) error {
 	junkDone := make(chan struct{})
 	go func() { defer close(junkDone); s.readNonQUIC(jctx) }()
 	defer func() { jstop(); <-junkDone }()
-	s.cfg.Log.Info("repair server listening", "addr", s.ln.Addr().String(), "alpn", repairwire.ALPN, "auth", s.cfg.Token != "")
+	s.cfg.Log.Info("repair server listening", "addr", s.ln.Addr().String(), "alpn", repairwire.ALPN, "auth", *s.token.Load() != "")
 	for {
 		conn, err := s.ln.Accept(ctx)
 		if err != nil {
@@ -574,15 +603,18 @@ const MaxIncomingStreams = 1024
 
 // peer is one authenticated connection.
 type peer struct {
+	rate   *atomic.Int64 // the server's max rate, which may change while connected
 	mu     sync.Mutex
-	bucket *bucket // nil = unlimited
+	bucket bucket // tuned to *rate at each take
 }
 
 func (p *peer) take(n int, now time.Time) bool {
-	if p.bucket == nil {
+	rate := p.rate.Load()
+	if rate <= 0 {
 		return true
 	}
 	p.mu.Lock()
+	p.bucket.tune(int(rate), now)
 	ok := p.bucket.take(n, now)
 	p.mu.Unlock()
 	return ok
@@ -617,10 +649,7 @@ func (s *Server) serveConn(conn *quic.Conn) {
 		s.mu.Unlock()
 	}()
 	s.cfg.Log.Info("repair peer connected", "peer", remote)
-	p := &peer{}
-	if s.cfg.MaxRate > 0 {
-		p.bucket = newBucket(s.cfg.MaxRate, s.cfg.Now())
-	}
+	p := &peer{rate: &s.maxRate}
 	// The control stream may carry requests too; when the peer ends it, it
 	// is leaving. It stays open while idle, unlike request streams.
 	s.wg.Add(1)
@@ -678,7 +707,7 @@ func (s *Server) hello(conn *quic.Conn) (*quic.Stream, error) {
 		_ = conn.CloseWithError(repairwire.CodeProtocol, "bad hello")
 		return nil, fmt.Errorf("hello version %d, want %d", h.Version, repairwire.Version)
 	}
-	if s.cfg.Token != "" && subtle.ConstantTimeCompare([]byte(h.Token), []byte(s.cfg.Token)) != 1 {
+	if token := *s.token.Load(); token != "" && subtle.ConstantTimeCompare([]byte(h.Token), []byte(token)) != 1 {
 		s.count(EvAuthFailed, 1)
 		_ = conn.CloseWithError(repairwire.CodeUnauthorized, "unauthorized")
 		return nil, errors.New("wrong token")

@@ -7,9 +7,11 @@ import (
 	"crypto/subtle"
 	_ "embed"
 	"errors"
+	"fmt"
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -22,11 +24,11 @@ import (
 // Config is httpflv-sink's parameters.
 type Config struct {
 	Listen       string        `param:"listen" required:"true" addr:"true" doc:"HTTP address to serve on; streams are at http://ADDR/APP/KEY.flv"`
-	PlayKey      string        `param:"play_key" secret:"true" doc:"when set, a viewer must add ?key=SECRET to the URL (401 without, 403 when wrong)"`
+	PlayKey      string        `param:"play_key" secret:"true" live:"true" doc:"when set, a viewer must add ?key=SECRET to the URL (401 without, 403 when wrong). On a reload, a new key admits new viewers with it and refuses the old one from then on; viewers already playing keep playing"`
 	ViewerQueue  int           `param:"viewer_queue" default:"1024" min:"16" max:"1000000" doc:"tags queued per viewer; a viewer that falls this far behind is disconnected (slow_viewer)"`
 	GOPCache     bool          `param:"gop_cache" default:"true" doc:"send a new viewer the tags since the last keyframe, so its first frame comes at once"`
 	GOPMaxBytes  int           `param:"gop_max_bytes" default:"33554432" min:"65536" doc:"a GOP larger than this is not cached (viewers then start at the next keyframe)"`
-	MaxViewers   int           `param:"max_viewers" default:"0" min:"0" doc:"most viewers at once over all streams (503 beyond); 0 means no limit"`
+	MaxViewers   int           `param:"max_viewers" default:"0" min:"0" live:"true" doc:"most viewers at once over all streams (503 beyond); 0 means no limit. On a reload, lowering it refuses new viewers until fewer than the new limit are connected, cutting none; raising it admits more at once"`
 	WriteTimeout time.Duration `param:"write_timeout" default:"10s" min:"0.1" doc:"a viewer whose socket accepts nothing for this long, or that has more than this much of the stream (at its measured rate) sent or queued but not acknowledged, is disconnected (slow_viewer); also the most a viewer is given to take what is queued when its stream ends. Each viewer's socket send buffer is one second of its stream, 64 KiB to 1 MiB (and net.core.wmem_max), so a viewer that stops reading is shed write_timeout after its send buffer fills (a second or two) and pins at most twice its send buffer in the kernel"`
 	// Coalescing: tags queue per viewer and go out in one writev per flush,
 	// so a viewer costs a syscall per flush, not per tag.
@@ -57,6 +59,11 @@ type Stage struct {
 	// the stage's Open and Addr
 	tcplisten.Listener
 	srv *http.Server
+
+	// playKey and maxViewers start as cfg's; a reload changes them
+	// (Reconfigure) while viewers are served.
+	playKey    atomic.Pointer[string]
+	maxViewers atomic.Int64
 
 	mu      sync.RWMutex
 	byName  map[string]*stream
@@ -100,6 +107,8 @@ func New(cfg *Config, env *core.Env) (core.Stage, error) {
 		mRejected:  env.Metrics.Drop("viewer_rejected"),
 		mBadTag:    env.Metrics.Drop("bad_tag"),
 	}
+	s.playKey.Store(&s.cfg.PlayKey)
+	s.maxViewers.Store(int64(cfg.MaxViewers))
 	s.srv = &http.Server{
 		Handler:           http.HandlerFunc(s.serveHTTP),
 		ReadHeaderTimeout: 10 * time.Second,
@@ -257,17 +266,18 @@ func (s *Stage) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "not found: streams are at /APP/KEY.flv", http.StatusNotFound)
 		return
 	}
-	if s.cfg.PlayKey != "" {
+	if want := *s.playKey.Load(); want != "" {
 		key := r.URL.Query().Get("key")
 		if key == "" {
 			http.Error(w, "play key required", http.StatusUnauthorized)
 			return
 		}
-		if subtle.ConstantTimeCompare([]byte(key), []byte(s.cfg.PlayKey)) != 1 {
+		if subtle.ConstantTimeCompare([]byte(key), []byte(want)) != 1 {
 			http.Error(w, "wrong play key", http.StatusForbidden)
 			return
 		}
 	}
+	maxViewers := int(s.maxViewers.Load())
 	s.mu.Lock()
 	st := s.byName[name]
 	switch {
@@ -280,7 +290,7 @@ func (s *Stage) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		h.Set("Content-Type", "video/x-flv")
 		w.WriteHeader(http.StatusOK)
 		return
-	case s.cfg.MaxViewers > 0 && s.viewers >= s.cfg.MaxViewers:
+	case maxViewers > 0 && s.viewers >= maxViewers:
 		s.mu.Unlock()
 		s.mRejected.Inc()
 		http.Error(w, "too many viewers", http.StatusServiceUnavailable)
@@ -296,6 +306,22 @@ func (s *Stage) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		s.vwg.Done()
 	}()
 	s.serveViewer(w, st, r.RemoteAddr, r.ProtoAtLeast(1, 1))
+}
+
+// Reconfigure applies a new play_key and max_viewers: they decide who is
+// admitted from now on; the viewers already playing are not touched. Any
+// other parameter needs a restart.
+func (s *Stage) Reconfigure(cfg *Config) error {
+	rest := *cfg
+	rest.PlayKey, rest.MaxViewers = s.cfg.PlayKey, s.cfg.MaxViewers
+	if rest != s.cfg {
+		return fmt.Errorf("httpflv-sink: %w: only play_key and max_viewers change in place", core.ErrNotLive)
+	}
+	key := cfg.PlayKey
+	s.playKey.Store(&key)
+	s.maxViewers.Store(int64(cfg.MaxViewers))
+	s.env.Log.Info("httpflv-sink reconfigured", "play_key", key != "", "max_viewers", cfg.MaxViewers)
+	return nil
 }
 
 // streamName maps "/live/movie.flv" to "live/movie"; anything odd is refused.

@@ -34,8 +34,8 @@ type Config struct {
 	CachePackets int    `param:"cache_packets" default:"5000" min:"16" max:"32768" doc:"most packets kept per stream (per SSRC) for repair: a hard cap beside cache_duration"`
 	// CacheDuration is a time.Duration like the other stages' durations.
 	CacheDuration time.Duration `param:"cache_duration" default:"5s" min:"0" max:"600" doc:"packets of each stream are kept for repair this long after they arrive (and at most cache_packets), so the cache's memory follows each stream's rate: about rate × cache_duration per stream; keep it well above the edges' rtp-reorder latency plus a few round trips; 0 keeps cache_packets of every stream whatever their age (preallocated)"`
-	Token         string        `param:"token" secret:"true" doc:"when set, edges must present this token; others get nothing"`
-	MaxRate       int           `param:"max_rate" default:"20000000" min:"0" doc:"bytes/s of repaired packets per edge connection; beyond it requests are refused and counted (0 = no limit)"`
+	Token         string        `param:"token" secret:"true" live:"true" doc:"when set, edges must present this token; others get nothing. On a reload, a new token admits new edge connections that present it and refuses the old one from then on; edges already connected keep their connection"`
+	MaxRate       int           `param:"max_rate" default:"20000000" min:"0" live:"true" doc:"bytes/s of repaired packets per edge connection; beyond it requests are refused and counted (0 = no limit). On a reload, a new rate applies to the edges already connected from their next request (lowering it trims what each may still burst)"`
 	MaxPeers      int           `param:"max_peers" default:"64" min:"1" max:"4096" doc:"most edge connections served at once; one more that presents the token is closed (code 0x106) and counted as refused_peers"`
 	Cert          string        `param:"cert" doc:"PEM certificate file for TLS (with key); empty: a self-signed certificate made at start"`
 	Key           string        `param:"key" doc:"PEM private key file for cert"`
@@ -237,6 +237,27 @@ func (s *Stage) handle(p *core.Packet, out core.Output) {
 		st.ring.InsertAt(seq, p.Data, s.env.Clock.Now())
 	}
 	out.Emit(p)
+}
+
+// Reconfigure applies a new token and max_rate to the running repair
+// server: edges already connected keep their connection, new ones need the
+// new token, every edge's limiter takes the new rate from its next request.
+// Any other parameter needs a restart.
+func (s *Stage) Reconfigure(cfg *Config) error {
+	rest := *cfg
+	rest.Token, rest.MaxRate = s.cfg.Token, s.cfg.MaxRate
+	if rest != *s.cfg {
+		return fmt.Errorf("quic-retransmit: %w: only token and max_rate change in place", core.ErrNotLive)
+	}
+	// Validate bounded both, so neither can fail half way.
+	if err := s.srv.SetToken(cfg.Token); err != nil {
+		return fmt.Errorf("quic-retransmit: %w", err)
+	}
+	if err := s.srv.SetMaxRate(cfg.MaxRate); err != nil {
+		return fmt.Errorf("quic-retransmit: %w", err)
+	}
+	s.env.Log.Info("quic-retransmit reconfigured", "auth", cfg.Token != "", "max_rate", cfg.MaxRate)
+	return nil
 }
 
 // end keeps ssrc's cache answering for RetainAfterEnd, then frees it.

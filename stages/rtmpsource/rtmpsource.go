@@ -13,6 +13,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -29,7 +30,7 @@ import (
 // Config is rtmp-source's parameters.
 type Config struct {
 	Listen         string        `param:"listen" required:"true" addr:"true" doc:"TCP address the RTMP server listens on, e.g. 127.0.0.1:1935"`
-	PublishKey     string        `param:"publish_key" secret:"true" doc:"when set, a publisher must add ?key=SECRET to the stream name or is refused"`
+	PublishKey     string        `param:"publish_key" secret:"true" live:"true" doc:"when set, a publisher must add ?key=SECRET to the stream name or is refused. On a reload, a new key admits new publishers with it and refuses the old one from then on; a publisher already streaming keeps streaming"`
 	IdleTimeout    time.Duration `param:"idle_timeout" default:"10s" min:"0.1" doc:"close a connection that has not published within this long of connecting (one deadline for handshake, connect and publish, however slowly bytes trickle in), or that stops sending for this long afterwards"`
 	MaxMessageSize int           `param:"max_message_size" default:"8388608" min:"65536" max:"16777215" doc:"largest RTMP message in bytes; a bigger one closes the connection (counted) before anything is allocated for it"`
 	MaxPublishers  int           `param:"max_publishers" default:"0" min:"0" doc:"most streams published at once; 0 means no limit"`
@@ -59,6 +60,9 @@ type Stage struct {
 	// the stage's Open and Addr
 	tcplisten.Listener
 	out core.Output
+	// publishKey starts as cfg's; a reload changes it (Reconfigure) while
+	// publishers stream.
+	publishKey atomic.Pointer[string]
 
 	mu        sync.Mutex
 	closing   bool
@@ -86,6 +90,7 @@ func New(cfg *Config, env *core.Env) (core.Stage, error) {
 		connErr:   env.Metrics.Drop("connection_error"),
 		bad:       map[string]*core.DropCounter{},
 	}
+	s.publishKey.Store(&s.cfg.PublishKey)
 	for _, reason := range []string{"message_too_large", "malformed", "idle_timeout"} {
 		s.bad[reason] = env.Metrics.Drop(reason)
 	}
@@ -213,10 +218,26 @@ func (s *Stage) release(name string) {
 }
 
 func (s *Stage) keyOK(given string) bool {
-	if s.cfg.PublishKey == "" {
+	want := *s.publishKey.Load()
+	if want == "" {
 		return true
 	}
-	return subtle.ConstantTimeCompare([]byte(given), []byte(s.cfg.PublishKey)) == 1
+	return subtle.ConstantTimeCompare([]byte(given), []byte(want)) == 1
+}
+
+// Reconfigure applies a new publish_key: publishes from now on need it;
+// the publishers already streaming were admitted and keep streaming. Any
+// other parameter needs a restart.
+func (s *Stage) Reconfigure(cfg *Config) error {
+	rest := *cfg
+	rest.PublishKey = s.cfg.PublishKey
+	if rest != s.cfg {
+		return fmt.Errorf("rtmp-source: %w: only publish_key changes in place", core.ErrNotLive)
+	}
+	key := cfg.PublishKey
+	s.publishKey.Store(&key)
+	s.env.Log.Info("rtmp-source reconfigured", "publish_key", key != "")
+	return nil
 }
 
 // handler is one RTMP connection's go-rtmp callbacks.
