@@ -114,7 +114,7 @@ type fileTable struct {
 var (
 	adminTable = fileTable{
 		spec: core.Spec{Name: "[admin]", Params: core.ParamsOf(AdminConfig{}),
-			Summary: "Optional. While the pipelines run, serves /metrics (Prometheus), /api/streams (the live streams, JSON) and /healthz."},
+			Summary: "Optional. While the pipelines run, serves /metrics (Prometheus), /api/streams (the live streams, JSON), POST /api/reload (re-read the file, as SIGHUP does; 422 with the problems of a file it refuses) and /healthz."},
 		name: "admin", takes: "admin takes %s", missing: "required when [admin] is present",
 	}
 	logTable = fileTable{
