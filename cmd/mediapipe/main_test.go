@@ -247,3 +247,75 @@ func TestRunExitsZeroOnSIGTERM(t *testing.T) {
 		})
 	}
 }
+
+// TestRunWatchReloads runs the binary with --watch on a copy of the
+// example: a SIGHUP sent before anything else changes nothing and kills
+// nothing; an edit of a live parameter is applied in place; a broken edit is
+// refused with its problem logged; the process then still stops cleanly.
+func TestRunWatchReloads(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	bin := testrun.Binary(t)
+	data, err := os.ReadFile("../../pipeline.example.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(t.TempDir(), "relay.toml")
+	if err := os.WriteFile(file, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, "run", "--watch", file)
+	cmd.Env = append(os.Environ(), exampleEnv(t)...)
+	var log testrun.LogBuffer
+	cmd.Stdout, cmd.Stderr = &log, &log
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- cmd.Wait() }()
+	defer func() {
+		_ = cmd.Process.Kill()
+		if t.Failed() {
+			t.Logf("output:\n%s", log.String())
+		}
+	}()
+	waitLog := func(what, line string) {
+		t.Helper()
+		testrun.Eventually(t, 10*time.Second, what, func() bool { return strings.Contains(log.String(), line) })
+	}
+	waitLog("the running line", "msg=running")
+
+	if err := cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	waitLog("the SIGHUP reload", "unchanged=2")
+
+	live := strings.Replace(string(data), `use = "httpflv-sink"`, `use = "httpflv-sink"`+"\n  max_viewers = 7", 1)
+	if err := os.WriteFile(file, []byte(live), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	waitLog("the file change to be applied in place", `changed_in_place="[edge stage 4 (httpflv-sink): max_viewers]"`)
+
+	broken := strings.Replace(live, "max_viewers = 7", "max_viewers = -7", 1)
+	if err := os.WriteFile(file, []byte(broken), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	waitLog("the broken file's problem", "max_viewers: -7 is below the minimum 0")
+	waitLog("the refusal", "reload refused")
+
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-errc:
+		if err != nil {
+			t.Fatalf("exit after reloads: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("still running 5 s after SIGTERM")
+	}
+	if n := strings.Count(log.String(), "msg=reloaded"); n != 2 {
+		t.Errorf("%d reloaded lines, want 2 (SIGHUP, edit)", n)
+	}
+}
