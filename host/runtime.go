@@ -75,6 +75,9 @@ type Pipeline struct {
 	hard   chan struct{} // closed when shutdown stops waiting on stuck queues
 	done   chan struct{} // closed when every stage has returned
 	opened int           // how many stages Open has succeeded on
+	// stopping: a reload or shutdown is stopping the pipeline, so an error
+	// a stage returns on the way out is logged, not a failure of the process.
+	stopping atomic.Bool
 }
 
 // RunningStage is one built stage with its place and queues.
@@ -305,6 +308,7 @@ func (rt *Runtime) open(pipes []*Pipeline) error {
 // output ends the next stage, so the opened stages release what Open bound.
 func (rt *Runtime) abort(pipes []*Pipeline) {
 	for _, p := range pipes {
+		p.stopping.Store(true)
 		p.cancel()
 		close(p.hard)
 		if p.input != nil {
@@ -329,7 +333,7 @@ func (rt *Runtime) launch(p *Pipeline) {
 			rs.done.Store(true)
 			rs.closeOutput()
 		}
-		rt.runStages(p.ctx, p.Stages[:p.opened])
+		rt.runStages(p, p.Stages[:p.opened])
 		pump.Wait()
 		close(p.done)
 		select {
@@ -358,6 +362,7 @@ func (rt *Runtime) allDone() bool {
 // stuck queue (hard closed).
 func (rt *Runtime) stopPipelines(pipes []*Pipeline) error {
 	for _, p := range pipes {
+		p.stopping.Store(true)
 		if p.input != nil {
 			p.tee.detach(p.input)
 		}
@@ -405,7 +410,7 @@ func (rt *Runtime) Ready() <-chan struct{} { return rt.ready }
 // runStages runs each stage on its own goroutine and closes a stage's output
 // queue once it returns, so the next stage drains and ends in turn. The
 // first failure is handed to Run, which stops the process.
-func (rt *Runtime) runStages(ctx context.Context, stages []*RunningStage) {
+func (rt *Runtime) runStages(p *Pipeline, stages []*RunningStage) {
 	var wg sync.WaitGroup
 	for _, rs := range stages {
 		wg.Go(func() {
@@ -418,12 +423,15 @@ func (rt *Runtime) runStages(ctx context.Context, stages []*RunningStage) {
 			default:
 				out = discard{rs.Env.Metrics.Drop("sink_emitted")}
 			}
-			err := safeRun(ctx, rs, out)
+			err := safeRun(p.ctx, rs, out)
 			rs.done.Store(true)
 			rs.closeOutput()
 			if err != nil && !errors.Is(err, context.Canceled) {
 				err = fmt.Errorf("pipeline %q stage %d (%s): %w", rs.Env.Pipeline, rs.Env.Index, rs.Env.Name, err)
 				rs.Env.Log.Error("stage failed", "err", err)
+				if p.stopping.Load() {
+					return
+				}
 				select {
 				case rt.failed <- err:
 				default: // the first failure stops Run already
