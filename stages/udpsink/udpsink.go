@@ -26,7 +26,7 @@ import (
 
 // Config is udp-sink's parameters.
 type Config struct {
-	Destinations      []string      `param:"destinations" required:"true" addr:"true" live:"true" doc:"where every packet goes: unicast and/or multicast group addresses as host:port, IPv4 or IPv6 ([ff15::1]:5222). Live: on reload a destination kept keeps its socket and misses no packet, a new one gets packets from the next batch on (and every stream's SR+SDES right after it), a removed one gets none after the batch under way; a new destination that cannot be opened refuses the change whole"`
+	Destinations      []string      `param:"destinations" required:"true" addr:"true" live:"true" doc:"where every packet goes: unicast and/or multicast group addresses as host:port, IPv4 or IPv6 ([ff15::1]:5222). On a reload, a kept destination keeps its socket and misses no packet, an added one gets packets from the next batch on (every stream's SR+SDES right after it), a removed one none after the batch under way; one that cannot be opened refuses the whole change"`
 	TTL               int           `param:"ttl" default:"1" min:"0" max:"255" doc:"multicast TTL (IPv6 hop limit); 1 keeps packets on the local network, raise it to cross multicast routers"`
 	Interface         string        `param:"interface" doc:"network interface multicast leaves by (e.g. eth0); empty: the routing table decides"`
 	MulticastLoopback bool          `param:"multicast_loopback" default:"true" doc:"deliver multicast to receivers on this host too"`
