@@ -81,6 +81,10 @@ func TestLiveLatency(t *testing.T) {
 			t.Fatalf("%v accepted", bad)
 		}
 	}
+	// Not live: the host restarts the pipeline instead.
+	if err := def.Reconfigure(st, map[string]any{"latency": "50ms", "max_packets": int64(100)}); !errors.Is(err, core.ErrNotLive) {
+		t.Fatalf("a max_packets change: %v, want ErrNotLive", err)
+	}
 	still := h.StartStream("live/still")
 	h.SendData(still, 0, 0, rtpPacket(1, 3, 20))
 	h.SendData(still, 0, 0, rtpPacket(3, 3, 20))

@@ -297,6 +297,15 @@ func (s *Stage) Run(ctx context.Context, in <-chan *core.Packet, out core.Output
 // before the next packet it handles, so a gap found after this returns
 // waits the new latency.
 func (s *Stage) Reconfigure(cfg *Config) error {
+	// The host calls this only when live parameters changed; anything
+	// else asks for a restart rather than being ignored.
+	was, now := *s.cfg, *cfg
+	now.CA = s.env.Path(now.CA) // as New resolved it
+	was.Token, was.Latency, was.MaxLatency = "", 0, 0
+	now.Token, now.Latency, now.MaxLatency = "", 0, 0
+	if was != now {
+		return fmt.Errorf("rtp-reorder: only token, latency and max_latency change in place: %w", core.ErrNotLive)
+	}
 	s.tokenMu.Lock()
 	defer s.tokenMu.Unlock()
 	if c := s.shared.Load(); c != nil {

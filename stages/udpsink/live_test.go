@@ -1,6 +1,7 @@
 package udpsink
 
 import (
+	"errors"
 	"net"
 	"slices"
 	"sync"
@@ -230,6 +231,14 @@ func TestLiveDestinationsRefused(t *testing.T) {
 		if addrs := sink.LocalAddrs(); len(addrs) != 1 {
 			t.Fatalf("after a refused change the stage has %d destinations, want its 1", len(addrs))
 		}
+	}
+	// A parameter that is not live: the host must restart the pipeline.
+	err = def.Reconfigure(st, map[string]any{"destinations": []any{b.LocalAddr().String()}, "ttl": int64(4)})
+	if !errors.Is(err, core.ErrNotLive) {
+		t.Fatalf("a ttl change: %v, want ErrNotLive", err)
+	}
+	if addrs := sink.LocalAddrs(); len(addrs) != 1 {
+		t.Fatalf("after a change refused as not live the stage has %d destinations, want its 1", len(addrs))
 	}
 	s := h.StartStream("live/x")
 	want := rtpPacket(t, 1, 7, 7, 100)

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"reflect"
 	"slices"
 	"strconv"
 	"sync"
@@ -300,6 +301,13 @@ const reconfigureTimeout = 10 * time.Second
 func (s *Stage) Reconfigure(cfg *Config) error {
 	s.reconf.Lock()
 	defer s.reconf.Unlock()
+	// The host calls this only when live parameters changed; anything
+	// else asks for a restart rather than being ignored.
+	was, now := s.cfg, *cfg
+	was.Destinations, now.Destinations = nil, nil
+	if !reflect.DeepEqual(was, now) {
+		return fmt.Errorf("udp-sink: only destinations changes in place: %w", core.ErrNotLive)
+	}
 	cur := s.dests.Load()
 	if cur == nil { // not opened yet: Open takes the new list
 		s.cfg.Destinations = slices.Clone(cfg.Destinations)
@@ -433,6 +441,12 @@ func (s *Stage) Run(ctx context.Context, in <-chan *core.Packet, _ core.Output) 
 			}
 			s.send()
 		case <-timer.C():
+			// Idle too, a changed set is taken up (and removed
+			// destinations' sockets closed) within a second.
+			if s.dests.Load() != s.cur {
+				s.adopt()
+				s.announceNew = false // announceAll tells them now
+			}
 			s.announceAll()
 			s.send()
 			timer.Reset(announceEvery)
