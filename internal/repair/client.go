@@ -98,6 +98,8 @@ type Client struct {
 	sess    *session
 	up      chan struct{} // closed while a session is up
 	lastErr error
+	token   string        // the next HELLO's (SetToken changes it)
+	retry   chan struct{} // capacity 1: the token changed, end the back-off
 
 	// VetSSRCs: what the current session's server knows. Cleared on every
 	// new session (a restarted cloud knows other streams).
@@ -164,7 +166,7 @@ func Dial(cfg ClientConfig) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &Client{cfg: cfg, tls: t, up: make(chan struct{}), vetted: map[uint32]*ssrcVerdict{}, vetWake: make(chan struct{}, 1)}
+	c := &Client{cfg: cfg, tls: t, up: make(chan struct{}), token: cfg.Token, retry: make(chan struct{}, 1), vetted: map[uint32]*ssrcVerdict{}, vetWake: make(chan struct{}, 1)}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	c.wg.Add(1)
 	go c.maintain()
@@ -179,6 +181,27 @@ func Dial(cfg ClientConfig) (*Client, error) {
 func (c *Client) Close() error {
 	c.cancel()
 	c.wg.Wait()
+	return nil
+}
+
+// SetToken makes tok the token of every later HELLO. The session up now
+// keeps going (the server checked the token when it began); a client
+// waiting out its back-off after a refusal tries again at once, so an edge
+// given the key the cloud rotated to reconnects without a delay.
+func (c *Client) SetToken(tok string) error {
+	if len(tok) > repairwire.MaxTokenLen {
+		return fmt.Errorf("repair: token longer than %d bytes", repairwire.MaxTokenLen)
+	}
+	c.mu.Lock()
+	changed := c.token != tok
+	c.token = tok
+	c.mu.Unlock()
+	if changed {
+		select {
+		case c.retry <- struct{}{}:
+		default:
+		}
+	}
 	return nil
 }
 
@@ -248,11 +271,14 @@ func (c *Client) maintain() {
 			t := time.NewTimer(backoff)
 			select {
 			case <-t.C:
+				backoff = min(backoff*2, c.cfg.MaxBackoff)
+			case <-c.retry: // a new token: worth a try now
+				t.Stop()
+				backoff = c.cfg.MinBackoff
 			case <-c.ctx.Done():
 				t.Stop()
 				return
 			}
-			backoff = min(backoff*2, c.cfg.MaxBackoff)
 			continue
 		}
 		c.cfg.Log.Info("repair server connected", "addr", c.cfg.Addr)
@@ -316,7 +342,10 @@ func (c *Client) connect() (*session, error) {
 	}
 	deadline, _ := ctx.Deadline()
 	_ = ctrl.SetDeadline(deadline)
-	if _, err := ctrl.Write(repairwire.AppendHello(nil, repairwire.Hello{Version: repairwire.Version, Token: c.cfg.Token})); err != nil {
+	c.mu.Lock()
+	token := c.token
+	c.mu.Unlock()
+	if _, err := ctrl.Write(repairwire.AppendHello(nil, repairwire.Hello{Version: repairwire.Version, Token: token})); err != nil {
 		return fail(fmt.Errorf("send hello: %w", err))
 	}
 	typ, payload, err := repairwire.NewFrameReader(ctrl, 64).Next()

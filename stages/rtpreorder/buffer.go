@@ -27,10 +27,13 @@ const (
 )
 
 type rslot struct {
-	ext      int64 // extended sequence number this slot describes
-	state    uint8
-	why      uint8 // slotMissing: whyAsked, whyRefused, …
-	probe    bool  // asked past the last packet seen: may never have existed
+	ext   int64 // extended sequence number this slot describes
+	state uint8
+	why   uint8 // slotMissing: whyAsked, whyRefused, …
+	probe bool  // asked past the last packet seen: may never have existed
+	// slotMissing: the latency the gap was found with, in µs (it fits the
+	// padding here): a reload may change latency while the gap waits.
+	latUS    int32
 	pkt      *core.Packet
 	deadline time.Time     // slotMissing: when the gap is skipped
 	extra    time.Duration // slotMissing: how much of its wait is past latency
@@ -320,6 +323,7 @@ func (b *buffer) markMissing(from, to int64, probe bool) {
 	}
 	deadline := now.Add(wait)
 	extra := max(wait-b.env.latency, 0)
+	latUS := int32(b.env.latency / time.Microsecond) // latency is at most 10 s
 	retry := b.env.retry()
 	ev := deadline
 	if retry > 0 && now.Add(retry).Before(ev) {
@@ -327,7 +331,7 @@ func (b *buffer) markMissing(from, to int64, probe bool) {
 	}
 	for e := from; e < to; e++ {
 		sl := b.slot(e)
-		*sl = rslot{ext: e, state: slotMissing, deadline: deadline, extra: extra, retryAt: now.Add(retry), probe: probe}
+		*sl = rslot{ext: e, state: slotMissing, deadline: deadline, extra: extra, latUS: latUS, retryAt: now.Add(retry), probe: probe}
 		if retry > 0 {
 			sl.askedAt = now
 			b.pending = append(b.pending, uint16(e))
@@ -443,12 +447,14 @@ func (b *buffer) waitOn(sl *rslot, now time.Time) bool {
 	if b.env.maxWait <= 0 || sl.askedAt.IsZero() || !sl.askedAt.After(b.answered) {
 		return false
 	}
-	found := sl.deadline.Add(-(b.env.latency + sl.extra))
+	// The gap's own latency, not today's: found stays when it was found.
+	lat := time.Duration(sl.latUS) * time.Microsecond
+	found := sl.deadline.Add(-(lat + sl.extra))
 	limit := found.Add(b.env.maxWait)
 	if !now.Before(limit) {
 		return false
 	}
-	sl.deadline, sl.extra = limit, b.env.maxWait-b.env.latency
+	sl.deadline, sl.extra = limit, b.env.maxWait-lat
 	return true
 }
 

@@ -31,9 +31,9 @@ var sample string
 // Config is rtp-reorder's parameters.
 type Config struct {
 	Retransmit string        `param:"retransmit" addr:"true" doc:"the cloud's quic-retransmit address (host:port); empty: no repair, a gap waits latency and is skipped"`
-	Token      string        `param:"token" secret:"true" doc:"token the cloud's quic-retransmit expects"`
-	Latency    time.Duration `param:"latency" default:"80ms" min:"0.001" max:"10" doc:"how long a gap waits for repair before it is skipped, while repairs come back sooner than that"`
-	MaxLatency time.Duration `param:"max_latency" default:"1s" min:"0.001" max:"10" doc:"the longest a gap may wait when repairs are slower than latency: a gap waits for the measured repair round trip (smoothed, plus 4 deviations, as TCP's timeout), and one whose NACK is still unanswered at latency waits on, both up to this bound (never below latency)"`
+	Token      string        `param:"token" secret:"true" live:"true" doc:"token the cloud's quic-retransmit expects. A reload's new token goes in the next HELLO (the next reconnection; at once if the cloud is refusing the old one); the connection up keeps going (the cloud checked it when it began)"`
+	Latency    time.Duration `param:"latency" default:"80ms" min:"0.001" max:"10" live:"true" doc:"how long a gap waits for repair before it is skipped, while repairs come back sooner than that. A reload's new latency applies to gaps found after it; a gap already waiting keeps its deadline"`
+	MaxLatency time.Duration `param:"max_latency" default:"1s" min:"0.001" max:"10" live:"true" doc:"the longest a gap may wait when repairs are slower than latency: a gap waits for the measured repair round trip (smoothed, plus 4 deviations, as TCP's timeout), and one whose NACK is still unanswered at latency waits on, both up to this bound (never below latency). A reload's new bound applies to the waits of gaps found after it, and to any gap that waits on past its deadline from then on"`
 	MaxPackets int           `param:"max_packets" default:"4096" min:"16" max:"32768" doc:"reorder buffer bound per stream, in packets; a packet further ahead forces the oldest gaps to be skipped"`
 	CA         string        `param:"ca" doc:"PEM CA file to verify the cloud's certificate (relative to the pipeline file's directory); empty: not verified (the token authenticates)"`
 }
@@ -102,11 +102,22 @@ type Stage struct {
 	cfg *Config
 	env *core.Env
 
-	client  *repair.Client
-	shared  atomic.Pointer[repair.Client] // client, for other goroutines
-	repairs chan *core.Packet             // from the client's readers; Stream unset
-	gones   chan gone
-	known   chan uint32 // SSRCs the cloud has just said it knows
+	client *repair.Client
+	shared atomic.Pointer[repair.Client] // client, for other goroutines
+
+	// latency and maxLatency are Run's copies of the live parameters;
+	// Reconfigure hands new ones over through live (Run takes them up
+	// before the next packet or timer event, and at once when woken) and
+	// the token through tokenMu, which Run holds while it dials.
+	latency, maxLatency time.Duration
+	live                atomic.Pointer[liveParams]
+	applied             *liveParams
+	reconf              chan struct{} // capacity 1: live holds new parameters
+	tokenMu             sync.Mutex
+	token               string
+	repairs             chan *core.Packet // from the client's readers; Stream unset
+	gones               chan gone
+	known               chan uint32 // SSRCs the cloud has just said it knows
 
 	benv       bufferEnv // what every buffer is built with
 	streams    map[*core.Stream]*buffer
@@ -142,6 +153,9 @@ type gone struct {
 	refused bool
 }
 
+// liveParams are the timing parameters a reload may change in place.
+type liveParams struct{ latency, maxLatency time.Duration }
+
 // New builds an rtp-reorder stage.
 func New(cfg *Config, env *core.Env) (core.Stage, error) {
 	cfg.CA = env.Path(cfg.CA)
@@ -151,6 +165,9 @@ func New(cfg *Config, env *core.Env) (core.Stage, error) {
 	m := env.Metrics
 	s := &Stage{
 		cfg: cfg, env: env,
+		latency: cfg.Latency, maxLatency: cfg.MaxLatency,
+		token:       cfg.Token,
+		reconf:      make(chan struct{}, 1),
 		repairs:     make(chan *core.Packet, repairQueue),
 		gones:       make(chan gone, 256),
 		known:       make(chan uint32, 256),
@@ -204,10 +221,14 @@ func New(cfg *Config, env *core.Env) (core.Stage, error) {
 // Run reorders packets until in closes.
 func (s *Stage) Run(ctx context.Context, in <-chan *core.Packet, out core.Output) error {
 	s.initCtx, s.initStop = context.WithCancel(ctx)
+	s.applyLive() // a reload may have come before Run
 	if s.cfg.Retransmit != "" {
 		s.connGauge.Set(0)
+		// Under tokenMu: a token Reconfigure sets from now on reaches the
+		// client through SetToken.
+		s.tokenMu.Lock()
 		c, err := repair.Dial(repair.ClientConfig{
-			Addr: s.cfg.Retransmit, Token: s.cfg.Token, CAFile: s.cfg.CA, Log: s.env.Log,
+			Addr: s.cfg.Retransmit, Token: s.token, CAFile: s.cfg.CA, Log: s.env.Log,
 			OnRepair: s.onRepair,
 			OnGone:   s.onGone,
 			// Over the cloud's rate limit: asked again at the retry,
@@ -223,12 +244,15 @@ func (s *Stage) Run(ctx context.Context, in <-chan *core.Packet, out core.Output
 				s.rttGauge.Set(0)
 			},
 		})
+		if err == nil {
+			s.client = c
+			s.shared.Store(c)
+		}
+		s.tokenMu.Unlock()
 		if err != nil {
 			s.initStop()
 			return err
 		}
-		s.client = c
-		s.shared.Store(c)
 	}
 	s.timer = s.env.Clock.NewTimer(time.Hour)
 	s.timer.Stop()
@@ -240,6 +264,7 @@ func (s *Stage) Run(ctx context.Context, in <-chan *core.Packet, out core.Output
 			if !ok {
 				return nil
 			}
+			s.applyLive()
 			s.handle(p, out)
 			// Batch the NACKs of a burst, but never hold them long when
 			// the input stays busy.
@@ -256,10 +281,59 @@ func (s *Stage) Run(ctx context.Context, in <-chan *core.Packet, out core.Output
 		case b := <-s.initDone:
 			s.initFinished(b)
 		case <-s.timer.C():
+			s.applyLive()
 			s.timerAt = time.Time{}
 			s.drainReplies(out)
 			s.service(out)
+		case <-s.reconf:
+			s.applyLive()
 		}
+	}
+}
+
+// Reconfigure applies a reload's token, latency and max_latency while Run
+// runs (cfg is validated; its other fields are as built). The token goes
+// to the repair client for its next HELLO; the timing is taken up by Run
+// before the next packet it handles, so a gap found after this returns
+// waits the new latency.
+func (s *Stage) Reconfigure(cfg *Config) error {
+	// The host calls this only when live parameters changed; anything
+	// else asks for a restart rather than being ignored.
+	was, now := *s.cfg, *cfg
+	now.CA = s.env.Path(now.CA) // as New resolved it
+	was.Token, was.Latency, was.MaxLatency = "", 0, 0
+	now.Token, now.Latency, now.MaxLatency = "", 0, 0
+	if was != now {
+		return fmt.Errorf("rtp-reorder: only token, latency and max_latency change in place: %w", core.ErrNotLive)
+	}
+	s.tokenMu.Lock()
+	defer s.tokenMu.Unlock()
+	if c := s.shared.Load(); c != nil {
+		if err := c.SetToken(cfg.Token); err != nil {
+			return fmt.Errorf("rtp-reorder: %w", err)
+		}
+	}
+	s.token = cfg.Token
+	s.live.Store(&liveParams{latency: cfg.Latency, maxLatency: cfg.MaxLatency})
+	select {
+	case s.reconf <- struct{}{}:
+	default: // Run is woken already
+	}
+	return nil
+}
+
+// applyLive takes up the timing parameters Reconfigure last stored, if Run
+// has not yet: one atomic load when nothing changed.
+func (s *Stage) applyLive() {
+	p := s.live.Load()
+	if p == nil || p == s.applied {
+		return
+	}
+	s.applied = p
+	s.latency, s.maxLatency = p.latency, p.maxLatency
+	s.benv.latency, s.benv.maxWait = s.latency, s.maxWait()
+	if s.client != nil {
+		s.waitGauge.Set(s.gapWait().Seconds())
 	}
 }
 
@@ -633,7 +707,7 @@ func (s *Stage) retryInterval() time.Duration {
 }
 
 // maxWait bounds a gap's wait: max_latency, or latency if that is longer.
-func (s *Stage) maxWait() time.Duration { return max(s.cfg.MaxLatency, s.cfg.Latency) }
+func (s *Stage) maxWait() time.Duration { return max(s.maxLatency, s.latency) }
 
 // gapWait is how long a new gap waits for its repair: latency while a
 // repair comes back sooner, else long enough for one answer (the round
@@ -646,9 +720,9 @@ func (s *Stage) maxWait() time.Duration { return max(s.cfg.MaxLatency, s.cfg.Lat
 // first sample counts the handshake's crypto.
 func (s *Stage) gapWait() time.Duration {
 	if s.client == nil || s.srtt == 0 {
-		return s.cfg.Latency
+		return s.latency
 	}
-	return min(max(s.srtt+4*s.rttvar, s.cfg.Latency), s.maxWait())
+	return min(max(s.srtt+4*s.rttvar, s.latency), s.maxWait())
 }
 
 // sampleRepairDelay folds one NACK-to-repair delay into the smoothed round

@@ -9,7 +9,11 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"reflect"
+	"slices"
 	"strconv"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -23,7 +27,7 @@ import (
 
 // Config is udp-sink's parameters.
 type Config struct {
-	Destinations      []string      `param:"destinations" required:"true" addr:"true" doc:"where every packet goes: unicast and/or multicast group addresses as host:port, IPv4 or IPv6 ([ff15::1]:5222)"`
+	Destinations      []string      `param:"destinations" required:"true" addr:"true" live:"true" doc:"where every packet goes: unicast and/or multicast group addresses as host:port, IPv4 or IPv6 ([ff15::1]:5222). On a reload, a kept destination keeps its socket and misses no packet, an added one gets packets from the next batch on (every stream's SR+SDES right after it), a removed one none after the batch under way; one that cannot be opened refuses the whole change"`
 	TTL               int           `param:"ttl" default:"1" min:"0" max:"255" doc:"multicast TTL (IPv6 hop limit); 1 keeps packets on the local network, raise it to cross multicast routers"`
 	Interface         string        `param:"interface" doc:"network interface multicast leaves by (e.g. eth0); empty: the routing table decides"`
 	MulticastLoopback bool          `param:"multicast_loopback" default:"true" doc:"deliver multicast to receivers on this host too"`
@@ -83,7 +87,24 @@ type Stage struct {
 	env   *core.Env
 	cname string
 
-	dests []*dest
+	// dests is the set every flush sends to. Reconfigure swaps in a new
+	// set whole, so the send path takes one atomic load and no lock; cur is
+	// the set Run last adopted.
+	dests atomic.Pointer[destSet]
+	cur   *destSet
+	// announceNew: the set just adopted has destinations that have not
+	// been told the streams' names yet.
+	announceNew bool
+
+	// reconf serialises Open and Reconfigure (which dial outside mu); mu
+	// guards what Run and Reconfigure share: destinations dropped from the
+	// set, which Run closes once it no longer sends to them, and whether
+	// Run has ended.
+	reconf  sync.Mutex
+	ifi     *net.Interface
+	mu      sync.Mutex
+	retired []*dest
+	closed  bool
 
 	// the batch being built: datagrams in send order, and the packets to
 	// release once it is sent.
@@ -117,6 +138,12 @@ type Stage struct {
 	active   prometheus.Gauge
 }
 
+// destSet is one immutable list of destinations: a kept destination's
+// *dest goes into the next set as it is (its socket and error state stay).
+type destSet struct{ dests []*dest }
+
+// dest is one destination; after Open or Reconfigure made it, only Run
+// touches its fields.
 type dest struct {
 	addr  string
 	raddr *net.UDPAddr
@@ -188,66 +215,194 @@ type sockOpts struct {
 // Open resolves every destination and opens one connected socket for each,
 // multicast options set before connecting (the kernel fixes the route then).
 func (s *Stage) Open(ctx context.Context) error {
-	var ifi *net.Interface
+	s.reconf.Lock()
+	defer s.reconf.Unlock()
 	if s.cfg.Interface != "" {
 		var err error
-		if ifi, err = net.InterfaceByName(s.cfg.Interface); err != nil {
+		if s.ifi, err = net.InterfaceByName(s.cfg.Interface); err != nil {
 			return fmt.Errorf("udp-sink: interface %q: %w", s.cfg.Interface, err)
 		}
 	}
-	for _, addr := range s.cfg.Destinations {
-		raddr, err := net.ResolveUDPAddr("udp", addr)
+	dests, err := s.openAll(ctx, s.cfg.Destinations)
+	if err != nil {
+		return err
+	}
+	s.dests.Store(&destSet{dests: dests})
+	return nil
+}
+
+// openAll opens a socket for each address, or none: on an error it closes
+// those it opened.
+func (s *Stage) openAll(ctx context.Context, addrs []string) ([]*dest, error) {
+	dests := make([]*dest, 0, len(addrs))
+	for _, addr := range addrs {
+		d, err := s.openDest(ctx, addr)
 		if err != nil {
-			s.closeAll()
-			return fmt.Errorf("udp-sink: destination %q: %w", addr, err)
+			closeDests(dests)
+			return nil, err
 		}
-		opts := sockOpts{sndbuf: s.cfg.WriteBuffer}
-		if raddr.IP.IsMulticast() {
-			opts.multicast, opts.ttl, opts.loop, opts.ifi = true, s.cfg.TTL, s.cfg.MulticastLoopback, ifi
+		dests = append(dests, d)
+	}
+	return dests, nil
+}
+
+// openDest resolves addr and opens its connected socket.
+func (s *Stage) openDest(ctx context.Context, addr string) (*dest, error) {
+	raddr, err := net.ResolveUDPAddr("udp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("udp-sink: destination %q: %w", addr, err)
+	}
+	opts := sockOpts{sndbuf: s.cfg.WriteBuffer}
+	if raddr.IP.IsMulticast() {
+		opts.multicast, opts.ttl, opts.loop, opts.ifi = true, s.cfg.TTL, s.cfg.MulticastLoopback, s.ifi
+	}
+	network := "udp4"
+	if raddr.IP.To4() == nil {
+		network = "udp6"
+	}
+	dl := net.Dialer{Control: opts.control}
+	c, err := dl.DialContext(ctx, network, raddr.String())
+	if err != nil {
+		return nil, fmt.Errorf("udp-sink: destination %q: %w", addr, err)
+	}
+	conn := c.(*net.UDPConn)
+	if s.cfg.WriteBuffer > 0 {
+		if got, ok := sockbuf.Send(conn); ok && got < s.cfg.WriteBuffer {
+			s.env.Log.Info("udp-sink: kernel capped the send buffer", "destination", addr, "asked", s.cfg.WriteBuffer, "got", got)
 		}
-		network := "udp4"
-		if raddr.IP.To4() == nil {
-			network = "udp6"
+	}
+	msgs := make([]udpbatch.Message, s.cfg.Batch)
+	for i := range msgs {
+		msgs[i].Buffers = make([][]byte, 1)
+	}
+	d := &dest{addr: addr, raddr: raddr, conn: conn, w: udpbatch.NewWriter(conn), msgs: msgs}
+	// Multicast keeps sendmmsg: GSO with multicast loopback is untested here.
+	if s.cfg.GSO && !raddr.IP.IsMulticast() {
+		d.gso = newGSO(conn)
+	}
+	s.env.Log.Info("udp-sink: sending", "destination", addr, "resolved", raddr.String(), "multicast", raddr.IP.IsMulticast(), "gso", d.gso != nil, "local", conn.LocalAddr().String())
+	return d, nil
+}
+
+func closeDests(ds []*dest) {
+	for _, d := range ds {
+		_ = d.conn.Close()
+	}
+}
+
+// reconfigureTimeout bounds resolving and opening new destinations.
+const reconfigureTimeout = 10 * time.Second
+
+// Reconfigure applies a new destinations list while Run runs (the other
+// parameters are not live). Kept destinations keep their socket; new ones
+// are opened here, off the data path, and the new set is swapped in whole;
+// Run closes the removed ones' sockets once it no longer sends to them. If a
+// new destination cannot be opened, nothing changes.
+func (s *Stage) Reconfigure(cfg *Config) error {
+	s.reconf.Lock()
+	defer s.reconf.Unlock()
+	// The host calls this only when live parameters changed; anything
+	// else asks for a restart rather than being ignored.
+	was, now := s.cfg, *cfg
+	was.Destinations, now.Destinations = nil, nil
+	if !reflect.DeepEqual(was, now) {
+		return fmt.Errorf("udp-sink: only destinations changes in place: %w", core.ErrNotLive)
+	}
+	cur := s.dests.Load()
+	if cur == nil { // not opened yet: Open takes the new list
+		s.cfg.Destinations = slices.Clone(cfg.Destinations)
+		return nil
+	}
+	// Kept destinations by address; a list may name one twice (it then
+	// gets every packet twice), so each address holds a queue.
+	keep := map[string][]*dest{}
+	for _, d := range cur.dests {
+		keep[d.addr] = append(keep[d.addr], d)
+	}
+	next := make([]*dest, 0, len(cfg.Destinations))
+	var opened []*dest
+	ctx, cancel := context.WithTimeout(context.Background(), reconfigureTimeout)
+	defer cancel()
+	for _, addr := range cfg.Destinations {
+		if q := keep[addr]; len(q) > 0 {
+			next = append(next, q[0])
+			keep[addr] = q[1:]
+			continue
 		}
-		d := net.Dialer{Control: opts.control}
-		c, err := d.DialContext(ctx, network, raddr.String())
+		d, err := s.openDest(ctx, addr)
 		if err != nil {
-			s.closeAll()
-			return fmt.Errorf("udp-sink: destination %q: %w", addr, err)
+			closeDests(opened)
+			return err
 		}
-		conn := c.(*net.UDPConn)
-		if s.cfg.WriteBuffer > 0 {
-			if got, ok := sockbuf.Send(conn); ok && got < s.cfg.WriteBuffer {
-				s.env.Log.Info("udp-sink: kernel capped the send buffer", "destination", addr, "asked", s.cfg.WriteBuffer, "got", got)
-			}
-		}
-		msgs := make([]udpbatch.Message, s.cfg.Batch)
-		for i := range msgs {
-			msgs[i].Buffers = make([][]byte, 1)
-		}
-		dst := &dest{addr: addr, raddr: raddr, conn: conn, w: udpbatch.NewWriter(conn), msgs: msgs}
-		// Multicast keeps sendmmsg: GSO with multicast loopback is untested here.
-		if s.cfg.GSO && !raddr.IP.IsMulticast() {
-			dst.gso = newGSO(conn)
-		}
-		s.dests = append(s.dests, dst)
-		s.env.Log.Info("udp-sink: sending", "destination", addr, "resolved", raddr.String(), "multicast", raddr.IP.IsMulticast(), "gso", dst.gso != nil, "local", conn.LocalAddr().String())
+		opened = append(opened, d)
+		next = append(next, d)
+	}
+	var removed []*dest
+	for _, q := range keep {
+		removed = append(removed, q...)
+	}
+	s.mu.Lock()
+	if s.closed { // Run has ended: nothing sends any more
+		s.mu.Unlock()
+		closeDests(opened)
+		return nil
+	}
+	s.retired = append(s.retired, removed...)
+	s.dests.Store(&destSet{dests: next})
+	s.mu.Unlock()
+	s.cfg.Destinations = slices.Clone(cfg.Destinations)
+	for _, d := range removed {
+		s.env.Log.Info("udp-sink: destination removed", "destination", d.addr)
 	}
 	return nil
 }
 
-func (s *Stage) closeAll() {
-	for _, d := range s.dests {
-		_ = d.conn.Close()
+// adopt makes the newest destination set the one Run sends to, and closes
+// the sockets of destinations dropped since: Run sends to no other set, so
+// nothing writes to them any more. It runs only when the set changed.
+func (s *Stage) adopt() {
+	s.mu.Lock()
+	// Loaded under mu: every destination retired so far is out of this set.
+	set := s.dests.Load()
+	retired := s.retired
+	s.retired = nil
+	s.mu.Unlock()
+	closeDests(retired)
+	if s.cur != nil {
+		for _, d := range set.dests {
+			if !slices.Contains(s.cur.dests, d) {
+				s.announceNew = true
+				break
+			}
+		}
 	}
-	s.dests = nil
+	s.cur = set
+}
+
+// closeAll closes every socket, the current set's and those retired, and
+// makes later Reconfigure calls do nothing.
+func (s *Stage) closeAll() {
+	s.mu.Lock()
+	s.closed = true
+	set := s.dests.Load()
+	retired := s.retired
+	s.retired = nil
+	s.mu.Unlock()
+	if set != nil {
+		closeDests(set.dests)
+	}
+	closeDests(retired)
 }
 
 // LocalAddrs returns the local address of each destination's socket, in
 // the order of destinations.
 func (s *Stage) LocalAddrs() []net.Addr {
-	out := make([]net.Addr, len(s.dests))
-	for i, d := range s.dests {
+	set := s.dests.Load()
+	if set == nil {
+		return nil
+	}
+	out := make([]net.Addr, len(set.dests))
+	for i, d := range set.dests {
 		out[i] = d.conn.LocalAddr()
 	}
 	return out
@@ -255,7 +410,7 @@ func (s *Stage) LocalAddrs() []net.Addr {
 
 // Run sends packets until in closes, then says BYE for every stream left.
 func (s *Stage) Run(ctx context.Context, in <-chan *core.Packet, _ core.Output) error {
-	if s.dests == nil {
+	if s.dests.Load() == nil {
 		if err := s.Open(ctx); err != nil {
 			return err
 		}
@@ -284,10 +439,16 @@ func (s *Stage) Run(ctx context.Context, in <-chan *core.Packet, _ core.Output) 
 				s.finish()
 				return nil
 			}
-			s.flush()
+			s.send()
 		case <-timer.C():
+			// Idle too, a changed set is taken up (and removed
+			// destinations' sockets closed) within a second.
+			if s.dests.Load() != s.cur {
+				s.adopt()
+				s.announceNew = false // announceAll tells them now
+			}
 			s.announceAll()
-			s.flush()
+			s.send()
 			timer.Reset(announceEvery)
 		}
 	}
@@ -460,6 +621,18 @@ func (s *Stage) finish() {
 	s.flush()
 }
 
+// send flushes the batch and, if that flush took up a set with new
+// destinations, sends every stream's SR+SDES at once: a new edge can name
+// the streams without waiting for the next periodic announcement.
+func (s *Stage) send() {
+	s.flush()
+	if s.announceNew {
+		s.announceNew = false
+		s.announceAll()
+		s.flush()
+	}
+}
+
 // run is bufs[start:end]; off is where its bytes start in gsoBuf, -1 when
 // it is a lone datagram (sent by sendmmsg).
 type run struct{ start, end, off int }
@@ -482,10 +655,13 @@ func (s *Stage) flush() {
 	if len(s.bufs) == 0 {
 		return
 	}
+	if s.dests.Load() != s.cur {
+		s.adopt()
+	}
 	s.batches++
 	s.batched += len(s.bufs)
 	s.cutRuns()
-	for _, d := range s.dests {
+	for _, d := range s.cur.dests {
 		s.sendTo(d)
 	}
 	clear(s.bufs)
@@ -504,7 +680,7 @@ func (s *Stage) cutRuns() {
 	s.runs = s.runs[:0]
 	s.gsoBuf = s.gsoBuf[:0]
 	gsoDest := false
-	for _, d := range s.dests {
+	for _, d := range s.cur.dests {
 		gsoDest = gsoDest || d.gso != nil
 	}
 	if !gsoDest {
