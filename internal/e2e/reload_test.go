@@ -124,7 +124,8 @@ func TestReloadAddsAndRemovesAnEdge(t *testing.T) {
 	if err != nil || resp.StatusCode != http.StatusUnprocessableEntity || len(res.Problems) == 0 || !strings.Contains(res.Problems[0], "lisen") {
 		t.Fatalf("POST /api/reload of a broken file: %d %q (%v), want 422 naming the bad key", resp.StatusCode, res.Problems, err)
 	}
-	if log := relay.Log(); !strings.Contains(log, res.Problems[0]) || !strings.Contains(log, "reload refused") {
+	// The text log quotes the message; the problem's own words are in it.
+	if log := relay.Log(); !strings.Contains(log, `stage 4 (httpflv-sink): lisen: unknown parameter`) || !strings.Contains(log, "reload refused") {
 		t.Errorf("the refused reload's problem %q is not in the log", res.Problems[0])
 	}
 	n1, n2 := v1.Count(), v2.Count()
