@@ -1,11 +1,8 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
 	"fmt"
-	"os"
-	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -14,43 +11,15 @@ import (
 	"github.com/mediapipe/mediapipe/internal/testrun"
 )
 
-// inNetnsEnv marks the copy of this test binary that runs inside the network
-// namespace the multicast test creates.
-const inNetnsEnv = "MEDIAPIPE_E2E_IN_NETNS"
-
 // TestMulticastTwoEdges: the cloud sends to a multicast group; two edges
 // joined to it each serve the stream byte-identical. It runs inside a fresh
 // network namespace so the group traffic stays off every real interface.
 func TestMulticastTwoEdges(t *testing.T) {
 	relayTest(t)
-	if os.Getenv(inNetnsEnv) == "" {
-		unshare, err := exec.LookPath("unshare")
-		if err != nil {
-			t.Skip("needs unshare(1) to make a network namespace; not found")
-		}
-		if _, err := exec.LookPath("ip"); err != nil {
-			t.Skip("needs ip(8) to set up lo in the namespace; not found")
-		}
-		if out, err := exec.Command(unshare, "-n", "true").CombinedOutput(); err != nil {
-			t.Skipf("cannot create a network namespace here (needs root or user namespaces): %v: %s", err, bytes.TrimSpace(out))
-		}
-		cmd := exec.Command(unshare, "-n", "--", os.Args[0], "-test.run=^TestMulticastTwoEdges$", "-test.v", "-test.count=1")
-		cmd.Env = append(os.Environ(), inNetnsEnv+"=1")
-		out, err := cmd.CombinedOutput()
-		if err != nil || !bytes.Contains(out, []byte("--- PASS: TestMulticastTwoEdges")) {
-			t.Fatalf("inside the namespace: %v\n%s", err, out)
-		}
+	if !testrun.InNetns(t, "TestMulticastTwoEdges") {
 		return
 	}
-	for _, args := range [][]string{
-		{"link", "set", "lo", "up"},
-		{"link", "set", "lo", "multicast", "on"},
-		{"route", "add", "224.0.0.0/4", "dev", "lo", "src", "127.0.0.1"},
-	} {
-		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
-			t.Fatalf("ip %s: %v: %s", strings.Join(args, " "), err, out)
-		}
-	}
+	testrun.MulticastOnLo(t)
 
 	clip := testmedia.Clip(t, clipOpts)
 	all := testmedia.Tags(t, clip)

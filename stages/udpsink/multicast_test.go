@@ -1,12 +1,8 @@
 package udpsink
 
 import (
-	"bytes"
 	"net"
-	"os"
-	"os/exec"
 	"slices"
-	"strings"
 	"testing"
 	"time"
 
@@ -15,62 +11,16 @@ import (
 	"github.com/mediapipe/mediapipe/internal/testrun"
 )
 
-// netnsEnv marks the copy of the test binary running inside the network
-// namespace that runInNetns creates (as udp-source's multicast tests do).
-const netnsEnv = "MEDIAPIPE_UDPSINK_IN_NETNS"
-
-// runInNetns re-runs test name of this binary inside a fresh network
-// namespace (unshare -n), where multicast on lo touches nothing else. It
-// reports whether the caller is already inside and should run the test.
-func runInNetns(t *testing.T, name string) bool {
-	t.Helper()
-	if os.Getenv(netnsEnv) != "" {
-		return true
-	}
-	unshare, err := exec.LookPath("unshare")
-	if err != nil {
-		t.Skip("multicast test needs unshare(1); not found")
-	}
-	if _, err := exec.LookPath("ip"); err != nil {
-		t.Skip("multicast test needs ip(8); not found")
-	}
-	if out, err := exec.Command(unshare, "-n", "true").CombinedOutput(); err != nil {
-		t.Skipf("cannot create a network namespace here: %v: %s", err, bytes.TrimSpace(out))
-	}
-	cmd := exec.Command(unshare, "-n", "--", os.Args[0], "-test.run=^"+name+"$", "-test.v", "-test.count=1")
-	cmd.Env = append(os.Environ(), netnsEnv+"=1")
-	out, err := cmd.CombinedOutput()
-	t.Logf("inside the namespace:\n%s", out)
-	switch {
-	case err != nil:
-		t.Fatalf("test in namespace failed: %v", err)
-	case bytes.Contains(out, []byte("--- SKIP: "+name)):
-		t.Skip("skipped inside the namespace (see log)")
-	case !bytes.Contains(out, []byte("--- PASS: "+name)):
-		t.Fatal("test did not run inside the namespace")
-	}
-	return false
-}
-
-func ip(t *testing.T, args ...string) {
-	t.Helper()
-	if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
-		t.Fatalf("ip %s: %v: %s", strings.Join(args, " "), err, out)
-	}
-}
-
 // TestLiveMulticastDestination: a multicast group added by a reload is
 // opened as at build (TTL, loopback, interface set before connecting): a
 // receiver that joined the group gets every packet sent after the change,
 // and none once a second change removes the group, while the unicast
 // destination misses nothing throughout.
 func TestLiveMulticastDestination(t *testing.T) {
-	if !runInNetns(t, "TestLiveMulticastDestination") {
+	if !testrun.InNetns(t, "TestLiveMulticastDestination") {
 		return
 	}
-	ip(t, "link", "set", "lo", "up")
-	ip(t, "link", "set", "lo", "multicast", "on")
-	ip(t, "route", "add", "224.0.0.0/4", "dev", "lo", "src", "127.0.0.1")
+	testrun.MulticastOnLo(t)
 	lo, err := net.InterfaceByName("lo")
 	if err != nil {
 		t.Fatal(err)
