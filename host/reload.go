@@ -144,6 +144,16 @@ func (rt *Runtime) plan(f *File) *reloadPlan {
 	return pl
 }
 
+// restart moves running pipeline name from kept to restarted with its
+// definition in f.
+func (pl *reloadPlan) restart(name string, f *File) {
+	p := pl.keep[name]
+	delete(pl.keep, name)
+	delete(pl.changes, name)
+	pl.start[name] = f.pipeline(name)
+	pl.stop = append(pl.stop, p)
+}
+
 func (f *File) pipeline(name string) *PipelineConfig {
 	for _, pc := range f.Pipelines {
 		if pc.Name == name {
@@ -206,23 +216,24 @@ func (rt *Runtime) apply(f *File) *ReloadResult {
 
 	// In place first: a stage that cannot apply its change restarts.
 	for name, changes := range pl.changes {
+		var applied []string
 		for _, c := range changes {
 			err := c.rs.Config.Def.Reconfigure(c.rs.Stage, c.next.Params)
 			if err != nil {
 				rt.log.Warn("reload: stage could not apply the change in place; restarting its pipeline",
 					"pipeline", name, "stage", c.rs.Env.Index, "name", c.rs.Env.Name, "keys", c.keys, "err", err)
-				p := pl.keep[name]
-				delete(pl.keep, name)
-				pl.start[name] = f.pipeline(name)
-				pl.stop = append(pl.stop, p)
+				pl.restart(name, f)
+				applied = nil // the restart reports it
 				break
 			}
 			c.rs.Config.Params = c.next.Params
-			res.Changed = append(res.Changed, fmt.Sprintf("%s stage %d (%s): %s", name, c.rs.Env.Index, c.rs.Env.Name, strings.Join(c.keys, ", ")))
+			applied = append(applied, fmt.Sprintf("%s stage %d (%s): %s", name, c.rs.Env.Index, c.rs.Env.Name, strings.Join(c.keys, ", ")))
 		}
+		res.Changed = append(res.Changed, applied...)
 	}
+	sort.Strings(res.Changed)
 	// A branch of a pipeline that now restarts restarts as well.
-	rt.pullBranches(pl, f)
+	pl.pullBranches(f)
 
 	if err := rt.stopPipelines(pl.stop); err != nil {
 		res.Errors = append(res.Errors, err.Error())
@@ -329,7 +340,7 @@ func (rt *Runtime) apply(f *File) *ReloadResult {
 }
 
 // pullBranches restarts every kept branch whose tapped pipeline restarts.
-func (rt *Runtime) pullBranches(pl *reloadPlan, f *File) {
+func (pl *reloadPlan) pullBranches(f *File) {
 	ids := stageIDs(f.Pipelines)
 	for more := true; more; {
 		more = false
@@ -340,10 +351,7 @@ func (rt *Runtime) pullBranches(pl *reloadPlan, f *File) {
 			if t, ok := ids[p.config.From]; ok && pl.keep[t.pc.Name] != nil {
 				continue
 			}
-			delete(pl.keep, name)
-			delete(pl.changes, name)
-			pl.start[name] = f.pipeline(name)
-			pl.stop = append(pl.stop, p)
+			pl.restart(name, f)
 			more = true
 		}
 	}

@@ -183,7 +183,7 @@ func newReloadRig(t *testing.T, file string) *reloadRig {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r.rt, err = host.Build(f, host.Options{Metrics: r.m, Reload: read, Logger: testLogger(t)})
+	r.rt, err = host.Build(f, host.Options{Metrics: r.m, Reload: read, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -214,10 +214,6 @@ func (r *reloadRig) more(t *testing.T, sink string, n int) {
 	testrun.Eventually(t, 5*time.Second, fmt.Sprintf("%s to receive %d more packets", sink, n), func() bool {
 		return len(r.log.get(sink)) >= base+n
 	})
-}
-
-func testLogger(t *testing.T) *slog.Logger {
-	return slog.New(slog.NewTextHandler(&testrun.LogBuffer{}, nil))
 }
 
 func pipe(name, stream, key, mode string) string {
