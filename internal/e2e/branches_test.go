@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/mediapipe/mediapipe/core"
+	"github.com/mediapipe/mediapipe/internal/relaytoml"
 	"github.com/mediapipe/mediapipe/internal/testmedia"
 	"github.com/mediapipe/mediapipe/internal/testrun"
 )
@@ -30,24 +31,9 @@ func newBranchAddrs(t *testing.T) branchAddrs {
 // recording into dir and a relay onward (quic-retransmit → udp-sink) to a
 // second edge; extra is more TOML appended (another branch).
 func branchedEdgeTOML(a branchAddrs, dir, extra string) string {
-	return fmt.Sprintf(`
-[[pipeline]]
-name = "edge"
-  [[pipeline.stage]]
-  use = "udp-source"
-  listen = %q
-  [[pipeline.stage]]
-  use = "rtp-reorder"
-  id = "ordered"
-  retransmit = %q
-  latency = "300ms"
-  [[pipeline.stage]]
-  use = "flv-reassembler"
-  id = "repaired"
-  [[pipeline.stage]]
-  use = "httpflv-sink"
-  listen = %q
-
+	edge := relaytoml.Relay{UDP: a.UDP, RTX: a.RTX, HTTP: a.HTTP, Latency: 300 * time.Millisecond,
+		ReorderID: "ordered", ReassemblerID: "repaired"}.Edge()
+	return edge + fmt.Sprintf(`
 [[pipeline]]
 name = "archive"
 from = "repaired"
@@ -64,7 +50,7 @@ from = "ordered"
   [[pipeline.stage]]
   use = "udp-sink"
   destinations = [%q]
-%s`, a.UDP, a.RTX, a.HTTP, dir, a.RTX2, a.UDP2, extra)
+%s`, dir, a.RTX2, a.UDP2, extra)
 }
 
 // secondEdgeTOML is a plain edge fed by the first edge's relay branch.

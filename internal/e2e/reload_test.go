@@ -23,10 +23,9 @@ import (
 func relayFile(a addrs, edges ...addrs) string {
 	dests := make([]string, len(edges))
 	for i, e := range edges {
-		dests[i] = fmt.Sprintf("%q", e.UDP)
+		dests[i] = e.UDP
 	}
-	cloud := strings.Replace(relaytoml.Relay{RTMP: a.RTMP, RTX: a.RTX, UDP: a.UDP}.Cloud(),
-		fmt.Sprintf("destinations = [%q]", a.UDP), "destinations = ["+strings.Join(dests, ", ")+"]", 1)
+	cloud := relaytoml.Relay{RTMP: a.RTMP, RTX: a.RTX, Destinations: dests}.Cloud()
 	for i, e := range edges {
 		cloud += edgeTOML(fmt.Sprintf("edge%d", i+1), addrs{UDP: e.UDP, RTX: a.RTX, HTTP: e.HTTP}, "", "")
 	}

@@ -4,6 +4,8 @@ package relaytoml
 
 import (
 	"fmt"
+	"strconv"
+	"strings"
 	"time"
 )
 
@@ -14,10 +16,17 @@ type Relay struct {
 	RTMP string // rtmp-source
 	RTX  string // quic-retransmit, and rtp-reorder's retransmit
 	UDP  string // udp-sink's destination, udp-source's listen
-	HTTP string // httpflv-sink
+	// Destinations, when set, are udp-sink's destinations instead of UDP
+	// alone (a cloud feeding several edges).
+	Destinations []string
+	HTTP         string // httpflv-sink
 
 	CachePackets int           // quic-retransmit's cache_packets; 0: its default
 	Latency      time.Duration // rtp-reorder's latency; 0: its default
+
+	// ReorderID and ReassemblerID, when set, are the ids of the edge's
+	// rtp-reorder and flv-reassembler, for branches (from = "ID") to tap.
+	ReorderID, ReassemblerID string
 
 	// BeforeReorder and AfterReassembler are [[pipeline.stage]] tables, as
 	// TOML text, put into the edge between udp-source and rtp-reorder (the
@@ -31,6 +40,14 @@ func (r Relay) Cloud() string {
 	cache := ""
 	if r.CachePackets != 0 {
 		cache = fmt.Sprintf("\n  cache_packets = %d", r.CachePackets)
+	}
+	dests := r.Destinations
+	if len(dests) == 0 {
+		dests = []string{r.UDP}
+	}
+	quoted := make([]string, len(dests))
+	for i, d := range dests {
+		quoted[i] = strconv.Quote(d)
 	}
 	return fmt.Sprintf(`
 [[pipeline]]
@@ -52,8 +69,8 @@ name = "cloud"
 
   [[pipeline.stage]]
   use = "udp-sink"
-  destinations = [%q]
-`, r.RTMP, r.RTX, cache, r.UDP)
+  destinations = [%s]
+`, r.RTMP, r.RTX, cache, strings.Join(quoted, ", "))
 }
 
 // Edge is the edge pipeline: udp-source → rtp-reorder → flv-reassembler →
@@ -62,6 +79,12 @@ func (r Relay) Edge() string {
 	latency := ""
 	if r.Latency != 0 {
 		latency = fmt.Sprintf("\n  latency = %q", r.Latency.String())
+	}
+	id := func(id string) string {
+		if id == "" {
+			return ""
+		}
+		return fmt.Sprintf("\n  id = %q", id)
 	}
 	return fmt.Sprintf(`
 [[pipeline]]
@@ -72,14 +95,14 @@ name = "edge"
   listen = %q
 %s
   [[pipeline.stage]]
-  use = "rtp-reorder"
+  use = "rtp-reorder"%s
   retransmit = %q%s
 
   [[pipeline.stage]]
-  use = "flv-reassembler"
+  use = "flv-reassembler"%s
 %s
   [[pipeline.stage]]
   use = "httpflv-sink"
   listen = %q
-`, r.UDP, r.BeforeReorder, r.RTX, latency, r.AfterReassembler, r.HTTP)
+`, r.UDP, r.BeforeReorder, id(r.ReorderID), r.RTX, latency, id(r.ReassemblerID), r.AfterReassembler, r.HTTP)
 }

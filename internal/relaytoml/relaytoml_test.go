@@ -1,6 +1,7 @@
 package relaytoml
 
 import (
+	"fmt"
 	"slices"
 	"testing"
 	"time"
@@ -26,6 +27,38 @@ func TestRelay(t *testing.T) {
 	want := slices.Insert(slices.Clone(example), slices.Index(example, "edge: rtp-reorder"), "edge: netsim")
 	if !slices.Equal(got, want) {
 		t.Errorf("stages %q, want %q", got, want)
+	}
+}
+
+// Destinations replace UDP as udp-sink's list, and the file still loads.
+func TestRelayDestinations(t *testing.T) {
+	r := Relay{RTMP: "127.0.0.1:1935", RTX: "127.0.0.1:4242", UDP: "127.0.0.1:5222",
+		Destinations: []string{"127.0.0.1:5223", "[::1]:5224"}}
+	f, err := host.Load("cloud.toml", t.TempDir(), []byte(r.Cloud()), nil, core.Default)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	sink := f.Pipelines[0].Stages[4]
+	if got := fmt.Sprint(sink.Params["destinations"]); got != "[127.0.0.1:5223 [::1]:5224]" {
+		t.Errorf("udp-sink destinations %s", got)
+	}
+}
+
+// ReorderID and ReassemblerID become those stages' ids, for branches.
+func TestRelayIDs(t *testing.T) {
+	r := Relay{RTX: "127.0.0.1:4242", UDP: "127.0.0.1:5222", HTTP: "127.0.0.1:7001", ReorderID: "ordered", ReassemblerID: "repaired"}
+	f, err := host.Load("edge.toml", t.TempDir(), []byte(r.Edge()), nil, core.Default)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var ids []string
+	for _, sc := range f.Pipelines[0].Stages {
+		ids = append(ids, sc.ID)
+	}
+	if want := []string{"", "ordered", "repaired", ""}; !slices.Equal(ids, want) {
+		t.Errorf("stage ids %q, want %q", ids, want)
 	}
 }
 
