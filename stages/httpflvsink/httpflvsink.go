@@ -74,8 +74,10 @@ type Stage struct {
 	streams map[*core.Stream]*stream // Run's own view
 	live    map[*stream]struct{}     // under mu: streams the flusher serves
 
-	flushNow   chan struct{} // cap 1: a stream queued flush_bytes
-	checkEvery time.Duration // how often a viewer's send queue is read
+	// Run's own: tags were queued to viewers since the last flush, and
+	// a stream queued flush_bytes of them (flush at once).
+	queued, urgent bool
+	checkEvery     time.Duration // how often a viewer's send queue is read
 
 	mViewers  prometheus.Gauge
 	mServed   prometheus.Counter
@@ -96,7 +98,6 @@ func New(cfg *Config, env *core.Env) (core.Stage, error) {
 		byName:     map[string]*stream{},
 		streams:    map[*core.Stream]*stream{},
 		live:       map[*stream]struct{}{},
-		flushNow:   make(chan struct{}, 1),
 		checkEvery: checkEvery(cfg.WriteTimeout),
 		mKeys:      env.Metrics.Counter("keyframes"),
 		mViewers:   env.Metrics.Gauge("viewers"),
@@ -134,11 +135,6 @@ func (s *Stage) Run(ctx context.Context, in <-chan *core.Packet, _ core.Output) 
 	s.env.Log.Info("httpflv-sink listening", "addr", ln.Addr().String())
 	stop := make(chan struct{})
 	stopped := make(chan struct{})
-	flushed := make(chan struct{})
-	go func() {
-		defer close(flushed)
-		(&flusher{s: s}).run(stop)
-	}()
 	go func() {
 		defer close(stopped)
 		select {
@@ -148,24 +144,12 @@ func (s *Stage) Run(ctx context.Context, in <-chan *core.Packet, _ core.Output) 
 		}
 	}()
 
-	for p := range in {
-		switch p.Event {
-		case core.EventStart:
-			s.start(p.Stream)
-			p.Release()
-		case core.EventEnd:
-			s.end(p.Stream)
-			p.Release()
-		default:
-			s.data(p)
-		}
-	}
+	s.serve(in)
 	for st := range s.streams {
 		s.end(st)
 	}
 	close(stop)
 	<-stopped
-	<-flushed
 	s.shutdown()
 	<-served
 	// Viewers end by themselves: each stream's end gave them write_timeout
@@ -174,11 +158,65 @@ func (s *Stage) Run(ctx context.Context, in <-chan *core.Packet, _ core.Output) 
 	return nil
 }
 
-// flushSoon asks the flusher for a flush now.
-func (s *Stage) flushSoon() {
-	select {
-	case s.flushNow <- struct{}{}:
-	default:
+// serve takes tags from in until it closes, and flushes them to viewers on
+// this goroutine: when in runs dry (the end of a burst: a frame's tags
+// arrive together) if the last flush is flush_interval old, else once it
+// is; at once when flush_bytes are queued. So a viewer gets one write per
+// burst, at most one per flush_interval, and nothing waits longer than
+// flush_interval; an idle stage does not wake, and a burst costs no
+// hand-off to another goroutine.
+func (s *Stage) serve(in <-chan *core.Packet) {
+	f := &flusher{s: s}
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	defer timer.Stop()
+	armed := false
+	var last time.Time // the last flush
+	for {
+		select {
+		case p, ok := <-in:
+			if !ok {
+				return
+			}
+			switch p.Event {
+			case core.EventStart:
+				s.start(p.Stream)
+				p.Release()
+			case core.EventEnd:
+				s.end(p.Stream)
+				p.Release()
+			default:
+				s.data(p)
+			}
+		case <-timer.C:
+			armed = false
+		}
+		if !s.queued {
+			continue
+		}
+		now := time.Now()
+		since := now.Sub(last)
+		if !s.urgent {
+			if wait := s.cfg.FlushInterval - since; wait > 0 {
+				if !armed {
+					timer.Reset(wait)
+					armed = true
+				}
+				continue
+			}
+			// Due, but more of the burst is queued: take it first,
+			// unless the input has not run dry for a whole interval.
+			if len(in) > 0 && since < 2*s.cfg.FlushInterval {
+				continue
+			}
+		}
+		f.flushAll(now)
+		last = now
+		s.queued, s.urgent = false, false
+		if armed {
+			timer.Stop()
+			armed = false
+		}
 	}
 }
 
@@ -242,7 +280,7 @@ func (s *Stage) data(p *core.Packet) {
 		p.Release()
 		return
 	}
-	st.push(newRef(p))
+	st.push(newRef(p), time.Now())
 }
 
 // serveHTTP answers GET /APP/KEY.flv.

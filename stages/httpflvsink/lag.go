@@ -46,7 +46,7 @@ func checkEvery(writeTimeout time.Duration) time.Duration {
 var errBehind = fmt.Errorf("more than write_timeout of the stream unacknowledged: %w", os.ErrDeadlineExceeded)
 
 // measureRate updates st's rate from the bytes pushed since the last
-// measure, at most once a second (the flusher, mu held). A peak holds,
+// measure, at most once a second (push, mu held). A peak holds,
 // fading by a quarter a second: a send buffer too big costs little, one too
 // small costs throughput.
 func (st *stream) measureRate(now time.Time) {

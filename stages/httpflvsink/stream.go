@@ -35,7 +35,7 @@ type stream struct {
 	// The stream's rate, which sizes its viewers' send buffers and says
 	// how far behind live they may fall (lag.go).
 	inBytes  int64        // pushed since rateFrom, under mu
-	rateFrom time.Time    // the flusher's, under mu
+	rateFrom time.Time    // under mu
 	rate     atomic.Int64 // bytes a second; 0 until a second was seen
 }
 
@@ -127,9 +127,9 @@ func abort(c net.Conn) {
 	_ = c.Close()
 }
 
-// push hands r to the GOP cache and every viewer's queue; Run's reference
-// ends here. It never blocks on a viewer: one too far behind is shed.
-func (st *stream) push(r *tagRef) {
+// push hands r, arrived at now, to the GOP cache and every viewer's queue;
+// Run's reference ends here. It never blocks on a viewer: one too far behind is shed.
+func (st *stream) push(r *tagRef, now time.Time) {
 	typ := r.p.Type
 	kind := flv.InitKindOf(typ, r.b[flv.HeaderSize:len(r.p.Data)-4])
 	limit := st.s.cfg.ViewerQueue
@@ -195,12 +195,15 @@ func (st *stream) push(r *tagRef) {
 		st.pending += len(r.b)
 	}
 	st.inBytes += int64(len(r.b))
-	flush := st.pending >= st.s.cfg.FlushBytes || st.s.cfg.FlushInterval <= 0
+	st.measureRate(now)
+	if st.pending > 0 {
+		st.s.queued = true
+		if st.pending >= st.s.cfg.FlushBytes || st.s.cfg.FlushInterval <= 0 {
+			st.s.urgent = true
+		}
+	}
 	st.mu.Unlock()
 	r.release()
-	if flush {
-		st.s.flushSoon()
-	}
 }
 
 // cache keeps r in the current GOP (called with mu held).
@@ -375,6 +378,15 @@ func (s *Stage) serveViewer(w http.ResponseWriter, st *stream, remote string, ch
 		return
 	}
 	defer conn.Close()
+	if tc, ok := conn.(*net.TCPConn); ok {
+		// Nagle on, as nginx-rtmp leaves it: a write while the viewer
+		// has not yet acknowledged the last one joins the kernel's queue
+		// instead of going out as its own segment, and goes out with
+		// the viewer's next ACK. A player that reads as data comes
+		// ACKs at once, so it waits for nothing; we write whole bursts
+		// anyway, so there is no small-write train for Nagle to delay.
+		_ = tc.SetNoDelay(false)
+	}
 	v := &viewer{conn: conn, st: st, wake: make(chan struct{}, 1), owner: ownViewer, chunked: chunked}
 	if sc, ok := conn.(syscall.Conn); ok {
 		v.probe.rc, _ = sc.SyscallConn()
@@ -652,29 +664,9 @@ type flusher struct {
 	iov     iovecs
 }
 
-// run flushes every flush_interval, and at once when a stream has queued
-// flush_bytes, until stop closes.
-func (f *flusher) run(stop <-chan struct{}) {
-	var tick <-chan time.Time
-	if d := f.s.cfg.FlushInterval; d > 0 {
-		t := time.NewTicker(d)
-		defer t.Stop()
-		tick = t.C
-	}
-	for {
-		select {
-		case <-stop:
-			return
-		case <-tick:
-		case <-f.s.flushNow:
-		}
-		f.flushAll()
-	}
-}
-
-func (f *flusher) flushAll() {
+// flushAll sends what every stream has queued to its viewers.
+func (f *flusher) flushAll(now time.Time) {
 	s := f.s
-	now := time.Now()
 	s.mu.RLock()
 	for st := range s.live {
 		f.streams = append(f.streams, st)
@@ -683,7 +675,6 @@ func (f *flusher) flushAll() {
 	for i, st := range f.streams {
 		st.mu.Lock()
 		st.pending = 0
-		st.measureRate(now)
 		f.viewers = append(f.viewers[:0], st.viewers...)
 		st.mu.Unlock()
 		for j, v := range f.viewers {
