@@ -379,13 +379,13 @@ func (s *Stage) serveViewer(w http.ResponseWriter, st *stream, remote string, ch
 	}
 	defer conn.Close()
 	if tc, ok := conn.(*net.TCPConn); ok {
-		// Nagle on, as nginx-rtmp leaves it: a write while the viewer
-		// has not yet acknowledged the last one joins the kernel's queue
-		// instead of going out as its own segment, and goes out with
-		// the viewer's next ACK. A player that reads as data comes
-		// ACKs at once, so it waits for nothing; we write whole bursts
-		// anyway, so there is no small-write train for Nagle to delay.
-		_ = tc.SetNoDelay(false)
+		// Go sets TCP_NODELAY on every socket. Off (Nagle on, as
+		// nginx-rtmp and SRS leave it), a write while the viewer has not
+		// acknowledged the last one joins the kernel's queue instead of
+		// going out as its own segment: a player that reads as data
+		// comes ACKs at once and waits for nothing, and we write whole
+		// bursts anyway, so there is no small-write train to delay.
+		_ = tc.SetNoDelay(s.cfg.TCPNoDelay)
 	}
 	v := &viewer{conn: conn, st: st, wake: make(chan struct{}, 1), owner: ownViewer, chunked: chunked}
 	if sc, ok := conn.(syscall.Conn); ok {

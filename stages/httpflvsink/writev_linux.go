@@ -24,9 +24,12 @@ type iovecs struct {
 }
 
 // writev is the RawConn.Write callback: one attempt, as a full socket is
-// the viewer goroutine's job.
+// the viewer goroutine's job. The socket is non-blocking, so the call is
+// short and made raw: no entersyscall/exitsyscall, which would wake the
+// runtime's sysmon thread and let it hand the P to another thread mid-flush
+// (a flush of many viewers is a train of such calls).
 func (w *iovecs) writev(fd uintptr) bool {
-	r, _, e := unix.Syscall(unix.SYS_WRITEV, fd, uintptr(unsafe.Pointer(&w.v[0])), uintptr(len(w.v)))
+	r, _, e := unix.RawSyscall(unix.SYS_WRITEV, fd, uintptr(unsafe.Pointer(&w.v[0])), uintptr(len(w.v)))
 	w.n, w.errno = int(r), e
 	return true
 }
