@@ -39,3 +39,26 @@ func KernelQueued(cs core.Stage) []int {
 	}
 	return out
 }
+
+// NoDelay is, for every viewer connected to the stage now, whether its
+// socket has TCP_NODELAY set.
+func NoDelay(cs core.Stage) []bool {
+	s := cs.(*Stage)
+	var out []bool
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	for st := range s.live {
+		st.mu.Lock()
+		for _, v := range st.viewers {
+			if v.probe.rc == nil {
+				continue
+			}
+			on, oerr := 0, error(nil)
+			if err := v.probe.rc.Control(func(fd uintptr) { on, oerr = unix.GetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_NODELAY) }); err == nil && oerr == nil {
+				out = append(out, on != 0)
+			}
+		}
+		st.mu.Unlock()
+	}
+	return out
+}
