@@ -33,7 +33,7 @@ func TestConnReadDoesNotAllocate(t *testing.T) {
 	c.guard.skip = 0
 	c.guard.state, c.guard.need = gsBasic, 1
 	c.published.Store(true) // the per-read idle deadline is set too
-	buf := make([]byte, 37)  // reads that end mid-header and mid-body
+	buf := make([]byte, 37) // reads that end mid-header and mid-body
 	if a := testing.AllocsPerRun(1000, func() {
 		if _, err := c.Read(buf); err != nil {
 			t.Fatal(err)
