@@ -201,7 +201,9 @@ type childAudience struct {
 	stderr strings.Builder
 }
 
-func startChild(spec childSpec) (*childAudience, error) {
+// startChild starts the viewer process; decoding its reports counts as the
+// bench's own allocations in self.
+func startChild(spec childSpec, self *selfCount) (*childAudience, error) {
 	exe, err := os.Executable()
 	if err != nil {
 		return nil, err
@@ -232,10 +234,12 @@ func startChild(spec childSpec) (*childAudience, error) {
 		sc := bufio.NewScanner(out)
 		sc.Buffer(make([]byte, 1<<16), 64<<20)
 		for sc.Scan() {
+			b := mallocs()
 			var agg viewerAgg
 			if json.Unmarshal(sc.Bytes(), &agg) == nil {
 				a.latest.Store(&agg)
 			}
+			self.since(b)
 		}
 		_ = cmd.Wait()
 	}()

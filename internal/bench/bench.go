@@ -11,10 +11,12 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime"
 	"runtime/pprof"
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -47,6 +49,7 @@ type Config struct {
 	ViewerIdle     time.Duration
 	LogLevel       string
 	CPUProfile     string        // file for a CPU profile of the measured run; "" none
+	MemProfile     string        // file for an allocation profile of the measured window; "" none
 	Split          bool          // viewers in a child process
 	RelayCPUs      []int         // pin this process (relay + publishers) to these CPUs
 	ViewerCPUs     []int         // pin the viewer process to these CPUs (with Split)
@@ -69,7 +72,9 @@ checks every tag each viewer got against what was published.
 CPU, RSS and allocations are the whole process's: they include the bench's
 own publishers and viewers, unless --split runs the viewers in a child
 process (then --relay-cpus/--viewer-cpus can pin each side to its cores;
-what viewers read is timed by the child's own clock).
+what viewers read is timed by the child's own clock). What the bench
+allocates to measure (gathering the metrics each second, reading the viewer
+process's reports) is left out of the allocations and printed beside them.
 
 --floor first measures the machine's raw loopback UDP send rate (plain,
 batched, GSO), then the udp-sink stage sending the same 1200-byte datagrams
@@ -199,6 +204,7 @@ func newFlags(cfg *Config, stderr io.Writer) (*flag.FlagSet, *cliOpts) {
 	fs.DurationVar(&cfg.ViewerIdle, "viewer-timeout", 5*time.Second, "a viewer that reads nothing for this long gives up (counted as dropped)")
 	fs.StringVar(&cfg.LogLevel, "log-level", "error", "level of the pipelines' logs on stderr: debug, info, warn, error")
 	fs.StringVar(&cfg.CPUProfile, "cpuprofile", "", "write a CPU profile of the run (pipelines and load generators) to this file, for go tool pprof")
+	fs.StringVar(&cfg.MemProfile, "memprofile", "", "write an allocation profile (every 4 KiB allocated is sampled, runtime.MemProfileRate) of the relay process to this file when the measured window closes, and one when it opens to FILE.start: go tool pprof -sample_index=alloc_objects -diff_base FILE.start <binary> FILE shows the window's allocations alone (relay and publishers; with --split not the viewers)")
 	fs.BoolVar(&cfg.Split, "split", false, "run the viewers in a child process, so CPU, RSS and allocations are the relay's (and publishers') alone; latency then counts from when each tag was due, not written")
 	opt.relayCPUs = fs.String("relay-cpus", "", "pin the relay process to these CPUs (e.g. 0 or 0-1), for one-core figures")
 	opt.viewerCPUs = fs.String("viewer-cpus", "", "with --split: pin the viewer process to these CPUs (e.g. 1)")
@@ -296,6 +302,7 @@ type snapshot struct {
 	at       time.Time
 	cpu      time.Duration
 	mallocs  uint64
+	self     uint64 // of mallocs, the bench's own measuring (selfCount)
 	pubTags  uint64
 	pubBytes uint64
 	rtp      float64
@@ -307,6 +314,12 @@ type snapshot struct {
 // reporting, when ctx is cancelled.
 func Run(ctx context.Context, cfg Config, stderr io.Writer) (*Report, error) {
 	cfg.defaults()
+	if cfg.MemProfile != "" {
+		// Set before the relay starts, so its per-packet allocations are
+		// sampled from the first; restored for whoever runs next in-process.
+		defer func(old int) { runtime.MemProfileRate = old }(runtime.MemProfileRate)
+		runtime.MemProfileRate = profileRate
+	}
 	rep := newReport(cfg)
 	if cfg.Floor {
 		if err := rep.addFloor(ctx, cfg.FloorTime); err != nil {
@@ -370,6 +383,7 @@ func drive(ctx context.Context, cfg Config, rep *Report, cl *clip, rl *relay) (*
 	pubCtx, pubCancel := context.WithCancel(ctx)
 	defer pubCancel()
 	pubs, viewers := newLoad(cfg, rl.ports, cl)
+	self := &selfCount{}
 	if cfg.CPUProfile != "" {
 		stopProfile, err := startProfile(cfg.CPUProfile)
 		if err != nil {
@@ -391,15 +405,22 @@ func drive(ctx context.Context, cfg Config, rep *Report, cl *clip, rl *relay) (*
 		pwg.Add(1)
 		go func() { defer pwg.Done(); _ = pb.run(pubCtx) }()
 	}
-	aud, err := startAudience(ctx, cfg, rl.ports, pubs, viewers)
+	aud, err := startAudience(ctx, cfg, rl.ports, pubs, viewers, self)
 	if err != nil {
 		pubCancel()
 		pwg.Wait()
 		_ = rl.stop()
 		return nil, err
 	}
-	m := meter{rt: rl.rt, pubs: pubs, aud: aud, repairDown: new(int)}
+	m := meter{rt: rl.rt, pubs: pubs, aud: aud, repairDown: new(int), self: self}
+	var profErrs []error
+	if cfg.MemProfile != "" {
+		m.opened = func() { profErrs = append(profErrs, writeAllocProfile(cfg.MemProfile+".start")) }
+	}
 	from, to, complete := m.watch(ctx, cfg, start)
+	if cfg.MemProfile != "" {
+		profErrs = append(profErrs, writeAllocProfile(cfg.MemProfile))
+	}
 	stopAt := time.Now()
 	if cfg.Progress != nil {
 		fmt.Fprintln(cfg.Progress)
@@ -423,6 +444,9 @@ func drive(ctx context.Context, cfg Config, rep *Report, cl *clip, rl *relay) (*
 	}
 	if agg.ChildErr != "" {
 		rep.Errors = append(rep.Errors, agg.ChildErr)
+	}
+	if err := errors.Join(profErrs...); err != nil {
+		rep.Errors = append(rep.Errors, err.Error())
 	}
 	sort.Strings(rep.Errors)
 	return rep, nil
@@ -477,15 +501,39 @@ func startProfile(path string) (stop func(), err error) {
 	return func() { pprof.StopCPUProfile(); pf.Close() }, nil
 }
 
+// profileRate is runtime.MemProfileRate with --memprofile: one sample per
+// 4 KiB allocated sees even the small per-packet allocations, at a cost that
+// stays well under the run's CPU.
+const profileRate = 4096
+
+// writeAllocProfile writes the process's allocation profile so far to path.
+// A GC first, because the profile counts only up to the last completed cycle
+// and a relay that allocates little may not have had one for a while.
+func writeAllocProfile(path string) error {
+	runtime.GC()
+	f, err := os.Create(path)
+	if err != nil {
+		return fmt.Errorf("memprofile: %w", err)
+	}
+	if err := pprof.Lookup("allocs").WriteTo(f, 0); err != nil {
+		f.Close()
+		return fmt.Errorf("memprofile: %w", err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("memprofile: %w", err)
+	}
+	return nil
+}
+
 // startAudience starts the viewers, joining over the first seconds of the
 // run: here, or in a child process with --split.
-func startAudience(ctx context.Context, cfg Config, p ports, pubs []*publisher, viewers []*viewer) (audience, error) {
+func startAudience(ctx context.Context, cfg Config, p ports, pubs []*publisher, viewers []*viewer, self *selfCount) (audience, error) {
 	spread := 2 * time.Second
 	if cfg.Duration < 4*time.Second {
 		spread = cfg.Duration / 4
 	}
 	if cfg.Split {
-		ca, err := startChildFor(ctx, cfg, p, pubs, spread)
+		ca, err := startChildFor(ctx, cfg, p, pubs, spread, self)
 		if err != nil {
 			return nil, err
 		}
@@ -503,11 +551,34 @@ type meter struct {
 	// repairDown counts the progress ticks (seconds) at which the edge's
 	// repair connection was down: gaps then are skipped unasked.
 	repairDown *int
+	opened     func() // called once when the measured window opens; nil: nothing
+	self       *selfCount
 }
 
+// selfCount counts the heap allocations the bench makes to measure the
+// relay (gathering its registry, decoding the viewer process's reports,
+// writing --memprofile), so the report states them apart rather than charge
+// them to the relay: at 1 Mbit/s they were most of the process's. Each is
+// the process's mallocs around such a step, so what the relay allocates in
+// those few milliseconds is counted with them.
+type selfCount struct{ n atomic.Uint64 }
+
+// since adds the process's allocations since from (a mallocs reading).
+func (c *selfCount) since(from uint64) { c.n.Add(mallocs() - from) }
+
+// snap reads the counters; mallocs first, so what the reading itself
+// allocates falls after it.
 func (m meter) snap() snapshot {
-	g := gather(m.rt.Metrics.Registry)
-	s := snapshot{at: time.Now(), cpu: cpuTime(), mallocs: mallocs()}
+	return m.snapWith(nil)
+}
+
+// snapWith is snap with the registry already gathered (nil: gather it).
+func (m meter) snapWith(g *metricsView) snapshot {
+	s := snapshot{at: time.Now(), cpu: cpuTime(), mallocs: mallocs(), self: m.self.n.Load()}
+	if g == nil {
+		v := gather(m.rt.Metrics.Registry)
+		g = &v
+	}
 	for _, pb := range m.pubs {
 		s.pubTags += pb.tags.Load()
 		s.pubBytes += pb.bytes.Load()
@@ -527,14 +598,24 @@ func (m meter) watch(ctx context.Context, cfg Config, start time.Time) (from, to
 	opened := false
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
+	poll := time.NewTimer(time.Hour) // reused: a time.After per loop would allocate
+	defer poll.Stop()
 	prev := m.snap()
 loop:
 	for {
 		now := time.Now()
 		if !opened {
+			b := mallocs()
 			st := m.aud.stats()
 			if st.Joined == st.Wanted || now.Sub(start) >= cfg.Duration/3 {
+				if m.opened != nil {
+					m.opened()
+				}
+				m.self.since(b)
 				from, opened = m.snap(), true
+				m.self.since(from.mallocs) // the snap's own gather is the bench's
+			} else {
+				m.self.since(b)
 			}
 		}
 		wait := time.Until(end)
@@ -542,31 +623,37 @@ loop:
 			complete = true
 			break
 		}
+		poll.Reset(min(wait, 100*time.Millisecond))
 		select {
 		case <-ctx.Done():
 			break loop
-		case <-time.After(min(wait, 100*time.Millisecond)):
+		case <-poll.C:
 			continue
 		case <-tick.C:
-			if up, ok := gather(m.rt.Metrics.Registry).firstOf("mediapipe_stage_gauge", "edge", "rtp-reorder", "name", "repair_connected"); ok && up == 0 && m.repairDown != nil {
+			// One gather a second serves the repair check and the progress
+			// line; with no progress line there is no snapshot to take.
+			b := mallocs()
+			g := gather(m.rt.Metrics.Registry)
+			if up, ok := g.firstOf("mediapipe_stage_gauge", "edge", "rtp-reorder", "name", "repair_connected"); ok && up == 0 && m.repairDown != nil {
 				*m.repairDown++
 			}
-			cur := m.snap()
 			if cfg.Progress != nil {
-				progressLine(cfg.Progress, m.rt, cur, prev, start)
+				cur := m.snapWith(&g)
+				progressLine(cfg.Progress, g, cur, prev, start)
+				prev = cur
 			}
-			prev = cur
+			m.self.since(b)
 		}
 	}
 	if !opened {
-		from = snapshot{at: start, cpu: prev.cpu, mallocs: prev.mallocs}
+		from = snapshot{at: start, cpu: prev.cpu, mallocs: prev.mallocs, self: prev.self}
 	}
 	return from, m.snap(), complete
 }
 
 // startChildFor waits until every publisher is on air (the child derives
 // publish times from each one's start) and starts the viewer process.
-func startChildFor(ctx context.Context, cfg Config, p ports, pubs []*publisher, spread time.Duration) (*childAudience, error) {
+func startChildFor(ctx context.Context, cfg Config, p ports, pubs []*publisher, spread time.Duration, self *selfCount) (*childAudience, error) {
 	deadline := time.Now().Add(15 * time.Second)
 	spec := childSpec{Addr: p.HTTP, Viewers: cfg.Viewers, Spread: spread, Idle: cfg.ViewerIdle, CPUs: cfg.ViewerCPUs,
 		Input: cfg.Input, Synthetic: cfg.Synthetic, Kbps: cfg.Kbps, Seconds: cfg.ClipSeconds}
@@ -582,15 +669,14 @@ func startChildFor(ctx context.Context, cfg Config, p ports, pubs []*publisher, 
 		}
 		spec.Streams = append(spec.Streams, childStream{Path: "/live/" + streamKey(i) + ".flv", Start: pb.started.Load()})
 	}
-	return startChild(spec)
+	return startChild(spec, self)
 }
 
-func progressLine(w io.Writer, rt *host.Runtime, cur, prev snapshot, start time.Time) {
+func progressLine(w io.Writer, m metricsView, cur, prev snapshot, start time.Time) {
 	dt := cur.at.Sub(prev.at).Seconds()
 	if dt <= 0 {
 		return
 	}
-	m := gather(rt.Metrics.Registry)
 	joined, wanted := cur.aud.Active, cur.aud.Wanted
 	lat := cur.aud.Lat.hist()
 	lost, _ := m.firstOf("mediapipe_stage_drops_total", "edge", "netsim", "reason", lossReasons...)

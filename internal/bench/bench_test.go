@@ -10,6 +10,8 @@ import (
 	"math"
 	"net"
 	"os"
+	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -211,6 +213,26 @@ func TestFillRatesUseAudienceClock(t *testing.T) {
 	}
 }
 
+// TestAllocsLeaveOutTheMeter: what the bench allocated to measure is not
+// charged to the relay, and is stated on its own.
+func TestAllocsLeaveOutTheMeter(t *testing.T) {
+	t0 := time.Now()
+	from := snapshot{at: t0, mallocs: 1000, self: 500, rtp: 0}
+	to := snapshot{at: t0.Add(10 * time.Second), mallocs: 41_000, self: 30_500, rtp: 2000}
+	cfg := Config{Streams: 1, Viewers: 1}
+	r := newReport(cfg)
+	r.fill(cfg, from, to, to.at, nil, to.aud, metricsView{})
+	if r.Memory.AllocsPerPacket != 5 || r.Memory.MeterPerPacket != 15 {
+		t.Errorf("allocs %.2f per packet and the meter's %.2f, want 5 (10000 ÷ 2000) and 15 (30000 ÷ 2000)",
+			r.Memory.AllocsPerPacket, r.Memory.MeterPerPacket)
+	}
+	var b strings.Builder
+	r.writeTable(&b)
+	if !strings.Contains(b.String(), "5.00 per RTP packet sent") || !strings.Contains(b.String(), "measuring 15.00 per packet more, not counted") {
+		t.Errorf("the table does not state both figures:\n%s", b.String())
+	}
+}
+
 // TestBench runs the whole relay for 3 s with one stream and two viewers
 // and checks the report holds real measurements and intact output.
 func TestBench(t *testing.T) {
@@ -261,9 +283,24 @@ func TestBenchSplit(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a second process")
 	}
-	rep := runChecked(t, Config{Streams: 1, Viewers: 3, Duration: 3 * time.Second, Synthetic: true, Split: true})
+	prof := filepath.Join(t.TempDir(), "mem.pprof")
+	rate := runtime.MemProfileRate
+	rep := runChecked(t, Config{Streams: 1, Viewers: 3, Duration: 3 * time.Second, Synthetic: true, Split: true, MemProfile: prof})
 	if c := rep.Correctness; c.Missing != 0 || c.Duplicate != 0 {
 		t.Errorf("at 0 loss: %d missing, %d duplicate tags", c.Missing, c.Duplicate)
+	}
+	// The child's reports and the meter's gathers are the bench's own.
+	if rep.Memory.MeterPerPacket <= 0 {
+		t.Errorf("the bench's measuring allocated %.2f per packet, want > 0", rep.Memory.MeterPerPacket)
+	}
+	for _, f := range []string{prof + ".start", prof} {
+		b, err := os.ReadFile(f)
+		if err != nil || len(b) < 100 || b[0] != 0x1f || b[1] != 0x8b { // pprof files are gzipped
+			t.Errorf("--memprofile %s: %d bytes, %v", f, len(b), err)
+		}
+	}
+	if runtime.MemProfileRate != rate {
+		t.Errorf("MemProfileRate left at %d, was %d", runtime.MemProfileRate, rate)
 	}
 }
 

@@ -782,7 +782,6 @@ func (s *Server) serveStream(p *peer, st *quic.Stream, idle bool) {
 			_ = st.SetReadDeadline(time.Now().Add(s.cfg.StreamIdleTimeout))
 		}
 		typ, payload, err := fr.Next()
-		var ne net.Error
 		if err != nil {
 			switch {
 			case errors.Is(err, repairwire.ErrFrameTooLarge):
@@ -791,7 +790,7 @@ func (s *Server) serveStream(p *peer, st *quic.Stream, idle bool) {
 				_ = st.Close()
 			case errors.Is(err, io.ErrUnexpectedEOF):
 				s.bad(st, repairwire.StreamBadFrame)
-			case idle && errors.As(err, &ne) && ne.Timeout():
+			case idle && isTimeout(err):
 				// The peer's reader sees our end and opens a new stream
 				// for its next request.
 				s.count(EvIdleStream, 1)
@@ -811,6 +810,13 @@ func (s *Server) serveStream(p *peer, st *quic.Stream, idle bool) {
 			return
 		}
 	}
+}
+
+// isTimeout is apart from serveStream because errors.As moves its target
+// to the heap: declared in the loop, that cost every request an allocation.
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
 }
 
 // bad counts a malformed request and resets its stream both ways.

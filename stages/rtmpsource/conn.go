@@ -45,11 +45,18 @@ func (c *guardedConn) Read(p []byte) (int, error) {
 			return 0, gerr
 		}
 	}
-	var ne net.Error
-	if err != nil && errors.As(err, &ne) && ne.Timeout() {
+	if err != nil && isTimeout(err) {
 		c.setCause("idle_timeout")
 	}
 	return n, err
+}
+
+// isTimeout is apart from Read because errors.As moves its target to the
+// heap: inline, that cost Read (once per chunk read) an allocation even
+// when there was no error.
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
 }
 
 // Close is go-rtmp's last act on a connection (after the handler's OnClose):

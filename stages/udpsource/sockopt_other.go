@@ -8,5 +8,9 @@ import "syscall"
 // shared multicast port).
 func (o sockOpts) control(string, string, syscall.RawConn) error { return nil }
 
-// kernelDrops: outside Linux the kernel's drops are not read.
-func kernelDrops(syscall.RawConn) (uint32, bool) { return 0, false }
+// dropReader: outside Linux the kernel's drops are not read.
+type dropReader struct{}
+
+func newDropReader(syscall.RawConn) *dropReader { return &dropReader{} }
+
+func (*dropReader) drops() (uint32, bool) { return 0, false }

@@ -19,7 +19,6 @@ import (
 	"os"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -133,8 +132,8 @@ type Stage struct {
 	allowed []netip.Prefix // senders; empty: anyone
 
 	conn  *net.UDPConn
-	raw   syscall.RawConn // conn's, to read the kernel's drop count
-	kdrop uint32          // the kernel's drop count last read
+	kd    *dropReader // reads the kernel's drop count of conn
+	kdrop uint32      // the kernel's drop count last read
 	r     *udpbatch.Reader
 	msgs  []udpbatch.Message
 	from  []netip.AddrPort // sender of msgs[i]
@@ -291,8 +290,9 @@ func (s *Stage) Open(ctx context.Context) error {
 		return fmt.Errorf("udp-source: %w", err)
 	}
 	s.conn, s.r = conn, r
-	if s.raw, err = conn.SyscallConn(); err == nil {
-		s.kdrop, _ = kernelDrops(s.raw)
+	if raw, err := conn.SyscallConn(); err == nil {
+		s.kd = newDropReader(raw)
+		s.kdrop, _ = s.kd.drops()
 	}
 	s.initSlots()
 	s.env.Log.Info("udp-source: listening", "listen", s.cfg.Listen, "addr", conn.LocalAddr().String(), "multicast", multicast)
@@ -745,10 +745,10 @@ func (s *Stage) housekeep(now time.Time, out core.Output) {
 // loses packets before any counter of ours sees them, and the gaps they
 // leave would otherwise look unexplained.
 func (s *Stage) countKernelDrops() {
-	if s.raw == nil {
+	if s.kd == nil {
 		return
 	}
-	if n, ok := kernelDrops(s.raw); ok {
+	if n, ok := s.kd.drops(); ok {
 		if d := n - s.kdrop; d > 0 {
 			s.overflow.Add(int(d))
 		}

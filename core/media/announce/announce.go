@@ -3,6 +3,7 @@
 package announce
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"time"
@@ -116,21 +117,35 @@ func AppendAnnounce(dst []byte, s Sender, cname, name string) ([]byte, error) {
 	if len(cname) == 0 || len(cname) > MaxNameLen {
 		return dst, fmt.Errorf("announce: CNAME must be 1–%d bytes", MaxNameLen)
 	}
-	b, err := rtcp.Marshal([]rtcp.Packet{
-		&rtcp.SenderReport{SSRC: s.SSRC, NTPTime: s.NTP, RTPTime: s.RTPTime, PacketCount: s.Packets, OctetCount: s.Octets},
-		&rtcp.SourceDescription{Chunks: []rtcp.SourceDescriptionChunk{{
-			Source: s.SSRC,
-			Items: []rtcp.SourceDescriptionItem{
-				{Type: rtcp.SDESCNAME, Text: cname},
-				{Type: rtcp.SDESName, Text: name},
-			},
-		}}},
-	})
-	if err != nil {
-		return dst, fmt.Errorf("announce: marshal announcement: %w", err)
+	// Written by hand: rtcp.Marshal allocates a dozen times per call, and
+	// udp-sink sends this every second for every stream. The test holds the
+	// bytes to pion's.
+	dst = append(dst, 0x80, uint8(rtcp.TypeSenderReport), 0, srLen/4-1) // V=2, no report blocks
+	dst = binary.BigEndian.AppendUint32(dst, s.SSRC)
+	dst = binary.BigEndian.AppendUint64(dst, s.NTP)
+	dst = binary.BigEndian.AppendUint32(dst, s.RTPTime)
+	dst = binary.BigEndian.AppendUint32(dst, s.Packets)
+	dst = binary.BigEndian.AppendUint32(dst, s.Octets)
+	// One SDES chunk: SSRC, the two items, then at least one null octet
+	// up to the next 32-bit boundary.
+	items := 2 + len(cname) + 2 + len(name)
+	chunk := 4 + items + 1
+	chunk += (4 - chunk%4) % 4
+	dst = append(dst, 0x81, uint8(rtcp.TypeSourceDescription)) // V=2, one chunk
+	dst = binary.BigEndian.AppendUint16(dst, uint16((4+chunk)/4-1))
+	dst = binary.BigEndian.AppendUint32(dst, s.SSRC)
+	dst = append(dst, uint8(rtcp.SDESCNAME), uint8(len(cname)))
+	dst = append(dst, cname...)
+	dst = append(dst, uint8(rtcp.SDESName), uint8(len(name)))
+	dst = append(dst, name...)
+	for range chunk - 4 - items {
+		dst = append(dst, 0)
 	}
-	return append(dst, b...), nil
+	return dst, nil
 }
+
+// srLen is the length of a sender report without report blocks.
+const srLen = 28
 
 // AppendBye appends an RTCP BYE for ssrc, with an optional reason, to dst.
 // RFC 3550 wants every compound packet to start with a report, so an empty
