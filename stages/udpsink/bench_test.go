@@ -58,6 +58,7 @@ func BenchmarkSink(b *testing.B) {
 			b.ReportAllocs()
 			b.SetBytes(int64(len(pkt)))
 			b.ResetTimer()
+			cpu := procCPU()
 			for i := 0; i < b.N; i++ {
 				p := core.NewPacket(len(pkt))
 				copy(p.Data, pkt)
@@ -68,8 +69,10 @@ func BenchmarkSink(b *testing.B) {
 			if err := <-done; err != nil {
 				b.Fatal(err)
 			}
+			b.ReportMetric(float64(procCPU()-cpu)/float64(b.N), "cpu-ns/pkt")
 			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "pkts/s")
 			b.ReportMetric(float64(st.batched)/float64(max(st.batches, 1)), "pkts/batch")
+			b.ReportMetric(float64(st.sendCalls)/float64(max(st.batched, 1)), "sends/pkt")
 		})
 	}
 }
@@ -196,40 +199,6 @@ func BenchmarkRawWriteBatchPooled(b *testing.B) {
 		for _, p := range pkts[:k] {
 			p.Release()
 		}
-	}
-	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "pkts/s")
-}
-
-// BenchmarkRawGSO is the ceiling of the GSO path: the same datagram sent as
-// UDP_SEGMENT runs of 48 (48 × 1200 bytes fits one 64 KB send), with no
-// pipeline around it. udp-sink with gso on is bounded by this, not by
-// BenchmarkRawWriteBatch.
-func BenchmarkRawGSO(b *testing.B) {
-	rx := discardingReceiver(b)
-	c, err := net.DialUDP("udp4", nil, rx.LocalAddr().(*net.UDPAddr))
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer c.Close()
-	_ = c.SetWriteBuffer(4 << 20)
-	g := newGSO(c)
-	if g == nil {
-		b.Skip("no UDP_SEGMENT here")
-	}
-	pkt := rtpPacket(b, 1, 0, 0, 1188)
-	const segs = 48
-	buf := make([]byte, 0, segs*len(pkt))
-	for range segs {
-		buf = append(buf, pkt...)
-	}
-	b.ReportAllocs()
-	b.SetBytes(int64(len(pkt)))
-	for sent := 0; sent < b.N; {
-		k := min(segs, b.N-sent)
-		if err := g.send(buf[:k*len(pkt)], len(pkt)); err != nil {
-			b.Fatal(err)
-		}
-		sent += k
 	}
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "pkts/s")
 }
