@@ -33,7 +33,7 @@ type Config struct {
 	MulticastLoopback bool          `param:"multicast_loopback" default:"true" doc:"deliver multicast to receivers on this host too"`
 	Batch             int           `param:"batch" default:"64" min:"1" max:"1024" doc:"most datagrams handed to the kernel per sendmmsg"`
 	BatchWait         time.Duration `param:"batch_wait" default:"0s" min:"0" max:"0.01" doc:"once a packet is queued and the input is momentarily empty, wait at most this long for more to fill the batch before sending (bounds the latency added per packet); 0 sends whatever is queued at once"`
-	GSO               bool          `param:"gso" default:"true" doc:"send runs of equal-size datagrams to a unicast destination as one UDP_SEGMENT (GSO) sendmsg (Linux 4.18+; falls back to sendmmsg by itself where the kernel or device refuses); false: always sendmmsg"`
+	GSO               bool          `param:"gso" default:"true" doc:"send each run of equal-size datagrams to a unicast destination as one UDP_SEGMENT (GSO) message, a batch's runs and lone datagrams together in one sendmmsg (Linux 4.18+; falls back to a message per datagram by itself where the kernel or device refuses); false: always a message per datagram"`
 	WriteBuffer       int           `param:"write_buffer" default:"4194304" min:"0" doc:"socket send buffer in bytes (SO_SNDBUF; the kernel may cap it); 0 keeps the system default"`
 }
 
