@@ -79,7 +79,9 @@ process's reports) is left out of the allocations and printed beside them.
 --floor first measures the machine's raw loopback UDP send rate (plain,
 batched, GSO), then the udp-sink stage sending the same 1200-byte datagrams
 to the same kind of receiver, and prints the sink's rate as a share of the
-raw batched one (udp_sink_share_of_floor in --json).
+raw batched one (udp_sink_share_of_floor in --json), and each sender's CPU
+per packet, the receiver's thread and the sink's generator left out
+(udp_sink_cpu_share_of_gso: GSO's CPU per packet ÷ the sink's).
 Exit status: 0 when the run finished with intact output, 1 when a viewer
 got corrupt tags, the relay failed, or rtp-reorder skipped more packets than
 the drop counters (netsim, the queues between rtp-fragmenter and rtp-reorder,

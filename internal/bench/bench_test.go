@@ -134,8 +134,9 @@ func TestCommand(t *testing.T) {
 }
 
 // TestFloorOnly runs `--floor --streams 0`: the raw rates and udp-sink's,
-// measured in the same run, its share of the batched rate in the report
-// and the JSON, and the load average read at the end too.
+// measured in the same run, with each sender's CPU per packet, its share of
+// the batched rate in the report and the JSON, and the load average read at
+// the end too.
 func TestFloorOnly(t *testing.T) {
 	defer func(f func() float64) { loadAvg = f }(loadAvg)
 	calls := 0
@@ -159,6 +160,17 @@ func TestFloorOnly(t *testing.T) {
 	if f.SinkSendErrors != 0 {
 		t.Errorf("udp-sink: %.0f send errors", f.SinkSendErrors)
 	}
+	// CPU per packet: each sender's own, the receiver's thread (and the
+	// generator's) left out, so neither negative nor the whole process's
+	// time spread over a handful of packets.
+	for name, ns := range map[string]float64{"plain": f.PlainCPU, "batched": f.BatchedCPU, "udp-sink": f.SinkCPU, "udp-sink generator": f.SinkDriverCPU} {
+		if ns <= 0 || ns > 1e6 {
+			t.Errorf("%s: %.0f ns CPU per packet", name, ns)
+		}
+	}
+	if f.GSOPPS > 0 && (f.GSOCPU <= 0 || math.Abs(f.SinkCPUShareGSO-f.GSOCPU/f.SinkCPU) > 1e-9) {
+		t.Errorf("GSO %.0f ns, udp-sink %.0f ns per packet: CPU share %v", f.GSOCPU, f.SinkCPU, f.SinkCPUShareGSO)
+	}
 	if !strings.Contains(f.SinkSettings, "batch=") {
 		t.Errorf("sink settings %q", f.SinkSettings)
 	}
@@ -178,7 +190,7 @@ func TestFloorOnly(t *testing.T) {
 	var table bytes.Buffer
 	rep.writeTable(&table)
 	t.Logf("\n%s", table.String())
-	if !strings.Contains(table.String(), "floor: udp-sink") || !strings.Contains(table.String(), "→ 2.0") {
+	if !strings.Contains(table.String(), "floor: udp-sink") || !strings.Contains(table.String(), "floor: CPU per packet") || !strings.Contains(table.String(), "→ 2.0") {
 		t.Errorf("table lacks the udp-sink floor or the end load average:\n%s", table.String())
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -35,15 +36,30 @@ type Floor struct {
 	GSOPPS  float64 `json:"gso_pps,omitempty"`
 	GSOMbps float64 `json:"gso_mbps,omitempty"`
 
+	// CPU per datagram sent, in ns: the process's CPU time over the run
+	// less the receiver's thread (and, for the sink, the generator's), so
+	// the send paths are compared by what they cost, which neighbours on a
+	// shared machine and the receiver's and generator's share of its cores
+	// move far less than the rates.
+	PlainCPU   float64 `json:"plain_cpu_ns_per_pkt"`
+	BatchedCPU float64 `json:"batched_cpu_ns_per_pkt"`
+	GSOCPU     float64 `json:"gso_cpu_ns_per_pkt,omitempty"`
+
 	// The udp-sink stage, built from the registry with the relay's settings
 	// and fed pooled RTP packets by a generator goroutine through a queue,
 	// as the stage before it in a pipeline would.
-	SinkPPS        float64 `json:"udp_sink_pps"` // RTP packets sent per second (its RTCP not counted)
-	SinkMbps       float64 `json:"udp_sink_mbps"`
-	SinkRecvShare  float64 `json:"udp_sink_received_share"`
-	SinkShareGSO   float64 `json:"udp_sink_share_of_gso,omitempty"` // udp-sink ÷ GSO packets/s
-	SinkSendErrors float64 `json:"udp_sink_send_errors,omitempty"`
-	SinkSettings   string  `json:"udp_sink_settings"` // its send parameters, as defaulted
+	SinkPPS       float64 `json:"udp_sink_pps"` // RTP packets sent per second (its RTCP not counted)
+	SinkMbps      float64 `json:"udp_sink_mbps"`
+	SinkRecvShare float64 `json:"udp_sink_received_share"`
+	SinkShareGSO  float64 `json:"udp_sink_share_of_gso,omitempty"` // udp-sink ÷ GSO packets/s
+	// SinkCPU is the stage's CPU per RTP packet (its goroutine, the
+	// channel receive, the Go runtime); SinkDriverCPU the generator's
+	// (pool, filling, channel send), which the raw loops do not pay.
+	SinkCPU         float64 `json:"udp_sink_cpu_ns_per_pkt"`
+	SinkDriverCPU   float64 `json:"udp_sink_driver_cpu_ns_per_pkt"`
+	SinkCPUShareGSO float64 `json:"udp_sink_cpu_share_of_gso,omitempty"` // GSO CPU/packet ÷ udp-sink CPU/packet: 1 is as cheap as the raw loop
+	SinkSendErrors  float64 `json:"udp_sink_send_errors,omitempty"`
+	SinkSettings    string  `json:"udp_sink_settings"` // its send parameters, as defaulted
 }
 
 const floorSize, floorBatch, floorGSOSegs = 1200, 64, 48 // 48 × 1200 B fits one 64 KB send
@@ -60,14 +76,14 @@ const (
 func measureFloor(ctx context.Context, d time.Duration) (Floor, error) {
 	var f Floor
 	var err error
-	if f.PlainPPS, _, err = floorRun(ctx, d, floorPlain); err != nil {
+	if f.PlainPPS, _, f.PlainCPU, err = floorRun(ctx, d, floorPlain); err != nil {
 		return f, err
 	}
-	if f.BatchedPPS, f.RecvShare, err = floorRun(ctx, d, floorBatched); err != nil {
+	if f.BatchedPPS, f.RecvShare, f.BatchedCPU, err = floorRun(ctx, d, floorBatched); err != nil {
 		return f, err
 	}
-	if pps, _, err := floorRun(ctx, d, floorGSO); err == nil {
-		f.GSOPPS = pps
+	if pps, _, cpu, err := floorRun(ctx, d, floorGSO); err == nil {
+		f.GSOPPS, f.GSOCPU = pps, cpu
 	} // else: no UDP_SEGMENT here; udp-sink then falls back to sendmmsg too
 	if ctx.Err() == nil { // interrupted: the caller reports what ran
 		s, err := sinkRun(ctx, d)
@@ -75,11 +91,15 @@ func measureFloor(ctx context.Context, d time.Duration) (Floor, error) {
 			return f, err
 		}
 		f.SinkPPS, f.SinkRecvShare, f.SinkSendErrors, f.SinkSettings = s.pps, s.share, s.sendErrs, s.settings
+		f.SinkCPU, f.SinkDriverCPU = s.cpu, s.driverCPU
 	}
 	mbps := func(pps float64) float64 { return pps * floorSize * 8 / 1e6 }
 	f.PlainMbps, f.BatchMbps, f.GSOMbps, f.SinkMbps = mbps(f.PlainPPS), mbps(f.BatchedPPS), mbps(f.GSOPPS), mbps(f.SinkPPS)
 	if f.GSOPPS > 0 {
 		f.SinkShareGSO = f.SinkPPS / f.GSOPPS
+	}
+	if f.GSOCPU > 0 && f.SinkCPU > 0 {
+		f.SinkCPUShareGSO = f.GSOCPU / f.SinkCPU
 	}
 	return f, nil
 }
@@ -90,6 +110,7 @@ type drain struct {
 	conn *net.UDPConn
 	got  atomic.Uint64
 	wg   sync.WaitGroup
+	cpu  time.Duration // its thread's CPU time, once it has ended
 }
 
 func startDrain() (*drain, error) {
@@ -102,6 +123,11 @@ func startDrain() (*drain, error) {
 	d.wg.Add(1)
 	go func() {
 		defer d.wg.Done()
+		// On its own thread, so its CPU time can be told from the sender's;
+		// the thread ends with the goroutine.
+		runtime.LockOSThread()
+		t0 := threadCPU()
+		defer func() { d.cpu = threadCPU() - t0 }()
 		pc := ipv4.NewPacketConn(rc)
 		ms := make([]ipv4.Message, floorBatch)
 		for i := range ms {
@@ -120,6 +146,16 @@ func startDrain() (*drain, error) {
 
 func (d *drain) addr() *net.UDPAddr { return d.conn.LocalAddr().(*net.UDPAddr) }
 
+// threadCPU is the calling thread's CPU time, user and system; the
+// goroutine must be locked to its thread.
+func threadCPU() time.Duration {
+	var ru unix.Rusage
+	if unix.Getrusage(unix.RUSAGE_THREAD, &ru) != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
 // stop lets the receiver catch up, closes it and returns what it received.
 func (d *drain) stop() uint64 {
 	time.Sleep(20 * time.Millisecond)
@@ -128,10 +164,13 @@ func (d *drain) stop() uint64 {
 	return d.got.Load()
 }
 
-func floorRun(ctx context.Context, d time.Duration, method int) (pps, share float64, err error) {
+// floorRun returns the send rate, the share the receiver got and the
+// sending side's CPU per datagram in ns.
+func floorRun(ctx context.Context, d time.Duration, method int) (pps, share, cpu float64, err error) {
+	cpu0 := cpuTime()
 	rx, err := startDrain()
 	if err != nil {
-		return 0, 0, err
+		return 0, 0, 0, err
 	}
 	dst := rx.addr()
 	// The batched and GSO senders are connected to the receiver, as
@@ -150,7 +189,7 @@ func floorRun(ctx context.Context, d time.Duration, method int) (pps, share floa
 	}
 	if err != nil {
 		rx.stop()
-		return 0, 0, fmt.Errorf("floor sender: %w", err)
+		return 0, 0, 0, fmt.Errorf("floor sender: %w", err)
 	}
 	defer sc.Close()
 	_ = sc.SetWriteBuffer(4 << 20) // udp-sink's default write_buffer
@@ -203,8 +242,9 @@ func floorRun(ctx context.Context, d time.Duration, method int) (pps, share floa
 	got := rx.stop()
 	if sent > 0 {
 		share = float64(got) / float64(sent)
+		cpu = float64(cpuTime()-cpu0-rx.cpu) / float64(sent)
 	}
-	return float64(sent) / el.Seconds(), share, nil
+	return float64(sent) / el.Seconds(), share, cpu, nil
 }
 
 // setGSO makes every write on c one UDP_SEGMENT run of seg-byte datagrams.
@@ -230,6 +270,7 @@ func (discard) Emit(p *core.Packet) { p.Release() }
 
 type sinkFloor struct {
 	pps, share, sendErrs float64
+	cpu, driverCPU       float64 // ns per RTP packet: the stage's, the generator's
 	settings             string
 }
 
@@ -245,6 +286,7 @@ func sinkRun(ctx context.Context, d time.Duration) (sinkFloor, error) {
 	if !ok {
 		return res, errors.New("udp-sink floor: the stage is not registered")
 	}
+	cpu0 := cpuTime()
 	rx, err := startDrain()
 	if err != nil {
 		return res, err
@@ -269,6 +311,10 @@ func sinkRun(ctx context.Context, d time.Duration) (sinkFloor, error) {
 
 	s := core.NewStream("bench/floor")
 	in <- core.NewEvent(core.EventStart, s)
+	// The generator on its own thread too, so its CPU time is told from
+	// the stage's.
+	runtime.LockOSThread()
+	gen0 := threadCPU()
 	start := time.Now()
 	deadline := start.Add(d)
 	for i := 0; ; i++ {
@@ -284,6 +330,8 @@ func sinkRun(ctx context.Context, d time.Duration) (sinkFloor, error) {
 	}
 	in <- core.NewEvent(core.EventEnd, s)
 	close(in)
+	gen := threadCPU() - gen0
+	runtime.UnlockOSThread()
 	runErr := <-done
 	el := time.Since(start)
 	got := rx.stop()
@@ -293,6 +341,10 @@ func sinkRun(ctx context.Context, d time.Duration) (sinkFloor, error) {
 	all := core.CounterValue(env.Metrics.Counter("datagrams_sent"))
 	rtpSent := all - core.CounterValue(env.Metrics.Counter("rtcp_sent"))
 	res.pps = rtpSent / el.Seconds()
+	if rtpSent > 0 {
+		res.cpu = float64(cpuTime()-cpu0-rx.cpu-gen) / rtpSent
+		res.driverCPU = float64(gen) / rtpSent
+	}
 	if all > 0 {
 		res.share = float64(got) / all
 	}

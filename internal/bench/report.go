@@ -424,6 +424,8 @@ func (r *Report) floorRows(row func(k, f string, a ...any)) {
 	if r.SinkShare != nil {
 		row("floor: udp-sink", "%.0f pkt/s (%.0f Mbps), %.0f %% received; %.1f %% of WriteBatch 64, %.1f %% of GSO 48 (stage fed by a generator goroutine; %s)",
 			f.SinkPPS, f.SinkMbps, f.SinkRecvShare*100, *r.SinkShare*100, f.SinkShareGSO*100, f.SinkSettings)
+		row("floor: CPU per packet", "WriteToUDP %.0f ns, WriteBatch 64 %.0f ns, GSO 48 %.0f ns; udp-sink %.0f ns (%.1f %% of GSO 48's rate per CPU-second) + its generator %.0f ns",
+			f.PlainCPU, f.BatchedCPU, f.GSOCPU, f.SinkCPU, f.SinkCPUShareGSO*100, f.SinkDriverCPU)
 	}
 	if f.SinkSendErrors > 0 {
 		row("  udp-sink send errors", "%.0f datagrams", f.SinkSendErrors)

@@ -58,6 +58,7 @@ func BenchmarkSink(b *testing.B) {
 			b.ReportAllocs()
 			b.SetBytes(int64(len(pkt)))
 			b.ResetTimer()
+			cpu := procCPU()
 			for i := 0; i < b.N; i++ {
 				p := core.NewPacket(len(pkt))
 				copy(p.Data, pkt)
@@ -68,10 +69,54 @@ func BenchmarkSink(b *testing.B) {
 			if err := <-done; err != nil {
 				b.Fatal(err)
 			}
+			b.ReportMetric(float64(procCPU()-cpu)/float64(b.N), "cpu-ns/pkt")
 			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "pkts/s")
 			b.ReportMetric(float64(st.batched)/float64(max(st.batches, 1)), "pkts/batch")
+			b.ReportMetric(float64(st.sendCalls)/float64(max(st.batched, 1)), "sends/pkt")
 		})
 	}
+}
+
+// BenchmarkSinkMixed puts RTP packets of a relay's mix of sizes through
+// udp-sink's Run with the defaults (batch 64, GSO): FLV video tags cut into
+// 1200-byte fragments and a shorter last one, with audio tags between, so a
+// batch holds many short GSO runs and lone datagrams rather than one run.
+func BenchmarkSinkMixed(b *testing.B) {
+	rx := discardingReceiver(b)
+	env := core.TestEnv("udp-sink")
+	st := newStage(&Config{Destinations: []string{rx.LocalAddr().String()}, TTL: 1, Batch: 64, GSO: true, WriteBuffer: 4 << 20, MulticastLoopback: true}, env)
+	if err := st.Open(context.Background()); err != nil {
+		b.Fatal(err)
+	}
+	in := make(chan *core.Packet, 1024)
+	done := make(chan error, 1)
+	go func() { done <- st.Run(context.Background(), in, stagetest.Discard{}) }()
+	s := core.NewStream("live/bench")
+	in <- core.NewEvent(core.EventStart, s)
+	// payload sizes: a 3-fragment video tag, audio, a 4-fragment video tag, audio
+	var pkts [][]byte
+	for _, n := range []int{1188, 1188, 690, 250, 1188, 1188, 1188, 440, 250} {
+		pkts = append(pkts, rtpPacket(b, 1, 0, 0, n))
+	}
+	warmPool(cap(in)+64+64, 1200)
+	b.ReportAllocs()
+	b.ResetTimer()
+	cpu := procCPU()
+	for i := 0; i < b.N; i++ {
+		pkt := pkts[i%len(pkts)]
+		p := core.NewPacket(len(pkt))
+		copy(p.Data, pkt)
+		p.Stream = s
+		in <- p
+	}
+	close(in)
+	if err := <-done; err != nil {
+		b.Fatal(err)
+	}
+	b.ReportMetric(float64(procCPU()-cpu)/float64(b.N), "cpu-ns/pkt")
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "pkts/s")
+	b.ReportMetric(float64(st.batched)/float64(max(st.batches, 1)), "pkts/batch")
+	b.ReportMetric(float64(st.sendCalls)/float64(max(st.batched, 1)), "sends/pkt")
 }
 
 // warmPool puts n packets of size bytes into core's pool, as many as can be
@@ -196,40 +241,6 @@ func BenchmarkRawWriteBatchPooled(b *testing.B) {
 		for _, p := range pkts[:k] {
 			p.Release()
 		}
-	}
-	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "pkts/s")
-}
-
-// BenchmarkRawGSO is the ceiling of the GSO path: the same datagram sent as
-// UDP_SEGMENT runs of 48 (48 × 1200 bytes fits one 64 KB send), with no
-// pipeline around it. udp-sink with gso on is bounded by this, not by
-// BenchmarkRawWriteBatch.
-func BenchmarkRawGSO(b *testing.B) {
-	rx := discardingReceiver(b)
-	c, err := net.DialUDP("udp4", nil, rx.LocalAddr().(*net.UDPAddr))
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer c.Close()
-	_ = c.SetWriteBuffer(4 << 20)
-	g := newGSO(c)
-	if g == nil {
-		b.Skip("no UDP_SEGMENT here")
-	}
-	pkt := rtpPacket(b, 1, 0, 0, 1188)
-	const segs = 48
-	buf := make([]byte, 0, segs*len(pkt))
-	for range segs {
-		buf = append(buf, pkt...)
-	}
-	b.ReportAllocs()
-	b.SetBytes(int64(len(pkt)))
-	for sent := 0; sent < b.N; {
-		k := min(segs, b.N-sent)
-		if err := g.send(buf[:k*len(pkt)], len(pkt)); err != nil {
-			b.Fatal(err)
-		}
-		sent += k
 	}
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "pkts/s")
 }

@@ -4,7 +4,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"net"
-	"os"
 	"syscall"
 	"unsafe"
 
@@ -53,59 +52,36 @@ func (o sockOpts) control(network, _ string, rc syscall.RawConn) error {
 	return serr
 }
 
-// gso sends a run of equal-size datagrams (the last may be shorter) as one
-// UDP_SEGMENT sendmsg: the kernel walks its UDP/IP path once for the run,
-// which costs a third of what sendmmsg costs per datagram on loopback.
-type gso struct {
-	rc  syscall.RawConn
-	oob []byte
-
-	// the call in flight; fn is bound once so send does not allocate.
-	buf   []byte
-	errno error
-	fn    func(fd uintptr) bool
-}
-
-// newGSO returns nil where the kernel lacks UDP_SEGMENT (before 4.18).
-func newGSO(c *net.UDPConn) *gso {
+// gsoSupported reports whether the kernel takes UDP_SEGMENT (4.18+). A
+// message carrying that control message is one run of equal-size datagrams
+// (the last may be shorter): the kernel walks its UDP/IP path once for the
+// run, which costs a third of what a datagram-per-message sendmmsg costs
+// per datagram on loopback.
+func gsoSupported(c *net.UDPConn) bool {
 	rc, err := c.SyscallConn()
 	if err != nil {
-		return nil
+		return false
 	}
 	var gerr error
 	if err := rc.Control(func(fd uintptr) { _, gerr = unix.GetsockoptInt(int(fd), unix.SOL_UDP, unix.UDP_SEGMENT) }); err != nil || gerr != nil {
-		return nil
+		return false
 	}
-	g := &gso{rc: rc, oob: make([]byte, unix.CmsgSpace(2))}
-	h := (*unix.Cmsghdr)(unsafe.Pointer(&g.oob[0]))
-	h.Level, h.Type = unix.SOL_UDP, unix.UDP_SEGMENT
-	h.SetLen(unix.CmsgLen(2))
-	g.fn = g.write
-	return g
-}
-
-func (g *gso) write(fd uintptr) bool {
-	_, err := unix.SendmsgN(int(fd), g.buf, g.oob, nil, unix.MSG_DONTWAIT)
-	if err == unix.EAGAIN {
-		return false // wait for the poller
-	}
-	g.errno = err
 	return true
 }
 
-// send sends buf as datagrams of seg bytes each (the last may be shorter).
-func (g *gso) send(buf []byte, seg int) error {
-	binary.NativeEndian.PutUint16(g.oob[unix.CmsgLen(0):], uint16(seg))
-	g.buf, g.errno = buf, nil
-	err := g.rc.Write(g.fn)
-	g.buf = nil
-	if err != nil {
-		return err
-	}
-	if g.errno != nil {
-		return os.NewSyscallError("sendmsg", g.errno)
-	}
-	return nil
+// gsoCmsgSpace is the size of one UDP_SEGMENT control message.
+var gsoCmsgSpace = unix.CmsgSpace(2)
+
+// appendGSOCmsg appends the control message that cuts a message's payload
+// into seg-byte datagrams.
+func appendGSOCmsg(b []byte, seg int) []byte {
+	off := len(b)
+	b = append(b, make([]byte, gsoCmsgSpace)...) // no allocation within cap
+	h := (*unix.Cmsghdr)(unsafe.Pointer(&b[off]))
+	h.Level, h.Type = unix.SOL_UDP, unix.UDP_SEGMENT
+	h.SetLen(unix.CmsgLen(2))
+	binary.NativeEndian.PutUint16(b[off+unix.CmsgLen(0):], uint16(seg))
+	return b
 }
 
 // gsoUnsupported: errors that mean this socket cannot do GSO at all (no

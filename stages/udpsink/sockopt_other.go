@@ -3,7 +3,6 @@
 package udpsink
 
 import (
-	"errors"
 	"net"
 	"syscall"
 )
@@ -12,10 +11,10 @@ import (
 // system defaults.
 func (o sockOpts) control(string, string, syscall.RawConn) error { return nil }
 
-// gso: UDP_SEGMENT is Linux-only; elsewhere every datagram goes by sendmmsg.
-type gso struct{}
+// gso: UDP_SEGMENT is Linux-only; elsewhere every datagram is its own message.
+func gsoSupported(*net.UDPConn) bool       { return false }
+func appendGSOCmsg(b []byte, _ int) []byte { return b }
+func gsoUnsupported(error) bool            { return true }
+func gsoTooBig(error) bool                 { return false }
 
-func newGSO(*net.UDPConn) *gso      { return nil }
-func (*gso) send([]byte, int) error { return errors.ErrUnsupported }
-func gsoUnsupported(error) bool     { return true }
-func gsoTooBig(error) bool          { return false }
+const gsoCmsgSpace = 0

@@ -33,7 +33,7 @@ type Config struct {
 	MulticastLoopback bool          `param:"multicast_loopback" default:"true" doc:"deliver multicast to receivers on this host too"`
 	Batch             int           `param:"batch" default:"64" min:"1" max:"1024" doc:"most datagrams handed to the kernel per sendmmsg"`
 	BatchWait         time.Duration `param:"batch_wait" default:"0s" min:"0" max:"0.01" doc:"once a packet is queued and the input is momentarily empty, wait at most this long for more to fill the batch before sending (bounds the latency added per packet); 0 sends whatever is queued at once"`
-	GSO               bool          `param:"gso" default:"true" doc:"send runs of equal-size datagrams to a unicast destination as one UDP_SEGMENT (GSO) sendmsg (Linux 4.18+; falls back to sendmmsg by itself where the kernel or device refuses); false: always sendmmsg"`
+	GSO               bool          `param:"gso" default:"true" doc:"send each run of equal-size datagrams to a unicast destination as one UDP_SEGMENT (GSO) message, a batch's runs and lone datagrams together in one sendmmsg (Linux 4.18+; falls back to a message per datagram by itself where the kernel or device refuses); false: always a message per datagram"`
 	WriteBuffer       int           `param:"write_buffer" default:"4194304" min:"0" doc:"socket send buffer in bytes (SO_SNDBUF; the kernel may cap it); 0 keeps the system default"`
 }
 
@@ -112,9 +112,13 @@ type Stage struct {
 	pkts []*core.Packet
 
 	// the batch cut into GSO runs (built by flush when a destination can use
-	// them), and the runs' datagrams laid end to end.
+	// them); the GSO runs' datagrams laid end to end in gsoBuf, runBuf
+	// holding each run's bytes (a message's Buffers is runBuf[r.buf:r.buf+1]),
+	// and each run's UDP_SEGMENT control message laid end to end in oob.
 	runs   []run
 	gsoBuf []byte
+	runBuf [][]byte
+	oob    []byte
 
 	now time.Time // read once per wake-up, not per packet
 
@@ -125,7 +129,8 @@ type Stage struct {
 	// batches and batched count flushed batches and the datagrams in them
 	// (tests and benchmarks read the average batch size from these).
 	batches, batched int
-	gsoSends         int // GSO sendmsg calls that succeeded (tests)
+	gsoSends         int // GSO messages the kernel took (tests)
+	sendCalls        int // sendmmsg calls made, failed ones too (tests, benchmarks)
 
 	streams    map[*core.Stream]*streamState
 	lastStream *core.Stream
@@ -149,8 +154,11 @@ type dest struct {
 	raddr *net.UDPAddr
 	conn  *net.UDPConn
 	w     *udpbatch.Writer
+	// msgs is the sendmmsg being built and spans the datagrams (bufs
+	// indexes) each of its messages carries.
 	msgs  []udpbatch.Message
-	gso   *gso // nil: sendmmsg only
+	spans []span
+	gso   bool // false: one message per datagram
 	// gsoMax: segments this large or larger were refused (path MTU); 0: no limit seen
 	gsoMax int
 
@@ -191,6 +199,7 @@ func newStage(cfg *Config, env *core.Env) *Stage {
 		env:      env,
 		cname:    cname,
 		bufs:     make([][]byte, 0, cfg.Batch),
+		oob:      make([]byte, 0, (cfg.Batch/2+1)*gsoCmsgSpace), // a GSO run has 2 datagrams or more
 		pkts:     make([]*core.Packet, 0, cfg.Batch),
 		wait:     cfg.BatchWait,
 		streams:  map[*core.Stream]*streamState{},
@@ -271,16 +280,15 @@ func (s *Stage) openDest(ctx context.Context, addr string) (*dest, error) {
 			s.env.Log.Info("udp-sink: kernel capped the send buffer", "destination", addr, "asked", s.cfg.WriteBuffer, "got", got)
 		}
 	}
-	msgs := make([]udpbatch.Message, s.cfg.Batch)
-	for i := range msgs {
-		msgs[i].Buffers = make([][]byte, 1)
-	}
-	d := &dest{addr: addr, raddr: raddr, conn: conn, w: udpbatch.NewWriter(conn), msgs: msgs}
-	// Multicast keeps sendmmsg: GSO with multicast loopback is untested here.
+	// A message per datagram at most; a message's Buffers alias the batch.
+	d := &dest{addr: addr, raddr: raddr, conn: conn, w: udpbatch.NewWriter(conn),
+		msgs: make([]udpbatch.Message, 0, s.cfg.Batch), spans: make([]span, 0, s.cfg.Batch)}
+	// Multicast keeps one message per datagram: GSO with multicast loopback
+	// is untested here.
 	if s.cfg.GSO && !raddr.IP.IsMulticast() {
-		d.gso = newGSO(conn)
+		d.gso = gsoSupported(conn)
 	}
-	s.env.Log.Info("udp-sink: sending", "destination", addr, "resolved", raddr.String(), "multicast", raddr.IP.IsMulticast(), "gso", d.gso != nil, "local", conn.LocalAddr().String())
+	s.env.Log.Info("udp-sink: sending", "destination", addr, "resolved", raddr.String(), "multicast", raddr.IP.IsMulticast(), "gso", d.gso, "local", conn.LocalAddr().String())
 	return d, nil
 }
 
@@ -633,14 +641,22 @@ func (s *Stage) send() {
 	}
 }
 
-// run is bufs[start:end]; off is where its bytes start in gsoBuf, -1 when
-// it is a lone datagram (sent by sendmmsg).
-type run struct{ start, end, off int }
+// run is bufs[start:end]; oob is where its UDP_SEGMENT control message
+// starts in Stage.oob, -1 when it goes datagram by datagram, and buf its
+// index in Stage.runBuf.
+type run struct{ start, end, oob, buf int }
+
+// span is bufs[start:end], the datagrams one message of a sendmmsg carries:
+// one, or a GSO run.
+type span struct {
+	start, end int
+	gso        bool
+}
 
 // GSO limits: the kernel takes at most 64 segments and one IP datagram's
-// worth of payload per sendmsg.
-// Datagrams over gsoMaxSeg go one by one: RTP is ~1200 bytes, and copying
-// jumbo datagrams into a run would only grow gsoBuf.
+// worth of payload per message.
+// Datagrams over gsoMaxSeg go one by one: RTP is ~1200 bytes, and a run of
+// jumbo datagrams saves little.
 const (
 	gsoMaxSegs  = 64
 	gsoMaxBytes = 65000
@@ -648,9 +664,9 @@ const (
 )
 
 // flush sends the batch to every destination. A destination that fails
-// loses the message (or GSO run) it failed on; a second failure in the same
-// batch gives up on it until the next batch, so a dead destination costs two
-// syscalls per batch and never delays the others.
+// loses the message (datagram or GSO run) it failed on; a second failure in
+// the same batch gives up on it until the next batch, so a dead destination
+// costs two syscalls per batch and never delays the others.
 func (s *Stage) flush() {
 	if len(s.bufs) == 0 {
 		return
@@ -664,7 +680,7 @@ func (s *Stage) flush() {
 	for _, d := range s.cur.dests {
 		s.sendTo(d)
 	}
-	clear(s.bufs)
+	clear(s.bufs) // the destinations' msgs alias these: they now hold nothing
 	s.bufs = s.bufs[:0]
 	for _, p := range s.pkts {
 		p.Release()
@@ -674,14 +690,19 @@ func (s *Stage) flush() {
 }
 
 // cutRuns splits the batch into runs of equal-size datagrams (the last of a
-// run may be shorter) and copies each run of two or more into gsoBuf, once
-// for all destinations. Without a GSO destination it does nothing.
+// run may be shorter) and copies each run of two or more into gsoBuf, with
+// its UDP_SEGMENT control message, once for all destinations. The copy pays:
+// handing the kernel a run as one iovec per datagram instead costs it more
+// (1.4× per datagram on loopback) than the copy costs here.
 func (s *Stage) cutRuns() {
 	s.runs = s.runs[:0]
+	s.oob = s.oob[:0]
 	s.gsoBuf = s.gsoBuf[:0]
+	clear(s.runBuf)
+	s.runBuf = s.runBuf[:0]
 	gsoDest := false
 	for _, d := range s.cur.dests {
-		gsoDest = gsoDest || d.gso != nil
+		gsoDest = gsoDest || d.gso
 	}
 	if !gsoDest {
 		return
@@ -696,106 +717,97 @@ func (s *Stage) cutRuns() {
 				break // a shorter datagram ends the run
 			}
 		}
-		r := run{start: i, end: j, off: -1}
+		r := run{start: i, end: j, oob: -1}
 		if j-i > 1 && seg <= gsoMaxSeg {
-			r.off = len(s.gsoBuf)
+			r.oob = len(s.oob)
+			s.oob = appendGSOCmsg(s.oob, seg)
+			off := len(s.gsoBuf)
 			for _, b := range s.bufs[i:j] {
 				s.gsoBuf = append(s.gsoBuf, b...)
 			}
+			r.buf = len(s.runBuf)
+			s.runBuf = append(s.runBuf, s.gsoBuf[off:])
 		}
 		s.runs = append(s.runs, r)
 		i = j
 	}
 }
 
-// sendTo sends the batch to d: GSO runs in one sendmsg each, everything else
-// gathered into sendmmsg calls.
-func (s *Stage) sendTo(d *dest) {
-	failures := 0
-	pending := 0 // bufs[pending:] not yet sent
-	if d.gso != nil {
-		for _, r := range s.runs {
-			seg := len(s.bufs[r.start])
-			if r.off < 0 || (d.gsoMax > 0 && seg >= d.gsoMax) {
-				continue
-			}
-			s.sendMsgs(d, pending, r.start, &failures)
-			pending = r.end
-			n := r.end - r.start
-			if failures > 1 {
-				s.noteError(d, nil, n)
-				continue
-			}
-			end := r.off + len(s.bufs[r.end-1]) + seg*(n-1)
-			err := d.gso.send(s.gsoBuf[r.off:end], seg)
-			switch {
-			case err == nil:
-				s.sent.Add(float64(n))
-				s.gsoSends++
-			case gsoUnsupported(err) || gsoTooBig(err):
-				// One size refused (path MTU): stop trying it and larger.
-				// Anything else, or a second refusal: no GSO for d.
-				if gsoTooBig(err) && d.gsoMax == 0 {
-					d.gsoMax = seg
-				} else {
-					d.gso = nil
-				}
-				s.env.Log.Info("udp-sink: GSO refused; sending datagram by datagram", "destination", d.addr, "segment", seg, "err", err)
-				s.sendMsgs(d, r.start, r.end, &failures)
-				if d.gso == nil {
-					s.sendMsgs(d, r.end, len(s.bufs), &failures)
-					pending = len(s.bufs)
-				}
-			default:
-				failures++
-				s.noteError(d, err, n)
-			}
-			if d.gso == nil {
-				break
-			}
+// pack builds d's messages for bufs[from:]: each GSO run d takes as one
+// message, every other datagram as its own. from is a run's start or lies in
+// a run d sends datagram by datagram.
+func (s *Stage) pack(d *dest, from int) {
+	d.msgs, d.spans = d.msgs[:0], d.spans[:0]
+	one := func(i int) {
+		d.msgs = append(d.msgs, udpbatch.Message{Buffers: s.bufs[i : i+1]})
+		d.spans = append(d.spans, span{start: i, end: i + 1})
+	}
+	if !d.gso {
+		for i := from; i < len(s.bufs); i++ {
+			one(i)
+		}
+		return
+	}
+	for _, r := range s.runs {
+		if r.end <= from {
+			continue
+		}
+		if seg := len(s.bufs[r.start]); r.oob >= 0 && r.start >= from && (d.gsoMax == 0 || seg < d.gsoMax) {
+			d.msgs = append(d.msgs, udpbatch.Message{Buffers: s.runBuf[r.buf : r.buf+1], OOB: s.oob[r.oob : r.oob+gsoCmsgSpace]})
+			d.spans = append(d.spans, span{start: r.start, end: r.end, gso: true})
+			continue
+		}
+		for i := max(r.start, from); i < r.end; i++ {
+			one(i)
 		}
 	}
-	s.sendMsgs(d, pending, len(s.bufs), &failures)
+}
+
+// sendTo sends the batch to d, GSO runs and lone datagrams alike in as few
+// sendmmsg calls as the kernel allows: one, unless a message fails.
+func (s *Stage) sendTo(d *dest) {
+	failures := 0
+	for from := 0; from < len(s.bufs); {
+		s.pack(d, from)
+		s.sendCalls++
+		n, err := d.w.Write(d.msgs)
+		for _, sp := range d.spans[:n] {
+			s.sent.Add(float64(sp.end - sp.start))
+			if sp.gso {
+				s.gsoSends++
+			}
+		}
+		if err == nil {
+			break
+		}
+		failed := d.spans[n]
+		if failed.gso && (gsoUnsupported(err) || gsoTooBig(err)) {
+			// One size refused (path MTU): stop trying it and larger.
+			// Anything else, or a second refusal: no GSO for d. The run
+			// goes again, datagram by datagram.
+			seg := len(s.bufs[failed.start])
+			if gsoTooBig(err) && d.gsoMax == 0 {
+				d.gsoMax = seg
+			} else {
+				d.gso = false
+			}
+			s.env.Log.Info("udp-sink: GSO refused; sending datagram by datagram", "destination", d.addr, "segment", seg, "err", err)
+			from = failed.start
+			continue
+		}
+		failures++
+		from = failed.end
+		if failures > 1 { // give up on d for this batch
+			from = len(s.bufs)
+		}
+		s.noteError(d, err, from-failed.start)
+	}
 	// A refused destination fails one send per ICMP error and lets the
 	// next through, so it counts as recovered only after a quiet spell.
 	if failures == 0 && d.failing && time.Since(d.lastFail) >= errLogEvery {
 		d.failing = false
 		s.env.Log.Info("udp-sink: destination recovered", "destination", d.addr, "lost", d.burst)
 		d.burst = 0
-	}
-}
-
-// sendMsgs sends bufs[from:to] to d by sendmmsg; after a second failure in
-// the batch it counts them lost without trying.
-func (s *Stage) sendMsgs(d *dest, from, to int, failures *int) {
-	if from >= to {
-		return
-	}
-	if *failures > 1 {
-		s.noteError(d, nil, to-from)
-		return
-	}
-	msgs := d.msgs[:to-from]
-	for i, b := range s.bufs[from:to] {
-		msgs[i].Buffers[0] = b
-	}
-	for off := 0; off < len(msgs); {
-		n, err := d.w.Write(msgs[off:])
-		off += n
-		s.sent.Add(float64(n))
-		if err == nil {
-			break
-		}
-		*failures++
-		lost := 1
-		if *failures > 1 {
-			lost = len(msgs) - off
-		}
-		off += lost
-		s.noteError(d, err, lost)
-	}
-	for i := range msgs {
-		msgs[i].Buffers[0] = nil
 	}
 }
 

@@ -288,7 +288,7 @@ func sendRuns(t *testing.T, rx *net.UDPConn, sizes []int, useGSO bool) {
 		t.Fatal(err)
 	}
 	defer st.closeAll()
-	if useGSO && st.dests.Load().dests[0].gso == nil {
+	if useGSO && !st.dests.Load().dests[0].gso {
 		t.Skip("kernel without UDP_SEGMENT")
 	}
 	s := core.NewStream("live/gso")
