@@ -2,6 +2,7 @@ package httpflvsink
 
 import (
 	"syscall"
+	"testing"
 
 	"golang.org/x/sys/unix"
 
@@ -61,4 +62,14 @@ func NoDelay(cs core.Stage) []bool {
 		st.mu.Unlock()
 	}
 	return out
+}
+
+// BatchesSent is how many batches flushers have sent with io_uring so far.
+func BatchesSent() int64 { return batchesSent.Load() }
+
+// WithoutRing makes stages started until the test ends write each viewer
+// with its own writev, as where io_uring is unavailable.
+func WithoutRing(t testing.TB) {
+	noRing = true
+	t.Cleanup(func() { noRing = false })
 }
