@@ -42,8 +42,8 @@ type batchedSend struct {
 // newFlusher sets up the flusher, with an io_uring where the system has one.
 func newFlusher(s *Stage) *flusher {
 	f := &flusher{s: s}
-	if haveWritev && !noRing {
-		r, err := uring.New(uring.DefaultEntries)
+	if haveWritev {
+		r, err := newRing(uring.DefaultEntries)
 		if err != nil {
 			s.env.Log.Info("httpflv-sink: no io_uring, one writev per viewer and flush", "err", err)
 		} else {
@@ -53,8 +53,9 @@ func newFlusher(s *Stage) *flusher {
 	return f
 }
 
-// noRing is set by tests of the per-viewer writev path.
-var noRing = false
+// newRing sets up the flusher's ring; tests of the writev path swap in a
+// refusal, as a kernel without io_uring gives.
+var newRing = uring.New
 
 // batchesSent counts Submits, for tests to see the batched path ran.
 var batchesSent atomic.Int64

@@ -6,14 +6,17 @@ import (
 	"encoding/binary"
 	"fmt"
 	"io"
+	"log/slog"
 	"math/rand/v2"
 	"net"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/mediapipe/mediapipe/core"
 	"github.com/mediapipe/mediapipe/core/media/flv"
+	"github.com/mediapipe/mediapipe/core/stagetest"
 	"github.com/mediapipe/mediapipe/internal/testmedia"
 	"github.com/mediapipe/mediapipe/internal/testrun"
 	"github.com/mediapipe/mediapipe/internal/uring"
@@ -267,4 +270,44 @@ func checkChurnBody(t *testing.T, body []byte) int {
 		next++
 	}
 	return n
+}
+
+// TestNoRingFallsBack: where io_uring is refused, the sink says so once in
+// its log and serves viewers with a writev each.
+func TestNoRingFallsBack(t *testing.T) {
+	httpflvsink.WithoutRing(t)
+	logs := &testrun.LogBuffer{}
+	env := core.TestEnv("httpflv-sink")
+	env.Log = slog.New(slog.NewTextHandler(logs, nil))
+	stage, err := httpflvsink.New(&httpflvsink.Config{Listen: "127.0.0.1:0", ViewerQueue: 1024, WriteTimeout: 10 * time.Second, FlushInterval: 10 * time.Millisecond, FlushBytes: 32 << 10}, env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := stagetest.Start(t, stage, env, false)
+	base := "http://" + stage.(*httpflvsink.Stage).Addr().String()
+	st := h.StartStream("live/plain")
+	testrun.Eventually(t, testrun.WaitLimit, "the stream served", func() bool { return testrun.Head(base+"/live/plain.flv") == 200 })
+	_, br := rawGet(t, base, "/live/plain.flv", "1.0")
+	body := make(chan []byte, 1)
+	go func() {
+		b, _ := io.ReadAll(br)
+		body <- b
+	}()
+	testrun.Eventually(t, testrun.WaitLimit, "the viewer to join", func() bool { return core.GaugeValue(env.Metrics.Gauge("viewers")) == 1 })
+	var want []byte
+	for i := range uint32(100) {
+		tag := churnTag(i)
+		hdr, _ := flv.ParseHeader(tag)
+		h.SendData(st, hdr.Type, hdr.Timestamp, tag)
+		want = append(want, tag...)
+	}
+	h.EndStream(st)
+	got := testrun.Within(t, body, testrun.WaitLimit, "the viewer's body")
+	tags, err := flv.ReadAll(bufio.NewReader(bytes.NewReader(got)))
+	if err != nil || len(tags) != 100 {
+		t.Fatalf("got %d tags, err %v; want 100", len(tags), err)
+	}
+	if n := strings.Count(logs.String(), "no io_uring"); n != 1 {
+		t.Fatalf("the fallback logged %d times, want once:\n%s", n, logs.String())
+	}
 }

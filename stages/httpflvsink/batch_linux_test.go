@@ -10,6 +10,7 @@ import (
 
 	"github.com/mediapipe/mediapipe/core"
 	"github.com/mediapipe/mediapipe/core/media/flv"
+	"github.com/mediapipe/mediapipe/internal/uring"
 )
 
 // TestFlushDoesNotAllocate: a flush of many viewers, batched or a writev
@@ -22,8 +23,8 @@ func TestFlushDoesNotAllocate(t *testing.T) {
 	for _, mode := range []string{"uring", "writev"} {
 		t.Run(mode, func(t *testing.T) {
 			if mode == "writev" {
-				noRing = true
-				defer func() { noRing = false }()
+				newRing = refuseRing
+				defer func() { newRing = uring.New }()
 			}
 			tf := newTestFlusher(t)
 			if mode == "uring" && tf.f.ring == nil {

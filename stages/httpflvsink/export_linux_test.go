@@ -1,12 +1,14 @@
 package httpflvsink
 
 import (
+	"fmt"
 	"syscall"
 	"testing"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/mediapipe/mediapipe/core"
+	"github.com/mediapipe/mediapipe/internal/uring"
 )
 
 // KernelQueued is, for every viewer connected to the stage now, the bytes its
@@ -70,6 +72,10 @@ func BatchesSent() int64 { return batchesSent.Load() }
 // WithoutRing makes stages started until the test ends write each viewer
 // with its own writev, as where io_uring is unavailable.
 func WithoutRing(t testing.TB) {
-	noRing = true
-	t.Cleanup(func() { noRing = false })
+	newRing = refuseRing
+	t.Cleanup(func() { newRing = uring.New })
+}
+
+func refuseRing(int) (*uring.Ring, error) {
+	return nil, fmt.Errorf("uring: io_uring_setup: %w: refused by the test", uring.ErrUnavailable)
 }
