@@ -108,7 +108,7 @@ func TestShedAndCloseWhileFlushing(t *testing.T) {
 }
 
 func testShedAndClose(t *testing.T) {
-	s := startSink(t, httpflvsink.Config{ViewerQueue: 16, WriteTimeout: time.Second, FlushInterval: 2 * time.Millisecond, FlushBytes: 4 << 10})
+	s := startSink(t, httpflvsink.Config{ViewerQueue: 64, WriteTimeout: time.Second, FlushInterval: 2 * time.Millisecond, FlushBytes: 4 << 10})
 	st := s.h.StartStream("live/churn")
 	s.sync(t)
 	addr := s.base[len("http://"):]
