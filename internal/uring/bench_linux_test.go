@@ -89,7 +89,7 @@ func payload(i int) [][]byte {
 	return [][]byte{line, a, b}
 }
 
-// writevOne is the sink's present path: one writev through the RawConn.
+// writevOne is the sink's writev path: one raw writev through the RawConn.
 type writevOne struct {
 	iov  []unix.Iovec
 	fn   func(uintptr) bool
@@ -105,7 +105,7 @@ func (w *writevOne) send(rc syscall.RawConn, bufs [][]byte) {
 	}
 	if w.fn == nil {
 		w.fn = func(fd uintptr) bool {
-			n, _, e := unix.Syscall(unix.SYS_WRITEV, fd, uintptr(unsafe.Pointer(&w.iov[0])), uintptr(len(w.iov)))
+			n, _, e := unix.RawSyscall(unix.SYS_WRITEV, fd, uintptr(unsafe.Pointer(&w.iov[0])), uintptr(len(w.iov)))
 			if e == 0 {
 				w.sent += int64(n)
 			}
