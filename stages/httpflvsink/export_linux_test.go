@@ -1,11 +1,14 @@
 package httpflvsink
 
 import (
+	"fmt"
 	"syscall"
+	"testing"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/mediapipe/mediapipe/core"
+	"github.com/mediapipe/mediapipe/internal/uring"
 )
 
 // KernelQueued is, for every viewer connected to the stage now, the bytes its
@@ -61,4 +64,18 @@ func NoDelay(cs core.Stage) []bool {
 		st.mu.Unlock()
 	}
 	return out
+}
+
+// BatchesSent is how many batches flushers have sent with io_uring so far.
+func BatchesSent() int64 { return batchesSent.Load() }
+
+// WithoutRing makes stages started until the test ends write each viewer
+// with its own writev, as where io_uring is unavailable.
+func WithoutRing(t testing.TB) {
+	newRing = refuseRing
+	t.Cleanup(func() { newRing = uring.New })
+}
+
+func refuseRing(int) (*uring.Ring, error) {
+	return nil, fmt.Errorf("uring: io_uring_setup: %w: refused by the test", uring.ErrUnavailable)
 }

@@ -167,7 +167,8 @@ func (s *Stage) Run(ctx context.Context, in <-chan *core.Packet, _ core.Output) 
 // flush_interval; an idle stage does not wake, and a burst costs no
 // hand-off to another goroutine.
 func (s *Stage) serve(in <-chan *core.Packet) {
-	f := &flusher{s: s}
+	f := newFlusher(s)
+	defer f.close()
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
 	defer timer.Stop()

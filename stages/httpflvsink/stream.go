@@ -13,6 +13,7 @@ import (
 
 	"github.com/mediapipe/mediapipe/core"
 	"github.com/mediapipe/mediapipe/core/media/flv"
+	"github.com/mediapipe/mediapipe/internal/uring"
 )
 
 // stream is one served stream: its viewers, its in-band init tags and the
@@ -79,6 +80,13 @@ type viewer struct {
 	pre     []byte // the current chunk's size line, what is not yet written
 	left    int    // data bytes of the current chunk not yet written
 	preBuf  [2 + 16 + 2]byte
+
+	// The flusher's own descriptor of the socket for batched sends
+	// (batch.go): made and used while it owns v, closed under mu when
+	// it no longer does.
+	sock   int
+	sockSt uint8 // sockNone, sockOpen or sockFailed
+	gone   bool  // viewerLeft ran: the flusher closes sock when done
 }
 
 const (
@@ -415,13 +423,17 @@ func (s *Stage) viewerLeft(st *stream, v *viewer, remote string, werr error) {
 	st.leave(v)
 	v.mu.Lock()
 	v.dead = true
+	v.gone = true
 	releaseAll(v.q)
 	v.q = nil
-	if v.owner != ownFlusher { // else the flusher releases out when it is done
+	sock := -1
+	if v.owner != ownFlusher { // else the flusher releases out and sock when it is done
 		releaseAll(v.out)
 		v.out = nil
+		sock = v.takeSock()
 	}
 	v.mu.Unlock()
+	closeSock(sock)
 	s.mViewers.Dec()
 	s.env.Log.Debug("viewer left", "stream", st.cs.Name, "remote", remote, "err", werr)
 }
@@ -662,6 +674,8 @@ type flusher struct {
 	viewers []*viewer
 	bufs    [][]byte
 	iov     iovecs
+	ring    *uring.Ring   // nil: a writev per viewer
+	batch   []batchedSend // the viewers being sent in one batch
 }
 
 // flushAll sends what every stream has queued to its viewers.
@@ -684,30 +698,22 @@ func (f *flusher) flushAll(now time.Time) {
 		f.streams[i] = nil
 	}
 	f.streams = f.streams[:0]
+	f.sendBatch()
 }
 
-// flush sends v's queue with non-blocking writevs; what the socket does not
-// take is handed to v's goroutine, which waits for the socket. A viewer too
-// far behind live is shed first.
+// flush sends v's queue: in the flusher's batch (batch.go), or else with
+// non-blocking writevs; what the socket does not take is handed to v's
+// goroutine, which waits for the socket. A viewer too far behind live is
+// shed first.
 func (f *flusher) flush(v *viewer, now time.Time) {
-	v.mu.Lock()
-	if v.owner != ownIdle || len(v.q) == 0 || v.dead {
-		v.mu.Unlock()
+	failed, ok := f.take(v, now)
+	if !ok {
 		return
 	}
-	if v.raw == nil {
-		v.owner = ownViewer
-		v.mu.Unlock()
-		v.signal()
+	if failed == nil && f.batchable(v) {
+		f.queue(v) // released when the batch is sent
 		return
 	}
-	v.owner = ownFlusher
-	v.out, v.q = v.q, v.out[:0]
-	v.off, v.nout = 0, len(v.out)
-	enq := v.enq
-	v.mu.Unlock()
-
-	failed := f.s.checkLag(v, now, enq)
 	for failed == nil && len(v.out) > 0 {
 		f.bufs = v.frame(f.bufs[:0], maxIov)
 		n, err := tryWritev(v.raw, &f.iov, f.bufs)
@@ -722,7 +728,35 @@ func (f *flusher) flush(v *viewer, now time.Time) {
 			break // the socket is full
 		}
 	}
+	f.release(v, failed)
+}
 
+// take makes the flusher v's writer (ownFlusher) with its queue in out, if
+// v is idle and has something queued; failed is v's lag check.
+func (f *flusher) take(v *viewer, now time.Time) (failed error, ok bool) {
+	v.mu.Lock()
+	if v.owner != ownIdle || len(v.q) == 0 || v.dead {
+		v.mu.Unlock()
+		return nil, false
+	}
+	if v.raw == nil {
+		v.owner = ownViewer
+		v.mu.Unlock()
+		v.signal()
+		return nil, false
+	}
+	v.owner = ownFlusher
+	v.out, v.q = v.q, v.out[:0]
+	v.off, v.nout = 0, len(v.out)
+	enq := v.enq
+	v.mu.Unlock()
+	return f.s.checkLag(v, now, enq), true
+}
+
+// release hands v back after the flusher's writes, failed by failed if
+// not nil: idle, to v's goroutine with what the socket did not take, or
+// dead and cut.
+func (f *flusher) release(v *viewer, failed error) {
 	v.mu.Lock()
 	wake := false
 	var cutBy *core.DropCounter
@@ -742,7 +776,12 @@ func (f *flusher) flush(v *viewer, now time.Time) {
 		v.owner, v.nout = ownIdle, 0
 		wake = v.ended
 	}
+	sock := -1
+	if v.gone { // viewerLeft left sock to the flusher
+		sock = v.takeSock()
+	}
 	v.mu.Unlock()
+	closeSock(sock)
 	if cutBy != nil {
 		cutBy.Inc()
 	}

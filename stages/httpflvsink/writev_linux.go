@@ -1,6 +1,7 @@
 package httpflvsink
 
 import (
+	"fmt"
 	"syscall"
 	"unsafe"
 
@@ -67,4 +68,25 @@ func tryWritev(rc syscall.RawConn, w *iovecs, bufs [][]byte) (n int, err error) 
 		return 0, errno
 	}
 	return n, nil
+}
+
+// dupSocket returns a new descriptor of rc's socket, for sends outside
+// rc's own reference to it (batch.go).
+func dupSocket(rc syscall.RawConn) (int, error) {
+	nfd, derr := -1, error(nil)
+	err := rc.Control(func(fd uintptr) { nfd, derr = unix.FcntlInt(fd, unix.F_DUPFD_CLOEXEC, 0) })
+	if err == nil {
+		err = derr
+	}
+	if err != nil {
+		return -1, fmt.Errorf("httpflv-sink: duplicate a viewer's socket: %w", err)
+	}
+	return nfd, nil
+}
+
+// closeSock closes a descriptor from dupSocket; -1 is none.
+func closeSock(fd int) {
+	if fd >= 0 {
+		_ = unix.Close(fd)
+	}
 }

@@ -1,0 +1,5 @@
+//go:build !race
+
+package httpflvsink
+
+const raceOn = false
