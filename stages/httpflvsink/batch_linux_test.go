@@ -32,9 +32,10 @@ func TestFlushDoesNotAllocate(t *testing.T) {
 			}
 			vs := loopViewers(t, tf.st, 64)
 			tag := tf.tag
+			sts := []*stream{tf.st}
 			send := func() {
 				tf.push()
-				tf.f.flushAll(time.Now())
+				tf.f.flushStreams(sts, time.Now())
 			}
 			for range 20 {
 				send()

@@ -35,3 +35,21 @@ func TestBurstOutAtOnce(t *testing.T) {
 		t.Errorf("second tag read %s after the first was sent: want about flush_interval (%s)", d, interval)
 	}
 }
+
+// TestStreamsFlushApart: flush_interval spaces the writes of each stream,
+// not of the stage: a stream's tag right after another stream's write goes
+// out at once.
+func TestStreamsFlushApart(t *testing.T) {
+	const interval = 1500 * time.Millisecond
+	tags := testmedia.Tags(t, testmedia.Clip(t, testmedia.Options{}))
+	s := startSink(t, httpflvsink.Config{GOPCache: false, FlushInterval: interval})
+	a, b := s.h.StartStream("live/a"), s.h.StartStream("live/b")
+	s.sync(t)
+	va, vb := testrun.Watch(s.base+"/live/a.flv"), testrun.Watch(s.base+"/live/b.flv")
+	testrun.Eventually(t, testrun.WaitLimit, "the viewers", func() bool { return s.viewers() == 2 })
+
+	s.send(a, tags[0])
+	testrun.Eventually(t, interval/2, "stream a's tag, at once", func() bool { return va.Count() == 1 })
+	s.send(b, tags[0])
+	testrun.Eventually(t, interval/2, "stream b's tag, at once after a's write", func() bool { return vb.Count() == 1 })
+}

@@ -75,9 +75,7 @@ type Stage struct {
 	streams map[*core.Stream]*stream // Run's own view
 	live    map[*stream]struct{}     // under mu: streams the flusher serves
 
-	// Run's own: tags were queued to viewers since the last flush, and
-	// a stream queued flush_bytes of them (flush at once).
-	queued, urgent bool
+	dirty []*stream // Run's own: streams with tags queued since their last flush
 	checkEvery     time.Duration // how often a viewer's send queue is read
 
 	mViewers  prometheus.Gauge
@@ -160,20 +158,20 @@ func (s *Stage) Run(ctx context.Context, in <-chan *core.Packet, _ core.Output) 
 }
 
 // serve takes tags from in until it closes, and flushes them to viewers on
-// this goroutine: when in runs dry (the end of a burst: a frame's tags
-// arrive together) if the last flush is flush_interval old, else once it
-// is; at once when flush_bytes are queued. So a viewer gets one write per
-// burst, at most one per flush_interval, and nothing waits longer than
-// flush_interval; an idle stage does not wake, and a burst costs no
-// hand-off to another goroutine.
+// this goroutine. Each stream is flushed when in runs dry (the end of a
+// burst: a frame's tags arrive together) if its last flush is
+// flush_interval old, else once it is; at once when it has queued
+// flush_bytes. So a viewer gets one write per burst, at most one per
+// flush_interval, and no tag waits longer than flush_interval; streams do
+// not wait for each other, an idle stage does not wake, and a burst costs
+// no hand-off to another goroutine.
 func (s *Stage) serve(in <-chan *core.Packet) {
 	f := newFlusher(s)
 	defer f.close()
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
 	defer timer.Stop()
-	armed := false
-	var last time.Time // the last flush
+	var armed time.Time // when the timer fires; zero: not armed
 	for {
 		select {
 		case p, ok := <-in:
@@ -191,35 +189,55 @@ func (s *Stage) serve(in <-chan *core.Packet) {
 				s.data(p)
 			}
 		case <-timer.C:
-			armed = false
+			armed = time.Time{}
 		}
-		if !s.queued {
+		if len(s.dirty) == 0 {
 			continue
 		}
 		now := time.Now()
-		since := now.Sub(last)
-		if !s.urgent {
-			if wait := s.cfg.FlushInterval - since; wait > 0 {
-				if !armed {
-					timer.Reset(wait)
-					armed = true
-				}
-				continue
-			}
-			// Due, but more of the burst is queued: take it first,
-			// unless the input has not run dry for a whole interval.
-			if len(in) > 0 && since < 2*s.cfg.FlushInterval {
-				continue
-			}
-		}
-		f.flushAll(now)
-		last = now
-		s.queued, s.urgent = false, false
-		if armed {
-			timer.Stop()
-			armed = false
+		next := f.flushDue(now, len(in) > 0)
+		if !next.IsZero() && (armed.IsZero() || next.Before(armed)) {
+			timer.Reset(next.Sub(now))
+			armed = next
 		}
 	}
+}
+
+// flushDue flushes the streams with tags queued whose turn it is, and
+// returns when the next of the others is due (zero: none left). busy: more
+// input is waiting, so a stream's burst may not be complete yet.
+func (f *flusher) flushDue(now time.Time, busy bool) (next time.Time) {
+	s := f.s
+	interval := s.cfg.FlushInterval
+	due := f.due[:0]
+	kept := s.dirty[:0]
+	for _, st := range s.dirty {
+		since := now.Sub(st.lastFlush)
+		wait := interval - since
+		if st.urgent || wait <= 0 && (!busy || since >= 2*interval) {
+			// Due, and the burst has arrived (or input has not run
+			// dry for two intervals: flush anyway).
+			due = append(due, st)
+			continue
+		}
+		kept = append(kept, st)
+		if wait > 0 {
+			if at := now.Add(wait); next.IsZero() || at.Before(next) {
+				next = at
+			}
+		}
+	}
+	clear(s.dirty[len(kept):])
+	s.dirty = kept
+	if len(due) > 0 {
+		f.flushStreams(due, now)
+		for i, st := range due {
+			st.lastFlush, st.dirty, st.urgent = now, false, false
+			due[i] = nil
+		}
+	}
+	f.due = due[:0]
+	return next
 }
 
 // shutdown stops the listener and ends every viewer's response (within a second).

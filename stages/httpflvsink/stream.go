@@ -33,6 +33,11 @@ type stream struct {
 	ended    bool
 	pending  int // bytes queued to viewers since the last flush
 
+	// Run's own: tags are queued since lastFlush (the stream is in the
+	// stage's dirty list), and flush_bytes of them (flush at once).
+	dirty, urgent bool
+	lastFlush     time.Time
+
 	// The stream's rate, which sizes its viewers' send buffers and says
 	// how far behind live they may fall (lag.go).
 	inBytes  int64        // pushed since rateFrom, under mu
@@ -205,9 +210,12 @@ func (st *stream) push(r *tagRef, now time.Time) {
 	st.inBytes += int64(len(r.b))
 	st.measureRate(now)
 	if st.pending > 0 {
-		st.s.queued = true
+		if !st.dirty {
+			st.dirty = true
+			st.s.dirty = append(st.s.dirty, st)
+		}
 		if st.pending >= st.s.cfg.FlushBytes || st.s.cfg.FlushInterval <= 0 {
-			st.s.urgent = true
+			st.urgent = true
 		}
 	}
 	st.mu.Unlock()
@@ -670,7 +678,7 @@ func (s *Stage) writeBlocking(conn net.Conn, bufs [][]byte, drainBy time.Time) (
 // flusher owns the reusable buffers of the stage's flush goroutine.
 type flusher struct {
 	s       *Stage
-	streams []*stream
+	due     []*stream // flushDue's, reused
 	viewers []*viewer
 	bufs    [][]byte
 	iov     iovecs
@@ -678,15 +686,10 @@ type flusher struct {
 	batch   []batchedSend // the viewers being sent in one batch
 }
 
-// flushAll sends what every stream has queued to its viewers.
-func (f *flusher) flushAll(now time.Time) {
-	s := f.s
-	s.mu.RLock()
-	for st := range s.live {
-		f.streams = append(f.streams, st)
-	}
-	s.mu.RUnlock()
-	for i, st := range f.streams {
+// flushStreams sends what the streams sts have queued to their viewers,
+// in one batch.
+func (f *flusher) flushStreams(sts []*stream, now time.Time) {
+	for _, st := range sts {
 		st.mu.Lock()
 		st.pending = 0
 		f.viewers = append(f.viewers[:0], st.viewers...)
@@ -695,9 +698,7 @@ func (f *flusher) flushAll(now time.Time) {
 			f.flush(v, now)
 			f.viewers[j] = nil
 		}
-		f.streams[i] = nil
 	}
-	f.streams = f.streams[:0]
 	f.sendBatch()
 }
 
