@@ -75,8 +75,8 @@ type Stage struct {
 	streams map[*core.Stream]*stream // Run's own view
 	live    map[*stream]struct{}     // under mu: streams the flusher serves
 
-	dirty []*stream // Run's own: streams with tags queued since their last flush
-	checkEvery     time.Duration // how often a viewer's send queue is read
+	dirty      []*stream     // Run's own: streams with tags queued since their last flush
+	checkEvery time.Duration // how often a viewer's send queue is read
 
 	mViewers  prometheus.Gauge
 	mServed   prometheus.Counter
