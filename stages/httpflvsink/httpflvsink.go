@@ -32,7 +32,7 @@ type Config struct {
 	WriteTimeout time.Duration `param:"write_timeout" default:"10s" min:"0.1" doc:"a viewer whose socket accepts nothing for this long, or that has more than this much of the stream (at its measured rate) sent or queued but not acknowledged, is disconnected (slow_viewer); also the most a viewer is given to take what is queued when its stream ends. Each viewer's socket send buffer is one second of its stream, 64 KiB to 1 MiB (and net.core.wmem_max), so a viewer that stops reading is shed write_timeout after its send buffer fills (a second or two) and pins at most twice its send buffer in the kernel"`
 	// Coalescing: tags queue per viewer and go out in one writev per flush,
 	// so a viewer costs a syscall per burst, not per tag.
-	FlushInterval time.Duration `param:"flush_interval" default:"10ms" min:"0" max:"1" doc:"the most often a viewer is written to: a burst of tags (a frame and its audio) goes out in one write per viewer as soon as it has arrived, unless the last write was less than this long ago, then when it is this old. So no tag waits longer than this; 0 sends each tag at once (lowest latency, most CPU per viewer)"`
+	FlushInterval time.Duration `param:"flush_interval" default:"20ms" min:"0" max:"1" doc:"the longest a tag waits before it is written to viewers. A burst of tags (a frame and its audio) goes out in one write per viewer as soon as it has arrived, unless the stream's last write was too recent: a stream with 256 viewers or more is written at most once per flush_interval, one with fewer proportionally more often (with few viewers, at every burst). 0 sends each tag at once (lowest latency, most CPU per viewer)"`
 	TCPNoDelay    bool          `param:"tcp_nodelay" default:"false" doc:"send each write to a viewer as its own TCP segment at once (TCP_NODELAY). Off (the default, as in nginx-rtmp and SRS), a write while the viewer has not acknowledged the last one waits in the kernel for its ACK and goes out with what follows: less CPU per viewer, and no delay for a player that reads as data comes; over a long round trip the tail of a frame may wait up to one round trip"`
 	FlushBytes    int           `param:"flush_bytes" default:"32768" min:"1024" max:"16777216" doc:"a stream that has queued this many bytes since the last flush is flushed at once (keyframes do not wait for flush_interval)"`
 }
@@ -206,25 +206,32 @@ func (s *Stage) serve(in <-chan *core.Packet) {
 // flushDue flushes the streams with tags queued whose turn it is, and
 // returns when the next of the others is due (zero: none left). busy: more
 // input is waiting, so a stream's burst may not be complete yet.
+//
+// A stream's turn comes at the end of a burst once its last flush is
+// spacing old, and in any case once its oldest queued tag has waited
+// flush_interval. spacing grows with the stream's audience up to
+// flush_interval: a write per viewer is what a flush costs, so a stream
+// with few viewers is written at every burst (lowest latency, little CPU
+// in all) and one with many is coalesced, where it saves the most.
 func (f *flusher) flushDue(now time.Time, busy bool) (next time.Time) {
 	s := f.s
-	interval := s.cfg.FlushInterval
+	capWait := s.cfg.FlushInterval
 	due := f.due[:0]
 	kept := s.dirty[:0]
 	for _, st := range s.dirty {
-		since := now.Sub(st.lastFlush)
-		wait := interval - since
-		if st.urgent || wait <= 0 && (!busy || since >= 2*interval) {
-			// Due, and the burst has arrived (or input has not run
-			// dry for two intervals: flush anyway).
+		at := st.dirtySince.Add(capWait) // the latest it may go out
+		if !busy {
+			if ready := st.lastFlush.Add(spacing(capWait, st.audience)); ready.Before(at) {
+				at = ready
+			}
+		}
+		if st.urgent || !now.Before(at) {
 			due = append(due, st)
 			continue
 		}
 		kept = append(kept, st)
-		if wait > 0 {
-			if at := now.Add(wait); next.IsZero() || at.Before(next) {
-				next = at
-			}
+		if next.IsZero() || at.Before(next) {
+			next = at
 		}
 	}
 	clear(s.dirty[len(kept):])
@@ -238,6 +245,19 @@ func (f *flusher) flushDue(now time.Time, busy bool) (next time.Time) {
 	}
 	f.due = due[:0]
 	return next
+}
+
+// fullSpacingViewers is the audience from which a stream's writes are
+// spaced by the whole flush_interval; a smaller one's by a share of it.
+const fullSpacingViewers = 256
+
+// spacing is the least time between two flushes of a stream with viewers
+// viewers, given flush_interval capWait.
+func spacing(capWait time.Duration, viewers int) time.Duration {
+	if viewers >= fullSpacingViewers {
+		return capWait
+	}
+	return capWait * time.Duration(viewers) / fullSpacingViewers
 }
 
 // shutdown stops the listener and ends every viewer's response (within a second).

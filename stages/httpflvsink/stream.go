@@ -33,10 +33,12 @@ type stream struct {
 	ended    bool
 	pending  int // bytes queued to viewers since the last flush
 
-	// Run's own: tags are queued since lastFlush (the stream is in the
-	// stage's dirty list), and flush_bytes of them (flush at once).
-	dirty, urgent bool
-	lastFlush     time.Time
+	// Run's own: tags are queued since dirtySince (the stream is in the
+	// stage's dirty list), flush_bytes of them (flush at once); the
+	// last flush; the viewers at the last push.
+	dirty, urgent         bool
+	dirtySince, lastFlush time.Time
+	audience              int
 
 	// The stream's rate, which sizes its viewers' send buffers and says
 	// how far behind live they may fall (lag.go).
@@ -211,9 +213,10 @@ func (st *stream) push(r *tagRef, now time.Time) {
 	st.measureRate(now)
 	if st.pending > 0 {
 		if !st.dirty {
-			st.dirty = true
+			st.dirty, st.dirtySince = true, now
 			st.s.dirty = append(st.s.dirty, st)
 		}
+		st.audience = len(st.viewers)
 		if st.pending >= st.s.cfg.FlushBytes || st.s.cfg.FlushInterval <= 0 {
 			st.urgent = true
 		}
