@@ -55,24 +55,8 @@ func BenchmarkSink(b *testing.B) {
 			in <- core.NewEvent(core.EventStart, s)
 			pkt := rtpPacket(b, 1, 0, 0, 1188)
 			warmPool(cap(in)+c.batch+64, len(pkt))
-			b.ReportAllocs()
 			b.SetBytes(int64(len(pkt)))
-			b.ResetTimer()
-			cpu := procCPU()
-			for i := 0; i < b.N; i++ {
-				p := core.NewPacket(len(pkt))
-				copy(p.Data, pkt)
-				p.Stream = s
-				in <- p
-			}
-			close(in)
-			if err := <-done; err != nil {
-				b.Fatal(err)
-			}
-			b.ReportMetric(float64(procCPU()-cpu)/float64(b.N), "cpu-ns/pkt")
-			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "pkts/s")
-			b.ReportMetric(float64(st.batched)/float64(max(st.batches, 1)), "pkts/batch")
-			b.ReportMetric(float64(st.sendCalls)/float64(max(st.batched, 1)), "sends/pkt")
+			drive(b, st, s, in, done, func(int) []byte { return pkt })
 		})
 	}
 }
@@ -99,11 +83,18 @@ func BenchmarkSinkMixed(b *testing.B) {
 		pkts = append(pkts, rtpPacket(b, 1, 0, 0, n))
 	}
 	warmPool(cap(in)+64+64, 1200)
+	drive(b, st, s, in, done, func(i int) []byte { return pkts[i%len(pkts)] })
+}
+
+// drive sends b.N packets of stream s (the i-th's bytes from next) into the
+// running sink st through in, waits for Run's end on done, and reports the
+// sink's CPU, rate and batching per packet.
+func drive(b *testing.B, st *Stage, s *core.Stream, in chan *core.Packet, done <-chan error, next func(i int) []byte) {
 	b.ReportAllocs()
 	b.ResetTimer()
 	cpu := procCPU()
 	for i := 0; i < b.N; i++ {
-		pkt := pkts[i%len(pkts)]
+		pkt := next(i)
 		p := core.NewPacket(len(pkt))
 		copy(p.Data, pkt)
 		p.Stream = s
