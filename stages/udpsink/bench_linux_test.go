@@ -1,7 +1,6 @@
 package udpsink
 
 import (
-	"net"
 	"testing"
 	"time"
 
@@ -13,13 +12,7 @@ import (
 // (48 × 1200 bytes fits one 64 KB send), one write each from one buffer,
 // with no pipeline around it.
 func BenchmarkRawGSO(b *testing.B) {
-	rx := discardingReceiver(b)
-	c, err := net.DialUDP("udp4", nil, rx.LocalAddr().(*net.UDPAddr))
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer c.Close()
-	_ = c.SetWriteBuffer(4 << 20)
+	c := rawSender(b)
 	pkt := rtpPacket(b, 1, 0, 0, 1188)
 	rc, err := c.SyscallConn()
 	if err != nil {

@@ -110,6 +110,19 @@ func drive(b *testing.B, st *Stage, s *core.Stream, in chan *core.Packet, done <
 	b.ReportMetric(float64(st.sendCalls)/float64(max(st.batched, 1)), "sends/pkt")
 }
 
+// rawSender is a raw benchmark's socket: connected to a discarding
+// receiver, with the send buffer the sink asks for by default.
+func rawSender(b *testing.B) *net.UDPConn {
+	rx := discardingReceiver(b)
+	c, err := net.DialUDP("udp4", nil, rx.LocalAddr().(*net.UDPAddr))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { c.Close() })
+	_ = c.SetWriteBuffer(4 << 20)
+	return c
+}
+
 // warmPool puts n packets of size bytes into core's pool, as many as can be
 // in flight at once (the queue plus a batch), so the timed loop's
 // core.NewPacket reuses them and allocs/op is the sink's own at any
@@ -149,13 +162,7 @@ func BenchmarkWriteToUDP(b *testing.B) {
 // datagram sent with ipv4.PacketConn.WriteBatch, 64 per sendmmsg, with no
 // pipeline around it (issue 7: the sink should reach ≥ 70 % of it).
 func BenchmarkRawWriteBatch(b *testing.B) {
-	rx := discardingReceiver(b)
-	c, err := net.DialUDP("udp4", nil, rx.LocalAddr().(*net.UDPAddr))
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer c.Close()
-	_ = c.SetWriteBuffer(4 << 20)
+	c := rawSender(b)
 	pc := ipv4.NewPacketConn(c)
 	pkt := rtpPacket(b, 1, 0, 0, 1188)
 	msgs := make([]ipv4.Message, 64)
@@ -195,13 +202,7 @@ func itoa(n int) string {
 // sent and released after it, as a pipeline's packets are: the kernel copies
 // from 64 different buffers instead of one that stays in cache.
 func BenchmarkRawWriteBatchPooled(b *testing.B) {
-	rx := discardingReceiver(b)
-	c, err := net.DialUDP("udp4", nil, rx.LocalAddr().(*net.UDPAddr))
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer c.Close()
-	_ = c.SetWriteBuffer(4 << 20)
+	c := rawSender(b)
 	pc := ipv4.NewPacketConn(c)
 	pkt := rtpPacket(b, 1, 0, 0, 1188)
 	msgs := make([]ipv4.Message, 64)
