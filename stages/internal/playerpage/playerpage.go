@@ -7,8 +7,20 @@
 package playerpage
 
 import (
+	"bytes"
+	"crypto/sha256"
+	"crypto/subtle"
+	"embed"
+	"encoding/hex"
+	"encoding/json"
+	"html/template"
+	"io/fs"
 	"log/slog"
 	"net/http"
+	"path"
+	"slices"
+	"strings"
+	"time"
 
 	"github.com/mediapipe/mediapipe/stages/internal/streaminfo"
 )
@@ -23,6 +35,10 @@ const (
 	// browser plays HLS itself.
 	HLS Protocol = "hls"
 )
+
+// Prefix is the path under which the pages' own resources live (scripts,
+// the stream list as JSON); a stream whose APP is ".mediapipe" has no page.
+const Prefix = "/.mediapipe/"
 
 // Options are a Handler's sources of truth; the funcs are called per request.
 type Options struct {
@@ -45,11 +61,198 @@ func New(opts Options) *Handler {
 	if opts.Log == nil {
 		opts.Log = slog.New(slog.DiscardHandler)
 	}
+	if opts.Streams == nil {
+		opts.Streams = func() []streaminfo.Info { return nil }
+	}
+	if opts.PlayKey == nil {
+		opts.PlayKey = func() string { return "" }
+	}
 	return &Handler{opts: opts}
 }
+
+// csp lets the pages run only their own scripts; the players need blob:
+// for the MediaSource they attach (media-src) and hls.js for its
+// transmuxing worker (worker-src).
+const csp = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; " +
+	"connect-src 'self'; media-src 'self' blob:; worker-src 'self' blob:; " +
+	"form-action 'self'; base-uri 'none'; frame-ancestors 'self'"
+
+//go:embed assets/*.js assets/*.LICENSE assets/*.txt assets/VERSIONS web/*.js web/*.css
+var files embed.FS
+
+//go:embed web/*.html
+var pages embed.FS
+
+var tmpl = template.Must(template.ParseFS(pages, "web/*.html"))
+
+// asset is one embedded file with its validator.
+type asset struct {
+	body  []byte
+	ctype string
+	etag  string
+}
+
+// assets maps a name under Prefix to its file: the vendored players and
+// licences by their own names, the pages' scripts and style.
+var assets = func() map[string]asset {
+	m := map[string]asset{}
+	for _, dir := range []string{"assets", "web"} {
+		ents, err := fs.ReadDir(files, dir)
+		if err != nil {
+			panic(err) // embedded: cannot fail once built
+		}
+		for _, e := range ents {
+			b, err := fs.ReadFile(files, dir+"/"+e.Name())
+			if err != nil {
+				panic(err)
+			}
+			sum := sha256.Sum256(b)
+			ctype := "text/plain; charset=utf-8"
+			switch path.Ext(e.Name()) {
+			case ".js":
+				ctype = "text/javascript; charset=utf-8"
+			case ".css":
+				ctype = "text/css; charset=utf-8"
+			}
+			m[e.Name()] = asset{body: b, ctype: ctype, etag: `"` + hex.EncodeToString(sum[:8]) + `"`}
+		}
+	}
+	return m
+}()
 
 // ServeHTTP serves "/", "/APP/KEY" and the pages' own resources; anything
 // else is 404.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	http.NotFound(w, r)
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		w.Header().Set("Allow", "GET, HEAD")
+		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+		return
+	}
+	hd := w.Header()
+	hd.Set("X-Content-Type-Options", "nosniff")
+	// The key travels in page URLs: keep it out of Referer headers.
+	hd.Set("Referrer-Policy", "no-referrer")
+	p := r.URL.Path
+	switch {
+	case p == "/":
+		h.page(w, r, "index.html", "")
+	case p == Prefix+"streams.json":
+		h.streams(w, r)
+	case strings.HasPrefix(p, Prefix):
+		h.asset(w, r, strings.TrimPrefix(p, Prefix))
+	default:
+		name, ok := pageName(p)
+		if !ok {
+			http.Error(w, "not found", http.StatusNotFound)
+			return
+		}
+		h.page(w, r, "player.html", name)
+	}
+}
+
+// pageName maps "/live/movie" to "live/movie": two or more segments, none
+// empty or dotted.
+func pageName(p string) (string, bool) {
+	name := strings.TrimPrefix(p, "/")
+	if !strings.Contains(name, "/") || len(name) > 1024 {
+		return "", false
+	}
+	for seg := range strings.SplitSeq(name, "/") {
+		if seg == "" || seg == "." || seg == ".." {
+			return "", false
+		}
+	}
+	return name, true
+}
+
+// keyStatus is 200 when the request may see the streams, else 401 (no key
+// given) or 403 (wrong key).
+func (h *Handler) keyStatus(r *http.Request) int {
+	want := h.opts.PlayKey()
+	if want == "" {
+		return http.StatusOK
+	}
+	got := r.URL.Query().Get("key")
+	switch {
+	case got == "":
+		return http.StatusUnauthorized
+	case subtle.ConstantTimeCompare([]byte(got), []byte(want)) != 1:
+		return http.StatusForbidden
+	}
+	return http.StatusOK
+}
+
+// pageData is what the page templates see. The scripts read the rest
+// (the stream list, whether it is live) from streams.json.
+type pageData struct {
+	Name     string
+	Protocol Protocol
+	Status   int // 401/403: the page opens with its key form
+}
+
+func (h *Handler) page(w http.ResponseWriter, r *http.Request, file, name string) {
+	status := h.keyStatus(r)
+	var buf bytes.Buffer
+	if err := tmpl.ExecuteTemplate(&buf, file, pageData{Name: name, Protocol: h.opts.Protocol, Status: status}); err != nil {
+		h.opts.Log.Error("playerpage: render", "page", file, "err", err)
+		http.Error(w, "internal error", http.StatusInternalServerError)
+		return
+	}
+	hd := w.Header()
+	hd.Set("Content-Type", "text/html; charset=utf-8")
+	hd.Set("Cache-Control", "no-store")
+	hd.Set("Content-Security-Policy", csp)
+	w.WriteHeader(status)
+	if r.Method != http.MethodHead {
+		_, _ = w.Write(buf.Bytes())
+	}
+}
+
+// streamList is streams.json.
+type streamList struct {
+	Protocol Protocol          `json:"protocol"`
+	Streams  []streaminfo.Info `json:"streams"`
+}
+
+func (h *Handler) streams(w http.ResponseWriter, r *http.Request) {
+	hd := w.Header()
+	hd.Set("Cache-Control", "no-store")
+	switch h.keyStatus(r) {
+	case http.StatusUnauthorized:
+		http.Error(w, "play key required", http.StatusUnauthorized)
+		return
+	case http.StatusForbidden:
+		http.Error(w, "wrong play key", http.StatusForbidden)
+		return
+	}
+	list := streamList{Protocol: h.opts.Protocol, Streams: h.opts.Streams()}
+	if list.Streams == nil {
+		list.Streams = []streaminfo.Info{}
+	}
+	slices.SortFunc(list.Streams, func(a, b streaminfo.Info) int { return strings.Compare(a.Name, b.Name) })
+	b, err := json.Marshal(list)
+	if err != nil {
+		h.opts.Log.Error("playerpage: streams.json", "err", err)
+		http.Error(w, "internal error", http.StatusInternalServerError)
+		return
+	}
+	hd.Set("Content-Type", "application/json")
+	if r.Method != http.MethodHead {
+		_, _ = w.Write(b)
+	}
+}
+
+func (h *Handler) asset(w http.ResponseWriter, r *http.Request, name string) {
+	a, ok := assets[name]
+	if !ok {
+		http.Error(w, "not found", http.StatusNotFound)
+		return
+	}
+	hd := w.Header()
+	hd.Set("Content-Type", a.ctype)
+	// Revalidated on each load (a new binary may carry new players), a 304
+	// when unchanged.
+	hd.Set("Cache-Control", "no-cache")
+	hd.Set("ETag", a.etag)
+	http.ServeContent(w, r, "", time.Time{}, bytes.NewReader(a.body))
 }

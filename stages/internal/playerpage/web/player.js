@@ -1,0 +1,213 @@
+// The player page: waits until its stream is live (streams.json), then plays
+// it with mpegts.js (HTTP-FLV) or hls.js / the browser's own HLS, chasing the
+// live edge, and shows how far behind it the playhead is. window.mediapipe
+// exposes the same to scripts (tests): {state, latency, hlsLatency, error,
+// firstFrame}.
+'use strict';
+(function () {
+  const name = document.body.dataset.name;
+  const protocol = document.body.dataset.protocol;
+  const key = new URLSearchParams(location.search).get('key');
+  const query = key ? '?key=' + encodeURIComponent(key) : '';
+  const base = '/' + name.split('/').map(encodeURIComponent).join('/');
+  const video = document.getElementById('video');
+  const message = document.getElementById('message');
+  const form = document.getElementById('keyform');
+  const readout = document.getElementById('latency');
+  const retryEvery = 1000;
+
+  // firstFrame: ms from the page's navigation to its first frame shown.
+  const mp = window.mediapipe = { state: 'checking', latency: null, hlsLatency: null, error: null, firstFrame: null };
+  let player = null; // mpegts.js player or hls.js instance
+  let timer = 0;
+
+  function say(text, isError) {
+    message.textContent = text;
+    message.className = isError ? 'error' : '';
+  }
+  function setState(state, text, isError) {
+    mp.state = state;
+    say(text, isError);
+  }
+  function needKey(status) {
+    stop();
+    setState('key', status === 403 ? 'Wrong play key.' : 'This stream needs a play key.', true);
+    form.hidden = false;
+  }
+  function retry(state, text) {
+    stop();
+    setState(state, text, false);
+    clearTimeout(timer);
+    timer = setTimeout(check, retryEvery);
+  }
+  function notLive() {
+    retry('offline', name + ' is not live. Waiting for it to start…');
+  }
+  function fail(text) {
+    mp.error = text;
+    retry('error', text + ' Retrying…');
+  }
+
+  // check asks the server whether the stream is live before loading a player.
+  async function check() {
+    let r;
+    try {
+      r = await fetch('/.mediapipe/streams.json' + query, { cache: 'no-store' });
+    } catch (e) {
+      retry('offline', 'Cannot reach the server. Retrying…');
+      return;
+    }
+    if (r.status === 401 || r.status === 403) {
+      needKey(r.status);
+      return;
+    }
+    if (!r.ok) {
+      retry('offline', 'The server answered ' + r.status + '. Retrying…');
+      return;
+    }
+    const list = await r.json();
+    if (!list.streams.some((s) => s.name === name)) {
+      notLive();
+      return;
+    }
+    start();
+  }
+
+  function start() {
+    setState('loading', 'Loading…', false);
+    if (protocol === 'hls') {
+      startHLS();
+    } else {
+      startFLV();
+    }
+    const p = video.play();
+    if (p) p.catch((e) => { if (e.name === 'NotAllowedError') say('Press play to start.'); });
+  }
+
+  function startFLV() {
+    if (!window.mpegts || !mpegts.isSupported()) {
+      setState('error', 'This browser cannot play HTTP-FLV (no Media Source Extensions).', true);
+      mp.error = 'unsupported';
+      return;
+    }
+    player = mpegts.createPlayer({
+      type: 'flv',
+      isLive: true,
+      url: location.origin + base + '.flv' + query,
+    }, {
+      enableWorker: false,
+      enableStashBuffer: false, // hand each tag to the demuxer as it comes
+      lazyLoad: false,
+      autoCleanupSourceBuffer: true,
+      autoCleanupMaxBackwardDuration: 30,
+      autoCleanupMinBackwardDuration: 10,
+      // The sink starts a viewer at the last keyframe, up to a GOP behind:
+      // jump to near the edge when far behind, and play a little faster
+      // when slightly behind, so the playhead stays within ~0.5 s.
+      liveBufferLatencyChasing: true,
+      liveBufferLatencyChasingOnPaused: false,
+      liveBufferLatencyMaxLatency: 0.5,
+      liveBufferLatencyMinRemain: 0.2,
+      liveSync: true,
+      liveSyncMaxLatency: 0.35,
+      liveSyncTargetLatency: 0.2,
+      liveSyncPlaybackRate: 1.1,
+    });
+    player.on(mpegts.Events.ERROR, (type, detail, info) => {
+      const code = info && info.code;
+      if (code === 404) return notLive();
+      if (code === 401 || code === 403) return needKey(code);
+      fail('Player error: ' + type + ' ' + detail + (info && info.msg ? ' (' + info.msg + ')' : '') + '.');
+    });
+    player.on(mpegts.Events.LOADING_COMPLETE, () => {
+      retry('ended', 'The stream ended. Waiting for it to start again…');
+    });
+    player.attachMediaElement(video);
+    player.load();
+  }
+
+  function startHLS() {
+    const url = base + '/index.m3u8' + query;
+    if (video.canPlayType('application/vnd.apple.mpegurl')) {
+      video.src = url;
+      player = { destroy() { video.removeAttribute('src'); video.load(); } };
+      video.addEventListener('error', onNativeError);
+      return;
+    }
+    if (!window.Hls || !Hls.isSupported()) {
+      setState('error', 'This browser cannot play HLS.', true);
+      mp.error = 'unsupported';
+      return;
+    }
+    const hls = new Hls({
+      lowLatencyMode: true,
+      backBufferLength: 30,
+      xhrSetup(xhr, u) {
+        // carry the key to playlists, segments and parts alike
+        if (key && !/[?&]key=/.test(u)) {
+          xhr.open('GET', u + (u.includes('?') ? '&' : '?') + 'key=' + encodeURIComponent(key), true);
+        }
+      },
+    });
+    player = hls;
+    hls.on(Hls.Events.ERROR, (ev, data) => {
+      if (!data.fatal) return;
+      const code = data.response && data.response.code;
+      if (code === 404) return notLive();
+      if (code === 401 || code === 403) return needKey(code);
+      fail('Player error: ' + data.type + ' ' + data.details + '.');
+    });
+    hls.loadSource(url);
+    hls.attachMedia(video);
+  }
+  function onNativeError() {
+    // the browser does not say why: ask the server
+    retry('checking', 'Reconnecting…');
+  }
+
+  function stop() {
+    video.removeEventListener('error', onNativeError);
+    if (player) {
+      const p = player;
+      player = null;
+      try {
+        if (p.unload) p.unload();
+        if (p.detachMediaElement) p.detachMediaElement();
+        p.destroy();
+      } catch (e) { /* already torn down */ }
+    }
+  }
+
+  video.addEventListener('playing', () => {
+    if (player) setState('playing', '', false);
+  });
+  if (video.requestVideoFrameCallback) {
+    const first = () => {
+      if (mp.firstFrame === null) mp.firstFrame = performance.now();
+    };
+    video.requestVideoFrameCallback(first);
+  }
+
+  // The readout: how far the playhead is behind the newest media buffered.
+  setInterval(() => {
+    const b = video.buffered;
+    if (!player || b.length === 0) {
+      mp.latency = null;
+      readout.textContent = '–';
+      return;
+    }
+    mp.latency = Math.max(0, b.end(b.length - 1) - video.currentTime);
+    let text = mp.latency.toFixed(2) + ' s behind the buffered edge';
+    if (player.latency !== undefined && Number.isFinite(player.latency)) {
+      mp.hlsLatency = player.latency;
+      text += ', ' + player.latency.toFixed(2) + ' s behind live (hls.js)';
+    }
+    readout.textContent = text;
+  }, 250);
+
+  if (form.hidden) {
+    check();
+  } else {
+    mp.state = 'key';
+  }
+})();
