@@ -18,6 +18,8 @@ import (
 
 	"github.com/mediapipe/mediapipe/core"
 	"github.com/mediapipe/mediapipe/core/media/flv"
+	"github.com/mediapipe/mediapipe/stages/internal/playerpage"
+	"github.com/mediapipe/mediapipe/stages/internal/streaminfo"
 	"github.com/mediapipe/mediapipe/stages/internal/tcplisten"
 )
 
@@ -35,6 +37,7 @@ type Config struct {
 	FlushInterval time.Duration `param:"flush_interval" default:"20ms" min:"0" max:"1" doc:"the longest a tag waits before it is written to viewers. A burst of tags (a frame and its audio) goes out in one write per viewer as soon as it has arrived, unless the stream's last write was too recent: a stream with 256 viewers or more is written at most once per flush_interval, one with fewer proportionally more often (with few viewers, at every burst). 0 sends each tag at once (lowest latency, most CPU per viewer)"`
 	TCPNoDelay    bool          `param:"tcp_nodelay" default:"false" doc:"send each write to a viewer as its own TCP segment at once (TCP_NODELAY). Off (the default, as in nginx-rtmp and SRS), a write while the viewer has not acknowledged the last one waits in the kernel for its ACK and goes out with what follows: less CPU per viewer, and no delay for a player that reads as data comes; over a long round trip the tail of a frame may wait up to one round trip"`
 	FlushBytes    int           `param:"flush_bytes" default:"32768" min:"1024" max:"16777216" doc:"a stream that has queued this many bytes since the last flush is flushed at once (keyframes do not wait for flush_interval)"`
+	Page          bool          `param:"page" default:"true" doc:"serve player pages on the same address: / lists the live streams (codec, size, bitrate, viewers, uptime) and updates itself, /APP/KEY plays a stream in the browser (mpegts.js, embedded in the binary) with a live-latency readout; with play_key set the pages ask for the key too. false: every URL that is not a stream is 404"`
 }
 
 // sample is an example [[pipeline.stage]] block for this stage, carried in
@@ -60,6 +63,8 @@ type Stage struct {
 	// the stage's Open and Addr
 	tcplisten.Listener
 	srv *http.Server
+	// page serves what is not a stream URL; nil when page = false.
+	page *playerpage.Handler
 
 	// playKey and maxViewers start as cfg's; a reload changes them
 	// (Reconfigure) while viewers are served.
@@ -109,6 +114,14 @@ func New(cfg *Config, env *core.Env) (core.Stage, error) {
 	}
 	s.playKey.Store(&s.cfg.PlayKey)
 	s.maxViewers.Store(int64(cfg.MaxViewers))
+	if cfg.Page {
+		s.page = playerpage.New(playerpage.Options{
+			Protocol: playerpage.FLV,
+			Streams:  s.streamInfos,
+			PlayKey:  func() string { return *s.playKey.Load() },
+			Log:      env.Log,
+		})
+	}
 	s.srv = &http.Server{
 		Handler:           http.HandlerFunc(s.serveHTTP),
 		ReadHeaderTimeout: 10 * time.Second,
@@ -320,11 +333,19 @@ func (s *Stage) data(p *core.Packet) {
 		p.Release()
 		return
 	}
-	st.push(newRef(p), time.Now())
+	now := time.Now()
+	st.observe(p.Data, now)
+	st.push(newRef(p), now)
 }
 
-// serveHTTP answers GET /APP/KEY.flv.
+// serveHTTP answers GET /APP/KEY.flv, and hands anything else to the
+// player pages.
 func (s *Stage) serveHTTP(w http.ResponseWriter, r *http.Request) {
+	name, ok := streamName(r.URL.Path)
+	if !ok && s.page != nil {
+		s.page.ServeHTTP(w, r)
+		return
+	}
 	h := w.Header()
 	h.Set("Access-Control-Allow-Origin", "*")
 	switch r.Method {
@@ -339,7 +360,6 @@ func (s *Stage) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
 		return
 	}
-	name, ok := streamName(r.URL.Path)
 	if !ok {
 		http.Error(w, "not found: streams are at /APP/KEY.flv", http.StatusNotFound)
 		return
@@ -384,6 +404,26 @@ func (s *Stage) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		s.vwg.Done()
 	}()
 	s.serveViewer(w, st, r.RemoteAddr, r.ProtoAtLeast(1, 1))
+}
+
+// streamInfos is the stream list of the player pages.
+func (s *Stage) streamInfos() []streaminfo.Info {
+	s.mu.RLock()
+	sts := make([]*stream, 0, len(s.byName))
+	for _, st := range s.byName {
+		sts = append(sts, st)
+	}
+	s.mu.RUnlock()
+	now := time.Now()
+	out := make([]streaminfo.Info, 0, len(sts))
+	for _, st := range sts {
+		in := st.info.Snapshot(now)
+		st.mu.Lock()
+		in.Viewers = len(st.viewers)
+		st.mu.Unlock()
+		out = append(out, in)
+	}
+	return out
 }
 
 // Reconfigure applies a new play_key and max_viewers: they decide who is

@@ -14,6 +14,7 @@ import (
 	"github.com/mediapipe/mediapipe/core"
 	"github.com/mediapipe/mediapipe/core/media/flv"
 	"github.com/mediapipe/mediapipe/internal/uring"
+	"github.com/mediapipe/mediapipe/stages/internal/streaminfo"
 )
 
 // stream is one served stream: its viewers, its in-band init tags and the
@@ -21,6 +22,11 @@ import (
 type stream struct {
 	s  *Stage
 	cs *core.Stream
+
+	// What the stream list shows of it: Run observes every tag; initSeen
+	// (Run's own): the init tags the stream brought as metadata were read.
+	info     *streaminfo.Tracker
+	initSeen bool
 
 	mu       sync.Mutex
 	viewers  []*viewer
@@ -47,7 +53,26 @@ type stream struct {
 	rate     atomic.Int64 // bytes a second; 0 until a second was seen
 }
 
-func newStream(s *Stage, cs *core.Stream) *stream { return &stream{s: s, cs: cs} }
+func newStream(s *Stage, cs *core.Stream) *stream {
+	return &stream{s: s, cs: cs, info: streaminfo.New(cs.Name, time.Now())}
+}
+
+// observe shows tag (a whole FLV tag, checked) in the stream list. An edge
+// that joined late learns the sequence headers from the stream's init
+// rather than its tags: those are read once they are there.
+func (st *stream) observe(tag []byte, now time.Time) {
+	if !st.initSeen {
+		if in := st.cs.Init(); in != nil {
+			st.initSeen = true
+			for _, t := range [...][]byte{in.Video, in.Audio} {
+				if len(t) > 0 {
+					st.info.Observe(t, now)
+				}
+			}
+		}
+	}
+	st.info.Observe(tag, now)
+}
 
 // viewer is one HTTP response being fed. Run appends tags to q; a writer
 // takes q and sends it in one writev. The writer is the stage's flusher
