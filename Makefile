@@ -1,5 +1,5 @@
 # mediapipe — build, run, test. `make run` and `make test` install what they
-# need (ffmpeg from Debian's packages) on a fresh Debian machine with Go.
+# need (ffmpeg and chromium from Debian's packages) on a fresh Debian machine with Go.
 GO      ?= go
 BIN     := bin
 PLUGINS := $(BIN)/plugins
@@ -18,7 +18,7 @@ build:
 run: deps build plugins
 	$(BIN)/mediapipe run pipeline.example.toml
 
-## test: every test, integration tests with real ffmpeg included
+## test: every test, integration tests with real ffmpeg and headless chromium included
 test: deps plugins lint
 	$(GO) test -count=1 -timeout 15m ./...
 
@@ -30,7 +30,7 @@ lint:
 	$(GO) vet ./...
 	$(GO) run $(STATICCHECK) ./...
 
-## test-short: unit tests only (no ffmpeg)
+## test-short: unit tests only (no ffmpeg, no browser)
 test-short:
 	$(GO) test -short -count=1 ./...
 
@@ -79,12 +79,15 @@ proto:
 docs:
 	$(GO) run ./cmd/mediapipe stages --markdown > docs/stages.md
 
-## deps: install ffmpeg (Debian's package) when missing
+## deps: install ffmpeg and chromium (Debian's packages) when missing, in one apt-get
 deps:
-	@command -v ffmpeg >/dev/null 2>&1 && command -v ffprobe >/dev/null 2>&1 || { \
-	  echo "installing ffmpeg from Debian's packages"; \
+	@pkgs=; \
+	  { command -v ffmpeg >/dev/null 2>&1 && command -v ffprobe >/dev/null 2>&1; } || pkgs=" ffmpeg"; \
+	  [ -x /usr/bin/chromium ] || pkgs="$$pkgs chromium"; \
+	  [ -z "$$pkgs" ] || { \
+	  echo "installing$$pkgs from Debian's packages"; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq ffmpeg >/dev/null; }
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$pkgs >/dev/null; }
 
 clean:
 	rm -rf $(BIN)
