@@ -2,7 +2,7 @@
 // it with mpegts.js (HTTP-FLV) or hls.js / the browser's own HLS, chasing the
 // live edge, and shows how far behind it the playhead is. window.mediapipe
 // exposes the same to scripts (tests): {state, latency, hlsLatency, error,
-// firstFrame}.
+// firstFrame, engine}.
 'use strict';
 (function () {
   const name = document.body.dataset.name;
@@ -17,7 +17,7 @@
   const retryEvery = 1000;
 
   // firstFrame: ms from the page's navigation to its first frame shown.
-  const mp = window.mediapipe = { state: 'checking', latency: null, hlsLatency: null, error: null, firstFrame: null };
+  const mp = window.mediapipe = { state: 'checking', latency: null, hlsLatency: null, error: null, firstFrame: null, engine: null };
   let player = null; // mpegts.js player or hls.js instance
   let timer = 0;
 
@@ -90,6 +90,7 @@
       mp.error = 'unsupported';
       return;
     }
+    mp.engine = 'mpegts.js';
     player = mpegts.createPlayer({
       type: 'flv',
       isLive: true,
@@ -128,17 +129,23 @@
 
   function startHLS() {
     const url = base + '/index.m3u8' + query;
-    if (video.canPlayType('application/vnd.apple.mpegurl')) {
-      video.src = url;
-      player = { destroy() { video.removeAttribute('src'); video.load(); } };
-      video.addEventListener('error', onNativeError);
-      return;
-    }
+    // hls.js wherever it runs (Media Source Extensions), for its low-latency
+    // mode and its latency figure: Chromium also answers "maybe" for native
+    // HLS now, without either. The browser's own HLS where hls.js cannot
+    // run (iPhones before iOS 17.1).
     if (!window.Hls || !Hls.isSupported()) {
+      if (video.canPlayType('application/vnd.apple.mpegurl')) {
+        mp.engine = 'native';
+        video.src = url;
+        player = { destroy() { video.removeAttribute('src'); video.load(); } };
+        video.addEventListener('error', onNativeError);
+        return;
+      }
       setState('error', 'This browser cannot play HLS.', true);
       mp.error = 'unsupported';
       return;
     }
+    mp.engine = 'hls.js';
     const hls = new Hls({
       lowLatencyMode: true,
       backBufferLength: 30,
