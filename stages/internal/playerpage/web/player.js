@@ -2,7 +2,7 @@
 // it with mpegts.js (HTTP-FLV) or hls.js / the browser's own HLS, chasing the
 // live edge, and shows how far behind it the playhead is. window.mediapipe
 // exposes the same to scripts (tests): {state, latency, hlsLatency, error,
-// firstFrame, engine}.
+// firstFrame, startAt, engine}.
 'use strict';
 (function () {
   const name = document.body.dataset.name;
@@ -16,8 +16,9 @@
   const readout = document.getElementById('latency');
   const retryEvery = 1000;
 
-  // firstFrame: ms from the page's navigation to its first frame shown.
-  const mp = window.mediapipe = { state: 'checking', latency: null, hlsLatency: null, error: null, firstFrame: null, engine: null };
+  // firstFrame: ms from the page's navigation to its first frame shown;
+  // startAt: to when the stream was found live and its player made.
+  const mp = window.mediapipe = { state: 'checking', latency: null, hlsLatency: null, error: null, firstFrame: null, startAt: null, engine: null };
   let player = null; // mpegts.js player or hls.js instance
   let timer = 0;
 
@@ -74,6 +75,7 @@
   }
 
   function start() {
+    if (mp.startAt === null) mp.startAt = performance.now();
     setState('loading', 'Loading…', false);
     if (protocol === 'hls') {
       startHLS();
