@@ -110,8 +110,10 @@ func TestFLVPage(t *testing.T) {
 	assertPlays(t, p)
 	first := browser.MustEval[float64](p, `window.mediapipe.firstFrame`)
 	startAt := browser.MustEval[float64](p, `window.mediapipe.startAt`)
+	marks := browser.MustEval[map[string]float64](p, `window.mediapipe.marks`)
 	med, worst := liveLatency(t, p, 3*time.Second)
-	t.Logf("HTTP-FLV page: first frame %.0f ms after navigation (player made at %.0f ms); playhead behind the buffered edge: median %.3f s, worst %.3f s", first, startAt, med, worst)
+	t.Logf("HTTP-FLV page: first frame %.0f ms after navigation (player made at %.0f ms, metadata %.0f, canplay %.0f, playing %.0f); playhead behind the buffered edge: median %.3f s, worst %.3f s",
+		first, startAt, marks["loadedmetadata"], marks["canplay"], marks["playing"], med, worst)
 	// The page chases the live edge: the players' defaults sit 0.9-1.2 s
 	// behind (the GOP cache's backlog never caught up).
 	if med > 0.5 {

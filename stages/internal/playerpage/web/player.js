@@ -187,6 +187,12 @@
     }
   }
 
+  // When each step of the start came, in ms from navigation (the first of
+  // each), for the first-frame figure's breakdown.
+  mp.marks = {};
+  for (const ev of ['loadedmetadata', 'canplay', 'playing']) {
+    video.addEventListener(ev, () => { if (!(ev in mp.marks)) mp.marks[ev] = performance.now(); });
+  }
   video.addEventListener('playing', () => {
     if (player) setState('playing', '', false);
   });
