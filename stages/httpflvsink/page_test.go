@@ -50,6 +50,7 @@ func TestPageListsStreams(t *testing.T) {
 	for _, tag := range tags {
 		s.send(st, tag)
 	}
+	testrun.Eventually(t, testrun.WaitLimit, "stream", func() bool { return testrun.Head(s.base+"/live/page.flv") == 200 })
 	resp, err := httpc.Get(s.base + "/live/page.flv")
 	if err != nil {
 		t.Fatal(err)
