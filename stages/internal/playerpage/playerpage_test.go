@@ -1,6 +1,7 @@
 package playerpage
 
 import (
+	"compress/gzip"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -151,5 +152,51 @@ func TestUptimeInJSON(t *testing.T) {
 	_, body := get(t, h, "/.mediapipe/streams.json")
 	if !strings.Contains(body, `"uptime_seconds":90`) {
 		t.Fatalf("uptime missing: %s", body)
+	}
+}
+
+// TestAssetsGzip: a browser that accepts gzip gets the players compressed,
+// and they inflate to the very files embedded.
+func TestAssetsGzip(t *testing.T) {
+	h := handler("")
+	_, plain := get(t, h, Prefix+"hls.min.js")
+	for _, c := range []struct {
+		accept string
+		gz     bool
+	}{
+		{"gzip, deflate, br", true},
+		{"br;q=1.0, gzip;q=0.8", true},
+		{"gzip;q=0", false},
+		{"", false},
+		{"identity", false},
+	} {
+		req := httptest.NewRequest(http.MethodGet, Prefix+"hls.min.js", nil)
+		if c.accept != "" {
+			req.Header.Set("Accept-Encoding", c.accept)
+		}
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		res := rec.Result()
+		if got := res.Header.Get("Content-Encoding") == "gzip"; got != c.gz {
+			t.Errorf("Accept-Encoding %q: gzip %v, want %v", c.accept, got, c.gz)
+			continue
+		}
+		if !c.gz {
+			continue
+		}
+		zr, err := gzip.NewReader(res.Body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := io.ReadAll(zr)
+		if err != nil || string(b) != plain {
+			t.Fatalf("gzipped hls.min.js inflates to %d bytes (%v), want the %d embedded", len(b), err, len(plain))
+		}
+		if rec.Body.Len() > len(plain)/2 {
+			t.Errorf("gzipped to %d of %d bytes", rec.Body.Len(), len(plain))
+		}
+		if res.Header.Get("ETag") == "" || !strings.Contains(res.Header.Get("Vary"), "Accept-Encoding") {
+			t.Errorf("headers %v", res.Header)
+		}
 	}
 }
