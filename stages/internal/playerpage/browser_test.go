@@ -73,3 +73,34 @@ func TestHLSPageInBrowser(t *testing.T) {
 	}
 	t.Logf("HLS page (ffmpeg's 1 s segments, not LL-HLS): hls.js latency %.2f s", browser.MustEval[float64](p, `window.mediapipe.hlsLatency`))
 }
+
+// TestNamesAreTextInBrowser: a hostile stream name shows as text in the list
+// and on its page, and runs nothing.
+func TestNamesAreTextInBrowser(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs chromium")
+	}
+	evil := `live/<img src=x onerror="window.pwned=1">'"&`
+	pages := playerpage.New(playerpage.Options{Protocol: playerpage.FLV, Streams: func() []streaminfo.Info {
+		return []streaminfo.Info{{Name: evil, Video: `<b>H264</b>`, Width: 640, Height: 360}}
+	}})
+	srv := httptest.NewServer(pages)
+	defer srv.Close()
+	p := browser.Start(t)
+	p.Navigate(srv.URL + "/")
+	p.WaitUntil(10*time.Second, "the list", `document.querySelector('#streams tbody a') !== null`, `document.body.innerText`)
+	if got := browser.MustEval[string](p, `document.querySelector('#streams tbody a').textContent`); got != evil {
+		t.Errorf("link text %q, want %q", got, evil)
+	}
+	if n := browser.MustEval[int](p, `document.querySelectorAll('#streams img, #streams b').length`); n != 0 {
+		t.Errorf("%d elements made from the stream's fields", n)
+	}
+	p.Click(`#streams tbody a`)
+	p.WaitUntil(10*time.Second, "the stream's page", `document.getElementById('title') !== null`, `location.href`)
+	if got := browser.MustEval[string](p, `document.getElementById('title').textContent + '|' + document.body.dataset.name`); got != evil+"|"+evil {
+		t.Errorf("page shows %q, want the name as text", got)
+	}
+	if pwned := browser.MustEval[bool](p, `window.pwned === 1`); pwned {
+		t.Errorf("the name ran as HTML")
+	}
+}
