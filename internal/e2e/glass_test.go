@@ -1,0 +1,113 @@
+package e2e
+
+import (
+	"context"
+	"image"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/mediapipe/mediapipe/core"
+	"github.com/mediapipe/mediapipe/core/stagetest"
+	"github.com/mediapipe/mediapipe/internal/testmedia"
+	"github.com/mediapipe/mediapipe/internal/testrun"
+	"github.com/mediapipe/mediapipe/stages/httpflvsink"
+	"github.com/mediapipe/mediapipe/stages/rtmpsource"
+)
+
+// startRelay runs rtmp-source → flv-tagger → httpflv-sink in this process,
+// each stage with its spec's defaults plus sinkParams, until the test ends.
+// It returns the RTMP publish address and the sink's address.
+func startRelay(t *testing.T, sinkParams map[string]any) (rtmpAddr, httpAddr string) {
+	t.Helper()
+	src := stagetest.Build(t, "rtmp-source", map[string]any{"listen": "127.0.0.1:0"}, nil)
+	tagger := stagetest.Build(t, "flv-tagger", map[string]any{}, nil)
+	raw := map[string]any{"listen": "127.0.0.1:0"}
+	for k, v := range sinkParams {
+		raw[k] = v
+	}
+	sink := stagetest.Build(t, "httpflv-sink", raw, core.TestEnv("httpflv-sink"))
+	ctx, cancel := context.WithCancel(context.Background())
+	for _, st := range []core.Stage{src, sink} {
+		if err := st.(core.Opener).Open(ctx); err != nil {
+			cancel()
+			t.Fatal(err)
+		}
+	}
+	av, tags := make(chan *core.Packet, 256), make(chan *core.Packet, 256)
+	var wg sync.WaitGroup
+	wg.Add(3)
+	go func() { defer wg.Done(); _ = src.Run(ctx, nil, chanOut(av)); close(av) }()
+	go func() { defer wg.Done(); _ = tagger.Run(ctx, av, chanOut(tags)); close(tags) }()
+	go func() { defer wg.Done(); _ = sink.Run(ctx, tags, stagetest.Discard{}) }()
+	t.Cleanup(func() {
+		cancel()
+		stopped := make(chan struct{})
+		go func() { wg.Wait(); close(stopped) }()
+		select {
+		case <-stopped:
+		case <-time.After(testrun.WaitLimit):
+			t.Errorf("the pipeline did not stop within %v of its context ending", testrun.WaitLimit)
+		}
+	})
+	return src.(*rtmpsource.Stage).Addr().String(), sink.(*httpflvsink.Stage).Addr().String()
+}
+
+// TestGlassToGlass pushes a clock stream (each frame stamped with the wall
+// clock when it was made) through rtmp-source → flv-tagger → httpflv-sink
+// and plays it with ffmpeg as a low-latency player (-fflags nobuffer),
+// reading each decoded frame's stamp: every frame read carries a valid
+// stamp, the stamps increase, and once the GOP cache's backlog is drained
+// the picture is less than a second old. It logs the latency: encoder,
+// relay and decoder on loopback, a lower bound for any browser player.
+func TestGlassToGlass(t *testing.T) {
+	relayTest(t)
+	rtmpAddr, httpAddr := startRelay(t, nil)
+	ctx := ctxFor(t, 2*testrun.FFmpegLimit)
+	pushCtx, stopPush := context.WithCancel(ctx)
+	defer stopPush()
+	push := testmedia.PushClock(t, pushCtx, "rtmp://"+rtmpAddr+"/live/clock", testmedia.ClockOptions{})
+	url := "http://" + httpAddr + "/live/clock.flv"
+	testrun.WaitPlayable(t, url, 10*time.Second)
+
+	const frames = 150 // 5 s at 30 fps
+	var lat []time.Duration
+	var last time.Time
+	err := testmedia.ClockFrames(ctx, url, 640, 360, frames, func(img *image.Gray, got time.Time) bool {
+		stamp, ok := testmedia.ReadClock(img)
+		if !ok {
+			t.Errorf("frame %d: no clock", len(lat))
+			return false
+		}
+		if !stamp.After(last) {
+			t.Errorf("frame %d: stamp %v not after the previous %v", len(lat), stamp, last)
+			return false
+		}
+		last = stamp
+		lat = append(lat, got.Sub(stamp))
+		return true
+	}, "-fflags", "nobuffer", "-flags", "low_delay", "-rw_timeout", "20000000")
+	if err != nil {
+		t.Fatal(err)
+	}
+	stopPush()
+	if len(lat) != frames {
+		t.Fatalf("read %d frames, want %d", len(lat), frames)
+	}
+	// The first second is the GOP cache's backlog, decoded as fast as it
+	// arrives: from then on the player is live.
+	live := slices.Clone(lat[30:])
+	slices.Sort(live)
+	med, p95 := live[len(live)/2], live[len(live)*95/100]
+	t.Logf("glass to glass through the relay, ffmpeg as the player: median %v, p95 %v, max %v (first frame %v old: the GOP cache)",
+		med.Round(time.Millisecond), p95.Round(time.Millisecond), live[len(live)-1].Round(time.Millisecond), lat[0].Round(time.Millisecond))
+	if med <= 0 || med > time.Second {
+		t.Errorf("median glass-to-glass latency %v, want (0, 1 s] on loopback", med)
+	}
+	pushed := make(chan error, 1)
+	go func() { pushed <- push.Wait() }()
+	if err := testrun.Within(t, pushed, testrun.FFmpegLimit, "the clock push to end"); err != nil {
+		t.Errorf("clock push: %v\n%s", err, testmedia.Stderr(push))
+	}
+}
