@@ -1,0 +1,75 @@
+package browsertest
+
+import (
+	"context"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/mediapipe/mediapipe/internal/browser"
+	"github.com/mediapipe/mediapipe/internal/testmedia"
+	"github.com/mediapipe/mediapipe/internal/testrun"
+)
+
+// TestFLVPageGlassToGlass plays a clock stream (each frame stamped with the
+// wall clock when it was made) on the edge's page and reads the stamp of
+// the frame the <video> shows, drawn into a canvas: how old the picture is
+// that a viewer of the page sees, encoder, relay, player and decoder all
+// in. Logged, with the first frame's time; bounded by the issue's target.
+func TestFLVPageGlassToGlass(t *testing.T) {
+	httpAddr, rtmpAddr := relay(t, "")
+	ctx, stop := context.WithCancel(context.Background())
+	t.Cleanup(stop)
+	testmedia.PushClock(t, ctx, "rtmp://"+rtmpAddr+"/live/clock", testmedia.ClockOptions{})
+	testrun.WaitPlayable(t, "http://"+httpAddr+"/live/clock.flv", 10*time.Second)
+
+	p := browser.Start(t)
+	p.Navigate("http://" + httpAddr + "/live/clock")
+	p.WaitUntil(20*time.Second, "the player to play", `window.mediapipe.state === 'playing'`, state)
+	first := browser.MustEval[float64](p, `window.mediapipe.firstFrame`)
+	t.Logf("page start: player made at %s ms, then %s", browser.MustEval[[]byte](p, `window.mediapipe.startAt.toFixed(0)`), browser.MustEval[[]byte](p, `JSON.stringify(window.mediapipe.marks)`))
+	if _, err := browser.Eval[any](p, testmedia.ClockJS); err != nil {
+		t.Fatalf("clock reader: %v", err)
+	}
+	// Let the player settle at the live edge (a second), then sample.
+	time.Sleep(time.Second)
+	type reading struct {
+		Age     *float64 `json:"age"`
+		Latency *float64 `json:"latency"`
+	}
+	var ages, edges []float64
+	misses := 0
+	for end := time.Now().Add(5 * time.Second); time.Now().Before(end); time.Sleep(250 * time.Millisecond) {
+		r, err := browser.Eval[reading](p, `(() => { const ms = mediapipeReadClock(document.querySelector('video'));
+			return {age: ms === null ? null : (Date.now() - ms) / 1000, latency: window.mediapipe.latency}; })()`)
+		if err != nil {
+			t.Fatalf("reading the clock: %v", err)
+		}
+		if r.Age == nil {
+			misses++
+			continue
+		}
+		ages = append(ages, *r.Age)
+		if r.Latency != nil {
+			edges = append(edges, *r.Latency)
+		}
+	}
+	if len(ages) < 10 || misses > len(ages)/4 {
+		t.Fatalf("read the clock in %d frames, missed it in %d", len(ages), misses)
+	}
+	slices.Sort(ages)
+	slices.Sort(edges)
+	med, worst := ages[len(ages)/2], ages[len(ages)-1]
+	edge := -1.0
+	if len(edges) > 0 {
+		edge = edges[len(edges)/2]
+	}
+	t.Logf("HTTP-FLV page, glass to glass: median %.3f s, worst %.3f s over %d frames (buffered edge median %.3f s); first frame %.0f ms after navigation",
+		med, worst, len(ages), edge, first)
+	if med > 0.5 {
+		t.Errorf("the picture is a median %.3f s old, want ≤ 0.5 s", med)
+	}
+	if med < 0 {
+		t.Errorf("the picture is from the future (%.3f s): the clock is misread", med)
+	}
+}
