@@ -27,7 +27,7 @@ func TestFLVPageGlassToGlass(t *testing.T) {
 	p.Navigate("http://" + httpAddr + "/live/clock")
 	p.WaitUntil(20*time.Second, "the player to play", `window.mediapipe.state === 'playing'`, state)
 	first := browser.MustEval[float64](p, `window.mediapipe.firstFrame`)
-	t.Logf("page start: player made at %s ms, then %s", browser.MustEval[[]byte](p, `window.mediapipe.startAt.toFixed(0)`), browser.MustEval[[]byte](p, `JSON.stringify(window.mediapipe.marks)`))
+	t.Logf("page start: player made at %s ms, then %s", browser.MustEval[[]byte](p, `Math.round(window.mediapipe.startAt)`), browser.MustEval[[]byte](p, `JSON.stringify(window.mediapipe.marks)`))
 	if _, err := browser.Eval[any](p, testmedia.ClockJS); err != nil {
 		t.Fatalf("clock reader: %v", err)
 	}

@@ -102,7 +102,7 @@ type asset struct {
 func (a asset) gzipped() []byte {
 	a.gzOnce.Do(func() {
 		var b bytes.Buffer
-		zw, _ := gzip.NewWriterLevel(&b, gzip.BestCompression) // a valid level: no error
+		zw, _ := gzip.NewWriterLevel(&b, gzip.DefaultCompression) // a valid level: no error
 		_, _ = zw.Write(a.body)
 		_ = zw.Close()
 		*a.gz = b.Bytes()
