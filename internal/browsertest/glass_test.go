@@ -64,8 +64,8 @@ func TestFLVPageGlassToGlass(t *testing.T) {
 	if len(edges) > 0 {
 		edge = edges[len(edges)/2]
 	}
-	t.Logf("HTTP-FLV page, glass to glass: median %.3f s, worst %.3f s over %d frames (buffered edge median %.3f s); first frame %.0f ms after navigation",
-		med, worst, len(ages), edge, first)
+	t.Logf("HTTP-FLV page, glass to glass: median %.3f s, worst %.3f s over %d frames (buffered edge median %.3f s); first frame %.0f ms after navigation; %d stalls",
+		med, worst, len(ages), edge, first, browser.MustEval[int](p, `window.mediapipe.stalls`))
 	if med > 0.5 {
 		t.Errorf("the picture is a median %.3f s old, want ≤ 0.5 s", med)
 	}
