@@ -105,12 +105,12 @@
       autoCleanupMaxBackwardDuration: 30,
       autoCleanupMinBackwardDuration: 10,
       // The sink starts a viewer at the last keyframe, up to a GOP behind:
-      // the page jumps to near the edge once playing (chase, below) and
-      // mpegts.js plays a little faster when slightly behind, so the
-      // playhead stays within ~0.5 s. mpegts.js's own chasing is off: it
-      // also seeks before the first frame, and each seek there restarts
-      // Chromium's start (0.3-0.8 s later first frame).
-      liveBufferLatencyChasing: false,
+      // jump to near the edge when far behind, and play a little faster
+      // when slightly behind, so the playhead stays within ~0.5 s.
+      liveBufferLatencyChasing: true,
+      liveBufferLatencyChasingOnPaused: false,
+      liveBufferLatencyMaxLatency: 0.5,
+      liveBufferLatencyMinRemain: 0.2,
       liveSync: true,
       liveSyncMaxLatency: 0.35,
       liveSyncTargetLatency: 0.2,
@@ -206,15 +206,6 @@
     video.requestVideoFrameCallback(first);
   }
 
-  // chase jumps an HTTP-FLV playhead more than chaseAbove behind the
-  // buffered end to chaseTo before it, once the video plays (not before
-  // its first frame, not while it seeks). Within the buffer: no reload.
-  const chaseAbove = 0.5, chaseTo = 0.2;
-  function chase(end) {
-    if (protocol === 'hls' || video.paused || video.seeking || video.readyState < 3) return;
-    if (end - video.currentTime > chaseAbove) video.currentTime = end - chaseTo;
-  }
-
   // The readout: how far the playhead is behind the newest media buffered.
   setInterval(() => {
     const b = video.buffered;
@@ -223,9 +214,7 @@
       readout.textContent = '–';
       return;
     }
-    const end = b.end(b.length - 1);
-    mp.latency = Math.max(0, end - video.currentTime);
-    chase(end);
+    mp.latency = Math.max(0, b.end(b.length - 1) - video.currentTime);
     let text = mp.latency.toFixed(2) + ' s behind the buffered edge';
     if (player.latency !== undefined && Number.isFinite(player.latency)) {
       mp.hlsLatency = player.latency;
