@@ -37,6 +37,7 @@ type muxer struct {
 	mux          *gohlslib.Muxer
 	video, audio *gohlslib.Track
 	sampleRate   int
+	sps, pps     []byte // the video track's parameter sets, ours (never changed)
 	playlists    []string // media playlist files (not index.m3u8)
 }
 
@@ -177,6 +178,47 @@ type stream struct {
 	m      *muxer
 	gotKey bool
 	nalus  [][]byte
+
+	// What closing the last segment at the stream's end takes (closeLast).
+	lastPTS, frameDur, segStart int64 // 90 kHz
+	lastIDR                     []byte
+}
+
+// follow notes a video frame written: its time, and for a keyframe where
+// gohlslib starts a segment (the first at least segment_min_duration
+// after the last start), that start and its IDR.
+func (st *stream) follow(pts int64, key bool, nalus [][]byte) {
+	if d := pts - st.lastPTS; d > 0 && d < 90000 {
+		st.frameDur = d
+	}
+	st.lastPTS = pts
+	if !key {
+		return
+	}
+	if st.lastIDR == nil || pts-st.segStart >= st.s.cfg.SegmentMinDuration.Microseconds()*90/1000 {
+		st.segStart = pts
+	}
+	for _, n := range nalus {
+		if n[0]&0x1f == h264.NALIDR {
+			st.lastIDR = append(st.lastIDR[:0], n...)
+			return
+		}
+	}
+}
+
+// closeLast makes gohlslib finish the segment in progress at the stream's
+// end, which it does only when a keyframe starts the next one: it is given
+// a last keyframe (the previous one again), late enough to start a
+// segment. That frame opens a segment no playlist will list.
+func (st *stream) closeLast() {
+	m := st.m
+	if m == nil || m.video == nil || st.lastIDR == nil {
+		return
+	}
+	pts := max(st.lastPTS+st.frameDur, st.segStart+st.s.cfg.SegmentMinDuration.Microseconds()*90/1000) + st.frameDur
+	if err := m.mux.WriteH264(m.video, time.Now(), pts, [][]byte{m.sps, m.pps, st.lastIDR}); err != nil {
+		st.muxError(err)
+	}
 }
 
 func newStream(s *Stage, e *entry) *stream { return &stream{s: s, e: e} }
@@ -266,15 +308,31 @@ func (st *stream) videoTag(p *core.Packet, body []byte, now time.Time) {
 	}
 	// gohlslib keeps an in-band SPS or PPS it is given before its init
 	// segment; p's buffer is reused once released.
+	idr, sps := false, false
 	for i, n := range nalus {
-		if t := n[0] & 0x1f; t == h264.NALSPS || t == h264.NALPPS {
+		switch n[0] & 0x1f {
+		case h264.NALIDR:
+			idr = true
+		case h264.NALSPS:
+			sps = true
+			nalus[i] = bytes.Clone(n)
+		case h264.NALPPS:
 			nalus[i] = bytes.Clone(n)
 		}
+	}
+	if idr && !sps {
+		// FLV carries the parameter sets in the sequence header only;
+		// gohlslib reads them in band at each IDR (its DTS extraction).
+		nalus = append(nalus, nil, nil)
+		copy(nalus[2:], nalus)
+		nalus[0], nalus[1] = m.sps, m.pps
+		st.nalus = nalus
 	}
 	pts := (int64(p.Timestamp) + int64(v.CTS)) * 90
 	if err := m.mux.WriteH264(m.video, now, pts, nalus); err != nil {
 		st.muxError(err)
 	}
+	st.follow(pts, key, nalus)
 	clear(nalus) // no references to p's buffer kept
 }
 
@@ -323,8 +381,8 @@ func (st *stream) audioTag(p *core.Packet, body []byte, now time.Time) {
 }
 
 func (st *stream) muxError(err error) {
-	st.s.mMuxErr.Inc()
-	st.s.env.Log.Debug("hls-sink: mux", "stream", st.e.name, "err", err)
+	// counted, and logged at most once in a while: a broken stream errs per frame
+	st.s.mMuxErr.Refused("hls-sink: mux", "stream", st.e.name, "err", err)
 }
 
 // configChanged follows a new sequence header: a running muxer restarts
@@ -362,7 +420,8 @@ func (st *stream) startMuxer() {
 	m := &muxer{}
 	var tracks []*gohlslib.Track
 	if st.video != nil {
-		m.video = &gohlslib.Track{Codec: &codecs.H264{SPS: st.video.SPS, PPS: st.video.PPS}, ClockRate: 90000}
+		m.sps, m.pps = st.video.SPS, st.video.PPS
+		m.video = &gohlslib.Track{Codec: &codecs.H264{SPS: m.sps, PPS: m.pps}, ClockRate: 90000}
 		tracks = append(tracks, m.video)
 	}
 	if st.audio != nil {
@@ -395,7 +454,7 @@ func (st *stream) startMuxer() {
 			m.playlists = append(m.playlists, kind+strconv.Itoa(i+1)+"_stream.m3u8")
 		}
 	}
-	st.m, st.gotKey = m, false
+	st.m, st.gotKey, st.lastIDR = m, false, nil
 	st.e.setMuxer(m)
 }
 
@@ -414,6 +473,7 @@ func variantOf(v string) gohlslib.MuxerVariant {
 func (st *stream) finish(now time.Time) {
 	var final map[string][]byte
 	if st.m != nil {
+		st.closeLast()
 		final = finalPlaylists(st.s, st.m)
 	}
 	st.e.finish(final, now.Add(endLinger))
