@@ -1,13 +1,13 @@
 package hlssink_test
 
 import (
-	"log/slog"
-	"os"
 	"bytes"
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
+	"os"
 	"os/exec"
 	"strings"
 	"testing"
@@ -38,7 +38,8 @@ func startSink(t testing.TB, raw map[string]any) *sink {
 		raw = map[string]any{}
 	}
 	raw["listen"] = "127.0.0.1:0"
-	env := core.TestEnv("hls-sink"); env.Log = slog.New(slog.NewTextHandler(os.Stderr, nil))
+	env := core.TestEnv("hls-sink")
+	env.Log = slog.New(slog.NewTextHandler(os.Stderr, nil))
 	st := stagetest.Build(t, "hls-sink", raw, env).(*hlssink.Stage)
 	h := stagetest.Start(t, st, env, false)
 	scheme := "http"

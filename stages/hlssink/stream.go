@@ -37,7 +37,7 @@ type muxer struct {
 	mux          *gohlslib.Muxer
 	video, audio *gohlslib.Track
 	sampleRate   int
-	sps, pps     []byte // the video track's parameter sets, ours (never changed)
+	sps, pps     []byte   // the video track's parameter sets, ours (never changed)
 	playlists    []string // media playlist files (not index.m3u8)
 }
 

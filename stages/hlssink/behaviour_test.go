@@ -1,0 +1,387 @@
+package hlssink_test
+
+import (
+	"context"
+	"crypto/tls"
+	"net/http"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mediapipe/mediapipe/core"
+	"github.com/mediapipe/mediapipe/core/media/flv"
+	"github.com/mediapipe/mediapipe/core/stagetest"
+	"github.com/mediapipe/mediapipe/internal/testcert"
+	"github.com/mediapipe/mediapipe/internal/testmedia"
+	"github.com/mediapipe/mediapipe/internal/testrun"
+	"github.com/mediapipe/mediapipe/stages/hlssink"
+)
+
+// liveFeed starts feeding tags as stream name at real time; the feed stops
+// (without an end event) when the test ends.
+func liveFeed(t *testing.T, s *sink, name string, tags [][]byte) *core.Stream {
+	t.Helper()
+	st := s.h.StartStream(name)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		s.feed(ctx, st, tags, 1)
+	}()
+	t.Cleanup(func() { cancel(); <-done })
+	return st
+}
+
+var (
+	reSeq  = regexp.MustCompile(`#EXT-X-MEDIA-SEQUENCE:(\d+)`)
+	reMap  = regexp.MustCompile(`#EXT-X-MAP:URI="([^"]+)"`)
+	reURI  = regexp.MustCompile(`(?m)^[^#\s][^\s]*$`)
+	rePart = regexp.MustCompile(`#EXT-X-PART:[^\n]*URI="([^"]+)"`)
+)
+
+// nextPart is the (msn, part) of the part after the last one a LL-HLS
+// media playlist lists.
+func nextPart(t testing.TB, pl string) (msn, part int) {
+	t.Helper()
+	m := reSeq.FindStringSubmatch(pl)
+	if m == nil {
+		t.Fatalf("no media sequence in\n%s", pl)
+	}
+	seq, _ := strconv.Atoi(m[1])
+	segs := strings.Count(pl, "#EXTINF:")
+	tail := pl
+	if i := strings.LastIndex(pl, "#EXTINF:"); i >= 0 {
+		tail = pl[i:]
+	}
+	return seq + segs, strings.Count(tail, "#EXT-X-PART:")
+}
+
+// TestLowLatencyPlaylist: the default variant's media playlist is LL-HLS
+// (parts, server control with blocking reload, a preload hint), and a
+// blocking reload for the next part returns once that part is listed.
+func TestLowLatencyPlaylist(t *testing.T) {
+	tags := testmedia.Tags(t, testmedia.Clip(t, testmedia.Options{Seconds: 8}))
+	s := startSink(t, nil)
+	liveFeed(t, s, "live/ll", tags)
+	base := s.base + "/live/ll/"
+	code, index := get(t, base+"index.m3u8")
+	if code != 200 || !strings.Contains(index, "video1_stream.m3u8") {
+		t.Fatalf("index: %d\n%s", code, index)
+	}
+	_, pl := get(t, base+"video1_stream.m3u8")
+	for _, tag := range []string{"#EXT-X-PART:", "#EXT-X-PART-INF:PART-TARGET=", "#EXT-X-PRELOAD-HINT:", "#EXT-X-MAP:"} {
+		if !strings.Contains(pl, tag) {
+			t.Errorf("media playlist lacks %s:\n%s", tag, pl)
+		}
+	}
+	if !regexp.MustCompile(`#EXT-X-SERVER-CONTROL:[^\n]*CAN-BLOCK-RELOAD=YES`).MatchString(pl) {
+		t.Errorf("no EXT-X-SERVER-CONTROL with CAN-BLOCK-RELOAD=YES:\n%s", pl)
+	}
+	if strings.Contains(pl, "#EXT-X-ENDLIST") {
+		t.Errorf("a live playlist ends:\n%s", pl)
+	}
+	// A part listed is served, as fMP4 (moof first).
+	if m := rePart.FindStringSubmatch(pl); m == nil {
+		t.Fatalf("no part URI in\n%s", pl)
+	} else if code, body := get(t, base+m[1]); code != 200 || len(body) < 8 || body[4:8] != "moof" {
+		t.Errorf("part %s: %d, %d bytes", m[1], code, len(body))
+	}
+	for i := 0; i < 3; i++ {
+		msn, part := nextPart(t, pl)
+		start := time.Now()
+		code, next := get(t, base+"video1_stream.m3u8?_HLS_msn="+strconv.Itoa(msn)+"&_HLS_part="+strconv.Itoa(part))
+		took := time.Since(start)
+		if code != 200 {
+			t.Fatalf("blocking reload for %d.%d: %d %s", msn, part, code, next)
+		}
+		gotMSN, gotPart := nextPart(t, next)
+		if gotMSN < msn || (gotMSN == msn && gotPart <= part) {
+			t.Fatalf("blocking reload for %d.%d answered before that part (next is %d.%d):\n%s", msn, part, gotMSN, gotPart, next)
+		}
+		if took > 3*time.Second {
+			t.Errorf("blocking reload took %v for a %v part", took, 200*time.Millisecond)
+		}
+		t.Logf("reload for %d.%d took %v", msn, part, took.Round(time.Millisecond))
+		pl = next
+	}
+	// A part far ahead is refused at once rather than held.
+	msn, _ := nextPart(t, pl)
+	if code, _ := get(t, base+"video1_stream.m3u8?_HLS_msn="+strconv.Itoa(msn+10)+"&_HLS_part=0"); code != http.StatusBadRequest {
+		t.Errorf("reload far ahead: %d, want 400", code)
+	}
+}
+
+// TestEndAndRestart: a stream's end turns its playlists final (ENDLIST);
+// a new stream under the same name then gets a fresh playlist at the same
+// URL, which a poller sees, and it plays the new stream's pictures.
+func TestEndAndRestart(t *testing.T) {
+	first := testmedia.Tags(t, testmedia.Clip(t, testmedia.Options{Seconds: 3}))
+	secondClip := testmedia.Clip(t, testmedia.Options{Seconds: 3, Width: 160, Height: 96})
+	second := testmedia.Tags(t, secondClip)
+	s := startSink(t, map[string]any{"variant": "fmp4"})
+	st := s.h.StartStream("live/again")
+	s.feed(context.Background(), st, first, 0)
+	media := s.base + "/live/again/video1_stream.m3u8"
+	_, pl1 := get(t, media)
+	if strings.Contains(pl1, "#EXT-X-ENDLIST") {
+		t.Fatalf("live playlist already ended:\n%s", pl1)
+	}
+	s.h.EndStream(st)
+	var ended string
+	testrun.Eventually(t, testrun.WaitLimit, "ENDLIST after the end", func() bool {
+		_, ended = get(t, media)
+		return strings.Contains(ended, "#EXT-X-ENDLIST")
+	})
+	if strings.Contains(ended, "#EXT-X-PRELOAD-HINT") {
+		t.Errorf("ended playlist still hints at a part:\n%s", ended)
+	}
+	// Its segments stay served for players catching up.
+	for _, u := range reURI.FindAllString(ended, -1) {
+		if code, _ := get(t, s.base+"/live/again/"+u); code != 200 {
+			t.Errorf("segment %s of the ended stream: %d", u, code)
+		}
+	}
+	map1 := reMap.FindStringSubmatch(ended)
+
+	st2 := s.h.StartStream("live/again")
+	s.feed(context.Background(), st2, second, 0)
+	var pl2 string
+	testrun.Eventually(t, testrun.WaitLimit, "the poller to see the new stream", func() bool {
+		_, pl2 = get(t, media)
+		m := reMap.FindStringSubmatch(pl2)
+		return !strings.Contains(pl2, "#EXT-X-ENDLIST") && m != nil && map1 != nil && m[1] != map1[1]
+	})
+	if _, index := get(t, s.base+"/live/again/index.m3u8"); !strings.Contains(index, "RESOLUTION=160x96") {
+		t.Errorf("index after the restart is not the new stream's:\n%s", index)
+	}
+	s.h.EndStream(st2)
+	want := decodedVideo(t, secondClip)
+	got := decodedVideo(t, s.base+"/live/again/index.m3u8")
+	if at := joinedRun(t, got, want, 30); at+len(got) != len(want) {
+		t.Errorf("new stream played %d..%d of %d", at, at+len(got), len(want))
+	}
+}
+
+// TestPlayKey: with play_key, playlists, segments and parts need the key;
+// the playlists carry it on into every URI, so a player that has the
+// playlist URL plays; a reloaded key replaces the old one.
+func TestPlayKey(t *testing.T) {
+	tags := testmedia.Tags(t, testmedia.Clip(t, testmedia.Options{Seconds: 3}))
+	s := startSink(t, map[string]any{"play_key": "s3cret"})
+	st := s.h.StartStream("live/k")
+	s.feed(context.Background(), st, tags, 0)
+	base := s.base + "/live/k/"
+	if code, _ := get(t, base+"index.m3u8"); code != http.StatusUnauthorized {
+		t.Errorf("no key: %d, want 401", code)
+	}
+	if code, _ := get(t, base+"index.m3u8?key=wrong"); code != http.StatusForbidden {
+		t.Errorf("wrong key: %d, want 403", code)
+	}
+	checkKeyed := func(when string) {
+		t.Helper()
+		code, index := get(t, base+"index.m3u8?key=s3cret")
+		if code != 200 {
+			t.Fatalf("%s: right key: %d", when, code)
+		}
+		mediaURI := reURI.FindString(index)
+		if !strings.HasSuffix(mediaURI, "?key=s3cret") {
+			t.Fatalf("%s: index does not carry the key on: %q\n%s", when, mediaURI, index)
+		}
+		_, pl := get(t, base+mediaURI)
+		uris := append(reURI.FindAllString(pl, -1), reMap.FindStringSubmatch(pl)[1])
+		for _, m := range rePart.FindAllStringSubmatch(pl, -1) {
+			uris = append(uris, m[1])
+		}
+		if len(uris) < 3 {
+			t.Fatalf("%s: too few URIs in\n%s", when, pl)
+		}
+		for _, u := range uris {
+			if strings.HasPrefix(u, "gap") {
+				continue
+			}
+			if !strings.HasSuffix(u, "?key=s3cret") {
+				t.Errorf("%s: URI without the key: %s", when, u)
+				continue
+			}
+			if code, _ := get(t, base+u); code != 200 {
+				t.Errorf("%s: %s: %d", when, u, code)
+			}
+			bare, _, _ := strings.Cut(u, "?")
+			if code, _ := get(t, base+bare); code != http.StatusUnauthorized {
+				t.Errorf("%s: %s without the key: %d, want 401", when, bare, code)
+			}
+		}
+	}
+	checkKeyed("live")
+	s.h.EndStream(st)
+	testrun.Eventually(t, testrun.WaitLimit, "the stream to end", func() bool {
+		_, pl := get(t, base+"video1_stream.m3u8?key=s3cret")
+		return strings.Contains(pl, "#EXT-X-ENDLIST")
+	})
+	checkKeyed("ended")
+
+	var cfg hlssink.Config
+	stagetest.Decode(t, "hls-sink", map[string]any{"listen": "127.0.0.1:0", "play_key": "new"}, &cfg)
+	if err := s.stage.Reconfigure(&cfg); err != nil {
+		t.Fatal(err)
+	}
+	if code, _ := get(t, base+"index.m3u8?key=s3cret"); code != http.StatusForbidden {
+		t.Errorf("old key after reload: %d, want 403", code)
+	}
+	if code, _ := get(t, base+"index.m3u8?key=new"); code != 200 {
+		t.Errorf("new key after reload: %d", code)
+	}
+}
+
+// TestHTTPS: with cert and key the sink serves HTTPS with HTTP/2, and a
+// renewed certificate is served to new connections without a restart.
+func TestHTTPS(t *testing.T) {
+	dir := t.TempDir()
+	ca := testcert.NewCA(t)
+	pair := ca.Issue(t, dir, "server")
+	tags := testmedia.Tags(t, testmedia.Clip(t, testmedia.Options{Seconds: 3}))
+	s := startSink(t, map[string]any{"cert": pair.CertFile, "key": pair.KeyFile})
+	st := s.h.StartStream("live/tls")
+	s.feed(context.Background(), st, tags, 0)
+	fetch := func() (*http.Response, string) {
+		c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
+			TLSClientConfig:   &tls.Config{RootCAs: pair.Pool},
+			ForceAttemptHTTP2: true,
+		}}
+		defer c.CloseIdleConnections()
+		resp, err := c.Get(s.base + "/live/tls/index.m3u8")
+		if err != nil {
+			t.Fatalf("GET over TLS: %v", err)
+		}
+		defer resp.Body.Close()
+		b := make([]byte, 4096)
+		n, _ := resp.Body.Read(b)
+		return resp, string(b[:n])
+	}
+	resp, body := fetch()
+	if resp.StatusCode != 200 || !strings.HasPrefix(body, "#EXTM3U") {
+		t.Fatalf("index over TLS: %d %q", resp.StatusCode, body)
+	}
+	if resp.Proto != "HTTP/2.0" {
+		t.Errorf("protocol %s, want HTTP/2.0", resp.Proto)
+	}
+	if got := resp.TLS.PeerCertificates[0].SerialNumber; got.Cmp(pair.Serial) != 0 {
+		t.Fatalf("served serial %v, want %v", got, pair.Serial)
+	}
+	renewed := ca.Issue(t, dir, "server")
+	testrun.Eventually(t, testrun.WaitLimit, "the renewed certificate to be served", func() bool {
+		resp, _ := fetch()
+		return resp.TLS.PeerCertificates[0].SerialNumber.Cmp(renewed.Serial) == 0
+	})
+	// ffmpeg plays it too.
+	s.h.EndStream(st)
+	testrun.Eventually(t, testrun.WaitLimit, "the stream to end", func() bool {
+		_, pl := fetch()
+		return pl != "" // index of the ended stream is still served
+	})
+	if got := decodedVideo(t, s.base+"/live/tls/index.m3u8", "-tls_verify", "0"); len(got) < 30 {
+		t.Errorf("ffmpeg over HTTPS played %d pictures", len(got))
+	}
+}
+
+// TestJunk: garbage tags and a stream without keyframes neither crash the
+// sink nor stop it serving other streams, and they are counted.
+func TestJunk(t *testing.T) {
+	t.Parallel()
+	tags := testmedia.Tags(t, testmedia.Clip(t, testmedia.Options{Seconds: 3}))
+	s := startSink(t, nil)
+	junk := s.h.StartStream("live/junk")
+	bad := [][]byte{
+		{1, 2, 3},
+		flv.AppendTag(nil, flv.TypeVideo, 0, nil),
+		flv.AppendTag(nil, flv.TypeVideo, 0, []byte{0x17, 0}),                         // short AVC header
+		flv.AppendTag(nil, flv.TypeVideo, 0, []byte{0x17, 0, 0, 0, 0, 1, 2, 3}),       // bad avcC
+		flv.AppendTag(nil, flv.TypeAudio, 0, []byte{0xaf}),                            // short AAC
+		flv.AppendTag(nil, flv.TypeAudio, 0, []byte{0xaf, 0, 0xff}),                   // bad ASC
+		flv.AppendTag(nil, 7, 0, []byte{1, 2, 3}),                                     // unknown type
+		flv.AppendTag(nil, flv.TypeVideo, 0, []byte{0x27, 1, 0, 0, 0, 0, 0, 0, 9, 1}), // frame before any SH
+	}
+	for _, tag := range bad {
+		p := core.NewPacket(len(tag))
+		copy(p.Data, tag)
+		p.Stream, p.Type = junk, flv.TypeVideo
+		s.h.Send(p)
+	}
+	// A stream with sequence headers but no keyframe: its frames are
+	// dropped until one comes, and NAL lengths beyond the tag are refused.
+	media := testmedia.MediaTags(tags)
+	nokey := s.h.StartStream("live/nokey")
+	for _, tag := range media {
+		body := tag[flv.HeaderSize:]
+		if tag[0]&0x1f == flv.TypeVideo && body[0]>>4 == flv.FrameKey && body[1] == flv.AVCNALU {
+			continue
+		}
+		s.send(nokey, tag)
+	}
+	lying := append([]byte(nil), media[0]...)
+	for _, tag := range media {
+		if tag[0]&0x1f == flv.TypeVideo && tag[flv.HeaderSize+1] == flv.AVCNALU {
+			lying = append([]byte(nil), tag...)
+			break
+		}
+	}
+	lying[flv.HeaderSize+5] = 0x7f // first NAL length now far beyond the tag
+	s.send(nokey, lying)
+	good := s.h.StartStream("live/good")
+	s.feed(context.Background(), good, tags, 0)
+	if code, pl := get(t, s.base+"/live/good/index.m3u8"); code != 200 || !strings.HasPrefix(pl, "#EXTM3U") {
+		t.Fatalf("a good stream after junk: %d %q", code, pl)
+	}
+	if n := s.drops("bad_tag"); n < float64(len(bad)-1) {
+		t.Errorf("bad_tag = %v, want at least %d", n, len(bad)-1)
+	}
+	if n := s.drops("no_keyframe"); n < 30 {
+		t.Errorf("no_keyframe = %v, want the stream's frames", n)
+	}
+	// The keyless stream has no playlist to give (yet): refused, not hung.
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, s.base+"/live/nokey/index.m3u8", nil)
+	resp, err := httpc.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable {
+		t.Errorf("keyless stream's playlist: %d, want 503", resp.StatusCode)
+	}
+}
+
+// TestRoutes: CORS, OPTIONS, methods, and what is not a media path.
+func TestRoutes(t *testing.T) {
+	s := startSink(t, map[string]any{"page": false})
+	req, _ := http.NewRequest(http.MethodOptions, s.base+"/live/x/index.m3u8", nil)
+	resp, err := httpc.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNoContent || resp.Header.Get("Access-Control-Allow-Origin") != "*" {
+		t.Errorf("OPTIONS: %d, CORS %q", resp.StatusCode, resp.Header.Get("Access-Control-Allow-Origin"))
+	}
+	resp, err = httpc.Post(s.base+"/live/x/index.m3u8", "text/plain", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusMethodNotAllowed {
+		t.Errorf("POST: %d", resp.StatusCode)
+	}
+	for _, path := range []string{"/", "/live/x", "/live/x/index.m3u8", "/x.m3u8", "/live/../x/index.m3u8", "/live//index.m3u8"} {
+		resp, err := httpc.Get(s.base + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusNotFound || resp.Header.Get("Access-Control-Allow-Origin") != "*" {
+			t.Errorf("GET %s with page = false: %d", path, resp.StatusCode)
+		}
+	}
+}
