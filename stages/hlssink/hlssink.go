@@ -117,6 +117,7 @@ type Stage struct {
 	mTooMany   *core.DropCounter
 	mRejected  *core.DropCounter // requests refused: waiting bound
 	mRestarted prometheus.Counter
+	mWarn      prometheus.Counter
 }
 
 // New builds an hls-sink.
@@ -134,6 +135,7 @@ func New(cfg *Config, env *core.Env) (core.Stage, error) {
 		mKeys:      env.Metrics.Counter("keyframes"),
 		mRequests:  env.Metrics.Counter("requests"),
 		mRestarted: env.Metrics.Counter("muxer_restarts"),
+		mWarn:      env.Metrics.Counter("mux_warnings"),
 		mBadTag:    env.Metrics.Drop("bad_tag"),
 		mNoKey:     env.Metrics.Drop("no_keyframe"),
 		mNoConfig:  env.Metrics.Drop("no_sequence_header"),

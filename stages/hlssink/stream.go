@@ -215,7 +215,9 @@ func (st *stream) closeLast() {
 	if m == nil || m.video == nil || st.lastIDR == nil {
 		return
 	}
-	pts := max(st.lastPTS+st.frameDur, st.segStart+st.s.cfg.SegmentMinDuration.Microseconds()*90/1000) + st.frameDur
+	// One frame after the last, so the last segment and part keep their
+	// true length, unless the segment is still too short to end there.
+	pts := max(st.lastPTS+st.frameDur, st.segStart+st.s.cfg.SegmentMinDuration.Microseconds()*90/1000)
 	if err := m.mux.WriteH264(m.video, time.Now(), pts, [][]byte{m.sps, m.pps, st.lastIDR}); err != nil {
 		st.muxError(err)
 	}
@@ -380,6 +382,14 @@ func (st *stream) audioTag(p *core.Packet, body []byte, now time.Time) {
 	}
 }
 
+// muxWarning is gohlslib's word that a part or segment came out longer than
+// the playlist's target (frame timing in whole milliseconds does it); the
+// media is served all the same.
+func (st *stream) muxWarning(err error) {
+	st.s.mWarn.Inc()
+	st.s.env.Log.Debug("hls-sink: mux", "stream", st.e.name, "warning", err)
+}
+
 func (st *stream) muxError(err error) {
 	// counted, and logged at most once in a while: a broken stream errs per frame
 	st.s.mMuxErr.Refused("hls-sink: mux", "stream", st.e.name, "err", err)
@@ -435,7 +445,7 @@ func (st *stream) startMuxer() {
 		SegmentCount:       s.cfg.SegmentCount,
 		SegmentMinDuration: s.cfg.SegmentMinDuration,
 		PartMinDuration:    s.cfg.PartDuration,
-		OnEncodeError:      st.muxError,
+		OnEncodeError:      st.muxWarning,
 	}
 	if err := m.mux.Start(); err != nil {
 		st.failed = true
