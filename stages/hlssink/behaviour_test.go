@@ -3,6 +3,7 @@ package hlssink_test
 import (
 	"context"
 	"crypto/tls"
+	"io"
 	"net/http"
 	"regexp"
 	"strconv"
@@ -17,6 +18,7 @@ import (
 	"github.com/mediapipe/mediapipe/internal/testmedia"
 	"github.com/mediapipe/mediapipe/internal/testrun"
 	"github.com/mediapipe/mediapipe/stages/hlssink"
+	"github.com/mediapipe/mediapipe/stages/internal/streaminfo"
 )
 
 // liveFeed starts feeding tags as stream name at real time; the feed stops
@@ -24,6 +26,7 @@ import (
 func liveFeed(t *testing.T, s *sink, name string, tags [][]byte) *core.Stream {
 	t.Helper()
 	st := s.h.StartStream(name)
+	s.sync(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
@@ -122,7 +125,7 @@ func TestEndAndRestart(t *testing.T) {
 	second := testmedia.Tags(t, secondClip)
 	s := startSink(t, map[string]any{"variant": "fmp4"})
 	st := s.h.StartStream("live/again")
-	s.feed(context.Background(), st, first, 0)
+	s.feedAll(t, st, first)
 	media := s.base + "/live/again/video1_stream.m3u8"
 	_, pl1 := get(t, media)
 	if strings.Contains(pl1, "#EXT-X-ENDLIST") {
@@ -146,7 +149,7 @@ func TestEndAndRestart(t *testing.T) {
 	map1 := reMap.FindStringSubmatch(ended)
 
 	st2 := s.h.StartStream("live/again")
-	s.feed(context.Background(), st2, second, 0)
+	s.feedAll(t, st2, second)
 	var pl2 string
 	testrun.Eventually(t, testrun.WaitLimit, "the poller to see the new stream", func() bool {
 		_, pl2 = get(t, media)
@@ -171,7 +174,7 @@ func TestPlayKey(t *testing.T) {
 	tags := testmedia.Tags(t, testmedia.Clip(t, testmedia.Options{Seconds: 3}))
 	s := startSink(t, map[string]any{"play_key": "s3cret"})
 	st := s.h.StartStream("live/k")
-	s.feed(context.Background(), st, tags, 0)
+	s.feedAll(t, st, tags)
 	base := s.base + "/live/k/"
 	if code, _ := get(t, base+"index.m3u8"); code != http.StatusUnauthorized {
 		t.Errorf("no key: %d, want 401", code)
@@ -244,7 +247,7 @@ func TestHTTPS(t *testing.T) {
 	tags := testmedia.Tags(t, testmedia.Clip(t, testmedia.Options{Seconds: 3}))
 	s := startSink(t, map[string]any{"cert": pair.CertFile, "key": pair.KeyFile})
 	st := s.h.StartStream("live/tls")
-	s.feed(context.Background(), st, tags, 0)
+	s.feedAll(t, st, tags)
 	fetch := func() (*http.Response, string) {
 		c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
 			TLSClientConfig:   &tls.Config{RootCAs: pair.Pool},
@@ -330,7 +333,7 @@ func TestJunk(t *testing.T) {
 	lying[flv.HeaderSize+5] = 0x7f // first NAL length now far beyond the tag
 	s.send(nokey, lying)
 	good := s.h.StartStream("live/good")
-	s.feed(context.Background(), good, tags, 0)
+	s.feedAll(t, good, tags)
 	if code, pl := get(t, s.base+"/live/good/index.m3u8"); code != 200 || !strings.HasPrefix(pl, "#EXTM3U") {
 		t.Fatalf("a good stream after junk: %d %q", code, pl)
 	}
@@ -383,5 +386,78 @@ func TestRoutes(t *testing.T) {
 		if resp.StatusCode != http.StatusNotFound || resp.Header.Get("Access-Control-Allow-Origin") != "*" {
 			t.Errorf("GET %s with page = false: %d", path, resp.StatusCode)
 		}
+	}
+}
+
+// TestStreamsAndViewers: the page's stream list shows a live stream with
+// its codecs, size and the players polling it, and leaves ended ones out.
+func TestStreamsAndViewers(t *testing.T) {
+	tags := testmedia.Tags(t, testmedia.Clip(t, testmedia.Options{Seconds: 3}))
+	s := startSink(t, map[string]any{"variant": "fmp4"})
+	st := s.h.StartStream("live/list")
+	s.feedAll(t, st, tags)
+	for i := 0; i < 3; i++ { // three players: three connections
+		c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{}}
+		for j := 0; j < 2; j++ { // polling twice on its connection
+			resp, err := c.Get(s.base + "/live/list/video1_stream.m3u8")
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+		}
+		c.CloseIdleConnections()
+	}
+	var list []streaminfo.Info
+	for _, in := range s.stage.Streams() {
+		if strings.HasPrefix(in.Name, "live/") {
+			list = append(list, in)
+		}
+	}
+	if len(list) != 1 {
+		t.Fatalf("streams: %+v", list)
+	}
+	in := list[0]
+	if in.Name != "live/list" || in.Viewers != 3 || in.Width != 320 || in.Height != 180 ||
+		!strings.HasPrefix(in.Video, "H264") || !strings.HasPrefix(in.Audio, "AAC") {
+		t.Errorf("stream info: %+v", in)
+	}
+	s.h.EndStream(st)
+	testrun.Eventually(t, testrun.WaitLimit, "the ended stream to leave the list", func() bool {
+		for _, in := range s.stage.Streams() {
+			if in.Name == "live/list" {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+// TestMaxStreams: a stream beyond max_streams is not served and counted;
+// an ended stream still served gives its place to a new one.
+func TestMaxStreams(t *testing.T) {
+	tags := testmedia.Tags(t, testmedia.Clip(t, testmedia.Options{Seconds: 3}))
+	s := startSink(t, map[string]any{"variant": "fmp4", "max_streams": 1})
+	a := s.h.StartStream("live/a")
+	s.feed(context.Background(), a, tags, 0)
+	b := s.h.StartStream("live/b")
+	s.feed(context.Background(), b, tags, 0)
+	testrun.Eventually(t, testrun.WaitLimit, "the second stream to be refused", func() bool { return s.drops("too_many_streams") == 1 })
+	if code, _ := get(t, s.base+"/live/a/index.m3u8"); code != 200 {
+		t.Errorf("first stream: %d", code)
+	}
+	if code, _ := get(t, s.base+"/live/b/index.m3u8"); code != http.StatusNotFound {
+		t.Errorf("stream beyond max_streams: %d, want 404", code)
+	}
+	s.h.EndStream(a)
+	s.h.EndStream(b)
+	c := s.h.StartStream("live/c")
+	s.feed(context.Background(), c, tags, 0)
+	testrun.Eventually(t, testrun.WaitLimit, "the stream after the first ended to be served", func() bool {
+		code, _ := get(t, s.base+"/live/c/index.m3u8")
+		return code == 200
+	})
+	if code, _ := get(t, s.base+"/live/a/video1_stream.m3u8"); code != http.StatusNotFound {
+		t.Errorf("the ended stream that gave its place: %d, want 404", code)
 	}
 }

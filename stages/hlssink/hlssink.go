@@ -155,7 +155,7 @@ func New(cfg *Config, env *core.Env) (core.Stage, error) {
 	if cfg.Page {
 		s.page = playerpage.New(playerpage.Options{
 			Protocol: playerpage.HLS,
-			Streams:  s.streamList,
+			Streams:  s.Streams,
 			PlayKey:  func() string { return *s.playKey.Load() },
 			Log:      env.Log,
 		})
@@ -348,8 +348,12 @@ func (s *Stage) data(p *core.Packet) {
 	st.tag(p)
 }
 
-// streamList is the page's list of live streams.
-func (s *Stage) streamList() []streaminfo.Info {
+// Streams lists the live streams, as the player page shows them. Viewers
+// are the client connections that fetched one of the stream's playlists in
+// the last 5 s (a player polls its playlist at least once a target
+// duration; over HTTP/2 a player is one connection, over HTTP/1.1 it may be
+// two), told apart up to 10000 a stream.
+func (s *Stage) Streams() []streaminfo.Info {
 	now := time.Now()
 	s.mu.Lock()
 	live := make([]*entry, 0, len(s.byName))

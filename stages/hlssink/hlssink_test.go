@@ -29,6 +29,7 @@ type sink struct {
 	h     *stagetest.Harness
 	env   *core.Env
 	base  string
+	nsync int
 }
 
 // startSink runs an hls-sink with raw parameters (listen is added).
@@ -70,6 +71,32 @@ func (s *sink) feed(ctx context.Context, st *core.Stream, tags [][]byte, speed f
 		}
 		s.send(st, tag)
 	}
+}
+
+// sync returns once Run has handled everything sent before: it starts a
+// stream of its own, waits until the sink lists it (Run takes its input in
+// order) and ends it.
+func (s *sink) sync(t testing.TB) {
+	t.Helper()
+	s.nsync++
+	name := fmt.Sprintf("sync/%d", s.nsync)
+	st := s.h.StartStream(name)
+	testrun.Eventually(t, testrun.WaitLimit, "the sink to catch up", func() bool {
+		for _, in := range s.stage.Streams() {
+			if in.Name == name {
+				return true
+			}
+		}
+		return false
+	})
+	s.h.EndStream(st)
+}
+
+// feedAll sends tags at once and waits until the sink has taken them.
+func (s *sink) feedAll(t testing.TB, st *core.Stream, tags [][]byte) {
+	t.Helper()
+	s.feed(context.Background(), st, tags, 0)
+	s.sync(t)
 }
 
 func (s *sink) drops(reason string) float64 { return s.env.Metrics.Drop(reason).Value() }
@@ -155,6 +182,7 @@ func TestPlaysPublishedPictures(t *testing.T) {
 			t.Parallel()
 			s := startSink(t, map[string]any{"variant": variant})
 			st := s.h.StartStream("live/movie")
+			s.sync(t)
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
 			fed := make(chan struct{})
@@ -180,8 +208,4 @@ func TestPlaysPublishedPictures(t *testing.T) {
 			t.Logf("%s: joined at picture %d, played %d", variant, at, len(got))
 		})
 	}
-}
-
-func TestMediaPaths(t *testing.T) {
-	_ = fmt.Sprint
 }
