@@ -3,6 +3,7 @@ package hlssink_test
 import (
 	"context"
 	"crypto/tls"
+	"go.uber.org/goleak"
 	"io"
 	"net/http"
 	"regexp"
@@ -460,4 +461,66 @@ func TestMaxStreams(t *testing.T) {
 	if code, _ := get(t, s.base+"/live/a/video1_stream.m3u8"); code != http.StatusNotFound {
 		t.Errorf("the ended stream that gave its place: %d, want 404", code)
 	}
+}
+
+// TestShutdownEndsWaiting: requests gohlslib holds (a blocking reload, a
+// preload hint) and requests waiting for a stream's first segment end when
+// the sink stops, and so does every goroutine it started.
+func TestShutdownEndsWaiting(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	tags := testmedia.Tags(t, testmedia.Clip(t, testmedia.Options{Seconds: 3}))
+	s := startSink(t, nil)
+	st := s.h.StartStream("live/held")
+	// the first two seconds: a segment, and the stream stays live
+	var head [][]byte
+	for _, tag := range tags {
+		if hdr, _ := flv.ParseHeader(tag); hdr.Timestamp < 2000 {
+			head = append(head, tag)
+		}
+	}
+	s.feedAll(t, st, head)
+	s.h.StartStream("live/empty") // never gets media
+	_, pl := get(t, s.base+"/live/held/video1_stream.m3u8")
+	msn, part := nextPart(t, pl)
+	hint := regexp.MustCompile(`#EXT-X-PRELOAD-HINT:[^\n]*URI="([^"]+)"`).FindStringSubmatch(pl)
+	if hint == nil {
+		t.Fatalf("no preload hint in\n%s", pl)
+	}
+	tr := &http.Transport{}
+	c := &http.Client{Timeout: 20 * time.Second, Transport: tr}
+	urls := []string{
+		s.base + "/live/held/video1_stream.m3u8?_HLS_msn=" + strconv.Itoa(msn) + "&_HLS_part=" + strconv.Itoa(part+1),
+		s.base + "/live/held/" + hint[1],
+		s.base + "/live/empty/index.m3u8",
+	}
+	done := make(chan string, len(urls))
+	for _, u := range urls {
+		go func() {
+			resp, err := c.Get(u)
+			if err != nil {
+				done <- "error"
+				return
+			}
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			done <- resp.Status
+		}()
+	}
+	time.Sleep(300 * time.Millisecond) // let them reach the sink and wait there
+	select {
+	case r := <-done:
+		t.Fatalf("a request that should wait was answered: %s", r)
+	default:
+	}
+	start := time.Now()
+	if err := s.h.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for range urls {
+		testrun.Within(t, done, 5*time.Second, "a waiting request to end")
+	}
+	if d := time.Since(start); d > 3*time.Second {
+		t.Errorf("stopping with requests waiting took %v", d)
+	}
+	tr.CloseIdleConnections()
 }
