@@ -524,3 +524,41 @@ func TestShutdownEndsWaiting(t *testing.T) {
 	}
 	tr.CloseIdleConnections()
 }
+
+// TestInitTagsOfALateEdge: a stream whose sequence headers came as stream
+// metadata (an edge that joined late) and not in band plays all the same.
+func TestInitTagsOfALateEdge(t *testing.T) {
+	clip := testmedia.Clip(t, testmedia.Options{Seconds: 3})
+	tags := testmedia.Tags(t, clip)
+	init := &core.InitTags{}
+	var media [][]byte
+	for _, tag := range tags {
+		switch kind := flv.InitKindOf(tag[0]&0x1f, tag[flv.HeaderSize:]); {
+		case kind == flv.InitVideo && init.Video == nil:
+			init.Video = tag
+		case kind == flv.InitAudio && init.Audio == nil:
+			init.Audio = tag
+		case tag[0]&0x1f == flv.TypeScript:
+			init.Metadata = tag
+		case kind == flv.InitNone:
+			media = append(media, tag)
+		}
+	}
+	if init.Video == nil || init.Audio == nil {
+		t.Fatal("the clip has no sequence headers")
+	}
+	s := startSink(t, map[string]any{"variant": "mpegts"})
+	st := core.NewStream("live/late")
+	st.SetInit(init)
+	s.h.Send(core.NewEvent(core.EventStart, st))
+	s.feedAll(t, st, media)
+	s.h.EndStream(st)
+	want := decodedVideo(t, clip)
+	got := decodedVideo(t, s.base+"/live/late/index.m3u8")
+	if at := joinedRun(t, got, want, 30); at+len(got) != len(want) {
+		t.Errorf("played %d..%d of %d", at, at+len(got), len(want))
+	}
+	if n := s.drops("no_sequence_header"); n != 0 {
+		t.Errorf("no_sequence_header = %v with the init tags given", n)
+	}
+}

@@ -323,7 +323,7 @@ func (s *Stage) start(cs *core.Stream) {
 	if old != nil {
 		old.close()
 	}
-	s.streams[cs] = newStream(s, e)
+	s.streams[cs] = newStream(s, e, cs)
 }
 
 func (s *Stage) end(cs *core.Stream) {

@@ -163,8 +163,12 @@ func (e *entry) prune(now time.Time) {
 // stream is Run's own state of one live stream: its codec parameters and
 // the muxer they started.
 type stream struct {
-	s *Stage
-	e *entry
+	s  *Stage
+	e  *entry
+	cs *core.Stream
+
+	initSeen *core.InitTags // the stream's init tags last taken
+	metaSeen bool
 
 	wantVideo, wantAudio bool // announced by onMetaData or seen
 	videoSH, audioSH     []byte
@@ -223,35 +227,66 @@ func (st *stream) closeLast() {
 	}
 }
 
-func newStream(s *Stage, e *entry) *stream { return &stream{s: s, e: e} }
+func newStream(s *Stage, e *entry, cs *core.Stream) *stream {
+	return &stream{s: s, e: e, cs: cs}
+}
 
 // tag takes one FLV tag; p stays the caller's.
 func (st *stream) tag(p *core.Packet) {
+	if st.m == nil && (st.video == nil || st.audio == nil) {
+		st.useInitTags()
+	}
+	st.take(p.Data)
+}
+
+// take handles one whole FLV tag; nothing of it is kept.
+func (st *stream) take(tag []byte) {
 	s := st.s
-	h, err := flv.Check(p.Data, 0)
+	h, err := flv.Check(tag, 0)
 	if err != nil {
 		s.mBadTag.Inc()
 		return
 	}
 	now := time.Now()
-	st.e.info.Observe(p.Data, now)
-	body := p.Data[flv.HeaderSize:]
+	st.e.info.Observe(tag, now)
+	body := tag[flv.HeaderSize:]
 	switch h.Type {
 	case flv.TypeScript:
 		if flv.IsOnMetaData(body) {
+			st.metaSeen = true
 			st.wantVideo = st.wantVideo || bytes.Contains(body, []byte("videocodecid"))
 			st.wantAudio = st.wantAudio || bytes.Contains(body, []byte("audiocodecid"))
 		}
 	case flv.TypeVideo:
-		st.videoTag(p, body, now)
+		st.videoTag(h.Timestamp, body, now)
 	case flv.TypeAudio:
-		st.audioTag(p, body, now)
+		st.audioTag(h.Timestamp, body, now)
 	default:
 		s.mBadTag.Inc()
 	}
 }
 
-func (st *stream) videoTag(p *core.Packet, body []byte, now time.Time) {
+// useInitTags takes the sequence headers a stream brought as metadata
+// (core.Stream.Init: an edge that joined after the stream started gets
+// them from the cloud, not in band) for the tracks it has none of yet.
+func (st *stream) useInitTags() {
+	it := st.cs.Init()
+	if it == nil || it == st.initSeen {
+		return
+	}
+	st.initSeen = it
+	if len(it.Metadata) > 0 && !st.metaSeen {
+		st.take(it.Metadata)
+	}
+	if len(it.Video) > 0 && st.video == nil {
+		st.take(it.Video)
+	}
+	if len(it.Audio) > 0 && st.audio == nil {
+		st.take(it.Audio)
+	}
+}
+
+func (st *stream) videoTag(ts uint32, body []byte, now time.Time) {
 	s := st.s
 	st.wantVideo = true
 	v, ok := flv.ParseVideo(body)
@@ -276,12 +311,12 @@ func (st *stream) videoTag(p *core.Packet, body []byte, now time.Time) {
 		st.videoSH = append(st.videoSH[:0], body...)
 		st.video = &codecs.H264{SPS: bytes.Clone(cfg.SPS[0]), PPS: bytes.Clone(cfg.PPS[0])}
 		st.lengthSize = cfg.LengthSize
-		st.configChanged(p.Timestamp)
+		st.configChanged(ts)
 		return
 	case flv.AVCEndOfSequence:
 		return
 	}
-	st.maybeStart(p.Timestamp)
+	st.maybeStart(ts)
 	m := st.m
 	if m == nil || m.video == nil {
 		s.mNoConfig.Inc()
@@ -309,7 +344,7 @@ func (st *stream) videoTag(p *core.Packet, body []byte, now time.Time) {
 		return
 	}
 	// gohlslib keeps an in-band SPS or PPS it is given before its init
-	// segment; p's buffer is reused once released.
+	// segment; the packet's buffer is reused once released.
 	idr, sps := false, false
 	for i, n := range nalus {
 		switch n[0] & 0x1f {
@@ -330,15 +365,15 @@ func (st *stream) videoTag(p *core.Packet, body []byte, now time.Time) {
 		nalus[0], nalus[1] = m.sps, m.pps
 		st.nalus = nalus
 	}
-	pts := (int64(p.Timestamp) + int64(v.CTS)) * 90
+	pts := (int64(ts) + int64(v.CTS)) * 90
 	if err := m.mux.WriteH264(m.video, now, pts, nalus); err != nil {
 		st.muxError(err)
 	}
 	st.follow(pts, key, nalus)
-	clear(nalus) // no references to p's buffer kept
+	clear(nalus) // no references to the packet's buffer kept
 }
 
-func (st *stream) audioTag(p *core.Packet, body []byte, now time.Time) {
+func (st *stream) audioTag(ts uint32, body []byte, now time.Time) {
 	s := st.s
 	st.wantAudio = true
 	a, ok := flv.ParseAudio(body)
@@ -361,10 +396,10 @@ func (st *stream) audioTag(p *core.Packet, body []byte, now time.Time) {
 		}
 		st.audioSH = append(st.audioSH[:0], body...)
 		st.audio = &asc
-		st.configChanged(p.Timestamp)
+		st.configChanged(ts)
 		return
 	}
-	st.maybeStart(p.Timestamp)
+	st.maybeStart(ts)
 	m := st.m
 	if m == nil || m.audio == nil {
 		s.mNoConfig.Inc()
@@ -374,9 +409,9 @@ func (st *stream) audioTag(p *core.Packet, body []byte, now time.Time) {
 		return
 	}
 	// gohlslib holds fMP4 audio samples until their part is written: a
-	// copy, as p's buffer is reused once released.
+	// copy, as the packet's buffer is reused once released.
 	au := bytes.Clone(body[2:])
-	pts := int64(p.Timestamp) * int64(m.sampleRate) / 1000
+	pts := int64(ts) * int64(m.sampleRate) / 1000
 	if err := m.mux.WriteMPEG4Audio(m.audio, now, pts, [][]byte{au}); err != nil {
 		st.muxError(err)
 	}
