@@ -2,8 +2,6 @@ package hlssink
 
 import (
 	"bytes"
-	"encoding/binary"
-	"errors"
 	"net/http"
 	"strconv"
 	"sync"
@@ -15,7 +13,6 @@ import (
 
 	"github.com/mediapipe/mediapipe/core"
 	"github.com/mediapipe/mediapipe/core/media/flv"
-	"github.com/mediapipe/mediapipe/core/media/h264"
 	"github.com/mediapipe/mediapipe/stages/internal/streaminfo"
 )
 
@@ -37,8 +34,8 @@ type muxer struct {
 	mux          *gohlslib.Muxer
 	video, audio *gohlslib.Track
 	sampleRate   int
-	sps, pps     []byte   // the video track's parameter sets, ours (never changed)
-	playlists    []string // media playlist files (not index.m3u8)
+	vcfg         *videoConfig // the video track's parameters, never changed
+	playlists    []string     // media playlist files (not index.m3u8)
 }
 
 // entry is a stream as HTTP requests find it by name: its current muxer,
@@ -172,8 +169,7 @@ type stream struct {
 
 	wantVideo, wantAudio bool // announced by onMetaData or seen
 	videoSH, audioSH     []byte
-	video                *codecs.H264
-	lengthSize           int
+	video                *videoConfig
 	audio                *mpeg4audio.AudioSpecificConfig
 	firstSH              uint32 // stream time of the first sequence header
 	haveSH               bool
@@ -186,45 +182,6 @@ type stream struct {
 	// What closing the last segment at the stream's end takes (closeLast).
 	lastPTS, frameDur, segStart int64 // 90 kHz
 	lastIDR                     []byte
-}
-
-// follow notes a video frame written: its time, and for a keyframe where
-// gohlslib starts a segment (the first at least segment_min_duration
-// after the last start), that start and its IDR.
-func (st *stream) follow(pts int64, key bool, nalus [][]byte) {
-	if d := pts - st.lastPTS; d > 0 && d < 90000 {
-		st.frameDur = d
-	}
-	st.lastPTS = pts
-	if !key {
-		return
-	}
-	if st.lastIDR == nil || pts-st.segStart >= st.s.cfg.SegmentMinDuration.Microseconds()*90/1000 {
-		st.segStart = pts
-	}
-	for _, n := range nalus {
-		if n[0]&0x1f == h264.NALIDR {
-			st.lastIDR = append(st.lastIDR[:0], n...)
-			return
-		}
-	}
-}
-
-// closeLast makes gohlslib finish the segment in progress at the stream's
-// end, which it does only when a keyframe starts the next one: it is given
-// a last keyframe (the previous one again), late enough to start a
-// segment. That frame opens a segment no playlist will list.
-func (st *stream) closeLast() {
-	m := st.m
-	if m == nil || m.video == nil || st.lastIDR == nil {
-		return
-	}
-	// One frame after the last, so the last segment and part keep their
-	// true length, unless the segment is still too short to end there.
-	pts := max(st.lastPTS+st.frameDur, st.segStart+st.s.cfg.SegmentMinDuration.Microseconds()*90/1000)
-	if err := m.mux.WriteH264(m.video, time.Now(), pts, [][]byte{m.sps, m.pps, st.lastIDR}); err != nil {
-		st.muxError(err)
-	}
 }
 
 func newStream(s *Stage, e *entry, cs *core.Stream) *stream {
@@ -284,93 +241,6 @@ func (st *stream) useInitTags() {
 	if len(it.Audio) > 0 && st.audio == nil {
 		st.take(it.Audio)
 	}
-}
-
-func (st *stream) videoTag(ts uint32, body []byte, now time.Time) {
-	s := st.s
-	st.wantVideo = true
-	v, ok := flv.ParseVideo(body)
-	if !ok {
-		s.mBadTag.Inc()
-		return
-	}
-	if v.Enhanced || v.Codec != flv.CodecAVC {
-		s.mCodec.Inc()
-		return
-	}
-	switch v.PacketType {
-	case flv.AVCSequenceHeader:
-		if bytes.Equal(body, st.videoSH) {
-			return
-		}
-		cfg, err := h264.UnmarshalConfig(body[5:])
-		if err != nil || len(cfg.PPS) == 0 {
-			s.mBadTag.Inc()
-			return
-		}
-		st.videoSH = append(st.videoSH[:0], body...)
-		st.video = &codecs.H264{SPS: bytes.Clone(cfg.SPS[0]), PPS: bytes.Clone(cfg.PPS[0])}
-		st.lengthSize = cfg.LengthSize
-		st.configChanged(ts)
-		return
-	case flv.AVCEndOfSequence:
-		return
-	}
-	st.maybeStart(ts)
-	m := st.m
-	if m == nil || m.video == nil {
-		s.mNoConfig.Inc()
-		return
-	}
-	key := v.FrameType == flv.FrameKey
-	if !st.gotKey {
-		if !key {
-			s.mNoKey.Inc()
-			return
-		}
-		st.gotKey = true
-	}
-	if key {
-		s.mKeys.Inc()
-	}
-	nalus, err := splitNALUs(st.nalus[:0], body[5:], st.lengthSize)
-	st.nalus = nalus
-	if err != nil {
-		clear(nalus)
-		s.mBadTag.Inc()
-		return
-	}
-	if len(nalus) == 0 {
-		return
-	}
-	// gohlslib keeps an in-band SPS or PPS it is given before its init
-	// segment; the packet's buffer is reused once released.
-	idr, sps := false, false
-	for i, n := range nalus {
-		switch n[0] & 0x1f {
-		case h264.NALIDR:
-			idr = true
-		case h264.NALSPS:
-			sps = true
-			nalus[i] = bytes.Clone(n)
-		case h264.NALPPS:
-			nalus[i] = bytes.Clone(n)
-		}
-	}
-	if idr && !sps {
-		// FLV carries the parameter sets in the sequence header only;
-		// gohlslib reads them in band at each IDR (its DTS extraction).
-		nalus = append(nalus, nil, nil)
-		copy(nalus[2:], nalus)
-		nalus[0], nalus[1] = m.sps, m.pps
-		st.nalus = nalus
-	}
-	pts := (int64(ts) + int64(v.CTS)) * 90
-	if err := m.mux.WriteH264(m.video, now, pts, nalus); err != nil {
-		st.muxError(err)
-	}
-	st.follow(pts, key, nalus)
-	clear(nalus) // no references to the packet's buffer kept
 }
 
 func (st *stream) audioTag(ts uint32, body []byte, now time.Time) {
@@ -465,8 +335,8 @@ func (st *stream) startMuxer() {
 	m := &muxer{}
 	var tracks []*gohlslib.Track
 	if st.video != nil {
-		m.sps, m.pps = st.video.SPS, st.video.PPS
-		m.video = &gohlslib.Track{Codec: &codecs.H264{SPS: m.sps, PPS: m.pps}, ClockRate: 90000}
+		m.vcfg = st.video
+		m.video = &gohlslib.Track{Codec: st.video.codec(), ClockRate: 90000}
 		tracks = append(tracks, m.video)
 	}
 	if st.audio != nil {
@@ -569,37 +439,4 @@ func (s *Stage) fetch(m *muxer, file string, wait time.Duration) ([]byte, int, b
 	case <-t.C:
 		return nil, 0, false
 	}
-}
-
-var errLength = errors.New("hls-sink: NAL unit length beyond the tag")
-
-// splitNALUs cuts an AVCC payload (NAL units behind size-byte lengths)
-// into dst; the units alias b.
-func splitNALUs(dst [][]byte, b []byte, size int) ([][]byte, error) {
-	if size < 1 || size > 4 {
-		return dst, errLength
-	}
-	for len(b) > 0 {
-		if len(b) < size {
-			return dst, errLength
-		}
-		var n int
-		switch size {
-		case 1:
-			n = int(b[0])
-		case 2:
-			n = int(binary.BigEndian.Uint16(b))
-		case 4:
-			n = int(binary.BigEndian.Uint32(b))
-		}
-		b = b[size:]
-		if n > len(b) {
-			return dst, errLength
-		}
-		if n > 0 {
-			dst = append(dst, b[:n])
-		}
-		b = b[n:]
-	}
-	return dst, nil
 }
