@@ -32,7 +32,7 @@ type Config struct {
 	Cert               string        `param:"cert" doc:"PEM certificate file (relative to the pipeline file) to serve HTTPS, with HTTP/2, instead of HTTP; given with key. Reloaded when the files change, so a renewed certificate needs no restart"`
 	Key                string        `param:"key" doc:"PEM private key file of cert"`
 	Variant            string        `param:"variant" default:"lowLatency" enum:"lowLatency,fmp4,mpegts" doc:"lowLatency: LL-HLS, fMP4 segments split into parts, blocking playlist reload and preload hints; fmp4: plain HLS with fMP4 segments; mpegts: plain HLS with MPEG-TS segments (H.264 and AAC only), for the oldest players"`
-	SegmentCount       int           `param:"segment_count" default:"7" min:"3" max:"100" doc:"segments each playlist lists and the sink keeps in memory per stream (lowLatency needs 7 or more); memory per stream is about this many segments"`
+	SegmentCount       int           `param:"segment_count" default:"7" min:"3" max:"100" doc:"segments each playlist lists and the sink keeps in memory per stream (lowLatency needs 7 or more); memory per stream is about this many segments (a segment longer than 32 MiB is cut short and counted as mux_error)"`
 	SegmentMinDuration time.Duration `param:"segment_min_duration" default:"1s" min:"0.1" max:"60" doc:"a segment lasts at least this long and ends at the first keyframe after it, so segments start at keyframes"`
 	PartDuration       time.Duration `param:"part_duration" default:"200ms" min:"0.05" max:"5" doc:"least duration of an LL-HLS part (lowLatency only); players buffer about three parts, so this sets the latency"`
 	Page               bool          `param:"page" default:"true" doc:"serve the player pages: / lists the live streams, /APP/KEY plays one with hls.js (or the browser's own HLS); false answers 404 there"`
@@ -67,7 +67,7 @@ var sample string
 func init() {
 	core.Register(core.Spec{
 		Name:    "hls-sink",
-		Summary: "serves GET /APP/KEY/index.m3u8: LL-HLS with fMP4 parts (or plain fMP4 / MPEG-TS HLS), muxed by gohlslib from the stream's sequence headers and frames; a player page per stream",
+		Summary: "serves GET /APP/KEY/index.m3u8: LL-HLS with fMP4 parts (or plain fMP4 / MPEG-TS HLS) of H.264 or H.265 and AAC, muxed by gohlslib from the stream's sequence headers and frames; an ended stream's playlist ends (#EXT-X-ENDLIST); a player page per stream",
 		In:      core.KindFLV,
 		Out:     core.KindNone,
 		Sample:  sample,

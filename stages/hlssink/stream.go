@@ -24,6 +24,11 @@ const (
 	maxTracked   = 10000
 )
 
+// segmentMaxSize bounds one segment (a stream that sends no keyframe for
+// long makes long segments): with segment_count it bounds a stream's
+// memory. 32 MiB is 30 s at 8 Mbit/s.
+const segmentMaxSize = 32 << 20
+
 // tracksWait is how long, in stream time, a stream that announced a track
 // (onMetaData, or a tag of it) is given for that track's sequence header
 // before its muxer starts without it.
@@ -350,6 +355,7 @@ func (st *stream) startMuxer() {
 		SegmentCount:       s.cfg.SegmentCount,
 		SegmentMinDuration: s.cfg.SegmentMinDuration,
 		PartMinDuration:    s.cfg.PartDuration,
+		SegmentMaxSize:     segmentMaxSize,
 		OnEncodeError:      st.muxWarning,
 	}
 	if err := m.mux.Start(); err != nil {
