@@ -562,3 +562,30 @@ func TestInitTagsOfALateEdge(t *testing.T) {
 		t.Errorf("no_sequence_header = %v with the init tags given", n)
 	}
 }
+
+// TestTakeover: a new publisher under a live stream's name takes the URL
+// over; what the old one still sends, and its end, touch the new one not.
+func TestTakeover(t *testing.T) {
+	tags := testmedia.Tags(t, testmedia.Clip(t, testmedia.Options{Seconds: 6}))
+	s := startSink(t, map[string]any{"variant": "fmp4"})
+	old := s.h.StartStream("live/take")
+	s.feedAll(t, old, tags[:len(tags)/2])
+	_, before := get(t, s.base+"/live/take/video1_stream.m3u8")
+	newer := s.h.StartStream("live/take")
+	s.feedAll(t, newer, tags)
+	s.feedAll(t, old, tags[len(tags)/2:])
+	s.h.EndStream(old)
+	s.sync(t)
+	_, after := get(t, s.base+"/live/take/video1_stream.m3u8")
+	if strings.Contains(after, "#EXT-X-ENDLIST") {
+		t.Errorf("the old stream's end ended the new one:\n%s", after)
+	}
+	if m1, m2 := reMap.FindStringSubmatch(before), reMap.FindStringSubmatch(after); m1 == nil || m2 == nil || m1[1] == m2[1] {
+		t.Errorf("the URL still serves the old stream's playlist:\n%s", after)
+	}
+	s.h.EndStream(newer)
+	testrun.Eventually(t, testrun.WaitLimit, "the new stream's end", func() bool {
+		_, pl := get(t, s.base+"/live/take/video1_stream.m3u8")
+		return strings.Contains(pl, "#EXT-X-ENDLIST")
+	})
+}

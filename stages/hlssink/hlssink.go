@@ -104,6 +104,7 @@ type Stage struct {
 	done    chan struct{} // closed at shutdown: waiting requests give up
 
 	streams map[*core.Stream]*stream // Run's own
+	current map[string]*stream       // Run's own: the stream serving each name
 	waiting atomic.Int64             // playlist requests waiting
 	hwg     sync.WaitGroup           // goroutines running a muxer's Handle for a playlist
 
@@ -131,6 +132,7 @@ func New(cfg *Config, env *core.Env) (core.Stage, error) {
 		Listener:   tcplisten.New("hls-sink", cfg.Listen),
 		byName:     map[string]*entry{},
 		streams:    map[*core.Stream]*stream{},
+		current:    map[string]*stream{},
 		done:       make(chan struct{}),
 		mKeys:      env.Metrics.Counter("keyframes"),
 		mRequests:  env.Metrics.Counter("requests"),
@@ -213,6 +215,7 @@ func (s *Stage) Run(ctx context.Context, in <-chan *core.Packet, _ core.Output) 
 	for cs := range s.streams {
 		s.end(cs)
 	}
+	s.retire(time.Now(), true) // every muxer closes: held requests end
 	close(stop)
 	<-stopped
 	s.shutdown()
@@ -264,7 +267,7 @@ func (s *Stage) retire(now time.Time, all bool) {
 	}
 }
 
-// shutdown stops the listener and frees every waiting request.
+// shutdown stops the listener and frees the requests this stage holds.
 func (s *Stage) shutdown() {
 	s.mu.Lock()
 	if s.closing {
@@ -273,15 +276,9 @@ func (s *Stage) shutdown() {
 	}
 	s.closing = true
 	close(s.done)
-	all := make([]*entry, 0, len(s.byName))
-	for _, e := range s.byName {
-		all = append(all, e)
-	}
 	s.mu.Unlock()
-	// Closing the muxers ends the requests gohlslib holds (preload hints).
-	for _, e := range all {
-		e.close()
-	}
+	// The muxers are Run's to close (it may still be writing to them);
+	// requests gohlslib holds (preload hints) end when it does.
 	sctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	_ = s.srv.Shutdown(sctx)
 	cancel()
@@ -323,15 +320,21 @@ func (s *Stage) start(cs *core.Stream) {
 	if old != nil {
 		old.close()
 	}
-	s.streams[cs] = newStream(s, e, cs)
+	if prev := s.current[cs.Name]; prev != nil {
+		prev.detached = true // its muxer just closed: it writes no more
+	}
+	st := newStream(s, e, cs)
+	s.streams[cs] = st
+	s.current[cs.Name] = st
 }
 
 func (s *Stage) end(cs *core.Stream) {
 	st, ok := s.streams[cs]
 	delete(s.streams, cs)
-	if !ok || st == nil {
+	if !ok || st == nil || st.detached {
 		return
 	}
+	delete(s.current, cs.Name)
 	st.finish(time.Now())
 }
 
@@ -342,7 +345,7 @@ func (s *Stage) data(p *core.Packet) {
 		s.start(p.Stream)
 		st = s.streams[p.Stream]
 	}
-	if st == nil { // refused: too many streams
+	if st == nil || st.detached { // refused (too many streams), or replaced
 		return
 	}
 	st.tag(p)

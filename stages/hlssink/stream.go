@@ -171,6 +171,7 @@ type stream struct {
 
 	initSeen *core.InitTags // the stream's init tags last taken
 	metaSeen bool
+	detached bool // a newer stream took over the name: this one is not served
 
 	wantVideo, wantAudio bool // announced by onMetaData or seen
 	videoSH, audioSH     []byte
