@@ -83,7 +83,8 @@ const (
 	// playlistWait bounds how long a playlist request waits for a stream to
 	// have content (or, with _HLS_msn, for the part asked for).
 	playlistWait = 10 * time.Second
-	// maxWaiting bounds playlist requests waiting at once over the stage.
+	// maxWaiting bounds the playlist requests held in gohlslib at once
+	// over the stage (503 and request_rejected beyond).
 	maxWaiting = 4096
 )
 
@@ -105,7 +106,7 @@ type Stage struct {
 
 	streams map[*core.Stream]*stream // Run's own
 	current map[string]*stream       // Run's own: the stream serving each name
-	waiting atomic.Int64             // playlist requests waiting
+	waiting atomic.Int64             // playlist requests held in gohlslib
 	hwg     sync.WaitGroup           // goroutines running a muxer's Handle for a playlist
 
 	mKeys      prometheus.Counter

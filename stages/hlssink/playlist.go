@@ -16,13 +16,6 @@ import (
 // also watches the client, the stream and a deadline. Once the stream has
 // ended its final playlists (with #EXT-X-ENDLIST) are served instead.
 func (s *Stage) servePlaylist(w http.ResponseWriter, r *http.Request, e *entry, file string) {
-	if s.waiting.Add(1) > maxWaiting {
-		s.waiting.Add(-1)
-		s.mRejected.Inc()
-		http.Error(w, "too many requests waiting", http.StatusServiceUnavailable)
-		return
-	}
-	defer s.waiting.Add(-1)
 	deadline := time.NewTimer(playlistWait)
 	defer deadline.Stop()
 	for {
@@ -54,12 +47,23 @@ func (s *Stage) servePlaylist(w http.ResponseWriter, r *http.Request, e *entry, 
 			http.Error(w, "shutting down", http.StatusServiceUnavailable)
 			return
 		}
+		// A held request's goroutine outlives the request when the client
+		// leaves or the deadline passes (until its part comes or the muxer
+		// closes), so these goroutines, not requests, are what is bounded.
+		if s.waiting.Add(1) > maxWaiting {
+			s.waiting.Add(-1)
+			s.mu.Unlock()
+			s.mRejected.Inc()
+			http.Error(w, "too many requests waiting", http.StatusServiceUnavailable)
+			return
+		}
 		s.hwg.Add(1) // under mu: Run waits for these only after closing
 		s.mu.Unlock()
 		res := make(chan *bufWriter, 1)
 		rc := r.Clone(context.Background())
 		go func() {
 			defer s.hwg.Done()
+			defer s.waiting.Add(-1)
 			bw := newBufWriter()
 			m.mux.Handle(bw, rc)
 			res <- bw
