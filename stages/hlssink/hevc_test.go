@@ -67,7 +67,7 @@ func hevcTags(t *testing.T) ([][]byte, string) {
 		rec = append(rec, 0x80|byte(32+i), 0, 1, byte(len(set)>>8), byte(len(set)))
 		rec = append(rec, set...)
 	}
-	tags := [][]byte{flv.AppendTag(nil, flv.TypeVideo, 0, append([]byte{0x80 | 1<<4 | 0, 'h', 'v', 'c', '1'}, rec...))}
+	tags := [][]byte{flv.AppendTag(nil, flv.TypeVideo, 0, append([]byte{0x80 | 1<<4 /* keyframe, packet type 0: SequenceStart */, 'h', 'v', 'c', '1'}, rec...))}
 	for i, au := range aus {
 		key := false
 		body := []byte{0, 'h', 'v', 'c', '1'}
