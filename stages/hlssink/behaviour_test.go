@@ -589,3 +589,15 @@ func TestTakeover(t *testing.T) {
 		return strings.Contains(pl, "#EXT-X-ENDLIST")
 	})
 }
+
+// TestPageRoutes: with page on (the default), what is not a media path is
+// the player page's, not the sink's 404.
+func TestPageRoutes(t *testing.T) {
+	s := startSink(t, nil)
+	for _, path := range []string{"/", "/live/x"} {
+		_, body := get(t, s.base+path)
+		if strings.Contains(body, "streams are at /APP/KEY/index.m3u8") {
+			t.Errorf("GET %s with page = true: the sink answered, not the page", path)
+		}
+	}
+}
