@@ -601,3 +601,32 @@ func TestPageRoutes(t *testing.T) {
 		}
 	}
 }
+
+// TestStartsAtFirstKeyframe: a stream that starts without a keyframe is
+// served from its first keyframe on, the frames before it counted.
+func TestStartsAtFirstKeyframe(t *testing.T) {
+	clip := testmedia.Clip(t, testmedia.Options{Seconds: 3})
+	tags := testmedia.Tags(t, clip)
+	var cut [][]byte
+	skipped := false
+	for _, tag := range tags {
+		body := tag[flv.HeaderSize:]
+		if !skipped && tag[0]&0x1f == flv.TypeVideo && body[0]>>4 == flv.FrameKey && body[1] == flv.AVCNALU {
+			skipped = true // the first keyframe is lost: the join starts mid-GOP
+			continue
+		}
+		cut = append(cut, tag)
+	}
+	s := startSink(t, map[string]any{"variant": "mpegts"})
+	st := s.h.StartStream("live/midgop")
+	s.feedAll(t, st, cut)
+	s.h.EndStream(st)
+	want := decodedVideo(t, clip)
+	got := decodedVideo(t, s.base+"/live/midgop/index.m3u8")
+	if at := joinedRun(t, got, want, 30); at != 30 || at+len(got) != len(want) {
+		t.Errorf("played %d..%d of %d, want 30..%d (from the second keyframe)", at, at+len(got), len(want), len(want))
+	}
+	if n := s.drops("no_keyframe"); n != 29 {
+		t.Errorf("no_keyframe = %v, want the 29 frames of the first GOP", n)
+	}
+}
