@@ -630,3 +630,30 @@ func TestStartsAtFirstKeyframe(t *testing.T) {
 		t.Errorf("no_keyframe = %v, want the 29 frames of the first GOP", n)
 	}
 }
+
+// TestNewSequenceHeader: new codec parameters mid-stream (the publisher
+// changed resolution) start a new muxer: the playlist is the new one's.
+func TestNewSequenceHeader(t *testing.T) {
+	first := testmedia.Tags(t, testmedia.Clip(t, testmedia.Options{Seconds: 3}))
+	secondClip := testmedia.Clip(t, testmedia.Options{Seconds: 3, Width: 160, Height: 96})
+	second := testmedia.Tags(t, secondClip)
+	s := startSink(t, map[string]any{"variant": "mpegts"})
+	st := s.h.StartStream("live/resize")
+	s.feedAll(t, st, first)
+	if _, index := get(t, s.base+"/live/resize/index.m3u8"); !strings.Contains(index, "RESOLUTION=320x180") {
+		t.Fatalf("index before:\n%s", index)
+	}
+	s.feedAll(t, st, second)
+	if n := core.CounterValue(s.env.Metrics.Counter("muxer_restarts")); n != 1 {
+		t.Errorf("muxer_restarts = %v, want 1", n)
+	}
+	if _, index := get(t, s.base+"/live/resize/index.m3u8"); !strings.Contains(index, "RESOLUTION=160x96") {
+		t.Errorf("index after the new sequence header:\n%s", index)
+	}
+	s.h.EndStream(st)
+	want := decodedVideo(t, secondClip)
+	got := decodedVideo(t, s.base+"/live/resize/index.m3u8")
+	if at := joinedRun(t, got, want, 30); at+len(got) != len(want) {
+		t.Errorf("played %d..%d of %d of the new clip", at, at+len(got), len(want))
+	}
+}
