@@ -183,11 +183,12 @@ func (p *Page) Navigate(url string) {
 	}
 }
 
-// Eval evaluates a JavaScript expression and decodes its value into T.
+// Eval evaluates a JavaScript expression and decodes its value into T; a
+// promise is awaited.
 func Eval[T any](p *Page, expr string) (T, error) {
 	ctx, cancel := context.WithTimeout(p.ctx, ActionLimit)
 	defer cancel()
-	return chromedp.Run(ctx, chromedp.Evaluate[T](expr))
+	return chromedp.Run(ctx, chromedp.Evaluate[T](expr, chromedp.EvalAwaitPromise))
 }
 
 // MustEval is Eval that fails the test on an error.

@@ -22,10 +22,26 @@ func TestFLVPageGlassToGlass(t *testing.T) {
 	t.Cleanup(stop)
 	testmedia.PushClock(t, ctx, "rtmp://"+rtmpAddr+"/live/clock", testmedia.ClockOptions{})
 	testrun.WaitPlayable(t, "http://"+httpAddr+"/live/clock.flv", 10*time.Second)
+	glassToGlass(t, "HTTP-FLV", "http://"+httpAddr+"/live/clock", 0.5)
+}
 
+// TestHLSPageGlassToGlass is TestFLVPageGlassToGlass for the edge's LL-HLS
+// page (hls-sink on a branch, hls.js).
+func TestHLSPageGlassToGlass(t *testing.T) {
+	hlsAddr, rtmpAddr := relayHLS(t)
+	ctx, stop := context.WithCancel(context.Background())
+	t.Cleanup(stop)
+	testmedia.PushClock(t, ctx, "rtmp://"+rtmpAddr+"/live/clock", testmedia.ClockOptions{})
+	glassToGlass(t, "LL-HLS", "http://"+hlsAddr+"/live/clock", 2)
+}
+
+// glassToGlass opens the player page at url and reads the age of the
+// picture it shows; the median must be at most bound seconds.
+func glassToGlass(t *testing.T, what, url string, bound float64) {
+	t.Helper()
 	p := browser.Start(t)
-	p.Navigate("http://" + httpAddr + "/live/clock")
-	p.WaitUntil(20*time.Second, "the player to play", `window.mediapipe.state === 'playing'`, state)
+	p.Navigate(url)
+	p.WaitUntil(30*time.Second, "the player to play", `window.mediapipe.state === 'playing'`, state)
 	// 'playing' may come just before the first frame is shown.
 	p.WaitUntil(5*time.Second, "the first frame", `window.mediapipe.firstFrame !== null`, state)
 	first := browser.MustEval[float64](p, `window.mediapipe.firstFrame`)
@@ -67,10 +83,10 @@ func TestFLVPageGlassToGlass(t *testing.T) {
 	if len(edges) > 0 {
 		edge = edges[len(edges)/2]
 	}
-	t.Logf("HTTP-FLV page, glass to glass: median %.3f s, worst %.3f s over %d frames (buffered edge median %.3f s); first frame %.0f ms after navigation; %d stalls",
-		med, worst, len(ages), edge, first, browser.MustEval[int](p, `window.mediapipe.stalls`))
-	if med > 0.5 {
-		t.Errorf("the picture is a median %.3f s old, want ≤ 0.5 s", med)
+	t.Logf("%s page, glass to glass: median %.3f s, worst %.3f s over %d frames (buffered edge median %.3f s); first frame %.0f ms after navigation; %d stalls",
+		what, med, worst, len(ages), edge, first, browser.MustEval[int](p, `window.mediapipe.stalls`))
+	if med > bound {
+		t.Errorf("the picture is a median %.3f s old, want ≤ %.1f s", med, bound)
 	}
 	if med < 0 {
 		t.Errorf("the picture is from the future (%.3f s): the clock is misread", med)

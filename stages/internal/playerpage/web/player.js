@@ -150,6 +150,10 @@
     mp.engine = 'hls.js';
     const hls = new Hls({
       lowLatencyMode: true,
+      // hls.js starts a part or two behind the playlist's hold-back and,
+      // by default, never catches up (1.6-2.3 s behind here): let it play
+      // up to 1.2x until it is at its target latency again.
+      maxLiveSyncPlaybackRate: 1.2,
       backBufferLength: 30,
       xhrSetup(xhr, u) {
         // carry the key to playlists, segments and parts alike
