@@ -163,6 +163,17 @@
       },
     });
     player = hls;
+    // hls.js speeds up only within a target duration of its target latency
+    // (the playlist's PART-HOLD-BACK) and jumps ahead only past
+    // liveMaxLatencyDuration, unset by default: a start 2 s behind stayed
+    // there. Jump when 1.5 s past the target. Set at run time because
+    // hls.js's constructor refuses it without a fixed liveSyncDuration,
+    // which would override the playlist's hold-back.
+    hls.on(Hls.Events.LEVEL_UPDATED, (ev, data) => {
+      const d = data.details;
+      const target = (hls.config.lowLatencyMode && d.partHoldBack) || d.holdBack || 3 * d.targetduration;
+      if (target > 0) hls.config.liveMaxLatencyDuration = target + 1.5;
+    });
     hls.on(Hls.Events.ERROR, (ev, data) => {
       if (!data.fatal) return;
       const code = data.response && data.response.code;
