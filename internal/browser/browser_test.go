@@ -13,6 +13,9 @@ import (
 // TestPage: the browser opens a local page, runs its script, and its
 // console reaches the test.
 func TestPage(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs chromium")
+	}
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case "/":
@@ -45,6 +48,9 @@ func TestPage(t *testing.T) {
 
 // TestScreenshot: the failure screenshot is a PNG in the test's output.
 func TestScreenshot(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs chromium")
+	}
 	p := Start(t)
 	p.Navigate("about:blank")
 	p.saveScreenshot()

@@ -20,11 +20,21 @@ import (
 // The clip every test pushes: its size is what the page must show and play.
 var clipOpts = testmedia.Options{Seconds: 30, Width: 640, Height: 360, FPS: 30, GOP: 30}
 
+// browserTest skips t under -short: it plays real media in Chromium.
+func browserTest(t *testing.T) {
+	t.Helper()
+	testmedia.NeedFFmpeg(t)
+	if testing.Short() {
+		t.Skip("plays real media through a relay in chromium")
+	}
+}
+
 // relay runs the example's cloud and edge in this process and returns the
 // edge's viewer address (pages and media) and the cloud's RTMP address.
 // edgeExtra is appended to the edge's httpflv-sink table.
 func relay(t *testing.T, edgeExtra string) (httpAddr, rtmpAddr string) {
 	t.Helper()
+	browserTest(t)
 	rl := relaytoml.Relay{RTMP: testrun.FreeTCP(t), RTX: testrun.FreeUDP(t), UDP: testrun.FreeUDP(t), HTTP: testrun.FreeTCP(t)}
 	dir := t.TempDir()
 	testrun.Start(t, "edge.toml", rl.Edge()+edgeExtra, nil, testrun.Dir(dir), testrun.StopWithin(15*time.Second))

@@ -19,6 +19,7 @@ import (
 // the hls-sink's address and the cloud's RTMP address.
 func relayHLS(t *testing.T) (hlsAddr, rtmpAddr string) {
 	t.Helper()
+	browserTest(t)
 	hlsAddr = testrun.FreeTCP(t)
 	rl := relaytoml.Relay{RTMP: testrun.FreeTCP(t), RTX: testrun.FreeUDP(t), UDP: testrun.FreeUDP(t), HTTP: testrun.FreeTCP(t), ReassemblerID: "edge-flv"}
 	branch := fmt.Sprintf(`
