@@ -403,7 +403,6 @@ func (s *Stage) serveViewer(w http.ResponseWriter, st *stream, remote string, ch
 		http.Error(w, "cannot stream on this connection", http.StatusInternalServerError)
 		return
 	}
-	defer conn.Close()
 	v := &viewer{conn: conn, tcp: conn, st: st, wake: make(chan struct{}, 1), owner: ownViewer, chunked: chunked}
 	if tc, ok := conn.(*tls.Conn); ok {
 		// The flusher's raw writes would bypass TLS: v.raw stays nil and
@@ -412,6 +411,7 @@ func (s *Stage) serveViewer(w http.ResponseWriter, st *stream, remote string, ch
 		v.tcp = tc.NetConn()
 		v.tlsw = bufio.NewWriterSize(conn, tlsWriteSize)
 	}
+	defer v.close()
 	if tc, ok := v.tcp.(*net.TCPConn); ok {
 		// Go sets TCP_NODELAY on every socket. Off (Nagle on, as
 		// nginx-rtmp and SRS leave it), a write while the viewer has not
@@ -441,6 +441,17 @@ func (s *Stage) serveViewer(w http.ResponseWriter, st *stream, remote string, ch
 	var werr error // this goroutine's failed write, which cut the viewer
 	defer func() { s.viewerLeft(st, v, remote, werr) }()
 	werr = s.feed(v, first, held)
+}
+
+// close closes v's connection. Under TLS, Close sends close_notify and
+// waits up to 5 s for a socket with no room: a viewer that stopped reading
+// right at its end gets shutdownDrain, then its socket is cut.
+func (v *viewer) close() {
+	if v.tlsw != nil {
+		t := time.AfterFunc(shutdownDrain, func() { abort(v.tcp) })
+		defer t.Stop()
+	}
+	_ = v.conn.Close()
 }
 
 // viewerLeft takes v off st and lets go of the tags it still holds.

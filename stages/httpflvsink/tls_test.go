@@ -220,11 +220,26 @@ func TestHTTPSRenewedCertificate(t *testing.T) {
 	sameTags(t, got, tags)
 }
 
-// A TLS viewer that stops reading is shed (slow_viewer) by write_timeout
-// while another TLS viewer of the stream gets every tag.
+// A TLS viewer that stops reading is shed (slow_viewer), by write_timeout
+// or by its queue overflowing (the socket is closed under the tls.Conn,
+// from the stage's own goroutine), while another TLS viewer of the stream
+// gets every tag.
 func TestHTTPSStalledViewerShed(t *testing.T) {
 	pair := testcert.NewCA(t).Issue(t, t.TempDir(), "edge")
-	s := startTLSSink(t, httpflvsink.Config{GOPCache: true, WriteTimeout: time.Second, FlushInterval: 10 * time.Millisecond}, pair)
+	for _, c := range []struct {
+		name    string
+		queue   int
+		timeout time.Duration
+	}{
+		{"write_timeout", 1024, time.Second},
+		{"queue_full", 64, 10 * time.Second},
+	} {
+		t.Run(c.name, func(t *testing.T) { testHTTPSStalledViewerShed(t, pair, c.queue, c.timeout) })
+	}
+}
+
+func testHTTPSStalledViewerShed(t *testing.T, pair testcert.Pair, queue int, timeout time.Duration) {
+	s := startTLSSink(t, httpflvsink.Config{GOPCache: true, ViewerQueue: queue, WriteTimeout: timeout, FlushInterval: 10 * time.Millisecond}, pair)
 	st := s.h.StartStream("live/stall")
 	s.waitStream(t, "/live/stall.flv")
 
