@@ -32,7 +32,7 @@ type tlsSink struct {
 	pool   *tls.Config
 }
 
-func startTLSSink(t *testing.T, cfg httpflvsink.Config, pair testcert.Pair) *tlsSink {
+func startTLSSink(t testing.TB, cfg httpflvsink.Config, pair testcert.Pair) *tlsSink {
 	t.Helper()
 	cfg.Cert, cfg.Key = pair.CertFile, pair.KeyFile
 	s := startSink(t, cfg)
@@ -57,7 +57,7 @@ func (s *tlsSink) head(path string) int {
 }
 
 // waitStream waits until the sink serves path.
-func (s *tlsSink) waitStream(t *testing.T, path string) {
+func (s *tlsSink) waitStream(t testing.TB, path string) {
 	t.Helper()
 	testrun.Eventually(t, testrun.WaitLimit, "the stream served over HTTPS", func() bool { return s.head(path) == 200 })
 }
@@ -356,5 +356,15 @@ func TestCertValidation(t *testing.T) {
 	st, err := def.Build(raw("edge.crt", "edge.key"), env)
 	if err != nil || st == nil {
 		t.Errorf("building with a relative pair: %v", err)
+	}
+}
+
+// BenchmarkFanoutTLS is BenchmarkFanout over HTTPS: each viewer is written
+// by its own goroutine through TLS, where plain viewers share the
+// flusher's batched writes; what that costs per delivery.
+func BenchmarkFanoutTLS(b *testing.B) {
+	pair := testcert.NewCA(b).Issue(b, b.TempDir(), "edge")
+	for _, n := range []int{1, 10, 100} {
+		b.Run(fmt.Sprintf("flush=10ms/viewers=%d", n), func(b *testing.B) { benchFanout(b, 10*time.Millisecond, n, &pair) })
 	}
 }
