@@ -60,6 +60,8 @@ type Config struct {
 	HLSURL         string        // instead of the relay: an LL-HLS audience of this playlist (hlsload.go)
 	HLSViewers     int
 	HLSConns       int
+	HLSCA          string
+	HLSServerPID   int
 }
 
 const usageText = `Usage: mediapipe bench [flags]
@@ -102,9 +104,9 @@ Examples:
 server) with --hls-viewers low-latency players for --duration, each making
 blocking playlist reloads (_HLS_msn/_HLS_part) and fetching every new part
 (or segment, for plain HLS) over at most --hls-conns keep-alive connections
-of its own, and prints requests, parts, bytes, errors and this process's
-CPU; measure the server's CPU beside it (perf stat -p PID). Exit status 1
-when a request failed.
+of its own, and prints requests, parts, bytes, errors, this process's CPU
+and, with --hls-server-pid, the server's CPU per viewer (or measure it with
+perf stat -p PID). Exit status 1 when a request failed.
 
 --soak D runs the relay for D under churn, loss, plugin kills and junk at
 every listener, and prints each sampled figure's start, peak, end and trend
@@ -231,6 +233,8 @@ func newFlags(cfg *Config, stderr io.Writer) (*flag.FlagSet, *cliOpts) {
 	fs.StringVar(&cfg.HLSURL, "hls-url", "", "instead of the relay: play this HLS playlist URL with --hls-viewers low-latency players for --duration")
 	fs.IntVar(&cfg.HLSViewers, "hls-viewers", 100, "with --hls-url: players at once, joining over the first second")
 	fs.IntVar(&cfg.HLSConns, "hls-conns", 2, "with --hls-url: keep-alive connections per player, at most")
+	fs.StringVar(&cfg.HLSCA, "hls-ca", "", "with --hls-url: PEM CA file to verify an https server with (default: the system's roots)")
+	fs.IntVar(&cfg.HLSServerPID, "hls-server-pid", 0, "with --hls-url: the server's process ID on this machine, to report its CPU over the run and per viewer")
 	opt.asJSON = fs.Bool("json", false, "print the report as JSON instead of a table")
 	opt.quiet = fs.Bool("quiet", false, "no progress line on stderr")
 	return fs, opt

@@ -2,6 +2,8 @@ package bench
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -9,8 +11,10 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -36,6 +40,10 @@ type HLSLoad struct {
 	Conns    int           // keep-alive connections per viewer, at most; default 2
 	Spread   time.Duration // viewers join evenly over this; default 1 s
 	Timeout  time.Duration // one request, a blocking reload included; default 10 s
+	CAFile   string        // PEM CA to verify an https server with; "" the system's
+	// ServerPID, when not 0, is the server's process (on this machine):
+	// its CPU over the run is reported beside the load's own.
+	ServerPID int
 }
 
 // HLSReport is what an HLSLoad run's viewers did.
@@ -62,6 +70,11 @@ type HLSReport struct {
 	// ClientCPU is this process's CPU seconds over the run: the load's own
 	// cost, to subtract when server and load share a machine.
 	ClientCPU float64 `json:"client_cpu_seconds"`
+	// ServerCPU is the server process's CPU seconds over the run (with
+	// HLSLoad.ServerPID), and ServerCorePerViewer that as a share of one
+	// core per viewer (0.001 = 0.1 % of a core).
+	ServerCPU           float64 `json:"server_cpu_seconds,omitempty"`
+	ServerCorePerViewer float64 `json:"server_core_per_viewer,omitempty"`
 }
 
 // hlsCounters are shared by all viewers of a run.
@@ -105,10 +118,27 @@ func (l HLSLoad) Run(ctx context.Context) (*HLSReport, error) {
 	if err != nil || (base.Scheme != "http" && base.Scheme != "https") {
 		return nil, fmt.Errorf("hls load: %q is no http(s) URL", l.URL)
 	}
+	var roots *x509.CertPool
+	if l.CAFile != "" {
+		pem, err := os.ReadFile(l.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("hls load: %w", err)
+		}
+		roots = x509.NewCertPool()
+		if !roots.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("hls load: no certificate in %s", l.CAFile)
+		}
+	}
+	var server0 time.Duration
+	if l.ServerPID != 0 {
+		if server0, err = procCPU(l.ServerPID); err != nil {
+			return nil, fmt.Errorf("hls load: the server's CPU: %w", err)
+		}
+	}
 	c := &hlsCounters{kinds: map[string]int64{}, active: make([]atomic.Int64, l.Viewers)}
 	ctx, cancel := context.WithTimeout(ctx, l.Duration)
 	defer cancel()
-	cpu0 := processCPU()
+	cpu0 := cpuTime()
 	start := time.Now()
 	var started atomic.Int64
 	var wg sync.WaitGroup
@@ -128,6 +158,7 @@ func (l HLSLoad) Run(ctx context.Context) (*HLSReport, error) {
 				MaxConnsPerHost:     l.Conns,
 				MaxIdleConnsPerHost: l.Conns,
 				IdleConnTimeout:     30 * time.Second,
+				TLSClientConfig:     &tls.Config{RootCAs: roots},
 			}
 			defer tr.CloseIdleConnections()
 			v := &hlsViewer{c: c, id: i, client: &http.Client{Transport: tr, Timeout: l.Timeout}}
@@ -141,7 +172,13 @@ func (l HLSLoad) Run(ctx context.Context) (*HLSReport, error) {
 		Requests: c.requests.Load(), Playlists: c.playlists.Load(), Blocking: c.blocking.Load(),
 		Parts: c.parts.Load(), Segments: c.segments.Load(), Inits: c.inits.Load(),
 		Bytes: c.bytes.Load(), Errors: c.errors.Load(), ErrorKinds: c.kinds,
-		ClientCPU: (processCPU() - cpu0).Seconds(),
+		ClientCPU: (cpuTime() - cpu0).Seconds(),
+	}
+	if l.ServerPID != 0 {
+		if server1, err := procCPU(l.ServerPID); err == nil {
+			rep.ServerCPU = (server1 - server0).Seconds()
+			rep.ServerCorePerViewer = rep.ServerCPU / took.Seconds() / float64(l.Viewers)
+		}
 	}
 	recent := start.Add(took - time.Second).UnixMilli()
 	for i := range c.active {
@@ -157,13 +194,26 @@ func (l HLSLoad) Run(ctx context.Context) (*HLSReport, error) {
 	return rep, nil
 }
 
-// processCPU is the CPU time this process has used, user and system.
-func processCPU() time.Duration {
-	var ru syscall.Rusage
-	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
-		return 0
+// procCPU is process pid's user + system CPU time so far, from
+// /proc/PID/stat (fields 14 and 15, in clock ticks: 100 a second on Linux
+// whatever the kernel's HZ).
+func procCPU(pid int) (time.Duration, error) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0, err
 	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	f := strings.Fields(s[i+1:]) // f[0] is field 3
+	if i < 0 || len(f) < 13 {
+		return 0, fmt.Errorf("odd /proc/%d/stat", pid)
+	}
+	utime, err1 := strconv.ParseInt(f[11], 10, 64)
+	stime, err2 := strconv.ParseInt(f[12], 10, 64)
+	if err1 != nil || err2 != nil {
+		return 0, fmt.Errorf("odd /proc/%d/stat", pid)
+	}
+	return time.Duration(utime+stime) * (time.Second / 100), nil
 }
 
 // hlsViewer is one player.
@@ -417,7 +467,8 @@ func errKind(err error) string {
 
 // hlsMain runs `mediapipe bench --hls-url` and returns the exit code.
 func hlsMain(ctx context.Context, cfg Config, asJSON bool, stdout, stderr io.Writer) int {
-	rep, err := HLSLoad{URL: cfg.HLSURL, Viewers: cfg.HLSViewers, Duration: cfg.Duration, Conns: cfg.HLSConns}.Run(ctx)
+	rep, err := HLSLoad{URL: cfg.HLSURL, Viewers: cfg.HLSViewers, Duration: cfg.Duration, Conns: cfg.HLSConns,
+		CAFile: cfg.HLSCA, ServerPID: cfg.HLSServerPID}.Run(ctx)
 	if err != nil {
 		fmt.Fprintln(stderr, "mediapipe bench:", err)
 		return 2
@@ -452,4 +503,8 @@ func (r *HLSReport) writeTable(w io.Writer) {
 	fmt.Fprintf(w, "  received        %.1f MB (%.1f Mbit/s)\n", float64(r.Bytes)/1e6, float64(r.Bytes)*8/1e6/max(r.Seconds, 1e-9))
 	fmt.Fprintf(w, "  errors          %d %v\n", r.Errors, r.ErrorKinds)
 	fmt.Fprintf(w, "  load client CPU %.2fs (%.1f%% of a core)\n", r.ClientCPU, 100*r.ClientCPU/max(r.Seconds, 1e-9))
+	if r.ServerCPU > 0 {
+		fmt.Fprintf(w, "  server CPU      %.2fs (%.1f%% of a core; %.3f%% of a core per viewer)\n",
+			r.ServerCPU, 100*r.ServerCPU/max(r.Seconds, 1e-9), 100*r.ServerCorePerViewer)
+	}
 }

@@ -4,8 +4,12 @@ import (
 	"context"
 	"encoding/binary"
 	"encoding/json"
+	"encoding/pem"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -61,8 +65,9 @@ func nalus(b []byte) [][]byte {
 }
 
 // hlsServer serves an LL-HLS stream of the test clip's video from a
-// gohlslib muxer, fed in real time in a loop until the test ends.
-func hlsServer(t *testing.T) string {
+// gohlslib muxer, fed in real time in a loop until the test ends; over
+// HTTPS when secure, with caFile the PEM of its certificate.
+func hlsServer(t *testing.T, secure bool) (url, caFile string) {
 	t.Helper()
 	tags := testmedia.Tags(t, testmedia.Clip(t, testmedia.Options{Seconds: 4}))
 	var sps, pps []byte
@@ -121,14 +126,23 @@ func hlsServer(t *testing.T) string {
 			}
 		}
 	}()
-	srv := httptest.NewServer(http.HandlerFunc(mux.Handle))
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(mux.Handle))
+	if secure {
+		srv.StartTLS()
+		caFile = filepath.Join(t.TempDir(), "ca.pem")
+		if err := os.WriteFile(caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw}), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	} else {
+		srv.Start()
+	}
 	t.Cleanup(func() {
 		cancel()
 		<-fed
 		mux.Close() // first: it lets go of requests it holds
 		srv.Close()
 	})
-	return srv.URL + "/index.m3u8"
+	return srv.URL + "/index.m3u8", caFile
 }
 
 // Viewers of an LL-HLS muxer make blocking reloads (held by the server
@@ -136,7 +150,7 @@ func hlsServer(t *testing.T) string {
 // new part, and report their bytes, with no errors; a server that is not
 // there is counted as errors, not hung on.
 func TestHLSLoad(t *testing.T) {
-	url := hlsServer(t)
+	url, _ := hlsServer(t, false)
 	rep, err := HLSLoad{URL: url, Viewers: 20, Duration: 4 * time.Second, Spread: 500 * time.Millisecond}.Run(context.Background())
 	if err != nil {
 		t.Fatal(err)
@@ -189,9 +203,10 @@ func TestHLSLoad(t *testing.T) {
 // `mediapipe bench --hls-url` runs the load and prints its report; bad
 // flags are refused with exit status 2.
 func TestHLSLoadCommand(t *testing.T) {
-	url := hlsServer(t)
+	url, ca := hlsServer(t, true)
 	var out, errb strings.Builder
-	code := Main([]string{"--hls-url", url, "--hls-viewers", "3", "--duration", "3s", "--json"}, &out, &errb)
+	code := Main([]string{"--hls-url", url, "--hls-ca", ca, "--hls-viewers", "3", "--duration", "3s", "--json",
+		"--hls-server-pid", strconv.Itoa(os.Getpid())}, &out, &errb)
 	if code != 0 {
 		t.Fatalf("exit %d\n%s\n%s", code, out.String(), errb.String())
 	}
@@ -199,13 +214,23 @@ func TestHLSLoadCommand(t *testing.T) {
 	if err := json.Unmarshal([]byte(out.String()), &rep); err != nil {
 		t.Fatalf("%v: %s", err, out.String())
 	}
-	if rep.Viewers != 3 || rep.Parts == 0 || rep.Bytes == 0 {
+	if rep.Viewers != 3 || rep.Parts == 0 || rep.Bytes == 0 || rep.Errors != 0 {
 		t.Errorf("report: %+v", rep)
+	}
+	// The server is this process: its CPU is the load's and the muxer's.
+	if rep.ServerCPU <= 0 || rep.ServerCPU < rep.ClientCPU*0.9 || rep.ServerCorePerViewer <= 0 {
+		t.Errorf("server CPU %v s (%v per viewer), client %v s", rep.ServerCPU, rep.ServerCorePerViewer, rep.ClientCPU)
+	}
+	// Without the CA, the server's certificate is refused: every request fails.
+	out.Reset()
+	if code := Main([]string{"--hls-url", url, "--hls-viewers", "1", "--duration", "1s", "--json"}, &out, &errb); code != 1 {
+		t.Errorf("an unverifiable server: exit %d, want 1", code)
 	}
 	for _, bad := range [][]string{
 		{"--hls-url", url, "--hls-viewers", "0"},
 		{"--hls-url", url, "--hls-conns", "0"},
 		{"--hls-url", url, "--soak", "1m"},
+		{"--hls-url", url, "--hls-ca", "/nonexistent.pem"},
 	} {
 		if code := Main(bad, &out, &errb); code != 2 {
 			t.Errorf("%v: exit %d, want 2", bad, code)
