@@ -3,7 +3,8 @@ module github.com/mediapipe/mediapipe
 go 1.26.8
 
 require (
-	github.com/bluenviron/gohlslib/v2 v2.2.3
+	github.com/bluenviron/gohlslib/v2 v2.4.0
+	github.com/bluenviron/mediacommon/v2 v2.9.0
 	github.com/bufbuild/protocompile v0.14.1
 	github.com/hashicorp/go-hclog v1.6.3
 	github.com/hashicorp/go-plugin v1.8.0
@@ -29,11 +30,10 @@ require (
 )
 
 require (
-	github.com/abema/go-mp4 v1.4.1 // indirect
+	github.com/abema/go-mp4 v1.6.0 // indirect
 	github.com/asticode/go-astikit v0.30.0 // indirect
-	github.com/asticode/go-astits v1.13.0 // indirect
+	github.com/asticode/go-astits v1.15.0 // indirect
 	github.com/beorn7/perks v1.0.1 // indirect
-	github.com/bluenviron/mediacommon/v2 v2.4.2 // indirect
 	github.com/cespare/xxhash/v2 v2.3.0 // indirect
 	github.com/fatih/color v1.13.0 // indirect
 	github.com/go-viper/mapstructure/v2 v2.4.0 // indirect

@@ -163,6 +163,7 @@ func exampleEnv(t *testing.T) []string {
 		"MEDIAPIPE_PIPELINE_EDGE_STAGE_1_LISTEN=" + udp,
 		"MEDIAPIPE_PIPELINE_EDGE_STAGE_2_RETRANSMIT=" + rtx,
 		"MEDIAPIPE_PIPELINE_EDGE_STAGE_4_LISTEN=" + testrun.FreeTCP(t),
+		"MEDIAPIPE_PIPELINE_EDGE_HLS_STAGE_1_LISTEN=" + testrun.FreeTCP(t),
 	}
 }
 
@@ -289,7 +290,7 @@ func TestRunWatchReloads(t *testing.T) {
 	if err := cmd.Process.Signal(syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}
-	waitLog("the SIGHUP reload", "unchanged=2")
+	waitLog("the SIGHUP reload", "unchanged=3") // cloud, edge, edge-hls
 
 	live := strings.Replace(string(data), `use = "httpflv-sink"`, `use = "httpflv-sink"`+"\n  max_viewers = 7", 1)
 	if err := os.WriteFile(file, []byte(live), 0o644); err != nil {

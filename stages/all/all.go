@@ -6,6 +6,7 @@ import (
 	_ "github.com/mediapipe/mediapipe/stages/flvfilesink"
 	_ "github.com/mediapipe/mediapipe/stages/flvreassembler"
 	_ "github.com/mediapipe/mediapipe/stages/flvtagger"
+	_ "github.com/mediapipe/mediapipe/stages/hlssink"
 	_ "github.com/mediapipe/mediapipe/stages/httpflvsink"
 	_ "github.com/mediapipe/mediapipe/stages/netsim"
 	_ "github.com/mediapipe/mediapipe/stages/quicretransmit"
