@@ -57,6 +57,11 @@ type Config struct {
 	Soak           time.Duration // > 0: a soak of this length instead of a measured run
 	SoakEvery      time.Duration // how often the soak samples; 0 picks from Soak
 	Plugin         string        // plugin binary run as a stage after flv-reassembler on the edge; "" none
+	HLSURL         string        // instead of the relay: an LL-HLS audience of this playlist (hlsload.go)
+	HLSViewers     int
+	HLSConns       int
+	HLSCA          string
+	HLSServerPID   int
 }
 
 const usageText = `Usage: mediapipe bench [flags]
@@ -93,6 +98,15 @@ Examples:
   mediapipe bench --floor --streams 0
   mediapipe bench --streams 1 --viewers 1500 --split --relay-cpus 0 --viewer-cpus 1 --duration 30s
   mediapipe bench --soak 10m --streams 6 --viewers 3 --plugin ./stream-filter
+  mediapipe bench --hls-url http://127.0.0.1:8888/live/movie/index.m3u8 --hls-viewers 1000 --duration 30s
+
+--hls-url URL runs no relay: it plays URL (an HLS playlist served by any
+server) with --hls-viewers low-latency players for --duration, each making
+blocking playlist reloads (_HLS_msn/_HLS_part) and fetching every new part
+(or segment, for plain HLS) over at most --hls-conns keep-alive connections
+of its own, and prints requests, parts, bytes, errors, this process's CPU
+and, with --hls-server-pid, the server's CPU per viewer (or measure it with
+perf stat -p PID). Exit status 1 when a request failed.
 
 --soak D runs the relay for D under churn, loss, plugin kills and junk at
 every listener, and prints each sampled figure's start, peak, end and trend
@@ -142,6 +156,9 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	defer stop()
 	go func() { <-ctx.Done(); stop() }() // a second Ctrl-C kills at once
 
+	if cfg.HLSURL != "" {
+		return hlsMain(ctx, cfg, *opt.asJSON, stdout, stderr)
+	}
 	if cfg.Soak > 0 {
 		return soakMain(ctx, cfg, "mediapipe bench "+strings.Join(args, " "), *opt.asJSON, stdout, stderr)
 	}
@@ -213,6 +230,11 @@ func newFlags(cfg *Config, stderr io.Writer) (*flag.FlagSet, *cliOpts) {
 	fs.DurationVar(&cfg.Soak, "soak", 0, "instead of a measured run, soak the relay this long: publishers come and go (--streams slots), viewers join and leave (--viewers per stream), netsim drops --loss (default 0.02 here), the --plugin is killed now and then and junk hits every listener; RSS, goroutines, open fds and kernel TCP memory are sampled and the soak fails if one grows through the second half or a tag is corrupt")
 	fs.DurationVar(&cfg.SoakEvery, "soak-every", 0, "how often --soak samples (default: the soak's length / 200, between 1s and 5s)")
 	fs.StringVar(&cfg.Plugin, "plugin", "", "a plugin binary (e.g. plugins/examples/stream-filter built) to run as an edge stage after flv-reassembler; --soak kills its process now and then")
+	fs.StringVar(&cfg.HLSURL, "hls-url", "", "instead of the relay: play this HLS playlist URL with --hls-viewers low-latency players for --duration")
+	fs.IntVar(&cfg.HLSViewers, "hls-viewers", 100, "with --hls-url: players at once, joining over the first second")
+	fs.IntVar(&cfg.HLSConns, "hls-conns", 2, "with --hls-url: keep-alive connections per player, at most")
+	fs.StringVar(&cfg.HLSCA, "hls-ca", "", "with --hls-url: PEM CA file to verify an https server with (default: the system's roots)")
+	fs.IntVar(&cfg.HLSServerPID, "hls-server-pid", 0, "with --hls-url: the server's process ID on this machine, to report its CPU over the run and per viewer")
 	opt.asJSON = fs.Bool("json", false, "print the report as JSON instead of a table")
 	opt.quiet = fs.Bool("quiet", false, "no progress line on stderr")
 	return fs, opt
@@ -250,6 +272,12 @@ func (c *Config) check() error {
 		return errors.New("--soak: at least 10s")
 	case c.Soak > 0 && (c.Split || c.Fast || c.Floor):
 		return errors.New("--soak excludes --split, --fast and --floor")
+	case c.HLSURL != "" && (c.HLSViewers < 1 || c.HLSViewers > 100000):
+		return errors.New("--hls-viewers: 1 to 100000")
+	case c.HLSURL != "" && (c.HLSConns < 1 || c.HLSConns > 16):
+		return errors.New("--hls-conns: 1 to 16")
+	case c.HLSURL != "" && (c.Soak > 0 || c.Floor || c.Split):
+		return errors.New("--hls-url excludes --soak, --floor and --split")
 	case c.Split && c.Fast:
 		return errors.New("--split needs real time: the viewer process derives publish times from the clip's timestamps")
 	}

@@ -3,10 +3,13 @@ package testmedia
 import (
 	"bufio"
 	"context"
+	"encoding/binary"
 	"fmt"
 	"image"
 	"image/color"
 	"io"
+	"math"
+	"os"
 	"os/exec"
 	"strconv"
 	"testing"
@@ -217,7 +220,7 @@ const ClockJS = `(() => {
 
 // PushClock starts ffmpeg encoding a clock stream made here, frame by frame
 // in real time by the wall clock, to url (an rtmp:// URL or a file, in
-// opts.Format), with an AAC track from lavfi. ffmpeg's stderr is kept as
+// opts.Format), with an AAC track made here too. ffmpeg's stderr is kept as
 // Push keeps it (see Stderr). Frames are written until ctx ends; then
 // ffmpeg's input is closed and it ends its output cleanly. The process is
 // killed when the test ends; wait for it with cmd.Wait.
@@ -228,24 +231,25 @@ func PushClock(t testing.TB, ctx context.Context, url string, opts ClockOptions)
 	if o.Width%(clockColumns*2) != 0 || o.Height%2 != 0 || o.Height < 3*o.Width/clockColumns {
 		t.Fatalf("testmedia: clock size %dx%d: want the width a multiple of %d and room for the code", o.Width, o.Height, clockColumns*2)
 	}
-	audio := "sine=frequency=1000:sample_rate=44100"
-	if o.Silent {
-		audio = "anullsrc=channel_layout=mono:sample_rate=44100"
-	}
 	args := []string{
 		"-hide_banner", "-loglevel", "error",
+		// Raw inputs need no probing; probing the pictures for seconds
+		// would fill the sound's pipe, which is written with them.
+		"-probesize", "32", "-analyzeduration", "0",
 		"-f", "rawvideo", "-pix_fmt", "yuv420p", "-s", fmt.Sprintf("%dx%d", o.Width, o.Height),
 		"-r", strconv.Itoa(o.FPS), "-i", "pipe:0",
-		// -re paces the tone to real time as the frames are; unpaced it
-		// would run ahead and sit in the muxer's interleaving queue.
-		"-re", "-f", "lavfi", "-i", audio,
+		// The sound comes from here too, written with the frames: the
+		// muxer holds each video packet until it has audio as late, so
+		// audio paced apart (lavfi with -re) added 50-150 ms, varying with
+		// how the two inputs started. Written ahead by clockAudioLead, it
+		// holds nothing.
+		"-f", "s16le", "-ar", strconv.Itoa(clockRate), "-ac", "1",
+		"-probesize", "32", "-analyzeduration", "0", "-i", "pipe:3",
 		"-map", "0:v", "-map", "1:a",
 		"-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency", "-pix_fmt", "yuv420p",
 		"-b:v", o.Bitrate, "-g", strconv.Itoa(o.GOP), "-keyint_min", strconv.Itoa(o.GOP), "-sc_threshold", "0",
 		"-c:a", "aac", "-b:a", "64k", "-ar", "44100", "-ac", "1",
 		"-flush_packets", "1",
-		// The tone never ends: the stream ends with the frames.
-		"-shortest",
 		"-f", o.Format, url,
 	}
 	// Not CommandContext: ctx's end closes the input so ffmpeg finishes the
@@ -256,14 +260,23 @@ func PushClock(t testing.TB, ctx context.Context, url string, opts ClockOptions)
 	if err != nil {
 		t.Fatalf("testmedia: %v", err)
 	}
+	audioR, audioW, err := os.Pipe()
+	if err != nil {
+		t.Fatalf("testmedia: %v", err)
+	}
+	cmd.ExtraFiles = []*os.File{audioR} // ffmpeg's fd 3
 	if err := cmd.Start(); err != nil {
+		audioR.Close()
+		audioW.Close()
 		t.Fatalf("testmedia: starting ffmpeg: %v", err)
 	}
+	audioR.Close()
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
 		defer stdin.Close()
-		writeClock(ctx, stdin, o)
+		defer audioW.Close()
+		writeClock(ctx, stdin, audioW, o)
 	}()
 	t.Cleanup(func() {
 		if cmd.ProcessState == nil {
@@ -275,11 +288,35 @@ func PushClock(t testing.TB, ctx context.Context, url string, opts ClockOptions)
 	return cmd
 }
 
+// The clock's sound: mono 16-bit PCM, a 1 kHz tone (or silence), written
+// this far ahead of the pictures.
+const (
+	clockRate      = 44100
+	clockAudioLead = 100 * time.Millisecond
+)
+
 // writeClock writes yuv420p frames to w at o.FPS by the wall clock until
-// ctx ends or a write fails, each stamped with the time it was made. A late
-// frame (the machine stalled) is sent at once with the time it is made and
-// the schedule restarts from it: the stamps stay true, the frame rate dips.
-func writeClock(ctx context.Context, w io.Writer, o ClockOptions) {
+// ctx ends or a write fails, each stamped with the time it was made, and
+// their sound to audio, clockAudioLead ahead. A late frame (the machine
+// stalled) is sent at once with the time it is made and the schedule
+// restarts from it: the stamps stay true, the frame rate dips (the sound
+// follows the frame count, as the video's timestamps do).
+func writeClock(ctx context.Context, w, audio io.Writer, o ClockOptions) {
+	var pcm []byte
+	samples := 0 // written so far
+	sound := func(upTo int) error {
+		pcm = pcm[:0]
+		for ; samples < upTo; samples++ {
+			var v int16
+			if !o.Silent {
+				v = int16(8000 * math.Sin(2*math.Pi*1000*float64(samples)/clockRate))
+			}
+			pcm = binary.LittleEndian.AppendUint16(pcm, uint16(v))
+		}
+		_, err := audio.Write(pcm)
+		return err
+	}
+	lead := int(clockAudioLead * clockRate / time.Second)
 	ySize := o.Width * o.Height
 	frame := make([]byte, ySize+ySize/2)
 	for i := range frame[ySize:] {
@@ -324,6 +361,9 @@ func writeClock(ctx context.Context, w io.Writer, o ClockOptions) {
 			return
 		}
 		if bw.Flush() != nil {
+			return
+		}
+		if sound(lead+(n+1)*clockRate/o.FPS) != nil {
 			return
 		}
 	}

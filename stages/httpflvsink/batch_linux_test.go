@@ -84,7 +84,7 @@ func loopViewers(t *testing.T, st *stream, n int) []*viewer {
 		if err != nil {
 			t.Fatal(err)
 		}
-		v := &viewer{conn: srv, raw: rc, st: st, wake: make(chan struct{}, 1), owner: ownIdle, chunked: i%2 == 0}
+		v := &viewer{conn: srv, tcp: srv, raw: rc, st: st, wake: make(chan struct{}, 1), owner: ownIdle, chunked: i%2 == 0}
 		v.probe.rc = rc
 		t.Cleanup(func() {
 			v.mu.Lock()

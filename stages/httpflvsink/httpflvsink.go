@@ -5,10 +5,13 @@ package httpflvsink
 import (
 	"context"
 	"crypto/subtle"
+	"crypto/tls"
 	_ "embed"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -18,6 +21,7 @@ import (
 
 	"github.com/mediapipe/mediapipe/core"
 	"github.com/mediapipe/mediapipe/core/media/flv"
+	"github.com/mediapipe/mediapipe/stages/internal/certfile"
 	"github.com/mediapipe/mediapipe/stages/internal/playerpage"
 	"github.com/mediapipe/mediapipe/stages/internal/streaminfo"
 	"github.com/mediapipe/mediapipe/stages/internal/tcplisten"
@@ -25,7 +29,10 @@ import (
 
 // Config is httpflv-sink's parameters.
 type Config struct {
-	Listen       string        `param:"listen" required:"true" addr:"true" doc:"HTTP address to serve on; streams are at http://ADDR/APP/KEY.flv"`
+	Listen string `param:"listen" required:"true" addr:"true" doc:"HTTP address to serve on; streams are at http://ADDR/APP/KEY.flv"`
+	// HTTPS: a page served over HTTPS cannot play an http:// stream.
+	Cert         string        `param:"cert" doc:"PEM certificate file (chain first to last) to serve HTTPS instead of HTTP, with key; relative to the pipeline file's directory. Streams are then at https://ADDR/APP/KEY.flv (HTTP/1.1 by ALPN); a plain-HTTP request gets 400. A renewed certificate written over the files is served to new viewers within a second, without a restart (viewers playing keep their connection)"`
+	Key          string        `param:"key" doc:"PEM private key file of cert; relative to the pipeline file's directory"`
 	PlayKey      string        `param:"play_key" secret:"true" live:"true" doc:"when set, a viewer must add ?key=SECRET to the URL (401 without, 403 when wrong). On a reload, a new key admits new viewers with it and refuses the old one from then on; viewers already playing keep playing"`
 	ViewerQueue  int           `param:"viewer_queue" default:"1024" min:"16" max:"1000000" doc:"tags queued per viewer; a viewer that falls this far behind is disconnected (slow_viewer)"`
 	GOPCache     bool          `param:"gop_cache" default:"true" doc:"send a new viewer the tags since the last keyframe, so its first frame comes at once"`
@@ -38,6 +45,38 @@ type Config struct {
 	TCPNoDelay    bool          `param:"tcp_nodelay" default:"false" doc:"send each write to a viewer as its own TCP segment at once (TCP_NODELAY). Off (the default, as in nginx-rtmp and SRS), a write while the viewer has not acknowledged the last one waits in the kernel for its ACK and goes out with what follows: less CPU per viewer, and no delay for a player that reads as data comes; over a long round trip the tail of a frame may wait up to one round trip"`
 	FlushBytes    int           `param:"flush_bytes" default:"32768" min:"1024" max:"16777216" doc:"a stream that has queued this many bytes since the last flush is flushed at once (keyframes do not wait for flush_interval)"`
 	Page          bool          `param:"page" default:"true" doc:"serve player pages on the same address: / lists the live streams (codec, size, bitrate, viewers, uptime) and updates itself, /APP/KEY plays a stream in the browser (mpegts.js, embedded in the binary) with a live-latency readout; with play_key set the pages ask for the key too. false: every URL that is not a stream is 404"`
+}
+
+// Validate checks that cert and key come together, and an absolute pair (a
+// relative one needs the pipeline file's directory: ValidateIn).
+func (c *Config) Validate() error {
+	if (c.Cert == "") != (c.Key == "") {
+		return errors.New("cert and key: give both to serve HTTPS, or neither")
+	}
+	if filepath.IsAbs(c.Cert) && filepath.IsAbs(c.Key) {
+		return checkPair(c.Cert, c.Key)
+	}
+	return nil
+}
+
+// ValidateIn implements core.DirValidator: relative cert and key, like every
+// path in the file, start at the pipeline file's directory.
+func (c *Config) ValidateIn(dir string) error {
+	if filepath.IsAbs(c.Cert) && filepath.IsAbs(c.Key) {
+		return nil // Validate checked them
+	}
+	return checkPair(core.InDir(dir, c.Cert), core.InDir(dir, c.Key))
+}
+
+// checkPair says why cert and key are no certificate and its key; none at all is fine.
+func checkPair(cert, key string) error {
+	if cert == "" && key == "" {
+		return nil
+	}
+	if _, err := certfile.Load(cert, key, nil); err != nil {
+		return fmt.Errorf("cert and key: %w", err)
+	}
+	return nil
 }
 
 // sample is an example [[pipeline.stage]] block for this stage, carried in
@@ -65,6 +104,7 @@ type Stage struct {
 	srv *http.Server
 	// page serves what is not a stream URL; nil when page = false.
 	page *playerpage.Handler
+	tls  *tls.Config // nil: plain HTTP
 
 	// playKey and maxViewers start as cfg's; a reload changes them
 	// (Reconfigure) while viewers are served.
@@ -124,9 +164,19 @@ func New(cfg *Config, env *core.Env) (core.Stage, error) {
 	}
 	s.srv = &http.Server{
 		Handler:           http.HandlerFunc(s.serveHTTP),
-		ReadHeaderTimeout: 10 * time.Second,
+		ReadHeaderTimeout: 10 * time.Second, // also bounds the TLS handshake
 		MaxHeaderBytes:    16 << 10,
-		ErrorLog:          nil,
+		// What a stranger can cause (a failed handshake, a plain request
+		// to the HTTPS port) is logged at debug level only.
+		ErrorLog: slog.NewLogLogger(env.Log.Handler(), slog.LevelDebug),
+	}
+	if cfg.Cert != "" || cfg.Key != "" {
+		certs, err := certfile.Load(env.Path(cfg.Cert), env.Path(cfg.Key), env.Log)
+		if err != nil {
+			return nil, fmt.Errorf("httpflv-sink: cert and key: %w", err)
+		}
+		// HTTP/1.1 only: a viewer's connection is hijacked, which HTTP/2 has not.
+		s.tls = certs.TLSConfig("http/1.1")
 	}
 	return s, nil
 }
@@ -137,6 +187,10 @@ func (s *Stage) Run(ctx context.Context, in <-chan *core.Packet, _ core.Output) 
 	if err != nil {
 		return err
 	}
+	scheme := "http"
+	if s.tls != nil {
+		ln, scheme = tls.NewListener(ln, s.tls), "https"
+	}
 	served := make(chan struct{})
 	go func() {
 		defer close(served)
@@ -144,7 +198,7 @@ func (s *Stage) Run(ctx context.Context, in <-chan *core.Packet, _ core.Output) 
 			s.env.Log.Error("httpflv-sink: serve", "err", err)
 		}
 	}()
-	s.env.Log.Info("httpflv-sink listening", "addr", ln.Addr().String())
+	s.env.Log.Info("httpflv-sink listening", "addr", ln.Addr().String(), "scheme", scheme)
 	stop := make(chan struct{})
 	stopped := make(chan struct{})
 	go func() {

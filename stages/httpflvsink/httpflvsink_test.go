@@ -17,6 +17,7 @@ import (
 	"github.com/mediapipe/mediapipe/core"
 	"github.com/mediapipe/mediapipe/core/media/flv"
 	"github.com/mediapipe/mediapipe/core/stagetest"
+	"github.com/mediapipe/mediapipe/internal/testcert"
 	"github.com/mediapipe/mediapipe/internal/testmedia"
 	"github.com/mediapipe/mediapipe/internal/testrun"
 	"github.com/mediapipe/mediapipe/stages/flvtagger"
@@ -415,19 +416,35 @@ func TestInitFromStream(t *testing.T) {
 func BenchmarkFanout(b *testing.B) {
 	for _, flush := range []time.Duration{0, 10 * time.Millisecond} {
 		for _, n := range []int{1, 10, 100, 1000} {
-			b.Run(fmt.Sprintf("flush=%v/viewers=%d", flush, n), func(b *testing.B) { benchFanout(b, flush, n) })
+			b.Run(fmt.Sprintf("flush=%v/viewers=%d", flush, n), func(b *testing.B) { benchFanout(b, flush, n, nil) })
 		}
 	}
 }
 
-func benchFanout(b *testing.B, flush time.Duration, n int) {
-	s := startSink(b, httpflvsink.Config{GOPCache: false, ViewerQueue: 1 << 16, FlushInterval: flush})
+// benchFanout runs BenchmarkFanout's case; with pair, over HTTPS.
+func benchFanout(b *testing.B, flush time.Duration, n int, pair *testcert.Pair) {
+	cfg := httpflvsink.Config{GOPCache: false, ViewerQueue: 1 << 16, FlushInterval: flush}
+	var s *sink
+	client := http.DefaultClient
+	if pair != nil {
+		ts := startTLSSink(b, cfg, *pair)
+		s, client = ts.sink, ts.client
+	} else {
+		s = startSink(b, cfg)
+	}
 	st := s.h.StartStream("live/bench")
-	s.sync(b)
+	testrun.Eventually(b, testrun.WaitLimit, "the stream", func() bool {
+		resp, err := client.Head(s.base + "/live/bench.flv")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == 200
+	})
 	var total atomic.Int64
 	done := make(chan struct{}, n)
 	for i := 0; i < n; i++ {
-		resp, err := http.Get(s.base + "/live/bench.flv") // body ends with the stream
+		resp, err := client.Get(s.base + "/live/bench.flv") // body ends with the stream
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -72,7 +72,7 @@ func (st *stream) measureRate(now time.Time) {
 // buffer stands, and the lag check still sheds.
 func (v *viewer) setSendBuffer(n int) {
 	v.sndbuf = n
-	if tc, ok := v.conn.(*net.TCPConn); ok {
+	if tc, ok := v.tcp.(*net.TCPConn); ok {
 		_ = tc.SetWriteBuffer(n)
 	}
 }

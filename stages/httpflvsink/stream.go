@@ -1,6 +1,8 @@
 package httpflvsink
 
 import (
+	"bufio"
+	"crypto/tls"
 	"errors"
 	"net"
 	"net/http"
@@ -80,7 +82,9 @@ func (st *stream) observe(tag []byte, now time.Time) {
 // or per viewer), and the viewer's own goroutine when it does not.
 type viewer struct {
 	conn    net.Conn
+	tcp     net.Conn        // the TCP connection under conn (conn itself without TLS)
 	raw     syscall.RawConn // nil: only the viewer's goroutine writes
+	tlsw    *bufio.Writer   // over conn with TLS: a TLS record per buffer, not per tag
 	st      *stream
 	wake    chan struct{} // cap 1: the viewer's goroutine has something to do
 	waitKey bool          // skip media until a keyframe (no GOP to start from); under stream.mu
@@ -158,8 +162,11 @@ func (s *Stage) cut(v *viewer, err error) {
 	}
 }
 
-// abort closes a viewer's connection without handing what is still in its
-// socket buffer to the kernel to trickle out: a cut viewer costs nothing more.
+// abort closes a viewer's TCP connection (v.tcp, under TLS if any) without
+// handing what is still in its socket buffer to the kernel to trickle out: a
+// cut viewer costs nothing more. Under TLS the socket is closed beneath the
+// tls.Conn: its Close would wait for a write in progress and then try to
+// send an alert to a viewer that takes nothing.
 func abort(c net.Conn) {
 	if tc, ok := c.(*net.TCPConn); ok {
 		_ = tc.SetLinger(0)
@@ -218,7 +225,7 @@ func (st *stream) push(r *tagRef, now time.Time) {
 				v.mu.Unlock()
 				unused++
 				st.s.mSlow.Inc()
-				abort(v.conn)
+				abort(v.tcp)
 				v.signal()
 				continue
 			}
@@ -421,8 +428,16 @@ func (s *Stage) serveViewer(w http.ResponseWriter, st *stream, remote string, ch
 		http.Error(w, "cannot stream on this connection", http.StatusInternalServerError)
 		return
 	}
-	defer conn.Close()
-	if tc, ok := conn.(*net.TCPConn); ok {
+	v := &viewer{conn: conn, tcp: conn, st: st, wake: make(chan struct{}, 1), owner: ownViewer, chunked: chunked}
+	if tc, ok := conn.(*tls.Conn); ok {
+		// The flusher's raw writes would bypass TLS: v.raw stays nil and
+		// v's goroutine writes everything, through the tls.Conn, as it does
+		// on systems without writev. Plain HTTP viewers are not touched.
+		v.tcp = tc.NetConn()
+		v.tlsw = bufio.NewWriterSize(conn, tlsWriteSize)
+	}
+	defer v.close()
+	if tc, ok := v.tcp.(*net.TCPConn); ok {
 		// Go sets TCP_NODELAY on every socket. Off (Nagle on, as
 		// nginx-rtmp and SRS leave it), a write while the viewer has not
 		// acknowledged the last one joins the kernel's queue instead of
@@ -431,10 +446,9 @@ func (s *Stage) serveViewer(w http.ResponseWriter, st *stream, remote string, ch
 		// bursts anyway, so there is no small-write train to delay.
 		_ = tc.SetNoDelay(s.cfg.TCPNoDelay)
 	}
-	v := &viewer{conn: conn, st: st, wake: make(chan struct{}, 1), owner: ownViewer, chunked: chunked}
-	if sc, ok := conn.(syscall.Conn); ok {
+	if sc, ok := v.tcp.(syscall.Conn); ok {
 		v.probe.rc, _ = sc.SyscallConn()
-		if haveWritev {
+		if haveWritev && v.tlsw == nil {
 			v.raw = v.probe.rc
 		}
 	}
@@ -452,6 +466,17 @@ func (s *Stage) serveViewer(w http.ResponseWriter, st *stream, remote string, ch
 	var werr error // this goroutine's failed write, which cut the viewer
 	defer func() { s.viewerLeft(st, v, remote, werr) }()
 	werr = s.feed(v, first, held)
+}
+
+// close closes v's connection. Under TLS, Close sends close_notify and
+// waits up to 5 s for a socket with no room: a viewer that stopped reading
+// right at its end gets shutdownDrain, then its socket is cut.
+func (v *viewer) close() {
+	if v.tlsw != nil {
+		t := time.AfterFunc(shutdownDrain, func() { abort(v.tcp) })
+		defer t.Stop()
+	}
+	_ = v.conn.Close()
 }
 
 // viewerLeft takes v off st and lets go of the tags it still holds.
@@ -505,7 +530,7 @@ func (s *Stage) writeHead(v *viewer, first [][]byte, held []*tagRef) ([][]byte, 
 		bufs = append(bufs[:0], []byte(chunkedHead), v.sizeLine(size))
 	}
 	bufs = append(bufs, first...)
-	_, err := s.writeBlocking(v.conn, bufs, time.Time{})
+	_, err := s.writeBlocking(v, bufs, time.Time{})
 	releaseAll(held)
 	if err != nil {
 		s.cut(v, err)
@@ -538,7 +563,7 @@ func (s *Stage) sendQueued(v *viewer, bufs [][]byte) (_ [][]byte, done bool, err
 				return bufs, false, nil
 			}
 			if v.chunked { // the body's clean end
-				if _, err = s.writeBlocking(v.conn, [][]byte{[]byte(lastChunk)}, drainBy); err != nil {
+				if _, err = s.writeBlocking(v, [][]byte{[]byte(lastChunk)}, drainBy); err != nil {
 					s.cut(v, err)
 				}
 			}
@@ -548,19 +573,19 @@ func (s *Stage) sendQueued(v *viewer, bufs [][]byte) (_ [][]byte, done bool, err
 		if err = s.checkLag(v, time.Now(), enq); err != nil {
 			v.dropOut()
 			s.cut(v, err)
-			abort(v.conn)
+			abort(v.tcp)
 			return bufs, true, err
 		}
 		bufs = v.frame(bufs[:0], len(v.out)+1)
 		var n int64
-		n, err = s.writeBlocking(v.conn, bufs, drainBy)
+		n, err = s.writeBlocking(v, bufs, drainBy)
 		clear(bufs)
 		if err != nil {
 			// Too slow (a deadline: write_timeout, or the drain
 			// at the end), or gone.
 			v.dropOut()
 			s.cut(v, err)
-			abort(v.conn)
+			abort(v.tcp)
 			return bufs, true, err
 		}
 		v.sent(int(n))
@@ -686,17 +711,29 @@ func releaseAll(rs []*tagRef) {
 	}
 }
 
-// writeBlocking sends bufs (writev) within write_timeout, and by drainBy if
-// set; it returns the bytes written. A missed deadline is an error wrapping
-// os.ErrDeadlineExceeded.
-func (s *Stage) writeBlocking(conn net.Conn, bufs [][]byte, drainBy time.Time) (int64, error) {
+// tlsWriteSize is the buffer a TLS viewer's writes are gathered in: one
+// full TLS record (16 KiB of payload), so a burst of small tags costs a
+// record and a system call per 16 KiB instead of one per tag.
+const tlsWriteSize = 16 << 10
+
+// writeBlocking sends bufs to v (writev, or through its TLS buffer) within
+// write_timeout, and by drainBy if set; it returns the bytes written. A
+// missed deadline is an error wrapping os.ErrDeadlineExceeded.
+func (s *Stage) writeBlocking(v *viewer, bufs [][]byte, drainBy time.Time) (int64, error) {
+	conn := v.conn
 	dl := time.Now().Add(s.cfg.WriteTimeout)
 	if !drainBy.IsZero() && drainBy.Before(dl) {
 		dl = drainBy
 	}
 	_ = conn.SetWriteDeadline(dl)
-	nb := net.Buffers(bufs)
-	n, err := nb.WriteTo(conn)
+	var n int64
+	var err error
+	if v.tlsw != nil {
+		n, err = writeGathered(v.tlsw, bufs)
+	} else {
+		nb := net.Buffers(bufs)
+		n, err = nb.WriteTo(conn)
+	}
 	s.mBytes.Add(float64(n))
 	// The flusher's non-blocking writes must not trip over an old deadline.
 	_ = conn.SetWriteDeadline(time.Time{})
@@ -815,9 +852,24 @@ func (f *flusher) release(v *viewer, failed error) {
 		cutBy.Inc()
 	}
 	if failed != nil {
-		abort(v.conn)
+		abort(v.tcp)
 	}
 	if wake {
 		v.signal()
 	}
+}
+
+// writeGathered writes bufs through w and flushes it: the bytes w took and
+// the first error. On an error the viewer is cut, so what w still holds
+// does not matter.
+func writeGathered(w *bufio.Writer, bufs [][]byte) (int64, error) {
+	var n int64
+	for _, b := range bufs {
+		m, err := w.Write(b)
+		n += int64(m)
+		if err != nil {
+			return n, err
+		}
+	}
+	return n, w.Flush()
 }
