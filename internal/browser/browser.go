@@ -18,6 +18,7 @@ import (
 
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
+	"github.com/mediapipe/mediapipe/internal/testrun"
 )
 
 // Bounds of every browser step: a test that hangs in the browser fails.
@@ -64,6 +65,9 @@ func Start(t testing.TB) *Page {
 		}
 		t.Fatal(msg)
 	}
+	// one browser at a time over all test binaries: it decodes video on
+	// the test machine's few cores, beside other packages' timing tests
+	testrun.Exclusive(t)
 	opts := append(chromedp.DefaultExecAllocatorOptions[:],
 		chromedp.ExecPath(exe),
 		chromedp.NoSandbox, // tests run as root in containers

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/mediapipe/mediapipe/internal/testmedia"
+	"github.com/mediapipe/mediapipe/internal/testrun"
 	"github.com/mediapipe/mediapipe/stages/srenhancer/internal/srtest"
 )
 
@@ -16,6 +17,7 @@ func TestRealtimeBackendLatency(t *testing.T) {
 	if testing.Short() {
 		t.Skip("real time: 8 s per case")
 	}
+	testrun.Exclusive(t)    // deadlines of a few hundred ms: no browser beside it
 	const gop = time.Second // the clip's keyframe interval: 30 frames at 30 fps
 	// Margin over one GOP: the keyframe's own conversion and encode after
 	// the budget ends (a reserve of 0.2 GOP is already kept for it) plus

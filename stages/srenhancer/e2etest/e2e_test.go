@@ -58,6 +58,7 @@ name = "edge"
 // the stream started gets 1280×720 video that decodes cleanly, and every
 // keyframe it decodes carries the stand-in backend's mark.
 func TestRelayViewerSeesBackendKeyframes(t *testing.T) {
+	testrun.Exclusive(t) // the backend must answer within a GOP's budget
 	clip := testmedia.Clip(t, testmedia.Options{Seconds: 6})
 	srv := srtest.StandIn(t, "ok")
 	rtmp, rtx, udp, web := testrun.FreeTCP(t), testrun.FreeUDP(t), testrun.FreeUDP(t), testrun.FreeTCP(t)

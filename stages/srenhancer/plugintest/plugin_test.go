@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/mediapipe/mediapipe/internal/testmedia"
+	"github.com/mediapipe/mediapipe/internal/testrun"
 	_ "github.com/mediapipe/mediapipe/plugins/bridge"
 	_ "github.com/mediapipe/mediapipe/stages/srenhancer"
 	"github.com/mediapipe/mediapipe/stages/srenhancer/internal/srtest"
@@ -69,6 +70,7 @@ func TestSharpenPlugin(t *testing.T) {
 // the bridge must start the plugin again, and the restart must be counted in
 // the stage's metrics.
 func TestSharpenPluginKilled(t *testing.T) {
+	testrun.Exclusive(t) // the restarted plugin must answer within a GOP's budget
 	tags := testmedia.Tags(t, testmedia.Clip(t, testmedia.Options{Seconds: 6}))
 	bin := plugin(t, "sr-sharpen")
 	killed := make(chan int, 1)
@@ -95,9 +97,11 @@ func TestSharpenPluginKilled(t *testing.T) {
 	}
 	_, keys, _ := srtest.Kinds(tags)
 	// The kill falls between keyframes and the restart takes ~50 ms, so at
-	// most the keyframe in flight at the kill is upscaled conventionally.
-	enhanced, failed := r.Counter("backend_enhanced"), r.Drops("backend_failure")
-	if enhanced < float64(keys-1) || enhanced+failed < float64(keys) {
-		t.Errorf("backend_enhanced = %v, backend_failure = %v of %d keyframes: the plugin did not come back", enhanced, failed, keys)
+	// most the keyframe in flight at the kill is upscaled conventionally:
+	// counted as a failure, or as too slow when the wait for the restarted
+	// plugin put the stream behind.
+	enhanced, failed, slow := r.Counter("backend_enhanced"), r.Drops("backend_failure"), r.Drops("backend_too_slow")
+	if enhanced < float64(keys-1) || enhanced+failed+slow < float64(keys) {
+		t.Errorf("backend_enhanced = %v, backend_failure = %v, backend_too_slow = %v of %d keyframes: the plugin did not come back", enhanced, failed, slow, keys)
 	}
 }
