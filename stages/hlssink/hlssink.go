@@ -6,7 +6,6 @@ package hlssink
 
 import (
 	"context"
-	"crypto/subtle"
 	_ "embed"
 	"errors"
 	"fmt"
@@ -23,6 +22,7 @@ import (
 	"github.com/mediapipe/mediapipe/stages/internal/playerpage"
 	"github.com/mediapipe/mediapipe/stages/internal/streaminfo"
 	"github.com/mediapipe/mediapipe/stages/internal/tcplisten"
+	"github.com/mediapipe/mediapipe/stages/internal/viewerhttp"
 )
 
 // Config is hls-sink's parameters.
@@ -379,18 +379,7 @@ func (s *Stage) Streams() []streaminfo.Info {
 // serveHTTP answers GET /APP/KEY/FILE for the media files and sends every
 // other path to the player pages.
 func (s *Stage) serveHTTP(w http.ResponseWriter, r *http.Request) {
-	h := w.Header()
-	h.Set("Access-Control-Allow-Origin", "*")
-	switch r.Method {
-	case http.MethodGet, http.MethodHead:
-	case http.MethodOptions:
-		h.Set("Access-Control-Allow-Methods", "GET, HEAD, OPTIONS")
-		h.Set("Access-Control-Allow-Headers", "*")
-		w.WriteHeader(http.StatusNoContent)
-		return
-	default:
-		h.Set("Allow", "GET, HEAD, OPTIONS")
-		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+	if !viewerhttp.Preflight(w, r) {
 		return
 	}
 	name, file, ok := mediaPath(r.URL.Path)
@@ -403,16 +392,8 @@ func (s *Stage) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.mRequests.Inc()
-	if want := *s.playKey.Load(); want != "" {
-		key := r.URL.Query().Get("key")
-		if key == "" {
-			http.Error(w, "play key required", http.StatusUnauthorized)
-			return
-		}
-		if subtle.ConstantTimeCompare([]byte(key), []byte(want)) != 1 {
-			http.Error(w, "wrong play key", http.StatusForbidden)
-			return
-		}
+	if !viewerhttp.CheckKey(w, r, *s.playKey.Load()) {
+		return
 	}
 	s.mu.Lock()
 	e := s.byName[name]

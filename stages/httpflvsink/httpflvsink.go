@@ -4,7 +4,6 @@ package httpflvsink
 
 import (
 	"context"
-	"crypto/subtle"
 	"crypto/tls"
 	_ "embed"
 	"errors"
@@ -25,6 +24,7 @@ import (
 	"github.com/mediapipe/mediapipe/stages/internal/playerpage"
 	"github.com/mediapipe/mediapipe/stages/internal/streaminfo"
 	"github.com/mediapipe/mediapipe/stages/internal/tcplisten"
+	"github.com/mediapipe/mediapipe/stages/internal/viewerhttp"
 )
 
 // Config is httpflv-sink's parameters.
@@ -400,34 +400,15 @@ func (s *Stage) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		s.page.ServeHTTP(w, r)
 		return
 	}
-	h := w.Header()
-	h.Set("Access-Control-Allow-Origin", "*")
-	switch r.Method {
-	case http.MethodGet, http.MethodHead:
-	case http.MethodOptions:
-		h.Set("Access-Control-Allow-Methods", "GET, HEAD, OPTIONS")
-		h.Set("Access-Control-Allow-Headers", "*")
-		w.WriteHeader(http.StatusNoContent)
-		return
-	default:
-		h.Set("Allow", "GET, HEAD, OPTIONS")
-		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+	if !viewerhttp.Preflight(w, r) {
 		return
 	}
 	if !ok {
 		http.Error(w, "not found: streams are at /APP/KEY.flv", http.StatusNotFound)
 		return
 	}
-	if want := *s.playKey.Load(); want != "" {
-		key := r.URL.Query().Get("key")
-		if key == "" {
-			http.Error(w, "play key required", http.StatusUnauthorized)
-			return
-		}
-		if subtle.ConstantTimeCompare([]byte(key), []byte(want)) != 1 {
-			http.Error(w, "wrong play key", http.StatusForbidden)
-			return
-		}
+	if !viewerhttp.CheckKey(w, r, *s.playKey.Load()) {
+		return
 	}
 	maxViewers := int(s.maxViewers.Load())
 	s.mu.Lock()
@@ -439,7 +420,7 @@ func (s *Stage) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	case r.Method == http.MethodHead:
 		s.mu.Unlock()
-		h.Set("Content-Type", "video/x-flv")
+		w.Header().Set("Content-Type", "video/x-flv")
 		w.WriteHeader(http.StatusOK)
 		return
 	case maxViewers > 0 && s.viewers >= maxViewers:

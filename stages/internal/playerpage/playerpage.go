@@ -10,7 +10,6 @@ import (
 	"bytes"
 	"compress/gzip"
 	"crypto/sha256"
-	"crypto/subtle"
 	"embed"
 	"encoding/hex"
 	"encoding/json"
@@ -25,6 +24,7 @@ import (
 	"time"
 
 	"github.com/mediapipe/mediapipe/stages/internal/streaminfo"
+	"github.com/mediapipe/mediapipe/stages/internal/viewerhttp"
 )
 
 // Protocol is what a sink serves, and so which player a page uses.
@@ -186,18 +186,7 @@ func pageName(p string) (string, bool) {
 // keyStatus is 200 when the request may see the streams, else 401 (no key
 // given) or 403 (wrong key).
 func (h *Handler) keyStatus(r *http.Request) int {
-	want := h.opts.PlayKey()
-	if want == "" {
-		return http.StatusOK
-	}
-	got := r.URL.Query().Get("key")
-	switch {
-	case got == "":
-		return http.StatusUnauthorized
-	case subtle.ConstantTimeCompare([]byte(got), []byte(want)) != 1:
-		return http.StatusForbidden
-	}
-	return http.StatusOK
+	return viewerhttp.KeyStatus(r, h.opts.PlayKey())
 }
 
 // pageData is what the page templates see. The scripts read the rest

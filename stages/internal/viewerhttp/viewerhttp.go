@@ -1,0 +1,60 @@
+// Package viewerhttp is what every viewer port (httpflv-sink, hls-sink and
+// their player pages) answers the same way: CORS, the methods it takes, and
+// the play key.
+package viewerhttp
+
+import (
+	"crypto/subtle"
+	"net/http"
+)
+
+// Preflight lets any site's player read the media (players are often
+// hosted elsewhere), answers OPTIONS and refuses methods other than GET and
+// HEAD. It reports whether the request is still to be served.
+func Preflight(w http.ResponseWriter, r *http.Request) bool {
+	h := w.Header()
+	h.Set("Access-Control-Allow-Origin", "*")
+	switch r.Method {
+	case http.MethodGet, http.MethodHead:
+		return true
+	case http.MethodOptions:
+		h.Set("Access-Control-Allow-Methods", "GET, HEAD, OPTIONS")
+		h.Set("Access-Control-Allow-Headers", "*")
+		w.WriteHeader(http.StatusNoContent)
+	default:
+		h.Set("Allow", "GET, HEAD, OPTIONS")
+		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+	}
+	return false
+}
+
+// KeyStatus is 200 when r carries the play key want as ?key= (or want is
+// empty), 401 when it carries none and 403 when it carries another. The
+// compare takes the same time whatever the key.
+func KeyStatus(r *http.Request, want string) int {
+	if want == "" {
+		return http.StatusOK
+	}
+	got := r.URL.Query().Get("key")
+	switch {
+	case got == "":
+		return http.StatusUnauthorized
+	case subtle.ConstantTimeCompare([]byte(got), []byte(want)) != 1:
+		return http.StatusForbidden
+	}
+	return http.StatusOK
+}
+
+// CheckKey answers 401 or 403 and reports false when r does not carry the
+// play key want.
+func CheckKey(w http.ResponseWriter, r *http.Request, want string) bool {
+	switch KeyStatus(r, want) {
+	case http.StatusUnauthorized:
+		http.Error(w, "play key required", http.StatusUnauthorized)
+		return false
+	case http.StatusForbidden:
+		http.Error(w, "wrong play key", http.StatusForbidden)
+		return false
+	}
+	return true
+}
