@@ -1,8 +1,9 @@
-// The player page: waits until its stream is live (streams.json), then plays
-// it with mpegts.js (HTTP-FLV) or hls.js / the browser's own HLS, chasing the
-// live edge, and shows how far behind it the playhead is. window.mediapipe
-// exposes the same to scripts (tests): {state, latency, hlsLatency, error,
-// firstFrame, startAt, engine, marks, stalls}.
+// The player page: plays its stream with mpegts.js (HTTP-FLV: at once) or
+// hls.js / the browser's own HLS (once streams.json lists it), waiting while
+// it is not live, chasing the live edge, and shows how far behind it the
+// playhead is. window.mediapipe exposes the same to scripts (tests): {state,
+// latency, hlsLatency, error, firstFrame, startAt, engine, marks, stalls,
+// seeks}.
 'use strict';
 (function () {
   const name = document.body.dataset.name;
@@ -105,12 +106,11 @@
       autoCleanupMaxBackwardDuration: 30,
       autoCleanupMinBackwardDuration: 10,
       // The sink starts a viewer at the last keyframe, up to a GOP behind:
-      // jump to near the edge when far behind, and play a little faster
-      // when slightly behind, so the playhead stays within ~0.5 s.
-      liveBufferLatencyChasing: true,
-      liveBufferLatencyChasingOnPaused: false,
-      liveBufferLatencyMaxLatency: 0.5,
-      liveBufferLatencyMinRemain: 0.2,
+      // chase() jumps to near the edge when far behind (mpegts.js's own
+      // liveBufferLatencyChasing seeks again while its last seek is still
+      // under way), and mpegts.js plays a little faster when slightly
+      // behind, so the playhead stays within ~0.5 s.
+      liveBufferLatencyChasing: false,
       liveSync: true,
       liveSyncMaxLatency: 0.35,
       liveSyncTargetLatency: 0.2,
@@ -128,6 +128,30 @@
     player.attachMediaElement(video);
     player.load();
   }
+
+  // chase keeps the HTTP-FLV playhead near the buffered edge, one seek at
+  // a time: each seek restarts Chromium's preroll, and mpegts.js's own
+  // chasing, run on every append, seeked 2-5 times before the first frame.
+  // Before the first frame it also moves the playhead onto the media
+  // (mpegts.js leaves it ~20 ms before the buffered start, where Chromium
+  // waits until mpegts.js's stall check moves it, 300 ms on), near the
+  // edge at once.
+  function chase() {
+    if (!player || mp.engine !== 'mpegts.js' || video.seeking) return;
+    const b = video.buffered;
+    if (b.length === 0) return;
+    const end = b.end(b.length - 1);
+    if (video.readyState < video.HAVE_FUTURE_DATA) {
+      if (video.currentTime < b.start(0)) video.currentTime = Math.max(b.start(0), end - chaseStart);
+    } else if (!video.paused && end - video.currentTime > chaseMax) {
+      video.currentTime = end - chaseRemain;
+    }
+  }
+  const chaseStart = 0.3; // s before the edge to start at
+  const chaseMax = 0.5;   // s behind the edge that makes it jump
+  const chaseRemain = 0.2; // s before the edge to jump to
+  setInterval(chase, 50);
+  video.addEventListener('loadedmetadata', chase);
 
   function startHLS() {
     const url = base + '/index.m3u8' + query;
@@ -204,10 +228,13 @@
 
   // When each step of the start came, in ms from navigation (the first of
   // each), for the first-frame figure's breakdown.
-  mp.marks = {};
-  for (const ev of ['loadedmetadata', 'canplay', 'playing']) {
+  mp.marks = { script: performance.now() };
+  for (const ev of ['loadedmetadata', 'seeking', 'canplay', 'playing']) {
     video.addEventListener(ev, () => { if (!(ev in mp.marks)) mp.marks[ev] = performance.now(); });
   }
+  // seeks: how often the playhead was moved (chase, mpegts.js, the user).
+  mp.seeks = 0;
+  video.addEventListener('seeking', () => { mp.seeks++; });
   // stalls: how often the video ran dry while playing ('waiting').
   mp.stalls = 0;
   video.addEventListener('waiting', () => { if (mp.state === 'playing') mp.stalls++; });
@@ -238,7 +265,11 @@
     readout.textContent = text;
   }, 250);
 
-  if (form.hidden) {
+  if (form.hidden && protocol !== 'hls') {
+    // Straight to the media: its answer (404, 401, 403) says what
+    // streams.json would, a round trip sooner; the retries ask streams.json.
+    start();
+  } else if (form.hidden) {
     check();
   } else {
     mp.state = 'key';
