@@ -3,8 +3,8 @@ module github.com/mediapipe/mediapipe
 go 1.26.8
 
 require (
-	github.com/bluenviron/gohlslib/v2 v2.4.0
-	github.com/bluenviron/mediacommon/v2 v2.9.0
+	github.com/bluenviron/gohlslib/v2 v2.4.2
+	github.com/bluenviron/mediacommon/v2 v2.9.2
 	github.com/bufbuild/protocompile v0.14.1
 	github.com/chromedp/cdproto v0.160.1
 	github.com/chromedp/chromedp v0.24.0
@@ -32,7 +32,7 @@ require (
 )
 
 require (
-	github.com/abema/go-mp4 v1.6.0 // indirect
+	github.com/abema/go-mp4 v1.7.1 // indirect
 	github.com/asticode/go-astikit v0.30.0 // indirect
 	github.com/asticode/go-astits v1.15.0 // indirect
 	github.com/beorn7/perks v1.0.1 // indirect

@@ -159,6 +159,9 @@ func (l HLSLoad) Run(ctx context.Context) (*HLSReport, error) {
 				MaxIdleConnsPerHost: l.Conns,
 				IdleConnTimeout:     30 * time.Second,
 				TLSClientConfig:     &tls.Config{RootCAs: roots},
+				// over HTTPS, HTTP/2 as LL-HLS players use it (a custom
+				// TLS config or dialer turns it off unless forced)
+				ForceAttemptHTTP2: true,
 			}
 			defer tr.CloseIdleConnections()
 			v := &hlsViewer{c: c, id: i, client: &http.Client{Transport: tr, Timeout: l.Timeout}}

@@ -488,9 +488,13 @@ func TestShutdownEndsWaiting(t *testing.T) {
 	}
 	tr := &http.Transport{}
 	c := &http.Client{Timeout: 20 * time.Second, Transport: tr}
+	reload := s.base + "/live/held/video1_stream.m3u8?_HLS_msn=" + strconv.Itoa(msn) + "&_HLS_part=" + strconv.Itoa(part+1)
+	// Two of each on one muxer: gohlslib before v2.4.2 kept the muxer's
+	// lock when a closing muxer ended one preload-hint request, so every
+	// other request held on it (and Run, waiting for them) hung for good.
 	urls := []string{
-		s.base + "/live/held/video1_stream.m3u8?_HLS_msn=" + strconv.Itoa(msn) + "&_HLS_part=" + strconv.Itoa(part+1),
-		s.base + "/live/held/" + hint[1],
+		reload, reload,
+		s.base + "/live/held/" + hint[1], s.base + "/live/held/" + hint[1],
 		s.base + "/live/empty/index.m3u8",
 	}
 	done := make(chan string, len(urls))

@@ -9,6 +9,7 @@ import (
 	_ "embed"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"strings"
 	"sync"
@@ -168,6 +169,9 @@ func New(cfg *Config, env *core.Env) (core.Stage, error) {
 		ReadHeaderTimeout: 10 * time.Second,
 		MaxHeaderBytes:    16 << 10,
 		IdleTimeout:       time.Minute,
+		// What a stranger can cause (a failed handshake, a plain request
+		// to the HTTPS port) is logged at debug level only.
+		ErrorLog: slog.NewLogLogger(env.Log.Handler(), slog.LevelDebug),
 	}
 	if s.certs != nil {
 		// "h2" first: LL-HLS players fetch playlist, parts and hints in

@@ -395,12 +395,12 @@ func (s *Stage) data(p *core.Packet) {
 // serveHTTP answers GET /APP/KEY.flv, and hands anything else to the
 // player pages.
 func (s *Stage) serveHTTP(w http.ResponseWriter, r *http.Request) {
+	if !viewerhttp.Preflight(w, r) {
+		return
+	}
 	name, ok := streamName(r.URL.Path)
 	if !ok && s.page != nil {
 		s.page.ServeHTTP(w, r)
-		return
-	}
-	if !viewerhttp.Preflight(w, r) {
 		return
 	}
 	if !ok {

@@ -36,7 +36,9 @@ func TestReloadsRenewedPairAndKeepsOldOnBrokenOne(t *testing.T) {
 	// a renewal, seen once the check interval has passed
 	second := ca.Issue(t, dir, "srv")
 	future := time.Now().Add(2 * time.Second)
-	os.Chtimes(second.CertFile, future, future)
+	if err := os.Chtimes(second.CertFile, future, future); err != nil {
+		t.Fatal(err)
+	}
 	if got := serialOf(t, r.Certificate()); got != first.Serial.String() {
 		t.Fatalf("reloaded within the check interval")
 	}
@@ -50,7 +52,9 @@ func TestReloadsRenewedPairAndKeepsOldOnBrokenOne(t *testing.T) {
 		t.Fatal(err)
 	}
 	later := future.Add(2 * time.Second)
-	os.Chtimes(second.CertFile, later, later)
+	if err := os.Chtimes(second.CertFile, later, later); err != nil {
+		t.Fatal(err)
+	}
 	clock = clock.Add(checkEvery)
 	if got := serialOf(t, r.Certificate()); got != second.Serial.String() {
 		t.Fatalf("serial %s after a broken renewal, want the working %s", got, second.Serial)

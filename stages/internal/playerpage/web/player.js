@@ -241,6 +241,12 @@
   video.addEventListener('playing', () => {
     if (player) setState('playing', '', false);
   });
+  // An ended HLS stream's playlist says #EXT-X-ENDLIST: hls.js (and the
+  // browser's own HLS) play to its end and stop there without an error.
+  // Wait for the name to go live again, as the FLV player does.
+  video.addEventListener('ended', () => {
+    if (player && protocol === 'hls') retry('ended', 'The stream ended. Waiting for it to start again…');
+  });
   if (video.requestVideoFrameCallback) {
     const first = () => {
       if (mp.firstFrame === null) mp.firstFrame = performance.now();
