@@ -20,7 +20,7 @@ run: deps build plugins
 
 ## test: every test, integration tests with real ffmpeg and headless chromium included
 test: deps plugins lint
-	$(GO) test -count=1 -timeout 15m ./...
+	$(GO) test -count=1 -timeout 15m -artifacts ./...  # -artifacts: failing browser tests keep their screenshot under _artifacts/
 
 ## lint: gofmt, go vet and staticcheck must be clean
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
