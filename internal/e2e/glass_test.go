@@ -21,8 +21,9 @@ import (
 
 // startRelay runs rtmp-source → flv-tagger → httpflv-sink in this process,
 // each stage with its spec's defaults plus sinkParams, until the test ends.
-// It returns the RTMP publish address and the sink's address.
-func startRelay(t *testing.T, sinkParams map[string]any) (rtmpAddr, httpAddr string) {
+// It returns the RTMP publish address, the sink's address and its Env (for
+// its metrics).
+func startRelay(t *testing.T, sinkParams map[string]any) (rtmpAddr, httpAddr string, sinkEnv *core.Env) {
 	t.Helper()
 	src := stagetest.Build(t, "rtmp-source", map[string]any{"listen": "127.0.0.1:0"}, nil)
 	tagger := stagetest.Build(t, "flv-tagger", map[string]any{}, nil)
@@ -30,7 +31,8 @@ func startRelay(t *testing.T, sinkParams map[string]any) (rtmpAddr, httpAddr str
 	for k, v := range sinkParams {
 		raw[k] = v
 	}
-	sink := stagetest.Build(t, "httpflv-sink", raw, core.TestEnv("httpflv-sink"))
+	sinkEnv = core.TestEnv("httpflv-sink")
+	sink := stagetest.Build(t, "httpflv-sink", raw, sinkEnv)
 	ctx, cancel := context.WithCancel(context.Background())
 	for _, st := range []core.Stage{src, sink} {
 		if err := st.(core.Opener).Open(ctx); err != nil {
@@ -54,7 +56,7 @@ func startRelay(t *testing.T, sinkParams map[string]any) (rtmpAddr, httpAddr str
 			t.Errorf("the pipeline did not stop within %v of its context ending", testrun.WaitLimit)
 		}
 	})
-	return src.(*rtmpsource.Stage).Addr().String(), sink.(*httpflvsink.Stage).Addr().String()
+	return src.(*rtmpsource.Stage).Addr().String(), sink.(*httpflvsink.Stage).Addr().String(), sinkEnv
 }
 
 // TestGlassToGlass pushes a clock stream (each frame stamped with the wall
@@ -81,7 +83,7 @@ func glassToGlass(t *testing.T, pair *testcert.Pair) {
 		params = map[string]any{"cert": pair.CertFile, "key": pair.KeyFile}
 		scheme, player = "https", append(player, "-tls_verify", "1", "-ca_file", pair.CAFile)
 	}
-	rtmpAddr, httpAddr := startRelay(t, params)
+	rtmpAddr, httpAddr, _ := startRelay(t, params)
 	ctx := ctxFor(t, 2*testrun.FFmpegLimit)
 	pushCtx, stopPush := context.WithCancel(ctx)
 	defer stopPush()

@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"context"
 	"io"
 	"net"
 	"sync"
@@ -10,11 +9,8 @@ import (
 
 	"github.com/mediapipe/mediapipe/core"
 	"github.com/mediapipe/mediapipe/core/media/flv"
-	"github.com/mediapipe/mediapipe/core/stagetest"
 	"github.com/mediapipe/mediapipe/internal/testmedia"
 	"github.com/mediapipe/mediapipe/internal/testrun"
-	"github.com/mediapipe/mediapipe/stages/httpflvsink"
-	"github.com/mediapipe/mediapipe/stages/rtmpsource"
 )
 
 type chanOut chan *core.Packet
@@ -72,35 +68,7 @@ func TestRelayFFmpegToFFmpeg(t *testing.T) {
 	ords := keyframeOrdinals(t, tags, len(want))
 
 	// Each stage with its spec's defaults, as a pipeline file would give them.
-	src := stagetest.Build(t, "rtmp-source", map[string]any{"listen": "127.0.0.1:0"}, nil)
-	tagger := stagetest.Build(t, "flv-tagger", map[string]any{}, nil)
-	sinkEnv := core.TestEnv("httpflv-sink")
-	sink := stagetest.Build(t, "httpflv-sink", map[string]any{"listen": "127.0.0.1:0"}, sinkEnv)
-	runCtx, cancel := context.WithCancel(ctx)
-	for _, st := range []core.Stage{src, sink} {
-		if err := st.(core.Opener).Open(runCtx); err != nil {
-			cancel()
-			t.Fatal(err)
-		}
-	}
-	av, tagsCh := make(chan *core.Packet, 256), make(chan *core.Packet, 256)
-	var wg sync.WaitGroup
-	wg.Add(3)
-	go func() { defer wg.Done(); _ = src.Run(runCtx, nil, chanOut(av)); close(av) }()
-	go func() { defer wg.Done(); _ = tagger.Run(runCtx, av, chanOut(tagsCh)); close(tagsCh) }()
-	go func() { defer wg.Done(); _ = sink.Run(runCtx, tagsCh, stagetest.Discard{}) }()
-	t.Cleanup(func() { // source ends, then tagger, then sink
-		cancel()
-		stopped := make(chan struct{})
-		go func() { wg.Wait(); close(stopped) }()
-		select {
-		case <-stopped:
-		case <-time.After(testrun.WaitLimit):
-			t.Errorf("the pipeline did not stop within %v of its context ending", testrun.WaitLimit)
-		}
-	})
-
-	sinkAddr := sink.(*httpflvsink.Stage).Addr().String()
+	rtmpAddr, sinkAddr, sinkEnv := startRelay(t, nil)
 	httpURL := "http://" + sinkAddr + "/live/relay.flv"
 	keys := func() int { return int(core.CounterValue(sinkEnv.Metrics.Counter("keyframes"))) }
 	served := func() int { return int(core.CounterValue(sinkEnv.Metrics.Counter("viewers_served"))) }
@@ -115,7 +83,7 @@ func TestRelayFFmpegToFFmpeg(t *testing.T) {
 		testrun.Within(t, p.accepted, testrun.WaitLimit, "ffmpeg viewer "+string(rune('0'+i))+" to connect")
 	}
 
-	rtmpURL := "rtmp://" + src.(*rtmpsource.Stage).Addr().String() + "/live/relay"
+	rtmpURL := "rtmp://" + rtmpAddr + "/live/relay"
 	pub := testmedia.Push(t, ctx, clip, rtmpURL, true)
 	testrun.Eventually(t, testrun.WaitLimit, "stream on the sink", func() bool { return testrun.Head(httpURL) == 200 })
 

@@ -3,7 +3,6 @@ package hlssink_test
 import (
 	"context"
 	"crypto/tls"
-	"go.uber.org/goleak"
 	"io"
 	"net/http"
 	"regexp"
@@ -11,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"go.uber.org/goleak"
 
 	"github.com/mediapipe/mediapipe/core"
 	"github.com/mediapipe/mediapipe/core/media/flv"

@@ -187,44 +187,21 @@ func (s *Stage) Run(ctx context.Context, in <-chan *core.Packet, _ core.Output) 
 	if err != nil {
 		return err
 	}
-	served := make(chan struct{})
-	go func() {
-		defer close(served)
-		var err error
-		if s.certs != nil {
-			err = s.srv.ServeTLS(ln, "", "")
-		} else {
-			err = s.srv.Serve(ln)
-		}
-		if err != nil && !errors.Is(err, http.ErrServerClosed) {
-			s.env.Log.Error("hls-sink: serve", "err", err)
-		}
-	}()
+	serve := func() error { return s.srv.Serve(ln) }
 	scheme := "http"
 	if s.certs != nil {
+		serve = func() error { return s.srv.ServeTLS(ln, "", "") }
 		scheme = "https"
 	}
+	stop := viewerhttp.Serve(ctx, "hls-sink", s.env.Log, serve, s.shutdown)
 	s.env.Log.Info("hls-sink listening", "addr", ln.Addr().String(), "scheme", scheme, "variant", s.cfg.Variant)
-	stop := make(chan struct{})
-	stopped := make(chan struct{})
-	go func() {
-		defer close(stopped)
-		select {
-		case <-ctx.Done():
-			s.shutdown()
-		case <-stop:
-		}
-	}()
 
 	s.serve(in)
 	for cs := range s.streams {
 		s.end(cs)
 	}
 	s.retire(time.Now(), true) // every muxer closes: held requests end
-	close(stop)
-	<-stopped
-	s.shutdown()
-	<-served
+	stop()
 	s.hwg.Wait()
 	return nil
 }

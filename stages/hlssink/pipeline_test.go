@@ -21,19 +21,7 @@ func TestPipelineFromPublisher(t *testing.T) {
 	clip := testmedia.Clip(t, testmedia.Options{Seconds: 8})
 	want := decodedVideo(t, clip)
 	rtmp, web := testrun.FreeTCP(t), testrun.FreeTCP(t)
-	toml := fmt.Sprintf(`
-[[pipeline]]
-name = "hls"
-  [[pipeline.stage]]
-  use = "rtmp-source"
-  listen = %q
-  [[pipeline.stage]]
-  use = "flv-tagger"
-  [[pipeline.stage]]
-  use = "hls-sink"
-  listen = %q
-`, rtmp, web)
-	testrun.Start(t, "hls.toml", toml, nil)
+	testrun.Start(t, "hls.toml", fmt.Sprintf(publishToHLS, rtmp, web), nil)
 	ctx, cancel := context.WithTimeout(context.Background(), testrun.FFmpegLimit)
 	defer cancel()
 	pub := testmedia.Push(t, ctx, clip, "rtmp://"+rtmp+"/live/movie", true)
@@ -63,3 +51,18 @@ name = "hls"
 		t.Errorf("the publisher ended but the playlist does not:\n%s", pl)
 	}
 }
+
+// publishToHLS is a pipeline file: rtmp-source on %q → flv-tagger → hls-sink
+// on %q, every other parameter its default.
+const publishToHLS = `
+[[pipeline]]
+name = "hls"
+  [[pipeline.stage]]
+  use = "rtmp-source"
+  listen = %q
+  [[pipeline.stage]]
+  use = "flv-tagger"
+  [[pipeline.stage]]
+  use = "hls-sink"
+  listen = %q
+`

@@ -191,33 +191,14 @@ func (s *Stage) Run(ctx context.Context, in <-chan *core.Packet, _ core.Output) 
 	if s.tls != nil {
 		ln, scheme = tls.NewListener(ln, s.tls), "https"
 	}
-	served := make(chan struct{})
-	go func() {
-		defer close(served)
-		if err := s.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			s.env.Log.Error("httpflv-sink: serve", "err", err)
-		}
-	}()
+	stop := viewerhttp.Serve(ctx, "httpflv-sink", s.env.Log, func() error { return s.srv.Serve(ln) }, s.shutdown)
 	s.env.Log.Info("httpflv-sink listening", "addr", ln.Addr().String(), "scheme", scheme)
-	stop := make(chan struct{})
-	stopped := make(chan struct{})
-	go func() {
-		defer close(stopped)
-		select {
-		case <-ctx.Done():
-			s.shutdown()
-		case <-stop:
-		}
-	}()
 
 	s.serve(in)
 	for st := range s.streams {
 		s.end(st)
 	}
-	close(stop)
-	<-stopped
-	s.shutdown()
-	<-served
+	stop()
 	// Viewers end by themselves: each stream's end gave them write_timeout
 	// at most to take what was queued.
 	s.vwg.Wait()

@@ -238,7 +238,19 @@ func testStalledViewerShed(t *testing.T, queue int, timeout, interval time.Durat
 	fmt.Fprintf(stalled, "GET /live/stall.flv HTTP/1.1\r\nHost: x\r\n\r\n")
 	testrun.Eventually(t, testrun.WaitLimit, "stalled viewer", func() bool { return s.viewers() == 1 })
 
-	resp, err := httpc.Get(s.base + "/live/stall.flv")
+	s.shedBesideGoodViewer(t, st, httpc, 600)
+	if n := s.env.Metrics.Drop("slow_viewer").Value(); n != 1 {
+		t.Errorf("slow_viewer = %v, want 1", n)
+	}
+}
+
+// shedBesideGoodViewer plays stream st (live/stall, with one stalled viewer
+// already on it) to a good viewer through client while n 64 KiB tags are
+// sent, paced to the good viewer only, and checks that the stalled viewer is
+// shed while the good one gets every tag and stays to the end.
+func (s *sink) shedBesideGoodViewer(t *testing.T, st *core.Stream, client *http.Client, n int) {
+	t.Helper()
+	resp, err := client.Get(s.base + "/live/stall.flv")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -258,7 +270,6 @@ func testStalledViewerShed(t *testing.T, queue int, timeout, interval time.Durat
 			got.Add(1)
 		}
 	}()
-	const n = 600
 	var sent [][]byte
 	body := bytes.Repeat([]byte{0x27, 1, 0, 0, 0}, 64<<10/5)
 	for i := 0; i < n; i++ {
@@ -278,9 +289,6 @@ func testStalledViewerShed(t *testing.T, queue int, timeout, interval time.Durat
 	testrun.Eventually(t, testrun.WaitLimit, "stalled viewer gone", func() bool { return s.viewers() == 1 })
 	s.h.EndStream(st)
 	sameTags(t, testrun.Within(t, readDone, testrun.WaitLimit, "the good viewer's response to end"), sent)
-	if n := s.env.Metrics.Drop("slow_viewer").Value(); n != 1 {
-		t.Errorf("slow_viewer = %v, want 1", n)
-	}
 	if n := s.env.Metrics.Drop("viewer_gone").Value(); n != 0 {
 		t.Errorf("viewer_gone = %v, want 0: the good viewer stayed to the end", n)
 	}

@@ -12,7 +12,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -257,49 +256,7 @@ func testHTTPSStalledViewerShed(t *testing.T, pair testcert.Pair, queue int, tim
 	}
 	testrun.Eventually(t, testrun.WaitLimit, "stalled viewer", func() bool { return s.viewers() == 1 })
 
-	resp, err := s.client.Get(s.base + "/live/stall.flv")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	var got atomic.Int64
-	readDone := make(chan [][]byte, 1)
-	go func() {
-		fr := flv.NewReader(bufio.NewReader(resp.Body))
-		var tags [][]byte
-		for {
-			tag, err := fr.Next()
-			if err != nil {
-				readDone <- tags
-				return
-			}
-			tags = append(tags, tag)
-			got.Add(1)
-		}
-	}()
-	const n = 300
-	var sent [][]byte
-	body := bytes.Repeat([]byte{0x27, 1, 0, 0, 0}, 64<<10/5)
-	for i := 0; i < n; i++ {
-		b := append([]byte(nil), body...)
-		b[5] = byte(i)
-		if i%30 == 0 {
-			b[0] = 0x17
-		}
-		tag := flv.AppendTag(nil, flv.TypeVideo, uint32(i*33), b)
-		sent = append(sent, tag)
-		s.send(st, tag)
-		if i%32 == 31 { // pace to the good reader, never to the stalled one
-			testrun.Eventually(t, testrun.WaitLimit, "good viewer", func() bool { return got.Load() >= int64(i-8) })
-		}
-	}
-	testrun.Eventually(t, testrun.WaitLimit, "stalled viewer shed", func() bool { return s.env.Metrics.Drop("slow_viewer").Value() == 1 })
-	testrun.Eventually(t, testrun.WaitLimit, "stalled viewer gone", func() bool { return s.viewers() == 1 })
-	s.h.EndStream(st)
-	sameTags(t, testrun.Within(t, readDone, testrun.WaitLimit, "the good viewer's response to end"), sent)
-	if n := s.env.Metrics.Drop("viewer_gone").Value(); n != 0 {
-		t.Errorf("viewer_gone = %v, want 0: the good viewer stayed to the end", n)
-	}
+	s.shedBesideGoodViewer(t, st, s.client, 300)
 }
 
 // cert and key are checked when the pipeline file is: both or neither, a

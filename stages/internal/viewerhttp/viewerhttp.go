@@ -4,8 +4,11 @@
 package viewerhttp
 
 import (
+	"context"
 	"crypto/sha256"
 	"crypto/subtle"
+	"errors"
+	"log/slog"
 	"net/http"
 )
 
@@ -65,4 +68,35 @@ func CheckKey(w http.ResponseWriter, r *http.Request, want string) bool {
 		return false
 	}
 	return true
+}
+
+// Serve runs a sink's HTTP server (serve: its Serve or ServeTLS on its
+// listener) on a goroutine of its own, and calls shutdown if ctx ends
+// before the sink's input does. Run calls the returned stop once its input
+// has ended: stop calls shutdown (it must be idempotent) and returns when
+// the server has stopped and neither goroutine is left.
+func Serve(ctx context.Context, stage string, log *slog.Logger, serve func() error, shutdown func()) (stop func()) {
+	served := make(chan struct{})
+	go func() {
+		defer close(served)
+		if err := serve(); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error(stage+": serve", "err", err)
+		}
+	}()
+	done := make(chan struct{})
+	watched := make(chan struct{})
+	go func() {
+		defer close(watched)
+		select {
+		case <-ctx.Done():
+			shutdown()
+		case <-done:
+		}
+	}()
+	return func() {
+		close(done)
+		<-watched
+		shutdown()
+		<-served
+	}
 }

@@ -1,8 +1,11 @@
 package viewerhttp
 
 import (
+	"context"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"sync"
 	"testing"
 )
 
@@ -52,6 +55,31 @@ func TestCheckKey(t *testing.T) {
 		}
 		if w.Code != c.code {
 			t.Errorf("%s with key %q: status %d, want %d", c.url, c.want, w.Code, c.code)
+		}
+	}
+}
+
+// TestServeStops: the server stops when ctx ends first (shutdown called
+// from the watch) and when the sink's input ends first (stop); either way
+// stop returns only once the server has returned.
+func TestServeStops(t *testing.T) {
+	for _, byCtx := range []bool{true, false} {
+		ctx, cancel := context.WithCancel(context.Background())
+		srv := httptest.NewUnstartedServer(http.NotFoundHandler())
+		var once sync.Once
+		shutdowns := 0
+		shutdown := func() { once.Do(func() { srv.Config.Close() }); shutdowns++ }
+		stop := Serve(ctx, "test", slog.New(slog.DiscardHandler), func() error { return srv.Config.Serve(srv.Listener) }, shutdown)
+		if byCtx {
+			cancel()
+		}
+		stop()
+		cancel()
+		if shutdowns == 0 {
+			t.Errorf("byCtx %v: shutdown never called", byCtx)
+		}
+		if _, err := http.Get("http://" + srv.Listener.Addr().String()); err == nil {
+			t.Errorf("byCtx %v: the server still answers after stop", byCtx)
 		}
 	}
 }
