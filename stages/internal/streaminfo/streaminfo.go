@@ -5,6 +5,7 @@ package streaminfo
 import (
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/mediapipe/mediapipe/core/media/flv"
@@ -29,34 +30,40 @@ type Info struct {
 const window = 2 * time.Second
 
 // Tracker reads a stream's tags. Observe is called by the stage's Run
-// goroutine; Snapshot by HTTP handlers.
+// goroutine only; Snapshot by HTTP handlers. Per tag it costs two atomic
+// adds and loads: the lock is taken only when a new sequence header
+// changes what the list shows.
 type Tracker struct {
-	mu          sync.Mutex
-	info        Info
-	winStart    time.Time
-	winBytes    int64
-	lastVideoSH []byte // the sequence header last parsed, to skip repeats
+	mu   sync.Mutex
+	info Info // Video, Audio, Width, Height under mu; the rest fixed
+
+	winStart    atomic.Int64 // UnixNano the bitrate window began
+	winBytes    atomic.Int64
+	bitrateKbps atomic.Int64
+
+	lastVideoSH []byte // Observe's own: the sequence header last parsed, to skip repeats
 	lastAudioSH []byte
 }
 
 // New starts following the stream name from now.
 func New(name string, now time.Time) *Tracker {
-	return &Tracker{info: Info{Name: name, Since: now}, winStart: now}
+	t := &Tracker{info: Info{Name: name, Since: now}}
+	t.winStart.Store(now.UnixNano())
+	return t
 }
 
-// Observe reads one FLV tag (11-byte header and body). It costs a lock and
-// a few compares per tag; only sequence headers are parsed.
+// Observe reads one FLV tag (11-byte header and body); only sequence
+// headers are parsed.
 func (t *Tracker) Observe(tag []byte, now time.Time) {
 	if len(tag) < flv.HeaderSize+2 {
 		return
 	}
 	typ, body := tag[0]&0x1f, tag[flv.HeaderSize:]
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	t.winBytes += int64(len(tag))
-	if d := now.Sub(t.winStart); d >= window {
-		t.info.BitrateKbps = int(t.winBytes * 8 * int64(time.Millisecond) / int64(d))
-		t.winStart, t.winBytes = now, 0
+	n := t.winBytes.Add(int64(len(tag)))
+	if d := now.UnixNano() - t.winStart.Load(); d >= int64(window) {
+		t.bitrateKbps.Store(n * 8 * int64(time.Millisecond) / d)
+		t.winStart.Store(now.UnixNano())
+		t.winBytes.Store(0)
 	}
 	switch typ {
 	case flv.TypeVideo:
@@ -65,24 +72,31 @@ func (t *Tracker) Observe(tag []byte, now time.Time) {
 			return
 		}
 		t.lastVideoSH = append(t.lastVideoSH[:0], body...)
-		t.info.Video, t.info.Width, t.info.Height = describeVideo(v, body)
+		video, w, h := describeVideo(v, body)
+		t.mu.Lock()
+		t.info.Video, t.info.Width, t.info.Height = video, w, h
+		t.mu.Unlock()
 	case flv.TypeAudio:
 		a, ok := flv.ParseAudio(body)
 		if !ok || !a.IsSequenceHeader() || string(body) == string(t.lastAudioSH) {
 			return
 		}
 		t.lastAudioSH = append(t.lastAudioSH[:0], body...)
-		t.info.Audio = describeAAC(body[2:])
+		audio := describeAAC(body[2:])
+		t.mu.Lock()
+		t.info.Audio = audio
+		t.mu.Unlock()
 	}
 }
 
 // Snapshot is the stream's Info now; the caller fills in Viewers.
 func (t *Tracker) Snapshot(now time.Time) Info {
 	t.mu.Lock()
-	defer t.mu.Unlock()
 	in := t.info
+	t.mu.Unlock()
 	in.UptimeSeconds = now.Sub(in.Since).Seconds()
-	if now.Sub(t.winStart) > 2*window { // no tags for a while: nothing flows
+	in.BitrateKbps = int(t.bitrateKbps.Load())
+	if now.UnixNano()-t.winStart.Load() > int64(2*window) { // no tags for a while: nothing flows
 		in.BitrateKbps = 0
 	}
 	return in
