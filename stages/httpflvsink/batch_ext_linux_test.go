@@ -110,6 +110,9 @@ func TestShedAndCloseWhileFlushing(t *testing.T) {
 func testShedAndClose(t *testing.T) {
 	s := startSink(t, httpflvsink.Config{ViewerQueue: 64, WriteTimeout: time.Second, FlushInterval: 2 * time.Millisecond, FlushBytes: 4 << 10})
 	st := s.h.StartStream("live/churn")
+	// The churn tags are codec-less: an init known to be empty lets
+	// viewers start at once instead of waiting for sequence headers.
+	st.SetInit(&core.InitTags{})
 	s.sync(t)
 	addr := s.base[len("http://"):]
 	bl, err := net.Listen("tcp", "127.0.0.1:0")

@@ -419,6 +419,7 @@ func (s *Stage) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		s.mu.Unlock()
 		s.vwg.Done()
 	}()
+	st.awaitStart(r.Context())
 	s.serveViewer(w, st, r.RemoteAddr, r.ProtoAtLeast(1, 1))
 }
 

@@ -419,6 +419,73 @@ func TestInitFromStream(t *testing.T) {
 	sameTags(t, got, want)
 }
 
+// TestViewerBeforeInit: an edge that joined a stream mid-way learns its
+// init tags a repair round trip after its first packet. A viewer arriving
+// in between waits for them and starts at a keyframe with the init tags
+// first, rather than getting media no player can decode (the e2e reload
+// test caught that once).
+func TestViewerBeforeInit(t *testing.T) {
+	tags := testmedia.Tags(t, testmedia.Clip(t, testmedia.Options{}))
+	full := core.NewStream("x")
+	keyAt := 0
+	for i, tag := range tags {
+		h, _ := flv.ParseHeader(tag)
+		flvtagger.SetInitTag(full, flv.InitKindOf(h.Type, tag[11:]), tag)
+		if h.Type == flv.TypeVideo && flv.IsVideoKeyframe(tag[11:]) && i > len(tags)/2 && keyAt == 0 {
+			keyAt = i
+		}
+	}
+	init := full.Init()
+	s := startSink(t, httpflvsink.Config{GOPCache: true})
+	st := core.NewStream("live/late")
+	s.h.Send(core.NewEvent(core.EventStart, st))
+	testrun.Eventually(t, testrun.WaitLimit, "stream", func() bool { return testrun.Head(s.base+"/live/late.flv") == 200 })
+	type result struct {
+		tags [][]byte
+		err  error
+	}
+	got := make(chan result, 1)
+	go func() {
+		resp, err := httpc.Get(s.base + "/live/late.flv")
+		if err != nil {
+			got <- result{err: err}
+			return
+		}
+		defer resp.Body.Close()
+		tags, err := flv.ReadAll(bufio.NewReader(resp.Body))
+		got <- result{tags, err}
+	}()
+	// Audio and an inter frame arrive before the init does; the viewer
+	// (already waiting) must not start on them.
+	from := keyAt - 1
+	for h, _ := flv.ParseHeader(tags[from]); h.Type != flv.TypeVideo; h, _ = flv.ParseHeader(tags[from]) {
+		from--
+	}
+	from--
+	for _, tag := range tags[from : from+2] {
+		s.send(st, tag)
+	}
+	s.sync(t)
+	time.Sleep(50 * time.Millisecond) // the viewer's request is in and waiting
+	st.SetInit(init)
+	testrun.Eventually(t, testrun.WaitLimit, "the viewer to join", func() bool { return s.viewers() == 1 })
+	for _, tag := range tags[from+2:] {
+		s.send(st, tag)
+	}
+	s.h.EndStream(st)
+	var r result
+	select {
+	case r = <-got:
+	case <-time.After(testrun.WaitLimit):
+		t.Fatal("the viewer's response did not end")
+	}
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	want := append([][]byte{init.Metadata, init.Video, init.Audio}, tags[keyAt:]...)
+	sameTags(t, r.tags, want)
+}
+
 // BenchmarkFanout measures delivering one 1 KB tag to N viewers reading
 // over loopback: ns and allocations per tag, and per tag delivered.
 func BenchmarkFanout(b *testing.B) {

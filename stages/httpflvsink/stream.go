@@ -2,6 +2,7 @@ package httpflvsink
 
 import (
 	"bufio"
+	"context"
 	"crypto/tls"
 	"errors"
 	"net"
@@ -39,7 +40,8 @@ type stream struct {
 	hasVideo bool
 	hasAudio bool
 	ended    bool
-	pending  int // bytes queued to viewers since the last flush
+	born     time.Time // when the sink saw the stream start
+	pending  int       // bytes queued to viewers since the last flush
 
 	// Run's own: tags are queued since dirtySince (the stream is in the
 	// stage's dirty list), flush_bytes of them (flush at once); the
@@ -56,7 +58,8 @@ type stream struct {
 }
 
 func newStream(s *Stage, cs *core.Stream) *stream {
-	return &stream{s: s, cs: cs, info: streaminfo.New(cs.Name, time.Now())}
+	now := time.Now()
+	return &stream{s: s, cs: cs, born: now, info: streaminfo.New(cs.Name, now)}
 }
 
 // observe shows tag (a whole FLV tag, checked) in the stream list. An edge
@@ -283,6 +286,49 @@ func (st *stream) dropGOP() {
 	st.gop = st.gop[:0]
 	st.gopBytes = 0
 	st.gopOK = false
+}
+
+// startWait bounds how long after a stream's start a viewer's response
+// waits for it to be startable (see awaitStart): an edge learns of a
+// stream joined mid-way from its first packet, and of its init tags one
+// repair round trip later.
+const startWait = 2 * time.Second
+
+// startable says a viewer joining now gets a playable start: the stream's
+// sequence headers are known (in-band or fetched from the cloud) or a GOP
+// is cached. Before that a viewer would get media its player cannot
+// decode, with no init and no keyframe to start from.
+func (st *stream) startable() bool {
+	if st.cs.Init() != nil {
+		return true
+	}
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	return st.ended || st.gopOK || st.init != [3]*tagRef{}
+}
+
+// awaitStart holds a joining viewer until st is startable, or until the
+// stream is startWait old (one that never sends sequence headers, as
+// legacy codecs do not, is served as it is), or the request is gone. Every
+// waiter counts against max_viewers.
+func (st *stream) awaitStart(ctx context.Context) {
+	limit := time.Until(st.born.Add(startWait))
+	if limit <= 0 || st.startable() {
+		return
+	}
+	deadline := time.NewTimer(limit)
+	defer deadline.Stop()
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for !st.startable() {
+		select {
+		case <-tick.C:
+		case <-deadline.C:
+			return
+		case <-ctx.Done():
+			return
+		}
+	}
 }
 
 // join registers v and returns what it must be sent first: the FLV header,
