@@ -82,9 +82,10 @@ proto:
 	$(GO) install google.golang.org/grpc/cmd/protoc-gen-go-grpc@v1.6.2
 	sh plugins/internal/pluginpb/gen.sh
 
-## docs: regenerate docs/stages.md from the stage specs
+## docs: regenerate docs/stages.md and docs/metrics.md from the code
 docs:
 	$(GO) run ./cmd/mediapipe stages --markdown > docs/stages.md
+	$(GO) run ./cmd/mediapipe metrics --markdown > docs/metrics.md
 
 ## deps: install ffmpeg, chromium and systemd-analyze (Debian's packages) when missing, in one apt-get
 deps:
