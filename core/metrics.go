@@ -163,6 +163,17 @@ func (s *StageMetrics) Drop(reason string) *DropCounter {
 	return d
 }
 
+// Drops returns the stage's drop counts by reason, for status pages.
+func (s *StageMetrics) Drops() map[string]float64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make(map[string]float64, len(s.drops))
+	for reason, d := range s.drops {
+		out[reason] = d.Value()
+	}
+	return out
+}
+
 // Counter returns a counter of stage-specific events named event.
 func (s *StageMetrics) Counter(event string) prometheus.Counter {
 	return s.m.events.WithLabelValues(append(append([]string{}, s.labels...), event)...)

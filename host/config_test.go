@@ -204,7 +204,7 @@ var problemCases = []problemCase{
 		[]string{`t.toml: pipeline "p" stage 1 (/x/y): plugins are not available in this build`}},
 	{"unknown keys at every level", "bogus = 1\n[admin]\nport = 1\n[[pipeline]]\nname = \"p\"\ncolour = \"red\"\n[[pipeline.stage]]\nuse = \"src\"\nlisten = \"l\"\n[[pipeline.stage]]\nuse = \"av2flv\"\n[[pipeline.stage]]\nuse = \"flvsink\"\nlisten = \"x\"\n", nil,
 		[]string{
-			`t.toml: bogus: unknown top-level key (expected [admin], [log] or [[pipeline]])`,
+			`t.toml: bogus: unknown top-level key (expected [admin], [log], [[hook]] or [[pipeline]])`,
 			`t.toml: admin.port: unknown key (admin takes listen)`,
 			`t.toml: admin.listen: required when [admin] is present`,
 			`t.toml: pipeline "p": colour: unknown key (a pipeline takes name, queue, from and [[pipeline.stage]])`,
