@@ -205,7 +205,7 @@ var problemCases = []problemCase{
 	{"unknown keys at every level", "bogus = 1\n[admin]\nport = 1\n[[pipeline]]\nname = \"p\"\ncolour = \"red\"\n[[pipeline.stage]]\nuse = \"src\"\nlisten = \"l\"\n[[pipeline.stage]]\nuse = \"av2flv\"\n[[pipeline.stage]]\nuse = \"flvsink\"\nlisten = \"x\"\n", nil,
 		[]string{
 			`t.toml: bogus: unknown top-level key (expected [admin], [log], [[hook]] or [[pipeline]])`,
-			`t.toml: admin.port: unknown key (admin takes listen)`,
+			`t.toml: admin.port: unknown key (admin takes listen, token, metrics_public)`,
 			`t.toml: admin.listen: required when [admin] is present`,
 			`t.toml: pipeline "p": colour: unknown key (a pipeline takes name, queue, from and [[pipeline.stage]])`,
 		}},
