@@ -364,7 +364,7 @@ func TestDeadHookDoesNotDelayMedia(t *testing.T) {
 	}
 }
 
-// measureJoins publishes clip to a fresh process and joins 8 viewers one
+// measureJoins publishes clip to a fresh process and joins 5 viewers one
 // after another, each reading 200 tags: it returns their join times and,
 // over every tag after the first second of a viewer, how much later than
 // its timestamp says it arrived (against the viewer's earliest tag).
@@ -378,7 +378,7 @@ func measureJoins(t *testing.T, clip, hook string) (join, late []time.Duration) 
 	url := "http://" + httpAddr + "/live/lat.flv"
 	waitServed(t, url)
 	c := &http.Client{Timeout: 10 * time.Second}
-	for range 8 {
+	for range 5 {
 		start := time.Now()
 		resp, err := c.Get(url)
 		if err != nil {
