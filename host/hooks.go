@@ -297,6 +297,14 @@ func Sign(secret string, body []byte) string {
 	return hex.EncodeToString(mac.Sum(nil))
 }
 
+// stopTaking unsubscribes the hooks from the bus (once).
+func (hs *hookSet) stopTaking() {
+	if hs != nil && hs.unsubscribe != nil {
+		hs.unsubscribe()
+		hs.unsubscribe = nil
+	}
+}
+
 // close stops taking events and gives the queued and in-flight ones up to
 // drain to be delivered; the rest are counted dropped. It returns when
 // every sender has ended.
@@ -304,9 +312,7 @@ func (hs *hookSet) close(drain time.Duration) {
 	if hs == nil {
 		return
 	}
-	if hs.unsubscribe != nil {
-		hs.unsubscribe()
-	}
+	hs.stopTaking()
 	for _, s := range hs.senders {
 		close(s.stopping)
 	}
@@ -339,6 +345,9 @@ func (rt *Runtime) reloadHooks(next []*HookConfig) {
 		return
 	}
 	prev := rt.hooks
+	// From now on new events go to the new hooks only; the old ones
+	// deliver what they hold in the background.
+	prev.stopTaking()
 	rt.hooks = startHooks(next, rt.Events, rt.Metrics, rt.log)
 	go prev.close(hookDrain)
 }
