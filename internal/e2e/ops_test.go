@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
 	"crypto/hmac"
 	"crypto/sha256"
@@ -18,6 +19,7 @@ import (
 	"time"
 
 	"github.com/mediapipe/mediapipe/core/media/flv"
+	"github.com/mediapipe/mediapipe/internal/metricread"
 	"github.com/mediapipe/mediapipe/internal/testmedia"
 	"github.com/mediapipe/mediapipe/internal/testrun"
 )
@@ -156,6 +158,20 @@ func api(t *testing.T, method, url, tok string) (int, http.Header, []byte) {
 	return resp.StatusCode, resp.Header, body
 }
 
+// sumWithToken is Process.Sum for an admin server with a token.
+func sumWithToken(t *testing.T, base, family string, labels map[string]string) float64 {
+	t.Helper()
+	code, _, body := api(t, http.MethodGet, base+"/metrics", apiToken)
+	if code != http.StatusOK {
+		t.Fatalf("/metrics with the token: %d", code)
+	}
+	fams, err := testrun.ParseMetrics(bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return metricread.SumFamilies(fams, family, labels)
+}
+
 // TestHooksAndControlAPI: a real ffmpeg publishes to a real `mediapipe run`
 // process with a signed [[hook]] and an API token; a viewer plays over
 // HTTP-FLV. The API refuses calls without the token while /healthz answers,
@@ -278,6 +294,12 @@ func TestHooksAndControlAPI(t *testing.T) {
 		t.Errorf("ffmpeg exited 0 after its connection was closed under it")
 	}
 	testrun.Eventually(t, 5*time.Second, "stream_end", func() bool { return recv.has("stream_end live/ops") })
+	if n := sumWithToken(t, base, "mediapipe_stage_drops_total", map[string]string{"reason": "connection_error"}); n != 0 {
+		t.Errorf("a kicked publisher counted as %v connection errors", n)
+	}
+	if n := sumWithToken(t, base, "mediapipe_stage_events_total", map[string]string{"event": "viewers_kicked"}); n != 1 {
+		t.Errorf("viewers_kicked %v, want 1", n)
+	}
 	if code, _, _ := api(t, http.MethodDelete, base+"/api/streams/live/ops", apiToken); code != http.StatusNotFound {
 		t.Errorf("DELETE of a stream without a publisher: %d, want 404", code)
 	}
