@@ -455,3 +455,72 @@ func median(d []time.Duration) time.Duration {
 	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
 	return s[len(s)/2]
 }
+
+// TestHLSViewerKick: an HLS client fetching a stream's playlist is listed
+// by the API as one hls viewer (its IP), announced by play; kicked, it
+// gets stop and its next requests for the stream are refused (403).
+func TestHLSViewerKick(t *testing.T) {
+	relayTest(t)
+	const secret = "hls-s3cret"
+	recv := startReceiver(t, "127.0.0.1:0", secret)
+	clip := testmedia.Clip(t, testmedia.Options{Seconds: 30})
+	rtmpAddr, webAddr := testrun.FreeTCP(t), testrun.FreeTCP(t)
+	p := testrun.StartProcess(t, "hls.toml", hookTOML(recv.url(), secret)+fmt.Sprintf(`
+[[pipeline]]
+name = "hls"
+  [[pipeline.stage]]
+  use = "rtmp-source"
+  listen = %q
+  [[pipeline.stage]]
+  use = "flv-tagger"
+  [[pipeline.stage]]
+  use = "hls-sink"
+  listen = %q
+  variant = "mpegts"
+`, rtmpAddr, webAddr), nil)
+	base := "http://" + p.Admin
+	ctx, cancel := context.WithTimeout(context.Background(), testrun.FFmpegLimit)
+	defer cancel()
+	testmedia.Push(t, ctx, clip, "rtmp://"+rtmpAddr+"/live/h", true)
+	playlist := "http://" + webAddr + "/live/h/index.m3u8"
+	get := func() int {
+		resp, err := http.Get(playlist)
+		if err != nil {
+			return 0
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	testrun.Eventually(t, testrun.WaitLimit, "the playlist", func() bool { return get() == http.StatusOK })
+	testrun.Eventually(t, 5*time.Second, "the play event", func() bool { return recv.has("play live/h") })
+
+	var detail struct {
+		Viewers []struct{ ID, Address, Protocol string } `json:"viewers"`
+	}
+	code, _, body := api(t, http.MethodGet, base+"/api/streams/live/h", "")
+	if err := json.Unmarshal(body, &detail); code != 200 || err != nil || len(detail.Viewers) != 1 {
+		t.Fatalf("GET /api/streams/live/h: %d %v\n%s", code, err, body)
+	}
+	if v := detail.Viewers[0]; v.Protocol != "hls" || v.Address != "127.0.0.1" {
+		t.Fatalf("viewer %+v, want an hls viewer at 127.0.0.1", v)
+	}
+	if get() != http.StatusOK {
+		t.Fatal("a second request is refused before the kick")
+	}
+	if code, _, body := api(t, http.MethodDelete, base+"/api/viewers/"+detail.Viewers[0].ID, ""); code != http.StatusNoContent {
+		t.Fatalf("DELETE viewer: %d %s", code, body)
+	}
+	if code := get(); code != http.StatusForbidden {
+		t.Errorf("the kicked client's next request: %d, want 403", code)
+	}
+	testrun.Eventually(t, 5*time.Second, "the stop event", func() bool { return recv.has("stop live/h") })
+	if got := recv.names(); !slices.Equal(got[:3], []string{"publish live/h", "stream_start live/h", "play live/h"}) || got[3] != "stop live/h" {
+		t.Errorf("events %q", got)
+	}
+	recv.check(t)
+	cancel()
+	if err := p.Stop(); err != nil {
+		t.Fatal(err)
+	}
+}
