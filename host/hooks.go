@@ -17,7 +17,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -124,22 +123,24 @@ type hookSender struct {
 	lastDropLog                atomic.Int64
 }
 
-// hookEvents is registered once per Metrics: the label values are the
-// hooks' positions in the file, so the series stay bounded.
-var hookEvents sync.Map // *core.Metrics → *prometheus.CounterVec
-
+// hookCounters is mediapipe_hook_events_total in m's registry, registered
+// by the first runtime that needs it: the label values are the hooks'
+// positions in the file, so the series stay bounded.
 func hookCounters(m *core.Metrics) *prometheus.CounterVec {
-	if v, ok := hookEvents.Load(m); ok {
-		return v.(*prometheus.CounterVec)
-	}
 	vec := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "mediapipe_hook_events_total",
 		Help: "Events of each [[hook]] (by position in the file), by result: delivered (2xx), failed (given up after retries), dropped (queue full, or not delivered within the shutdown drain).",
 	}, []string{"hook", "result"})
-	if v, loaded := hookEvents.LoadOrStore(m, vec); loaded {
-		return v.(*prometheus.CounterVec)
+	if err := m.Registry.Register(vec); err != nil {
+		var are prometheus.AlreadyRegisteredError
+		if errors.As(err, &are) {
+			if v, ok := are.ExistingCollector.(*prometheus.CounterVec); ok {
+				return v
+			}
+		}
+		// Another family has the name (a programming error): count
+		// unexported rather than stop the process.
 	}
-	m.Registry.MustRegister(vec)
 	return vec
 }
 
