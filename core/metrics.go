@@ -174,6 +174,17 @@ func (s *StageMetrics) Drop(reason string) *DropCounter {
 	return d
 }
 
+// Drops returns the stage's drop counts by reason, for status pages.
+func (s *StageMetrics) Drops() map[string]float64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make(map[string]float64, len(s.drops))
+	for reason, d := range s.drops {
+		out[reason] = d.Value()
+	}
+	return out
+}
+
 // Counter returns the stage's counter named name, in the family
 // metricnames.go gives that name (mediapipe_stage_events_total{event=name}
 // for a name it does not know).

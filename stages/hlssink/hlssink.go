@@ -121,6 +121,8 @@ type Stage struct {
 	mRejected  *core.DropCounter // requests refused: waiting bound
 	mRestarted prometheus.Counter
 	mWarn      prometheus.Counter
+
+	sessions *sessions // the control API's HLS viewers (session.go)
 }
 
 // New builds an hls-sink.
@@ -149,6 +151,7 @@ func New(cfg *Config, env *core.Env) (core.Stage, error) {
 		mRejected:  env.Metrics.Drop("request_rejected"),
 	}
 	s.playKey.Store(&s.cfg.PlayKey)
+	s.sessions = newSessions(s)
 	if cfg.Cert != "" {
 		certs, err := certfile.Load(env.Path(cfg.Cert), env.Path(cfg.Key), env.Log)
 		if err != nil {
@@ -203,6 +206,7 @@ func (s *Stage) Run(ctx context.Context, in <-chan *core.Packet, _ core.Output) 
 	s.retire(time.Now(), true) // every muxer closes: held requests end
 	stop()
 	s.hwg.Wait()
+	s.sessions.sweep(time.Now(), true)
 	return nil
 }
 
@@ -228,6 +232,7 @@ func (s *Stage) serve(in <-chan *core.Packet) {
 			p.Release()
 		case now := <-tick.C:
 			s.retire(now, false)
+			s.sessions.sweep(now, false)
 		}
 	}
 }
@@ -384,8 +389,17 @@ func (s *Stage) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "no such stream", http.StatusNotFound)
 		return
 	}
+	now := time.Now()
+	counter, ok := s.sessions.touch(r.RemoteAddr, name, now)
+	if !ok {
+		http.Error(w, "disconnected by the operator", http.StatusForbidden)
+		return
+	}
+	if counter != nil {
+		w = countingWriter{ResponseWriter: w, n: counter}
+	}
 	if strings.HasSuffix(file, ".m3u8") {
-		e.sawViewer(r.RemoteAddr, time.Now())
+		e.sawViewer(r.RemoteAddr, now)
 		s.servePlaylist(w, r, e, file)
 		return
 	}

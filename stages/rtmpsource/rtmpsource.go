@@ -249,6 +249,9 @@ type handler struct {
 	appKey  string
 	stream  *core.Stream
 	scratch []byte // reused to drain go-rtmp's reused payload reader
+	// unregister removes the publisher's session (env.Sessions) when the
+	// connection ends.
+	unregister func()
 }
 
 func (h *handler) OnConnect(_ uint32, cmd *rtmpmsg.NetConnectionConnect) error {
@@ -296,6 +299,9 @@ func (h *handler) OnPublish(_ *rtmp.StreamContext, _ uint32, cmd *rtmpmsg.NetStr
 	h.s.published.Inc()
 	h.s.live.Inc()
 	h.s.env.Log.Info("stream start", "stream", name, "remote", h.c.RemoteAddr().String())
+	h.unregister = h.s.env.Sessions.Add(&core.Session{Kind: core.Publisher, Stream: name, Protocol: "rtmp",
+		Client: h.c.RemoteAddr().String(), Pipeline: h.s.env.Pipeline, Stage: h.s.env.Index,
+		Bytes: h.stream.Bytes.Load, Kick: h.c.kick})
 	h.s.out.Emit(core.NewEvent(core.EventStart, h.stream))
 	return nil
 }
@@ -358,5 +364,8 @@ func (h *handler) OnClose() {
 	h.s.release(st.Name)
 	h.s.live.Dec()
 	h.s.env.Log.Info("stream end", "stream", st.Name, "packets", st.Packets.Load())
+	if h.unregister != nil {
+		h.unregister()
+	}
 	h.s.out.Emit(core.NewEvent(core.EventEnd, st))
 }
