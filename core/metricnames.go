@@ -31,6 +31,7 @@ var stageCounters = map[string]Family{
 	"datagrams_sent":           {Name: "mediapipe_stage_sent_datagrams_total", Help: "UDP datagrams sent (RTP media), each destination counted."},
 	"rtcp_sent":                {Name: "mediapipe_stage_sent_rtcp_packets_total", Help: "RTCP packets sent (SR+SDES announcements, BYE)."},
 	"keyframes":                {Name: "mediapipe_stage_keyframes_total", Help: "Video keyframes passed to viewers."},
+	"viewers_kicked":           {Name: "mediapipe_stage_viewers_kicked_total", Help: "Viewers disconnected through the control API (DELETE /api/viewers/ID)."},
 	"viewers_served":           {Name: "mediapipe_stage_viewers_served_total", Help: "Viewer responses started."},
 	"streams_published":        {Name: "mediapipe_stage_streams_started_total", Help: "Streams started (published, or first seen on an edge)."},
 	"streams_started":          {Name: "mediapipe_stage_streams_started_total", Help: "Streams started (published, or first seen on an edge)."},
