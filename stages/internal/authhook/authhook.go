@@ -402,3 +402,22 @@ func queryKeys(q map[string]string) string {
 	slices.Sort(keys)
 	return core.Clip(strings.Join(keys, ","))
 }
+
+// Admit asks whether the HTTP viewer r may play stream (its URL's query,
+// less the keys skip says) and answers a refusal itself: 401 or 403 as the
+// hook answered, 403 for any other refusal. It reports whether r is
+// admitted; false also when r's client left while waiting.
+func (h *Hook) Admit(w http.ResponseWriter, r *http.Request, stream string, skip func(key string) bool) bool {
+	if !h.Enabled() {
+		return true
+	}
+	d, ok := h.Check(r.Context(), Play, stream, Values(r.URL.Query(), skip), r.RemoteAddr)
+	switch {
+	case !ok:
+		return false
+	case !d.Admit:
+		http.Error(w, "refused by the auth hook", d.Status)
+		return false
+	}
+	return true
+}
