@@ -13,6 +13,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -289,17 +290,19 @@ func cacheKey(action, stream string, query map[string]string) [sha256.Size]byte 
 		keys = append(keys, k)
 	}
 	slices.Sort(keys)
-	hs := sha256.New()
-	put := func(s string) { fmt.Fprintf(hs, "%d:%s", len(s), s) }
+	var scratch [512]byte
+	buf := scratch[:0]
+	put := func(s string) {
+		buf = binary.AppendUvarint(buf, uint64(len(s)))
+		buf = append(buf, s...)
+	}
 	put(action)
 	put(stream)
 	for _, k := range keys {
 		put(k)
 		put(query[k])
 	}
-	var out [sha256.Size]byte
-	hs.Sum(out[:0])
-	return out
+	return sha256.Sum256(buf)
 }
 
 // call asks the hook once, within auth_timeout (a wait for a call slot

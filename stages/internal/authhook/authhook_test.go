@@ -266,3 +266,22 @@ func TestValidateURL(t *testing.T) {
 		t.Errorf("error quotes a secret: %v", err)
 	}
 }
+
+// BenchmarkCheckCached is the cost of a decision taken from a kept answer:
+// what each HLS request and each viewer after the first pays.
+func BenchmarkCheckCached(b *testing.B) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(204) }))
+	defer srv.Close()
+	env := core.TestEnv("hls-sink")
+	h := authhook.New(env, authhook.HLS, authhook.Config{URL: srv.URL, Timeout: time.Second})
+	defer h.Close()
+	q := map[string]string{"key": "pk", "token": "abcdef0123456789"}
+	ctx := context.Background()
+	h.Check(ctx, authhook.Play, "live/a", q, "127.0.0.1:1")
+	b.ReportAllocs()
+	for b.Loop() {
+		if d, _ := h.Check(ctx, authhook.Play, "live/a", q, "127.0.0.1:1"); !d.Admit {
+			b.Fatal("refused")
+		}
+	}
+}
