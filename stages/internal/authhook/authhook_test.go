@@ -149,6 +149,7 @@ func TestHangingHook(t *testing.T) {
 		start := time.Now()
 		d, _ := h.Check(context.Background(), authhook.Play, "live/a", map[string]string{"token": "SECRETVALUE"}, "127.0.0.1:1")
 		took := time.Since(start)
+		t.Logf("fail_open %v: %s after %v (auth_timeout %v)", open, d.Result, took, timeout)
 		if took < timeout || took > timeout+time.Second {
 			t.Errorf("fail_open %v: answered after %v, auth_timeout %v", open, took, timeout)
 		}
@@ -281,6 +282,25 @@ func BenchmarkCheckCached(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		if d, _ := h.Check(ctx, authhook.Play, "live/a", q, "127.0.0.1:1"); !d.Admit {
+			b.Fatal("refused")
+		}
+	}
+}
+
+// BenchmarkCheckCall is a decision that needs a call (a new question each
+// time): what the first viewer of a stream and query waits, on loopback.
+func BenchmarkCheckCall(b *testing.B) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(204) }))
+	defer srv.Close()
+	env := core.TestEnv("hls-sink")
+	h := authhook.New(env, authhook.HLS, authhook.Config{URL: srv.URL, Timeout: time.Second})
+	defer h.Close()
+	ctx := context.Background()
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		i++
+		if d, _ := h.Check(ctx, authhook.Play, "live/a", map[string]string{"n": strconv.Itoa(i)}, "127.0.0.1:1"); !d.Admit {
 			b.Fatal("refused")
 		}
 	}
