@@ -276,7 +276,7 @@ func (h *Hook) Check(ctx context.Context, action, stream string, query map[strin
 		h.mCached.Inc()
 	}
 	h.count[d.Result].Inc()
-	if !d.Admit {
+	if !d.Admit && !(leader && d.Result == ResultErrorRefused) { // a failed call logged its own line
 		h.logRefusal(action, stream, query, client, d)
 	}
 	return d, true
