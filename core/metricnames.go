@@ -57,6 +57,12 @@ var stageCounters = map[string]Family{
 	"backend_enhanced":         {Name: "mediapipe_sr_enhanced_keyframes_total", Help: "Keyframes the SR backend super-resolved in time."},
 	"backend_skipped":          {Name: "mediapipe_sr_skipped_keyframes_total", Help: "Keyframes upscaled conventionally (backend down, late or failed)."},
 	"ffmpeg_start":             {Name: "mediapipe_sr_ffmpeg_starts_total", Help: "ffmpeg processes started by sr-enhancer."},
+	"auth_admit":               {Name: "mediapipe_stage_auth_decisions_total", Labels: []string{"result"}, Values: []string{"admit"}, Help: authHelp},
+	"auth_refuse":              {Name: "mediapipe_stage_auth_decisions_total", Labels: []string{"result"}, Values: []string{"refuse"}, Help: authHelp},
+	"auth_error_refused":       {Name: "mediapipe_stage_auth_decisions_total", Labels: []string{"result"}, Values: []string{"error_refused"}, Help: authHelp},
+	"auth_error_admitted":      {Name: "mediapipe_stage_auth_decisions_total", Labels: []string{"result"}, Values: []string{"error_admitted"}, Help: authHelp},
+	"auth_calls":               {Name: "mediapipe_stage_auth_calls_total", Help: "Calls made to auth_url (one answers every client asking the same question meanwhile)."},
+	"auth_cached":              {Name: "mediapipe_stage_auth_cached_total", Help: "Auth decisions answered from a kept answer, without a call."},
 	"duplicated":               {Name: "mediapipe_netsim_duplicated_packets_total", Help: "Packets netsim duplicated."},
 	"reordered":                {Name: "mediapipe_netsim_reordered_packets_total", Help: "Packets netsim delayed out of order."},
 }

@@ -24,6 +24,7 @@ import (
 	"github.com/mediapipe/mediapipe/core"
 	"github.com/mediapipe/mediapipe/core/media/announce"
 	"github.com/mediapipe/mediapipe/core/media/flv"
+	"github.com/mediapipe/mediapipe/stages/internal/authhook"
 	"github.com/mediapipe/mediapipe/stages/internal/tcplisten"
 )
 
@@ -34,6 +35,16 @@ type Config struct {
 	IdleTimeout    time.Duration `param:"idle_timeout" default:"10s" min:"0.1" doc:"close a connection that has not published within this long of connecting (one deadline for handshake, connect and publish, however slowly bytes trickle in), or that stops sending for this long afterwards"`
 	MaxMessageSize int           `param:"max_message_size" default:"8388608" min:"65536" max:"16777215" doc:"largest RTMP message in bytes; a bigger one closes the connection (counted) before anything is allocated for it"`
 	MaxPublishers  int           `param:"max_publishers" default:"0" min:"0" doc:"most streams published at once; 0 means no limit"`
+	AuthURL        string        `param:"auth_url" live:"true" doc:"when set (an http:// or https:// URL), a publisher that passed publish_key is admitted only if a POST of JSON {\"action\":\"publish\",\"protocol\":\"rtmp\",\"stream\":\"APP/KEY\",\"query\":{the stream name's ?query},\"client\":\"IP:PORT\",\"pipeline\",\"stage\"} here is answered 2xx; otherwise its publish fails (NetStream.Publish.Failed) and the connection is closed. Answers are reused per (action, stream, query): admits for 10 s, refusals and failures for 2 s; one call at a time per question. See docs/hooks.md"`
+	AuthTimeout    time.Duration `param:"auth_timeout" default:"2s" min:"0.01" max:"60" live:"true" doc:"the most an auth_url call may take (connect, answer and a wait for one of 32 call slots included); a call that fails or takes longer refuses, unless auth_fail_open"`
+	AuthFailOpen   bool          `param:"auth_fail_open" default:"false" live:"true" doc:"admit when the auth_url call fails or times out (counted as auth_error_admitted) instead of refusing (auth_error_refused)"`
+}
+
+// Validate checks auth_url.
+func (c *Config) Validate() error { return authhook.ValidateURL(c.AuthURL) }
+
+func (c *Config) auth() authhook.Config {
+	return authhook.Config{URL: c.AuthURL, Timeout: c.AuthTimeout, FailOpen: c.AuthFailOpen}
 }
 
 // sample is an example [[pipeline.stage]] block for this stage, carried in
@@ -63,6 +74,7 @@ type Stage struct {
 	// publishKey starts as cfg's; a reload changes it (Reconfigure) while
 	// publishers stream.
 	publishKey atomic.Pointer[string]
+	auth       *authhook.Hook // auth_url; live too
 
 	mu        sync.Mutex
 	closing   bool
@@ -91,6 +103,7 @@ func New(cfg *Config, env *core.Env) (core.Stage, error) {
 		bad:       map[string]*core.DropCounter{},
 	}
 	s.publishKey.Store(&s.cfg.PublishKey)
+	s.auth = authhook.New(env, authhook.RTMP, cfg.auth())
 	for _, reason := range []string{"message_too_large", "malformed", "idle_timeout"} {
 		s.bad[reason] = env.Metrics.Drop(reason)
 	}
@@ -114,6 +127,7 @@ func (s *Stage) Run(ctx context.Context, _ <-chan *core.Packet, out core.Output)
 	s.mu.Lock()
 	s.closing = true
 	s.mu.Unlock()
+	s.auth.Close() // a publish waiting on the hook is refused now
 	_ = srv.Close()
 	// go-rtmp's Close misses a listener that Serve has not registered yet
 	// (a stop right after start): close it here too so Accept returns.
@@ -125,6 +139,7 @@ func (s *Stage) Run(ctx context.Context, _ <-chan *core.Packet, out core.Output)
 	}
 	s.mu.Unlock()
 	s.wg.Wait()
+	s.auth.Close()
 	s.env.Log.Info("rtmp-source stopped", "addr", ln.Addr().String())
 	return nil
 }
@@ -225,18 +240,21 @@ func (s *Stage) keyOK(given string) bool {
 	return subtle.ConstantTimeCompare([]byte(given), []byte(want)) == 1
 }
 
-// Reconfigure applies a new publish_key: publishes from now on need it;
-// the publishers already streaming were admitted and keep streaming. Any
-// other parameter needs a restart.
+// Reconfigure applies a new publish_key and auth_url, auth_timeout,
+// auth_fail_open: publishes from now on need them; the publishers already
+// streaming were admitted and keep streaming. Any other parameter needs a
+// restart.
 func (s *Stage) Reconfigure(cfg *Config) error {
 	rest := *cfg
 	rest.PublishKey = s.cfg.PublishKey
+	rest.AuthURL, rest.AuthTimeout, rest.AuthFailOpen = s.cfg.AuthURL, s.cfg.AuthTimeout, s.cfg.AuthFailOpen
 	if rest != s.cfg {
-		return fmt.Errorf("rtmp-source: %w: only publish_key changes in place", core.ErrNotLive)
+		return fmt.Errorf("rtmp-source: %w: only publish_key and auth_* change in place", core.ErrNotLive)
 	}
 	key := cfg.PublishKey
 	s.publishKey.Store(&key)
-	s.env.Log.Info("rtmp-source reconfigured", "publish_key", key != "")
+	s.auth.Reconfigure(cfg.auth())
+	s.env.Log.Info("rtmp-source reconfigured", "publish_key", key != "", "auth_url", cfg.AuthURL != "")
 	return nil
 }
 
@@ -247,6 +265,7 @@ type handler struct {
 	c       *guardedConn
 	app     string
 	appKey  string
+	appQry  string // the app's ?query, for auth_url
 	stream  *core.Stream
 	scratch []byte // reused to drain go-rtmp's reused payload reader
 	// unregister removes the publisher's session (env.Sessions) when the
@@ -256,6 +275,7 @@ type handler struct {
 
 func (h *handler) OnConnect(_ uint32, cmd *rtmpmsg.NetConnectionConnect) error {
 	h.app, h.appKey = splitKey(cmd.Command.App)
+	_, h.appQry, _ = strings.Cut(cmd.Command.App, "?")
 	h.app = strings.Trim(h.app, "/")
 	return nil
 }
@@ -283,6 +303,8 @@ func (h *handler) OnPublish(_ *rtmp.StreamContext, _ uint32, cmd *rtmpmsg.NetStr
 		reason = "stream name cannot be announced (1-255 bytes of UTF-8, no control characters)"
 	case !h.s.keyOK(given):
 		reason = "wrong publish key"
+	case !h.authOK(name, cmd.PublishingName):
+		reason = "refused by auth_url"
 	}
 	if reason == "" {
 		reason, _ = h.s.claim(name, h)
@@ -304,6 +326,23 @@ func (h *handler) OnPublish(_ *rtmp.StreamContext, _ uint32, cmd *rtmpmsg.NetStr
 		Bytes: h.stream.Bytes.Load, Kick: h.c.kick})
 	h.s.out.Emit(core.NewEvent(core.EventStart, h.stream))
 	return nil
+}
+
+// authOK asks auth_url about publishing name, with the query of the
+// stream name (publishing) or, failing that, of the app.
+func (h *handler) authOK(name, publishing string) bool {
+	if !h.s.auth.Enabled() {
+		return true
+	}
+	_, raw, ok := strings.Cut(publishing, "?")
+	if !ok {
+		raw = h.appQry
+	}
+	q, _ := url.ParseQuery(raw)
+	// Waiting is bounded by auth_timeout (the call in flight for this
+	// question ends by then), and cut short at shutdown.
+	d, _ := h.s.auth.Check(context.Background(), authhook.Publish, name, authhook.Values(q, nil), h.c.RemoteAddr().String())
+	return d.Admit
 }
 
 func (h *handler) OnSetDataFrame(ts uint32, data *rtmpmsg.NetStreamSetDataFrame) error {
