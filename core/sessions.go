@@ -112,7 +112,23 @@ type Sessions struct {
 	bus *Bus
 	mu  sync.Mutex
 	m   map[string]*Session
+	// The bytes of viewers that left, by pipeline and stream, so a
+	// stream's bytes out count on across its viewers (per-stream
+	// metrics); forgotten when the stream ends (ForgetStream).
+	retired map[StreamKey]uint64
+	live    func(StreamKey) bool // whether the pipeline still carries the stream; nil: always
 }
+
+// SetLive tells r how to know whether a pipeline still carries a stream, so
+// the bytes of a viewer leaving after its stream ended are not kept.
+func (r *Sessions) SetLive(live func(StreamKey) bool) {
+	r.mu.Lock()
+	r.live = live
+	r.mu.Unlock()
+}
+
+// StreamKey names a stream as one pipeline carries it.
+type StreamKey struct{ Pipeline, Stream string }
 
 // NewSessions returns an empty registry publishing on bus (nil: nowhere).
 func NewSessions(bus *Bus) *Sessions { return &Sessions{bus: bus, m: map[string]*Session{}} }
@@ -144,8 +160,25 @@ func (r *Sessions) Add(s *Session) (remove func()) {
 	var once sync.Once
 	return func() {
 		once.Do(func() {
+			var last uint64
+			key := StreamKey{s.Pipeline, s.Stream}
+			if s.Kind == Viewer && s.Bytes != nil {
+				last = s.Bytes() // outside r.mu: it takes the stage's own lock
+			}
+			r.mu.Lock()
+			live := r.live
+			r.mu.Unlock()
+			if live != nil && !live(key) {
+				last = 0 // the stream has ended: nothing to count on for
+			}
 			r.mu.Lock()
 			delete(r.m, s.ID)
+			if last > 0 {
+				if r.retired == nil {
+					r.retired = map[StreamKey]uint64{}
+				}
+				r.retired[key] += last
+			}
 			r.mu.Unlock()
 			name := NoticeStop
 			if s.Kind == Publisher {
@@ -192,6 +225,55 @@ func (r *Sessions) List(kind, stream string) []*Session {
 		return strings.Compare(a.ID, b.ID)
 	})
 	return out
+}
+
+// ViewerTotals returns, for each pipeline and stream with viewers now or
+// bytes sent to viewers since it started, its viewers and the bytes sent
+// to them (those that left included).
+func (r *Sessions) ViewerTotals() map[StreamKey]ViewerTotal {
+	if r == nil {
+		return nil
+	}
+	r.mu.Lock()
+	live := make([]*Session, 0, len(r.m))
+	out := make(map[StreamKey]ViewerTotal, len(r.retired))
+	for k, b := range r.retired {
+		out[k] = ViewerTotal{Bytes: b}
+	}
+	for _, s := range r.m {
+		if s.Kind == Viewer {
+			live = append(live, s)
+		}
+	}
+	r.mu.Unlock()
+	for _, s := range live {
+		k := StreamKey{s.Pipeline, s.Stream}
+		t := out[k]
+		t.Viewers++
+		if s.Bytes != nil {
+			t.Bytes += s.Bytes()
+		}
+		out[k] = t
+	}
+	return out
+}
+
+// ViewerTotal is one stream's audience in one pipeline.
+type ViewerTotal struct {
+	Viewers int
+	Bytes   uint64
+}
+
+// ForgetStream drops what is kept of the viewers that left stream in
+// pipeline, once the pipeline no longer carries it: the per-stream series
+// end with the stream, so their number stays bounded by the live streams.
+func (r *Sessions) ForgetStream(pipeline, stream string) {
+	if r == nil {
+		return
+	}
+	r.mu.Lock()
+	delete(r.retired, StreamKey{pipeline, stream})
+	r.mu.Unlock()
 }
 
 // newSessionID is 12 hex digits of randomness: short enough to type, and

@@ -71,9 +71,10 @@ type Pipeline struct {
 	From   string // the stage id this branch receives from; "" when it has a source
 	Stages []*RunningStage
 
-	mu      sync.Mutex
-	streams map[*core.Stream]struct{}
-	events  *core.Bus // stream_start and stream_end go there
+	mu       sync.Mutex
+	streams  map[*core.Stream]struct{}
+	events   *core.Bus      // stream_start and stream_end go there
+	sessions *core.Sessions // told when a stream ends (per-stream metrics)
 
 	config *PipelineConfig
 	input  *branchOutput // a branch's queue, attached to tee
@@ -123,6 +124,15 @@ func Build(f *File, opts Options) (*Runtime, error) {
 		exited:  make(chan struct{}, 1),
 		stop:    make(chan struct{}),
 	}
+	rt.Sessions.SetLive(func(k core.StreamKey) bool {
+		for _, p := range rt.Running() {
+			if p.Name == k.Pipeline {
+				return p.Carries(k.Stream)
+			}
+		}
+		return false
+	})
+	registerStreamMetrics(rt)
 	var errs []error
 	for _, pc := range f.Pipelines {
 		p, err := rt.buildPipeline(f, pc)
@@ -146,7 +156,7 @@ func Build(f *File, opts Options) (*Runtime, error) {
 // buildPipeline builds pc's stages and the queues between them.
 func (rt *Runtime) buildPipeline(f *File, pc *PipelineConfig) (*Pipeline, error) {
 	p := &Pipeline{Name: pc.Name, From: pc.From, config: pc, streams: map[*core.Stream]struct{}{}, events: rt.Events,
-		hard: make(chan struct{}), done: make(chan struct{})}
+		sessions: rt.Sessions, hard: make(chan struct{}), done: make(chan struct{})}
 	var errs []error
 	for _, sc := range pc.Stages {
 		log := rt.log.With("pipeline", pc.Name, "stage", sc.Index, "name", sc.SpecName())
@@ -522,11 +532,31 @@ func (p *Pipeline) streamEnded(s *core.Stream) bool {
 	p.mu.Lock()
 	_, live := p.streams[s]
 	delete(p.streams, s)
+	again := p.carriesLocked(s.Name) // a newer stream took the name over
 	p.mu.Unlock()
 	if live {
 		p.events.Publish(core.Notice{Name: core.NoticeStreamEnd, Stream: s.Name, Pipeline: p.Name})
 	}
+	if !again {
+		p.sessions.ForgetStream(p.Name, s.Name)
+	}
 	return live
+}
+
+// Carries says whether a stream named name is live in p.
+func (p *Pipeline) Carries(name string) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.carriesLocked(name)
+}
+
+func (p *Pipeline) carriesLocked(name string) bool {
+	for s := range p.streams {
+		if s.Name == name {
+			return true
+		}
+	}
+	return false
 }
 
 // Streams lists the pipeline's live streams, by name.
