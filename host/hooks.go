@@ -64,8 +64,8 @@ var hookTable = fileTable{
 	missing: "required in a [[hook]]",
 }
 
-// hooks parses the [[hook]] array.
-func (ps *problems) hooks(raw any) []*HookConfig {
+// hooks parses the [[hook]] array, MEDIAPIPE_HOOK_<N>_<KEY> laid over it.
+func (ps *problems) hooks(raw any, env map[string]string) []*HookConfig {
 	if raw == nil {
 		return nil
 	}
@@ -81,6 +81,15 @@ func (ps *problems) hooks(raw any) []*HookConfig {
 		if !ok {
 			ps.fileLevel(0, "hook %d: must be a table", i+1)
 			continue
+		}
+		// MEDIAPIPE_HOOK_<N>_<KEY> overrides key of the Nth [[hook]]: a
+		// secret or a URL with a token need not be in the file.
+		for _, p := range hookTable.spec.Params {
+			ek := fmt.Sprintf("HOOK_%d_%s", i+1, envName(p.Name))
+			if v, ok := env[ek]; ok {
+				t[p.Name] = core.EnvString(v)
+				delete(env, ek)
+			}
 		}
 		for _, msg := range hookTable.decode(t, hc) {
 			ps.fileLevel(0, "hook %d: %s", i+1, msg)
