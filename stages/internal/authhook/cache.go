@@ -68,7 +68,7 @@ func (c *cache) claim(key, stream [sha256.Size]byte) (e *entry, leader bool) {
 		}
 	}
 	for len(c.m) >= c.max {
-		c.remove(c.order.Front().Value.(*entry))
+		c.remove(c.victim())
 	}
 	e = &entry{key: key, stream: stream, done: make(chan struct{})}
 	if renew != nil {
@@ -81,6 +81,19 @@ func (c *cache) claim(key, stream [sha256.Size]byte) (e *entry, leader bool) {
 	e.el = c.order.PushBack(e)
 	c.m[key] = e
 	return e, true
+}
+
+// victim is the entry to evict: the oldest that is not an admit, so a
+// stranger asking many made-up questions (each refused) pushes out other
+// refusals and calls, not the answers real viewers are playing on; the
+// oldest of all when every entry is an admit.
+func (c *cache) victim() *entry {
+	for el := c.order.Front(); el != nil; el = el.Next() {
+		if e := el.Value.(*entry); !e.ready || !e.d.Admit {
+			return e
+		}
+	}
+	return c.order.Front().Value.(*entry)
 }
 
 // staleAdmit returns the admit e renews while its call is in flight.

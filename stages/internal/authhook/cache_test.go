@@ -3,6 +3,7 @@ package authhook
 import (
 	"context"
 	"crypto/sha256"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -190,5 +191,23 @@ func TestCacheRenewal(t *testing.T) {
 	}
 	if _, leader := c.claim(key("t"), key("live/d")); leader {
 		t.Error("forget dropped another stream's answer")
+	}
+}
+
+// Made-up questions (refused) push out each other, not the admits real
+// viewers play on.
+func TestCacheKeepsAdmitsUnderAFlood(t *testing.T) {
+	clk := &fakeClock{t: time.Unix(1000, 0)}
+	c := newCache(4, clk.now)
+	e, _ := c.claim(key("real"), key("live/a"))
+	c.finish(e, Decision{Admit: true, Result: ResultAdmit}, AdmitTTL)
+	for i := range 100 {
+		e, leader := c.claim(key(fmt.Sprint("junk", i)), key("live/x"))
+		if leader {
+			c.finish(e, Decision{Status: 403, Result: ResultRefuse}, RefuseTTL)
+		}
+	}
+	if _, leader := c.claim(key("real"), key("live/a")); leader {
+		t.Error("a flood of refused questions evicted a kept admit")
 	}
 }
