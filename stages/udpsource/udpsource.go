@@ -579,6 +579,8 @@ func (s *Stage) rtcp(b []byte, from netip.AddrPort, now time.Time, out core.Outp
 	for _, sr := range s.report.Senders {
 		if src := s.sources[sr.SSRC]; src != nil && src.stream != nil && src.from == from {
 			src.lastSeen = now
+			// Where the sender's clock stands: the edge measures latency by it.
+			src.stream.SetSenderClock(&core.SenderClock{Wall: announce.NTPTime(sr.NTP), TS: sr.RTPTime})
 		}
 	}
 	for _, ssrc := range s.report.Byes {
