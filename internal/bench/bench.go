@@ -735,9 +735,9 @@ func ms(d time.Duration) string { return fmt.Sprintf("%.1fms", float64(d)/1e6) }
 // Metric label values the edge stages use for what the report counts; the
 // first present wins, so a renamed counter shows as n/a rather than 0.
 var (
-	lossReasons  = []string{"simulated_loss"}
-	skipReasons  = []string{"gap_skipped", "skipped", "gap_timeout"}
-	shedReasons  = []string{"slow_viewer"}
+	lossReasons = []string{"simulated_loss"}
+	skipReasons = []string{"gap_skipped", "skipped", "gap_timeout"}
+	shedReasons = []string{"slow_viewer"}
 )
 
 // relay is the running cloud + edge runtime.

@@ -297,7 +297,7 @@ func TestHooksAndControlAPI(t *testing.T) {
 	if n := sumWithToken(t, base, "mediapipe_stage_drops_total", map[string]string{"reason": "connection_error"}); n != 0 {
 		t.Errorf("a kicked publisher counted as %v connection errors", n)
 	}
-	if n := sumWithToken(t, base, "mediapipe_stage_events_total", map[string]string{"event": "viewers_kicked"}); n != 1 {
+	if n := sumWithToken(t, base, "mediapipe_stage_viewers_kicked_total", nil); n != 1 {
 		t.Errorf("viewers_kicked %v, want 1", n)
 	}
 	if code, _, _ := api(t, http.MethodDelete, base+"/api/streams/live/ops", apiToken); code != http.StatusNotFound {
