@@ -5,8 +5,11 @@
 // address's RTP, SR, SDES and BYE count for it, and a stream starts only once
 // a named SSRC has delivered RTP. A new SSRC takes an existing name over
 // when it comes from the owner's address (the publisher reconnected) or the
-// owner has gone quiet (the cloud restarted), never from a stranger while
-// the owner is sending.
+// owner has sent no RTP for a while (the cloud restarted, or the publisher
+// went over to a standby cloud), never from a stranger while the owner is
+// sending media. A takeover continues the same core.Stream (no end, no
+// start downstream), so viewers keep playing; flv-reassembler continues its
+// timestamps.
 package udpsource
 
 import (
@@ -118,10 +121,13 @@ const (
 	// cloud's held packets are still there when the old sender counts as
 	// gone.
 	namedHold = 3 * time.Second
-	// takeoverQuiet is how long a stream's sender must have been silent
+	// takeoverQuiet is how long a stream's sender must have sent no RTP
 	// before a new SSRC from another address may take its name (a
-	// restarted cloud sends from a new port); a live sender is never
-	// silent that long, so a stranger cannot take a stream over.
+	// restarted cloud sends from a new port, a standby cloud from another
+	// host); a live sender is never silent that long, so a stranger cannot
+	// take a stream over while it plays. Its SR keep-alives do not count:
+	// a cloud whose publisher left keeps announcing for its
+	// reconnect_grace, and the publisher may come back through a standby.
 	takeoverQuiet = 2 * time.Second
 )
 
@@ -159,7 +165,7 @@ type Stage struct {
 	refusal                       *core.DropCounter // why the last start was refused: tooMany or overCap
 	capLogged                     time.Time         // last line about a sender over its cap
 	capRefused                    int               // starts refused over a sender's cap since that line
-	started, ended                prometheus.Counter
+	started, ended, continued     prometheus.Counter
 	active, heldGauge             prometheus.Gauge
 }
 
@@ -173,6 +179,7 @@ type source struct {
 	stream    *core.Stream
 	firstSeen time.Time
 	lastSeen  time.Time
+	lastRTP   time.Time // lastSeen by RTP alone: a takeover looks at this
 	held      []*core.Packet
 	hits      int  // datagrams taken while pending
 	refused   bool // its start was refused because the name is taken
@@ -216,7 +223,9 @@ func newStage(cfg *Config, env *core.Env) *Stage {
 		full:    env.Metrics.Drop("pending_full"),
 		started: env.Metrics.Counter("streams_started"),
 		ended:   env.Metrics.Counter("streams_ended"),
-		active:  env.Metrics.Gauge("streams"),
+		// streams a new SSRC took over and continued
+		continued: env.Metrics.Counter("streams_continued"),
+		active:    env.Metrics.Gauge("streams"),
 		// packets held for SSRCs not live yet
 		heldGauge: env.Metrics.Gauge("held_packets"),
 	}
@@ -468,7 +477,7 @@ func (s *Stage) datagram(p *core.Packet, from netip.AddrPort, now time.Time, ing
 			return true
 		}
 	}
-	src.lastSeen = now
+	src.lastSeen, src.lastRTP = now, now
 	p.Stream = src.stream
 	out.Emit(p) // the runtime counts the stream's packets and bytes
 	return true
@@ -649,26 +658,37 @@ func (s *Stage) start(src *source, now time.Time, out core.Output) bool {
 		s.refusal = s.overCap
 		return false
 	}
+	var cont *core.Stream
 	if old != nil {
-		if old.from != src.from && now.Sub(old.lastSeen) < min(takeoverQuiet, s.cfg.StreamTimeout) {
+		if old.from != src.from && now.Sub(old.lastRTP) < min(takeoverQuiet, s.cfg.StreamTimeout) {
 			src.refused = true
 			return false
 		}
-		// Same name, new SSRC: the publisher reconnected upstream.
-		s.end(old, "new ssrc", now, out)
+		// Same name, new SSRC: the publisher reconnected upstream, or
+		// came back through another cloud. Its viewers stay: the stream
+		// goes on under the new SSRC.
+		cont = s.takeOver(old, now)
 	} else if len(s.names) >= s.cfg.MaxStreams {
 		return false
 	}
 	s.removePending(src)
-	src.stream = core.NewStream(src.name)
-	src.lastSeen = now
+	src.stream = cont
+	if cont == nil {
+		src.stream = core.NewStream(src.name)
+	}
+	src.lastSeen, src.lastRTP = now, now
 	s.names[src.name] = src
 	s.senders[src.from]++
 	s.perIP[src.from.Addr().Unmap()]++
-	s.started.Inc()
 	s.active.Set(float64(len(s.names)))
-	s.env.Log.Info("udp-source: stream start", "stream", core.Clip(src.name), "ssrc", src.ssrc, "from", src.from.String(), "held", len(src.held))
-	out.Emit(core.NewEvent(core.EventStart, src.stream))
+	if cont != nil {
+		s.continued.Inc()
+		s.env.Log.Info("udp-source: stream continued by a new sender", "stream", core.Clip(src.name), "ssrc", src.ssrc, "from", src.from.String(), "held", len(src.held))
+	} else {
+		s.started.Inc()
+		s.env.Log.Info("udp-source: stream start", "stream", core.Clip(src.name), "ssrc", src.ssrc, "from", src.from.String(), "held", len(src.held))
+		out.Emit(core.NewEvent(core.EventStart, src.stream))
+	}
 	s.held -= len(src.held)
 	for i, p := range src.held {
 		p.Stream = src.stream
@@ -700,8 +720,23 @@ func (s *Stage) end(src *source, reason string, now time.Time, out core.Output) 
 	s.endStream(src, reason, out)
 }
 
-// endStream ends src's live stream; src itself stays as it is otherwise.
-func (s *Stage) endStream(src *source, reason string, out core.Output) {
+// takeOver retires old, whose name a new SSRC takes, and returns its
+// stream for the new one to continue: nothing is emitted. The old SSRC's
+// late RTP and RTCP (a cloud still announcing it through its
+// reconnect_grace, then its BYE) are ignored from now on.
+func (s *Stage) takeOver(old *source, now time.Time) *core.Stream {
+	st := old.stream
+	delete(s.sources, old.ssrc)
+	if len(s.retired) < maxRetired {
+		s.retired[old.ssrc] = now
+	}
+	s.forgetLive(old)
+	old.stream = nil
+	return st
+}
+
+// forgetLive takes src's live stream out of the tables.
+func (s *Stage) forgetLive(src *source) {
 	if s.names[src.stream.Name] == src {
 		delete(s.names, src.stream.Name)
 	}
@@ -712,6 +747,11 @@ func (s *Stage) endStream(src *source, reason string, out core.Output) {
 	if s.perIP[ip]--; s.perIP[ip] <= 0 {
 		delete(s.perIP, ip)
 	}
+}
+
+// endStream ends src's live stream; src itself stays as it is otherwise.
+func (s *Stage) endStream(src *source, reason string, out core.Output) {
+	s.forgetLive(src)
 	s.ended.Inc()
 	s.active.Set(float64(len(s.names)))
 	s.env.Log.Info("udp-source: stream end", "stream", core.Clip(src.stream.Name), "ssrc", src.ssrc, "reason", reason,
