@@ -42,7 +42,7 @@ type Config struct {
 	ReadBuffer    int           `param:"read_buffer" default:"4194304" min:"0" doc:"socket receive buffer in bytes (SO_RCVBUF); logged when the kernel grants less; 0 keeps the system default"`
 	Batch         int           `param:"batch" default:"64" min:"1" max:"1024" doc:"most datagrams read per recvmmsg"`
 	PayloadType   int           `param:"payload_type" default:"100" min:"96" max:"127" doc:"RTP payload type of the streams; other payload types are dropped and counted"`
-	StreamTimeout time.Duration `param:"stream_timeout" default:"5s" min:"0.01" doc:"a stream silent (no RTP nor RTCP) this long ends"`
+	StreamTimeout time.Duration `param:"stream_timeout" default:"5s" min:"0.01" doc:"a stream silent (no RTP nor RTCP) this long ends. A cloud waiting out its publisher's reconnect_grace keeps announcing the stream (RTCP SR every second), so the pause does not end it here; a new sender of a live name (a standby cloud) takes it over, continuing it, once the old one has sent no RTP for 2 s"`
 	UnnamedHold   time.Duration `param:"unnamed_hold" default:"2s" min:"0" doc:"how long packets of an SSRC no SDES has named yet are held before being dropped; 0 drops them at once"`
 	MaxStreams    int           `param:"max_streams" default:"1000" min:"1" doc:"most streams live at once; the packets of a named SSRC beyond it are dropped and counted (too_many_streams)"`
 	Senders       []string      `param:"senders" doc:"addresses allowed to send streams: IPs or CIDR prefixes (10.0.0.5, 10.0.0.0/24, 2001:db8::/32; for multicast the source address), normally the cloud's udp-sink host; datagrams from any other address are dropped and counted (sender_not_allowed); empty: anyone, each address capped by max_streams_per_sender"`
