@@ -62,11 +62,8 @@ func TestPublisherReconnect(t *testing.T) {
 	a := newAddrs(t)
 	b := addrs{RTMP: testrun.FreeTCP(t), RTX: testrun.FreeUDP(t), UDP: a.UDP}
 	hlsAddr := testrun.FreeTCP(t)
-	cloudWith := func(c addrs) string {
-		return withParam(cloudTOML(c), "rtmp-source", "reconnect_grace", grace.String())
-	}
-	primary := testrun.StartProcess(t, "cloud1.toml", cloudWith(a), nil)
-	standby := testrun.StartProcess(t, "cloud2.toml", cloudWith(b), nil)
+	primary := testrun.StartProcess(t, "cloud1.toml", cloudGrace(a, grace), nil)
+	standby := testrun.StartProcess(t, "cloud2.toml", cloudGrace(b, grace), nil)
 	edge := testrun.StartProcess(t, "edge.toml", fmt.Sprintf(`
 [[pipeline]]
 name = "edge"
