@@ -357,3 +357,28 @@ func TestStandbyCloudTakesOverDuringGrace(t *testing.T) {
 	}
 	checkData(t, got, starts(got)[0], append(a, b...))
 }
+
+// TestTakeoverQuietParam: takeover_quiet sets how long the old sender's
+// RTP must have stopped before a new sender continues its name.
+func TestTakeoverQuietParam(t *testing.T) {
+	src := startSource(t, map[string]any{"stream_timeout": "20s", "takeover_quiet": "5s"})
+	k1 := startSink(t, src.Addr().String())
+	a := send(t, k1, k1.h.StartStream("live/q"), 1, 0, 20, src)
+	src.h.Out.WaitData(20, waitFor)
+	src.clock.Advance(3 * time.Second)
+	k2 := startSink(t, src.Addr().String())
+	st2 := k2.h.StartStream("live/q")
+	b := send(t, k2, st2, 2, 0, 20)
+	testrun.Eventually(t, waitFor, "the new SSRC held", func() bool { return core.GaugeValue(src.heldGauge) == 20 })
+	if n := core.CounterValue(src.continued); n != 0 {
+		t.Fatalf("taken over after 3 s of a 5 s takeover_quiet")
+	}
+	src.clock.Advance(2 * time.Second)
+	b = append(b, send(t, k2, st2, 2, 20, 10, src)...)
+	src.h.Out.WaitData(50, waitFor)
+	got := src.h.Out.Packets()
+	if ev := fmt.Sprint(events(got)); ev != "[start:live/q]" {
+		t.Fatalf("events %s", ev)
+	}
+	checkData(t, got, starts(got)[0], append(a, b...))
+}

@@ -42,7 +42,8 @@ type Config struct {
 	ReadBuffer    int           `param:"read_buffer" default:"4194304" min:"0" doc:"socket receive buffer in bytes (SO_RCVBUF); logged when the kernel grants less; 0 keeps the system default"`
 	Batch         int           `param:"batch" default:"64" min:"1" max:"1024" doc:"most datagrams read per recvmmsg"`
 	PayloadType   int           `param:"payload_type" default:"100" min:"96" max:"127" doc:"RTP payload type of the streams; other payload types are dropped and counted"`
-	StreamTimeout time.Duration `param:"stream_timeout" default:"5s" min:"0.01" doc:"a stream silent (no RTP nor RTCP) this long ends. A cloud waiting out its publisher's reconnect_grace keeps announcing the stream (RTCP SR every second), so the pause does not end it here; a new sender of a live name (a standby cloud) takes it over, continuing it, once the old one has sent no RTP for 2 s"`
+	StreamTimeout time.Duration `param:"stream_timeout" default:"5s" min:"0.01" doc:"a stream silent (no RTP nor RTCP) this long ends. A cloud waiting out its publisher's reconnect_grace keeps announcing the stream (RTCP SR every second), so the pause does not end it here; a new sender of a live name (a standby cloud) takes it over, continuing it, once the old one has sent no RTP for takeover_quiet"`
+	TakeoverQuiet time.Duration `param:"takeover_quiet" default:"2s" min:"0.01" max:"60" doc:"how long a live stream's sender must have sent no RTP before a new SSRC of its name from another address (a restarted cloud, a standby cloud the publisher came back through) takes the name over and continues the stream; until then the newcomer's packets are held (for this plus 1 s at most) and a stranger cannot take over a stream that plays. Keep it below the cloud's reconnect_grace, during which the old cloud still announces the stream"`
 	UnnamedHold   time.Duration `param:"unnamed_hold" default:"2s" min:"0" doc:"how long packets of an SSRC no SDES has named yet are held before being dropped; 0 drops them at once"`
 	MaxStreams    int           `param:"max_streams" default:"1000" min:"1" doc:"most streams live at once; the packets of a named SSRC beyond it are dropped and counted (too_many_streams)"`
 	Senders       []string      `param:"senders" doc:"addresses allowed to send streams: IPs or CIDR prefixes (10.0.0.5, 10.0.0.0/24, 2001:db8::/32; for multicast the source address), normally the cloud's udp-sink host; datagrams from any other address are dropped and counted (sender_not_allowed); empty: anyone, each address capped by max_streams_per_sender"`
@@ -121,7 +122,7 @@ const (
 	// cloud's held packets are still there when the old sender counts as
 	// gone.
 	namedHold = 3 * time.Second
-	// takeoverQuiet is how long a stream's sender must have sent no RTP
+	// takeoverQuiet (takeover_quiet's default) is how long a stream's sender must have sent no RTP
 	// before a new SSRC from another address may take its name (a
 	// restarted cloud sends from a new port, a standby cloud from another
 	// host); a live sender is never silent that long, so a stranger cannot
@@ -660,7 +661,7 @@ func (s *Stage) start(src *source, now time.Time, out core.Output) bool {
 	}
 	var cont *core.Stream
 	if old != nil {
-		if old.from != src.from && now.Sub(old.lastRTP) < min(takeoverQuiet, s.cfg.StreamTimeout) {
+		if old.from != src.from && now.Sub(old.lastRTP) < min(s.takeoverQuiet(), s.cfg.StreamTimeout) {
 			src.refused = true
 			return false
 		}
@@ -800,9 +801,18 @@ func (s *Stage) countKernelDrops() {
 // first RTP or for its name to be free.
 func (s *Stage) hold(src *source) time.Duration {
 	if src.name != "" {
-		return max(s.cfg.UnnamedHold, namedHold)
+		return max(s.cfg.UnnamedHold, namedHold, s.takeoverQuiet()+time.Second)
 	}
 	return s.cfg.UnnamedHold
+}
+
+// takeoverQuiet is takeover_quiet, or its default in a stage built
+// without it.
+func (s *Stage) takeoverQuiet() time.Duration {
+	if s.cfg.TakeoverQuiet <= 0 {
+		return takeoverQuiet
+	}
+	return s.cfg.TakeoverQuiet
 }
 
 // shutdown ends every stream and frees the buffers.
