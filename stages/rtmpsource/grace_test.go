@@ -103,3 +103,27 @@ func TestReconnectGraceExpires(t *testing.T) {
 		return core.CounterValue(s.env.Metrics.Counter("reconnect_grace_expired")) == 1
 	})
 }
+
+// A shutdown while a stream waits for its publisher ends it at once, well
+// within the grace, and Run returns with no grace timer left behind.
+func TestShutdownDuringGrace(t *testing.T) {
+	clip := testmedia.Clip(t, testmedia.Options{Seconds: 1})
+	s := startSource(t, rtmpsource.Config{ReconnectGrace: time.Minute})
+	pub := push(t, s.url+"/live/sd", clip, false)
+	if err := pub.Wait(); err != nil {
+		t.Fatalf("publisher: %v\n%s", err, testmedia.Stderr(pub))
+	}
+	if _, _, ended := streamPackets(s.h.Out.Packets(), "live/sd"); ended {
+		t.Fatal("the stream ended with its publisher, not after the grace")
+	}
+	stopped := time.Now()
+	if err := s.h.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, started, ended := streamPackets(s.h.Out.Packets(), "live/sd"); !started || !ended {
+		t.Fatalf("after shutdown: started %v, ended %v", started, ended)
+	}
+	if d := time.Since(stopped); d > 2*time.Second {
+		t.Fatalf("shutdown took %v with a stream in its grace", d)
+	}
+}
