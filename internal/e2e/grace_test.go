@@ -89,13 +89,15 @@ from = "edge-flv"
   listen = %q
 `, a.UDP, a.RTX, b.RTX, a.HTTP, hlsAddr), nil)
 
+	// The browser first: it may wait for another package's browser test,
+	// which must not eat into the first publisher's clip.
+	page := browser.Start(t)
 	pub := pushFrom(t, clip, "rtmp://"+a.RTMP+"/live/g", 0)
 	url := "http://" + a.HTTP + "/live/g.flv"
 	testrun.WaitPlayable(t, url, 10*time.Second)
 	rec := watchFFmpeg(t, url)
 	v := testrun.Watch(url)
 
-	page := browser.Start(t)
 	page.Navigate("http://" + hlsAddr + "/live/g")
 	page.WaitUntil(30*time.Second, "hls.js playing", `window.mediapipe.state === 'playing'`, pageState)
 	const now = `document.querySelector('video').currentTime`
