@@ -3,6 +3,11 @@
 GO      ?= go
 BIN     := bin
 PLUGINS := $(BIN)/plugins
+# The version `mediapipe version` prints: the git description of the checkout
+# (deploy/docker/Dockerfile passes it in, having no .git).
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+# -trimpath: the same source builds the same binary wherever it is checked out.
+GOBUILD := $(GO) build -trimpath -ldflags "-X github.com/mediapipe/mediapipe/internal/cli.Version=$(VERSION)"
 export PATH := $(shell $(GO) env GOPATH)/bin:$(PATH)
 
 .PHONY: all build run test test-short bench soak fuzz plugins proto docs deps lint clean
@@ -11,16 +16,18 @@ all: build plugins
 
 ## build: the mediapipe binary into bin/
 build:
-	$(GO) build -o $(BIN)/mediapipe ./cmd/mediapipe
+	$(GOBUILD) -o $(BIN)/mediapipe ./cmd/mediapipe
 
 ## run: cloud + edge from pipeline.example.toml (push to rtmp://127.0.0.1:1935/live/NAME,
 ##      play http://127.0.0.1:7001/live/NAME.flv)
 run: deps build plugins
 	$(BIN)/mediapipe run pipeline.example.toml
 
-## test: every test, integration tests with real ffmpeg and headless chromium included
+## test: every test, integration tests with real ffmpeg and headless chromium included,
+##       and the deployment files' checks (deploy/, a module of its own)
 test: deps plugins lint
 	$(GO) test -count=1 -timeout 15m -artifacts ./...  # -artifacts: failing browser tests keep their screenshot under _artifacts/
+	cd deploy && $(GO) vet ./... && $(GO) test -count=1 -timeout 5m ./...
 
 ## lint: gofmt, go vet and staticcheck must be clean
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
@@ -63,7 +70,7 @@ plugins:
 	@mkdir -p $(PLUGINS)
 	@for d in plugins/examples/*/; do \
 	  [ -f $$d/main.go ] || continue; \
-	  $(GO) build -o $(PLUGINS)/$$(basename $$d) ./$$d || exit 1; \
+	  $(GOBUILD) -o $(PLUGINS)/$$(basename $$d) ./$$d || exit 1; \
 	done
 
 ## proto: regenerate the plugin protocol's Go code (installs protoc and its Go plugins when missing)
@@ -75,15 +82,17 @@ proto:
 	$(GO) install google.golang.org/grpc/cmd/protoc-gen-go-grpc@v1.6.2
 	sh plugins/internal/pluginpb/gen.sh
 
-## docs: regenerate docs/stages.md from the stage specs
+## docs: regenerate docs/stages.md and docs/metrics.md from the code
 docs:
 	$(GO) run ./cmd/mediapipe stages --markdown > docs/stages.md
+	$(GO) run ./cmd/mediapipe metrics --markdown > docs/metrics.md
 
-## deps: install ffmpeg, chromium and GStreamer's rtmp2sink (Debian's packages) when missing, in one apt-get
+## deps: install ffmpeg, chromium, systemd-analyze and GStreamer's rtmp2sink (Debian's packages) when missing, in one apt-get
 deps:
 	@pkgs=; \
 	  { command -v ffmpeg >/dev/null 2>&1 && command -v ffprobe >/dev/null 2>&1; } || pkgs=" ffmpeg"; \
 	  [ -x /usr/bin/chromium ] || pkgs="$$pkgs chromium"; \
+	  command -v systemd-analyze >/dev/null 2>&1 || pkgs="$$pkgs systemd"; \
 	  { command -v gst-launch-1.0 >/dev/null 2>&1 && gst-inspect-1.0 rtmp2sink >/dev/null 2>&1; } || pkgs="$$pkgs gstreamer1.0-tools gstreamer1.0-plugins-bad gstreamer1.0-plugins-good"; \
 	  [ -z "$$pkgs" ] || { \
 	  echo "installing$$pkgs from Debian's packages"; \

@@ -23,9 +23,12 @@ type Metrics struct {
 	packetsIn  *prometheus.CounterVec
 	packetsOut *prometheus.CounterVec
 	drops      *prometheus.CounterVec
-	events     *prometheus.CounterVec
-	gauges     *prometheus.GaugeVec
-	reloads    *prometheus.CounterVec
+	events     *prometheus.CounterVec // counters no family describes
+	gauges     *prometheus.GaugeVec   // gauges no family describes
+	// The stages' named counters and gauges, by family name.
+	counterVecs map[string]*prometheus.CounterVec
+	gaugeVecs   map[string]*prometheus.GaugeVec
+	reloads     *prometheus.CounterVec
 	// ReloadOK is 1 when the last reload was applied whole, 0 when it was
 	// refused or a pipeline could not start (1 before any reload).
 	ReloadOK prometheus.Gauge
@@ -48,28 +51,30 @@ var stageLabels = []string{"pipeline", "position", "stage"}
 // NewMetrics builds a registry with the Go and process collectors and the
 // per-stage families.
 func NewMetrics() *Metrics {
-	m := &Metrics{Registry: prometheus.NewRegistry(), summaryEvery: dropLogEvery}
-	m.packetsIn = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "mediapipe_stage_packets_in_total", Help: "Packets queued to the stage.",
-	}, stageLabels)
-	m.packetsOut = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "mediapipe_stage_packets_out_total", Help: "Packets the stage emitted.",
-	}, stageLabels)
-	m.drops = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "mediapipe_stage_drops_total", Help: "Packets or units dropped by the stage, by reason.",
-	}, append(stageLabels, "reason"))
-	m.events = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "mediapipe_stage_events_total", Help: "Stage-specific counted events (repairs, restarts, viewers served, ...).",
-	}, append(stageLabels, "event"))
-	m.gauges = prometheus.NewGaugeVec(prometheus.GaugeOpts{
-		Name: "mediapipe_stage_gauge", Help: "Stage-specific current values (streams, viewers, peers, ...).",
-	}, append(stageLabels, "name"))
-	m.reloads = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "mediapipe_config_reloads_total", Help: "Reloads of the pipeline file, by result: ok, refused (the file has problems; nothing changed), failed (applied, but a pipeline could not start).",
-	}, []string{"result"})
-	m.ReloadOK = prometheus.NewGauge(prometheus.GaugeOpts{
-		Name: "mediapipe_config_last_reload_successful", Help: "1 when the last reload was applied whole (or none was tried), else 0.",
-	})
+	m := &Metrics{Registry: prometheus.NewRegistry(), summaryEvery: dropLogEvery,
+		counterVecs: map[string]*prometheus.CounterVec{}, gaugeVecs: map[string]*prometheus.GaugeVec{}}
+	counter := func(f Family) *prometheus.CounterVec {
+		return prometheus.NewCounterVec(prometheus.CounterOpts{Name: f.Name, Help: f.Help}, append(slices.Clone(stageLabels), f.Labels...))
+	}
+	m.packetsIn = counter(famPacketsIn)
+	m.packetsOut = counter(famPacketsOut)
+	m.drops = counter(famDrops)
+	m.events = counter(famEvents)
+	m.gauges = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: famGauge.Name, Help: famGauge.Help}, append(slices.Clone(stageLabels), famGauge.Labels...))
+	m.reloads = prometheus.NewCounterVec(prometheus.CounterOpts{Name: famReloads.Name, Help: famReloads.Help}, famReloads.Labels)
+	m.ReloadOK = prometheus.NewGauge(prometheus.GaugeOpts{Name: famReloadOK.Name, Help: famReloadOK.Help})
+	for _, f := range stageCounters {
+		if m.counterVecs[f.Name] == nil {
+			m.counterVecs[f.Name] = counter(f)
+			m.Registry.MustRegister(m.counterVecs[f.Name])
+		}
+	}
+	for _, f := range stageGauges {
+		if m.gaugeVecs[f.Name] == nil {
+			m.gaugeVecs[f.Name] = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: f.Name, Help: f.Help}, stageLabels)
+			m.Registry.MustRegister(m.gaugeVecs[f.Name])
+		}
+	}
 	m.ReloadOK.Set(1)
 	m.Registry.MustRegister(
 		collectors.NewGoCollector(),
@@ -93,6 +98,12 @@ func (m *Metrics) Forget(pipeline string) {
 	m.drops.DeletePartialMatch(l)
 	m.events.DeletePartialMatch(l)
 	m.gauges.DeletePartialMatch(l)
+	for _, v := range m.counterVecs {
+		v.DeletePartialMatch(l)
+	}
+	for _, v := range m.gaugeVecs {
+		v.DeletePartialMatch(l)
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.counters = slices.DeleteFunc(m.counters, func(d *DropCounter) bool {
@@ -163,13 +174,33 @@ func (s *StageMetrics) Drop(reason string) *DropCounter {
 	return d
 }
 
-// Counter returns a counter of stage-specific events named event.
-func (s *StageMetrics) Counter(event string) prometheus.Counter {
-	return s.m.events.WithLabelValues(append(append([]string{}, s.labels...), event)...)
+// Drops returns the stage's drop counts by reason, for status pages.
+func (s *StageMetrics) Drops() map[string]float64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make(map[string]float64, len(s.drops))
+	for reason, d := range s.drops {
+		out[reason] = d.Value()
+	}
+	return out
 }
 
-// Gauge returns a stage-specific gauge named name.
+// Counter returns the stage's counter named name, in the family
+// metricnames.go gives that name (mediapipe_stage_events_total{event=name}
+// for a name it does not know).
+func (s *StageMetrics) Counter(name string) prometheus.Counter {
+	if f, ok := stageFamily(stageCounters, s.labels[2], name); ok {
+		return s.m.counterVecs[f.Name].WithLabelValues(append(slices.Clone(s.labels), f.Values...)...)
+	}
+	return s.m.events.WithLabelValues(append(append([]string{}, s.labels...), name)...)
+}
+
+// Gauge returns the stage's gauge named name, in the family metricnames.go
+// gives that name (mediapipe_stage_gauge{name=name} for one it does not know).
 func (s *StageMetrics) Gauge(name string) prometheus.Gauge {
+	if f, ok := stageFamily(stageGauges, s.labels[2], name); ok {
+		return s.m.gaugeVecs[f.Name].WithLabelValues(s.labels...)
+	}
 	return s.m.gauges.WithLabelValues(append(append([]string{}, s.labels...), name)...)
 }
 

@@ -47,6 +47,12 @@ type Env struct {
 	Log      *slog.Logger
 	Metrics  *StageMetrics
 	Clock    Clock
+	// Sessions registers the publishers and viewers the stage serves, for
+	// the control API and the publish/play notices; Events carries the
+	// other notices (record_done). Both are the runtime's, shared by every
+	// pipeline; nil (a stage built by hand) registers and publishes nothing.
+	Sessions *Sessions
+	Events   *Bus
 }
 
 // Path resolves a path a stage's parameter names: a relative one is taken
@@ -72,6 +78,8 @@ func TestEnv(name string) *Env {
 		Metrics: NewMetrics().Stage("test", 1, name),
 		Clock:   RealClock{},
 	}
+	env.Events = NewBus()
+	env.Sessions = NewSessions(env.Events)
 	env.Metrics.SetLogger(env.Log)
 	return env
 }

@@ -2,6 +2,7 @@ package host
 
 import (
 	"context"
+	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -18,36 +19,31 @@ type admin struct {
 	srv *http.Server
 }
 
-// PipelineStatus is one pipeline in /api/streams.
-type PipelineStatus struct {
-	Name    string         `json:"name"`
-	Streams []StreamStatus `json:"streams"`
-}
-
-// Status returns what /api/streams serves.
-func (rt *Runtime) Status() []PipelineStatus {
-	pipes := rt.Running()
-	out := make([]PipelineStatus, 0, len(pipes))
-	for _, p := range pipes {
-		out = append(out, PipelineStatus{Name: p.Name, Streams: p.Streams()})
-	}
-	return out
-}
-
-func (rt *Runtime) startAdmin(listen string) (*admin, error) {
-	ln, err := net.Listen("tcp", listen)
+func (rt *Runtime) startAdmin(cfg *AdminConfig) (*admin, error) {
+	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
-		return nil, fmt.Errorf("admin: listen %s: %w", listen, err)
+		return nil, fmt.Errorf("admin: listen %s: %w", cfg.Listen, err)
 	}
+	api := func(h http.HandlerFunc) http.Handler { return requireToken(cfg.Token, h) }
 	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", promhttp.HandlerFor(rt.Metrics.Registry, promhttp.HandlerOpts{}))
-	mux.HandleFunc("GET /api/streams", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		enc := json.NewEncoder(w)
-		enc.SetIndent("", "  ")
-		_ = enc.Encode(map[string]any{"pipelines": rt.Status()})
-	})
-	mux.HandleFunc("POST /api/reload", rt.serveReload)
+	var metrics http.Handler = promhttp.HandlerFor(rt.Metrics.Registry, promhttp.HandlerOpts{})
+	if !cfg.MetricsPublic {
+		metrics = requireToken(cfg.Token, metrics)
+	}
+	mux.Handle("GET /metrics", metrics)
+	mux.Handle("GET /api/streams", api(func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]any{"pipelines": rt.Status()})
+	}))
+	mux.Handle("GET /api/streams/{name...}", api(rt.serveStream))
+	mux.Handle("DELETE /api/streams/{name...}", api(rt.kickPublisher))
+	mux.Handle("DELETE /api/viewers/{id}", api(rt.kickViewer))
+	mux.Handle("GET /api/pipelines", api(func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]any{"pipelines": rt.PipelinesStatus()})
+	}))
+	mux.Handle("POST /api/reload", api(rt.serveReload))
+	mux.Handle("/api/", api(func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusNotFound, map[string]string{"error": "no such endpoint (see docs/api.md)"})
+	}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		_, _ = w.Write([]byte("ok\n"))
 	})
@@ -56,8 +52,33 @@ func (rt *Runtime) startAdmin(listen string) (*admin, error) {
 	rt.AdminAddr = ln.Addr()
 	rt.mu.Unlock()
 	go func() { _ = a.srv.Serve(ln) }()
-	rt.log.Info("admin listening", "addr", ln.Addr().String(), "metrics", "/metrics", "status", "/api/streams", "reload", "POST /api/reload")
+	rt.log.Info("admin listening", "addr", ln.Addr().String(), "metrics", "/metrics", "api", "/api/", "token", cfg.Token != "")
 	return a, nil
+}
+
+// requireToken lets a request through to h only with Authorization: Bearer
+// token (compared in constant time); without a token everything passes.
+func requireToken(token string, h http.Handler) http.Handler {
+	if token == "" {
+		return h
+	}
+	want := []byte("Bearer " + token)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if subtle.ConstantTimeCompare([]byte(r.Header.Get("Authorization")), want) != 1 {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="mediapipe"`)
+			writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "needs Authorization: Bearer TOKEN ([admin] token)"})
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
 }
 
 // serveReload answers POST /api/reload with what the reload did: 200 when
@@ -79,11 +100,7 @@ func (rt *Runtime) serveReload(w http.ResponseWriter, r *http.Request) {
 	case err != nil:
 		code = http.StatusInternalServerError
 	}
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(code)
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	_ = enc.Encode(res)
+	writeJSON(w, code, res)
 }
 
 func (a *admin) close() {

@@ -16,12 +16,15 @@ type File struct {
 	Dir       string // directory relative paths in the file resolve against
 	Admin     *AdminConfig
 	Log       LogConfig
+	Hooks     []*HookConfig // the [[hook]] tables, in order
 	Pipelines []*PipelineConfig
 }
 
-// AdminConfig is the [admin] table: where /metrics and /api/streams are served.
+// AdminConfig is the [admin] table: where /metrics and the control API are served.
 type AdminConfig struct {
-	Listen string `param:"listen" required:"true" addr:"true" doc:"address the admin server listens on, such as 127.0.0.1:9090"`
+	Listen        string `param:"listen" required:"true" addr:"true" doc:"address the admin server listens on, such as 127.0.0.1:9090"`
+	Token         string `param:"token" secret:"true" doc:"when set, every /api call (and /metrics unless metrics_public) needs the header Authorization: Bearer TOKEN; /healthz stays open"`
+	MetricsPublic bool   `param:"metrics_public" default:"false" doc:"with a token set, serve /metrics without it (for a Prometheus that cannot send one)"`
 }
 
 // Validate refuses an empty address, which would listen on a random port.
@@ -114,7 +117,7 @@ type fileTable struct {
 var (
 	adminTable = fileTable{
 		spec: core.Spec{Name: "[admin]", Params: core.ParamsOf(AdminConfig{}),
-			Summary: "Optional. While the pipelines run, serves /metrics (Prometheus), /api/streams (the live streams, JSON), POST /api/reload (re-read the file, as SIGHUP does; 422 with the problems of a file it refuses) and /healthz."},
+			Summary: "Optional. While the pipelines run, serves /metrics (Prometheus), the control API (docs/api.md: /api/streams, /api/streams/APP/KEY, DELETE to kick a publisher or /api/viewers/ID a viewer, /api/pipelines, POST /api/reload — re-read the file, as SIGHUP does; 422 with the problems of a file it refuses) and /healthz."},
 		name: "admin", takes: "admin takes %s", missing: "required when [admin] is present",
 	}
 	logTable = fileTable{
@@ -134,7 +137,7 @@ var (
 )
 
 // fileTables are the file's own tables, in the order the reference documents them.
-var fileTables = []*fileTable{&adminTable, &logTable, &pipelineTable, &stageTable}
+var fileTables = []*fileTable{&adminTable, &logTable, &hookTable, &pipelineTable, &stageTable}
 
 // DefaultQueue is the per-stage queue capacity when a pipeline sets none,
 // as its queue tag says.

@@ -204,10 +204,19 @@ var problemCases = []problemCase{
 		[]string{`t.toml: pipeline "p" stage 1 (/x/y): plugins are not available in this build`}},
 	{"unknown keys at every level", "bogus = 1\n[admin]\nport = 1\n[[pipeline]]\nname = \"p\"\ncolour = \"red\"\n[[pipeline.stage]]\nuse = \"src\"\nlisten = \"l\"\n[[pipeline.stage]]\nuse = \"av2flv\"\n[[pipeline.stage]]\nuse = \"flvsink\"\nlisten = \"x\"\n", nil,
 		[]string{
-			`t.toml: bogus: unknown top-level key (expected [admin], [log] or [[pipeline]])`,
-			`t.toml: admin.port: unknown key (admin takes listen)`,
+			`t.toml: bogus: unknown top-level key (expected [admin], [log], [[hook]] or [[pipeline]])`,
+			`t.toml: admin.port: unknown key (admin takes listen, token, metrics_public)`,
 			`t.toml: admin.listen: required when [admin] is present`,
 			`t.toml: pipeline "p": colour: unknown key (a pipeline takes name, queue, from and [[pipeline.stage]])`,
+		}},
+	{"hooks are checked, each placed by its position", "[[hook]]\nurl = \"ftp://x\"\nevents = [\"publish\"]\n[[hook]]\nurl = \"http://127.0.0.1:1/e\"\nevents = [\"publish\", \"nope\"]\n[[hook]]\nurl = \"http://127.0.0.1:1/e\"\nevents = [\"play\"]\nsecret = 12345\ncolour = 1\n[[hook]]\nurl = \"http://127.0.0.1:1/e\"\n" +
+		"[[pipeline]]\nname = \"p\"\n[[pipeline.stage]]\nuse = \"src\"\nlisten = \"l\"\n[[pipeline.stage]]\nuse = \"av2flv\"\n[[pipeline.stage]]\nuse = \"flvsink\"\nlisten = \"x\"\n", nil,
+		[]string{
+			`t.toml: hook 1: url: must be an http:// or https:// URL such as "http://127.0.0.1:8080/events"`,
+			`t.toml: hook 2: events: "nope" is not an event (take any of publish, unpublish, play, stop, record_done, stream_start, stream_end)`,
+			`t.toml: hook 3: colour: unknown key (a hook takes url, events, secret, queue)`,
+			`t.toml: hook 3: secret: (secret) is not a string`,
+			`t.toml: hook 4: events: required in a [[hook]]`,
 		}},
 	{"the file's own keys are checked as stage parameters are",
 		"[log]\nlevel = \"loud\"\n[[pipeline]]\nname = \"edge\"\nqueue = 0\n[[pipeline.stage]]\nuse = \"src\"\nlisten = \"l\"\n[[pipeline.stage]]\nuse = \"av2flv\"\n[[pipeline.stage]]\nuse = \"flvsink\"\nlisten = \"x\"\n",

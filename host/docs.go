@@ -41,7 +41,7 @@ func Markdown(defs []core.Definition) string {
 // fileKeysMarkdown documents the pipeline file's own tables from their specs.
 func fileKeysMarkdown(b *strings.Builder) {
 	b.WriteString("## Pipeline file keys\n\n")
-	b.WriteString("A pipeline file is TOML: optional `[admin]` and `[log]` tables, then one or more `[[pipeline]]`, each with its `[[pipeline.stage]]` tables in order.\n")
+	b.WriteString("A pipeline file is TOML: optional `[admin]` and `[log]` tables and `[[hook]]` tables, then one or more `[[pipeline]]`, each with its `[[pipeline.stage]]` tables in order.\n")
 	var vars []string
 	for _, ft := range fileTables {
 		if ft.name == "" {

@@ -79,9 +79,9 @@ func Parse(name, dir string, data []byte, environ []string) (*File, Problems) {
 	env := parseEnv(environ)
 	for _, key := range sortedKeys(root) {
 		switch key {
-		case "admin", "pipeline", "log":
+		case "admin", "pipeline", "log", "hook":
 		default:
-			ps.fileLevel(0, "%s: unknown top-level key (expected [admin], [log] or [[pipeline]])", key)
+			ps.fileLevel(0, "%s: unknown top-level key (expected [admin], [log], [[hook]] or [[pipeline]])", key)
 		}
 	}
 	f := &File{Path: name, Dir: dir}
@@ -90,6 +90,7 @@ func Parse(name, dir string, data []byte, environ []string) (*File, Problems) {
 		ps.decode(&adminTable, t, f.Admin)
 	}
 	ps.decode(&logTable, ps.table(root, &logTable, env), &f.Log)
+	f.Hooks = ps.hooks(root["hook"])
 	f.Pipelines = ps.pipelines(root["pipeline"], dir, env)
 	idEnv(env, f.Pipelines)
 	ps.taps(f.Pipelines)

@@ -145,16 +145,10 @@ func (o *chanOutput) observe(p *core.Packet) {
 	case core.EventStart:
 		// Sources log their own start and end lines with what they know
 		// (publisher address, SSRC); these are for plugin sources and debugging.
-		o.track.mu.Lock()
-		o.track.streams[s] = struct{}{}
-		o.track.mu.Unlock()
+		o.track.streamStarted(s)
 		o.log.Debug("stream started", "stream", s.Name, "id", s.ID)
 	case core.EventEnd:
-		o.track.mu.Lock()
-		_, live := o.track.streams[s]
-		delete(o.track.streams, s)
-		o.track.mu.Unlock()
-		if live {
+		if o.track.streamEnded(s) {
 			o.log.Debug("stream ended", "stream", s.Name, "id", s.ID, "packets", s.Packets.Load(), "bytes", s.Bytes.Load(), "duration", time.Since(s.Started).Round(time.Millisecond))
 		}
 	}

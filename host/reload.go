@@ -292,7 +292,7 @@ func (rt *Runtime) apply(f *File) *ReloadResult {
 	for _, p := range append(kept, opened...) {
 		running[p.Name] = p
 	}
-	merged := &File{Path: f.Path, Dir: f.Dir, Admin: f.Admin, Log: f.Log}
+	merged := &File{Path: f.Path, Dir: f.Dir, Admin: f.Admin, Log: f.Log, Hooks: f.Hooks}
 	var pipes []*Pipeline
 	for i, pc := range f.Pipelines {
 		p := running[pc.Name]
@@ -316,6 +316,7 @@ func (rt *Runtime) apply(f *File) *ReloadResult {
 	if err := rt.reloadAdmin(old.Admin, f.Admin); err != nil {
 		res.Errors = append(res.Errors, err.Error())
 	}
+	rt.reloadHooks(f.Hooks)
 	if rt.opts.LogChanged != nil {
 		rt.opts.LogChanged(f.Log)
 	}
@@ -381,7 +382,7 @@ func (rt *Runtime) reloadAdmin(old, next *AdminConfig) error {
 	var a *admin
 	if next != nil {
 		var err error
-		if a, err = rt.startAdmin(next.Listen); err != nil {
+		if a, err = rt.startAdmin(next); err != nil {
 			return err // the old one serves on
 		}
 	}

@@ -38,9 +38,16 @@ type Options struct {
 // Reload swaps in a new version of the file, pipeline by pipeline.
 type Runtime struct {
 	Metrics *core.Metrics
-	log     *slog.Logger
-	opts    Options
-	ready   chan struct{}
+	// Events and Sessions are the process's notice bus and its registry of
+	// publishers and viewers: one each per Runtime, shared by every
+	// pipeline and kept across reloads.
+	Events   *core.Bus
+	Sessions *core.Sessions
+	hooks    *hookSet // the [[hook]]s sending now; replaced on reload
+	rates    rates    // bitrates for the API
+	log      *slog.Logger
+	opts     Options
+	ready    chan struct{}
 
 	mu sync.RWMutex
 	// File is the configuration running now: after a reload, the new
@@ -64,8 +71,10 @@ type Pipeline struct {
 	From   string // the stage id this branch receives from; "" when it has a source
 	Stages []*RunningStage
 
-	mu      sync.Mutex
-	streams map[*core.Stream]struct{}
+	mu       sync.Mutex
+	streams  map[*core.Stream]struct{}
+	events   *core.Bus      // stream_start and stream_end go there
+	sessions *core.Sessions // told when a stream ends (per-stream metrics)
 
 	config *PipelineConfig
 	input  *branchOutput // a branch's queue, attached to tee
@@ -105,14 +114,25 @@ func Build(f *File, opts Options) (*Runtime, error) {
 	if opts.DrainTimeout <= 0 {
 		opts.DrainTimeout = 5 * time.Second
 	}
+	bus := core.NewBus()
 	rt := &Runtime{
 		File: f, Metrics: opts.Metrics, log: opts.Logger, opts: opts,
+		Events: bus, Sessions: core.NewSessions(bus),
 		ready:   make(chan struct{}),
 		reloads: make(chan *reloadRequest),
 		failed:  make(chan error, 1),
 		exited:  make(chan struct{}, 1),
 		stop:    make(chan struct{}),
 	}
+	rt.Sessions.SetLive(func(k core.StreamKey) bool {
+		for _, p := range rt.Running() {
+			if p.Name == k.Pipeline {
+				return p.Carries(k.Stream)
+			}
+		}
+		return false
+	})
+	registerStreamMetrics(rt)
 	var errs []error
 	for _, pc := range f.Pipelines {
 		p, err := rt.buildPipeline(f, pc)
@@ -135,14 +155,15 @@ func Build(f *File, opts Options) (*Runtime, error) {
 
 // buildPipeline builds pc's stages and the queues between them.
 func (rt *Runtime) buildPipeline(f *File, pc *PipelineConfig) (*Pipeline, error) {
-	p := &Pipeline{Name: pc.Name, From: pc.From, config: pc, streams: map[*core.Stream]struct{}{},
-		hard: make(chan struct{}), done: make(chan struct{})}
+	p := &Pipeline{Name: pc.Name, From: pc.From, config: pc, streams: map[*core.Stream]struct{}{}, events: rt.Events,
+		sessions: rt.Sessions, hard: make(chan struct{}), done: make(chan struct{})}
 	var errs []error
 	for _, sc := range pc.Stages {
 		log := rt.log.With("pipeline", pc.Name, "stage", sc.Index, "name", sc.SpecName())
 		sm := rt.Metrics.Stage(pc.Name, sc.Index, sc.SpecName())
 		sm.SetLogger(log)
-		env := &core.Env{Pipeline: pc.Name, Index: sc.Index, Name: sc.SpecName(), Dir: f.Dir, Log: log, Metrics: sm, Clock: rt.opts.Clock}
+		env := &core.Env{Pipeline: pc.Name, Index: sc.Index, Name: sc.SpecName(), Dir: f.Dir, Log: log, Metrics: sm, Clock: rt.opts.Clock,
+			Sessions: rt.Sessions, Events: rt.Events}
 		st, err := sc.Def.Build(sc.Params, env)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("%s: pipeline %q stage %d (%s): %w", f.Path, pc.Name, sc.Index, sc.Label(), err))
@@ -244,12 +265,16 @@ func (rt *Runtime) Run(ctx context.Context) error {
 	// Last of all: write the held-back drop summaries, stop their timer.
 	defer rt.Metrics.Close()
 	defer close(rt.stop)
+	rt.hooks = startHooks(rt.File.Hooks, rt.Events, rt.Metrics, rt.log)
+	// After the pipelines stopped (their last notices published), the
+	// hooks get a bounded time to deliver.
+	defer func() { rt.hooks.close(hookDrain) }()
 	pipes := rt.Running()
 	if err := rt.open(pipes); err != nil {
 		return err
 	}
 	if rt.File.Admin != nil {
-		a, err := rt.startAdmin(rt.File.Admin.Listen)
+		a, err := rt.startAdmin(rt.File.Admin)
 		if err != nil {
 			rt.abort(pipes)
 			return err
@@ -483,6 +508,55 @@ type StreamStatus struct {
 	Started time.Time `json:"started"`
 	Packets uint64    `json:"packets"`
 	Bytes   uint64    `json:"bytes"`
+	// BitrateIn is what the source receives, BitrateOut what the
+	// pipeline's viewers are sent (summed), in bits per second; Viewers
+	// counts them (HLS: clients that asked within a segment window).
+	BitrateIn  float64 `json:"bitrate_in"`
+	BitrateOut float64 `json:"bitrate_out"`
+	Viewers    int     `json:"viewers"`
+}
+
+// streamStarted records s as live in p and publishes stream_start. A
+// pipeline's streams are those its source (or, for a branch, the tapped
+// stage) hands on: what the pipeline serves, so an edge reports its own.
+func (p *Pipeline) streamStarted(s *core.Stream) {
+	p.mu.Lock()
+	p.streams[s] = struct{}{}
+	p.mu.Unlock()
+	p.events.Publish(core.Notice{Name: core.NoticeStreamStart, Stream: s.Name, Pipeline: p.Name})
+}
+
+// streamEnded forgets s and publishes stream_end; it says whether s was
+// live (an end without a start publishes nothing).
+func (p *Pipeline) streamEnded(s *core.Stream) bool {
+	p.mu.Lock()
+	_, live := p.streams[s]
+	delete(p.streams, s)
+	again := p.carriesLocked(s.Name) // a newer stream took the name over
+	p.mu.Unlock()
+	if live {
+		p.events.Publish(core.Notice{Name: core.NoticeStreamEnd, Stream: s.Name, Pipeline: p.Name})
+	}
+	if !again {
+		p.sessions.ForgetStream(p.Name, s.Name)
+	}
+	return live
+}
+
+// Carries says whether a stream named name is live in p.
+func (p *Pipeline) Carries(name string) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.carriesLocked(name)
+}
+
+func (p *Pipeline) carriesLocked(name string) bool {
+	for s := range p.streams {
+		if s.Name == name {
+			return true
+		}
+	}
+	return false
 }
 
 // Streams lists the pipeline's live streams, by name.

@@ -25,8 +25,9 @@ func TestCounterSum(t *testing.T) {
 		{"mediapipe_stage_drops_total", map[string]string{"stage": "rtp-reorder", "reason": "late"}, 5},
 		{"mediapipe_stage_drops_total", map[string]string{"stage": "netsim"}, 0},
 		{"mediapipe_stage_drops_total", map[string]string{"event": "repaired"}, 0},
-		{"mediapipe_stage_events_total", map[string]string{"event": "repaired"}, 7},
-		{"mediapipe_stage_gauge", nil, 0},
+		{"mediapipe_stage_repaired_packets_total", nil, 7},
+		{"mediapipe_stage_repaired_packets_total", map[string]string{"stage": "udp-source"}, 0},
+		{"mediapipe_stage_streams", nil, 0},
 		{"no_such_family", nil, 0},
 	}
 	for _, c := range cases {

@@ -307,12 +307,8 @@ func (b *branchOutput) endLive() {
 func (b *branchOutput) track(ev core.Event, s *core.Stream) {
 	switch ev {
 	case core.EventStart:
-		b.pipeline.mu.Lock()
-		b.pipeline.streams[s] = struct{}{}
-		b.pipeline.mu.Unlock()
+		b.pipeline.streamStarted(s)
 	case core.EventEnd:
-		b.pipeline.mu.Lock()
-		delete(b.pipeline.streams, s)
-		b.pipeline.mu.Unlock()
+		b.pipeline.streamEnded(s)
 	}
 }

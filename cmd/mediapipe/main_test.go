@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -30,6 +31,22 @@ func TestStagesDocIsCurrent(t *testing.T) {
 	}
 	if string(got) != want {
 		t.Fatal("docs/stages.md is stale: run `make docs`")
+	}
+}
+
+// TestMetricsDocIsCurrent fails when docs/metrics.md no longer lists the
+// families the code exports: run `make docs`.
+func TestMetricsDocIsCurrent(t *testing.T) {
+	var out bytes.Buffer
+	if code := cli.Main([]string{"metrics", "--markdown"}, &out, io.Discard); code != 0 {
+		t.Fatalf("metrics --markdown: exit %d", code)
+	}
+	got, err := os.ReadFile("../../docs/metrics.md")
+	if err != nil {
+		t.Fatalf("docs/metrics.md: %v (run make docs)", err)
+	}
+	if string(got) != out.String() {
+		t.Fatal("docs/metrics.md is stale: run `make docs`")
 	}
 }
 

@@ -487,7 +487,7 @@ func drive(ctx context.Context, cfg Config, rep *Report, cl *clip, rl *relay) (*
 func waitRepair(ctx context.Context, rt *host.Runtime, d time.Duration) error {
 	deadline := time.Now().Add(d)
 	for {
-		up, ok := gather(rt.Metrics.Registry).firstOf("mediapipe_stage_gauge", "edge", "rtp-reorder", "name", "repair_connected")
+		up, ok := gather(rt.Metrics.Registry).gauge("edge", "rtp-reorder", "repair_connected")
 		if !ok || up == 1 {
 			return nil // no such gauge: nothing to wait for
 		}
@@ -664,7 +664,7 @@ loop:
 			// line; with no progress line there is no snapshot to take.
 			b := mallocs()
 			g := gather(m.rt.Metrics.Registry)
-			if up, ok := g.firstOf("mediapipe_stage_gauge", "edge", "rtp-reorder", "name", "repair_connected"); ok && up == 0 && m.repairDown != nil {
+			if up, ok := g.gauge("edge", "rtp-reorder", "repair_connected"); ok && up == 0 && m.repairDown != nil {
 				*m.repairDown++
 			}
 			if cfg.Progress != nil {
@@ -710,7 +710,7 @@ func progressLine(w io.Writer, m metricsView, cur, prev snapshot, start time.Tim
 	joined, wanted := cur.aud.Active, cur.aud.Wanted
 	lat := cur.aud.Lat.hist()
 	lost, _ := m.firstOf("mediapipe_stage_drops_total", "edge", "netsim", "reason", lossReasons...)
-	rep, repOK := m.firstOf("mediapipe_stage_events_total", "edge", "rtp-reorder", "event", repairEvents...)
+	rep, repOK := m.counter("edge", "rtp-reorder", "repaired")
 	skip, skipOK := m.firstOf("mediapipe_stage_drops_total", "edge", "rtp-reorder", "reason", skipReasons...)
 	var out float64 // over the audience's own clock (see Report.fill)
 	if adt := time.Duration(cur.aud.At - prev.aud.At).Seconds(); adt > 0 {
@@ -736,7 +736,6 @@ func ms(d time.Duration) string { return fmt.Sprintf("%.1fms", float64(d)/1e6) }
 // first present wins, so a renamed counter shows as n/a rather than 0.
 var (
 	lossReasons  = []string{"simulated_loss"}
-	repairEvents = []string{"repaired", "packets_repaired", "recovered"}
 	skipReasons  = []string{"gap_skipped", "skipped", "gap_timeout"}
 	shedReasons  = []string{"slow_viewer"}
 )

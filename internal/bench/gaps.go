@@ -76,7 +76,7 @@ func explainGaps(m metricsView, kernelDrops int64) Gaps {
 		g.Causes["kernel: edge UDP socket receive buffer"] = float64(kernelDrops)
 		g.Explained += float64(kernelDrops)
 	}
-	if x, ok := m.firstOf("mediapipe_stage_gauge", "edge", "rtp-reorder", "name", "rtt_seconds"); ok {
+	if x, ok := m.gauge("edge", "rtp-reorder", "rtt_seconds"); ok {
 		x = round(x*1000, 1)
 		g.RTT = &x
 	}
@@ -84,21 +84,21 @@ func explainGaps(m metricsView, kernelDrops int64) Gaps {
 		g.Unexplained = g.Skipped - g.Explained
 	}
 	for _, f := range []struct {
-		dst    **float64
-		family string
-		key    string
-		name   string
+		dst  **float64
+		name string
 	}{
-		{&g.NacksSent, "mediapipe_stage_events_total", "event", "nacks_sent"},
-		{&g.Gone, "mediapipe_stage_events_total", "event", "gone"},
-		{&g.Refused, "mediapipe_stage_events_total", "event", "repair_refused"},
-		{&g.Unavailable, "mediapipe_stage_events_total", "event", "repair_unavailable"},
-		{&g.RepairedLate, "mediapipe_stage_events_total", "event", "repaired_after_latency"},
-		{&g.RepairUp, "mediapipe_stage_gauge", "name", "repair_connected"},
+		{&g.NacksSent, "nacks_sent"},
+		{&g.Gone, "gone"},
+		{&g.Refused, "repair_refused"},
+		{&g.Unavailable, "repair_unavailable"},
+		{&g.RepairedLate, "repaired_after_latency"},
 	} {
-		if x, ok := m.firstOf(f.family, "edge", "rtp-reorder", f.key, f.name); ok {
+		if x, ok := m.counter("edge", "rtp-reorder", f.name); ok {
 			*f.dst = &x
 		}
+	}
+	if x, ok := m.gauge("edge", "rtp-reorder", "repair_connected"); ok {
+		g.RepairUp = &x
 	}
 	return g
 }

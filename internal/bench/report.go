@@ -238,7 +238,7 @@ func (r *Report) fillLoss(cfg Config, m metricsView) {
 	if x, ok := m.firstOf("mediapipe_stage_drops_total", "edge", "netsim", "reason", lossReasons...); ok {
 		r.Loss.Lost = &x
 	}
-	if x, ok := m.firstOf("mediapipe_stage_events_total", "edge", "rtp-reorder", "event", repairEvents...); ok {
+	if x, ok := m.counter("edge", "rtp-reorder", "repaired"); ok {
 		r.Loss.Repaired = &x
 	}
 	if x, ok := m.firstOf("mediapipe_stage_drops_total", "edge", "rtp-reorder", "reason", skipReasons...); ok {

@@ -9,6 +9,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/mediapipe/mediapipe/core"
+
 	"github.com/mediapipe/mediapipe/internal/metricread"
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
@@ -104,6 +106,17 @@ func (v metricsView) firstOf(family, pipeline, stage, key string, names ...strin
 		}
 	}
 	return 0, false
+}
+
+// counter reads the counter a stage names name (as it calls
+// env.Metrics.Counter(name)) of pipeline's stage.
+func (v metricsView) counter(pipeline, stage, name string) (float64, bool) {
+	return v.sum(core.StageCounterFamily(stage, name), map[string]string{"pipeline": pipeline, "stage": stage})
+}
+
+// gauge reads the gauge a stage names name of pipeline's stage.
+func (v metricsView) gauge(pipeline, stage, name string) (float64, bool) {
+	return v.sum(core.StageGaugeFamily(stage, name), map[string]string{"pipeline": pipeline, "stage": stage})
 }
 
 // drops lists every non-zero drop counter as "pipeline/stage reason" → count.

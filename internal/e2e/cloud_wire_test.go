@@ -60,13 +60,13 @@ func startCloud(t *testing.T, publishKey, token string) *cloudOnly {
 
 func (c *cloudOnly) url(path string) string { return "rtmp://" + c.rtmp + "/" + path }
 
-// gauge reads the cloud stage's mediapipe_stage_gauge{stage, name}.
+// gauge reads the gauge the cloud stage names name.
 func (c *cloudOnly) gauge(stage, name string) float64 {
 	fams, err := c.run.RT.Metrics.Registry.Gather()
 	if err != nil {
 		return -1
 	}
-	return metricread.SumFamilies(fams, "mediapipe_stage_gauge", map[string]string{"stage": stage, "name": name})
+	return metricread.SumFamilies(fams, core.StageGaugeFamily(stage, name), map[string]string{"stage": stage})
 }
 
 func (c *cloudOnly) drops(labels map[string]string) float64 {

@@ -162,20 +162,20 @@ from = "edge-flv"
 			t.Errorf("publisher %d: %d video packets in the viewer's response, want ≥ 30", i+1, n)
 		}
 	}
-	if n := primary.Sum(t, "mediapipe_stage_events_total", map[string]string{"stage": "rtmp-source", "event": "reconnects_continued"}); n != 1 {
+	if n := primary.Sum(t, "mediapipe_stage_reconnects_continued_total", map[string]string{"stage": "rtmp-source"}); n != 1 {
 		t.Errorf("primary cloud: reconnects_continued %v, want 1", n)
 	}
-	if n := edge.Sum(t, "mediapipe_stage_events_total", map[string]string{"stage": "udp-source", "event": "streams_continued"}); n != 1 {
+	if n := edge.Sum(t, "mediapipe_stage_streams_continued_total", map[string]string{"stage": "udp-source"}); n != 1 {
 		t.Errorf("edge: streams_continued %v, want 1", n)
 	}
-	if n := edge.Sum(t, "mediapipe_stage_events_total", map[string]string{"stage": "udp-source", "event": "streams_started"}); n != 1 {
+	if n := edge.Sum(t, "mediapipe_stage_streams_started_total", map[string]string{"stage": "udp-source"}); n != 1 {
 		t.Errorf("edge: streams_started %v, want 1", n)
 	}
 	// Each cloud held its stream once for a publisher who did not come
 	// back to it: the primary when the publisher went to the standby.
 	for _, c := range []*testrun.Process{primary, standby} {
 		testrun.Eventually(t, 5*time.Second, c.Name+": reconnect_grace_expired 1", func() bool {
-			return c.Sum(t, "mediapipe_stage_events_total", map[string]string{"stage": "rtmp-source", "event": "reconnect_grace_expired"}) == 1
+			return c.Sum(t, "mediapipe_stage_reconnect_grace_expired_total", map[string]string{"stage": "rtmp-source"}) == 1
 		})
 	}
 }

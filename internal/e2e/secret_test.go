@@ -42,7 +42,7 @@ func TestSecretsStayOutOfLogs(t *testing.T) {
 	if tags := mediaTags(v.Wait(t, 10*time.Second)); len(tags) == 0 {
 		t.Fatal("viewer with the play key got nothing")
 	}
-	if repaired := r.RT.CounterSum("mediapipe_stage_events_total", map[string]string{"stage": "rtp-reorder", "event": "repaired"}); repaired == 0 {
+	if repaired := r.RT.CounterSum("mediapipe_stage_repaired_packets_total", map[string]string{"stage": "rtp-reorder"}); repaired == 0 {
 		t.Error("no repairs with the token: repair did not authenticate")
 	}
 	if err := r.Stop(); err != nil {

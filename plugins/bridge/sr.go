@@ -35,7 +35,7 @@ type SRBackend struct {
 }
 
 // SRBackendCounter is the event counter a plugin SR backend's restarts are
-// counted in: mediapipe_stage_events_total{event="backend_restarts"} of the
+// counted in: mediapipe_sr_backend_restarts_total of the
 // stage that Instruments it.
 const SRBackendCounter = "backend_restarts"
 

@@ -254,7 +254,7 @@ func TestRelayWithStreamFilterPlugin(t *testing.T) {
 	if len(want)-join < len(want)/2 {
 		t.Errorf("the viewer joined at the clip's tag %d of %d: too late to test much", join, len(want))
 	}
-	if n := r.edge.CounterSum("mediapipe_stage_events_total", map[string]string{"event": "restarts"}); n != 0 {
+	if n := r.edge.CounterSum("mediapipe_plugin_restarts_total", nil); n != 0 {
 		t.Errorf("restarts = %v without a kill", n)
 	}
 }
@@ -328,7 +328,7 @@ func TestRelayPluginKilledMidStream(t *testing.T) {
 	if run < 90 {
 		t.Errorf("viewer after the restart: only its last %d of %d video tags are the clip's last ones", run, len(v2))
 	}
-	if n := r.edge.CounterSum("mediapipe_stage_events_total", map[string]string{"event": "restarts"}); n != 1 {
+	if n := r.edge.CounterSum("mediapipe_plugin_restarts_total", nil); n != 1 {
 		t.Errorf("restarts = %v, want 1", n)
 	}
 }

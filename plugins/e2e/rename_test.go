@@ -96,7 +96,7 @@ func TestRenamingPluginKilledViewerKeepsPlaying(t *testing.T) {
 		t.Errorf("only the last %d of the viewer's %d video tags are the clip's last ones: it did not play on", run, len(video))
 	}
 	// Labelled by the name the plugin's spec declares, not by its path.
-	if n := edge.CounterSum("mediapipe_stage_events_total", map[string]string{"event": "restarts", "stage": "stream-rename"}); n != 1 {
+	if n := edge.CounterSum("mediapipe_plugin_restarts_total", map[string]string{"stage": "stream-rename"}); n != 1 {
 		t.Errorf("restarts of stage=\"stream-rename\" = %v, want 1", n)
 	}
 	var died, reattached bool

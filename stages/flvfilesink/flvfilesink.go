@@ -324,6 +324,8 @@ func (s *Stage) finish(r *recording) {
 		return
 	}
 	s.env.Log.Info("recording finished", "stream", r.st.Name, "path", r.path, "tags", r.tags, "bytes", r.bytes, "duration", r.span.seconds())
+	s.env.Events.Publish(core.Notice{Name: core.NoticeRecordDone, Stream: r.st.Name, Path: r.path,
+		Pipeline: s.env.Pipeline, Stage: s.env.Index})
 }
 
 // patch writes the recording's duration and size into the value slots of

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -277,5 +278,46 @@ func TestMetadataWithoutSlots(t *testing.T) {
 	got := readFile(t, filepath.Join(dir, "live", "bare-20261125-090102.flv"))
 	if len(got) != len(sent) || !bytes.Equal(got[0], meta) {
 		t.Fatalf("got %d tags, metadata %q; want %d tags, metadata %q", len(got), got[0], len(sent), meta)
+	}
+}
+
+// A finished recording is announced (record_done) with its path, once the
+// file is complete.
+func TestRecordDoneNotice(t *testing.T) {
+	tags := testmedia.Tags(t, testmedia.Clip(t, testmedia.Options{Seconds: 1}))
+	root := t.TempDir()
+	env := core.TestEnv("flv-file-sink")
+	env.Dir = root
+	env.Clock = stagetest.NewFakeClock(start)
+	var mu sync.Mutex
+	var got []core.Notice
+	env.Events.Subscribe(func(n core.Notice) {
+		if n.Name == core.NoticeRecordDone {
+			if _, err := os.Stat(n.Path); err != nil {
+				t.Errorf("record_done before the file is there: %v", err)
+			}
+		}
+		mu.Lock()
+		got = append(got, n)
+		mu.Unlock()
+	})
+	st, err := flvfilesink.New(&flvfilesink.Config{Dir: "rec", BufferSize: 64 << 10}, env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := stagetest.Start(t, st, env, false)
+	s := h.StartStream("live/rec")
+	for _, tag := range tags {
+		send(h, s, tag)
+	}
+	h.EndStream(s)
+	if err := h.Close(); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	want := filepath.Join(root, "rec", "live", "rec-20261125-090102.flv")
+	if len(got) != 1 || got[0].Name != core.NoticeRecordDone || got[0].Path != want || got[0].Stream != "live/rec" {
+		t.Errorf("notices %+v, want one record_done of %s", got, want)
 	}
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/mediapipe/mediapipe/core"
+	"github.com/mediapipe/mediapipe/stages/internal/authhook"
 	"github.com/mediapipe/mediapipe/stages/internal/certfile"
 	"github.com/mediapipe/mediapipe/stages/internal/playerpage"
 	"github.com/mediapipe/mediapipe/stages/internal/streaminfo"
@@ -38,7 +39,19 @@ type Config struct {
 	PartDuration       time.Duration `param:"part_duration" default:"200ms" min:"0.05" max:"5" doc:"least duration of an LL-HLS part (lowLatency only); players buffer about three parts, so this sets the latency"`
 	Page               bool          `param:"page" default:"true" doc:"serve the player pages: / lists the live streams, /APP/KEY plays one with hls.js (or the browser's own HLS); false answers 404 there"`
 	MaxStreams         int           `param:"max_streams" default:"64" min:"1" max:"10000" doc:"most streams served at once, counting ended ones whose playlists are still served; a stream beyond it is not served (too_many_streams)"`
+	AuthURL            string        `param:"auth_url" live:"true" doc:"when set (an http:// or https:// URL), a request for a playlist, segment or part that passed play_key is served only if a POST of JSON {\"action\":\"play\",\"protocol\":\"hls\",\"stream\":\"APP/KEY\",\"query\":{the URL's query without the _HLS_ directives},\"client\":\"IP:PORT\",\"pipeline\",\"stage\"} here is answered 2xx; otherwise it gets 401 or 403 as the hook answered (403 for anything else). Answers are reused per (action, stream, query): admits for 10 s, refusals and failures for 2 s, so steady playback (the playlists carry the query on into every segment and part URL) makes one call per 10 s per stream and query, not one per request. See docs/hooks.md"`
+	AuthTimeout        time.Duration `param:"auth_timeout" default:"2s" min:"0.01" max:"60" live:"true" doc:"the most an auth_url call may take (connect, answer and a wait for one of 32 call slots included); a call that fails or takes longer refuses, unless auth_fail_open"`
+	AuthFailOpen       bool          `param:"auth_fail_open" default:"false" live:"true" doc:"admit when the auth_url call fails or times out (counted as auth_error_admitted) instead of refusing (auth_error_refused)"`
 }
+
+func (c *Config) auth() authhook.Config {
+	return authhook.Config{URL: c.AuthURL, Timeout: c.AuthTimeout, FailOpen: c.AuthFailOpen}
+}
+
+// hlsDirective says whether a query key is an LL-HLS playlist directive
+// (_HLS_msn, _HLS_part, _HLS_skip): they change with every reload, so they
+// are no part of what auth_url is asked.
+func hlsDirective(key string) bool { return strings.HasPrefix(key, "_HLS_") }
 
 // Validate checks what the tags cannot.
 func (c *Config) Validate() error {
@@ -47,6 +60,9 @@ func (c *Config) Validate() error {
 	}
 	if (c.Cert == "") != (c.Key == "") {
 		return errors.New("cert and key must be given together")
+	}
+	if err := authhook.ValidateURL(c.AuthURL); err != nil {
+		return err
 	}
 	return nil
 }
@@ -99,6 +115,7 @@ type Stage struct {
 	page  http.Handler       // nil: page = false
 
 	playKey atomic.Pointer[string]
+	auth    *authhook.Hook // auth_url; live too
 
 	mu      sync.Mutex
 	byName  map[string]*entry // served: live and lingering ended
@@ -121,6 +138,8 @@ type Stage struct {
 	mRejected  *core.DropCounter // requests refused: waiting bound
 	mRestarted prometheus.Counter
 	mWarn      prometheus.Counter
+
+	sessions *sessions // the control API's HLS viewers (session.go)
 }
 
 // New builds an hls-sink.
@@ -149,6 +168,8 @@ func New(cfg *Config, env *core.Env) (core.Stage, error) {
 		mRejected:  env.Metrics.Drop("request_rejected"),
 	}
 	s.playKey.Store(&s.cfg.PlayKey)
+	s.sessions = newSessions(s)
+	s.auth = authhook.New(env, authhook.HLS, cfg.auth())
 	if cfg.Cert != "" {
 		certs, err := certfile.Load(env.Path(cfg.Cert), env.Path(cfg.Key), env.Log)
 		if err != nil {
@@ -203,6 +224,8 @@ func (s *Stage) Run(ctx context.Context, in <-chan *core.Packet, _ core.Output) 
 	s.retire(time.Now(), true) // every muxer closes: held requests end
 	stop()
 	s.hwg.Wait()
+	s.sessions.sweep(time.Now(), true)
+	s.auth.Close()
 	return nil
 }
 
@@ -228,6 +251,7 @@ func (s *Stage) serve(in <-chan *core.Packet) {
 			p.Release()
 		case now := <-tick.C:
 			s.retire(now, false)
+			s.sessions.sweep(now, false)
 		}
 	}
 }
@@ -251,6 +275,7 @@ func (s *Stage) retire(now time.Time, all bool) {
 
 // shutdown stops the listener and frees the requests this stage holds.
 func (s *Stage) shutdown() {
+	s.auth.Close() // a request waiting on the hook is refused now
 	s.mu.Lock()
 	if s.closing {
 		s.mu.Unlock()
@@ -373,7 +398,7 @@ func (s *Stage) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.mRequests.Inc()
-	if !viewerhttp.CheckKey(w, r, *s.playKey.Load()) {
+	if !viewerhttp.CheckKey(w, r, *s.playKey.Load()) || !s.auth.Admit(w, r, name, hlsDirective) {
 		return
 	}
 	s.mu.Lock()
@@ -384,8 +409,17 @@ func (s *Stage) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "no such stream", http.StatusNotFound)
 		return
 	}
+	now := time.Now()
+	counter, ok := s.sessions.touch(r.RemoteAddr, name, now)
+	if !ok {
+		http.Error(w, "disconnected by the operator", http.StatusForbidden)
+		return
+	}
+	if counter != nil {
+		w = countingWriter{ResponseWriter: w, n: counter}
+	}
 	if strings.HasSuffix(file, ".m3u8") {
-		e.sawViewer(r.RemoteAddr, time.Now())
+		e.sawViewer(r.RemoteAddr, now)
 		s.servePlaylist(w, r, e, file)
 		return
 	}
@@ -401,17 +435,20 @@ func (s *Stage) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// Reconfigure applies a new play_key: it decides which requests are served
-// from now on. Any other parameter needs a restart.
+// Reconfigure applies a new play_key and auth_url, auth_timeout,
+// auth_fail_open: they decide which requests are served from now on. Any
+// other parameter needs a restart.
 func (s *Stage) Reconfigure(cfg *Config) error {
 	rest := *cfg
 	rest.PlayKey = s.cfg.PlayKey
+	rest.AuthURL, rest.AuthTimeout, rest.AuthFailOpen = s.cfg.AuthURL, s.cfg.AuthTimeout, s.cfg.AuthFailOpen
 	if rest != s.cfg {
-		return fmt.Errorf("hls-sink: %w: only play_key changes in place", core.ErrNotLive)
+		return fmt.Errorf("hls-sink: %w: only play_key and auth_* change in place", core.ErrNotLive)
 	}
 	key := cfg.PlayKey
 	s.playKey.Store(&key)
-	s.env.Log.Info("hls-sink reconfigured", "play_key", key != "")
+	s.auth.Reconfigure(cfg.auth())
+	s.env.Log.Info("hls-sink reconfigured", "play_key", key != "", "auth_url", cfg.AuthURL != "")
 	return nil
 }
 

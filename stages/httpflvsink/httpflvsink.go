@@ -20,6 +20,7 @@ import (
 
 	"github.com/mediapipe/mediapipe/core"
 	"github.com/mediapipe/mediapipe/core/media/flv"
+	"github.com/mediapipe/mediapipe/stages/internal/authhook"
 	"github.com/mediapipe/mediapipe/stages/internal/certfile"
 	"github.com/mediapipe/mediapipe/stages/internal/playerpage"
 	"github.com/mediapipe/mediapipe/stages/internal/streaminfo"
@@ -45,11 +46,21 @@ type Config struct {
 	TCPNoDelay    bool          `param:"tcp_nodelay" default:"false" doc:"send each write to a viewer as its own TCP segment at once (TCP_NODELAY). Off (the default, as in nginx-rtmp and SRS), a write while the viewer has not acknowledged the last one waits in the kernel for its ACK and goes out with what follows: less CPU per viewer, and no delay for a player that reads as data comes; over a long round trip the tail of a frame may wait up to one round trip"`
 	FlushBytes    int           `param:"flush_bytes" default:"32768" min:"1024" max:"16777216" doc:"a stream that has queued this many bytes since the last flush is flushed at once (keyframes do not wait for flush_interval)"`
 	Page          bool          `param:"page" default:"true" doc:"serve player pages on the same address: / lists the live streams (codec, size, bitrate, viewers, uptime) and updates itself, /APP/KEY plays a stream in the browser (mpegts.js, embedded in the binary) with a live-latency readout; with play_key set the pages ask for the key too. false: every URL that is not a stream is 404"`
+	AuthURL       string        `param:"auth_url" live:"true" doc:"when set (an http:// or https:// URL), a viewer that passed play_key is served only if a POST of JSON {\"action\":\"play\",\"protocol\":\"http-flv\",\"stream\":\"APP/KEY\",\"query\":{the URL's query},\"client\":\"IP:PORT\",\"pipeline\",\"stage\"} here is answered 2xx; otherwise it gets 401 or 403 as the hook answered (403 for anything else). Answers are reused per (action, stream, query): admits for 10 s, refusals and failures for 2 s; one call at a time per question, so a crowd joining makes one call. See docs/hooks.md"`
+	AuthTimeout   time.Duration `param:"auth_timeout" default:"2s" min:"0.01" max:"60" live:"true" doc:"the most an auth_url call may take (connect, answer and a wait for one of 32 call slots included); a call that fails or takes longer refuses, unless auth_fail_open"`
+	AuthFailOpen  bool          `param:"auth_fail_open" default:"false" live:"true" doc:"admit when the auth_url call fails or times out (counted as auth_error_admitted) instead of refusing (auth_error_refused)"`
+}
+
+func (c *Config) auth() authhook.Config {
+	return authhook.Config{URL: c.AuthURL, Timeout: c.AuthTimeout, FailOpen: c.AuthFailOpen}
 }
 
 // Validate checks that cert and key come together, and an absolute pair (a
 // relative one needs the pipeline file's directory: ValidateIn).
 func (c *Config) Validate() error {
+	if err := authhook.ValidateURL(c.AuthURL); err != nil {
+		return err
+	}
 	if (c.Cert == "") != (c.Key == "") {
 		return errors.New("cert and key: give both to serve HTTPS, or neither")
 	}
@@ -110,6 +121,7 @@ type Stage struct {
 	// (Reconfigure) while viewers are served.
 	playKey    atomic.Pointer[string]
 	maxViewers atomic.Int64
+	auth       *authhook.Hook // auth_url; live too
 
 	mu      sync.RWMutex
 	byName  map[string]*stream
@@ -154,6 +166,7 @@ func New(cfg *Config, env *core.Env) (core.Stage, error) {
 	}
 	s.playKey.Store(&s.cfg.PlayKey)
 	s.maxViewers.Store(int64(cfg.MaxViewers))
+	s.auth = authhook.New(env, authhook.HTTPFLV, cfg.auth())
 	if cfg.Page {
 		s.page = playerpage.New(playerpage.Options{
 			Protocol: playerpage.FLV,
@@ -202,6 +215,7 @@ func (s *Stage) Run(ctx context.Context, in <-chan *core.Packet, _ core.Output) 
 	// Viewers end by themselves: each stream's end gave them write_timeout
 	// at most to take what was queued.
 	s.vwg.Wait()
+	s.auth.Close()
 	return nil
 }
 
@@ -316,6 +330,7 @@ func (s *Stage) shutdown() {
 		return
 	}
 	s.closing = true
+	s.auth.Close() // a viewer waiting on the hook is refused now
 	all := make([]*stream, 0, len(s.live))
 	for st := range s.live {
 		all = append(all, st)
@@ -388,7 +403,7 @@ func (s *Stage) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "not found: streams are at /APP/KEY.flv", http.StatusNotFound)
 		return
 	}
-	if !viewerhttp.CheckKey(w, r, *s.playKey.Load()) {
+	if !viewerhttp.CheckKey(w, r, *s.playKey.Load()) || !s.auth.Admit(w, r, name, nil) {
 		return
 	}
 	maxViewers := int(s.maxViewers.Load())
@@ -443,19 +458,22 @@ func (s *Stage) streamInfos() []streaminfo.Info {
 	return out
 }
 
-// Reconfigure applies a new play_key and max_viewers: they decide who is
-// admitted from now on; the viewers already playing are not touched. Any
-// other parameter needs a restart.
+// Reconfigure applies a new play_key, max_viewers and auth_url,
+// auth_timeout, auth_fail_open: they decide who is admitted from now on;
+// the viewers already playing are not touched. Any other parameter needs a
+// restart.
 func (s *Stage) Reconfigure(cfg *Config) error {
 	rest := *cfg
 	rest.PlayKey, rest.MaxViewers = s.cfg.PlayKey, s.cfg.MaxViewers
+	rest.AuthURL, rest.AuthTimeout, rest.AuthFailOpen = s.cfg.AuthURL, s.cfg.AuthTimeout, s.cfg.AuthFailOpen
 	if rest != s.cfg {
-		return fmt.Errorf("httpflv-sink: %w: only play_key and max_viewers change in place", core.ErrNotLive)
+		return fmt.Errorf("httpflv-sink: %w: only play_key, max_viewers and auth_* change in place", core.ErrNotLive)
 	}
 	key := cfg.PlayKey
 	s.playKey.Store(&key)
 	s.maxViewers.Store(int64(cfg.MaxViewers))
-	s.env.Log.Info("httpflv-sink reconfigured", "play_key", key != "", "max_viewers", cfg.MaxViewers)
+	s.auth.Reconfigure(cfg.auth())
+	s.env.Log.Info("httpflv-sink reconfigured", "play_key", key != "", "max_viewers", cfg.MaxViewers, "auth_url", cfg.AuthURL != "")
 	return nil
 }
 

@@ -509,6 +509,7 @@ func (s *Stage) serveViewer(w http.ResponseWriter, st *stream, remote string, ch
 	s.mViewers.Inc()
 	s.mServed.Inc()
 	s.env.Log.Debug("viewer joined", "stream", st.cs.Name, "remote", remote)
+	defer s.register(v, remote)()
 	var werr error // this goroutine's failed write, which cut the viewer
 	defer func() { s.viewerLeft(st, v, remote, werr) }()
 	werr = s.feed(v, first, held)

@@ -83,6 +83,13 @@ func isTimeout(err error) bool {
 	return errors.As(err, &ne) && ne.Timeout()
 }
 
+// kick closes the connection for the control API; go-rtmp then ends it as
+// any other, and it is not counted as a failure.
+func (c *guardedConn) kick() {
+	c.setCause("kicked")
+	_ = c.Conn.Close()
+}
+
 // Close is go-rtmp's last act on a connection (after the handler's OnClose):
 // count why it ended and let Run stop waiting for it.
 func (c *guardedConn) Close() error {

@@ -24,6 +24,7 @@ import (
 	"github.com/mediapipe/mediapipe/core"
 	"github.com/mediapipe/mediapipe/core/media/announce"
 	"github.com/mediapipe/mediapipe/core/media/flv"
+	"github.com/mediapipe/mediapipe/stages/internal/authhook"
 	"github.com/mediapipe/mediapipe/stages/internal/tcplisten"
 )
 
@@ -34,7 +35,17 @@ type Config struct {
 	IdleTimeout    time.Duration `param:"idle_timeout" default:"10s" min:"0.1" doc:"close a connection that has not published within this long of connecting (one deadline for handshake, connect and publish, however slowly bytes trickle in), or that stops sending for this long afterwards"`
 	MaxMessageSize int           `param:"max_message_size" default:"8388608" min:"65536" max:"16777215" doc:"largest RTMP message in bytes; a bigger one closes the connection (counted) before anything is allocated for it"`
 	MaxPublishers  int           `param:"max_publishers" default:"0" min:"0" doc:"most streams published at once; 0 means no limit. A stream waiting out its reconnect_grace still counts (its publisher's return is always admitted)"`
-	ReconnectGrace time.Duration `param:"reconnect_grace" default:"5s" min:"0" live:"true" doc:"when a stream's publisher goes (connection closed or failed, idle_timeout, unpublish), the stream stays open this long: a publisher of the same name back within it continues the same stream (no end and start downstream, timestamps continuing from the last one sent, its sequence headers and onMetaData in-band, its media from its first keyframe), so viewers keep playing; after it the stream ends. The returning publisher is admitted as any (publish_key); 0: the stream ends at once. On a reload, applies to publishers leaving from then on"`
+	ReconnectGrace time.Duration `param:"reconnect_grace" default:"5s" min:"0" live:"true" doc:"when a stream's publisher goes (connection closed or failed, idle_timeout, unpublish), the stream stays open this long: a publisher of the same name back within it continues the same stream (no end and start downstream, timestamps continuing from the last one sent, its sequence headers and onMetaData in-band, its media from its first keyframe), so viewers keep playing; after it the stream ends. The returning publisher is admitted as any (publish_key, auth_url); a publisher kicked through the control API ends its stream at once; 0: the stream ends at once. On a reload, applies to publishers leaving from then on"`
+	AuthURL        string        `param:"auth_url" live:"true" doc:"when set (an http:// or https:// URL), a publisher that passed publish_key is admitted only if a POST of JSON {\"action\":\"publish\",\"protocol\":\"rtmp\",\"stream\":\"APP/KEY\",\"query\":{the stream name's ?query},\"client\":\"IP:PORT\",\"pipeline\",\"stage\"} here is answered 2xx; otherwise its publish fails (NetStream.Publish.Failed) and the connection is closed. Answers are reused per (action, stream, query): admits for 10 s, refusals and failures for 2 s; one call at a time per question. See docs/hooks.md"`
+	AuthTimeout    time.Duration `param:"auth_timeout" default:"2s" min:"0.01" max:"60" live:"true" doc:"the most an auth_url call may take (connect, answer and a wait for one of 32 call slots included); a call that fails or takes longer refuses, unless auth_fail_open"`
+	AuthFailOpen   bool          `param:"auth_fail_open" default:"false" live:"true" doc:"admit when the auth_url call fails or times out (counted as auth_error_admitted) instead of refusing (auth_error_refused)"`
+}
+
+// Validate checks auth_url.
+func (c *Config) Validate() error { return authhook.ValidateURL(c.AuthURL) }
+
+func (c *Config) auth() authhook.Config {
+	return authhook.Config{URL: c.AuthURL, Timeout: c.AuthTimeout, FailOpen: c.AuthFailOpen}
 }
 
 // sample is an example [[pipeline.stage]] block for this stage, carried in
@@ -64,6 +75,7 @@ type Stage struct {
 	// publishKey starts as cfg's; a reload changes it (Reconfigure) while
 	// publishers stream.
 	publishKey atomic.Pointer[string]
+	auth       *authhook.Hook // auth_url; live too
 
 	mu        sync.Mutex
 	closing   bool
@@ -132,6 +144,7 @@ func New(cfg *Config, env *core.Env) (core.Stage, error) {
 	}
 	s.publishKey.Store(&s.cfg.PublishKey)
 	s.grace.Store(int64(cfg.ReconnectGrace))
+	s.auth = authhook.New(env, authhook.RTMP, cfg.auth())
 	for _, reason := range []string{"message_too_large", "malformed", "idle_timeout"} {
 		s.bad[reason] = env.Metrics.Drop(reason)
 	}
@@ -155,6 +168,7 @@ func (s *Stage) Run(ctx context.Context, _ <-chan *core.Packet, out core.Output)
 	s.mu.Lock()
 	s.closing = true
 	s.mu.Unlock()
+	s.auth.Close() // a publish waiting on the hook is refused now
 	_ = srv.Close()
 	// go-rtmp's Close misses a listener that Serve has not registered yet
 	// (a stop right after start): close it here too so Accept returns.
@@ -167,6 +181,7 @@ func (s *Stage) Run(ctx context.Context, _ <-chan *core.Packet, out core.Output)
 	s.mu.Unlock()
 	s.wg.Wait()
 	s.endPaused()
+	s.auth.Close()
 	s.env.Log.Info("rtmp-source stopped", "addr", ln.Addr().String())
 	return nil
 }
@@ -265,6 +280,13 @@ func (s *Stage) claim(name string, h *handler) (string, *timeline) {
 	return "", nil
 }
 
+// release frees name's publisher slot.
+func (s *Stage) release(name string) {
+	s.mu.Lock()
+	delete(s.streams, name)
+	s.mu.Unlock()
+}
+
 // hold frees name's publisher slot and, with a reconnect_grace and not
 // shutting down, keeps its stream open for a returning publisher (true).
 func (s *Stage) hold(name string, tl *timeline) bool {
@@ -330,20 +352,23 @@ func (s *Stage) keyOK(given string) bool {
 	return subtle.ConstantTimeCompare([]byte(given), []byte(want)) == 1
 }
 
-// Reconfigure applies a new publish_key: publishes from now on need it;
-// the publishers already streaming were admitted and keep streaming. Any
-// other parameter needs a restart.
+// Reconfigure applies a new publish_key and auth_url, auth_timeout,
+// auth_fail_open: publishes from now on need them; the publishers already
+// streaming were admitted and keep streaming. Any other parameter needs a
+// restart.
 func (s *Stage) Reconfigure(cfg *Config) error {
 	rest := *cfg
 	rest.PublishKey = s.cfg.PublishKey
 	rest.ReconnectGrace = s.cfg.ReconnectGrace
+	rest.AuthURL, rest.AuthTimeout, rest.AuthFailOpen = s.cfg.AuthURL, s.cfg.AuthTimeout, s.cfg.AuthFailOpen
 	if rest != s.cfg {
-		return fmt.Errorf("rtmp-source: %w: only publish_key and reconnect_grace change in place", core.ErrNotLive)
+		return fmt.Errorf("rtmp-source: %w: only publish_key, reconnect_grace and auth_* change in place", core.ErrNotLive)
 	}
 	key := cfg.PublishKey
 	s.publishKey.Store(&key)
 	s.grace.Store(int64(cfg.ReconnectGrace))
-	s.env.Log.Info("rtmp-source reconfigured", "publish_key", key != "", "reconnect_grace", cfg.ReconnectGrace)
+	s.auth.Reconfigure(cfg.auth())
+	s.env.Log.Info("rtmp-source reconfigured", "publish_key", key != "", "reconnect_grace", cfg.ReconnectGrace, "auth_url", cfg.AuthURL != "")
 	return nil
 }
 
@@ -354,8 +379,12 @@ type handler struct {
 	c       *guardedConn
 	app     string
 	appKey  string
+	appQry  string // the app's ?query, for auth_url
 	stream  *core.Stream
 	scratch []byte // reused to drain go-rtmp's reused payload reader
+	// unregister removes the publisher's session (env.Sessions) when the
+	// connection ends.
+	unregister func()
 
 	// The stream's timeline; a publisher continuing a stream (resumed)
 	// shifts its timestamps by offset, set at its first tag, so they go on
@@ -371,6 +400,7 @@ type handler struct {
 
 func (h *handler) OnConnect(_ uint32, cmd *rtmpmsg.NetConnectionConnect) error {
 	h.app, h.appKey = splitKey(cmd.Command.App)
+	_, h.appQry, _ = strings.Cut(cmd.Command.App, "?")
 	h.app = strings.Trim(h.app, "/")
 	return nil
 }
@@ -398,6 +428,8 @@ func (h *handler) OnPublish(_ *rtmp.StreamContext, _ uint32, cmd *rtmpmsg.NetStr
 		reason = "stream name cannot be announced (1-255 bytes of UTF-8, no control characters)"
 	case !h.s.keyOK(given):
 		reason = "wrong publish key"
+	case !h.authOK(name, cmd.PublishingName):
+		reason = "refused by auth_url"
 	}
 	var tl *timeline
 	if reason == "" {
@@ -416,15 +448,37 @@ func (h *handler) OnPublish(_ *rtmp.StreamContext, _ uint32, cmd *rtmpmsg.NetStr
 		h.stream, h.tl, h.resumed, h.waitKey, h.floor = tl.stream, tl, true, true, tl.last
 		h.s.continued.Inc()
 		h.s.env.Log.Info("stream continued by a returning publisher", "stream", name, "remote", h.c.RemoteAddr().String())
-		return nil
+	} else {
+		h.stream = core.NewStream(name)
+		h.tl = &timeline{stream: h.stream, gap: defaultGap}
+		h.s.published.Inc()
+		h.s.live.Inc()
+		h.s.env.Log.Info("stream start", "stream", name, "remote", h.c.RemoteAddr().String())
 	}
-	h.stream = core.NewStream(name)
-	h.tl = &timeline{stream: h.stream, gap: defaultGap}
-	h.s.published.Inc()
-	h.s.live.Inc()
-	h.s.env.Log.Info("stream start", "stream", name, "remote", h.c.RemoteAddr().String())
-	h.s.out.Emit(core.NewEvent(core.EventStart, h.stream))
+	h.unregister = h.s.env.Sessions.Add(&core.Session{Kind: core.Publisher, Stream: name, Protocol: "rtmp",
+		Client: h.c.RemoteAddr().String(), Pipeline: h.s.env.Pipeline, Stage: h.s.env.Index,
+		Bytes: h.stream.Bytes.Load, Kick: h.c.kick})
+	if tl == nil {
+		h.s.out.Emit(core.NewEvent(core.EventStart, h.stream))
+	}
 	return nil
+}
+
+// authOK asks auth_url about publishing name, with the query of the
+// stream name (publishing) or, failing that, of the app.
+func (h *handler) authOK(name, publishing string) bool {
+	if !h.s.auth.Enabled() {
+		return true
+	}
+	_, raw, ok := strings.Cut(publishing, "?")
+	if !ok {
+		raw = h.appQry
+	}
+	q, _ := url.ParseQuery(raw)
+	// Waiting is bounded by auth_timeout (the call in flight for this
+	// question ends by then), and cut short at shutdown.
+	d, _ := h.s.auth.Check(context.Background(), authhook.Publish, name, authhook.Values(q, nil), h.c.RemoteAddr().String())
+	return d.Admit
 }
 
 func (h *handler) OnSetDataFrame(ts uint32, data *rtmpmsg.NetStreamSetDataFrame) error {
@@ -526,9 +580,15 @@ func (h *handler) OnClose() {
 	}
 	st := h.stream
 	h.stream = nil
-	if h.s.hold(st.Name, h.tl) {
+	if h.unregister != nil {
+		h.unregister()
+	}
+	// A kicked publisher (control API) was stopped on purpose: its stream
+	// ends now rather than waiting for it to come back.
+	if c := h.c.cause.Load(); (c == nil || *c != "kicked") && h.s.hold(st.Name, h.tl) {
 		h.s.env.Log.Info("publisher gone; stream held for reconnect_grace", "stream", st.Name, "grace", time.Duration(h.s.grace.Load()))
 		return
 	}
+	h.s.release(st.Name)
 	h.s.end(st, "publisher gone")
 }

@@ -107,10 +107,12 @@ type buffer struct {
 	stopInit  context.CancelFunc
 	initAsked bool         // its init fetch has run or is queued (once per buffer)
 	endPkt    *core.Packet // the stream's end, held while gaps are open
+	loss      *core.StreamLoss
 }
 
 func newBuffer(env *bufferEnv, st *core.Stream, size int) *buffer {
-	return &buffer{env: env, stream: st, slots: make([]rslot, min(initialSlots, size)), max: int64(size), pending: make([]uint16, 0, 64)}
+	return &buffer{env: env, stream: st, slots: make([]rslot, min(initialSlots, size)), max: int64(size), pending: make([]uint16, 0, 64),
+		loss: new(core.StreamLoss)}
 }
 
 func (b *buffer) slot(ext int64) *rslot { return &b.slots[ext%int64(len(b.slots))] }
@@ -220,6 +222,7 @@ func (b *buffer) insert(p *core.Packet, seq uint16, repair bool, out core.Output
 		b.missing--
 		if repair {
 			b.env.repaired.Inc()
+			b.loss.Repaired.Add(1)
 			now := b.env.now()
 			if sl.extra > 0 && now.After(sl.deadline.Add(-sl.extra)) {
 				b.env.repairLate.Inc()
@@ -286,6 +289,7 @@ func (b *buffer) release(out core.Output) {
 func (b *buffer) skip(sl *rslot) {
 	if !sl.probe {
 		b.env.gapSkipped.Inc()
+		b.loss.Skipped.Add(1)
 		if sl.state == slotMissing {
 			switch sl.why {
 			case whyRefused:
@@ -338,6 +342,9 @@ func (b *buffer) markMissing(from, to int64, probe bool) {
 		}
 	}
 	b.missing += int(to - from)
+	if !probe {
+		b.loss.Lost.Add(uint64(to - from))
+	}
 	if len(b.pending) > 0 && !b.dirty {
 		b.dirty = true
 		b.env.nack(b)

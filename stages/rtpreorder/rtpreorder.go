@@ -103,6 +103,8 @@ type Stage struct {
 	cfg *Config
 	env *core.Env
 
+	losses core.LossSet // each stream's loss figures, for the per-stream metrics
+
 	client *clients
 	shared atomic.Pointer[clients] // client, for other goroutines
 
@@ -375,6 +377,7 @@ func (s *Stage) shutdown(out core.Output) {
 	for st, b := range s.streams {
 		b.flush(out)
 		delete(s.streams, st)
+		s.losses.Remove(st)
 		if b.endPkt != nil {
 			out.Emit(b.endPkt)
 			b.endPkt = nil
@@ -589,8 +592,13 @@ func (s *Stage) finishEnd(b *buffer, out core.Output) {
 func (s *Stage) newBuffer(st *core.Stream) *buffer {
 	b := newBuffer(&s.benv, st, s.cfg.MaxPackets)
 	s.streams[st] = b
+	s.losses.Add(st, b.loss)
 	return b
 }
+
+// ReportLoss reports each stream's loss figures (core.LossReporter), for
+// the per-stream metrics.
+func (s *Stage) ReportLoss(report func(stream string, l *core.StreamLoss)) { s.losses.Each(report) }
 
 // wantInit fetches b's init tags from the cloud once: now if fewer than
 // maxInitFetches fetches run, else when one ends.
@@ -642,6 +650,7 @@ func (s *Stage) dropBuffer(b *buffer) {
 		s.initWait = slices.Delete(s.initWait, i, i+1)
 	}
 	delete(s.streams, b.stream)
+	s.losses.Remove(b.stream)
 	if b.started && s.bySSRC[b.ssrc] == b {
 		delete(s.bySSRC, b.ssrc)
 		if s.client != nil {

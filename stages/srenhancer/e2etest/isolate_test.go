@@ -70,7 +70,7 @@ func TestIsolatedStagesSurviveKill(t *testing.T) {
 	// Kill sr-enhancer's child once the viewer plays.
 	testrun.Eventually(t, testrun.WaitLimit, "the viewer to get 40 tags", func() bool { return v.Count() >= 40 })
 	restarts := func(stage string) float64 {
-		return mp.Sum(t, "mediapipe_stage_events_total", map[string]string{"stage": stage, "event": "restarts"})
+		return mp.Sum(t, "mediapipe_plugin_restarts_total", map[string]string{"stage": stage})
 	}
 	if n := restarts("sr-enhancer"); n != 0 {
 		t.Fatalf("sr-enhancer restarts = %v before the kill", n)
