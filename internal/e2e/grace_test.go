@@ -55,7 +55,7 @@ func kill(t *testing.T, cmd *exec.Cmd) {
 // across both seams. After the standby's grace the response ends.
 func TestPublisherReconnect(t *testing.T) {
 	relayTest(t)
-	const grace = 3 * time.Second // above udp-source's 2 s takeover quiet
+	const grace = 3 * time.Second // above the edge's takeover_quiet (1 s)
 	clip := testmedia.Clip(t, graceClip)
 	clipFrames := testmedia.FrameMD5(t, clip)
 	testrun.Binary(t)
@@ -70,6 +70,7 @@ name = "edge"
   [[pipeline.stage]]
   use = "udp-source"
   listen = %q
+  takeover_quiet = "1s"  # well inside the primary's grace, which still announces the stream
   [[pipeline.stage]]
   use = "rtp-reorder"
   retransmit = [%q, %q]
@@ -101,12 +102,13 @@ from = "edge-flv"
 	page.Navigate("http://" + hlsAddr + "/live/g")
 	page.WaitUntil(30*time.Second, "hls.js playing", `window.mediapipe.state === 'playing'`, pageState)
 	const now = `document.querySelector('video').currentTime`
-	// playsOn waits for the viewer to get 60 more tags (2 s of media) and
-	// the page's video to advance a second past where it was.
+	// playsOn waits for the viewer to get 150 more tags (about 2 s of the
+	// clip's audio and video) and the page's video to advance a second past
+	// where it was.
 	playsOn := func(what string) {
 		t.Helper()
 		n, at := v.Count(), browser.MustEval[float64](page, now)
-		testrun.Eventually(t, 15*time.Second, what+": the HTTP-FLV viewer getting media", func() bool { return v.Count() >= n+60 })
+		testrun.Eventually(t, 15*time.Second, what+": the HTTP-FLV viewer getting media", func() bool { return v.Count() >= n+150 })
 		page.WaitUntil(15*time.Second, what+": the hls.js page playing on", fmt.Sprintf(`%s > %f`, now, at+1), pageState)
 	}
 	playsOn("first publisher")
@@ -141,8 +143,12 @@ from = "edge-flv"
 	for _, f := range clipFrames {
 		inClip[fmt.Sprint(f.Stream, f.Hash)] = f.DTS
 	}
+	// Video in the clip's order: each publisher's part runs on frame by
+	// frame (no frame lost), and a seam is a jump in the clip (the next
+	// publisher pushes from further on).
 	last := map[int]int64{}
-	var parts [3]int // video packets from the clip's first, second and third 10 s
+	var parts []int // video packets of each publisher, in order
+	prevClip := int64(-1)
 	for i, f := range got {
 		dts, ok := inClip[fmt.Sprint(f.Stream, f.Hash)]
 		if !ok {
@@ -152,11 +158,22 @@ from = "edge-flv"
 			t.Fatalf("viewer packet %d (%v): dts goes back from %d", i, f, prev)
 		}
 		last[f.Stream] = f.DTS
-		if f.Stream == 0 {
-			parts[min(dts/10000, 2)]++
+		if f.Stream != 0 {
+			continue
 		}
+		switch step := dts - prevClip; {
+		case prevClip < 0 || step > 1000:
+			parts = append(parts, 0)
+		case step < 0 || step > 40:
+			t.Errorf("viewer packet %d: the clip's frame at %d ms follows %d ms: frames lost within a publisher's part", i, dts, prevClip)
+		}
+		parts[len(parts)-1]++
+		prevClip = dts
 	}
-	t.Logf("viewer: %d packets; video from the three publishers: %v", len(got), parts)
+	t.Logf("viewer: %d packets; video packets of each publisher: %v", len(got), parts)
+	if len(parts) != 3 {
+		t.Fatalf("%d publishers' parts in the viewer's response, want 3", len(parts))
+	}
 	for i, n := range parts {
 		if n < 30 {
 			t.Errorf("publisher %d: %d video packets in the viewer's response, want ≥ 30", i+1, n)
