@@ -92,6 +92,7 @@ func TestComposeRunsTheShippedPipelines(t *testing.T) {
 	}
 	var compose struct {
 		Services map[string]struct {
+			Volumes     []string          `json:"volumes"`
 			Image       string            `json:"image"`
 			Command     []string          `json:"command"`
 			Environment map[string]string `json:"environment"`
@@ -104,6 +105,16 @@ func TestComposeRunsTheShippedPipelines(t *testing.T) {
 	prom, err := os.ReadFile("prometheus/compose.yml")
 	if err != nil {
 		t.Fatal(err)
+	}
+	// Every file a service mounts is in the repository (Docker would mount
+	// an empty directory in its place).
+	for name, s := range compose.Services {
+		for _, v := range s.Volumes {
+			src, _, _ := strings.Cut(v, ":")
+			if _, err := os.Stat(filepath.Join("docker", src)); err != nil {
+				t.Errorf("%s mounts %s: %v", name, src, err)
+			}
+		}
 	}
 	imageEnv := map[string]string{"MEDIAPIPE_ADMIN_LISTEN": "0.0.0.0:9090"} // the Dockerfile's ENV
 	n := 0
@@ -143,7 +154,10 @@ func TestComposeRunsTheShippedPipelines(t *testing.T) {
 			}
 		}
 		for _, p := range s.Ports {
-			_, inside, _ := strings.Cut(p, ":")
+			inside := p[strings.LastIndex(p, ":")+1:]
+			if inside == portOfString(f.Admin.Listen)+"/tcp" && !strings.HasPrefix(p, "127.0.0.1:") && s.Environment["MEDIAPIPE_ADMIN_TOKEN"] == "" {
+				t.Errorf("%s publishes its admin port (%s) beyond this host without a token", name, p)
+			}
 			if !want[inside] {
 				t.Errorf("%s publishes %s, where %s does not listen", name, p, file)
 			}

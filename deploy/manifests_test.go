@@ -252,6 +252,11 @@ func checkPod(t *testing.T, m *manifests, p pod) {
 	if p.annot["prometheus.io/scrape"] != "true" || p.annot["prometheus.io/port"] != strconv.Itoa(int(adminPort)) || p.annot["prometheus.io/path"] != "/metrics" {
 		t.Errorf("Prometheus annotations %v: want scrape on the admin port %d, /metrics", p.annot, adminPort)
 	}
+	if p.spec.HostNetwork && !slices.ContainsFunc(c.Env, func(e corev1.EnvVar) bool {
+		return e.Name == "MEDIAPIPE_ADMIN_TOKEN" && e.ValueFrom != nil && e.ValueFrom.SecretKeyRef != nil
+	}) {
+		t.Errorf("host network puts the admin API on the node's address: it needs MEDIAPIPE_ADMIN_TOKEN from the Secret")
+	}
 	if p.spec.HostNetwork && p.spec.DNSPolicy != corev1.DNSClusterFirstWithHostNet {
 		t.Errorf("host network without dnsPolicy ClusterFirstWithHostNet: Service names do not resolve")
 	}

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -17,6 +18,9 @@ import (
 type admin struct {
 	ln  net.Listener
 	srv *http.Server
+	// cfg is read by every request, so a reload that changes the token or
+	// metrics_public (not the address) applies at once on the same socket.
+	cfg atomic.Pointer[AdminConfig]
 }
 
 func (rt *Runtime) startAdmin(cfg *AdminConfig) (*admin, error) {
@@ -24,13 +28,20 @@ func (rt *Runtime) startAdmin(cfg *AdminConfig) (*admin, error) {
 	if err != nil {
 		return nil, fmt.Errorf("admin: listen %s: %w", cfg.Listen, err)
 	}
-	api := func(h http.HandlerFunc) http.Handler { return requireToken(cfg.Token, h) }
+	a := &admin{ln: ln}
+	a.cfg.Store(cfg)
+	token := func() string { return a.cfg.Load().Token }
+	api := func(h http.HandlerFunc) http.Handler { return requireToken(token, h) }
 	mux := http.NewServeMux()
-	var metrics http.Handler = promhttp.HandlerFor(rt.Metrics.Registry, promhttp.HandlerOpts{})
-	if !cfg.MetricsPublic {
-		metrics = requireToken(cfg.Token, metrics)
-	}
-	mux.Handle("GET /metrics", metrics)
+	metrics := promhttp.HandlerFor(rt.Metrics.Registry, promhttp.HandlerOpts{})
+	guarded := requireToken(token, metrics)
+	mux.Handle("GET /metrics", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if a.cfg.Load().MetricsPublic {
+			metrics.ServeHTTP(w, r)
+			return
+		}
+		guarded.ServeHTTP(w, r)
+	}))
 	mux.Handle("GET /api/streams", api(func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]any{"pipelines": rt.Status()})
 	}))
@@ -47,7 +58,7 @@ func (rt *Runtime) startAdmin(cfg *AdminConfig) (*admin, error) {
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		_, _ = w.Write([]byte("ok\n"))
 	})
-	a := &admin{ln: ln, srv: &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}}
+	a.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	rt.mu.Lock()
 	rt.AdminAddr = ln.Addr()
 	rt.mu.Unlock()
@@ -57,14 +68,16 @@ func (rt *Runtime) startAdmin(cfg *AdminConfig) (*admin, error) {
 }
 
 // requireToken lets a request through to h only with Authorization: Bearer
-// token (compared in constant time); without a token everything passes.
-func requireToken(token string, h http.Handler) http.Handler {
-	if token == "" {
-		return h
-	}
-	want := []byte("Bearer " + token)
+// and the token (compared in constant time); without a token everything
+// passes. token is asked per request: a reload may change it.
+func requireToken(token func() string, h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if subtle.ConstantTimeCompare([]byte(r.Header.Get("Authorization")), want) != 1 {
+		tok := token()
+		if tok == "" {
+			h.ServeHTTP(w, r)
+			return
+		}
+		if subtle.ConstantTimeCompare([]byte(r.Header.Get("Authorization")), []byte("Bearer "+tok)) != 1 {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="mediapipe"`)
 			writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "needs Authorization: Bearer TOKEN ([admin] token)"})
 			return

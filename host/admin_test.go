@@ -102,3 +102,36 @@ func TestReloadAppliesHooks(t *testing.T) {
 		t.Errorf("receiver got %d events, want 1", got.Load())
 	}
 }
+
+// A reload that changes the token on the same address applies it at once
+// on the running server (the address stays bound: a new server there
+// could not listen), so a leaked token is rotated without a restart.
+func TestReloadRotatesAdminToken(t *testing.T) {
+	addr := testrun.FreeTCP(t)
+	admin := func(token string) string {
+		return fmt.Sprintf("[admin]\nlisten = %q\ntoken = %q\n", addr, token)
+	}
+	base := pipe("a", "live/a", "k1", "live")
+	r := newReloadRig(t, admin("old")+base)
+	status := func(token string) int {
+		req, _ := http.NewRequest(http.MethodGet, "http://"+addr+"/api/streams", nil)
+		req.Header.Set("Authorization", "Bearer "+token)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if status("old") != 200 || status("new") != 401 {
+		t.Fatalf("before the reload: old %d, new %d", status("old"), status("new"))
+	}
+	r.set(admin("new") + base)
+	res, err := r.rt.Reload(context.Background())
+	if err != nil || len(res.Errors) > 0 {
+		t.Fatalf("reload: %v %v", err, res)
+	}
+	if status("old") != 401 || status("new") != 200 {
+		t.Errorf("after the reload: old token %d (want 401), new %d (want 200)", status("old"), status("new"))
+	}
+}

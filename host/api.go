@@ -17,8 +17,9 @@ const rateWindow = time.Second
 // gives its average since it started, later ones the rate since the
 // reading before (at least rateWindow apart).
 type rates struct {
-	mu sync.Mutex
-	m  map[any]*rateSample
+	mu    sync.Mutex
+	m     map[any]*rateSample
+	swept time.Time // the last sweep of samples nobody asked about
 }
 
 type rateSample struct {
@@ -35,11 +36,15 @@ func (r *rates) rate(key any, bytes uint64, since, now time.Time) float64 {
 	if r.m == nil {
 		r.m = map[any]*rateSample{}
 	}
-	// Forget what has not been asked about for a while: streams and
-	// sessions that ended.
-	for k, s := range r.m {
-		if now.Sub(s.at) > time.Minute {
-			delete(r.m, k)
+	// Forget what has not been asked about for a while (streams and
+	// sessions that ended), at most once a window: one API call asks
+	// about every viewer, and a sweep per viewer would cost the square.
+	if now.Sub(r.swept) >= rateWindow {
+		r.swept = now
+		for k, s := range r.m {
+			if now.Sub(s.at) > time.Minute {
+				delete(r.m, k)
+			}
 		}
 	}
 	s := r.m[key]
@@ -76,19 +81,30 @@ type PipelineStatus struct {
 // pipeline's viewers are sent, summed) and viewer count.
 func (rt *Runtime) Status() []PipelineStatus {
 	pipes := rt.Running()
-	viewers := rt.Sessions.List(core.Viewer, "")
 	now := time.Now()
+	type audience struct {
+		viewers int
+		bitrate float64
+	}
+	byStream := map[core.StreamKey]*audience{}
+	for _, v := range rt.Sessions.List(core.Viewer, "") {
+		k := core.StreamKey{Pipeline: v.Pipeline, Stream: v.Stream}
+		a := byStream[k]
+		if a == nil {
+			a = &audience{}
+			byStream[k] = a
+		}
+		a.viewers++
+		a.bitrate += rt.rates.rate(v.ID, sessionBytes(v), v.Since, now)
+	}
 	out := make([]PipelineStatus, 0, len(pipes))
 	for _, p := range pipes {
 		ps := PipelineStatus{Name: p.Name, Streams: p.Streams()}
 		for i := range ps.Streams {
 			st := &ps.Streams[i]
 			st.BitrateIn = rt.rates.rate(st.ID, st.Bytes, st.Started, now)
-			for _, v := range viewers {
-				if v.Pipeline == p.Name && v.Stream == st.Name {
-					st.Viewers++
-					st.BitrateOut += rt.rates.rate(v.ID, sessionBytes(v), v.Since, now)
-				}
+			if a := byStream[core.StreamKey{Pipeline: p.Name, Stream: st.Name}]; a != nil {
+				st.Viewers, st.BitrateOut = a.viewers, a.bitrate
 			}
 		}
 		out = append(out, ps)

@@ -399,3 +399,23 @@ func TestParseBounds(t *testing.T) {
 		t.Fatalf("a legal file refused: %v", err)
 	}
 }
+
+// A [[hook]]'s keys come from MEDIAPIPE_HOOK_<N>_<KEY> too, so a hook's
+// secret (or a URL carrying a token) can live in a Kubernetes Secret; a
+// variable for a hook the file does not have is a problem.
+func TestEnvOverridesHook(t *testing.T) {
+	file := "[[hook]]\nurl = \"http://127.0.0.1:9/in-file\"\nevents = [\"publish\"]\n" + goodFile
+	env := []string{"MEDIAPIPE_HOOK_1_SECRET=from-env", "MEDIAPIPE_HOOK_1_URL=http://127.0.0.1:9/from-env"}
+	f, err := host.Load("t.toml", ".", []byte(file), env, testRegistry(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if len(f.Hooks) != 1 || f.Hooks[0].Secret != "from-env" || f.Hooks[0].URL != "http://127.0.0.1:9/from-env" {
+		t.Fatalf("hooks %+v: want the environment's secret and url", f.Hooks)
+	}
+	_, err = host.Load("t.toml", ".", []byte(file), []string{"MEDIAPIPE_HOOK_2_SECRET=x"}, testRegistry(t))
+	if err == nil || !strings.Contains(err.Error(), "MEDIAPIPE_HOOK_2_SECRET") {
+		t.Fatalf("a variable for a hook the file lacks: %v, want a problem naming it", err)
+	}
+}

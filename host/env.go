@@ -26,7 +26,7 @@ func parseEnv(environ []string) map[string]string {
 			continue
 		}
 		k = strings.TrimPrefix(k, EnvPrefix)
-		if strings.HasPrefix(k, "PIPELINE_") || strings.HasPrefix(k, "STAGE_") || overridesTable(k) {
+		if strings.HasPrefix(k, "PIPELINE_") || strings.HasPrefix(k, "STAGE_") || strings.HasPrefix(k, "HOOK_") || overridesTable(k) {
 			out[k] = v
 		}
 	}

@@ -64,8 +64,8 @@ var hookTable = fileTable{
 	missing: "required in a [[hook]]",
 }
 
-// hooks parses the [[hook]] array.
-func (ps *problems) hooks(raw any) []*HookConfig {
+// hooks parses the [[hook]] array, MEDIAPIPE_HOOK_<N>_<KEY> laid over it.
+func (ps *problems) hooks(raw any, env map[string]string) []*HookConfig {
 	if raw == nil {
 		return nil
 	}
@@ -81,6 +81,15 @@ func (ps *problems) hooks(raw any) []*HookConfig {
 		if !ok {
 			ps.fileLevel(0, "hook %d: must be a table", i+1)
 			continue
+		}
+		// MEDIAPIPE_HOOK_<N>_<KEY> overrides key of the Nth [[hook]]: a
+		// secret or a URL with a token need not be in the file.
+		for _, p := range hookTable.spec.Params {
+			ek := fmt.Sprintf("HOOK_%d_%s", i+1, envName(p.Name))
+			if v, ok := env[ek]; ok {
+				t[p.Name] = core.EnvString(v)
+				delete(env, ek)
+			}
 		}
 		for _, msg := range hookTable.decode(t, hc) {
 			ps.fileLevel(0, "hook %d: %s", i+1, msg)
@@ -160,7 +169,9 @@ func startHooks(cfgs []*HookConfig, bus *core.Bus, m *core.Metrics, log *slog.Lo
 		label := strconv.Itoa(c.Index)
 		s := &hookSender{
 			cfg: c, wants: map[string]bool{}, q: make(chan []byte, c.Queue),
-			client:   &http.Client{Timeout: hookTimeout},
+			// No proxy from the environment: the receiver is the
+			// operator's own service, as auth_url's is.
+			client:   &http.Client{Timeout: hookTimeout, Transport: &http.Transport{Proxy: nil, MaxIdleConnsPerHost: 2, IdleConnTimeout: time.Minute}},
 			log:      log.With("hook", c.Index, "url", redactURL(c.URL)),
 			stopping: make(chan struct{}), done: make(chan struct{}),
 			delivered: vec.WithLabelValues(label, "delivered"),
@@ -176,6 +187,16 @@ func startHooks(cfgs []*HookConfig, bus *core.Bus, m *core.Metrics, log *slog.Lo
 	}
 	hs.unsubscribe = bus.Subscribe(hs.offer)
 	return hs
+}
+
+// unwrapURLError drops the URL net/http quotes in its errors (its query may
+// carry a secret; the logger names the redacted URL already).
+func unwrapURLError(err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return fmt.Errorf("%s: %w", ue.Op, ue.Err)
+	}
+	return err
 }
 
 // redactURL drops the URL's user info and query, which may carry secrets.
@@ -222,6 +243,7 @@ func (s *hookSender) drop(n int, why string) {
 
 func (s *hookSender) run() {
 	defer close(s.done)
+	defer s.client.CloseIdleConnections() // its own transport: nothing outlives the hook
 	for {
 		select {
 		case body := <-s.q:
@@ -248,7 +270,7 @@ func (s *hookSender) deliver(body []byte) {
 			s.drop(1, "shutdown")
 			return
 		}
-		err := s.post(body)
+		err := unwrapURLError(s.post(body))
 		if err == nil {
 			s.delivered.Inc()
 			return

@@ -90,7 +90,7 @@ func Parse(name, dir string, data []byte, environ []string) (*File, Problems) {
 		ps.decode(&adminTable, t, f.Admin)
 	}
 	ps.decode(&logTable, ps.table(root, &logTable, env), &f.Log)
-	f.Hooks = ps.hooks(root["hook"])
+	f.Hooks = ps.hooks(root["hook"], env)
 	f.Pipelines = ps.pipelines(root["pipeline"], dir, env)
 	idEnv(env, f.Pipelines)
 	ps.taps(f.Pipelines)

@@ -315,6 +315,11 @@ func (rt *Runtime) apply(f *File) *ReloadResult {
 
 	if err := rt.reloadAdmin(old.Admin, f.Admin); err != nil {
 		res.Errors = append(res.Errors, err.Error())
+		// The old server serves on: the file's table is not what runs,
+		// so the next reload of the same file tries again.
+		rt.mu.Lock()
+		rt.File.Admin = old.Admin
+		rt.mu.Unlock()
 	}
 	rt.reloadHooks(f.Hooks)
 	if rt.opts.LogChanged != nil {
@@ -373,10 +378,16 @@ func (rt *Runtime) report(res *ReloadResult) {
 	rt.log.Info("reloaded", args...)
 }
 
-// reloadAdmin starts the admin server anew when its table changed. The old
-// one closes in the background: the reload may be its own request.
+// reloadAdmin applies a changed [admin] table: a new token or
+// metrics_public on the same address takes effect on the running server; a
+// new address starts the server anew, and the old one closes in the
+// background (the reload may be its own request).
 func (rt *Runtime) reloadAdmin(old, next *AdminConfig) error {
 	if reflect.DeepEqual(old, next) {
+		return nil
+	}
+	if rt.admin != nil && old != nil && next != nil && old.Listen == next.Listen {
+		rt.admin.cfg.Store(next)
 		return nil
 	}
 	var a *admin

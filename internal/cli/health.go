@@ -4,7 +4,9 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"os"
 	"time"
 )
 
@@ -13,9 +15,26 @@ import (
 // mediapipe's /healthz and exits 0 only on 200.
 func init() {
 	Extra["health"] = Command{Summary: "ask a running mediapipe's /healthz (exit 0 when healthy)", Run: healthCmd}
-	descriptions["health"] = `Asks URL (default http://127.0.0.1:9090/healthz, the [admin] address of
-pipeline.example.toml) and exits 0 when it answers 200 within --timeout,
-1 otherwise. Meant for HEALTHCHECK in images without curl.`
+	descriptions["health"] = `Asks URL (default: /healthz on $MEDIAPIPE_ADMIN_LISTEN, else on
+127.0.0.1:9090, the [admin] address of pipeline.example.toml) and exits 0
+when it answers 200 within --timeout, 1 otherwise. Meant for HEALTHCHECK
+in images without curl.`
+}
+
+// defaultHealthURL is /healthz on the admin address the environment gives
+// (an unspecified host asked on loopback), else on 127.0.0.1:9090.
+func defaultHealthURL(listen string) string {
+	host, port, err := net.SplitHostPort(listen)
+	if err != nil {
+		return "http://127.0.0.1:9090/healthz"
+	}
+	if ip := net.ParseIP(host); host == "" || ip != nil && ip.IsUnspecified() {
+		host = "127.0.0.1"
+		if ip != nil && ip.To4() == nil {
+			host = "::1"
+		}
+	}
+	return "http://" + net.JoinHostPort(host, port) + "/healthz"
 }
 
 func healthCmd(args []string, stdout, stderr io.Writer) int {
@@ -24,7 +43,7 @@ func healthCmd(args []string, stdout, stderr io.Writer) int {
 	if err := fs.Parse(args); err != nil {
 		return FlagExit(err)
 	}
-	url := "http://127.0.0.1:9090/healthz"
+	url := defaultHealthURL(os.Getenv("MEDIAPIPE_ADMIN_LISTEN"))
 	switch fs.NArg() {
 	case 0:
 	case 1:

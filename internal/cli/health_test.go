@@ -37,3 +37,17 @@ func TestHealth(t *testing.T) {
 		t.Errorf("nothing listening: exit %d, want 1", got)
 	}
 }
+
+func TestDefaultHealthURL(t *testing.T) {
+	for in, want := range map[string]string{
+		"":              "http://127.0.0.1:9090/healthz",
+		"0.0.0.0:9091":  "http://127.0.0.1:9091/healthz",
+		"[::]:9092":     "http://[::1]:9092/healthz",
+		":9093":         "http://127.0.0.1:9093/healthz",
+		"10.1.2.3:9094": "http://10.1.2.3:9094/healthz",
+	} {
+		if got := defaultHealthURL(in); got != want {
+			t.Errorf("defaultHealthURL(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

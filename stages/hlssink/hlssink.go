@@ -410,7 +410,7 @@ func (s *Stage) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	now := time.Now()
-	counter, ok := s.sessions.touch(r.RemoteAddr, name, now)
+	counter, ok := s.sessions.touch(r.RemoteAddr, name, now, !e.endedAt())
 	if !ok {
 		http.Error(w, "disconnected by the operator", http.StatusForbidden)
 		return

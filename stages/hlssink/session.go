@@ -38,6 +38,7 @@ type sessions struct {
 	mu     sync.Mutex
 	m      map[sessionKey]*hlsSession
 	banned map[sessionKey]time.Time // until when
+	closed bool                     // the stage has stopped: no new sessions
 }
 
 func newSessions(s *Stage) *sessions {
@@ -47,8 +48,10 @@ func newSessions(s *Stage) *sessions {
 
 // touch records a request of remote for stream at now and returns the
 // session's byte counter (nil when not tracked); ok false: the client was
-// kicked and is refused for now.
-func (ss *sessions) touch(remote, stream string, now time.Time) (bytes *atomic.Uint64, ok bool) {
+// kicked and is refused for now. A request for a stream that has ended
+// (its last playlist is still served) starts no session: a player polling
+// it is no new viewer, and would be a play and a stop per poll.
+func (ss *sessions) touch(remote, stream string, now time.Time, live bool) (bytes *atomic.Uint64, ok bool) {
 	ip, _, err := net.SplitHostPort(remote)
 	if err != nil {
 		ip = remote
@@ -64,7 +67,7 @@ func (ss *sessions) touch(remote, stream string, now time.Time) (bytes *atomic.U
 	}
 	hs := ss.m[k]
 	if hs == nil {
-		if len(ss.m) >= maxSessions {
+		if len(ss.m) >= maxSessions || ss.closed || !live {
 			return nil, true
 		}
 		hs = &hlsSession{}
@@ -91,6 +94,7 @@ func (ss *sessions) kick(k sessionKey) {
 	hs := ss.m[k]
 	delete(ss.m, k)
 	ss.mu.Unlock()
+	ss.s.auth.Forget(k.stream) // its next request asks auth_url again
 	if hs != nil {
 		ss.s.env.Metrics.Counter("viewers_kicked").Inc()
 		hs.remove()
@@ -111,6 +115,7 @@ func (ss *sessions) sweep(now time.Time, all bool) {
 	ss.s.mu.Unlock()
 	var gone []*hlsSession
 	ss.mu.Lock()
+	ss.closed = ss.closed || all // a request still in its handler registers nothing after the last sweep
 	for k, hs := range ss.m {
 		if all || !live[k.stream] || now.Sub(time.Unix(0, hs.last.Load())) > ss.window {
 			delete(ss.m, k)

@@ -21,10 +21,10 @@ func TestHLSSessions(t *testing.T) {
 	t0 := time.Now()
 	ss := s.sessions
 
-	if _, ok := ss.touch("127.0.0.1:5000", "live/a", t0); !ok {
+	if _, ok := ss.touch("127.0.0.1:5000", "live/a", t0, true); !ok {
 		t.Fatal("refused")
 	}
-	ctr, _ := ss.touch("127.0.0.1:5001", "live/a", t0.Add(time.Second)) // another connection, same player
+	ctr, _ := ss.touch("127.0.0.1:5001", "live/a", t0.Add(time.Second), true) // another connection, same player
 	ctr.Add(100)
 	l := env.Sessions.List(core.Viewer, "live/a")
 	if len(l) != 1 || l[0].Protocol != "hls" || l[0].Client != "127.0.0.1" || l[0].Bytes() != 100 {
@@ -41,15 +41,15 @@ func TestHLSSessions(t *testing.T) {
 
 	// Kicked: ended at once, refused for kickBan, then welcome again.
 	t1 := t0.Add(time.Minute)
-	ss.touch("127.0.0.1:5002", "live/a", t1)
+	ss.touch("127.0.0.1:5002", "live/a", t1, true)
 	env.Sessions.List(core.Viewer, "live/a")[0].Kick()
-	if _, ok := ss.touch("127.0.0.1:5003", "live/a", time.Now()); ok {
+	if _, ok := ss.touch("127.0.0.1:5003", "live/a", time.Now(), true); ok {
 		t.Error("a kicked client is served")
 	}
-	if _, ok := ss.touch("127.0.0.2:5003", "live/a", time.Now()); !ok {
+	if _, ok := ss.touch("127.0.0.2:5003", "live/a", time.Now(), true); !ok {
 		t.Error("another client is refused")
 	}
-	if _, ok := ss.touch("127.0.0.1:5004", "live/a", time.Now().Add(kickBan+time.Second)); !ok {
+	if _, ok := ss.touch("127.0.0.1:5004", "live/a", time.Now().Add(kickBan+time.Second), true); !ok {
 		t.Error("still refused after the ban")
 	}
 

@@ -34,6 +34,7 @@ func (s *Stage) kick(v *viewer) {
 		return
 	}
 	s.env.Metrics.Counter("viewers_kicked").Inc()
+	s.auth.Forget(v.st.cs.Name) // its reconnect asks auth_url again
 	abort(v.tcp)
 	v.signal()
 }

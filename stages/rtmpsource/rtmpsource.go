@@ -457,7 +457,10 @@ func (h *handler) OnPublish(_ *rtmp.StreamContext, _ uint32, cmd *rtmpmsg.NetStr
 	}
 	h.unregister = h.s.env.Sessions.Add(&core.Session{Kind: core.Publisher, Stream: name, Protocol: "rtmp",
 		Client: h.c.RemoteAddr().String(), Pipeline: h.s.env.Pipeline, Stage: h.s.env.Index,
-		Bytes: h.stream.Bytes.Load, Kick: h.c.kick})
+		Bytes: h.stream.Bytes.Load, Kick: func() {
+			h.s.auth.Forget(name) // a kicked publisher's next try asks the hook again
+			h.c.kick()
+		}})
 	if tl == nil {
 		h.s.out.Emit(core.NewEvent(core.EventStart, h.stream))
 	}

@@ -41,6 +41,11 @@ const (
 	// so a viewer let in by the operator's service a moment later is not
 	// kept out long.
 	RefuseTTL = 2 * time.Second
+	// StaleGrace is how long past its expiry an admit still holds while
+	// the hook cannot be reached (calls failing or timing out): clients
+	// it admitted keep playing through a short outage of the operator's
+	// service; new questions are refused (or admitted with fail-open).
+	StaleGrace = time.Minute
 	// MaxEntries bounds the answers kept per stage.
 	MaxEntries = 4096
 	// MaxCalls bounds the calls to the hook in flight at once per stage; a
@@ -227,6 +232,16 @@ func (h *Hook) Reconfigure(cfg Config) {
 	old.client.CloseIdleConnections()
 }
 
+// Forget drops the answers kept for stream, so its next client asks the
+// hook again: a client the control API kicked is not let back in by an
+// answer given before.
+func (h *Hook) Forget(stream string) {
+	if h == nil {
+		return
+	}
+	h.cache.forget(sha256.Sum256([]byte(stream)))
+}
+
 // Close ends the calls in flight and closes the kept connections; the
 // stage calls it once it admits no one any more.
 func (h *Hook) Close() {
@@ -258,7 +273,7 @@ func (h *Hook) Check(ctx context.Context, action, stream string, query map[strin
 	if query == nil {
 		query = map[string]string{} // {} in the body, not null
 	}
-	e, leader := h.cache.claim(cacheKey(action, stream, query))
+	e, leader := h.cache.claim(cacheKey(action, stream, query), sha256.Sum256([]byte(stream)))
 	if leader {
 		d = h.call(set, Request{
 			Action: action, Protocol: h.protocol, Stream: stream, Query: query,
@@ -268,7 +283,10 @@ func (h *Hook) Check(ctx context.Context, action, stream string, query map[strin
 		if d.Result != ResultAdmit {
 			ttl = RefuseTTL
 		}
-		h.cache.finish(e, d, ttl)
+		d = h.cache.finish(e, d, ttl)
+	} else if sd, ok := h.cache.staleAdmit(e); ok {
+		d = sd // admitted before; its renewal is in flight
+		h.mCached.Inc()
 	} else {
 		if d, ok = e.wait(ctx); !ok {
 			return d, false
