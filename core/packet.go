@@ -203,8 +203,35 @@ type Stream struct {
 	Started time.Time
 
 	init    atomic.Pointer[InitTags]
+	sender  atomic.Pointer[SenderClock]
 	Packets atomic.Uint64 // counted as the source emits them
 	Bytes   atomic.Uint64
+}
+
+// SenderClock maps a stream's timestamps (FLV milliseconds, which its RTP
+// timestamps are) to the wall clock of the cloud that sends it, as its
+// RTCP sender reports say: an edge measures from it how long after the
+// cloud sent a tag it has the tag ready for viewers.
+type SenderClock struct {
+	Wall time.Time
+	TS   uint32
+}
+
+// SenderClock returns the stream's latest sender clock (nil: none known).
+func (s *Stream) SenderClock() *SenderClock { return s.sender.Load() }
+
+// SetSenderClock publishes c (udp-source, from a sender report).
+func (s *Stream) SetSenderClock(c *SenderClock) { s.sender.Store(c) }
+
+// SinceSent is how long after the sender sent the tag stamped ts it is now
+// (at now), by the stream's sender clock; false when none is known.
+func (s *Stream) SinceSent(ts uint32, now time.Time) (time.Duration, bool) {
+	c := s.sender.Load()
+	if c == nil {
+		return 0, false
+	}
+	sent := c.Wall.Add(time.Duration(int32(ts-c.TS)) * time.Millisecond)
+	return now.Sub(sent), true
 }
 
 // NewStream returns a stream named name with a fresh ID.

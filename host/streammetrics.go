@@ -27,13 +27,15 @@ var (
 		Help: "Packets of the stream missing on arrival at the edge (gaps its rtp-reorder found)."}
 	famStreamRepaired = core.Family{Name: "mediapipe_stream_repaired_packets_total", Type: "counter", Labels: []string{"pipeline", "stream"},
 		Help: "Packets of the stream recovered from the cloud's cache in time."}
+	famStreamLatency = core.Family{Name: "mediapipe_stream_latency_seconds", Type: "gauge", Labels: []string{"pipeline", "stream"},
+		Help: "How long after the cloud sent the stream's tags the edge had them ready for viewers, repair waits included (smoothed; by the cloud's RTCP sender reports, so the cloud's and the edge's clocks must agree, as NTP keeps them)."}
 	famStreamSkipped = core.Family{Name: "mediapipe_stream_skipped_packets_total", Type: "counter", Labels: []string{"pipeline", "stream"},
 		Help: "Packets of the stream given up on (not repaired within latency): gaps viewers see."}
 )
 
 func init() {
 	for _, f := range []core.Family{famStreamInBytes, famStreamInPackets, famStreamOutBytes, famStreamViewers, famStreamStart,
-		famStreamLost, famStreamRepaired, famStreamSkipped} {
+		famStreamLost, famStreamRepaired, famStreamSkipped, famStreamLatency} {
 		core.RegisterFamily(f)
 	}
 }
@@ -42,15 +44,16 @@ func desc(f core.Family) *prometheus.Desc { return prometheus.NewDesc(f.Name, f.
 
 // streamCollector makes the per-stream series of rt at each scrape.
 type streamCollector struct {
-	rt                                    *Runtime
-	inBytes, inPackets, outBytes, viewers *prometheus.Desc
-	start, lost, repaired, skipped        *prometheus.Desc
+	rt                                      *Runtime
+	inBytes, inPackets, outBytes, viewers   *prometheus.Desc
+	start, lost, repaired, skipped, latency *prometheus.Desc
 }
 
 func registerStreamMetrics(rt *Runtime) {
 	c := &streamCollector{rt: rt, inBytes: desc(famStreamInBytes), inPackets: desc(famStreamInPackets),
 		outBytes: desc(famStreamOutBytes), viewers: desc(famStreamViewers), start: desc(famStreamStart),
-		lost: desc(famStreamLost), repaired: desc(famStreamRepaired), skipped: desc(famStreamSkipped)}
+		lost: desc(famStreamLost), repaired: desc(famStreamRepaired), skipped: desc(famStreamSkipped),
+		latency: desc(famStreamLatency)}
 	if err := rt.Metrics.Registry.Register(c); err != nil {
 		var are prometheus.AlreadyRegisteredError
 		if !errors.As(err, &are) {
@@ -61,7 +64,7 @@ func registerStreamMetrics(rt *Runtime) {
 }
 
 func (c *streamCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.inBytes, c.inPackets, c.outBytes, c.viewers, c.start, c.lost, c.repaired, c.skipped} {
+	for _, d := range []*prometheus.Desc{c.inBytes, c.inPackets, c.outBytes, c.viewers, c.start, c.lost, c.repaired, c.skipped, c.latency} {
 		ch <- d
 	}
 }
@@ -95,6 +98,27 @@ func (c *streamCollector) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(c.viewers, prometheus.GaugeValue, float64(a.Viewers), p.Name, name)
 		}
 		c.collectLoss(ch, p)
+		c.collectLatency(ch, p)
+	}
+}
+
+// collectLatency reports the latency a stage of p measures per stream (the
+// largest, when two streams share a name).
+func (c *streamCollector) collectLatency(ch chan<- prometheus.Metric, p *Pipeline) {
+	byName := map[string]float64{}
+	for _, rs := range p.Stages {
+		r, ok := rs.Stage.(core.LatencyReporter)
+		if !ok {
+			continue
+		}
+		r.ReportLatency(func(stream string, l *core.StreamLatency) {
+			if sec, ok := l.Seconds(); ok {
+				byName[stream] = max(byName[stream], sec)
+			}
+		})
+	}
+	for name, sec := range byName {
+		ch <- prometheus.MustNewConstMetric(c.latency, prometheus.GaugeValue, sec, p.Name, name)
 	}
 }
 

@@ -78,7 +78,9 @@ func TestDashboardMetricsExist(t *testing.T) {
 	clip := testmedia.Clip(t, testmedia.Options{Seconds: 8})
 	a := newAddrs(t)
 	edge := edgeTOML("edge", a, "  drop = 0.05\n  seed = 3", "")
-	edge = strings.Replace(edge, "use = \"flv-reassembler\"", "use = \"flv-reassembler\"\n  isolate = true", 1)
+	// An isolated stage, for the plugin restart counter (netsim: the
+	// stages that measure per stream must run in the process).
+	edge = strings.Replace(edge, "use = \"netsim\"", "use = \"netsim\"\n  isolate = true", 1)
 	relay := testrun.StartProcess(t, "relay.toml", cloudTOML(a)+edge, nil)
 	url := "http://" + a.HTTP + "/live/dash.flv"
 	push := testmedia.Push(t, context.Background(), clip, "rtmp://"+a.RTMP+"/live/dash", true)
@@ -96,6 +98,13 @@ func TestDashboardMetricsExist(t *testing.T) {
 	}
 	if out := relay.Sum(t, "mediapipe_stream_out_bytes_total", edgeStream); out < 10000 {
 		t.Errorf("edge's bytes out for the stream: %v", out)
+	}
+	// Cloud and edge share a clock here: the latency is what the relay
+	// adds, a repair's wait at most (latency 300ms in edgeTOML).
+	if lat := relay.Sum(t, "mediapipe_stream_latency_seconds", edgeStream); lat <= 0 || lat > 0.5 {
+		t.Errorf("edge's latency for the stream: %v s, want between 0 and 0.5", lat)
+	} else {
+		t.Logf("edge latency (smoothed, with 5%% loss repaired): %.1f ms", lat*1000)
 	}
 
 	resp, err := (&http.Client{Timeout: 5 * time.Second}).Get("http://" + relay.Admin + "/metrics")

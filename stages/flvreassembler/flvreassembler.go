@@ -5,6 +5,7 @@ package flvreassembler
 import (
 	"context"
 	_ "embed"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -45,6 +46,10 @@ type Stage struct {
 	onDrop  func(rtpflv.Reason)
 	streams map[*core.Stream]*stream
 	active  prometheus.Gauge
+	// Each stream's latency from the cloud's send to here (repairs
+	// included), for the per-stream metrics.
+	latency   map[*core.Stream]*core.StreamLatency
+	latencies core.LatencySet
 }
 
 // stream is one stream's reassembly and timeline. A stream whose SSRC
@@ -90,6 +95,16 @@ func (st *stream) retime(ssrc uint32, typ uint8, ts uint32) uint32 {
 	return ts
 }
 
+// ReportLatency reports each stream's latency (core.LatencyReporter).
+func (s *Stage) ReportLatency(report func(stream string, l *core.StreamLatency)) {
+	s.latencies.Each(report)
+}
+
+// maxLatency bounds what is taken for a latency: beyond it the sender's
+// clock and the timestamps do not belong together (a new sender's report
+// not yet in), or the clocks are far apart.
+const maxLatency = time.Minute
+
 // New builds an flv-reassembler.
 func New(cfg *Config, env *core.Env) (core.Stage, error) {
 	return newStage(cfg, env), nil
@@ -101,6 +116,7 @@ func newStage(cfg *Config, env *core.Env) *Stage {
 		env:     env,
 		unknown: env.Metrics.Drop("unknown_stream"),
 		streams: map[*core.Stream]*stream{},
+		latency: map[*core.Stream]*core.StreamLatency{},
 		active:  env.Metrics.Gauge("streams"),
 	}
 	for r := range s.drops {
@@ -128,6 +144,9 @@ func (s *Stage) handle(p *core.Packet, out core.Output) {
 	case core.EventStart:
 		if _, ok := s.streams[p.Stream]; !ok {
 			s.streams[p.Stream] = &stream{r: rtpflv.Reassembler{MaxTagSize: s.cfg.MaxTagSize, OnDrop: s.onDrop}, gap: defaultGap}
+			l := new(core.StreamLatency)
+			s.latency[p.Stream] = l
+			s.latencies.Add(p.Stream, l)
 			s.active.Set(float64(len(s.streams)))
 		}
 		out.Emit(p)
@@ -135,6 +154,8 @@ func (s *Stage) handle(p *core.Packet, out core.Output) {
 		if r := s.streams[p.Stream]; r != nil {
 			r.r.Flush() // a tag cut off by the end is counted, never emitted
 			delete(s.streams, p.Stream)
+			delete(s.latency, p.Stream)
+			s.latencies.Remove(p.Stream)
 			s.active.Set(float64(len(s.streams)))
 		}
 		out.Emit(p)
@@ -174,5 +195,11 @@ func (s *Stage) push(p *core.Packet, out core.Output) {
 		flv.PutHeader(q.Data, h.Type, h.DataSize, ts)
 	}
 	q.Type, q.Timestamp = h.Type, ts
+	// The latency is the sender's: its own timestamp, as its reports map it.
+	if d, ok := q.Stream.SinceSent(h.Timestamp, time.Now()); ok && d > -maxLatency && d < maxLatency {
+		if l := s.latency[q.Stream]; l != nil {
+			l.Observe(max(d, time.Microsecond)) // 0 reads as none yet
+		}
+	}
 	out.Emit(q)
 }

@@ -589,6 +589,8 @@ func (s *Stage) rtcp(b []byte, from netip.AddrPort, now time.Time, out core.Outp
 	for _, sr := range s.report.Senders {
 		if src := s.sources[sr.SSRC]; src != nil && src.stream != nil && src.from == from {
 			src.lastSeen = now
+			// Where the sender's clock stands: the edge measures latency by it.
+			src.stream.SetSenderClock(&core.SenderClock{Wall: announce.NTPTime(sr.NTP), TS: sr.RTPTime})
 		}
 	}
 	for _, ssrc := range s.report.Byes {
@@ -733,6 +735,9 @@ func (s *Stage) takeOver(old *source, now time.Time) *core.Stream {
 	}
 	s.forgetLive(old)
 	old.stream = nil
+	// The old sender's clock does not map the new one's timestamps: no
+	// latency is measured until the new sender reports.
+	st.SetSenderClock(nil)
 	return st
 }
 

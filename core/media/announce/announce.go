@@ -92,6 +92,13 @@ func NTP(t time.Time) uint64 {
 	return secs<<32 | frac
 }
 
+// NTPTime converts a 64-bit NTP timestamp back to a time (NTP's inverse).
+func NTPTime(ntp uint64) time.Time {
+	secs := int64(ntp>>32) - ntpEpochOffset
+	ns := int64((ntp & 0xffffffff) * 1e9 >> 32)
+	return time.Unix(secs, ns)
+}
+
 // Sender is what a sender report says about one SSRC.
 type Sender struct {
 	SSRC    uint32

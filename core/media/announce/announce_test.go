@@ -224,3 +224,12 @@ func TestAnnounceDoesNotAllocate(t *testing.T) {
 		t.Fatalf("%v allocs per announcement", a)
 	}
 }
+
+func TestNTPTimeRoundTrip(t *testing.T) {
+	for _, s := range []int64{0, 1_700_000_000, 2_000_000_000} {
+		want := time.Unix(s, 123_456_789)
+		if got := NTPTime(NTP(want)); got.Sub(want).Abs() > time.Microsecond {
+			t.Errorf("NTPTime(NTP(%v)) = %v", want, got)
+		}
+	}
+}
