@@ -87,12 +87,13 @@ docs:
 	$(GO) run ./cmd/mediapipe stages --markdown > docs/stages.md
 	$(GO) run ./cmd/mediapipe metrics --markdown > docs/metrics.md
 
-## deps: install ffmpeg, chromium and systemd-analyze (Debian's packages) when missing, in one apt-get
+## deps: install ffmpeg, chromium, systemd-analyze and GStreamer's rtmp2sink (Debian's packages) when missing, in one apt-get
 deps:
 	@pkgs=; \
 	  { command -v ffmpeg >/dev/null 2>&1 && command -v ffprobe >/dev/null 2>&1; } || pkgs=" ffmpeg"; \
 	  [ -x /usr/bin/chromium ] || pkgs="$$pkgs chromium"; \
 	  command -v systemd-analyze >/dev/null 2>&1 || pkgs="$$pkgs systemd"; \
+	  { command -v gst-launch-1.0 >/dev/null 2>&1 && gst-inspect-1.0 rtmp2sink >/dev/null 2>&1; } || pkgs="$$pkgs gstreamer1.0-tools gstreamer1.0-plugins-bad gstreamer1.0-plugins-good"; \
 	  [ -z "$$pkgs" ] || { \
 	  echo "installing$$pkgs from Debian's packages"; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \

@@ -36,6 +36,9 @@ var stageCounters = map[string]Family{
 	"streams_published":        {Name: "mediapipe_stage_streams_started_total", Help: "Streams started (published, or first seen on an edge)."},
 	"streams_started":          {Name: "mediapipe_stage_streams_started_total", Help: "Streams started (published, or first seen on an edge)."},
 	"streams_ended":            {Name: "mediapipe_stage_streams_ended_total", Help: "Streams ended."},
+	"streams_continued":        {Name: "mediapipe_stage_streams_continued_total", Help: "Live streams a new sender (a new SSRC: a restarted or standby cloud) took over and continued."},
+	"reconnects_continued":     {Name: "mediapipe_stage_reconnects_continued_total", Help: "Streams a returning publisher continued within reconnect_grace."},
+	"reconnect_grace_expired":  {Name: "mediapipe_stage_reconnect_grace_expired_total", Help: "Streams ended because no publisher came back within reconnect_grace."},
 	"recordings":               {Name: "mediapipe_stage_recordings_total", Help: "Recording files started."},
 	"repaired":                 {Name: "mediapipe_stage_repaired_packets_total", Help: "Lost packets recovered from the cloud's cache in time."},
 	"repaired_after_latency":   {Name: "mediapipe_stage_repaired_late_packets_total", Help: "Repairs that arrived after their gap was skipped."},
@@ -77,7 +80,7 @@ var stageGauges = map[string]Family{
 	"cached_streams":   {Name: "mediapipe_stage_cached_streams", Help: "Streams held in the repair cache."},
 	"held_packets":     {Name: "mediapipe_stage_held_packets", Help: "Packets held for streams not yet started."},
 	"gap_wait_seconds": {Name: "mediapipe_stage_gap_wait_seconds", Help: "How long a gap currently waits for repair before it is skipped."},
-	"repair_connected": {Name: "mediapipe_stage_repair_connected", Help: "1 while the repair connection to the cloud is up."},
+	"repair_connected": {Name: "mediapipe_stage_repair_connected", Help: "Repair connections to the clouds up (1 while the one connection is up, with one retransmit address)."},
 	"rtt_seconds":      {Name: "mediapipe_stage_repair_rtt_seconds", Help: "Round-trip time to the repair server."},
 	"delay_queue":      {Name: "mediapipe_netsim_delay_queue_packets", Help: "Packets netsim holds back."},
 }

@@ -40,7 +40,10 @@ func freePorts() (ports, error) {
 // and netsim between udp-source and rtp-reorder on the edge when loss is
 // asked for.
 func relayTOML(p ports, cfg Config) string {
-	r := relaytoml.Relay{RTMP: p.RTMP, RTX: p.RTX, UDP: p.UDP, HTTP: p.HTTP, CachePackets: cfg.CachePackets, Latency: cfg.ReorderLatency}
+	r := relaytoml.Relay{RTMP: p.RTMP, RTX: p.RTX, UDP: p.UDP, HTTP: p.HTTP, CachePackets: cfg.CachePackets, Latency: cfg.ReorderLatency,
+		// A bench publisher's end is its stream's end: viewers end at once
+		// rather than after rtmp-source's reconnect_grace.
+		ReconnectGrace: "0s"}
 	if cfg.Loss > 0 {
 		r.BeforeReorder = fmt.Sprintf(`
   [[pipeline.stage]]

@@ -50,7 +50,15 @@ func newAddrs(t *testing.T) addrs {
 	return addrs{RTMP: testrun.FreeTCP(t), RTX: testrun.FreeUDP(t), UDP: testrun.FreeUDP(t), HTTP: testrun.FreeTCP(t)}
 }
 
-func cloudTOML(a addrs) string { return relaytoml.Relay{RTMP: a.RTMP, RTX: a.RTX, UDP: a.UDP}.Cloud() }
+// cloudTOML is the example cloud with reconnect_grace off: these tests wait
+// for a stream's end after its publisher's (TestPublisherReconnect tests the
+// grace).
+func cloudTOML(a addrs) string { return cloudGrace(a, 0) }
+
+// cloudGrace is the example cloud with rtmp-source's reconnect_grace set.
+func cloudGrace(a addrs, grace time.Duration) string {
+	return withParam(relaytoml.Relay{RTMP: a.RTMP, RTX: a.RTX, UDP: a.UDP}.Cloud(), "rtmp-source", "reconnect_grace", grace.String())
+}
 
 // withParam sets key = value (a string) on the first stage of toml that
 // uses stage.

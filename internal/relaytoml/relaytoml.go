@@ -24,6 +24,10 @@ type Relay struct {
 	CachePackets int           // quic-retransmit's cache_packets; 0: its default
 	Latency      time.Duration // rtp-reorder's latency; 0: its default
 
+	// ReconnectGrace is rtmp-source's reconnect_grace as TOML text ("0s":
+	// a publisher's end is its stream's end at once); empty: its default.
+	ReconnectGrace string
+
 	// ReorderID and ReassemblerID, when set, are the ids of the edge's
 	// rtp-reorder and flv-reassembler, for branches (from = "ID") to tap.
 	ReorderID, ReassemblerID string
@@ -37,6 +41,10 @@ type Relay struct {
 // Cloud is the cloud pipeline: rtmp-source → flv-tagger → rtp-fragmenter →
 // quic-retransmit → udp-sink.
 func (r Relay) Cloud() string {
+	grace := ""
+	if r.ReconnectGrace != "" {
+		grace = fmt.Sprintf("\n  reconnect_grace = %q", r.ReconnectGrace)
+	}
 	cache := ""
 	if r.CachePackets != 0 {
 		cache = fmt.Sprintf("\n  cache_packets = %d", r.CachePackets)
@@ -55,7 +63,7 @@ name = "cloud"
 
   [[pipeline.stage]]
   use = "rtmp-source"
-  listen = %q
+  listen = %q%s
 
   [[pipeline.stage]]
   use = "flv-tagger"
@@ -70,7 +78,7 @@ name = "cloud"
   [[pipeline.stage]]
   use = "udp-sink"
   destinations = [%s]
-`, r.RTMP, r.RTX, cache, strings.Join(quoted, ", "))
+`, r.RTMP, grace, r.RTX, cache, strings.Join(quoted, ", "))
 }
 
 // Edge is the edge pipeline: udp-source → rtp-reorder → flv-reassembler →

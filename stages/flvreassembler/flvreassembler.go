@@ -12,6 +12,7 @@ import (
 	"github.com/mediapipe/mediapipe/core"
 	"github.com/mediapipe/mediapipe/core/media/flv"
 	"github.com/mediapipe/mediapipe/core/media/rtpflv"
+	"github.com/mediapipe/mediapipe/core/media/rtpheader"
 )
 
 // Config is flv-reassembler's parameters.
@@ -43,12 +44,55 @@ type Stage struct {
 	drops   [rtpflv.NumReasons]*core.DropCounter
 	unknown *core.DropCounter
 	onDrop  func(rtpflv.Reason)
-	streams map[*core.Stream]*rtpflv.Reassembler
+	streams map[*core.Stream]*stream
 	active  prometheus.Gauge
 	// Each stream's latency from the cloud's send to here (repairs
 	// included), for the per-stream metrics.
 	latency   map[*core.Stream]*core.StreamLatency
 	latencies core.LatencySet
+}
+
+// stream is one stream's reassembly and timeline. A stream whose SSRC
+// changes goes on from another cloud (udp-source continued it: the primary's
+// publisher came back through a standby), which starts its own timeline:
+// its timestamps are shifted to go on one frame interval after the last
+// tag sent, never below it, so players see one continuous stream.
+type stream struct {
+	r         rtpflv.Reassembler
+	ssrc      uint32
+	seen      bool   // a tag went out: ssrc is its SSRC
+	shifted   bool   // offset applies (after a change of SSRC)
+	offset    uint32 // added to the current SSRC's timestamps
+	floor     uint32 // the last timestamp before the change
+	last      uint32 // largest timestamp sent
+	lastVideo uint32
+	gap       uint32 // the video frame interval seen last
+}
+
+// defaultGap is the step across a change of SSRC before a frame interval is measured (25 fps).
+const defaultGap = 40
+
+// retime maps a tag of ssrc at ts onto the stream's timeline.
+func (st *stream) retime(ssrc uint32, typ uint8, ts uint32) uint32 {
+	if st.seen && ssrc != st.ssrc {
+		st.offset, st.floor, st.shifted = st.last+st.gap-ts, st.last, true
+	}
+	st.ssrc, st.seen = ssrc, true
+	if st.shifted {
+		if ts += st.offset; int32(ts-st.floor) < 0 {
+			ts = st.floor
+		}
+	}
+	if int32(ts-st.last) > 0 {
+		st.last = ts
+	}
+	if typ == flv.TypeVideo {
+		if d := ts - st.lastVideo; d > 0 && d <= 1000 {
+			st.gap = d
+		}
+		st.lastVideo = ts
+	}
+	return ts
 }
 
 // ReportLatency reports each stream's latency (core.LatencyReporter).
@@ -71,7 +115,7 @@ func newStage(cfg *Config, env *core.Env) *Stage {
 		cfg:     *cfg,
 		env:     env,
 		unknown: env.Metrics.Drop("unknown_stream"),
-		streams: map[*core.Stream]*rtpflv.Reassembler{},
+		streams: map[*core.Stream]*stream{},
 		latency: map[*core.Stream]*core.StreamLatency{},
 		active:  env.Metrics.Gauge("streams"),
 	}
@@ -88,7 +132,7 @@ func (s *Stage) Run(_ context.Context, in <-chan *core.Packet, out core.Output) 
 		s.handle(p, out)
 	}
 	for st, r := range s.streams { // input closed without ends: count what was cut off
-		r.Flush()
+		r.r.Flush()
 		delete(s.streams, st)
 	}
 	s.active.Set(0)
@@ -99,7 +143,7 @@ func (s *Stage) handle(p *core.Packet, out core.Output) {
 	switch p.Event {
 	case core.EventStart:
 		if _, ok := s.streams[p.Stream]; !ok {
-			s.streams[p.Stream] = &rtpflv.Reassembler{MaxTagSize: s.cfg.MaxTagSize, OnDrop: s.onDrop}
+			s.streams[p.Stream] = &stream{r: rtpflv.Reassembler{MaxTagSize: s.cfg.MaxTagSize, OnDrop: s.onDrop}, gap: defaultGap}
 			l := new(core.StreamLatency)
 			s.latency[p.Stream] = l
 			s.latencies.Add(p.Stream, l)
@@ -108,7 +152,7 @@ func (s *Stage) handle(p *core.Packet, out core.Output) {
 		out.Emit(p)
 	case core.EventEnd:
 		if r := s.streams[p.Stream]; r != nil {
-			r.Flush() // a tag cut off by the end is counted, never emitted
+			r.r.Flush() // a tag cut off by the end is counted, never emitted
 			delete(s.streams, p.Stream)
 			delete(s.latency, p.Stream)
 			s.latencies.Remove(p.Stream)
@@ -129,12 +173,14 @@ func (s *Stage) push(p *core.Packet, out core.Output) {
 		p.Release()
 		return
 	}
-	tag := r.Push(p.Data)
+	tag := r.r.Push(p.Data)
 	if tag == nil {
 		p.Release()
 		return
 	}
-	h, _ := flv.ParseHeader(tag) // the reassembler checked it
+	h, _ := flv.ParseHeader(tag)   // the reassembler checked it
+	ssrc := rtpheader.SSRC(p.Data) // and p's RTP header, not yet overwritten
+	ts := r.retime(ssrc, h.Type, h.Timestamp)
 	q := p
 	if len(tag) <= cap(p.Data) {
 		p.Data = p.Data[:len(tag)]
@@ -145,7 +191,11 @@ func (s *Stage) push(p *core.Packet, out core.Output) {
 		q.Stream, q.Ingest = p.Stream, p.Ingest
 		p.Release()
 	}
-	q.Type, q.Timestamp = h.Type, h.Timestamp
+	if ts != h.Timestamp {
+		flv.PutHeader(q.Data, h.Type, h.DataSize, ts)
+	}
+	q.Type, q.Timestamp = h.Type, ts
+	// The latency is the sender's: its own timestamp, as its reports map it.
 	if d, ok := q.Stream.SinceSent(h.Timestamp, time.Now()); ok && d > -maxLatency && d < maxLatency {
 		if l := s.latency[q.Stream]; l != nil {
 			l.Observe(max(d, time.Microsecond)) // 0 reads as none yet

@@ -66,7 +66,9 @@ func TestMediaDoesNotAllocate(t *testing.T) {
 	}
 	body := bytes.Repeat([]byte{0x17}, 5000)
 	out := &releasingOutput{want: body}
-	h := &handler{s: &Stage{out: out}, stream: core.NewStream("live/a")}
+	st := core.NewStream("live/a")
+	// resumed: the timestamp mapping of a continued stream costs nothing either
+	h := &handler{s: &Stage{out: out}, stream: st, tl: &timeline{stream: st}, resumed: true}
 	var rd bytes.Reader
 	msg := func() {
 		rd.Reset(body)

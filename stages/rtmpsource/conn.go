@@ -2,6 +2,7 @@ package rtmpsource
 
 import (
 	"errors"
+	"io"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -25,11 +26,34 @@ type guardedConn struct {
 	cause  atomic.Pointer[string] // first reason the connection failed, for counting
 	failed atomic.Bool            // go-rtmp ended the connection with an error
 	once   sync.Once
+	done   atomic.Bool // unpublished and closed by the client (or timed out): an orderly end
+}
+
+// unpublishWait bounds how long a connection that unpublished is left for
+// the client to close.
+const unpublishWait = 5 * time.Second
+
+// awaitClose runs on go-rtmp's reading goroutine once the publisher has
+// unpublished: it reads and discards what the client still sends
+// (deleteStream) until the client closes or d passes, and from then on Read
+// says EOF, so go-rtmp ends the connection as a normal end.
+func (c *guardedConn) awaitClose(d time.Duration) {
+	_ = c.Conn.SetReadDeadline(time.Now().Add(d))
+	var buf [512]byte
+	for {
+		if _, err := c.Conn.Read(buf[:]); err != nil {
+			break
+		}
+	}
+	c.done.Store(true)
 }
 
 func (c *guardedConn) setCause(reason string) { c.cause.CompareAndSwap(nil, &reason) }
 
 func (c *guardedConn) Read(p []byte) (int, error) {
+	if c.done.Load() {
+		return 0, io.EOF
+	}
 	if c.idle > 0 && c.published.Load() {
 		_ = c.Conn.SetReadDeadline(time.Now().Add(c.idle))
 	}

@@ -29,7 +29,7 @@ func TestReconfigurePublishKey(t *testing.T) {
 	env := core.TestEnv("rtmp-source")
 	env.Log = slog.New(slog.NewTextHandler(logs, nil))
 	raw := func(key string) map[string]any {
-		return map[string]any{"listen": "127.0.0.1:0", "publish_key": key}
+		return map[string]any{"listen": "127.0.0.1:0", "publish_key": key, "reconnect_grace": "0s"} // ends at once: the test waits for them
 	}
 	st, err := def.Build(raw("first-key"), env)
 	if err != nil {

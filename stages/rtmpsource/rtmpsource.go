@@ -34,7 +34,8 @@ type Config struct {
 	PublishKey     string        `param:"publish_key" secret:"true" live:"true" doc:"when set, a publisher must add ?key=SECRET to the stream name or is refused. On a reload, a new key admits new publishers with it and refuses the old one from then on; a publisher already streaming keeps streaming"`
 	IdleTimeout    time.Duration `param:"idle_timeout" default:"10s" min:"0.1" doc:"close a connection that has not published within this long of connecting (one deadline for handshake, connect and publish, however slowly bytes trickle in), or that stops sending for this long afterwards"`
 	MaxMessageSize int           `param:"max_message_size" default:"8388608" min:"65536" max:"16777215" doc:"largest RTMP message in bytes; a bigger one closes the connection (counted) before anything is allocated for it"`
-	MaxPublishers  int           `param:"max_publishers" default:"0" min:"0" doc:"most streams published at once; 0 means no limit"`
+	MaxPublishers  int           `param:"max_publishers" default:"0" min:"0" doc:"most streams published at once; 0 means no limit. A stream waiting out its reconnect_grace still counts (its publisher's return is always admitted)"`
+	ReconnectGrace time.Duration `param:"reconnect_grace" default:"5s" min:"0" live:"true" doc:"when a stream's publisher goes (connection closed or failed, idle_timeout, unpublish), the stream stays open this long: a publisher of the same name back within it continues the same stream (no end and start downstream, timestamps continuing from the last one sent, its sequence headers and onMetaData in-band, its media from its first keyframe), so viewers keep playing; after it the stream ends. The returning publisher is admitted as any (publish_key, auth_url); a publisher kicked through the control API ends its stream at once; 0: the stream ends at once. On a reload, applies to publishers leaving from then on"`
 	AuthURL        string        `param:"auth_url" live:"true" doc:"when set (an http:// or https:// URL), a publisher that passed publish_key is admitted only if a POST of JSON {\"action\":\"publish\",\"protocol\":\"rtmp\",\"stream\":\"APP/KEY\",\"query\":{the stream name's ?query},\"client\":\"IP:PORT\",\"pipeline\",\"stage\"} here is answered 2xx; otherwise its publish fails (NetStream.Publish.Failed) and the connection is closed. Answers are reused per (action, stream, query): admits for 10 s, refusals and failures for 2 s; one call at a time per question. See docs/hooks.md"`
 	AuthTimeout    time.Duration `param:"auth_timeout" default:"2s" min:"0.01" max:"60" live:"true" doc:"the most an auth_url call may take (connect, answer and a wait for one of 32 call slots included); a call that fails or takes longer refuses, unless auth_fail_open"`
 	AuthFailOpen   bool          `param:"auth_fail_open" default:"false" live:"true" doc:"admit when the auth_url call fails or times out (counted as auth_error_admitted) instead of refusing (auth_error_refused)"`
@@ -86,6 +87,40 @@ type Stage struct {
 	refused   *core.DropCounter
 	bad       map[string]*core.DropCounter
 	connErr   *core.DropCounter
+
+	// reconnect_grace (a live parameter) and the streams waiting out theirs.
+	grace     atomic.Int64
+	paused    map[string]*timeline // under mu
+	graceWG   sync.WaitGroup       // one per armed grace timer, until its callback returns or it is stopped
+	continued prometheus.Counter
+	expired   prometheus.Counter
+	nonKey    *core.DropCounter
+}
+
+// timeline is a stream's timestamp state, kept across its publishers: a
+// publisher who comes back within reconnect_grace continues from it.
+type timeline struct {
+	stream    *core.Stream
+	last      uint32 // largest timestamp emitted
+	lastVideo uint32
+	gap       uint32      // the video frame interval seen last: the step from the old publisher's last tag to the new one's first
+	timer     *time.Timer // while paused
+}
+
+// defaultGap is the step between publishers before a frame interval is measured (25 fps).
+const defaultGap = 40
+
+// note records an emitted tag's timestamp.
+func (tl *timeline) note(typ uint8, ts uint32) {
+	if int32(ts-tl.last) > 0 {
+		tl.last = ts
+	}
+	if typ == flv.TypeVideo {
+		if d := ts - tl.lastVideo; d > 0 && d <= 1000 {
+			tl.gap = d
+		}
+		tl.lastVideo = ts
+	}
 }
 
 // New builds an rtmp-source from its config.
@@ -101,8 +136,14 @@ func New(cfg *Config, env *core.Env) (core.Stage, error) {
 		refused:   env.Metrics.Drop("publish_refused"),
 		connErr:   env.Metrics.Drop("connection_error"),
 		bad:       map[string]*core.DropCounter{},
+		paused:    map[string]*timeline{},
+		continued: env.Metrics.Counter("reconnects_continued"),
+		expired:   env.Metrics.Counter("reconnect_grace_expired"),
+		// video a returning publisher sent before its first keyframe
+		nonKey: env.Metrics.Drop("reconnect_before_keyframe"),
 	}
 	s.publishKey.Store(&s.cfg.PublishKey)
+	s.grace.Store(int64(cfg.ReconnectGrace))
 	s.auth = authhook.New(env, authhook.RTMP, cfg.auth())
 	for _, reason := range []string{"message_too_large", "malformed", "idle_timeout"} {
 		s.bad[reason] = env.Metrics.Drop(reason)
@@ -139,6 +180,7 @@ func (s *Stage) Run(ctx context.Context, _ <-chan *core.Packet, out core.Output)
 	}
 	s.mu.Unlock()
 	s.wg.Wait()
+	s.endPaused()
 	s.auth.Close()
 	s.env.Log.Info("rtmp-source stopped", "addr", ln.Addr().String())
 	return nil
@@ -165,7 +207,7 @@ func (s *Stage) forget(c *guardedConn) {
 	delete(s.conns, c)
 	closing := s.closing
 	s.mu.Unlock()
-	if !closing {
+	if !closing && !c.done.Load() { // an orderly end after unpublish counts as nothing
 		if cause := c.cause.Load(); cause != nil {
 			if d := s.bad[*cause]; d != nil {
 				d.Inc()
@@ -210,26 +252,96 @@ func splitKey(s string) (name, key string) {
 	return name, v.Get("key")
 }
 
-// claim registers a new live stream, or says why it may not be published.
-func (s *Stage) claim(name string, h *handler) (string, bool) {
+// claim registers a live stream, or says why it may not be published. A
+// stream waiting out its reconnect_grace is given back (its timeline) to be
+// continued.
+func (s *Stage) claim(name string, h *handler) (string, *timeline) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	switch {
 	case s.closing:
-		return "shutting down", false
+		return "shutting down", nil
 	case s.streams[name] != nil:
-		return "stream already published", false
-	case s.cfg.MaxPublishers > 0 && len(s.streams) >= s.cfg.MaxPublishers:
-		return "max_publishers reached", false
+		return "stream already published", nil
+	}
+	if tl := s.paused[name]; tl != nil {
+		delete(s.paused, name)
+		if tl.timer.Stop() {
+			s.graceWG.Done()
+		} // else its callback is waiting for mu and will find it gone
+		tl.timer = nil
+		s.streams[name] = h
+		return "", tl
+	}
+	if s.cfg.MaxPublishers > 0 && len(s.streams)+len(s.paused) >= s.cfg.MaxPublishers {
+		return "max_publishers reached", nil
 	}
 	s.streams[name] = h
-	return "", true
+	return "", nil
 }
 
+// release frees name's publisher slot.
 func (s *Stage) release(name string) {
 	s.mu.Lock()
 	delete(s.streams, name)
 	s.mu.Unlock()
+}
+
+// hold frees name's publisher slot and, with a reconnect_grace and not
+// shutting down, keeps its stream open for a returning publisher (true).
+func (s *Stage) hold(name string, tl *timeline) bool {
+	grace := time.Duration(s.grace.Load())
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.streams, name)
+	if grace <= 0 || s.closing {
+		return false
+	}
+	s.paused[name] = tl
+	s.graceWG.Add(1)
+	tl.timer = time.AfterFunc(grace, func() { s.expire(name, tl) })
+	return true
+}
+
+// expire ends a paused stream whose publisher did not come back in time.
+func (s *Stage) expire(name string, tl *timeline) {
+	defer s.graceWG.Done()
+	s.mu.Lock()
+	mine := s.paused[name] == tl
+	if mine {
+		delete(s.paused, name)
+	}
+	s.mu.Unlock()
+	if !mine { // continued, or ended by shutdown
+		return
+	}
+	s.expired.Inc()
+	s.end(tl.stream, "reconnect_grace expired")
+}
+
+// endPaused ends, at shutdown, every stream waiting for its publisher.
+func (s *Stage) endPaused() {
+	s.mu.Lock()
+	var ending []*timeline
+	for name, tl := range s.paused {
+		delete(s.paused, name)
+		if tl.timer.Stop() {
+			s.graceWG.Done()
+		}
+		ending = append(ending, tl)
+	}
+	s.mu.Unlock()
+	for _, tl := range ending {
+		s.end(tl.stream, "shutdown")
+	}
+	s.graceWG.Wait()
+}
+
+// end ends a stream downstream.
+func (s *Stage) end(st *core.Stream, why string) {
+	s.live.Dec()
+	s.env.Log.Info("stream end", "stream", st.Name, "packets", st.Packets.Load(), "why", why)
+	s.out.Emit(core.NewEvent(core.EventEnd, st))
 }
 
 func (s *Stage) keyOK(given string) bool {
@@ -247,14 +359,16 @@ func (s *Stage) keyOK(given string) bool {
 func (s *Stage) Reconfigure(cfg *Config) error {
 	rest := *cfg
 	rest.PublishKey = s.cfg.PublishKey
+	rest.ReconnectGrace = s.cfg.ReconnectGrace
 	rest.AuthURL, rest.AuthTimeout, rest.AuthFailOpen = s.cfg.AuthURL, s.cfg.AuthTimeout, s.cfg.AuthFailOpen
 	if rest != s.cfg {
-		return fmt.Errorf("rtmp-source: %w: only publish_key and auth_* change in place", core.ErrNotLive)
+		return fmt.Errorf("rtmp-source: %w: only publish_key, reconnect_grace and auth_* change in place", core.ErrNotLive)
 	}
 	key := cfg.PublishKey
 	s.publishKey.Store(&key)
+	s.grace.Store(int64(cfg.ReconnectGrace))
 	s.auth.Reconfigure(cfg.auth())
-	s.env.Log.Info("rtmp-source reconfigured", "publish_key", key != "", "auth_url", cfg.AuthURL != "")
+	s.env.Log.Info("rtmp-source reconfigured", "publish_key", key != "", "reconnect_grace", cfg.ReconnectGrace, "auth_url", cfg.AuthURL != "")
 	return nil
 }
 
@@ -271,6 +385,17 @@ type handler struct {
 	// unregister removes the publisher's session (env.Sessions) when the
 	// connection ends.
 	unregister func()
+
+	// The stream's timeline; a publisher continuing a stream (resumed)
+	// shifts its timestamps by offset, set at its first tag, so they go on
+	// one frame interval after the last one sent, never below floor, and
+	// drops its video before its first keyframe (waitKey).
+	tl        *timeline
+	resumed   bool
+	offsetSet bool
+	waitKey   bool
+	offset    uint32
+	floor     uint32
 }
 
 func (h *handler) OnConnect(_ uint32, cmd *rtmpmsg.NetConnectionConnect) error {
@@ -306,8 +431,9 @@ func (h *handler) OnPublish(_ *rtmp.StreamContext, _ uint32, cmd *rtmpmsg.NetStr
 	case !h.authOK(name, cmd.PublishingName):
 		reason = "refused by auth_url"
 	}
+	var tl *timeline
 	if reason == "" {
-		reason, _ = h.s.claim(name, h)
+		reason, tl = h.s.claim(name, h)
 	}
 	if reason != "" {
 		h.c.setCause("refused")
@@ -316,18 +442,28 @@ func (h *handler) OnPublish(_ *rtmp.StreamContext, _ uint32, cmd *rtmpmsg.NetStr
 		h.s.refused.Refused("publish refused", "stream", core.Clip(name), "remote", h.c.RemoteAddr().String(), "why", reason)
 		return fmt.Errorf("%w: %s", errRefused, reason)
 	}
-	h.stream = core.NewStream(name)
 	h.c.published.Store(true)
-	h.s.published.Inc()
-	h.s.live.Inc()
-	h.s.env.Log.Info("stream start", "stream", name, "remote", h.c.RemoteAddr().String())
+	if tl != nil {
+		// The same stream goes on: downstream sees no end and no start.
+		h.stream, h.tl, h.resumed, h.waitKey, h.floor = tl.stream, tl, true, true, tl.last
+		h.s.continued.Inc()
+		h.s.env.Log.Info("stream continued by a returning publisher", "stream", name, "remote", h.c.RemoteAddr().String())
+	} else {
+		h.stream = core.NewStream(name)
+		h.tl = &timeline{stream: h.stream, gap: defaultGap}
+		h.s.published.Inc()
+		h.s.live.Inc()
+		h.s.env.Log.Info("stream start", "stream", name, "remote", h.c.RemoteAddr().String())
+	}
 	h.unregister = h.s.env.Sessions.Add(&core.Session{Kind: core.Publisher, Stream: name, Protocol: "rtmp",
 		Client: h.c.RemoteAddr().String(), Pipeline: h.s.env.Pipeline, Stage: h.s.env.Index,
 		Bytes: h.stream.Bytes.Load, Kick: func() {
 			h.s.auth.Forget(name) // a kicked publisher's next try asks the hook again
 			h.c.kick()
 		}})
-	h.s.out.Emit(core.NewEvent(core.EventStart, h.stream))
+	if tl == nil {
+		h.s.out.Emit(core.NewEvent(core.EventStart, h.stream))
+	}
 	return nil
 }
 
@@ -385,15 +521,59 @@ func (h *handler) media(typ uint8, ts uint32, payload io.Reader) error {
 		}
 	}
 	h.scratch = buf
+	if h.waitKey && typ == flv.TypeVideo {
+		// A continued stream goes on at a keyframe: frames before it
+		// refer to pictures viewers never got. Sequence headers pass.
+		switch {
+		case flv.IsVideoKeyframe(buf):
+			h.waitKey = false
+		case flv.InitKindOf(typ, buf) == flv.InitNone:
+			h.s.nonKey.Inc()
+			return nil
+		}
+	}
 	h.emit(typ, ts, buf)
 	return nil
 }
 
 func (h *handler) emit(typ uint8, ts uint32, body []byte) {
+	if h.resumed {
+		if !h.offsetSet {
+			h.offset, h.offsetSet = h.tl.last+h.tl.gap-ts, true
+		}
+		if ts += h.offset; int32(ts-h.floor) < 0 {
+			ts = h.floor // a tag older than the first: never back across the seam
+		}
+	}
+	h.tl.note(typ, ts)
 	p := core.NewPacket(len(body))
 	copy(p.Data, body)
 	p.Stream, p.Type, p.Timestamp, p.Ingest = h.stream, typ, ts, time.Now().UnixNano()
 	h.s.out.Emit(p) // the runtime counts the stream's packets and bytes
+}
+
+// OnFCUnpublish and OnDeleteStream are a publisher's orderly end. Its
+// stream ends (or waits out reconnect_grace) now; the connection is left
+// for the client to close, as nginx-rtmp does: a client that reads the
+// server's close as an error (GStreamer's rtmp2sink) then ends cleanly,
+// and go-rtmp never decodes rtmp2sink's deleteStream, which it cannot
+// (it would close the connection as failed).
+func (h *handler) OnFCUnpublish(uint32, *rtmpmsg.NetStreamFCUnpublish) error {
+	h.unpublished()
+	return nil
+}
+
+func (h *handler) OnDeleteStream(uint32, *rtmpmsg.NetStreamDeleteStream) error {
+	h.unpublished()
+	return nil
+}
+
+func (h *handler) unpublished() {
+	if h.stream == nil {
+		return // not publishing: a stray command
+	}
+	h.OnClose()
+	h.c.awaitClose(unpublishWait)
 }
 
 // OnClose runs when the connection ends for any reason, refused publishers included.
@@ -403,11 +583,15 @@ func (h *handler) OnClose() {
 	}
 	st := h.stream
 	h.stream = nil
-	h.s.release(st.Name)
-	h.s.live.Dec()
-	h.s.env.Log.Info("stream end", "stream", st.Name, "packets", st.Packets.Load())
 	if h.unregister != nil {
 		h.unregister()
 	}
-	h.s.out.Emit(core.NewEvent(core.EventEnd, st))
+	// A kicked publisher (control API) was stopped on purpose: its stream
+	// ends now rather than waiting for it to come back.
+	if c := h.c.cause.Load(); (c == nil || *c != "kicked") && h.s.hold(st.Name, h.tl) {
+		h.s.env.Log.Info("publisher gone; stream held for reconnect_grace", "stream", st.Name, "grace", time.Duration(h.s.grace.Load()))
+		return
+	}
+	h.s.release(st.Name)
+	h.s.end(st, "publisher gone")
 }

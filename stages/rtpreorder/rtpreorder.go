@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -30,7 +31,7 @@ var sample string
 
 // Config is rtp-reorder's parameters.
 type Config struct {
-	Retransmit string        `param:"retransmit" addr:"true" doc:"the cloud's quic-retransmit address (host:port); empty: no repair, a gap waits latency and is skipped"`
+	Retransmit []string      `param:"retransmit" addr:"true" doc:"the cloud's quic-retransmit address (host:port), or a list of them: the primary cloud and its standbys (a standby cloud the encoder's backup URL points at sends the stream with its own SSRC once the primary is quiet). Each SSRC's repairs are asked of the cloud that says it knows that SSRC; one QUIC connection is kept to each. Empty: no repair, a gap waits latency and is skipped"`
 	Token      string        `param:"token" secret:"true" live:"true" doc:"token the cloud's quic-retransmit expects. A reload's new token goes in the next HELLO (the next reconnection; at once if the cloud is refusing the old one); the connection up keeps going (the cloud checked it when it began)"`
 	Latency    time.Duration `param:"latency" default:"80ms" min:"0.001" max:"10" live:"true" doc:"how long a gap waits for repair before it is skipped, while repairs come back sooner than that. A reload's new latency applies to gaps found after it; a gap already waiting keeps its deadline"`
 	MaxLatency time.Duration `param:"max_latency" default:"1s" min:"0.001" max:"10" live:"true" doc:"the longest a gap may wait when repairs are slower than latency: a gap waits for the measured repair round trip (smoothed, plus 4 deviations, as TCP's timeout), and one whose NACK is still unanswered at latency waits on, both up to this bound (never below latency). A reload's new bound applies to the waits of gaps found after it, and to any gap that waits on past its deadline from then on"`
@@ -41,7 +42,7 @@ type Config struct {
 // Validate checks what spans fields, and an absolute ca (a relative one
 // needs the pipeline file's directory: ValidateIn).
 func (c *Config) Validate() error {
-	if c.Retransmit == "" && c.Token != "" {
+	if len(c.Retransmit) == 0 && c.Token != "" {
 		return errors.New("token: set without retransmit")
 	}
 	if len(c.Token) > repairwire.MaxTokenLen {
@@ -104,8 +105,8 @@ type Stage struct {
 
 	losses core.LossSet // each stream's loss figures, for the per-stream metrics
 
-	client *repair.Client
-	shared atomic.Pointer[repair.Client] // client, for other goroutines
+	client *clients
+	shared atomic.Pointer[clients] // client, for other goroutines
 
 	// latency and maxLatency are Run's copies of the live parameters;
 	// Reconfigure hands new ones over through live (Run takes them up
@@ -224,34 +225,49 @@ func New(cfg *Config, env *core.Env) (core.Stage, error) {
 func (s *Stage) Run(ctx context.Context, in <-chan *core.Packet, out core.Output) error {
 	s.initCtx, s.initStop = context.WithCancel(ctx)
 	s.applyLive() // a reload may have come before Run
-	if s.cfg.Retransmit != "" {
+	if len(s.cfg.Retransmit) > 0 {
 		s.connGauge.Set(0)
 		// Under tokenMu: a token Reconfigure sets from now on reaches the
-		// client through SetToken.
+		// clients through SetToken.
 		s.tokenMu.Lock()
-		c, err := repair.Dial(repair.ClientConfig{
-			Addr: s.cfg.Retransmit, Token: s.token, CAFile: s.cfg.CA, Log: s.env.Log,
-			OnRepair: s.onRepair,
-			OnGone:   s.onGone,
-			// Over the cloud's rate limit: asked again at the retry,
-			// counted if the gap is skipped still refused.
-			OnRefused: s.onRefused,
-			// No NACK for an SSRC the cloud never heard of (a stranger's).
-			VetSSRCs: true,
-			OnKnown:  s.onKnown,
-			// The gauge follows the connection itself, not the gaps.
-			OnConnect: func() { s.connGauge.Set(1) },
-			OnDisconnect: func() {
-				s.connGauge.Set(0)
-				s.rttGauge.Set(0)
-			},
-		})
+		m := &clients{owner: map[uint32]*repair.Client{}}
+		var err error
+		for _, addr := range s.cfg.Retransmit {
+			var c *repair.Client
+			c, err = repair.Dial(repair.ClientConfig{
+				Addr: addr, Token: s.token, CAFile: s.cfg.CA, Log: s.env.Log,
+				OnRepair: s.onRepair,
+				OnGone:   s.onGone,
+				// Over the cloud's rate limit: asked again at the retry,
+				// counted if the gap is skipped still refused.
+				OnRefused: s.onRefused,
+				// No NACK for an SSRC the cloud never heard of (a
+				// stranger's, or another cloud's).
+				VetSSRCs: true,
+				OnKnown:  s.onKnown,
+				// The gauge follows the connections themselves, not the gaps.
+				OnConnect: func() { s.connGauge.Set(float64(m.connected.Add(1))) },
+				OnDisconnect: func() { // after every session that was up: paired with OnConnect
+					n := m.connected.Add(-1)
+					s.connGauge.Set(float64(n))
+					if n == 0 {
+						s.rttGauge.Set(0)
+					}
+				},
+			})
+			if err != nil {
+				err = fmt.Errorf("retransmit %s: %w", addr, err)
+				break
+			}
+			m.cs = append(m.cs, c)
+		}
 		if err == nil {
-			s.client = c
-			s.shared.Store(c)
+			s.client = m
+			s.shared.Store(m)
 		}
 		s.tokenMu.Unlock()
 		if err != nil {
+			_ = m.Close()
 			s.initStop()
 			return err
 		}
@@ -305,7 +321,9 @@ func (s *Stage) Reconfigure(cfg *Config) error {
 	now.CA = s.env.Path(now.CA) // as New resolved it
 	was.Token, was.Latency, was.MaxLatency = "", 0, 0
 	now.Token, now.Latency, now.MaxLatency = "", 0, 0
-	if was != now {
+	sameAddrs := slices.Equal(was.Retransmit, now.Retransmit)
+	was.Retransmit, now.Retransmit = nil, nil
+	if !sameAddrs || !reflect.DeepEqual(was, now) {
 		return fmt.Errorf("rtp-reorder: only token, latency and max_latency change in place: %w", core.ErrNotLive)
 	}
 	s.tokenMu.Lock()

@@ -146,9 +146,9 @@ func TestMaxStreams(t *testing.T) {
 
 // TestCloudRestartTakesOver: the cloud comes back from another socket with
 // a new SSRC for the same name while the old one has gone quiet (no BYE):
-// the new one takes the name over once the old has been quiet for
-// takeoverQuiet, well before the old one times out, and nothing it sent in
-// the meantime is lost.
+// the new one takes the name over, continuing its stream, once the old has
+// been quiet for takeoverQuiet, well before the old one times out, and
+// nothing it sent in the meantime is lost.
 func TestCloudRestartTakesOver(t *testing.T) {
 	src := startSource(t, map[string]any{"stream_timeout": "10s"})
 	k1 := startSink(t, src.Addr().String())
@@ -166,12 +166,11 @@ func TestCloudRestartTakesOver(t *testing.T) {
 	b = append(b, send(t, k2, st2, 2, 30, 30, src)...)
 	src.h.Out.WaitData(90, waitFor)
 	got := src.h.Out.Packets()
-	if ev := fmt.Sprint(events(got)); ev != "[start:live/r end:live/r start:live/r]" {
+	// The stream goes on under the new SSRC: viewers stay.
+	if ev := fmt.Sprint(events(got)); ev != "[start:live/r]" {
 		t.Fatalf("events %s", ev)
 	}
-	streams := starts(got)
-	checkData(t, got, streams[0], a)
-	checkData(t, got, streams[1], b)
+	checkData(t, got, starts(got)[0], append(a, b...))
 }
 
 // lineCounter is a slog handler counting the records logged.
@@ -323,4 +322,63 @@ func TestSendersParse(t *testing.T) {
 			t.Errorf("%q: %s, want %s", tc.in, got[0], tc.want)
 		}
 	}
+}
+
+// TestStandbyCloudTakesOverDuringGrace: the primary cloud's publisher left
+// and the primary keeps announcing the stream (SR+SDES, no RTP) through its
+// reconnect_grace, while the publisher comes back through a standby cloud
+// (another address, a new SSRC): the standby takes the name over once the
+// primary has sent no RTP for takeoverQuiet, the same stream goes on, and
+// the primary's later announcements and BYE do not touch it.
+func TestStandbyCloudTakesOverDuringGrace(t *testing.T) {
+	src := startSource(t, map[string]any{"stream_timeout": "10s"})
+	k1 := startSink(t, src.Addr().String())
+	st1 := k1.h.StartStream("live/sb")
+	a := send(t, k1, st1, 1, 0, 30, src)
+	src.h.Out.WaitData(30, waitFor)
+	k2 := startSink(t, src.Addr().String())
+	st2 := k2.h.StartStream("live/sb")
+	sent := k1.h.Env.Metrics.Counter("rtcp_sent")
+	for range 3 { // the primary's keep-alives while the standby waits
+		src.clock.Advance(time.Second)
+		n := core.CounterValue(sent)
+		k1.clock.Advance(time.Second)
+		testrun.Eventually(t, waitFor, "a keep-alive", func() bool { return core.CounterValue(sent) > n })
+	}
+	b := send(t, k2, st2, 2, 0, 30, src)
+	src.h.Out.WaitData(60, waitFor)
+	k1.h.EndStream(st1) // the primary's grace ran out: BYE
+	k1.clock.Advance(time.Second)
+	b = append(b, send(t, k2, st2, 2, 30, 10, src)...)
+	src.h.Out.WaitData(70, waitFor)
+	got := src.h.Out.Packets()
+	if ev := fmt.Sprint(events(got)); ev != "[start:live/sb]" {
+		t.Fatalf("events %s", ev)
+	}
+	checkData(t, got, starts(got)[0], append(a, b...))
+}
+
+// TestTakeoverQuietParam: takeover_quiet sets how long the old sender's
+// RTP must have stopped before a new sender continues its name.
+func TestTakeoverQuietParam(t *testing.T) {
+	src := startSource(t, map[string]any{"stream_timeout": "20s", "takeover_quiet": "5s"})
+	k1 := startSink(t, src.Addr().String())
+	a := send(t, k1, k1.h.StartStream("live/q"), 1, 0, 20, src)
+	src.h.Out.WaitData(20, waitFor)
+	src.clock.Advance(3 * time.Second)
+	k2 := startSink(t, src.Addr().String())
+	st2 := k2.h.StartStream("live/q")
+	b := send(t, k2, st2, 2, 0, 20)
+	testrun.Eventually(t, waitFor, "the new SSRC held", func() bool { return core.GaugeValue(src.heldGauge) == 20 })
+	if n := core.CounterValue(src.continued); n != 0 {
+		t.Fatalf("taken over after 3 s of a 5 s takeover_quiet")
+	}
+	src.clock.Advance(2 * time.Second)
+	b = append(b, send(t, k2, st2, 2, 20, 10, src)...)
+	src.h.Out.WaitData(50, waitFor)
+	got := src.h.Out.Packets()
+	if ev := fmt.Sprint(events(got)); ev != "[start:live/q]" {
+		t.Fatalf("events %s", ev)
+	}
+	checkData(t, got, starts(got)[0], append(a, b...))
 }

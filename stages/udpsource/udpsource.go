@@ -5,8 +5,11 @@
 // address's RTP, SR, SDES and BYE count for it, and a stream starts only once
 // a named SSRC has delivered RTP. A new SSRC takes an existing name over
 // when it comes from the owner's address (the publisher reconnected) or the
-// owner has gone quiet (the cloud restarted), never from a stranger while
-// the owner is sending.
+// owner has sent no RTP for a while (the cloud restarted, or the publisher
+// went over to a standby cloud), never from a stranger while the owner is
+// sending media. A takeover continues the same core.Stream (no end, no
+// start downstream), so viewers keep playing; flv-reassembler continues its
+// timestamps.
 package udpsource
 
 import (
@@ -39,7 +42,8 @@ type Config struct {
 	ReadBuffer    int           `param:"read_buffer" default:"4194304" min:"0" doc:"socket receive buffer in bytes (SO_RCVBUF); logged when the kernel grants less; 0 keeps the system default"`
 	Batch         int           `param:"batch" default:"64" min:"1" max:"1024" doc:"most datagrams read per recvmmsg"`
 	PayloadType   int           `param:"payload_type" default:"100" min:"96" max:"127" doc:"RTP payload type of the streams; other payload types are dropped and counted"`
-	StreamTimeout time.Duration `param:"stream_timeout" default:"5s" min:"0.01" doc:"a stream silent (no RTP nor RTCP) this long ends"`
+	StreamTimeout time.Duration `param:"stream_timeout" default:"5s" min:"0.01" doc:"a stream silent (no RTP nor RTCP) this long ends. A cloud waiting out its publisher's reconnect_grace keeps announcing the stream (RTCP SR every second), so the pause does not end it here; a new sender of a live name (a standby cloud) takes it over, continuing it, once the old one has sent no RTP for takeover_quiet"`
+	TakeoverQuiet time.Duration `param:"takeover_quiet" default:"2s" min:"0.01" max:"60" doc:"how long a live stream's sender must have sent no RTP before a new SSRC of its name from another address (a restarted cloud, a standby cloud the publisher came back through) takes the name over and continues the stream; until then the newcomer's packets are held (for this plus 1 s at most) and a stranger cannot take over a stream that plays. Keep it below the cloud's reconnect_grace, during which the old cloud still announces the stream"`
 	UnnamedHold   time.Duration `param:"unnamed_hold" default:"2s" min:"0" doc:"how long packets of an SSRC no SDES has named yet are held before being dropped; 0 drops them at once"`
 	MaxStreams    int           `param:"max_streams" default:"1000" min:"1" doc:"most streams live at once; the packets of a named SSRC beyond it are dropped and counted (too_many_streams)"`
 	Senders       []string      `param:"senders" doc:"addresses allowed to send streams: IPs or CIDR prefixes (10.0.0.5, 10.0.0.0/24, 2001:db8::/32; for multicast the source address), normally the cloud's udp-sink host; datagrams from any other address are dropped and counted (sender_not_allowed); empty: anyone, each address capped by max_streams_per_sender"`
@@ -118,10 +122,13 @@ const (
 	// cloud's held packets are still there when the old sender counts as
 	// gone.
 	namedHold = 3 * time.Second
-	// takeoverQuiet is how long a stream's sender must have been silent
+	// takeoverQuiet (takeover_quiet's default) is how long a stream's sender must have sent no RTP
 	// before a new SSRC from another address may take its name (a
-	// restarted cloud sends from a new port); a live sender is never
-	// silent that long, so a stranger cannot take a stream over.
+	// restarted cloud sends from a new port, a standby cloud from another
+	// host); a live sender is never silent that long, so a stranger cannot
+	// take a stream over while it plays. Its SR keep-alives do not count:
+	// a cloud whose publisher left keeps announcing for its
+	// reconnect_grace, and the publisher may come back through a standby.
 	takeoverQuiet = 2 * time.Second
 )
 
@@ -159,7 +166,7 @@ type Stage struct {
 	refusal                       *core.DropCounter // why the last start was refused: tooMany or overCap
 	capLogged                     time.Time         // last line about a sender over its cap
 	capRefused                    int               // starts refused over a sender's cap since that line
-	started, ended                prometheus.Counter
+	started, ended, continued     prometheus.Counter
 	active, heldGauge             prometheus.Gauge
 }
 
@@ -173,6 +180,7 @@ type source struct {
 	stream    *core.Stream
 	firstSeen time.Time
 	lastSeen  time.Time
+	lastRTP   time.Time // lastSeen by RTP alone: a takeover looks at this
 	held      []*core.Packet
 	hits      int  // datagrams taken while pending
 	refused   bool // its start was refused because the name is taken
@@ -216,7 +224,9 @@ func newStage(cfg *Config, env *core.Env) *Stage {
 		full:    env.Metrics.Drop("pending_full"),
 		started: env.Metrics.Counter("streams_started"),
 		ended:   env.Metrics.Counter("streams_ended"),
-		active:  env.Metrics.Gauge("streams"),
+		// streams a new SSRC took over and continued
+		continued: env.Metrics.Counter("streams_continued"),
+		active:    env.Metrics.Gauge("streams"),
 		// packets held for SSRCs not live yet
 		heldGauge: env.Metrics.Gauge("held_packets"),
 	}
@@ -468,7 +478,7 @@ func (s *Stage) datagram(p *core.Packet, from netip.AddrPort, now time.Time, ing
 			return true
 		}
 	}
-	src.lastSeen = now
+	src.lastSeen, src.lastRTP = now, now
 	p.Stream = src.stream
 	out.Emit(p) // the runtime counts the stream's packets and bytes
 	return true
@@ -651,26 +661,37 @@ func (s *Stage) start(src *source, now time.Time, out core.Output) bool {
 		s.refusal = s.overCap
 		return false
 	}
+	var cont *core.Stream
 	if old != nil {
-		if old.from != src.from && now.Sub(old.lastSeen) < min(takeoverQuiet, s.cfg.StreamTimeout) {
+		if old.from != src.from && now.Sub(old.lastRTP) < min(s.takeoverQuiet(), s.cfg.StreamTimeout) {
 			src.refused = true
 			return false
 		}
-		// Same name, new SSRC: the publisher reconnected upstream.
-		s.end(old, "new ssrc", now, out)
+		// Same name, new SSRC: the publisher reconnected upstream, or
+		// came back through another cloud. Its viewers stay: the stream
+		// goes on under the new SSRC.
+		cont = s.takeOver(old, now)
 	} else if len(s.names) >= s.cfg.MaxStreams {
 		return false
 	}
 	s.removePending(src)
-	src.stream = core.NewStream(src.name)
-	src.lastSeen = now
+	src.stream = cont
+	if cont == nil {
+		src.stream = core.NewStream(src.name)
+	}
+	src.lastSeen, src.lastRTP = now, now
 	s.names[src.name] = src
 	s.senders[src.from]++
 	s.perIP[src.from.Addr().Unmap()]++
-	s.started.Inc()
 	s.active.Set(float64(len(s.names)))
-	s.env.Log.Info("udp-source: stream start", "stream", core.Clip(src.name), "ssrc", src.ssrc, "from", src.from.String(), "held", len(src.held))
-	out.Emit(core.NewEvent(core.EventStart, src.stream))
+	if cont != nil {
+		s.continued.Inc()
+		s.env.Log.Info("udp-source: stream continued by a new sender", "stream", core.Clip(src.name), "ssrc", src.ssrc, "from", src.from.String(), "held", len(src.held))
+	} else {
+		s.started.Inc()
+		s.env.Log.Info("udp-source: stream start", "stream", core.Clip(src.name), "ssrc", src.ssrc, "from", src.from.String(), "held", len(src.held))
+		out.Emit(core.NewEvent(core.EventStart, src.stream))
+	}
 	s.held -= len(src.held)
 	for i, p := range src.held {
 		p.Stream = src.stream
@@ -702,8 +723,26 @@ func (s *Stage) end(src *source, reason string, now time.Time, out core.Output) 
 	s.endStream(src, reason, out)
 }
 
-// endStream ends src's live stream; src itself stays as it is otherwise.
-func (s *Stage) endStream(src *source, reason string, out core.Output) {
+// takeOver retires old, whose name a new SSRC takes, and returns its
+// stream for the new one to continue: nothing is emitted. The old SSRC's
+// late RTP and RTCP (a cloud still announcing it through its
+// reconnect_grace, then its BYE) are ignored from now on.
+func (s *Stage) takeOver(old *source, now time.Time) *core.Stream {
+	st := old.stream
+	delete(s.sources, old.ssrc)
+	if len(s.retired) < maxRetired {
+		s.retired[old.ssrc] = now
+	}
+	s.forgetLive(old)
+	old.stream = nil
+	// The old sender's clock does not map the new one's timestamps: no
+	// latency is measured until the new sender reports.
+	st.SetSenderClock(nil)
+	return st
+}
+
+// forgetLive takes src's live stream out of the tables.
+func (s *Stage) forgetLive(src *source) {
 	if s.names[src.stream.Name] == src {
 		delete(s.names, src.stream.Name)
 	}
@@ -714,6 +753,11 @@ func (s *Stage) endStream(src *source, reason string, out core.Output) {
 	if s.perIP[ip]--; s.perIP[ip] <= 0 {
 		delete(s.perIP, ip)
 	}
+}
+
+// endStream ends src's live stream; src itself stays as it is otherwise.
+func (s *Stage) endStream(src *source, reason string, out core.Output) {
+	s.forgetLive(src)
 	s.ended.Inc()
 	s.active.Set(float64(len(s.names)))
 	s.env.Log.Info("udp-source: stream end", "stream", core.Clip(src.stream.Name), "ssrc", src.ssrc, "reason", reason,
@@ -762,9 +806,18 @@ func (s *Stage) countKernelDrops() {
 // first RTP or for its name to be free.
 func (s *Stage) hold(src *source) time.Duration {
 	if src.name != "" {
-		return max(s.cfg.UnnamedHold, namedHold)
+		return max(s.cfg.UnnamedHold, namedHold, s.takeoverQuiet()+time.Second)
 	}
 	return s.cfg.UnnamedHold
+}
+
+// takeoverQuiet is takeover_quiet, or its default in a stage built
+// without it.
+func (s *Stage) takeoverQuiet() time.Duration {
+	if s.cfg.TakeoverQuiet <= 0 {
+		return takeoverQuiet
+	}
+	return s.cfg.TakeoverQuiet
 }
 
 // shutdown ends every stream and frees the buffers.
