@@ -218,7 +218,8 @@ func TestHLSLoadCommand(t *testing.T) {
 		t.Errorf("report: %+v", rep)
 	}
 	// The server is this process: its CPU is the load's and the muxer's.
-	if rep.ServerCPU <= 0 || rep.ServerCPU < rep.ClientCPU*0.9 || rep.ServerCorePerViewer <= 0 {
+	// (/proc counts in 10 ms ticks: two of slack on a 3 s run.)
+	if rep.ServerCPU <= 0 || rep.ServerCPU < rep.ClientCPU*0.9-0.02 || rep.ServerCorePerViewer <= 0 {
 		t.Errorf("server CPU %v s (%v per viewer), client %v s", rep.ServerCPU, rep.ServerCorePerViewer, rep.ClientCPU)
 	}
 	// Without the CA, the server's certificate is refused: every request fails.

@@ -91,7 +91,8 @@ func TestDashboardMetricsExist(t *testing.T) {
 		return v.Count() > 50 &&
 			relay.Sum(t, "mediapipe_stream_viewers", edgeStream) == 1 &&
 			relay.Sum(t, "mediapipe_stream_lost_packets_total", edgeStream) > 0 &&
-			relay.Sum(t, "mediapipe_stream_repaired_packets_total", edgeStream) > 0
+			relay.Sum(t, "mediapipe_stream_repaired_packets_total", edgeStream) > 0 &&
+			relay.Sum(t, "mediapipe_stream_latency_seconds", edgeStream) > 0 // after the cloud's first sender report
 	})
 	if in := relay.Sum(t, "mediapipe_stream_in_bytes_total", map[string]string{"pipeline": "cloud", "stream": "live/dash"}); in < 10000 {
 		t.Errorf("cloud's bytes in for the stream: %v", in)
