@@ -213,6 +213,7 @@ type Stream struct {
 // RTCP sender reports say: an edge measures from it how long after the
 // cloud sent a tag it has the tag ready for viewers.
 type SenderClock struct {
+	SSRC uint32 // the sender's: its clock maps only its own timestamps
 	Wall time.Time
 	TS   uint32
 }
@@ -223,11 +224,12 @@ func (s *Stream) SenderClock() *SenderClock { return s.sender.Load() }
 // SetSenderClock publishes c (udp-source, from a sender report).
 func (s *Stream) SetSenderClock(c *SenderClock) { s.sender.Store(c) }
 
-// SinceSent is how long after the sender sent the tag stamped ts it is now
-// (at now), by the stream's sender clock; false when none is known.
-func (s *Stream) SinceSent(ts uint32, now time.Time) (time.Duration, bool) {
+// SinceSent is how long after the sender ssrc sent the tag stamped ts it
+// is now (at now), by the stream's sender clock; false when none of that
+// sender is known (none yet, or the stream has moved to another sender).
+func (s *Stream) SinceSent(ssrc, ts uint32, now time.Time) (time.Duration, bool) {
 	c := s.sender.Load()
-	if c == nil {
+	if c == nil || c.SSRC != ssrc {
 		return 0, false
 	}
 	sent := c.Wall.Add(time.Duration(int32(ts-c.TS)) * time.Millisecond)

@@ -279,8 +279,13 @@ func (p *Param) Normalize(raw any) (any, error) {
 		case []string:
 			v = slices.Clone(x)
 		case string:
-			// A single string where a list is expected is a common slip; accept it as one item.
+			// A single string where a list is expected is a common slip;
+			// accept it as one item, and "" as none (retransmit = "" means
+			// no repair, as it did while it took one address).
 			v = []string{x}
+			if x == "" {
+				v = []string{}
+			}
 		default:
 			return nil, p.typeErr(raw)
 		}

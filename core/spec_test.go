@@ -1,6 +1,7 @@
 package core
 
 import (
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -72,6 +73,18 @@ func TestParamErrorsReadAsTOML(t *testing.T) {
 			if strings.Contains(e.Error(), "map[") {
 				t.Errorf("%v: Go syntax in %q", tc.raw, e)
 			}
+		}
+	}
+}
+
+// A list parameter given a single string takes it as one item, and an
+// empty string as no item (retransmit = "" still means no repair).
+func TestStringForList(t *testing.T) {
+	p := &Param{Name: "retransmit", Type: TypeStringList, Addr: true}
+	for raw, want := range map[string][]string{"": {}, "127.0.0.1:4242": {"127.0.0.1:4242"}} {
+		v, err := p.Normalize(raw)
+		if err != nil || !slices.Equal(v.([]string), want) {
+			t.Errorf("Normalize(%q) = %v, %v; want %q", raw, v, err, want)
 		}
 	}
 }

@@ -74,6 +74,7 @@ const defaultGap = 40
 
 // retime maps a tag of ssrc at ts onto the stream's timeline.
 func (st *stream) retime(ssrc uint32, typ uint8, ts uint32) uint32 {
+	first := !st.seen
 	if st.seen && ssrc != st.ssrc {
 		st.offset, st.floor, st.shifted = st.last+st.gap-ts, st.last, true
 	}
@@ -83,7 +84,7 @@ func (st *stream) retime(ssrc uint32, typ uint8, ts uint32) uint32 {
 			ts = st.floor
 		}
 	}
-	if int32(ts-st.last) > 0 {
+	if first || int32(ts-st.last) > 0 { // the first may be ≥ 2^31
 		st.last = ts
 	}
 	if typ == flv.TypeVideo {
@@ -196,7 +197,7 @@ func (s *Stage) push(p *core.Packet, out core.Output) {
 	}
 	q.Type, q.Timestamp = h.Type, ts
 	// The latency is the sender's: its own timestamp, as its reports map it.
-	if d, ok := q.Stream.SinceSent(h.Timestamp, time.Now()); ok && d > -maxLatency && d < maxLatency {
+	if d, ok := q.Stream.SinceSent(ssrc, h.Timestamp, time.Now()); ok && d > -maxLatency && d < maxLatency {
 		if l := s.latency[q.Stream]; l != nil {
 			l.Observe(max(d, time.Microsecond)) // 0 reads as none yet
 		}

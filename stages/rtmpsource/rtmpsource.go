@@ -35,7 +35,7 @@ type Config struct {
 	IdleTimeout    time.Duration `param:"idle_timeout" default:"10s" min:"0.1" doc:"close a connection that has not published within this long of connecting (one deadline for handshake, connect and publish, however slowly bytes trickle in), or that stops sending for this long afterwards"`
 	MaxMessageSize int           `param:"max_message_size" default:"8388608" min:"65536" max:"16777215" doc:"largest RTMP message in bytes; a bigger one closes the connection (counted) before anything is allocated for it"`
 	MaxPublishers  int           `param:"max_publishers" default:"0" min:"0" doc:"most streams published at once; 0 means no limit. A stream waiting out its reconnect_grace still counts (its publisher's return is always admitted)"`
-	ReconnectGrace time.Duration `param:"reconnect_grace" default:"5s" min:"0" live:"true" doc:"when a stream's publisher goes (connection closed or failed, idle_timeout, unpublish), the stream stays open this long: a publisher of the same name back within it continues the same stream (no end and start downstream, timestamps continuing from the last one sent, its sequence headers and onMetaData in-band, its media from its first keyframe), so viewers keep playing; after it the stream ends. The returning publisher is admitted as any (publish_key, auth_url); a publisher kicked through the control API ends its stream at once; 0: the stream ends at once. On a reload, applies to publishers leaving from then on"`
+	ReconnectGrace time.Duration `param:"reconnect_grace" default:"5s" min:"0" live:"true" doc:"when a stream's publisher goes (connection closed or failed, idle_timeout, unpublish), the stream stays open this long: a publisher of the same name back within it continues the same stream (no end and start downstream, timestamps continuing from the last one sent, its sequence headers and onMetaData in-band, its video from its first keyframe), so viewers keep playing; after it the stream ends. The returning publisher is admitted as any (publish_key, auth_url); a publisher kicked through the control API ends its stream at once; 0: the stream ends at once. On a reload, applies to publishers leaving from then on"`
 	AuthURL        string        `param:"auth_url" live:"true" doc:"when set (an http:// or https:// URL), a publisher that passed publish_key is admitted only if a POST of JSON {\"action\":\"publish\",\"protocol\":\"rtmp\",\"stream\":\"APP/KEY\",\"query\":{the stream name's ?query},\"client\":\"IP:PORT\",\"pipeline\",\"stage\"} here is answered 2xx; otherwise its publish fails (NetStream.Publish.Failed) and the connection is closed. Answers are reused per (action, stream, query): admits for 10 s, refusals and failures for 2 s; one call at a time per question. See docs/hooks.md"`
 	AuthTimeout    time.Duration `param:"auth_timeout" default:"2s" min:"0.01" max:"60" live:"true" doc:"the most an auth_url call may take (connect, answer and a wait for one of 32 call slots included); a call that fails or takes longer refuses, unless auth_fail_open"`
 	AuthFailOpen   bool          `param:"auth_fail_open" default:"false" live:"true" doc:"admit when the auth_url call fails or times out (counted as auth_error_admitted) instead of refusing (auth_error_refused)"`
@@ -104,7 +104,9 @@ type timeline struct {
 	last      uint32 // largest timestamp emitted
 	lastVideo uint32
 	gap       uint32      // the video frame interval seen last: the step from the old publisher's last tag to the new one's first
+	seen      bool        // last holds a timestamp (the first may be ≥ 2^31: an encoder stamping its uptime)
 	timer     *time.Timer // while paused
+	pauses    int         // pauses so far: a grace timer acts only on its own (under Stage.mu)
 }
 
 // defaultGap is the step between publishers before a frame interval is measured (25 fps).
@@ -112,8 +114,8 @@ const defaultGap = 40
 
 // note records an emitted tag's timestamp.
 func (tl *timeline) note(typ uint8, ts uint32) {
-	if int32(ts-tl.last) > 0 {
-		tl.last = ts
+	if !tl.seen || int32(ts-tl.last) > 0 {
+		tl.last, tl.seen = ts, true
 	}
 	if typ == flv.TypeVideo {
 		if d := ts - tl.lastVideo; d > 0 && d <= 1000 {
@@ -299,15 +301,19 @@ func (s *Stage) hold(name string, tl *timeline) bool {
 	}
 	s.paused[name] = tl
 	s.graceWG.Add(1)
-	tl.timer = time.AfterFunc(grace, func() { s.expire(name, tl) })
+	tl.pauses++
+	pause := tl.pauses
+	tl.timer = time.AfterFunc(grace, func() { s.expire(name, tl, pause) })
 	return true
 }
 
 // expire ends a paused stream whose publisher did not come back in time.
-func (s *Stage) expire(name string, tl *timeline) {
+func (s *Stage) expire(name string, tl *timeline, pause int) {
 	defer s.graceWG.Done()
 	s.mu.Lock()
-	mine := s.paused[name] == tl
+	// Its own grace still: the stream may have been continued and paused
+	// again (the same timeline, a new pause) while this timer fired.
+	mine := s.paused[name] == tl && tl.pauses == pause
 	if mine {
 		delete(s.paused, name)
 	}

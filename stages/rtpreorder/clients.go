@@ -119,13 +119,33 @@ func (m *clients) Nack(ssrc uint32, seqs []uint16) error {
 	return repair.ErrUnknownSSRC
 }
 
-// Init fetches a stream's init tags from the first cloud that has them.
+// Init fetches a stream's init tags from the first cloud that has them,
+// asking the connected clouds first: a cloud that is down (the primary
+// during a failover) would hold the request until ctx ends, leaving none
+// of its time for the standby that sends the stream now.
 func (m *clients) Init(ctx context.Context, ssrc uint32, name string) (*core.InitTags, error) {
-	var err error
+	order := make([]*repair.Client, 0, len(m.cs))
 	for _, c := range m.cs {
-		var tags *core.InitTags
-		if tags, err = c.Init(ctx, ssrc, name); err == nil {
+		if c.Connected() {
+			order = append(order, c)
+		}
+	}
+	for _, c := range m.cs {
+		if !c.Connected() {
+			order = append(order, c)
+		}
+	}
+	err := repair.ErrUnknownStream
+	for _, c := range order {
+		tags, cerr := c.Init(ctx, ssrc, name)
+		if cerr == nil {
 			return tags, nil
+		}
+		if !errors.Is(cerr, repair.ErrUnknownStream) {
+			err = cerr // not "unknown" unless every cloud asked said so
+		}
+		if ctx.Err() != nil {
+			break
 		}
 	}
 	return nil, err

@@ -553,8 +553,21 @@ func (s *Stage) handle(p *core.Packet) {
 		}
 		ss.packets++
 		ss.octets += uint32(end - start)
-		ss.lastTS = rtpheader.Timestamp(p.Data)
+		ts := rtpheader.Timestamp(p.Data)
+		// Media back after a pause longer than a report interval (a
+		// publisher returning within its reconnect_grace continues its
+		// timestamps where they stopped, not where the wall clock is):
+		// the reports sent meanwhile mapped the timestamps on with the
+		// clock, so report again at once with the true mapping, or an
+		// edge would date this media a pause too early.
+		resumed := s.now.Sub(ss.lastWall) > announceEvery && int32(ts-ss.lastTS) < int32(s.now.Sub(ss.lastWall).Milliseconds())-int32(announceEvery.Milliseconds())
+		ss.lastTS = ts
 		ss.lastWall = s.now
+		if resumed {
+			s.add(p.Data, p)
+			s.announce(p.Stream, ss)
+			return
+		}
 	}
 	s.add(p.Data, p)
 }

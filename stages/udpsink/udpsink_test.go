@@ -355,3 +355,35 @@ func TestBatchWait(t *testing.T) {
 		t.Errorf("%d batches of %d datagrams in all, want 3 of 6", ss.batches, ss.batched)
 	}
 }
+
+// TestReportAfterPause: media back after a pause (a publisher returning
+// within its reconnect_grace, its timestamps continued where they stopped)
+// is followed at once by a sender report mapping its timestamp to now, so
+// an edge does not date it a pause too early.
+func TestReportAfterPause(t *testing.T) {
+	rx := listen(t)
+	_, h := startSink(t, Config{Destinations: []string{rx.LocalAddr().String()}})
+	s := h.StartStream("live/pause")
+	const ssrc = 0x5150
+	h.SendData(s, 0, 1000, rtpPacket(t, ssrc, 1, 1000, 50))
+	parseRTCP(t, read(t, rx)) // the stream's first announcement
+	read(t, rx)
+	// 3 s of silence: a periodic report carries the RTP time on with
+	// the clock.
+	h.Clock.Advance(3 * time.Second)
+	if sr := parseRTCP(t, read(t, rx)); len(sr.Senders) != 1 || sr.Senders[0].RTPTime != 4000 {
+		t.Fatalf("periodic report in the pause %+v, want RTP time 4000", sr.Senders)
+	}
+	back := rtpPacket(t, ssrc, 2, 1040, 50) // continued: 40 ms after the last
+	h.SendData(s, 0, 1040, back)
+	if got := read(t, rx); !bytes.Equal(got, back) {
+		t.Fatalf("the returning packet differs")
+	}
+	sr := parseRTCP(t, read(t, rx))
+	if len(sr.Senders) != 1 || sr.Senders[0].RTPTime != 1040 || !announce.NTPTime(sr.Senders[0].NTP).Equal(h.Clock.Now()) {
+		t.Fatalf("report after the pause %+v, want RTP time 1040 at now", sr.Senders)
+	}
+	if err := h.Close(); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -43,10 +43,10 @@ type Config struct {
 	Batch         int           `param:"batch" default:"64" min:"1" max:"1024" doc:"most datagrams read per recvmmsg"`
 	PayloadType   int           `param:"payload_type" default:"100" min:"96" max:"127" doc:"RTP payload type of the streams; other payload types are dropped and counted"`
 	StreamTimeout time.Duration `param:"stream_timeout" default:"5s" min:"0.01" doc:"a stream silent (no RTP nor RTCP) this long ends. A cloud waiting out its publisher's reconnect_grace keeps announcing the stream (RTCP SR every second), so the pause does not end it here; a new sender of a live name (a standby cloud) takes it over, continuing it, once the old one has sent no RTP for takeover_quiet"`
-	TakeoverQuiet time.Duration `param:"takeover_quiet" default:"2s" min:"0.01" max:"60" doc:"how long a live stream's sender must have sent no RTP before a new SSRC of its name from another address (a restarted cloud, a standby cloud the publisher came back through) takes the name over and continues the stream; until then the newcomer's packets are held (for this plus 1 s at most) and a stranger cannot take over a stream that plays. Keep it below the cloud's reconnect_grace, during which the old cloud still announces the stream"`
+	TakeoverQuiet time.Duration `param:"takeover_quiet" default:"2s" min:"0.01" max:"60" doc:"how long a live stream's sender must have sent no RTP before a new SSRC of its name from another address (a restarted cloud, a standby cloud the publisher came back through) takes the name over and continues the stream; until then the newcomer's packets are held (for this plus 1 s at most) and a stranger cannot take over a stream that plays. Keep it below the cloud's reconnect_grace, during which the old cloud still announces the stream. With senders empty, anyone may take over a name paused this long: list the clouds in senders"`
 	UnnamedHold   time.Duration `param:"unnamed_hold" default:"2s" min:"0" doc:"how long packets of an SSRC no SDES has named yet are held before being dropped; 0 drops them at once"`
 	MaxStreams    int           `param:"max_streams" default:"1000" min:"1" doc:"most streams live at once; the packets of a named SSRC beyond it are dropped and counted (too_many_streams)"`
-	Senders       []string      `param:"senders" doc:"addresses allowed to send streams: IPs or CIDR prefixes (10.0.0.5, 10.0.0.0/24, 2001:db8::/32; for multicast the source address), normally the cloud's udp-sink host; datagrams from any other address are dropped and counted (sender_not_allowed); empty: anyone, each address capped by max_streams_per_sender"`
+	Senders       []string      `param:"senders" doc:"addresses allowed to send streams: IPs or CIDR prefixes (10.0.0.5, 10.0.0.0/24, 2001:db8::/32; for multicast the source address), normally the cloud's udp-sink host; datagrams from any other address are dropped and counted (sender_not_allowed); empty: anyone, each address capped by max_streams_per_sender, and any address may take over a stream paused for takeover_quiet (list every cloud, standbys too)"`
 	PerSender     int           `param:"max_streams_per_sender" default:"64" min:"0" doc:"most streams live at once from one IP address not listed in senders (with senders empty: from any one address, the cloud too); the packets of a named SSRC beyond it are dropped and counted (too_many_from_sender), so one stranger cannot fill max_streams; a cloud relaying more streams than this is listed in senders; 0: no cap"`
 }
 
@@ -590,7 +590,7 @@ func (s *Stage) rtcp(b []byte, from netip.AddrPort, now time.Time, out core.Outp
 		if src := s.sources[sr.SSRC]; src != nil && src.stream != nil && src.from == from {
 			src.lastSeen = now
 			// Where the sender's clock stands: the edge measures latency by it.
-			src.stream.SetSenderClock(&core.SenderClock{Wall: announce.NTPTime(sr.NTP), TS: sr.RTPTime})
+			src.stream.SetSenderClock(&core.SenderClock{SSRC: sr.SSRC, Wall: announce.NTPTime(sr.NTP), TS: sr.RTPTime})
 		}
 	}
 	for _, ssrc := range s.report.Byes {
