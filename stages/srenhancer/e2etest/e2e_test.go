@@ -63,7 +63,7 @@ func TestRelayViewerSeesBackendKeyframes(t *testing.T) {
 	srv := srtest.StandIn(t, "ok")
 	rtmp, rtx, udp, web := testrun.FreeTCP(t), testrun.FreeUDP(t), testrun.FreeUDP(t), testrun.FreeTCP(t)
 	text := fmt.Sprintf(relay, rtmp, rtx, udp, web, srv.URL+"/sr")
-	testrun.Start(t, "relay.toml", text, nil, testrun.StopWithin(15*time.Second))
+	r := testrun.Start(t, "relay.toml", text, nil, testrun.StopWithin(15*time.Second))
 
 	push := exec.Command("ffmpeg", "-v", "error", "-re", "-i", clip, "-c", "copy", "-f", "flv", "rtmp://"+rtmp+"/live/movie")
 	if err := push.Start(); err != nil {
@@ -105,9 +105,20 @@ func TestRelayViewerSeesBackendKeyframes(t *testing.T) {
 	if len(pics) < 3 {
 		t.Fatalf("the viewer decoded %d keyframes, want at least 3", len(pics))
 	}
+	// Every keyframe carries the backend's mark, unless the backend missed
+	// its budget for it, which the stage counts (and upscales the frame
+	// conventionally): on a machine starved of CPU by other tests that can
+	// happen, and is then no fault of the relay.
+	var unmarked []int
 	for i, pic := range pics {
 		if !srtest.Marked(pic, 1280) {
-			t.Errorf("keyframe %d of %d lacks the backend's mark", i, len(pics))
+			unmarked = append(unmarked, i)
 		}
+	}
+	skipped := r.RT.CounterSum("mediapipe_sr_skipped_keyframes_total", nil)
+	if len(unmarked) == len(pics) || float64(len(unmarked)) > skipped {
+		t.Errorf("keyframes %v of %d lack the backend's mark; the stage counted %v skipped", unmarked, len(pics), skipped)
+	} else if len(unmarked) > 0 {
+		t.Logf("keyframes %v of %d upscaled conventionally: the backend missed its budget (%v counted skipped)", unmarked, len(pics), skipped)
 	}
 }
