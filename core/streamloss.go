@@ -20,39 +20,6 @@ type LossReporter interface {
 	ReportLoss(report func(stream string, l *StreamLoss))
 }
 
-// LossSet keeps the StreamLoss of each live stream of a stage: its owner
-// adds and removes on its own goroutine, the metrics read from another.
-type LossSet struct {
-	mu sync.Mutex
-	m  map[*Stream]*StreamLoss
-}
-
-// Add keeps l as st's figures.
-func (s *LossSet) Add(st *Stream, l *StreamLoss) {
-	s.mu.Lock()
-	if s.m == nil {
-		s.m = map[*Stream]*StreamLoss{}
-	}
-	s.m[st] = l
-	s.mu.Unlock()
-}
-
-// Remove forgets st (its series end with it).
-func (s *LossSet) Remove(st *Stream) {
-	s.mu.Lock()
-	delete(s.m, st)
-	s.mu.Unlock()
-}
-
-// Each calls report for every stream kept.
-func (s *LossSet) Each(report func(stream string, l *StreamLoss)) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for st, l := range s.m {
-		report(st.Name, l)
-	}
-}
-
 // StreamLatency is how long after the cloud sent a stream's tags an edge
 // had them ready for viewers (repair waits included), smoothed; measured
 // by flv-reassembler from the stream's SenderClock.
@@ -82,34 +49,42 @@ type LatencyReporter interface {
 	ReportLatency(report func(stream string, l *StreamLatency))
 }
 
-// LatencySet keeps each live stream's StreamLatency, as LossSet does loss.
-type LatencySet struct {
+// StreamSet keeps a figure (StreamLoss, StreamLatency) of each live stream
+// of a stage: its owner adds and removes on its own goroutine, the
+// metrics read from another.
+type StreamSet[T any] struct {
 	mu sync.Mutex
-	m  map[*Stream]*StreamLatency
+	m  map[*Stream]*T
 }
 
-// Add keeps l as st's latency.
-func (s *LatencySet) Add(st *Stream, l *StreamLatency) {
+// LossSet and LatencySet are the sets the reporters above keep.
+type (
+	LossSet    = StreamSet[StreamLoss]
+	LatencySet = StreamSet[StreamLatency]
+)
+
+// Add keeps v as st's figure.
+func (s *StreamSet[T]) Add(st *Stream, v *T) {
 	s.mu.Lock()
 	if s.m == nil {
-		s.m = map[*Stream]*StreamLatency{}
+		s.m = map[*Stream]*T{}
 	}
-	s.m[st] = l
+	s.m[st] = v
 	s.mu.Unlock()
 }
 
-// Remove forgets st.
-func (s *LatencySet) Remove(st *Stream) {
+// Remove forgets st (its series end with it).
+func (s *StreamSet[T]) Remove(st *Stream) {
 	s.mu.Lock()
 	delete(s.m, st)
 	s.mu.Unlock()
 }
 
 // Each calls report for every stream kept.
-func (s *LatencySet) Each(report func(stream string, l *StreamLatency)) {
+func (s *StreamSet[T]) Each(report func(stream string, v *T)) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for st, l := range s.m {
-		report(st.Name, l)
+	for st, v := range s.m {
+		report(st.Name, v)
 	}
 }

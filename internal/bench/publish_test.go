@@ -2,10 +2,10 @@ package bench
 
 import (
 	"context"
-	"fmt"
 	"testing"
 	"time"
 
+	"github.com/mediapipe/mediapipe/internal/relaytoml"
 	"github.com/mediapipe/mediapipe/internal/testrun"
 )
 
@@ -14,18 +14,7 @@ import (
 // each viewer gets every tag since its first keyframe, byte for byte.
 func TestPublishAndView(t *testing.T) {
 	rtmpAddr, httpAddr := testrun.FreeTCP(t), testrun.FreeTCP(t)
-	testrun.Start(t, "test.toml", fmt.Sprintf(`
-[[pipeline]]
-name = "direct"
-  [[pipeline.stage]]
-  use = "rtmp-source"
-  listen = %q
-  [[pipeline.stage]]
-  use = "flv-tagger"
-  [[pipeline.stage]]
-  use = "httpflv-sink"
-  listen = %q
-`, rtmpAddr, httpAddr), nil)
+	testrun.Start(t, "test.toml", relaytoml.Direct("direct", rtmpAddr, "httpflv-sink", httpAddr, ""), nil)
 	cl := syntheticClip(600, 4)
 	pub := &publisher{addr: rtmpAddr, app: "live", key: "s001", clip: cl, fast: false, ledger: newLedger()}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)

@@ -20,6 +20,7 @@ import (
 
 	"github.com/mediapipe/mediapipe/core/media/flv"
 	"github.com/mediapipe/mediapipe/internal/metricread"
+	"github.com/mediapipe/mediapipe/internal/relaytoml"
 	"github.com/mediapipe/mediapipe/internal/testmedia"
 	"github.com/mediapipe/mediapipe/internal/testrun"
 )
@@ -113,18 +114,7 @@ func (r *hookReceiver) check(t *testing.T) {
 // opsTOML is one process: rtmp-source → flv-tagger → httpflv-sink, with
 // extra (a [[hook]] table, or nothing) at the top.
 func opsTOML(rtmp, http, extra string) string {
-	return extra + fmt.Sprintf(`
-[[pipeline]]
-name = "cloud"
-  [[pipeline.stage]]
-  use = "rtmp-source"
-  listen = %q
-  [[pipeline.stage]]
-  use = "flv-tagger"
-  [[pipeline.stage]]
-  use = "httpflv-sink"
-  listen = %q
-`, rtmp, http)
+	return extra + relaytoml.Direct("cloud", rtmp, "httpflv-sink", http, "")
 }
 
 func hookTOML(url, secret string) string {
@@ -468,19 +458,8 @@ func TestHLSViewerKick(t *testing.T) {
 	recv := startReceiver(t, "127.0.0.1:0", secret)
 	clip := testmedia.Clip(t, testmedia.Options{Seconds: 30})
 	rtmpAddr, webAddr := testrun.FreeTCP(t), testrun.FreeTCP(t)
-	p := testrun.StartProcess(t, "hls.toml", hookTOML(recv.url(), secret)+fmt.Sprintf(`
-[[pipeline]]
-name = "hls"
-  [[pipeline.stage]]
-  use = "rtmp-source"
-  listen = %q
-  [[pipeline.stage]]
-  use = "flv-tagger"
-  [[pipeline.stage]]
-  use = "hls-sink"
-  listen = %q
-  variant = "mpegts"
-`, rtmpAddr, webAddr), nil)
+	p := testrun.StartProcess(t, "hls.toml", hookTOML(recv.url(), secret)+
+		relaytoml.Direct("hls", rtmpAddr, "hls-sink", webAddr, `  variant = "mpegts"`+"\n"), nil)
 	base := "http://" + p.Admin
 	ctx, cancel := context.WithTimeout(context.Background(), testrun.FFmpegLimit)
 	defer cancel()

@@ -114,3 +114,22 @@ name = "edge"
   listen = %q
 `, r.UDP, r.BeforeReorder, id(r.ReorderID), r.RTX, latency, id(r.ReassemblerID), r.AfterReassembler, r.HTTP)
 }
+
+// Direct is one pipeline named name: rtmp-source on rtmp → flv-tagger →
+// sink (a stage name: httpflv-sink, hls-sink) on listen, sinkParams (TOML
+// lines, "" for none) added to the sink's table, every other parameter its
+// default. The shortest publish-to-viewer file, for tests of one sink.
+func Direct(name, rtmp, sink, listen, sinkParams string) string {
+	return fmt.Sprintf(`
+[[pipeline]]
+name = %q
+  [[pipeline.stage]]
+  use = "rtmp-source"
+  listen = %q
+  [[pipeline.stage]]
+  use = "flv-tagger"
+  [[pipeline.stage]]
+  use = %q
+  listen = %q
+%s`, name, rtmp, sink, listen, sinkParams)
+}

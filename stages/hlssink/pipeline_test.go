@@ -2,12 +2,12 @@ package hlssink_test
 
 import (
 	"context"
-	"fmt"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/mediapipe/mediapipe/internal/relaytoml"
 	"github.com/mediapipe/mediapipe/internal/testmedia"
 	"github.com/mediapipe/mediapipe/internal/testrun"
 	_ "github.com/mediapipe/mediapipe/stages/all"
@@ -21,7 +21,7 @@ func TestPipelineFromPublisher(t *testing.T) {
 	clip := testmedia.Clip(t, testmedia.Options{Seconds: 8})
 	want := decodedVideo(t, clip)
 	rtmp, web := testrun.FreeTCP(t), testrun.FreeTCP(t)
-	testrun.Start(t, "hls.toml", fmt.Sprintf(publishToHLS, rtmp, web), nil)
+	testrun.Start(t, "hls.toml", publishToHLS(rtmp, web), nil)
 	ctx, cancel := context.WithTimeout(context.Background(), testrun.FFmpegLimit)
 	defer cancel()
 	pub := testmedia.Push(t, ctx, clip, "rtmp://"+rtmp+"/live/movie", true)
@@ -52,17 +52,8 @@ func TestPipelineFromPublisher(t *testing.T) {
 	}
 }
 
-// publishToHLS is a pipeline file: rtmp-source on %q → flv-tagger → hls-sink
-// on %q, every other parameter its default.
-const publishToHLS = `
-[[pipeline]]
-name = "hls"
-  [[pipeline.stage]]
-  use = "rtmp-source"
-  listen = %q
-  [[pipeline.stage]]
-  use = "flv-tagger"
-  [[pipeline.stage]]
-  use = "hls-sink"
-  listen = %q
-`
+// publishToHLS is a pipeline file: rtmp-source on rtmp → flv-tagger →
+// hls-sink on web, every other parameter its default.
+func publishToHLS(rtmp, web string) string {
+	return relaytoml.Direct("hls", rtmp, "hls-sink", web, "")
+}

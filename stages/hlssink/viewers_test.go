@@ -31,7 +31,7 @@ func TestViewersCPU(t *testing.T) {
 	}
 	clip := testmedia.Clip(t, testmedia.Options{Seconds: 60, Width: 640, Height: 360})
 	rtmp, web := "127.0.0.1:21010", "127.0.0.1:21011"
-	p := testrun.StartProcess(t, "hls.toml", fmt.Sprintf(publishToHLS, rtmp, web), nil)
+	p := testrun.StartProcess(t, "hls.toml", publishToHLS(rtmp, web), nil)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	testmedia.Push(t, ctx, clip, "rtmp://"+rtmp+"/live/movie", true)
