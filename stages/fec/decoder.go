@@ -189,7 +189,12 @@ func (d *Decoder) parity(st *decStream, p *core.Packet) {
 		d.junk.Inc()
 		return
 	}
-	if !st.has || f.ssrc != st.ssrc {
+	if !st.has {
+		// a group lost whole before any source arrived: the parity
+		// names the sender (the receiver put it on this stream by it)
+		st.ssrc, st.has, st.newest = f.ssrc, true, f.base
+	}
+	if f.ssrc != st.ssrc {
 		d.unmatched.Inc()
 		return
 	}

@@ -19,7 +19,7 @@ import (
 type EncoderConfig struct {
 	Overhead    float64       `param:"overhead" default:"0.2" min:"0" max:"1" live:"true" doc:"parity packets per source packet (0.2 with group 10: 2 parity per 10); 0 sends no parity. The controller may set it per stream (SetOverhead); this is the default for streams it has not set. Applied on reload"`
 	Group       int           `param:"group" default:"10" min:"1" max:"64" doc:"source packets per group; parity follows each group"`
-	MaxWait     time.Duration `param:"max_wait" default:"20ms" min:"1ms" doc:"longest a group stays open: then parity is sent over the packets so far. Bounds the latency FEC adds to a recovery"`
+	MaxWait     time.Duration `param:"max_wait" default:"20ms" min:"0.001" max:"1" doc:"longest a group stays open: then parity is sent over the packets so far. Bounds the latency FEC adds to a recovery"`
 	PayloadType int           `param:"payload_type" default:"101" min:"96" max:"127" doc:"RTP payload type of the parity packets; must differ from the media's (rtp-fragmenter's 100) and match fec-decoder's"`
 }
 
