@@ -367,7 +367,7 @@ func (d *Decoder) codec(k, m int) reedsolomon.Encoder {
 	if c, ok := d.codecs[key]; ok {
 		return c
 	}
-	c, err := reedsolomon.New(k, m, reedsolomon.WithMaxGoroutines(1))
+	c, err := newCodec(k, m)
 	if err != nil {
 		d.env.Log.Warn("fec-decoder: codec", "k", k, "m", m, "err", err)
 		return nil

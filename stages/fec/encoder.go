@@ -265,7 +265,7 @@ func (e *Encoder) codec(k, m int) reedsolomon.Encoder {
 	if c, ok := e.codecs[key]; ok {
 		return c
 	}
-	c, err := reedsolomon.New(k, m, reedsolomon.WithMaxGoroutines(1))
+	c, err := newCodec(k, m)
 	if err != nil {
 		e.env.Log.Warn("fec-encoder: codec", "k", k, "m", m, "err", err)
 		return nil

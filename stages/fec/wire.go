@@ -4,7 +4,11 @@
 // correction").
 package fec
 
-import "encoding/binary"
+import (
+	"encoding/binary"
+
+	"github.com/klauspost/reedsolomon"
+)
 
 // Wire constants of the parity packet.
 const (
@@ -95,4 +99,13 @@ func IsParity(b []byte, pt uint8) (protected uint32, ok bool) {
 func putShard(s, pkt []byte) {
 	binary.BigEndian.PutUint16(s, uint16(len(pkt)))
 	copy(s[shardPrefix:], pkt)
+}
+
+// newCodec makes a Reed-Solomon codec for k data and m parity shards. One
+// goroutine: shards of a packet's size gain nothing from splitting. No
+// GFNI: that path puts a matrix on the heap on every call (about 900 bytes
+// per group), the AVX2 one uses a pooled one, at the same speed for shards
+// this small.
+func newCodec(k, m int) (reedsolomon.Encoder, error) {
+	return reedsolomon.New(k, m, reedsolomon.WithMaxGoroutines(1), reedsolomon.WithGFNI(false), reedsolomon.WithAVXGFNI(false))
 }
