@@ -94,6 +94,7 @@ func NewEncoder(cfg *EncoderConfig, env *core.Env) (core.Stage, error) {
 		unprotected: env.Metrics.Drop("fec_unprotected"),
 	}
 	e.overhead.Store(math.Float64bits(cfg.Overhead))
+	e.version.Store(1) // streams start at 0: their first packet reads the overhead
 	return e, nil
 }
 
@@ -178,8 +179,8 @@ func (e *Encoder) handle(p *core.Packet) {
 		st = e.newStream(p.Stream)
 		e.streams[p.Stream] = st
 	}
-	if v := e.version.Load(); v != st.version || st.version == 0 {
-		st.overhead, st.version = e.Overhead(p.Stream), max(v, 1)
+	if v := e.version.Load(); v != st.version { // a stream's first packet, or a change
+		st.overhead, st.version = e.Overhead(p.Stream), v
 	}
 	pt, seq, ts, ssrc, ok := rtpFields(p.Data)
 	if !ok || pt == e.pt || st.overhead <= 0 {
