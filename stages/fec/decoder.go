@@ -286,9 +286,7 @@ func (d *Decoder) try(st *decStream, g *group) {
 	}
 	shards := st.shards[:g.k+g.m]
 	for i := 0; i < g.k; i++ {
-		if st.scratch[i] == nil {
-			st.scratch[i] = make([]byte, MaxShard)
-		}
+		st.scratch[i] = resize(st.scratch[i][:0], g.l)
 		b := st.present(g.base + uint16(i))
 		if b == nil {
 			shards[i] = st.scratch[i][:0] // the codec rebuilds it in place

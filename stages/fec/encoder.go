@@ -203,8 +203,10 @@ func (e *Encoder) handle(p *core.Packet) {
 			e.armed = true
 		}
 	}
+	n := shardPrefix + len(p.Data)
+	st.shards[st.n] = resize(st.shards[st.n][:0], n)
 	putShard(st.shards[st.n], p.Data)
-	st.lens[st.n] = shardPrefix + len(p.Data)
+	st.lens[st.n] = n
 	st.longest = max(st.longest, len(p.Data))
 	st.n++
 	e.out.Emit(p)
@@ -214,11 +216,8 @@ func (e *Encoder) handle(p *core.Packet) {
 }
 
 func (e *Encoder) newStream(s *core.Stream) *encStream {
-	st := &encStream{stream: s, shards: make([][]byte, e.cfg.Group+MaxParity), lens: make([]int, e.cfg.Group)}
-	for i := range st.shards {
-		st.shards[i] = make([]byte, MaxShard)
-	}
-	return st
+	// shard buffers grow to the packets' size on first use, not to MaxShard
+	return &encStream{stream: s, shards: make([][]byte, e.cfg.Group+MaxParity), lens: make([]int, e.cfg.Group)}
 }
 
 // flush emits parity over the open group, if any, and empties it.
@@ -228,6 +227,9 @@ func (e *Encoder) flush(st *encStream) {
 		return
 	}
 	st.n = 0
+	if st.overhead <= 0 { // turned off while the group was open
+		return
+	}
 	m := min(MaxParity, max(1, int(math.Ceil(st.overhead*float64(k)-1e-9))))
 	codec := e.codec(k, m)
 	if codec == nil {
@@ -236,9 +238,11 @@ func (e *Encoder) flush(st *encStream) {
 	l := shardPrefix + st.longest
 	shards := st.shards[:k+m]
 	for i := range shards {
-		shards[i] = shards[i][:l]
 		if i < k {
+			shards[i] = resize(shards[i][:st.lens[i]], l)
 			clear(shards[i][st.lens[i]:]) // the padding, zero as the decoder assumes
+		} else {
+			shards[i] = resize(shards[i][:0], l) // Encode writes it all
 		}
 	}
 	if err := codec.Encode(shards); err != nil {
@@ -253,9 +257,6 @@ func (e *Encoder) flush(st *encStream) {
 		p.Stream, p.Timestamp, p.Ingest = st.stream, st.ts, st.ingest
 		e.sent.Inc()
 		e.out.Emit(p)
-	}
-	for i := range st.shards {
-		st.shards[i] = st.shards[i][:MaxShard]
 	}
 }
 

@@ -109,3 +109,15 @@ func putShard(s, pkt []byte) {
 func newCodec(k, m int) (reedsolomon.Encoder, error) {
 	return reedsolomon.New(k, m, reedsolomon.WithMaxGoroutines(1), reedsolomon.WithGFNI(false), reedsolomon.WithAVXGFNI(false))
 }
+
+// resize returns b at length n, keeping its bytes; it allocates only when
+// b's capacity is short (room for a full-size packet, so a buffer grows
+// once).
+func resize(b []byte, n int) []byte {
+	if cap(b) >= n {
+		return b[:n]
+	}
+	nb := make([]byte, n, max(n, 1500))
+	copy(nb, b)
+	return nb
+}
