@@ -162,7 +162,8 @@ func (d *Decoder) source(st *decStream, b []byte, seq uint16, ssrc uint32) {
 	}
 	s := &st.ring[int(seq)%len(st.ring)]
 	s.seq, s.ok = seq, true
-	s.data = append(s.data[:0], b...)
+	s.data = resize(s.data[:0], len(b))
+	copy(s.data, b)
 }
 
 // retry tries the groups seq belongs to, and gives up on groups left behind.
@@ -224,7 +225,8 @@ func (d *Decoder) parity(st *decStream, p *core.Packet) {
 		return
 	}
 	g.have[f.index] = true
-	g.parity[f.index] = append(g.parity[f.index][:0], f.shard...)
+	g.parity[f.index] = resize(g.parity[f.index][:0], len(f.shard))
+	copy(g.parity[f.index], f.shard)
 	g.count++
 	d.try(st, g)
 }
@@ -245,9 +247,17 @@ func (d *Decoder) take(st *decStream) *group {
 	return old
 }
 
+// giveUp forgets g, counting its packets still missing: only those the
+// stream has passed (a made-up group ahead of the stream counts nothing).
 func (d *Decoder) giveUp(st *decStream, g *group) {
 	if g.missing > 0 {
-		d.unrecoverable.Add(g.missing)
+		n := 0
+		for i := 0; i < g.k; i++ {
+			if seq := g.base + uint16(i); int16(seq-st.newest) <= 0 && st.present(seq) == nil {
+				n++
+			}
+		}
+		d.unrecoverable.Add(n)
 	}
 	g.used = false
 }
