@@ -89,3 +89,32 @@ func TestSetOverhead(t *testing.T) {
 		}
 	}
 }
+
+// TestOverheadOffMidGroup: the overhead turned to 0 while a group is open
+// sends no parity for it, at its end or later.
+func TestOverheadOffMidGroup(t *testing.T) {
+	src := [][]byte{source(0, 0, 100), source(0, 1, 100), source(0, 2, 100)}
+	env := core.TestEnv("fec-encoder")
+	env.Clock = stagetest.NewFakeClock(time.Unix(0, 0))
+	var cfg EncoderConfig
+	stagetest.Decode(t, "fec-encoder", nil, &cfg)
+	st, _ := NewEncoder(&cfg, env)
+	e := st.(*Encoder)
+	out := stagetest.NewCollector()
+	e.out, e.timer = out, env.Clock.NewTimer(time.Hour)
+	s := core.NewStream("live/off")
+	e.handle(core.NewEvent(core.EventStart, s))
+	for i, b := range src {
+		if i == 2 {
+			e.SetOverhead(s, 0)
+		}
+		p := core.NewPacket(len(b))
+		copy(p.Data, b)
+		p.Stream = s
+		e.handle(p)
+	}
+	e.handle(core.NewEvent(core.EventEnd, s))
+	if n := parityCount(out.Packets(), s); n != 0 || len(out.Data()) != 3 {
+		t.Fatalf("%d parity, %d packets out; want the 3 sources alone", n, len(out.Data()))
+	}
+}
