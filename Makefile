@@ -44,7 +44,7 @@ test-short:
 ## bench: Go benchmarks of the hot path and a short relay benchmark
 bench: build
 	$(GO) test -run '^$$' -bench . -benchmem ./core/... ./host/ ./internal/repair/ ./internal/udpbatch/ \
-	  ./stages/rtpfragmenter/ ./stages/flvreassembler/ ./stages/flvtagger/ ./stages/netsim/ \
+	  ./stages/rtpfragmenter/ ./stages/flvreassembler/ ./stages/flvtagger/ ./stages/netsim/ ./stages/fec/ \
 	  ./stages/quicretransmit/ ./stages/rtpreorder/ ./stages/udpsink/ ./stages/udpsource/ ./stages/httpflvsink/
 	$(BIN)/mediapipe bench --streams 2 --viewers 4 --duration 5s --floor
 

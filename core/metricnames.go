@@ -66,6 +66,8 @@ var stageCounters = map[string]Family{
 	"auth_error_admitted":      {Name: "mediapipe_stage_auth_decisions_total", Labels: []string{"result"}, Values: []string{"error_admitted"}, Help: authHelp},
 	"auth_calls":               {Name: "mediapipe_stage_auth_calls_total", Help: "Calls made to auth_url (one answers every client asking the same question meanwhile)."},
 	"auth_cached":              {Name: "mediapipe_stage_auth_cached_total", Help: "Auth decisions answered from a kept answer, without a call."},
+	"fec_parity_sent":          {Name: "mediapipe_stage_fec_parity_sent_packets_total", Help: "Parity packets fec-encoder sent."},
+	"fec_recovered":            {Name: "mediapipe_stage_fec_recovered_packets_total", Help: "Lost source packets fec-decoder recovered from parity."},
 	"duplicated":               {Name: "mediapipe_netsim_duplicated_packets_total", Help: "Packets netsim duplicated."},
 	"reordered":                {Name: "mediapipe_netsim_reordered_packets_total", Help: "Packets netsim delayed out of order."},
 }

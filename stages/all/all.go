@@ -3,6 +3,7 @@
 package all
 
 import (
+	_ "github.com/mediapipe/mediapipe/stages/fec"
 	_ "github.com/mediapipe/mediapipe/stages/flvfilesink"
 	_ "github.com/mediapipe/mediapipe/stages/flvreassembler"
 	_ "github.com/mediapipe/mediapipe/stages/flvtagger"

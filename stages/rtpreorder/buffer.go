@@ -85,8 +85,9 @@ type buffer struct {
 	env     *bufferEnv
 	stream  *core.Stream
 	ssrc    uint32
-	started bool // an SSRC is set
-	fresh   bool // no packet of this SSRC yet
+	pt      uint8 // the SSRC's payload type
+	started bool  // an SSRC is set
+	fresh   bool  // no packet of this SSRC yet
 	// fromStart: the first packet of this SSRC opens the stream, so there
 	// is nothing before it to probe for.
 	fromStart bool

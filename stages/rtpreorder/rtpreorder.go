@@ -145,7 +145,7 @@ type Stage struct {
 	repairRefused, repairUnavailable            prometheus.Counter
 	repairedLate                                prometheus.Counter
 	gapSkipped, duplicate, late, overflow       *core.DropCounter
-	queueFull, notRTP                           *core.DropCounter
+	queueFull, notRTP, otherPT                  *core.DropCounter
 	rttGauge, connGauge, waitGauge              prometheus.Gauge
 }
 
@@ -196,6 +196,7 @@ func New(cfg *Config, env *core.Env) (core.Stage, error) {
 		overflow:     m.Drop("overflow"),
 		queueFull:    m.Drop("repair_queue_full"),
 		notRTP:       m.Drop("not_rtp"),
+		otherPT:      m.Drop("other_payload_type"), // parity with no fec-decoder before this stage
 		rttGauge:     m.Gauge("rtt_seconds"),
 		waitGauge:    m.Gauge("gap_wait_seconds"),
 		connGauge:    m.Gauge("repair_connected"),
@@ -502,9 +503,15 @@ func (s *Stage) handle(p *core.Packet, out core.Output) {
 		p.Release()
 		return
 	}
-	seq, ssrc := rtpheader.Seq(p.Data), rtpheader.SSRC(p.Data)
+	seq, ssrc, pt := rtpheader.Seq(p.Data), rtpheader.SSRC(p.Data), rtpheader.PayloadType(p.Data)
+	if b.started && pt != b.pt {
+		s.otherPT.Inc() // parity is not media: it must not restart the stream
+		p.Release()
+		return
+	}
 	if !b.started || b.ssrc != ssrc {
 		s.restart(b, ssrc, out)
+		b.pt = pt
 		if missedStart(p.Data) {
 			s.wantInit(b)
 		}

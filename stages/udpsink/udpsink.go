@@ -170,7 +170,8 @@ type dest struct {
 
 type streamState struct {
 	ssrc     uint32
-	known    bool // ssrc learned from a packet
+	known    bool  // ssrc learned from a packet
+	pt       uint8 // the media's payload type, learned with ssrc
 	packets  uint32
 	octets   uint32
 	lastTS   uint32
@@ -543,11 +544,17 @@ func (s *Stage) handle(p *core.Packet) {
 			s.lastStream = nil
 			s.active.Set(float64(len(s.streams)))
 		}
-		ssrc := rtpheader.SSRC(p.Data)
+		ssrc, pt := rtpheader.SSRC(p.Data), rtpheader.PayloadType(p.Data)
+		if ss.known && pt != ss.pt {
+			// fec-encoder's parity (its own SSRC and payload type): sent
+			// as is; the stream's announced SSRC and report are the media's
+			s.add(p.Data, p)
+			return
+		}
 		if !ss.known || ss.ssrc != ssrc {
 			// The stream's first packet (or a new SSRC): announce first, so a
 			// receiver can name the SSRC before any of its RTP arrives.
-			*ss = streamState{ssrc: ssrc, known: true, ann: ss.ann, unnamable: ss.unnamable}
+			*ss = streamState{ssrc: ssrc, pt: pt, known: true, ann: ss.ann, unnamable: ss.unnamable}
 			ss.lastTS, ss.lastWall = rtpheader.Timestamp(p.Data), s.now
 			s.announce(p.Stream, ss)
 		}

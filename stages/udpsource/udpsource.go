@@ -15,6 +15,7 @@ package udpsource
 import (
 	"context"
 	_ "embed"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"net"
@@ -44,6 +45,7 @@ type Config struct {
 	PayloadType   int           `param:"payload_type" default:"100" min:"96" max:"127" doc:"RTP payload type of the streams; other payload types are dropped and counted"`
 	StreamTimeout time.Duration `param:"stream_timeout" default:"5s" min:"0.01" doc:"a stream silent (no RTP nor RTCP) this long ends. A cloud waiting out its publisher's reconnect_grace keeps announcing the stream (RTCP SR every second), so the pause does not end it here; a new sender of a live name (a standby cloud) takes it over, continuing it, once the old one has sent no RTP for takeover_quiet"`
 	TakeoverQuiet time.Duration `param:"takeover_quiet" default:"2s" min:"0.01" max:"60" doc:"how long a live stream's sender must have sent no RTP before a new SSRC of its name from another address (a restarted cloud, a standby cloud the publisher came back through) takes the name over and continues the stream; until then the newcomer's packets are held (for this plus 1 s at most) and a stranger cannot take over a stream that plays. Keep it below the cloud's reconnect_grace, during which the old cloud still announces the stream. With senders empty, anyone may take over a name paused this long: list the clouds in senders"`
+	ParityType    int           `param:"fec_payload_type" default:"0" min:"0" max:"127" doc:"RTP payload type of fec-encoder's parity packets, when a fec-decoder follows: each is passed on the stream whose SSRC its FEC header protects (from that stream's sender), else dropped and counted (parity_no_stream). 0: parity is dropped like any other payload type (bad_payload_type), so an edge without the decoder ignores it"`
 	UnnamedHold   time.Duration `param:"unnamed_hold" default:"2s" min:"0" doc:"how long packets of an SSRC no SDES has named yet are held before being dropped; 0 drops them at once"`
 	MaxStreams    int           `param:"max_streams" default:"1000" min:"1" doc:"most streams live at once; the packets of a named SSRC beyond it are dropped and counted (too_many_streams)"`
 	Senders       []string      `param:"senders" doc:"addresses allowed to send streams: IPs or CIDR prefixes (10.0.0.5, 10.0.0.0/24, 2001:db8::/32; for multicast the source address), normally the cloud's udp-sink host; datagrams from any other address are dropped and counted (sender_not_allowed); empty: anyone, each address capped by max_streams_per_sender, and any address may take over a stream paused for takeover_quiet (list every cloud, standbys too)"`
@@ -52,6 +54,9 @@ type Config struct {
 
 // Validate checks listen's and senders' shapes.
 func (c *Config) Validate() error {
+	if c.ParityType != 0 && (c.ParityType < 96 || c.ParityType == c.PayloadType) {
+		return fmt.Errorf("fec_payload_type: %d must be 96-127 and differ from payload_type", c.ParityType)
+	}
 	_, port, err := net.SplitHostPort(c.Listen)
 	if err != nil {
 		return fmt.Errorf("listen: %q: %w", c.Listen, err)
@@ -160,6 +165,7 @@ type Stage struct {
 	report  announce.Report
 
 	junk, badPT, unnamed, foreign *core.DropCounter
+	parityOrphan                  *core.DropCounter
 	tooMany, nameTaken, full      *core.DropCounter
 	notAllowed, overCap           *core.DropCounter
 	overflow                      *core.DropCounter // datagrams the kernel dropped, the socket buffer full
@@ -210,8 +216,10 @@ func newStage(cfg *Config, env *core.Env) *Stage {
 		junk:    env.Metrics.Drop("junk"),
 		badPT:   env.Metrics.Drop("bad_payload_type"),
 		unnamed: env.Metrics.Drop("unnamed_ssrc"),
-		foreign: env.Metrics.Drop("wrong_sender"),
-		tooMany: env.Metrics.Drop("too_many_streams"),
+		// parity protecting no live stream of its sender
+		parityOrphan: env.Metrics.Drop("parity_no_stream"),
+		foreign:      env.Metrics.Drop("wrong_sender"),
+		tooMany:      env.Metrics.Drop("too_many_streams"),
 		// datagrams from an address not in senders
 		notAllowed: env.Metrics.Drop("sender_not_allowed"),
 		// packets of a named SSRC whose sender has max_streams_per_sender live
@@ -436,7 +444,10 @@ func (s *Stage) datagram(p *core.Packet, from netip.AddrPort, now time.Time, ing
 		s.junk.Inc()
 		return false
 	}
-	if int(rtpheader.PayloadType(b)) != s.cfg.PayloadType {
+	if pt := int(rtpheader.PayloadType(b)); pt != s.cfg.PayloadType {
+		if pt == s.cfg.ParityType {
+			return s.parity(p, from, ingest, out)
+		}
 		s.badPT.Inc()
 		return false
 	}
@@ -481,6 +492,27 @@ func (s *Stage) datagram(p *core.Packet, from netip.AddrPort, now time.Time, ing
 	src.lastSeen, src.lastRTP = now, now
 	p.Stream = src.stream
 	out.Emit(p) // the runtime counts the stream's packets and bytes
+	return true
+}
+
+// parity passes a parity packet on the stream whose SSRC it protects (the
+// 4 bytes after its RTP header, docs/protocol.md), when that stream is live
+// and from the same sender; it never makes or holds a stream.
+func (s *Stage) parity(p *core.Packet, from netip.AddrPort, ingest int64, out core.Output) bool {
+	b := p.Data
+	if len(b) < rtpheader.Size+4 {
+		s.junk.Inc()
+		return false
+	}
+	src := s.sources[binary.BigEndian.Uint32(b[rtpheader.Size:])]
+	if src == nil || src.stream == nil || src.from != from {
+		s.parityOrphan.Inc()
+		return false
+	}
+	p.Timestamp = rtpheader.Timestamp(b)
+	p.Ingest = ingest
+	p.Stream = src.stream
+	out.Emit(p)
 	return true
 }
 

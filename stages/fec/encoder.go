@@ -1,0 +1,297 @@
+package fec
+
+import (
+	"context"
+	_ "embed"
+	"errors"
+	"math"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/klauspost/reedsolomon"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/mediapipe/mediapipe/core"
+)
+
+// EncoderConfig is fec-encoder's parameters.
+type EncoderConfig struct {
+	Overhead    float64       `param:"overhead" default:"0.2" min:"0" max:"1" live:"true" doc:"parity packets per source packet (0.2 with group 10: 2 parity per 10); 0 sends no parity. The controller may set it per stream (SetOverhead); this is the default for streams it has not set. Applied on reload"`
+	Group       int           `param:"group" default:"10" min:"1" max:"64" doc:"source packets per group; parity follows each group"`
+	MaxWait     time.Duration `param:"max_wait" default:"20ms" min:"0.001" max:"1" doc:"longest a group stays open: then parity is sent over the packets so far. Bounds the latency FEC adds to a recovery"`
+	PayloadType int           `param:"payload_type" default:"101" min:"96" max:"127" doc:"RTP payload type of the parity packets; must differ from the media's (rtp-fragmenter's 100) and match fec-decoder's"`
+}
+
+// Validate checks rules across fields.
+func (c *EncoderConfig) Validate() error {
+	if int(math.Ceil(c.Overhead*float64(c.Group)-1e-9)) > MaxParity {
+		return errors.New("overhead: overhead × group must be at most 32 parity packets per group")
+	}
+	return nil
+}
+
+//go:embed encoder.toml
+var encoderSample string
+
+func init() {
+	core.Register(core.Spec{
+		Name:    "fec-encoder",
+		Summary: "adds Reed-Solomon parity packets (own SSRC and payload type) after each group of source RTP packets, which pass on at once and unchanged; overhead per stream settable by a controller",
+		In:      core.KindRTP,
+		Out:     core.KindRTP,
+		Sample:  encoderSample,
+	}, NewEncoder)
+}
+
+// Encoder is a running fec-encoder.
+type Encoder struct {
+	cfg      EncoderConfig
+	env      *core.Env
+	pt       uint8
+	overhead atomic.Uint64 // float64 bits: the default overhead
+
+	mu        sync.Mutex
+	overrides map[*core.Stream]float64 // set by SetOverhead
+	version   atomic.Uint64            // bumped on every change of overhead
+
+	streams map[*core.Stream]*encStream
+	codecs  map[[2]int]reedsolomon.Encoder
+	timer   core.Timer
+	armed   bool
+	out     core.Output
+
+	sent        prometheus.Counter
+	unprotected *core.DropCounter
+}
+
+type encStream struct {
+	overhead  float64
+	version   uint64
+	ssrc      uint32
+	paritySeq uint16
+	n         int    // source packets in the open group
+	base      uint16 // the open group's first sequence number
+	ts        uint32 // its RTP timestamp
+	ingest    int64
+	opened    time.Time // when the open group got its first packet
+	longest   int       // longest source packet in the group
+	shards    [][]byte  // group+MaxParity shards of MaxShard capacity, reused
+	lens      []int     // each source shard's used length
+	stream    *core.Stream
+}
+
+// NewEncoder builds a fec-encoder stage.
+func NewEncoder(cfg *EncoderConfig, env *core.Env) (core.Stage, error) {
+	e := &Encoder{
+		cfg:         *cfg,
+		env:         env,
+		pt:          uint8(cfg.PayloadType),
+		overrides:   map[*core.Stream]float64{},
+		streams:     map[*core.Stream]*encStream{},
+		codecs:      map[[2]int]reedsolomon.Encoder{},
+		sent:        env.Metrics.Counter("fec_parity_sent"),
+		unprotected: env.Metrics.Drop("fec_unprotected"),
+	}
+	e.overhead.Store(math.Float64bits(cfg.Overhead))
+	e.version.Store(1) // streams start at 0: their first packet reads the overhead
+	return e, nil
+}
+
+// Reconfigure applies a new default overhead (the only live parameter).
+func (e *Encoder) Reconfigure(cfg *EncoderConfig) error {
+	e.overhead.Store(math.Float64bits(cfg.Overhead))
+	e.version.Add(1)
+	return nil
+}
+
+// SetOverhead sets stream's overhead (parity packets per source packet,
+// clamped to 0..1 and to 32 parity per group), from the next group on; a
+// negative v returns the stream to the stage's default. Safe to call from
+// any goroutine at any rate: it takes a lock the data path takes only
+// after a change.
+func (e *Encoder) SetOverhead(stream *core.Stream, v float64) {
+	e.mu.Lock()
+	if v < 0 || math.IsNaN(v) {
+		delete(e.overrides, stream)
+	} else {
+		e.overrides[stream] = min(v, 1)
+	}
+	e.mu.Unlock()
+	e.version.Add(1)
+}
+
+// Overhead is the overhead stream's groups get now.
+func (e *Encoder) Overhead(stream *core.Stream) float64 {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if v, ok := e.overrides[stream]; ok {
+		return v
+	}
+	return math.Float64frombits(e.overhead.Load())
+}
+
+// Run passes source packets on at once and emits parity after each group
+// or when a group has waited max_wait.
+func (e *Encoder) Run(_ context.Context, in <-chan *core.Packet, out core.Output) error {
+	e.out = out
+	e.timer = e.env.Clock.NewTimer(time.Hour)
+	e.timer.Stop()
+	defer e.timer.Stop()
+	for {
+		select {
+		case p, ok := <-in:
+			if !ok {
+				for _, st := range e.streams {
+					e.flush(st)
+				}
+				return nil
+			}
+			e.handle(p)
+		case <-e.timer.C():
+			e.armed = false
+			e.expire()
+		}
+	}
+}
+
+func (e *Encoder) handle(p *core.Packet) {
+	switch p.Event {
+	case core.EventStart:
+		if e.streams[p.Stream] == nil {
+			e.streams[p.Stream] = e.newStream(p.Stream)
+		}
+		e.out.Emit(p)
+		return
+	case core.EventEnd:
+		if st := e.streams[p.Stream]; st != nil {
+			e.flush(st)
+			delete(e.streams, p.Stream)
+		}
+		e.mu.Lock()
+		delete(e.overrides, p.Stream)
+		e.mu.Unlock()
+		e.out.Emit(p)
+		return
+	}
+	st := e.streams[p.Stream]
+	if st == nil { // data before its start: protect it all the same
+		st = e.newStream(p.Stream)
+		e.streams[p.Stream] = st
+	}
+	if v := e.version.Load(); v != st.version { // a stream's first packet, or a change
+		st.overhead, st.version = e.Overhead(p.Stream), v
+	}
+	pt, seq, ts, ssrc, ok := rtpFields(p.Data)
+	if !ok || pt == e.pt || st.overhead <= 0 {
+		e.out.Emit(p)
+		return
+	}
+	if len(p.Data) > MaxShard-shardPrefix {
+		e.unprotected.Inc()
+		e.out.Emit(p)
+		return
+	}
+	if st.n > 0 && (ssrc != st.ssrc || seq != st.base+uint16(st.n)) {
+		e.flush(st) // a new sender or a jump: the group ends here
+	}
+	if st.n == 0 {
+		st.ssrc, st.base, st.ts, st.ingest, st.longest = ssrc, seq, ts, p.Ingest, 0
+		st.opened = e.env.Clock.Now()
+		if !e.armed {
+			e.timer.Reset(e.cfg.MaxWait)
+			e.armed = true
+		}
+	}
+	n := shardPrefix + len(p.Data)
+	st.shards[st.n] = resize(st.shards[st.n][:0], n)
+	putShard(st.shards[st.n], p.Data)
+	st.lens[st.n] = n
+	st.longest = max(st.longest, len(p.Data))
+	st.n++
+	e.out.Emit(p)
+	if st.n >= e.cfg.Group {
+		e.flush(st)
+	}
+}
+
+func (e *Encoder) newStream(s *core.Stream) *encStream {
+	// shard buffers grow to the packets' size on first use, not to MaxShard
+	return &encStream{stream: s, shards: make([][]byte, e.cfg.Group+MaxParity), lens: make([]int, e.cfg.Group)}
+}
+
+// flush emits parity over the open group, if any, and empties it.
+func (e *Encoder) flush(st *encStream) {
+	k := st.n
+	if k == 0 {
+		return
+	}
+	st.n = 0
+	if st.overhead <= 0 { // turned off while the group was open
+		return
+	}
+	m := min(MaxParity, max(1, int(math.Ceil(st.overhead*float64(k)-1e-9))))
+	codec := e.codec(k, m)
+	if codec == nil {
+		return
+	}
+	l := shardPrefix + st.longest
+	shards := st.shards[:k+m]
+	for i := range shards {
+		if i < k {
+			shards[i] = resize(shards[i][:st.lens[i]], l)
+			clear(shards[i][st.lens[i]:]) // the padding, zero as the decoder assumes
+		} else {
+			shards[i] = resize(shards[i][:0], l) // Encode writes it all
+		}
+	}
+	if err := codec.Encode(shards); err != nil {
+		e.env.Log.Warn("fec-encoder: encode", "err", err)
+		return
+	}
+	for j := 0; j < m; j++ {
+		p := core.NewPacket(parityHead + l)
+		putParityHeader(p.Data, e.pt, st.paritySeq, st.ts, st.ssrc, st.base, k, m, j, l)
+		copy(p.Data[parityHead:], shards[k+j])
+		st.paritySeq++
+		p.Stream, p.Timestamp, p.Ingest = st.stream, st.ts, st.ingest
+		e.sent.Inc()
+		e.out.Emit(p)
+	}
+}
+
+// codec returns the (cached) Reed-Solomon codec for k data and m parity
+// shards; at most MaxGroup×MaxParity of them exist.
+func (e *Encoder) codec(k, m int) reedsolomon.Encoder {
+	key := [2]int{k, m}
+	if c, ok := e.codecs[key]; ok {
+		return c
+	}
+	c, err := newCodec(k, m)
+	if err != nil {
+		e.env.Log.Warn("fec-encoder: codec", "k", k, "m", m, "err", err)
+		return nil
+	}
+	e.codecs[key] = c
+	return c
+}
+
+// expire flushes every group open for max_wait and re-arms for the rest.
+func (e *Encoder) expire() {
+	now := e.env.Clock.Now()
+	var next time.Duration = -1
+	for _, st := range e.streams {
+		if st.n == 0 {
+			continue
+		}
+		if left := e.cfg.MaxWait - now.Sub(st.opened); left <= 0 {
+			e.flush(st)
+		} else if next < 0 || left < next {
+			next = left
+		}
+	}
+	if next >= 0 {
+		e.timer.Reset(next)
+		e.armed = true
+	}
+}
