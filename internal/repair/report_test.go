@@ -1,0 +1,124 @@
+package repair
+
+import (
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/pion/rtcp"
+
+	"github.com/mediapipe/mediapipe/core"
+	"github.com/mediapipe/mediapipe/core/media/announce"
+	"github.com/mediapipe/mediapipe/core/media/repairwire"
+	"github.com/mediapipe/mediapipe/internal/testrun"
+)
+
+// TestReportsKeptPerEdge: an edge's report reaches the server's table with
+// an RTT from LSR/DLSR; floods, unknown SSRCs and junk are refused and
+// counted; the edge's state goes when it disconnects.
+func TestReportsKeptPerEdge(t *testing.T) {
+	srv := startServer(t, ServerConfig{})
+	srv.Stream(0xabc, core.NewStream("live/a"))
+	r := newReplies()
+	c := dial(t, r.config(srv.Addr().String(), ""))
+	connected(t, c)
+	testrun.Eventually(t, 5*time.Second, "edge listed", func() bool { return len(srv.Edges()) == 1 })
+
+	// The SR left 300 ms ago and the edge held it 100 ms: RTT ≈ 200 ms.
+	now := time.Now()
+	lsr := uint32(announce.NTP(now.Add(-300*time.Millisecond)) >> 16)
+	rep := repairwire.Report{RR: rtcp.ReceptionReport{SSRC: 0xabc, FractionLost: 13, TotalLost: 40, LastSequenceNumber: 1000, Jitter: 3,
+		LastSenderReport: lsr, Delay: 65536 / 10}, Repaired: 38, Skipped: 2, WaitMeanUS: 20000, WaitMaxUS: 50000, Delivered: 250000}
+	if err := c.Report(rep); err != nil {
+		t.Fatal(err)
+	}
+	var e EdgeState
+	testrun.Eventually(t, 5*time.Second, "report kept", func() bool {
+		es := srv.Edges()
+		if len(es) == 1 && len(es[0].Reports) == 1 {
+			e = es[0]
+			return true
+		}
+		return false
+	})
+	got := e.Reports[0]
+	if got.Stream != "live/a" || got.Report != rep || !e.Reporting || e.Slot != 0 {
+		t.Fatalf("kept %+v in %+v", got, e)
+	}
+	if got.RTT < 150*time.Millisecond || got.RTT > 400*time.Millisecond {
+		t.Fatalf("RTT %v, want about 200ms", got.RTT)
+	}
+
+	// Too soon after the last, and an SSRC the cloud does not send: refused.
+	rep.RR.FractionLost = 99
+	_ = c.Report(rep)
+	other := rep
+	other.RR.SSRC = 0x999
+	_ = c.Report(other)
+	testrun.Eventually(t, 5*time.Second, "refusals counted", func() bool { return srv.Stats().Get(EvBadReport) == 2 })
+	if es := srv.Edges(); es[0].Reports[0].RR.FractionLost != 13 || len(es[0].Reports) != 1 {
+		t.Fatalf("a refused report changed the table: %+v", es[0].Reports)
+	}
+	if n := srv.Stats().Get(EvReport); n != 1 {
+		t.Fatalf("reports kept %d, want 1", n)
+	}
+
+	_ = c.Close()
+	testrun.Eventually(t, 5*time.Second, "edge forgotten", func() bool { return len(srv.Edges()) == 0 })
+}
+
+// TestReportJunkResetsOnlyItsStream: a malformed REPORT resets its stream
+// and is counted; the connection and its repairs live on.
+func TestReportJunkResetsOnlyItsStream(t *testing.T) {
+	srv := startServer(t, ServerConfig{})
+	ring := srv.Stream(0xabc, core.NewStream("live/a"))
+	ring.Insert(5, pkt(5, 0xabc, 100))
+	r := newReplies()
+	c := dial(t, r.config(srv.Addr().String(), ""))
+	connected(t, c)
+	s := c.session()
+	st, err := s.conn.OpenStream()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.Write(repairwire.AppendFrame(nil, repairwire.FrameReport, make([]byte, repairwire.ReportSize))); err != nil {
+		t.Fatal(err)
+	}
+	testrun.Eventually(t, 5*time.Second, "junk counted", func() bool { return srv.Stats().Get(EvBadReport) == 1 })
+	if err := c.Nack(0xabc, []uint16{5}); err != nil {
+		t.Fatal(err)
+	}
+	r.wait(t, "repair after junk", func() bool { return len(r.repaired) == 1 })
+}
+
+// TestOldServerTakesNoReports: a server that predates REPORT resets the
+// report stream; the client stops reporting on that connection and its
+// repairs work as before.
+func TestOldServerTakesNoReports(t *testing.T) {
+	srv := startServer(t, ServerConfig{})
+	srv.oldProtocol.Store(true)
+	ring := srv.Stream(0xabc, core.NewStream("live/a"))
+	ring.Insert(5, pkt(5, 0xabc, 100))
+	r := newReplies()
+	c := dial(t, r.config(srv.Addr().String(), ""))
+	connected(t, c)
+	rep := repairwire.Report{RR: rtcp.ReceptionReport{SSRC: 0xabc}}
+	testrun.Eventually(t, 5*time.Second, "reports given up", func() bool { return errors.Is(c.Report(rep), ErrNoReports) })
+	if err := c.Nack(0xabc, []uint16{5}); err != nil {
+		t.Fatal(err)
+	}
+	r.wait(t, "repair", func() bool { return len(r.repaired) == 1 })
+	if !c.Connected() {
+		t.Fatal("connection lost")
+	}
+}
+
+func TestSpreadOf(t *testing.T) {
+	s := SpreadOf([]float64{0.04, 0.06, 0.05, 0.05})
+	if s.N != 4 || s.Mean < 0.0499 || s.Mean > 0.0501 || s.StdDev < 0.007 || s.StdDev > 0.0072 || s.P50 != 0.05 || s.P90 != 0.06 || s.Min != 0.04 || s.Max != 0.06 {
+		t.Fatalf("%+v", s)
+	}
+	if (SpreadOf(nil) != Spread{}) {
+		t.Fatal("empty spread not zero")
+	}
+}
