@@ -48,6 +48,7 @@ var stageCounters = map[string]Family{
 	"repair_unavailable":       {Name: "mediapipe_stage_repair_unavailable_total", Help: "Gaps not asked for because the repair connection was down."},
 	"reports_sent":             {Name: "mediapipe_stage_reports_sent_total", Help: "Receiver reports (one stream each) an edge sent to its cloud over the repair connection."},
 	"reports_unsent":           {Name: "mediapipe_stage_reports_unsent_total", Help: "Receiver reports an edge could not send (the stream's send window full, or an error); the next one, a second later, supersedes them."},
+	"reports_received":         {Name: "mediapipe_stage_reports_received_total", Help: "Edges' receiver reports the repair server kept (one stream each)."},
 	"init_fetched":             {Name: "mediapipe_stage_init_fetched_total", Help: "Streams joined late whose init tags were fetched from the cloud."},
 	"gone":                     {Name: "mediapipe_stage_repair_gone_packets_total", Help: "Packets asked for that had left the cloud's cache."},
 	"repaired_sent":            {Name: "mediapipe_stage_repair_sent_packets_total", Help: "Packets the repair server sent to edges."},

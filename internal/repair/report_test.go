@@ -112,13 +112,3 @@ func TestOldServerTakesNoReports(t *testing.T) {
 		t.Fatal("connection lost")
 	}
 }
-
-func TestSpreadOf(t *testing.T) {
-	s := SpreadOf([]float64{0.04, 0.06, 0.05, 0.05})
-	if s.N != 4 || s.Mean < 0.0499 || s.Mean > 0.0501 || s.StdDev < 0.007 || s.StdDev > 0.0072 || s.P50 != 0.05 || s.P90 != 0.06 || s.Min != 0.04 || s.Max != 0.06 {
-		t.Fatalf("%+v", s)
-	}
-	if (SpreadOf(nil) != Spread{}) {
-		t.Fatal("empty spread not zero")
-	}
-}

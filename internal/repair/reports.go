@@ -1,7 +1,6 @@
 package repair
 
 import (
-	"math"
 	"slices"
 	"sort"
 	"sync"
@@ -162,80 +161,5 @@ func (s *Server) Edges() []EdgeState {
 		st.Reporting = len(st.Reports) > 0
 		out = append(out, st)
 	}
-	return out
-}
-
-// Spread is the mean, standard deviation and percentiles of one figure
-// over the edges that reported it.
-type Spread struct {
-	N                  int
-	Mean, StdDev       float64
-	P50, P90, Min, Max float64
-}
-
-// SpreadOf summarises xs (which it sorts).
-func SpreadOf(xs []float64) Spread {
-	if len(xs) == 0 {
-		return Spread{}
-	}
-	slices.Sort(xs)
-	var sum float64
-	for _, x := range xs {
-		sum += x
-	}
-	mean := sum / float64(len(xs))
-	var sq float64
-	for _, x := range xs {
-		sq += (x - mean) * (x - mean)
-	}
-	pct := func(p float64) float64 { return xs[int(math.Ceil(p*float64(len(xs))))-1] }
-	return Spread{N: len(xs), Mean: mean, StdDev: math.Sqrt(sq / float64(len(xs))),
-		P50: pct(0.5), P90: pct(0.9), Min: xs[0], Max: xs[len(xs)-1]}
-}
-
-// Population is one stream's figures over every edge reporting it.
-type Population struct {
-	Stream       string
-	SSRC         uint32
-	Edges        int
-	FractionLost Spread // 0–1
-	RTTSeconds   Spread // over the edges with an RTT
-	JitterMS     Spread
-	DeliveryBps  Spread // bytes/s
-}
-
-// Populations summarises edges per stream (by SSRC), sorted by stream name.
-func Populations(edges []EdgeState) []Population {
-	type acc struct {
-		name                 string
-		loss, rtt, jit, rate []float64
-	}
-	by := map[uint32]*acc{}
-	for _, e := range edges {
-		for _, r := range e.Reports {
-			a := by[r.SSRC]
-			if a == nil {
-				a = &acc{name: r.Stream}
-				by[r.SSRC] = a
-			}
-			a.loss = append(a.loss, r.FractionLost())
-			if r.RTT > 0 {
-				a.rtt = append(a.rtt, r.RTT.Seconds())
-			}
-			a.jit = append(a.jit, float64(r.RR.Jitter))
-			a.rate = append(a.rate, float64(r.Delivered))
-		}
-	}
-	out := make([]Population, 0, len(by))
-	for ssrc, a := range by {
-		out = append(out, Population{Stream: a.name, SSRC: ssrc, Edges: len(a.loss),
-			FractionLost: SpreadOf(a.loss), RTTSeconds: SpreadOf(a.rtt), JitterMS: SpreadOf(a.jit), DeliveryBps: SpreadOf(a.rate)})
-	}
-	sort.Slice(out, func(i, j int) bool {
-		if out[i].Stream != out[j].Stream {
-			return out[i].Stream < out[j].Stream
-		}
-		return out[i].SSRC < out[j].SSRC
-	})
 	return out
 }
