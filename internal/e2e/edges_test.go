@@ -56,7 +56,9 @@ func TestEdgeReports(t *testing.T) {
 
 	// The first reports within ~3 s of the stream flowing, from both
 	// edges, with an RTT.
-	testrun.Eventually(t, 10*time.Second, "stream flowing", func() bool { return edgeB.RT.CounterSum("mediapipe_stage_packets_in_total", map[string]string{"stage": "rtp-reorder"}) > 0 })
+	testrun.Eventually(t, 10*time.Second, "stream flowing", func() bool {
+		return edgeB.RT.CounterSum("mediapipe_stage_packets_in_total", map[string]string{"stage": "rtp-reorder"}) > 0
+	})
 	start := time.Now()
 	testrun.Eventually(t, 3*time.Second, "both edges report with an RTT", func() bool {
 		s := edges()
@@ -111,6 +113,11 @@ func TestEdgeReports(t *testing.T) {
 		t.Fatalf("fraction lost %.3f and %.3f, want about %.2f and %.2f", lo, hi, drops[udpA], drops[udpB])
 	}
 
+	for _, e := range last.Edges {
+		r := e.Streams[0]
+		t.Logf("edge %d: cumulative lost %d, repaired %d, skipped %d, rtt %.2f ms, jitter %.0f ms, delivery %d B/s",
+			e.ID, r.CumulativeLost, r.Repaired, r.Skipped, r.RTTSeconds*1000, r.JitterMS, r.DeliveryBps)
+	}
 	// The population of the last snapshot: both edges, mean and spread of
 	// their figures.
 	if len(last.Streams) != 1 || last.Streams[0].Edges != 2 {

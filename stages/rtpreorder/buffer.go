@@ -196,7 +196,7 @@ func (b *buffer) insert(p *core.Packet, seq uint16, repair bool, out core.Output
 		b.fresh = false
 	}
 	if !repair && len(p.Data) >= rtpheader.Size {
-		b.rr.arrive(seq, rtpheader.Timestamp(p.Data), len(p.Data), b.env.now())
+		b.rr.arrive(seq, rtpheader.Timestamp(p.Data), len(p.Data), p.Ingest)
 	}
 	ext := b.unwrap(seq)
 	size := b.max

@@ -25,7 +25,7 @@ type rrStats struct {
 	received         uint64
 	expectedPrior    uint64
 	receivedPrior    uint64
-	lastArrival      time.Time
+	lastIngest       int64 // UnixNano
 	lastTS           uint32
 	jitterUS         float64 // RFC 3550's J, in µs
 	bytes, bytesPrev uint64  // passed on: received or repaired
@@ -39,12 +39,15 @@ type rrStats struct {
 // maxDropout is RFC 3550 A.1's: a jump further ahead restarts the count.
 const maxDropout = 3000
 
-// arrive counts one packet that came by itself (not a repair).
-func (r *rrStats) arrive(seq uint16, ts uint32, size int, now time.Time) {
+// arrive counts one packet that came by itself (not a repair), which
+// entered the process at ingest (UnixNano, the source's receive time; 0:
+// unknown, no jitter sample). No clock is read here: this is the per-packet
+// path.
+func (r *rrStats) arrive(seq uint16, ts uint32, size int, ingest int64) {
 	r.bytes += uint64(size)
 	if !r.started {
-		*r = rrStats{started: true, base: uint32(seq), maxSeq: seq, received: 1, lastArrival: now, lastTS: ts,
-			bytes: r.bytes, bytesPrev: r.bytesPrev, reportedAt: now}
+		*r = rrStats{started: true, base: uint32(seq), maxSeq: seq, received: 1, lastIngest: ingest, lastTS: ts,
+			bytes: r.bytes, bytesPrev: r.bytesPrev, reportedAt: r.reportedAt}
 		return
 	}
 	switch d := seq - r.maxSeq; {
@@ -58,7 +61,7 @@ func (r *rrStats) arrive(seq uint16, ts uint32, size int, now time.Time) {
 	case d <= 0xffff-100:
 		// A jump: the sender restarted its numbering. Count afresh.
 		keep := *r
-		*r = rrStats{started: true, base: uint32(seq), maxSeq: seq, lastArrival: now, lastTS: ts,
+		*r = rrStats{started: true, base: uint32(seq), maxSeq: seq, lastIngest: ingest, lastTS: ts,
 			bytes: keep.bytes, bytesPrev: keep.bytesPrev, reportedAt: keep.reportedAt, jitterUS: keep.jitterUS}
 	default:
 		// Reordered: late but received.
@@ -66,12 +69,14 @@ func (r *rrStats) arrive(seq uint16, ts uint32, size int, now time.Time) {
 	r.received++
 	// Interarrival jitter (A.8); the RTP clock is in milliseconds. The
 	// fragments of one tag share a timestamp and leave together.
-	d := now.Sub(r.lastArrival).Microseconds() - int64(int32(ts-r.lastTS))*1000
-	if d < 0 {
-		d = -d
+	if ingest != 0 && r.lastIngest != 0 {
+		d := (ingest-r.lastIngest)/1000 - int64(int32(ts-r.lastTS))*1000
+		if d < 0 {
+			d = -d
+		}
+		r.jitterUS += (float64(d) - r.jitterUS) / 16
 	}
-	r.jitterUS += (float64(d) - r.jitterUS) / 16
-	r.lastArrival, r.lastTS = now, ts
+	r.lastIngest, r.lastTS = ingest, ts
 }
 
 // repaired counts a repaired packet and how long its gap waited.
@@ -111,7 +116,9 @@ func (r *rrStats) report(b *buffer, now time.Time) repairwire.Report {
 		rep.WaitMeanUS = uint32(min((r.waitSum / time.Duration(r.waitN)).Microseconds(), 0xffffffff))
 		rep.WaitMaxUS = uint32(min(r.waitMax.Microseconds(), 0xffffffff))
 	}
-	if el := now.Sub(r.reportedAt); el > 0 {
+	// The first interval runs from when the SSRC was first reported on:
+	// no clock is read per packet.
+	if el := now.Sub(r.reportedAt); !r.reportedAt.IsZero() && el > 0 {
 		rep.Delivered = uint64(float64(r.bytes-r.bytesPrev) / el.Seconds())
 	}
 	r.bytesPrev, r.reportedAt = r.bytes, now

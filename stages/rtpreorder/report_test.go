@@ -14,6 +14,7 @@ func TestReceiverReportFigures(t *testing.T) {
 	b := &buffer{stream: st, ssrc: 7, loss: new(core.StreamLoss)}
 	t0 := time.Unix(1_800_000_000, 0)
 	now := t0
+	b.rr.reportedAt = t0 // as the previous report (of another SSRC) left it
 	// 200 packets from 65436 across the wrap, every 10th lost, 10 ms
 	// apart in both clocks (no jitter), 1000 bytes each.
 	for i := range 200 {
@@ -21,7 +22,7 @@ func TestReceiverReportFigures(t *testing.T) {
 		if i%10 == 5 {
 			continue
 		}
-		b.rr.arrive(uint16(65436+i), uint32(i*10), 1000, now)
+		b.rr.arrive(uint16(65436+i), uint32(i*10), 1000, now.UnixNano())
 	}
 	b.rr.repaired(1000, 30*time.Millisecond)
 	b.rr.repaired(1000, 50*time.Millisecond)
@@ -55,7 +56,7 @@ func TestReceiverReportFigures(t *testing.T) {
 	// interval's, the total stays.
 	for i := 200; i < 300; i++ {
 		now = now.Add(20 * time.Millisecond)
-		b.rr.arrive(uint16(65436+i), uint32(i*10), 1000, now)
+		b.rr.arrive(uint16(65436+i), uint32(i*10), 1000, now.UnixNano())
 	}
 	rep = b.rr.report(b, now)
 	if rep.RR.FractionLost != 0 || rep.RR.TotalLost != 20 || rep.RR.Jitter < 9 || rep.RR.Jitter > 10 {
