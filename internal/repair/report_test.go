@@ -2,6 +2,7 @@ package repair
 
 import (
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -111,4 +112,42 @@ func TestOldServerTakesNoReports(t *testing.T) {
 	if !c.Connected() {
 		t.Fatal("connection lost")
 	}
+}
+
+// TestReportsBounded: one edge reporting more SSRCs than MaxReportsPerPeer
+// gets the rest refused and counted; a new connection reuses the slot of
+// one that went.
+func TestReportsBounded(t *testing.T) {
+	srv := startServer(t, ServerConfig{})
+	n := MaxReportsPerPeer + 20
+	for i := range n {
+		srv.Stream(uint32(1000+i), core.NewStream(fmt.Sprintf("live/%d", i)))
+	}
+	r := newReplies()
+	c := dial(t, r.config(srv.Addr().String(), ""))
+	connected(t, c)
+	for i := range n {
+		// A full send window (ErrBusy) drains in a moment.
+		testrun.Eventually(t, 5*time.Second, "report sent", func() bool {
+			return c.Report(repairwire.Report{RR: rtcp.ReceptionReport{SSRC: uint32(1000 + i)}}) == nil
+		})
+	}
+	testrun.Eventually(t, 5*time.Second, "all reports handled", func() bool {
+		st := srv.Stats()
+		return st.Get(EvReport)+st.Get(EvBadReport) == uint64(n)
+	})
+	if got := srv.Stats().Get(EvBadReport); got != 20 {
+		t.Fatalf("refused %d, want 20", got)
+	}
+	if es := srv.Edges(); len(es) != 1 || len(es[0].Reports) != MaxReportsPerPeer {
+		t.Fatalf("kept %d reports", len(es[0].Reports))
+	}
+	_ = c.Close()
+	testrun.Eventually(t, 5*time.Second, "edge forgotten", func() bool { return len(srv.Edges()) == 0 })
+	c2 := dial(t, r.config(srv.Addr().String(), ""))
+	connected(t, c2)
+	testrun.Eventually(t, 5*time.Second, "new edge in slot 0", func() bool {
+		es := srv.Edges()
+		return len(es) == 1 && es[0].Slot == 0 && !es[0].Reporting
+	})
 }
