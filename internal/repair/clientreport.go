@@ -21,13 +21,25 @@ type reportStream struct {
 	buf []byte
 }
 
-// Report sends one stream's receiver report. It never waits for the
+// Report sends one stream's receiver report (with VetSSRCs, only for an
+// SSRC the server said it knows; else ErrUnknownSSRC). It never waits for the
 // network: a full send window drops the report (ErrBusy), as the next one
 // a second later supersedes it.
 func (c *Client) Report(r repairwire.Report) error {
 	s := c.session()
 	if s == nil {
 		return ErrNotConnected
+	}
+	if c.cfg.VetSSRCs {
+		// Only streams the server said it sends: a stranger's stream at
+		// the edge is nothing the cloud could use.
+		c.vmu.Lock()
+		v := c.vetted[r.RR.SSRC]
+		known := v != nil && v.known
+		c.vmu.Unlock()
+		if !known {
+			return ErrUnknownSSRC
+		}
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -140,9 +140,10 @@ func (s *Stage) sendReports() {
 		switch err := s.client.Report(b.ssrc, rep); {
 		case err == nil:
 			s.reportsSent.Inc()
-		case errors.Is(err, repair.ErrNoReports), errors.Is(err, repair.ErrNotConnected), errors.Is(err, errNoOwner):
+		case errors.Is(err, repair.ErrNoReports), errors.Is(err, repair.ErrNotConnected), errors.Is(err, errNoOwner),
+			errors.Is(err, repair.ErrUnknownSSRC):
 			// An older cloud, no connection, or no cloud has said it
-			// sends the SSRC yet: nothing to report to.
+			// sends the SSRC (yet): nothing to report to.
 		default:
 			s.reportsUnsent.Inc()
 		}
