@@ -3,6 +3,7 @@ package repair
 import (
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -150,4 +151,23 @@ func TestReportsBounded(t *testing.T) {
 		es := srv.Edges()
 		return len(es) == 1 && es[0].Slot == 0 && !es[0].Reporting
 	})
+}
+
+// TestStaleReportsForgotten: a stream the edge stopped reporting (ended
+// there, or moved to another cloud) leaves the table while the edge stays.
+func TestStaleReportsForgotten(t *testing.T) {
+	var skew atomic.Int64
+	srv := startServer(t, ServerConfig{Now: func() time.Time { return time.Now().Add(time.Duration(skew.Load())) }})
+	srv.Stream(0xabc, core.NewStream("live/a"))
+	r := newReplies()
+	c := dial(t, r.config(srv.Addr().String(), ""))
+	connected(t, c)
+	if err := c.Report(repairwire.Report{RR: rtcp.ReceptionReport{SSRC: 0xabc}}); err != nil {
+		t.Fatal(err)
+	}
+	testrun.Eventually(t, 5*time.Second, "report kept", func() bool { es := srv.Edges(); return len(es) == 1 && len(es[0].Reports) == 1 })
+	skew.Store(int64(ReportStale + time.Second))
+	if es := srv.Edges(); len(es) != 1 || len(es[0].Reports) != 0 || es[0].Reporting {
+		t.Fatalf("stale report kept: %+v", es)
+	}
 }

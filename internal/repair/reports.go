@@ -17,6 +17,9 @@ import (
 const (
 	MaxReportsPerPeer = 256
 	MinReportGap      = 400 * time.Millisecond
+	// ReportStale: a stream not reported for this long (it ended at the
+	// edge, or moved to another cloud) is forgotten.
+	ReportStale = 5 * time.Second
 )
 
 // StreamReport is the latest report of one stream from one edge, with what
@@ -102,6 +105,9 @@ func (s *Server) report(e *edgeReports, payload []byte) bool {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	old := e.m[ssrc]
+	if old == nil && len(e.m) >= MaxReportsPerPeer {
+		e.dropStale(now)
+	}
 	switch {
 	case old == nil && len(e.m) >= MaxReportsPerPeer,
 		old != nil && now.Sub(old.At) < MinReportGap:
@@ -142,9 +148,11 @@ func (s *Server) Edges() []EdgeState {
 	s.edgeMu.Unlock()
 	sort.Slice(list, func(i, j int) bool { return list[i].slot < list[j].slot })
 	out := make([]EdgeState, 0, len(list))
+	now := s.cfg.Now()
 	for _, e := range list {
 		st := EdgeState{Slot: e.slot, Addr: e.addr, Since: e.since}
 		e.mu.Lock()
+		e.dropStale(now)
 		for _, r := range e.m {
 			st.Reports = append(st.Reports, *r)
 		}
@@ -162,4 +170,13 @@ func (s *Server) Edges() []EdgeState {
 		out = append(out, st)
 	}
 	return out
+}
+
+// dropStale forgets the streams not reported for ReportStale (e.mu held).
+func (e *edgeReports) dropStale(now time.Time) {
+	for ssrc, r := range e.m {
+		if now.Sub(r.At) > ReportStale {
+			delete(e.m, ssrc)
+		}
+	}
 }
