@@ -216,6 +216,11 @@ type SenderClock struct {
 	SSRC uint32 // the sender's: its clock maps only its own timestamps
 	Wall time.Time
 	TS   uint32
+	// NTP is the report's NTP time as sent and Arrived when the edge got
+	// it: an edge's receiver report echoes them (LSR, DLSR) so the cloud
+	// can compute the round trip.
+	NTP     uint64
+	Arrived time.Time
 }
 
 // SenderClock returns the stream's latest sender clock (nil: none known).

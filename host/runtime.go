@@ -133,6 +133,7 @@ func Build(f *File, opts Options) (*Runtime, error) {
 		return false
 	})
 	registerStreamMetrics(rt)
+	registerEdgeMetrics(rt)
 	var errs []error
 	for _, pc := range f.Pipelines {
 		p, err := rt.buildPipeline(f, pc)

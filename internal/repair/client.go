@@ -125,6 +125,10 @@ type session struct {
 
 	mu     sync.Mutex
 	repair map[uint32]*repairStream
+	// report carries REPORTs (nil until the first); noReports: the server
+	// reset it, so it takes none.
+	report    *reportStream
+	noReports bool
 }
 
 type repairStream struct {

@@ -40,10 +40,12 @@ const (
 	EvIdleStream               // a request stream closed after StreamIdleTimeout without a request
 	EvEvicted                  // a peer still without HELLO closed to make room for a newer one
 	EvJunk                     // a datagram on the repair port that QUIC dropped (not QUIC, unknown connection, unparsable)
+	EvReport                   // an edge's REPORT kept
+	EvBadReport                // a REPORT refused: malformed, unknown SSRC, too soon after the last, too many SSRCs
 	numEvents
 )
 
-var eventNames = [numEvents]string{"requests", "repaired", "gone", "refused_rate", "auth_failed", "bad_request", "refused_peers", "idle_stream", "evicted_unauth", "junk"}
+var eventNames = [numEvents]string{"requests", "repaired", "gone", "refused_rate", "auth_failed", "bad_request", "refused_peers", "idle_stream", "evicted_unauth", "junk", "reports", "bad_reports"}
 
 func (e Event) String() string {
 	if e < numEvents {
@@ -138,6 +140,12 @@ type Server struct {
 
 	events [numEvents]atomic.Uint64
 
+	// edges holds the admitted peers' reports by slot (bounded by MaxPeers).
+	edgeMu sync.Mutex
+	edges  map[int]*edgeReports
+	// oldProtocol (tests) answers REPORT as a server that predates it does.
+	oldProtocol atomic.Bool
+
 	logMu            sync.Mutex
 	lastRefusalLog   time.Time
 	refusalsUnlogged int
@@ -196,6 +204,7 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 	s := &Server{
 		cfg: cfg, tls: t, streams: map[uint32]*cached{}, peers: map[*quic.Conn]struct{}{},
 		pending: map[*quic.Conn]pendingPeer{}, perAddr: map[netip.Addr]int{},
+		edges:     map[int]*edgeReports{},
 		closeDone: make(chan struct{}),
 	}
 	if err := s.SetToken(cfg.Token); err != nil {
@@ -604,6 +613,7 @@ const MaxIncomingStreams = 1024
 // peer is one authenticated connection.
 type peer struct {
 	rate   *atomic.Int64 // the server's max rate, which may change while connected
+	edge   *edgeReports  // its latest reports
 	mu     sync.Mutex
 	bucket bucket // tuned to *rate at each take
 }
@@ -649,7 +659,8 @@ func (s *Server) serveConn(conn *quic.Conn) {
 		s.mu.Unlock()
 	}()
 	s.cfg.Log.Info("repair peer connected", "peer", remote)
-	p := &peer{rate: &s.maxRate}
+	p := &peer{rate: &s.maxRate, edge: s.addEdge(remote, s.cfg.Now())}
+	defer s.dropEdge(p.edge)
 	// The control stream may carry requests too; when the peer ends it, it
 	// is leaving. It stays open while idle, unlike request streams.
 	s.wg.Add(1)
@@ -859,6 +870,17 @@ func (s *Server) answer(p *peer, st *quic.Stream, w *bufio.Writer, sc *reqScratc
 		s.count(EvRequest, 1)
 		sc.out = repairwire.AppendInit(sc.out[:0], s.init(req))
 		_, _ = w.Write(sc.out)
+	case repairwire.FrameReport:
+		if s.oldProtocol.Load() {
+			s.bad(st, repairwire.StreamBadFrame)
+			return false
+		}
+		// No reply: nothing to flush.
+		if !s.report(p.edge, payload) {
+			s.bad(st, repairwire.StreamBadFrame)
+			return false
+		}
+		return true
 	default:
 		s.bad(st, repairwire.StreamBadFrame)
 		return false

@@ -112,6 +112,8 @@ func New(cfg *Config, env *core.Env) (core.Stage, error) {
 		idle     = m.Counter("idle_streams_closed")
 		evicted  = m.Drop("evicted_unauth")
 		junk     = m.Drop("junk")
+		reports  = m.Counter("reports_received")
+		badRep   = m.Drop("bad_report")
 	)
 	srv, err := repair.NewServer(repair.ServerConfig{
 		Addr: cfg.Listen, Token: cfg.Token, MaxRate: cfg.MaxRate,
@@ -140,6 +142,10 @@ func New(cfg *Config, env *core.Env) (core.Stage, error) {
 				evicted.Add(n)
 			case repair.EvJunk:
 				junk.Add(n)
+			case repair.EvReport:
+				reports.Add(float64(n))
+			case repair.EvBadReport:
+				badRep.Add(n)
 			}
 		},
 	})
@@ -293,4 +299,27 @@ func (s *Stage) live(ssrc uint32) bool {
 		}
 	}
 	return false
+}
+
+// Edges returns the connected edges and each one's latest report per
+// stream (core.EdgeReporter): what GET /api/edges and the per-edge metrics
+// show, and what a transmission controller reads. Copies, by ID.
+func (s *Stage) Edges() []core.Edge {
+	states := s.srv.Edges()
+	out := make([]core.Edge, 0, len(states))
+	for _, e := range states {
+		ce := core.Edge{ID: e.Slot, Addr: e.Addr, Since: e.Since, Streams: make([]core.EdgeStream, 0, len(e.Reports))}
+		for _, r := range e.Reports {
+			ce.Streams = append(ce.Streams, core.EdgeStream{
+				Stream: r.Stream, SSRC: r.SSRC, At: r.At,
+				FractionLost: r.FractionLost(), CumulativeLost: r.RR.TotalLost, HighestSeq: r.RR.LastSequenceNumber,
+				JitterMS: float64(r.RR.Jitter), RTTSeconds: r.RTT.Seconds(),
+				Repaired: r.Repaired, Skipped: r.Skipped,
+				WaitMeanMS: float64(r.WaitMeanUS) / 1000, WaitMaxMS: float64(r.WaitMaxUS) / 1000,
+				DeliveryBps: r.Delivered,
+			})
+		}
+		out = append(out, ce)
+	}
+	return out
 }

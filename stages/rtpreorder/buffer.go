@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/mediapipe/mediapipe/core"
+	"github.com/mediapipe/mediapipe/core/media/rtpheader"
 )
 
 // slot states
@@ -109,6 +110,7 @@ type buffer struct {
 	initAsked bool         // its init fetch has run or is queued (once per buffer)
 	endPkt    *core.Packet // the stream's end, held while gaps are open
 	loss      *core.StreamLoss
+	rr        rrStats // the receiver report's figures
 }
 
 func newBuffer(env *bufferEnv, st *core.Stream, size int) *buffer {
@@ -165,6 +167,7 @@ func (b *buffer) unwrap(seq uint16) int64 {
 // reset starts the window over for ssrc. The caller has flushed it.
 func (b *buffer) reset(ssrc uint32) {
 	b.ssrc, b.started, b.fresh, b.fromStart = ssrc, true, true, false
+	b.rr = rrStats{}
 	b.missing, b.nextEvent, b.pending, b.answered = 0, time.Time{}, b.pending[:0], time.Time{}
 	clear(b.slots)
 }
@@ -192,6 +195,9 @@ func (b *buffer) insert(p *core.Packet, seq uint16, repair bool, out core.Output
 		}
 		b.end = b.next
 		b.fresh = false
+	}
+	if !repair && len(p.Data) >= rtpheader.Size {
+		b.rr.arrive(seq, rtpheader.Timestamp(p.Data), len(p.Data), p.Ingest)
 	}
 	ext := b.unwrap(seq)
 	size := b.max
@@ -225,6 +231,8 @@ func (b *buffer) insert(p *core.Packet, seq uint16, repair bool, out core.Output
 			b.env.repaired.Inc()
 			b.loss.Repaired.Add(1)
 			now := b.env.now()
+			lat := time.Duration(sl.latUS) * time.Microsecond
+			b.rr.repaired(len(p.Data), now.Sub(sl.deadline.Add(-(lat + sl.extra))))
 			if sl.extra > 0 && now.After(sl.deadline.Add(-sl.extra)) {
 				b.env.repairLate.Inc()
 			}

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/mediapipe/mediapipe/core"
+	"github.com/mediapipe/mediapipe/core/media/repairwire"
 	"github.com/mediapipe/mediapipe/internal/repair"
 )
 
@@ -149,4 +150,19 @@ func (m *clients) Init(ctx context.Context, ssrc uint32, name string) (*core.Ini
 		}
 	}
 	return nil, err
+}
+
+// errNoOwner: several clouds, and none has said yet that it sends the SSRC.
+var errNoOwner = errors.New("rtp-reorder: no cloud serves the ssrc yet")
+
+// Report sends ssrc's report to the cloud that sends it: the one client,
+// or the cloud that said it knows the SSRC.
+func (m *clients) Report(ssrc uint32, r repairwire.Report) error {
+	if len(m.cs) == 1 {
+		return m.cs[0].Report(r)
+	}
+	if c := m.owner[ssrc]; c != nil {
+		return c.Report(r)
+	}
+	return errNoOwner
 }

@@ -122,13 +122,14 @@ type Stage struct {
 	gones               chan gone
 	known               chan uint32 // SSRCs the cloud has just said it knows
 
-	benv       bufferEnv // what every buffer is built with
-	streams    map[*core.Stream]*buffer
-	bySSRC     map[uint32]*buffer
-	dirty      []*buffer // buffers with NACKs pending
-	timer      core.Timer
-	timerAt    time.Time // zero: not armed
-	sinceFlush int
+	benv        bufferEnv // what every buffer is built with
+	streams     map[*core.Stream]*buffer
+	bySSRC      map[uint32]*buffer
+	dirty       []*buffer // buffers with NACKs pending
+	timer       core.Timer
+	reportTimer core.Timer // nil without a repair connection
+	timerAt     time.Time  // zero: not armed
+	sinceFlush  int
 	// The NACK → repair delay, smoothed as TCP's SRTT and RTTVAR: it
 	// counts time spent queued in either process, which QUIC's RTT does not.
 	srtt, rttvar time.Duration
@@ -142,6 +143,7 @@ type Stage struct {
 
 	nacksSent, repaired, gonesRecv, initFetched prometheus.Counter
 	nacksUnknown                                prometheus.Counter
+	reportsSent, reportsUnsent                  prometheus.Counter
 	repairRefused, repairUnavailable            prometheus.Counter
 	repairedLate                                prometheus.Counter
 	gapSkipped, duplicate, late, overflow       *core.DropCounter
@@ -181,6 +183,10 @@ func New(cfg *Config, env *core.Env) (core.Stage, error) {
 		repaired:    m.Counter("repaired"),
 		gonesRecv:   m.Counter("gone"),
 		initFetched: m.Counter("init_fetched"),
+		// Receiver reports sent to the clouds, and those a full stream
+		// or an error kept back (the next one supersedes them).
+		reportsSent:   m.Counter("reports_sent"),
+		reportsUnsent: m.Counter("reports_unsent"),
 		// gaps not asked for: the cloud does not know the stream's SSRC
 		nacksUnknown: m.Counter("nacks_unknown_ssrc"),
 		// Skipped gaps whose last ask was refused by the cloud's rate
@@ -276,6 +282,11 @@ func (s *Stage) Run(ctx context.Context, in <-chan *core.Packet, out core.Output
 	s.timer = s.env.Clock.NewTimer(time.Hour)
 	s.timer.Stop()
 	defer s.shutdown(out)
+	// Reports go once a second; with no repair connection nothing is sent.
+	if s.client != nil {
+		s.reportTimer = s.env.Clock.NewTimer(ReportInterval)
+		defer s.reportTimer.Stop()
+	}
 
 	for {
 		select {
@@ -304,6 +315,9 @@ func (s *Stage) Run(ctx context.Context, in <-chan *core.Packet, out core.Output
 			s.timerAt = time.Time{}
 			s.drainReplies(out)
 			s.service(out)
+		case <-s.reportC():
+			s.sendReports()
+			s.reportTimer.Reset(ReportInterval)
 		case <-s.reconf:
 			s.applyLive()
 		}
@@ -860,4 +874,12 @@ func (s *Stage) service(out core.Output) {
 		}
 	}
 	s.schedule(next)
+}
+
+// reportC is the report timer's channel; nil (never ready) without one.
+func (s *Stage) reportC() <-chan time.Time {
+	if s.reportTimer == nil {
+		return nil
+	}
+	return s.reportTimer.C()
 }

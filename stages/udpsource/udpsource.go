@@ -622,7 +622,7 @@ func (s *Stage) rtcp(b []byte, from netip.AddrPort, now time.Time, out core.Outp
 		if src := s.sources[sr.SSRC]; src != nil && src.stream != nil && src.from == from {
 			src.lastSeen = now
 			// Where the sender's clock stands: the edge measures latency by it.
-			src.stream.SetSenderClock(&core.SenderClock{SSRC: sr.SSRC, Wall: announce.NTPTime(sr.NTP), TS: sr.RTPTime})
+			src.stream.SetSenderClock(&core.SenderClock{SSRC: sr.SSRC, Wall: announce.NTPTime(sr.NTP), TS: sr.RTPTime, NTP: sr.NTP, Arrived: now})
 		}
 	}
 	for _, ssrc := range s.report.Byes {

@@ -1,5 +1,15 @@
 package repairwire
 
+import "github.com/pion/rtcp"
+
+func mustReport(r Report) []byte {
+	b, err := AppendReport(nil, r)
+	if err != nil {
+		panic(err)
+	}
+	return b
+}
+
 // frameCases are whole frames, one per frame type and edge case: they feed the
 // round-trip test, BenchmarkFrames and the fuzz seeds.
 var frameCases = []struct {
@@ -16,6 +26,8 @@ var frameCases = []struct {
 	{"streams empty", AppendStreams(nil, nil), FrameStreams},
 	{"init req", AppendInitReq(nil, InitReq{Name: "live/a"}), FrameInitReq},
 	{"init", AppendInit(nil, Init{Status: InitFound, SSRC: 9, Name: "live/a", Tags: InitTags{Metadata: []byte{18, 1}, Video: []byte{9, 2, 3}}}), FrameInit},
+	{"report", mustReport(Report{RR: rtcp.ReceptionReport{SSRC: 0xdeadbeef, FractionLost: 13, TotalLost: 0x123456, LastSequenceNumber: 0x1fffe, Jitter: 7, LastSenderReport: 0x11223344, Delay: 65536}, Repaired: 40, Skipped: 2, WaitMeanUS: 21000, WaitMaxUS: 90000, Delivered: 500000}), FrameReport},
+	{"report zero", mustReport(Report{}), FrameReport},
 	{"init unknown", AppendInit(nil, Init{Status: InitUnknown, Name: "x"}), FrameInit},
 }
 

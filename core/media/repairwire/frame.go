@@ -55,6 +55,8 @@ func (t FrameType) String() string {
 		return "INIT_REQ"
 	case FrameInit:
 		return "INIT"
+	case FrameReport:
+		return "REPORT"
 	}
 	return fmt.Sprintf("frame(0x%02x)", uint8(t))
 }

@@ -28,6 +28,12 @@ func reencode(typ FrameType, p []byte) ([]byte, error) {
 	case FrameInit:
 		r, err := ParseInit(p)
 		return AppendInit(nil, r), err
+	case FrameReport:
+		r, err := ParseReport(p)
+		if err != nil {
+			return nil, err
+		}
+		return AppendReport(nil, r)
 	case FrameRepair, FrameStreamsReq:
 		return AppendFrame(nil, typ, p), nil // opaque or empty payloads
 	}
@@ -104,3 +110,5 @@ func FuzzNACK(f *testing.F) {
 		}
 	})
 }
+
+func FuzzReport(f *testing.F) { fuzzPayloads(f, FrameReport) }
