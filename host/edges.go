@@ -100,7 +100,15 @@ func (c *edgeCollector) Collect(ch chan<- prometheus.Metric) {
 	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
 	}
+	pipelines := map[string]bool{}
 	for _, srv := range c.rt.EdgesStatus() {
+		// The series are labelled by pipeline: a second repair server in
+		// one pipeline (unusual) shows in GET /api/edges only, since
+		// duplicate series would fail the whole scrape.
+		if pipelines[srv.Pipeline] {
+			continue
+		}
+		pipelines[srv.Pipeline] = true
 		// Two streams of one name on one edge (a standby's SSRC while the
 		// old one is still reported) would be one series: the newest wins.
 		type key struct {

@@ -3,7 +3,6 @@ package repair
 import (
 	"errors"
 	"fmt"
-	"io"
 
 	"github.com/quic-go/quic-go"
 
@@ -70,19 +69,27 @@ func (c *Client) Report(r repairwire.Report) error {
 	}
 }
 
-// watchReports reads the report stream, on which the server sends nothing:
-// when the server resets it — an older server that does not know REPORT
-// — the session sends no more reports. It ends with the connection.
+// watchReports reads the report stream, on which the server sends nothing.
+// A reset for a bad frame is an older server that does not know REPORT:
+// the session sends no more reports. Any other end of the stream (the
+// server's idle timeout after a quiet minute, a malformed report) drops
+// it, and the next report opens a new one. It ends with the connection.
 func (s *session) watchReports(rs *reportStream) {
 	defer s.c.wg.Done()
 	var b [64]byte
 	for {
 		if _, err := rs.st.Read(b[:]); err != nil {
 			var se *quic.StreamError
-			if errors.As(err, &se) || errors.Is(err, io.EOF) {
-				s.mu.Lock()
+			old := errors.As(err, &se) && se.ErrorCode == repairwire.StreamBadFrame
+			s.mu.Lock()
+			if old {
 				s.noReports = true
-				s.mu.Unlock()
+			}
+			if s.report == rs {
+				s.report = nil
+			}
+			s.mu.Unlock()
+			if old {
 				s.c.cfg.Log.Info("repair server takes no reports", "addr", s.c.cfg.Addr)
 			}
 			rs.st.CancelWrite(repairwire.CodeStreamGone)

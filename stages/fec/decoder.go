@@ -199,7 +199,8 @@ func (d *Decoder) parity(st *decStream, p *core.Packet) {
 		d.unmatched.Inc()
 		return
 	}
-	if dist := int16(f.base - st.newest); int(dist) > len(st.ring)/2 || int(-dist) >= len(st.ring)/2 {
+	// (in int: -int16(-32768) would wrap back to itself)
+	if dist := int(int16(f.base - st.newest)); dist > len(st.ring)/2 || -dist >= len(st.ring)/2 {
 		d.stale.Inc()
 		return
 	}
@@ -380,6 +381,12 @@ func (d *Decoder) codec(k, m int) reedsolomon.Encoder {
 		d.env.Log.Warn("fec-decoder: codec", "k", k, "m", m, "err", err)
 		return nil
 	}
+	if len(d.codecs) >= maxCodecs {
+		clear(d.codecs) // a stranger's odd (k, m) pairs: keep the set small
+	}
 	d.codecs[key] = c
 	return c
 }
+
+// maxCodecs bounds the decoder's codecs by (k, m): a cloud uses a few.
+const maxCodecs = 16

@@ -106,8 +106,14 @@ func putShard(s, pkt []byte) {
 // GFNI: that path puts a matrix on the heap on every call (about 900 bytes
 // per group), the AVX2 one uses a pooled one, at the same speed for shards
 // this small.
+//
+// The library's inversion cache is off: it keeps a matrix for every set of
+// missing shards it has rebuilt and never forgets one, so parity a
+// stranger chose (or hours of random loss over big groups) would grow it
+// without bound; one inversion of at most 64×64 per rebuilt group is cheap.
 func newCodec(k, m int) (reedsolomon.Encoder, error) {
-	return reedsolomon.New(k, m, reedsolomon.WithMaxGoroutines(1), reedsolomon.WithGFNI(false), reedsolomon.WithAVXGFNI(false))
+	return reedsolomon.New(k, m, reedsolomon.WithMaxGoroutines(1), reedsolomon.WithGFNI(false), reedsolomon.WithAVXGFNI(false),
+		reedsolomon.WithInversionCache(false))
 }
 
 // resize returns b at length n, keeping its bytes; it allocates only when
