@@ -2,9 +2,7 @@ package fec
 
 import (
 	"bytes"
-	"context"
 	"math/rand/v2"
-	"sync"
 	"testing"
 
 	"github.com/mediapipe/mediapipe/core"
@@ -15,51 +13,6 @@ import (
 	_ "github.com/mediapipe/mediapipe/stages/rtpfragmenter"
 	_ "github.com/mediapipe/mediapipe/stages/rtpreorder"
 )
-
-type chanOutput chan *core.Packet
-
-func (c chanOutput) Emit(p *core.Packet) { c <- p }
-
-type chainStage struct {
-	name string
-	raw  map[string]any
-}
-
-// runChain runs stages in memory, as a pipeline would, and returns what
-// the last emits and every stage's env by name.
-func runChain(t *testing.T, stages []chainStage, send func(in chan<- *core.Packet)) ([]stagetest.Captured, map[string]*core.Env) {
-	t.Helper()
-	chans := make([]chan *core.Packet, len(stages))
-	for i := range chans {
-		chans[i] = make(chan *core.Packet, 64)
-	}
-	out := stagetest.NewCollector()
-	envs := map[string]*core.Env{}
-	var wg sync.WaitGroup
-	for i, sc := range stages {
-		env := core.TestEnv(sc.name)
-		envs[sc.name] = env
-		st := stagetest.Build(t, sc.name, sc.raw, env)
-		var o core.Output = out
-		if i+1 < len(chans) {
-			o = chanOutput(chans[i+1])
-		}
-		wg.Add(1)
-		go func(i int) {
-			defer wg.Done()
-			if err := st.Run(context.Background(), chans[i], o); err != nil {
-				t.Errorf("%s: %v", stages[i].name, err)
-			}
-			if i+1 < len(chans) {
-				close(chans[i+1])
-			}
-		}(i)
-	}
-	send(chans[0])
-	close(chans[0])
-	wg.Wait()
-	return out.Packets(), envs
-}
 
 // TestChainRecoversWithoutRepair: FLV tags cut into RTP, parity added,
 // packets lost on the way, and no repair at all (rtp-reorder without
@@ -94,15 +47,15 @@ func TestChainRecoversWithoutRepair(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			got, envs := runChain(t, []chainStage{
-				{"rtp-fragmenter", nil},
+			got, envs := stagetest.RunChain(t, []stagetest.ChainStage{
+				{Name: "rtp-fragmenter", Raw: nil},
 				// max_wait well beyond the test's run: groups close by count,
 				// so the seeded loss hits the same packets on every run
-				{"fec-encoder", map[string]any{"overhead": c.overhead, "group": int64(10), "max_wait": "1s"}},
-				{"netsim", c.netsim},
-				{"fec-decoder", nil},
-				{"rtp-reorder", map[string]any{"latency": "200ms"}},
-				{"flv-reassembler", nil},
+				{Name: "fec-encoder", Raw: map[string]any{"overhead": c.overhead, "group": int64(10), "max_wait": "1s"}},
+				{Name: "netsim", Raw: c.netsim},
+				{Name: "fec-decoder", Raw: nil},
+				{Name: "rtp-reorder", Raw: map[string]any{"latency": "200ms"}},
+				{Name: "flv-reassembler", Raw: nil},
 			}, func(in chan<- *core.Packet) {
 				s := core.NewStream("live/fec")
 				in <- core.NewEvent(core.EventStart, s)

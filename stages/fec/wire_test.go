@@ -24,10 +24,10 @@ func overWire(t *testing.T, tags [][]byte, raw map[string]any) ([]stagetest.Capt
 	st := stagetest.Build(t, "udp-source", raw, env)
 	src := stagetest.Start(t, st, env, true)
 	addr := st.(*udpsource.Stage).Addr().String()
-	runChain(t, []chainStage{
-		{"rtp-fragmenter", nil},
-		{"fec-encoder", map[string]any{"overhead": 0.4, "group": int64(10), "max_wait": "1s"}},
-		{"udp-sink", map[string]any{"destinations": []any{addr}}},
+	stagetest.RunChain(t, []stagetest.ChainStage{
+		{Name: "rtp-fragmenter", Raw: nil},
+		{Name: "fec-encoder", Raw: map[string]any{"overhead": 0.4, "group": int64(10), "max_wait": "1s"}},
+		{Name: "udp-sink", Raw: map[string]any{"destinations": []any{addr}}},
 	}, func(in chan<- *core.Packet) {
 		s := core.NewStream("live/wire")
 		in <- core.NewEvent(core.EventStart, s)
@@ -50,8 +50,8 @@ func overWire(t *testing.T, tags [][]byte, raw map[string]any) ([]stagetest.Capt
 }
 
 // replay feeds captured packets into a chain of edge stages.
-func replay(t *testing.T, got []stagetest.Captured, stages []chainStage) ([]stagetest.Captured, map[string]*core.Env) {
-	return runChain(t, stages, func(in chan<- *core.Packet) {
+func replay(t *testing.T, got []stagetest.Captured, stages []stagetest.ChainStage) ([]stagetest.Captured, map[string]*core.Env) {
+	return stagetest.RunChain(t, stages, func(in chan<- *core.Packet) {
 		for _, c := range got {
 			var p *core.Packet
 			if c.Event != core.EventData {
@@ -106,11 +106,11 @@ func TestOverTheWire(t *testing.T) {
 		if n := srcEnv.Metrics.Drop("parity_no_stream").Value() + srcEnv.Metrics.Drop("bad_payload_type").Value(); n != 0 {
 			t.Errorf("udp-source dropped %v parity packets", n)
 		}
-		out, envs := replay(t, got, []chainStage{
-			{"netsim", map[string]any{"drop": 0.05, "seed": int64(1)}},
-			{"fec-decoder", nil},
-			{"rtp-reorder", map[string]any{"latency": "200ms"}},
-			{"flv-reassembler", nil},
+		out, envs := replay(t, got, []stagetest.ChainStage{
+			{Name: "netsim", Raw: map[string]any{"drop": 0.05, "seed": int64(1)}},
+			{Name: "fec-decoder", Raw: nil},
+			{Name: "rtp-reorder", Raw: map[string]any{"latency": "200ms"}},
+			{Name: "flv-reassembler", Raw: nil},
 		})
 		check(t, out)
 		if rec := core.CounterValue(envs["fec-decoder"].Metrics.Counter("fec_recovered")); rec == 0 {
@@ -125,9 +125,9 @@ func TestOverTheWire(t *testing.T) {
 		if n := srcEnv.Metrics.Drop("bad_payload_type").Value(); n == 0 {
 			t.Error("no parity counted as dropped at udp-source")
 		}
-		out, _ := replay(t, got, []chainStage{
-			{"rtp-reorder", map[string]any{"latency": "200ms"}},
-			{"flv-reassembler", nil},
+		out, _ := replay(t, got, []stagetest.ChainStage{
+			{Name: "rtp-reorder", Raw: map[string]any{"latency": "200ms"}},
+			{Name: "flv-reassembler", Raw: nil},
 		})
 		check(t, out)
 	})

@@ -2,9 +2,7 @@ package flvreassembler
 
 import (
 	"bytes"
-	"context"
 	"math/rand/v2"
-	"sync"
 	"testing"
 
 	"github.com/mediapipe/mediapipe/core"
@@ -14,51 +12,12 @@ import (
 	_ "github.com/mediapipe/mediapipe/stages/rtpfragmenter"
 )
 
-type chanOutput chan *core.Packet
-
-func (c chanOutput) Emit(p *core.Packet) { c <- p }
-
 // runChain runs rtp-fragmenter → netsim → flv-reassembler in memory and
 // returns what comes out and the reassembler's env.
 func runChain(t *testing.T, netsim map[string]any, send func(in chan<- *core.Packet)) ([]stagetest.Captured, *core.Env) {
 	t.Helper()
-	names := []string{"rtp-fragmenter", "netsim", "flv-reassembler"}
-	raws := []map[string]any{nil, netsim, nil}
-	chans := []chan *core.Packet{make(chan *core.Packet, 64), make(chan *core.Packet, 64), make(chan *core.Packet, 64)}
-	out := stagetest.NewCollector()
-	var env *core.Env
-	var wg sync.WaitGroup
-	for i, name := range names {
-		def, ok := core.Default.Lookup(name)
-		if !ok {
-			t.Fatalf("%s not registered", name)
-		}
-		e := core.TestEnv(name)
-		e.Metrics.SetLogger(e.Log)
-		env = e
-		st, err := def.Build(raws[i], e)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var o core.Output = out
-		if i+1 < len(chans) {
-			o = chanOutput(chans[i+1])
-		}
-		wg.Add(1)
-		go func(i int) {
-			defer wg.Done()
-			if err := st.Run(context.Background(), chans[i], o); err != nil {
-				t.Errorf("%s: %v", names[i], err)
-			}
-			if i+1 < len(chans) {
-				close(chans[i+1])
-			}
-		}(i)
-	}
-	send(chans[0])
-	close(chans[0])
-	wg.Wait()
-	return out.Packets(), env
+	got, envs := stagetest.RunChain(t, []stagetest.ChainStage{{Name: "rtp-fragmenter"}, {Name: "netsim", Raw: netsim}, {Name: "flv-reassembler"}}, send)
+	return got, envs["flv-reassembler"]
 }
 
 // TestThroughLossyNetwork: whatever the network does, every tag that comes
