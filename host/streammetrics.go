@@ -13,29 +13,36 @@ import (
 // ends with its stream and their number is bounded by the live streams
 // (max_publishers on the cloud, udp-source's stream limit on an edge).
 var (
-	famStreamInBytes = core.Family{Name: "mediapipe_stream_in_bytes_total", Type: "counter", Labels: []string{"pipeline", "stream"},
-		Help: "Bytes the pipeline's source received for the stream (RTMP media on a cloud, RTP on an edge)."}
-	famStreamInPackets = core.Family{Name: "mediapipe_stream_in_packets_total", Type: "counter", Labels: []string{"pipeline", "stream"},
-		Help: "Packets the pipeline's source handed on for the stream."}
-	famStreamOutBytes = core.Family{Name: "mediapipe_stream_out_bytes_total", Type: "counter", Labels: []string{"pipeline", "stream"},
-		Help: "Bytes sent to the stream's viewers in the pipeline (HTTP-FLV and HLS), those that left included."}
-	famStreamViewers = core.Family{Name: "mediapipe_stream_viewers", Type: "gauge", Labels: []string{"pipeline", "stream"},
-		Help: "Viewers of the stream in the pipeline now (HLS: clients that asked within a segment window)."}
-	famStreamStart = core.Family{Name: "mediapipe_stream_start_time_seconds", Type: "gauge", Labels: []string{"pipeline", "stream"},
-		Help: "When the stream started in the pipeline, Unix time (uptime: time() - this)."}
-	famStreamLost = core.Family{Name: "mediapipe_stream_lost_packets_total", Type: "counter", Labels: []string{"pipeline", "stream"},
-		Help: "Packets of the stream missing on arrival at the edge (gaps its rtp-reorder found)."}
-	famStreamRepaired = core.Family{Name: "mediapipe_stream_repaired_packets_total", Type: "counter", Labels: []string{"pipeline", "stream"},
-		Help: "Packets of the stream recovered from the cloud's cache in time."}
-	famStreamLatency = core.Family{Name: "mediapipe_stream_latency_seconds", Type: "gauge", Labels: []string{"pipeline", "stream"},
-		Help: "How long after the cloud sent the stream's tags the edge had them ready for viewers, repair waits included (smoothed; by the cloud's RTCP sender reports, so the cloud's and the edge's clocks must agree, as NTP keeps them)."}
-	famStreamSkipped = core.Family{Name: "mediapipe_stream_skipped_packets_total", Type: "counter", Labels: []string{"pipeline", "stream"},
-		Help: "Packets of the stream given up on (not repaired within latency): gaps viewers see."}
+	famStreamInBytes = streamFamily("mediapipe_stream_in_bytes_total", "counter",
+		"Bytes the pipeline's source received for the stream (RTMP media on a cloud, RTP on an edge).")
+	famStreamInPackets = streamFamily("mediapipe_stream_in_packets_total", "counter",
+		"Packets the pipeline's source handed on for the stream.")
+	famStreamOutBytes = streamFamily("mediapipe_stream_out_bytes_total", "counter",
+		"Bytes sent to the stream's viewers in the pipeline (HTTP-FLV and HLS), those that left included.")
+	famStreamViewers = streamFamily("mediapipe_stream_viewers", "gauge",
+		"Viewers of the stream in the pipeline now (HLS: clients that asked within a segment window).")
+	famStreamStart = streamFamily("mediapipe_stream_start_time_seconds", "gauge",
+		"When the stream started in the pipeline, Unix time (uptime: time() - this).")
+	famStreamLost = streamFamily("mediapipe_stream_lost_packets_total", "counter",
+		"Packets of the stream missing on arrival at the edge (gaps its rtp-reorder found).")
+	famStreamRepaired = streamFamily("mediapipe_stream_repaired_packets_total", "counter",
+		"Packets of the stream recovered from the cloud's cache in time.")
+	famStreamLatency = streamFamily("mediapipe_stream_latency_seconds", "gauge",
+		"How long after the cloud sent the stream's tags the edge had them ready for viewers, repair waits included (smoothed; by the cloud's RTCP sender reports, so the cloud's and the edge's clocks must agree, as NTP keeps them).")
+	famStreamSkipped = streamFamily("mediapipe_stream_skipped_packets_total", "counter",
+		"Packets of the stream given up on (not repaired within latency): gaps viewers see.")
 )
 
+// streamFamilies are listed in docs/metrics.md and described to the registry.
+var streamFamilies = []core.Family{famStreamInBytes, famStreamInPackets, famStreamOutBytes, famStreamViewers, famStreamStart,
+	famStreamLost, famStreamRepaired, famStreamSkipped, famStreamLatency}
+
+func streamFamily(name, typ, help string) core.Family {
+	return core.Family{Name: name, Type: typ, Labels: []string{"pipeline", "stream"}, Help: help}
+}
+
 func init() {
-	for _, f := range []core.Family{famStreamInBytes, famStreamInPackets, famStreamOutBytes, famStreamViewers, famStreamStart,
-		famStreamLost, famStreamRepaired, famStreamSkipped, famStreamLatency} {
+	for _, f := range streamFamilies {
 		core.RegisterFamily(f)
 	}
 }
@@ -64,8 +71,8 @@ func registerStreamMetrics(rt *Runtime) {
 }
 
 func (c *streamCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.inBytes, c.inPackets, c.outBytes, c.viewers, c.start, c.lost, c.repaired, c.skipped, c.latency} {
-		ch <- d
+	for _, f := range streamFamilies {
+		ch <- desc(f)
 	}
 }
 
