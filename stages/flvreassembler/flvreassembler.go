@@ -48,7 +48,6 @@ type Stage struct {
 	active  prometheus.Gauge
 	// Each stream's latency from the cloud's send to here (repairs
 	// included), for the per-stream metrics.
-	latency   map[*core.Stream]*core.StreamLatency
 	latencies core.LatencySet
 }
 
@@ -67,6 +66,7 @@ type stream struct {
 	last      uint32 // largest timestamp sent
 	lastVideo uint32
 	gap       uint32 // the video frame interval seen last
+	latency   core.StreamLatency
 }
 
 // defaultGap is the step across a change of SSRC before a frame interval is measured (25 fps).
@@ -117,7 +117,6 @@ func newStage(cfg *Config, env *core.Env) *Stage {
 		env:     env,
 		unknown: env.Metrics.Drop("unknown_stream"),
 		streams: map[*core.Stream]*stream{},
-		latency: map[*core.Stream]*core.StreamLatency{},
 		active:  env.Metrics.Gauge("streams"),
 	}
 	for r := range s.drops {
@@ -144,10 +143,9 @@ func (s *Stage) handle(p *core.Packet, out core.Output) {
 	switch p.Event {
 	case core.EventStart:
 		if _, ok := s.streams[p.Stream]; !ok {
-			s.streams[p.Stream] = &stream{r: rtpflv.Reassembler{MaxTagSize: s.cfg.MaxTagSize, OnDrop: s.onDrop}, gap: defaultGap}
-			l := new(core.StreamLatency)
-			s.latency[p.Stream] = l
-			s.latencies.Add(p.Stream, l)
+			st := &stream{r: rtpflv.Reassembler{MaxTagSize: s.cfg.MaxTagSize, OnDrop: s.onDrop}, gap: defaultGap}
+			s.streams[p.Stream] = st
+			s.latencies.Add(p.Stream, &st.latency)
 			s.active.Set(float64(len(s.streams)))
 		}
 		out.Emit(p)
@@ -155,7 +153,6 @@ func (s *Stage) handle(p *core.Packet, out core.Output) {
 		if r := s.streams[p.Stream]; r != nil {
 			r.r.Flush() // a tag cut off by the end is counted, never emitted
 			delete(s.streams, p.Stream)
-			delete(s.latency, p.Stream)
 			s.latencies.Remove(p.Stream)
 			s.active.Set(float64(len(s.streams)))
 		}
@@ -198,9 +195,7 @@ func (s *Stage) push(p *core.Packet, out core.Output) {
 	q.Type, q.Timestamp = h.Type, ts
 	// The latency is the sender's: its own timestamp, as its reports map it.
 	if d, ok := q.Stream.SinceSent(ssrc, h.Timestamp, time.Now()); ok && d > -maxLatency && d < maxLatency {
-		if l := s.latency[q.Stream]; l != nil {
-			l.Observe(max(d, time.Microsecond)) // 0 reads as none yet
-		}
+		r.latency.Observe(max(d, time.Microsecond)) // 0 reads as none yet
 	}
 	out.Emit(q)
 }
