@@ -474,15 +474,18 @@ func (b *buffer) waitOn(sl *rslot, now time.Time) bool {
 	return true
 }
 
-// askAll puts every gap still waiting into pending, to be asked for now,
-// and moves their retries on.
+// askAll puts every gap still waiting whose last ask was not sent (held
+// while the SSRC was vetted, or not sendable) into pending, to be asked
+// for now, and moves their retries on. A gap asked already is not asked
+// again: the client may have learnt the SSRC, and sent asks for it, before
+// Run hears so.
 func (b *buffer) askAll(now time.Time, retry time.Duration) {
 	if retry <= 0 {
 		return
 	}
-	b.pending = b.pending[:0] // all of them again, once
+	b.pending = b.pending[:0]
 	for e := b.next; e < b.end; e++ {
-		if sl := b.slot(e); sl.ext == e && sl.state == slotMissing {
+		if sl := b.slot(e); sl.ext == e && sl.state == slotMissing && sl.why != whyAsked && sl.why != whyRefused {
 			b.pending = append(b.pending, uint16(e))
 			sl.retryAt = now.Add(retry)
 			if sl.askedAt.IsZero() {
