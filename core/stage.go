@@ -53,6 +53,11 @@ type Env struct {
 	// pipeline; nil (a stage built by hand) registers and publishes nothing.
 	Sessions *Sessions
 	Events   *Bus
+	// Siblings lists the stages of this stage's pipeline running now
+	// (after a reload, the new ones), in order: the transmission
+	// controller in fec-encoder finds udp-sink and quic-retransmit
+	// through it. Nil for a stage built by hand.
+	Siblings func() []Stage
 }
 
 // Path resolves a path a stage's parameter names: a relative one is taken

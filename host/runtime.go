@@ -164,7 +164,7 @@ func (rt *Runtime) buildPipeline(f *File, pc *PipelineConfig) (*Pipeline, error)
 		sm := rt.Metrics.Stage(pc.Name, sc.Index, sc.SpecName())
 		sm.SetLogger(log)
 		env := &core.Env{Pipeline: pc.Name, Index: sc.Index, Name: sc.SpecName(), Dir: f.Dir, Log: log, Metrics: sm, Clock: rt.opts.Clock,
-			Sessions: rt.Sessions, Events: rt.Events}
+			Sessions: rt.Sessions, Events: rt.Events, Siblings: rt.siblingsOf(pc.Name)}
 		st, err := sc.Def.Build(sc.Params, env)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("%s: pipeline %q stage %d (%s): %w", f.Path, pc.Name, sc.Index, sc.Label(), err))
@@ -250,6 +250,24 @@ func (rt *Runtime) Running() []*Pipeline {
 	rt.mu.RLock()
 	defer rt.mu.RUnlock()
 	return slices.Clone(rt.Pipelines)
+}
+
+// siblingsOf lists the stages of the pipeline named name as running at
+// the time of the call (core.Env.Siblings).
+func (rt *Runtime) siblingsOf(name string) func() []core.Stage {
+	return func() []core.Stage {
+		for _, p := range rt.Running() {
+			if p.Name != name {
+				continue
+			}
+			out := make([]core.Stage, 0, len(p.Stages))
+			for _, rs := range p.Stages {
+				out = append(out, rs.Stage)
+			}
+			return out
+		}
+		return nil
+	}
 }
 
 // Config returns the configuration running now (see File).
