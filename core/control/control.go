@@ -13,6 +13,7 @@ import (
 	"context"
 	"errors"
 	"sync/atomic"
+	"time"
 
 	"github.com/mediapipe/mediapipe/core"
 )
@@ -130,4 +131,19 @@ func OpenPlugin(path string) (Policy, error) {
 		return nil, ErrNoPlugins
 	}
 	return (*f)(path)
+}
+
+// Tick is one round of the loop: what the policy saw and what it decided.
+type Tick struct {
+	At       time.Time `json:"at"`
+	Policy   string    `json:"policy"`
+	Input    Input     `json:"input"`
+	Decision Decision  `json:"decision"`
+	Err      string    `json:"error,omitempty"` // the policy failed: Decision is the one kept
+}
+
+// Reporter is implemented by stages that run a controller (fec-encoder):
+// the latest tick, for GET /api/control, mediapipe bench and tests.
+type Reporter interface {
+	LastTick() (Tick, bool)
 }
