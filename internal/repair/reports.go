@@ -4,6 +4,7 @@ import (
 	"slices"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/mediapipe/mediapipe/core/media/announce"
@@ -55,6 +56,10 @@ type edgeReports struct {
 	since time.Time
 	mu    sync.Mutex
 	m     map[uint32]*StreamReport
+	// share is the peer's part of the server's total rate in bytes/s (-1:
+	// none); repaired the bytes of packets repaired to it.
+	share    atomic.Int64
+	repaired atomic.Uint64
 }
 
 // addEdge registers an admitted peer under the lowest free slot.
@@ -69,6 +74,7 @@ func (s *Server) addEdge(addr string, now time.Time) *edgeReports {
 	}
 	e := &edgeReports{slot: slot, addr: addr, since: now, m: map[uint32]*StreamReport{}}
 	s.edges[slot] = e
+	s.reshare()
 	return e
 }
 
@@ -76,6 +82,8 @@ func (s *Server) addEdge(addr string, now time.Time) *edgeReports {
 func (s *Server) dropEdge(e *edgeReports) {
 	s.edgeMu.Lock()
 	delete(s.edges, e.slot)
+	delete(s.shares, e.slot) // a newcomer in the slot starts with an equal share
+	s.reshare()
 	s.edgeMu.Unlock()
 }
 

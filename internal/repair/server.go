@@ -59,6 +59,7 @@ type ServerConfig struct {
 	Addr              string // UDP address to listen on
 	Token             string // when set, peers must present it in HELLO (SetToken changes it)
 	MaxRate           int    // bytes/s of repaired packets per peer; 0 = unlimited (SetMaxRate changes it)
+	TotalRate         int    // bytes/s of repaired packets shared by all peers; 0 = none (SetTotalRate, SetShares)
 	CertFile, KeyFile string // PEM files; both empty = self-signed certificate
 	CachePackets      int    // most packets kept per SSRC (default 5000)
 	// CacheDuration keeps, per SSRC, only the packets that arrived within
@@ -143,6 +144,10 @@ type Server struct {
 	// edges holds the admitted peers' reports by slot (bounded by MaxPeers).
 	edgeMu sync.Mutex
 	edges  map[int]*edgeReports
+	// totalRate is the repair budget shared among the peers and shares
+	// the rates the controller set by slot (share.go); both under edgeMu.
+	totalRate int
+	shares    map[int]int
 	// oldProtocol (tests) answers REPORT as a server that predates it does.
 	oldProtocol atomic.Bool
 
@@ -204,13 +209,16 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 	s := &Server{
 		cfg: cfg, tls: t, streams: map[uint32]*cached{}, peers: map[*quic.Conn]struct{}{},
 		pending: map[*quic.Conn]pendingPeer{}, perAddr: map[netip.Addr]int{},
-		edges:     map[int]*edgeReports{},
+		edges: map[int]*edgeReports{}, shares: map[int]int{},
 		closeDone: make(chan struct{}),
 	}
 	if err := s.SetToken(cfg.Token); err != nil {
 		return nil, err
 	}
 	if err := s.SetMaxRate(cfg.MaxRate); err != nil {
+		return nil, err
+	}
+	if err := s.SetTotalRate(cfg.TotalRate); err != nil {
 		return nil, err
 	}
 	return s, nil
@@ -613,13 +621,19 @@ const MaxIncomingStreams = 1024
 // peer is one authenticated connection.
 type peer struct {
 	rate   *atomic.Int64 // the server's max rate, which may change while connected
-	edge   *edgeReports  // its latest reports
+	edge   *edgeReports  // its latest reports and its share of a total rate
 	mu     sync.Mutex
-	bucket bucket // tuned to *rate at each take
+	bucket bucket // tuned at each take to the lower of *rate and the share
 }
 
 func (p *peer) take(n int, now time.Time) bool {
 	rate := p.rate.Load()
+	if share := p.edge.share.Load(); share >= 0 && (rate <= 0 || share < rate) {
+		if share == 0 {
+			return false // a share of nothing
+		}
+		rate = share
+	}
 	if rate <= 0 {
 		return true
 	}
@@ -932,6 +946,7 @@ func (s *Server) answerNACK(p *peer, w *bufio.Writer, sc *reqScratch) error {
 					return err
 				}
 				repaired++
+				p.edge.repaired.Add(uint64(len(sc.pkt)))
 			}
 		}
 		s.count(EvGone, len(sc.goneSq))

@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/mediapipe/mediapipe/core"
+	"github.com/mediapipe/mediapipe/core/control"
 	"github.com/mediapipe/mediapipe/core/media/repairwire"
 	"github.com/mediapipe/mediapipe/core/media/rtpheader"
 	"github.com/mediapipe/mediapipe/internal/repair"
@@ -36,6 +37,7 @@ type Config struct {
 	CacheDuration time.Duration `param:"cache_duration" default:"5s" min:"0" max:"600" doc:"packets of each stream are kept for repair this long after they arrive (and at most cache_packets), so the cache's memory follows each stream's rate: about rate × cache_duration per stream; keep it well above the edges' rtp-reorder latency plus a few round trips; 0 keeps cache_packets of every stream whatever their age (preallocated)"`
 	Token         string        `param:"token" secret:"true" live:"true" doc:"when set, edges must present this token; others get nothing. On a reload, a new token admits new edge connections that present it and refuses the old one from then on; edges already connected keep their connection"`
 	MaxRate       int           `param:"max_rate" default:"20000000" min:"0" live:"true" doc:"bytes/s of repaired packets per edge connection; beyond it requests are refused and counted (0 = no limit). On a reload, a new rate applies to the edges already connected from their next request (lowering it trims what each may still burst)"`
+	TotalRate     int           `param:"total_rate" default:"0" min:"0" live:"true" doc:"bytes/s of repaired packets shared by all edge connections; each edge then gets at most min(max_rate, its share): the share the transmission controller sets (docs/control.md), or else an equal part of total_rate among the connected edges, recomputed as they come and go. 0: no shared budget, each edge limited by max_rate alone, first come first served. Live on reload"`
 	MaxPeers      int           `param:"max_peers" default:"64" min:"1" max:"4096" doc:"most edge connections served at once; one more that presents the token is closed (code 0x106) and counted as refused_peers"`
 	Cert          string        `param:"cert" doc:"PEM certificate file for TLS (with key); empty: a self-signed certificate made at start"`
 	Key           string        `param:"key" doc:"PEM private key file for cert"`
@@ -61,6 +63,9 @@ func init() {
 		Sample:  sample,
 	}, New)
 }
+
+// The transmission controller shares total_rate among the edges through it.
+var _ control.RepairSharer = (*Stage)(nil)
 
 // Stage is a running quic-retransmit.
 type Stage struct {
@@ -116,7 +121,7 @@ func New(cfg *Config, env *core.Env) (core.Stage, error) {
 		badRep   = m.Drop("bad_report")
 	)
 	srv, err := repair.NewServer(repair.ServerConfig{
-		Addr: cfg.Listen, Token: cfg.Token, MaxRate: cfg.MaxRate,
+		Addr: cfg.Listen, Token: cfg.Token, MaxRate: cfg.MaxRate, TotalRate: cfg.TotalRate,
 		CertFile: env.Path(cfg.Cert), KeyFile: env.Path(cfg.Key),
 		CachePackets: cfg.CachePackets, CacheDuration: cacheDuration(cfg.CacheDuration),
 		MaxPeers: cfg.MaxPeers, Log: env.Log,
@@ -245,15 +250,18 @@ func (s *Stage) handle(p *core.Packet, out core.Output) {
 	out.Emit(p)
 }
 
-// Reconfigure applies a new token and max_rate to the running repair
-// server: edges already connected keep their connection, new ones need the
-// new token, every edge's limiter takes the new rate from its next request.
-// Any other parameter needs a restart.
+// Reconfigure applies a new token, max_rate and total_rate to the running
+// repair server: edges already connected keep their connection, new ones
+// need the new token, every edge's limiter takes the new rates from its
+// next request. Any other parameter needs a restart.
 func (s *Stage) Reconfigure(cfg *Config) error {
 	rest := *cfg
-	rest.Token, rest.MaxRate = s.cfg.Token, s.cfg.MaxRate
+	rest.Token, rest.MaxRate, rest.TotalRate = s.cfg.Token, s.cfg.MaxRate, s.cfg.TotalRate
 	if rest != *s.cfg {
-		return fmt.Errorf("quic-retransmit: %w: only token and max_rate change in place", core.ErrNotLive)
+		return fmt.Errorf("quic-retransmit: %w: only token, max_rate and total_rate change in place", core.ErrNotLive)
+	}
+	if cfg.TotalRate < 0 {
+		return fmt.Errorf("quic-retransmit: total_rate %d is negative", cfg.TotalRate)
 	}
 	// Validate bounded both, so neither can fail half way.
 	if err := s.srv.SetToken(cfg.Token); err != nil {
@@ -262,9 +270,24 @@ func (s *Stage) Reconfigure(cfg *Config) error {
 	if err := s.srv.SetMaxRate(cfg.MaxRate); err != nil {
 		return fmt.Errorf("quic-retransmit: %w", err)
 	}
-	s.env.Log.Info("quic-retransmit reconfigured", "auth", cfg.Token != "", "max_rate", cfg.MaxRate)
+	_ = s.srv.SetTotalRate(cfg.TotalRate) // checked above
+	s.env.Log.Info("quic-retransmit reconfigured", "auth", cfg.Token != "", "max_rate", cfg.MaxRate, "total_rate", cfg.TotalRate)
 	return nil
 }
+
+// RepairBudget is total_rate, the bytes/s of repairs the edges share
+// (control.RepairSharer); 0: none.
+func (s *Stage) RepairBudget() int { return s.srv.TotalRate() }
+
+// SetRepairRates sets the listed edges' repair rates in bytes/s (by
+// core.Edge.ID); the other connected edges share what is left equally
+// (control.RepairSharer). Without a total_rate it changes nothing until
+// one is set. Safe from any goroutine.
+func (s *Stage) SetRepairRates(rates map[int]int) { s.srv.SetShares(rates) }
+
+// RepairedBytes is the bytes repaired so far to each connected edge, by
+// core.Edge.ID (control.RepairSharer).
+func (s *Stage) RepairedBytes() map[int]uint64 { return s.srv.RepairedBytes() }
 
 // end keeps ssrc's cache answering for RetainAfterEnd, then frees it.
 func (s *Stage) end(ssrc uint32) {
