@@ -30,6 +30,8 @@ var stageCounters = map[string]Family{
 	"bytes_written":            {Name: "mediapipe_stage_written_bytes_total", Help: "Bytes written to recording files."},
 	"datagrams_sent":           {Name: "mediapipe_stage_sent_datagrams_total", Help: "UDP datagrams sent (RTP media), each destination counted."},
 	"rtcp_sent":                {Name: "mediapipe_stage_sent_rtcp_packets_total", Help: "RTCP packets sent (SR+SDES announcements, BYE)."},
+	"pace_held":                {Name: "mediapipe_stage_paced_packets_total", Help: "Packets udp-sink held back to pace their stream's burst."},
+	"pace_overrun":             {Name: "mediapipe_stage_pace_overrun_packets_total", Help: "Packets udp-sink sent ahead of their stream's pace because the stream held too much (its pace is below its rate)."},
 	"keyframes":                {Name: "mediapipe_stage_keyframes_total", Help: "Video keyframes passed to viewers."},
 	"viewers_kicked":           {Name: "mediapipe_stage_viewers_kicked_total", Help: "Viewers disconnected through the control API (DELETE /api/viewers/ID)."},
 	"viewers_served":           {Name: "mediapipe_stage_viewers_served_total", Help: "Viewer responses started."},

@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 	"golang.org/x/net/ipv4"
 
 	"github.com/mediapipe/mediapipe/core"
@@ -84,6 +86,44 @@ func BenchmarkSinkMixed(b *testing.B) {
 	}
 	warmPool(cap(in)+64+64, 1200)
 	drive(b, st, s, in, done, func(i int) []byte { return pkts[i%len(pkts)] })
+}
+
+// BenchmarkSinkPaced is BenchmarkSink's default case (batch 64, GSO) with
+// the stream paced: at 1 GB/s, above what the sink sends here, every packet
+// passes the token bucket at once; at 200 MB/s the stream's queue fills to
+// its cap and stays there (pacing holds, the timer releases, overruns go
+// at once). Both must stay at 0 allocs/op.
+//
+//	go test -run '^$' -bench 'SinkPaced' -benchtime 200000x -count 5 -benchmem ./stages/udpsink
+func BenchmarkSinkPaced(b *testing.B) {
+	for _, pace := range []int{1_000_000_000, 200_000_000} {
+		b.Run("pace="+itoa(pace), func(b *testing.B) {
+			rx := discardingReceiver(b)
+			env := core.TestEnv("udp-sink")
+			st := newStage(&Config{Destinations: []string{rx.LocalAddr().String()}, TTL: 1, Batch: 64, GSO: true, WriteBuffer: 4 << 20, MulticastLoopback: true, Pace: pace}, env)
+			if err := st.Open(context.Background()); err != nil {
+				b.Fatal(err)
+			}
+			in := make(chan *core.Packet, 1024)
+			done := make(chan error, 1)
+			go func() { done <- st.Run(context.Background(), in, stagetest.Discard{}) }()
+			s := core.NewStream("live/bench")
+			in <- core.NewEvent(core.EventStart, s)
+			pkt := rtpPacket(b, 1, 0, 0, 1188)
+			warmPool(cap(in)+64+paceCapMax/len(pkt)+64, len(pkt))
+			b.SetBytes(int64(len(pkt)))
+			drive(b, st, s, in, done, func(int) []byte { return pkt })
+			b.ReportMetric(float64(counterValueB(b, st.paceHeld))/float64(b.N), "held/pkt")
+		})
+	}
+}
+
+func counterValueB(b *testing.B, c prometheus.Counter) float64 {
+	var m dto.Metric
+	if err := c.Write(&m); err != nil {
+		b.Fatal(err)
+	}
+	return m.GetCounter().GetValue()
 }
 
 // drive sends b.N packets of stream s (the i-th's bytes from next) into the

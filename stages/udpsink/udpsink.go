@@ -34,6 +34,7 @@ type Config struct {
 	Batch             int           `param:"batch" default:"64" min:"1" max:"1024" doc:"most datagrams handed to the kernel per sendmmsg"`
 	BatchWait         time.Duration `param:"batch_wait" default:"0s" min:"0" max:"0.01" doc:"once a packet is queued and the input is momentarily empty, wait at most this long for more to fill the batch before sending (bounds the latency added per packet); 0 sends whatever is queued at once"`
 	GSO               bool          `param:"gso" default:"true" doc:"send each run of equal-size datagrams to a unicast destination as one UDP_SEGMENT (GSO) message, a batch's runs and lone datagrams together in one sendmmsg (Linux 4.18+; falls back to a message per datagram by itself where the kernel or device refuses); false: always a message per datagram"`
+	Pace              int           `param:"pace" default:"0" min:"0" live:"true" doc:"bytes/s at which each stream's bursts (a keyframe's fragments) are spread, per stream: a token bucket of 1 ms at this rate (at least 6000 bytes) lets packets within it go at once and holds the rest, at most 100 ms at this rate (64 KiB … 1 MiB) per stream, past which the oldest go at once (counted as pace_overrun). The transmission controller sets each stream's pace itself (docs/control.md), overriding this. 0: no pacing. Live on reload, from each stream's next packet"`
 	WriteBuffer       int           `param:"write_buffer" default:"4194304" min:"0" doc:"socket send buffer in bytes (SO_SNDBUF; the kernel may cap it); 0 keeps the system default"`
 }
 
@@ -136,6 +137,24 @@ type Stage struct {
 	lastStream *core.Stream
 	lastState  *streamState
 
+	// Pacing (pace.go). SetPace and Reconfigure leave new paces in paceNew
+	// and staticPace and raise paceDirty; Run takes them up before its
+	// next packet. holding lists the streams with packets held; paced
+	// counts the paced streams, so an unpaced sink never reads the clock
+	// for pacing; wall is the wall clock at this wake-up (pacing bounds
+	// real time, like batch_wait).
+	paceMu      sync.Mutex
+	paceNew     map[*core.Stream]float64
+	paceDirty   atomic.Bool
+	staticPace  atomic.Int64
+	static      float64
+	holding     []*streamState
+	paced       int
+	paceArmed   bool
+	wall        time.Time
+	paceHeld    prometheus.Counter
+	paceOverrun prometheus.Counter
+
 	sendErr  *core.DropCounter
 	badRTP   *core.DropCounter
 	sent     prometheus.Counter
@@ -179,6 +198,8 @@ type streamState struct {
 	ann      []byte // this stream's current RTCP datagram
 
 	unnamable bool // name refused by SDES; logged once
+
+	pc pacer
 }
 
 // New builds a udp-sink; Open resolves and opens the sockets.
@@ -209,7 +230,13 @@ func newStage(cfg *Config, env *core.Env) *Stage {
 		sent:     env.Metrics.Counter("datagrams_sent"),
 		rtcpSent: env.Metrics.Counter("rtcp_sent"),
 		active:   env.Metrics.Gauge("streams"),
+		paceNew:  map[*core.Stream]float64{},
+
+		paceHeld:    env.Metrics.Counter("pace_held"),
+		paceOverrun: env.Metrics.Counter("pace_overrun"),
 	}
+	s.staticPace.Store(int64(cfg.Pace))
+	s.static = float64(cfg.Pace)
 	return s
 }
 
@@ -314,8 +341,14 @@ func (s *Stage) Reconfigure(cfg *Config) error {
 	// else asks for a restart rather than being ignored.
 	was, now := s.cfg, *cfg
 	was.Destinations, now.Destinations = nil, nil
+	was.Pace, now.Pace = 0, 0
 	if !reflect.DeepEqual(was, now) {
-		return fmt.Errorf("udp-sink: only destinations changes in place: %w", core.ErrNotLive)
+		return fmt.Errorf("udp-sink: only destinations and pace change in place: %w", core.ErrNotLive)
+	}
+	if cfg.Pace != s.cfg.Pace {
+		s.cfg.Pace = cfg.Pace
+		s.staticPace.Store(int64(cfg.Pace))
+		s.paceDirty.Store(true)
 	}
 	cur := s.dests.Load()
 	if cur == nil { // not opened yet: Open takes the new list
@@ -435,6 +468,10 @@ func (s *Stage) Run(ctx context.Context, in <-chan *core.Packet, _ core.Output) 
 		wait.Stop()
 		defer wait.Stop()
 	}
+	// Held packets wait on this one timer (pace.go), wall time too.
+	pace := time.NewTimer(time.Hour)
+	pace.Stop()
+	defer pace.Stop()
 	for {
 		select {
 		case p, ok := <-in:
@@ -443,12 +480,22 @@ func (s *Stage) Run(ctx context.Context, in <-chan *core.Packet, _ core.Output) 
 				return nil
 			}
 			s.now = s.env.Clock.Now()
+			if s.paced > 0 || s.static > 0 {
+				s.wall = time.Now()
+			}
 			s.handle(p)
 			if !s.gather(in, wait) {
 				s.finish()
 				return nil
 			}
 			s.send()
+			s.rearm(pace)
+		case <-pace.C:
+			s.paceArmed = false
+			s.now, s.wall = s.env.Clock.Now(), time.Now()
+			s.release()
+			s.send()
+			s.rearm(pace)
 		case <-timer.C():
 			// Idle too, a changed set is taken up (and removed
 			// destinations' sockets closed) within a second.
@@ -456,8 +503,12 @@ func (s *Stage) Run(ctx context.Context, in <-chan *core.Packet, _ core.Output) 
 				s.adopt()
 				s.announceNew = false // announceAll tells them now
 			}
+			if s.paceDirty.Load() { // idle too, paces set are taken up
+				s.applyPace()
+			}
 			s.announceAll()
 			s.send()
+			s.rearm(pace)
 			timer.Reset(announceEvery)
 		}
 	}
@@ -492,6 +543,9 @@ func (s *Stage) gather(in <-chan *core.Packet, wait *time.Timer) bool {
 				wait.Stop()
 				return false
 			}
+			if s.paced > 0 || s.static > 0 {
+				s.wall = time.Now()
+			}
 			s.handle(p)
 		case <-wait.C:
 			return true
@@ -511,10 +565,13 @@ func (s *Stage) state(st *core.Stream) *streamState {
 }
 
 func (s *Stage) handle(p *core.Packet) {
+	if s.paceDirty.Load() {
+		s.applyPace()
+	}
 	switch p.Event {
 	case core.EventStart:
 		if p.Stream != nil && s.streams[p.Stream] == nil {
-			s.streams[p.Stream] = &streamState{}
+			s.streams[p.Stream] = s.newState()
 			s.lastStream = nil
 			s.active.Set(float64(len(s.streams)))
 		}
@@ -522,6 +579,7 @@ func (s *Stage) handle(p *core.Packet) {
 		return
 	case core.EventEnd:
 		if ss := s.streams[p.Stream]; ss != nil {
+			s.forget(ss) // its held packets go before its BYE
 			s.bye(p.Stream, ss)
 			delete(s.streams, p.Stream)
 			s.lastStream = nil
@@ -536,10 +594,11 @@ func (s *Stage) handle(p *core.Packet) {
 		p.Release()
 		return
 	}
+	var ss *streamState
 	if p.Stream != nil {
-		ss := s.state(p.Stream)
+		ss = s.state(p.Stream)
 		if ss == nil { // data without a start event: adopt the stream
-			ss = &streamState{}
+			ss = s.newState()
 			s.streams[p.Stream] = ss
 			s.lastStream = nil
 			s.active.Set(float64(len(s.streams)))
@@ -547,14 +606,15 @@ func (s *Stage) handle(p *core.Packet) {
 		ssrc, pt := rtpheader.SSRC(p.Data), rtpheader.PayloadType(p.Data)
 		if ss.known && pt != ss.pt {
 			// fec-encoder's parity (its own SSRC and payload type): sent
-			// as is; the stream's announced SSRC and report are the media's
-			s.add(p.Data, p)
+			// as is, paced with the media; the stream's announced SSRC and
+			// report are the media's
+			s.pass(ss, p)
 			return
 		}
 		if !ss.known || ss.ssrc != ssrc {
 			// The stream's first packet (or a new SSRC): announce first, so a
 			// receiver can name the SSRC before any of its RTP arrives.
-			*ss = streamState{ssrc: ssrc, pt: pt, known: true, ann: ss.ann, unnamable: ss.unnamable}
+			*ss = streamState{ssrc: ssrc, pt: pt, known: true, ann: ss.ann, unnamable: ss.unnamable, pc: ss.pc}
 			ss.lastTS, ss.lastWall = rtpheader.Timestamp(p.Data), s.now
 			s.announce(p.Stream, ss)
 		}
@@ -571,12 +631,12 @@ func (s *Stage) handle(p *core.Packet) {
 		ss.lastTS = ts
 		ss.lastWall = s.now
 		if resumed {
-			s.add(p.Data, p)
+			s.pass(ss, p)
 			s.announce(p.Stream, ss)
 			return
 		}
 	}
-	s.add(p.Data, p)
+	s.pass(ss, p)
 }
 
 // add appends one datagram to the batch, sending the batch first if full.
@@ -641,6 +701,7 @@ func (s *Stage) announceAll() {
 // finish says BYE for streams that never got an end event and sends the rest.
 func (s *Stage) finish() {
 	for st, ss := range s.streams {
+		s.forget(ss) // held packets go before the BYE
 		s.bye(st, ss)
 	}
 	clear(s.streams)
