@@ -10,6 +10,7 @@ import (
 	"github.com/mediapipe/mediapipe/core/media/flv"
 	"github.com/mediapipe/mediapipe/core/stagetest"
 	"github.com/mediapipe/mediapipe/internal/testrun"
+	"github.com/mediapipe/mediapipe/stages/fec/fecparity"
 	_ "github.com/mediapipe/mediapipe/stages/udpsink"
 	"github.com/mediapipe/mediapipe/stages/udpsource"
 )
@@ -131,4 +132,32 @@ func TestOverTheWire(t *testing.T) {
 		})
 		check(t, out)
 	})
+}
+
+// fecparity.Is, the check udp-sink and rtp-reorder use, knows parity by its
+// header and SSRC relation whatever its payload type, agrees with the
+// decoder's parser, and takes no source packet, nor parity whose SSRC is
+// not tied to its protected SSRC's.
+func TestParityCheck(t *testing.T) {
+	for _, pt := range []uint8{96, 101, 127} {
+		for _, l := range []int{shardPrefix + rtpHeader, 40, MaxShard} {
+			b := make([]byte, parityHead+l)
+			putParityHeader(b, pt, 7, 0, 0x1234, 100, 10, 2, 1, l)
+			if _, ok := parseParity(b, pt); !ok || !fecparity.Is(b) {
+				t.Fatalf("parity of payload type %d, shard %d: parsed %v, recognised %v", pt, l, ok, fecparity.Is(b))
+			}
+			b[11] ^= 1 // its own SSRC no longer tied to the protected one
+			if fecparity.Is(b) {
+				t.Fatal("parity with an unrelated SSRC recognised")
+			}
+		}
+	}
+	if fecparity.SSRCMask != paritySSRCMask {
+		t.Fatal("fecparity's SSRC mask differs from the encoder's")
+	}
+	for _, n := range []int{0, 11, 12, 40, 1200} {
+		if fecparity.Is(source(0, 5, n)) {
+			t.Fatalf("a source packet of %d bytes taken for parity", n)
+		}
+	}
 }

@@ -21,6 +21,7 @@ import (
 	"github.com/mediapipe/mediapipe/core/media/repairwire"
 	"github.com/mediapipe/mediapipe/core/media/rtpheader"
 	"github.com/mediapipe/mediapipe/internal/repair"
+	"github.com/mediapipe/mediapipe/stages/fec/fecparity"
 )
 
 // sample is an example [[pipeline.stage]] block for this stage, carried in
@@ -518,6 +519,14 @@ func (s *Stage) handle(p *core.Packet, out core.Output) {
 		return
 	}
 	seq, ssrc, pt := rtpheader.Seq(p.Data), rtpheader.SSRC(p.Data), rtpheader.PayloadType(p.Data)
+	if (!b.started || pt != b.pt) && fecparity.Is(p.Data) {
+		// Parity first (no fec-decoder before this stage, joined
+		// mid-stream or the cloud restarted): not the media, whose
+		// payload type is learned from its first packet.
+		s.otherPT.Inc()
+		p.Release()
+		return
+	}
 	if b.started && pt != b.pt {
 		s.otherPT.Inc() // parity is not media: it must not restart the stream
 		p.Release()

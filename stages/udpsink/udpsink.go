@@ -22,6 +22,7 @@ import (
 	"github.com/mediapipe/mediapipe/core/media/announce"
 	"github.com/mediapipe/mediapipe/core/media/rtpheader"
 	"github.com/mediapipe/mediapipe/internal/udpbatch"
+	"github.com/mediapipe/mediapipe/stages/fec/fecparity"
 	"github.com/mediapipe/mediapipe/stages/internal/sockbuf"
 )
 
@@ -604,6 +605,13 @@ func (s *Stage) handle(p *core.Packet) {
 			s.active.Set(float64(len(s.streams)))
 		}
 		ssrc, pt := rtpheader.SSRC(p.Data), rtpheader.PayloadType(p.Data)
+		if (!ss.known || pt != ss.pt) && fecparity.Is(p.Data) {
+			// Parity opening the stream (an encoder restarted mid-group):
+			// not the media, whose SSRC and payload type are learned from
+			// the first media packet.
+			s.pass(ss, p)
+			return
+		}
 		if ss.known && pt != ss.pt {
 			// fec-encoder's parity (its own SSRC and payload type): sent
 			// as is, paced with the media; the stream's announced SSRC and
