@@ -73,6 +73,7 @@ var stageCounters = map[string]Family{
 	"auth_cached":              {Name: "mediapipe_stage_auth_cached_total", Help: "Auth decisions answered from a kept answer, without a call."},
 	"fec_parity_sent":          {Name: "mediapipe_stage_fec_parity_sent_packets_total", Help: "Parity packets fec-encoder sent."},
 	"fec_recovered":            {Name: "mediapipe_stage_fec_recovered_packets_total", Help: "Lost source packets fec-decoder recovered from parity."},
+	"fec_rebuilt":              {Name: "mediapipe_stage_fec_rebuilt_packets_total", Help: "Packets fec-decoder rebuilt that rtp-reorder took in place of lost ones; its reports count them as lost (the loss before FEC and repair)."},
 	"duplicated":               {Name: "mediapipe_netsim_duplicated_packets_total", Help: "Packets netsim duplicated."},
 	"reordered":                {Name: "mediapipe_netsim_reordered_packets_total", Help: "Packets netsim delayed out of order."},
 }

@@ -52,6 +52,10 @@ type Packet struct {
 	// Ingest is when the packet's content entered this process
 	// (UnixNano), kept across stages for latency measurement.
 	Ingest int64
+	// Rebuilt marks an rtp packet fec-decoder recovered from parity: it
+	// did not arrive by itself, so an edge's receiver report counts it as
+	// lost (the loss reported is the path's, before FEC and repair).
+	Rebuilt bool
 
 	class int8 // pool size class; -1 when not pooled
 	// refs counts the shares of this packet's buffer still held besides
@@ -106,7 +110,7 @@ func NewEvent(ev Event, s *Stream) *Packet {
 func (p *Packet) Clone() *Packet {
 	c := NewPacket(len(p.Data))
 	copy(c.Data, p.Data)
-	c.Event, c.Stream, c.Type, c.Timestamp, c.Ingest = p.Event, p.Stream, p.Type, p.Timestamp, p.Ingest
+	c.Event, c.Stream, c.Type, c.Timestamp, c.Ingest, c.Rebuilt = p.Event, p.Stream, p.Type, p.Timestamp, p.Ingest, p.Rebuilt
 	return c
 }
 
@@ -122,7 +126,7 @@ func (p *Packet) Share() *Packet {
 	}
 	root.refs.Add(1)
 	s := unpooled.Get().(*Packet)
-	s.Event, s.Stream, s.Type, s.Timestamp, s.Ingest = p.Event, p.Stream, p.Type, p.Timestamp, p.Ingest
+	s.Event, s.Stream, s.Type, s.Timestamp, s.Ingest, s.Rebuilt = p.Event, p.Stream, p.Type, p.Timestamp, p.Ingest, p.Rebuilt
 	s.Data = p.Data[:len(p.Data):len(p.Data)]
 	s.owner = root
 	return s
@@ -136,7 +140,7 @@ func (p *Packet) Release() {
 	}
 	if root := p.owner; root != nil {
 		p.owner = nil
-		p.Event, p.Stream, p.Type, p.Timestamp, p.Ingest = EventData, nil, 0, 0, 0
+		p.Event, p.Stream, p.Type, p.Timestamp, p.Ingest, p.Rebuilt = EventData, nil, 0, 0, 0, false
 		p.Data = nil
 		unpooled.Put(p)
 		root.unref()
@@ -159,7 +163,7 @@ func (p *Packet) unref() {
 }
 
 func (p *Packet) recycle() {
-	p.Event, p.Stream, p.Type, p.Timestamp, p.Ingest = EventData, nil, 0, 0, 0
+	p.Event, p.Stream, p.Type, p.Timestamp, p.Ingest, p.Rebuilt = EventData, nil, 0, 0, 0, false
 	if p.class < 0 {
 		p.Data = nil
 		unpooled.Put(p)

@@ -341,6 +341,7 @@ func (d *Decoder) try(st *decStream, g *group) {
 		copy(p.Data, pkt)
 		_, _, ts, _, _ := rtpFields(pkt)
 		p.Stream, p.Timestamp, p.Ingest = st.stream, ts, d.env.Clock.Now().UnixNano()
+		p.Rebuilt = true // rtp-reorder reports it lost: the path's loss is before FEC
 		d.recovered.Inc()
 		d.out.Emit(p)
 	}

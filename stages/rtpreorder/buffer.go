@@ -70,6 +70,7 @@ type bufferEnv struct {
 	repairDelay func(d time.Duration) // one gap took d from its NACK to its repair
 
 	gapSkipped, duplicate, late, overflow, repaired counter
+	rebuilt                                         counter // packets fec-decoder rebuilt
 	// Skipped gaps by their last ask; repairs that came after latency.
 	refused, unavailable, repairLate counter
 }
@@ -196,9 +197,6 @@ func (b *buffer) insert(p *core.Packet, seq uint16, repair bool, out core.Output
 		b.end = b.next
 		b.fresh = false
 	}
-	if !repair && len(p.Data) >= rtpheader.Size {
-		b.rr.arrive(seq, rtpheader.Timestamp(p.Data), len(p.Data), p.Ingest)
-	}
 	ext := b.unwrap(seq)
 	size := b.max
 
@@ -207,6 +205,7 @@ func (b *buffer) insert(p *core.Packet, seq uint16, repair bool, out core.Output
 		if sl.ext == ext && sl.state == slotReleased {
 			b.env.duplicate.Inc()
 		} else {
+			b.arrived(p, seq, repair) // too late for viewers, but it came
 			b.env.late.Inc()
 			if repair && sl.ext == ext && sl.state == slotSkipped && !sl.askedAt.IsZero() {
 				// Too late, but it tells how long a repair takes.
@@ -224,6 +223,7 @@ func (b *buffer) insert(p *core.Packet, seq uint16, repair bool, out core.Output
 			p.Release()
 			return
 		}
+		b.arrived(p, seq, repair)
 		b.answer(sl)
 		sl.state, sl.pkt = slotHeld, p
 		b.missing--
@@ -247,6 +247,7 @@ func (b *buffer) insert(p *core.Packet, seq uint16, repair bool, out core.Output
 	}
 
 	// A new packet ahead of everything seen.
+	b.arrived(p, seq, repair)
 	if ext == b.end && b.next == b.end {
 		// The no-loss path: nothing held, emit at once.
 		sl := b.slot(ext)
@@ -273,6 +274,22 @@ func (b *buffer) insert(p *core.Packet, seq uint16, repair bool, out core.Output
 	b.end = ext + 1
 	if b.next == ext {
 		b.release(out)
+	}
+}
+
+// arrived counts p, found not to be a duplicate, in the receiver report:
+// a packet that came by itself as received; one fec-decoder rebuilt as lost
+// (it is counted apart), so the loss an edge reports is the path's, before
+// FEC and repair, and a controller sees what its parity has to cover. A
+// repair is counted where it fills its gap, with its wait.
+func (b *buffer) arrived(p *core.Packet, seq uint16, repair bool) {
+	switch {
+	case repair:
+	case p.Rebuilt:
+		b.rr.rebuilt(len(p.Data))
+		b.env.rebuilt.Inc()
+	case len(p.Data) >= rtpheader.Size:
+		b.rr.arrive(seq, rtpheader.Timestamp(p.Data), len(p.Data), p.Ingest)
 	}
 }
 

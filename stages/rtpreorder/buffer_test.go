@@ -23,7 +23,7 @@ type rig struct {
 	retry time.Duration // 0: nothing repairs
 
 	gapSkipped, duplicate, late, overflow, repaired count
-	refused, unavailable, repairLate                count
+	refused, unavailable, repairLate, rebuilt       count
 	delays                                          []time.Duration // repairDelay's samples
 	wakes                                           int             // calls of wake
 	nacked                                          []uint16        // every NACK the buffer queued, in order
@@ -47,6 +47,7 @@ func newRig(t testing.TB, size int, latency, retry time.Duration) *rig {
 		refused:     &r.refused,
 		unavailable: &r.unavailable,
 		repairLate:  &r.repairLate,
+		rebuilt:     &r.rebuilt,
 	}
 	r.b = newBuffer(&r.env, nil, size)
 	r.b.reset(1)

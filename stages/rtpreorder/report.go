@@ -15,7 +15,8 @@ const ReportInterval = time.Second
 
 // rrStats are one SSRC's receiver-report figures (RFC 3550 §6.4.1, A.1,
 // A.8), kept on Run's goroutine as packets arrive: only packets that came
-// by themselves count as received, so the loss is the path's, before
+// by themselves count as received (not repairs, not those fec-decoder
+// rebuilt, not duplicates), so the loss is the path's, before FEC and
 // repair.
 type rrStats struct {
 	started          bool
@@ -78,6 +79,10 @@ func (r *rrStats) arrive(seq uint16, ts uint32, size int, ingest int64) {
 	}
 	r.lastIngest, r.lastTS = ingest, ts
 }
+
+// rebuilt counts a packet fec-decoder rebuilt: delivered, but not
+// received (it stays lost in the figures), and no jitter sample.
+func (r *rrStats) rebuilt(size int) { r.bytes += uint64(size) }
 
 // repaired counts a repaired packet and how long its gap waited.
 func (r *rrStats) repaired(size int, wait time.Duration) {

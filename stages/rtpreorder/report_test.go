@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/mediapipe/mediapipe/core"
+	"github.com/mediapipe/mediapipe/core/media/rtpheader"
 )
 
 // TestReceiverReportFigures: loss per interval and in total, the extended
@@ -64,5 +65,44 @@ func TestReceiverReportFigures(t *testing.T) {
 	}
 	if rep.WaitMeanUS != 0 || rep.WaitMaxUS != 0 {
 		t.Fatalf("waits not reset: %+v", rep)
+	}
+}
+
+// TestReportLossBeforeFEC: packets fec-decoder rebuilt are delivered but
+// reported lost, and duplicates (a packet that came twice, late or within
+// the window) are not counted as received: the fraction lost an edge
+// reports is the path's loss before FEC and repair, which is what a
+// controller setting the parity must see. (Counting rebuilt packets as
+// received reported no loss while FEC covered it all, so the controller
+// dropped the parity and the loss came back.)
+func TestReportLossBeforeFEC(t *testing.T) {
+	r := newRig(t, 256, 100*time.Millisecond, 0)
+	r.b.stream, r.b.loss = core.NewStream("live/fec"), new(core.StreamLoss)
+	now := time.Unix(1_800_000_000, 0)
+	send := func(seq uint16, rebuilt bool) {
+		p := core.NewPacket(rtpheader.Size + 100)
+		rtpheader.Put(p.Data, rtpheader.Header{PayloadType: 100, Seq: seq, Timestamp: uint32(seq), SSRC: 1})
+		p.Rebuilt = rebuilt
+		r.b.insert(p, seq, false, r)
+	}
+	for q := range uint16(200) {
+		send(q, q%10 == 3) // 10 % lost on the path, all rebuilt by FEC
+		if q%20 == 19 {
+			send(q-1, false) // a duplicate of a released packet
+			send(q-5, false)
+		}
+	}
+	if len(r.out) != 200 {
+		t.Fatalf("%d packets delivered, want 200", len(r.out))
+	}
+	rep := r.b.rr.report(r.b, now)
+	if rep.RR.TotalLost != 20 || rep.RR.FractionLost != 25 { // 20/200 × 256 = 25.6
+		t.Fatalf("reported lost %d (fraction %d/256), want 20 (25/256): the loss before FEC", rep.RR.TotalLost, rep.RR.FractionLost)
+	}
+	if r.rebuilt != 20 {
+		t.Fatalf("fec_rebuilt %d, want 20", r.rebuilt)
+	}
+	if r.duplicate != 20 {
+		t.Fatalf("duplicates %d, want 20", r.duplicate)
 	}
 }

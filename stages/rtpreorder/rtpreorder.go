@@ -225,6 +225,7 @@ func New(cfg *Config, env *core.Env) (core.Stage, error) {
 		refused:     s.repairRefused,
 		unavailable: s.repairUnavailable,
 		repairLate:  s.repairedLate,
+		rebuilt:     m.Counter("fec_rebuilt"),
 	}
 	return s, nil
 }
