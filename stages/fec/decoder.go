@@ -15,7 +15,7 @@ import (
 type DecoderConfig struct {
 	PayloadType int `param:"payload_type" default:"101" min:"96" max:"127" doc:"RTP payload type of the parity packets, as fec-encoder sends them; packets of any other type are source packets"`
 	Window      int `param:"window" default:"256" min:"128" max:"4096" doc:"source packets kept per stream to recover from (copies, at most 4094 bytes each); a group whose last packet is window/2 behind the newest is given up"`
-	MaxGroups   int `param:"max_groups" default:"8" min:"1" max:"64" doc:"groups per stream whose parity waits for recovery; a further group evicts the oldest. Bounds what parity (even a stranger's) can hold: max_groups × 32 × 4 KiB per stream"`
+	MaxGroups   int `param:"max_groups" default:"8" min:"1" max:"64" doc:"groups per stream whose parity waits for recovery (a group is its base and geometry: parity claiming a base with another geometry files its own); a further group evicts the oldest one ahead of the stream, else the oldest. Bounds what parity (even a stranger's) can hold: max_groups × 32 × 4 KiB per stream; source packets are never held"`
 }
 
 //go:embed decoder.toml
@@ -186,7 +186,8 @@ func (d *Decoder) retry(st *decStream, seq uint16) {
 // parity files a parity packet under its group and tries the group.
 func (d *Decoder) parity(st *decStream, p *core.Packet) {
 	f, ok := parseParity(p.Data, d.pt)
-	if !ok || f.k > len(st.ring)/2 || len(f.shard) < shardPrefix+rtpHeader {
+	// The encoder ties the parity's own SSRC to the one it protects.
+	if !ok || f.k > len(st.ring)/2 || len(f.shard) < shardPrefix+rtpHeader || binary.BigEndian.Uint32(p.Data[8:]) != f.ssrc^paritySSRCMask {
 		d.junk.Inc()
 		return
 	}
@@ -204,9 +205,14 @@ func (d *Decoder) parity(st *decStream, p *core.Packet) {
 		d.stale.Inc()
 		return
 	}
+	// A group is its base and its geometry: parity that claims a base
+	// with another geometry (a stranger's, or an encoder's from before a
+	// restart) files a group of its own, so it cannot lock the genuine
+	// group out by coming first. Each holds a slot until it completes,
+	// is passed by the stream or is evicted: bounded by max_groups.
 	var g *group
 	for i := range st.groups {
-		if x := &st.groups[i]; x.used && x.base == f.base {
+		if x := &st.groups[i]; x.used && x.base == f.base && x.k == f.k && x.m == f.m && x.l == len(f.shard) {
 			g = x
 			break
 		}
@@ -217,9 +223,6 @@ func (d *Decoder) parity(st *decStream, p *core.Packet) {
 		g.have = [MaxParity]bool{}
 		st.born++
 		g.born = st.born
-	} else if g.k != f.k || g.m != f.m || g.l != len(f.shard) {
-		d.junk.Inc()
-		return
 	}
 	if g.have[f.index] {
 		d.dupParity.Inc()
@@ -232,9 +235,11 @@ func (d *Decoder) parity(st *decStream, p *core.Packet) {
 	d.try(st, g)
 }
 
-// take returns a free group slot, evicting the oldest group if need be.
+// take returns a free group slot, evicting if need be the oldest group
+// ahead of the stream (none of its packets seen: genuine parity follows its
+// group, so such a group is whole-group loss or made up), else the oldest.
 func (d *Decoder) take(st *decStream) *group {
-	var old *group
+	var old, ahead *group
 	for i := range st.groups {
 		g := &st.groups[i]
 		if !g.used {
@@ -243,6 +248,12 @@ func (d *Decoder) take(st *decStream) *group {
 		if old == nil || g.born < old.born {
 			old = g
 		}
+		if int16(g.base-st.newest) > 0 && (ahead == nil || g.born < ahead.born) {
+			ahead = g
+		}
+	}
+	if ahead != nil {
+		old = ahead
 	}
 	d.giveUp(st, old)
 	return old
