@@ -73,3 +73,23 @@ func TestShareDoesNotAllocate(t *testing.T) {
 	}
 	p.Release()
 }
+
+// Rebuilt travels with a packet's copies and shares (a fan-out after
+// fec-decoder keeps it) and does not outlive the packet in the pool.
+func TestRebuiltFlag(t *testing.T) {
+	p := NewPacket(100)
+	p.Rebuilt = true
+	c, s := p.Clone(), p.Share()
+	if !c.Rebuilt || !s.Rebuilt {
+		t.Fatalf("clone %v, share %v: the flag was lost", c.Rebuilt, s.Rebuilt)
+	}
+	c.Release()
+	s.Release()
+	if s.Rebuilt {
+		t.Fatal("a released share keeps the flag")
+	}
+	p.Release()
+	if p.Rebuilt {
+		t.Fatal("a released packet keeps the flag for its next user")
+	}
+}
