@@ -20,9 +20,9 @@ import (
 	"github.com/mediapipe/mediapipe/plugins/internal/shared"
 )
 
-// DefaultDecideTimeout bounds a Decide whose context has no deadline: a hung
-// plugin must not hold the controller.
-const DefaultDecideTimeout = 2 * time.Second
+// DecideTimeout bounds a Decide whose context has no deadline: a hung plugin
+// must not hold the controller.
+var DecideTimeout = 2 * time.Second
 
 // maxDecisionJSON bounds the decision a plugin may answer; a real one is a
 // few hundred bytes per stream and edge.
@@ -71,14 +71,14 @@ func (p *Policy) SetLogger(log *slog.Logger) {
 }
 
 // Decide implements control.Policy. It returns within ctx's deadline, or
-// DefaultDecideTimeout when ctx has none.
+// DecideTimeout when ctx has none.
 func (p *Policy) Decide(ctx context.Context, in *control.Input) (control.Decision, error) {
 	if in == nil {
 		return control.Decision{}, fmt.Errorf("policy plugin %s: no input", p.path)
 	}
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, DefaultDecideTimeout)
+		ctx, cancel = context.WithTimeout(ctx, DecideTimeout)
 		defer cancel()
 	}
 	body, err := json.Marshal(in)
