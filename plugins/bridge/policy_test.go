@@ -190,7 +190,7 @@ func TestPolicyPluginCrash(t *testing.T) {
 	p := openPolicy(t, "badpolicy")
 	first := p.PID()
 	_, err := decide(t, p, policyInput("crash"), 2*time.Second)
-	if err == nil || !strings.Contains(err.Error(), "badpolicy") {
+	if err == nil || !strings.Contains(err.Error(), "badpolicy") || !strings.Contains(err.Error(), "the process is gone") {
 		t.Fatalf("error = %v", err)
 	}
 	waitGone(t, first)
