@@ -66,6 +66,7 @@ func newController(e *Encoder, cfg *EncoderConfig) (*controller, error) {
 	c := &controller{e: e, name: cfg.Policy, path: cfg.Path,
 		prev: map[*flow]flowSample{}, meanGroup: map[*flow]float64{}, paced: map[*core.Stream]float64{},
 		errors: e.env.Metrics.Counter("control_policy_errors"), changes: e.env.Metrics.Counter("control_decisions")}
+	c.ctx, c.cancel = context.WithCancel(context.Background())
 	c.interval.Store(int64(cfg.Interval))
 	c.budget.Store(int64(cfg.LatencyBudget))
 	if cfg.Policy != policy.NamePlugin {
@@ -101,7 +102,6 @@ func (c *controller) reconfigure(cfg *EncoderConfig) {
 // start runs the loop on its own goroutine; the function it returns stops
 // it and closes the policy.
 func (c *controller) start() (stop func()) {
-	c.ctx, c.cancel = context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
