@@ -208,8 +208,11 @@ func TestControllerKeepsDecisionOnFailure(t *testing.T) {
 	pol.mu.Unlock()
 	e.ctl.tick() // overruns its deadline
 	e.ctl.tick() // the call is still stuck: not asked again
-	if errs() != 3 || pol.calls != 3 {
-		t.Fatalf("%v errors, %d calls; want 3 and 3", errs(), pol.calls)
+	pol.mu.Lock()
+	calls := pol.calls
+	pol.mu.Unlock()
+	if errs() != 3 || calls != 3 {
+		t.Fatalf("%v errors, %d calls; want 3 and 3", errs(), calls)
 	}
 	if n := sendGroup(e, out, s, 9, 30, 10); n != 5 {
 		t.Fatalf("%d parity while the policy hangs, want the 5 kept", n)
