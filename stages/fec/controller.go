@@ -193,6 +193,7 @@ func (c *controller) tick() {
 		c.fail(err)
 		tick.Decision, tick.Err = c.kept, err.Error()
 	} else {
+		d = sanitize(d)
 		c.apply(sib, &in, flows, d)
 		tick.Decision = d
 	}
@@ -396,6 +397,29 @@ func (c *controller) apply(sib siblings, in *control.Input, flows []*flow, d con
 		c.changes.Inc()
 		c.e.env.Log.Info("fec-encoder: control decision", "policy", c.name, "changes", strings.Join(changes, ", "), "reason", d.Reason)
 	}
+}
+
+// sanitize bounds what a policy (a plugin, say) answered: overheads to
+// 0 … 1, rates and shares finite and not negative, so what is applied and
+// shown in GET /api/control is sound.
+func sanitize(d control.Decision) control.Decision {
+	out := control.Decision{Streams: make(map[uint32]control.StreamDecision, len(d.Streams)), Reason: d.Reason}
+	for ssrc, sd := range d.Streams {
+		pace := sd.PaceBytesPerSecond
+		if math.IsNaN(pace) || math.IsInf(pace, 0) || pace < 0 {
+			pace = 0
+		}
+		out.Streams[ssrc] = control.StreamDecision{Overhead: clampOverhead(sd.Overhead), PaceBytesPerSecond: pace}
+	}
+	if len(d.RepairShares) > 0 {
+		out.RepairShares = make(map[int]float64, len(d.RepairShares))
+		for id, v := range d.RepairShares {
+			if !math.IsNaN(v) && v >= 0 {
+				out.RepairShares[id] = min(v, 1)
+			}
+		}
+	}
+	return out
 }
 
 func clampOverhead(o float64) float64 {
