@@ -19,9 +19,9 @@ import (
 
 // EncoderConfig is fec-encoder's parameters.
 type EncoderConfig struct {
-	Overhead    float64       `param:"overhead" default:"0.2" min:"0" max:"1" live:"true" doc:"parity packets per source packet (0.2 with group 10: 2 parity per 10); 0 sends no parity. The controller may set it per stream (SetOverhead); this is the default for streams it has not set. Applied on reload"`
-	Group       int           `param:"group" default:"10" min:"1" max:"64" doc:"source packets per group; parity follows each group"`
-	MaxWait     time.Duration `param:"max_wait" default:"20ms" min:"0.001" max:"1" doc:"longest a group stays open: then parity is sent over the packets so far. Bounds the latency FEC adds to a recovery"`
+	Overhead    float64       `param:"overhead" default:"0.2" min:"0" max:"1" live:"true" doc:"parity packets per source packet (0.2 with a group of 10: 2 parity per 10); 0 sends no parity. With policy static it applies to every stream; the other policies set each stream's own from the controller's first round on (docs/control.md), this applying until then. Applied on reload"`
+	Group       int           `param:"group" default:"16" min:"1" max:"64" doc:"source packets per group; parity follows each group. Larger groups make parity cheaper for the same protection (docs/control.md)"`
+	MaxWait     time.Duration `param:"max_wait" default:"40ms" min:"0.001" max:"1" doc:"longest a group stays open: then parity is sent over the packets so far. Bounds the latency FEC adds to a recovery; at 4 Mbit/s a group of 16 fills within 40 ms, at low bitrates groups close short and parity costs more (docs/control.md)"`
 	PayloadType int           `param:"payload_type" default:"101" min:"96" max:"127" doc:"RTP payload type of the parity packets; must differ from the media's (rtp-fragmenter's 100) and match fec-decoder's"`
 	// The transmission controller (docs/control.md).
 	Policy        string        `param:"policy" default:"mean-field" enum:"static,loss-adaptive,mean-field,plugin" doc:"the transmission controller's policy, run once per interval on what the encoder sent and what the edges report (through quic-retransmit in this pipeline): static (overhead for every stream, repair budget shared equally), loss-adaptive (parity from the edges' p90 loss), mean-field (parity, pacing and repair shares minimising the cloud's egress within the latency budget) or plugin (an external policy at path). Its decisions set each stream's overhead, udp-sink's pacing and quic-retransmit's repair shares (docs/control.md)"`
