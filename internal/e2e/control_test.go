@@ -112,6 +112,10 @@ name = "edge"
 				t.Errorf("policy %q", last.Tick.Policy)
 			}
 
+			_, _, metrics := api(t, http.MethodGet, "http://"+admin+"/metrics", apiToken)
+			if want := `mediapipe_control_overhead{pipeline="cloud",stream="live/ctl"}`; !strings.Contains(string(metrics), want) {
+				t.Errorf("metrics lack %s", want)
+			}
 			if err := push.Wait(); err != nil {
 				t.Fatalf("ffmpeg push: %v\n%s", err, testmedia.Stderr(push))
 			}

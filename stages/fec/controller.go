@@ -35,16 +35,17 @@ type controller struct {
 	policy control.Policy
 
 	// The loop's own state (one goroutine, or a test calling tick).
-	lastAt    time.Time
-	prev      map[*flow]flowSample
-	meanGroup map[*flow]float64        // last measured, kept while no parity is sent
-	repaired  map[int]uint64           // RepairedBytes at the last tick
-	paced     map[*core.Stream]float64 // pacing applied, per stream
-	rates     map[int]int              // repair rates applied
-	busy      chan struct{}            // closed when a Decide call that overran returns
-	kept      control.Decision         // what is applied now
-	errsSince int                      // policy failures not yet logged
-	errLogged time.Time
+	lastAt     time.Time
+	prev       map[*flow]flowSample
+	meanGroup  map[*flow]float64        // last measured, kept while no parity is sent
+	repaired   map[int]uint64           // RepairedBytes at the last tick
+	paced      map[*core.Stream]float64 // pacing applied, per stream
+	rates      map[int]int              // repair rates applied
+	busy       chan struct{}            // closed when a Decide call that overran returns
+	kept       control.Decision         // what is applied now
+	errsSince  int                      // policy failures not yet logged
+	noFeedback bool                     // logged that no EdgeReporter is in the pipeline
+	errLogged  time.Time
 
 	mu   sync.Mutex
 	last control.Tick
@@ -187,8 +188,22 @@ func (c *controller) tick() {
 	sib := c.findSiblings()
 	in, flows := c.gather(sib, elapsed.Seconds())
 
-	d, err := c.decide(&in)
 	tick := control.Tick{At: now, Policy: c.name, Input: in}
+	if sib.reporter == nil && (c.name == policy.NameLossAdaptive || c.name == policy.NameMeanField) {
+		// No quic-retransmit here: no feedback and no repair, so the
+		// adaptive policies have nothing to go on and the fixed overhead
+		// stays (they would otherwise send no parity at all).
+		if !c.noFeedback {
+			c.noFeedback = true
+			c.e.env.Log.Info("fec-encoder: no edge feedback in this pipeline (no quic-retransmit): the fixed overhead applies", "policy", c.name, "overhead", c.e.defaultOverhead())
+		}
+		tick.Decision = c.kept
+		c.mu.Lock()
+		c.last, c.have = tick, true
+		c.mu.Unlock()
+		return
+	}
+	d, err := c.decide(&in)
 	if err != nil {
 		c.fail(err)
 		tick.Decision, tick.Err = c.kept, err.Error()

@@ -236,7 +236,7 @@ func TestControllerKeepsDecisionOnFailure(t *testing.T) {
 // that the encoder never saw, leaves nothing behind.
 func TestControllerForgetsEndedStreams(t *testing.T) {
 	pacer := &fakePacer{}
-	e, _, out := ctlEncoder(t, map[string]any{"policy": "mean-field", "overhead": 0.2}, pacer)
+	e, _, out := ctlEncoder(t, map[string]any{"policy": "mean-field", "overhead": 0.2}, pacer, &fakeEdges{})
 	a, b := core.NewStream("live/a"), core.NewStream("live/b")
 	e.handle(core.NewEvent(core.EventStart, a))
 	e.handle(core.NewEvent(core.EventStart, b))
@@ -262,6 +262,22 @@ func TestControllerForgetsEndedStreams(t *testing.T) {
 	}
 	if tick, _ := e.LastTick(); len(tick.Input.Streams) != 1 || tick.Input.Streams[0].Stream != "live/b" {
 		t.Fatalf("last tick's streams %+v", tick.Input.Streams)
+	}
+}
+
+// TestControllerWithoutFeedback: with no quic-retransmit in the pipeline
+// (no reports, no repair) the adaptive policies leave the fixed overhead.
+func TestControllerWithoutFeedback(t *testing.T) {
+	e, _, out := ctlEncoder(t, map[string]any{"policy": "mean-field", "overhead": 0.2, "group": int64(10)}, &fakePacer{})
+	s := core.NewStream("live/alone")
+	e.handle(core.NewEvent(core.EventStart, s))
+	sendGroup(e, out, s, 5, 0, 10)
+	e.ctl.tick()
+	if n := sendGroup(e, out, s, 5, 10, 10); n != 2 {
+		t.Fatalf("%d parity, want the fixed 2", n)
+	}
+	if tick, ok := e.LastTick(); !ok || len(tick.Input.Streams) != 1 {
+		t.Fatalf("tick %+v", tick)
 	}
 }
 
