@@ -22,7 +22,8 @@ type LossAdaptive struct {
 	ZeroReports int     // fresh reports of no loss before parity goes off
 	Spread      float64 // seconds a stream's largest burst is paced over
 
-	state map[uint32]*laState
+	state  map[uint32]*laState
+	bursts bursts
 }
 
 type laState struct {
@@ -35,7 +36,7 @@ type laState struct {
 // NewLossAdaptive returns the policy with its defaults.
 func NewLossAdaptive() *LossAdaptive {
 	return &LossAdaptive{Percentile: 0.9, Target: 0.01, Hold: 3, ZeroReports: 3, Spread: 0.005,
-		state: map[uint32]*laState{}}
+		state: map[uint32]*laState{}, bursts: bursts{}}
 }
 
 // Decide implements control.Policy.
@@ -77,12 +78,14 @@ func (p *LossAdaptive) Decide(_ context.Context, in *control.Input) (control.Dec
 			want, reason = 0, "no edge reports"
 		case st.zeros >= p.ZeroReports:
 			want, reason = 0, fmt.Sprintf("%d reports of no loss", st.zeros)
-		case pct > 0:
+		case pct == 0:
+			reason = fmt.Sprintf("no loss in %d fresh reports of the %d that turn parity off", st.zeros, p.ZeroReports)
+		default:
 			want = p.least(pct, k)
 			reason = fmt.Sprintf("p%.0f loss %.3f over %d edges, group %d: %d parity leave %.4f", p.Percentile*100, pct, len(s.Edges), k, want, Residual(pct, k, want))
 		}
 		switch {
-		case want >= st.m || want == 0 && reason != "":
+		case want >= st.m || want == 0:
 			st.m, st.lower = want, 0
 		default:
 			st.lower++
@@ -92,7 +95,7 @@ func (p *LossAdaptive) Decide(_ context.Context, in *control.Input) (control.Dec
 				reason = fmt.Sprintf("holding %d parity (%d lower for %d of %d ticks)", st.m, want, st.lower, p.Hold)
 			}
 		}
-		d.Streams[s.SSRC] = control.StreamDecision{Overhead: Overhead(st.m, k), PaceBytesPerSecond: BasePace(s, p.Spread)}
+		d.Streams[s.SSRC] = control.StreamDecision{Overhead: Overhead(st.m, k), PaceBytesPerSecond: BasePace(s, p.bursts.keep(s), p.Spread)}
 		if reason != "" {
 			why = append(why, s.Stream+": "+reason)
 		}
@@ -102,6 +105,7 @@ func (p *LossAdaptive) Decide(_ context.Context, in *control.Input) (control.Dec
 			delete(p.state, ssrc)
 		}
 	}
+	p.bursts.prune(live)
 	d.RepairShares = Shares(in.Edges, need, 0.25)
 	d.Reason = strings.Join(why, "; ")
 	return d, nil

@@ -28,12 +28,13 @@ type MeanField struct {
 	DefaultRTT float64 // seconds, for edges that do not know their round trip yet
 
 	prevLoss map[uint32]float64 // population mean loss at the last tick, for pacing feedback
+	bursts   bursts
 }
 
 // NewMeanField returns the policy with the seed's weights.
 func NewMeanField() *MeanField {
 	return &MeanField{Own: 0.2, Hysteresis: 0.005, LateLoss: 0.001, Spread: 0.005, DefaultRTT: 0.05,
-		prevLoss: map[uint32]float64{}}
+		prevLoss: map[uint32]float64{}, bursts: bursts{}}
 }
 
 // edgeState is one edge's mixed state for one stream.
@@ -79,6 +80,7 @@ func (p *MeanField) Decide(_ context.Context, in *control.Input) (control.Decisi
 			delete(p.prevLoss, ssrc)
 		}
 	}
+	p.bursts.prune(live)
 	d.RepairShares = Shares(in.Edges, need, 0.25)
 	d.Reason = strings.Join(why, "; ")
 	return d, nil
@@ -179,7 +181,7 @@ func (p *MeanField) chooseParity(s *control.Stream, k, cur int, edges []edgeStat
 // its media rate, then steps by feedback: one step down (spread more) while
 // the population's loss rises, one step back up once it does not.
 func (p *MeanField) pace(s *control.Stream, edges []edgeState) (float64, string) {
-	target := BasePace(s, p.Spread)
+	target := BasePace(s, p.bursts.keep(s), p.Spread)
 	if target == 0 {
 		return 0, ""
 	}

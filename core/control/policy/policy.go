@@ -82,14 +82,34 @@ func Shares(edges []int, need map[int]float64, floor float64) map[int]float64 {
 	return out
 }
 
-// BasePace is the pacing rate that spreads a stream's largest burst over
-// spreadSeconds, and never below twice its media rate (pacing must not
-// hold the stream back); 0 when the stream sent nothing.
-func BasePace(s *control.Stream, spreadSeconds float64) float64 {
+// BasePace is the pacing rate that spreads a burst of burstBytes over
+// spreadSeconds, and never below twice the stream's media rate (pacing
+// must not hold the stream back); 0 when the stream sent nothing.
+func BasePace(s *control.Stream, burstBytes, spreadSeconds float64) float64 {
 	if s.MediaBytesPerSecond <= 0 {
 		return 0
 	}
-	return max(2*s.MediaBytesPerSecond, float64(s.KeyframeBurstBytes)/spreadSeconds)
+	return max(2*s.MediaBytesPerSecond, burstBytes/spreadSeconds)
 }
 
 func sortFloats(xs []float64) { slices.Sort(xs) }
+
+// bursts remembers each stream's largest burst, fading by a tenth a round:
+// an interval without a keyframe must not drop the pace to the media
+// rate's floor only for the next keyframe to find it there.
+type bursts map[uint32]float64
+
+func (b bursts) keep(s *control.Stream) float64 {
+	v := max(float64(s.KeyframeBurstBytes), 0.9*b[s.SSRC])
+	b[s.SSRC] = v
+	return v
+}
+
+// prune forgets the streams not in live.
+func (b bursts) prune(live map[uint32]bool) {
+	for ssrc := range b {
+		if !live[ssrc] {
+			delete(b, ssrc)
+		}
+	}
+}

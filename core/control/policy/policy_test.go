@@ -261,6 +261,12 @@ func TestMeanField(t *testing.T) {
 		t.Fatalf("pace %v, want the 60 kB burst over 5 ms", pace)
 	}
 	s.Current = d.Streams[1]
+	s.KeyframeBurstBytes = 12_000 // a second without a keyframe: the pace holds
+	d, _ = p.Decide(context.Background(), input(s))
+	if pace := d.Streams[1].PaceBytesPerSecond; pace < 0.9*60_000/0.005 {
+		t.Fatalf("pace %v after a round without a keyframe", pace)
+	}
+	s.Current = d.Streams[1]
 	for i := range s.Edges {
 		s.Edges[i].FractionLost = 0.05
 	}
