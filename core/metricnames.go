@@ -74,6 +74,8 @@ var stageCounters = map[string]Family{
 	"fec_parity_sent":          {Name: "mediapipe_stage_fec_parity_sent_packets_total", Help: "Parity packets fec-encoder sent."},
 	"fec_recovered":            {Name: "mediapipe_stage_fec_recovered_packets_total", Help: "Lost source packets fec-decoder recovered from parity."},
 	"fec_rebuilt":              {Name: "mediapipe_stage_fec_rebuilt_packets_total", Help: "Packets fec-decoder rebuilt that rtp-reorder took in place of lost ones; its reports count them as lost (the loss before FEC and repair)."},
+	"control_decisions":        {Name: "mediapipe_stage_control_decisions_total", Help: "Decisions of fec-encoder's transmission controller that changed what is applied (overhead, pacing or repair rates); each is logged with its reason."},
+	"control_policy_errors":    {Name: "mediapipe_stage_control_policy_errors_total", Help: "Controller rounds whose policy failed or did not answer within its deadline; the decision applied before stays."},
 	"duplicated":               {Name: "mediapipe_netsim_duplicated_packets_total", Help: "Packets netsim duplicated."},
 	"reordered":                {Name: "mediapipe_netsim_reordered_packets_total", Help: "Packets netsim delayed out of order."},
 }

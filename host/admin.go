@@ -52,6 +52,7 @@ func (rt *Runtime) startAdmin(cfg *AdminConfig) (*admin, error) {
 		writeJSON(w, http.StatusOK, map[string]any{"pipelines": rt.PipelinesStatus()})
 	}))
 	mux.Handle("GET /api/edges", api(rt.serveEdges))
+	mux.Handle("GET /api/control", api(rt.serveControl))
 	mux.Handle("POST /api/reload", api(rt.serveReload))
 	mux.Handle("/api/", api(func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusNotFound, map[string]string{"error": "no such endpoint (see docs/api.md)"})

@@ -134,6 +134,7 @@ func Build(f *File, opts Options) (*Runtime, error) {
 	})
 	registerStreamMetrics(rt)
 	registerEdgeMetrics(rt)
+	registerControlMetrics(rt)
 	var errs []error
 	for _, pc := range f.Pipelines {
 		p, err := rt.buildPipeline(f, pc)

@@ -33,6 +33,10 @@ type Stream struct {
 	// most MaxWaitSeconds for its packets.
 	Group          int     `json:"group"`
 	MaxWaitSeconds float64 `json:"max_wait_seconds"`
+	// MeanGroup is the mean number of source packets in the groups sent
+	// over the last interval (fewer than Group where max_wait closed them;
+	// 0: no parity was sent). Parity per group is ceil(Overhead × size).
+	MeanGroup float64 `json:"mean_group,omitempty"`
 	// LatencyBudgetSeconds is how long an edge holds a gap for repair
 	// (its rtp-reorder latency, as configured at the controller).
 	LatencyBudgetSeconds float64 `json:"latency_budget_seconds"`

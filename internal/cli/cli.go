@@ -420,7 +420,17 @@ func stagesCmd(args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintf(stdout, "%-16s %s%s\n%s", p.Spec.Name, p.Spec.Summary, file, host.ParamsText(p.Spec.Params))
 		}
 	}
-	if len(found.Stages)+len(found.SRBackends) == 0 {
+	if len(found.Policies) > 0 {
+		fmt.Fprintf(stdout, "\npolicy plugins in %s (fec-encoder policy = \"plugin\"):\n", *dir)
+		for _, p := range found.Policies {
+			file := ""
+			if base := filepath.Base(p.Path); base != p.Spec.Name {
+				file = " (file " + base + ")"
+			}
+			fmt.Fprintf(stdout, "%-16s %s%s\n", p.Spec.Name, p.Spec.Summary, file)
+		}
+	}
+	if len(found.Stages)+len(found.SRBackends)+len(found.Policies) == 0 {
 		fmt.Fprintf(stdout, "\nno plugins in %s\n", *dir)
 	}
 	for _, err := range found.Problems {

@@ -1,9 +1,10 @@
-// Package bridge runs external stage and SR backend plugins (hashicorp
-// go-plugin over gRPC) so the pipeline cannot tell them from built-ins.
+// Package bridge runs external stage, SR backend and policy plugins
+// (hashicorp go-plugin over gRPC) so the pipeline cannot tell them from
+// built-ins.
 //
-// Importing it enables plugin = "PATH" stages and backend = "plugin": its
-// init installs Load as core.Default's plugin loader and OpenSRBackend as
-// core/sr's plugin opener.
+// Importing it enables plugin = "PATH" stages, backend = "plugin" and
+// policy = "plugin": its init installs Load as core.Default's plugin loader,
+// OpenSRBackend as core/sr's plugin opener and OpenPolicy as core/control's.
 package bridge
 
 import (
@@ -20,6 +21,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/mediapipe/mediapipe/core"
+	"github.com/mediapipe/mediapipe/core/control"
 	"github.com/mediapipe/mediapipe/core/sr"
 	"github.com/mediapipe/mediapipe/plugins/internal/pluginpb"
 	"github.com/mediapipe/mediapipe/plugins/internal/shared"
@@ -28,6 +30,7 @@ import (
 func init() {
 	core.Default.SetPluginLoader(Load)
 	sr.SetPluginOpener(OpenSRBackend)
+	control.SetPluginOpener(OpenPolicy)
 }
 
 // Options tune how a plugin stage is run.
@@ -172,6 +175,7 @@ type Plugin struct {
 type Found struct {
 	Stages     []Plugin // stage plugins, by name
 	SRBackends []Plugin // SR backend plugins, by name
+	Policies   []Plugin // transmission-control policy plugins, by name
 	Problems   []error  // one line for each executable that is no usable plugin
 }
 
@@ -192,13 +196,16 @@ func Scan(dir string) (Found, error) {
 		}
 		p.kill()
 		found := Plugin{Path: path, Spec: p.spec}
-		if p.kind == shared.KindSR {
+		switch p.kind {
+		case shared.KindSR:
 			f.SRBackends = append(f.SRBackends, found)
-		} else {
+		case shared.KindPolicy:
+			f.Policies = append(f.Policies, found)
+		default:
 			f.Stages = append(f.Stages, found)
 		}
 	}
-	for _, list := range [][]Plugin{f.Stages, f.SRBackends} {
+	for _, list := range [][]Plugin{f.Stages, f.SRBackends, f.Policies} {
 		sort.Slice(list, func(i, j int) bool { return list[i].Spec.Name < list[j].Spec.Name })
 	}
 	return f, nil

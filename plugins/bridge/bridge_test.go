@@ -337,11 +337,11 @@ func TestShutdownWithoutRun(t *testing.T) {
 	waitGone(t, pid)
 }
 
-// TestScan: stage and SR backend plugins are told apart; a file that is no
+// TestScan: stage, SR backend and policy plugins are told apart; a file that is no
 // program is passed over, a program that is no plugin is a problem.
 func TestScan(t *testing.T) {
 	dir := t.TempDir()
-	for _, n := range []string{"stream-filter", "sr-sharpen"} {
+	for _, n := range []string{"stream-filter", "sr-sharpen", "policy-worst-loss"} {
 		copyBin(t, dir, n)
 	}
 	_ = os.WriteFile(filepath.Join(dir, "README"), []byte("not a program"), 0o644)
@@ -355,6 +355,9 @@ func TestScan(t *testing.T) {
 	}
 	if len(found.SRBackends) != 1 || found.SRBackends[0].Path != filepath.Join(dir, "sr-sharpen") {
 		t.Errorf("sr backends = %v", found.SRBackends)
+	}
+	if len(found.Policies) != 1 || found.Policies[0].Spec.Name != "policy-worst-loss" {
+		t.Errorf("policies = %v", found.Policies)
 	}
 	if errs := found.Problems; len(errs) != 1 || !strings.Contains(errs[0].Error(), "tool.sh") {
 		t.Errorf("problems = %v", errs)

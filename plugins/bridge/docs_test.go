@@ -202,3 +202,36 @@ func TestDocsSRBackendBuildsAndRuns(t *testing.T) {
 		t.Fatalf("out = %dx%d %d bytes", out.Width, out.Height, len(out.Pix))
 	}
 }
+
+// TestDocsPolicyPluginBuildsAndRuns: the policy plugin of docs/plugins.md is
+// a complete program: it builds and decides as the page says (10 % parity
+// where an edge loses over 1 %, pacing kept), through the bridge.
+func TestDocsPolicyPluginBuildsAndRuns(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds a module")
+	}
+	var code string
+	for _, c := range docPrograms(t, "plugins.md") {
+		if strings.Contains(c, "sdk.ServePolicy") {
+			code = c
+		}
+	}
+	if code == "" {
+		t.Fatal("docs/plugins.md has no policy plugin")
+	}
+	p, err := OpenPolicy(buildDoc(t, code, "my-policy"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	in := policyInput("live/x") // stream 0x1234 has an edge at 8 %, 0x5678 none
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	d, err := p.Decide(ctx, in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a, b := d.Streams[0x1234], d.Streams[0x5678]; a.Overhead != 0.1 || a.PaceBytesPerSecond != 2e6 || b.Overhead != 0 || d.Reason == "" {
+		t.Fatalf("decision = %+v", d)
+	}
+}

@@ -28,12 +28,14 @@ var (
 )
 
 var programs = map[string]string{
-	"stream-filter": "../examples/stream-filter",
-	"sr-sharpen":    "../examples/sr-sharpen",
-	"otherversion":  "./testdata/otherversion",
-	"source":        "./testdata/source",
-	"slow":          "./testdata/slow",
-	"inplace":       "./testdata/inplace",
+	"stream-filter":     "../examples/stream-filter",
+	"sr-sharpen":        "../examples/sr-sharpen",
+	"policy-worst-loss": "../examples/policy-worst-loss",
+	"badpolicy":         "./testdata/badpolicy",
+	"otherversion":      "./testdata/otherversion",
+	"source":            "./testdata/source",
+	"slow":              "./testdata/slow",
+	"inplace":           "./testdata/inplace",
 }
 
 func TestMain(m *testing.M) {

@@ -42,9 +42,17 @@ type process struct {
 	pid    int
 	stage  pluginpb.StageClient
 	sr     pluginpb.SRBackendClient
+	policy pluginpb.PolicyClient
 	desc   *pluginpb.Description
 	spec   core.Spec
-	kind   string // what it serves: shared.KindStage or shared.KindSR
+	kind   string // what it serves: shared.KindStage, KindSR or KindPolicy
+}
+
+// kindNoun names each kind in errors ("is an SR backend plugin, not a stage").
+var kindNoun = map[string]string{
+	shared.KindStage:  "a stage",
+	shared.KindSR:     "an SR backend",
+	shared.KindPolicy: "a policy",
 }
 
 // procSlot holds the process serving a stage, an SR backend or a describer.
@@ -147,7 +155,7 @@ func startError(path string, err error) error {
 }
 
 // start runs the plugin at path, completes the handshake and asks Describe
-// of the wanted kind (shared.KindStage, shared.KindSR or kindAny).
+// of the wanted kind (shared.KindStage, KindSR, KindPolicy or kindAny).
 func start(path, kind string, log *slog.Logger) (*process, error) {
 	return startArgs(path, nil, kind, log)
 }
@@ -171,8 +179,10 @@ func startArgs(path string, args []string, kind string, log *slog.Logger) (*proc
 	cmd := exec.Command(abs, args...)
 	ownGroup(cmd)
 	client := plugin.NewClient(&plugin.ClientConfig{
-		HandshakeConfig:  shared.Handshake,
-		Plugins:          plugin.PluginSet{shared.KindStage: shared.StagePlugin(nil), shared.KindSR: shared.SRPlugin(nil)},
+		HandshakeConfig: shared.Handshake,
+		Plugins: plugin.PluginSet{
+			shared.KindStage: shared.StagePlugin(nil), shared.KindSR: shared.SRPlugin(nil), shared.KindPolicy: shared.PolicyPlugin(nil),
+		},
 		Cmd:              cmd,
 		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
 		StartTimeout:     StartTimeout,
@@ -211,29 +221,41 @@ func startArgs(path string, args []string, kind string, log *slog.Logger) (*proc
 		return fail(fmt.Errorf("plugin %s: %v", path, err))
 	}
 	p.sr = raw.(pluginpb.SRBackendClient)
+	raw, err = rpc.Dispense(shared.KindPolicy)
+	if err != nil {
+		return fail(fmt.Errorf("plugin %s: %v", path, err))
+	}
+	p.policy = raw.(pluginpb.PolicyClient)
 
+	// A plugin serves one service; the others answer Unimplemented.
 	ctx, cancel := context.WithTimeout(context.Background(), describeTimeout)
 	defer cancel()
-	stageDesc, stageErr := p.stage.Describe(ctx, &pluginpb.DescribeRequest{})
-	srDesc, srErr := p.sr.Describe(ctx, &pluginpb.DescribeRequest{})
+	served := []struct {
+		kind string
+		desc *pluginpb.Description
+		err  error
+	}{{kind: shared.KindStage}, {kind: shared.KindSR}, {kind: shared.KindPolicy}}
+	served[0].desc, served[0].err = p.stage.Describe(ctx, &pluginpb.DescribeRequest{})
+	served[1].desc, served[1].err = p.sr.Describe(ctx, &pluginpb.DescribeRequest{})
+	served[2].desc, served[2].err = p.policy.Describe(ctx, &pluginpb.DescribeRequest{})
 	var desc *pluginpb.Description
-	switch {
-	case (kind == shared.KindStage || kind == kindAny) && stageErr == nil:
-		desc, p.kind = stageDesc, shared.KindStage
-	case (kind == shared.KindSR || kind == kindAny) && srErr == nil:
-		desc, p.kind = srDesc, shared.KindSR
-	case kind == shared.KindStage && srErr == nil:
-		return fail(fmt.Errorf("plugin %s: is an SR backend plugin, not a stage", path))
-	case kind == shared.KindSR && stageErr == nil:
-		return fail(fmt.Errorf("plugin %s: is a stage plugin, not an SR backend", path))
-	case status.Code(stageErr) == codes.Unimplemented && status.Code(srErr) == codes.Unimplemented:
-		return fail(fmt.Errorf("plugin %s: serves neither a stage nor an SR backend", path))
-	default:
-		err := stageErr
-		if kind == shared.KindSR {
-			err = srErr
+	for _, s := range served {
+		if s.err != nil {
+			continue
 		}
-		return fail(fmt.Errorf("plugin %s: describe: %s", path, status.Convert(err).Message()))
+		if kind != kindAny && kind != s.kind {
+			return fail(fmt.Errorf("plugin %s: is %s plugin, not %s", path, kindNoun[s.kind], kindNoun[kind]))
+		}
+		desc, p.kind = s.desc, s.kind
+		break
+	}
+	if desc == nil {
+		for _, s := range served {
+			if status.Code(s.err) != codes.Unimplemented && (kind == kindAny || kind == s.kind) {
+				return fail(fmt.Errorf("plugin %s: describe: %s", path, status.Convert(s.err).Message()))
+			}
+		}
+		return fail(fmt.Errorf("plugin %s: serves neither a stage, an SR backend nor a policy", path))
 	}
 	if desc.Protocol != shared.ProtocolVersion {
 		return fail(fmt.Errorf("plugin %s: speaks plugin protocol version %d, this mediapipe speaks %d (rebuild the plugin against this mediapipe's SDK)",

@@ -4,9 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc/status"
 
 	"github.com/mediapipe/mediapipe/core"
@@ -16,22 +14,12 @@ import (
 )
 
 // SRBackend is an sr.Backend served by a plugin process. A call that finds
-// the process dead starts it again, with the stage bridge's back-off: a
-// start is tried no sooner than the back-off after the previous one (50 ms,
-// doubling up to 5 s while processes die young or fail to start; reset once
-// one has run 30 s). Calls in between fail at once, so sr-enhancer upscales
-// conventionally instead of waiting. Restarts are counted.
+// the process dead starts it again, with back-off (see respawner), so
+// sr-enhancer upscales conventionally instead of waiting. Restarts are
+// counted.
 type SRBackend struct {
-	path string
-
-	procSlot // its mu also guards:
-	log      *slog.Logger
-	restarts prometheus.Counter
-	started  time.Time // of proc, or of the last start attempt
-	backoff  time.Duration
-	closed   bool
-	name     string
-	now      func() time.Time // time.Now; tests move it
+	respawner
+	name string
 }
 
 // SRBackendCounter is the event counter a plugin SR backend's restarts are
@@ -47,11 +35,9 @@ func OpenSRBackend(path string) (sr.Backend, error) {
 	if err != nil {
 		return nil, err
 	}
-	restarts := core.NewMetrics().Stage("", 0, "sr-plugin").Counter(SRBackendCounter)
-	return &SRBackend{
-		path: path, procSlot: procSlot{proc: p}, log: log, restarts: restarts, started: time.Now(),
-		backoff: minBackoff, name: p.spec.Name, now: time.Now,
-	}, nil
+	b := &SRBackend{respawner: newRespawner(p, shared.KindSR, "sr plugin", log), name: p.spec.Name}
+	b.restarts = core.NewMetrics().Stage("", 0, "sr-plugin").Counter(SRBackendCounter)
+	return b, nil
 }
 
 // Instrument makes the backend log to log and count its restarts in m
@@ -77,44 +63,6 @@ func (b *SRBackend) Instrument(m *core.StageMetrics, log *slog.Logger) {
 
 // Name is the backend's name as the plugin describes it.
 func (b *SRBackend) Name() string { return b.name }
-
-func (b *SRBackend) current() (*process, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.closed {
-		return nil, fmt.Errorf("sr plugin %s: closed", b.path)
-	}
-	if b.proc != nil && !b.proc.exited() {
-		return b.proc, nil
-	}
-	now := b.now()
-	if b.proc != nil {
-		b.proc.kill()
-		lived := now.Sub(b.started)
-		b.log.Warn("sr plugin died", "path", b.path, "pid", b.proc.pid, "lived", lived.Round(time.Millisecond))
-		b.proc = nil
-		if lived > stableAfter {
-			b.backoff = minBackoff
-		}
-	}
-	if next := b.started.Add(b.backoff); now.Before(next) {
-		return nil, fmt.Errorf("sr plugin %s: down, next start in %s", b.path, next.Sub(now).Round(time.Millisecond))
-	}
-	b.started = now
-	// Whatever happens to this start, the next one waits longer unless the
-	// process lives stableAfter.
-	wait := b.backoff
-	b.backoff = min(2*b.backoff, maxBackoff)
-	p, err := start(b.path, shared.KindSR, b.log)
-	if err != nil {
-		b.log.Error("sr plugin restart failed", "path", b.path, "err", err, "next_in", b.backoff)
-		return nil, err
-	}
-	b.restarts.Inc()
-	b.log.Warn("sr plugin restarted", "path", b.path, "pid", p.pid, "after", wait)
-	b.proc = p
-	return p, nil
-}
 
 // Enhance implements sr.Backend.
 func (b *SRBackend) Enhance(ctx context.Context, in *sr.Image, scale int) (*sr.Image, error) {
@@ -142,13 +90,7 @@ func (b *SRBackend) Enhance(ctx context.Context, in *sr.Image, scale int) (*sr.I
 
 // Close implements sr.Backend: it stops the process.
 func (b *SRBackend) Close() error {
-	b.mu.Lock()
-	p := b.proc
-	b.proc, b.closed = nil, true
-	b.mu.Unlock()
-	if p != nil {
-		p.kill()
-	}
+	b.close()
 	return nil
 }
 

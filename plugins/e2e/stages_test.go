@@ -11,12 +11,13 @@ import (
 )
 
 // TestStagesListsPlugins: `mediapipe stages --plugin-dir DIR` lists the
-// stage plugins and the SR backend plugins found there, each in its section,
+// stage, SR backend and policy plugins found there, each in its section,
 // and fails on a directory it cannot read.
 func TestStagesListsPlugins(t *testing.T) {
 	dir := t.TempDir()
 	buildPlugin(t, dir, "stream-filter")
 	buildPlugin(t, dir, "sr-sharpen")
+	buildPlugin(t, dir, "policy-worst-loss")
 	if err := os.WriteFile(filepath.Join(dir, "tool.sh"), []byte("#!/bin/sh\nexit 0\n"), 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -33,8 +34,15 @@ func TestStagesListsPlugins(t *testing.T) {
 	if !strings.Contains(stages, "stream-filter") || !strings.Contains(stages, "drop_audio") || strings.Contains(stages, "sr-sharpen") {
 		t.Errorf("stage plugins section:\n%s", stages)
 	}
+	srs, policies, ok := strings.Cut(srs, "policy plugins in "+dir)
+	if !ok {
+		t.Fatalf("no policy section:\n%s", text)
+	}
 	if !strings.Contains(srs, "sr-sharpen") || !strings.Contains(srs, "unsharp") || strings.Contains(srs, "stream-filter") {
 		t.Errorf("SR backend section:\n%s", srs)
+	}
+	if !strings.Contains(policies, "policy-worst-loss") || !strings.Contains(policies, "worst edge") || strings.Contains(policies, "sr-sharpen") {
+		t.Errorf("policy section:\n%s", policies)
 	}
 	if !strings.Contains(errb.String(), "tool.sh") {
 		t.Errorf("stderr does not name the file that is no plugin: %q", errb.String())

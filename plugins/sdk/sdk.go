@@ -1,5 +1,6 @@
-// Package sdk turns a program into a mediapipe plugin: a stage or an SR
-// backend served to mediapipe over hashicorp/go-plugin's gRPC transport.
+// Package sdk turns a program into a mediapipe plugin: a stage, an SR
+// backend or a transmission-control policy (ServePolicy), served to
+// mediapipe over hashicorp/go-plugin's gRPC transport.
 //
 // A stage plugin is written exactly like a built-in stage: a Config struct
 // with param tags, a constructor, and a core.Stage whose Run reads in and

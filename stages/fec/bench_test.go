@@ -9,7 +9,7 @@ import (
 )
 
 // BenchmarkEncoder is the encoder's cost per source packet (1192-byte
-// packets, groups of 10 with 2 parity), parity included.
+// packets, groups of 16 with 4 parity), parity included.
 func BenchmarkEncoder(b *testing.B) {
 	env := core.TestEnv("fec-encoder")
 	env.Clock = stagetest.NewFakeClock(time.Unix(0, 0))

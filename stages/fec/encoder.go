@@ -13,20 +13,30 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/mediapipe/mediapipe/core"
+	"github.com/mediapipe/mediapipe/core/control"
+	"github.com/mediapipe/mediapipe/core/control/policy"
 )
 
 // EncoderConfig is fec-encoder's parameters.
 type EncoderConfig struct {
-	Overhead    float64       `param:"overhead" default:"0.2" min:"0" max:"1" live:"true" doc:"parity packets per source packet (0.2 with group 10: 2 parity per 10); 0 sends no parity. The controller may set it per stream (SetOverhead); this is the default for streams it has not set. Applied on reload"`
-	Group       int           `param:"group" default:"10" min:"1" max:"64" doc:"source packets per group; parity follows each group"`
-	MaxWait     time.Duration `param:"max_wait" default:"20ms" min:"0.001" max:"1" doc:"longest a group stays open: then parity is sent over the packets so far. Bounds the latency FEC adds to a recovery"`
+	Overhead    float64       `param:"overhead" default:"0.2" min:"0" max:"1" live:"true" doc:"parity packets per source packet (0.2 with a group of 10: 2 parity per 10); 0 sends no parity. With policy static it applies to every stream; the other policies set each stream's own from the controller's first round on (docs/control.md), this applying until then. Applied on reload"`
+	Group       int           `param:"group" default:"16" min:"1" max:"64" doc:"source packets per group; parity follows each group. Larger groups make parity cheaper for the same protection (docs/control.md)"`
+	MaxWait     time.Duration `param:"max_wait" default:"40ms" min:"0.001" max:"1" doc:"longest a group stays open: then parity is sent over the packets so far. Bounds the latency FEC adds to a recovery; at 4 Mbit/s a group of 16 fills within 40 ms, at low bitrates groups close short and parity costs more (docs/control.md)"`
 	PayloadType int           `param:"payload_type" default:"101" min:"96" max:"127" doc:"RTP payload type of the parity packets; must differ from the media's (rtp-fragmenter's 100) and match fec-decoder's"`
+	// The transmission controller (docs/control.md).
+	Policy        string        `param:"policy" default:"mean-field" enum:"static,loss-adaptive,mean-field,plugin" doc:"the transmission controller's policy, run once per interval on what the encoder sent and what the edges report (through quic-retransmit in this pipeline): static (overhead for every stream, repair budget shared equally), loss-adaptive (parity from the edges' p90 loss), mean-field (parity, pacing and repair shares minimising the cloud's egress within the latency budget) or plugin (an external policy at path). Its decisions set each stream's overhead, udp-sink's pacing and quic-retransmit's repair shares (docs/control.md)"`
+	Path          string        `param:"path" doc:"for policy plugin: the policy plugin executable (relative to the pipeline file's directory); see docs/plugins.md"`
+	Interval      time.Duration `param:"interval" default:"1s" min:"0.05" max:"60" live:"true" doc:"how often the controller decides (edges report about once a second). Applied on reload"`
+	LatencyBudget time.Duration `param:"latency_budget" default:"150ms" min:"0.001" max:"10" live:"true" doc:"how long the edges hold a gap for repair (their rtp-reorder latency): the policies keep a group's wait plus an edge's repair round trip within it. Applied on reload"`
 }
 
 // Validate checks rules across fields.
 func (c *EncoderConfig) Validate() error {
 	if int(math.Ceil(c.Overhead*float64(c.Group)-1e-9)) > MaxParity {
 		return errors.New("overhead: overhead × group must be at most 32 parity packets per group")
+	}
+	if c.Policy == policy.NamePlugin && c.Path == "" {
+		return errors.New(`path: required when policy = "plugin"`)
 	}
 	return nil
 }
@@ -52,8 +62,11 @@ type Encoder struct {
 	overhead atomic.Uint64 // float64 bits: the default overhead
 
 	mu        sync.Mutex
-	overrides map[*core.Stream]float64 // set by SetOverhead
+	flows     map[*core.Stream]*flow   // the live streams, as the controller reads them
+	overrides map[*core.Stream]float64 // set by SetOverhead, for live streams only
 	version   atomic.Uint64            // bumped on every change of overhead
+
+	ctl *controller // nil: no controller (a stage built by hand)
 
 	streams map[*core.Stream]*encStream
 	codecs  map[[2]int]reedsolomon.Encoder
@@ -66,6 +79,9 @@ type Encoder struct {
 }
 
 type encStream struct {
+	flow      *flow
+	burstTS   uint32 // timestamp of the run of packets now being sent
+	burstRun  int    // its bytes so far
 	overhead  float64
 	version   uint64
 	ssrc      uint32
@@ -88,33 +104,69 @@ func NewEncoder(cfg *EncoderConfig, env *core.Env) (core.Stage, error) {
 		env:         env,
 		pt:          uint8(cfg.PayloadType),
 		overrides:   map[*core.Stream]float64{},
+		flows:       map[*core.Stream]*flow{},
 		streams:     map[*core.Stream]*encStream{},
 		codecs:      map[[2]int]reedsolomon.Encoder{},
 		sent:        env.Metrics.Counter("fec_parity_sent"),
 		unprotected: env.Metrics.Drop("fec_unprotected"),
 	}
 	e.overhead.Store(math.Float64bits(cfg.Overhead))
-	e.version.Store(1) // streams start at 0: their first packet reads the overhead
+	e.version.Store(1)       // streams start at 0: their first packet reads the overhead
+	if env.Siblings != nil { // a stage built by hand has no pipeline to control
+		ctl, err := newController(e, cfg)
+		if err != nil {
+			return nil, err
+		}
+		e.ctl = ctl
+	}
 	return e, nil
 }
 
-// Reconfigure applies a new default overhead (the only live parameter).
+// Open starts a plugin policy, so a missing or broken plugin stops the
+// pipeline before it runs.
+func (e *Encoder) Open(context.Context) error {
+	if e.ctl == nil {
+		return nil
+	}
+	return e.ctl.open()
+}
+
+// Reconfigure applies a new default overhead, controller interval and
+// latency budget (the live parameters).
 func (e *Encoder) Reconfigure(cfg *EncoderConfig) error {
 	e.overhead.Store(math.Float64bits(cfg.Overhead))
 	e.version.Add(1)
+	if e.ctl != nil {
+		e.ctl.reconfigure(cfg)
+	}
 	return nil
 }
 
+// LastTick implements control.Reporter: the controller's latest round.
+func (e *Encoder) LastTick() (control.Tick, bool) {
+	if e.ctl == nil {
+		return control.Tick{}, false
+	}
+	return e.ctl.lastTick()
+}
+
+func (e *Encoder) defaultOverhead() float64 { return math.Float64frombits(e.overhead.Load()) }
+
 // SetOverhead sets stream's overhead (parity packets per source packet,
 // clamped to 0..1 and to 32 parity per group), from the next group on; a
-// negative v returns the stream to the stage's default. Safe to call from
-// any goroutine at any rate: it takes a lock the data path takes only
-// after a change.
+// negative v returns the stream to the stage's default. A stream the
+// encoder does not carry now (ended, or never seen) is ignored, so no
+// entry outlives its stream. Safe to call from any goroutine at any rate:
+// it takes a lock the data path takes only after a change.
 func (e *Encoder) SetOverhead(stream *core.Stream, v float64) {
 	e.mu.Lock()
-	if v < 0 || math.IsNaN(v) {
+	switch {
+	case e.flows[stream] == nil:
+		e.mu.Unlock()
+		return
+	case v < 0 || math.IsNaN(v):
 		delete(e.overrides, stream)
-	} else {
+	default:
 		e.overrides[stream] = min(v, 1)
 	}
 	e.mu.Unlock()
@@ -131,6 +183,13 @@ func (e *Encoder) Overhead(stream *core.Stream) float64 {
 	return math.Float64frombits(e.overhead.Load())
 }
 
+// overrideCount is how many streams have an overhead of their own (tests).
+func (e *Encoder) overrideCount() int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return len(e.overrides)
+}
+
 // Run passes source packets on at once and emits parity after each group
 // or when a group has waited max_wait.
 func (e *Encoder) Run(_ context.Context, in <-chan *core.Packet, out core.Output) error {
@@ -138,6 +197,10 @@ func (e *Encoder) Run(_ context.Context, in <-chan *core.Packet, out core.Output
 	e.timer = e.env.Clock.NewTimer(time.Hour)
 	e.timer.Stop()
 	defer e.timer.Stop()
+	if e.ctl != nil {
+		stop := e.ctl.start()
+		defer stop()
+	}
 	for {
 		select {
 		case p, ok := <-in:
@@ -169,6 +232,7 @@ func (e *Encoder) handle(p *core.Packet) {
 			delete(e.streams, p.Stream)
 		}
 		e.mu.Lock()
+		delete(e.flows, p.Stream)
 		delete(e.overrides, p.Stream)
 		e.mu.Unlock()
 		e.out.Emit(p)
@@ -183,7 +247,12 @@ func (e *Encoder) handle(p *core.Packet) {
 		st.overhead, st.version = e.Overhead(p.Stream), v
 	}
 	pt, seq, ts, ssrc, ok := rtpFields(p.Data)
-	if !ok || pt == e.pt || st.overhead <= 0 {
+	if !ok || pt == e.pt {
+		e.out.Emit(p)
+		return
+	}
+	st.count(len(p.Data), ts, ssrc)
+	if st.overhead <= 0 {
 		e.out.Emit(p)
 		return
 	}
@@ -216,8 +285,42 @@ func (e *Encoder) handle(p *core.Packet) {
 }
 
 func (e *Encoder) newStream(s *core.Stream) *encStream {
+	f := &flow{stream: s}
+	e.mu.Lock()
+	e.flows[s] = f
+	e.mu.Unlock()
 	// shard buffers grow to the packets' size on first use, not to MaxShard
-	return &encStream{stream: s, shards: make([][]byte, e.cfg.Group+MaxParity), lens: make([]int, e.cfg.Group)}
+	return &encStream{stream: s, flow: f, shards: make([][]byte, e.cfg.Group+MaxParity), lens: make([]int, e.cfg.Group)}
+}
+
+// flow is one stream's figures for the controller: counted on the data
+// path with atomics (no allocation), read and reset by the controller.
+type flow struct {
+	stream          *core.Stream
+	ssrc            atomic.Uint32
+	bytes, packets  atomic.Uint64 // source packets sent
+	groups, grouped atomic.Uint64 // groups sent with parity, and their source packets
+	burst           atomic.Int64  // largest run of one timestamp since the controller read it
+}
+
+// count adds a source packet to the stream's figures: a run of packets of
+// one RTP timestamp, back to back, is one tag's fragments (a keyframe's
+// burst).
+func (st *encStream) count(n int, ts, ssrc uint32) {
+	f := st.flow
+	f.bytes.Add(uint64(n))
+	f.packets.Add(1)
+	if f.ssrc.Load() != ssrc {
+		f.ssrc.Store(ssrc)
+	}
+	if st.burstRun > 0 && ts == st.burstTS {
+		st.burstRun += n
+	} else {
+		st.burstTS, st.burstRun = ts, n
+	}
+	if int64(st.burstRun) > f.burst.Load() {
+		f.burst.Store(int64(st.burstRun))
+	}
 }
 
 // flush emits parity over the open group, if any, and empties it.
@@ -249,6 +352,8 @@ func (e *Encoder) flush(st *encStream) {
 		e.env.Log.Warn("fec-encoder: encode", "err", err)
 		return
 	}
+	st.flow.groups.Add(1)
+	st.flow.grouped.Add(uint64(k))
 	for j := 0; j < m; j++ {
 		p := core.NewPacket(parityHead + l)
 		putParityHeader(p.Data, e.pt, st.paritySeq, st.ts, st.ssrc, st.base, k, m, j, l)

@@ -35,6 +35,7 @@ func TestGeneratedMatchesProto(t *testing.T) {
 	stubs := map[string]*grpc.ServiceDesc{
 		string(Stage_ServiceDesc.ServiceName):     &Stage_ServiceDesc,
 		string(SRBackend_ServiceDesc.ServiceName): &SRBackend_ServiceDesc,
+		string(Policy_ServiceDesc.ServiceName):    &Policy_ServiceDesc,
 	}
 	svcs := files[0].Services()
 	if svcs.Len() != len(stubs) {

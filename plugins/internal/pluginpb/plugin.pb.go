@@ -1146,6 +1146,99 @@ func (x *EnhanceResponse) GetImage() *Image {
 	return nil
 }
 
+// PolicyRequest carries one tick's control.Input (core/control) as JSON, so
+// the contract has one definition: its Go struct tags, documented field by
+// field in docs/plugins.md ("Writing a policy plugin").
+type PolicyRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	InputJson     []byte                 `protobuf:"bytes,1,opt,name=input_json,json=inputJson,proto3" json:"input_json,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PolicyRequest) Reset() {
+	*x = PolicyRequest{}
+	mi := &file_plugin_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PolicyRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PolicyRequest) ProtoMessage() {}
+
+func (x *PolicyRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_plugin_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PolicyRequest.ProtoReflect.Descriptor instead.
+func (*PolicyRequest) Descriptor() ([]byte, []int) {
+	return file_plugin_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *PolicyRequest) GetInputJson() []byte {
+	if x != nil {
+		return x.InputJson
+	}
+	return nil
+}
+
+// PolicyResponse carries the policy's control.Decision as JSON. The host
+// decodes it strictly (unknown fields are an error) and checks its ranges.
+type PolicyResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	DecisionJson  []byte                 `protobuf:"bytes,1,opt,name=decision_json,json=decisionJson,proto3" json:"decision_json,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PolicyResponse) Reset() {
+	*x = PolicyResponse{}
+	mi := &file_plugin_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PolicyResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PolicyResponse) ProtoMessage() {}
+
+func (x *PolicyResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_plugin_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PolicyResponse.ProtoReflect.Descriptor instead.
+func (*PolicyResponse) Descriptor() ([]byte, []int) {
+	return file_plugin_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *PolicyResponse) GetDecisionJson() []byte {
+	if x != nil {
+		return x.DecisionJson
+	}
+	return nil
+}
+
 var File_plugin_proto protoreflect.FileDescriptor
 
 const file_plugin_proto_rawDesc = "" +
@@ -1228,7 +1321,12 @@ const file_plugin_proto_rawDesc = "" +
 	"\x05image\x18\x01 \x01(\v2\x1a.mediapipe.plugin.v1.ImageR\x05image\x12\x14\n" +
 	"\x05scale\x18\x02 \x01(\x05R\x05scale\"C\n" +
 	"\x0fEnhanceResponse\x120\n" +
-	"\x05image\x18\x01 \x01(\v2\x1a.mediapipe.plugin.v1.ImageR\x05image*%\n" +
+	"\x05image\x18\x01 \x01(\v2\x1a.mediapipe.plugin.v1.ImageR\x05image\".\n" +
+	"\rPolicyRequest\x12\x1d\n" +
+	"\n" +
+	"input_json\x18\x01 \x01(\fR\tinputJson\"5\n" +
+	"\x0ePolicyResponse\x12#\n" +
+	"\rdecision_json\x18\x01 \x01(\fR\fdecisionJson*%\n" +
 	"\x05Event\x12\b\n" +
 	"\x04DATA\x10\x00\x12\t\n" +
 	"\x05START\x10\x01\x12\a\n" +
@@ -1240,7 +1338,10 @@ const file_plugin_proto_rawDesc = "" +
 	"\x03Run\x12\x1a.mediapipe.plugin.v1.Batch\x1a\x1a.mediapipe.plugin.v1.Batch(\x010\x012\xb5\x01\n" +
 	"\tSRBackend\x12R\n" +
 	"\bDescribe\x12$.mediapipe.plugin.v1.DescribeRequest\x1a .mediapipe.plugin.v1.Description\x12T\n" +
-	"\aEnhance\x12#.mediapipe.plugin.v1.EnhanceRequest\x1a$.mediapipe.plugin.v1.EnhanceResponseB:Z8github.com/mediapipe/mediapipe/plugins/internal/pluginpbb\x06proto3"
+	"\aEnhance\x12#.mediapipe.plugin.v1.EnhanceRequest\x1a$.mediapipe.plugin.v1.EnhanceResponse2\xaf\x01\n" +
+	"\x06Policy\x12R\n" +
+	"\bDescribe\x12$.mediapipe.plugin.v1.DescribeRequest\x1a .mediapipe.plugin.v1.Description\x12Q\n" +
+	"\x06Decide\x12\".mediapipe.plugin.v1.PolicyRequest\x1a#.mediapipe.plugin.v1.PolicyResponseB:Z8github.com/mediapipe/mediapipe/plugins/internal/pluginpbb\x06proto3"
 
 var (
 	file_plugin_proto_rawDescOnce sync.Once
@@ -1255,7 +1356,7 @@ func file_plugin_proto_rawDescGZIP() []byte {
 }
 
 var file_plugin_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_plugin_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
+var file_plugin_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
 var file_plugin_proto_goTypes = []any{
 	(Event)(0),              // 0: mediapipe.plugin.v1.Event
 	(*Param)(nil),           // 1: mediapipe.plugin.v1.Param
@@ -1274,16 +1375,18 @@ var file_plugin_proto_goTypes = []any{
 	(*Image)(nil),           // 14: mediapipe.plugin.v1.Image
 	(*EnhanceRequest)(nil),  // 15: mediapipe.plugin.v1.EnhanceRequest
 	(*EnhanceResponse)(nil), // 16: mediapipe.plugin.v1.EnhanceResponse
-	nil,                     // 17: mediapipe.plugin.v1.ValueMap.EntriesEntry
-	nil,                     // 18: mediapipe.plugin.v1.OpenRequest.ParamsEntry
+	(*PolicyRequest)(nil),   // 17: mediapipe.plugin.v1.PolicyRequest
+	(*PolicyResponse)(nil),  // 18: mediapipe.plugin.v1.PolicyResponse
+	nil,                     // 19: mediapipe.plugin.v1.ValueMap.EntriesEntry
+	nil,                     // 20: mediapipe.plugin.v1.OpenRequest.ParamsEntry
 }
 var file_plugin_proto_depIdxs = []int32{
 	1,  // 0: mediapipe.plugin.v1.Spec.params:type_name -> mediapipe.plugin.v1.Param
 	2,  // 1: mediapipe.plugin.v1.Description.spec:type_name -> mediapipe.plugin.v1.Spec
 	7,  // 2: mediapipe.plugin.v1.Value.list:type_name -> mediapipe.plugin.v1.StringList
 	6,  // 3: mediapipe.plugin.v1.Value.map:type_name -> mediapipe.plugin.v1.ValueMap
-	17, // 4: mediapipe.plugin.v1.ValueMap.entries:type_name -> mediapipe.plugin.v1.ValueMap.EntriesEntry
-	18, // 5: mediapipe.plugin.v1.OpenRequest.params:type_name -> mediapipe.plugin.v1.OpenRequest.ParamsEntry
+	19, // 4: mediapipe.plugin.v1.ValueMap.entries:type_name -> mediapipe.plugin.v1.ValueMap.EntriesEntry
+	20, // 5: mediapipe.plugin.v1.OpenRequest.params:type_name -> mediapipe.plugin.v1.OpenRequest.ParamsEntry
 	0,  // 6: mediapipe.plugin.v1.Packet.event:type_name -> mediapipe.plugin.v1.Event
 	11, // 7: mediapipe.plugin.v1.Packet.init:type_name -> mediapipe.plugin.v1.InitTags
 	12, // 8: mediapipe.plugin.v1.Batch.packets:type_name -> mediapipe.plugin.v1.Packet
@@ -1297,14 +1400,18 @@ var file_plugin_proto_depIdxs = []int32{
 	13, // 16: mediapipe.plugin.v1.Stage.Run:input_type -> mediapipe.plugin.v1.Batch
 	3,  // 17: mediapipe.plugin.v1.SRBackend.Describe:input_type -> mediapipe.plugin.v1.DescribeRequest
 	15, // 18: mediapipe.plugin.v1.SRBackend.Enhance:input_type -> mediapipe.plugin.v1.EnhanceRequest
-	4,  // 19: mediapipe.plugin.v1.Stage.Describe:output_type -> mediapipe.plugin.v1.Description
-	10, // 20: mediapipe.plugin.v1.Stage.Check:output_type -> mediapipe.plugin.v1.CheckResponse
-	9,  // 21: mediapipe.plugin.v1.Stage.Open:output_type -> mediapipe.plugin.v1.OpenResponse
-	13, // 22: mediapipe.plugin.v1.Stage.Run:output_type -> mediapipe.plugin.v1.Batch
-	4,  // 23: mediapipe.plugin.v1.SRBackend.Describe:output_type -> mediapipe.plugin.v1.Description
-	16, // 24: mediapipe.plugin.v1.SRBackend.Enhance:output_type -> mediapipe.plugin.v1.EnhanceResponse
-	19, // [19:25] is the sub-list for method output_type
-	13, // [13:19] is the sub-list for method input_type
+	3,  // 19: mediapipe.plugin.v1.Policy.Describe:input_type -> mediapipe.plugin.v1.DescribeRequest
+	17, // 20: mediapipe.plugin.v1.Policy.Decide:input_type -> mediapipe.plugin.v1.PolicyRequest
+	4,  // 21: mediapipe.plugin.v1.Stage.Describe:output_type -> mediapipe.plugin.v1.Description
+	10, // 22: mediapipe.plugin.v1.Stage.Check:output_type -> mediapipe.plugin.v1.CheckResponse
+	9,  // 23: mediapipe.plugin.v1.Stage.Open:output_type -> mediapipe.plugin.v1.OpenResponse
+	13, // 24: mediapipe.plugin.v1.Stage.Run:output_type -> mediapipe.plugin.v1.Batch
+	4,  // 25: mediapipe.plugin.v1.SRBackend.Describe:output_type -> mediapipe.plugin.v1.Description
+	16, // 26: mediapipe.plugin.v1.SRBackend.Enhance:output_type -> mediapipe.plugin.v1.EnhanceResponse
+	4,  // 27: mediapipe.plugin.v1.Policy.Describe:output_type -> mediapipe.plugin.v1.Description
+	18, // 28: mediapipe.plugin.v1.Policy.Decide:output_type -> mediapipe.plugin.v1.PolicyResponse
+	21, // [21:29] is the sub-list for method output_type
+	13, // [13:21] is the sub-list for method input_type
 	13, // [13:13] is the sub-list for extension type_name
 	13, // [13:13] is the sub-list for extension extendee
 	0,  // [0:13] is the sub-list for field type_name
@@ -1330,9 +1437,9 @@ func file_plugin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_plugin_proto_rawDesc), len(file_plugin_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   18,
+			NumMessages:   20,
 			NumExtensions: 0,
-			NumServices:   2,
+			NumServices:   3,
 		},
 		GoTypes:           file_plugin_proto_goTypes,
 		DependencyIndexes: file_plugin_proto_depIdxs,

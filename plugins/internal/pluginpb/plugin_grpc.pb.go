@@ -380,3 +380,151 @@ var SRBackend_ServiceDesc = grpc.ServiceDesc{
 	Streams:  []grpc.StreamDesc{},
 	Metadata: "plugin.proto",
 }
+
+const (
+	Policy_Describe_FullMethodName = "/mediapipe.plugin.v1.Policy/Describe"
+	Policy_Decide_FullMethodName   = "/mediapipe.plugin.v1.Policy/Decide"
+)
+
+// PolicyClient is the client API for Policy service.
+//
+// For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
+//
+// Policy is an external transmission-control policy (control.Policy,
+// policy = "plugin"): fec-encoder's controller asks it for a decision once
+// per interval, with a deadline.
+type PolicyClient interface {
+	Describe(ctx context.Context, in *DescribeRequest, opts ...grpc.CallOption) (*Description, error)
+	Decide(ctx context.Context, in *PolicyRequest, opts ...grpc.CallOption) (*PolicyResponse, error)
+}
+
+type policyClient struct {
+	cc grpc.ClientConnInterface
+}
+
+func NewPolicyClient(cc grpc.ClientConnInterface) PolicyClient {
+	return &policyClient{cc}
+}
+
+func (c *policyClient) Describe(ctx context.Context, in *DescribeRequest, opts ...grpc.CallOption) (*Description, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(Description)
+	err := c.cc.Invoke(ctx, Policy_Describe_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *policyClient) Decide(ctx context.Context, in *PolicyRequest, opts ...grpc.CallOption) (*PolicyResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(PolicyResponse)
+	err := c.cc.Invoke(ctx, Policy_Decide_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// PolicyServer is the server API for Policy service.
+// All implementations must embed UnimplementedPolicyServer
+// for forward compatibility.
+//
+// Policy is an external transmission-control policy (control.Policy,
+// policy = "plugin"): fec-encoder's controller asks it for a decision once
+// per interval, with a deadline.
+type PolicyServer interface {
+	Describe(context.Context, *DescribeRequest) (*Description, error)
+	Decide(context.Context, *PolicyRequest) (*PolicyResponse, error)
+	mustEmbedUnimplementedPolicyServer()
+}
+
+// UnimplementedPolicyServer must be embedded to have
+// forward compatible implementations.
+//
+// NOTE: this should be embedded by value instead of pointer to avoid a nil
+// pointer dereference when methods are called.
+type UnimplementedPolicyServer struct{}
+
+func (UnimplementedPolicyServer) Describe(context.Context, *DescribeRequest) (*Description, error) {
+	return nil, status.Error(codes.Unimplemented, "method Describe not implemented")
+}
+func (UnimplementedPolicyServer) Decide(context.Context, *PolicyRequest) (*PolicyResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Decide not implemented")
+}
+func (UnimplementedPolicyServer) mustEmbedUnimplementedPolicyServer() {}
+func (UnimplementedPolicyServer) testEmbeddedByValue()                {}
+
+// UnsafePolicyServer may be embedded to opt out of forward compatibility for this service.
+// Use of this interface is not recommended, as added methods to PolicyServer will
+// result in compilation errors.
+type UnsafePolicyServer interface {
+	mustEmbedUnimplementedPolicyServer()
+}
+
+func RegisterPolicyServer(s grpc.ServiceRegistrar, srv PolicyServer) {
+	// If the following call panics, it indicates UnimplementedPolicyServer was
+	// embedded by pointer and is nil.  This will cause panics if an
+	// unimplemented method is ever invoked, so we test this at initialization
+	// time to prevent it from happening at runtime later due to I/O.
+	if t, ok := srv.(interface{ testEmbeddedByValue() }); ok {
+		t.testEmbeddedByValue()
+	}
+	s.RegisterService(&Policy_ServiceDesc, srv)
+}
+
+func _Policy_Describe_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DescribeRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(PolicyServer).Describe(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Policy_Describe_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(PolicyServer).Describe(ctx, req.(*DescribeRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Policy_Decide_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(PolicyRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(PolicyServer).Decide(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Policy_Decide_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(PolicyServer).Decide(ctx, req.(*PolicyRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+// Policy_ServiceDesc is the grpc.ServiceDesc for Policy service.
+// It's only intended for direct use with grpc.RegisterService,
+// and not to be introspected or modified (even as a copy)
+var Policy_ServiceDesc = grpc.ServiceDesc{
+	ServiceName: "mediapipe.plugin.v1.Policy",
+	HandlerType: (*PolicyServer)(nil),
+	Methods: []grpc.MethodDesc{
+		{
+			MethodName: "Describe",
+			Handler:    _Policy_Describe_Handler,
+		},
+		{
+			MethodName: "Decide",
+			Handler:    _Policy_Decide_Handler,
+		},
+	},
+	Streams:  []grpc.StreamDesc{},
+	Metadata: "plugin.proto",
+}

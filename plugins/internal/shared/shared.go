@@ -29,10 +29,11 @@ var Handshake = plugin.HandshakeConfig{
 	MagicCookieValue: "7d1f6c0e-mediapipe-stage-plugin",
 }
 
-// Names of the two plugin kinds in the go-plugin plugin set.
+// Names of the plugin kinds in the go-plugin plugin set.
 const (
-	KindStage = "stage"
-	KindSR    = "sr-backend"
+	KindStage  = "stage"
+	KindSR     = "sr-backend"
+	KindPolicy = "policy"
 )
 
 // MaxMessage bounds one gRPC message either way: a 4K RGB picture scaled ×2
@@ -91,6 +92,14 @@ func StagePlugin(impl pluginpb.StageServer) plugin.Plugin {
 func SRPlugin(impl pluginpb.SRBackendServer) plugin.Plugin {
 	return &grpcPlugin[pluginpb.SRBackendServer, pluginpb.SRBackendClient]{
 		impl: impl, register: pluginpb.RegisterSRBackendServer, client: pluginpb.NewSRBackendClient,
+	}
+}
+
+// PolicyPlugin is the go-plugin glue of the Policy service. The host uses
+// it with impl nil.
+func PolicyPlugin(impl pluginpb.PolicyServer) plugin.Plugin {
+	return &grpcPlugin[pluginpb.PolicyServer, pluginpb.PolicyClient]{
+		impl: impl, register: pluginpb.RegisterPolicyServer, client: pluginpb.NewPolicyClient,
 	}
 }
 
