@@ -7,10 +7,10 @@ import (
 	"time"
 
 	"github.com/mediapipe/mediapipe/core"
+	"github.com/mediapipe/mediapipe/core/media/fecparity"
 	"github.com/mediapipe/mediapipe/core/media/flv"
 	"github.com/mediapipe/mediapipe/core/stagetest"
 	"github.com/mediapipe/mediapipe/internal/testrun"
-	"github.com/mediapipe/mediapipe/stages/fec/fecparity"
 	_ "github.com/mediapipe/mediapipe/stages/udpsink"
 	"github.com/mediapipe/mediapipe/stages/udpsource"
 )

@@ -5,11 +5,11 @@ import (
 	"time"
 
 	"github.com/mediapipe/mediapipe/core"
+	"github.com/mediapipe/mediapipe/core/media/fecparity"
 	"github.com/mediapipe/mediapipe/core/media/rtpheader"
 	"github.com/mediapipe/mediapipe/core/stagetest"
 	"github.com/mediapipe/mediapipe/internal/testrun"
 	_ "github.com/mediapipe/mediapipe/stages/fec" // fec-encoder
-	"github.com/mediapipe/mediapipe/stages/fec/fecparity"
 )
 
 // fecFromParity runs n source packets of ssrc through a real fec-encoder

@@ -5,10 +5,10 @@ import (
 	"testing"
 
 	"github.com/mediapipe/mediapipe/core/media/announce"
+	"github.com/mediapipe/mediapipe/core/media/fecparity"
 	"github.com/mediapipe/mediapipe/core/stagetest"
 	"github.com/mediapipe/mediapipe/internal/testrun"
 	_ "github.com/mediapipe/mediapipe/stages/fec" // fec-encoder
-	"github.com/mediapipe/mediapipe/stages/fec/fecparity"
 )
 
 // TestParityFirst: a stream whose first packet is fec-encoder's parity (the

@@ -20,9 +20,9 @@ import (
 
 	"github.com/mediapipe/mediapipe/core"
 	"github.com/mediapipe/mediapipe/core/media/announce"
+	"github.com/mediapipe/mediapipe/core/media/fecparity"
 	"github.com/mediapipe/mediapipe/core/media/rtpheader"
 	"github.com/mediapipe/mediapipe/internal/udpbatch"
-	"github.com/mediapipe/mediapipe/stages/fec/fecparity"
 	"github.com/mediapipe/mediapipe/stages/internal/sockbuf"
 )
 

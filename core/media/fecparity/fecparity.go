@@ -1,6 +1,7 @@
 // Package fecparity tells fec-encoder's parity packets from source packets
 // by their header alone, for stages that must not take parity for media
-// (udp-sink, rtp-reorder) without importing the FEC stages.
+// (udp-sink, rtp-reorder) without importing the FEC stages; stages/fec
+// checks that it agrees with its own parser.
 package fecparity
 
 import "encoding/binary"
