@@ -366,11 +366,13 @@ func driveEdges(ctx context.Context, cfg Config, rep *EdgesReport, cl *clip, rig
 			rep.Errors = append(rep.Errors, err.Error())
 		}
 	}
-	final := gather(rig.rt.Metrics.Registry)
-	kernelDrops := udpDrops(rig.meter.addr())
 	if err := stopRelay(); err != nil {
 		rep.Errors = append(rep.Errors, "relay: "+err.Error())
 	}
+	// Counters read once the relay stopped, so they and the meter cover
+	// the same packets (a stream's last RTCP goes out as it ends).
+	final := gather(rig.rt.Metrics.Registry)
+	kernelDrops := udpDrops(rig.meter.addr())
 	rig.meter.close()
 	mc := rig.meter.counts()
 	repaired, _ := final.counter("cloud", "quic-retransmit", "repaired_sent")
