@@ -41,10 +41,14 @@ const multicastNote = "media and parity are counted once: on a real network one 
 
 // EdgesReport is the result of `mediapipe bench --edges N`.
 type EdgesReport struct {
-	Command     string          `json:"command"`
-	Config      EdgesRunInfo    `json:"config"`
-	Note        string          `json:"note"`
-	Seconds     float64         `json:"seconds"`
+	Command string       `json:"command"`
+	Config  EdgesRunInfo `json:"config"`
+	Note    string       `json:"note"`
+	Seconds float64      `json:"seconds"`
+	// LoadStart and LoadEnd are the 1-minute load average around the
+	// run: what else the machine was doing weighs on the latencies.
+	LoadStart   float64         `json:"load_start"`
+	LoadEnd     float64         `json:"load_end"`
 	CloudEgress Egress          `json:"cloud_egress"`
 	Sent        SentCheck       `json:"cloud_sent"`
 	Edges       []EdgeResult    `json:"edges"`
@@ -199,7 +203,7 @@ func RunEdges(ctx context.Context, cfg Config, stderr io.Writer) (*EdgesReport, 
 	if err != nil {
 		return nil, err
 	}
-	rep := &EdgesReport{Note: multicastNote, Config: EdgesRunInfo{Edges: cfg.Edges, Streams: cfg.Streams, ViewersPerStream: cfg.Viewers,
+	rep := &EdgesReport{Note: multicastNote, LoadStart: loadAvg(), Config: EdgesRunInfo{Edges: cfg.Edges, Streams: cfg.Streams, ViewersPerStream: cfg.Viewers,
 		Input: cl.Source, InputKbps: round(cl.Kbps, 1), Loss: cfg.Loss, Burst: cfg.Burst, Seed: cfg.Seed, FEC: cfg.FEC,
 		Policy: cfg.Policy, FECGroup: cfg.FECGroup, ReorderLatencyMS: float64(cfg.ReorderLatency) / 1e6, DurationSeconds: cfg.Duration.Seconds()}}
 	if cfg.FEC && cfg.Overhead >= 0 {
@@ -358,6 +362,7 @@ func driveEdges(ctx context.Context, cfg Config, rep *EdgesReport, cl *clip, rig
 		time.Sleep(20 * time.Millisecond)
 	}
 	rep.Seconds = round(time.Since(start).Seconds(), 2)
+	rep.LoadEnd = loadAvg()
 	pubCancel()
 	pwg.Wait()
 	aud.finish(3 * time.Second)
@@ -654,8 +659,8 @@ func (r *EdgesReport) writeTable(w io.Writer) {
 		}
 	}
 	fmt.Fprintf(w, "%s\n", r.Command)
-	fmt.Fprintf(w, "edges %d, streams %d × %d viewer(s) per edge, input %s (%.0f kbit/s), loss %g burst %d seed %d, FEC %s, reorder latency %.0f ms, %.1f s\n",
-		c.Edges, c.Streams, c.ViewersPerStream, c.Input, c.InputKbps, c.Loss, c.Burst, c.Seed, fec, c.ReorderLatencyMS, r.Seconds)
+	fmt.Fprintf(w, "edges %d, streams %d × %d viewer(s) per edge, input %s (%.0f kbit/s), loss %g burst %d seed %d, FEC %s, reorder latency %.0f ms, %.1f s, load average %.1f → %.1f\n",
+		c.Edges, c.Streams, c.ViewersPerStream, c.Input, c.InputKbps, c.Loss, c.Burst, c.Seed, fec, c.ReorderLatencyMS, r.Seconds, r.LoadStart, r.LoadEnd)
 	e := r.CloudEgress
 	fmt.Fprintf(w, "\ncloud egress (%s)\n", r.Note)
 	fmt.Fprintf(w, "  media   %12d bytes %8d packets\n", e.MediaBytes, e.MediaPackets)
