@@ -106,6 +106,7 @@ Examples:
   mediapipe bench --floor --streams 0
   mediapipe bench --streams 1 --viewers 1500 --split --relay-cpus 0 --viewer-cpus 1 --duration 30s
   mediapipe bench --soak 10m --streams 6 --viewers 3 --plugin ./stream-filter
+  mediapipe bench --edges 16 --bitrate 4000 --synthetic --loss 0.05 --overhead 0.2
   mediapipe bench --hls-url http://127.0.0.1:8888/live/movie/index.m3u8 --hls-viewers 1000 --duration 30s
 
 --hls-url URL runs no relay: it plays URL (an HLS playlist served by any
@@ -115,6 +116,21 @@ blocking playlist reloads (_HLS_msn/_HLS_part) and fetching every new part
 of its own, and prints requests, parts, bytes, errors, this process's CPU
 and, with --hls-server-pid, the server's CPU per viewer (or measure it with
 perf stat -p PID). Exit status 1 when a request failed.
+
+--edges N runs one cloud and N edge pipelines instead (--streams
+publishers, --viewers viewers per stream on every edge), each edge with
+its own netsim loss (--loss, --burst, seed --seed+i) between its udp-source
+and its fec-decoder, and reports the cloud's egress split into media,
+parity and repair bytes and their ratio to the media: media and parity
+counted once, as one multicast group carries them to every edge (the
+bench sends a unicast copy to each edge's port, and one to a meter of its
+own that counts them), repair summed over the edges. Per edge it prints
+tags published and delivered (compared byte for byte), missing and
+corrupt, latency, packets lost, recovered by FEC, repaired and skipped;
+and once a second the controller's overhead and pacing per stream (or
+fec-encoder's static overhead). --fec=false runs without FEC (repair
+alone); --overhead, --policy and --fec-group set fec-encoder's params.
+Exit status 1 when a tag is missing or corrupt at an edge.
 
 --soak D runs the relay for D under churn, loss, plugin kills and junk at
 every listener, and prints each sampled figure's start, peak, end and trend
