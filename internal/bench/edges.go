@@ -122,6 +122,11 @@ type EdgeResult struct {
 	FECRecovered float64  `json:"fec_recovered_packets"`
 	Repaired     float64  `json:"repaired_packets"`
 	Skipped      float64  `json:"skipped_packets"`
+	// Asked is the packets rtp-reorder asked the cloud for (nacks_sent);
+	// more than Repaired when FEC recovered a gap after it was asked for,
+	// or the repair came after its gap was skipped (RepairedLate).
+	Asked        float64  `json:"repair_asked_packets"`
+	RepairedLate float64  `json:"repaired_late_packets"`
 	Ended        []string `json:"ended,omitempty"` // viewers that ended early, why
 }
 
@@ -512,6 +517,8 @@ func edgeResultOf(e *edgeSite, m metricsView, cut func(*viewer) int64) EdgeResul
 	r.FECRecovered, _ = m.counter(e.name, "fec-decoder", "fec_recovered")
 	r.Repaired, _ = m.counter(e.name, "rtp-reorder", "repaired")
 	r.Skipped, _ = m.firstOf("mediapipe_stage_drops_total", e.name, "rtp-reorder", "reason", skipReasons...)
+	r.Asked, _ = m.counter(e.name, "rtp-reorder", "nacks_sent")
+	r.RepairedLate, _ = m.counter(e.name, "rtp-reorder", "repaired_after_latency")
 	return r
 }
 
@@ -669,11 +676,11 @@ func (r *EdgesReport) writeTable(w io.Writer) {
 	fmt.Fprintf(w, "  total / media = %.3f\n", e.RatioToMedia)
 	fmt.Fprintf(w, "  check: udp-sink sent %.0f datagrams to %d destinations (%.0f each), the meter read %d RTP and %d RTCP packets; fec_parity_sent %.0f\n",
 		r.Sent.SinkDatagrams, c.Edges+1, r.Sent.SinkDatagramsOnce, r.Sent.MeterPackets, r.Sent.MeterRTCP, r.Sent.ParitySentCounter)
-	fmt.Fprintf(w, "\n%-7s %9s %9s %7s %7s %9s %9s %9s %7s %7s %7s %7s\n", "edge", "published", "delivered", "missing", "corrupt",
-		"p50 ms", "p99 ms", "max ms", "lost", "fec", "repair", "skipped")
+	fmt.Fprintf(w, "\n%-7s %9s %9s %7s %7s %9s %9s %9s %7s %7s %7s %7s %7s\n", "edge", "published", "delivered", "missing", "corrupt",
+		"p50 ms", "p99 ms", "max ms", "lost", "fec", "asked", "repair", "skipped")
 	for _, x := range r.Edges {
-		fmt.Fprintf(w, "%-7s %9d %9d %7d %7d %9.1f %9.1f %9.1f %7.0f %7.0f %7.0f %7.0f\n", x.Edge, x.Published, x.Delivered, x.Missing, x.Corrupt,
-			x.Latency.P50, x.Latency.P99, x.Latency.Max, x.NetsimLost, x.FECRecovered, x.Repaired, x.Skipped)
+		fmt.Fprintf(w, "%-7s %9d %9d %7d %7d %9.1f %9.1f %9.1f %7.0f %7.0f %7.0f %7.0f %7.0f\n", x.Edge, x.Published, x.Delivered, x.Missing, x.Corrupt,
+			x.Latency.P50, x.Latency.P99, x.Latency.Max, x.NetsimLost, x.FECRecovered, x.Asked, x.Repaired, x.Skipped)
 		for _, why := range x.Ended {
 			fmt.Fprintf(w, "        a viewer ended: %s\n", why)
 		}
