@@ -469,15 +469,15 @@ func controlSample(rt *host.Runtime, sec float64) (s ControlSample, running bool
 		for _, rs := range p.Stages {
 			if r, ok := rs.Stage.(control.Reporter); ok {
 				t, ok := r.LastTick()
-				if !ok {
-					return ControlSample{}, false, nil // no round yet
+				if ok {
+					s = ControlSample{Second: sec, Policy: t.Policy, Reason: t.Decision.Reason, Err: t.Err}
+					for ssrc, d := range t.Decision.Streams {
+						s.Streams = append(s.Streams, StreamChoice{SSRC: ssrc, Overhead: round(d.Overhead, 4), Pace: round(d.PaceBytesPerSecond, 0)})
+					}
+					sort.Slice(s.Streams, func(i, j int) bool { return s.Streams[i].SSRC < s.Streams[j].SSRC })
+					return s, true, nil
 				}
-				s = ControlSample{Second: sec, Policy: t.Policy, Reason: t.Decision.Reason, Err: t.Err}
-				for ssrc, d := range t.Decision.Streams {
-					s.Streams = append(s.Streams, StreamChoice{SSRC: ssrc, Overhead: round(d.Overhead, 4), Pace: round(d.PaceBytesPerSecond, 0)})
-				}
-				sort.Slice(s.Streams, func(i, j int) bool { return s.Streams[i].SSRC < s.Streams[j].SSRC })
-				return s, true, nil
+				// No round yet (or no controller on): the static overhead.
 			}
 			// fec-encoder's Overhead(nil) is its default: no stream is nil.
 			if o, ok := rs.Stage.(interface{ Overhead(*core.Stream) float64 }); ok {
@@ -705,7 +705,7 @@ func (r *EdgesReport) writeTable(w io.Writer) {
 			}
 		}
 	case r.StaticOverhead != nil:
-		fmt.Fprintf(w, "  none running: fec-encoder's static overhead %g\n", *r.StaticOverhead)
+		fmt.Fprintf(w, "  no controller decision: fec-encoder's static overhead %g\n", *r.StaticOverhead)
 	case !c.FEC:
 		fmt.Fprintln(w, "  none: no fec-encoder (--fec=false)")
 	default:

@@ -2,13 +2,18 @@ package bench
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"net"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/mediapipe/mediapipe/core"
+	"github.com/mediapipe/mediapipe/core/control"
 	"github.com/mediapipe/mediapipe/core/media/flv"
+	"github.com/mediapipe/mediapipe/internal/testrun"
 )
 
 // TestEgressOf checks the egress split from known counts: media and parity
@@ -244,4 +249,62 @@ func (w testWriter) Write(p []byte) (int, error) {
 	w.t.Helper()
 	w.t.Log(strings.TrimRight(string(p), "\n"))
 	return len(p), nil
+}
+
+// TestControlSample reads the controller's latest tick through the
+// runtime's running pipelines, as the bench does each second, and falls
+// back to nothing when no stage runs one.
+func TestControlSample(t *testing.T) {
+	reg := core.NewRegistry()
+	tick := control.Tick{Policy: "mean-field", Decision: control.Decision{Reason: "loss up",
+		Streams: map[uint32]control.StreamDecision{7: {Overhead: 0.1, PaceBytesPerSecond: 5e5}, 3: {Overhead: 0.25}}}}
+	type noParams struct{}
+	_ = reg.Add(core.Define(core.Spec{Name: "ctl-source", Out: core.KindRTP},
+		func(*noParams, *core.Env) (core.Stage, error) { return &reportingSource{tick: tick}, nil }))
+	_ = reg.Add(core.Define(core.Spec{Name: "plain-sink", In: core.KindRTP},
+		func(*noParams, *core.Env) (core.Stage, error) { return idleStage{}, nil }))
+	r := testrun.Start(t, "ctl.toml", "[[pipeline]]\nname = \"cloud\"\n[[pipeline.stage]]\nuse = \"ctl-source\"\n[[pipeline.stage]]\nuse = \"plain-sink\"\n", nil, testrun.Registry(reg))
+	s, running, static := controlSample(r.RT, 2)
+	if !running || static != nil {
+		t.Fatalf("running %v static %v, want the reporter's tick", running, static)
+	}
+	want := []StreamChoice{{SSRC: 3, Overhead: 0.25}, {SSRC: 7, Overhead: 0.1, Pace: 5e5}}
+	if s.Policy != "mean-field" || s.Reason != "loss up" || s.Second != 2 || !slices.Equal(s.Streams, want) {
+		t.Errorf("sample %+v, want policy mean-field, reason, second 2 and streams %+v", s, want)
+	}
+
+	plain := core.NewRegistry()
+	_ = plain.Add(core.Define(core.Spec{Name: "plain-source", Out: core.KindRTP},
+		func(*noParams, *core.Env) (core.Stage, error) { return idleStage{}, nil }))
+	_ = plain.Add(core.Define(core.Spec{Name: "plain-sink", In: core.KindRTP},
+		func(*noParams, *core.Env) (core.Stage, error) { return idleStage{}, nil }))
+	r = testrun.Start(t, "plain.toml", "[[pipeline]]\nname = \"cloud\"\n[[pipeline.stage]]\nuse = \"plain-source\"\n[[pipeline.stage]]\nuse = \"plain-sink\"\n", nil, testrun.Registry(plain))
+	if _, running, static := controlSample(r.RT, 1); running || static != nil {
+		t.Errorf("no controller, no fec-encoder: running %v static %v", running, static)
+	}
+}
+
+// reportingSource is a source that runs a controller: it reports tick.
+type reportingSource struct {
+	idleStage
+	tick control.Tick
+}
+
+func (s *reportingSource) LastTick() (control.Tick, bool) { return s.tick, true }
+
+// idleStage is a stage that emits nothing and passes nothing on.
+type idleStage struct{}
+
+func (idleStage) Run(ctx context.Context, in <-chan *core.Packet, _ core.Output) error {
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case p, ok := <-in:
+			if !ok {
+				return nil
+			}
+			p.Release()
+		}
+	}
 }
