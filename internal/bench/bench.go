@@ -319,6 +319,8 @@ func (c *Config) check() error {
 		return errors.New("--edges: 0 to 64 (quic-retransmit's max_peers)")
 	case c.Edges > 0 && (c.Soak > 0 || c.Floor || c.Split || c.HLSURL != "" || c.Plugin != ""):
 		return errors.New("--edges excludes --soak, --floor, --split, --hls-url and --plugin")
+	case c.Edges > 0 && (c.Viewers < 1 || c.Streams < 1):
+		return errors.New("--edges needs at least one stream and one viewer per stream: each edge's delivery is checked through its viewers")
 	case c.Overhead > 1:
 		return errors.New("--overhead: at most 1")
 	case c.FECGroup < 0 || c.FECGroup > 64:
