@@ -62,6 +62,14 @@ type Config struct {
 	HLSConns       int
 	HLSCA          string
 	HLSServerPID   int
+
+	// --edges mode (edges.go): one cloud and Edges edge pipelines, each
+	// edge with its own netsim loss before its fec-decoder.
+	Edges    int
+	FEC      bool    // a fec-encoder on the cloud (false: repair alone)
+	Policy   string  // fec-encoder's policy param; "" leaves it out
+	Overhead float64 // fec-encoder's fixed overhead; < 0 leaves it out
+	FECGroup int     // fec-encoder's group; 0 leaves it out
 }
 
 const usageText = `Usage: mediapipe bench [flags]
@@ -98,6 +106,7 @@ Examples:
   mediapipe bench --floor --streams 0
   mediapipe bench --streams 1 --viewers 1500 --split --relay-cpus 0 --viewer-cpus 1 --duration 30s
   mediapipe bench --soak 10m --streams 6 --viewers 3 --plugin ./stream-filter
+  mediapipe bench --edges 16 --bitrate 4000 --synthetic --loss 0.05 --overhead 0.2
   mediapipe bench --hls-url http://127.0.0.1:8888/live/movie/index.m3u8 --hls-viewers 1000 --duration 30s
 
 --hls-url URL runs no relay: it plays URL (an HLS playlist served by any
@@ -107,6 +116,21 @@ blocking playlist reloads (_HLS_msn/_HLS_part) and fetching every new part
 of its own, and prints requests, parts, bytes, errors, this process's CPU
 and, with --hls-server-pid, the server's CPU per viewer (or measure it with
 perf stat -p PID). Exit status 1 when a request failed.
+
+--edges N runs one cloud and N edge pipelines instead (--streams
+publishers, --viewers viewers per stream on every edge), each edge with
+its own netsim loss (--loss, --burst, seed --seed+i) between its udp-source
+and its fec-decoder, and reports the cloud's egress split into media,
+parity and repair bytes and their ratio to the media: media and parity
+counted once, as one multicast group carries them to every edge (the
+bench sends a unicast copy to each edge's port, and one to a meter of its
+own that counts them), repair summed over the edges. Per edge it prints
+tags published and delivered (compared byte for byte), missing and
+corrupt, latency, packets lost, recovered by FEC, repaired and skipped;
+and once a second the controller's overhead and pacing per stream (or
+fec-encoder's static overhead). --fec=false runs without FEC (repair
+alone); --overhead, --policy and --fec-group set fec-encoder's params.
+Exit status 1 when a tag is missing or corrupt at an edge.
 
 --soak D runs the relay for D under churn, loss, plugin kills and junk at
 every listener, and prints each sampled figure's start, peak, end and trend
@@ -156,6 +180,14 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	defer stop()
 	go func() { <-ctx.Done(); stop() }() // a second Ctrl-C kills at once
 
+	if cfg.Edges > 0 {
+		set := false
+		fs.Visit(func(f *flag.Flag) { set = set || f.Name == "reorder-latency" })
+		if !set {
+			cfg.ReorderLatency = edgesReorderLatency
+		}
+		return edgesMain(ctx, cfg, "mediapipe bench "+strings.Join(args, " "), *opt.asJSON, stdout, stderr)
+	}
 	if cfg.HLSURL != "" {
 		return hlsMain(ctx, cfg, *opt.asJSON, stdout, stderr)
 	}
@@ -235,6 +267,11 @@ func newFlags(cfg *Config, stderr io.Writer) (*flag.FlagSet, *cliOpts) {
 	fs.IntVar(&cfg.HLSConns, "hls-conns", 2, "with --hls-url: keep-alive connections per player, at most")
 	fs.StringVar(&cfg.HLSCA, "hls-ca", "", "with --hls-url: PEM CA file to verify an https server with (default: the system's roots)")
 	fs.IntVar(&cfg.HLSServerPID, "hls-server-pid", 0, "with --hls-url: the server's process ID on this machine, to report its CPU over the run and per viewer")
+	fs.IntVar(&cfg.Edges, "edges", 0, "run one cloud and this many edge pipelines (each with its own netsim --loss/--burst, seed --seed+i, before a fec-decoder) and report the cloud's egress split into media, parity and repair bytes, and each edge's delivery checked tag by tag; --reorder-latency defaults to 150ms here")
+	fs.BoolVar(&cfg.FEC, "fec", true, "with --edges: a fec-encoder on the cloud and a fec-decoder on each edge; --fec=false repairs losses by retransmission alone")
+	fs.StringVar(&cfg.Policy, "policy", "", "with --edges: fec-encoder's policy (empty: the stage's default)")
+	fs.Float64Var(&cfg.Overhead, "overhead", -1, "with --edges: fec-encoder's fixed overhead, parity per source packet (negative: the stage's default)")
+	fs.IntVar(&cfg.FECGroup, "fec-group", 0, "with --edges: fec-encoder's group, source packets per parity group (0: the stage's default)")
 	opt.asJSON = fs.Bool("json", false, "print the report as JSON instead of a table")
 	opt.quiet = fs.Bool("quiet", false, "no progress line on stderr")
 	return fs, opt
@@ -278,6 +315,16 @@ func (c *Config) check() error {
 		return errors.New("--hls-conns: 1 to 16")
 	case c.HLSURL != "" && (c.Soak > 0 || c.Floor || c.Split):
 		return errors.New("--hls-url excludes --soak, --floor and --split")
+	case c.Edges < 0 || c.Edges > 64:
+		return errors.New("--edges: 0 to 64 (quic-retransmit's max_peers)")
+	case c.Edges > 0 && (c.Soak > 0 || c.Floor || c.Split || c.HLSURL != "" || c.Plugin != ""):
+		return errors.New("--edges excludes --soak, --floor, --split, --hls-url and --plugin")
+	case c.Edges > 0 && (c.Viewers < 1 || c.Streams < 1):
+		return errors.New("--edges needs at least one stream and one viewer per stream: each edge's delivery is checked through its viewers")
+	case c.Overhead > 1:
+		return errors.New("--overhead: at most 1")
+	case c.FECGroup < 0 || c.FECGroup > 64:
+		return errors.New("--fec-group: 0 to 64")
 	case c.Split && c.Fast:
 		return errors.New("--split needs real time: the viewer process derives publish times from the clip's timestamps")
 	}
@@ -755,15 +802,23 @@ func startRelay(ctx context.Context, cfg Config, log *slog.Logger) (*relay, erro
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", errOpen, err)
 	}
-	text := relayTOML(p, cfg)
+	rt, stop, err := startText(ctx, relayTOML(p, cfg), log)
+	if err != nil {
+		return nil, err
+	}
+	return &relay{ports: p, rt: rt, stop: stop}, nil
+}
+
+// startText builds the pipelines of text and runs them until stop.
+func startText(ctx context.Context, text string, log *slog.Logger) (*host.Runtime, func() error, error) {
 	f, err := host.Load("mediapipe-bench.toml", ".", []byte(text), nil, core.Default)
 	if err != nil {
-		return nil, fmt.Errorf("building the relay:\n%w\n%s", err, text)
+		return nil, nil, fmt.Errorf("building the relay:\n%w\n%s", err, text)
 	}
 	rt, err := host.Build(f, host.Options{Logger: log})
 	if err != nil {
 		f.Close()
-		return nil, err
+		return nil, nil, err
 	}
 	rtCtx, rtCancel := context.WithCancel(context.Background())
 	rtDone := make(chan error, 1)
@@ -780,16 +835,16 @@ func startRelay(ctx context.Context, cfg Config, log *slog.Logger) (*relay, erro
 	}
 	select {
 	case <-rt.Ready():
-		return &relay{ports: p, rt: rt, stop: stop}, nil
+		return rt, stop, nil
 	case err := <-rtDone:
 		rtCancel()
 		f.Close()
-		return nil, fmt.Errorf("%w: %w", errOpen, err)
+		return nil, nil, fmt.Errorf("%w: %w", errOpen, err)
 	case <-ctx.Done():
 		_ = stop()
-		return nil, ctx.Err()
+		return nil, nil, ctx.Err()
 	case <-time.After(15 * time.Second):
 		_ = stop()
-		return nil, errors.New("relay did not start within 15s")
+		return nil, nil, errors.New("relay did not start within 15s")
 	}
 }

@@ -110,6 +110,12 @@ func TestHelpNamesEveryFlag(t *testing.T) {
 	if code := Main([]string{"--soak", "5s"}, &out, &errb); code != 2 {
 		t.Errorf("--soak 5s: exit %d, want 2", code)
 	}
+	if code := Main([]string{"--edges", "2", "--viewers", "0"}, &out, &errb); code != 2 {
+		t.Errorf("--edges 2 --viewers 0: exit %d, want 2", code)
+	}
+	if code := Main([]string{"--edges", "65"}, &out, &errb); code != 2 {
+		t.Errorf("--edges 65: exit %d, want 2", code)
+	}
 }
 
 func TestRegistered(t *testing.T) {

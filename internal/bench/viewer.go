@@ -36,6 +36,11 @@ type viewer struct {
 	connected                      atomic.Bool
 	ended                          atomic.Pointer[string] // why the response ended, if it did
 	endedAt                        atomic.Int64           // UnixNano of that end
+	// cut, when not 0, is 1 + the last sequence number the viewer is due
+	// (bench --edges sets it when publishing is done); gotDue counts the
+	// matched tags before it.
+	cut    atomic.Int64
+	gotDue atomic.Uint64
 }
 
 var errNotFound = errors.New("stream not on the edge yet")
@@ -166,6 +171,9 @@ func (v *viewer) read(c net.Conn, body io.Reader, start time.Time) error {
 		}
 		v.last.Store(int64(seq))
 		v.matched.Add(1)
+		if c := v.cut.Load(); c == 0 || int64(seq) < c {
+			v.gotDue.Add(1)
+		}
 		if r.at < start.UnixNano() {
 			v.backlog.Add(1) // the sink's GOP cache: old by design, not latency
 			continue

@@ -36,6 +36,16 @@ type Relay struct {
 	// TOML text, put into the edge between udp-source and rtp-reorder (the
 	// bench's netsim) and between flv-reassembler and httpflv-sink (a plugin).
 	BeforeReorder, AfterReassembler string
+
+	// EdgeName names the edge pipeline ("" is "edge"): several edges in
+	// one file need names of their own.
+	EdgeName string
+	// SourceParams are TOML lines added to the edge's udp-source table
+	// (fec_payload_type for a fec-decoder after it).
+	SourceParams string
+	// BeforeSink is [[pipeline.stage]] tables put into the cloud between
+	// quic-retransmit and udp-sink (fec-encoder).
+	BeforeSink string
 }
 
 // Cloud is the cloud pipeline: rtmp-source → flv-tagger → rtp-fragmenter →
@@ -74,11 +84,11 @@ name = "cloud"
   [[pipeline.stage]]
   use = "quic-retransmit"
   listen = %q%s
-
+%s
   [[pipeline.stage]]
   use = "udp-sink"
   destinations = [%s]
-`, r.RTMP, grace, r.RTX, cache, strings.Join(quoted, ", "))
+`, r.RTMP, grace, r.RTX, cache, r.BeforeSink, strings.Join(quoted, ", "))
 }
 
 // Edge is the edge pipeline: udp-source → rtp-reorder → flv-reassembler →
@@ -94,14 +104,18 @@ func (r Relay) Edge() string {
 		}
 		return fmt.Sprintf("\n  id = %q", id)
 	}
+	name := r.EdgeName
+	if name == "" {
+		name = "edge"
+	}
 	return fmt.Sprintf(`
 [[pipeline]]
-name = "edge"
+name = %q
 
   [[pipeline.stage]]
   use = "udp-source"
   listen = %q
-%s
+%s%s
   [[pipeline.stage]]
   use = "rtp-reorder"%s
   retransmit = %q%s
@@ -112,7 +126,7 @@ name = "edge"
   [[pipeline.stage]]
   use = "httpflv-sink"
   listen = %q
-`, r.UDP, r.BeforeReorder, id(r.ReorderID), r.RTX, latency, id(r.ReassemblerID), r.AfterReassembler, r.HTTP)
+`, name, r.UDP, r.SourceParams, r.BeforeReorder, id(r.ReorderID), r.RTX, latency, id(r.ReassemblerID), r.AfterReassembler, r.HTTP)
 }
 
 // Direct is one pipeline named name: rtmp-source on rtmp → flv-tagger →

@@ -142,16 +142,22 @@ func StartProcess(t testing.TB, name, toml string, env []string, opts ...Option)
 	p := &Process{
 		Name:   name,
 		File:   filepath.Join(c.dir, filepath.Base(name)),
-		Admin:  FreeTCP(t),
+		Admin:  c.admin,
 		log:    &capBuffer{max: 1 << 20},
 		within: c.within,
 		done:   make(chan struct{}),
+	}
+	if p.Admin == "" {
+		p.Admin = FreeTCP(t)
 	}
 	text := toml + fmt.Sprintf("\n[admin]\nlisten = %q\n", p.Admin)
 	if err := os.WriteFile(p.File, []byte(text), 0o644); err != nil {
 		t.Fatalf("testrun: %v", err)
 	}
 	p.cmd = exec.Command(bin, "run", p.File)
+	if c.netns != "" { // ip execs the binary: the PID stays the process's
+		p.cmd = exec.Command("ip", "netns", "exec", c.netns, bin, "run", p.File)
+	}
 	p.cmd.Env = append(os.Environ(), env...)
 	p.cmd.Stdout, p.cmd.Stderr = p.log, p.log
 	p.cmd.SysProcAttr = procAttr()

@@ -72,6 +72,9 @@ type config struct {
 	reg           *core.Registry
 	opts          host.Options
 	ready, within time.Duration
+	// StartProcess only: the network namespace (ip netns) to run in, and
+	// the admin address (reachable from the test) instead of a free one.
+	netns, admin string
 }
 
 // Dir resolves the file's relative paths (plugin = "./x") against dir
@@ -89,6 +92,14 @@ func ReadyWithin(d time.Duration) Option { return func(c *config) { c.ready = d 
 
 // StopWithin bounds the wait for Run to return after a stop (default 10 s).
 func StopWithin(d time.Duration) Option { return func(c *config) { c.within = d } }
+
+// Netns runs StartProcess's process in the named network namespace
+// (ip netns exec); give it an AdminAt the test can reach there.
+func Netns(name string) Option { return func(c *config) { c.netns = name } }
+
+// AdminAt puts StartProcess's admin server on addr instead of a free
+// loopback port.
+func AdminAt(addr string) Option { return func(c *config) { c.admin = addr } }
 
 // Start parses toml (named name, with environment overrides env) against
 // core.Default, builds it, runs it and waits until every stage is ready; it
