@@ -42,6 +42,8 @@ type controller struct {
 	paced      map[*core.Stream]float64 // pacing applied, per stream
 	rates      map[int]int              // repair rates applied
 	busy       chan struct{}            // closed when a Decide call that overran returns
+	reset      chan struct{}            // the interval changed: re-arm the timer
+	loopDone   chan struct{}            // closed when the loop's goroutine has ended (tests)
 	kept       control.Decision         // what is applied now
 	errsSince  int                      // policy failures not yet logged
 	noFeedback bool                     // logged that no EdgeReporter is in the pipeline
@@ -65,7 +67,7 @@ var errBusy = errors.New("the previous decision is still being made")
 
 func newController(e *Encoder, cfg *EncoderConfig) (*controller, error) {
 	c := &controller{e: e, name: cfg.Policy, path: cfg.Path,
-		prev: map[*flow]flowSample{}, meanGroup: map[*flow]float64{}, paced: map[*core.Stream]float64{},
+		prev: map[*flow]flowSample{}, reset: make(chan struct{}, 1), meanGroup: map[*flow]float64{}, paced: map[*core.Stream]float64{},
 		errors: e.env.Metrics.Counter("control_policy_errors"), changes: e.env.Metrics.Counter("control_decisions")}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	c.interval.Store(int64(cfg.Interval))
@@ -96,14 +98,23 @@ func (c *controller) open() error {
 }
 
 func (c *controller) reconfigure(cfg *EncoderConfig) {
-	c.interval.Store(int64(cfg.Interval))
+	old := c.interval.Swap(int64(cfg.Interval))
 	c.budget.Store(int64(cfg.LatencyBudget))
+	if old != int64(cfg.Interval) {
+		// The loop re-arms its timer now, not when the old interval (up
+		// to a minute) has run out.
+		select {
+		case c.reset <- struct{}{}:
+		default: // one pending reset is enough
+		}
+	}
 }
 
 // start runs the loop on its own goroutine; the function it returns stops
 // it and closes the policy.
 func (c *controller) start() (stop func()) {
 	done := make(chan struct{})
+	c.loopDone = done
 	go func() {
 		defer close(done)
 		c.loop()
@@ -146,6 +157,9 @@ func (c *controller) loop() {
 			return
 		case <-t.C():
 			c.tick()
+			t.Reset(time.Duration(c.interval.Load()))
+		case <-c.reset:
+			t.Stop()
 			t.Reset(time.Duration(c.interval.Load()))
 		}
 	}
@@ -415,8 +429,8 @@ func (c *controller) apply(sib siblings, in *control.Input, flows []*flow, d con
 }
 
 // sanitize bounds what a policy (a plugin, say) answered: overheads to
-// 0 … 1, rates and shares finite and not negative, so what is applied and
-// shown in GET /api/control is sound.
+// 0 … 1, rates and shares finite and not negative, shares summing to at
+// most 1, so what is applied and shown in GET /api/control is sound.
 func sanitize(d control.Decision) control.Decision {
 	out := control.Decision{Streams: make(map[uint32]control.StreamDecision, len(d.Streams)), Reason: d.Reason}
 	for ssrc, sd := range d.Streams {
@@ -428,9 +442,19 @@ func sanitize(d control.Decision) control.Decision {
 	}
 	if len(d.RepairShares) > 0 {
 		out.RepairShares = make(map[int]float64, len(d.RepairShares))
+		var sum float64
 		for id, v := range d.RepairShares {
 			if !math.IsNaN(v) && v >= 0 {
-				out.RepairShares[id] = min(v, 1)
+				v = min(v, 1)
+				out.RepairShares[id] = v
+				sum += v
+			}
+		}
+		// Shares of more than the whole budget are scaled down to it, so
+		// the rates set never add up to more than total_rate.
+		if sum > 1 {
+			for id, v := range out.RepairShares {
+				out.RepairShares[id] = v / sum
 			}
 		}
 	}

@@ -3,6 +3,7 @@ package fec
 import (
 	"context"
 	"errors"
+	"math"
 	"sync"
 	"testing"
 	"time"
@@ -181,7 +182,9 @@ func TestControllerKeepsDecisionOnFailure(t *testing.T) {
 	if err := e.Open(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	e.ctl.deadline = 50 * time.Millisecond
+	// A generous deadline for the calls that answer (a loaded machine or
+	// -race must not make them late); a short one only around the hang.
+	e.ctl.deadline = 30 * time.Second
 	s := core.NewStream("live/fail")
 	e.handle(core.NewEvent(core.EventStart, s))
 	sendGroup(e, out, s, 9, 0, 10)
@@ -206,8 +209,10 @@ func TestControllerKeepsDecisionOnFailure(t *testing.T) {
 	pol.mu.Lock()
 	pol.answer, pol.release = overheadFor(0.1), release
 	pol.mu.Unlock()
+	e.ctl.deadline = 50 * time.Millisecond
 	e.ctl.tick() // overruns its deadline
 	e.ctl.tick() // the call is still stuck: not asked again
+	e.ctl.deadline = 30 * time.Second
 	pol.mu.Lock()
 	calls := pol.calls
 	pol.mu.Unlock()
@@ -290,7 +295,8 @@ func TestControllerLoopEndsWithRun(t *testing.T) {
 	clock := stagetest.NewFakeClock(time.Unix(0, 0))
 	env.Clock = clock
 	env.Siblings = func() []core.Stage { return nil }
-	h := stagetest.Start(t, stagetest.Build(t, "fec-encoder", map[string]any{"policy": "plugin", "path": "p"}, env), env, false)
+	st := stagetest.Build(t, "fec-encoder", map[string]any{"policy": "plugin", "path": "p"}, env)
+	h := stagetest.Start(t, st, env, false)
 	s := h.StartStream("live/loop")
 	h.SendData(s, 0, 0, rtpPacket(3, 0, 0, 100))
 	h.Out.WaitData(1, 5*time.Second)
@@ -300,12 +306,73 @@ func TestControllerLoopEndsWithRun(t *testing.T) {
 		defer pol.mu.Unlock()
 		return pol.calls > 0
 	})
+	done := st.(*Encoder).ctl.loopDone
+	select {
+	case <-done:
+		t.Fatal("the loop ended while Run runs")
+	default:
+	}
 	if err := h.Close(); err != nil {
 		t.Fatal(err)
+	}
+	select {
+	case <-done: // Run returned only after the loop's goroutine ended
+	default:
+		t.Fatal("the loop's goroutine still runs after Run returned")
 	}
 	pol.mu.Lock()
 	defer pol.mu.Unlock()
 	if !pol.closed {
 		t.Fatal("the policy was not closed when Run returned")
+	}
+}
+
+// TestControllerIntervalReload: a reload that shortens interval takes
+// effect at once, not when the old (long) timer runs out.
+func TestControllerIntervalReload(t *testing.T) {
+	pol := &scripted{answer: overheadFor(0.3)}
+	control.SetPluginOpener(func(string) (control.Policy, error) { return pol, nil })
+	env := core.TestEnv("fec-encoder")
+	clock := stagetest.NewFakeClock(time.Unix(0, 0))
+	env.Clock = clock
+	env.Siblings = func() []core.Stage { return nil }
+	st := stagetest.Build(t, "fec-encoder", map[string]any{"policy": "plugin", "path": "p", "interval": "60s"}, env)
+	h := stagetest.Start(t, st, env, false)
+	defer h.Close()
+	s := h.StartStream("live/reload")
+	h.SendData(s, 0, 0, rtpPacket(3, 0, 0, 100))
+	h.Out.WaitData(1, 5*time.Second)
+	e := st.(*Encoder)
+	cfg := e.cfg
+	cfg.Interval = time.Second
+	if err := e.Reconfigure(&cfg); err != nil {
+		t.Fatal(err)
+	}
+	start := clock.Now()
+	testrun.Eventually(t, 10*time.Second, "a tick at the new interval", func() bool {
+		if clock.Now().Sub(start) > 30*time.Second {
+			t.Fatalf("no tick within 30 s of a reload to interval = 1s")
+		}
+		clock.Advance(100 * time.Millisecond)
+		pol.mu.Lock()
+		defer pol.mu.Unlock()
+		return pol.calls > 0
+	})
+}
+
+// TestSanitizeShares: shares that add up to more than the budget are
+// scaled down to it; bad ones are dropped.
+func TestSanitizeShares(t *testing.T) {
+	d := sanitize(control.Decision{RepairShares: map[int]float64{0: 0.9, 1: 0.6, 2: 1.5, 3: -1, 4: math.NaN()}})
+	sum := 0.0
+	for _, v := range d.RepairShares {
+		sum += v
+	}
+	if len(d.RepairShares) != 3 || math.Abs(sum-1) > 1e-9 || math.Abs(d.RepairShares[2]-1/2.5) > 1e-9 {
+		t.Fatalf("shares %v (sum %v), want 0.9:0.6:1 scaled to 1", d.RepairShares, sum)
+	}
+	d = sanitize(control.Decision{RepairShares: map[int]float64{0: 0.3, 1: 0.2}})
+	if d.RepairShares[0] != 0.3 || d.RepairShares[1] != 0.2 {
+		t.Fatalf("shares under 1 changed: %v", d.RepairShares)
 	}
 }
