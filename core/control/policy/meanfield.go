@@ -39,8 +39,10 @@ func NewMeanField() *MeanField {
 
 // edgeState is one edge's mixed state for one stream.
 type edgeState struct {
-	id             int
-	loss, rtt, own float64 // mixed loss and round trip; own loss
+	id        int
+	loss, rtt float64 // mixed loss and round trip: the cost estimate
+	own       float64 // own loss: its repair need and its deadline check
+	ownRTT    float64 // own round trip (the mean while it knows none)
 }
 
 // Actions scales a window w by the seed's action set: ÷2, −step, keep,
@@ -111,7 +113,7 @@ func (p *MeanField) mix(s *control.Stream) []edgeState {
 		if rtt <= 0 {
 			rtt = meanRTT
 		}
-		out[i] = edgeState{id: e.Edge, own: e.FractionLost,
+		out[i] = edgeState{id: e.Edge, own: e.FractionLost, ownRTT: rtt,
 			loss: p.Own*e.FractionLost + (1-p.Own)*meanLoss,
 			rtt:  p.Own*rtt + (1-p.Own)*meanRTT}
 	}
@@ -129,9 +131,12 @@ func (p *MeanField) cost(s *control.Stream, k, m int, edges []edgeState) (float6
 	}
 	ok := true
 	for _, e := range edges {
-		r := Residual(e.loss, k, m)
-		c += r
-		if s.LatencyBudgetSeconds > 0 && wait+e.rtt > s.LatencyBudgetSeconds && r > p.LateLoss {
+		c += Residual(e.loss, k, m)
+		// The deadline is the edge's own: the population's mean must not
+		// make one far edge look repairable in time (a 200 ms edge among
+		// fifteen of 10 ms mixes to 58 ms), nor its loss look smaller.
+		rtt := max(e.ownRTT, e.rtt)
+		if s.LatencyBudgetSeconds > 0 && wait+rtt > s.LatencyBudgetSeconds && Residual(e.own, k, m) > p.LateLoss {
 			ok = false // its repair would come too late: parity must cover it
 		}
 	}

@@ -252,6 +252,21 @@ func TestMeanField(t *testing.T) {
 	if m := ParityOf(o, 16); Residual(0.05, 16, m) > NewMeanField().LateLoss {
 		t.Errorf("far edge: %d parity leave %.4f; %s", m, Residual(0.05, 16, m), d.Reason)
 	}
+	// One far edge among fifteen near ones: its own round trip, not the
+	// mixed one (≈ 58 ms), decides whether its repair arrives in time, and
+	// its own loss what parity must leave it.
+	crowd := stream(1, 16, 0.05, 0, at)
+	crowd.Edges[0].RTTSeconds = 0.2
+	d, o = run(crowd, 10)
+	if m := ParityOf(o, 16); Residual(0.05, 16, m) > NewMeanField().LateLoss {
+		t.Errorf("far edge among 15 near: %d parity leave it %.4f; %s", m, Residual(0.05, 16, m), d.Reason)
+	}
+	crowd = stream(1, 16, 0.01, 0, at) // the far edge loses more than the rest
+	crowd.Edges[0].RTTSeconds, crowd.Edges[0].FractionLost = 0.2, 0.08
+	d, o = run(crowd, 10)
+	if m := ParityOf(o, 16); Residual(0.08, 16, m) > NewMeanField().LateLoss {
+		t.Errorf("far lossy edge among 15 near: %d parity leave it %.4f; %s", m, Residual(0.08, 16, m), d.Reason)
+	}
 	// Pacing: the keyframe over 5 ms, never below twice the media rate;
 	// rising loss spreads it more.
 	p = NewMeanField()
