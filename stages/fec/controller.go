@@ -38,6 +38,7 @@ type controller struct {
 	lastAt     time.Time
 	prev       map[*flow]flowSample
 	meanGroup  map[*flow]float64        // last measured, kept while no parity is sent
+	held       map[*flow]heldReports    // each stream's last reports, for a new SSRC's first rounds
 	repaired   map[int]uint64           // RepairedBytes at the last tick
 	paced      map[*core.Stream]float64 // pacing applied, per stream
 	rates      map[int]int              // repair rates applied
@@ -67,7 +68,7 @@ var errBusy = errors.New("the previous decision is still being made")
 
 func newController(e *Encoder, cfg *EncoderConfig) (*controller, error) {
 	c := &controller{e: e, name: cfg.Policy, path: cfg.Path,
-		prev: map[*flow]flowSample{}, reset: make(chan struct{}, 1), meanGroup: map[*flow]float64{}, paced: map[*core.Stream]float64{},
+		prev: map[*flow]flowSample{}, reset: make(chan struct{}, 1), held: map[*flow]heldReports{}, meanGroup: map[*flow]float64{}, paced: map[*core.Stream]float64{},
 		errors: e.env.Metrics.Counter("control_policy_errors"), changes: e.env.Metrics.Counter("control_decisions")}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	c.interval.Store(int64(cfg.Interval))
@@ -200,7 +201,7 @@ func (c *controller) tick() {
 	}
 	c.lastAt = now
 	sib := c.findSiblings()
-	in, flows := c.gather(sib, elapsed.Seconds())
+	in, flows := c.gather(sib, now, elapsed.Seconds())
 
 	tick := control.Tick{At: now, Policy: c.name, Input: in}
 	if sib.reporter == nil && (c.name == policy.NameLossAdaptive || c.name == policy.NameMeanField) {
@@ -232,7 +233,7 @@ func (c *controller) tick() {
 }
 
 // gather builds the policy's input; flows[i] is in.Streams[i]'s.
-func (c *controller) gather(sib siblings, seconds float64) (control.Input, []*flow) {
+func (c *controller) gather(sib siblings, now time.Time, seconds float64) (control.Input, []*flow) {
 	e := c.e
 	in := control.Input{IntervalSeconds: seconds, Streams: []control.Stream{}, Edges: []int{}}
 	e.mu.Lock()
@@ -247,13 +248,13 @@ func (c *controller) gather(sib siblings, seconds float64) (control.Input, []*fl
 	repairRate := map[int]float64{}
 	if sib.sharer != nil {
 		in.RepairBudget = sib.sharer.RepairBudget()
-		now := sib.sharer.RepairedBytes()
-		for id, b := range now {
+		got := sib.sharer.RepairedBytes()
+		for id, b := range got {
 			if old, ok := c.repaired[id]; ok && b >= old && seconds > 0 {
 				repairRate[id] = float64(b-old) / seconds
 			}
 		}
-		c.repaired = now
+		c.repaired = got
 	}
 	bySSRC := map[uint32][]control.EdgeReport{}
 	if sib.reporter != nil {
@@ -285,10 +286,7 @@ func (c *controller) gather(sib siblings, seconds float64) (control.Input, []*fl
 		s := control.Stream{Stream: f.stream.Name, SSRC: ssrc, KeyframeBurstBytes: int(burst),
 			Group: e.cfg.Group, MaxWaitSeconds: e.cfg.MaxWait.Seconds(),
 			LatencyBudgetSeconds: time.Duration(c.budget.Load()).Seconds(),
-			Edges:                bySSRC[ssrc]}
-		if s.Edges == nil {
-			s.Edges = []control.EdgeReport{}
-		}
+			Edges:                c.reportsFor(f, bySSRC[ssrc], in.Edges, repairRate, now)}
 		if seconds > 0 {
 			s.MediaBytesPerSecond = float64(cur.bytes-prev.bytes) / seconds
 			s.PacketsPerSecond = float64(cur.packets-prev.packets) / seconds
@@ -309,10 +307,50 @@ func (c *controller) gather(sib siblings, seconds float64) (control.Input, []*fl
 		if !live[f] {
 			delete(c.prev, f)
 			delete(c.meanGroup, f)
+			delete(c.held, f)
 			delete(c.paced, f.stream)
 		}
 	}
 	return in, flows
+}
+
+// heldReports are a stream's latest edge reports and when they were seen.
+type heldReports struct {
+	edges []control.EdgeReport
+	at    time.Time
+}
+
+// ssrcGrace is how long a stream's last reports stand in for it while its
+// edges have not reported its current SSRC: at least 5 s, or 5 intervals.
+func (c *controller) ssrcGrace() time.Duration {
+	return max(5*time.Second, 5*time.Duration(c.interval.Load()))
+}
+
+// reportsFor is the edges' reports on f: those on its current SSRC, or,
+// when there are none yet but there were within ssrcGrace, the last ones
+// (from the edges still connected). A new SSRC (a publisher reconnecting,
+// udp-source's standby taking over) reaches the edges' reports a round or
+// two after the cloud sends it; without this the policies would see no
+// edges and take the parity away until then. The path's loss is the
+// edges', not the SSRC's, so the last reports are a fair stand-in.
+func (c *controller) reportsFor(f *flow, reps []control.EdgeReport, connected []int, repairRate map[int]float64, now time.Time) []control.EdgeReport {
+	if len(reps) > 0 {
+		c.held[f] = heldReports{edges: reps, at: now}
+		return reps
+	}
+	h, ok := c.held[f]
+	if !ok || now.Sub(h.at) > c.ssrcGrace() {
+		delete(c.held, f)
+		return []control.EdgeReport{}
+	}
+	out := make([]control.EdgeReport, 0, len(h.edges))
+	for _, r := range h.edges {
+		if _, ok := slices.BinarySearch(connected, r.Edge); ok {
+			r.RepairBytesPerSecond = repairRate[r.Edge]
+			out = append(out, r)
+		}
+	}
+	return out
 }
 
 // decide calls the policy with a deadline. A call that overruns it is

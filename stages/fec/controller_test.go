@@ -376,3 +376,64 @@ func TestSanitizeShares(t *testing.T) {
 		t.Fatalf("shares under 1 changed: %v", d.RepairShares)
 	}
 }
+
+// TestControllerNewSSRC: when the stream's SSRC changes (a publisher
+// reconnects; udp-source's standby takes over) the edges report the old
+// one for a round or two: the parity stays meanwhile, for a grace period
+// only, and follows the reports on the new SSRC once they come.
+func TestControllerNewSSRC(t *testing.T) {
+	for _, pol := range []string{"loss-adaptive", "mean-field"} {
+		t.Run(pol, func(t *testing.T) {
+			edges := &fakeEdges{}
+			e, clock, out := ctlEncoder(t, map[string]any{"policy": pol, "group": int64(10), "overhead": 0.0}, edges)
+			ids := make([]int, 16)
+			for i := range ids {
+				ids[i] = i
+			}
+			s := core.NewStream("live/ssrc")
+			e.handle(core.NewEvent(core.EventStart, s))
+			seq := uint16(0)
+			ssrc := uint32(0xa)
+			group := func() int { n := sendGroup(e, out, s, ssrc, seq, 10); seq += 10; return n }
+			round := func(reported uint32, fresh bool) {
+				clock.Advance(time.Second)
+				if fresh {
+					edges.set(report(s, reported, clock.Now(), 0.05, ids...))
+				}
+				for range 30 {
+					group()
+				}
+				e.ctl.tick()
+			}
+			for range 4 {
+				round(0xa, true)
+			}
+			before := group()
+			if before < 2 {
+				t.Fatalf("%d parity per group of 10 at 5 %% loss", before)
+			}
+			ssrc, seq = 0xb, 5000 // the new sender; the edges still report 0xa
+			for i := range 3 {
+				round(0xa, false)
+				if n := group(); n < before {
+					t.Fatalf("round %d after the new SSRC: %d parity, want the %d kept", i, n, before)
+				}
+			}
+			// Past the grace with no report on 0xb: the old reports no longer count.
+			clock.Advance(e.ctl.ssrcGrace())
+			round(0xa, false)
+			if tick, _ := e.LastTick(); len(tick.Input.Streams[0].Edges) != 0 {
+				t.Fatalf("old reports still used %v after the grace", clock.Now())
+			}
+			for range 3 {
+				round(0xb, true)
+			}
+			if n := group(); n < 2 {
+				t.Fatalf("%d parity once the edges report the new SSRC", n)
+			}
+			if tick, _ := e.LastTick(); tick.Input.Streams[0].Edges[0].SSRC != 0xb {
+				t.Fatalf("reports %+v", tick.Input.Streams[0].Edges)
+			}
+		})
+	}
+}
