@@ -35,20 +35,21 @@ type controller struct {
 	policy control.Policy
 
 	// The loop's own state (one goroutine, or a test calling tick).
-	lastAt     time.Time
-	prev       map[*flow]flowSample
-	meanGroup  map[*flow]float64        // last measured, kept while no parity is sent
-	held       map[*flow]heldReports    // each stream's last reports, for a new SSRC's first rounds
-	repaired   map[int]uint64           // RepairedBytes at the last tick
-	paced      map[*core.Stream]float64 // pacing applied, per stream
-	rates      map[int]int              // repair rates applied
-	busy       chan struct{}            // closed when a Decide call that overran returns
-	reset      chan struct{}            // the interval changed: re-arm the timer
-	loopDone   chan struct{}            // closed when the loop's goroutine has ended (tests)
-	kept       control.Decision         // what is applied now
-	errsSince  int                      // policy failures not yet logged
-	noFeedback bool                     // logged that no EdgeReporter is in the pipeline
-	errLogged  time.Time
+	lastAt      time.Time
+	prev        map[*flow]flowSample
+	meanGroup   map[*flow]float64        // last measured, kept while no parity is sent
+	held        map[*flow]heldReports    // each stream's last reports, for a new SSRC's first rounds
+	parityBytes map[*flow]float64        // mean parity packet size, last measured
+	repaired    map[int]uint64           // RepairedBytes at the last tick
+	paced       map[*core.Stream]float64 // pacing applied, per stream
+	rates       map[int]int              // repair rates applied
+	busy        chan struct{}            // closed when a Decide call that overran returns
+	reset       chan struct{}            // the interval changed: re-arm the timer
+	loopDone    chan struct{}            // closed when the loop's goroutine has ended (tests)
+	kept        control.Decision         // what is applied now
+	errsSince   int                      // policy failures not yet logged
+	noFeedback  bool                     // logged that no EdgeReporter is in the pipeline
+	errLogged   time.Time
 
 	mu   sync.Mutex
 	last control.Tick
@@ -61,6 +62,8 @@ type controller struct {
 
 type flowSample struct {
 	bytes, packets, groups, grouped uint64
+	parity, parityB                 uint64
+	vgroups, vlongest               uint64
 }
 
 // errBusy: the previous Decide call has not returned yet.
@@ -68,7 +71,7 @@ var errBusy = errors.New("the previous decision is still being made")
 
 func newController(e *Encoder, cfg *EncoderConfig) (*controller, error) {
 	c := &controller{e: e, name: cfg.Policy, path: cfg.Path,
-		prev: map[*flow]flowSample{}, reset: make(chan struct{}, 1), held: map[*flow]heldReports{}, meanGroup: map[*flow]float64{}, paced: map[*core.Stream]float64{},
+		prev: map[*flow]flowSample{}, reset: make(chan struct{}, 1), held: map[*flow]heldReports{}, parityBytes: map[*flow]float64{}, meanGroup: map[*flow]float64{}, paced: map[*core.Stream]float64{},
 		errors: e.env.Metrics.Counter("control_policy_errors"), changes: e.env.Metrics.Counter("control_decisions")}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	c.interval.Store(int64(cfg.Interval))
@@ -272,7 +275,8 @@ func (c *controller) gather(sib siblings, now time.Time, seconds float64) (contr
 	live := make(map[*flow]bool, len(all))
 	for _, f := range all {
 		live[f] = true
-		cur := flowSample{f.bytes.Load(), f.packets.Load(), f.groups.Load(), f.grouped.Load()}
+		cur := flowSample{f.bytes.Load(), f.packets.Load(), f.groups.Load(), f.grouped.Load(),
+			f.parity.Load(), f.parityB.Load(), f.vgroups.Load(), f.vlongest.Load()}
 		prev, seen := c.prev[f]
 		c.prev[f] = cur
 		burst := f.burst.Swap(0)
@@ -298,6 +302,13 @@ func (c *controller) gather(sib siblings, now time.Time, seconds float64) (contr
 			c.meanGroup[f] = float64(cur.grouped-prev.grouped) / float64(g)
 		}
 		s.MeanGroup = c.meanGroup[f]
+		switch n, g := cur.parity-prev.parity, cur.vgroups-prev.vgroups; {
+		case n > 0:
+			c.parityBytes[f] = float64(cur.parityB-prev.parityB) / float64(n)
+		case g > 0:
+			c.parityBytes[f] = parityHead + shardPrefix + float64(cur.vlongest-prev.vlongest)/float64(g)
+		}
+		s.MeanParityBytes = c.parityBytes[f]
 		s.Current = control.StreamDecision{Overhead: e.Overhead(f.stream), PaceBytesPerSecond: c.paced[f.stream]}
 		in.Streams = append(in.Streams, s)
 		flows = append(flows, f)
@@ -308,6 +319,7 @@ func (c *controller) gather(sib siblings, now time.Time, seconds float64) (contr
 			delete(c.prev, f)
 			delete(c.meanGroup, f)
 			delete(c.held, f)
+			delete(c.parityBytes, f)
 			delete(c.paced, f.stream)
 		}
 	}

@@ -437,3 +437,42 @@ func TestControllerNewSSRC(t *testing.T) {
 		})
 	}
 }
+
+// TestControllerParityBytes: the policy is told what a parity packet costs
+// on the wire (its group's longest packet plus headers), not the mean
+// source packet: measured from the parity sent, or, while none is, from
+// the groups it would make.
+func TestControllerParityBytes(t *testing.T) {
+	e, _, _ := ctlEncoder(t, map[string]any{"policy": "static", "overhead": 0.0, "group": int64(10)}, &fakeEdges{})
+	s := core.NewStream("live/mixed")
+	e.handle(core.NewEvent(core.EventStart, s))
+	seq := uint16(0)
+	mixed := func() { // nine audio-sized packets and one video-sized
+		for i := range 10 {
+			size := 100
+			if i == 4 {
+				size = 1000
+			}
+			p := core.NewPacket(0)
+			p.Data = append(p.Data, rtpPacket(3, seq, uint32(i), size)...)
+			p.Stream = s
+			seq++
+			e.handle(p)
+		}
+	}
+	want := float64(parityHead + shardPrefix + rtpHeader + 1000)
+	for _, overhead := range []float64{0, 0.3} {
+		_ = e.Reconfigure(&EncoderConfig{Overhead: overhead, Interval: time.Second, LatencyBudget: 150 * time.Millisecond})
+		mixed() // the first group after a change may straddle it
+		e.ctl.tick()
+		for range 5 {
+			mixed()
+		}
+		e.ctl.tick()
+		tick, _ := e.LastTick()
+		in := tick.Input.Streams[0]
+		if in.MeanParityBytes != want || in.MeanPacketBytes >= want/4 {
+			t.Fatalf("overhead %v: mean parity %v B (want %v), mean packet %v B", overhead, in.MeanParityBytes, want, in.MeanPacketBytes)
+		}
+	}
+}

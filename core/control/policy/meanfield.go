@@ -124,7 +124,7 @@ func (p *MeanField) mix(s *control.Stream) []edgeState {
 // group of k, as a multiple of its media rate, and whether every edge is
 // served within the latency budget.
 func (p *MeanField) cost(s *control.Stream, k, m int, edges []edgeState) (float64, bool) {
-	c := 1 + Overhead(m, k)
+	c := 1 + Overhead(m, k)*ParityBytesRatio(s)
 	wait := s.MaxWaitSeconds
 	if s.PacketsPerSecond > 0 {
 		wait = min(wait, float64(k)/s.PacketsPerSecond)

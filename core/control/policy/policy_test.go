@@ -267,6 +267,17 @@ func TestMeanField(t *testing.T) {
 	if m := ParityOf(o, 16); Residual(0.08, 16, m) > NewMeanField().LateLoss {
 		t.Errorf("far lossy edge among 15 near: %d parity leave it %.4f; %s", m, Residual(0.08, 16, m), d.Reason)
 	}
+	// Parity is as long as a group's longest packet: where audio and video
+	// share groups it costs twice the mean packet, and 4 edges at 5 % no
+	// longer pay for it.
+	few := stream(1, 4, 0.05, 0, at)
+	if _, o := run(few, 6); o == 0 {
+		t.Fatal("4 edges at 5 %: no parity even at the mean packet's size")
+	}
+	few.MeanParityBytes = 2 * few.MeanPacketBytes
+	if d, o := run(few, 6); o != 0 {
+		t.Errorf("4 edges at 5 %%, parity twice the mean packet: overhead %.3f, want repair only; %s", o, d.Reason)
+	}
 	// Pacing: the keyframe over 5 ms, never below twice the media rate;
 	// rising loss spreads it more.
 	p = NewMeanField()
