@@ -278,6 +278,31 @@ func TestMeanField(t *testing.T) {
 	if d, o := run(few, 6); o != 0 {
 		t.Errorf("4 edges at 5 %%, parity twice the mean packet: overhead %.3f, want repair only; %s", o, d.Reason)
 	}
+	// Parity that does not save what the arithmetic expects (bursty loss:
+	// the cloud still repairs each edge nearly all it lost) is backed off;
+	// parity that does is kept.
+	for _, c := range []struct {
+		name     string
+		repaired func(loss float64, m int) float64 // fraction of the media repaired to an edge
+		parity   bool
+	}{
+		{"saves as expected", func(loss float64, m int) float64 { return Residual(loss, 16, m) }, true},
+		{"saves nothing", func(loss float64, m int) float64 { return loss }, false},
+	} {
+		p := NewMeanField()
+		s := stream(1, 16, 0.03, 0, at)
+		for range 12 {
+			m := ParityOf(s.Current.Overhead, 16)
+			for i := range s.Edges {
+				s.Edges[i].RepairBytesPerSecond = c.repaired(0.03, m) * s.MediaBytesPerSecond
+			}
+			d, _ := p.Decide(context.Background(), input(s))
+			s.Current = d.Streams[1]
+		}
+		if got := s.Current.Overhead > 0; got != c.parity {
+			t.Errorf("16 edges at 3 %%, parity %s: overhead %.3f", c.name, s.Current.Overhead)
+		}
+	}
 	// Pacing: the keyframe over 5 ms, never below twice the media rate;
 	// rising loss spreads it more.
 	p = NewMeanField()
