@@ -419,6 +419,12 @@ func TestControllerNewSSRC(t *testing.T) {
 					t.Fatalf("round %d after the new SSRC: %d parity, want the %d kept", i, n, before)
 				}
 			}
+			// Edges that went are not stood in for.
+			edges.set(report(s, 0xa, clock.Now(), 0.05, ids[:8]...))
+			round(0xa, false)
+			if tick, _ := e.LastTick(); len(tick.Input.Streams[0].Edges) != 8 {
+				t.Fatalf("%d edges' old reports stand in, want the 8 connected", len(tick.Input.Streams[0].Edges))
+			}
 			// Past the grace with no report on 0xb: the old reports no longer count.
 			clock.Advance(e.ctl.ssrcGrace())
 			round(0xa, false)
