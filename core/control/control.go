@@ -37,6 +37,13 @@ type Stream struct {
 	// over the last interval (fewer than Group where max_wait closed them;
 	// 0: no parity was sent). Parity per group is ceil(Overhead × size).
 	MeanGroup float64 `json:"mean_group,omitempty"`
+	// MeanParityBytes is the mean size of a parity packet on the wire: as
+	// long as its group's longest source packet plus the parity headers,
+	// so with audio and video in one group parity costs more bytes than
+	// MeanPacketBytes. Measured from the parity sent over the last
+	// interval or, while none is sent, from the groups it would have
+	// made; 0: not known (a policy then takes MeanPacketBytes).
+	MeanParityBytes float64 `json:"mean_parity_bytes,omitempty"`
 	// LatencyBudgetSeconds is how long an edge holds a gap for repair
 	// (its rtp-reorder latency, as configured at the controller).
 	LatencyBudgetSeconds float64 `json:"latency_budget_seconds"`

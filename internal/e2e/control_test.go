@@ -16,7 +16,7 @@ import (
 
 // TestControlLoop: a cloud with fec-encoder's controller on and an edge
 // with fec-decoder, netsim loss before it. At 5 % loss loss-adaptive
-// raises the stream's overhead within a few seconds of the first reports
+// raises the stream's overhead from 0 within a few seconds of the first reports
 // (GET /api/control shows it), the decoder recovers packets with the
 // parity, and every tag reaches the viewer intact; at no loss the default
 // policy takes the parity away.
@@ -36,7 +36,9 @@ func TestControlLoop(t *testing.T) {
 			a, admin := newAddrs(t), testrun.FreeTCP(t)
 			pol := ""
 			if tc.policy != "" {
-				pol = fmt.Sprintf("\n  policy = %q", tc.policy)
+				// From no parity at all (the fixed overhead, static's), so
+				// a parity overhead above 0 is the controller's doing.
+				pol = fmt.Sprintf("\n  policy = %q\n  overhead = 0.0", tc.policy)
 			}
 			cloud := strings.Replace(cloudTOML(a), "  [[pipeline.stage]]\n  use = \"udp-sink\"",
 				"  [[pipeline.stage]]\n  use = \"fec-encoder\""+pol+"\n  group = 16\n  max_wait = \"40ms\"\n\n  [[pipeline.stage]]\n  use = \"udp-sink\"", 1) +

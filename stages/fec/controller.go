@@ -35,17 +35,21 @@ type controller struct {
 	policy control.Policy
 
 	// The loop's own state (one goroutine, or a test calling tick).
-	lastAt     time.Time
-	prev       map[*flow]flowSample
-	meanGroup  map[*flow]float64        // last measured, kept while no parity is sent
-	repaired   map[int]uint64           // RepairedBytes at the last tick
-	paced      map[*core.Stream]float64 // pacing applied, per stream
-	rates      map[int]int              // repair rates applied
-	busy       chan struct{}            // closed when a Decide call that overran returns
-	kept       control.Decision         // what is applied now
-	errsSince  int                      // policy failures not yet logged
-	noFeedback bool                     // logged that no EdgeReporter is in the pipeline
-	errLogged  time.Time
+	lastAt      time.Time
+	prev        map[*flow]flowSample
+	meanGroup   map[*flow]float64        // last measured, kept while no parity is sent
+	held        map[*flow]heldReports    // each stream's last reports, for a new SSRC's first rounds
+	parityBytes map[*flow]float64        // mean parity packet size, last measured
+	repaired    map[int]uint64           // RepairedBytes at the last tick
+	paced       map[*core.Stream]float64 // pacing applied, per stream
+	rates       map[int]int              // repair rates applied
+	busy        chan struct{}            // closed when a Decide call that overran returns
+	reset       chan struct{}            // the interval changed: re-arm the timer
+	loopDone    chan struct{}            // closed when the loop's goroutine has ended (tests)
+	kept        control.Decision         // what is applied now
+	errsSince   int                      // policy failures not yet logged
+	noFeedback  bool                     // logged that no EdgeReporter is in the pipeline
+	errLogged   time.Time
 
 	mu   sync.Mutex
 	last control.Tick
@@ -58,6 +62,8 @@ type controller struct {
 
 type flowSample struct {
 	bytes, packets, groups, grouped uint64
+	parity, parityB                 uint64
+	vgroups, vlongest               uint64
 }
 
 // errBusy: the previous Decide call has not returned yet.
@@ -65,7 +71,7 @@ var errBusy = errors.New("the previous decision is still being made")
 
 func newController(e *Encoder, cfg *EncoderConfig) (*controller, error) {
 	c := &controller{e: e, name: cfg.Policy, path: cfg.Path,
-		prev: map[*flow]flowSample{}, meanGroup: map[*flow]float64{}, paced: map[*core.Stream]float64{},
+		prev: map[*flow]flowSample{}, reset: make(chan struct{}, 1), held: map[*flow]heldReports{}, parityBytes: map[*flow]float64{}, meanGroup: map[*flow]float64{}, paced: map[*core.Stream]float64{},
 		errors: e.env.Metrics.Counter("control_policy_errors"), changes: e.env.Metrics.Counter("control_decisions")}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	c.interval.Store(int64(cfg.Interval))
@@ -96,14 +102,23 @@ func (c *controller) open() error {
 }
 
 func (c *controller) reconfigure(cfg *EncoderConfig) {
-	c.interval.Store(int64(cfg.Interval))
+	old := c.interval.Swap(int64(cfg.Interval))
 	c.budget.Store(int64(cfg.LatencyBudget))
+	if old != int64(cfg.Interval) {
+		// The loop re-arms its timer now, not when the old interval (up
+		// to a minute) has run out.
+		select {
+		case c.reset <- struct{}{}:
+		default: // one pending reset is enough
+		}
+	}
 }
 
 // start runs the loop on its own goroutine; the function it returns stops
 // it and closes the policy.
 func (c *controller) start() (stop func()) {
 	done := make(chan struct{})
+	c.loopDone = done
 	go func() {
 		defer close(done)
 		c.loop()
@@ -147,6 +162,9 @@ func (c *controller) loop() {
 		case <-t.C():
 			c.tick()
 			t.Reset(time.Duration(c.interval.Load()))
+		case <-c.reset:
+			t.Stop()
+			t.Reset(time.Duration(c.interval.Load()))
 		}
 	}
 }
@@ -186,7 +204,7 @@ func (c *controller) tick() {
 	}
 	c.lastAt = now
 	sib := c.findSiblings()
-	in, flows := c.gather(sib, elapsed.Seconds())
+	in, flows := c.gather(sib, now, elapsed.Seconds())
 
 	tick := control.Tick{At: now, Policy: c.name, Input: in}
 	if sib.reporter == nil && (c.name == policy.NameLossAdaptive || c.name == policy.NameMeanField) {
@@ -218,7 +236,7 @@ func (c *controller) tick() {
 }
 
 // gather builds the policy's input; flows[i] is in.Streams[i]'s.
-func (c *controller) gather(sib siblings, seconds float64) (control.Input, []*flow) {
+func (c *controller) gather(sib siblings, now time.Time, seconds float64) (control.Input, []*flow) {
 	e := c.e
 	in := control.Input{IntervalSeconds: seconds, Streams: []control.Stream{}, Edges: []int{}}
 	e.mu.Lock()
@@ -233,13 +251,13 @@ func (c *controller) gather(sib siblings, seconds float64) (control.Input, []*fl
 	repairRate := map[int]float64{}
 	if sib.sharer != nil {
 		in.RepairBudget = sib.sharer.RepairBudget()
-		now := sib.sharer.RepairedBytes()
-		for id, b := range now {
+		got := sib.sharer.RepairedBytes()
+		for id, b := range got {
 			if old, ok := c.repaired[id]; ok && b >= old && seconds > 0 {
 				repairRate[id] = float64(b-old) / seconds
 			}
 		}
-		c.repaired = now
+		c.repaired = got
 	}
 	bySSRC := map[uint32][]control.EdgeReport{}
 	if sib.reporter != nil {
@@ -257,7 +275,8 @@ func (c *controller) gather(sib siblings, seconds float64) (control.Input, []*fl
 	live := make(map[*flow]bool, len(all))
 	for _, f := range all {
 		live[f] = true
-		cur := flowSample{f.bytes.Load(), f.packets.Load(), f.groups.Load(), f.grouped.Load()}
+		cur := flowSample{f.bytes.Load(), f.packets.Load(), f.groups.Load(), f.grouped.Load(),
+			f.parity.Load(), f.parityB.Load(), f.vgroups.Load(), f.vlongest.Load()}
 		prev, seen := c.prev[f]
 		c.prev[f] = cur
 		burst := f.burst.Swap(0)
@@ -271,10 +290,7 @@ func (c *controller) gather(sib siblings, seconds float64) (control.Input, []*fl
 		s := control.Stream{Stream: f.stream.Name, SSRC: ssrc, KeyframeBurstBytes: int(burst),
 			Group: e.cfg.Group, MaxWaitSeconds: e.cfg.MaxWait.Seconds(),
 			LatencyBudgetSeconds: time.Duration(c.budget.Load()).Seconds(),
-			Edges:                bySSRC[ssrc]}
-		if s.Edges == nil {
-			s.Edges = []control.EdgeReport{}
-		}
+			Edges:                c.reportsFor(f, bySSRC[ssrc], in.Edges, repairRate, now)}
 		if seconds > 0 {
 			s.MediaBytesPerSecond = float64(cur.bytes-prev.bytes) / seconds
 			s.PacketsPerSecond = float64(cur.packets-prev.packets) / seconds
@@ -286,6 +302,13 @@ func (c *controller) gather(sib siblings, seconds float64) (control.Input, []*fl
 			c.meanGroup[f] = float64(cur.grouped-prev.grouped) / float64(g)
 		}
 		s.MeanGroup = c.meanGroup[f]
+		switch n, g := cur.parity-prev.parity, cur.vgroups-prev.vgroups; {
+		case n > 0:
+			c.parityBytes[f] = float64(cur.parityB-prev.parityB) / float64(n)
+		case g > 0:
+			c.parityBytes[f] = parityHead + shardPrefix + float64(cur.vlongest-prev.vlongest)/float64(g)
+		}
+		s.MeanParityBytes = c.parityBytes[f]
 		s.Current = control.StreamDecision{Overhead: e.Overhead(f.stream), PaceBytesPerSecond: c.paced[f.stream]}
 		in.Streams = append(in.Streams, s)
 		flows = append(flows, f)
@@ -295,10 +318,51 @@ func (c *controller) gather(sib siblings, seconds float64) (control.Input, []*fl
 		if !live[f] {
 			delete(c.prev, f)
 			delete(c.meanGroup, f)
+			delete(c.held, f)
+			delete(c.parityBytes, f)
 			delete(c.paced, f.stream)
 		}
 	}
 	return in, flows
+}
+
+// heldReports are a stream's latest edge reports and when they were seen.
+type heldReports struct {
+	edges []control.EdgeReport
+	at    time.Time
+}
+
+// ssrcGrace is how long a stream's last reports stand in for it while its
+// edges have not reported its current SSRC: at least 5 s, or 5 intervals.
+func (c *controller) ssrcGrace() time.Duration {
+	return max(5*time.Second, 5*time.Duration(c.interval.Load()))
+}
+
+// reportsFor is the edges' reports on f: those on its current SSRC, or,
+// when there are none yet but there were within ssrcGrace, the last ones
+// (from the edges still connected). A new SSRC (a publisher reconnecting,
+// udp-source's standby taking over) reaches the edges' reports a round or
+// two after the cloud sends it; without this the policies would see no
+// edges and take the parity away until then. The path's loss is the
+// edges', not the SSRC's, so the last reports are a fair stand-in.
+func (c *controller) reportsFor(f *flow, reps []control.EdgeReport, connected []int, repairRate map[int]float64, now time.Time) []control.EdgeReport {
+	if len(reps) > 0 {
+		c.held[f] = heldReports{edges: reps, at: now}
+		return reps
+	}
+	h, ok := c.held[f]
+	if !ok || now.Sub(h.at) > c.ssrcGrace() {
+		delete(c.held, f)
+		return []control.EdgeReport{}
+	}
+	out := make([]control.EdgeReport, 0, len(h.edges))
+	for _, r := range h.edges {
+		if _, ok := slices.BinarySearch(connected, r.Edge); ok {
+			r.RepairBytesPerSecond = repairRate[r.Edge]
+			out = append(out, r)
+		}
+	}
+	return out
 }
 
 // decide calls the policy with a deadline. A call that overruns it is
@@ -415,8 +479,8 @@ func (c *controller) apply(sib siblings, in *control.Input, flows []*flow, d con
 }
 
 // sanitize bounds what a policy (a plugin, say) answered: overheads to
-// 0 … 1, rates and shares finite and not negative, so what is applied and
-// shown in GET /api/control is sound.
+// 0 … 1, rates and shares finite and not negative, shares summing to at
+// most 1, so what is applied and shown in GET /api/control is sound.
 func sanitize(d control.Decision) control.Decision {
 	out := control.Decision{Streams: make(map[uint32]control.StreamDecision, len(d.Streams)), Reason: d.Reason}
 	for ssrc, sd := range d.Streams {
@@ -428,9 +492,19 @@ func sanitize(d control.Decision) control.Decision {
 	}
 	if len(d.RepairShares) > 0 {
 		out.RepairShares = make(map[int]float64, len(d.RepairShares))
+		var sum float64
 		for id, v := range d.RepairShares {
 			if !math.IsNaN(v) && v >= 0 {
-				out.RepairShares[id] = min(v, 1)
+				v = min(v, 1)
+				out.RepairShares[id] = v
+				sum += v
+			}
+		}
+		// Shares of more than the whole budget are scaled down to it, so
+		// the rates set never add up to more than total_rate.
+		if sum > 1 {
+			for id, v := range out.RepairShares {
+				out.RepairShares[id] = v / sum
 			}
 		}
 	}

@@ -3,6 +3,7 @@ package fec
 import (
 	"context"
 	"errors"
+	"math"
 	"sync"
 	"testing"
 	"time"
@@ -181,7 +182,9 @@ func TestControllerKeepsDecisionOnFailure(t *testing.T) {
 	if err := e.Open(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	e.ctl.deadline = 50 * time.Millisecond
+	// A generous deadline for the calls that answer (a loaded machine or
+	// -race must not make them late); a short one only around the hang.
+	e.ctl.deadline = 30 * time.Second
 	s := core.NewStream("live/fail")
 	e.handle(core.NewEvent(core.EventStart, s))
 	sendGroup(e, out, s, 9, 0, 10)
@@ -206,8 +209,10 @@ func TestControllerKeepsDecisionOnFailure(t *testing.T) {
 	pol.mu.Lock()
 	pol.answer, pol.release = overheadFor(0.1), release
 	pol.mu.Unlock()
+	e.ctl.deadline = 50 * time.Millisecond
 	e.ctl.tick() // overruns its deadline
 	e.ctl.tick() // the call is still stuck: not asked again
+	e.ctl.deadline = 30 * time.Second
 	pol.mu.Lock()
 	calls := pol.calls
 	pol.mu.Unlock()
@@ -290,7 +295,8 @@ func TestControllerLoopEndsWithRun(t *testing.T) {
 	clock := stagetest.NewFakeClock(time.Unix(0, 0))
 	env.Clock = clock
 	env.Siblings = func() []core.Stage { return nil }
-	h := stagetest.Start(t, stagetest.Build(t, "fec-encoder", map[string]any{"policy": "plugin", "path": "p"}, env), env, false)
+	st := stagetest.Build(t, "fec-encoder", map[string]any{"policy": "plugin", "path": "p"}, env)
+	h := stagetest.Start(t, st, env, false)
 	s := h.StartStream("live/loop")
 	h.SendData(s, 0, 0, rtpPacket(3, 0, 0, 100))
 	h.Out.WaitData(1, 5*time.Second)
@@ -300,12 +306,179 @@ func TestControllerLoopEndsWithRun(t *testing.T) {
 		defer pol.mu.Unlock()
 		return pol.calls > 0
 	})
+	done := st.(*Encoder).ctl.loopDone
+	select {
+	case <-done:
+		t.Fatal("the loop ended while Run runs")
+	default:
+	}
 	if err := h.Close(); err != nil {
 		t.Fatal(err)
+	}
+	select {
+	case <-done: // Run returned only after the loop's goroutine ended
+	default:
+		t.Fatal("the loop's goroutine still runs after Run returned")
 	}
 	pol.mu.Lock()
 	defer pol.mu.Unlock()
 	if !pol.closed {
 		t.Fatal("the policy was not closed when Run returned")
+	}
+}
+
+// TestControllerIntervalReload: a reload that shortens interval takes
+// effect at once, not when the old (long) timer runs out.
+func TestControllerIntervalReload(t *testing.T) {
+	pol := &scripted{answer: overheadFor(0.3)}
+	control.SetPluginOpener(func(string) (control.Policy, error) { return pol, nil })
+	env := core.TestEnv("fec-encoder")
+	clock := stagetest.NewFakeClock(time.Unix(0, 0))
+	env.Clock = clock
+	env.Siblings = func() []core.Stage { return nil }
+	st := stagetest.Build(t, "fec-encoder", map[string]any{"policy": "plugin", "path": "p", "interval": "60s"}, env)
+	h := stagetest.Start(t, st, env, false)
+	defer h.Close()
+	s := h.StartStream("live/reload")
+	h.SendData(s, 0, 0, rtpPacket(3, 0, 0, 100))
+	h.Out.WaitData(1, 5*time.Second)
+	e := st.(*Encoder)
+	cfg := e.cfg
+	cfg.Interval = time.Second
+	if err := e.Reconfigure(&cfg); err != nil {
+		t.Fatal(err)
+	}
+	start := clock.Now()
+	testrun.Eventually(t, 10*time.Second, "a tick at the new interval", func() bool {
+		if clock.Now().Sub(start) > 30*time.Second {
+			t.Fatalf("no tick within 30 s of a reload to interval = 1s")
+		}
+		clock.Advance(100 * time.Millisecond)
+		pol.mu.Lock()
+		defer pol.mu.Unlock()
+		return pol.calls > 0
+	})
+}
+
+// TestSanitizeShares: shares that add up to more than the budget are
+// scaled down to it; bad ones are dropped.
+func TestSanitizeShares(t *testing.T) {
+	d := sanitize(control.Decision{RepairShares: map[int]float64{0: 0.9, 1: 0.6, 2: 1.5, 3: -1, 4: math.NaN()}})
+	sum := 0.0
+	for _, v := range d.RepairShares {
+		sum += v
+	}
+	if len(d.RepairShares) != 3 || math.Abs(sum-1) > 1e-9 || math.Abs(d.RepairShares[2]-1/2.5) > 1e-9 {
+		t.Fatalf("shares %v (sum %v), want 0.9:0.6:1 scaled to 1", d.RepairShares, sum)
+	}
+	d = sanitize(control.Decision{RepairShares: map[int]float64{0: 0.3, 1: 0.2}})
+	if d.RepairShares[0] != 0.3 || d.RepairShares[1] != 0.2 {
+		t.Fatalf("shares under 1 changed: %v", d.RepairShares)
+	}
+}
+
+// TestControllerNewSSRC: when the stream's SSRC changes (a publisher
+// reconnects; udp-source's standby takes over) the edges report the old
+// one for a round or two: the parity stays meanwhile, for a grace period
+// only, and follows the reports on the new SSRC once they come.
+func TestControllerNewSSRC(t *testing.T) {
+	for _, pol := range []string{"loss-adaptive", "mean-field"} {
+		t.Run(pol, func(t *testing.T) {
+			edges := &fakeEdges{}
+			e, clock, out := ctlEncoder(t, map[string]any{"policy": pol, "group": int64(10), "overhead": 0.0}, edges)
+			ids := make([]int, 16)
+			for i := range ids {
+				ids[i] = i
+			}
+			s := core.NewStream("live/ssrc")
+			e.handle(core.NewEvent(core.EventStart, s))
+			seq := uint16(0)
+			ssrc := uint32(0xa)
+			group := func() int { n := sendGroup(e, out, s, ssrc, seq, 10); seq += 10; return n }
+			round := func(reported uint32, fresh bool) {
+				clock.Advance(time.Second)
+				if fresh {
+					edges.set(report(s, reported, clock.Now(), 0.05, ids...))
+				}
+				for range 30 {
+					group()
+				}
+				e.ctl.tick()
+			}
+			for range 4 {
+				round(0xa, true)
+			}
+			before := group()
+			if before < 2 {
+				t.Fatalf("%d parity per group of 10 at 5 %% loss", before)
+			}
+			ssrc, seq = 0xb, 5000 // the new sender; the edges still report 0xa
+			for i := range 3 {
+				round(0xa, false)
+				if n := group(); n < before {
+					t.Fatalf("round %d after the new SSRC: %d parity, want the %d kept", i, n, before)
+				}
+			}
+			// Edges that went are not stood in for.
+			edges.set(report(s, 0xa, clock.Now(), 0.05, ids[:8]...))
+			round(0xa, false)
+			if tick, _ := e.LastTick(); len(tick.Input.Streams[0].Edges) != 8 {
+				t.Fatalf("%d edges' old reports stand in, want the 8 connected", len(tick.Input.Streams[0].Edges))
+			}
+			// Past the grace with no report on 0xb: the old reports no longer count.
+			clock.Advance(e.ctl.ssrcGrace())
+			round(0xa, false)
+			if tick, _ := e.LastTick(); len(tick.Input.Streams[0].Edges) != 0 {
+				t.Fatalf("old reports still used %v after the grace", clock.Now())
+			}
+			for range 3 {
+				round(0xb, true)
+			}
+			if n := group(); n < 2 {
+				t.Fatalf("%d parity once the edges report the new SSRC", n)
+			}
+			if tick, _ := e.LastTick(); tick.Input.Streams[0].Edges[0].SSRC != 0xb {
+				t.Fatalf("reports %+v", tick.Input.Streams[0].Edges)
+			}
+		})
+	}
+}
+
+// TestControllerParityBytes: the policy is told what a parity packet costs
+// on the wire (its group's longest packet plus headers), not the mean
+// source packet: measured from the parity sent, or, while none is, from
+// the groups it would make.
+func TestControllerParityBytes(t *testing.T) {
+	e, _, _ := ctlEncoder(t, map[string]any{"policy": "static", "overhead": 0.0, "group": int64(10)}, &fakeEdges{})
+	s := core.NewStream("live/mixed")
+	e.handle(core.NewEvent(core.EventStart, s))
+	seq := uint16(0)
+	mixed := func() { // nine audio-sized packets and one video-sized
+		for i := range 10 {
+			size := 100
+			if i == 4 {
+				size = 1000
+			}
+			p := core.NewPacket(0)
+			p.Data = append(p.Data, rtpPacket(3, seq, uint32(i), size)...)
+			p.Stream = s
+			seq++
+			e.handle(p)
+		}
+	}
+	want := float64(parityHead + shardPrefix + rtpHeader + 1000)
+	for _, overhead := range []float64{0, 0.3} {
+		_ = e.Reconfigure(&EncoderConfig{Overhead: overhead, Interval: time.Second, LatencyBudget: 150 * time.Millisecond})
+		mixed() // the first group after a change may straddle it
+		e.ctl.tick()
+		for range 5 {
+			mixed()
+		}
+		e.ctl.tick()
+		tick, _ := e.LastTick()
+		in := tick.Input.Streams[0]
+		if in.MeanParityBytes != want || in.MeanPacketBytes >= want/4 {
+			t.Fatalf("overhead %v: mean parity %v B (want %v), mean packet %v B", overhead, in.MeanParityBytes, want, in.MeanPacketBytes)
+		}
 	}
 }

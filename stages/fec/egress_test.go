@@ -15,7 +15,10 @@ import (
 // live stream (30 fps video with a keyframe every 2 s, 43 AAC frames/s) on
 // a fake clock, and N edges that each lose packets of the wire (sources
 // and parity) by their own loss process. Each second the edges report
-// their loss before FEC, as rtp-reorder does, and the controller ticks.
+// their loss before FEC (sources lost on the path, whether fec-decoder
+// rebuilt them or not: what rtp-reorder reports once packets rebuilt
+// count as lost), quic-retransmit counts the bytes it repaired to each
+// edge, and the controller ticks.
 // A group recovers an edge's lost sources when it lost at most m of its
 // k+m packets; what it does not recover is repaired to that edge alone.
 // Egress counts media and parity once (multicast carries them to every
@@ -39,6 +42,7 @@ type egressResult struct {
 	parity   float64 // parity / media
 	repair   float64 // repair / media (all edges)
 	overhead float64 // the last decision
+	alone    float64 // (media + repair of every lost source) / media: repair alone at the same losses
 	lost     int     // packets lost before FEC, all edges
 }
 
@@ -70,7 +74,10 @@ func (o *traceOut) Emit(p *core.Packet) {
 func runEgress(t *testing.T, c egressCase, warm, measure int) egressResult {
 	t.Helper()
 	reporter := &fakeEdges{}
-	e, clock, _ := ctlEncoder(t, c.params, reporter)
+	// quic-retransmit's count of the bytes it repaired to each edge, as the
+	// controller reads it (no shared budget: rates are not set).
+	sharer := &fakeSharer{repaired: map[int]uint64{}}
+	e, clock, _ := ctlEncoder(t, c.params, reporter, sharer)
 	out := &traceOut{}
 	e.out = out
 	s := core.NewStream("live/model")
@@ -126,7 +133,8 @@ func runEgress(t *testing.T, c egressCase, warm, measure int) egressResult {
 	var res egressResult
 	start := clock.Now()
 	sources := map[uint16]*wirePacket{}
-	done := 0 // trace entries given their losses
+	done := 0     // trace entries given their losses
+	repaired := 0 // trace entries whose repair is counted
 	for sec := 0; sec < warm+measure; sec++ {
 		var evs []event
 		for f := 0; f < 30; f++ {
@@ -211,7 +219,28 @@ func runEgress(t *testing.T, c egressCase, warm, measure int) egressResult {
 				}
 			}
 		}
-		done = len(out.pkts)
+		// The repair of this second's sources, counted by the cloud as
+		// quic-retransmit does (it repairs within the latency budget, well
+		// inside the second), but for a group still open at the second's
+		// end: counted once its parity has been sent.
+		cut := len(out.pkts)
+		if e.Overhead(s) > 0 {
+			for cut > done && !out.pkts[cut-1].parity {
+				cut--
+			}
+		}
+		sharer.mu.Lock()
+		for _, w := range out.pkts[repaired:cut] {
+			if !w.parity {
+				for i := range c.edges {
+					if w.lost&^w.recov&(1<<i) != 0 {
+						sharer.repaired[i] += uint64(w.size)
+					}
+				}
+			}
+		}
+		sharer.mu.Unlock()
+		repaired, done = cut, len(out.pkts)
 		now := clock.Now()
 		edges := make([]core.Edge, c.edges)
 		for i := range edges {
@@ -221,7 +250,7 @@ func runEgress(t *testing.T, c egressCase, warm, measure int) egressResult {
 		reporter.set(edges)
 		e.ctl.tick()
 	}
-	var media, parity, repair float64
+	var media, parity, repair, lostBytes float64
 	for _, w := range out.pkts {
 		if !w.measured {
 			continue
@@ -232,9 +261,11 @@ func runEgress(t *testing.T, c egressCase, warm, measure int) egressResult {
 		}
 		media += float64(w.size)
 		repair += float64(w.size * bits.OnesCount64(w.lost&^w.recov))
+		lostBytes += float64(w.size * bits.OnesCount64(w.lost))
 	}
 	res.parity, res.repair = parity/media, repair/media
 	res.ratio = 1 + res.parity + res.repair
+	res.alone = 1 + lostBytes/media
 	res.overhead = e.Overhead(s)
 	return res
 }
@@ -282,15 +313,20 @@ func TestEgressTargets(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			r := runEgress(t, c, 6, 20)
 			repairOnly := 1 + c.loss.p*float64(c.edges)
-			t.Logf("%s: egress %.3f× media (parity %.3f, repair %.3f; repair alone ≈ %.2f), overhead now %.3f",
-				name, r.ratio, r.parity, r.repair, repairOnly, r.overhead)
+			t.Logf("%s: egress %.3f× media (parity %.3f, repair %.3f; repair alone ≈ %.2f, %.3f at these losses), overhead now %.3f",
+				name, r.ratio, r.parity, r.repair, repairOnly, r.alone, r.overhead)
 			if tc.max > 0 && r.ratio > tc.max {
 				t.Errorf("egress %.3f× media, want ≤ %.2f", r.ratio, tc.max)
 			}
-			// The policies model independent loss: under bursts parity
-			// recovers less than they expect (docs/control.md).
 			if c.loss.burst <= 1 && r.ratio > repairOnly+0.05 {
 				t.Errorf("egress %.3f× media costs more than repair alone (%.2f)", r.ratio, repairOnly)
+			}
+			// Under bursts parity recovers far less than the independent-
+			// loss arithmetic expects: mean-field measures what it saves
+			// (the cloud's repair to the edges) and backs off, so it costs
+			// at most a little more than repair alone at the same losses.
+			if c.loss.burst > 1 && pol == "mean-field" && r.ratio > r.alone+0.03 {
+				t.Errorf("egress %.3f× media under bursts, repair alone %.3f×: parity that does not pay was kept", r.ratio, r.alone)
 			}
 			if c.loss.p == 0 && r.parity != 0 {
 				t.Errorf("parity %.3f at no loss, want none after the warm-up", r.parity)

@@ -92,6 +92,7 @@ type encStream struct {
 	ingest    int64
 	opened    time.Time // when the open group got its first packet
 	longest   int       // longest source packet in the group
+	vn, vlong int       // no parity sent: packets and the longest of a would-be group
 	shards    [][]byte  // group+MaxParity shards of MaxShard capacity, reused
 	lens      []int     // each source shard's used length
 	stream    *core.Stream
@@ -300,7 +301,11 @@ type flow struct {
 	ssrc            atomic.Uint32
 	bytes, packets  atomic.Uint64 // source packets sent
 	groups, grouped atomic.Uint64 // groups sent with parity, and their source packets
-	burst           atomic.Int64  // largest run of one timestamp since the controller read it
+	parity, parityB atomic.Uint64 // parity packets sent, and their bytes
+	// While no parity is sent: groups of `group` packets counted as if it
+	// were, and the sum of their longest packets (what parity would cost).
+	vgroups, vlongest atomic.Uint64
+	burst             atomic.Int64 // largest run of one timestamp since the controller read it
 }
 
 // count adds a source packet to the stream's figures: a run of packets of
@@ -320,6 +325,15 @@ func (st *encStream) count(n int, ts, ssrc uint32) {
 	}
 	if int64(st.burstRun) > f.burst.Load() {
 		f.burst.Store(int64(st.burstRun))
+	}
+	if st.overhead <= 0 {
+		st.vn++
+		st.vlong = max(st.vlong, n)
+		if st.vn >= len(st.lens) {
+			f.vgroups.Add(1)
+			f.vlongest.Add(uint64(st.vlong))
+			st.vn, st.vlong = 0, 0
+		}
 	}
 }
 
@@ -354,6 +368,8 @@ func (e *Encoder) flush(st *encStream) {
 	}
 	st.flow.groups.Add(1)
 	st.flow.grouped.Add(uint64(k))
+	st.flow.parity.Add(uint64(m))
+	st.flow.parityB.Add(uint64(m * (parityHead + l)))
 	for j := 0; j < m; j++ {
 		p := core.NewPacket(parityHead + l)
 		putParityHeader(p.Data, e.pt, st.paritySeq, st.ts, st.ssrc, st.base, k, m, j, l)

@@ -87,3 +87,14 @@ func Percentile(xs []float64, p float64) float64 {
 	i := int(math.Ceil(p*float64(len(xs)))) - 1
 	return xs[min(max(i, 0), len(xs)-1)]
 }
+
+// ParityBytesRatio is a parity packet's bytes per source packet's: parity
+// is as long as its group's longest packet plus headers, so a group mixing
+// audio and video pays up to twice what counting packets says. 1 when
+// either size is not known.
+func ParityBytesRatio(s *control.Stream) float64 {
+	if s.MeanParityBytes <= 0 || s.MeanPacketBytes <= 0 {
+		return 1
+	}
+	return max(1, s.MeanParityBytes/s.MeanPacketBytes)
+}

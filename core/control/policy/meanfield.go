@@ -26,21 +26,33 @@ type MeanField struct {
 	LateLoss   float64 // residual loss tolerated at an edge repair cannot reach in time: 0.001
 	Spread     float64 // seconds the largest burst is paced over: 0.005
 	DefaultRTT float64 // seconds, for edges that do not know their round trip yet
+	Recover    float64 // fraction of the way back to 1 the parity efficiency drifts a round without parity: 0.02
 
 	prevLoss map[uint32]float64 // population mean loss at the last tick, for pacing feedback
 	bursts   bursts
+	// eff is each stream's parity efficiency: what parity actually saved
+	// the edges in repair (measured: the cloud's repair to them) over what
+	// the independent-loss arithmetic expected, 0 … 1, smoothed. Bursty
+	// loss recovers far less than Residual says; eff scales the saving
+	// each candidate is credited with, so parity that does not pay is
+	// backed off. Absent: 1 (nothing measured yet).
+	eff   map[uint32]float64
+	lastM map[uint32]int // the parity applied the round before, to see it held
 }
 
 // NewMeanField returns the policy with the seed's weights.
 func NewMeanField() *MeanField {
-	return &MeanField{Own: 0.2, Hysteresis: 0.005, LateLoss: 0.001, Spread: 0.005, DefaultRTT: 0.05,
-		prevLoss: map[uint32]float64{}, bursts: bursts{}}
+	return &MeanField{Own: 0.2, Hysteresis: 0.005, LateLoss: 0.001, Spread: 0.005, DefaultRTT: 0.05, Recover: 0.02,
+		prevLoss: map[uint32]float64{}, bursts: bursts{}, eff: map[uint32]float64{}, lastM: map[uint32]int{}}
 }
 
 // edgeState is one edge's mixed state for one stream.
 type edgeState struct {
-	id             int
-	loss, rtt, own float64 // mixed loss and round trip; own loss
+	id        int
+	loss, rtt float64 // mixed loss and round trip: the cost estimate
+	own       float64 // own loss: its repair need and its deadline check
+	ownRTT    float64 // own round trip (the mean while it knows none)
+	repair    float64 // what the cloud repaired to it, per media byte it receives
 }
 
 // Actions scales a window w by the seed's action set: ÷2, −step, keep,
@@ -56,12 +68,21 @@ func (p *MeanField) Decide(_ context.Context, in *control.Input) (control.Decisi
 	var why []string
 	need := map[int]float64{}
 	live := make(map[uint32]bool, len(in.Streams))
+	// Each edge's media rate over all its streams: its repair (counted per
+	// edge, all streams) is read as a fraction of it.
+	media := map[int]float64{}
+	for _, s := range in.Streams {
+		for _, e := range s.Edges {
+			media[e.Edge] += s.MediaBytesPerSecond
+		}
+	}
 	for i := range in.Streams {
 		s := &in.Streams[i]
 		live[s.SSRC] = true
 		k := GroupSize(s)
-		edges := p.mix(s)
+		edges := p.mix(s, media)
 		cur := ParityOf(s.Current.Overhead, k)
+		p.measure(s.SSRC, k, cur, edges)
 		m, reason := cur, ""
 		if len(edges) == 0 {
 			m, reason = 0, "no edge reports: repair only"
@@ -80,6 +101,16 @@ func (p *MeanField) Decide(_ context.Context, in *control.Input) (control.Decisi
 			delete(p.prevLoss, ssrc)
 		}
 	}
+	for ssrc := range p.eff {
+		if !live[ssrc] {
+			delete(p.eff, ssrc)
+		}
+	}
+	for ssrc := range p.lastM {
+		if !live[ssrc] {
+			delete(p.lastM, ssrc)
+		}
+	}
 	p.bursts.prune(live)
 	d.RepairShares = Shares(in.Edges, need, 0.25)
 	d.Reason = strings.Join(why, "; ")
@@ -87,7 +118,7 @@ func (p *MeanField) Decide(_ context.Context, in *control.Input) (control.Decisi
 }
 
 // mix is each edge's state mixed with the population's mean.
-func (p *MeanField) mix(s *control.Stream) []edgeState {
+func (p *MeanField) mix(s *control.Stream, media map[int]float64) []edgeState {
 	if len(s.Edges) == 0 {
 		return nil
 	}
@@ -111,7 +142,11 @@ func (p *MeanField) mix(s *control.Stream) []edgeState {
 		if rtt <= 0 {
 			rtt = meanRTT
 		}
-		out[i] = edgeState{id: e.Edge, own: e.FractionLost,
+		var repair float64
+		if m := media[e.Edge]; m > 0 {
+			repair = e.RepairBytesPerSecond / m
+		}
+		out[i] = edgeState{id: e.Edge, own: e.FractionLost, ownRTT: rtt, repair: repair,
 			loss: p.Own*e.FractionLost + (1-p.Own)*meanLoss,
 			rtt:  p.Own*rtt + (1-p.Own)*meanRTT}
 	}
@@ -122,20 +157,71 @@ func (p *MeanField) mix(s *control.Stream) []edgeState {
 // group of k, as a multiple of its media rate, and whether every edge is
 // served within the latency budget.
 func (p *MeanField) cost(s *control.Stream, k, m int, edges []edgeState) (float64, bool) {
-	c := 1 + Overhead(m, k)
+	c := 1 + Overhead(m, k)*ParityBytesRatio(s)
 	wait := s.MaxWaitSeconds
 	if s.PacketsPerSecond > 0 {
 		wait = min(wait, float64(k)/s.PacketsPerSecond)
 	}
 	ok := true
+	eff := p.efficiency(s.SSRC)
 	for _, e := range edges {
-		r := Residual(e.loss, k, m)
-		c += r
-		if s.LatencyBudgetSeconds > 0 && wait+e.rtt > s.LatencyBudgetSeconds && r > p.LateLoss {
+		c += e.loss - eff*(e.loss-Residual(e.loss, k, m))
+		// The deadline is the edge's own: the population's mean must not
+		// make one far edge look repairable in time (a 200 ms edge among
+		// fifteen of 10 ms mixes to 58 ms), nor its loss look smaller.
+		rtt := max(e.ownRTT, e.rtt)
+		if s.LatencyBudgetSeconds > 0 && wait+rtt > s.LatencyBudgetSeconds && Residual(e.own, k, m) > p.LateLoss {
 			ok = false // its repair would come too late: parity must cover it
 		}
 	}
 	return c, ok
+}
+
+// efficiency is the stream's measured parity efficiency (1: none yet).
+func (p *MeanField) efficiency(ssrc uint32) float64 {
+	if v, ok := p.eff[ssrc]; ok {
+		return v
+	}
+	return 1
+}
+
+// measure updates the stream's parity efficiency from what the cloud
+// repaired to its edges over the round just past, at the parity cur
+// applied in it: the population's saving (loss − repair) over what the
+// arithmetic expected (loss − residual). Only a round whose parity was
+// also the round before's is measured (reports and repair counts lag a
+// little behind a change), and only a saving large enough to measure
+// (a percent of the media over the edges); while no
+// parity is sent the efficiency drifts back towards 1 by Recover a round,
+// so parity is tried again once in a while.
+func (p *MeanField) measure(ssrc uint32, k, cur int, edges []edgeState) {
+	eff, measured := p.eff[ssrc]
+	if !measured {
+		eff = 1
+	}
+	last, held := p.lastM[ssrc]
+	p.lastM[ssrc] = cur
+	var got, expected float64
+	for _, e := range edges {
+		got += e.own - e.repair
+		expected += e.own - Residual(e.own, k, cur)
+	}
+	switch {
+	case cur > 0 && held && last == cur && expected >= 0.01:
+		sample := min(max(got/expected, 0), 1)
+		if measured {
+			eff = (eff + sample) / 2
+		} else {
+			eff = sample // the first measure replaces the guess
+		}
+	case cur == 0:
+		eff += (1 - eff) * p.Recover
+	}
+	if eff >= 0.999 {
+		delete(p.eff, ssrc)
+		return
+	}
+	p.eff[ssrc] = eff
 }
 
 // chooseParity applies the best of the actions on the current parity.
@@ -168,6 +254,9 @@ func (p *MeanField) chooseParity(s *control.Stream, k, cur int, edges []edgeStat
 	}
 	meanLoss /= float64(len(edges))
 	why := fmt.Sprintf("mean loss %.3f over %d edges, group %d: %d parity, egress %.3f× media", meanLoss, len(edges), k, best, bestCost)
+	if eff, ok := p.eff[s.SSRC]; ok {
+		why += fmt.Sprintf(", parity saves %.0f%% of what independent loss would", eff*100)
+	}
 	switch {
 	case best == 0 && cur == 0:
 		why += " (repair only pays here)"

@@ -252,6 +252,57 @@ func TestMeanField(t *testing.T) {
 	if m := ParityOf(o, 16); Residual(0.05, 16, m) > NewMeanField().LateLoss {
 		t.Errorf("far edge: %d parity leave %.4f; %s", m, Residual(0.05, 16, m), d.Reason)
 	}
+	// One far edge among fifteen near ones: its own round trip, not the
+	// mixed one (≈ 58 ms), decides whether its repair arrives in time, and
+	// its own loss what parity must leave it.
+	crowd := stream(1, 16, 0.05, 0, at)
+	crowd.Edges[0].RTTSeconds = 0.2
+	d, o = run(crowd, 10)
+	if m := ParityOf(o, 16); Residual(0.05, 16, m) > NewMeanField().LateLoss {
+		t.Errorf("far edge among 15 near: %d parity leave it %.4f; %s", m, Residual(0.05, 16, m), d.Reason)
+	}
+	crowd = stream(1, 16, 0.01, 0, at) // the far edge loses more than the rest
+	crowd.Edges[0].RTTSeconds, crowd.Edges[0].FractionLost = 0.2, 0.08
+	d, o = run(crowd, 10)
+	if m := ParityOf(o, 16); Residual(0.08, 16, m) > NewMeanField().LateLoss {
+		t.Errorf("far lossy edge among 15 near: %d parity leave it %.4f; %s", m, Residual(0.08, 16, m), d.Reason)
+	}
+	// Parity is as long as a group's longest packet: where audio and video
+	// share groups it costs twice the mean packet, and 4 edges at 5 % no
+	// longer pay for it.
+	few := stream(1, 4, 0.05, 0, at)
+	if _, o := run(few, 6); o == 0 {
+		t.Fatal("4 edges at 5 %: no parity even at the mean packet's size")
+	}
+	few.MeanParityBytes = 2 * few.MeanPacketBytes
+	if d, o := run(few, 6); o != 0 {
+		t.Errorf("4 edges at 5 %%, parity twice the mean packet: overhead %.3f, want repair only; %s", o, d.Reason)
+	}
+	// Parity that does not save what the arithmetic expects (bursty loss:
+	// the cloud still repairs each edge nearly all it lost) is backed off;
+	// parity that does is kept.
+	for _, c := range []struct {
+		name     string
+		repaired func(loss float64, m int) float64 // fraction of the media repaired to an edge
+		parity   bool
+	}{
+		{"saves as expected", func(loss float64, m int) float64 { return Residual(loss, 16, m) }, true},
+		{"saves nothing", func(loss float64, m int) float64 { return loss }, false},
+	} {
+		p := NewMeanField()
+		s := stream(1, 16, 0.03, 0, at)
+		for range 12 {
+			m := ParityOf(s.Current.Overhead, 16)
+			for i := range s.Edges {
+				s.Edges[i].RepairBytesPerSecond = c.repaired(0.03, m) * s.MediaBytesPerSecond
+			}
+			d, _ := p.Decide(context.Background(), input(s))
+			s.Current = d.Streams[1]
+		}
+		if got := s.Current.Overhead > 0; got != c.parity {
+			t.Errorf("16 edges at 3 %%, parity %s: overhead %.3f", c.name, s.Current.Overhead)
+		}
+	}
 	// Pacing: the keyframe over 5 ms, never below twice the media rate;
 	// rising loss spreads it more.
 	p = NewMeanField()
