@@ -20,7 +20,8 @@ import (
 // ServePolicy serves p as a transmission-control policy plugin
 // (fec-encoder's policy = "plugin"); spec gives its name and summary (kinds
 // and parameters are unused). mediapipe calls p.Decide once per control
-// interval with a deadline in ctx; p.Close runs on shutdown. mediapipe checks
+// interval with a deadline in ctx; p.Close runs on shutdown if the process
+// stops within go-plugin's 2 s grace (it is killed after). mediapipe checks
 // each Decision (overheads and shares within 0 … 1, only the input's SSRCs
 // and edges) and keeps its current one when Decide fails or is late.
 func ServePolicy(spec core.Spec, p control.Policy) {
