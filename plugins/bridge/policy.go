@@ -140,31 +140,12 @@ func (p *Policy) callError(ctx context.Context, proc *process, err error, budget
 		return fmt.Errorf("policy plugin %s: bad decision: over %d bytes, refused unread (%s)", p.path, maxDecisionJSON, statusMessage(err))
 	case status.Code(err) == codes.Unavailable:
 		if exitedSoon(ctx, proc) {
+			p.gone(proc)
 			return fmt.Errorf("policy plugin %s: the process is gone (%s)", p.path, statusMessage(err))
 		}
 		return fmt.Errorf("policy plugin %s: unavailable (%s)", p.path, statusMessage(err))
 	}
 	return fmt.Errorf("policy plugin %s: %s", p.path, statusMessage(err))
-}
-
-// exitedSoon reports whether proc has exited or does within a moment (at
-// most 100 ms, and not past ctx): a connection that broke because the
-// process died is seen before go-plugin has reaped it.
-func exitedSoon(ctx context.Context, proc *process) bool {
-	t := time.NewTimer(100 * time.Millisecond)
-	defer t.Stop()
-	tick := time.NewTicker(5 * time.Millisecond)
-	defer tick.Stop()
-	for !proc.exited() {
-		select {
-		case <-tick.C:
-		case <-t.C:
-			return false
-		case <-ctx.Done():
-			return proc.exited()
-		}
-	}
-	return true
 }
 
 // finiteCopy copies v (an Input, through pointers, slices, maps and

@@ -190,6 +190,40 @@ func (r *respawner) called(p *process, timedOut bool) {
 	r.killInBackground(p)
 }
 
+// exitedSoon reports whether proc has exited or does within a moment (at
+// most 100 ms, and not past ctx): a connection that broke because the
+// process died is seen before go-plugin has reaped it.
+func exitedSoon(ctx context.Context, proc *process) bool {
+	t := time.NewTimer(100 * time.Millisecond)
+	defer t.Stop()
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	for !proc.exited() {
+		select {
+		case <-tick.C:
+		case <-t.C:
+			return false
+		case <-ctx.Done():
+			return proc.exited()
+		}
+	}
+	return true
+}
+
+// gone starts the replacement of p, a process a call found dead, in the
+// background at once (as far as the back-off allows), rather than on the
+// next call.
+func (r *respawner) gone(p *process) {
+	r.mu.Lock()
+	dead := r.proc == p && p.exited()
+	r.mu.Unlock()
+	if dead {
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel() // begin the start, do not wait for it
+		_, _ = r.current(ctx)
+	}
+}
+
 // close stops the process for good. A start under way is not waited for:
 // its process is killed when it comes up.
 func (r *respawner) close() {

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"unicode/utf8"
 
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
 	"github.com/mediapipe/mediapipe/core"
@@ -80,6 +81,9 @@ func (b *SRBackend) Enhance(ctx context.Context, in *sr.Image, scale int) (*sr.I
 		Scale: int32(scale),
 	})
 	b.called(p, err != nil && timedOut(ctx, err))
+	if status.Code(err) == codes.Unavailable && exitedSoon(ctx, p) {
+		b.gone(p)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("sr plugin %s: %s", b.path, statusMessage(err))
 	}
