@@ -14,8 +14,8 @@ import (
 )
 
 // maxTimeouts is how many calls in a row may run out of their deadline
-// before the process is taken for hung and killed: a live process that never
-// answers would otherwise never be replaced.
+// before a policy's process is taken for hung and killed: a live process
+// that never answers would otherwise never be replaced.
 const maxTimeouts = 3
 
 // respawner holds the process of a plugin that serves calls (an SR backend,

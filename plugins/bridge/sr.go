@@ -80,7 +80,9 @@ func (b *SRBackend) Enhance(ctx context.Context, in *sr.Image, scale int) (*sr.I
 		Image: &pluginpb.Image{Width: int32(in.Width), Height: int32(in.Height), Format: in.Format, Pix: in.Pix},
 		Scale: int32(scale),
 	})
-	b.called(p, err != nil && timedOut(ctx, err))
+	// No kill after timeouts in a row, unlike a policy: sr-enhancer cuts
+	// calls at the stream's budget, so a slow but sound backend (a model
+	// loaded at great cost) would be killed for the stream falling behind.
 	if status.Code(err) == codes.Unavailable && exitedSoon(ctx, p) {
 		b.gone(p)
 	}

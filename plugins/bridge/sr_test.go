@@ -2,29 +2,24 @@ package bridge
 
 import (
 	"context"
-	"log/slog"
-	"strings"
 	"testing"
 	"time"
 
-	"github.com/mediapipe/mediapipe/core"
 	"github.com/mediapipe/mediapipe/core/sr"
 	"github.com/mediapipe/mediapipe/internal/testrun"
 )
 
-// TestSRBackendHungKilled: an SR plugin alive but never answering costs
-// each call its deadline, and after maxTimeouts of them in a row it is
-// killed (logged) and a new process answers; the restart is counted.
-func TestSRBackendHungKilled(t *testing.T) {
+// TestSRBackendSlowNotKilled: an SR plugin whose calls run out of their
+// deadline costs each call its deadline, no more, and is not killed for it
+// however often (sr-enhancer's deadlines follow the stream's budget, not the
+// backend's health): the same process answers the next call it can.
+func TestSRBackendSlowNotKilled(t *testing.T) {
 	b, err := OpenSRBackend(bin(t, "hangsr"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer b.Close()
 	sb := b.(*SRBackend)
-	env := core.TestEnv("sr-enhancer")
-	sink := &logSink{}
-	sb.Instrument(env.Metrics, slog.New(sink))
 	in := &sr.Image{Width: 4, Height: 4, Format: "rgb24", Pix: make([]byte, 4*4*3)}
 	enhance := func(scale int, deadline time.Duration) error {
 		ctx, cancel := context.WithTimeout(context.Background(), deadline)
@@ -37,25 +32,15 @@ func TestSRBackendHungKilled(t *testing.T) {
 		return testrun.Within(t, done, deadline+time.Second, "Enhance to return")
 	}
 	first := sb.PID()
-	for i := range maxTimeouts {
-		if err := enhance(2, 150*time.Millisecond); err == nil {
+	for i := range maxTimeouts + 1 {
+		if err := enhance(2, 100*time.Millisecond); err == nil {
 			t.Fatalf("hang %d answered", i)
 		}
-		if i < maxTimeouts-1 && sb.PID() != first {
-			t.Fatalf("killed after %d timeouts", i+1)
-		}
 	}
-	waitGone(t, first)
-	if !strings.Contains(strings.Join(sink.all(), "\n"), "sr plugin hung") {
-		t.Errorf("no log of the kill: %q", sink.all())
+	if err := enhance(1, 2*time.Second); err != nil {
+		t.Fatalf("after the timeouts: %v", err)
 	}
-	testrun.Eventually(t, 10*time.Second, "a new process to answer", func() bool {
-		return enhance(1, 2*time.Second) == nil
-	})
-	if pid := sb.PID(); pid == first || !alive(pid) {
-		t.Fatalf("pid %d → %d", first, pid)
-	}
-	if n := core.CounterValue(env.Metrics.Counter(SRBackendCounter)); n != 1 {
-		t.Errorf("restarts = %v, want 1", n)
+	if pid := sb.PID(); pid != first || !alive(pid) {
+		t.Errorf("pid %d → %d: a slow SR backend was replaced", first, pid)
 	}
 }
