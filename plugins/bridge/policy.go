@@ -40,8 +40,10 @@ const maxReason = 256
 // strict JSON (unknown fields are an error, so a misspelt field is not
 // silently zero), overheads and shares within 0 … 1, only SSRCs and edges
 // the Input named. A call that finds the process dead starts it again with
-// back-off (see respawner); calls in between fail at once, and the
-// controller keeps its current decision.
+// back-off, in the background (see respawner); calls in between fail at
+// once, and the controller keeps its current decision. After maxTimeouts
+// calls in a row without an answer within their deadline, the process is
+// taken for hung and killed, to be started again the same way.
 type Policy struct {
 	respawner
 	name            string
