@@ -36,6 +36,7 @@ var programs = map[string]string{
 	"source":            "./testdata/source",
 	"slow":              "./testdata/slow",
 	"inplace":           "./testdata/inplace",
+	"hangsr":            "./testdata/hangsr",
 }
 
 func TestMain(m *testing.M) {

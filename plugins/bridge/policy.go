@@ -6,12 +6,16 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"math"
+	"reflect"
 	"slices"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -36,11 +40,14 @@ const maxReason = 256
 // strict JSON (unknown fields are an error, so a misspelt field is not
 // silently zero), overheads and shares within 0 … 1, only SSRCs and edges
 // the Input named. A call that finds the process dead starts it again with
-// back-off (see respawner); calls in between fail at once, and the
-// controller keeps its current decision.
+// back-off, in the background (see respawner); calls in between fail at
+// once, and the controller keeps its current decision. After maxTimeouts
+// calls in a row without an answer within their deadline, the process is
+// taken for hung and killed, to be started again the same way.
 type Policy struct {
 	respawner
-	name string
+	name            string
+	warnedNonFinite atomic.Bool // the input had NaN or Inf: logged once
 }
 
 var _ control.Policy = (*Policy)(nil)
@@ -83,18 +90,29 @@ func (p *Policy) Decide(ctx context.Context, in *control.Input) (control.Decisio
 	}
 	body, err := json.Marshal(in)
 	if err != nil {
-		// NaN or Inf in the input: the controller's bug, not the plugin's.
-		return control.Decision{}, fmt.Errorf("policy plugin %s: encoding the input: %w", p.path, err)
+		// NaN or Inf somewhere in the input (json.Marshal refuses them):
+		// the plugin gets 0 there rather than no input at all.
+		body, err = json.Marshal(finiteCopy(reflect.ValueOf(in)).Interface())
+		if err != nil {
+			return control.Decision{}, fmt.Errorf("policy plugin %s: encoding the input: %w", p.path, err)
+		}
+		if !p.warnedNonFinite.Swap(true) {
+			p.logger().Warn("policy plugin input had NaN or Inf figures: sent as 0", "path", p.path)
+		}
 	}
-	proc, err := p.current()
+	proc, err := p.current(ctx)
 	if err != nil {
 		return control.Decision{}, err
 	}
 	dl, _ := ctx.Deadline()
 	budget := time.Until(dl)
-	resp, err := proc.policy.Decide(ctx, &pluginpb.PolicyRequest{InputJson: body})
+	// gRPC would accept up to its own limit (256 MiB here) before
+	// decodeDecision could refuse it.
+	resp, err := proc.policy.Decide(ctx, &pluginpb.PolicyRequest{InputJson: body},
+		grpc.MaxCallRecvMsgSize(maxDecisionJSON+4096))
+	p.called(proc, err != nil && timedOut(ctx, err))
 	if err != nil {
-		return control.Decision{}, p.callError(ctx, err, budget)
+		return control.Decision{}, p.callError(ctx, proc, err, budget)
 	}
 	d, err := decodeDecision(resp.GetDecisionJson())
 	if err == nil {
@@ -106,18 +124,73 @@ func (p *Policy) Decide(ctx context.Context, in *control.Input) (control.Decisio
 	return d, nil
 }
 
-// callError says in one line why a Decide call failed.
-func (p *Policy) callError(ctx context.Context, err error, budget time.Duration) error {
+func (p *Policy) logger() *slog.Logger {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.log
+}
+
+// callError says in one line why a Decide call of proc failed.
+func (p *Policy) callError(ctx context.Context, proc *process, err error, budget time.Duration) error {
 	switch {
-	case errors.Is(ctx.Err(), context.DeadlineExceeded) || status.Code(err) == codes.DeadlineExceeded:
+	case timedOut(ctx, err):
 		return fmt.Errorf("policy plugin %s: no decision within its deadline (%s): %w",
 			p.path, budget.Round(time.Millisecond), context.DeadlineExceeded)
 	case ctx.Err() != nil:
 		return fmt.Errorf("policy plugin %s: %w", p.path, ctx.Err())
+	case status.Code(err) == codes.ResourceExhausted:
+		return fmt.Errorf("policy plugin %s: bad decision: over %d bytes, refused unread (%s)", p.path, maxDecisionJSON, statusMessage(err))
 	case status.Code(err) == codes.Unavailable:
-		return fmt.Errorf("policy plugin %s: the process is gone (%s)", p.path, statusMessage(err))
+		if exitedSoon(ctx, proc) {
+			p.gone(proc)
+			return fmt.Errorf("policy plugin %s: the process is gone (%s)", p.path, statusMessage(err))
+		}
+		return fmt.Errorf("policy plugin %s: unavailable (%s)", p.path, statusMessage(err))
 	}
 	return fmt.Errorf("policy plugin %s: %s", p.path, statusMessage(err))
+}
+
+// finiteCopy copies v (an Input, through pointers, slices, maps and
+// structs) with every NaN or infinite float made 0, leaving v unchanged.
+func finiteCopy(v reflect.Value) reflect.Value {
+	switch v.Kind() {
+	case reflect.Float32, reflect.Float64:
+		if f := v.Float(); math.IsNaN(f) || math.IsInf(f, 0) {
+			return reflect.Zero(v.Type())
+		}
+	case reflect.Pointer:
+		if !v.IsNil() {
+			c := reflect.New(v.Type().Elem())
+			c.Elem().Set(finiteCopy(v.Elem()))
+			return c
+		}
+	case reflect.Slice:
+		if !v.IsNil() {
+			c := reflect.MakeSlice(v.Type(), v.Len(), v.Len())
+			for i := range v.Len() {
+				c.Index(i).Set(finiteCopy(v.Index(i)))
+			}
+			return c
+		}
+	case reflect.Map:
+		if !v.IsNil() {
+			c := reflect.MakeMapWithSize(v.Type(), v.Len())
+			for it := v.MapRange(); it.Next(); {
+				c.SetMapIndex(it.Key(), finiteCopy(it.Value()))
+			}
+			return c
+		}
+	case reflect.Struct:
+		c := reflect.New(v.Type()).Elem()
+		c.Set(v) // unexported fields (time.Time's) as they are
+		for i := range v.NumField() {
+			if c.Field(i).CanSet() {
+				c.Field(i).Set(finiteCopy(v.Field(i)))
+			}
+		}
+		return c
+	}
+	return v
 }
 
 // Close implements control.Policy: it stops the process and waits for it.
@@ -141,7 +214,8 @@ func decodeDecision(b []byte) (control.Decision, error) {
 	if err := dec.Decode(&d); err != nil {
 		return control.Decision{}, fmt.Errorf("JSON: %w", err)
 	}
-	if dec.More() {
+	// Token, not More: More is false before a stray '}' or ']'.
+	if _, err := dec.Token(); err != io.EOF {
 		return control.Decision{}, errors.New("JSON: data after the decision")
 	}
 	return d, nil

@@ -4,7 +4,10 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"strings"
+	"unicode/utf8"
 
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
 	"github.com/mediapipe/mediapipe/core"
@@ -69,7 +72,7 @@ func (b *SRBackend) Enhance(ctx context.Context, in *sr.Image, scale int) (*sr.I
 	if err := in.Validate(); err != nil {
 		return nil, err
 	}
-	p, err := b.current()
+	p, err := b.current(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -77,6 +80,12 @@ func (b *SRBackend) Enhance(ctx context.Context, in *sr.Image, scale int) (*sr.I
 		Image: &pluginpb.Image{Width: int32(in.Width), Height: int32(in.Height), Format: in.Format, Pix: in.Pix},
 		Scale: int32(scale),
 	})
+	// No kill after timeouts in a row, unlike a policy: sr-enhancer cuts
+	// calls at the stream's budget, so a slow but sound backend (a model
+	// loaded at great cost) would be killed for the stream falling behind.
+	if status.Code(err) == codes.Unavailable && exitedSoon(ctx, p) {
+		b.gone(p)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("sr plugin %s: %s", b.path, statusMessage(err))
 	}
@@ -94,9 +103,29 @@ func (b *SRBackend) Close() error {
 	return nil
 }
 
+// statusMessage is a call error's text as one line of at most
+// maxErrorText bytes: a plugin's error text is logged.
 func statusMessage(err error) string {
 	if st, ok := status.FromError(err); ok {
-		return st.Message()
+		return firstLine(st.Message(), maxErrorText)
 	}
-	return err.Error()
+	return firstLine(err.Error(), maxErrorText)
+}
+
+// maxErrorText bounds a plugin's error text in the host's errors.
+const maxErrorText = 256
+
+// firstLine is s's first non-empty line, cut to at most n bytes (plus "…")
+// on a character boundary.
+func firstLine(s string, n int) string {
+	s = strings.TrimLeft(s, " \t\r\n")
+	s, _, _ = strings.Cut(s, "\n")
+	s = strings.TrimRight(s, " \t\r")
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n-- // not inside a character
+	}
+	return s[:n] + "…"
 }

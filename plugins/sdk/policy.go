@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strings"
+	"unicode/utf8"
 
 	"github.com/hashicorp/go-plugin"
 	"google.golang.org/grpc/codes"
@@ -18,7 +20,8 @@ import (
 // ServePolicy serves p as a transmission-control policy plugin
 // (fec-encoder's policy = "plugin"); spec gives its name and summary (kinds
 // and parameters are unused). mediapipe calls p.Decide once per control
-// interval with a deadline in ctx; p.Close runs on shutdown. mediapipe checks
+// interval with a deadline in ctx; p.Close runs on shutdown if the process
+// stops within go-plugin's 2 s grace (it is killed after). mediapipe checks
 // each Decision (overheads and shares within 0 … 1, only the input's SSRCs
 // and edges) and keeps its current one when Decide fails or is late.
 func ServePolicy(spec core.Spec, p control.Policy) {
@@ -58,7 +61,7 @@ func (s *policyServer) Decide(ctx context.Context, req *pluginpb.PolicyRequest) 
 	}
 	d, err := s.p.Decide(ctx, &in)
 	if err != nil {
-		return nil, status.Error(codes.Internal, err.Error())
+		return nil, status.Error(codes.Internal, errorLine(err))
 	}
 	out, err := json.Marshal(d)
 	if err != nil {
@@ -66,4 +69,24 @@ func (s *policyServer) Decide(ctx context.Context, req *pluginpb.PolicyRequest) 
 		return nil, status.Error(codes.Internal, fmt.Sprintf("encoding the decision: %v", err))
 	}
 	return &pluginpb.PolicyResponse{DecisionJson: out}, nil
+}
+
+// maxErrorText bounds the error text a plugin sends: mediapipe logs it
+// as one line.
+const maxErrorText = 256
+
+// errorLine is err's text as mediapipe shows it: the first non-empty line,
+// cut to maxErrorText bytes (plus "…") on a character boundary.
+func errorLine(err error) string {
+	s := strings.TrimLeft(err.Error(), " \t\r\n")
+	s, _, _ = strings.Cut(s, "\n")
+	s = strings.TrimRight(s, " \t\r")
+	if len(s) <= maxErrorText {
+		return s
+	}
+	n := maxErrorText
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n-- // not inside a character
+	}
+	return s[:n] + "…"
 }

@@ -35,10 +35,10 @@ func (s *srServer) Enhance(ctx context.Context, req *pluginpb.EnhanceRequest) (*
 	}
 	out, err := s.b.Enhance(ctx, in, int(req.Scale))
 	if err != nil {
-		return nil, status.Error(codes.Internal, err.Error())
+		return nil, status.Error(codes.Internal, errorLine(err))
 	}
 	if err := out.Validate(); err != nil {
-		return nil, status.Error(codes.Internal, err.Error())
+		return nil, status.Error(codes.Internal, errorLine(err))
 	}
 	return &pluginpb.EnhanceResponse{Image: &pluginpb.Image{
 		Width: int32(out.Width), Height: int32(out.Height), Format: out.Format, Pix: out.Pix,

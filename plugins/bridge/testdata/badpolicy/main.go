@@ -30,20 +30,22 @@ func (server) Describe(context.Context, *pluginpb.DescribeRequest) (*pluginpb.De
 
 // answers are the decisions (raw JSON) by mode; %d is the first stream's SSRC.
 var answers = map[string]string{
-	"ok":            `{"streams":{"%d":{"overhead":0.25,"pace_bytes_per_second":1e6}},"repair_shares":{"1":0.5},"reason":"fine"}`,
-	"garbage":       `{"streams":{"%d":{"overhead":`,
-	"not-object":    `[0.1]`,
-	"empty":         ``,
-	"unknown-field": `{"streams":{"%d":{"overhed":0.1}}}`,
-	"trailing":      `{"streams":{}} {"streams":{}}`,
-	"nan":           `{"streams":{"%d":{"overhead":NaN}}}`,
-	"negative":      `{"streams":{"%d":{"overhead":-0.1}}}`,
-	"over-one":      `{"streams":{"%d":{"overhead":1.5}}}`,
-	"pace-negative": `{"streams":{"%d":{"overhead":0.1,"pace_bytes_per_second":-5}}}`,
-	"unknown-ssrc":  `{"streams":{"999999":{"overhead":0.1}}}`,
-	"unknown-edge":  `{"repair_shares":{"77":0.1}}`,
-	"share-range":   `{"repair_shares":{"1":1.2}}`,
-	"shares-sum":    `{"repair_shares":{"1":0.6,"2":0.6}}`,
+	"ok":               `{"streams":{"%d":{"overhead":0.25,"pace_bytes_per_second":1e6}},"repair_shares":{"1":0.5},"reason":"fine"}`,
+	"garbage":          `{"streams":{"%d":{"overhead":`,
+	"not-object":       `[0.1]`,
+	"empty":            ``,
+	"unknown-field":    `{"streams":{"%d":{"overhed":0.1}}}`,
+	"trailing":         `{"streams":{}} {"streams":{}}`,
+	"trailing-brace":   `{"streams":{}}}`,
+	"trailing-bracket": `{"streams":{}}]`,
+	"nan":              `{"streams":{"%d":{"overhead":NaN}}}`,
+	"negative":         `{"streams":{"%d":{"overhead":-0.1}}}`,
+	"over-one":         `{"streams":{"%d":{"overhead":1.5}}}`,
+	"pace-negative":    `{"streams":{"%d":{"overhead":0.1,"pace_bytes_per_second":-5}}}`,
+	"unknown-ssrc":     `{"streams":{"999999":{"overhead":0.1}}}`,
+	"unknown-edge":     `{"repair_shares":{"77":0.1}}`,
+	"share-range":      `{"repair_shares":{"1":1.2}}`,
+	"shares-sum":       `{"repair_shares":{"1":0.6,"2":0.6}}`,
 }
 
 func (server) Decide(ctx context.Context, req *pluginpb.PolicyRequest) (*pluginpb.PolicyResponse, error) {
@@ -65,6 +67,10 @@ func (server) Decide(ctx context.Context, req *pluginpb.PolicyRequest) (*pluginp
 		os.Exit(3)
 	case "error":
 		return nil, status.Error(codes.Internal, "model not loaded")
+	case "multiline-error": // a stack trace, say: the host keeps one bounded line
+		return nil, status.Error(codes.Internal, "\n  model not loaded: "+strings.Repeat("x", 1000)+"\ngoroutine 1 [running]:\nmain.main()")
+	case "huge": // over the bridge's 1 MiB limit on a decision
+		return &pluginpb.PolicyResponse{DecisionJson: []byte(`{"reason":"` + strings.Repeat("x", 2<<20) + `"}`)}, nil
 	}
 	a, ok := answers[mode]
 	if !ok {
