@@ -35,7 +35,7 @@ func TestFECHoldsAsk(t *testing.T) {
 		t.Fatalf("asked %v while FEC may rebuild it", r.nacked)
 	}
 	r.advance(10 * time.Millisecond)
-	r.insertFEC(1, core.FECHint{}, true) // rebuilt
+	r.insertFEC(1, core.FECHint{}, true)                // rebuilt
 	r.insertFEC(4, hint(0, 20*time.Millisecond), false) // 3 lost: held
 	r.advance(10 * time.Millisecond)
 	if len(r.nacked) != 0 {
