@@ -304,11 +304,15 @@ func (d *Decoder) giveUpAll(st *decStream) {
 }
 
 // Bounds of the hint: the lag is at most maxLag (beyond it a gap is
-// better repaired), and parity is "arriving" while some came within
-// parityFresh.
+// better repaired); parity is "arriving" while some came within
+// parityFresh; lagMargin covers the scheduling of two busy processes (a
+// longer hold costs little: a gap is asked at once when its group's
+// parity has come and not rebuilt it, so the hold runs out only when that
+// parity is lost or late).
 const (
 	maxLag      = 500 * time.Millisecond
 	parityFresh = time.Second
+	lagMargin   = 10 * time.Millisecond
 )
 
 // parityCame notes the first parity of group g at now: it measures how long
@@ -343,13 +347,13 @@ func (st *decStream) parityCame(g *group, now int64) {
 
 // hint is what rtp-reorder is told with a packet passed at now: while
 // parity arrives, a gap in the open group waits until that group's parity
-// is due (lag + 4 deviations after its first packet, capped); a gap before
+// is due (lag + 4 deviations + a margin after its first packet, capped); a gap before
 // it is past FEC.
 func (st *decStream) hint(now int64) core.FECHint {
 	if !st.lagOK || !st.openKnown || time.Duration(now-st.lastParity) > parityFresh {
 		return core.FECHint{}
 	}
-	hold := min(st.lag+4*st.lagVar, maxLag)
+	hold := min(st.lag+4*st.lagVar+lagMargin, maxLag)
 	if st.openAt != 0 {
 		hold = max(time.Duration(st.openAt-now)+hold, 0)
 	}
