@@ -320,6 +320,10 @@ const (
 // past g (the group's fate is settled: rebuilt, or left to repair).
 func (st *decStream) parityCame(g *group, now int64) {
 	st.lastParity = now
+	end := g.base + uint16(g.k)
+	if st.openKnown && int16(end-st.openFrom) <= 0 {
+		return // a group settled already (its other parity, or parity late)
+	}
 	first := int64(0)
 	for i := 0; i < g.k; i++ {
 		if s := &st.ring[int(g.base+uint16(i))%len(st.ring)]; s.ok && s.seq == g.base+uint16(i) && (first == 0 || s.at < first) {
@@ -334,13 +338,11 @@ func (st *decStream) parityCame(g *group, now int64) {
 			st.lag += (d - st.lag) / 8
 		}
 	}
-	if end := g.base + uint16(g.k); !st.openKnown || int16(end-st.openFrom) > 0 {
-		st.openFrom, st.openAt, st.openKnown = end, 0, true
-		// The open group's first packet may be here already.
-		for seq := end; int16(seq-st.newest) <= 0 && uint16(seq-end) < MaxGroup*2; seq++ {
-			if s := &st.ring[int(seq)%len(st.ring)]; s.ok && s.seq == seq && (st.openAt == 0 || s.at < st.openAt) {
-				st.openAt = s.at
-			}
+	st.openFrom, st.openAt, st.openKnown = end, 0, true
+	// The open group's first packet may be here already.
+	for seq := end; int16(seq-st.newest) <= 0 && uint16(seq-end) < MaxGroup*2; seq++ {
+		if s := &st.ring[int(seq)%len(st.ring)]; s.ok && s.seq == seq && (st.openAt == 0 || s.at < st.openAt) {
+			st.openAt = s.at
 		}
 	}
 }
