@@ -56,6 +56,10 @@ type Packet struct {
 	// did not arrive by itself, so an edge's receiver report counts it as
 	// lost (the loss reported is the path's, before FEC and repair).
 	Rebuilt bool
+	// FEC is fec-decoder's word on the FEC that protects the stream, set
+	// on the source packets it passes on: rtp-reorder holds the repair
+	// ask for a gap while parity may still rebuild it. Zero: no FEC.
+	FEC FECHint
 
 	class int8 // pool size class; -1 when not pooled
 	// refs counts the shares of this packet's buffer still held besides
@@ -64,6 +68,18 @@ type Packet struct {
 	refs atomic.Int32
 	// owner is, for a share, the packet whose buffer Data is.
 	owner *Packet
+}
+
+// FECHint is what fec-decoder knows, when a packet passes, of the parity
+// still to come for the stream: a gap at or after From found now may be
+// rebuilt within Hold (when the open group's parity is due: its measured
+// lag after the group's first packet, plus deviations); a gap before From
+// is past FEC (its group's parity has come and gone: rebuilt already, or
+// not rebuildable), so its repair is asked at once.
+type FECHint struct {
+	Hold time.Duration
+	From uint16
+	On   bool // the stream's parity is arriving: the hint holds
 }
 
 // size classes of pooled packet buffers; a larger packet is allocated and
@@ -110,7 +126,7 @@ func NewEvent(ev Event, s *Stream) *Packet {
 func (p *Packet) Clone() *Packet {
 	c := NewPacket(len(p.Data))
 	copy(c.Data, p.Data)
-	c.Event, c.Stream, c.Type, c.Timestamp, c.Ingest, c.Rebuilt = p.Event, p.Stream, p.Type, p.Timestamp, p.Ingest, p.Rebuilt
+	c.Event, c.Stream, c.Type, c.Timestamp, c.Ingest, c.Rebuilt, c.FEC = p.Event, p.Stream, p.Type, p.Timestamp, p.Ingest, p.Rebuilt, p.FEC
 	return c
 }
 
@@ -126,7 +142,7 @@ func (p *Packet) Share() *Packet {
 	}
 	root.refs.Add(1)
 	s := unpooled.Get().(*Packet)
-	s.Event, s.Stream, s.Type, s.Timestamp, s.Ingest, s.Rebuilt = p.Event, p.Stream, p.Type, p.Timestamp, p.Ingest, p.Rebuilt
+	s.Event, s.Stream, s.Type, s.Timestamp, s.Ingest, s.Rebuilt, s.FEC = p.Event, p.Stream, p.Type, p.Timestamp, p.Ingest, p.Rebuilt, p.FEC
 	s.Data = p.Data[:len(p.Data):len(p.Data)]
 	s.owner = root
 	return s
@@ -140,7 +156,7 @@ func (p *Packet) Release() {
 	}
 	if root := p.owner; root != nil {
 		p.owner = nil
-		p.Event, p.Stream, p.Type, p.Timestamp, p.Ingest, p.Rebuilt = EventData, nil, 0, 0, 0, false
+		p.Event, p.Stream, p.Type, p.Timestamp, p.Ingest, p.Rebuilt, p.FEC = EventData, nil, 0, 0, 0, false, FECHint{}
 		p.Data = nil
 		unpooled.Put(p)
 		root.unref()
@@ -163,7 +179,7 @@ func (p *Packet) unref() {
 }
 
 func (p *Packet) recycle() {
-	p.Event, p.Stream, p.Type, p.Timestamp, p.Ingest, p.Rebuilt = EventData, nil, 0, 0, 0, false
+	p.Event, p.Stream, p.Type, p.Timestamp, p.Ingest, p.Rebuilt, p.FEC = EventData, nil, 0, 0, 0, false, FECHint{}
 	if p.class < 0 {
 		p.Data = nil
 		unpooled.Put(p)

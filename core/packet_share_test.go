@@ -1,6 +1,8 @@
 package core
 
 import (
+	"time"
+
 	"sync"
 	"testing"
 )
@@ -91,5 +93,26 @@ func TestRebuiltFlag(t *testing.T) {
 	p.Release()
 	if p.Rebuilt {
 		t.Fatal("a released packet keeps the flag for its next user")
+	}
+}
+
+// The FEC hint travels with a packet's copies and shares as Rebuilt does,
+// and does not outlive the packet in the pool.
+func TestFECHintTravels(t *testing.T) {
+	p := NewPacket(100)
+	h := FECHint{Hold: 30 * time.Millisecond, From: 7, On: true}
+	p.FEC = h
+	c, s := p.Clone(), p.Share()
+	if c.FEC != h || s.FEC != h {
+		t.Fatalf("clone %+v, share %+v: the hint was lost", c.FEC, s.FEC)
+	}
+	c.Release()
+	s.Release()
+	if s.FEC != (FECHint{}) {
+		t.Fatal("a released share keeps the hint")
+	}
+	p.Release()
+	if p.FEC != (FECHint{}) {
+		t.Fatal("a released packet keeps the hint for its next user")
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	_ "embed"
 	"encoding/binary"
+	"time"
 
 	"github.com/klauspost/reedsolomon"
 	"github.com/prometheus/client_golang/prometheus"
@@ -51,6 +52,7 @@ type Decoder struct {
 type slot struct {
 	seq  uint16
 	ok   bool
+	at   int64 // when it came (UnixNano), for the parity's lag
 	data []byte
 }
 
@@ -75,6 +77,18 @@ type decStream struct {
 	born    uint64
 	scratch [MaxGroup][]byte             // source shards for recovery, MaxShard capacity each
 	shards  [MaxGroup + MaxParity][]byte // the view handed to the codec
+
+	// What rtp-reorder is told (core.FECHint): how long after a group's
+	// first packet its parity comes (smoothed as TCP's SRTT and RTTVAR),
+	// when parity last came, and the open group: the packets from
+	// openFrom on, past the last group whose parity came, the first of
+	// which came at openAt (0: none yet).
+	lag, lagVar time.Duration
+	lagOK       bool
+	lastParity  int64
+	openFrom    uint16
+	openAt      int64
+	openKnown   bool // openFrom is set (by this SSRC's parity)
 }
 
 // NewDecoder builds a fec-decoder stage.
@@ -134,7 +148,12 @@ func (d *Decoder) handle(p *core.Packet) {
 		p.Release()
 		return
 	}
-	d.source(st, p.Data, seq, ssrc)
+	now := d.env.Clock.Now().UnixNano()
+	d.source(st, p.Data, seq, ssrc, now)
+	if st.openKnown && st.openAt == 0 && int16(seq-st.openFrom) >= 0 {
+		st.openAt = now
+	}
+	p.FEC = st.hint(now)
 	d.out.Emit(p)
 	d.retry(st, seq)
 }
@@ -144,13 +163,14 @@ func (d *Decoder) newStream(s *core.Stream) *decStream {
 }
 
 // source keeps a copy of a source packet for recovery.
-func (d *Decoder) source(st *decStream, b []byte, seq uint16, ssrc uint32) {
+func (d *Decoder) source(st *decStream, b []byte, seq uint16, ssrc uint32, now int64) {
 	if !st.has || ssrc != st.ssrc {
 		if st.has {
 			d.giveUpAll(st) // a new sender: the old groups cannot complete
 			for i := range st.ring {
 				st.ring[i].ok = false
 			}
+			st.openKnown = false
 		}
 		st.ssrc, st.has, st.newest = ssrc, true, seq
 	}
@@ -161,7 +181,7 @@ func (d *Decoder) source(st *decStream, b []byte, seq uint16, ssrc uint32) {
 		return
 	}
 	s := &st.ring[int(seq)%len(st.ring)]
-	s.seq, s.ok = seq, true
+	s.seq, s.ok, s.at = seq, true, now
 	s.data = resize(s.data[:0], len(b))
 	copy(s.data, b)
 }
@@ -223,6 +243,7 @@ func (d *Decoder) parity(st *decStream, p *core.Packet) {
 		g.have = [MaxParity]bool{}
 		st.born++
 		g.born = st.born
+		st.parityCame(g, d.env.Clock.Now().UnixNano())
 	}
 	if g.have[f.index] {
 		d.dupParity.Inc()
@@ -280,6 +301,72 @@ func (d *Decoder) giveUpAll(st *decStream) {
 			d.giveUp(st, &st.groups[i])
 		}
 	}
+}
+
+// Bounds of the hint: the lag is at most maxLag (beyond it a gap is
+// better repaired); parity is "arriving" while some came within
+// parityFresh; lagMargin covers the scheduling of two busy processes (a
+// longer hold costs little: a gap is asked at once when its group's
+// parity has come and not rebuilt it, so the hold runs out only when that
+// parity is lost or late).
+const (
+	maxLag      = 500 * time.Millisecond
+	parityFresh = time.Second
+	lagMargin   = 10 * time.Millisecond
+)
+
+// parityCame notes the first parity of group g at now: it measures how long
+// after the group's first packet parity comes, and moves the open group
+// past g (the group's fate is settled: rebuilt, or left to repair).
+func (st *decStream) parityCame(g *group, now int64) {
+	st.lastParity = now
+	end := g.base + uint16(g.k)
+	if st.openKnown && int16(end-st.openFrom) <= 0 {
+		return // a group settled already (its other parity, or parity late)
+	}
+	first := int64(0)
+	for i := 0; i < g.k; i++ {
+		if s := &st.ring[int(g.base+uint16(i))%len(st.ring)]; s.ok && s.seq == g.base+uint16(i) && (first == 0 || s.at < first) {
+			first = s.at
+		}
+	}
+	if first != 0 {
+		if d := min(time.Duration(now-first), maxLag); !st.lagOK {
+			st.lag, st.lagVar, st.lagOK = d, d/2, true
+		} else {
+			st.lagVar += (abs(st.lag-d) - st.lagVar) / 4
+			st.lag += (d - st.lag) / 8
+		}
+	}
+	st.openFrom, st.openAt, st.openKnown = end, 0, true
+	// The open group's first packet may be here already.
+	for seq := end; int16(seq-st.newest) <= 0 && uint16(seq-end) < MaxGroup*2; seq++ {
+		if s := &st.ring[int(seq)%len(st.ring)]; s.ok && s.seq == seq && (st.openAt == 0 || s.at < st.openAt) {
+			st.openAt = s.at
+		}
+	}
+}
+
+// hint is what rtp-reorder is told with a packet passed at now: while
+// parity arrives, a gap in the open group waits until that group's parity
+// is due (lag + 4 deviations + a margin after its first packet, capped); a gap before
+// it is past FEC.
+func (st *decStream) hint(now int64) core.FECHint {
+	if !st.lagOK || !st.openKnown || time.Duration(now-st.lastParity) > parityFresh {
+		return core.FECHint{}
+	}
+	hold := min(st.lag+4*st.lagVar+lagMargin, maxLag)
+	if st.openAt != 0 {
+		hold = max(time.Duration(st.openAt-now)+hold, 0)
+	}
+	return core.FECHint{Hold: hold, From: st.openFrom, On: true}
+}
+
+func abs(d time.Duration) time.Duration {
+	if d < 0 {
+		return -d
+	}
+	return d
 }
 
 // present returns the kept source packet seq, or nil.
@@ -347,12 +434,16 @@ func (d *Decoder) try(st *decStream, g *group) {
 			d.junk.Inc()
 			continue
 		}
-		d.source(st, pkt, seq, st.ssrc)
+		now := d.env.Clock.Now().UnixNano()
+		d.source(st, pkt, seq, st.ssrc, now)
 		p := core.NewPacket(len(pkt))
 		copy(p.Data, pkt)
 		_, _, ts, _, _ := rtpFields(pkt)
 		p.Stream, p.Timestamp, p.Ingest = st.stream, ts, d.env.Clock.Now().UnixNano()
-		p.Rebuilt = true // rtp-reorder reports it lost: the path's loss is before FEC
+		// rtp-reorder reports it lost: the path's loss is before FEC. No
+		// FEC hint: the group's other rebuilt packets follow it, and the
+		// next source packet says the group is settled.
+		p.Rebuilt = true
 		d.recovered.Inc()
 		d.out.Emit(p)
 	}

@@ -25,6 +25,7 @@ const (
 	whyUnavailable              // not sent: not connected, or the stream was busy
 	whyUnknown                  // not sent: the cloud does not know the SSRC
 	whyVetting                  // held until the cloud says it knows the SSRC: an ask under way
+	whyFEC                      // not asked yet: fec-decoder may rebuild it (asked at retryAt)
 )
 
 type rslot struct {
@@ -112,6 +113,10 @@ type buffer struct {
 	endPkt    *core.Packet // the stream's end, held while gaps are open
 	loss      *core.StreamLoss
 	rr        rrStats // the receiver report's figures
+	// Gaps whose ask waits for FEC lie before heldEnd (0: none); fecFrom
+	// is the last FECHint.From seen, so they are looked at once per group.
+	heldEnd int64
+	fecFrom uint16
 }
 
 func newBuffer(env *bufferEnv, st *core.Stream, size int) *buffer {
@@ -170,6 +175,7 @@ func (b *buffer) reset(ssrc uint32) {
 	b.ssrc, b.started, b.fresh, b.fromStart = ssrc, true, true, false
 	b.rr = rrStats{}
 	b.missing, b.nextEvent, b.pending, b.answered = 0, time.Time{}, b.pending[:0], time.Time{}
+	b.heldEnd = 0
 	clear(b.slots)
 }
 
@@ -181,6 +187,13 @@ func (b *buffer) noteEvent(t time.Time) {
 
 // insert places packet p (sequence number seq) and releases what is in order.
 func (b *buffer) insert(p *core.Packet, seq uint16, repair bool, out core.Output) {
+	fec := p.FEC // p may be gone (emitted) before the gaps it reveals are marked
+	if fec.On && b.heldEnd > b.next && fec.From != b.fecFrom {
+		b.pastFEC(fec.From)
+	}
+	if fec.On {
+		b.fecFrom = fec.From
+	}
 	probe := false
 	if b.fresh {
 		// Start high enough that a reordered packet from before the first
@@ -267,7 +280,7 @@ func (b *buffer) insert(p *core.Packet, seq uint16, repair bool, out core.Output
 	}
 	b.fit(ext)
 	if ext > b.end {
-		b.markMissing(b.end, ext, probe)
+		b.markMissing(b.end, ext, probe, fec)
 	}
 	sl := b.slot(ext)
 	sl.ext, sl.state, sl.pkt = ext, slotHeld, p
@@ -338,14 +351,16 @@ func (b *buffer) probeTail(n int) {
 		return
 	}
 	b.fit(b.end + int64(n) - 1)
-	b.markMissing(b.end, b.end+int64(n), true)
+	b.markMissing(b.end, b.end+int64(n), true, core.FECHint{})
 	b.end += int64(n)
 }
 
 // markMissing marks [from, to) as gaps waiting for repair, asks for them
 // when something repairs, and asks for service by the first deadline or
-// retry among them. A probe gap may never have existed.
-func (b *buffer) markMissing(from, to int64, probe bool) {
+// retry among them. A probe gap may never have existed. A gap fec-decoder
+// may still rebuild (fec) is asked for only once its group's parity is
+// due, at most half the latency on: a repair asked then still fits.
+func (b *buffer) markMissing(from, to int64, probe bool, fec core.FECHint) {
 	now := b.env.now()
 	wait := b.env.latency
 	if b.env.wait != nil {
@@ -359,10 +374,19 @@ func (b *buffer) markMissing(from, to int64, probe bool) {
 	if retry > 0 && now.Add(retry).Before(ev) {
 		ev = now.Add(retry)
 	}
+	hold := min(fec.Hold, b.env.latency/2)
 	for e := from; e < to; e++ {
 		sl := b.slot(e)
 		*sl = rslot{ext: e, state: slotMissing, deadline: deadline, extra: extra, latUS: latUS, retryAt: now.Add(retry), probe: probe}
-		if retry > 0 {
+		switch {
+		case retry <= 0:
+		case fec.On && !probe && hold > 0 && int16(uint16(e)-fec.From) >= 0:
+			sl.why, sl.retryAt = whyFEC, now.Add(hold)
+			b.heldEnd = e + 1
+			if sl.retryAt.Before(ev) {
+				ev = sl.retryAt
+			}
+		default:
 			sl.askedAt = now
 			b.pending = append(b.pending, uint16(e))
 		}
@@ -377,6 +401,34 @@ func (b *buffer) markMissing(from, to int64, probe bool) {
 	}
 	b.noteEvent(ev)
 	b.env.wake(b.nextEvent)
+}
+
+// pastFEC asks at once for the gaps held for FEC before from: their
+// group's parity has come, and they were not rebuilt.
+func (b *buffer) pastFEC(from uint16) {
+	now, retry := b.env.now(), b.env.retry()
+	end := min(b.heldEnd, b.end)
+	held := false
+	for e := b.next; e < end; e++ {
+		sl := b.slot(e)
+		if sl.ext != e || sl.state != slotMissing || sl.why != whyFEC {
+			continue
+		}
+		if int16(uint16(e)-from) >= 0 {
+			held = true
+			continue
+		}
+		sl.why, sl.askedAt, sl.retryAt = whyAsked, now, now.Add(retry)
+		b.pending = append(b.pending, uint16(e))
+		b.noteEvent(sl.retryAt)
+	}
+	if !held {
+		b.heldEnd = 0
+	}
+	if len(b.pending) > 0 && !b.dirty {
+		b.dirty = true
+		b.env.nack(b)
+	}
 }
 
 // forceHead moves the head on by one whatever it holds: the window is full.
@@ -408,7 +460,7 @@ func (b *buffer) flush(out core.Output) {
 			b.skip(sl)
 		}
 	}
-	b.missing, b.nextEvent, b.pending = 0, time.Time{}, b.pending[:0]
+	b.missing, b.nextEvent, b.pending, b.heldEnd = 0, time.Time{}, b.pending[:0], 0
 }
 
 // service skips the gaps at the head whose time is up, collects the gaps
@@ -448,6 +500,9 @@ scan:
 		if retry > 0 {
 			if !sl.retryAt.After(now) {
 				b.pending = append(b.pending, uint16(e))
+				if sl.why == whyFEC { // FEC had its chance
+					sl.why = whyAsked
+				}
 				sl.retryAt = now.Add(retry)
 				if sl.askedAt.IsZero() {
 					sl.askedAt = now
@@ -502,7 +557,7 @@ func (b *buffer) askAll(now time.Time, retry time.Duration) {
 	}
 	b.pending = b.pending[:0]
 	for e := b.next; e < b.end; e++ {
-		if sl := b.slot(e); sl.ext == e && sl.state == slotMissing && sl.why != whyAsked && sl.why != whyRefused {
+		if sl := b.slot(e); sl.ext == e && sl.state == slotMissing && sl.why != whyAsked && sl.why != whyRefused && sl.why != whyFEC {
 			b.pending = append(b.pending, uint16(e))
 			sl.retryAt = now.Add(retry)
 			if sl.askedAt.IsZero() {
