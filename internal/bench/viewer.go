@@ -34,7 +34,7 @@ type viewer struct {
 	backlog                        atomic.Uint64 // matched tags published before the viewer connected
 	first, last                    atomic.Int64  // sequence numbers of the first and last matched tags
 	connected                      atomic.Bool
-	joinedAt                       atomic.Int64 // UnixNano of the edge's 200 OK; 0 until then
+	joinedAt                       atomic.Int64           // UnixNano of the edge's 200 OK; 0 until then
 	ended                          atomic.Pointer[string] // why the response ended, if it did
 	endedAt                        atomic.Int64           // UnixNano of that end
 	// cut, when not 0, is 1 + the last sequence number the viewer is due
