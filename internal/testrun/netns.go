@@ -59,7 +59,8 @@ func InNetns(t *testing.T, name string) bool {
 	ctx := context.Background()
 	if deadline, ok := t.Deadline(); ok {
 		var cancel context.CancelFunc
-		ctx, cancel = context.WithDeadline(ctx, deadline.Add(-10*time.Second))
+		margin := min(10*time.Second, time.Until(deadline)/10) // time to log what it said
+		ctx, cancel = context.WithDeadline(ctx, deadline.Add(-margin))
 		defer cancel()
 	}
 	args = append(args, "--", os.Args[0], "-test.run=^"+name+"$", "-test.v", "-test.count=1")
