@@ -112,7 +112,7 @@ type EdgeResult struct {
 	Edge         string   `json:"edge"`
 	Viewers      int      `json:"viewers"`
 	Joined       int      `json:"joined"`
-	Published    uint64   `json:"published_tags"` // tags due at its viewers (from each one's first)
+	Published    uint64   `json:"published_tags"` // tags due at its viewers (from each one's join)
 	Delivered    uint64   `json:"delivered_tags"` // intact, in order
 	Missing      uint64   `json:"missing_tags"`
 	Corrupt      uint64   `json:"corrupt_tags"` // bytes differ, or a tag nobody published
@@ -396,7 +396,13 @@ func driveEdges(ctx context.Context, cfg Config, rep *EdgesReport, cl *clip, rig
 		rep.Errors = append(rep.Errors, fmt.Sprintf("the meter's socket dropped %d datagrams: egress is under-counted", kernelDrops))
 	}
 	for _, e := range rig.edges {
-		rep.Edges = append(rep.Edges, edgeResultOf(e, final, func(v *viewer) int64 { return cut[streamOf[v]] }))
+		rep.Edges = append(rep.Edges, edgeResultOf(e, final, func(v *viewer) (int64, int64) {
+			key := int64(-1)
+			if at := v.joinedAt.Load(); at != 0 {
+				key = pubs[streamOf[v]].ledger.keyAfter(at)
+			}
+			return key, cut[streamOf[v]]
+		}))
 	}
 	rep.judge()
 	sort.Strings(rep.Errors)
@@ -489,9 +495,10 @@ func controlSample(rt *host.Runtime, sec float64) (s ControlSample, running bool
 	return ControlSample{}, false, static
 }
 
-// edgeResultOf adds up one edge's viewers (each due the tags from its
-// first up to cut(v)) and its stages' counters.
-func edgeResultOf(e *edgeSite, m metricsView, cut func(*viewer) int64) EdgeResult {
+// edgeResultOf adds up one edge's viewers and its stages' counters;
+// window(v) is the first keyframe published after v joined (-1: none) and
+// the last tag v is due (see viewerDue).
+func edgeResultOf(e *edgeSite, m metricsView, window func(*viewer) (key, cut int64)) EdgeResult {
 	r := EdgeResult{Edge: e.name, Viewers: len(e.viewers)}
 	lat := &histogram{}
 	for _, v := range e.viewers {
@@ -499,7 +506,8 @@ func edgeResultOf(e *edgeSite, m metricsView, cut func(*viewer) int64) EdgeResul
 			r.Joined++
 		}
 		got := v.gotDue.Load()
-		due := viewerDue(v.first.Load(), cut(v), got)
+		key, cut := window(v)
+		due := viewerDue(v.first.Load(), key, cut, got)
 		r.Published += due
 		r.Delivered += got
 		if due > got {
@@ -522,19 +530,27 @@ func edgeResultOf(e *edgeSite, m metricsView, cut func(*viewer) int64) EdgeResul
 	return r
 }
 
-// viewerDue is how many published tags a viewer was due, from its first
-// matched one (sequence first; -1: none) to cut; got is how many of them
-// it got intact (viewer.gotDue).
-func viewerDue(first, cut int64, got uint64) (due uint64) {
+// viewerDue is how many published tags a viewer was due, up to cut: from
+// the first video keyframe published after it joined (sequence key; -1:
+// none), or from its first matched tag (first; -1: none) if that is
+// earlier, as when the sink's GOP cache starts it before the join. Starting
+// at its first matched tag alone, a lost first keyframe (and what the sink
+// skipped until the next) would not count as missing. got is how many due
+// tags it got intact (viewer.gotDue).
+func viewerDue(first, key, cut int64, got uint64) (due uint64) {
+	from := first
+	if key >= 0 && (from < 0 || key < from) {
+		from = key
+	}
 	switch {
 	case cut < 0:
 		return 0
-	case first < 0:
+	case from < 0:
 		return uint64(cut + 1) // it got nothing at all
-	case first > cut:
+	case from > cut:
 		return 0
 	}
-	return max(uint64(cut-first+1), got)
+	return max(uint64(cut-from+1), got)
 }
 
 // judge sets Intact and Verdict from the edges' results.

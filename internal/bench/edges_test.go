@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"math"
 	"net"
 	"slices"
 	"strings"
@@ -99,7 +100,7 @@ func TestEdgeContentCheck(t *testing.T) {
 	v.last.Store(-1)
 	v.cut.Store(4 + 1) // tags 0…4 are due; 5 came later
 	_ = v.read(client, client, time.Unix(0, 0))
-	r := edgeResultOf(&edgeSite{name: "edge01", viewers: []*viewer{v}}, metricsView{}, func(*viewer) int64 { return 4 })
+	r := edgeResultOf(&edgeSite{name: "edge01", viewers: []*viewer{v}}, metricsView{}, func(*viewer) (int64, int64) { return -1, 4 })
 	if r.Published != 5 || r.Delivered != 3 || r.Missing != 2 || r.Corrupt != 1 {
 		t.Errorf("published %d delivered %d missing %d corrupt %d, want 5 3 2 1", r.Published, r.Delivered, r.Missing, r.Corrupt)
 	}
@@ -119,18 +120,67 @@ func TestEdgeContentCheck(t *testing.T) {
 
 func TestViewerDue(t *testing.T) {
 	for _, c := range []struct {
-		first, cut int64
-		got, want  uint64
+		first, key, cut int64
+		got, want       uint64
 	}{
-		{first: 10, cut: 19, got: 10, want: 10},
-		{first: 10, cut: 19, got: 7, want: 10},
-		{first: -1, cut: 19, got: 0, want: 20}, // nothing at all: every tag missing
-		{first: 25, cut: 19, got: 0, want: 0},  // joined after the cut
-		{first: 0, cut: -1, got: 0, want: 0},   // nothing published
+		{first: 10, key: -1, cut: 19, got: 10, want: 10},
+		{first: 10, key: -1, cut: 19, got: 7, want: 10},
+		{first: 10, key: 12, cut: 19, got: 10, want: 10}, // the GOP cache started it before the join
+		{first: 12, key: 10, cut: 19, got: 8, want: 10},  // the first keyframe after the join lost
+		{first: -1, key: 10, cut: 19, got: 0, want: 10},  // joined, got nothing
+		{first: -1, key: -1, cut: 19, got: 0, want: 20},  // nothing at all: every tag missing
+		{first: 25, key: -1, cut: 19, got: 0, want: 0},   // joined after the cut
+		{first: 25, key: 24, cut: 19, got: 0, want: 0},
+		{first: 0, key: -1, cut: -1, got: 0, want: 0}, // nothing published
 	} {
-		if d := viewerDue(c.first, c.cut, c.got); d != c.want {
-			t.Errorf("viewerDue(%d, %d, %d) = %d, want %d", c.first, c.cut, c.got, d, c.want)
+		if d := viewerDue(c.first, c.key, c.cut, c.got); d != c.want {
+			t.Errorf("viewerDue(%d, %d, %d, %d) = %d, want %d", c.first, c.key, c.cut, c.got, d, c.want)
 		}
+	}
+}
+
+// TestEdgeLostFirstKeyframe: a viewer joins, the first keyframe published
+// after that is lost at its edge, and the sink starts it at the next one:
+// the tags from the lost keyframe on count as missing, not only those
+// after the viewer's first matched tag.
+func TestEdgeLostFirstKeyframe(t *testing.T) {
+	l := newLedger()
+	var bodies [][]byte
+	for i := range 9 {
+		frame := byte(0x27) // inter frame, AVC
+		if i%3 == 0 {
+			frame = 0x17 // keyframe
+		}
+		b := append([]byte{frame, 0x01, 0, 0, 0}, bytes.Repeat([]byte{byte(i)}, 40)...)
+		bodies = append(bodies, b)
+		l.add(flv.TypeVideo, uint32(i*40), int64(i*100), b) // written at i × 100 ns
+	}
+	if k := l.keyAfter(250); k != 3 {
+		t.Fatalf("first keyframe after 250 ns: %d, want 3", k)
+	}
+	if k := l.keyAfter(801); k != -1 {
+		t.Fatalf("keyframe after the last tag: %d, want none", k)
+	}
+	resp := flv.FileHeader(false, true)
+	for i := 6; i < 9; i++ { // 3…5 lost with their keyframe: the sink waited for 6
+		n := len(resp)
+		resp = flv.AppendTag(resp, flv.TypeVideo, uint32(i*40), bodies[i])
+		resp = flv.AppendPreviousTagSize(resp, len(resp)-n)
+	}
+	client, server := net.Pipe()
+	go func() { _, _ = server.Write(resp); server.Close() }()
+	v := &viewer{ledger: l, idle: 5 * time.Second, lat: &histogram{}}
+	v.first.Store(-1)
+	v.last.Store(-1)
+	v.cut.Store(8 + 1)
+	v.connected.Store(true)
+	v.joinedAt.Store(250) // after tag 2, before keyframe 3
+	_ = v.read(client, client, time.Unix(0, 0))
+	r := edgeResultOf(&edgeSite{name: "edge01", viewers: []*viewer{v}}, metricsView{}, func(v *viewer) (int64, int64) {
+		return l.keyAfter(v.joinedAt.Load()), 8
+	})
+	if r.Published != 6 || r.Delivered != 3 || r.Missing != 3 {
+		t.Errorf("published %d delivered %d missing %d, want 6 3 3 (from keyframe 3 on)", r.Published, r.Delivered, r.Missing)
 	}
 }
 
@@ -205,28 +255,46 @@ func TestBenchEdges(t *testing.T) {
 			if e.MediaBytes == 0 {
 				t.Fatal("no media counted")
 			}
-			want := float64(e.MediaBytes+e.ParityBytes+e.RepairBytes) / float64(e.MediaBytes)
-			if d := e.RatioToMedia - want; d > 1e-3 || d < -1e-3 {
-				t.Errorf("ratio %v, want %v", e.RatioToMedia, want)
-			}
 			// The meter is one group member: it got each media and parity
-			// packet once, as udp-sink sent them to each destination.
-			if s := rep.Sent; float64(s.MeterPackets+s.MeterRTCP) != s.SinkDatagramsOnce {
-				t.Errorf("meter read %d RTP + %d RTCP, udp-sink sent %v to each destination", s.MeterPackets, s.MeterRTCP, s.SinkDatagramsOnce)
+			// packet once, as udp-sink sent them to each destination; one
+			// send to any of them may be refused as the relay shuts down.
+			dests := float64(cfg.Edges + 1)
+			if s := rep.Sent; math.Abs(float64(s.MeterPackets+s.MeterRTCP)*dests-s.SinkDatagrams) > dests {
+				t.Errorf("meter read %d RTP + %d RTCP, udp-sink sent %v to %v destinations", s.MeterPackets, s.MeterRTCP, s.SinkDatagrams, dests)
 			}
-			var lost, fecRec float64
+			var lost, fecRec, repaired, asked float64
 			for _, x := range rep.Edges {
 				lost += x.NetsimLost
 				fecRec += x.FECRecovered
+				repaired += x.Repaired
+				asked += x.Asked
 				if x.Published == 0 || x.Latency.N == 0 {
 					t.Errorf("%s: published %d, %d latencies", x.Edge, x.Published, x.Latency.N)
 				}
+			}
+			// The ratio from the other side's counters: parity as
+			// fec-encoder counted it, repair between what the edges took
+			// in (rtp-reorder's repaired) and what they asked for
+			// (nacks_sent), each at its kind's mean packet size.
+			if r := float64(e.RepairPackets); r < repaired || r > asked {
+				t.Errorf("cloud repaired %v packets; the edges took in %v and asked for %v", r, repaired, asked)
+			}
+			media := float64(e.MediaBytes)
+			mediaSize := media / float64(e.MediaPackets)
+			parity := 0.0
+			if e.ParityPackets > 0 {
+				parity = rep.Sent.ParitySentCounter * float64(e.ParityBytes) / float64(e.ParityPackets)
+			}
+			lo, hi := (media+parity+repaired*mediaSize)/media, (media+parity+asked*mediaSize)/media
+			t.Logf("ratio %v; from the stages' counters %.4f … %.4f", e.RatioToMedia, lo, hi)
+			if slack := 2e-3 + 2*float64(e.ParityBytes)/float64(max(e.ParityPackets, 1))/media; e.RatioToMedia < lo-slack || e.RatioToMedia > hi+slack {
+				t.Errorf("ratio %v; from the stages' counters %.4f … %.4f", e.RatioToMedia, lo, hi)
 			}
 			if lost == 0 {
 				t.Error("netsim lost nothing at 5 %")
 			}
 			if c.fec {
-				if e.ParityBytes == 0 || float64(e.ParityPackets) != rep.Sent.ParitySentCounter {
+				if e.ParityBytes == 0 || math.Abs(float64(e.ParityPackets)-rep.Sent.ParitySentCounter) > 1 {
 					t.Errorf("parity %d bytes, %d packets; fec_parity_sent %v", e.ParityBytes, e.ParityPackets, rep.Sent.ParitySentCounter)
 				}
 				if fecRec == 0 {

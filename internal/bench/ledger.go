@@ -2,7 +2,10 @@ package bench
 
 import (
 	"hash/maphash"
+	"sort"
 	"sync"
+
+	"github.com/mediapipe/mediapipe/core/media/flv"
 )
 
 // book is where a viewer looks up a tag it got: rec (write time, hash,
@@ -26,6 +29,7 @@ type rec struct {
 	at   int64 // UnixNano the publisher wrote the tag
 	hash uint64
 	size int
+	key  bool // a video keyframe
 }
 
 // ledgerMax bounds a ledger: past it the older half is forgotten, and a
@@ -37,7 +41,8 @@ func newLedger() *ledger { return &ledger{idx: map[uint64]int{}} }
 func tagKey(typ uint8, ts uint32) uint64 { return uint64(ts)<<8 | uint64(typ) }
 
 func (l *ledger) add(typ uint8, ts uint32, at int64, body []byte) {
-	r := rec{at: at, hash: hashBody(body), size: len(body)}
+	r := rec{at: at, hash: hashBody(body), size: len(body),
+		key: typ == flv.TypeVideo && flv.IsVideoKeyframe(body) && !isSequenceHeader(typ, body)}
 	l.mu.Lock()
 	if len(l.recs) >= ledgerMax {
 		// Keys are not stored beside records: map entries of the forgotten
@@ -67,6 +72,20 @@ func (l *ledger) lookup(typ uint8, ts uint32) (rec, int, bool) {
 		return rec{}, 0, false
 	}
 	return l.recs[i-l.base], i, true
+}
+
+// keyAfter is the sequence number of the first video keyframe written at
+// or after at (UnixNano), -1 if there is none (yet, or any more).
+func (l *ledger) keyAfter(at int64) int64 {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	i := sort.Search(len(l.recs), func(i int) bool { return l.recs[i].at >= at })
+	for ; i < len(l.recs); i++ {
+		if l.recs[i].key {
+			return int64(l.base + i)
+		}
+	}
+	return -1
 }
 
 var hashSeed = maphash.MakeSeed()

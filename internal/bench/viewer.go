@@ -34,6 +34,7 @@ type viewer struct {
 	backlog                        atomic.Uint64 // matched tags published before the viewer connected
 	first, last                    atomic.Int64  // sequence numbers of the first and last matched tags
 	connected                      atomic.Bool
+	joinedAt                       atomic.Int64           // UnixNano of the edge's 200 OK; 0 until then
 	ended                          atomic.Pointer[string] // why the response ended, if it did
 	endedAt                        atomic.Int64           // UnixNano of that end
 	// cut, when not 0, is 1 + the last sequence number the viewer is due
@@ -100,6 +101,7 @@ func (v *viewer) session(ctx context.Context) error {
 		return fmt.Errorf("HTTP %s", resp.Status)
 	}
 	v.connected.Store(true)
+	v.joinedAt.CompareAndSwap(0, time.Now().UnixNano())
 	return v.read(c, resp.Body, start)
 }
 

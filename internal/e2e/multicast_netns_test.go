@@ -22,12 +22,17 @@ import (
 //
 // The test runs inside a fresh namespace (testrun.InNetns) holding the
 // bridge and the cloud; the edges' namespaces are made with ip netns add
-// and deleted when the test ends, failed or not.
+// and deleted when the test ends, failed or not. Killed, it leaves no
+// names on the host: InNetns gives it a /run/netns of its own where it
+// can, and names an earlier killed run left (mp17-PID-…, PID gone) are
+// deleted first.
 func TestMulticastEdgesInNetns(t *testing.T) {
+	const netnsPrefix = "mp17-" // + PID-…: the names only this test makes
 	testmedia.NeedFFmpeg(t)
 	if testing.Short() {
 		t.Skip("pushes real media through a cloud and three edge processes")
 	}
+	testrun.ClearStaleNetns(t, netnsPrefix)
 	if !testrun.InNetns(t, "TestMulticastEdgesInNetns") {
 		return
 	}
@@ -46,7 +51,7 @@ func TestMulticastEdgesInNetns(t *testing.T) {
 	type edge struct{ ns, ip, dev string }
 	var es []edge
 	for i := range edges {
-		e := edge{ns: fmt.Sprintf("mp17-%d-e%d", os.Getpid(), i+1), ip: fmt.Sprintf("10.77.0.%d", 11+i), dev: fmt.Sprintf("ve%d", i+1)}
+		e := edge{ns: fmt.Sprintf("%s%d-e%d", netnsPrefix, os.Getpid(), i+1), ip: fmt.Sprintf("10.77.0.%d", 11+i), dev: fmt.Sprintf("ve%d", i+1)}
 		if out, err := exec.Command("ip", "netns", "add", e.ns).CombinedOutput(); err != nil {
 			t.Skipf("cannot create a named network namespace (ip netns add): %v: %s", err, out)
 		}

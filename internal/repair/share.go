@@ -5,7 +5,8 @@ import "fmt"
 // A shared repair budget (quic-retransmit's total_rate): with a total set,
 // each peer's limit is min(MaxRate, its share). A share is the rate the
 // controller set for the peer's slot (SetShares), or else an equal part of
-// what the set ones leave among the peers without one. The shares are
+// what the set ones leave among the peers without one but never less than
+// total / peers (the set rates are then scaled down to fit). The shares are
 // recomputed when the total, the set rates or the peers change, and stored
 // in each peer's edgeReports, so a request reads one atomic more.
 
@@ -30,8 +31,10 @@ func (s *Server) TotalRate() int {
 }
 
 // SetShares sets the repair rate of the listed slots (bytes/s); the other
-// connected peers share what is left equally. Slots not connected are
-// ignored; a slot's rate is forgotten when its peer goes.
+// connected peers share what is left equally, with at least total / peers
+// each (see reshare), and rates beyond the total are scaled down to fit it.
+// Slots not connected are ignored; a slot's rate is forgotten when its peer
+// goes.
 func (s *Server) SetShares(rates map[int]int) {
 	s.edgeMu.Lock()
 	clear(s.shares)
@@ -58,6 +61,14 @@ func (s *Server) RepairedBytes() map[int]uint64 {
 
 // reshare recomputes every peer's share (edgeMu held): -1 when there is no
 // budget to share.
+//
+// The controller hands out the whole total, so a peer that connects between
+// its rounds would find nothing left and be refused every repair until the
+// next round: a peer without a set rate gets at least an equal part of the
+// total (total / connected peers), more if the set rates leave more, and the
+// set rates are scaled down in proportion to fit what remains. Set rates
+// that add up to more than the total (a policy answering 1 for everyone, a
+// reload lowering the total) are scaled to fit the same way.
 func (s *Server) reshare() {
 	if s.totalRate <= 0 {
 		for _, e := range s.edges {
@@ -65,22 +76,36 @@ func (s *Server) reshare() {
 		}
 		return
 	}
-	left, free := s.totalRate, 0
+	if len(s.edges) == 0 {
+		return
+	}
+	var set float64 // sum of the set rates; float so huge ones cannot overflow
+	free := 0
 	for slot := range s.edges {
 		if r, ok := s.shares[slot]; ok {
-			left -= r
+			set += float64(r)
 		} else {
 			free++
 		}
 	}
 	equal := 0
 	if free > 0 {
-		equal = max(left, 0) / free
+		floor := s.totalRate / len(s.edges)
+		equal = max(floor, (s.totalRate-int(min(set, float64(s.totalRate))))/free)
+	}
+	budget := s.totalRate - free*equal // left for the set rates, ≥ 0
+	scale := 1.0
+	if set > float64(budget) {
+		scale = float64(budget) / set
 	}
 	for slot, e := range s.edges {
 		r, ok := s.shares[slot]
 		if !ok {
-			r = equal
+			e.share.Store(int64(equal))
+			continue
+		}
+		if scale < 1 {
+			r = int(float64(r) * scale) // rounded down: the sum stays within the total
 		}
 		e.share.Store(int64(min(r, s.totalRate)))
 	}

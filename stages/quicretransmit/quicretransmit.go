@@ -37,7 +37,7 @@ type Config struct {
 	CacheDuration time.Duration `param:"cache_duration" default:"5s" min:"0" max:"600" doc:"packets of each stream are kept for repair this long after they arrive (and at most cache_packets), so the cache's memory follows each stream's rate: about rate × cache_duration per stream; keep it well above the edges' rtp-reorder latency plus a few round trips; 0 keeps cache_packets of every stream whatever their age (preallocated)"`
 	Token         string        `param:"token" secret:"true" live:"true" doc:"when set, edges must present this token; others get nothing. On a reload, a new token admits new edge connections that present it and refuses the old one from then on; edges already connected keep their connection"`
 	MaxRate       int           `param:"max_rate" default:"20000000" min:"0" live:"true" doc:"bytes/s of repaired packets per edge connection; beyond it requests are refused and counted (0 = no limit). On a reload, a new rate applies to the edges already connected from their next request (lowering it trims what each may still burst)"`
-	TotalRate     int           `param:"total_rate" default:"0" min:"0" live:"true" doc:"bytes/s of repaired packets shared by all edge connections; each edge then gets at most min(max_rate, its share): the share the transmission controller sets (docs/control.md), or else an equal part of total_rate among the connected edges, recomputed as they come and go. 0: no shared budget, each edge limited by max_rate alone, first come first served. Live on reload"`
+	TotalRate     int           `param:"total_rate" default:"0" min:"0" live:"true" doc:"bytes/s of repaired packets shared by all edge connections; each edge then gets at most min(max_rate, its share): the share the transmission controller sets (docs/control.md), or else an equal part of what the set shares leave but at least total_rate / connected edges (the set shares scaled down to fit), recomputed as they come and go. 0: no shared budget, each edge limited by max_rate alone, first come first served. Live on reload"`
 	MaxPeers      int           `param:"max_peers" default:"64" min:"1" max:"4096" doc:"most edge connections served at once; one more that presents the token is closed (code 0x106) and counted as refused_peers"`
 	Cert          string        `param:"cert" doc:"PEM certificate file for TLS (with key); empty: a self-signed certificate made at start"`
 	Key           string        `param:"key" doc:"PEM private key file for cert"`
@@ -280,7 +280,8 @@ func (s *Stage) Reconfigure(cfg *Config) error {
 func (s *Stage) RepairBudget() int { return s.srv.TotalRate() }
 
 // SetRepairRates sets the listed edges' repair rates in bytes/s (by
-// core.Edge.ID); the other connected edges share what is left equally
+// core.Edge.ID); the other connected edges share what is left equally,
+// with a floor of total_rate / edges, the set rates scaled to fit
 // (control.RepairSharer). Without a total_rate it changes nothing until
 // one is set. Safe from any goroutine.
 func (s *Stage) SetRepairRates(rates map[int]int) { s.srv.SetShares(rates) }

@@ -17,6 +17,11 @@ import (
 // several packets (batched) rather than one. A stream's queue is capped:
 // past it, the oldest packets go at once (counted as pace_overrun) rather
 // than being dropped or delaying the stream further.
+//
+// The pace in effect is never below paceFloor nor below the stream's own
+// rate over the last announce interval: a slower pace cannot carry the
+// stream at all, so every packet would wait out the cap and go as an
+// overrun, late, and a tiny pace would make the timer's wait overflow.
 
 // The bucket holds paceBurstTime's worth of bytes at the pace, and at least
 // paceBurstMin (a few packets); a stream holds back at most paceMaxDelay's
@@ -29,6 +34,14 @@ const (
 	paceCapMax    = 1 << 20
 	// paceMinWait: a timer shorter than this costs a wake-up for nothing.
 	paceMinWait = 50 * time.Microsecond
+	// paceMaxWait bounds one timer wait (a full burst at the floor takes
+	// under 0.1 s), whatever the arithmetic says.
+	paceMaxWait = time.Second
+	// paceFloor is the lowest pace applied, bytes/s (512 kbit/s).
+	paceFloor = 64_000
+	// paceMeasureMin is the shortest interval a stream's rate is measured
+	// over.
+	paceMeasureMin = 500 * time.Millisecond
 )
 
 // The controller paces streams through it.
@@ -36,8 +49,9 @@ var _ control.Pacer = (*Stage)(nil)
 
 // pacer is one stream's pacing state; only Run's goroutine touches it.
 type pacer struct {
-	rate   float64 // bytes/s in effect; 0: not paced
-	set    bool    // the controller set rate (else the pace param applies)
+	want   float64 // bytes/s asked for (controller or pace param); 0: not paced
+	rate   float64 // bytes/s in effect: want, raised to the floors; 0: not paced
+	set    bool    // the controller set want (else the pace param applies)
 	burst  float64 // the bucket's size, from rate
 	cap    int     // most bytes held, from rate
 	tokens float64
@@ -46,13 +60,27 @@ type pacer struct {
 	head   int // q[head:] is held, oldest first
 	held   int // bytes in q[head:]
 	listed bool
+	// in is the bytes passed since the last announce tick, measured the
+	// stream's bytes/s over the interval before (the pace's floor).
+	in       int
+	measured float64
 }
 
-// setRate makes rate the pace from the next packet on; the bucket keeps
-// what it has earned, clipped to the new burst.
-func (pc *pacer) setRate(rate float64) {
-	if math.IsNaN(rate) || rate < 0 || math.IsInf(rate, 0) {
-		rate = 0
+// setRate makes want the pace asked for from the next packet on.
+func (pc *pacer) setRate(want float64) {
+	if math.IsNaN(want) || want < 0 || math.IsInf(want, 0) {
+		want = 0
+	}
+	pc.want = want
+	pc.apply()
+}
+
+// apply puts the pace in effect: want, but no less than the floors; the
+// bucket keeps what it has earned, clipped to the new burst.
+func (pc *pacer) apply() {
+	rate := 0.0
+	if pc.want > 0 {
+		rate = max(pc.want, paceFloor, pc.measured)
 	}
 	pc.rate = rate
 	pc.burst = max(rate*paceBurstTime.Seconds(), paceBurstMin)
@@ -131,7 +159,7 @@ func (s *Stage) applyPace() {
 	s.static = static
 	s.paced = 0
 	for _, ss := range s.streams {
-		if !ss.pc.set && ss.pc.rate != static {
+		if !ss.pc.set && ss.pc.want != static {
 			ss.pc.setRate(static)
 		}
 		if ss.pc.rate > 0 {
@@ -160,9 +188,37 @@ func (s *Stage) forget(ss *streamState) {
 	}
 }
 
+// measurePace takes each stream's rate over the interval since the last
+// call (an announce tick) as the floor of its pace. An interval under
+// paceMeasureMin (ticks from a test's fake clock) is left to grow: a burst
+// over a few milliseconds is not the stream's rate.
+func (s *Stage) measurePace() {
+	if s.measuredAt.IsZero() {
+		s.measuredAt = s.wall
+		return
+	}
+	dt := s.wall.Sub(s.measuredAt).Seconds()
+	if dt < paceMeasureMin.Seconds() {
+		return
+	}
+	s.measuredAt = s.wall
+	for _, ss := range s.streams {
+		pc := &ss.pc
+		pc.measured, pc.in = float64(pc.in)/dt, 0
+		if pc.want > 0 {
+			pc.apply()
+		}
+	}
+}
+
 // pass sends p now or holds it by its stream's pace.
 func (s *Stage) pass(ss *streamState, p *core.Packet) {
-	if ss == nil || ss.pc.rate == 0 {
+	if ss == nil {
+		s.add(p.Data, p)
+		return
+	}
+	ss.pc.in += len(p.Data)
+	if ss.pc.rate == 0 {
 		s.add(p.Data, p)
 		return
 	}
@@ -256,14 +312,23 @@ func (s *Stage) rearm(t *time.Timer) {
 	}
 	var wait time.Duration = -1
 	for _, ss := range s.holding {
-		pc := &ss.pc
-		need := min(pc.burst, float64(pc.held)) - pc.tokens
-		due := pc.last.Add(time.Duration(max(need, 0) / pc.rate * float64(time.Second)))
-		d := max(due.Sub(s.wall), paceMinWait)
-		if wait < 0 || d < wait {
+		if d := ss.pc.wait(s.wall); wait < 0 || d < wait {
 			wait = d
 		}
 	}
 	t.Reset(wait)
 	s.paceArmed = true
+}
+
+// wait is how long from now until pc will have earned a full burst (or all
+// it holds, if less), within [paceMinWait, paceMaxWait].
+func (pc *pacer) wait(now time.Time) time.Duration {
+	need := min(pc.burst, float64(pc.held)) - pc.tokens
+	after := paceMaxWait // also when the division is not a number
+	if secs := max(need, 0) / pc.rate; secs < paceMaxWait.Seconds() {
+		// Converted only when it fits: a float too large for a Duration
+		// converts to a negative one.
+		after = time.Duration(secs * float64(time.Second))
+	}
+	return min(max(pc.last.Add(after).Sub(now), paceMinWait), paceMaxWait)
 }

@@ -21,13 +21,27 @@ import (
 // clock.
 func startPaced(t *testing.T, dest string, pace int) (*Stage, *stagetest.Harness) {
 	t.Helper()
+	return startPacedClock(t, dest, pace, nil)
+}
+
+// startPacedClock is startPaced with the announce ticks on clock (nil: the
+// real one); pacing itself runs on the wall clock regardless.
+func startPacedClock(t *testing.T, dest string, pace int, clock *stagetest.FakeClock) (*Stage, *stagetest.Harness) {
+	t.Helper()
 	def := core.Define(core.Spec{Name: "udp-sink", In: core.KindRTP}, New)
 	env := core.TestEnv("udp-sink")
+	if clock != nil {
+		env.Clock = clock
+	}
 	st, err := def.Build(map[string]any{"destinations": []string{dest}, "pace": int64(pace)}, env)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return st.(*Stage), stagetest.Start(t, st, env, false)
+	h := stagetest.Start(t, st, env, false)
+	if clock != nil {
+		h.Clock = clock
+	}
+	return st.(*Stage), h
 }
 
 // arrival is one RTP datagram as a receiver on loopback got it.
@@ -42,11 +56,15 @@ type recorder struct {
 	rtp  map[uint32][]arrival
 	byes int
 	all  []uint32 // SSRCs in arrival order
+	// firstSR is, by SSRC, how many RTP packets (len(all)) had arrived
+	// when its first SR did.
+	firstSR map[uint32]int
+	srs     int
 }
 
 func record(t *testing.T, c *net.UDPConn) *recorder {
 	t.Helper()
-	r := &recorder{rtp: map[uint32][]arrival{}}
+	r := &recorder{rtp: map[uint32][]arrival{}, firstSR: map[uint32]int{}}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -67,6 +85,12 @@ func record(t *testing.T, c *net.UDPConn) *recorder {
 				var rep announce.Report
 				if announce.Parse(b, &rep) == nil {
 					r.byes += len(rep.Byes)
+					for _, sr := range rep.Senders {
+						r.srs++
+						if _, ok := r.firstSR[sr.SSRC]; !ok {
+							r.firstSR[sr.SSRC] = len(r.all)
+						}
+					}
 				}
 			}
 			r.mu.Unlock()
@@ -191,18 +215,19 @@ func TestPaceSpreadsBurst(t *testing.T) {
 }
 
 // The pace param paces every stream; a stream ending, and the stage
-// shutting down, with packets held send them (before the BYE) and return
-// at once, not after the pace would have let them go; a queue over its cap
-// sends its oldest at once, counted as pace_overrun, never drops.
+// shutting down, with packets held send them (before the BYE) at once, not
+// at the pace; a queue over its cap sends its oldest at once, counted as
+// pace_overrun, never drops.
 func TestPaceHeldOnEndAndShutdown(t *testing.T) {
 	rx := listen(t)
-	const rate = 10_000 // bytes/s: 60 packets of 1200 B would take 7 s
+	const rate = paceFloor // a 64 KiB queue holds a second's worth
 	st, h := startPaced(t, rx.LocalAddr().String(), rate)
 	rec := record(t, rx)
 	ended, open := h.StartStream("live/ends"), h.StartStream("live/open")
-	const ssrcEnded, ssrcOpen = 0x1111, 0x2222
+	const ssrcEnded, ssrcOpen, n = 0x1111, 0x2222, 100
 	var sentE, sentO [][]byte
-	for i := range 60 {
+	start := time.Now()
+	for i := range n {
 		b := rtpPacket(t, ssrcEnded, uint16(i), uint32(i), burstPayload)
 		sentE = append(sentE, b)
 		h.SendData(ended, 0, uint32(i), b)
@@ -210,24 +235,49 @@ func TestPaceHeldOnEndAndShutdown(t *testing.T) {
 		sentO = append(sentO, b)
 		h.SendData(open, 0, uint32(i), b)
 	}
-	// 60 × 1200 B is past the 64 KiB cap: a few went early as overruns.
-	testrun.Eventually(t, testrun.WaitLimit, "overruns counted", func() bool { return counterValue(t, st.paceOverrun) >= 2 })
-	if n := rec.count(ssrcEnded); n >= 30 {
-		t.Fatalf("%d of 60 packets sent at once at 10 kB/s", n)
-	}
-	start := time.Now()
-	h.EndStream(ended)
-	checkSame(t, rec.wait(t, ssrcEnded, 60), sentE)
-	if err := h.Close(); err != nil {
-		t.Fatal(err)
-	}
-	if d := time.Since(start); d > 3*time.Second {
-		t.Fatalf("end and shutdown took %v: held packets waited for their pace", d)
-	}
-	checkSame(t, rec.wait(t, ssrcOpen, 60), sentO)
+	// 100 × 1200 B is far past the 64 KiB cap: the oldest went early as
+	// overruns.
+	testrun.Eventually(t, testrun.WaitLimit, "overruns counted", func() bool { return counterValue(t, st.paceOverrun) >= 2*30 })
+	checkPaced(t, rec.count(ssrcEnded), start, rate, int(counterValue(t, st.paceOverrun)/2))
+
+	atOnce(t, "end", rec, ssrcEnded, sentE, rate, func() { h.EndStream(ended) })
+	atOnce(t, "shutdown", rec, ssrcOpen, sentO, rate, func() {
+		if err := h.Close(); err != nil {
+			t.Fatal(err)
+		}
+	})
 	testrun.Eventually(t, testrun.WaitLimit, "both BYEs", func() bool { rec.mu.Lock(); defer rec.mu.Unlock(); return rec.byes >= 2 })
 	if len(st.holding) != 0 {
 		t.Fatalf("%d streams still hold packets", len(st.holding))
+	}
+}
+
+// atOnce runs step, after which what ssrc still holds of sent (held ×
+// 1200 B / rate at the pace) must come in well under the pace's time.
+func atOnce(t *testing.T, what string, rec *recorder, ssrc uint32, sent [][]byte, rate float64, step func()) {
+	t.Helper()
+	held := len(sent) - rec.count(ssrc)
+	if held < 15 {
+		t.Fatalf("%s: only %d packets still held: the machine is too slow to tell", what, held)
+	}
+	paced := time.Duration(float64(held*(burstPayload+12)) / rate * float64(time.Second))
+	begin := time.Now()
+	step()
+	checkSame(t, rec.wait(t, ssrc, len(sent)), sent)
+	if d := time.Since(begin); d > paced*3/4 {
+		t.Fatalf("%s: %d held packets took %v, the pace would take %v: they waited for it", what, held, d, paced)
+	}
+}
+
+// checkPaced fails if more of a burst sent at start arrived than a pace of
+// rate allows by now (the bucket's burst at once, the overruns, then the
+// pace), with a packet's slack: a bound that grows with the time taken, so
+// a slow machine does not fail it.
+func checkPaced(t *testing.T, got int, start time.Time, rate float64, overruns int) {
+	t.Helper()
+	allowed := paceBurstMin/(burstPayload+12) + overruns + int(time.Since(start).Seconds()*rate/(burstPayload+12)) + 2
+	if got > allowed {
+		t.Fatalf("%d packets arrived %v after the burst; pace %v B/s allows %d", got, time.Since(start), rate, allowed)
 	}
 }
 
@@ -239,26 +289,27 @@ func TestPaceReconfigure(t *testing.T) {
 	st, h := startPaced(t, dest, 0)
 	rec := record(t, rx)
 	s := h.StartStream("live/reload")
-	h.SendData(s, 0, 0, rtpPacket(t, 0x33, 0, 0, burstPayload))
+	sent := [][]byte{rtpPacket(t, 0x33, 0, 0, burstPayload)}
+	h.SendData(s, 0, 0, sent[0])
 	rec.wait(t, 0x33, 1)
-	if err := st.Reconfigure(&Config{Destinations: []string{dest}, TTL: 1, MulticastLoopback: true, Batch: 64, GSO: true, WriteBuffer: 4194304, Pace: 10_000}); err != nil {
+	if err := st.Reconfigure(&Config{Destinations: []string{dest}, TTL: 1, MulticastLoopback: true, Batch: 64, GSO: true, WriteBuffer: 4194304, Pace: paceFloor}); err != nil {
 		t.Fatal(err)
 	}
-	for i := 1; i <= 20; i++ {
-		h.SendData(s, 0, uint32(i), rtpPacket(t, 0x33, uint16(i), uint32(i), burstPayload))
-	}
-	// The bucket lets 6000 B go: 5 packets, then one every 120 ms.
-	testrun.Eventually(t, testrun.WaitLimit, "the first burst", func() bool { return rec.count(0x33) >= 6 })
-	if n := rec.count(0x33); n > 10 {
-		t.Fatalf("%d of 21 packets went at once after pace = 10000", n)
-	}
-	st.SetPace(s, 0)
-	h.SendData(s, 0, 21, rtpPacket(t, 0x33, 21, 21, burstPayload)) // takes the new pace up
 	start := time.Now()
-	rec.wait(t, 0x33, 22)
-	if d := time.Since(start); d > time.Second {
-		t.Fatalf("unpaced stream still held for %v", d)
+	for i := 1; i <= 50; i++ { // 60 kB: under the 64 KiB cap, a second at the pace
+		b := rtpPacket(t, 0x33, uint16(i), uint32(i), burstPayload)
+		sent = append(sent, b)
+		h.SendData(s, 0, uint32(i), b)
 	}
+	// The bucket lets 6000 B go: 5 packets, then one every 19 ms.
+	testrun.Eventually(t, testrun.WaitLimit, "the first burst", func() bool { return rec.count(0x33) >= 6 })
+	checkPaced(t, rec.count(0x33)-1, start, paceFloor, 0)
+	b := rtpPacket(t, 0x33, 51, 51, burstPayload)
+	sent = append(sent, b)
+	atOnce(t, "unpaced", rec, 0x33, sent, paceFloor, func() {
+		st.SetPace(s, 0)
+		h.SendData(s, 0, 51, b) // takes the new pace up
+	})
 	h.EndStream(s)
 	if err := h.Close(); err != nil {
 		t.Fatal(err)
@@ -272,4 +323,157 @@ func counterValue(t *testing.T, c prometheus.Counter) float64 {
 		t.Fatal(err)
 	}
 	return m.GetCounter().GetValue()
+}
+
+// The 1 s announce tick does not push held packets later: ticking far more
+// often than a burst is earned (a fake clock advanced every few ms), the
+// held packets still go at the pace. (The tick measured the wait from the
+// clock of the last packet and re-armed the timer that much later each
+// time: held packets went only once the ticks stopped.)
+func TestPaceAnnounceTick(t *testing.T) {
+	rx := listen(t)
+	clock := stagetest.NewFakeClock(time.Unix(1_700_000_000, 0))
+	_, h := startPacedClock(t, rx.LocalAddr().String(), paceFloor, clock)
+	rec := record(t, rx)
+	s := h.StartStream("live/ticks")
+	const ssrc, n = 0x4444, 40 // 48 kB: held, no overrun; 0.7 s at the pace
+	var sent [][]byte
+	for i := range n {
+		b := rtpPacket(t, ssrc, uint16(i), uint32(i), burstPayload)
+		sent = append(sent, b)
+		h.SendData(s, 0, uint32(i), b)
+	}
+	rec.wait(t, ssrc, 5) // the bucket's burst
+	srs := func() int { rec.mu.Lock(); defer rec.mu.Unlock(); return rec.srs }
+	before := srs()
+	testrun.Eventually(t, 5*time.Second, "every held packet, ticking", func() bool {
+		clock.Advance(time.Second)
+		return rec.count(ssrc) >= n
+	})
+	if ticks := srs() - before; ticks < 5 {
+		t.Fatalf("%d announce ticks while the packets were held: the test ticked too little to tell", ticks)
+	}
+	checkSame(t, rec.wait(t, ssrc, n), sent)
+	h.EndStream(s)
+	if err := h.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A new SSRC on a paced stream (a publisher restarted): the old SSRC's
+// held packets go before the SR+SDES announcing the new one, which an edge
+// takes as the old one's end.
+func TestPaceSSRCChange(t *testing.T) {
+	rx := listen(t)
+	_, h := startPaced(t, rx.LocalAddr().String(), paceFloor)
+	rec := record(t, rx)
+	s := h.StartStream("live/restart")
+	const oldSSRC, newSSRC, n = 0x5555, 0x6666, 40
+	for i := range n {
+		h.SendData(s, 0, uint32(i), rtpPacket(t, oldSSRC, uint16(i), uint32(i), burstPayload))
+	}
+	rec.wait(t, oldSSRC, 5)
+	if got := rec.count(oldSSRC); got > n-15 {
+		t.Fatalf("%d of %d packets went before the change: too few held to tell", got, n)
+	}
+	h.SendData(s, 0, 0, rtpPacket(t, newSSRC, 0, 0, burstPayload))
+	rec.wait(t, newSSRC, 1)
+	rec.wait(t, oldSSRC, n)
+	rec.mu.Lock()
+	at, ok := rec.firstSR[newSSRC]
+	lastOld := 0
+	for i, x := range rec.all {
+		if x == oldSSRC {
+			lastOld = i + 1
+		}
+	}
+	rec.mu.Unlock()
+	if !ok || at < lastOld {
+		t.Fatalf("the new SSRC's SR came after %d RTP packets, the old SSRC's last is packet %d (SR seen: %v)", at, lastOld, ok)
+	}
+	h.EndStream(s)
+	if err := h.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A pace below the floor (here 1e-9 B/s, whose wait once overflowed a
+// Duration and woke the timer every 50 µs) is applied as the floor: the
+// stream is carried, not held until it overruns; a stream's measured rate
+// raises its pace too. The timer's wait stays within bounds whatever the
+// rate.
+func TestPaceFloor(t *testing.T) {
+	rx := listen(t)
+	st, h := startPaced(t, rx.LocalAddr().String(), 0)
+	rec := record(t, rx)
+	s := h.StartStream("live/slow")
+	const ssrc, n = 0x7777, 30 // 36 kB: under the cap, half a second at the floor
+	var sent [][]byte
+	send := func(i int) {
+		b := rtpPacket(t, ssrc, uint16(i), uint32(i), burstPayload)
+		sent = append(sent, b)
+		h.SendData(s, 0, uint32(i), b)
+	}
+	send(0)
+	rec.wait(t, ssrc, 1)
+	st.SetPace(s, 1e-9)
+	start := time.Now()
+	for i := 1; i < n; i++ {
+		send(i)
+	}
+	checkSame(t, rec.wait(t, ssrc, n), sent)
+	if d, atFloor := time.Since(start), time.Duration(float64((n-5)*(burstPayload+12))/paceFloor*float64(time.Second)); d < atFloor*8/10 {
+		t.Fatalf("%d packets went in %v: not paced (the floor takes %v)", n, d, atFloor)
+	}
+	if o := counterValue(t, st.paceOverrun); o != 0 {
+		t.Fatalf("%v overruns: the stream was held beyond its cap", o)
+	}
+	h.EndStream(s)
+	if err := h.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	var pc pacer
+	pc.setRate(1e-9)
+	if pc.rate != paceFloor {
+		t.Fatalf("pace 1e-9 applied as %v, want the floor %v", pc.rate, float64(paceFloor))
+	}
+	pc.measured = 300_000
+	pc.apply()
+	if pc.rate != 300_000 {
+		t.Fatalf("pace %v under a measured 300000 B/s", pc.rate)
+	}
+	pc.setRate(0)
+	if pc.rate != 0 {
+		t.Fatalf("pace 0 applied as %v, want none", pc.rate)
+	}
+	now := time.Now()
+	for _, c := range []struct {
+		rate float64
+		want time.Duration
+	}{
+		{1e-12, paceMaxWait}, // 6000 B would take 190 000 years: not a negative Duration
+		{1e-3, paceMaxWait},
+		{paceFloor, 93750 * time.Microsecond},
+		{1e12, paceMinWait},
+	} {
+		pc := pacer{rate: c.rate, burst: paceBurstMin, held: 64 << 10, last: now}
+		if w := pc.wait(now); w < c.want-time.Microsecond || w > c.want+time.Microsecond {
+			t.Fatalf("rate %v: timer wait %v, want %v", c.rate, w, c.want)
+		}
+	}
+
+	// measurePace: what passed over the last interval, per second.
+	ms := &Stage{streams: map[*core.Stream]*streamState{}}
+	ss := &streamState{}
+	ss.pc.setRate(paceFloor)
+	ms.streams[core.NewStream("live/measured")] = ss
+	ms.wall = now
+	ms.measurePace() // the first call starts the interval
+	ss.pc.in = 500_000
+	ms.wall = now.Add(2 * time.Second)
+	ms.measurePace()
+	if ss.pc.measured != 250_000 || ss.pc.rate != 250_000 || ss.pc.in != 0 {
+		t.Fatalf("measured %v B/s, pace %v, %d bytes left; want 250000, 250000, 0", ss.pc.measured, ss.pc.rate, ss.pc.in)
+	}
 }

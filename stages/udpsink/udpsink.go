@@ -35,7 +35,7 @@ type Config struct {
 	Batch             int           `param:"batch" default:"64" min:"1" max:"1024" doc:"most datagrams handed to the kernel per sendmmsg"`
 	BatchWait         time.Duration `param:"batch_wait" default:"0s" min:"0" max:"0.01" doc:"once a packet is queued and the input is momentarily empty, wait at most this long for more to fill the batch before sending (bounds the latency added per packet); 0 sends whatever is queued at once"`
 	GSO               bool          `param:"gso" default:"true" doc:"send each run of equal-size datagrams to a unicast destination as one UDP_SEGMENT (GSO) message, a batch's runs and lone datagrams together in one sendmmsg (Linux 4.18+; falls back to a message per datagram by itself where the kernel or device refuses); false: always a message per datagram"`
-	Pace              int           `param:"pace" default:"0" min:"0" live:"true" doc:"bytes/s at which each stream's bursts (a keyframe's fragments) are spread, per stream: a token bucket of 1 ms at this rate (at least 6000 bytes) lets packets within it go at once and holds the rest, at most 100 ms at this rate (64 KiB … 1 MiB) per stream, past which the oldest go at once (counted as pace_overrun). The transmission controller sets each stream's pace itself (docs/control.md), overriding this. 0: no pacing. Live on reload, from each stream's next packet"`
+	Pace              int           `param:"pace" default:"0" min:"0" live:"true" doc:"bytes/s at which each stream's bursts (a keyframe's fragments) are spread, per stream: a token bucket of 1 ms at this rate (at least 6000 bytes) lets packets within it go at once and holds the rest, at most 100 ms at this rate (64 KiB … 1 MiB) per stream, past which the oldest go at once (counted as pace_overrun). The transmission controller sets each stream's pace itself (docs/control.md), overriding this. A pace in effect is never below 64000 bytes/s nor below the stream's own rate over the last second (slower, a stream could not be carried). 0: no pacing. Live on reload, from each stream's next packet"`
 	WriteBuffer       int           `param:"write_buffer" default:"4194304" min:"0" doc:"socket send buffer in bytes (SO_SNDBUF; the kernel may cap it); 0 keeps the system default"`
 }
 
@@ -153,6 +153,7 @@ type Stage struct {
 	paced       int
 	paceArmed   bool
 	wall        time.Time
+	measuredAt  time.Time // wall at the last measurePace
 	paceHeld    prometheus.Counter
 	paceOverrun prometheus.Counter
 
@@ -498,6 +499,10 @@ func (s *Stage) Run(ctx context.Context, in <-chan *core.Packet, _ core.Output) 
 			s.send()
 			s.rearm(pace)
 		case <-timer.C():
+			// The clocks are read here too: rearm below measures the held
+			// packets' wait from s.wall, and a stale one would push an
+			// armed pace timer later at every tick.
+			s.now, s.wall = s.env.Clock.Now(), time.Now()
 			// Idle too, a changed set is taken up (and removed
 			// destinations' sockets closed) within a second.
 			if s.dests.Load() != s.cur {
@@ -507,6 +512,7 @@ func (s *Stage) Run(ctx context.Context, in <-chan *core.Packet, _ core.Output) 
 			if s.paceDirty.Load() { // idle too, paces set are taken up
 				s.applyPace()
 			}
+			s.measurePace()
 			s.announceAll()
 			s.send()
 			s.rearm(pace)
@@ -622,6 +628,9 @@ func (s *Stage) handle(p *core.Packet) {
 		if !ss.known || ss.ssrc != ssrc {
 			// The stream's first packet (or a new SSRC): announce first, so a
 			// receiver can name the SSRC before any of its RTP arrives.
+			// What the stream holds (the old SSRC's) goes before it: a
+			// receiver told of the new SSRC takes the old one as ended.
+			s.drain(ss)
 			*ss = streamState{ssrc: ssrc, pt: pt, known: true, ann: ss.ann, unnamable: ss.unnamable, pc: ss.pc}
 			ss.lastTS, ss.lastWall = rtpheader.Timestamp(p.Data), s.now
 			s.announce(p.Stream, ss)
