@@ -117,7 +117,9 @@ type RepairSharer interface {
 	// RepairBudget is the total bytes/s to share (0: none configured).
 	RepairBudget() int
 	// SetRepairRates sets each listed edge's repair rate in bytes/s;
-	// edges not listed get an equal share of what is left.
+	// edges not listed share what is left, each getting at least an equal
+	// part of the budget (the listed rates are scaled down to make room,
+	// and to fit the budget).
 	SetRepairRates(rates map[int]int)
 	// RepairedBytes is the bytes repaired so far to each connected edge.
 	RepairedBytes() map[int]uint64

@@ -270,7 +270,7 @@ func newFlags(cfg *Config, stderr io.Writer) (*flag.FlagSet, *cliOpts) {
 	fs.IntVar(&cfg.Edges, "edges", 0, "run one cloud and this many edge pipelines (each with its own netsim --loss/--burst, seed --seed+i, before a fec-decoder) and report the cloud's egress split into media, parity and repair bytes, and each edge's delivery checked tag by tag; --reorder-latency defaults to 150ms here")
 	fs.BoolVar(&cfg.FEC, "fec", true, "with --edges: a fec-encoder on the cloud and a fec-decoder on each edge; --fec=false repairs losses by retransmission alone")
 	fs.StringVar(&cfg.Policy, "policy", "", "with --edges: fec-encoder's policy (empty: the stage's default)")
-	fs.Float64Var(&cfg.Overhead, "overhead", -1, "with --edges: fec-encoder's fixed overhead, parity per source packet (negative: the stage's default)")
+	fs.Float64Var(&cfg.Overhead, "overhead", -1, "with --edges: fec-encoder's fixed overhead, parity per source packet, with policy static unless --policy is given (negative: the stage's default)")
 	fs.IntVar(&cfg.FECGroup, "fec-group", 0, "with --edges: fec-encoder's group, source packets per parity group (0: the stage's default)")
 	opt.asJSON = fs.Bool("json", false, "print the report as JSON instead of a table")
 	opt.quiet = fs.Bool("quiet", false, "no progress line on stderr")

@@ -290,8 +290,13 @@ func encoderTOML(cfg Config) string {
 		return ""
 	}
 	s := fmt.Sprintf("\n  [[pipeline.stage]]\n  use = \"fec-encoder\"\n  payload_type = %d\n", parityPT)
-	if cfg.Policy != "" {
+	switch {
+	case cfg.Policy != "":
 		s += fmt.Sprintf("  policy = %q\n", cfg.Policy)
+	case cfg.Overhead >= 0:
+		// A fixed overhead asked for alone means a fixed overhead: the
+		// default policy would replace it after its first round.
+		s += "  policy = \"static\"\n"
 	}
 	if cfg.Overhead >= 0 {
 		s += fmt.Sprintf("  overhead = %g\n", cfg.Overhead)
