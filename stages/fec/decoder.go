@@ -198,7 +198,9 @@ func (d *Decoder) retry(st *decStream, seq uint16) {
 			continue
 		}
 		if uint16(seq-g.base) < uint16(g.k) {
-			d.try(st, g)
+			if d.try(st, g); !g.used {
+				st.settled(g)
+			}
 		}
 	}
 }
@@ -254,6 +256,9 @@ func (d *Decoder) parity(st *decStream, p *core.Packet) {
 	copy(g.parity[f.index], f.shard)
 	g.count++
 	d.try(st, g)
+	if !g.used || g.count == g.m {
+		st.settled(g) // rebuilt, complete, or all its parity came
+	}
 }
 
 // take returns a free group slot, evicting if need be the oldest group
@@ -316,8 +321,10 @@ const (
 )
 
 // parityCame notes the first parity of group g at now: it measures how long
-// after the group's first packet parity comes, and moves the open group
-// past g (the group's fate is settled: rebuilt, or left to repair).
+// after the group's first packet parity comes, and opens g: the groups
+// before it are settled (parity follows its group). g itself stays open
+// until settled: a later parity of it may still rebuild what this one
+// could not.
 func (st *decStream) parityCame(g *group, now int64) {
 	st.lastParity = now
 	end := g.base + uint16(g.k)
@@ -331,16 +338,31 @@ func (st *decStream) parityCame(g *group, now int64) {
 		}
 	}
 	if first != 0 {
-		if d := min(time.Duration(now-first), maxLag); !st.lagOK {
+		if d := min(max(time.Duration(now-first), 0), maxLag); !st.lagOK {
 			st.lag, st.lagVar, st.lagOK = d, d/2, true
 		} else {
 			st.lagVar += (abs(st.lag-d) - st.lagVar) / 4
 			st.lag += (d - st.lag) / 8
 		}
 	}
-	st.openFrom, st.openAt, st.openKnown = end, 0, true
+	if !st.openKnown || int16(g.base-st.openFrom) > 0 {
+		st.open(g.base)
+	}
+}
+
+// settled moves the open group past g: g was rebuilt or is complete, or
+// all its parity came; its gaps left are for repair.
+func (st *decStream) settled(g *group) {
+	if end := g.base + uint16(g.k); !st.openKnown || int16(end-st.openFrom) > 0 {
+		st.open(end)
+	}
+}
+
+// open makes the group from from on the open one.
+func (st *decStream) open(from uint16) {
+	st.openFrom, st.openAt, st.openKnown = from, 0, true
 	// The open group's first packet may be here already.
-	for seq := end; int16(seq-st.newest) <= 0 && uint16(seq-end) < MaxGroup*2; seq++ {
+	for seq := from; int16(seq-st.newest) <= 0 && uint16(seq-from) < MaxGroup*2; seq++ {
 		if s := &st.ring[int(seq)%len(st.ring)]; s.ok && s.seq == seq && (st.openAt == 0 || s.at < st.openAt) {
 			st.openAt = s.at
 		}
