@@ -37,6 +37,7 @@ type Decoder struct {
 	cfg     DecoderConfig
 	env     *core.Env
 	pt      uint8
+	start   time.Time // now counts from it
 	streams map[*core.Stream]*decStream
 	codecs  map[[2]int]reedsolomon.Encoder
 	out     core.Output
@@ -52,7 +53,7 @@ type Decoder struct {
 type slot struct {
 	seq  uint16
 	ok   bool
-	at   int64 // when it came (UnixNano), for the parity's lag
+	at   int64 // when it came (Decoder.now), for the parity's lag
 	data []byte
 }
 
@@ -96,6 +97,7 @@ func NewDecoder(cfg *DecoderConfig, env *core.Env) (core.Stage, error) {
 	return &Decoder{
 		cfg:           *cfg,
 		env:           env,
+		start:         env.Clock.Now(),
 		pt:            uint8(cfg.PayloadType),
 		streams:       map[*core.Stream]*decStream{},
 		codecs:        map[[2]int]reedsolomon.Encoder{},
@@ -148,7 +150,7 @@ func (d *Decoder) handle(p *core.Packet) {
 		p.Release()
 		return
 	}
-	now := d.env.Clock.Now().UnixNano()
+	now := d.now()
 	d.source(st, p.Data, seq, ssrc, now)
 	if st.openKnown && st.openAt == 0 && int16(seq-st.openFrom) >= 0 {
 		st.openAt = now
@@ -156,6 +158,13 @@ func (d *Decoder) handle(p *core.Packet) {
 	p.FEC = st.hint(now)
 	d.out.Emit(p)
 	d.retry(st, seq)
+}
+
+// now is the time since the decoder started, in ns, at least 1 (0 means
+// none): a monotonic reading, so a step of the wall clock does not make
+// the parity's lag negative or a hold last hours.
+func (d *Decoder) now() int64 {
+	return max(int64(d.env.Clock.Now().Sub(d.start)), 0) + 1
 }
 
 func (d *Decoder) newStream(s *core.Stream) *decStream {
@@ -245,7 +254,7 @@ func (d *Decoder) parity(st *decStream, p *core.Packet) {
 		g.have = [MaxParity]bool{}
 		st.born++
 		g.born = st.born
-		st.parityCame(g, d.env.Clock.Now().UnixNano())
+		st.parityCame(g, d.now())
 	}
 	if g.have[f.index] {
 		d.dupParity.Inc()
@@ -379,7 +388,8 @@ func (st *decStream) hint(now int64) core.FECHint {
 	}
 	hold := min(st.lag+4*st.lagVar+lagMargin, maxLag)
 	if st.openAt != 0 {
-		hold = max(time.Duration(st.openAt-now)+hold, 0)
+		// (bounded both ways: a clock that went back cannot lengthen it)
+		hold = min(max(time.Duration(st.openAt-now)+hold, 0), hold)
 	}
 	return core.FECHint{Hold: hold, From: st.openFrom, On: true}
 }
@@ -456,7 +466,7 @@ func (d *Decoder) try(st *decStream, g *group) {
 			d.junk.Inc()
 			continue
 		}
-		now := d.env.Clock.Now().UnixNano()
+		now := d.now()
 		d.source(st, pkt, seq, st.ssrc, now)
 		p := core.NewPacket(len(pkt))
 		copy(p.Data, pkt)

@@ -153,3 +153,31 @@ func TestDecoderHintWaitsForLastParity(t *testing.T) {
 		}
 	}
 }
+
+// TestDecoderHintClockBack: a clock that steps back (a wall clock set back
+// an hour) does not make a hold longer than the measured lag allows.
+func TestDecoderHintClockBack(t *testing.T) {
+	var src [][]byte
+	for i := range 48 {
+		src = append(src, source(1000, i, 200))
+	}
+	sent := encode(t, 16, 0.125, src)
+	feed, out, clock := hintRig(t)
+	for _, b := range sent {
+		if b.Data[1]&0x7f != 101 {
+			clock.Advance(2 * time.Millisecond)
+		}
+		if seqOf(b.Data) == 1018 && b.Data[1]&0x7f != 101 {
+			clock.Advance(-time.Hour)
+		}
+		feed(b.Data)
+	}
+	if len(out.fec) != 48 {
+		t.Fatalf("%d source packets out", len(out.fec))
+	}
+	for i, h := range out.fec {
+		if h.Hold < 0 || h.Hold > maxLag {
+			t.Fatalf("packet %d (seq %d): hold %v after the clock went back", i, out.seqs[i], h.Hold)
+		}
+	}
+}
