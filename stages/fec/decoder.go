@@ -183,6 +183,11 @@ func (d *Decoder) source(st *decStream, b []byte, seq uint16, ssrc uint32, now i
 		}
 		st.ssrc, st.has, st.newest = ssrc, true, seq
 	}
+	if dist := int(int16(seq - st.newest)); dist >= len(st.ring) || -dist >= len(st.ring) {
+		// A jump past the window (a sender restarted with this SSRC):
+		// the open group is not this sequence's; parity reopens one.
+		st.openKnown = false
+	}
 	if int16(seq-st.newest) > 0 {
 		st.newest = seq
 	}
@@ -234,6 +239,7 @@ func (d *Decoder) parity(st *decStream, p *core.Packet) {
 	// (in int: -int16(-32768) would wrap back to itself)
 	if dist := int(int16(f.base - st.newest)); dist > len(st.ring)/2 || -dist >= len(st.ring)/2 {
 		d.stale.Inc()
+		st.openKnown = false // the sequence moved on (or back) without its parity
 		return
 	}
 	// A group is its base and its geometry: parity that claims a base

@@ -181,3 +181,32 @@ func TestDecoderHintClockBack(t *testing.T) {
 		}
 	}
 }
+
+// TestDecoderHintSeqJump: a sender restarted with the same SSRC and a
+// sequence far from the old one (more than half the 16-bit space on)
+// turns the hint off until its own parity comes: the old open group does
+// not hold the new stream's gaps.
+func TestDecoderHintSeqJump(t *testing.T) {
+	var src [][]byte
+	for i := range 32 {
+		src = append(src, source(1000, i, 200))
+	}
+	sent := encode(t, 16, 0.125, src)
+	feed, out, clock := hintRig(t)
+	for _, b := range sent {
+		if b.Data[1]&0x7f != 101 {
+			clock.Advance(2 * time.Millisecond)
+		}
+		feed(b.Data)
+	}
+	if h := out.fec[len(out.fec)-1]; !h.On {
+		t.Fatalf("no hint before the jump: %+v", h)
+	}
+	for i := range 4 {
+		clock.Advance(2 * time.Millisecond)
+		feed(source(1000, 40000+i, 200))
+		if h := out.fec[len(out.fec)-1]; h.On {
+			t.Fatalf("seq %d after the jump: hint %+v", out.seqs[len(out.seqs)-1], h)
+		}
+	}
+}
