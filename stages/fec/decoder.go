@@ -37,6 +37,7 @@ type Decoder struct {
 	cfg     DecoderConfig
 	env     *core.Env
 	pt      uint8
+	start   time.Time // now counts from it
 	streams map[*core.Stream]*decStream
 	codecs  map[[2]int]reedsolomon.Encoder
 	out     core.Output
@@ -52,7 +53,7 @@ type Decoder struct {
 type slot struct {
 	seq  uint16
 	ok   bool
-	at   int64 // when it came (UnixNano), for the parity's lag
+	at   int64 // when it came (Decoder.now), for the parity's lag
 	data []byte
 }
 
@@ -96,6 +97,7 @@ func NewDecoder(cfg *DecoderConfig, env *core.Env) (core.Stage, error) {
 	return &Decoder{
 		cfg:           *cfg,
 		env:           env,
+		start:         env.Clock.Now(),
 		pt:            uint8(cfg.PayloadType),
 		streams:       map[*core.Stream]*decStream{},
 		codecs:        map[[2]int]reedsolomon.Encoder{},
@@ -148,7 +150,7 @@ func (d *Decoder) handle(p *core.Packet) {
 		p.Release()
 		return
 	}
-	now := d.env.Clock.Now().UnixNano()
+	now := d.now()
 	d.source(st, p.Data, seq, ssrc, now)
 	if st.openKnown && st.openAt == 0 && int16(seq-st.openFrom) >= 0 {
 		st.openAt = now
@@ -156,6 +158,13 @@ func (d *Decoder) handle(p *core.Packet) {
 	p.FEC = st.hint(now)
 	d.out.Emit(p)
 	d.retry(st, seq)
+}
+
+// now is the time since the decoder started, in ns, at least 1 (0 means
+// none): a monotonic reading, so a step of the wall clock does not make
+// the parity's lag negative or a hold last hours.
+func (d *Decoder) now() int64 {
+	return max(int64(d.env.Clock.Now().Sub(d.start)), 0) + 1
 }
 
 func (d *Decoder) newStream(s *core.Stream) *decStream {
@@ -173,6 +182,11 @@ func (d *Decoder) source(st *decStream, b []byte, seq uint16, ssrc uint32, now i
 			st.openKnown = false
 		}
 		st.ssrc, st.has, st.newest = ssrc, true, seq
+	}
+	if dist := int(int16(seq - st.newest)); dist >= len(st.ring) || -dist >= len(st.ring) {
+		// A jump past the window (a sender restarted with this SSRC):
+		// the open group is not this sequence's; parity reopens one.
+		st.openKnown = false
 	}
 	if int16(seq-st.newest) > 0 {
 		st.newest = seq
@@ -198,7 +212,9 @@ func (d *Decoder) retry(st *decStream, seq uint16) {
 			continue
 		}
 		if uint16(seq-g.base) < uint16(g.k) {
-			d.try(st, g)
+			if d.try(st, g); !g.used {
+				st.settled(g)
+			}
 		}
 	}
 }
@@ -223,6 +239,7 @@ func (d *Decoder) parity(st *decStream, p *core.Packet) {
 	// (in int: -int16(-32768) would wrap back to itself)
 	if dist := int(int16(f.base - st.newest)); dist > len(st.ring)/2 || -dist >= len(st.ring)/2 {
 		d.stale.Inc()
+		st.openKnown = false // the sequence moved on (or back) without its parity
 		return
 	}
 	// A group is its base and its geometry: parity that claims a base
@@ -243,7 +260,7 @@ func (d *Decoder) parity(st *decStream, p *core.Packet) {
 		g.have = [MaxParity]bool{}
 		st.born++
 		g.born = st.born
-		st.parityCame(g, d.env.Clock.Now().UnixNano())
+		st.parityCame(g, d.now())
 	}
 	if g.have[f.index] {
 		d.dupParity.Inc()
@@ -254,6 +271,9 @@ func (d *Decoder) parity(st *decStream, p *core.Packet) {
 	copy(g.parity[f.index], f.shard)
 	g.count++
 	d.try(st, g)
+	if !g.used || g.count == g.m {
+		st.settled(g) // rebuilt, complete, or all its parity came
+	}
 }
 
 // take returns a free group slot, evicting if need be the oldest group
@@ -316,8 +336,10 @@ const (
 )
 
 // parityCame notes the first parity of group g at now: it measures how long
-// after the group's first packet parity comes, and moves the open group
-// past g (the group's fate is settled: rebuilt, or left to repair).
+// after the group's first packet parity comes, and opens g: the groups
+// before it are settled (parity follows its group). g itself stays open
+// until settled: a later parity of it may still rebuild what this one
+// could not.
 func (st *decStream) parityCame(g *group, now int64) {
 	st.lastParity = now
 	end := g.base + uint16(g.k)
@@ -331,16 +353,31 @@ func (st *decStream) parityCame(g *group, now int64) {
 		}
 	}
 	if first != 0 {
-		if d := min(time.Duration(now-first), maxLag); !st.lagOK {
+		if d := min(max(time.Duration(now-first), 0), maxLag); !st.lagOK {
 			st.lag, st.lagVar, st.lagOK = d, d/2, true
 		} else {
 			st.lagVar += (abs(st.lag-d) - st.lagVar) / 4
 			st.lag += (d - st.lag) / 8
 		}
 	}
-	st.openFrom, st.openAt, st.openKnown = end, 0, true
+	if !st.openKnown || int16(g.base-st.openFrom) > 0 {
+		st.open(g.base)
+	}
+}
+
+// settled moves the open group past g: g was rebuilt or is complete, or
+// all its parity came; its gaps left are for repair.
+func (st *decStream) settled(g *group) {
+	if end := g.base + uint16(g.k); !st.openKnown || int16(end-st.openFrom) > 0 {
+		st.open(end)
+	}
+}
+
+// open makes the group from from on the open one.
+func (st *decStream) open(from uint16) {
+	st.openFrom, st.openAt, st.openKnown = from, 0, true
 	// The open group's first packet may be here already.
-	for seq := end; int16(seq-st.newest) <= 0 && uint16(seq-end) < MaxGroup*2; seq++ {
+	for seq := from; int16(seq-st.newest) <= 0 && uint16(seq-from) < MaxGroup*2; seq++ {
 		if s := &st.ring[int(seq)%len(st.ring)]; s.ok && s.seq == seq && (st.openAt == 0 || s.at < st.openAt) {
 			st.openAt = s.at
 		}
@@ -357,7 +394,8 @@ func (st *decStream) hint(now int64) core.FECHint {
 	}
 	hold := min(st.lag+4*st.lagVar+lagMargin, maxLag)
 	if st.openAt != 0 {
-		hold = max(time.Duration(st.openAt-now)+hold, 0)
+		// (bounded both ways: a clock that went back cannot lengthen it)
+		hold = min(max(time.Duration(st.openAt-now)+hold, 0), hold)
 	}
 	return core.FECHint{Hold: hold, From: st.openFrom, On: true}
 }
@@ -434,7 +472,7 @@ func (d *Decoder) try(st *decStream, g *group) {
 			d.junk.Inc()
 			continue
 		}
-		now := d.env.Clock.Now().UnixNano()
+		now := d.now()
 		d.source(st, pkt, seq, st.ssrc, now)
 		p := core.NewPacket(len(pkt))
 		copy(p.Data, pkt)

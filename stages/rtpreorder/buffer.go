@@ -64,8 +64,12 @@ type bufferEnv struct {
 	wait    func() time.Duration // how long a new gap waits (≥ latency); nil: latency
 	// maxWait bounds how long a gap whose ask is still unanswered may wait
 	// on past its deadline (0: it may not).
-	maxWait     time.Duration
-	retry       func() time.Duration  // wait before asking for a gap again; 0: nothing repairs, gaps are not asked for
+	maxWait time.Duration
+	retry   func() time.Duration // wait before asking for a gap again; 0: nothing repairs, gaps are not asked for
+	// rto is how long an ask may take to be answered (the repair round
+	// trip's timeout); a gap held for FEC is asked by its wait minus rto
+	// at the latest. nil: not bounded (tests of the hold alone).
+	rto         func() time.Duration
 	wake        func(at time.Time)    // the buffer wants service at at
 	nack        func(b *buffer)       // b has NACKs pending; called once until b.dirty is cleared
 	repairDelay func(d time.Duration) // one gap took d from its NACK to its repair
@@ -359,7 +363,9 @@ func (b *buffer) probeTail(n int) {
 // when something repairs, and asks for service by the first deadline or
 // retry among them. A probe gap may never have existed. A gap fec-decoder
 // may still rebuild (fec) is asked for only once its group's parity is
-// due, at most half the latency on: a repair asked then still fits.
+// due, at most half the latency on and no later than its wait less the
+// repair's round trip timeout, so a repair asked then still fits; when
+// nothing is left for the hold it is asked at once.
 func (b *buffer) markMissing(from, to int64, probe bool, fec core.FECHint) {
 	now := b.env.now()
 	wait := b.env.latency
@@ -375,6 +381,9 @@ func (b *buffer) markMissing(from, to int64, probe bool, fec core.FECHint) {
 		ev = now.Add(retry)
 	}
 	hold := min(fec.Hold, b.env.latency/2)
+	if fec.On && b.env.rto != nil {
+		hold = min(hold, wait-b.env.rto())
+	}
 	for e := from; e < to; e++ {
 		sl := b.slot(e)
 		*sl = rslot{ext: e, state: slotMissing, deadline: deadline, extra: extra, latUS: latUS, retryAt: now.Add(retry), probe: probe}

@@ -113,3 +113,25 @@ func BenchmarkReorderFECLoss(b *testing.B) {
 		seq++
 	}
 }
+
+// TestFECHoldLeavesRoundTrip: the hold leaves room for the repair's round
+// trip: with latency 150 ms and an 80 ms repair timeout a held gap is
+// asked by 70 ms (not at half the latency, 75 ms, whose repair would come
+// after the deadline); with a timeout past the wait it is asked at once.
+func TestFECHoldLeavesRoundTrip(t *testing.T) {
+	r := newRig(t, 256, 150*time.Millisecond, time.Second)
+	r.b.fromStart = true
+	rto := 80 * time.Millisecond
+	r.env.rto = func() time.Duration { return rto }
+	hint := core.FECHint{Hold: time.Second, On: true}
+	r.insertFEC(0, hint, false)
+	r.insertFEC(2, hint, false) // 1 lost: held 150−80 = 70 ms
+	r.advance(69 * time.Millisecond)
+	equal(t, r.nacked, nil)
+	r.advance(time.Millisecond)
+	equal(t, r.nacked, []uint16{1})
+
+	rto = 200 * time.Millisecond // longer than the wait: no room to hold
+	r.insertFEC(4, hint, false)  // 3 lost
+	equal(t, r.nacked, []uint16{1, 3})
+}

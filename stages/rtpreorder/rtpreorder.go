@@ -214,6 +214,7 @@ func New(cfg *Config, env *core.Env) (core.Stage, error) {
 		wait:        s.gapWait,
 		maxWait:     max(cfg.MaxLatency, cfg.Latency),
 		retry:       s.retryInterval,
+		rto:         s.repairTimeout,
 		wake:        s.schedule,
 		nack:        func(b *buffer) { s.dirty = append(s.dirty, b) },
 		repairDelay: s.sampleRepairDelay,
@@ -781,6 +782,16 @@ func (s *Stage) gapWait() time.Duration {
 		return s.latency
 	}
 	return min(max(s.srtt+4*s.rttvar, s.latency), s.maxWait())
+}
+
+// repairTimeout is how long an ask may take to be answered: the measured
+// NACK-to-repair round trip's timeout (SRTT + 4 RTTVAR), or the retry
+// interval before any repair is measured.
+func (s *Stage) repairTimeout() time.Duration {
+	if s.srtt == 0 {
+		return s.retryInterval()
+	}
+	return s.srtt + 4*s.rttvar
 }
 
 // sampleRepairDelay folds one NACK-to-repair delay into the smoothed round

@@ -26,24 +26,48 @@ type MeanField struct {
 	LateLoss   float64 // residual loss tolerated at an edge repair cannot reach in time: 0.001
 	Spread     float64 // seconds the largest burst is paced over: 0.005
 	DefaultRTT float64 // seconds, for edges that do not know their round trip yet
-	Recover    float64 // fraction of the way back to 1 the parity efficiency drifts a round without parity: 0.02
+	Recover    float64 // fraction of the way back to 1 the parity efficiency drifts a round without parity: 0.01
 
 	prevLoss map[uint32]float64 // population mean loss at the last tick, for pacing feedback
 	bursts   bursts
 	// eff is each stream's parity efficiency: what parity actually saved
 	// the edges in repair (measured: the cloud's repair to them) over what
-	// the independent-loss arithmetic expected, 0 … 1, smoothed. Bursty
-	// loss recovers far less than Residual says; eff scales the saving
-	// each candidate is credited with, so parity that does not pay is
-	// backed off. Absent: 1 (nothing measured yet).
-	eff   map[uint32]float64
+	// the independent-loss arithmetic expected, kept as two smoothed sums
+	// whose ratio, clamped to 0 … 1, is the efficiency. Bursty loss
+	// recovers far less than Residual says; eff scales the saving each
+	// candidate is credited with, so parity that does not pay is backed
+	// off. Absent: 1 (nothing measured yet).
+	eff   map[uint32]effSums
 	lastM map[uint32]int // the parity applied the round before, to see it held
 }
 
+// effSums are the smoothed savings parity made (got) and the arithmetic
+// expected (expected), summed over a stream's edges, per media byte.
+// Smoothing the sums, not their ratio, weighs a round by how much it
+// could measure: a round of little loss barely moves the efficiency, and
+// a single noisy round cannot swing it to 0 or 1.
+type effSums struct{ got, expected float64 }
+
+// ratio is the efficiency the sums give, 0 … 1.
+func (e effSums) ratio() float64 {
+	if e.expected <= 0 {
+		return 1
+	}
+	return min(max(e.got/e.expected, 0), 1)
+}
+
+// effWeight is the weight of a round's sums in the smoothed ones (as TCP's
+// SRTT: 1/8); minExpected is the least saving per edge the arithmetic must
+// expect, as a fraction of the media, for a round to be measured.
+const (
+	effWeight   = 1.0 / 8
+	minExpected = 0.005
+)
+
 // NewMeanField returns the policy with the seed's weights.
 func NewMeanField() *MeanField {
-	return &MeanField{Own: 0.2, Hysteresis: 0.005, LateLoss: 0.001, Spread: 0.005, DefaultRTT: 0.05, Recover: 0.02,
-		prevLoss: map[uint32]float64{}, bursts: bursts{}, eff: map[uint32]float64{}, lastM: map[uint32]int{}}
+	return &MeanField{Own: 0.2, Hysteresis: 0.005, LateLoss: 0.001, Spread: 0.005, DefaultRTT: 0.05, Recover: 0.01,
+		prevLoss: map[uint32]float64{}, bursts: bursts{}, eff: map[uint32]effSums{}, lastM: map[uint32]int{}}
 }
 
 // edgeState is one edge's mixed state for one stream.
@@ -180,25 +204,25 @@ func (p *MeanField) cost(s *control.Stream, k, m int, edges []edgeState) (float6
 // efficiency is the stream's measured parity efficiency (1: none yet).
 func (p *MeanField) efficiency(ssrc uint32) float64 {
 	if v, ok := p.eff[ssrc]; ok {
-		return v
+		return v.ratio()
 	}
 	return 1
 }
 
 // measure updates the stream's parity efficiency from what the cloud
 // repaired to its edges over the round just past, at the parity cur
-// applied in it: the population's saving (loss − repair) over what the
-// arithmetic expected (loss − residual). Only a round whose parity was
-// also the round before's is measured (reports and repair counts lag a
-// little behind a change), and only a saving large enough to measure
-// (a percent of the media over the edges); while no
-// parity is sent the efficiency drifts back towards 1 by Recover a round,
-// so parity is tried again once in a while.
+// applied in it: the population's saving Σ (loss − repair) and what the
+// arithmetic expected, Σ (loss − residual), each folded into its smoothed
+// sum with weight 1/8; the efficiency is their ratio. The sums start from
+// the guess, 1, as if it were a round of its own (the first round's
+// expected saving, weighted 1/8 too), so one round does not replace it. Only a round whose parity was also the
+// round before's is measured (reports and repair counts lag a little
+// behind a change), and only one whose expected saving is large enough to
+// measure (half a percent of the media per edge); while no parity is sent
+// the saving drifts back towards the expected one by Recover a round, so
+// parity is tried again once in a while.
 func (p *MeanField) measure(ssrc uint32, k, cur int, edges []edgeState) {
-	eff, measured := p.eff[ssrc]
-	if !measured {
-		eff = 1
-	}
+	sums, measured := p.eff[ssrc]
 	last, held := p.lastM[ssrc]
 	p.lastM[ssrc] = cur
 	var got, expected float64
@@ -207,21 +231,23 @@ func (p *MeanField) measure(ssrc uint32, k, cur int, edges []edgeState) {
 		expected += e.own - Residual(e.own, k, cur)
 	}
 	switch {
-	case cur > 0 && held && last == cur && expected >= 0.01:
-		sample := min(max(got/expected, 0), 1)
-		if measured {
-			eff = (eff + sample) / 2
-		} else {
-			eff = sample // the first measure replaces the guess
+	case cur > 0 && held && last == cur && len(edges) > 0 && expected >= minExpected*float64(len(edges)):
+		if !measured { // the guess, 1, counts as a round of its own
+			sums = effSums{got: expected * effWeight, expected: expected * effWeight}
 		}
-	case cur == 0:
-		eff += (1 - eff) * p.Recover
+		sums.got += (got - sums.got) * effWeight
+		sums.expected += (expected - sums.expected) * effWeight
+	case cur == 0 && measured:
+		sums.got += (sums.expected - sums.got) * p.Recover
 	}
-	if eff >= 0.999 {
+	if !measured && sums == (effSums{}) {
+		return
+	}
+	if sums.ratio() >= 0.999 {
 		delete(p.eff, ssrc)
 		return
 	}
-	p.eff[ssrc] = eff
+	p.eff[ssrc] = sums
 }
 
 // chooseParity applies the best of the actions on the current parity.
@@ -255,7 +281,7 @@ func (p *MeanField) chooseParity(s *control.Stream, k, cur int, edges []edgeStat
 	meanLoss /= float64(len(edges))
 	why := fmt.Sprintf("mean loss %.3f over %d edges, group %d: %d parity, egress %.3f× media", meanLoss, len(edges), k, best, bestCost)
 	if eff, ok := p.eff[s.SSRC]; ok {
-		why += fmt.Sprintf(", parity saves %.0f%% of what independent loss would", eff*100)
+		why += fmt.Sprintf(", parity saves %.0f%% of what independent loss would", eff.ratio()*100)
 	}
 	switch {
 	case best == 0 && cur == 0:

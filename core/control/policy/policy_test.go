@@ -289,18 +289,25 @@ func TestMeanField(t *testing.T) {
 		{"saves as expected", func(loss float64, m int) float64 { return Residual(loss, 16, m) }, true},
 		{"saves nothing", func(loss float64, m int) float64 { return loss }, false},
 	} {
+		// After 12 rounds to learn, count the rounds with parity over 24
+		// more: parity that pays is kept in all; parity that does not is
+		// off in most (a round now and then tries it again: Recover).
 		p := NewMeanField()
 		s := stream(1, 16, 0.03, 0, at)
-		for range 12 {
+		with := 0
+		for r := range 36 {
 			m := ParityOf(s.Current.Overhead, 16)
 			for i := range s.Edges {
 				s.Edges[i].RepairBytesPerSecond = c.repaired(0.03, m) * s.MediaBytesPerSecond
 			}
 			d, _ := p.Decide(context.Background(), input(s))
 			s.Current = d.Streams[1]
+			if r >= 12 && s.Current.Overhead > 0 {
+				with++
+			}
 		}
-		if got := s.Current.Overhead > 0; got != c.parity {
-			t.Errorf("16 edges at 3 %%, parity %s: overhead %.3f", c.name, s.Current.Overhead)
+		if c.parity && with != 24 || !c.parity && with > 24/3 {
+			t.Errorf("16 edges at 3 %%, parity %s: parity in %d rounds of 24", c.name, with)
 		}
 	}
 	// Pacing: the keyframe over 5 ms, never below twice the media rate;
