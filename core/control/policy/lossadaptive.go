@@ -100,11 +100,7 @@ func (p *LossAdaptive) Decide(_ context.Context, in *control.Input) (control.Dec
 			why = append(why, s.Stream+": "+reason)
 		}
 	}
-	for ssrc := range p.state {
-		if !live[ssrc] {
-			delete(p.state, ssrc)
-		}
-	}
+	forget(p.state, live)
 	p.bursts.prune(live)
 	d.RepairShares = Shares(in.Edges, need, 0.25)
 	d.Reason = strings.Join(why, "; ")

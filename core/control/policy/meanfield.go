@@ -120,21 +120,9 @@ func (p *MeanField) Decide(_ context.Context, in *control.Input) (control.Decisi
 		d.Streams[s.SSRC] = control.StreamDecision{Overhead: Overhead(m, k), PaceBytesPerSecond: pace}
 		why = append(why, s.Stream+": "+reason+paceWhy)
 	}
-	for ssrc := range p.prevLoss {
-		if !live[ssrc] {
-			delete(p.prevLoss, ssrc)
-		}
-	}
-	for ssrc := range p.eff {
-		if !live[ssrc] {
-			delete(p.eff, ssrc)
-		}
-	}
-	for ssrc := range p.lastM {
-		if !live[ssrc] {
-			delete(p.lastM, ssrc)
-		}
-	}
+	forget(p.prevLoss, live)
+	forget(p.eff, live)
+	forget(p.lastM, live)
 	p.bursts.prune(live)
 	d.RepairShares = Shares(in.Edges, need, 0.25)
 	d.Reason = strings.Join(why, "; ")

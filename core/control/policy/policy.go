@@ -6,6 +6,7 @@ package policy
 import (
 	"context"
 	"fmt"
+	"maps"
 	"math"
 	"slices"
 
@@ -106,10 +107,10 @@ func (b bursts) keep(s *control.Stream) float64 {
 }
 
 // prune forgets the streams not in live.
-func (b bursts) prune(live map[uint32]bool) {
-	for ssrc := range b {
-		if !live[ssrc] {
-			delete(b, ssrc)
-		}
-	}
+func (b bursts) prune(live map[uint32]bool) { forget(b, live) }
+
+// forget deletes from a policy's per-stream state (by SSRC) the streams
+// not in live: a stream's state goes with it.
+func forget[V any](state map[uint32]V, live map[uint32]bool) {
+	maps.DeleteFunc(state, func(ssrc uint32, _ V) bool { return !live[ssrc] })
 }
