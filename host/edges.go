@@ -3,6 +3,7 @@ package host
 import (
 	"errors"
 	"net/http"
+	"slices"
 	"strconv"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -60,6 +61,12 @@ var (
 		Help: "Interarrival jitter of the stream at the edge (RFC 3550), from its last report."}
 	famEdgeDelivery = core.Family{Name: "mediapipe_edge_delivery_bytes_per_second", Type: "gauge", Labels: edgeLabels,
 		Help: "Bytes per second of the stream the edge passed on (received or repaired), from its last report."}
+	famEdgeRepaired = core.Family{Name: "mediapipe_edge_repaired_packets", Type: "gauge", Labels: edgeLabels,
+		Help: "Packets of the stream the edge had repaired in time since it began receiving it, as its last report says (the edge's count: it restarts when the edge does)."}
+	famEdgeSkipped = core.Family{Name: "mediapipe_edge_skipped_packets", Type: "gauge", Labels: edgeLabels,
+		Help: "Packets of the stream the edge gave up on (gaps skipped unrepaired) since it began receiving it, as its last report says."}
+	famEdgeWait = core.Family{Name: "mediapipe_edge_repair_wait_seconds", Type: "gauge", Labels: append(slices.Clone(edgeLabels), "stat"),
+		Help: "How long the edge's repaired gaps waited for their repair over its last report's interval, by stat: mean, max."}
 	popLabels     = []string{"pipeline", "stream", "stat"}
 	popHelp       = " over the edges reporting the stream, by stat: mean, stddev, p90."
 	famPopLoss    = core.Family{Name: "mediapipe_edges_fraction_lost", Type: "gauge", Labels: popLabels, Help: "Fraction lost" + popHelp}
@@ -68,7 +75,8 @@ var (
 )
 
 func init() {
-	for _, f := range []core.Family{famEdgeFractionLost, famEdgeRTT, famEdgeJitter, famEdgeDelivery, famPopLoss, famPopRTT, famPopDeliver} {
+	for _, f := range []core.Family{famEdgeFractionLost, famEdgeRTT, famEdgeJitter, famEdgeDelivery, famEdgeRepaired, famEdgeSkipped, famEdgeWait,
+		famPopLoss, famPopRTT, famPopDeliver} {
 		core.RegisterFamily(f)
 	}
 }
@@ -76,12 +84,14 @@ func init() {
 type edgeCollector struct {
 	rt                          *Runtime
 	loss, rtt, jitter, delivery *prometheus.Desc
+	repaired, skipped, wait     *prometheus.Desc
 	popLoss, popRTT, popDeliver *prometheus.Desc
 }
 
 func registerEdgeMetrics(rt *Runtime) {
 	c := &edgeCollector{rt: rt, loss: desc(famEdgeFractionLost), rtt: desc(famEdgeRTT), jitter: desc(famEdgeJitter),
-		delivery: desc(famEdgeDelivery), popLoss: desc(famPopLoss), popRTT: desc(famPopRTT), popDeliver: desc(famPopDeliver)}
+		delivery: desc(famEdgeDelivery), repaired: desc(famEdgeRepaired), skipped: desc(famEdgeSkipped), wait: desc(famEdgeWait),
+		popLoss: desc(famPopLoss), popRTT: desc(famPopRTT), popDeliver: desc(famPopDeliver)}
 	if err := rt.Metrics.Registry.Register(c); err != nil {
 		var are prometheus.AlreadyRegisteredError
 		if !errors.As(err, &are) {
@@ -91,7 +101,7 @@ func registerEdgeMetrics(rt *Runtime) {
 }
 
 func (c *edgeCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.loss, c.rtt, c.jitter, c.delivery, c.popLoss, c.popRTT, c.popDeliver} {
+	for _, d := range []*prometheus.Desc{c.loss, c.rtt, c.jitter, c.delivery, c.repaired, c.skipped, c.wait, c.popLoss, c.popRTT, c.popDeliver} {
 		ch <- d
 	}
 }
@@ -129,6 +139,10 @@ func (c *edgeCollector) Collect(ch chan<- prometheus.Metric) {
 			gauge(c.loss, r.FractionLost, srv.Pipeline, id, r.Stream)
 			gauge(c.jitter, r.JitterMS/1000, srv.Pipeline, id, r.Stream)
 			gauge(c.delivery, float64(r.DeliveryBps), srv.Pipeline, id, r.Stream)
+			gauge(c.repaired, float64(r.Repaired), srv.Pipeline, id, r.Stream)
+			gauge(c.skipped, float64(r.Skipped), srv.Pipeline, id, r.Stream)
+			gauge(c.wait, r.WaitMeanMS/1000, srv.Pipeline, id, r.Stream, "mean")
+			gauge(c.wait, r.WaitMaxMS/1000, srv.Pipeline, id, r.Stream, "max")
 			if r.RTTSeconds > 0 {
 				gauge(c.rtt, r.RTTSeconds, srv.Pipeline, id, r.Stream)
 			}

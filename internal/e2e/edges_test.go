@@ -136,7 +136,7 @@ func TestEdgeReports(t *testing.T) {
 		return string(body)
 	}
 	m := metrics()
-	for _, fam := range []string{"mediapipe_edge_fraction_lost{", "mediapipe_edge_rtt_seconds{", "mediapipe_edge_jitter_seconds{", "mediapipe_edge_delivery_bytes_per_second{", `mediapipe_edges_fraction_lost{pipeline="cloud",stat="mean",stream="live/fb"}`} {
+	for _, fam := range []string{"mediapipe_edge_fraction_lost{", "mediapipe_edge_rtt_seconds{", "mediapipe_edge_jitter_seconds{", "mediapipe_edge_delivery_bytes_per_second{", "mediapipe_edge_repaired_packets{", "mediapipe_edge_skipped_packets{", `mediapipe_edge_repair_wait_seconds{`, `mediapipe_edges_fraction_lost{pipeline="cloud",stat="mean",stream="live/fb"}`} {
 		if !strings.Contains(m, fam) {
 			t.Fatalf("metrics lack %s", fam)
 		}
