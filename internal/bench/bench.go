@@ -56,6 +56,7 @@ type Config struct {
 	Progress       io.Writer     // nil: no progress line
 	Soak           time.Duration // > 0: a soak of this length instead of a measured run
 	SoakEvery      time.Duration // how often the soak samples; 0 picks from Soak
+	TotalRate      int           // with Edges: quic-retransmit's total_rate; 0 none
 	Plugin         string        // plugin binary run as a stage after flv-reassembler on the edge; "" none
 	HLSURL         string        // instead of the relay: an LL-HLS audience of this playlist (hlsload.go)
 	HLSViewers     int
@@ -271,6 +272,7 @@ func newFlags(cfg *Config, stderr io.Writer) (*flag.FlagSet, *cliOpts) {
 	fs.BoolVar(&cfg.FEC, "fec", true, "with --edges: a fec-encoder on the cloud and a fec-decoder on each edge; --fec=false repairs losses by retransmission alone")
 	fs.StringVar(&cfg.Policy, "policy", "", "with --edges: fec-encoder's policy (empty: the stage's default)")
 	fs.Float64Var(&cfg.Overhead, "overhead", -1, "with --edges: fec-encoder's fixed overhead, parity per source packet, with policy static unless --policy is given (negative: the stage's default)")
+	fs.IntVar(&cfg.TotalRate, "total-rate", 0, "with --edges: quic-retransmit's total_rate, bytes/s of repair shared among the edges by the controller (0: none, each edge limited by max_rate alone)")
 	fs.IntVar(&cfg.FECGroup, "fec-group", 0, "with --edges: fec-encoder's group, source packets per parity group (0: the stage's default)")
 	opt.asJSON = fs.Bool("json", false, "print the report as JSON instead of a table")
 	opt.quiet = fs.Bool("quiet", false, "no progress line on stderr")

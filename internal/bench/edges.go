@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"sort"
 	"strings"
@@ -76,6 +77,7 @@ type EdgesRunInfo struct {
 	Policy           string   `json:"policy,omitempty"`
 	Overhead         *float64 `json:"overhead,omitempty"`
 	FECGroup         int      `json:"fec_group,omitempty"`
+	TotalRate        int      `json:"total_rate,omitempty"` // quic-retransmit's, bytes/s
 	ReorderLatencyMS float64  `json:"reorder_latency_ms"`
 	DurationSeconds  float64  `json:"duration_seconds"`
 }
@@ -135,8 +137,19 @@ type ControlSample struct {
 	Second  float64        `json:"second"`
 	Policy  string         `json:"policy"`
 	Streams []StreamChoice `json:"streams"`
-	Reason  string         `json:"reason,omitempty"`
-	Err     string         `json:"error,omitempty"`
+	// RepairShares is the edges' shares of the repair budget (with
+	// --total-rate; none without a budget to share).
+	RepairShares *ShareSpread `json:"repair_shares,omitempty"`
+	Reason       string       `json:"reason,omitempty"`
+	Err          string       `json:"error,omitempty"`
+}
+
+// ShareSpread summarises the repair shares of a ControlSample: how the
+// controller split quic-retransmit's total_rate among the edges.
+type ShareSpread struct {
+	Edges int     `json:"edges"`
+	Min   float64 `json:"min"`
+	Max   float64 `json:"max"`
 }
 
 // StreamChoice is one stream's decision in a ControlSample.
@@ -210,7 +223,7 @@ func RunEdges(ctx context.Context, cfg Config, stderr io.Writer) (*EdgesReport, 
 	}
 	rep := &EdgesReport{Note: multicastNote, LoadStart: loadAvg(), Config: EdgesRunInfo{Edges: cfg.Edges, Streams: cfg.Streams, ViewersPerStream: cfg.Viewers,
 		Input: cl.Source, InputKbps: round(cl.Kbps, 1), Loss: cfg.Loss, Burst: cfg.Burst, Seed: cfg.Seed, FEC: cfg.FEC,
-		Policy: cfg.Policy, FECGroup: cfg.FECGroup, ReorderLatencyMS: float64(cfg.ReorderLatency) / 1e6, DurationSeconds: cfg.Duration.Seconds()}}
+		Policy: cfg.Policy, FECGroup: cfg.FECGroup, TotalRate: cfg.TotalRate, ReorderLatencyMS: float64(cfg.ReorderLatency) / 1e6, DurationSeconds: cfg.Duration.Seconds()}}
 	if cfg.FEC && cfg.Overhead >= 0 {
 		o := cfg.Overhead
 		rep.Config.Overhead = &o
@@ -260,7 +273,7 @@ func edgesTOML(cfg Config, rtmp, rtx, meter string, edges []*edgeSite) string {
 		dests = append(dests, e.udp)
 	}
 	dests = append(dests, meter)
-	cloud := relaytoml.Relay{RTMP: rtmp, RTX: rtx, Destinations: dests, CachePackets: cfg.CachePackets, ReconnectGrace: "0s",
+	cloud := relaytoml.Relay{RTMP: rtmp, RTX: rtx, Destinations: dests, CachePackets: cfg.CachePackets, TotalRate: cfg.TotalRate, ReconnectGrace: "0s",
 		BeforeSink: encoderTOML(cfg)}
 	var b strings.Builder
 	fmt.Fprintf(&b, "# mediapipe bench --edges %d: one cloud, %d edges on loopback", len(edges), len(edges))
@@ -486,6 +499,14 @@ func controlSample(rt *host.Runtime, sec float64) (s ControlSample, running bool
 						s.Streams = append(s.Streams, StreamChoice{SSRC: ssrc, Overhead: round(d.Overhead, 4), Pace: round(d.PaceBytesPerSecond, 0)})
 					}
 					sort.Slice(s.Streams, func(i, j int) bool { return s.Streams[i].SSRC < s.Streams[j].SSRC })
+					if t.Input.RepairBudget > 0 && len(t.Decision.RepairShares) > 0 {
+						sp := &ShareSpread{Min: math.Inf(1)}
+						for _, v := range t.Decision.RepairShares {
+							sp.Edges++
+							sp.Min, sp.Max = min(sp.Min, round(v, 4)), max(sp.Max, round(v, 4))
+						}
+						s.RepairShares = sp
+					}
 					return s, true, nil
 				}
 				// No round yet (or no controller on): the static overhead.
@@ -716,6 +737,9 @@ func (r *EdgesReport) writeTable(w io.Writer) {
 				parts = append(parts, fmt.Sprintf("ssrc %08x overhead %.3f pace %.0f B/s", st.SSRC, st.Overhead, st.Pace))
 			}
 			line := s.Policy + ": " + strings.Join(parts, "; ")
+			if sh := s.RepairShares; sh != nil {
+				line += fmt.Sprintf("; repair shares of %d edges %.3f–%.3f", sh.Edges, sh.Min, sh.Max)
+			}
 			if s.Err != "" {
 				line += " (error: " + s.Err + ")"
 			}

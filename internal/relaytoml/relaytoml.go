@@ -22,6 +22,7 @@ type Relay struct {
 	HTTP         string // httpflv-sink
 
 	CachePackets int           // quic-retransmit's cache_packets; 0: its default
+	TotalRate    int           // quic-retransmit's total_rate; 0: its default (none)
 	Latency      time.Duration // rtp-reorder's latency; 0: its default
 
 	// ReconnectGrace is rtmp-source's reconnect_grace as TOML text ("0s":
@@ -58,6 +59,9 @@ func (r Relay) Cloud() string {
 	cache := ""
 	if r.CachePackets != 0 {
 		cache = fmt.Sprintf("\n  cache_packets = %d", r.CachePackets)
+	}
+	if r.TotalRate != 0 {
+		cache += fmt.Sprintf("\n  total_rate = %d", r.TotalRate)
 	}
 	dests := r.Destinations
 	if len(dests) == 0 {

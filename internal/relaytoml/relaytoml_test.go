@@ -47,6 +47,19 @@ func TestRelayDestinations(t *testing.T) {
 	}
 }
 
+// TotalRate becomes quic-retransmit's total_rate (the bench's --total-rate).
+func TestRelayTotalRate(t *testing.T) {
+	r := Relay{RTMP: "127.0.0.1:1935", RTX: "127.0.0.1:4242", UDP: "127.0.0.1:5222", TotalRate: 400000}
+	f, err := host.Load("cloud.toml", t.TempDir(), []byte(r.Cloud()), nil, core.Default)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if got := fmt.Sprint(f.Pipelines[0].Stages[3].Params["total_rate"]); got != "400000" {
+		t.Errorf("quic-retransmit total_rate %s, want 400000", got)
+	}
+}
+
 // ReorderID and ReassemblerID become those stages' ids, for branches.
 func TestRelayIDs(t *testing.T) {
 	r := Relay{RTX: "127.0.0.1:4242", UDP: "127.0.0.1:5222", HTTP: "127.0.0.1:7001", ReorderID: "ordered", ReassemblerID: "repaired"}
