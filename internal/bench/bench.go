@@ -198,13 +198,8 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	rep, err := Run(ctx, cfg, stderr)
 	if rep != nil {
 		rep.Command = "mediapipe bench " + strings.Join(args, " ")
-		if *opt.asJSON {
-			if err := rep.writeJSON(stdout); err != nil {
-				fmt.Fprintln(stderr, "mediapipe bench:", err)
-				return 1
-			}
-		} else {
-			rep.writeTable(stdout)
+		if !printReport(stdout, stderr, *opt.asJSON, rep, rep.writeTable) {
+			return 1
 		}
 	}
 	if err != nil {

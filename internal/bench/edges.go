@@ -165,13 +165,8 @@ func edgesMain(ctx context.Context, cfg Config, command string, asJSON bool, std
 	rep, err := RunEdges(ctx, cfg, stderr)
 	if rep != nil {
 		rep.Command = command
-		if asJSON {
-			if err := writeJSONTo(stdout, rep); err != nil {
-				fmt.Fprintln(stderr, "mediapipe bench:", err)
-				return 1
-			}
-		} else {
-			rep.writeTable(stdout)
+		if !printReport(stdout, stderr, asJSON, rep, rep.writeTable) {
+			return 1
 		}
 	}
 	if err != nil {

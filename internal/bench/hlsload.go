@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -476,15 +475,8 @@ func hlsMain(ctx context.Context, cfg Config, asJSON bool, stdout, stderr io.Wri
 		fmt.Fprintln(stderr, "mediapipe bench:", err)
 		return 2
 	}
-	if asJSON {
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		if err := enc.Encode(rep); err != nil {
-			fmt.Fprintln(stderr, "mediapipe bench:", err)
-			return 1
-		}
-	} else {
-		rep.writeTable(stdout)
+	if !printReport(stdout, stderr, asJSON, rep, rep.writeTable) {
+		return 1
 	}
 	if rep.Errors > 0 {
 		fmt.Fprintf(stderr, "mediapipe bench: %d HLS requests failed\n", rep.Errors)

@@ -337,6 +337,21 @@ func round(x float64, digits int) float64 {
 
 func (r *Report) writeJSON(w io.Writer) error { return writeJSONTo(w, r) }
 
+// printReport prints rep to stdout, as JSON or through table; false (the
+// reason said on stderr) when the JSON could not be written: every mode of
+// the command prints its report so.
+func printReport(stdout, stderr io.Writer, asJSON bool, rep any, table func(io.Writer)) bool {
+	if !asJSON {
+		table(stdout)
+		return true
+	}
+	if err := writeJSONTo(stdout, rep); err != nil {
+		fmt.Fprintln(stderr, "mediapipe bench:", err)
+		return false
+	}
+	return true
+}
+
 func writeJSONTo(w io.Writer, v any) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")

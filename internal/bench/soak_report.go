@@ -22,13 +22,8 @@ func soakMain(ctx context.Context, cfg Config, command string, asJSON bool, stdo
 		return 1
 	}
 	rep.Command = command
-	if asJSON {
-		if err := writeJSONTo(stdout, rep); err != nil {
-			fmt.Fprintln(stderr, "mediapipe bench:", err)
-			return 1
-		}
-	} else {
-		rep.writeMarkdown(stdout)
+	if !printReport(stdout, stderr, asJSON, rep, rep.writeMarkdown) {
+		return 1
 	}
 	if len(rep.Failed) > 0 {
 		fmt.Fprintf(stderr, "mediapipe bench: SOAK FAILED: %s\n", strings.Join(rep.Failed, "; "))

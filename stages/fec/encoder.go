@@ -61,10 +61,9 @@ type Encoder struct {
 	pt       uint8
 	overhead atomic.Uint64 // float64 bits: the default overhead
 
-	mu        sync.Mutex
-	flows     map[*core.Stream]*flow   // the live streams, as the controller reads them
-	overrides map[*core.Stream]float64 // set by SetOverhead, for live streams only
-	version   atomic.Uint64            // bumped on every change of overhead
+	mu      sync.Mutex
+	flows   map[*core.Stream]*flow // the live streams, as the controller reads them, with their own overheads
+	version atomic.Uint64          // bumped on every change of overhead
 
 	ctl *controller // nil: no controller (a stage built by hand)
 
@@ -104,7 +103,6 @@ func NewEncoder(cfg *EncoderConfig, env *core.Env) (core.Stage, error) {
 		cfg:         *cfg,
 		env:         env,
 		pt:          uint8(cfg.PayloadType),
-		overrides:   map[*core.Stream]float64{},
 		flows:       map[*core.Stream]*flow{},
 		streams:     map[*core.Stream]*encStream{},
 		codecs:      map[[2]int]reedsolomon.Encoder{},
@@ -161,15 +159,13 @@ func (e *Encoder) defaultOverhead() float64 { return math.Float64frombits(e.over
 // it takes a lock the data path takes only after a change.
 func (e *Encoder) SetOverhead(stream *core.Stream, v float64) {
 	e.mu.Lock()
-	switch {
-	case e.flows[stream] == nil:
+	f := e.flows[stream]
+	if f == nil {
 		e.mu.Unlock()
 		return
-	case v < 0 || math.IsNaN(v):
-		delete(e.overrides, stream)
-	default:
-		e.overrides[stream] = min(v, 1)
 	}
+	f.own = !(v < 0 || math.IsNaN(v))
+	f.overhead = min(v, 1)
 	e.mu.Unlock()
 	e.version.Add(1)
 }
@@ -178,8 +174,8 @@ func (e *Encoder) SetOverhead(stream *core.Stream, v float64) {
 func (e *Encoder) Overhead(stream *core.Stream) float64 {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if v, ok := e.overrides[stream]; ok {
-		return v
+	if f := e.flows[stream]; f != nil && f.own {
+		return f.overhead
 	}
 	return math.Float64frombits(e.overhead.Load())
 }
@@ -188,7 +184,13 @@ func (e *Encoder) Overhead(stream *core.Stream) float64 {
 func (e *Encoder) overrideCount() int {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	return len(e.overrides)
+	n := 0
+	for _, f := range e.flows {
+		if f.own {
+			n++
+		}
+	}
+	return n
 }
 
 // Run passes source packets on at once and emits parity after each group
@@ -234,7 +236,6 @@ func (e *Encoder) handle(p *core.Packet) {
 		}
 		e.mu.Lock()
 		delete(e.flows, p.Stream)
-		delete(e.overrides, p.Stream)
 		e.mu.Unlock()
 		e.out.Emit(p)
 		return
@@ -306,6 +307,10 @@ type flow struct {
 	// were, and the sum of their longest packets (what parity would cost).
 	vgroups, vlongest atomic.Uint64
 	burst             atomic.Int64 // largest run of one timestamp since the controller read it
+	// The stream's own overhead (SetOverhead), under Encoder.mu: it lives
+	// and dies with the stream's other figures.
+	overhead float64
+	own      bool
 }
 
 // count adds a source packet to the stream's figures: a run of packets of
