@@ -23,6 +23,7 @@ import (
 	"github.com/mediapipe/mediapipe/core"
 	"github.com/mediapipe/mediapipe/host"
 	"github.com/mediapipe/mediapipe/internal/cli"
+	"github.com/mediapipe/mediapipe/internal/procs"
 )
 
 func init() {
@@ -180,6 +181,10 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	go func() { <-ctx.Done(); stop() }() // a second Ctrl-C kills at once
+	if !cfg.Floor {                      // the floor's senders and receivers each need a P of their own
+		// As `mediapipe run` does, so the bench measures what production runs.
+		defer procs.New(nil).Start(ctx)()
+	}
 
 	if cfg.Edges > 0 {
 		set := false

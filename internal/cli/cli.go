@@ -22,6 +22,7 @@ import (
 	"github.com/mediapipe/mediapipe"
 	"github.com/mediapipe/mediapipe/core"
 	"github.com/mediapipe/mediapipe/host"
+	"github.com/mediapipe/mediapipe/internal/procs"
 	"github.com/mediapipe/mediapipe/plugins/bridge"
 )
 
@@ -234,6 +235,7 @@ func runCmd(args []string, stdout, stderr io.Writer) int {
 	defer func() { rt.Config().Close() }()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	defer procs.New(log).Start(ctx)()
 	go func() {
 		select {
 		case <-rt.Ready():

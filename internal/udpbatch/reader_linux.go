@@ -47,7 +47,7 @@ func (r *Reader) recv(fd uintptr) bool {
 	var n uintptr
 	var e syscall.Errno
 	for {
-		n, _, e = unix.Syscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&r.hs[0])), uintptr(len(r.hs)), unix.MSG_DONTWAIT, 0, 0)
+		n, _, e = unix.RawSyscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&r.hs[0])), uintptr(len(r.hs)), unix.MSG_DONTWAIT, 0, 0)
 		if e != unix.EINTR {
 			break
 		}

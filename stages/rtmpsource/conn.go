@@ -4,11 +4,15 @@ import (
 	"errors"
 	"io"
 	"net"
+	"os"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
+	"unsafe"
 
 	"github.com/sirupsen/logrus"
+	"golang.org/x/sys/unix"
 )
 
 // guardedConn is the byte stream go-rtmp reads: until its publish is
@@ -22,6 +26,8 @@ type guardedConn struct {
 	idle      time.Duration
 	published atomic.Bool // a publish was accepted: per-read idle deadline from now on
 	guard     *chunkGuard
+
+	raw *rawReader // nil where the connection has no file descriptor (tests' pipes)
 
 	cause  atomic.Pointer[string] // first reason the connection failed, for counting
 	failed atomic.Bool            // go-rtmp ended the connection with an error
@@ -57,7 +63,13 @@ func (c *guardedConn) Read(p []byte) (int, error) {
 	if c.idle > 0 && c.published.Load() {
 		_ = c.Conn.SetReadDeadline(time.Now().Add(c.idle))
 	}
-	n, err := c.Conn.Read(p)
+	var n int
+	var err error
+	if c.raw != nil {
+		n, err = c.raw.read(p)
+	} else {
+		n, err = c.Conn.Read(p)
+	}
 	if n > 0 {
 		if gerr := c.guard.feed(p[:n]); gerr != nil {
 			if errors.Is(gerr, errTooLarge) {
@@ -130,4 +142,68 @@ func (l trackingListener) Accept() (net.Conn, error) {
 		return nil, err
 	}
 	return l.s.track(nc), nil
+}
+
+// rawReader reads a TCP connection with read(2) made raw, not through the
+// runtime's syscall entry: on a non-blocking socket the call never blocks,
+// and the entry wakes the runtime's monitor thread (sysmon) whenever the
+// process was idle — every burst of a live stream, at a cost here larger
+// than the read's (docs/performance.md, "The fixed cost").
+type rawReader struct {
+	rc    syscall.RawConn
+	buf   []byte
+	n     int
+	errno syscall.Errno
+	fn    func(fd uintptr) bool // bound once: read does not allocate
+}
+
+func newRawReader(c net.Conn) *rawReader {
+	sc, ok := c.(syscall.Conn)
+	if !ok {
+		return nil
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return nil
+	}
+	r := &rawReader{rc: rc}
+	r.fn = r.readFD
+	return r
+}
+
+func (r *rawReader) readFD(fd uintptr) bool {
+	var n uintptr
+	var e syscall.Errno
+	for {
+		n, _, e = unix.RawSyscall(unix.SYS_READ, fd, uintptr(unsafe.Pointer(&r.buf[0])), uintptr(len(r.buf)))
+		if e != unix.EINTR {
+			break
+		}
+	}
+	if e == unix.EAGAIN || e == unix.EWOULDBLOCK {
+		return false // nothing yet: wait for the poller (and the read deadline)
+	}
+	r.n, r.errno = int(n), e
+	return true
+}
+
+// read is net.Conn's Read: io.EOF when the peer closed, the deadline's
+// error (a net.Error that times out) when it passed.
+func (r *rawReader) read(p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
+	r.buf, r.n, r.errno = p, 0, 0
+	err := r.rc.Read(r.fn)
+	r.buf = nil
+	if err != nil {
+		return 0, err
+	}
+	if r.errno != 0 {
+		return 0, os.NewSyscallError("read", r.errno)
+	}
+	if r.n == 0 {
+		return 0, io.EOF
+	}
+	return r.n, nil
 }

@@ -189,7 +189,7 @@ func (s *Stage) Run(ctx context.Context, _ <-chan *core.Packet, out core.Output)
 }
 
 func (s *Stage) track(nc net.Conn) *guardedConn {
-	c := &guardedConn{Conn: nc, s: s, idle: s.cfg.IdleTimeout, guard: newChunkGuard(s.cfg.MaxMessageSize)}
+	c := &guardedConn{Conn: nc, s: s, idle: s.cfg.IdleTimeout, guard: newChunkGuard(s.cfg.MaxMessageSize), raw: newRawReader(nc)}
 	if c.idle > 0 { // the handshake, connect and publish all by this; Read re-arms it once published
 		_ = nc.SetReadDeadline(time.Now().Add(c.idle))
 	}
