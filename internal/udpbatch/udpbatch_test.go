@@ -2,6 +2,7 @@ package udpbatch
 
 import (
 	"bytes"
+	"errors"
 	"net"
 	"testing"
 	"time"
@@ -112,5 +113,68 @@ func BenchmarkReadWrite(b *testing.B) {
 			}
 			got += n
 		}
+	}
+}
+
+func TestWriteToAddr(t *testing.T) {
+	// An unconnected socket: each message names its destination.
+	for _, c := range []struct{ network, addr string }{{"udp4", "127.0.0.1"}, {"udp6", "::1"}} {
+		t.Run(c.network, func(t *testing.T) {
+			_, rx := pair(t, c.network, c.addr)
+			tx, err := net.ListenUDP(c.network, &net.UDPAddr{IP: net.ParseIP(c.addr)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer tx.Close()
+			to := rx.LocalAddr().(*net.UDPAddr)
+			ms := []Message{{Buffers: [][]byte{[]byte("one")}, Addr: to}, {Buffers: [][]byte{[]byte("two"), []byte("+")}, Addr: to}}
+			if n, err := NewWriter(tx).Write(ms); n != 2 || err != nil {
+				t.Fatalf("Write = %d, %v", n, err)
+			}
+			rx.SetReadDeadline(time.Now().Add(5 * time.Second))
+			buf := make([]byte, 64)
+			for _, want := range []string{"one", "two+"} {
+				n, from, err := rx.ReadFromUDP(buf)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if string(buf[:n]) != want || from.Port != tx.LocalAddr().(*net.UDPAddr).Port {
+					t.Fatalf("got %q from %v, want %q from %v", buf[:n], from, want, tx.LocalAddr())
+				}
+			}
+		})
+	}
+}
+
+func TestWriteClosed(t *testing.T) {
+	tx, _ := pair(t, "udp4", "127.0.0.1")
+	w := NewWriter(tx)
+	tx.Close()
+	if n, err := w.Write([]Message{{Buffers: [][]byte{{1}}}}); n != 0 || !errors.Is(err, net.ErrClosed) {
+		t.Fatalf("Write on a closed socket = %d, %v; want 0 and net.ErrClosed", n, err)
+	}
+}
+
+func TestWriteAllocs(t *testing.T) {
+	tx, rx := pair(t, "udp4", "127.0.0.1")
+	w := NewWriter(tx)
+	ms := make([]Message, 8)
+	for i := range ms {
+		ms[i].Buffers = [][]byte{make([]byte, 100)}
+	}
+	buf := make([]byte, 200)
+	allocs := testing.AllocsPerRun(100, func() {
+		if _, err := w.Write(ms); err != nil {
+			t.Fatal(err)
+		}
+		for range ms { // keep the receive queue from filling
+			rx.SetReadDeadline(time.Now().Add(time.Second))
+			if _, _, err := rx.ReadFromUDPAddrPort(buf); err != nil {
+				t.Fatal(err)
+			}
+		}
+	})
+	if allocs > 0 {
+		t.Fatalf("Write allocates %.1f times per batch; the send path must not", allocs)
 	}
 }
