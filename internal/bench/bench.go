@@ -183,7 +183,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	go func() { <-ctx.Done(); stop() }() // a second Ctrl-C kills at once
 	if !cfg.Floor {                      // the floor's senders and receivers each need a P of their own
 		// As `mediapipe run` does, so the bench measures what production runs.
-		defer procs.New(nil).Start(ctx)()
+		defer procs.New(slog.New(slog.DiscardHandler)).Start(ctx)()
 	}
 
 	if cfg.Edges > 0 {
