@@ -20,6 +20,7 @@ import (
 
 	"github.com/mediapipe/mediapipe/core"
 	"github.com/mediapipe/mediapipe/core/media/flv"
+	"github.com/mediapipe/mediapipe/internal/polltimer"
 	"github.com/mediapipe/mediapipe/stages/internal/authhook"
 	"github.com/mediapipe/mediapipe/stages/internal/certfile"
 	"github.com/mediapipe/mediapipe/stages/internal/playerpage"
@@ -230,9 +231,14 @@ func (s *Stage) Run(ctx context.Context, in <-chan *core.Packet, _ core.Output) 
 func (s *Stage) serve(in <-chan *core.Packet) {
 	f := newFlusher(s)
 	defer f.close()
-	timer := time.NewTimer(time.Hour)
-	timer.Stop()
-	defer timer.Stop()
+	// The poller's timer, not a time.Timer: a flush deadline wakes the
+	// process once and on time, and not the runtime's sysmon thread
+	// (internal/polltimer).
+	timer, err := polltimer.New()
+	if err != nil {
+		s.env.Log.Info("httpflv-sink: flush deadlines on a Go timer", "err", err)
+	}
+	defer timer.Close()
 	var armed time.Time // when the timer fires; zero: not armed
 	for {
 		select {
