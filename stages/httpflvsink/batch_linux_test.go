@@ -2,11 +2,11 @@ package httpflvsink
 
 import (
 	"bytes"
-	"io"
 	"fmt"
+	"io"
 	"log/slog"
-	"strings"
 	"net"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
