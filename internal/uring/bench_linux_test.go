@@ -141,60 +141,36 @@ func BenchmarkFanout(b *testing.B) {
 			cpu.report(b, conns)
 			b.ReportMetric(float64(w.sent)/float64(b.N*conns), "B/write")
 		})
-		for _, fixed := range []bool{false, true} {
-			name := "uring/"
-			if fixed {
-				name = "uring-fixed/" // registered files
-			}
-			b.Run(name+nd.name, func(b *testing.B) { benchRing(b, conns, nd.on, fixed, bufs) })
-		}
-	}
-}
-
-func benchRing(b *testing.B, conns int, noDelay, fixed bool, bufs [][][]byte) {
-	p := newPairs(b, conns, noDelay)
-	p.drain(b)
-	r, err := New(0)
-	if err != nil {
-		b.Skip(err)
-	}
-	defer r.Close()
-	slots := p.fds
-	if fixed {
-		if err := r.RegisterFiles(conns); err != nil {
-			b.Skip(err)
-		}
-		slots = make([]int, conns)
-		for i, fd := range p.fds {
-			if slots[i], err = r.Register(fd); err != nil {
-				b.Fatal(err)
-			}
-		}
-	}
-	b.ReportAllocs()
-	cpu := threadCPU(b)
-	var sent int64
-	for b.Loop() {
-		for i, s := range slots {
-			if fixed {
-				r.AddFixed(s, bufs[i])
-			} else {
-				r.Add(s, bufs[i])
-			}
-		}
-		if err := r.Submit(); err != nil {
-			b.Fatal(err)
-		}
-		for i := range r.Len() {
-			n, err := r.Result(i)
+		b.Run("uring/"+nd.name, func(b *testing.B) {
+			p := newPairs(b, conns, nd.on)
+			p.drain(b)
+			r, err := New(0)
 			if err != nil {
-				b.Fatal(err)
+				b.Skip(err)
 			}
-			sent += int64(n)
-		}
+			defer r.Close()
+			b.ReportAllocs()
+			cpu := threadCPU(b)
+			var sent int64
+			for b.Loop() {
+				for i, fd := range p.fds {
+					r.Add(fd, bufs[i])
+				}
+				if err := r.Submit(); err != nil {
+					b.Fatal(err)
+				}
+				for i := range r.Len() {
+					n, err := r.Result(i)
+					if err != nil {
+						b.Fatal(err)
+					}
+					sent += int64(n)
+				}
+			}
+			cpu.report(b, conns)
+			b.ReportMetric(float64(sent)/float64(b.N*conns), "B/write")
+		})
 	}
-	cpu.report(b, conns)
-	b.ReportMetric(float64(sent)/float64(b.N*conns), "B/write")
 }
 
 // cpuMeter reads the sending thread's CPU time (user and system, the

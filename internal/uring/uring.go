@@ -17,6 +17,3 @@ const DefaultEntries = 1024
 
 // MaxIov is the most buffers one send takes (Linux's IOV_MAX).
 const MaxIov = 1024
-
-// ErrNoSlot is Register's error when every slot of the table is taken.
-var ErrNoSlot = errors.New("uring: every registered file slot is taken")

@@ -3,7 +3,6 @@ package uring
 import (
 	"fmt"
 	"os"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"unsafe"
@@ -23,13 +22,6 @@ const (
 	featNodrop     = 1 << 1 // IORING_FEAT_NODROP
 
 	enterGetevents = 1 << 0 // IORING_ENTER_GETEVENTS
-
-	sqeFixedFile = 1 << 0 // IOSQE_FIXED_FILE: fd is a slot of the registered files
-
-	registerFiles       = 2  // IORING_REGISTER_FILES
-	registerFilesUpdate = 6  // IORING_REGISTER_FILES_UPDATE
-	registerFiles2      = 13 // IORING_REGISTER_FILES2 (5.19)
-	rsrcRegisterSparse  = 1 << 0
 
 	offSQRing = 0          // IORING_OFF_SQ_RING
 	offCQRing = 0x8000000  // IORING_OFF_CQ_RING
@@ -72,20 +64,6 @@ type sqe struct {
 	pad         uint64
 }
 
-// rsrcRegister is struct io_uring_rsrc_register.
-type rsrcRegister struct {
-	nr, flags uint32
-	resv2     uint64
-	data      uint64
-	tags      uint64
-}
-
-// filesUpdate is struct io_uring_files_update.
-type filesUpdate struct {
-	offset, resv uint32
-	fds          uint64 // a pointer to the int32 descriptors
-}
-
 // cqe is struct io_uring_cqe (16 bytes).
 type cqe struct {
 	userData uint64
@@ -101,9 +79,8 @@ const sendFlags = unix.MSG_DONTWAIT | unix.MSG_NOSIGNAL
 
 // op is one send of the batch being built: its socket and its iovecs.
 type op struct {
-	fd       int32 // a descriptor, or a registered file's slot when fixed
+	fd       int32
 	first, n int32 // iovs[first : first+n]
-	fixed    bool
 }
 
 // Ring is an io_uring set up for batches of non-blocking socket sends. It is
@@ -134,15 +111,6 @@ type Ring struct {
 	res    []int32
 	done   bool // Submit ran: the next Add starts a new batch
 	broken error
-
-	// Registered files (RegisterFiles). fmu guards free, the update
-	// arguments and fd against Close: Unregister may come from any
-	// goroutine, the rest only from the ring's own.
-	fmu    sync.Mutex
-	free   []int32 // empty slots, taken from the end
-	nfiles int     // the table's size, 0 without one
-	upd    filesUpdate
-	updFd  int32 // what upd.fds points to: on the heap, where the GC moves nothing
 }
 
 // New sets up a ring of entries submission slots (DefaultEntries for
@@ -235,148 +203,24 @@ func (r *Ring) Close() error {
 			*m = nil
 		}
 	}
-	if err := r.closeFd(); err != nil && first == nil {
-		first = err
+	if r.fd >= 0 {
+		if err := unix.Close(r.fd); err != nil && first == nil {
+			first = fmt.Errorf("uring: close: %w", err)
+		}
+		r.fd = -1
 	}
 	r.broken = os.ErrClosed
 	return first
 }
 
-// closeFd closes the ring's descriptor; the kernel then lets go of every
-// registered file.
-func (r *Ring) closeFd() error {
-	r.fmu.Lock()
-	defer r.fmu.Unlock()
-	if r.fd < 0 {
-		return nil
-	}
-	err := unix.Close(r.fd)
-	r.fd = -1
-	if err != nil {
-		return fmt.Errorf("uring: close: %w", err)
-	}
-	return nil
-}
-
-// RegisterFiles gives the ring a table of n empty file slots (at most the
-// process's RLIMIT_NOFILE, which the kernel checks), for Register. A send
-// to a registered file (AddFixed) skips the kernel's lookup of the
-// descriptor and its reference count (fget/fput) on every send, and the
-// slot holds its own reference to the file: it stays the same socket
-// whatever becomes of the descriptor it came from. An error means the
-// kernel refused the table (one before 5.5 has none); the ring still
-// sends to plain descriptors.
-func (r *Ring) RegisterFiles(n int) error {
-	var lim unix.Rlimit
-	if unix.Getrlimit(unix.RLIMIT_NOFILE, &lim) == nil && uint64(n) > lim.Cur {
-		n = int(lim.Cur)
-	}
-	if n <= 0 || r.nfiles > 0 {
-		return fmt.Errorf("uring: register %d files: %w", n, unix.EINVAL)
-	}
-	reg := &rsrcRegister{nr: uint32(n), flags: rsrcRegisterSparse}
-	err := r.register(sparseFilesOp, unsafe.Pointer(reg), unsafe.Sizeof(*reg))
-	if err == unix.EINVAL { // before 5.19: a table of -1s is as sparse
-		fds := make([]int32, n)
-		for i := range fds {
-			fds[i] = -1
-		}
-		err = r.register(registerFiles, unsafe.Pointer(&fds[0]), uintptr(n))
-	}
-	if err != nil {
-		return fmt.Errorf("uring: register %d files: %w", n, err)
-	}
-	r.fmu.Lock()
-	defer r.fmu.Unlock()
-	r.nfiles = n
-	r.free = make([]int32, n)
-	for i := range r.free {
-		r.free[i] = int32(n - 1 - i) // slot 0 first
-	}
-	return nil
-}
-
-// sparseFilesOp registers an empty table in one call; a test swaps in an
-// opcode the kernel does not know, as one before 5.19 answers.
-var sparseFilesOp = registerFiles2
-
-// register makes one io_uring_register call.
-func (r *Ring) register(opcode int, arg unsafe.Pointer, nr uintptr) error {
-	if r.fd < 0 {
-		return os.ErrClosed
-	}
-	_, _, errno := unix.Syscall6(unix.SYS_IO_URING_REGISTER, uintptr(r.fd), uintptr(opcode), uintptr(arg), nr, 0, 0)
-	if errno != 0 {
-		return errno
-	}
-	return nil
-}
-
-// Register puts the file behind descriptor fd in a free slot of the table
-// and returns the slot, for AddFixed; ErrNoSlot when none is free. The
-// caller keeps fd open meanwhile. Only the ring's goroutine calls it.
-func (r *Ring) Register(fd int) (int, error) {
-	r.fmu.Lock()
-	defer r.fmu.Unlock()
-	if len(r.free) == 0 {
-		return -1, ErrNoSlot
-	}
-	slot := r.free[len(r.free)-1]
-	if err := r.update(slot, int32(fd)); err != nil {
-		return -1, fmt.Errorf("uring: register a file: %w", err)
-	}
-	r.free = r.free[:len(r.free)-1]
-	return int(slot), nil
-}
-
-// Unregister empties slot, which no send in progress uses: the kernel
-// drops its reference to the file, and the slot is free for Register. Any
-// goroutine may call it; on a closed ring it does nothing (closing let go
-// of every file).
-func (r *Ring) Unregister(slot int) error {
-	r.fmu.Lock()
-	defer r.fmu.Unlock()
-	if r.fd < 0 {
-		return nil
-	}
-	if slot < 0 || slot >= r.nfiles {
-		return fmt.Errorf("uring: unregister slot %d of %d: %w", slot, r.nfiles, unix.EINVAL)
-	}
-	if err := r.update(int32(slot), -1); err != nil {
-		// The slot stays taken, and its file held until Close.
-		return fmt.Errorf("uring: unregister a file: %w", err)
-	}
-	r.free = append(r.free, int32(slot))
-	return nil
-}
-
-// update sets slot to fd (-1: empty), fmu held.
-func (r *Ring) update(slot, fd int32) error {
-	r.updFd = fd
-	r.upd = filesUpdate{offset: uint32(slot), fds: uint64(uintptr(unsafe.Pointer(&r.updFd)))}
-	return r.register(registerFilesUpdate, unsafe.Pointer(&r.upd), 1)
-}
-
-// FreeSlots is how many slots of the table Register can still fill.
-func (r *Ring) FreeSlots() int {
-	r.fmu.Lock()
-	defer r.fmu.Unlock()
-	return len(r.free)
-}
-
 // Add queues one send of bufs (at most MaxIov of them; empty ones are
 // skipped) to socket fd and returns its index for Result. The buffers must
 // stay unchanged until Submit returns. After a Submit, Add starts a new batch.
-func (r *Ring) Add(fd int, bufs [][]byte) int { return r.add(fd, false, bufs) }
-
-// AddFixed is Add to the file in slot (from Register).
-func (r *Ring) AddFixed(slot int, bufs [][]byte) int { return r.add(slot, true, bufs) }
-
-func (r *Ring) add(fd int, fixed bool, bufs [][]byte) int {
+func (r *Ring) Add(fd int, bufs [][]byte) int {
 	if r.done {
 		r.ops, r.iovs, r.res, r.done = r.ops[:0], r.iovs[:0], r.res[:0], false
 	}
-	o := op{fd: int32(fd), first: int32(len(r.iovs)), fixed: fixed}
+	o := op{fd: int32(fd), first: int32(len(r.iovs))}
 	for _, b := range bufs {
 		if len(b) == 0 {
 			continue
@@ -463,13 +307,8 @@ func (r *Ring) submit(from, to int) error {
 	tail := *r.sqTail // only this goroutine moves the tail
 	for i := from; i < to; i++ {
 		s := (*sqe)(unsafe.Add(r.sqes, uintptr(tail&r.sqMask)*unsafe.Sizeof(sqe{})))
-		var flags uint8
-		if r.ops[i].fixed {
-			flags = sqeFixedFile
-		}
 		*s = sqe{
 			opcode:   opSendmsg,
-			flags:    flags,
 			fd:       r.ops[i].fd,
 			addr:     uint64(uintptr(unsafe.Pointer(&r.msgs[i]))),
 			len:      1,

@@ -14,21 +14,6 @@ func (r *Ring) Close() error { return nil }
 // Add is never reached: there is no Ring.
 func (r *Ring) Add(fd int, bufs [][]byte) int { return 0 }
 
-// RegisterFiles fails: there is no Ring.
-func (r *Ring) RegisterFiles(n int) error { return ErrUnavailable }
-
-// Register fails: there is no Ring.
-func (r *Ring) Register(fd int) (int, error) { return -1, ErrUnavailable }
-
-// Unregister does nothing.
-func (r *Ring) Unregister(slot int) error { return nil }
-
-// FreeSlots is 0.
-func (r *Ring) FreeSlots() int { return 0 }
-
-// AddFixed is never reached: there is no Ring.
-func (r *Ring) AddFixed(slot int, bufs [][]byte) int { return 0 }
-
 // Len is 0.
 func (r *Ring) Len() int { return 0 }
 

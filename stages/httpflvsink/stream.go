@@ -120,13 +120,12 @@ type viewer struct {
 	left    int    // data bytes of the current chunk not yet written
 	preBuf  [2 + 16 + 2]byte
 
-	// The flusher's own reference to the socket for batched sends
-	// (batch.go): taken and used while it owns v, let go under mu when
+	// The flusher's own descriptor of the socket for batched sends
+	// (batch.go): made and used while it owns v, closed under mu when
 	// it no longer does.
-	sock   int         // a registered file's slot, or a descriptor
-	sockSt uint8       // sockNone, sockSlot, sockOpen or sockFailed
-	ring   *uring.Ring // the slot's
-	gone   bool        // viewerLeft ran: the flusher lets go of sock when done
+	sock   int
+	sockSt uint8 // sockNone, sockOpen or sockFailed
+	gone   bool  // viewerLeft ran: the flusher closes sock when done
 }
 
 const (
@@ -535,14 +534,14 @@ func (s *Stage) viewerLeft(st *stream, v *viewer, remote string, werr error) {
 	v.gone = true
 	releaseAll(v.q)
 	v.q = nil
-	var sock sockRef
+	sock := -1
 	if v.owner != ownFlusher { // else the flusher releases out and sock when it is done
 		releaseAll(v.out)
 		v.out = nil
 		sock = v.takeSock()
 	}
 	v.mu.Unlock()
-	sock.release()
+	closeSock(sock)
 	s.mViewers.Dec()
 	s.env.Log.Debug("viewer left", "stream", st.cs.Name, "remote", remote, "err", werr)
 }
@@ -797,8 +796,6 @@ type flusher struct {
 	iov     iovecs
 	ring    *uring.Ring   // nil: a writev per viewer
 	batch   []batchedSend // the viewers being sent in one batch
-	fixed   bool          // ring has registered files
-	full    bool          // said once that every registered slot is taken
 }
 
 // flushStreams sends what the streams sts have queued to their viewers,
@@ -892,12 +889,12 @@ func (f *flusher) release(v *viewer, failed error) {
 		v.owner, v.nout = ownIdle, 0
 		wake = v.ended
 	}
-	var sock sockRef
+	sock := -1
 	if v.gone { // viewerLeft left sock to the flusher
 		sock = v.takeSock()
 	}
 	v.mu.Unlock()
-	sock.release()
+	closeSock(sock)
 	if cutBy != nil {
 		cutBy.Inc()
 	}

@@ -6,8 +6,6 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
-
-	"github.com/mediapipe/mediapipe/internal/uring"
 )
 
 // maxIov is the most iovecs handed to one writev (Linux's IOV_MAX is 1024).
@@ -84,20 +82,6 @@ func dupSocket(rc syscall.RawConn) (int, error) {
 		return -1, fmt.Errorf("httpflv-sink: duplicate a viewer's socket: %w", err)
 	}
 	return nfd, nil
-}
-
-// registerSocket puts rc's socket in a free slot of ring's registered
-// files (batch.go); uring.ErrNoSlot when every slot is taken.
-func registerSocket(ring *uring.Ring, rc syscall.RawConn) (int, error) {
-	slot, rerr := -1, error(nil)
-	err := rc.Control(func(fd uintptr) { slot, rerr = ring.Register(int(fd)) })
-	if err == nil {
-		err = rerr
-	}
-	if err != nil {
-		return -1, fmt.Errorf("httpflv-sink: register a viewer's socket: %w", err)
-	}
-	return slot, nil
 }
 
 // closeSock closes a descriptor from dupSocket; -1 is none.

@@ -5,8 +5,6 @@ package httpflvsink
 import (
 	"errors"
 	"syscall"
-
-	"github.com/mediapipe/mediapipe/internal/uring"
 )
 
 const maxIov = 1024
@@ -24,6 +22,3 @@ func tryWritev(syscall.RawConn, *iovecs, [][]byte) (int, error) { return 0, errN
 func dupSocket(syscall.RawConn) (int, error) { return -1, errNoWritev }
 
 func closeSock(int) {}
-
-// registerSocket is never reached here: there is no ring to send with.
-func registerSocket(*uring.Ring, syscall.RawConn) (int, error) { return -1, errNoWritev }
