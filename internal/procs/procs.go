@@ -7,7 +7,7 @@
 // burst wakes two or three threads and each wake-up is a context switch —
 // on a virtual machine, dearer than the burst's own work. With one P the
 // whole burst runs on the thread that woke for it. Measured on the 2-core
-// VM of docs/performance.md ("The fixed cost"): one P costs a 1-viewer
+// VM of docs/performance.md ("What each lever gained"): one P costs a 1-viewer
 // relay about half the CPU of two. But one P caps the process at one core,
 // so the Governor gives the runtime its default back as soon as the
 // process uses a good part of that core, and takes it away again only

@@ -15,7 +15,7 @@ import (
 // non-blocking socket never blocks, and a call through the runtime's
 // syscall entry would wake its monitor thread (sysmon) on every batch of
 // an otherwise idle process, a context switch that costs more here than
-// the send (docs/performance.md, "The fixed cost").
+// the send (docs/performance.md, "What limits the fan-out now").
 type Writer struct {
 	rc    syscall.RawConn
 	rcErr error

@@ -148,7 +148,7 @@ func (l trackingListener) Accept() (net.Conn, error) {
 // runtime's syscall entry: on a non-blocking socket the call never blocks,
 // and the entry wakes the runtime's monitor thread (sysmon) whenever the
 // process was idle — every burst of a live stream, at a cost here larger
-// than the read's (docs/performance.md, "The fixed cost").
+// than the read's (docs/performance.md, "What limits the fan-out now").
 type rawReader struct {
 	rc    syscall.RawConn
 	buf   []byte
