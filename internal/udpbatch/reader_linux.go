@@ -11,20 +11,12 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// mmsghdr is struct mmsghdr; Go's alignment pads it as C does.
-type mmsghdr struct {
-	hdr unix.Msghdr
-	len uint32
-}
-
 // Reader receives batches with recvmmsg into the caller's buffers. Unlike
 // x/net's ReadBatch it leaves Message.Addr nil (a net.Addr per datagram
 // would allocate): the sender's address is kept raw and decoded by From.
 type Reader struct {
-	rc    syscall.RawConn
-	hs    []mmsghdr
-	iovs  []unix.Iovec
-	names []unix.RawSockaddrInet6 // sender of hs[i]; room for IPv4 too
+	rc      syscall.RawConn
+	headers // names[i] is the sender of datagram i
 
 	// state of the call in flight; fn is bound once so Read does not allocate.
 	n     int
@@ -66,41 +58,10 @@ func (r *Reader) Read(ms []Message) (int, error) {
 	if len(ms) == 0 {
 		return 0, nil
 	}
-	if cap(r.hs) < len(ms) {
-		r.hs = make([]mmsghdr, len(ms))
-	}
-	r.hs = r.hs[:len(ms)]
-	if cap(r.names) < len(ms) {
-		r.names = make([]unix.RawSockaddrInet6, len(ms))
-	}
-	r.names = r.names[:len(ms)]
-	nb := 0
-	for i := range ms {
-		nb += len(ms[i].Buffers)
-	}
-	if cap(r.iovs) < nb {
-		r.iovs = make([]unix.Iovec, nb)
-	}
-	r.iovs = r.iovs[:nb]
-	k := 0
-	for i := range ms {
-		h := &r.hs[i]
-		*h = mmsghdr{}
-		h.hdr.Name = (*byte)(unsafe.Pointer(&r.names[i]))
-		h.hdr.Namelen = unix.SizeofSockaddrInet6
-		first := k
-		for _, b := range ms[i].Buffers {
-			r.iovs[k] = unix.Iovec{}
-			if len(b) > 0 {
-				r.iovs[k].Base = &b[0]
-				r.iovs[k].SetLen(len(b))
-			}
-			k++
-		}
-		if k > first {
-			h.hdr.Iov = &r.iovs[first]
-			h.hdr.SetIovlen(k - first)
-		}
+	r.build(ms)
+	for i := range r.hs {
+		r.hs[i].hdr.Name = (*byte)(unsafe.Pointer(&r.names[i]))
+		r.hs[i].hdr.Namelen = unix.SizeofSockaddrInet6
 	}
 	r.n, r.errno = 0, 0
 	if err := r.rc.Read(r.fn); err != nil {

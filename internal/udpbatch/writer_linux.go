@@ -19,9 +19,7 @@ import (
 type Writer struct {
 	rc    syscall.RawConn
 	rcErr error
-	hs    []mmsghdr
-	iovs  []unix.Iovec
-	names []unix.RawSockaddrInet6
+	headers
 
 	// state of the call in flight; fn is bound once so Write does not allocate.
 	k     int
@@ -82,44 +80,17 @@ func (w *Writer) Write(ms []Message) (n int, err error) {
 	return len(ms), nil
 }
 
-// fill builds the mmsghdrs for ms in w's own arrays (grown once, then
-// reused), so the buffers' addresses are all the kernel sees.
+// fill builds the mmsghdrs for ms in w's own arrays, so the buffers'
+// addresses are all the kernel sees.
 func (w *Writer) fill(ms []Message) {
-	if cap(w.hs) < len(ms) {
-		w.hs = make([]mmsghdr, len(ms))
-		w.names = make([]unix.RawSockaddrInet6, len(ms))
-	}
-	w.hs, w.names = w.hs[:len(ms)], w.names[:len(ms)]
-	nb := 0
-	for i := range ms {
-		nb += len(ms[i].Buffers)
-	}
-	if cap(w.iovs) < nb {
-		w.iovs = make([]unix.Iovec, nb)
-	}
-	w.iovs = w.iovs[:nb]
-	k := 0
+	w.build(ms)
 	for i := range ms {
 		h := &w.hs[i]
-		*h = mmsghdr{}
 		if a, ok := ms[i].Addr.(*net.UDPAddr); ok && a != nil {
 			if l := putSockaddr(&w.names[i], a); l > 0 {
 				h.hdr.Name = (*byte)(unsafe.Pointer(&w.names[i]))
 				h.hdr.Namelen = l
 			}
-		}
-		first := k
-		for _, b := range ms[i].Buffers {
-			w.iovs[k] = unix.Iovec{}
-			if len(b) > 0 {
-				w.iovs[k].Base = &b[0]
-				w.iovs[k].SetLen(len(b))
-			}
-			k++
-		}
-		if k > first {
-			h.hdr.Iov = &w.iovs[first]
-			h.hdr.SetIovlen(k - first)
 		}
 		if len(ms[i].OOB) > 0 {
 			h.hdr.Control = &ms[i].OOB[0]
