@@ -249,7 +249,7 @@ func newFlags(cfg *Config, stderr io.Writer) (*flag.FlagSet, *cliOpts) {
 	fs.IntVar(&cfg.Kbps, "bitrate", 600, "kbit/s of the generated or synthetic input (audio 64 kbit/s of it)")
 	fs.IntVar(&cfg.ClipSeconds, "clip", 10, "seconds of the generated or synthetic input before it loops")
 	fs.BoolVar(&cfg.Fast, "fast", false, "push as fast as the relay takes it instead of in real time (a stress: queues fill, tags drop, latency grows)")
-	fs.BoolVar(&cfg.Floor, "floor", false, "before the run, measure the raw loopback UDP send rate of 1200-byte datagrams (WriteToUDP; WriteBatch of 64 and UDP GSO runs of 48 on a connected socket), then drive the udp-sink stage (the relay's settings) flat out with 1200-byte RTP packets to the same kind of reading receiver and state its rate as a share of the raw ones")
+	fs.BoolVar(&cfg.Floor, "floor", false, "before the run, measure the raw loopback UDP send rate of 1200-byte datagrams (WriteToUDP; WriteBatch of 64 and UDP GSO runs of 48 on a connected socket), then drive the udp-sink stage (the relay's settings) flat out with 1200-byte RTP packets to the same kind of reading receiver and state its rate as a share of the raw ones (with --floor the whole run keeps the runtime's default GOMAXPROCS: the floor's senders and receivers each need a thread, so the governor that fits GOMAXPROCS to the load is off)")
 	fs.DurationVar(&cfg.FloorTime, "floor-time", time.Second, "how long each of the four --floor measurements sends")
 	fs.DurationVar(&cfg.ReorderLatency, "reorder-latency", 80*time.Millisecond, "rtp-reorder's latency: how long a gap waits for repair")
 	fs.IntVar(&cfg.CachePackets, "cache-packets", 5000, "quic-retransmit's cache_packets per stream")

@@ -15,7 +15,8 @@ package polltimer
 
 import "time"
 
-// Timer fires at most once per Reset: C then yields a value. A fire that
+// Timer fires at most once per Reset: C then yields a value. Its methods
+// are for one goroutine (Close may come from another once it is done). A fire that
 // raced with a Reset may still be received after it; callers treat a fire
 // as "look at the clock", never as "the new deadline passed".
 type Timer struct {
@@ -39,7 +40,10 @@ func New() (t *Timer, err error) {
 }
 
 // fallback is a time.Timer that fires into c.
-type fallback struct{ t *time.Timer }
+type fallback struct {
+	t      *time.Timer
+	closed bool
+}
 
 func (t *Timer) initFallback(c chan struct{}) {
 	t.fb = &fallback{t: time.AfterFunc(time.Hour, func() {
@@ -56,7 +60,9 @@ func (t *Timer) initFallback(c chan struct{}) {
 func (t *Timer) Reset(d time.Duration) {
 	d = max(d, time.Nanosecond)
 	if t.fb != nil {
-		t.fb.t.Reset(d)
+		if !t.fb.closed {
+			t.fb.t.Reset(d)
+		}
 		return
 	}
 	t.reset(d)
@@ -74,6 +80,7 @@ func (t *Timer) Stop() {
 // Close stops the timer and lets go of what it holds; C never fires again.
 func (t *Timer) Close() error {
 	if t.fb != nil {
+		t.fb.closed = true
 		t.fb.t.Stop()
 		return nil
 	}

@@ -30,6 +30,12 @@ func (t *Timer) init(c chan struct{}) error {
 	// os.NewFile puts a non-blocking descriptor in the poller.
 	t.f = os.NewFile(uintptr(fd), "timerfd")
 	t.fd = fd
+	// A descriptor the poller could not take has no deadlines: its Read
+	// would fail at once and the timer never fire.
+	if err := t.f.SetReadDeadline(time.Time{}); err != nil {
+		t.f.Close()
+		return fmt.Errorf("polltimer: timerfd not pollable: %w", err)
+	}
 	if t.rc, err = t.f.SyscallConn(); err != nil {
 		t.f.Close()
 		return fmt.Errorf("polltimer: %w", err)
@@ -42,8 +48,12 @@ func (t *Timer) init(c chan struct{}) error {
 
 // readFD consumes the expiry count; false (EAGAIN) waits for the poller.
 func (t *Timer) readFD(fd uintptr) bool {
-	_, _, e := unix.RawSyscall(unix.SYS_READ, fd, uintptr(unsafe.Pointer(&t.buf[0])), uintptr(len(t.buf)))
-	return e != unix.EAGAIN && e != unix.EINTR
+	for {
+		_, _, e := unix.RawSyscall(unix.SYS_READ, fd, uintptr(unsafe.Pointer(&t.buf[0])), uintptr(len(t.buf)))
+		if e != unix.EINTR {
+			return e != unix.EAGAIN
+		}
+	}
 }
 
 // wait hands each expiry to c until the descriptor closes.

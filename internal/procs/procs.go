@@ -7,8 +7,8 @@
 // burst wakes two or three threads and each wake-up is a context switch —
 // on a virtual machine, dearer than the burst's own work. With one P the
 // whole burst runs on the thread that woke for it. Measured on the 2-core
-// VM of docs/performance.md ("What each lever gained"): one P costs a 1-viewer
-// relay about half the CPU of two. But one P caps the process at one core,
+// VM of docs/performance.md ("What each lever gained"): one P cuts what a
+// 1-viewer relay costs by about a third. But one P caps the process at one core,
 // so the Governor gives the runtime its default back as soon as the
 // process uses a good part of that core, and takes it away again only
 // after the load has stayed low for a while.
@@ -21,8 +21,6 @@ import (
 	"runtime"
 	"sync"
 	"time"
-
-	"golang.org/x/sys/unix"
 )
 
 // Governor samples the process's CPU use and sets GOMAXPROCS to 1 when it
@@ -67,7 +65,7 @@ func New(log *slog.Logger) *Governor {
 		log.Debug("GOMAXPROCS is set: the runtime's parallelism is left as set", "GOMAXPROCS", v)
 		return nil
 	}
-	if runtime.GOMAXPROCS(0) <= 1 {
+	if runtime.GOMAXPROCS(0) <= 1 || processCPU() < 0 {
 		return nil
 	}
 	return &Governor{Up: defaultUp, Down: defaultDown, DownAfter: defaultDownAfter, Every: defaultEvery, Log: log,
@@ -124,6 +122,9 @@ func (g *Governor) run(ctx context.Context) {
 			} else {
 				procs = g.setProcs(0)
 			}
+			if procs == before { // the default is one P now (CPU affinity, cgroup limit)
+				continue
+			}
 			g.Log.Info("GOMAXPROCS adapted to the load", "from", before, "to", procs, "cores_used", round2(cores))
 		}
 	}
@@ -150,15 +151,6 @@ func (g *Governor) decide(procs int, cores float64, quiet int) (want, quietAfter
 }
 
 func round2(f float64) float64 { return float64(int(f*100+0.5)) / 100 }
-
-// processCPU is the user and system time of every thread of the process.
-func processCPU() time.Duration {
-	var ru unix.Rusage
-	if err := unix.Getrusage(unix.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
 
 // setProcs sets GOMAXPROCS: n 1 one P, n 0 the runtime's default (which
 // follows the CPU limit of the process's cgroup again), n < 0 nothing. It

@@ -11,7 +11,7 @@ import (
 )
 
 // Writer sends batches on one socket with sendmmsg, normally a connected one
-// (Message.Addr nil). It makes the system call itself, raw: sending on a
+// (Message.Addr nil). It is for one goroutine at a time. It makes the system call itself, raw: sending on a
 // non-blocking socket never blocks, and a call through the runtime's
 // syscall entry would wake its monitor thread (sysmon) on every batch of
 // an otherwise idle process, a context switch that costs more here than
@@ -22,6 +22,7 @@ type Writer struct {
 	headers
 
 	// state of the call in flight; fn is bound once so Write does not allocate.
+	big   bool // a batch over rawMax bytes: through the runtime's syscall entry
 	k     int
 	n     int
 	errno syscall.Errno
@@ -40,7 +41,11 @@ func (w *Writer) send(fd uintptr) bool {
 	var n uintptr
 	var e syscall.Errno
 	for {
-		n, _, e = unix.RawSyscall6(unix.SYS_SENDMMSG, fd, uintptr(unsafe.Pointer(&w.hs[w.k])), uintptr(len(w.hs)-w.k), unix.MSG_DONTWAIT, 0, 0)
+		if w.big {
+			n, _, e = unix.Syscall6(unix.SYS_SENDMMSG, fd, uintptr(unsafe.Pointer(&w.hs[w.k])), uintptr(len(w.hs)-w.k), unix.MSG_DONTWAIT, 0, 0)
+		} else {
+			n, _, e = unix.RawSyscall6(unix.SYS_SENDMMSG, fd, uintptr(unsafe.Pointer(&w.hs[w.k])), uintptr(len(w.hs)-w.k), unix.MSG_DONTWAIT, 0, 0)
+		}
 		if e != unix.EINTR {
 			break
 		}
@@ -84,7 +89,11 @@ func (w *Writer) Write(ms []Message) (n int, err error) {
 // addresses are all the kernel sees.
 func (w *Writer) fill(ms []Message) {
 	w.build(ms)
+	total := 0
 	for i := range ms {
+		for _, b := range ms[i].Buffers {
+			total += len(b)
+		}
 		h := &w.hs[i]
 		if a, ok := ms[i].Addr.(*net.UDPAddr); ok && a != nil {
 			if l := putSockaddr(&w.names[i], a); l > 0 {
@@ -97,7 +106,14 @@ func (w *Writer) fill(ms []Message) {
 			h.hdr.SetControllen(len(ms[i].OOB))
 		}
 	}
+	w.big = total > rawMax
 }
+
+// rawMax bounds the bytes of a raw send: a raw call holds its P for as
+// long as the kernel copies (and on loopback delivers), and the runtime
+// cannot stop the world meanwhile. udp-sink's default batch (64 datagrams
+// of ~1200 bytes) is a tenth of it.
+const rawMax = 1 << 20
 
 // putSockaddr writes a as a sockaddr_in or sockaddr_in6 into sa and returns
 // its length, 0 when a has no usable address.

@@ -61,7 +61,7 @@ func (o *releasingOutput) Emit(p *core.Packet) {
 // largest tag, a media message costs rtmp-source no allocation (the packet
 // comes from the pool).
 func TestMediaDoesNotAllocate(t *testing.T) {
-	if raceOn {
+	if raceEnabled {
 		t.Skip("sync.Pool drops items at random under the race detector")
 	}
 	body := bytes.Repeat([]byte{0x17}, 5000)

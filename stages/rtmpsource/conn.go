@@ -4,15 +4,11 @@ import (
 	"errors"
 	"io"
 	"net"
-	"os"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
-	"unsafe"
 
 	"github.com/sirupsen/logrus"
-	"golang.org/x/sys/unix"
 )
 
 // guardedConn is the byte stream go-rtmp reads: until its publish is
@@ -142,68 +138,4 @@ func (l trackingListener) Accept() (net.Conn, error) {
 		return nil, err
 	}
 	return l.s.track(nc), nil
-}
-
-// rawReader reads a TCP connection with read(2) made raw, not through the
-// runtime's syscall entry: on a non-blocking socket the call never blocks,
-// and the entry wakes the runtime's monitor thread (sysmon) whenever the
-// process was idle — every burst of a live stream, at a cost here larger
-// than the read's (docs/performance.md, "What limits the fan-out now").
-type rawReader struct {
-	rc    syscall.RawConn
-	buf   []byte
-	n     int
-	errno syscall.Errno
-	fn    func(fd uintptr) bool // bound once: read does not allocate
-}
-
-func newRawReader(c net.Conn) *rawReader {
-	sc, ok := c.(syscall.Conn)
-	if !ok {
-		return nil
-	}
-	rc, err := sc.SyscallConn()
-	if err != nil {
-		return nil
-	}
-	r := &rawReader{rc: rc}
-	r.fn = r.readFD
-	return r
-}
-
-func (r *rawReader) readFD(fd uintptr) bool {
-	var n uintptr
-	var e syscall.Errno
-	for {
-		n, _, e = unix.RawSyscall(unix.SYS_READ, fd, uintptr(unsafe.Pointer(&r.buf[0])), uintptr(len(r.buf)))
-		if e != unix.EINTR {
-			break
-		}
-	}
-	if e == unix.EAGAIN || e == unix.EWOULDBLOCK {
-		return false // nothing yet: wait for the poller (and the read deadline)
-	}
-	r.n, r.errno = int(n), e
-	return true
-}
-
-// read is net.Conn's Read: io.EOF when the peer closed, the deadline's
-// error (a net.Error that times out) when it passed.
-func (r *rawReader) read(p []byte) (int, error) {
-	if len(p) == 0 {
-		return 0, nil
-	}
-	r.buf, r.n, r.errno = p, 0, 0
-	err := r.rc.Read(r.fn)
-	r.buf = nil
-	if err != nil {
-		return 0, err
-	}
-	if r.errno != 0 {
-		return 0, os.NewSyscallError("read", r.errno)
-	}
-	if r.n == 0 {
-		return 0, io.EOF
-	}
-	return r.n, nil
 }

@@ -2,4 +2,4 @@
 
 package rtmpsource
 
-const raceOn = false
+const raceEnabled = false

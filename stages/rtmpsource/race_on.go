@@ -1,0 +1,5 @@
+//go:build race
+
+package rtmpsource
+
+const raceEnabled = true
