@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/mediapipe/mediapipe/host"
+	"github.com/mediapipe/mediapipe/internal/relaytoml"
 	"github.com/mediapipe/mediapipe/internal/testmedia"
 	"github.com/mediapipe/mediapipe/internal/testrun"
 )
@@ -40,38 +41,19 @@ func TestControlLoop(t *testing.T) {
 				// a parity overhead above 0 is the controller's doing.
 				pol = fmt.Sprintf("\n  policy = %q\n  overhead = 0.0", tc.policy)
 			}
-			cloud := strings.Replace(cloudTOML(a), "  [[pipeline.stage]]\n  use = \"udp-sink\"",
-				"  [[pipeline.stage]]\n  use = \"fec-encoder\""+pol+"\n  group = 16\n  max_wait = \"40ms\"\n\n  [[pipeline.stage]]\n  use = \"udp-sink\"", 1) +
-				fmt.Sprintf("\n[admin]\nlisten = %q\ntoken = %q\n", admin, apiToken)
-			if !strings.Contains(cloud, "fec-encoder") {
-				t.Fatalf("cloud without fec-encoder:\n%s", cloud)
-			}
-			testrun.Start(t, "cloud.toml", cloud, nil)
 			ns := ""
 			if tc.netsim != "" {
 				ns = "  [[pipeline.stage]]\n  use = \"netsim\"\n" + tc.netsim + "\n"
 			}
 			// rtp-reorder's latency is generous (as edgeTOML's) so a busy
 			// machine still repairs what parity does not recover.
-			edge := testrun.Start(t, "edge.toml", fmt.Sprintf(`
-[[pipeline]]
-name = "edge"
-  [[pipeline.stage]]
-  use = "udp-source"
-  listen = %q
-  fec_payload_type = 101
-%s  [[pipeline.stage]]
-  use = "fec-decoder"
-  [[pipeline.stage]]
-  use = "rtp-reorder"
-  retransmit = %q
-  latency = "300ms"
-  [[pipeline.stage]]
-  use = "flv-reassembler"
-  [[pipeline.stage]]
-  use = "httpflv-sink"
-  listen = %q
-`, a.UDP, ns, a.RTX, a.HTTP), nil)
+			rl := relaytoml.Relay{RTMP: a.RTMP, RTX: a.RTX, UDP: a.UDP, HTTP: a.HTTP, ReconnectGrace: "0s",
+				Latency:       300 * time.Millisecond,
+				SourceParams:  "  fec_payload_type = 101\n",
+				BeforeReorder: ns + "  [[pipeline.stage]]\n  use = \"fec-decoder\"\n",
+				BeforeSink:    "\n  [[pipeline.stage]]\n  use = \"fec-encoder\"" + pol + "\n  group = 16\n  max_wait = \"40ms\"\n"}
+			testrun.Start(t, "cloud.toml", rl.Cloud()+fmt.Sprintf("\n[admin]\nlisten = %q\ntoken = %q\n", admin, apiToken), nil)
+			edge := testrun.Start(t, "edge.toml", rl.Edge(), nil)
 
 			url := "http://" + a.HTTP + "/live/ctl.flv"
 			push := testmedia.Push(t, context.Background(), clip, "rtmp://"+a.RTMP+"/live/ctl", true)

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mediapipe/mediapipe/internal/relaytoml"
 	"github.com/mediapipe/mediapipe/internal/testmedia"
 	"github.com/mediapipe/mediapipe/internal/testrun"
 )
@@ -75,57 +76,16 @@ func TestMulticastEdgesInNetns(t *testing.T) {
 	}
 
 	rtmp, rtx := testrun.FreeTCP(t), hub+":15401"
-	cloud := testrun.StartProcess(t, "cloud.toml", fmt.Sprintf(`
-[[pipeline]]
-name = "cloud"
-  [[pipeline.stage]]
-  use = "rtmp-source"
-  listen = %q
-  reconnect_grace = "0s"
-  [[pipeline.stage]]
-  use = "flv-tagger"
-  [[pipeline.stage]]
-  use = "rtp-fragmenter"
-  [[pipeline.stage]]
-  use = "quic-retransmit"
-  listen = %q
-  [[pipeline.stage]]
-  use = "fec-encoder"
-  policy = "static"                # a fixed overhead: the test counts parity sent once, not what a policy would choose
-  overhead = 0.2
-  [[pipeline.stage]]
-  use = "udp-sink"
-  destinations = [%q]
-  interface = %q
-  multicast_loopback = false
-`, rtmp, rtx, group, bridge), nil)
+	cloud := testrun.StartProcess(t, "cloud.toml", relaytoml.Relay{RTMP: rtmp, RTX: rtx, UDP: group, ReconnectGrace: "0s",
+		// A fixed overhead: the test counts parity sent once, not what a policy would choose.
+		BeforeSink: "\n  [[pipeline.stage]]\n  use = \"fec-encoder\"\n  policy = \"static\"\n  overhead = 0.2\n",
+		SinkParams: fmt.Sprintf("  interface = %q\n  multicast_loopback = false\n", bridge)}.Cloud(), nil)
 
 	var procs []*testrun.Process
 	for i, e := range es {
-		edgeTOML := fmt.Sprintf(`
-[[pipeline]]
-name = "edge"
-  [[pipeline.stage]]
-  use = "udp-source"
-  listen = %q
-  interface = %q
-  fec_payload_type = 101
-  [[pipeline.stage]]
-  use = "netsim"
-  drop = 0.05
-  seed = %d
-  [[pipeline.stage]]
-  use = "fec-decoder"
-  [[pipeline.stage]]
-  use = "rtp-reorder"
-  retransmit = %q
-  latency = "300ms"
-  [[pipeline.stage]]
-  use = "flv-reassembler"
-  [[pipeline.stage]]
-  use = "httpflv-sink"
-  listen = %q
-`, group, e.dev, 101+i, rtx, e.ip+":8080")
+		edgeTOML := relaytoml.Relay{UDP: group, RTX: rtx, HTTP: e.ip + ":8080", Latency: 300 * time.Millisecond,
+			SourceParams:  fmt.Sprintf("  interface = %q\n  fec_payload_type = 101\n", e.dev),
+			BeforeReorder: fmt.Sprintf("  [[pipeline.stage]]\n  use = \"netsim\"\n  drop = 0.05\n  seed = %d\n  [[pipeline.stage]]\n  use = \"fec-decoder\"\n", 101+i)}.Edge()
 		procs = append(procs, testrun.StartProcess(t, e.ns+".toml", edgeTOML, nil, testrun.Netns(e.ns), testrun.AdminAt(e.ip+":9090")))
 	}
 	for i, p := range procs {

@@ -47,6 +47,9 @@ type Relay struct {
 	// BeforeSink is [[pipeline.stage]] tables put into the cloud between
 	// quic-retransmit and udp-sink (fec-encoder).
 	BeforeSink string
+	// SinkParams are TOML lines added to the cloud's udp-sink table
+	// (interface and multicast_loopback for a multicast group).
+	SinkParams string
 }
 
 // Cloud is the cloud pipeline: rtmp-source → flv-tagger → rtp-fragmenter →
@@ -92,7 +95,7 @@ name = "cloud"
   [[pipeline.stage]]
   use = "udp-sink"
   destinations = [%s]
-`, r.RTMP, grace, r.RTX, cache, r.BeforeSink, strings.Join(quoted, ", "))
+%s`, r.RTMP, grace, r.RTX, cache, r.BeforeSink, strings.Join(quoted, ", "), r.SinkParams)
 }
 
 // Edge is the edge pipeline: udp-source → rtp-reorder → flv-reassembler →
