@@ -8,18 +8,18 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/mediapipe/mediapipe/internal/rawio"
 	"golang.org/x/sys/unix"
 )
 
 type impl struct {
-	fd   int
 	f    *os.File
 	rc   syscall.RawConn
+	r    *rawio.Reader
 	done chan struct{}
 	spec unix.ItimerSpec
 	buf  [8]byte
-	read func(fd uintptr) bool // bound once: no closure per wait or Reset
-	set  func(fd uintptr)
+	set  func(fd uintptr) // bound once: no closure per Reset
 }
 
 func (t *Timer) init(c chan struct{}) error {
@@ -29,7 +29,6 @@ func (t *Timer) init(c chan struct{}) error {
 	}
 	// os.NewFile puts a non-blocking descriptor in the poller.
 	t.f = os.NewFile(uintptr(fd), "timerfd")
-	t.fd = fd
 	// A descriptor the poller could not take has no deadlines: its Read
 	// would fail at once and the timer never fire.
 	if err := t.f.SetReadDeadline(time.Time{}); err != nil {
@@ -41,27 +40,22 @@ func (t *Timer) init(c chan struct{}) error {
 		return fmt.Errorf("polltimer: %w", err)
 	}
 	t.done = make(chan struct{})
-	t.read, t.set = t.readFD, t.setFD
+	t.r, t.set = rawio.NewReader(t.rc), t.setFD
 	go t.wait(c)
 	return nil
-}
-
-// readFD consumes the expiry count; false (EAGAIN) waits for the poller.
-func (t *Timer) readFD(fd uintptr) bool {
-	for {
-		_, _, e := unix.RawSyscall(unix.SYS_READ, fd, uintptr(unsafe.Pointer(&t.buf[0])), uintptr(len(t.buf)))
-		if e != unix.EINTR {
-			return e != unix.EAGAIN
-		}
-	}
 }
 
 // wait hands each expiry to c until the descriptor closes.
 func (t *Timer) wait(c chan struct{}) {
 	defer close(t.done)
 	for {
-		if err := t.rc.Read(t.read); err != nil {
-			return // closed
+		// Reading consumes the expiry count (raw: internal/rawio).
+		if _, err := t.r.Read(t.buf[:]); err != nil {
+			var se *os.SyscallError
+			if !errors.As(err, &se) {
+				return // closed
+			}
+			// A failed read still means the descriptor woke: look at the clock.
 		}
 		select {
 		case c <- struct{}{}:
