@@ -17,9 +17,9 @@ type headers struct {
 }
 
 // build sizes the arrays for ms (growing them only when a batch is larger
-// than any before) and points message i's iovecs at ms[i].Buffers. Names
-// and control data are the caller's to set.
-func (h *headers) build(ms []Message) {
+// than any before), points message i's iovecs at ms[i].Buffers and returns
+// the bytes they hold. Names and control data are the caller's to set.
+func (h *headers) build(ms []Message) (bytes int) {
 	if cap(h.hs) < len(ms) {
 		h.hs = make([]mmsghdr, len(ms))
 		h.names = make([]unix.RawSockaddrInet6, len(ms))
@@ -44,6 +44,7 @@ func (h *headers) build(ms []Message) {
 				h.iovs[k].Base = &b[0]
 				h.iovs[k].SetLen(len(b))
 			}
+			bytes += len(b)
 			k++
 		}
 		if k > first {
@@ -51,4 +52,5 @@ func (h *headers) build(ms []Message) {
 			m.hdr.SetIovlen(k - first)
 		}
 	}
+	return bytes
 }

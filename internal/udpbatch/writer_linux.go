@@ -88,12 +88,8 @@ func (w *Writer) Write(ms []Message) (n int, err error) {
 // fill builds the mmsghdrs for ms in w's own arrays, so the buffers'
 // addresses are all the kernel sees.
 func (w *Writer) fill(ms []Message) {
-	w.build(ms)
-	total := 0
+	total := w.build(ms)
 	for i := range ms {
-		for _, b := range ms[i].Buffers {
-			total += len(b)
-		}
 		h := &w.hs[i]
 		if a, ok := ms[i].Addr.(*net.UDPAddr); ok && a != nil {
 			if l := putSockaddr(&w.names[i], a); l > 0 {
