@@ -286,20 +286,30 @@ func TestControllerWithoutFeedback(t *testing.T) {
 	}
 }
 
-// TestControllerLoopEndsWithRun: the loop runs on the stage's clock while
-// Run runs, and its goroutine and the policy are gone when Run returns.
-func TestControllerLoopEndsWithRun(t *testing.T) {
+// startScripted runs a fec-encoder with params (policy "plugin", answered
+// by a scripted policy) on a fake clock, with one packet of stream through
+// it. The caller closes h.
+func startScripted(t *testing.T, params map[string]any, stream string) (*scripted, *stagetest.FakeClock, core.Stage, *stagetest.Harness) {
+	t.Helper()
 	pol := &scripted{answer: overheadFor(0.3)}
 	control.SetPluginOpener(func(string) (control.Policy, error) { return pol, nil })
 	env := core.TestEnv("fec-encoder")
 	clock := stagetest.NewFakeClock(time.Unix(0, 0))
 	env.Clock = clock
 	env.Siblings = func() []core.Stage { return nil }
-	st := stagetest.Build(t, "fec-encoder", map[string]any{"policy": "plugin", "path": "p"}, env)
+	params["policy"], params["path"] = "plugin", "p"
+	st := stagetest.Build(t, "fec-encoder", params, env)
 	h := stagetest.Start(t, st, env, false)
-	s := h.StartStream("live/loop")
+	s := h.StartStream(stream)
 	h.SendData(s, 0, 0, rtpPacket(3, 0, 0, 100))
 	h.Out.WaitData(1, 5*time.Second)
+	return pol, clock, st, h
+}
+
+// TestControllerLoopEndsWithRun: the loop runs on the stage's clock while
+// Run runs, and its goroutine and the policy are gone when Run returns.
+func TestControllerLoopEndsWithRun(t *testing.T) {
+	pol, clock, st, h := startScripted(t, map[string]any{}, "live/loop")
 	testrun.Eventually(t, 5*time.Second, "a tick", func() bool {
 		clock.Advance(time.Second)
 		pol.mu.Lock()
@@ -330,18 +340,8 @@ func TestControllerLoopEndsWithRun(t *testing.T) {
 // TestControllerIntervalReload: a reload that shortens interval takes
 // effect at once, not when the old (long) timer runs out.
 func TestControllerIntervalReload(t *testing.T) {
-	pol := &scripted{answer: overheadFor(0.3)}
-	control.SetPluginOpener(func(string) (control.Policy, error) { return pol, nil })
-	env := core.TestEnv("fec-encoder")
-	clock := stagetest.NewFakeClock(time.Unix(0, 0))
-	env.Clock = clock
-	env.Siblings = func() []core.Stage { return nil }
-	st := stagetest.Build(t, "fec-encoder", map[string]any{"policy": "plugin", "path": "p", "interval": "60s"}, env)
-	h := stagetest.Start(t, st, env, false)
+	pol, clock, st, h := startScripted(t, map[string]any{"interval": "60s"}, "live/reload")
 	defer h.Close()
-	s := h.StartStream("live/reload")
-	h.SendData(s, 0, 0, rtpPacket(3, 0, 0, 100))
-	h.Out.WaitData(1, 5*time.Second)
 	e := st.(*Encoder)
 	cfg := e.cfg
 	cfg.Interval = time.Second
