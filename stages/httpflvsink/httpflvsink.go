@@ -43,7 +43,7 @@ type Config struct {
 	WriteTimeout time.Duration `param:"write_timeout" default:"10s" min:"0.1" doc:"a viewer whose socket accepts nothing for this long, or that has more than this much of the stream (at its measured rate) sent or queued but not acknowledged, is disconnected (slow_viewer); also the most a viewer is given to take what is queued when its stream ends. Each viewer's socket send buffer is one second of its stream, 64 KiB to 1 MiB (and net.core.wmem_max), so a viewer that stops reading is shed write_timeout after its send buffer fills (a second or two) and pins at most twice its send buffer in the kernel"`
 	// Coalescing: tags queue per viewer and go out in one writev per flush,
 	// so a viewer costs a syscall per burst, not per tag.
-	FlushInterval time.Duration `param:"flush_interval" default:"20ms" min:"0" max:"1" doc:"the longest a tag waits before it is written to viewers. A burst of tags (a frame and its audio) goes out in one write per viewer as soon as it has arrived, unless the stream's last write was too recent: a stream with 256 viewers or more is written at most once per flush_interval, one with fewer proportionally more often (with few viewers, at every burst). 0 sends each tag at once (lowest latency, most CPU per viewer)"`
+	FlushInterval time.Duration `param:"flush_interval" default:"25ms" min:"0" max:"1" doc:"the longest a tag waits before it is written to viewers. A stream with fewer than 128 viewers is written at every burst of tags (a frame and its audio) as soon as it has arrived, unless its last write was too recent (a share of flush_interval that grows with the audience). From 128 viewers, where the writes are most of what a stream costs, a burst is held for the stream's next one while that is due within flush_interval, so one write per viewer carries two bursts or more. 0 sends each tag at once (lowest latency, most CPU per viewer)"`
 	TCPNoDelay    bool          `param:"tcp_nodelay" default:"false" doc:"send each write to a viewer as its own TCP segment at once (TCP_NODELAY). Off (the default, as in nginx-rtmp and SRS), a write while the viewer has not acknowledged the last one waits in the kernel for its ACK and goes out with what follows: less CPU per viewer, and no delay for a player that reads as data comes; over a long round trip the tail of a frame may wait up to one round trip"`
 	FlushBytes    int           `param:"flush_bytes" default:"32768" min:"1024" max:"16777216" doc:"a stream that has queued this many bytes since the last flush is flushed at once (keyframes do not wait for flush_interval)"`
 	Page          bool          `param:"page" default:"true" doc:"serve player pages on the same address: / lists the live streams (codec, size, bitrate, viewers, uptime) and updates itself, /APP/KEY plays a stream in the browser (mpegts.js, embedded in the binary) with a live-latency readout; with play_key set the pages ask for the key too. false: every URL that is not a stream is 404"`
@@ -275,12 +275,13 @@ func (s *Stage) serve(in <-chan *core.Packet) {
 // returns when the next of the others is due (zero: none left). busy: more
 // input is waiting, so a stream's burst may not be complete yet.
 //
-// A stream's turn comes at the end of a burst once its last flush is
-// spacing old, and in any case once its oldest queued tag has waited
-// flush_interval. spacing grows with the stream's audience up to
-// flush_interval: a write per viewer is what a flush costs, so a stream
-// with few viewers is written at every burst (lowest latency, little CPU
-// in all) and one with many is coalesced, where it saves the most.
+// No tag waits longer than flush_interval. Below, a stream's turn comes at
+// the end of a burst: with fewer than coalesceViewers viewers once its last
+// flush is spacing old; with more, unless its next burst is expected
+// before the deadline (it is held for it). A write per viewer is what a
+// flush costs, so a stream with few viewers is written at every burst
+// (lowest latency, little CPU in all) and one with many is coalesced,
+// where it saves the most.
 func (f *flusher) flushDue(now time.Time, busy bool) (next time.Time) {
 	s := f.s
 	capWait := s.cfg.FlushInterval
@@ -289,8 +290,20 @@ func (f *flusher) flushDue(now time.Time, busy bool) (next time.Time) {
 	for _, st := range s.dirty {
 		at := st.dirtySince.Add(capWait) // the latest it may go out
 		if !busy {
-			if ready := st.lastFlush.Add(spacing(capWait, st.audience)); ready.Before(at) {
-				at = ready
+			switch {
+			case st.audience >= coalesceViewers:
+				// Decided once per burst, at its end: a wait begun is not
+				// cut short by another stream's burst or a timer.
+				if last := st.latestTag(); !last.Equal(st.decided) {
+					st.decided, st.hold = last, st.holdFor(now, at)
+				}
+				if !st.hold {
+					at = now
+				}
+			default:
+				if ready := st.lastFlush.Add(spacing(capWait, st.audience)); ready.Before(at) {
+					at = ready
+				}
 			}
 		}
 		if st.urgent || !now.Before(at) {
@@ -315,17 +328,59 @@ func (f *flusher) flushDue(now time.Time, busy bool) (next time.Time) {
 	return next
 }
 
-// fullSpacingViewers is the audience from which a stream's writes are
-// spaced by the whole flush_interval; a smaller one's by a share of it.
-const fullSpacingViewers = 256
+// coalesceViewers is the audience from which a stream's writes carry
+// more than one burst where they can: a burst is held for the stream's
+// next one while that is expected within flush_interval, so a write per
+// viewer (what a flush costs, and from here on most of what the stream
+// costs) carries two bursts, or more when they come closer. A smaller
+// audience is written at every burst, spaced by a share of flush_interval
+// that grows with it: latency is worth more there than the writes.
+const coalesceViewers = 128
+
+// pairMargin: the next burst is waited for only when it is expected this
+// much before the deadline, so a little jitter in its coming does not cost
+// a wait of the whole flush_interval for nothing.
+const pairMargin = time.Millisecond
+
+// pairSlack: a lone burst is held for the next one even when that is
+// expected up to this much past the deadline. Publishers pace their
+// frames on a coarse clock (ffmpeg -re sends on ~10 ms ticks), so a frame
+// comes up to a tick after the time its pace says; if it misses the
+// deadline, the lone burst goes out at the deadline, a wait no longer
+// than flush_interval. A stream whose frames come further apart than
+// that (video alone, 25 fps) is written at every frame.
+const pairSlack = 10 * time.Millisecond
+
+// holdFor says whether the stream's queued bursts wait for its next one,
+// given their deadline: when that is expected before the deadline, or,
+// for a lone burst (the first since the last write), a little after.
+func (st *stream) holdFor(now, deadline time.Time) bool {
+	next := st.nextBurst(now)
+	switch {
+	case next.IsZero():
+		return false
+	case !next.Add(pairMargin).After(deadline):
+		return true
+	}
+	lone := st.latestTag().Sub(st.dirtySince) <= burstSplit
+	return lone && !next.After(deadline.Add(pairSlack))
+}
+
+// latestTag is when the stream's last audio or video tag came.
+func (st *stream) latestTag() time.Time {
+	if st.lastAt[0].After(st.lastAt[1]) {
+		return st.lastAt[0]
+	}
+	return st.lastAt[1]
+}
 
 // spacing is the least time between two flushes of a stream with viewers
-// viewers, given flush_interval capWait.
+// viewers (fewer than coalesceViewers), given flush_interval capWait.
 func spacing(capWait time.Duration, viewers int) time.Duration {
-	if viewers >= fullSpacingViewers {
+	if viewers >= coalesceViewers {
 		return capWait
 	}
-	return capWait * time.Duration(viewers) / fullSpacingViewers
+	return capWait * time.Duration(viewers) / coalesceViewers
 }
 
 // shutdown stops the listener and ends every viewer's response (within a second).
@@ -391,7 +446,50 @@ func (s *Stage) data(p *core.Packet) {
 	}
 	now := time.Now()
 	st.observe(p.Data, now)
+	st.tagPace(p.Type, now)
 	st.push(newRef(p), now)
+}
+
+// burstSplit: tags closer than this came in one burst (out of one read of
+// the relay's input, microseconds apart) and say nothing of the pace.
+const burstSplit = time.Millisecond
+
+// tagPace notes that a tag of type typ came at now: a live stream's audio
+// frames come a frame's duration apart, and so do its video frames.
+func (st *stream) tagPace(typ byte, now time.Time) {
+	k := 0
+	switch typ {
+	case flv.TypeAudio:
+	case flv.TypeVideo:
+		k = 1
+	default:
+		return
+	}
+	if last := st.lastAt[k]; !last.IsZero() {
+		if gap := now.Sub(last); gap > burstSplit {
+			if st.pace[k] == 0 {
+				st.pace[k] = gap
+			} else {
+				st.pace[k] += (gap - st.pace[k]) / 4 // smoothed: one late frame moves it a little
+			}
+		}
+	}
+	st.lastAt[k] = now
+}
+
+// nextBurst is when the stream's next tag is expected, after now; zero
+// when nothing is (no pace known yet, or every kind of tag is overdue:
+// a stream that paused, or stopped sending one of them).
+func (st *stream) nextBurst(now time.Time) (next time.Time) {
+	for k, last := range st.lastAt {
+		if st.pace[k] <= 0 {
+			continue
+		}
+		if at := last.Add(st.pace[k]); at.After(now) && (next.IsZero() || at.Before(next)) {
+			next = at
+		}
+	}
+	return next
 }
 
 // serveHTTP answers GET /APP/KEY.flv, and hands anything else to the

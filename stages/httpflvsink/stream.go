@@ -49,6 +49,15 @@ type stream struct {
 	dirty, urgent         bool
 	dirtySince, lastFlush time.Time
 	audience              int
+	// Run's own, for audio [0] and video [1]: when the last tag came, and
+	// how far apart they come (tagPace); together they say when the
+	// stream's next burst is due.
+	lastAt [2]time.Time
+	pace   [2]time.Duration
+	// Run's own: whether the queued bursts are held for the next one
+	// (coalesceViewers and more), decided at the tag that came at decided.
+	hold    bool
+	decided time.Time
 
 	// The stream's rate, which sizes its viewers' send buffers and says
 	// how far behind live they may fall (lag.go).
