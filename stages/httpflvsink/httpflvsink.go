@@ -135,6 +135,7 @@ type Stage struct {
 
 	dirty      []*stream     // Run's own: streams with tags queued since their last flush
 	checkEvery time.Duration // how often a viewer's send queue is read
+	pieceTags  int           // the most tags in one blocking write (stream.go)
 
 	mViewers  prometheus.Gauge
 	mServed   prometheus.Counter
@@ -156,6 +157,7 @@ func New(cfg *Config, env *core.Env) (core.Stage, error) {
 		streams:    map[*core.Stream]*stream{},
 		live:       map[*stream]struct{}{},
 		checkEvery: checkEvery(cfg.WriteTimeout),
+		pieceTags:  max(cfg.ViewerQueue/pieceShare, 1),
 		mKeys:      env.Metrics.Counter("keyframes"),
 		mViewers:   env.Metrics.Gauge("viewers"),
 		mServed:    env.Metrics.Counter("viewers_served"),

@@ -3,8 +3,10 @@ package httpflvsink_test
 import (
 	"bufio"
 	"bytes"
+	"crypto/tls"
 	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"strconv"
 	"strings"
@@ -15,7 +17,9 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/mediapipe/mediapipe/core"
 	"github.com/mediapipe/mediapipe/core/media/flv"
+	"github.com/mediapipe/mediapipe/internal/testcert"
 	"github.com/mediapipe/mediapipe/internal/testrun"
 	"github.com/mediapipe/mediapipe/stages/httpflvsink"
 )
@@ -222,4 +226,128 @@ func tcpMemPages(t *testing.T) int {
 	}
 	t.Fatal("no TCP mem in /proc/net/sockstat")
 	return 0
+}
+
+// TestBacklogCountsOnlyUnsent: a viewer's queue (what viewer_queue bounds,
+// and the control API shows) counts the tags not yet sent, not those its
+// goroutine's write in progress has already delivered. A viewer that fell
+// 15 tags behind and read back to 4 behind while its goroutine still
+// wrote one long backlog was counted 13 behind until that write ended, so
+// one that then fell behind again by less than viewer_queue was cut as
+// slow: the TLS viewer of TestHTTPSStalledViewerShed on a busy CPU.
+func TestBacklogCountsOnlyUnsent(t *testing.T) {
+	const (
+		queue  = 16 // the least viewer_queue
+		behind = 15 // tags queued while the viewer does not read
+		read   = 11 // tags it then reads
+		more   = 10 // tags queued after: 14 behind at most, within queue
+	)
+	pair := testcert.NewCA(t).Issue(t, t.TempDir(), "edge")
+	// write_timeout long: the lag check, which the stream's rate at
+	// these few pushes would make strict, is not what is tested.
+	cfg := httpflvsink.Config{ViewerQueue: queue, WriteTimeout: time.Minute, FlushInterval: 10 * time.Millisecond}
+	for _, overTLS := range []bool{false, true} {
+		t.Run(map[bool]string{false: "http", true: "https"}[overTLS], func(t *testing.T) {
+			var (
+				s      *sink
+				served func(path string) bool
+				conf   *tls.Config
+			)
+			if overTLS {
+				ts := startTLSSink(t, cfg, pair)
+				s, served, conf = ts.sink, func(p string) bool { return ts.head(p) == 200 }, ts.pool
+			} else {
+				s = startSink(t, cfg)
+				served = func(p string) bool { return testrun.Head(s.base+p) == 200 }
+			}
+			st := s.h.StartStream("live/backlog")
+			testrun.Eventually(t, testrun.WaitLimit, "the stream served", func() bool { return served("/live/backlog.flv") })
+			// Run has handled what was sent before once a stream
+			// started after it is served.
+			sync := func(name string) {
+				s.h.StartStream(name)
+				testrun.Eventually(t, testrun.WaitLimit, "the sink to catch up", func() bool { return served("/" + name + ".flv") })
+			}
+
+			// A small receive window: the kernel holds little of the
+			// backlog, the sink's goroutine holds the rest.
+			var c net.Conn
+			c, err := dialSmallWindow(strings.TrimPrefix(strings.TrimPrefix(s.base, "http://"), "https://"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			if overTLS {
+				c = tls.Client(c, conf.Clone())
+			}
+			_ = c.SetDeadline(time.Now().Add(2 * testrun.WaitLimit))
+			fmt.Fprintf(c, "GET /live/backlog.flv HTTP/1.1\r\nHost: x\r\n\r\n")
+			resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// Closing the body of a response cut short would read it to
+			// its end: the connection goes first.
+			defer func() { c.Close(); resp.Body.Close() }()
+			fr := flv.NewReader(bufio.NewReader(resp.Body))
+			var got [][]byte
+			readTags := func(n int) {
+				t.Helper()
+				for range n {
+					tag, err := fr.Next()
+					if err != nil {
+						t.Fatalf("after %d tags: %v", len(got), err)
+					}
+					got = append(got, tag)
+				}
+			}
+			testrun.Eventually(t, testrun.WaitLimit, "the viewer", func() bool { return s.viewers() == 1 })
+			queued := func() int {
+				l := s.env.Sessions.List(core.Viewer, "live/backlog")
+				if len(l) != 1 {
+					return -1
+				}
+				return l[0].Queue()
+			}
+
+			var sent [][]byte
+			body := bytes.Repeat([]byte{0x27, 1, 0, 0, 0}, 64<<10/5)
+			push := func(n int) {
+				for range n {
+					b := append([]byte(nil), body...)
+					b[5] = byte(len(sent))
+					tag := flv.AppendTag(nil, flv.TypeVideo, uint32(len(sent)*33), b)
+					sent = append(sent, tag)
+					s.send(st, tag)
+				}
+			}
+			push(behind)
+			sync("sync/1")
+			readTags(read)
+			// The viewer has every tag before the 11th: the sink has
+			// sent them, so at most the rest, from the 11th on, counts.
+			last := 0
+			defer func() {
+				if t.Failed() {
+					t.Logf("the viewer's queue counted %d tags", last)
+				}
+			}()
+			testrun.Eventually(t, testrun.WaitLimit, fmt.Sprintf("the queue to count only the %d tags not yet read", behind-read+1),
+				func() bool { last = queued(); return last >= 0 && last <= behind-read+1 })
+			push(more)
+			sync("sync/2")
+			if n := s.env.Metrics.Drop("slow_viewer").Value(); n != 0 {
+				t.Fatalf("slow_viewer = %v: a viewer %d tags behind, with viewer_queue %d, was cut", n, behind-read+more, queue)
+			}
+			s.h.EndStream(st)
+			for {
+				tag, err := fr.Next()
+				if err != nil {
+					break
+				}
+				got = append(got, tag)
+			}
+			sameTags(t, got, sent)
+		})
+	}
 }

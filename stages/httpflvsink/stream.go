@@ -606,8 +606,11 @@ func (s *Stage) sendQueued(v *viewer, bufs [][]byte) (_ [][]byte, done bool, err
 		}
 		if len(v.out) == 0 {
 			v.out, v.q = v.q, v.out[:0]
-			v.off, v.nout = 0, len(v.out)
+			v.off = 0
 		}
+		// What the last write sent no longer counts against
+		// viewer_queue: only the tags still to go do.
+		v.nout = len(v.out)
 		drainBy, enq := v.drainBy, v.enq
 		if len(v.out) == 0 {
 			end := v.ended
@@ -632,7 +635,7 @@ func (s *Stage) sendQueued(v *viewer, bufs [][]byte) (_ [][]byte, done bool, err
 			abort(v.tcp)
 			return bufs, true, err
 		}
-		bufs = v.frame(bufs[:0], len(v.out)+1)
+		bufs = v.frame(bufs[:0], v.piece(s.pieceTags))
 		var n int64
 		n, err = s.writeBlocking(v, bufs, drainBy)
 		clear(bufs)
@@ -693,6 +696,9 @@ func (v *viewer) frame(dst [][]byte, maxBufs int) [][]byte {
 	}
 	need := v.left
 	for i, r := range v.out {
+		if len(dst) == maxBufs {
+			break // the rest of the chunk in a later write
+		}
 		b := r.b
 		if i == 0 {
 			b = b[v.off:]
@@ -703,6 +709,37 @@ func (v *viewer) frame(dst [][]byte, maxBufs int) [][]byte {
 		}
 	}
 	return dst
+}
+
+// A blocking write by a viewer's goroutine (sendQueued) covers at most
+// maxPieceBytes, or an eighth of viewer_queue tags (Stage.pieceTags), and
+// the tags it sent stop counting against viewer_queue before the next one.
+// A TLS viewer's goroutine took all that had queued while it wrote and
+// wrote it in one go, and push counted all of it as still queued until the
+// last byte was out: on a busy CPU a viewer 35 tags behind, reading all
+// the while, was counted 64 behind and cut as slow. Now what is counted is
+// at most one piece more than what is really still to go.
+const (
+	maxPieceBytes = 256 << 10 // 16 TLS records
+	pieceShare    = 8
+)
+
+// piece is frame's maxBufs for v's next blocking write: the tags of out
+// that fit in maxPieceBytes (at least one), at most maxTags, and the chunk's
+// size line.
+func (v *viewer) piece(maxTags int) int {
+	n, size := 0, -v.off
+	for _, r := range v.out {
+		if n == maxTags || n > 0 && size+len(r.b) > maxPieceBytes {
+			break
+		}
+		size += len(r.b)
+		n++
+	}
+	if v.chunked {
+		n++
+	}
+	return n
 }
 
 // sizeLine is the line that opens a chunk of size bytes, in preBuf, after
