@@ -223,13 +223,11 @@ func (s *Stage) Run(ctx context.Context, in <-chan *core.Packet, _ core.Output) 
 }
 
 // serve takes tags from in until it closes, and flushes them to viewers on
-// this goroutine. Each stream is flushed when in runs dry (the end of a
-// burst: a frame's tags arrive together) if its last flush is
-// flush_interval old, else once it is; at once when it has queued
-// flush_bytes. So a viewer gets one write per burst, at most one per
-// flush_interval, and no tag waits longer than flush_interval; streams do
-// not wait for each other, an idle stage does not wake, and a burst costs
-// no hand-off to another goroutine.
+// this goroutine, when in runs dry (the end of a burst: a frame's tags
+// arrive together) or on a timer, as flushDue decides; at once when a
+// stream has queued flush_bytes. No tag waits longer than flush_interval,
+// streams do not wait for each other, an idle stage does not wake, and a
+// burst costs no hand-off to another goroutine.
 func (s *Stage) serve(in <-chan *core.Packet) {
 	f := newFlusher(s)
 	defer f.close()
@@ -323,6 +321,7 @@ func (f *flusher) flushDue(now time.Time, busy bool) (next time.Time) {
 		f.flushStreams(due, now)
 		for i, st := range due {
 			st.lastFlush, st.dirty, st.urgent = now, false, false
+			st.hold, st.decided = false, time.Time{} // the next tags get a decision of their own
 			due[i] = nil
 		}
 	}
@@ -377,12 +376,12 @@ func (st *stream) latestTag() time.Time {
 }
 
 // spacing is the least time between two flushes of a stream with viewers
-// viewers (fewer than coalesceViewers), given flush_interval capWait.
+// viewers (fewer than coalesceViewers), given flush_interval capWait: a
+// share of it that grows with the audience, under half of it at most, so
+// an audience just short of coalesceViewers does not wait longer than a
+// bigger one.
 func spacing(capWait time.Duration, viewers int) time.Duration {
-	if viewers >= coalesceViewers {
-		return capWait
-	}
-	return capWait * time.Duration(viewers) / coalesceViewers
+	return capWait * time.Duration(min(viewers, coalesceViewers)) / (2 * coalesceViewers)
 }
 
 // shutdown stops the listener and ends every viewer's response (within a second).
@@ -456,6 +455,10 @@ func (s *Stage) data(p *core.Packet) {
 // the relay's input, microseconds apart) and say nothing of the pace.
 const burstSplit = time.Millisecond
 
+// maxPaceGap: a longer gap is a pause (the publisher stalled or
+// reconnected), not the pace, which it would inflate for dozens of frames.
+const maxPaceGap = time.Second
+
 // tagPace notes that a tag of type typ came at now: a live stream's audio
 // frames come a frame's duration apart, and so do its video frames.
 func (st *stream) tagPace(typ byte, now time.Time) {
@@ -468,7 +471,7 @@ func (st *stream) tagPace(typ byte, now time.Time) {
 		return
 	}
 	if last := st.lastAt[k]; !last.IsZero() {
-		if gap := now.Sub(last); gap > burstSplit {
+		if gap := now.Sub(last); gap > burstSplit && gap <= maxPaceGap {
 			if st.pace[k] == 0 {
 				st.pace[k] = gap
 			} else {

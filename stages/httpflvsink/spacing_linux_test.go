@@ -12,7 +12,7 @@ func TestSpacingGrowsWithAudience(t *testing.T) {
 	for _, c := range []struct {
 		viewers int
 		want    time.Duration
-	}{{0, 0}, {1, capWait / coalesceViewers}, {coalesceViewers / 2, capWait / 2}, {coalesceViewers, capWait}, {5000, capWait}} {
+	}{{0, 0}, {1, capWait / (2 * coalesceViewers)}, {coalesceViewers / 2, capWait / 4}, {coalesceViewers - 1, capWait * (coalesceViewers - 1) / (2 * coalesceViewers)}, {5000, capWait / 2}} {
 		if got := spacing(capWait, c.viewers); got != c.want {
 			t.Errorf("spacing(%s, %d viewers) = %s, want %s", capWait, c.viewers, got, c.want)
 		}
@@ -137,8 +137,22 @@ func TestBigAudiencePaired(t *testing.T) {
 	if tf.f.flushDue(t3.Add(capWait), false); len(tf.s.dirty) != 0 {
 		t.Fatal("a held burst waited past flush_interval")
 	}
+	// A held burst stays held when the next one it waits for is overdue
+	// meanwhile (another stream's burst or a timer runs flushDue): the
+	// wait was decided at its end and its deadline bounds it.
+	t5 := t3.Add(2 * time.Second)
+	tf.burst(t5, 400*time.Millisecond)
+	if tf.f.flushDue(t5, false); len(tf.s.dirty) != 1 {
+		t.Fatal("a burst expected to be followed in time was not held")
+	}
+	if tf.f.flushDue(t5.Add(500*time.Millisecond), false); len(tf.s.dirty) != 1 {
+		t.Fatal("a held burst went out before its deadline when its next one was overdue")
+	}
+	if tf.f.flushDue(t5.Add(capWait), false); len(tf.s.dirty) != 0 {
+		t.Fatal("a held burst waited past flush_interval")
+	}
 	// ...but not for one due well past it.
-	t4 := t3.Add(5 * time.Second)
+	t4 := t5.Add(5 * time.Second)
 	tf.burst(t4, capWait+2*pairSlack)
 	if tf.f.flushDue(t4, false); len(tf.s.dirty) != 0 {
 		t.Fatal("a lone burst was held for a next one due well past the deadline")
@@ -181,7 +195,12 @@ func TestTagPace(t *testing.T) {
 		t.Fatalf("with everything overdue, next burst at %v, want none", next.Sub(t0))
 	}
 	st.tagPace(flv.TypeAudio, ms(56.5)) // a late frame: the pace moves a quarter of the way
-	if want := 23*time.Millisecond + (33*time.Millisecond-23*time.Millisecond)/4; st.pace[0] != want {
+	want := 23*time.Millisecond + (33*time.Millisecond-23*time.Millisecond)/4
+	if st.pace[0] != want {
 		t.Fatalf("pace after a late frame %v, want %v", st.pace[0], want)
+	}
+	st.tagPace(flv.TypeAudio, ms(5000)) // after a pause: not a pace
+	if st.pace[0] != want {
+		t.Fatalf("pace after a 5 s pause %v, want it kept at %v", st.pace[0], want)
 	}
 }

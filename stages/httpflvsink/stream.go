@@ -736,8 +736,8 @@ func (v *viewer) piece(maxTags int) int {
 		size += len(r.b)
 		n++
 	}
-	if v.chunked {
-		n++
+	if v.chunked && (v.left == 0 || len(v.pre) > 0) {
+		n++ // the size line, when this write has one
 	}
 	return n
 }
