@@ -31,28 +31,46 @@ func TestFiresOnTime(t *testing.T) {
 	}
 }
 
+// newFallback is what New gives where no timerfd can be had.
+func newFallback(t *testing.T) *Timer {
+	c := make(chan struct{}, 1)
+	tm := &Timer{C: c}
+	tm.initFallback(c)
+	t.Cleanup(func() { tm.Close() })
+	return tm
+}
+
+// Both the timerfd and the fallback: a later Reset replaces an earlier
+// one, sooner or later, and Stop disarms.
 func TestResetReplacesAndStopDisarms(t *testing.T) {
-	tm := newTimer(t)
-	tm.Reset(time.Hour)
-	tm.Reset(5 * time.Millisecond) // the later call wins, earlier or not
-	select {
-	case <-tm.C:
-	case <-time.After(5 * time.Second):
-		t.Fatal("a Reset to sooner did not replace the hour")
-	}
-	tm.Reset(20 * time.Millisecond)
-	tm.Stop()
-	select {
-	case <-tm.C:
-		t.Fatal("fired after Stop")
-	case <-time.After(100 * time.Millisecond):
-	}
-	tm.Reset(10 * time.Millisecond)
-	tm.Reset(time.Hour) // pushed out: must not fire at 10 ms
-	select {
-	case <-tm.C:
-		t.Fatal("fired at the replaced, earlier deadline")
-	case <-time.After(100 * time.Millisecond):
+	for _, c := range []struct {
+		name string
+		make func(*testing.T) *Timer
+	}{{"timerfd", newTimer}, {"fallback", newFallback}} {
+		t.Run(c.name, func(t *testing.T) {
+			tm := c.make(t)
+			tm.Reset(time.Hour)
+			tm.Reset(5 * time.Millisecond) // the later call wins, earlier or not
+			select {
+			case <-tm.C:
+			case <-time.After(5 * time.Second):
+				t.Fatal("a Reset to sooner did not replace the hour")
+			}
+			tm.Reset(20 * time.Millisecond)
+			tm.Stop()
+			select {
+			case <-tm.C:
+				t.Fatal("fired after Stop")
+			case <-time.After(100 * time.Millisecond):
+			}
+			tm.Reset(10 * time.Millisecond)
+			tm.Reset(time.Hour) // pushed out: must not fire at 10 ms
+			select {
+			case <-tm.C:
+				t.Fatal("fired at the replaced, earlier deadline")
+			case <-time.After(100 * time.Millisecond):
+			}
+		})
 	}
 }
 
@@ -80,26 +98,5 @@ func TestResetAllocs(t *testing.T) {
 	tm := newTimer(t)
 	if a := testing.AllocsPerRun(100, func() { tm.Reset(time.Hour) }); a > 0 {
 		t.Fatalf("Reset allocates %.1f times; it runs per burst", a)
-	}
-}
-
-func TestFallbackFires(t *testing.T) {
-	// What New gives where no timerfd can be had.
-	c := make(chan struct{}, 1)
-	tm := &Timer{C: c}
-	tm.initFallback(c)
-	defer tm.Close()
-	tm.Reset(time.Millisecond)
-	select {
-	case <-tm.C:
-	case <-time.After(5 * time.Second):
-		t.Fatal("the fallback timer never fired")
-	}
-	tm.Reset(20 * time.Millisecond)
-	tm.Stop()
-	select {
-	case <-tm.C:
-		t.Fatal("the fallback fired after Stop")
-	case <-time.After(60 * time.Millisecond):
 	}
 }

@@ -635,7 +635,7 @@ func (s *Stage) sendQueued(v *viewer, bufs [][]byte) (_ [][]byte, done bool, err
 			abort(v.tcp)
 			return bufs, true, err
 		}
-		bufs = v.frame(bufs[:0], v.piece(s.pieceTags))
+		bufs = v.frame(bufs[:0], v.piece(s.cfg.ViewerQueue/pieceShare))
 		var n int64
 		n, err = s.writeBlocking(v, bufs, drainBy)
 		clear(bufs)
@@ -712,7 +712,7 @@ func (v *viewer) frame(dst [][]byte, maxBufs int) [][]byte {
 }
 
 // A blocking write by a viewer's goroutine (sendQueued) covers at most
-// maxPieceBytes, or an eighth of viewer_queue tags (Stage.pieceTags), and
+// maxPieceBytes, or an eighth of viewer_queue tags (at least 2), and
 // the tags it sent stop counting against viewer_queue before the next one.
 // A TLS viewer's goroutine took all that had queued while it wrote and
 // wrote it in one go, and push counted all of it as still queued until the
