@@ -49,3 +49,53 @@ func TestMeasureRate(t *testing.T) {
 		}
 	}
 }
+
+// countingConn is a RawConn without a socket that counts the reads of its
+// send queue; the probe's n stands for what the queue holds.
+type countingConn struct{ reads int }
+
+func (c *countingConn) Control(func(fd uintptr)) error { c.reads++; return nil }
+func (c *countingConn) Read(func(fd uintptr) bool) error  { return nil }
+func (c *countingConn) Write(func(fd uintptr) bool) error { return nil }
+
+// TestCheckLagReadsQueueOnlyWhenItMatters: a viewer's send queue is read
+// only when a full send buffer could put it past write_timeout of the
+// stream, and what is read then counts toward the limit.
+func TestCheckLagReadsQueueOnlyWhenItMatters(t *testing.T) {
+	const rate = 100_000 // bytes a second
+	t0 := time.Unix(1_700_000_000, 0)
+	for _, c := range []struct {
+		name         string
+		writeTimeout time.Duration
+		sndbufSet    bool
+		queuedHere   int64 // tag bytes queued but not written
+		kernel       int   // what the probe says the socket holds
+		wantReads    int
+		wantBehind   bool
+	}{
+		// 10 s of the stream is 1 MB; a full 100 kB send buffer is 264 kB.
+		{"far within", 10 * time.Second, true, 100_000, 0, 0, false},
+		{"near the limit", 10 * time.Second, true, 900_000, 0, 1, false},
+		{"past it with the kernel's", 10 * time.Second, true, 900_000, 200_000, 1, true},
+		// The send buffer was not taken: the kernel's share is unknown.
+		{"buffer unknown", 10 * time.Second, false, 0, 0, 1, false},
+		// 2 s of the stream is 200 kB, less than a full send buffer.
+		{"short write_timeout", 2 * time.Second, true, 0, 250_000, 1, true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			s := &Stage{cfg: Config{WriteTimeout: c.writeTimeout}, checkEvery: time.Second}
+			st := &stream{}
+			st.rate.Store(rate)
+			rc := &countingConn{}
+			v := &viewer{st: st, sndbuf: sendBufferFor(rate), sndbufSet: c.sndbufSet}
+			v.probe = sockProbe{rc: rc, n: c.kernel, fn: func(uintptr) {}}
+			err := s.checkLag(v, t0, c.queuedHere)
+			if rc.reads != c.wantReads {
+				t.Errorf("send queue read %d times, want %d", rc.reads, c.wantReads)
+			}
+			if got := err != nil; got != c.wantBehind {
+				t.Errorf("checkLag = %v, want behind %v", err, c.wantBehind)
+			}
+		})
+	}
+}

@@ -114,10 +114,11 @@ type viewer struct {
 	off int       // bytes of out[0] already written
 
 	// How far behind live v is (lag.go), owned by owner like out.
-	written int64     // tag bytes written, chunk framing left out
-	probe   sockProbe // reads the socket's send queue
-	sndbuf  int       // the send buffer asked for, 0 for the system's
-	checked time.Time // the last look at the send queue
+	written   int64     // tag bytes written, chunk framing left out
+	probe     sockProbe // reads the socket's send queue
+	sndbuf    int       // the send buffer asked for, 0 for the system's
+	sndbufSet bool      // and the socket took it
+	checked   time.Time // the last look at the send queue
 
 	// Chunked framing (HTTP/1.1), owned by owner like out. A chunk covers
 	// whole tags of out, one chunk per coalesced write; every size line
