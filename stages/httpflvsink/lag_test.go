@@ -54,7 +54,7 @@ func TestMeasureRate(t *testing.T) {
 // send queue; the probe's n stands for what the queue holds.
 type countingConn struct{ reads int }
 
-func (c *countingConn) Control(func(fd uintptr)) error { c.reads++; return nil }
+func (c *countingConn) Control(func(fd uintptr)) error    { c.reads++; return nil }
 func (c *countingConn) Read(func(fd uintptr) bool) error  { return nil }
 func (c *countingConn) Write(func(fd uintptr) bool) error { return nil }
 
