@@ -21,6 +21,8 @@ import (
 	"runtime"
 	"sync"
 	"time"
+
+	"github.com/mediapipe/mediapipe/core"
 )
 
 // Governor samples the process's CPU use and sets GOMAXPROCS to 1 when it
@@ -89,7 +91,9 @@ func (g *Governor) Start(ctx context.Context) (stop func()) {
 }
 
 func (g *Governor) run(ctx context.Context) {
-	t := time.NewTicker(g.Every)
+	// Aligned to whole multiples of Every, as the stages' periodic work
+	// is (core.UntilAligned): the samples cost no wake-ups of their own.
+	t := time.NewTimer(core.UntilAligned(time.Now(), g.Every))
 	defer t.Stop()
 	procs := g.setProcs(-1)
 	defer func() {
@@ -104,6 +108,7 @@ func (g *Governor) run(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case now := <-t.C:
+			t.Reset(core.UntilAligned(time.Now(), g.Every))
 			cpu := g.cpu()
 			wall := now.Sub(lastAt)
 			if wall <= 0 {

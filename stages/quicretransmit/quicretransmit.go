@@ -198,7 +198,7 @@ func (s *Stage) Run(ctx context.Context, in <-chan *core.Packet, out core.Output
 		}
 	}()
 
-	tick := s.env.Clock.NewTimer(time.Second)
+	tick := s.env.Clock.NewTimer(core.UntilAligned(s.env.Clock.Now(), time.Second))
 	defer tick.Stop()
 	for {
 		select {
@@ -209,7 +209,7 @@ func (s *Stage) Run(ctx context.Context, in <-chan *core.Packet, out core.Output
 			s.handle(p, out)
 		case <-tick.C():
 			s.housekeep()
-			tick.Reset(time.Second)
+			tick.Reset(core.UntilAligned(s.env.Clock.Now(), time.Second))
 		}
 	}
 }

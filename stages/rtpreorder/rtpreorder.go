@@ -287,7 +287,7 @@ func (s *Stage) Run(ctx context.Context, in <-chan *core.Packet, out core.Output
 	defer s.shutdown(out)
 	// Reports go once a second; with no repair connection nothing is sent.
 	if s.client != nil {
-		s.reportTimer = s.env.Clock.NewTimer(ReportInterval)
+		s.reportTimer = s.env.Clock.NewTimer(core.UntilAligned(s.env.Clock.Now(), ReportInterval))
 		defer s.reportTimer.Stop()
 	}
 
@@ -320,7 +320,7 @@ func (s *Stage) Run(ctx context.Context, in <-chan *core.Packet, out core.Output
 			s.service(out)
 		case <-s.reportC():
 			s.sendReports()
-			s.reportTimer.Reset(ReportInterval)
+			s.reportTimer.Reset(core.UntilAligned(s.env.Clock.Now(), ReportInterval))
 		case <-s.reconf:
 			s.applyLive()
 		}

@@ -460,7 +460,7 @@ func (s *Stage) Run(ctx context.Context, in <-chan *core.Packet, _ core.Output) 
 		}
 	}
 	defer s.closeAll()
-	timer := s.env.Clock.NewTimer(announceEvery)
+	timer := s.env.Clock.NewTimer(core.UntilAligned(s.env.Clock.Now(), announceEvery))
 	defer timer.Stop()
 	// The batch wait is wall time on purpose: it bounds real latency, and a
 	// fake clock that nobody advances would hold every partial batch.
@@ -516,7 +516,7 @@ func (s *Stage) Run(ctx context.Context, in <-chan *core.Packet, _ core.Output) 
 			s.announceAll()
 			s.send()
 			s.rearm(pace)
-			timer.Reset(announceEvery)
+			timer.Reset(core.UntilAligned(s.now, announceEvery))
 		}
 	}
 }
