@@ -93,7 +93,11 @@ func (g *Governor) Start(ctx context.Context) (stop func()) {
 func (g *Governor) run(ctx context.Context) {
 	// Aligned to whole multiples of Every, as the stages' periodic work
 	// is (core.UntilAligned): the samples cost no wake-ups of their own.
-	t := time.NewTimer(core.UntilAligned(time.Now(), g.Every))
+	first := core.UntilAligned(time.Now(), g.Every)
+	if first < g.Every/2 { // a first sample of a few ms would be all noise
+		first += g.Every
+	}
+	t := time.NewTimer(first)
 	defer t.Stop()
 	procs := g.setProcs(-1)
 	defer func() {

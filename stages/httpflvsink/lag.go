@@ -79,7 +79,9 @@ func (v *viewer) setSendBuffer(n int) {
 
 // maxKernelQueue is the most a socket whose send buffer was set to sndbuf
 // can hold unacknowledged: Linux doubles SO_SNDBUF for its accounting,
-// and takes one more segment (up to 64 KiB) while under it.
+// and takes one more segment while under it: up to 64 KiB, the GSO limit
+// unless an interface is set for BIG TCP (gso_max_size above 64 KiB),
+// where a lag check may then read the queue a check late.
 func maxKernelQueue(sndbuf int) int64 {
 	return 2*int64(sndbuf) + 64<<10
 }

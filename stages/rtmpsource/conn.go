@@ -25,6 +25,8 @@ type guardedConn struct {
 
 	raw *rawReader // nil where the connection has no file descriptor (tests' pipes)
 
+	readBytes int64 // read so far; Read's and go-rtmp's handlers' own (one goroutine)
+
 	cause  atomic.Pointer[string] // first reason the connection failed, for counting
 	failed atomic.Bool            // go-rtmp ended the connection with an error
 	once   sync.Once
@@ -67,6 +69,7 @@ func (c *guardedConn) Read(p []byte) (int, error) {
 		n, err = c.Conn.Read(p)
 	}
 	if n > 0 {
+		c.readBytes += int64(n)
 		if gerr := c.guard.feed(p[:n]); gerr != nil {
 			if errors.Is(gerr, errTooLarge) {
 				c.setCause("message_too_large")

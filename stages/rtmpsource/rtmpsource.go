@@ -426,12 +426,20 @@ func (h *handler) OnConnect(_ uint32, cmd *rtmpmsg.NetConnectionConnect) error {
 const serverChunkSize = 4096
 
 // setChunkSize announces serverChunkSize and chunks what the server sends
-// from then on by it. It runs in OnConnect, before go-rtmp answers the
-// connect, while nothing of go-rtmp's is being written: the Set Chunk Size
-// message goes straight onto the connection ahead of everything chunked by
-// the new size.
+// from then on by it. It runs in OnConnect, on go-rtmp's reading
+// goroutine, before go-rtmp answers the connect: the Set Chunk Size
+// message goes straight onto the connection ahead of everything chunked
+// by the new size, and go-rtmp's first message on chunk stream 2 after it
+// carries a full header. That needs nothing of go-rtmp's written or
+// queued yet. Before connect go-rtmp writes only acknowledgements, once a
+// client that set a window of its own has sent half of it; such a client
+// (none seen in practice) is left at the default chunk size rather than
+// have the message raced against them.
 func (h *handler) setChunkSize() error {
-	if h.conn == nil {
+	if h.conn == nil { // OnServe not called: go-rtmp changed under us
+		return nil
+	}
+	if window := int64(h.conn.GetChunkStreamer().PeerState().AckWindowSize()); h.c.readBytes >= window/2 {
 		return nil
 	}
 	var msg [16]byte
