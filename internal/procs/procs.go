@@ -91,8 +91,8 @@ func (g *Governor) Start(ctx context.Context) (stop func()) {
 }
 
 func (g *Governor) run(ctx context.Context) {
-	// Aligned to whole multiples of Every, as the stages' periodic work
-	// is (core.UntilAligned): the samples cost no wake-ups of their own.
+	// On the process's ticks of Every, as the stages' periodic work is
+	// (core.UntilAligned): the samples cost no wake-ups of their own.
 	first := core.UntilAligned(time.Now(), g.Every)
 	if first < g.Every/2 { // a first sample of a few ms would be all noise
 		first += g.Every
